@@ -1,0 +1,166 @@
+"""The application factory: the one place that wires every package together."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import func, select
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hub.auth import LoginThrottle, TokenSigner
+from hub.bus import EventHub, LocalTransport, RedisTransport, Transport
+from hub.config import Settings, get_settings
+from hub.db import Database, utcnow
+from hub.errors import SwitchboardError
+from hub.events import prune_events
+from hub.messages import Sender
+from hub.metrics import Metrics
+from hub.runtime import Runtime
+from hub.workers import Periodic
+
+log = logging.getLogger(__name__)
+
+
+def import_all_models() -> None:
+    """Register every table on SQLModel's metadata (for Alembic and tests)."""
+    import hub.events  # noqa: F401
+    import ticketing.models  # noqa: F401
+
+
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with 413, whether or not Content-Length is honest."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        response = JSONResponse(
+            {"detail": f"request body is over the limit of {self.limit} bytes", "code": "body_too_large"},
+            status_code=413,
+        )
+        await response({"type": "http"}, _noop_receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _noop_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
+def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender] | None = None) -> FastAPI:
+    """Build the application. ``senders`` overrides the channel adapters (a test seam)."""
+    import_all_models()
+    from ticketing import service as ticketing_service
+    from ticketing.ingest import IngestPipeline
+    from ticketing.models import Ticket
+    from ticketing.outbox import OutboxDispatcher
+    from ticketing.views import router as ticketing_router
+    from ticketing.views import ws_router as ticketing_ws
+
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(settings.database_url)
+        transport: Transport = RedisTransport(settings.redis_url) if settings.redis_url else LocalTransport()
+        hub = EventHub(db, transport, queue_size=settings.ws_send_queue)
+        rt = Runtime(settings=settings, db=db, events=hub, metrics=app.state.metrics)
+        ingest = IngestPipeline(rt)
+        dispatcher = OutboxDispatcher(rt, dict(senders or {}))
+
+        async def prune() -> None:
+            async with db.begin() as conn:
+                await prune_events(conn, utcnow() - timedelta(seconds=settings.event_retention_seconds))
+
+        jobs = [
+            Periodic("offer-expiry", 1.0, lambda: ticketing_service.expire_offers(rt)),
+            Periodic("event-pruning", 3600.0, prune),
+        ]
+        app.state.rt = rt
+        app.state.ingest = ingest
+        app.state.dispatcher = dispatcher
+        await hub.start()
+        await ingest.start()
+        await dispatcher.start()
+        for job in jobs:
+            await job.start()
+        try:
+            yield
+        finally:
+            for job in jobs:
+                await job.stop()
+            await dispatcher.stop()
+            await ingest.stop()
+            await hub.stop()
+            await db.dispose()
+
+    app = FastAPI(
+        title="Switchboard",
+        summary="Self-hosted contact center: one ticketing core for every channel.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = Metrics()
+    app.state.signer = TokenSigner(settings.secret_key.get_secret_value(), settings.token_ttl_seconds)
+    app.state.login_throttle = LoginThrottle(settings.login_attempts_per_minute)
+
+    @app.exception_handler(SwitchboardError)
+    async def _domain_error(_request: Request, exc: SwitchboardError) -> JSONResponse:
+        return JSONResponse({"detail": exc.message, "code": exc.code}, status_code=exc.status)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz(request: Request) -> dict[str, Any]:
+        rt: Runtime = request.app.state.rt
+        async with rt.read() as conn:
+            await conn.execute(select(1))
+        return {"status": "ok", "database": rt.db.engine.dialect.name, "last_seq": rt.events.last_seq}
+
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
+    async def metrics(request: Request) -> PlainTextResponse:
+        rt: Runtime = request.app.state.rt
+        table = Ticket.__table__  # type: ignore[attr-defined]
+        async with rt.read() as conn:
+            counts = dict((await conn.execute(select(table.c.status, func.count()).group_by(table.c.status))).all())
+        for status in ("new", "open", "pending", "solved", "closed"):
+            rt.metrics.tickets.labels(status).set(counts.get(status, 0))
+        return PlainTextResponse(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(ticketing_router)
+    app.include_router(ticketing_ws)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app

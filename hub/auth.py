@@ -1,0 +1,96 @@
+"""Passwords, session tokens and login throttling. Pure: no database, no web framework.
+
+Tokens are signed and timestamped with the secret key (itsdangerous); they carry the agent id and a
+password-version fingerprint, so changing a password ends the sessions made with the old one. Neither
+passwords nor tokens are ever logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+_hasher = PasswordHasher()
+SESSION_COOKIE = "switchboard_session"
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+# A hash to verify against when the username is unknown, so both cases take the same time.
+_DUMMY_HASH = _hasher.hash("no-such-user-password")
+
+
+def verify_dummy(password: str) -> None:
+    verify_password(_DUMMY_HASH, password)
+
+
+def password_fingerprint(password_hash: str) -> str:
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    agent_id: int
+    fingerprint: str
+
+
+class TokenSigner:
+    def __init__(self, secret: str, ttl_seconds: int, salt: str = "switchboard-session") -> None:
+        self._serializer = URLSafeTimedSerializer(secret, salt=salt)
+        self.ttl_seconds = ttl_seconds
+
+    def issue(self, agent_id: int, password_hash: str) -> str:
+        return self._serializer.dumps({"a": agent_id, "f": password_fingerprint(password_hash)})
+
+    def verify(self, token: str) -> TokenClaims | None:
+        try:
+            data = self._serializer.loads(token, max_age=self.ttl_seconds)
+        except (BadSignature, SignatureExpired):
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("a"), int):
+            return None
+        return TokenClaims(agent_id=data["a"], fingerprint=str(data.get("f", "")))
+
+
+class LoginThrottle:
+    """At most ``limit`` failed attempts per key (client address + username) in a sliding minute."""
+
+    def __init__(self, limit: int, window_seconds: float = 60.0) -> None:
+        self.limit = limit
+        self.window = window_seconds
+        self._failures: defaultdict[str, deque[float]] = defaultdict(deque)
+
+    def _recent(self, key: str, now: float) -> deque[float]:
+        attempts = self._failures[key]
+        while attempts and attempts[0] <= now - self.window:
+            attempts.popleft()
+        return attempts
+
+    def retry_after(self, key: str) -> float:
+        """Seconds until ``key`` may try again; 0 if it may now."""
+        now = time.monotonic()
+        attempts = self._recent(key, now)
+        if len(attempts) < self.limit:
+            return 0.0
+        return max(0.0, attempts[0] + self.window - now)
+
+    def failed(self, key: str) -> None:
+        self._failures[key].append(time.monotonic())
+
+    def succeeded(self, key: str) -> None:
+        self._failures.pop(key, None)

@@ -1,0 +1,205 @@
+"""Publishing events after commit and fanning them out to this process's subscribers.
+
+``EventHub`` is the one object per process that websocket connections subscribe to. It receives committed
+events from a transport: ``LocalTransport`` hands them straight over (one process), ``RedisTransport``
+publishes them on a Redis channel that every process listens to (several processes on PostgreSQL).
+
+Delivery invariants, per process:
+- subscribers get events in ``seq`` order, none twice: the hub keeps ``last_seq`` and drops anything at or
+  below it;
+- none is skipped: a transport message that arrives ahead of its predecessors (another process published
+  later, or a publish was lost) makes the hub read the gap from the event log, which is the source of
+  truth, before going on (see ``hub.events`` for why a committed N+1 implies N is settled);
+- one slow subscriber never delays the others: each has its own bounded queue, and a subscriber whose
+  queue overflows is cut off and told so; its client resumes from its last ``seq``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from hub.db import Database
+from hub.events import EventRecord, Viewer, events_after, seq_bounds
+
+log = logging.getLogger(__name__)
+
+REDIS_CHANNEL = "switchboard:events"
+
+
+class Subscriber:
+    """One live listener (a websocket connection): a filter and a bounded queue of frames."""
+
+    def __init__(self, viewer: Viewer | None, maxsize: int) -> None:
+        self.viewer = viewer
+        # (event, its frame already serialized once for every subscriber)
+        self.queue: asyncio.Queue[tuple[EventRecord, str]] = asyncio.Queue(maxsize=maxsize)
+        self.overflowed = asyncio.Event()
+
+    def offer(self, event: EventRecord, text: str) -> None:
+        if self.overflowed.is_set():
+            return
+        if self.viewer is not None and not event.visible_to(self.viewer):
+            return
+        try:
+            self.queue.put_nowait((event, text))
+        except asyncio.QueueFull:
+            self.overflowed.set()
+
+
+class Transport(Protocol):
+    async def start(self, hub: EventHub) -> None: ...
+    async def publish(self, events: Sequence[EventRecord]) -> None: ...
+    async def stop(self) -> None: ...
+
+
+class EventHub:
+    """This process's view of the event stream."""
+
+    def __init__(
+        self, db: Database, transport: Transport, *, queue_size: int = 1000, catch_up_seconds: float = 5.0
+    ) -> None:
+        self.db = db
+        self.catch_up_seconds = catch_up_seconds
+        self.transport = transport
+        self.queue_size = queue_size
+        self.last_seq = 0
+        self._subscribers: set[Subscriber] = set()
+        self._inbox: asyncio.Queue[list[EventRecord]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        async with self.db.engine.connect() as conn:
+            _, self.last_seq = await seq_bounds(conn)
+        self._task = asyncio.create_task(self._run(), name="event-hub")
+        await self.transport.start(self)
+
+    async def stop(self) -> None:
+        await self.transport.stop()
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def publish(self, events: Sequence[EventRecord]) -> None:
+        """Publish committed events to every process (call after commit, never before)."""
+        if events:
+            await self.transport.publish(events)
+
+    def receive(self, events: list[EventRecord]) -> None:
+        """Called by the transport with events from any process."""
+        self._inbox.put_nowait(events)
+
+    def subscribe(self, viewer: Viewer | None) -> Subscriber:
+        sub = Subscriber(viewer, self.queue_size)
+        self._subscribers.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        self._subscribers.discard(sub)
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                batch = await asyncio.wait_for(self._inbox.get(), timeout=self.catch_up_seconds)
+            except TimeoutError:
+                batch = []  # quiet for a while: check the log for anything a transport lost
+            try:
+                if batch:
+                    await self._deliver(batch)
+                else:
+                    await self._catch_up()
+            except Exception:  # a bad batch must not stop delivery for everyone
+                log.exception("event delivery failed")
+
+    async def _deliver(self, batch: list[EventRecord]) -> None:
+        for event in sorted(batch, key=lambda e: e.seq):
+            if event.seq <= self.last_seq:
+                continue
+            if event.seq > self.last_seq + 1:
+                # A gap: read what we missed from the log before going on.
+                await self._catch_up()
+            if event.seq > self.last_seq:
+                self._fan_out(event)
+
+    async def _catch_up(self) -> None:
+        async with self.db.engine.connect() as conn:
+            missed = await events_after(conn, self.last_seq)
+        for m in missed:
+            self._fan_out(m)
+
+    def _fan_out(self, event: EventRecord) -> None:
+        self.last_seq = event.seq
+        text = json.dumps(event.frame())
+        for sub in self._subscribers:
+            sub.offer(event, text)
+
+
+class LocalTransport:
+    """One process: events go straight to the hub."""
+
+    def __init__(self) -> None:
+        self._hub: EventHub | None = None
+
+    async def start(self, hub: EventHub) -> None:
+        self._hub = hub
+
+    async def publish(self, events: Sequence[EventRecord]) -> None:
+        assert self._hub is not None
+        self._hub.receive(list(events))
+
+    async def stop(self) -> None:
+        self._hub = None
+
+
+class RedisTransport:
+    """Several processes: every process publishes to and listens on one Redis pub/sub channel."""
+
+    def __init__(self, url: str) -> None:
+        import redis.asyncio as redis
+
+        self._redis: Any = redis.from_url(url)
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    async def start(self, hub: EventHub) -> None:
+        self._task = asyncio.create_task(self._listen(hub), name="redis-events")
+        await asyncio.wait_for(self._ready.wait(), timeout=10)
+
+    async def publish(self, events: Sequence[EventRecord]) -> None:
+        await self._redis.publish(REDIS_CHANNEL, json.dumps([e.frame() for e in events]))
+
+    async def _listen(self, hub: EventHub) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                pubsub = self._redis.pubsub()
+                await pubsub.subscribe(REDIS_CHANNEL)
+                self._ready.set()
+                backoff = 0.5
+                async for message in pubsub.listen():
+                    if message.get("type") != "message":
+                        continue
+                    hub.receive([EventRecord.from_frame(f) for f in json.loads(message["data"])])
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Events published while we were away are read from the log at the next gap.
+                log.exception("redis event listener failed; reconnecting in %.1fs", backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10)
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._redis.aclose()

@@ -1,0 +1,83 @@
+"""Settings: one pydantic-settings object, read from ``SWITCHBOARD_*`` environment variables and ``.env``.
+
+Every command (``serve``, ``demo``, ``migrate``, ``agent create``) reads the same settings, so a CLI command
+run beside a running server works on the same database.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class MailboxSettings(BaseModel):
+    """One IMAP-in / SMTP-out mailbox, as given in ``SWITCHBOARD_MAILBOXES``."""
+
+    name: str
+    address: str
+    queue: str
+    imap_host: str
+    imap_port: int = 993
+    imap_tls: bool = True
+    username: str
+    password: SecretStr
+    folder: str = "INBOX"
+    smtp_host: str
+    smtp_port: int = 587
+    smtp_security: Literal["none", "starttls", "tls"] = "starttls"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+
+
+class Settings(BaseSettings):
+    """All of Switchboard's configuration. See the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        default_factory=lambda: f"sqlite+aiosqlite:///{Path.cwd() / 'switchboard.db'}",
+        description="SQLAlchemy async URL: sqlite+aiosqlite:///path or postgresql+asyncpg://user@host/db",
+    )
+    redis_url: str | None = Field(default=None, description="Redis URL for fan-out across processes")
+    secret_key: SecretStr = Field(
+        default=SecretStr("change-me-in-production"),
+        description="Signs session tokens and visitor tokens",
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Externally visible base URL, used for webhook signatures and links",
+    )
+    token_ttl_seconds: int = 12 * 3600
+    max_body_bytes: int = 1_048_576
+    event_retention_seconds: int = 7 * 24 * 3600
+    heartbeat_seconds: float = 25.0
+    ws_send_queue: int = 1000
+    ws_compression: bool = False
+    login_attempts_per_minute: int = 10
+    ingest_batch_max: int = 256
+    offer_timeout_seconds: int = 30
+    outbox_max_attempts: int = 8
+    outbox_backoff_base_seconds: float = 2.0
+    outbox_poll_seconds: float = 1.0
+    mail_domain: str = "switchboard.local"
+    default_phone_region: str = "US"
+    mailboxes: list[MailboxSettings] = Field(default_factory=list)
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,33 @@
+"""FastAPI dependencies shared by every package's views."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends
+from starlette.requests import HTTPConnection
+
+from hub.auth import SESSION_COOKIE, TokenSigner
+from hub.runtime import Runtime
+
+
+def get_runtime(conn: HTTPConnection) -> Runtime:
+    return conn.app.state.rt  # type: ignore[no-any-return]
+
+
+def get_signer(conn: HTTPConnection) -> TokenSigner:
+    return conn.app.state.signer  # type: ignore[no-any-return]
+
+
+def bearer_or_cookie(conn: HTTPConnection) -> str | None:
+    """The session token from ``Authorization: Bearer``, the ``?token=`` of a websocket, or the cookie."""
+    header = conn.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip() or None
+    if conn.scope["type"] == "websocket" and conn.query_params.get("token"):
+        return conn.query_params["token"]
+    return conn.cookies.get(SESSION_COOKIE)
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+SignerDep = Annotated[TokenSigner, Depends(get_signer)]

@@ -1,0 +1,191 @@
+"""The event log: every change appends a row with a global, increasing ``seq``.
+
+Invariants:
+- ``seq`` order is commit order. On PostgreSQL every transaction that appends events takes one advisory
+  transaction lock first (``append_events``), so a transaction cannot commit seq N+1 while N is still in
+  flight; a reader that sees N+1 knows N is committed or rolled back. SQLite has one writer, so it holds
+  there by construction.
+- Events are published only after their transaction commits (see ``hub.bus``).
+- Who may see an event follows from ``queue_id`` and ``agent_id`` alone (``EventRecord.visible_to``), so a
+  resume from the log and the live stream filter identically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Index, delete, func, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel import Field, SQLModel
+
+from hub.db import BigId, JSONType, UTCDateTime, utcnow
+
+# Arbitrary constant naming the one advisory lock that orders event appends on PostgreSQL.
+EVENT_LOCK_KEY = 0x5B0A_4D01
+
+
+class EventType(StrEnum):
+    TICKET_CREATED = "ticket.created"
+    TICKET_UPDATED = "ticket.updated"
+    MESSAGE_CREATED = "message.created"
+    MESSAGE_STATUS = "message.status"
+    TICKET_OFFERED = "ticket.offered"
+    TICKET_ASSIGNED = "ticket.assigned"
+    TICKET_QUEUED = "ticket.queued"
+    OFFER_DECLINED = "offer.declined"
+    OFFER_EXPIRED = "offer.expired"
+    AGENT_STATUS = "agent.status"
+    CONTACT_UPDATED = "contact.updated"
+    TYPING = "typing"
+
+
+class Event(SQLModel, table=True):
+    """One row of the append-only event log."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_created_at", "created_at"), {"sqlite_autoincrement": True})
+
+    seq: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    type: str = Field(max_length=64)
+    ticket_id: int | None = Field(default=None, index=True)
+    queue_id: int | None = None
+    agent_id: int | None = None
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """What the visibility rule needs to know about whoever watches the stream."""
+
+    agent_id: int
+    sees_all: bool
+    queue_ids: frozenset[int] = frozenset()
+
+
+@dataclass(slots=True)
+class NewEvent:
+    """An event about to be appended."""
+
+    type: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    ticket_id: int | None = None
+    queue_id: int | None = None
+    agent_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """An appended event, as published and as sent to websocket clients."""
+
+    seq: int
+    type: str
+    payload: dict[str, Any]
+    created_at: datetime
+    ticket_id: int | None = None
+    queue_id: int | None = None
+    agent_id: int | None = None
+
+    def visible_to(self, viewer: Viewer) -> bool:
+        """Supervisors see everything; an agent sees events of their queues, about themselves, and global ones."""
+        if viewer.sees_all or self.agent_id == viewer.agent_id:
+            return True
+        if self.queue_id is not None:
+            return self.queue_id in viewer.queue_ids
+        return self.agent_id is None
+
+    def frame(self) -> dict[str, Any]:
+        """The websocket frame: ``type`` is the event type, ``seq`` its position in the log."""
+        return {
+            "type": self.type,
+            "seq": self.seq,
+            "ticket_id": self.ticket_id,
+            "queue_id": self.queue_id,
+            "agent_id": self.agent_id,
+            "at": self.created_at.isoformat(),
+            "data": self.payload,
+        }
+
+    @classmethod
+    def from_frame(cls, data: dict[str, Any]) -> EventRecord:
+        return cls(
+            seq=data["seq"],
+            type=data["type"],
+            payload=data["data"],
+            created_at=datetime.fromisoformat(data["at"]),
+            ticket_id=data["ticket_id"],
+            queue_id=data["queue_id"],
+            agent_id=data["agent_id"],
+        )
+
+    @classmethod
+    def from_row(cls, row: Any) -> EventRecord:
+        return cls(
+            seq=row.seq,
+            type=row.type,
+            payload=row.payload,
+            created_at=row.created_at,
+            ticket_id=row.ticket_id,
+            queue_id=row.queue_id,
+            agent_id=row.agent_id,
+        )
+
+
+_events = Event.__table__  # type: ignore[attr-defined]
+
+
+async def append_events(conn: AsyncConnection, events: Sequence[NewEvent]) -> list[EventRecord]:
+    """Append ``events`` inside the caller's transaction; call it last, just before commit."""
+    if not events:
+        return []
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": EVENT_LOCK_KEY})
+    now = utcnow()
+    rows = [
+        {
+            "type": e.type,
+            "payload": e.payload,
+            "ticket_id": e.ticket_id,
+            "queue_id": e.queue_id,
+            "agent_id": e.agent_id,
+            "created_at": now,
+        }
+        for e in events
+    ]
+    result = await conn.execute(
+        _events.insert().returning(*_events.c, sort_by_parameter_order=True), rows
+    )
+    return [EventRecord.from_row(r) for r in result]
+
+
+async def events_after(conn: AsyncConnection, seq: int, limit: int = 10_000) -> list[EventRecord]:
+    """Committed events with ``seq`` greater than the given one, oldest first."""
+    result = await conn.execute(
+        select(_events).where(_events.c.seq > seq).order_by(_events.c.seq).limit(limit)
+    )
+    return [EventRecord.from_row(r) for r in result]
+
+
+async def seq_bounds(conn: AsyncConnection) -> tuple[int, int]:
+    """(oldest kept seq, newest seq); (0, 0) for an empty log."""
+    row = (await conn.execute(select(func.min(_events.c.seq), func.max(_events.c.seq)))).one()
+    return int(row[0] or 0), int(row[1] or 0)
+
+
+async def prune_events(conn: AsyncConnection, older_than: datetime) -> int:
+    """Drop events older than the retention window, always keeping the newest one (it anchors ``seq``)."""
+    newest = (await conn.execute(select(func.max(_events.c.seq)))).scalar()
+    if newest is None:
+        return 0
+    result = await conn.execute(
+        delete(_events).where(_events.c.created_at < older_than, _events.c.seq < newest)
+    )
+    return int(result.rowcount or 0)
+
+
+def filter_visible(events: Iterable[EventRecord], viewer: Viewer) -> list[EventRecord]:
+    return [e for e in events if e.visible_to(viewer)]

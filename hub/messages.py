@@ -1,0 +1,100 @@
+"""The normalized message types every channel adapter speaks.
+
+An inbound adapter verifies and parses what arrives and produces one ``InboundMessage``; the ticketing core
+ingests it. Replies leave the core as one ``OutboundMessage`` per outbox row; the adapter registered for its
+channel delivers it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+from pydantic import BaseModel, Field
+
+from hub.db import utcnow
+
+CHANNELS = ("email", "sms", "whatsapp", "voice", "webchat", "messenger", "instagram", "telegram")
+
+
+class Attachment(BaseModel):
+    """Metadata of a stored attachment; the bytes live in content-addressed storage under ``sha256``."""
+
+    filename: str = Field(max_length=255)
+    content_type: str = Field(max_length=255)
+    size: int = Field(ge=0)
+    sha256: str | None = None
+    url: str | None = None
+    inline: bool = False
+
+
+class Identity(BaseModel):
+    """How the sender is reached: a kind (email, phone, whatsapp, messenger, instagram, telegram, webchat)
+    and the raw value; the core normalizes it (E.164, lower-cased email)."""
+
+    kind: str
+    value: str = Field(min_length=1, max_length=320)
+    name: str | None = Field(default=None, max_length=200)
+
+
+class InboundMessage(BaseModel):
+    """One message received on any channel."""
+
+    channel: str
+    external_id: str = Field(min_length=1, max_length=512)
+    sender: Identity
+    recipient: str | None = Field(default=None, max_length=320)
+    subject: str | None = Field(default=None, max_length=500)
+    text: str = Field(default="", max_length=1_000_000)
+    html: str | None = Field(default=None, description="already sanitized by the adapter")
+    attachments: list[Attachment] = Field(default_factory=list)
+    # External ids of earlier messages this one answers (email In-Reply-To/References).
+    references: list[str] = Field(default_factory=list)
+    # A channel's own conversation id (a webchat conversation, a Telegram chat): messages with the same
+    # thread key go to the same open ticket.
+    thread_key: str | None = Field(default=None, max_length=255)
+    # A ticket number the sender named (email subject tag); honoured only if the sender takes part in it.
+    ticket_hint: int | None = None
+    queue: str | None = Field(default=None, description="queue name chosen by the adapter (mailbox, IVR)")
+    received_at: datetime = Field(default_factory=utcnow)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class OutboundMessage(BaseModel):
+    """One reply to deliver; stored as the outbox row's payload."""
+
+    message_id: int
+    ticket_id: int
+    channel: str
+    recipient: str
+    text: str
+    html: str | None = None
+    subject: str | None = None
+    external_id: str | None = None
+    in_reply_to: str | None = None
+    references: list[str] = Field(default_factory=list)
+    sender_address: str | None = None
+    agent_name: str | None = None
+    attachments: list[Attachment] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class DeliveryResult(BaseModel):
+    """What an adapter reports after sending: the provider's id for later status callbacks."""
+
+    provider_id: str | None = None
+
+
+class DeliveryError(Exception):
+    """An adapter could not deliver. ``permanent`` failures (a 5xx SMTP answer, an unknown recipient) are not
+    retried; others are, with backoff."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class Sender(Protocol):
+    """What a channel adapter implements to deliver replies."""
+
+    async def send(self, message: OutboundMessage) -> DeliveryResult: ...

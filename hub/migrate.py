@@ -1,0 +1,40 @@
+"""Applying Alembic migrations from code (``switchboard migrate``, and ``serve``/``demo`` at start)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from alembic import command
+from alembic.config import Config
+
+
+def alembic_config(database_url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", "hub:migrations")
+    cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(database_url: str, revision: str = "head") -> None:
+    """Bring the database at ``database_url`` to ``revision``. Safe to call from inside an event loop."""
+    cfg = alembic_config(database_url)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        command.upgrade(cfg, revision)
+        return
+    # env.py runs its own event loop; give it a thread of its own.
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            command.upgrade(cfg, revision)
+        except BaseException as exc:  # re-raised in the caller's thread
+            errors.append(exc)
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    if errors:
+        raise errors[0]

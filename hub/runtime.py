@@ -1,0 +1,82 @@
+"""The per-process runtime that service functions receive: settings, database, event hub, metrics.
+
+``Runtime.write()`` is the one way to change state: it opens a transaction, collects the events the change
+produces, appends them last (taking the event-order lock as late as possible), commits, and only then
+publishes them. A change that raises rolls back and publishes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub.bus import EventHub
+from hub.config import Settings
+from hub.db import Database
+from hub.events import EventRecord, NewEvent, append_events
+from hub.metrics import Metrics
+
+
+@dataclass(slots=True)
+class Tx:
+    """A transaction in progress and the events it will append."""
+
+    conn: AsyncConnection
+    events: list[NewEvent] = field(default_factory=list)
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
+    records: list[EventRecord] = field(default_factory=list)
+
+    def emit(self, event: NewEvent) -> None:
+        self.events.append(event)
+
+
+@dataclass(slots=True)
+class Runtime:
+    settings: Settings
+    db: Database
+    events: EventHub
+    metrics: Metrics
+    # Set after a commit that queued outbound messages, so the dispatcher sends them without waiting.
+    outbox_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[Tx]:
+        async with self.db.engine.begin() as conn:
+            tx = Tx(conn)
+            yield tx
+            tx.records = await append_events(conn, tx.events)
+        await self.events.publish(tx.records)
+        for callback in tx.after_commit:
+            callback()
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.db.engine.connect() as conn:
+            yield conn
+
+
+class _NoPublish:
+    """A transport for short-lived commands: running servers read these events from the log instead."""
+
+    async def start(self, hub: EventHub) -> None:
+        return None
+
+    async def publish(self, events: object) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+
+@asynccontextmanager
+async def standalone(settings: Settings) -> AsyncIterator[Runtime]:
+    """A runtime for a CLI command or script: no server, no live subscribers."""
+    db = Database(settings.database_url)
+    try:
+        yield Runtime(settings=settings, db=db, events=EventHub(db, _NoPublish()), metrics=Metrics())
+    finally:
+        await db.dispose()

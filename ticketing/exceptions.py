@@ -1,0 +1,57 @@
+"""Ticketing's exceptions, each with a stable code (the tree is drawn in ``hub/errors.py``)."""
+
+from __future__ import annotations
+
+from hub.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+
+
+class TicketNotFound(NotFound):
+    code = "ticket_not_found"
+
+
+class ContactNotFound(NotFound):
+    code = "contact_not_found"
+
+
+class AgentNotFound(NotFound):
+    code = "agent_not_found"
+
+
+class QueueNotFound(NotFound):
+    code = "queue_not_found"
+
+
+class NotYourTicket(PermissionDenied):
+    code = "ticket_forbidden"
+
+
+class AdminOnly(PermissionDenied):
+    code = "admin_only"
+
+
+class SupervisorOnly(PermissionDenied):
+    code = "supervisor_only"
+
+
+class InvalidIdentity(InvalidInput):
+    code = "invalid_identity"
+
+
+class UnknownChannel(InvalidInput):
+    code = "unknown_channel"
+
+
+class OfferNotPending(Conflict):
+    code = "offer_not_pending"
+
+
+class UsernameTaken(Conflict):
+    code = "username_taken"
+
+
+class QueueNameTaken(Conflict):
+    code = "queue_name_taken"
+
+
+class NoRecipient(InvalidInput):
+    code = "no_recipient"

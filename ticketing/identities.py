@@ -1,0 +1,57 @@
+"""Normalizing how contacts are reached, so one address or number always resolves to one contact. Pure."""
+
+from __future__ import annotations
+
+import phonenumbers
+
+from ticketing.exceptions import InvalidIdentity
+from ticketing.models import IdentityKind
+
+# Kinds whose value is a phone number: the same number on SMS, voice and WhatsApp is one person.
+PHONE_KINDS = frozenset({IdentityKind.PHONE, IdentityKind.WHATSAPP})
+
+# Which identity kind a channel's sender has.
+CHANNEL_IDENTITY = {
+    "email": IdentityKind.EMAIL,
+    "sms": IdentityKind.PHONE,
+    "voice": IdentityKind.PHONE,
+    "whatsapp": IdentityKind.WHATSAPP,
+    "messenger": IdentityKind.MESSENGER,
+    "instagram": IdentityKind.INSTAGRAM,
+    "telegram": IdentityKind.TELEGRAM,
+    "webchat": IdentityKind.WEBCHAT,
+}
+
+
+def normalize(kind: str, value: str, *, default_region: str = "US") -> tuple[str, str]:
+    """(kind, normalized value): E.164 for phone numbers, lower-cased addresses for email."""
+    try:
+        ident = IdentityKind(kind)
+    except ValueError:
+        raise InvalidIdentity(f"unknown identity kind {kind!r}") from None
+    raw = value.strip()
+    if ident in PHONE_KINDS:
+        if raw.lower().startswith("whatsapp:"):
+            raw = raw[len("whatsapp:"):]
+        try:
+            number = phonenumbers.parse(raw, default_region)
+        except phonenumbers.NumberParseException as exc:
+            raise InvalidIdentity(f"{value!r} is not a phone number: {exc}") from None
+        if not phonenumbers.is_possible_number(number):
+            raise InvalidIdentity(f"{value!r} is not a possible phone number")
+        return ident.value, phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if ident is IdentityKind.EMAIL:
+        local, at, domain = raw.rpartition("@")
+        if not at or not local or not domain or " " in raw:
+            raise InvalidIdentity(f"{value!r} is not an email address")
+        return ident.value, raw.lower()
+    if not raw:
+        raise InvalidIdentity(f"empty {kind} identity")
+    return ident.value, raw
+
+
+def lookup_kinds(kind: str) -> tuple[str, ...]:
+    """The identity kinds under which the same value means the same contact."""
+    if kind in PHONE_KINDS:
+        return tuple(sorted(k.value for k in PHONE_KINDS))
+    return (kind,)

@@ -1,0 +1,442 @@
+"""Ingest: every inbound message of every channel comes through here.
+
+``IngestPipeline.submit(message)`` returns once the message is durably committed. Concurrent submissions
+are committed together (group commit): one writer task takes whatever is waiting, up to
+``ingest_batch_max`` messages, and stores the whole batch in one transaction with a handful of set-based
+statements (``ingest_batch``). A batch that fails is retried message by message, so one bad message never
+takes its neighbours down and the caller of each gets its own answer.
+
+Per message, in that transaction: resolve the contact from the sender's identity; thread into the ticket
+it belongs to (references to earlier messages, then a ticket number the sender named if they take part in
+that ticket, then the channel's thread key, then the contact's open ticket on that channel) or open a new
+one; store the message; append events; hand new work to routing.
+
+Idempotency: (channel, external_id) is unique. A message already stored answers with the stored one
+(``created=False``); two copies inside one batch are stored once; a copy committed by another process at
+the same moment makes the batch fail on the unique constraint and the per-message retry finds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, bindparam, delete, or_, select, update
+
+from hub.errors import SwitchboardError
+from hub.events import EventType
+from hub.messages import InboundMessage
+from hub.runtime import Runtime
+from hub.db import utcnow
+from ticketing.exceptions import UnknownChannel
+from ticketing.identities import CHANNEL_IDENTITY, lookup_kinds, normalize
+from ticketing.models import DeliveryStatus, Direction, TicketStatus
+from ticketing.service import C, I, M, Q, T, _OPEN, _message_event, route_tickets, ticket_event
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    message_id: int
+    ticket_id: int
+    contact_id: int
+    created: bool
+    ticket_created: bool = False
+
+
+class IngestPipeline:
+    """Group commit for inbound messages (see the module docstring)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.max_batch = rt.settings.ingest_batch_max
+        self._queue: asyncio.Queue[tuple[InboundMessage, asyncio.Future[IngestResult]] | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="ingest-writer")
+
+    async def stop(self) -> None:
+        """Finish what was submitted, then stop."""
+        if self._task is None:
+            return
+        self._queue.put_nowait(None)
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def submit(self, message: InboundMessage) -> IngestResult:
+        """Store ``message`` (or find it already stored); returns after the commit."""
+        if self._task is None:
+            raise RuntimeError("ingest pipeline is not running")
+        future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((message, future))
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            item = await self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            stopping = False
+            while len(batch) < self.max_batch and not self._queue.empty():
+                nxt = self._queue.get_nowait()
+                if nxt is None:
+                    stopping = True
+                    break
+                batch.append(nxt)
+            await self._commit(batch)
+            if stopping:
+                return
+
+    async def _commit(self, batch: list[tuple[InboundMessage, asyncio.Future[IngestResult]]]) -> None:
+        try:
+            results = await ingest_batch(self.rt, [m for m, _ in batch])
+        except Exception as exc:
+            if len(batch) > 1:
+                for item in batch:
+                    await self._commit([item])
+                return
+            if not isinstance(exc, SwitchboardError):
+                log.exception("ingest of %s/%s failed", batch[0][0].channel, batch[0][0].external_id)
+            results = [exc]
+        self.rt.metrics.ingest_batch_size.observe(len(batch))
+        for (_, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+
+def _channel_filter(pairs: Sequence[tuple[str, str]]) -> Any:
+    by_channel: dict[str, list[str]] = {}
+    for channel, external_id in pairs:
+        by_channel.setdefault(channel, []).append(external_id)
+    return or_(*(and_(M.c.channel == c, M.c.external_id.in_(ids)) for c, ids in by_channel.items()))
+
+
+@dataclass(slots=True)
+class _Item:
+    index: int
+    msg: InboundMessage
+    kind: str
+    value: str
+    contact_id: int = 0
+    ticket_ref: int | str = 0  # an existing ticket id, or "new:<n>" for one this batch opens
+    reopen: bool = False
+
+
+async def ingest_batch(rt: Runtime, messages: Sequence[InboundMessage]) -> list[IngestResult | Exception]:
+    """Store a batch of inbound messages in one transaction; one result (or error) per message, in order."""
+    out: list[IngestResult | Exception | None] = [None] * len(messages)
+    now = utcnow()
+    region = rt.settings.default_phone_region
+    async with rt.write() as tx:
+        conn = tx.conn
+        # 1. Normalize identities; a message we cannot attribute is refused on its own.
+        items: list[_Item] = []
+        first_of: dict[tuple[str, str], int] = {}
+        copies: list[tuple[int, int]] = []
+        for i, msg in enumerate(messages):
+            try:
+                kind = msg.sender.kind or CHANNEL_IDENTITY.get(msg.channel)
+                if msg.channel not in CHANNEL_IDENTITY or kind is None:
+                    raise UnknownChannel(f"unknown channel {msg.channel!r}")
+                kind, value = normalize(kind, msg.sender.value, default_region=region)
+            except SwitchboardError as exc:
+                out[i] = exc
+                continue
+            key = (msg.channel, msg.external_id)
+            if key in first_of:
+                copies.append((i, first_of[key]))
+                continue
+            first_of[key] = i
+            items.append(_Item(i, msg, kind, value))
+        if not items:
+            return _finish(out, copies)
+
+        # 2. Already stored: answer with the stored message.
+        stored = {
+            (r.channel, r.external_id): r
+            for r in await conn.execute(
+                select(M.c.id, M.c.ticket_id, M.c.contact_id, M.c.channel, M.c.external_id)
+                .where(_channel_filter([(it.msg.channel, it.msg.external_id) for it in items]))
+            )
+        }
+        fresh: list[_Item] = []
+        for it in items:
+            row = stored.get((it.msg.channel, it.msg.external_id))
+            if row is None:
+                fresh.append(it)
+            else:
+                out[it.index] = IngestResult(row.id, row.ticket_id, row.contact_id or 0, created=False)
+        if not fresh:
+            tx.after_commit.append(lambda: _count_duplicates(rt, items))
+            return _finish(out, copies)
+
+        # 3. Contacts: find by identity (a phone number is one person on SMS, voice and WhatsApp), else create.
+        await _resolve_contacts(conn, rt, fresh, now)
+
+        # 4. Threading.
+        new_tickets = await _thread(conn, fresh, now)
+
+        # 5. New tickets.
+        new_ids: dict[str, int] = {}
+        new_rows: list[Any] = []
+        if new_tickets:
+            result = await conn.execute(
+                T.insert().returning(*T.c, sort_by_parameter_order=True), [spec for _, spec in new_tickets]
+            )
+            new_rows = list(result)
+            for (ref, _), row in zip(new_tickets, new_rows, strict=True):
+                new_ids[ref] = row.id
+        for it in fresh:
+            if isinstance(it.ticket_ref, str):
+                it.ticket_ref = new_ids[it.ticket_ref]
+
+        # 6. Messages.
+        msg_rows = [
+            {
+                "ticket_id": it.ticket_ref, "direction": Direction.INBOUND.value, "channel": it.msg.channel,
+                "external_id": it.msg.external_id, "contact_id": it.contact_id, "author_agent_id": None,
+                "sender": it.msg.sender.value, "recipient": it.msg.recipient, "subject": it.msg.subject,
+                "text": it.msg.text, "html": it.msg.html,
+                "attachments": [a.model_dump(mode="json") for a in it.msg.attachments],
+                "meta": {**it.msg.metadata, **({"references": it.msg.references} if it.msg.references else {})},
+                "delivery_status": DeliveryStatus.RECEIVED.value, "delivery_error": None,
+                "received_at": it.msg.received_at, "created_at": now,
+            }
+            for it in fresh
+        ]
+        inserted = await conn.execute(M.insert().returning(M.c.id, sort_by_parameter_order=True), msg_rows)
+        for it, row, data in zip(fresh, inserted, msg_rows, strict=True):
+            data["id"] = row.id
+            out[it.index] = IngestResult(row.id, int(it.ticket_ref), it.contact_id, created=True,
+                                         ticket_created=int(it.ticket_ref) in new_ids.values())
+
+        # 7. Existing tickets: new activity; a customer writing again reopens a pending or solved ticket.
+        new_id_set = set(new_ids.values())
+        touched = {int(it.ticket_ref): it.reopen for it in fresh if int(it.ticket_ref) not in new_id_set}
+        if touched:
+            await conn.execute(
+                update(T).where(T.c.id == bindparam("tid")).values(last_message_at=now, updated_at=now),
+                [{"tid": t} for t in touched],
+            )
+            reopen = [t for t, r in touched.items() if r]
+            if reopen:
+                await conn.execute(
+                    update(T).where(T.c.id.in_(reopen)).values(status=TicketStatus.OPEN.value, solved_at=None)
+                )
+        ticket_rows = {r.id: r for r in new_rows}
+        if touched:
+            ticket_rows.update({r.id: r for r in await conn.execute(select(T).where(T.c.id.in_(list(touched))))})
+
+        # 8. Events, then routing for work nobody holds.
+        for row in new_rows:
+            tx.emit(ticket_event(EventType.TICKET_CREATED, row))
+        for t, reopened in touched.items():
+            if reopened:
+                tx.emit(ticket_event(EventType.TICKET_UPDATED, ticket_rows[t], changes=["status"]))
+        for data in msg_rows:
+            tx.emit(_message_event(data, ticket_rows[data["ticket_id"]]))
+        waiting = [t for t, r in ticket_rows.items() if r.assignee_id is None and r.offered_agent_id is None]
+        await route_tickets(rt, tx, waiting)
+        tx.after_commit.append(lambda: _count(rt, fresh, items))
+    return _finish(out, copies)
+
+
+def _finish(out: list[IngestResult | Exception | None], copies: list[tuple[int, int]]) -> list[IngestResult | Exception]:
+    for dup, first in copies:
+        original = out[first]
+        if isinstance(original, IngestResult):
+            out[dup] = IngestResult(original.message_id, original.ticket_id, original.contact_id, created=False)
+        else:
+            out[dup] = original
+    assert all(r is not None for r in out)
+    return out  # type: ignore[return-value]
+
+
+def _count(rt: Runtime, fresh: list[_Item], items: list[_Item]) -> None:
+    for it in fresh:
+        rt.metrics.messages_ingested.labels(it.msg.channel).inc()
+    if len(items) > len(fresh):
+        fresh_ids = {id(it) for it in fresh}
+        _count_duplicates(rt, [it for it in items if id(it) not in fresh_ids])
+
+
+def _count_duplicates(rt: Runtime, items: list[_Item]) -> None:
+    for it in items:
+        rt.metrics.messages_duplicate.labels(it.msg.channel).inc()
+
+
+async def _resolve_contacts(conn: Any, rt: Runtime, fresh: list[_Item], now: Any) -> None:
+    values = {it.value for it in fresh}
+    kinds = {k for it in fresh for k in lookup_kinds(it.kind)}
+    known: dict[tuple[str, str], int] = {
+        (r.kind, r.value): r.contact_id
+        for r in await conn.execute(
+            select(I.c.kind, I.c.value, I.c.contact_id).where(I.c.value.in_(values), I.c.kind.in_(kinds))
+        )
+    }
+
+    def lookup(it: _Item) -> int | None:
+        for k in (it.kind, *lookup_kinds(it.kind)):
+            if (k, it.value) in known:
+                return known[(k, it.value)]
+        return None
+
+    # One new contact per distinct person not yet known.
+    person_of: dict[tuple[tuple[str, ...], str], _Item] = {}
+    for it in fresh:
+        if lookup(it) is None:
+            person_of.setdefault((lookup_kinds(it.kind), it.value), it)
+    if person_of:
+        people = list(person_of.items())
+        created = await conn.execute(
+            C.insert().returning(C.c.id, sort_by_parameter_order=True),
+            [{"name": it.msg.sender.name, "attributes": {}, "created_at": now, "updated_at": now} for _, it in people],
+        )
+        new_contact = {key: row.id for (key, _), row in zip(people, created, strict=True)}
+    else:
+        new_contact = {}
+    wanted: dict[tuple[str, str], int] = {}
+    for it in fresh:
+        cid = lookup(it)
+        if cid is None:
+            cid = new_contact[(lookup_kinds(it.kind), it.value)]
+        if (it.kind, it.value) not in known:
+            wanted.setdefault((it.kind, it.value), cid)
+    if wanted:
+        await conn.execute(
+            rt.db.insert_ignore(I),
+            [{"kind": k, "value": v, "contact_id": c, "created_at": now} for (k, v), c in wanted.items()],
+        )
+        # Another process may have won the race for an identity: the stored one is the truth.
+        for r in await conn.execute(
+            select(I.c.kind, I.c.value, I.c.contact_id).where(
+                I.c.value.in_({v for _, v in wanted}), I.c.kind.in_({k for k, _ in wanted})
+            )
+        ):
+            known[(r.kind, r.value)] = r.contact_id
+        unused = set(new_contact.values()) - set(known.values())
+        if unused:
+            await conn.execute(delete(C).where(C.c.id.in_(unused)))
+    for it in fresh:
+        cid = lookup(it)
+        assert cid is not None
+        it.contact_id = cid
+    # Learn a name we did not have.
+    named = {it.contact_id: it.msg.sender.name for it in fresh if it.msg.sender.name}
+    if named:
+        await conn.execute(
+            update(C).where(C.c.id == bindparam("cid"), C.c.name.is_(None)).values(name=bindparam("nm"), updated_at=now),
+            [{"cid": c, "nm": n} for c, n in named.items()],
+        )
+
+
+async def _thread(conn: Any, fresh: list[_Item], now: Any) -> list[tuple[str, dict[str, Any]]]:
+    """Decide each message's ticket; returns the tickets to open as (ref, row) pairs."""
+    queues = (await conn.execute(select(Q.c.id, Q.c.name, Q.c.channels).order_by(Q.c.id))).all()
+    by_name = {q.name: q.id for q in queues}
+
+    refs = [(it.msg.channel, r) for it in fresh for r in it.msg.references]
+    ref_ticket: dict[tuple[str, str], int] = {}
+    if refs:
+        for r in await conn.execute(select(M.c.channel, M.c.external_id, M.c.ticket_id).where(_channel_filter(refs))):
+            ref_ticket[(r.channel, r.external_id)] = r.ticket_id
+    hints = {it.msg.ticket_hint for it in fresh if it.msg.ticket_hint}
+    participants: set[tuple[int, int]] = set()
+    if hints:
+        participants |= {
+            (r.ticket_id, r.contact_id)
+            for r in await conn.execute(
+                select(M.c.ticket_id, M.c.contact_id).where(M.c.ticket_id.in_(hints)).distinct()
+            )
+        }
+        participants |= {(r.id, r.contact_id) for r in await conn.execute(select(T.c.id, T.c.contact_id).where(T.c.id.in_(hints)))}
+    linked_ids = set(ref_ticket.values()) | {t for t, _ in participants}
+    linked = {r.id: r for r in await conn.execute(select(T.c.id, T.c.status, T.c.queue_id).where(T.c.id.in_(linked_ids)))} if linked_ids else {}
+
+    keys = {(it.msg.channel, it.msg.thread_key) for it in fresh if it.msg.thread_key}
+    by_key: dict[tuple[str, str], int] = {}
+    if keys:
+        for r in await conn.execute(
+            select(T.c.id, T.c.channel, T.c.thread_key)
+            .where(T.c.thread_key.in_({k for _, k in keys}), T.c.status.in_(_OPEN)).order_by(T.c.id)
+        ):
+            by_key[(r.channel, r.thread_key)] = r.id
+    contacts = {it.contact_id for it in fresh}
+    by_contact: dict[tuple[int, str], int] = {}
+    for r in await conn.execute(
+        select(T.c.id, T.c.contact_id, T.c.channel)
+        .where(T.c.contact_id.in_(contacts), T.c.status.in_(_OPEN), T.c.thread_key.is_(None)).order_by(T.c.id)
+    ):
+        by_contact[(r.contact_id, r.channel)] = r.id
+
+    new: list[tuple[str, dict[str, Any]]] = []
+
+    def open_new(it: _Item, linked_to: int | None = None) -> str:
+        ref = f"new:{len(new)}"
+        queue_id = _pick_queue(it.msg, by_name, queues)
+        subject = it.msg.subject or _first_line(it.msg.text) or f"{it.msg.channel} conversation"
+        new.append((ref, {
+            "subject": subject[:500], "status": TicketStatus.NEW.value, "priority": "normal",
+            "channel": it.msg.channel, "thread_key": it.msg.thread_key, "contact_id": it.contact_id,
+            "queue_id": queue_id, "assignee_id": None, "offered_agent_id": None, "offer_expires_at": None,
+            "tags": [], "linked_ticket_id": linked_to, "created_at": now, "updated_at": now,
+            "last_message_at": now, "first_response_at": None, "first_response_due_at": None,
+            "resolution_due_at": None, "solved_at": None, "closed_at": None,
+        }))
+        return ref
+
+    for it in fresh:
+        target: int | None = None
+        for r in reversed(it.msg.references):
+            target = ref_ticket.get((it.msg.channel, r))
+            if target:
+                break
+        if target is None and it.msg.ticket_hint and (it.msg.ticket_hint, it.contact_id) in participants:
+            target = it.msg.ticket_hint
+        if target is not None and target in linked:
+            status = linked[target].status
+            if status == TicketStatus.CLOSED:
+                it.ticket_ref = open_new(it, linked_to=target)
+            else:
+                it.ticket_ref = target
+                it.reopen = status in (TicketStatus.SOLVED, TicketStatus.PENDING)
+            continue
+        if it.msg.thread_key:
+            key = (it.msg.channel, it.msg.thread_key)
+            if key not in by_key:
+                by_key[key] = open_new(it)  # type: ignore[assignment]
+            it.ticket_ref = by_key[key]
+        else:
+            ckey = (it.contact_id, it.msg.channel)
+            if ckey not in by_contact:
+                by_contact[ckey] = open_new(it)  # type: ignore[assignment]
+            it.ticket_ref = by_contact[ckey]
+    return new
+
+
+def _pick_queue(msg: InboundMessage, by_name: dict[str, int], queues: Sequence[Any]) -> int | None:
+    if msg.queue and msg.queue in by_name:
+        return by_name[msg.queue]
+    for q in queues:
+        if msg.channel in (q.channels or []):
+            return int(q.id)
+    return int(queues[0].id) if queues else None
+
+
+def _first_line(text: str) -> str:
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()[:120]
+    return ""

@@ -1,0 +1,250 @@
+"""HTTP and websocket API of the ticketing core. Thin: parse, authorize, call a service function."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response, WebSocket
+from pydantic import BaseModel, Field
+
+from hub.auth import SESSION_COOKIE, verify_dummy, verify_password
+from hub.deps import RuntimeDep, SignerDep
+from hub.event_stream import serve_event_stream
+from hub.messages import InboundMessage
+from ticketing import service
+from ticketing.deps import CurrentAgent, authenticate
+from ticketing.models import (
+    AgentCreate,
+    AgentRead,
+    AgentUpdate,
+    AssignRequest,
+    ContactHistory,
+    MessageRead,
+    NoteCreate,
+    QueueCreate,
+    QueueRead,
+    ReplyCreate,
+    StatusChange,
+    TicketDetail,
+    TicketPage,
+    TicketRead,
+    TicketUpdate,
+    TransferRequest,
+)
+
+router = APIRouter(prefix="/api")
+ws_router = APIRouter()
+
+
+class LoginRequest(BaseModel):
+    username: str = Field(min_length=1, max_length=100)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class LoginResponse(BaseModel):
+    token: str
+    agent: AgentRead
+
+
+class InboundAccepted(BaseModel):
+    message_id: int
+    ticket_id: int
+    contact_id: int
+    created: bool
+
+
+@router.post("/auth/login", response_model=LoginResponse, tags=["auth"])
+async def login(body: LoginRequest, request: Request, response: Response, rt: RuntimeDep,
+                signer: SignerDep) -> LoginResponse:
+    """Log in with username and password: answers a bearer token and sets the session cookie."""
+    throttle = request.app.state.login_throttle
+    key = f"{request.client.host if request.client else '-'}:{body.username.lower()}"
+    wait = throttle.retry_after(key)
+    if wait > 0:
+        raise HTTPException(429, detail=f"too many failed logins; try again in {int(wait) + 1} s",
+                            headers={"Retry-After": str(int(wait) + 1)})
+    row = await service.agent_for_login(rt, username=body.username)
+    if row is None:
+        verify_dummy(body.password)
+        ok = False
+    else:
+        ok = verify_password(row.password_hash, body.password)
+    if not ok:
+        throttle.failed(key)
+        raise HTTPException(401, detail="wrong username or password")
+    throttle.succeeded(key)
+    token = signer.issue(row.id, row.password_hash)
+    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax",
+                        secure=rt.settings.public_url.startswith("https"), max_age=signer.ttl_seconds)
+    agents = await service.list_agents(rt)
+    return LoginResponse(token=token, agent=next(a for a in agents if a.id == row.id))
+
+
+@router.post("/auth/logout", status_code=204, tags=["auth"])
+async def logout(response: Response) -> Response:
+    response.delete_cookie(SESSION_COOKIE)
+    response.status_code = 204
+    return response
+
+
+@router.get("/auth/me", response_model=AgentRead, tags=["auth"])
+async def me(agent: CurrentAgent, rt: RuntimeDep) -> AgentRead:
+    agents = await service.list_agents(rt)
+    return next(a for a in agents if a.id == agent.agent_id)
+
+
+# --- tickets -----------------------------------------------------------------------------------------
+
+
+@router.get("/tickets", response_model=TicketPage, tags=["tickets"])
+async def list_tickets(
+    agent: CurrentAgent,
+    rt: RuntimeDep,
+    status: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies defaults
+    queue_id: int | None = None,
+    assignee_id: int | None = None,
+    channel: str | None = None,
+    contact_id: int | None = None,
+    mine: bool = False,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> TicketPage:
+    """Tickets you may see, most recent activity first; filter by status (repeatable), queue, assignee,
+    channel or contact."""
+    return await service.list_tickets(rt, principal=agent, status=status, queue_id=queue_id,
+                                      assignee_id=assignee_id, channel=channel, contact_id=contact_id,
+                                      mine=mine, offset=offset, limit=limit)
+
+
+@router.get("/tickets/{ticket_id}", response_model=TicketDetail, tags=["tickets"])
+async def get_ticket(ticket_id: int, agent: CurrentAgent, rt: RuntimeDep) -> TicketDetail:
+    return await service.get_ticket(rt, ticket_id=ticket_id, principal=agent)
+
+
+@router.patch("/tickets/{ticket_id}", response_model=TicketRead, tags=["tickets"])
+async def update_ticket(ticket_id: int, body: TicketUpdate, agent: CurrentAgent, rt: RuntimeDep) -> TicketRead:
+    """Change status, priority, tags or subject."""
+    return await service.update_ticket(rt, ticket_id=ticket_id, principal=agent, data=body)
+
+
+@router.post("/tickets/{ticket_id}/reply", response_model=MessageRead, status_code=201, tags=["tickets"])
+async def reply(ticket_id: int, body: ReplyCreate, agent: CurrentAgent, rt: RuntimeDep) -> MessageRead:
+    """Reply to the customer on the channel they used; delivered through the outbox."""
+    return await service.reply(rt, ticket_id=ticket_id, principal=agent, text=body.text)
+
+
+@router.post("/tickets/{ticket_id}/notes", response_model=MessageRead, status_code=201, tags=["tickets"])
+async def add_note(ticket_id: int, body: NoteCreate, agent: CurrentAgent, rt: RuntimeDep) -> MessageRead:
+    """An internal note, never sent to the customer."""
+    return await service.add_note(rt, ticket_id=ticket_id, principal=agent, text=body.text)
+
+
+@router.post("/tickets/{ticket_id}/assign", response_model=TicketRead, tags=["tickets"])
+async def assign(ticket_id: int, body: AssignRequest, agent: CurrentAgent, rt: RuntimeDep) -> TicketRead:
+    """Supervisors: assign to an agent, or unassign (``agent_id: null``) to route it again."""
+    return await service.assign(rt, ticket_id=ticket_id, principal=agent, agent_id=body.agent_id)
+
+
+@router.post("/tickets/{ticket_id}/transfer", response_model=TicketRead, tags=["tickets"])
+async def transfer(ticket_id: int, body: TransferRequest, agent: CurrentAgent, rt: RuntimeDep) -> TicketRead:
+    """Hand the ticket to another queue or agent."""
+    if body.queue_id is None and body.agent_id is None:
+        raise HTTPException(422, detail="give queue_id, agent_id or both")
+    return await service.transfer(rt, ticket_id=ticket_id, principal=agent, queue_id=body.queue_id,
+                                  agent_id=body.agent_id)
+
+
+@router.post("/tickets/{ticket_id}/accept", response_model=TicketRead, tags=["routing"])
+async def accept(ticket_id: int, agent: CurrentAgent, rt: RuntimeDep) -> TicketRead:
+    """Accept the ticket offered to you."""
+    return await service.accept_offer(rt, ticket_id=ticket_id, principal=agent)
+
+
+@router.post("/tickets/{ticket_id}/decline", status_code=204, tags=["routing"])
+async def decline(ticket_id: int, agent: CurrentAgent, rt: RuntimeDep) -> Response:
+    """Decline the ticket offered to you; it is offered to the next agent."""
+    await service.decline_offer(rt, ticket_id=ticket_id, principal=agent)
+    return Response(status_code=204)
+
+
+# --- contacts, queues, agents ------------------------------------------------------------------------------
+
+
+@router.get("/contacts/{contact_id}", response_model=ContactHistory, tags=["contacts"])
+async def contact_history(contact_id: int, agent: CurrentAgent, rt: RuntimeDep) -> ContactHistory:
+    """A contact, its identities and its whole history across channels."""
+    return await service.get_contact_history(rt, contact_id=contact_id, principal=agent)
+
+
+@router.get("/queues", response_model=list[QueueRead], tags=["queues"])
+async def list_queues(agent: CurrentAgent, rt: RuntimeDep) -> list[QueueRead]:
+    return await service.list_queues(rt)
+
+
+@router.post("/queues", response_model=QueueRead, status_code=201, tags=["queues"])
+async def create_queue(body: QueueCreate, agent: CurrentAgent, rt: RuntimeDep) -> QueueRead:
+    agent.require_admin()
+    return await service.create_queue(rt, data=body)
+
+
+@router.get("/agents", response_model=list[AgentRead], tags=["agents"])
+async def list_agents(agent: CurrentAgent, rt: RuntimeDep) -> list[AgentRead]:
+    return await service.list_agents(rt)
+
+
+@router.post("/agents", response_model=AgentRead, status_code=201, tags=["agents"])
+async def create_agent(body: AgentCreate, agent: CurrentAgent, rt: RuntimeDep) -> AgentRead:
+    agent.require_admin()
+    return await service.create_agent(rt, data=body)
+
+
+@router.put("/agents/me/status", response_model=AgentRead, tags=["agents"])
+async def set_my_status(body: StatusChange, agent: CurrentAgent, rt: RuntimeDep) -> AgentRead:
+    """Set your own status: available, away, wrap_up or offline."""
+    return await service.set_agent_status(rt, agent_id=agent.agent_id, status=body.status)
+
+
+@router.put("/agents/{agent_id}/status", response_model=AgentRead, tags=["agents"])
+async def set_status(agent_id: int, body: StatusChange, agent: CurrentAgent, rt: RuntimeDep) -> AgentRead:
+    """Supervisors: set an agent's status."""
+    if agent_id != agent.agent_id:
+        agent.require_supervisor()
+    return await service.set_agent_status(rt, agent_id=agent_id, status=body.status)
+
+
+@router.patch("/agents/{agent_id}", response_model=AgentRead, tags=["agents"])
+async def update_agent(agent_id: int, body: AgentUpdate, agent: CurrentAgent, rt: RuntimeDep) -> AgentRead:
+    agent.require_admin()
+    return await service.update_agent(rt, agent_id=agent_id, data=body)
+
+
+@router.post("/inbound", response_model=InboundAccepted, tags=["integrations"])
+async def inbound(body: InboundMessage, agent: CurrentAgent, request: Request) -> InboundAccepted:
+    """Admins and integrators: ingest a normalized message (idempotent on channel + external_id)."""
+    agent.require_admin()
+    result = await request.app.state.ingest.submit(body)
+    return InboundAccepted(message_id=result.message_id, ticket_id=result.ticket_id,
+                           contact_id=result.contact_id, created=result.created)
+
+
+# --- the live console stream --------------------------------------------------------------------------------
+
+
+@ws_router.websocket("/ws/agent")
+async def agent_stream(ws: WebSocket, last_seq: int | None = None) -> None:
+    """Console events: see ``hub.event_stream`` for the protocol."""
+    principal = await authenticate(ws)
+    if principal is None:
+        await ws.close(code=4401, reason="log in first")
+        return
+    rt = ws.app.state.rt
+    await ws.accept()
+    gauge = rt.metrics.websocket_clients.labels("agent")
+    gauge.inc()
+    hello: dict[str, Any] = {"agent_id": principal.agent_id, "role": principal.role,
+                             "queue_ids": sorted(principal.queue_ids)}
+    try:
+        await serve_event_stream(ws, rt.events, principal.viewer, last_seq,
+                                 heartbeat_seconds=rt.settings.heartbeat_seconds, hello=hello)
+    finally:
+        gauge.dec()

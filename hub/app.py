@@ -96,7 +96,9 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings.database_url)
-        transport: Transport = RedisTransport(settings.redis_url) if settings.redis_url else LocalTransport()
+        transport: Transport = (
+            RedisTransport(settings.redis_url, settings.redis_channel) if settings.redis_url else LocalTransport()
+        )
         hub = EventHub(db, transport, queue_size=settings.ws_send_queue)
         rt = Runtime(settings=settings, db=db, events=hub, metrics=app.state.metrics)
         ingest = IngestPipeline(rt)

@@ -28,8 +28,6 @@ from hub.events import EventRecord, Viewer, events_after, seq_bounds
 
 log = logging.getLogger(__name__)
 
-REDIS_CHANNEL = "switchboard:events"
-
 
 class Subscriber:
     """One live listener (a websocket connection): a filter and a bounded queue of frames."""
@@ -108,10 +106,12 @@ class EventHub:
 
     async def _run(self) -> None:
         while True:
-            try:
-                batch = await asyncio.wait_for(self._inbox.get(), timeout=self.catch_up_seconds)
-            except TimeoutError:
-                batch = []  # quiet for a while: check the log for anything a transport lost
+            batch: list[EventRecord] = []
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that races a result.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.catch_up_seconds):
+                    batch = await self._inbox.get()
+            # an empty batch means quiet for a while: check the log for anything a transport lost
             try:
                 if batch:
                     await self._deliver(batch)
@@ -163,10 +163,11 @@ class LocalTransport:
 class RedisTransport:
     """Several processes: every process publishes to and listens on one Redis pub/sub channel."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, channel: str) -> None:
         import redis.asyncio as redis
 
         self._redis: Any = redis.from_url(url)
+        self.channel = channel
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
 
@@ -175,14 +176,14 @@ class RedisTransport:
         await asyncio.wait_for(self._ready.wait(), timeout=10)
 
     async def publish(self, events: Sequence[EventRecord]) -> None:
-        await self._redis.publish(REDIS_CHANNEL, json.dumps([e.frame() for e in events]))
+        await self._redis.publish(self.channel, json.dumps([e.frame() for e in events]))
 
     async def _listen(self, hub: EventHub) -> None:
         backoff = 0.5
         while True:
             try:
                 pubsub = self._redis.pubsub()
-                await pubsub.subscribe(REDIS_CHANNEL)
+                await pubsub.subscribe(self.channel)
                 self._ready.set()
                 backoff = 0.5
                 async for message in pubsub.listen():

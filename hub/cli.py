@@ -110,8 +110,9 @@ def agent_create(
     settings = get_settings()
     _migrate(settings)
     try:
-        data = AgentCreate(username=username, password=password, role=role, queues=queue or [],
-                           display_name=display_name)
+        data = AgentCreate(
+            username=username, password=password, role=role, queues=queue or [], display_name=display_name
+        )
     except ValidationError as exc:
         for err in exc.errors():
             typer.echo(f"error: {'.'.join(str(p) for p in err['loc'])}: {err['msg']}", err=True)

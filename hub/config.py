@@ -43,6 +43,7 @@ class Settings(BaseSettings):
         description="SQLAlchemy async URL: sqlite+aiosqlite:///path or postgresql+asyncpg://user@host/db",
     )
     redis_url: str | None = Field(default=None, description="Redis URL for fan-out across processes")
+    redis_channel: str = Field(default="switchboard:events", description="Redis pub/sub channel for events")
     secret_key: SecretStr = Field(
         default=SecretStr("change-me-in-production"),
         description="Signs session tokens and visitor tokens",

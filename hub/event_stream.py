@@ -52,9 +52,17 @@ async def serve_event_stream(
                 if not too_old:
                     backlog = await events_after(conn, last_seq, limit=1_000_000)
             if too_old:
-                await ws.send_text(json.dumps({"type": "error", "code": RESUME_TOO_OLD,
-                                               "message": "resume point is no longer kept; reload and reconnect",
-                                               "oldest_seq": oldest, "newest_seq": newest}))
+                await ws.send_text(
+                    json.dumps(
+                        {
+                            "type": "error",
+                            "code": RESUME_TOO_OLD,
+                            "message": "resume point is no longer kept; reload and reconnect",
+                            "oldest_seq": oldest,
+                            "newest_seq": newest,
+                        }
+                    )
+                )
                 await ws.close(code=4000)
                 return
         await ws.send_text(json.dumps({"type": "hello", "seq": max(sent_upto, hub.last_seq), **(hello or {})}))
@@ -80,15 +88,23 @@ async def _write(ws: WebSocket, sub: Any, sent_upto: int, heartbeat: float, read
     try:
         while True:
             getter = asyncio.create_task(sub.queue.get())
-            done, _ = await asyncio.wait({getter, reader, overflow}, timeout=heartbeat,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {getter, reader, overflow}, timeout=heartbeat, return_when=asyncio.FIRST_COMPLETED
+            )
             if getter not in done:
                 getter.cancel()
             if reader in done:
                 return
             if overflow in done and sub.queue.empty():
-                await ws.send_text(json.dumps({"type": "error", "code": QUEUE_OVERFLOW,
-                                               "message": "too slow to keep up; reconnect with your last seq"}))
+                await ws.send_text(
+                    json.dumps(
+                        {
+                            "type": "error",
+                            "code": QUEUE_OVERFLOW,
+                            "message": "too slow to keep up; reconnect with your last seq",
+                        }
+                    )
+                )
                 await ws.close(code=4001)
                 return
             if not done:

@@ -156,17 +156,13 @@ async def append_events(conn: AsyncConnection, events: Sequence[NewEvent]) -> li
         }
         for e in events
     ]
-    result = await conn.execute(
-        _events.insert().returning(*_events.c, sort_by_parameter_order=True), rows
-    )
+    result = await conn.execute(_events.insert().returning(*_events.c, sort_by_parameter_order=True), rows)
     return [EventRecord.from_row(r) for r in result]
 
 
 async def events_after(conn: AsyncConnection, seq: int, limit: int = 10_000) -> list[EventRecord]:
     """Committed events with ``seq`` greater than the given one, oldest first."""
-    result = await conn.execute(
-        select(_events).where(_events.c.seq > seq).order_by(_events.c.seq).limit(limit)
-    )
+    result = await conn.execute(select(_events).where(_events.c.seq > seq).order_by(_events.c.seq).limit(limit))
     return [EventRecord.from_row(r) for r in result]
 
 
@@ -181,9 +177,7 @@ async def prune_events(conn: AsyncConnection, older_than: datetime) -> int:
     newest = (await conn.execute(select(func.max(_events.c.seq)))).scalar()
     if newest is None:
         return 0
-    result = await conn.execute(
-        delete(_events).where(_events.c.created_at < older_than, _events.c.seq < newest)
-    )
+    result = await conn.execute(delete(_events).where(_events.c.created_at < older_than, _events.c.seq < newest))
     return int(result.rowcount or 0)
 
 

@@ -7,10 +7,13 @@ channel delivers it.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.db import utcnow
 
@@ -77,6 +80,27 @@ class OutboundMessage(BaseModel):
     agent_name: str | None = None
     attachments: list[Attachment] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """What ingest answers for one inbound message, once it is committed."""
+
+    message_id: int
+    ticket_id: int
+    contact_id: int
+    created: bool  # False: already stored (a retry); nothing new was written
+    ticket_created: bool = False
+
+
+# Extra work a channel commits in the same transaction as its message (an IMAP mailbox's last UID).
+AlsoInTransaction = Callable[[AsyncConnection], Awaitable[None]]
+
+
+class Ingest(Protocol):
+    """How a channel hands a message to the core: returns once it is durably committed."""
+
+    async def __call__(self, message: InboundMessage, *, also: AlsoInTransaction | None = None) -> IngestResult: ...
 
 
 class DeliveryResult(BaseModel):

@@ -27,37 +27,64 @@ async def seed(rt: Runtime) -> bool:
     async with rt.read() as conn:
         if (await conn.execute(select(func.count()).select_from(service.A))).scalar_one():
             return False
-    await service.create_queue(rt, data=QueueCreate(
-        name="support", description="General questions", channels=["webchat", "email", "sms", "whatsapp",
-                                                                    "telegram", "messenger", "voice"]))
-    await service.create_queue(rt, data=QueueCreate(name="billing", description="Invoices and payments",
-                                                    channels=[]))
+    await service.create_queue(
+        rt,
+        data=QueueCreate(
+            name="support",
+            description="General questions",
+            channels=["webchat", "email", "sms", "whatsapp", "telegram", "messenger", "voice"],
+        ),
+    )
+    await service.create_queue(rt, data=QueueCreate(name="billing", description="Invoices and payments", channels=[]))
     for username, password, role, name, queues in DEMO_LOGINS:
-        await service.create_agent(rt, data=AgentCreate(username=username, password=password, role=role,
-                                                        display_name=name, queues=queues))
+        await service.create_agent(
+            rt, data=AgentCreate(username=username, password=password, role=role, display_name=name, queues=queues)
+        )
     now = utcnow()
     samples = [
-        InboundMessage(channel="email", external_id="<demo-1@example.com>",
-                       sender=Identity(kind="email", value="Maria.Garcia@example.com", name="Maria Garcia"),
-                       recipient="support@switchboard.local", subject="Where is my order #4411?",
-                       text="Hi, I ordered a kettle last week and it has not arrived. Can you check?",
-                       received_at=now - timedelta(hours=3)),
-        InboundMessage(channel="sms", external_id="SMdemo0001",
-                       sender=Identity(kind="phone", value="+14155550123", name="Maria Garcia"),
-                       recipient="+14155559999", text="Also: can I change the delivery address?",
-                       received_at=now - timedelta(hours=2)),
-        InboundMessage(channel="whatsapp", external_id="SMdemo0002",
-                       sender=Identity(kind="whatsapp", value="whatsapp:+14155550123", name="Maria"),
-                       recipient="whatsapp:+14155559999", text="Sending the photo of the label here",
-                       received_at=now - timedelta(hours=1)),
-        InboundMessage(channel="email", external_id="<demo-2@example.org>", queue="billing",
-                       sender=Identity(kind="email", value="li.wei@example.org", name="Li Wei"),
-                       recipient="billing@switchboard.local", subject="Charged twice in October",
-                       text="My card shows two charges of $49 on Oct 3. Please refund one.",
-                       received_at=now - timedelta(minutes=50)),
-        InboundMessage(channel="telegram", external_id="demo-tg-1", thread_key="demo-chat-77",
-                       sender=Identity(kind="telegram", value="77", name="Jonas"),
-                       text="Hallo! Do you ship to Germany?", received_at=now - timedelta(minutes=20)),
+        InboundMessage(
+            channel="email",
+            external_id="<demo-1@example.com>",
+            sender=Identity(kind="email", value="Maria.Garcia@example.com", name="Maria Garcia"),
+            recipient="support@switchboard.local",
+            subject="Where is my order #4411?",
+            text="Hi, I ordered a kettle last week and it has not arrived. Can you check?",
+            received_at=now - timedelta(hours=3),
+        ),
+        InboundMessage(
+            channel="sms",
+            external_id="SMdemo0001",
+            sender=Identity(kind="phone", value="+14155550123", name="Maria Garcia"),
+            recipient="+14155559999",
+            text="Also: can I change the delivery address?",
+            received_at=now - timedelta(hours=2),
+        ),
+        InboundMessage(
+            channel="whatsapp",
+            external_id="SMdemo0002",
+            sender=Identity(kind="whatsapp", value="whatsapp:+14155550123", name="Maria"),
+            recipient="whatsapp:+14155559999",
+            text="Sending the photo of the label here",
+            received_at=now - timedelta(hours=1),
+        ),
+        InboundMessage(
+            channel="email",
+            external_id="<demo-2@example.org>",
+            queue="billing",
+            sender=Identity(kind="email", value="li.wei@example.org", name="Li Wei"),
+            recipient="billing@switchboard.local",
+            subject="Charged twice in October",
+            text="My card shows two charges of $49 on Oct 3. Please refund one.",
+            received_at=now - timedelta(minutes=50),
+        ),
+        InboundMessage(
+            channel="telegram",
+            external_id="demo-tg-1",
+            thread_key="demo-chat-77",
+            sender=Identity(kind="telegram", value="77", name="Jonas"),
+            text="Hallo! Do you ship to Germany?",
+            received_at=now - timedelta(minutes=20),
+        ),
     ]
     results = await ingest_batch(rt, samples)
     for r in results:

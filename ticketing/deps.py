@@ -32,8 +32,9 @@ async def authenticate(conn: HTTPConnection) -> Principal | None:
 async def current_agent(conn: HTTPConnection) -> Principal:
     principal = await authenticate(conn)
     if principal is None:
-        raise HTTPException(status_code=401, detail="log in first: POST /api/auth/login",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            status_code=401, detail="log in first: POST /api/auth/login", headers={"WWW-Authenticate": "Bearer"}
+        )
     return principal
 
 

@@ -32,7 +32,7 @@ def normalize(kind: str, value: str, *, default_region: str = "US") -> tuple[str
     raw = value.strip()
     if ident in PHONE_KINDS:
         if raw.lower().startswith("whatsapp:"):
-            raw = raw[len("whatsapp:"):]
+            raw = raw[len("whatsapp:") :]
         try:
             number = phonenumbers.parse(raw, default_region)
         except phonenumbers.NumberParseException as exc:

@@ -27,26 +27,17 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, or_, select, update
 
+from hub.db import utcnow
 from hub.errors import SwitchboardError
 from hub.events import EventType
-from hub.messages import InboundMessage
+from hub.messages import AlsoInTransaction, InboundMessage, IngestResult
 from hub.runtime import Runtime
-from hub.db import utcnow
 from ticketing.exceptions import UnknownChannel
 from ticketing.identities import CHANNEL_IDENTITY, lookup_kinds, normalize
 from ticketing.models import DeliveryStatus, Direction, TicketStatus
-from ticketing.service import C, I, M, Q, T, _OPEN, _message_event, route_tickets, ticket_event
+from ticketing.service import _OPEN, C, I, M, Q, T, _message_event, route_tickets, ticket_event
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class IngestResult:
-    message_id: int
-    ticket_id: int
-    contact_id: int
-    created: bool
-    ticket_created: bool = False
 
 
 class IngestPipeline:
@@ -55,7 +46,7 @@ class IngestPipeline:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.max_batch = rt.settings.ingest_batch_max
-        self._queue: asyncio.Queue[tuple[InboundMessage, asyncio.Future[IngestResult]] | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -70,13 +61,16 @@ class IngestPipeline:
             await self._task
         self._task = None
 
-    async def submit(self, message: InboundMessage) -> IngestResult:
-        """Store ``message`` (or find it already stored); returns after the commit."""
+    async def submit(self, message: InboundMessage, *, also: AlsoInTransaction | None = None) -> IngestResult:
+        """Store ``message`` (or find it already stored); returns after the commit. ``also`` runs inside the
+        same transaction (a channel's own bookkeeping, such as a mailbox's last UID)."""
         if self._task is None:
             raise RuntimeError("ingest pipeline is not running")
         future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((message, future))
+        self._queue.put_nowait(_Pending(message, future, also))
         return await future
+
+    __call__ = submit
 
     async def _run(self) -> None:
         while True:
@@ -95,25 +89,34 @@ class IngestPipeline:
             if stopping:
                 return
 
-    async def _commit(self, batch: list[tuple[InboundMessage, asyncio.Future[IngestResult]]]) -> None:
+    async def _commit(self, batch: list[_Pending]) -> None:
+        also = [p.also for p in batch if p.also is not None]
         try:
-            results = await ingest_batch(self.rt, [m for m, _ in batch])
+            results = await ingest_batch(self.rt, [p.message for p in batch], also=also)
         except Exception as exc:
             if len(batch) > 1:
                 for item in batch:
                     await self._commit([item])
                 return
             if not isinstance(exc, SwitchboardError):
-                log.exception("ingest of %s/%s failed", batch[0][0].channel, batch[0][0].external_id)
+                log.exception("ingest of %s/%s failed", batch[0].message.channel, batch[0].message.external_id)
             results = [exc]
         self.rt.metrics.ingest_batch_size.observe(len(batch))
-        for (_, future), result in zip(batch, results, strict=True):
+        for pending, result in zip(batch, results, strict=True):
+            future = pending.future
             if future.done():
                 continue
             if isinstance(result, BaseException):
                 future.set_exception(result)
             else:
                 future.set_result(result)
+
+
+@dataclass(slots=True)
+class _Pending:
+    message: InboundMessage
+    future: asyncio.Future[IngestResult]
+    also: AlsoInTransaction | None = None
 
 
 def _channel_filter(pairs: Sequence[tuple[str, str]]) -> Any:
@@ -134,13 +137,18 @@ class _Item:
     reopen: bool = False
 
 
-async def ingest_batch(rt: Runtime, messages: Sequence[InboundMessage]) -> list[IngestResult | Exception]:
-    """Store a batch of inbound messages in one transaction; one result (or error) per message, in order."""
+async def ingest_batch(
+    rt: Runtime, messages: Sequence[InboundMessage], *, also: Sequence[AlsoInTransaction] = ()
+) -> list[IngestResult | Exception]:
+    """Store a batch of inbound messages in one transaction; one result (or error) per message, in order.
+    Each of ``also`` runs in that transaction too, whatever the messages' fate."""
     out: list[IngestResult | Exception | None] = [None] * len(messages)
     now = utcnow()
     region = rt.settings.default_phone_region
     async with rt.write() as tx:
         conn = tx.conn
+        for extra in also:
+            await extra(conn)
         # 1. Normalize identities; a message we cannot attribute is refused on its own.
         items: list[_Item] = []
         first_of: dict[tuple[str, str], int] = {}
@@ -167,8 +175,9 @@ async def ingest_batch(rt: Runtime, messages: Sequence[InboundMessage]) -> list[
         stored = {
             (r.channel, r.external_id): r
             for r in await conn.execute(
-                select(M.c.id, M.c.ticket_id, M.c.contact_id, M.c.channel, M.c.external_id)
-                .where(_channel_filter([(it.msg.channel, it.msg.external_id) for it in items]))
+                select(M.c.id, M.c.ticket_id, M.c.contact_id, M.c.channel, M.c.external_id).where(
+                    _channel_filter([(it.msg.channel, it.msg.external_id) for it in items])
+                )
             )
         }
         fresh: list[_Item] = []
@@ -205,22 +214,36 @@ async def ingest_batch(rt: Runtime, messages: Sequence[InboundMessage]) -> list[
         # 6. Messages.
         msg_rows = [
             {
-                "ticket_id": it.ticket_ref, "direction": Direction.INBOUND.value, "channel": it.msg.channel,
-                "external_id": it.msg.external_id, "contact_id": it.contact_id, "author_agent_id": None,
-                "sender": it.msg.sender.value, "recipient": it.msg.recipient, "subject": it.msg.subject,
-                "text": it.msg.text, "html": it.msg.html,
+                "ticket_id": it.ticket_ref,
+                "direction": Direction.INBOUND.value,
+                "channel": it.msg.channel,
+                "external_id": it.msg.external_id,
+                "contact_id": it.contact_id,
+                "author_agent_id": None,
+                "sender": it.msg.sender.value,
+                "recipient": it.msg.recipient,
+                "subject": it.msg.subject,
+                "text": it.msg.text,
+                "html": it.msg.html,
                 "attachments": [a.model_dump(mode="json") for a in it.msg.attachments],
                 "meta": {**it.msg.metadata, **({"references": it.msg.references} if it.msg.references else {})},
-                "delivery_status": DeliveryStatus.RECEIVED.value, "delivery_error": None,
-                "received_at": it.msg.received_at, "created_at": now,
+                "delivery_status": DeliveryStatus.RECEIVED.value,
+                "delivery_error": None,
+                "received_at": it.msg.received_at,
+                "created_at": now,
             }
             for it in fresh
         ]
         inserted = await conn.execute(M.insert().returning(M.c.id, sort_by_parameter_order=True), msg_rows)
         for it, row, data in zip(fresh, inserted, msg_rows, strict=True):
             data["id"] = row.id
-            out[it.index] = IngestResult(row.id, int(it.ticket_ref), it.contact_id, created=True,
-                                         ticket_created=int(it.ticket_ref) in new_ids.values())
+            out[it.index] = IngestResult(
+                row.id,
+                int(it.ticket_ref),
+                it.contact_id,
+                created=True,
+                ticket_created=int(it.ticket_ref) in new_ids.values(),
+            )
 
         # 7. Existing tickets: new activity; a customer writing again reopens a pending or solved ticket.
         new_id_set = set(new_ids.values())
@@ -253,7 +276,9 @@ async def ingest_batch(rt: Runtime, messages: Sequence[InboundMessage]) -> list[
     return _finish(out, copies)
 
 
-def _finish(out: list[IngestResult | Exception | None], copies: list[tuple[int, int]]) -> list[IngestResult | Exception]:
+def _finish(
+    out: list[IngestResult | Exception | None], copies: list[tuple[int, int]]
+) -> list[IngestResult | Exception]:
     for dup, first in copies:
         original = out[first]
         if isinstance(original, IngestResult):
@@ -337,7 +362,9 @@ async def _resolve_contacts(conn: Any, rt: Runtime, fresh: list[_Item], now: Any
     named = {it.contact_id: it.msg.sender.name for it in fresh if it.msg.sender.name}
     if named:
         await conn.execute(
-            update(C).where(C.c.id == bindparam("cid"), C.c.name.is_(None)).values(name=bindparam("nm"), updated_at=now),
+            update(C)
+            .where(C.c.id == bindparam("cid"), C.c.name.is_(None))
+            .values(name=bindparam("nm"), updated_at=now),
             [{"cid": c, "nm": n} for c, n in named.items()],
         )
 
@@ -361,23 +388,31 @@ async def _thread(conn: Any, fresh: list[_Item], now: Any) -> list[tuple[str, di
                 select(M.c.ticket_id, M.c.contact_id).where(M.c.ticket_id.in_(hints)).distinct()
             )
         }
-        participants |= {(r.id, r.contact_id) for r in await conn.execute(select(T.c.id, T.c.contact_id).where(T.c.id.in_(hints)))}
+        participants |= {
+            (r.id, r.contact_id) for r in await conn.execute(select(T.c.id, T.c.contact_id).where(T.c.id.in_(hints)))
+        }
     linked_ids = set(ref_ticket.values()) | {t for t, _ in participants}
-    linked = {r.id: r for r in await conn.execute(select(T.c.id, T.c.status, T.c.queue_id).where(T.c.id.in_(linked_ids)))} if linked_ids else {}
+    linked = (
+        {r.id: r for r in await conn.execute(select(T.c.id, T.c.status, T.c.queue_id).where(T.c.id.in_(linked_ids)))}
+        if linked_ids
+        else {}
+    )
 
     keys = {(it.msg.channel, it.msg.thread_key) for it in fresh if it.msg.thread_key}
     by_key: dict[tuple[str, str], int] = {}
     if keys:
         for r in await conn.execute(
             select(T.c.id, T.c.channel, T.c.thread_key)
-            .where(T.c.thread_key.in_({k for _, k in keys}), T.c.status.in_(_OPEN)).order_by(T.c.id)
+            .where(T.c.thread_key.in_({k for _, k in keys}), T.c.status.in_(_OPEN))
+            .order_by(T.c.id)
         ):
             by_key[(r.channel, r.thread_key)] = r.id
     contacts = {it.contact_id for it in fresh}
     by_contact: dict[tuple[int, str], int] = {}
     for r in await conn.execute(
         select(T.c.id, T.c.contact_id, T.c.channel)
-        .where(T.c.contact_id.in_(contacts), T.c.status.in_(_OPEN), T.c.thread_key.is_(None)).order_by(T.c.id)
+        .where(T.c.contact_id.in_(contacts), T.c.status.in_(_OPEN), T.c.thread_key.is_(None))
+        .order_by(T.c.id)
     ):
         by_contact[(r.contact_id, r.channel)] = r.id
 
@@ -387,14 +422,33 @@ async def _thread(conn: Any, fresh: list[_Item], now: Any) -> list[tuple[str, di
         ref = f"new:{len(new)}"
         queue_id = _pick_queue(it.msg, by_name, queues)
         subject = it.msg.subject or _first_line(it.msg.text) or f"{it.msg.channel} conversation"
-        new.append((ref, {
-            "subject": subject[:500], "status": TicketStatus.NEW.value, "priority": "normal",
-            "channel": it.msg.channel, "thread_key": it.msg.thread_key, "contact_id": it.contact_id,
-            "queue_id": queue_id, "assignee_id": None, "offered_agent_id": None, "offer_expires_at": None,
-            "tags": [], "linked_ticket_id": linked_to, "created_at": now, "updated_at": now,
-            "last_message_at": now, "first_response_at": None, "first_response_due_at": None,
-            "resolution_due_at": None, "solved_at": None, "closed_at": None,
-        }))
+        new.append(
+            (
+                ref,
+                {
+                    "subject": subject[:500],
+                    "status": TicketStatus.NEW.value,
+                    "priority": "normal",
+                    "channel": it.msg.channel,
+                    "thread_key": it.msg.thread_key,
+                    "contact_id": it.contact_id,
+                    "queue_id": queue_id,
+                    "assignee_id": None,
+                    "offered_agent_id": None,
+                    "offer_expires_at": None,
+                    "tags": [],
+                    "linked_ticket_id": linked_to,
+                    "created_at": now,
+                    "updated_at": now,
+                    "last_message_at": now,
+                    "first_response_at": None,
+                    "first_response_due_at": None,
+                    "resolution_due_at": None,
+                    "solved_at": None,
+                    "closed_at": None,
+                },
+            )
+        )
         return ref
 
     for it in fresh:

@@ -31,9 +31,10 @@ log = logging.getLogger(__name__)
 
 LEASE = timedelta(seconds=120)
 MAX_BACKOFF = 3600.0
-STATUS_ORDER = {s: i for i, s in enumerate(
-    [DeliveryStatus.PENDING, DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.READ]
-)}
+STATUS_ORDER = {
+    s: i
+    for i, s in enumerate([DeliveryStatus.PENDING, DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.READ])
+}
 
 
 def backoff_seconds(attempts: int, base: float) -> float:
@@ -66,15 +67,19 @@ class OutboxDispatcher:
                 log.exception("outbox dispatch failed")
             wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout=self.rt.settings.outbox_poll_seconds)
+                async with asyncio.timeout(self.rt.settings.outbox_poll_seconds):
+                    await wake.wait()
 
     async def _claim(self, limit: int) -> list[Any]:
         now = utcnow()
         async with self.rt.db.begin() as conn:
             stmt = (
                 select(O)
-                .where(O.c.status == OutboxStatus.PENDING, O.c.next_attempt_at <= now,
-                       or_(O.c.locked_until.is_(None), O.c.locked_until < now))
+                .where(
+                    O.c.status == OutboxStatus.PENDING,
+                    O.c.next_attempt_at <= now,
+                    or_(O.c.locked_until.is_(None), O.c.locked_until < now),
+                )
                 .order_by(O.c.id)
                 .limit(limit)
             )
@@ -82,9 +87,7 @@ class OutboxDispatcher:
                 stmt = stmt.with_for_update(skip_locked=True)
             rows = (await conn.execute(stmt)).all()
             if rows:
-                await conn.execute(
-                    update(O).where(O.c.id.in_([r.id for r in rows])).values(locked_until=now + LEASE)
-                )
+                await conn.execute(update(O).where(O.c.id.in_([r.id for r in rows])).values(locked_until=now + LEASE))
         return rows
 
     async def dispatch_due(self, limit: int = 50) -> int:
@@ -108,13 +111,15 @@ class OutboxDispatcher:
             return
         except Exception as exc:  # an adapter bug is a temporary failure, not a crash of the dispatcher
             log.exception("adapter for %s raised", row.channel)
-            await self._record_failure(row, attempts, f"{type(exc).__name__}: {exc}",
-                                       attempts >= self.rt.settings.outbox_max_attempts)
+            await self._record_failure(
+                row, attempts, f"{type(exc).__name__}: {exc}", attempts >= self.rt.settings.outbox_max_attempts
+            )
             return
         now = utcnow()
         async with self.rt.write() as tx:
             await tx.conn.execute(
-                update(O).where(O.c.id == row.id)
+                update(O)
+                .where(O.c.id == row.id)
                 .values(status=OutboxStatus.SENT, attempts=attempts, sent_at=now, locked_until=None, last_error=None)
             )
             meta_update: dict[str, Any] = {}
@@ -128,16 +133,22 @@ class OutboxDispatcher:
         async with self.rt.write() as tx:
             if permanent:
                 await tx.conn.execute(
-                    update(O).where(O.c.id == row.id)
+                    update(O)
+                    .where(O.c.id == row.id)
                     .values(status=OutboxStatus.FAILED, attempts=attempts, last_error=error, locked_until=None)
                 )
                 await set_delivery_status(tx, row.message_id, DeliveryStatus.FAILED, error=error)
             else:
                 delay = backoff_seconds(attempts, self.rt.settings.outbox_backoff_base_seconds)
                 await tx.conn.execute(
-                    update(O).where(O.c.id == row.id)
-                    .values(attempts=attempts, last_error=error, locked_until=None,
-                            next_attempt_at=now + timedelta(seconds=delay))
+                    update(O)
+                    .where(O.c.id == row.id)
+                    .values(
+                        attempts=attempts,
+                        last_error=error,
+                        locked_until=None,
+                        next_attempt_at=now + timedelta(seconds=delay),
+                    )
                 )
         outcome = "failed" if permanent else "retry"
         self.rt.metrics.outbox_deliveries.labels(row.channel, outcome).inc()
@@ -145,11 +156,17 @@ class OutboxDispatcher:
 
 
 async def set_delivery_status(
-    tx: Any, message_id: int, status: DeliveryStatus, *, error: str | None = None,
+    tx: Any,
+    message_id: int,
+    status: DeliveryStatus,
+    *,
+    error: str | None = None,
     meta_update: dict[str, Any] | None = None,
 ) -> bool:
     """Move a message's delivery status forward (never back; failed is final) and emit the change."""
-    row = (await tx.conn.execute(select(M.c.id, M.c.ticket_id, M.c.delivery_status, M.c.meta).where(M.c.id == message_id))).first()
+    row = (
+        await tx.conn.execute(select(M.c.id, M.c.ticket_id, M.c.delivery_status, M.c.meta).where(M.c.id == message_id))
+    ).first()
     if row is None:
         return False
     current = row.delivery_status
@@ -161,7 +178,13 @@ async def set_delivery_status(
         values["meta"] = {**(row.meta or {}), **meta_update}
     await tx.conn.execute(update(M).where(M.c.id == message_id).values(**values))
     ticket = (await tx.conn.execute(select(T.c.id, T.c.queue_id, T.c.assignee_id).where(T.c.id == row.ticket_id))).one()
-    tx.emit(NewEvent(type=EventType.MESSAGE_STATUS,
-                     payload={"message_id": message_id, "ticket_id": row.ticket_id, "status": status.value, "error": error},
-                     ticket_id=row.ticket_id, queue_id=ticket.queue_id, agent_id=ticket.assignee_id))
+    tx.emit(
+        NewEvent(
+            type=EventType.MESSAGE_STATUS,
+            payload={"message_id": message_id, "ticket_id": row.ticket_id, "status": status.value, "error": error},
+            ticket_id=row.ticket_id,
+            queue_id=ticket.queue_id,
+            agent_id=ticket.assignee_id,
+        )
+    )
     return True

@@ -15,8 +15,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-DEFAULT_CAPACITY = {"voice": 1, "webchat": 3, "messenger": 3, "instagram": 3, "telegram": 3, "whatsapp": 3,
-                    "sms": 3, "email": 5}
+DEFAULT_CAPACITY = {
+    "voice": 1,
+    "webchat": 3,
+    "messenger": 3,
+    "instagram": 3,
+    "telegram": 3,
+    "whatsapp": 3,
+    "sms": 3,
+    "email": 5,
+}
 FALLBACK_CAPACITY = 3
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
@@ -57,11 +65,9 @@ def choose_agent(item: WorkItem, agents: Iterable[AgentSlot]) -> AgentSlot | Non
     if item.queue_id is None:
         return None
     eligible = [
-        a for a in agents
-        if a.available
-        and item.queue_id in a.queue_ids
-        and a.agent_id not in item.excluded
-        and a.free(item.channel) > 0
+        a
+        for a in agents
+        if a.available and item.queue_id in a.queue_ids and a.agent_id not in item.excluded and a.free(item.channel) > 0
     ]
     if not eligible:
         return None

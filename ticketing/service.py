@@ -13,10 +13,10 @@ from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.auth import hash_password
+from hub.db import utcnow
 from hub.events import EventType, NewEvent
 from hub.messages import OutboundMessage
 from hub.runtime import Runtime, Tx
-from hub.db import utcnow
 from ticketing import routing
 from ticketing.exceptions import (
     AgentNotFound,
@@ -50,12 +50,12 @@ from ticketing.models import (
     Queue,
     QueueCreate,
     QueueRead,
+    Ticket,
     TicketDetail,
     TicketPage,
     TicketRead,
     TicketStatus,
     TicketUpdate,
-    Ticket,
 )
 from ticketing.permissions import Principal
 
@@ -217,7 +217,9 @@ async def _contact_read(conn: AsyncConnection, contact_id: int) -> ContactRead:
     row = (await conn.execute(select(C).where(C.c.id == contact_id))).first()
     if row is None:
         raise ContactNotFound(f"contact {contact_id} does not exist")
-    idents = (await conn.execute(select(I.c.kind, I.c.value).where(I.c.contact_id == contact_id).order_by(I.c.id))).all()
+    idents = (
+        await conn.execute(select(I.c.kind, I.c.value).where(I.c.contact_id == contact_id).order_by(I.c.id))
+    ).all()
     return ContactRead.model_validate(
         {**row._mapping, "identities": [IdentityRead(kind=k, value=v) for k, v in idents]}
     )
@@ -229,8 +231,11 @@ async def get_contact_history(rt: Runtime, *, contact_id: int, principal: Princi
         contact = await _contact_read(conn, contact_id)
         rows = (await conn.execute(select(T).where(T.c.contact_id == contact_id).order_by(T.c.id))).all()
         visible = [
-            r for r in rows
-            if principal.can_see_ticket(queue_id=r.queue_id, assignee_id=r.assignee_id, offered_agent_id=r.offered_agent_id)
+            r
+            for r in rows
+            if principal.can_see_ticket(
+                queue_id=r.queue_id, assignee_id=r.assignee_id, offered_agent_id=r.offered_agent_id
+            )
         ]
         if rows and not visible:
             raise NotYourTicket(f"contact {contact_id} has no tickets in your queues")
@@ -271,8 +276,12 @@ async def _agent_slots(conn: AsyncConnection, queue_ids: Iterable[int]) -> dict[
     for agent_id, capacity, last_assigned_at, queue_id in members:
         slot = slots.setdefault(
             agent_id,
-            routing.AgentSlot(agent_id=agent_id, queue_ids=frozenset(), capacity=dict(capacity or {}),
-                              last_assigned_at=last_assigned_at),
+            routing.AgentSlot(
+                agent_id=agent_id,
+                queue_ids=frozenset(),
+                capacity=dict(capacity or {}),
+                last_assigned_at=last_assigned_at,
+            ),
         )
         slot.queue_ids = slot.queue_ids | {queue_id}
     slots = {k: v for k, v in slots.items() if v.queue_ids & queue_ids}
@@ -302,8 +311,12 @@ async def route_tickets(
     rows = (
         await conn.execute(
             select(T)
-            .where(T.c.id.in_(list(ticket_ids)), T.c.assignee_id.is_(None), T.c.offered_agent_id.is_(None),
-                   T.c.status.in_(_OPEN))
+            .where(
+                T.c.id.in_(list(ticket_ids)),
+                T.c.assignee_id.is_(None),
+                T.c.offered_agent_id.is_(None),
+                T.c.status.in_(_OPEN),
+            )
             .order_by(T.c.id)
         )
     ).all()
@@ -326,7 +339,9 @@ async def route_tickets(
     expires = now + timedelta(seconds=rt.settings.offer_timeout_seconds)
     for r in rows:
         item = routing.WorkItem(
-            ticket_id=r.id, queue_id=r.queue_id, channel=r.channel,
+            ticket_id=r.id,
+            queue_id=r.queue_id,
+            channel=r.channel,
             previous_agent_id=previous.get(r.contact_id),
             excluded=frozenset((exclude or {}).get(r.id, set())),
         )
@@ -352,8 +367,12 @@ async def waiting_ticket_ids(conn: AsyncConnection, queue_ids: Iterable[int], li
         return []
     rows = await conn.execute(
         select(T.c.id)
-        .where(T.c.queue_id.in_(queue_ids), T.c.assignee_id.is_(None), T.c.offered_agent_id.is_(None),
-               T.c.status.in_(_OPEN))
+        .where(
+            T.c.queue_id.in_(queue_ids),
+            T.c.assignee_id.is_(None),
+            T.c.offered_agent_id.is_(None),
+            T.c.status.in_(_OPEN),
+        )
         .order_by(T.c.id)
         .limit(limit)
     )
@@ -368,8 +387,13 @@ async def accept_offer(rt: Runtime, *, ticket_id: int, principal: Principal) -> 
             await tx.conn.execute(
                 update(T)
                 .where(T.c.id == ticket_id, T.c.offered_agent_id == principal.agent_id, T.c.assignee_id.is_(None))
-                .values(assignee_id=principal.agent_id, offered_agent_id=None, offer_expires_at=None,
-                        status=TicketStatus.OPEN, updated_at=now)
+                .values(
+                    assignee_id=principal.agent_id,
+                    offered_agent_id=None,
+                    offer_expires_at=None,
+                    status=TicketStatus.OPEN,
+                    updated_at=now,
+                )
                 .returning(*T.c)
             )
         ).first()
@@ -382,8 +406,15 @@ async def accept_offer(rt: Runtime, *, ticket_id: int, principal: Principal) -> 
 
 
 async def _return_offer(rt: Runtime, tx: Tx, row: Any, event_type: str) -> None:
-    tx.emit(NewEvent(type=event_type, payload={"ticket_id": row.id, "agent_id": row.offered_agent_id},
-                     ticket_id=row.id, queue_id=row.queue_id, agent_id=row.offered_agent_id))
+    tx.emit(
+        NewEvent(
+            type=event_type,
+            payload={"ticket_id": row.id, "agent_id": row.offered_agent_id},
+            ticket_id=row.id,
+            queue_id=row.queue_id,
+            agent_id=row.offered_agent_id,
+        )
+    )
     await route_tickets(rt, tx, [row.id], exclude={row.id: {row.offered_agent_id}})
 
 
@@ -401,8 +432,15 @@ async def decline_offer(rt: Runtime, *, ticket_id: int, principal: Principal) ->
         if row is None:
             await _ticket_row(tx.conn, ticket_id)
             raise OfferNotPending(f"ticket {ticket_id} is not offered to you")
-        tx.emit(NewEvent(type=EventType.OFFER_DECLINED, payload={"ticket_id": ticket_id, "agent_id": principal.agent_id},
-                         ticket_id=ticket_id, queue_id=row.queue_id, agent_id=principal.agent_id))
+        tx.emit(
+            NewEvent(
+                type=EventType.OFFER_DECLINED,
+                payload={"ticket_id": ticket_id, "agent_id": principal.agent_id},
+                ticket_id=ticket_id,
+                queue_id=row.queue_id,
+                agent_id=principal.agent_id,
+            )
+        )
         await route_tickets(rt, tx, [ticket_id], exclude={ticket_id: {principal.agent_id}})
 
 
@@ -412,20 +450,29 @@ async def expire_offers(rt: Runtime) -> int:
     async with rt.write() as tx:
         rows = (
             await tx.conn.execute(
-                select(T.c.id, T.c.queue_id, T.c.offered_agent_id)
-                .where(T.c.offered_agent_id.is_not(None), T.c.offer_expires_at < now)
+                select(T.c.id, T.c.queue_id, T.c.offered_agent_id).where(
+                    T.c.offered_agent_id.is_not(None), T.c.offer_expires_at < now
+                )
             )
         ).all()
         exclude: dict[int, set[int]] = {}
         for r in rows:
             done = await tx.conn.execute(
-                update(T).where(T.c.id == r.id, T.c.offered_agent_id == r.offered_agent_id)
+                update(T)
+                .where(T.c.id == r.id, T.c.offered_agent_id == r.offered_agent_id)
                 .values(offered_agent_id=None, offer_expires_at=None)
             )
             if done.rowcount:
                 exclude[r.id] = {r.offered_agent_id}
-                tx.emit(NewEvent(type=EventType.OFFER_EXPIRED, payload={"ticket_id": r.id, "agent_id": r.offered_agent_id},
-                                 ticket_id=r.id, queue_id=r.queue_id, agent_id=r.offered_agent_id))
+                tx.emit(
+                    NewEvent(
+                        type=EventType.OFFER_EXPIRED,
+                        payload={"ticket_id": r.id, "agent_id": r.offered_agent_id},
+                        ticket_id=r.id,
+                        queue_id=r.queue_id,
+                        agent_id=r.offered_agent_id,
+                    )
+                )
         await route_tickets(rt, tx, list(exclude), exclude=exclude)
     return len(exclude)
 
@@ -445,8 +492,13 @@ async def load_principal(rt: Runtime, *, agent_id: int) -> tuple[Principal, str]
         if row is None:
             return None
         qids = frozenset(q for (q,) in await conn.execute(select(AQ.c.queue_id).where(AQ.c.agent_id == agent_id)))
-    principal = Principal(agent_id=row.id, username=row.username, display_name=row.display_name or row.username,
-                          role=row.role, queue_ids=qids)
+    principal = Principal(
+        agent_id=row.id,
+        username=row.username,
+        display_name=row.display_name or row.username,
+        role=row.role,
+        queue_ids=qids,
+    )
     return principal, row.password_hash
 
 
@@ -475,10 +527,19 @@ async def create_agent(rt: Runtime, *, data: AgentCreate) -> AgentRead:
         qids = await _queue_ids_by_name(tx.conn, data.queues)
         row = (
             await tx.conn.execute(
-                A.insert().values(username=data.username, display_name=data.display_name or data.username,
-                                  password_hash=pw_hash, role=data.role.value, status=AgentStatus.OFFLINE,
-                                  status_changed_at=utcnow(), skills=data.skills, capacity=data.capacity,
-                                  active=True, created_at=utcnow())
+                A.insert()
+                .values(
+                    username=data.username,
+                    display_name=data.display_name or data.username,
+                    password_hash=pw_hash,
+                    role=data.role.value,
+                    status=AgentStatus.OFFLINE,
+                    status_changed_at=utcnow(),
+                    skills=data.skills,
+                    capacity=data.capacity,
+                    active=True,
+                    created_at=utcnow(),
+                )
                 .returning(*A.c)
             )
         ).one()
@@ -539,21 +600,32 @@ async def set_agent_status(rt: Runtime, *, agent_id: int, status: AgentStatus) -
         if row is None:
             raise AgentNotFound(f"agent {agent_id} does not exist")
         agent = await _agent_read(tx.conn, row)
-        tx.emit(NewEvent(type=EventType.AGENT_STATUS, payload={"agent_id": agent_id, "status": status.value},
-                         agent_id=agent_id))
+        tx.emit(
+            NewEvent(
+                type=EventType.AGENT_STATUS, payload={"agent_id": agent_id, "status": status.value}, agent_id=agent_id
+            )
+        )
         if status is AgentStatus.AVAILABLE:
             await route_tickets(rt, tx, await waiting_ticket_ids(tx.conn, agent.queue_ids))
         else:
             offered = (
                 await tx.conn.execute(
-                    update(T).where(T.c.offered_agent_id == agent_id)
-                    .values(offered_agent_id=None, offer_expires_at=None).returning(T.c.id, T.c.queue_id)
+                    update(T)
+                    .where(T.c.offered_agent_id == agent_id)
+                    .values(offered_agent_id=None, offer_expires_at=None)
+                    .returning(T.c.id, T.c.queue_id)
                 )
             ).all()
             for r in offered:
-                tx.emit(NewEvent(type=EventType.OFFER_EXPIRED, payload={"ticket_id": r.id, "agent_id": agent_id,
-                                                                        "reason": status.value},
-                                 ticket_id=r.id, queue_id=r.queue_id, agent_id=agent_id))
+                tx.emit(
+                    NewEvent(
+                        type=EventType.OFFER_EXPIRED,
+                        payload={"ticket_id": r.id, "agent_id": agent_id, "reason": status.value},
+                        ticket_id=r.id,
+                        queue_id=r.queue_id,
+                        agent_id=agent_id,
+                    )
+                )
             await route_tickets(rt, tx, [r.id for r in offered], exclude={r.id: {agent_id} for r in offered})
     return agent
 
@@ -565,9 +637,7 @@ async def create_queue(rt: Runtime, *, data: QueueCreate) -> QueueRead:
     async with rt.write() as tx:
         if (await tx.conn.execute(select(Q.c.id).where(Q.c.name == data.name))).first():
             raise QueueNameTaken(f"a queue named {data.name!r} exists")
-        row = (
-            await tx.conn.execute(Q.insert().values(**data.model_dump(), created_at=utcnow()).returning(*Q.c))
-        ).one()
+        row = (await tx.conn.execute(Q.insert().values(**data.model_dump(), created_at=utcnow()).returning(*Q.c))).one()
         tx.emit(NewEvent(type="queue.created", payload={"queue": {"id": row.id, "name": row.name}}, queue_id=row.id))
     return QueueRead.model_validate(row._mapping)
 
@@ -593,8 +663,10 @@ async def reply(rt: Runtime, *, ticket_id: int, principal: Principal, text: str)
         _check_visible(principal, row)
         last_in = (
             await tx.conn.execute(
-                select(M).where(M.c.ticket_id == ticket_id, M.c.direction == Direction.INBOUND)
-                .order_by(M.c.id.desc()).limit(1)
+                select(M)
+                .where(M.c.ticket_id == ticket_id, M.c.direction == Direction.INBOUND)
+                .order_by(M.c.id.desc())
+                .limit(1)
             )
         ).first()
         if last_in is None or not last_in.sender:
@@ -603,22 +675,48 @@ async def reply(rt: Runtime, *, ticket_id: int, principal: Principal, text: str)
         subject = _reply_subject(row.subject, ticket_id) if row.channel == "email" else None
         references = [*(last_in.meta or {}).get("references", []), last_in.external_id] if last_in.external_id else []
         msg = {
-            "ticket_id": ticket_id, "direction": Direction.OUTBOUND.value, "channel": row.channel,
-            "external_id": external_id, "author_agent_id": principal.agent_id, "sender": None,
-            "recipient": last_in.sender, "subject": subject, "text": text, "html": None, "attachments": [],
-            "meta": {"references": references} if references else {}, "delivery_status": DeliveryStatus.PENDING.value,
-            "created_at": now, "contact_id": row.contact_id,
+            "ticket_id": ticket_id,
+            "direction": Direction.OUTBOUND.value,
+            "channel": row.channel,
+            "external_id": external_id,
+            "author_agent_id": principal.agent_id,
+            "sender": None,
+            "recipient": last_in.sender,
+            "subject": subject,
+            "text": text,
+            "html": None,
+            "attachments": [],
+            "meta": {"references": references} if references else {},
+            "delivery_status": DeliveryStatus.PENDING.value,
+            "created_at": now,
+            "contact_id": row.contact_id,
         }
         msg_row = (await tx.conn.execute(M.insert().values(**msg).returning(*M.c))).one()
         outbound = OutboundMessage(
-            message_id=msg_row.id, ticket_id=ticket_id, channel=row.channel, recipient=last_in.sender, text=text,
-            subject=subject, external_id=external_id, in_reply_to=last_in.external_id if row.channel == "email" else None,
-            references=references, sender_address=last_in.recipient, agent_name=principal.display_name,
+            message_id=msg_row.id,
+            ticket_id=ticket_id,
+            channel=row.channel,
+            recipient=last_in.sender,
+            text=text,
+            subject=subject,
+            external_id=external_id,
+            in_reply_to=last_in.external_id if row.channel == "email" else None,
+            references=references,
+            sender_address=last_in.recipient,
+            agent_name=principal.display_name,
             metadata={"thread_key": row.thread_key} if row.thread_key else {},
         )
-        await tx.conn.execute(O.insert().values(message_id=msg_row.id, channel=row.channel,
-                                                payload=outbound.model_dump(mode="json"), status="pending",
-                                                attempts=0, next_attempt_at=now, created_at=now))
+        await tx.conn.execute(
+            O.insert().values(
+                message_id=msg_row.id,
+                channel=row.channel,
+                payload=outbound.model_dump(mode="json"),
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+        )
         values: dict[str, Any] = {"updated_at": now, "last_message_at": now}
         if row.first_response_at is None:
             values["first_response_at"] = now
@@ -641,8 +739,13 @@ def _reply_subject(subject: str, ticket_id: int) -> str:
 
 def _message_event(msg: dict[str, Any], ticket_row: Any) -> NewEvent:
     t = ticket_row._mapping
-    return NewEvent(type=EventType.MESSAGE_CREATED, payload={"message": message_summary(msg)},
-                    ticket_id=t["id"], queue_id=t["queue_id"], agent_id=t["assignee_id"] or t["offered_agent_id"])
+    return NewEvent(
+        type=EventType.MESSAGE_CREATED,
+        payload={"message": message_summary(msg)},
+        ticket_id=t["id"],
+        queue_id=t["queue_id"],
+        agent_id=t["assignee_id"] or t["offered_agent_id"],
+    )
 
 
 async def add_note(rt: Runtime, *, ticket_id: int, principal: Principal, text: str) -> MessageRead:
@@ -651,11 +754,21 @@ async def add_note(rt: Runtime, *, ticket_id: int, principal: Principal, text: s
     async with rt.write() as tx:
         row = await _ticket_row(tx.conn, ticket_id)
         _check_visible(principal, row)
-        msg = {"ticket_id": ticket_id, "direction": Direction.NOTE.value, "channel": row.channel,
-               "author_agent_id": principal.agent_id, "text": text, "attachments": [], "meta": {},
-               "delivery_status": DeliveryStatus.RECEIVED.value, "created_at": now}
+        msg = {
+            "ticket_id": ticket_id,
+            "direction": Direction.NOTE.value,
+            "channel": row.channel,
+            "author_agent_id": principal.agent_id,
+            "text": text,
+            "attachments": [],
+            "meta": {},
+            "delivery_status": DeliveryStatus.RECEIVED.value,
+            "created_at": now,
+        }
         msg_row = (await tx.conn.execute(M.insert().values(**msg).returning(*M.c))).one()
-        updated = (await tx.conn.execute(update(T).where(T.c.id == ticket_id).values(updated_at=now).returning(*T.c))).one()
+        updated = (
+            await tx.conn.execute(update(T).where(T.c.id == ticket_id).values(updated_at=now).returning(*T.c))
+        ).one()
         tx.emit(_message_event(dict(msg_row._mapping), updated))
     return MessageRead.model_validate(msg_row._mapping)
 
@@ -681,11 +794,19 @@ async def update_ticket(rt: Runtime, *, ticket_id: int, principal: Principal, da
                 values["offered_agent_id"] = None
                 values["offer_expires_at"] = None
         if "priority" in values:
-            values["priority"] = values["priority"].value if hasattr(values["priority"], "value") else values["priority"]
+            values["priority"] = (
+                values["priority"].value if hasattr(values["priority"], "value") else values["priority"]
+            )
         values["updated_at"] = now
         updated = (await tx.conn.execute(update(T).where(T.c.id == ticket_id).values(**values).returning(*T.c))).one()
-        tx.emit(ticket_event(EventType.TICKET_UPDATED, updated, changes=sorted(k for k in values if k != "updated_at"),
-                             by=principal.agent_id))
+        tx.emit(
+            ticket_event(
+                EventType.TICKET_UPDATED,
+                updated,
+                changes=sorted(k for k in values if k != "updated_at"),
+                by=principal.agent_id,
+            )
+        )
     return TicketRead.model_validate(updated._mapping)
 
 
@@ -699,7 +820,8 @@ async def assign(rt: Runtime, *, ticket_id: int, principal: Principal, agent_id:
             raise AgentNotFound(f"agent {agent_id} does not exist")
         updated = (
             await tx.conn.execute(
-                update(T).where(T.c.id == ticket_id)
+                update(T)
+                .where(T.c.id == ticket_id)
                 .values(assignee_id=agent_id, offered_agent_id=None, offer_expires_at=None, updated_at=now)
                 .returning(*T.c)
             )
@@ -718,8 +840,12 @@ async def transfer(
     async with rt.write() as tx:
         row = await _ticket_row(tx.conn, ticket_id, lock=True)
         _check_visible(principal, row)
-        values: dict[str, Any] = {"updated_at": now, "offered_agent_id": None, "offer_expires_at": None,
-                                  "assignee_id": agent_id}
+        values: dict[str, Any] = {
+            "updated_at": now,
+            "offered_agent_id": None,
+            "offer_expires_at": None,
+            "assignee_id": agent_id,
+        }
         if queue_id is not None:
             if not (await tx.conn.execute(select(Q.c.id).where(Q.c.id == queue_id))).first():
                 raise QueueNotFound(f"queue {queue_id} does not exist")
@@ -727,8 +853,16 @@ async def transfer(
         if agent_id is not None and not (await tx.conn.execute(select(A.c.id).where(A.c.id == agent_id))).first():
             raise AgentNotFound(f"agent {agent_id} does not exist")
         updated = (await tx.conn.execute(update(T).where(T.c.id == ticket_id).values(**values).returning(*T.c))).one()
-        tx.emit(ticket_event(EventType.TICKET_UPDATED, updated, changes=["transfer"], by=principal.agent_id,
-                             from_queue_id=row.queue_id, from_agent_id=row.assignee_id))
+        tx.emit(
+            ticket_event(
+                EventType.TICKET_UPDATED,
+                updated,
+                changes=["transfer"],
+                by=principal.agent_id,
+                from_queue_id=row.queue_id,
+                from_agent_id=row.assignee_id,
+            )
+        )
         if agent_id is None:
             await route_tickets(rt, tx, [ticket_id], exclude={ticket_id: {principal.agent_id}})
     return TicketRead.model_validate(updated._mapping)

@@ -54,15 +54,19 @@ class InboundAccepted(BaseModel):
 
 
 @router.post("/auth/login", response_model=LoginResponse, tags=["auth"])
-async def login(body: LoginRequest, request: Request, response: Response, rt: RuntimeDep,
-                signer: SignerDep) -> LoginResponse:
+async def login(
+    body: LoginRequest, request: Request, response: Response, rt: RuntimeDep, signer: SignerDep
+) -> LoginResponse:
     """Log in with username and password: answers a bearer token and sets the session cookie."""
     throttle = request.app.state.login_throttle
     key = f"{request.client.host if request.client else '-'}:{body.username.lower()}"
     wait = throttle.retry_after(key)
     if wait > 0:
-        raise HTTPException(429, detail=f"too many failed logins; try again in {int(wait) + 1} s",
-                            headers={"Retry-After": str(int(wait) + 1)})
+        raise HTTPException(
+            429,
+            detail=f"too many failed logins; try again in {int(wait) + 1} s",
+            headers={"Retry-After": str(int(wait) + 1)},
+        )
     row = await service.agent_for_login(rt, username=body.username)
     if row is None:
         verify_dummy(body.password)
@@ -74,8 +78,14 @@ async def login(body: LoginRequest, request: Request, response: Response, rt: Ru
         raise HTTPException(401, detail="wrong username or password")
     throttle.succeeded(key)
     token = signer.issue(row.id, row.password_hash)
-    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax",
-                        secure=rt.settings.public_url.startswith("https"), max_age=signer.ttl_seconds)
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        httponly=True,
+        samesite="lax",
+        secure=rt.settings.public_url.startswith("https"),
+        max_age=signer.ttl_seconds,
+    )
     agents = await service.list_agents(rt)
     return LoginResponse(token=token, agent=next(a for a in agents if a.id == row.id))
 
@@ -111,9 +121,18 @@ async def list_tickets(
 ) -> TicketPage:
     """Tickets you may see, most recent activity first; filter by status (repeatable), queue, assignee,
     channel or contact."""
-    return await service.list_tickets(rt, principal=agent, status=status, queue_id=queue_id,
-                                      assignee_id=assignee_id, channel=channel, contact_id=contact_id,
-                                      mine=mine, offset=offset, limit=limit)
+    return await service.list_tickets(
+        rt,
+        principal=agent,
+        status=status,
+        queue_id=queue_id,
+        assignee_id=assignee_id,
+        channel=channel,
+        contact_id=contact_id,
+        mine=mine,
+        offset=offset,
+        limit=limit,
+    )
 
 
 @router.get("/tickets/{ticket_id}", response_model=TicketDetail, tags=["tickets"])
@@ -150,8 +169,9 @@ async def transfer(ticket_id: int, body: TransferRequest, agent: CurrentAgent, r
     """Hand the ticket to another queue or agent."""
     if body.queue_id is None and body.agent_id is None:
         raise HTTPException(422, detail="give queue_id, agent_id or both")
-    return await service.transfer(rt, ticket_id=ticket_id, principal=agent, queue_id=body.queue_id,
-                                  agent_id=body.agent_id)
+    return await service.transfer(
+        rt, ticket_id=ticket_id, principal=agent, queue_id=body.queue_id, agent_id=body.agent_id
+    )
 
 
 @router.post("/tickets/{ticket_id}/accept", response_model=TicketRead, tags=["routing"])
@@ -223,8 +243,9 @@ async def inbound(body: InboundMessage, agent: CurrentAgent, request: Request) -
     """Admins and integrators: ingest a normalized message (idempotent on channel + external_id)."""
     agent.require_admin()
     result = await request.app.state.ingest.submit(body)
-    return InboundAccepted(message_id=result.message_id, ticket_id=result.ticket_id,
-                           contact_id=result.contact_id, created=result.created)
+    return InboundAccepted(
+        message_id=result.message_id, ticket_id=result.ticket_id, contact_id=result.contact_id, created=result.created
+    )
 
 
 # --- the live console stream --------------------------------------------------------------------------------
@@ -241,10 +262,14 @@ async def agent_stream(ws: WebSocket, last_seq: int | None = None) -> None:
     await ws.accept()
     gauge = rt.metrics.websocket_clients.labels("agent")
     gauge.inc()
-    hello: dict[str, Any] = {"agent_id": principal.agent_id, "role": principal.role,
-                             "queue_ids": sorted(principal.queue_ids)}
+    hello: dict[str, Any] = {
+        "agent_id": principal.agent_id,
+        "role": principal.role,
+        "queue_ids": sorted(principal.queue_ids),
+    }
     try:
-        await serve_event_stream(ws, rt.events, principal.viewer, last_seq,
-                                 heartbeat_seconds=rt.settings.heartbeat_seconds, hello=hello)
+        await serve_event_stream(
+            ws, rt.events, principal.viewer, last_seq, heartbeat_seconds=rt.settings.heartbeat_seconds, hello=hello
+        )
     finally:
         gauge.dec()

@@ -1,0 +1,226 @@
+"""Shared fixtures: a real database (SQLite by default, PostgreSQL when SWITCHBOARD_TEST_DATABASE_URL names
+one), a runtime in the test's event loop, and a real server (uvicorn in a thread) for HTTP and websockets.
+
+Each test starts from empty tables. The schema is built once per session by the Alembic migrations, so the
+migrations themselves run on both databases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlmodel import SQLModel
+
+from hub.app import create_app, import_all_models
+from hub.bus import EventHub, LocalTransport
+from hub.config import Settings
+from hub.db import Database
+from hub.messages import Sender
+from hub.metrics import Metrics
+from hub.migrate import upgrade
+from hub.runtime import Runtime
+
+import_all_models()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pg_admin(url: str, statement: str) -> None:
+    parsed = make_url(url)
+
+    async def run() -> None:
+        conn = await asyncpg.connect(
+            host=parsed.host or "127.0.0.1",
+            port=parsed.port or 5432,
+            user=parsed.username or "postgres",
+            password=parsed.password,
+            database="postgres",
+        )
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A freshly migrated database for this test session."""
+    configured = os.environ.get("SWITCHBOARD_TEST_DATABASE_URL", "sqlite")
+    if configured == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+        upgrade(url)
+        yield url
+        return
+    name = f"switchboard_test_{uuid.uuid4().hex[:10]}"
+    _pg_admin(configured, f'CREATE DATABASE "{name}"')
+    url = make_url(configured).set(database=name).render_as_string(hide_password=False)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        _pg_admin(configured, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def is_postgres(database_url: str) -> bool:
+    return database_url.startswith("postgresql")
+
+
+async def _empty_tables(url: str) -> None:
+    db = Database(url)
+    try:
+        async with db.begin() as conn:
+            tables = [t.name for t in reversed(SQLModel.metadata.sorted_tables)]
+            if db.is_sqlite:
+                for name in tables:
+                    await conn.execute(text(f'DELETE FROM "{name}"'))
+                await conn.execute(text("DELETE FROM sqlite_sequence"))
+            else:
+                joined = ", ".join(f'"{n}"' for n in tables)
+                await conn.execute(text(f"TRUNCATE {joined} RESTART IDENTITY CASCADE"))
+    finally:
+        await db.dispose()
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Any) -> Settings:
+    """Settings for one test, on the session database emptied for it."""
+    asyncio.run(_empty_tables(database_url))
+    return Settings(
+        database_url=database_url,
+        secret_key="test-secret-key-0123456789",
+        public_url="http://testserver.local",
+        redis_url=None,
+        heartbeat_seconds=25.0,
+        outbox_backoff_base_seconds=0.05,
+        outbox_poll_seconds=0.05,
+        _env_file=None,  # type: ignore[call-arg]
+    )
+
+
+@pytest.fixture
+async def rt(settings: Settings) -> AsyncIterator[Runtime]:
+    """A started runtime in the test's own event loop (service-level tests)."""
+    db = Database(settings.database_url)
+    hub = EventHub(db, LocalTransport())
+    runtime = Runtime(settings=settings, db=db, events=hub, metrics=Metrics())
+    await hub.start()
+    try:
+        yield runtime
+    finally:
+        await hub.stop()
+        await db.dispose()
+
+
+@dataclass
+class LiveServer:
+    """A real uvicorn server running ``create_app`` in its own thread and event loop."""
+
+    settings: Settings
+    senders: Mapping[str, Sender] | None = None
+    port: int = field(default_factory=free_port)
+    server: uvicorn.Server | None = None
+    thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def app(self) -> Any:
+        assert self.server is not None
+        return self.server.config.app
+
+    def start(self) -> LiveServer:
+        app = create_app(self.settings, senders=self.senders)
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", ws_per_message_deflate=False, lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 15
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("test server did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.should_exit = True
+        if self.thread is not None:
+            self.thread.join(timeout=15)
+
+
+@pytest.fixture
+def server(settings: Settings) -> Iterator[LiveServer]:
+    live = LiveServer(settings).start()
+    try:
+        yield live
+    finally:
+        live.stop()
+
+
+@pytest.fixture
+async def client(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as c:
+        yield c
+
+
+async def login(client: httpx.AsyncClient, username: str, password: str) -> dict[str, str]:
+    """Log in and return the Authorization header for the token."""
+    r = await client.post("/api/auth/login", json={"username": username, "password": password})
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['token']}"}
+
+
+async def make_queue(rt: Runtime, name: str, channels: list[str] | None = None) -> int:
+    from ticketing import service
+    from ticketing.models import QueueCreate
+
+    return (await service.create_queue(rt, data=QueueCreate(name=name, channels=channels or []))).id
+
+
+async def make_agent(
+    rt: Runtime,
+    username: str,
+    *,
+    role: str = "agent",
+    queues: list[str] | None = None,
+    password: str = "password-123",
+    available: bool = False,
+) -> int:
+    from ticketing import service
+    from ticketing.models import AgentCreate, AgentStatus, Role
+
+    agent = await service.create_agent(
+        rt, data=AgentCreate(username=username, password=password, role=Role(role), queues=queues or [])
+    )
+    if available:
+        await service.set_agent_status(rt, agent_id=agent.id, status=AgentStatus.AVAILABLE)
+    return agent.id

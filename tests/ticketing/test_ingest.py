@@ -1,0 +1,214 @@
+"""Ingest: idempotency, contact resolution across channels, and threading, on the real database."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import func, select
+
+from hub.messages import Identity, InboundMessage
+from hub.runtime import Runtime
+from tests.conftest import make_queue
+from ticketing import service
+from ticketing.ingest import IngestPipeline, ingest_batch
+from ticketing.models import TicketStatus, TicketUpdate
+from ticketing.permissions import Principal
+
+ADMIN = Principal(agent_id=0, username="root", display_name="Root", role="admin", queue_ids=frozenset())
+
+
+def email(ext: str, sender: str = "ann@example.com", **kw: object) -> InboundMessage:
+    return InboundMessage(
+        channel="email",
+        external_id=ext,
+        sender=Identity(kind="email", value=sender),
+        subject=kw.pop("subject", "Help"),
+        text=kw.pop("text", "hello"),
+        **kw,
+    )  # type: ignore[arg-type]
+
+
+async def count(rt: Runtime, table: object) -> int:
+    async with rt.read() as conn:
+        return int((await conn.execute(select(func.count()).select_from(table))).scalar_one())  # type: ignore[arg-type]
+
+
+async def ingest_one(rt: Runtime, msg: InboundMessage) -> object:
+    [result] = await ingest_batch(rt, [msg])
+    assert not isinstance(result, Exception), result
+    return result
+
+
+async def test_same_external_id_is_stored_once(rt: Runtime) -> None:
+    """A retried webhook or re-fetched email returns the stored message and adds no row."""
+    first = await ingest_one(rt, email("<m1@example.com>"))
+    again = await ingest_one(rt, email("<m1@example.com>", text="changed"))
+    assert first.created and not again.created  # type: ignore[attr-defined]
+    assert again.message_id == first.message_id  # type: ignore[attr-defined]
+    assert await count(rt, service.M) == 1
+
+
+async def test_copies_inside_one_batch_are_stored_once(rt: Runtime) -> None:
+    """Two copies committed together still make one message; both callers get its id."""
+    results = await ingest_batch(rt, [email("<dup@x>"), email("<dup@x>")])
+    assert results[0].message_id == results[1].message_id  # type: ignore[union-attr]
+    assert [r.created for r in results] == [True, False]  # type: ignore[union-attr]
+    assert await count(rt, service.M) == 1
+
+
+async def test_same_external_id_on_another_channel_is_another_message(rt: Runtime) -> None:
+    """External ids are unique per channel, not globally."""
+    await ingest_one(
+        rt, InboundMessage(channel="sms", external_id="X1", sender=Identity(kind="phone", value="+14155550100"))
+    )
+    await ingest_one(
+        rt, InboundMessage(channel="telegram", external_id="X1", sender=Identity(kind="telegram", value="55"))
+    )
+    assert await count(rt, service.M) == 2
+
+
+async def test_concurrent_submissions_are_group_committed_and_deduplicated(rt: Runtime) -> None:
+    """Many concurrent submits through the pipeline all commit; retries of the same id resolve to one row."""
+    pipeline = IngestPipeline(rt)
+    await pipeline.start()
+    try:
+        msgs = [email(f"<c{i % 50}@x>", sender=f"user{i % 50}@example.com") for i in range(200)]
+        results = await asyncio.gather(*(pipeline.submit(m) for m in msgs))
+    finally:
+        await pipeline.stop()
+    assert len({r.message_id for r in results}) == 50
+    assert sum(r.created for r in results) == 50
+    assert await count(rt, service.M) == 50
+    assert await count(rt, service.C) == 50
+
+
+async def test_email_address_resolves_case_insensitively_to_one_contact(rt: Runtime) -> None:
+    """Ann@Example.COM and ann@example.com are the same person."""
+    a = await ingest_one(rt, email("<a@x>", sender="Ann@Example.COM"))
+    b = await ingest_one(rt, email("<b@x>", sender="ann@example.com"))
+    assert a.contact_id == b.contact_id  # type: ignore[attr-defined]
+
+
+async def test_phone_number_on_sms_voice_and_whatsapp_is_one_contact(rt: Runtime) -> None:
+    """The same number, written three ways on three channels, resolves to one contact with E.164 identities."""
+    sms = await ingest_one(
+        rt, InboundMessage(channel="sms", external_id="SM1", sender=Identity(kind="phone", value="+1 (415) 555-0123"))
+    )
+    wa = await ingest_one(
+        rt,
+        InboundMessage(
+            channel="whatsapp", external_id="SM2", sender=Identity(kind="whatsapp", value="whatsapp:+14155550123")
+        ),
+    )
+    call = await ingest_one(
+        rt, InboundMessage(channel="voice", external_id="CA1", sender=Identity(kind="phone", value="4155550123"))
+    )
+    assert sms.contact_id == wa.contact_id == call.contact_id  # type: ignore[attr-defined]
+    history = await service.get_contact_history(rt, contact_id=sms.contact_id, principal=ADMIN)  # type: ignore[attr-defined]
+    assert {(i.kind, i.value) for i in history.identities} == {("phone", "+14155550123"), ("whatsapp", "+14155550123")}
+    assert sorted(t.channel for t in history.tickets) == ["sms", "voice", "whatsapp"]
+
+
+async def test_invalid_phone_number_is_refused_alone(rt: Runtime) -> None:
+    """A message whose sender cannot be attributed gets an error; its batch neighbours are stored."""
+    results = await ingest_batch(
+        rt,
+        [
+            InboundMessage(channel="sms", external_id="bad", sender=Identity(kind="phone", value="not a number")),
+            email("<ok@x>"),
+        ],
+    )
+    assert isinstance(results[0], Exception) and "phone number" in str(results[0])
+    assert not isinstance(results[1], Exception)
+    assert await count(rt, service.M) == 1
+
+
+async def test_reply_threads_by_references(rt: Runtime) -> None:
+    """An email that references an earlier message joins that ticket, even from another address."""
+    first = await ingest_one(rt, email("<root@x>", sender="ann@example.com"))
+    reply = await ingest_one(rt, email("<r1@x>", sender="boss@example.com", references=["<unknown@y>", "<root@x>"]))
+    assert reply.ticket_id == first.ticket_id  # type: ignore[attr-defined]
+
+
+async def test_thread_key_keeps_conversations_apart(rt: Runtime) -> None:
+    """Two chat conversations of one visitor are two tickets; messages follow their conversation."""
+
+    def chat(ext: str, key: str) -> InboundMessage:
+        return InboundMessage(
+            channel="webchat",
+            external_id=ext,
+            thread_key=key,
+            sender=Identity(kind="webchat", value="visitor-1"),
+            text="hi",
+        )
+
+    a1, b1, a2 = [await ingest_one(rt, m) for m in (chat("1", "conv-a"), chat("2", "conv-b"), chat("3", "conv-a"))]
+    assert a1.ticket_id == a2.ticket_id != b1.ticket_id  # type: ignore[attr-defined]
+
+
+async def test_open_ticket_of_contact_on_channel_is_reused_until_solved(rt: Runtime) -> None:
+    """SMS without thread ids: the contact's open SMS ticket takes the next message; a solved one reopens
+    only when referenced, otherwise a new ticket starts."""
+    sender = Identity(kind="phone", value="+14155550111")
+    t1 = await ingest_one(rt, InboundMessage(channel="sms", external_id="a", sender=sender))
+    t2 = await ingest_one(rt, InboundMessage(channel="sms", external_id="b", sender=sender))
+    assert t1.ticket_id == t2.ticket_id  # type: ignore[attr-defined]
+    await service.update_ticket(
+        rt,
+        ticket_id=t1.ticket_id,
+        principal=ADMIN,  # type: ignore[attr-defined]
+        data=TicketUpdate(status=TicketStatus.SOLVED),
+    )
+    t3 = await ingest_one(rt, InboundMessage(channel="sms", external_id="c", sender=sender))
+    assert t3.ticket_id != t1.ticket_id  # type: ignore[attr-defined]
+
+
+async def test_reply_to_solved_ticket_reopens_it_and_to_closed_opens_linked_ticket(rt: Runtime) -> None:
+    """A referenced solved ticket reopens; a referenced closed ticket gets a new ticket linked to it."""
+    first = await ingest_one(rt, email("<s1@x>"))
+    tid = first.ticket_id  # type: ignore[attr-defined]
+    await service.update_ticket(rt, ticket_id=tid, principal=ADMIN, data=TicketUpdate(status=TicketStatus.SOLVED))
+    again = await ingest_one(rt, email("<s2@x>", references=["<s1@x>"]))
+    assert again.ticket_id == tid  # type: ignore[attr-defined]
+    assert (await service.get_ticket(rt, ticket_id=tid, principal=ADMIN)).status == "open"
+    await service.update_ticket(rt, ticket_id=tid, principal=ADMIN, data=TicketUpdate(status=TicketStatus.CLOSED))
+    late = await ingest_one(rt, email("<s3@x>", references=["<s2@x>"]))
+    assert late.ticket_id != tid  # type: ignore[attr-defined]
+    detail = await service.get_ticket(rt, ticket_id=late.ticket_id, principal=ADMIN)  # type: ignore[attr-defined]
+    assert detail.linked_ticket_id == tid
+
+
+async def test_ticket_number_hint_is_honoured_only_for_participants(rt: Runtime) -> None:
+    """A subject tag [#N] threads a participant's mail into N; a stranger naming N gets a new ticket."""
+    first = await ingest_one(rt, email("<h1@x>", sender="ann@example.com"))
+    tid = first.ticket_id  # type: ignore[attr-defined]
+    mine = await ingest_one(rt, email("<h2@x>", sender="ann@example.com", ticket_hint=tid))
+    stranger = await ingest_one(rt, email("<h3@x>", sender="eve@example.com", ticket_hint=tid))
+    assert mine.ticket_id == tid  # type: ignore[attr-defined]
+    assert stranger.ticket_id != tid  # type: ignore[attr-defined]
+
+
+async def test_queue_is_chosen_by_name_then_by_channel(rt: Runtime) -> None:
+    """The adapter's queue name wins; else the first queue serving the channel."""
+    await make_queue(rt, "general")
+    chat_q = await make_queue(rt, "chat", channels=["webchat"])
+    billing = await make_queue(rt, "billing")
+    named = await ingest_one(rt, email("<q1@x>", queue="billing"))
+    chat = await ingest_one(
+        rt,
+        InboundMessage(channel="webchat", external_id="w", thread_key="k", sender=Identity(kind="webchat", value="v")),
+    )
+    t_named = await service.get_ticket(rt, ticket_id=named.ticket_id, principal=ADMIN)  # type: ignore[attr-defined]
+    t_chat = await service.get_ticket(rt, ticket_id=chat.ticket_id, principal=ADMIN)  # type: ignore[attr-defined]
+    assert (t_named.queue_id, t_chat.queue_id) == (billing, chat_q)
+
+
+async def test_ingest_appends_events_in_order(rt: Runtime) -> None:
+    """A new conversation appends ticket.created then message.created, with increasing seq."""
+    await ingest_one(rt, email("<e1@x>"))
+    from hub.events import events_after
+
+    async with rt.read() as conn:
+        events = await events_after(conn, 0)
+    assert [e.type for e in events] == ["ticket.created", "message.created"]
+    assert events[0].seq < events[1].seq

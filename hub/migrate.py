@@ -16,7 +16,7 @@ def alembic_config(database_url: str) -> Config:
     return cfg
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
+def upgrade(database_url: str, revision: str = "heads") -> None:
     """Bring the database at ``database_url`` to ``revision``. Safe to call from inside an event loop."""
     cfg = alembic_config(database_url)
     try:

@@ -99,7 +99,8 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
         transport: Transport = (
             RedisTransport(settings.redis_url, settings.redis_channel) if settings.redis_url else LocalTransport()
         )
-        hub = EventHub(db, transport, queue_size=settings.ws_send_queue)
+        hub = EventHub(db, transport, queue_size=settings.ws_send_queue,
+                       catch_up_seconds=settings.event_catch_up_seconds)
         rt = Runtime(settings=settings, db=db, events=hub, metrics=app.state.metrics)
         ingest = IngestPipeline(rt)
         dispatcher = OutboxDispatcher(rt, dict(senders or {}))

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1_048_576
     event_retention_seconds: int = 7 * 24 * 3600
     heartbeat_seconds: float = 25.0
+    # How often a quiet process checks the event log for events a transport did not bring (CLI writes,
+    # a Redis hiccup). Gaps in seq are filled at once regardless.
+    event_catch_up_seconds: float = 5.0
     ws_send_queue: int = 1000
     ws_compression: bool = False
     login_attempts_per_minute: int = 10
@@ -67,6 +70,21 @@ class Settings(BaseSettings):
     mail_domain: str = "switchboard.local"
     default_phone_region: str = "US"
     mailboxes: list[MailboxSettings] = Field(default_factory=list)
+    # Email channel (channels/email). Attachments, inline images and raw messages are stored by content
+    # hash under attachment_dir.
+    attachment_dir: Path = Field(default_factory=lambda: Path.cwd() / "attachments")
+    attachment_max_bytes: int = 25 * 1024 * 1024
+    email_max_message_bytes: int = 50 * 1024 * 1024
+    email_fetch_batch: int = 200
+    email_poll_seconds: float = 60.0
+    email_idle_seconds: float = 25 * 60.0
+    email_timeout_seconds: float = 60.0
+    email_reconnect_max_seconds: float = 300.0
+    email_election_seconds: float = 10.0
+    email_ack_queues: list[str] = Field(default_factory=list, description='queues that acknowledge; "*" = all')
+    email_templates_dir: Path | None = None
+    email_auto_reply_limit: int = 3
+    email_auto_reply_window_seconds: int = 3600
 
     @field_validator("public_url")
     @classmethod

@@ -256,6 +256,9 @@ async def agent_stream(ws: WebSocket, last_seq: int | None = None) -> None:
     """Console events: see ``hub.event_stream`` for the protocol."""
     principal = await authenticate(ws)
     if principal is None:
+        # Accept first so a browser can read why (a refused handshake shows no reason to scripts).
+        await ws.accept()
+        await ws.send_json({"type": "error", "code": "unauthorized", "message": "log in first"})
         await ws.close(code=4401, reason="log in first")
         return
     rt = ws.app.state.rt

@@ -1,0 +1,128 @@
+"""The outbox: replies commit with their outbox row and are delivered through the channel adapter with
+retries and backoff, exactly once on success, and marked failed on a permanent error."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from hub.config import Settings
+from hub.messages import DeliveryError, DeliveryResult, Identity, InboundMessage, OutboundMessage
+from hub.runtime import Runtime
+from tests.conftest import LiveServer, login, make_agent, make_queue
+from ticketing.ingest import ingest_batch
+from ticketing.outbox import backoff_seconds
+
+
+class FlakySender:
+    """Fails the first ``failures`` attempts (temporarily, or permanently), then delivers."""
+
+    def __init__(self, failures: int, permanent: bool = False) -> None:
+        self.failures = failures
+        self.permanent = permanent
+        self.attempts: list[OutboundMessage] = []
+        self.delivered: list[OutboundMessage] = []
+
+    async def send(self, message: OutboundMessage) -> DeliveryResult:
+        self.attempts.append(message)
+        if len(self.attempts) <= self.failures:
+            raise DeliveryError(
+                "smtp: 421 try again later" if not self.permanent else "550 no such user", permanent=self.permanent
+            )
+        self.delivered.append(message)
+        return DeliveryResult(provider_id=f"P{len(self.delivered)}")
+
+
+@pytest.fixture
+async def ticket_id(rt: Runtime) -> int:
+    await make_queue(rt, "support")
+    await make_agent(rt, "alice", queues=["support"])
+    [r] = await ingest_batch(
+        rt,
+        [
+            InboundMessage(
+                channel="sms", external_id="SM1", text="help", sender=Identity(kind="phone", value="+14155550100")
+            )
+        ],
+    )
+    return r.ticket_id  # type: ignore[union-attr]
+
+
+async def wait_for_status(client: httpx.AsyncClient, headers: dict[str, str], ticket_id: int, status: str) -> Any:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        detail = (await client.get(f"/api/tickets/{ticket_id}", headers=headers)).json()
+        outbound = [m for m in detail["messages"] if m["direction"] == "outbound"]
+        if outbound and outbound[-1]["delivery_status"] == status:
+            return outbound[-1]
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"reply never reached {status}: {outbound}")
+
+
+async def test_reply_is_retried_after_failures_and_delivered_once(ticket_id: int, settings: Settings) -> None:
+    """Two temporary failures, then success: three attempts, one delivery, status sent with the provider id."""
+    sender = FlakySender(failures=2)
+    server = LiveServer(settings, senders={"sms": sender}).start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            alice = await login(client, "alice", "password-123")
+            r = await client.post(f"/api/tickets/{ticket_id}/reply", json={"text": "On its way"}, headers=alice)
+            assert r.status_code == 201
+            assert r.json()["delivery_status"] == "pending"
+            sent = await wait_for_status(client, alice, ticket_id, "sent")
+            await asyncio.sleep(0.3)  # give a wrongly repeated delivery the chance to happen
+    finally:
+        server.stop()
+    assert len(sender.attempts) == 3
+    assert [m.text for m in sender.delivered] == ["On its way"]
+    assert sender.delivered[0].recipient == "+14155550100"
+    assert sent["delivery_error"] is None
+
+
+async def test_permanent_failure_marks_message_failed_with_reason(ticket_id: int, settings: Settings) -> None:
+    """A permanent error is not retried: the message shows failed and why, for the agent to see."""
+    sender = FlakySender(failures=100, permanent=True)
+    server = LiveServer(settings, senders={"sms": sender}).start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            alice = await login(client, "alice", "password-123")
+            await client.post(f"/api/tickets/{ticket_id}/reply", json={"text": "hello"}, headers=alice)
+            failed = await wait_for_status(client, alice, ticket_id, "failed")
+            await asyncio.sleep(0.3)
+    finally:
+        server.stop()
+    assert len(sender.attempts) == 1
+    assert "550" in failed["delivery_error"]
+
+
+async def test_gives_up_after_max_attempts(ticket_id: int, settings: Settings) -> None:
+    """Temporary failures stop after outbox_max_attempts and the message is marked failed."""
+    sender = FlakySender(failures=100)
+    server = LiveServer(settings.model_copy(update={"outbox_max_attempts": 3}), senders={"sms": sender}).start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            alice = await login(client, "alice", "password-123")
+            await client.post(f"/api/tickets/{ticket_id}/reply", json={"text": "hello"}, headers=alice)
+            await wait_for_status(client, alice, ticket_id, "failed")
+    finally:
+        server.stop()
+    assert len(sender.attempts) == 3
+
+
+async def test_reply_without_adapter_fails_visibly(ticket_id: int, server: LiveServer) -> None:
+    """No adapter for the channel: the reply is marked failed saying so, not silently dropped."""
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        alice = await login(client, "alice", "password-123")
+        await client.post(f"/api/tickets/{ticket_id}/reply", json={"text": "hello"}, headers=alice)
+        failed = await wait_for_status(client, alice, ticket_id, "failed")
+    assert "no adapter" in failed["delivery_error"]
+
+
+def test_backoff_doubles_and_is_capped() -> None:
+    """Retry delays double from the base and never exceed an hour."""
+    assert [backoff_seconds(n, 2.0) for n in (1, 2, 3, 4)] == [2.0, 4.0, 8.0, 16.0]
+    assert backoff_seconds(40, 2.0) == 3600.0

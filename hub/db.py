@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, event
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, event, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -62,6 +62,23 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_connect(dbapi_connection: Any, record: Any) -> None:
+    _sqlite_pragmas(dbapi_connection, record)
+    # Let SQLAlchemy, not the driver, begin transactions (see _sqlite_begin).
+    dbapi_connection.isolation_level = None
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # A writing transaction takes SQLite's write lock up front (BEGIN IMMEDIATE): two deferred
+    # transactions that both upgrade from reading to writing would otherwise fail with SQLITE_BUSY
+    # instead of waiting, and holding the lock makes the next keys ours (see insert_returning_ids).
+    immediate = conn.get_execution_options().get(WRITE_OPTION)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+WRITE_OPTION = "switchboard_write"
+
+
 def create_engine(url: str) -> AsyncEngine:
     """An async engine for ``url``, with SQLite tuned for one writer and durable commits."""
     parsed = make_url(url)
@@ -69,7 +86,8 @@ def create_engine(url: str) -> AsyncEngine:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": 30})
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", _sqlite_connect)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
@@ -91,9 +109,11 @@ class Database:
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
-        """A Core connection inside a transaction that commits when the block ends."""
-        async with self.engine.begin() as conn:
-            yield conn
+        """A Core connection inside a writing transaction that commits when the block ends."""
+        async with self.engine.connect() as conn:
+            await conn.execution_options(**{WRITE_OPTION: True})
+            async with conn.begin():
+                yield conn
 
     def insert_ignore(self, table: Any) -> Insert:
         """``INSERT ... ON CONFLICT DO NOTHING`` in this database's dialect."""
@@ -103,3 +123,36 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+async def insert_returning_ids(conn: AsyncConnection, table: Any, rows: list[dict[str, Any]], pk: str = "id") -> list[int]:
+    """Insert ``rows`` in one batch and return their generated keys, in the order given.
+
+    PostgreSQL does this with an ordered, batched ``INSERT ... RETURNING``. SQLite cannot order a batched
+    RETURNING (SQLAlchemy falls back to one statement per row), so there the keys are assigned here:
+    the caller's transaction holds SQLite's write lock (``Database.begin``), so the next keys are ours.
+    """
+    if not rows:
+        return []
+    if conn.dialect.name != "sqlite":
+        result = await conn.execute(table.insert().returning(table.c[pk], sort_by_parameter_order=True), rows)
+        return [int(r[0]) for r in result]
+    col = table.c[pk]
+    start = (
+        await conn.execute(
+            select(
+                func.max(
+                    func.coalesce(select(func.max(col)).scalar_subquery(), 0),
+                    func.coalesce(
+                        select(text("seq")).select_from(text("sqlite_sequence"))
+                        .where(text("name = :t")).scalar_subquery(),
+                        0,
+                    ),
+                )
+            ),
+            {"t": table.name},
+        )
+    ).scalar_one()
+    ids = list(range(int(start) + 1, int(start) + 1 + len(rows)))
+    await conn.execute(table.insert(), [{**row, pk: key} for row, key in zip(rows, ids, strict=True)])
+    return ids

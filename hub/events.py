@@ -22,7 +22,7 @@ from sqlalchemy import Index, delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import Field, SQLModel
 
-from hub.db import BigId, JSONType, UTCDateTime, utcnow
+from hub.db import BigId, JSONType, UTCDateTime, insert_returning_ids, utcnow
 
 # Arbitrary constant naming the one advisory lock that orders event appends on PostgreSQL.
 EVENT_LOCK_KEY = 0x5B0A_4D01
@@ -156,8 +156,12 @@ async def append_events(conn: AsyncConnection, events: Sequence[NewEvent]) -> li
         }
         for e in events
     ]
-    result = await conn.execute(_events.insert().returning(*_events.c, sort_by_parameter_order=True), rows)
-    return [EventRecord.from_row(r) for r in result]
+    seqs = await insert_returning_ids(conn, _events, rows, pk="seq")
+    return [
+        EventRecord(seq=seq, type=e.type, payload=e.payload, created_at=now, ticket_id=e.ticket_id,
+                    queue_id=e.queue_id, agent_id=e.agent_id)
+        for seq, e in zip(seqs, events, strict=True)
+    ]
 
 
 async def events_after(conn: AsyncConnection, seq: int, limit: int = 10_000) -> list[EventRecord]:

@@ -45,7 +45,7 @@ class Runtime:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Tx]:
-        async with self.db.engine.begin() as conn:
+        async with self.db.begin() as conn:
             tx = Tx(conn)
             yield tx
             tx.records = await append_events(conn, tx.events)

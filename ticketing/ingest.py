@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, or_, select, update
 
-from hub.db import utcnow
+from hub.db import insert_returning_ids, utcnow
 from hub.errors import SwitchboardError
 from hub.events import EventType
 from hub.messages import AlsoInTransaction, InboundMessage, IngestResult
@@ -199,14 +199,12 @@ async def ingest_batch(
 
         # 5. New tickets.
         new_ids: dict[str, int] = {}
-        new_rows: list[Any] = []
+        new_rows: list[dict[str, Any]] = []
         if new_tickets:
-            result = await conn.execute(
-                T.insert().returning(*T.c, sort_by_parameter_order=True), [spec for _, spec in new_tickets]
-            )
-            new_rows = list(result)
-            for (ref, _), row in zip(new_tickets, new_rows, strict=True):
-                new_ids[ref] = row.id
+            specs = [spec for _, spec in new_tickets]
+            for (ref, spec), tid in zip(new_tickets, await insert_returning_ids(conn, T, specs), strict=True):
+                new_ids[ref] = tid
+                new_rows.append({**spec, "id": tid})
         for it in fresh:
             if isinstance(it.ticket_ref, str):
                 it.ticket_ref = new_ids[it.ticket_ref]
@@ -234,11 +232,11 @@ async def ingest_batch(
             }
             for it in fresh
         ]
-        inserted = await conn.execute(M.insert().returning(M.c.id, sort_by_parameter_order=True), msg_rows)
-        for it, row, data in zip(fresh, inserted, msg_rows, strict=True):
-            data["id"] = row.id
+        message_ids = await insert_returning_ids(conn, M, msg_rows)
+        for it, message_id, data in zip(fresh, message_ids, msg_rows, strict=True):
+            data["id"] = message_id
             out[it.index] = IngestResult(
-                row.id,
+                message_id,
                 int(it.ticket_ref),
                 it.contact_id,
                 created=True,
@@ -258,9 +256,10 @@ async def ingest_batch(
                 await conn.execute(
                     update(T).where(T.c.id.in_(reopen)).values(status=TicketStatus.OPEN.value, solved_at=None)
                 )
-        ticket_rows = {r.id: r for r in new_rows}
+        ticket_rows = {r["id"]: r for r in new_rows}
         if touched:
-            ticket_rows.update({r.id: r for r in await conn.execute(select(T).where(T.c.id.in_(list(touched))))})
+            for r in await conn.execute(select(T).where(T.c.id.in_(list(touched)))):
+                ticket_rows[r.id] = dict(r._mapping)
 
         # 8. Events, then routing for work nobody holds.
         for row in new_rows:
@@ -270,7 +269,7 @@ async def ingest_batch(
                 tx.emit(ticket_event(EventType.TICKET_UPDATED, ticket_rows[t], changes=["status"]))
         for data in msg_rows:
             tx.emit(_message_event(data, ticket_rows[data["ticket_id"]]))
-        waiting = [t for t, r in ticket_rows.items() if r.assignee_id is None and r.offered_agent_id is None]
+        waiting = [t for t, r in ticket_rows.items() if r["assignee_id"] is None and r["offered_agent_id"] is None]
         await route_tickets(rt, tx, waiting)
         tx.after_commit.append(lambda: _count(rt, fresh, items))
     return _finish(out, copies)
@@ -325,11 +324,12 @@ async def _resolve_contacts(conn: Any, rt: Runtime, fresh: list[_Item], now: Any
             person_of.setdefault((lookup_kinds(it.kind), it.value), it)
     if person_of:
         people = list(person_of.items())
-        created = await conn.execute(
-            C.insert().returning(C.c.id, sort_by_parameter_order=True),
+        created = await insert_returning_ids(
+            conn,
+            C,
             [{"name": it.msg.sender.name, "attributes": {}, "created_at": now, "updated_at": now} for _, it in people],
         )
-        new_contact = {key: row.id for (key, _), row in zip(people, created, strict=True)}
+        new_contact = {key: cid for (key, _), cid in zip(people, created, strict=True)}
     else:
         new_contact = {}
     wanted: dict[tuple[str, str], int] = {}

@@ -738,7 +738,7 @@ def _reply_subject(subject: str, ticket_id: int) -> str:
 
 
 def _message_event(msg: dict[str, Any], ticket_row: Any) -> NewEvent:
-    t = ticket_row._mapping
+    t = ticket_row._mapping if hasattr(ticket_row, "_mapping") else ticket_row
     return NewEvent(
         type=EventType.MESSAGE_CREATED,
         payload={"message": message_summary(msg)},

@@ -1,0 +1,54 @@
+"""Helpers shared by the benchmarks: a fresh, migrated database and percentiles."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from hub.migrate import upgrade
+
+PG_DEFAULT = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+async def _pg_admin(url: str, statement: str) -> None:
+    u = make_url(url)
+    conn = await asyncpg.connect(host=u.host, port=u.port or 5432, user=u.username or "postgres",
+                                 password=u.password, database="postgres")
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@contextmanager
+def fresh_database(kind: str, pg_url: str = PG_DEFAULT) -> Iterator[str]:
+    """A new, migrated database of ``kind`` ("sqlite" or "postgres"), dropped afterwards."""
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory() as tmp:
+            url = f"sqlite+aiosqlite:///{os.path.join(tmp, 'bench.db')}"
+            upgrade(url)
+            yield url
+        return
+    name = f"switchboard_bench_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_pg_admin(pg_url, f'CREATE DATABASE "{name}"'))
+    url = make_url(pg_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        asyncio.run(_pg_admin(pg_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

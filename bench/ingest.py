@@ -1,0 +1,143 @@
+"""Ingest throughput and latency: N synthetic inbound messages across channels, submitted concurrently
+through the real IngestPipeline (group commit, every message durably committed before its submit returns).
+
+Prints messages/s and per-message p50/p99 latency, and, as the reference ceiling, the rate of plain
+single-row inserts, one committed transaction each, at the same durability (SQLite WAL with
+synchronous=FULL; PostgreSQL with synchronous_commit on), both with the same concurrency.
+
+    .venv/bin/python bench/ingest.py [--messages 20000] [--concurrency 500] [--db sqlite,postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from sqlalchemy import text  # noqa: E402
+
+from bench._common import PG_DEFAULT, fresh_database, percentile  # noqa: E402
+from hub.config import Settings  # noqa: E402
+from hub.db import Database  # noqa: E402
+from hub.messages import Identity, InboundMessage  # noqa: E402
+from hub.runtime import standalone  # noqa: E402
+from ticketing import service  # noqa: E402
+from ticketing.ingest import IngestPipeline  # noqa: E402
+from ticketing.models import AgentCreate, AgentStatus, QueueCreate  # noqa: E402
+
+
+def synthetic(n: int, seed: int = 7) -> list[InboundMessage]:
+    """A mix like a real contact center's: email, SMS, WhatsApp, chat and Telegram; a third of the
+    senders write more than once, so threading into existing tickets is exercised too."""
+    rng = random.Random(seed)
+    people = max(1, n * 2 // 3)
+    out = []
+    for i in range(n):
+        p = rng.randrange(people)
+        kind = rng.choice(["email", "email", "sms", "whatsapp", "webchat", "telegram"])
+        if kind == "email":
+            m = InboundMessage(channel="email", external_id=f"<bench-{i}@example.com>",
+                               sender=Identity(kind="email", value=f"person{p}@example.com", name=f"Person {p}"),
+                               subject=f"Question {i}", text=f"Hello, this is message {i}. " * 5)
+        elif kind in ("sms", "whatsapp"):
+            number = f"+1415{5500000 + p:07d}"
+            m = InboundMessage(channel=kind, external_id=f"SM{i:032d}",
+                               sender=Identity(kind="phone" if kind == "sms" else "whatsapp", value=number),
+                               text=f"sms {i}")
+        elif kind == "webchat":
+            m = InboundMessage(channel="webchat", external_id=f"wc-{i}", thread_key=f"conv-{p}",
+                               sender=Identity(kind="webchat", value=f"visitor-{p}"), text=f"chat {i}")
+        else:
+            m = InboundMessage(channel="telegram", external_id=f"tg-{i}", thread_key=f"chat-{p}",
+                               sender=Identity(kind="telegram", value=str(1000 + p)), text=f"tg {i}")
+        out.append(m)
+    return out
+
+
+async def _run_ingest(url: str, n: int, concurrency: int) -> tuple[float, list[float], int]:
+    settings = Settings(database_url=url, _env_file=None)  # type: ignore[call-arg]
+    async with standalone(settings) as rt:
+        await service.create_queue(rt, data=QueueCreate(name="support", channels=["email", "sms", "whatsapp",
+                                                                                   "webchat", "telegram"]))
+        for i in range(20):
+            agent = await service.create_agent(rt, data=AgentCreate(username=f"agent{i}", password="password-123",
+                                                                    queues=["support"]))
+            await service.set_agent_status(rt, agent_id=agent.id, status=AgentStatus.AVAILABLE)
+        pipeline = IngestPipeline(rt)
+        await pipeline.start()
+        messages = synthetic(n)
+        latencies: list[float] = []
+        queue: asyncio.Queue[InboundMessage] = asyncio.Queue()
+        for m in messages:
+            queue.put_nowait(m)
+
+        async def worker() -> None:
+            while not queue.empty():
+                m = queue.get_nowait()
+                t0 = time.perf_counter()
+                await pipeline.submit(m)
+                latencies.append(time.perf_counter() - t0)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+        await pipeline.stop()
+        async with rt.read() as conn:
+            stored = (await conn.execute(text("SELECT count(*) FROM messages"))).scalar_one()
+    return elapsed, latencies, int(stored)
+
+
+async def _run_reference(url: str, n: int, concurrency: int) -> tuple[float, list[float]]:
+    """Plain single-row inserts, one transaction (and one durable commit) each."""
+    db = Database(url)
+    try:
+        async with db.begin() as conn:
+            await conn.execute(text("CREATE TABLE bench_rows (id INTEGER PRIMARY KEY, body TEXT NOT NULL)"))
+        latencies: list[float] = []
+        counter = iter(range(n))
+
+        async def worker() -> None:
+            for i in counter:
+                t0 = time.perf_counter()
+                async with db.begin() as conn:
+                    await conn.execute(text("INSERT INTO bench_rows (id, body) VALUES (:i, :b)"),
+                                       {"i": i, "b": f"row {i}"})
+                latencies.append(time.perf_counter() - t0)
+
+        started = time.perf_counter()
+        # SQLite has one writer: concurrent single-row transactions only queue on its lock.
+        await asyncio.gather(*(worker() for _ in range(1 if db.is_sqlite else min(concurrency, 20))))
+        return time.perf_counter() - started, latencies
+    finally:
+        await db.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--concurrency", type=int, default=500)
+    parser.add_argument("--reference-rows", type=int, default=3_000)
+    parser.add_argument("--db", default="sqlite,postgres")
+    parser.add_argument("--postgres-url", default=os.environ.get("SWITCHBOARD_BENCH_POSTGRES_URL", PG_DEFAULT))
+    args = parser.parse_args()
+    print(f"ingest benchmark: {args.messages} messages, {args.concurrency} concurrent submitters, "
+          f"{os.cpu_count()} cores")
+    for kind in args.db.split(","):
+        with fresh_database(kind, args.postgres_url) as url:
+            elapsed, lat, stored = asyncio.run(_run_ingest(url, args.messages, args.concurrency))
+        print(f"[{kind}] ingest:    {args.messages / elapsed:8.0f} messages/s   p50 {percentile(lat, 50) * 1000:6.1f} ms"
+              f"   p99 {percentile(lat, 99) * 1000:6.1f} ms   ({stored} stored in {elapsed:.2f} s)")
+        with fresh_database(kind, args.postgres_url) as url:
+            ref_elapsed, ref_lat = asyncio.run(_run_reference(url, args.reference_rows, args.concurrency))
+        print(f"[{kind}] reference: {args.reference_rows / ref_elapsed:8.0f} rows/s       "
+              f"p50 {percentile(ref_lat, 50) * 1000:6.1f} ms   p99 {percentile(ref_lat, 99) * 1000:6.1f} ms"
+              f"   (plain single-row insert, one durable commit each)")
+
+
+if __name__ == "__main__":
+    main()

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import func, select
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 def import_all_models() -> None:
     """Register every table on SQLModel's metadata (for Alembic and tests)."""
+    import channels.email.models  # noqa: F401
     import hub.events  # noqa: F401
     import ticketing.models  # noqa: F401
 
@@ -84,12 +85,18 @@ async def _noop_receive() -> Message:
 def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender] | None = None) -> FastAPI:
     """Build the application. ``senders`` overrides the channel adapters (a test seam)."""
     import_all_models()
+    from channels.email.service import EmailChannel
+    from channels.email.views import build_router as email_router
     from ticketing import service as ticketing_service
+    from ticketing.deps import current_agent
     from ticketing.ingest import IngestPipeline
     from ticketing.models import Ticket
     from ticketing.outbox import OutboxDispatcher
     from ticketing.views import router as ticketing_router
     from ticketing.views import ws_router as ticketing_ws
+
+    async def _admin(principal=Depends(current_agent)) -> None:  # type: ignore[no-untyped-def]  # noqa: B008
+        principal.require_admin()
 
     settings = settings or get_settings()
 
@@ -103,7 +110,8 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
                        catch_up_seconds=settings.event_catch_up_seconds)
         rt = Runtime(settings=settings, db=db, events=hub, metrics=app.state.metrics)
         ingest = IngestPipeline(rt)
-        dispatcher = OutboxDispatcher(rt, dict(senders or {}))
+        email = EmailChannel(rt, ingest.submit)
+        dispatcher = OutboxDispatcher(rt, {**email.senders, **dict(senders or {})})
 
         async def prune() -> None:
             async with db.begin() as conn:
@@ -116,9 +124,11 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
         app.state.rt = rt
         app.state.ingest = ingest
         app.state.dispatcher = dispatcher
+        app.state.email = email
         await hub.start()
         await ingest.start()
         await dispatcher.start()
+        await email.start()
         for job in jobs:
             await job.start()
         try:
@@ -126,6 +136,7 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
         finally:
             for job in jobs:
                 await job.stop()
+            await email.stop()
             await dispatcher.stop()
             await ingest.stop()
             await hub.stop()
@@ -165,5 +176,6 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
 
     app.include_router(ticketing_router)
     app.include_router(ticketing_ws)
+    app.include_router(email_router(admin=_admin, agent=current_agent))
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app

@@ -85,6 +85,21 @@ class Settings(BaseSettings):
     email_templates_dir: Path | None = None
     email_auto_reply_limit: int = 3
     email_auto_reply_window_seconds: int = 3600
+    # Email channel (channels/email). Attachments, inline images and raw messages are stored by content
+    # hash under attachment_dir.
+    attachment_dir: Path = Field(default_factory=lambda: Path.cwd() / "attachments")
+    attachment_max_bytes: int = 25 * 1024 * 1024
+    email_max_message_bytes: int = 50 * 1024 * 1024
+    email_fetch_batch: int = 200
+    email_poll_seconds: float = 60.0
+    email_idle_seconds: float = 25 * 60.0
+    email_timeout_seconds: float = 60.0
+    email_reconnect_max_seconds: float = 300.0
+    email_election_seconds: float = 10.0
+    email_ack_queues: list[str] = Field(default_factory=list, description='queues that acknowledge; "*" = all')
+    email_templates_dir: Path | None = None
+    email_auto_reply_limit: int = 3
+    email_auto_reply_window_seconds: int = 3600
 
     @field_validator("public_url")
     @classmethod

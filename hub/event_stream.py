@@ -3,6 +3,8 @@
 Frames from the server, all JSON with a ``type``:
 - ``{"type": "hello", "seq": N, ...}`` first: N is the newest event this process has delivered;
 - every event visible to the client, as ``EventRecord.frame()`` (``type`` is the event type, plus ``seq``);
+- ephemeral frames visible to the client (typing indicators), shaped like events with ``seq`` 0: never
+  resumed, never counted in the client's resume point;
 - ``{"type": "heartbeat"}`` after ``heartbeat_seconds`` without a frame;
 - ``{"type": "error", "code": "resume_too_old"}``, then close, when the client's resume point is no longer
   in the log (or is ahead of it): the client reloads its state and reconnects without ``last_seq``;
@@ -23,7 +25,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from hub.bus import EventHub
+from hub.bus import EventHub, Subscriber
 from hub.events import Viewer, events_after, seq_bounds
 
 RESUME_TOO_OLD = "resume_too_old"
@@ -71,31 +73,28 @@ async def serve_event_stream(
                 await ws.send_text(json.dumps(event.frame()))
             sent_upto = event.seq
         reader = asyncio.create_task(_read(ws, on_message))
+        writer = asyncio.create_task(_write(ws, sub, sent_upto, heartbeat_seconds))
         try:
-            await _write(ws, sub, sent_upto, heartbeat_seconds, reader)
+            # Whichever ends first ends the connection: the client left, or the writer gave up on it.
+            await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
-                await reader
+            for task in (reader, writer):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError, OSError):
+                    await task
     except WebSocketDisconnect:
         pass
     finally:
         hub.unsubscribe(sub)
 
 
-async def _write(ws: WebSocket, sub: Any, sent_upto: int, heartbeat: float, reader: asyncio.Task[None]) -> None:
-    overflow = asyncio.create_task(sub.overflowed.wait())
-    try:
-        while True:
-            getter = asyncio.create_task(sub.queue.get())
-            done, _ = await asyncio.wait(
-                {getter, reader, overflow}, timeout=heartbeat, return_when=asyncio.FIRST_COMPLETED
-            )
-            if getter not in done:
-                getter.cancel()
-            if reader in done:
-                return
-            if overflow in done and sub.queue.empty():
+async def _write(ws: WebSocket, sub: Subscriber, sent_upto: int, heartbeat: float) -> None:
+    # The hot path of fan-out: no task or timer per event while the queue has items.
+    queue = sub.queue
+    while True:
+        if queue.empty():
+            if sub.overflowed.is_set():
+                # Everything offered before the overflow has been sent: the client resumes from there.
                 await ws.send_text(
                     json.dumps(
                         {
@@ -107,16 +106,19 @@ async def _write(ws: WebSocket, sub: Any, sent_upto: int, heartbeat: float, read
                 )
                 await ws.close(code=4001)
                 return
-            if not done:
+            try:
+                async with asyncio.timeout(heartbeat):
+                    event, text = await queue.get()
+            except TimeoutError:
                 await ws.send_text('{"type": "heartbeat"}')
                 continue
-            if getter in done:
-                event, text = getter.result()
-                if event.seq > sent_upto:
-                    await ws.send_text(text)
-                    sent_upto = event.seq
-    finally:
-        overflow.cancel()
+        else:
+            event, text = queue.get_nowait()
+        if event.seq == 0:  # ephemeral: not in the log, outside the seq order
+            await ws.send_text(text)
+        elif event.seq > sent_upto:
+            await ws.send_text(text)
+            sent_upto = event.seq
 
 
 async def _read(ws: WebSocket, on_message: Callable[[dict[str, Any]], Awaitable[None]] | None) -> None:

@@ -1,0 +1,144 @@
+"""Event fan-out: N agent websockets connected to one `switchboard serve` process; changes are committed
+through the REST API at a steady rate, and every client measures commit-to-delivery latency (its receive
+time minus the event's commit timestamp, which is taken just before the commit, so the figure includes the
+commit itself).
+
+    .venv/bin/python bench/fanout.py [--agents 200] [--events 300] [--rate 50] [--db sqlite|postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import httpx  # noqa: E402
+from websockets.asyncio.client import connect  # noqa: E402
+
+from bench._common import PG_DEFAULT, fresh_database, percentile  # noqa: E402
+from hub.auth import TokenSigner, hash_password  # noqa: E402
+from hub.config import Settings  # noqa: E402
+from hub.messages import Identity, InboundMessage  # noqa: E402
+from hub.runtime import standalone  # noqa: E402
+from ticketing import service  # noqa: E402
+from ticketing.ingest import ingest_batch  # noqa: E402
+from ticketing.models import QueueCreate  # noqa: E402
+
+SECRET = "bench-secret-key-0123456789abcdef"
+
+
+async def seed(url: str, agents: int) -> tuple[list[tuple[int, str]], int]:
+    """A queue, ``agents`` agents in it (one password hash shared, to skip hundreds of argon2 runs), a ticket."""
+    async with standalone(Settings(database_url=url, _env_file=None)) as rt:  # type: ignore[call-arg]
+        queue = await service.create_queue(rt, data=QueueCreate(name="support", channels=["email"]))
+        pw_hash = hash_password("password-123")
+        now = datetime.now(UTC)
+        rows = [{"username": f"agent{i}", "display_name": f"Agent {i}", "password_hash": pw_hash, "role": "agent",
+                 "status": "offline", "status_changed_at": now, "skills": {}, "capacity": {}, "active": True,
+                 "created_at": now} for i in range(agents)]
+        async with rt.db.begin() as conn:
+            from hub.db import insert_returning_ids
+
+            ids = await insert_returning_ids(conn, service.A, rows)
+            await conn.execute(service.AQ.insert(), [{"agent_id": i, "queue_id": queue.id} for i in ids])
+        [result] = await ingest_batch(rt, [InboundMessage(
+            channel="email", external_id="<fanout@x>", sender=Identity(kind="email", value="c@example.com"),
+            text="hello", queue="support")])
+    return [(i, pw_hash) for i in ids], result.ticket_id  # type: ignore[union-attr]
+
+
+async def run(url: str, agents: int, events: int, rate: float, compression: bool) -> None:
+    credentials, ticket_id = await seed(url, agents)
+    signer = TokenSigner(SECRET, 3600)
+    tokens = [signer.issue(agent_id, pw_hash) for agent_id, pw_hash in credentials]
+    port = 18000 + os.getpid() % 1000
+    env = {**os.environ, "SWITCHBOARD_DATABASE_URL": url, "SWITCHBOARD_SECRET_KEY": SECRET,
+           "SWITCHBOARD_WS_COMPRESSION": "true" if compression else "false",
+           "SWITCHBOARD_LOGIN_ATTEMPTS_PER_MINUTE": "1000"}
+    log = tempfile.TemporaryFile()
+    server = subprocess.Popen([sys.executable, "-m", "hub", "serve", "--port", str(port)], env=env,
+                              stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            for _ in range(300):
+                try:
+                    if (await client.get("/healthz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+            latencies: list[float] = []
+            received = 0
+            done = asyncio.Event()
+            expected = events * agents
+
+            async def listen(token: str, ready: asyncio.Event) -> None:
+                nonlocal received
+                async with connect(f"ws://127.0.0.1:{port}/ws/agent?token={token}", max_queue=None,
+                                   compression="deflate" if compression else None) as ws:
+                    await ws.recv()  # hello
+                    ready.set()
+                    while received < expected:
+                        raw = await ws.recv()
+                        now = time.time()
+                        frame = json.loads(raw)
+                        if frame.get("type") != "message.created":
+                            continue
+                        at = datetime.fromisoformat(frame["at"]).timestamp()
+                        latencies.append(now - at)
+                        received += 1
+                        if received >= expected:
+                            done.set()
+
+            readies = [asyncio.Event() for _ in tokens]
+            tasks = [asyncio.create_task(listen(t, r)) for t, r in zip(tokens, readies, strict=True)]
+            await asyncio.gather(*(r.wait() for r in readies))
+            headers = {"Authorization": f"Bearer {tokens[0]}"}
+            started = time.perf_counter()
+            for i in range(events):
+                r = await client.post(f"/api/tickets/{ticket_id}/notes", json={"text": f"note {i}"},
+                                      headers=headers)
+                r.raise_for_status()
+                delay = started + (i + 1) / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            try:
+                await asyncio.wait_for(done.wait(), 30)
+            except TimeoutError:
+                pass
+            for t in tasks:
+                t.cancel()
+        ms = [x * 1000 for x in latencies]
+        print(f"{agents} agents, {events} events at {rate}/s, compression {'on' if compression else 'off'}: "
+              f"delivered {received}/{expected}   commit->delivery p50 {percentile(ms, 50):.1f} ms   "
+              f"p99 {percentile(ms, 99):.1f} ms   max {max(ms) if ms else float('nan'):.1f} ms")
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--agents", type=int, default=200)
+    parser.add_argument("--events", type=int, default=300)
+    parser.add_argument("--rate", type=float, default=50.0, help="changes committed per second")
+    parser.add_argument("--db", default="sqlite")
+    parser.add_argument("--compression", action="store_true", help="permessage-deflate on the websockets")
+    parser.add_argument("--postgres-url", default=os.environ.get("SWITCHBOARD_BENCH_POSTGRES_URL", PG_DEFAULT))
+    args = parser.parse_args()
+    for kind in args.db.split(","):
+        with fresh_database(kind, args.postgres_url) as url:
+            print(f"[{kind}] ", end="", flush=True)
+            asyncio.run(run(url, args.agents, args.events, args.rate, args.compression))
+
+
+if __name__ == "__main__":
+    main()

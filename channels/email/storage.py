@@ -1,0 +1,53 @@
+"""Content-addressed file storage for attachments, inline images and raw messages.
+
+A file's name is the SHA-256 of its bytes, so the same attachment received twice is stored once and a
+re-fetched message finds its files already there. Files are written to a temporary name and renamed, so a
+reader never sees half a file; they are written before the database commit that refers to them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+
+
+class StoredFileMissing(Exception):
+    pass
+
+
+class AttachmentStore:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def path(self, sha256: str) -> Path:
+        if not _SHA.match(sha256):
+            raise StoredFileMissing(f"{sha256!r} is not a SHA-256")
+        return self.root / sha256[:2] / sha256[2:4] / sha256
+
+    def put(self, data: bytes) -> str:
+        """Store ``data``; its SHA-256 (hex)."""
+        sha = hashlib.sha256(data).hexdigest()
+        target = self.path(sha)
+        if target.exists():
+            return sha
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return sha
+
+    def get(self, sha256: str) -> bytes:
+        try:
+            return self.path(sha256).read_bytes()
+        except FileNotFoundError:
+            raise StoredFileMissing(f"no stored file {sha256}") from None

@@ -1,0 +1,264 @@
+"""IMAP in against a real Dovecot: IDLE latency, threading, restarts, crashes, UIDVALIDITY, failing mailboxes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from email import message_from_bytes, policy
+from pathlib import Path
+
+from sqlalchemy import select, update
+
+from channels.email.models import QT, S
+from hub.config import Settings
+from hub.runtime import Runtime
+from tests.channels.email.conftest import SUPPORT, Mail, mailbox, message, start_mail, wait_until
+from tests.channels.email.servers import Dovecot, SmtpServer
+from tests.conftest import make_agent, make_queue
+from ticketing import service
+from ticketing.models import TicketStatus, TicketUpdate
+from ticketing.permissions import Principal
+
+ROOT = Path(__file__).parents[3]
+ADMIN = Principal(agent_id=0, username="root", display_name="Root", role="admin", queue_ids=frozenset())
+
+
+async def test_appended_mail_becomes_a_ticket_within_two_seconds_through_idle(mail: Mail) -> None:
+    """With the worker IDLE, a mail delivered to the mailbox is a committed ticket in under 2 s."""
+    await mail.wait_connected()
+    worker = mail.channel.worker("support")
+    assert worker is not None and worker.idle_supported
+    await asyncio.sleep(0.2)  # let the worker enter IDLE
+    start = time.monotonic()
+    await mail.append(message("<first@example.com>"))
+    await wait_until(lambda: _has_ticket(mail), timeout=5, what="the ticket")
+    assert time.monotonic() - start < 2.0
+    [ticket] = await mail.rows(select(service.T))
+    assert ticket.channel == "email" and ticket.subject == "Printer on fire"
+    [msg] = await mail.rows(select(service.M))
+    assert msg.external_id == "<first@example.com>" and msg.recipient == SUPPORT
+    assert msg.meta["mailbox"] == "support" and msg.meta["raw_sha256"]
+    [queue] = await mail.rows(select(service.Q.c.id).where(service.Q.c.name == "support"))
+    assert ticket.queue_id == queue.id
+
+
+async def _has_ticket(mail: Mail) -> bool:
+    return await mail.count(service.T) > 0
+
+
+async def test_agent_reply_carries_threading_headers_and_the_customer_answer_threads_back(mail: Mail) -> None:
+    """The reply leaves over SMTP with our Message-ID, In-Reply-To, References, [#N] and the mailbox's From,
+    quoting the customer; the customer's answer to it lands in the same ticket, not a new one."""
+    await mail.wait_connected()
+    await mail.append(message("<q1@example.com>", body="My printer is on fire."))
+    await wait_until(lambda: _has_ticket(mail), what="the ticket")
+    [ticket] = await mail.rows(select(service.T))
+    agent_id = await make_agent(mail.rt, "zoe", queues=["support"])
+    agent = Principal(agent_id=agent_id, username="zoe", display_name="Zoe", role="admin", queue_ids=frozenset())
+    sent = await service.reply(mail.rt, ticket_id=ticket.id, principal=agent, text="Unplug it, please.")
+    await wait_until(lambda: _captured(mail, 1), what="the reply at the SMTP server")
+    out = message_from_bytes(mail.smtp.handler.messages[0].data, policy=policy.default)
+    assert out["Message-ID"] == sent.external_id
+    assert out["In-Reply-To"] == "<q1@example.com>"
+    assert "<q1@example.com>" in out["References"]
+    assert f"[#{ticket.id}]" in out["Subject"]
+    assert SUPPORT in out["From"]
+    assert mail.smtp.handler.messages[0].recipients == ["ann@example.com"]
+    body = out.get_body(preferencelist=("plain",)).get_content()
+    assert "Unplug it, please." in body and "> My printer is on fire." in body
+    await wait_until(lambda: _status(mail, sent.id, "sent"), what="delivery status sent")
+
+    answer = message(
+        "<q2@example.com>",
+        subject=f"Re: {out['Subject']}",
+        body="Done, thanks.",
+        headers={"In-Reply-To": sent.external_id, "References": f"<q1@example.com> {sent.external_id}"},
+    )
+    await mail.append(answer)
+    await wait_until(lambda: _messages(mail, 3), what="the answer")
+    assert await mail.count(service.T) == 1
+    # Our own reply fetched back (a Bcc to the mailbox) is recognized as already stored.
+    await mail.append(mail.smtp.handler.messages[0].data)
+    await mail.append(message("<q3@example.com>", subject="unrelated, new"))
+    await wait_until(lambda: _messages(mail, 4), what="the next mail")
+    assert await mail.count(service.M) == 4
+
+
+async def _captured(mail: Mail, n: int) -> bool:
+    return len(mail.smtp.handler.messages) >= n
+
+
+async def _messages(mail: Mail, n: int) -> bool:
+    return await mail.count(service.M) >= n
+
+
+async def _status(mail: Mail, message_id: int, status: str) -> bool:
+    return await mail.count(service.M, service.M.c.id == message_id, service.M.c.delivery_status == status) == 1
+
+
+async def test_subject_tag_threads_only_when_the_sender_takes_part(mail: Mail) -> None:
+    """[#N] in the subject joins ticket N for its customer; a stranger naming the same number opens a new
+    ticket instead of reading or writing into someone else's conversation."""
+    await mail.wait_connected()
+    await mail.append(message("<t1@example.com>"))
+    await wait_until(lambda: _has_ticket(mail), what="the ticket")
+    [ticket] = await mail.rows(select(service.T))
+    await service.update_ticket(
+        mail.rt, ticket_id=ticket.id, principal=ADMIN, data=TicketUpdate(status=TicketStatus.SOLVED)
+    )
+    await mail.append(
+        message("<t2@example.com>", sender="eve@example.net", subject=f"Re: [#{ticket.id}] let me in"),
+        message("<t3@example.com>", subject=f"More on [#{ticket.id}]"),
+    )
+    await wait_until(lambda: _messages(mail, 3), what="both mails")
+    rows = {r.external_id: r.ticket_id for r in await mail.rows(select(service.M))}
+    assert rows["<t3@example.com>"] == ticket.id  # Ann is in ticket N: threads, and reopens it
+    assert rows["<t2@example.com>"] != ticket.id
+    [reopened] = await mail.rows(select(service.T.c.status).where(service.T.c.id == ticket.id))
+    assert reopened.status == TicketStatus.OPEN
+
+
+async def test_answer_to_a_closed_ticket_opens_a_new_one_linked_to_it(mail: Mail) -> None:
+    """A closed ticket stays closed; the customer's answer opens a new ticket that links back to it."""
+    await mail.wait_connected()
+    await mail.append(message("<c1@example.com>"))
+    await wait_until(lambda: _has_ticket(mail), what="the ticket")
+    [ticket] = await mail.rows(select(service.T))
+    await service.update_ticket(
+        mail.rt, ticket_id=ticket.id, principal=ADMIN, data=TicketUpdate(status=TicketStatus.CLOSED)
+    )
+    await mail.append(message("<c2@example.com>", headers={"In-Reply-To": "<c1@example.com>"}))
+    await wait_until(lambda: _messages(mail, 2), what="the answer")
+    tickets = {t.id: t for t in await mail.rows(select(service.T))}
+    assert len(tickets) == 2
+    [new] = [t for t in tickets.values() if t.id != ticket.id]
+    assert new.linked_ticket_id == ticket.id and tickets[ticket.id].status == TicketStatus.CLOSED
+
+
+async def test_restart_resumes_after_the_last_committed_uid(rt: Runtime, dovecot: Dovecot, smtp: SmtpServer) -> None:
+    """Mail that arrives while no worker runs is fetched on restart; nothing is ingested twice."""
+    await make_queue(rt, "support", ["email"])
+    first = await start_mail(rt, dovecot, smtp)
+    await first.wait_connected()
+    await first.append(*(message(f"<r{i}@example.com>", sender=f"r{i}@example.com") for i in range(5)))
+    await wait_until(lambda: _messages(first, 5), what="five messages")
+    await first.stop()
+    await first.append(*(message(f"<r{i}@example.com>", sender=f"r{i}@example.com") for i in range(5, 12)))
+    second = await start_mail(rt, dovecot, smtp)
+    try:
+        await second.wait_connected()
+        await wait_until(lambda: _messages(second, 12), what="twelve messages")
+        await asyncio.sleep(0.2)
+        assert await second.count(service.M) == 12
+        [state] = await second.rows(select(S))
+        assert state.last_uid == 12
+    finally:
+        await second.stop()
+
+
+async def test_changed_uidvalidity_rescans_without_duplicates(mail: Mail) -> None:
+    """When the server's UIDVALIDITY differs from the stored one, the worker reads the folder again from
+    the start and ingest's Message-ID dedupe keeps every mail single."""
+    await mail.wait_connected()
+    await mail.append(*(message(f"<u{i}@example.com>") for i in range(4)))
+    await wait_until(lambda: _messages(mail, 4), what="four messages")
+    await mail.channel.stop()
+    async with mail.rt.db.begin() as conn:
+        await conn.execute(update(S).values(uidvalidity=1, last_uid=999))
+    await mail.channel.start()
+    await mail.wait_connected()
+    await mail.append(message("<u-new@example.com>"))
+    await wait_until(lambda: _messages(mail, 5), what="the new message")
+    [state] = await mail.rows(select(S))
+    assert state.uidvalidity != 1 and state.last_uid == 5
+    assert await mail.count(service.M) == 5
+
+
+async def test_a_failing_mailbox_never_stops_the_others(
+    rt: Runtime, settings: Settings, dovecot: Dovecot, smtp: SmtpServer
+) -> None:
+    """A mailbox with a wrong password keeps retrying on its own while the other mailbox works normally."""
+    broken = mailbox(dovecot, smtp, name="broken", username="sales", password="wrong", address="sales@example.org")
+    sales = mailbox(dovecot, smtp, name="sales", username="sales", password="secret2", address="sales@example.org")
+    rt.settings = settings.model_copy(update={"mailboxes": [broken, *settings.mailboxes, sales]})
+    await make_queue(rt, "support", ["email"])
+    mail = await start_mail(rt, dovecot, smtp)
+    try:
+        await mail.wait_connected("support")
+        await mail.wait_connected("sales")
+        await mail.append(message("<ok@example.com>"))
+        await mail.append(message("<sales@example.com>", sender="bob@example.com"), user="sales", password="secret2")
+        await wait_until(lambda: _messages(mail, 2), what="mail of both working mailboxes")
+        worker = mail.channel.worker("broken")
+        assert worker is not None and not worker.connected
+        assert worker.last_error and "login" in worker.last_error.lower()
+    finally:
+        await mail.stop()
+
+
+async def test_polling_when_the_server_offers_no_idle(rt: Runtime, settings: Settings, smtp: SmtpServer) -> None:
+    """Against a server without IDLE the worker polls, and mail still arrives."""
+    server = Dovecot(users={"support": "secret"}, capability="IMAP4rev1 LITERAL+ UIDPLUS").start()
+    try:
+        rt.settings = settings.model_copy(update={"mailboxes": [mailbox(server, smtp)]})
+        await make_queue(rt, "support", ["email"])
+        mail = await start_mail(rt, server, smtp)
+        try:
+            await mail.wait_connected()
+            worker = mail.channel.worker("support")
+            assert worker is not None and worker.idle_supported is False
+            await mail.append(message("<poll@example.com>"))
+            await wait_until(lambda: _messages(mail, 1), timeout=5, what="the polled message")
+        finally:
+            await mail.stop()
+    finally:
+        server.stop()
+
+
+async def test_a_crash_in_the_middle_of_a_batch_loses_nothing_and_ingests_nothing_twice(
+    rt: Runtime, settings: Settings, dovecot: Dovecot, smtp: SmtpServer
+) -> None:
+    """A worker process killed with SIGKILL while committing a batch leaves a consistent state: after a restart
+    every mail is stored exactly once and the stored position covers them all."""
+    await make_queue(rt, "support", ["email"])
+    total = 400
+    await Mail(rt, None, None, None, dovecot, smtp).append(  # type: ignore[arg-type]
+        *(message(f"<k{i}@example.com>", sender=f"k{i % 40}@example.com") for i in range(total))
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "SWITCHBOARD_DATABASE_URL": settings.database_url,
+        "SWITCHBOARD_MAILBOXES": json.dumps([{**settings.mailboxes[0].model_dump(mode="json"), "password": "secret"}]),
+        "SWITCHBOARD_ATTACHMENT_DIR": str(settings.attachment_dir),
+        "SWITCHBOARD_INGEST_BATCH_MAX": "7",
+        "SWITCHBOARD_EMAIL_FETCH_BATCH": "60",
+    }
+    proc = subprocess.Popen([sys.executable, "-m", "tests.channels.email.worker_process"], env=env, cwd=ROOT)
+    probe = Mail(rt, None, None, None, dovecot, smtp)  # type: ignore[arg-type]
+    try:
+        await wait_until(lambda: _messages(probe, 30), timeout=30, what="the worker process to commit some mail")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    stored = await probe.count(service.M)
+    assert 0 < stored < total, f"the crash should come mid-way, but {stored} of {total} were stored"
+    [state] = await probe.rows(select(S))
+    assert state.last_uid <= stored  # the position never runs ahead of what is committed
+
+    mail = await start_mail(rt, dovecot, smtp)
+    try:
+        await wait_until(lambda: _messages(mail, total), timeout=30, what="every message after the restart")
+        await asyncio.sleep(0.3)
+        ids = [r.external_id for r in await mail.rows(select(service.M.c.external_id))]
+        assert len(ids) == total and len(set(ids)) == total
+        [state] = await mail.rows(select(S))
+        assert state.last_uid == total
+        assert await mail.count(QT) == 0
+    finally:
+        await mail.stop()

@@ -1,0 +1,131 @@
+"""The command line: `switchboard demo` serves seeded data with the printed logins, `agent create` adds to the
+same database, and the migrations build exactly the schema the models describe."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlmodel import SQLModel
+
+from hub.db import Database
+from tests.conftest import free_port
+
+
+def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hub", *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_help_lists_the_commands(tmp_path: Path) -> None:
+    """`python -m hub --help` runs the same CLI as `switchboard` and lists its commands."""
+    out = run_cli("--help", cwd=tmp_path).stdout
+    for command in ("serve", "demo", "migrate", "agent"):
+        assert command in out
+
+
+def test_demo_serves_seeded_data_and_agent_create_adds_to_it(tmp_path: Path) -> None:
+    """`switchboard demo` in an empty directory migrates a SQLite file, seeds it, prints URLs and logins, and
+    serves them; `agent create` run beside it adds a login that works at once."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    log = open(tmp_path / "demo.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hub", "demo", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "demo.log").read_text()
+            time.sleep(0.2)
+        printed = (tmp_path / "demo.log").read_text()
+        assert f"{base}/docs" in printed
+        logins = dict(re.findall(r"^\s+(\w+)\s+/\s+(\S+)\s+\(", printed, flags=re.M))
+        assert {"admin", "supervisor", "alice", "bob", "carol"} <= set(logins)
+        assert (tmp_path / "switchboard.db").exists()
+        r = httpx.post(f"{base}/api/auth/login", json={"username": "supervisor", "password": logins["supervisor"]})
+        token = r.json()["token"]
+        tickets = httpx.get(f"{base}/api/tickets", headers={"Authorization": f"Bearer {token}"}).json()
+        assert tickets["total"] >= 4
+        assert {t["channel"] for t in tickets["items"]} >= {"email", "sms", "whatsapp", "telegram"}
+
+        created = run_cli(
+            "agent",
+            "create",
+            "dave",
+            "--password",
+            "dave-password-1",
+            "--role",
+            "agent",
+            "--queue",
+            "support",
+            cwd=tmp_path,
+            env=env,
+        )
+        assert created.returncode == 0, created.stderr
+        assert "created agent dave" in created.stdout
+        r = httpx.post(f"{base}/api/auth/login", json={"username": "dave", "password": "dave-password-1"})
+        assert r.status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
+
+
+def test_agent_create_rejects_bad_input_clearly(tmp_path: Path) -> None:
+    """A short password or an unknown queue is refused with a message, and nothing is created."""
+    env = {"SWITCHBOARD_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"}
+    short = run_cli("agent", "create", "eve", "--password", "short", cwd=tmp_path, env=env)
+    assert short.returncode == 2 and "password" in short.stderr
+    no_queue = run_cli(
+        "agent", "create", "eve", "--password", "long-enough-1", "--queue", "nope", cwd=tmp_path, env=env
+    )
+    assert no_queue.returncode == 1 and "no queue named nope" in no_queue.stderr
+    bad_role = run_cli("agent", "create", "eve", "--password", "long-enough-1", "--role", "boss", cwd=tmp_path, env=env)
+    assert bad_role.returncode == 2 and "role" in bad_role.stderr
+
+
+@pytest.fixture
+def migrated_url(database_url: str) -> str:
+    return database_url
+
+
+async def test_migrations_match_the_models(migrated_url: str) -> None:
+    """Alembic's autogenerate finds nothing to change between the migrated database and the models, so no
+    model change ships without its migration."""
+    db = Database(migrated_url)
+    try:
+        async with db.engine.connect() as conn:
+            diff = await conn.run_sync(
+                lambda sync: compare_metadata(
+                    MigrationContext.configure(sync, opts={"compare_type": True}), SQLModel.metadata
+                )
+            )
+    finally:
+        await db.dispose()
+    assert diff == []

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
@@ -110,15 +109,10 @@ def test_agent_create_rejects_bad_input_clearly(tmp_path: Path) -> None:
     assert bad_role.returncode == 2 and "role" in bad_role.stderr
 
 
-@pytest.fixture
-def migrated_url(database_url: str) -> str:
-    return database_url
-
-
-async def test_migrations_match_the_models(migrated_url: str) -> None:
+async def test_migrations_match_the_models(database_url: str) -> None:
     """Alembic's autogenerate finds nothing to change between the migrated database and the models, so no
     model change ships without its migration."""
-    db = Database(migrated_url)
+    db = Database(database_url)
     try:
         async with db.engine.connect() as conn:
             diff = await conn.run_sync(

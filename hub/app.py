@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import func, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hub.auth import LoginThrottle, TokenSigner
+from hub.auth import LoginThrottle, TokenSigner, install_log_redaction
 from hub.bus import EventHub, LocalTransport, RedisTransport, Transport
 from hub.config import Settings, get_settings
 from hub.db import Database, utcnow
@@ -152,6 +152,7 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
     app.state.metrics = Metrics()
     app.state.signer = TokenSigner(settings.secret_key.get_secret_value(), settings.token_ttl_seconds)
     app.state.login_throttle = LoginThrottle(settings.login_attempts_per_minute)
+    install_log_redaction()
 
     @app.exception_handler(SwitchboardError)
     async def _domain_error(_request: Request, exc: SwitchboardError) -> JSONResponse:

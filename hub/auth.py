@@ -8,6 +8,8 @@ passwords nor tokens are ever logged.
 from __future__ import annotations
 
 import hashlib
+import logging
+import re
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
@@ -94,3 +96,30 @@ class LoginThrottle:
 
     def succeeded(self, key: str) -> None:
         self._failures.pop(key, None)
+
+
+_SECRET_PARAM = re.compile(r"((?:token|password|secret)=)[^&\s\"']+", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """``text`` with every ``token=…``, ``password=…`` and ``secret=…`` value replaced by ``***``."""
+    return _SECRET_PARAM.sub(r"\1***", text)
+
+
+class RedactSecrets(logging.Filter):
+    """Keeps tokens out of logs: uvicorn logs websocket URLs, and ``/ws/...?token=`` carries one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)  # type: ignore[assignment]
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        return True
+
+
+def install_log_redaction() -> None:
+    """Attach ``RedactSecrets`` to the loggers that print request lines (idempotent)."""
+    for name in ("uvicorn.access", "uvicorn.error", "uvicorn"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactSecrets) for f in logger.filters):
+            logger.addFilter(RedactSecrets())

@@ -35,20 +35,42 @@ def import_all_models() -> None:
     import ticketing.models  # noqa: F401
 
 
-class BodyLimit:
-    """Refuse request bodies over ``limit`` bytes with 413, whether or not Content-Length is honest."""
+def _chat_backend(rt: Runtime, chat: Any) -> Any:
+    """The ticketing functions the chat channel needs, bound to this process's runtime."""
+    from channels.webchat.service import ChatBackend
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    return ChatBackend(
+        conversation=lambda key, after: chat.conversation(rt, thread_key=key, after_message_id=after),
+        availability=lambda queue: chat.availability(rt, queue=queue),
+        rate=lambda key, tid, score, comment: chat.rate(
+            rt, thread_key=key, ticket_id=tid, rating=score, comment=comment
+        ),
+        answer_by_email=lambda key, email, ok: chat.answer_by_email(rt, thread_key=key, email=email, verified=ok),
+        link_verified_visitor=lambda ident, email, name: chat.link_verified_visitor(
+            rt, identity=ident, email=email, name=name
+        ),
+        mark_delivered=lambda key, ids: chat.mark_delivered(rt, thread_key=key, message_ids=ids),
+        agent_name=lambda agent_id: chat.agent_name(rt, agent_id=agent_id),
+    )
+
+
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with 413, whether or not Content-Length is honest.
+    ``overrides`` gives some paths a limit of their own (attachment uploads)."""
+
+    def __init__(self, app: ASGIApp, limit: int, overrides: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.overrides = dict(overrides or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.overrides.get(scope["path"], self.limit)
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._refuse(send, limit)
             return
         seen = 0
 
@@ -57,18 +79,18 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.limit:
+                if seen > limit:
                     raise _TooLarge
             return message
 
         try:
             await self.app(scope, limited, send)
         except _TooLarge:
-            await self._refuse(send)
+            await self._refuse(send, limit)
 
-    async def _refuse(self, send: Send) -> None:
+    async def _refuse(self, send: Send, limit: int) -> None:
         response = JSONResponse(
-            {"detail": f"request body is over the limit of {self.limit} bytes", "code": "body_too_large"},
+            {"detail": f"request body is over the limit of {limit} bytes", "code": "body_too_large"},
             status_code=413,
         )
         await response({"type": "http"}, _noop_receive, send)
@@ -85,9 +107,16 @@ async def _noop_receive() -> Message:
 def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender] | None = None) -> FastAPI:
     """Build the application. ``senders`` overrides the channel adapters (a test seam)."""
     import_all_models()
+    from agent_ui.views import router as agent_ui_router
+    from agent_ui.views import static_files as agent_ui_static
     from channels.email.service import EmailChannel
     from channels.email.views import build_router as email_router
+    from channels.webchat.service import WebchatService
+    from channels.webchat.views import ChatCORS
+    from channels.webchat.views import router as webchat_router
+    from ticketing import chat as ticketing_chat
     from ticketing import service as ticketing_service
+    from ticketing.canned import router as canned_router
     from ticketing.deps import current_agent
     from ticketing.ingest import IngestPipeline
     from ticketing.models import Ticket
@@ -106,12 +135,14 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
         transport: Transport = (
             RedisTransport(settings.redis_url, settings.redis_channel) if settings.redis_url else LocalTransport()
         )
-        hub = EventHub(db, transport, queue_size=settings.ws_send_queue,
-                       catch_up_seconds=settings.event_catch_up_seconds)
+        hub = EventHub(
+            db, transport, queue_size=settings.ws_send_queue, catch_up_seconds=settings.event_catch_up_seconds
+        )
         rt = Runtime(settings=settings, db=db, events=hub, metrics=app.state.metrics)
         ingest = IngestPipeline(rt)
         email = EmailChannel(rt, ingest.submit)
-        dispatcher = OutboxDispatcher(rt, {**email.senders, **dict(senders or {})})
+        webchat = WebchatService(rt, ingest.submit, _chat_backend(rt, ticketing_chat), settings)
+        dispatcher = OutboxDispatcher(rt, {**webchat.senders, **email.senders, **dict(senders or {})})
 
         async def prune() -> None:
             async with db.begin() as conn:
@@ -125,11 +156,13 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
         app.state.ingest = ingest
         app.state.dispatcher = dispatcher
         app.state.email = email
+        app.state.webchat = webchat
         await hub.start()
         await ingest.start()
         await dispatcher.start()
         await email.start()
         for job in jobs:
+        await webchat.start()
             await job.start()
         try:
             yield
@@ -141,6 +174,7 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
             await ingest.stop()
             await hub.stop()
             await db.dispose()
+            await webchat.stop()
 
     app = FastAPI(
         title="Switchboard",
@@ -178,5 +212,15 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
     app.include_router(ticketing_router)
     app.include_router(ticketing_ws)
     app.include_router(email_router(admin=_admin, agent=current_agent))
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.include_router(canned_router)
+    app.include_router(webchat_router)
+    app.include_router(agent_ui_router)
+    app.mount("/static", agent_ui_static, name="static")
+    app.add_middleware(
+        BodyLimit,
+        limit=settings.max_body_bytes,
+        # multipart framing on top of the file itself
+        overrides={"/api/chat/attachments": settings.chat_attachment_max_bytes + 64 * 1024},
+    )
+    app.add_middleware(ChatCORS, origins=settings.chat_allowed_origins)
     return app

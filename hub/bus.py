@@ -12,6 +12,14 @@ Delivery invariants, per process:
   truth, before going on (see ``hub.events`` for why a committed N+1 implies N is settled);
 - one slow subscriber never delays the others: each has its own bounded queue, and a subscriber whose
   queue overflows is cut off and told so; its client resumes from its last ``seq``.
+
+Ephemeral frames (typing indicators) are not events: they have no row in the log and no ``seq`` (their
+``EventRecord.seq`` is 0), are never resumed, and reach only whoever is connected when they are broadcast.
+
+Listeners (``EventHub.listen``) are synchronous callbacks run for every event and ephemeral frame in this
+process, for a channel that multiplexes many connections over one filter of its own (the chat widget's
+thousands of visitors each watch one ticket: one dict lookup per event instead of one filter per visitor).
+A listener must be fast and must not raise; an exception is logged and the next listener still runs.
 """
 
 from __future__ import annotations
@@ -20,10 +28,10 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from hub.db import Database
+from hub.db import Database, utcnow
 from hub.events import EventRecord, Viewer, events_after, seq_bounds
 
 log = logging.getLogger(__name__)
@@ -52,7 +60,11 @@ class Subscriber:
 class Transport(Protocol):
     async def start(self, hub: EventHub) -> None: ...
     async def publish(self, events: Sequence[EventRecord]) -> None: ...
+    async def publish_ephemeral(self, frame: dict[str, Any]) -> None: ...
     async def stop(self) -> None: ...
+
+
+Listener = Callable[[EventRecord, str], None]
 
 
 class EventHub:
@@ -67,6 +79,7 @@ class EventHub:
         self.queue_size = queue_size
         self.last_seq = 0
         self._subscribers: set[Subscriber] = set()
+        self._listeners: list[Listener] = []
         self._inbox: asyncio.Queue[list[EventRecord]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
@@ -91,6 +104,51 @@ class EventHub:
     def receive(self, events: list[EventRecord]) -> None:
         """Called by the transport with events from any process."""
         self._inbox.put_nowait(events)
+
+    async def broadcast_ephemeral(
+        self,
+        type_: str,
+        payload: dict[str, Any],
+        *,
+        ticket_id: int | None = None,
+        queue_id: int | None = None,
+        agent_id: int | None = None,
+    ) -> None:
+        """Send a frame that is not an event (no log row, no ``seq``) to every process's subscribers who may see
+        it, by the same visibility rule as events."""
+        record = EventRecord(
+            seq=0,
+            type=type_,
+            payload=payload,
+            created_at=utcnow(),
+            ticket_id=ticket_id,
+            queue_id=queue_id,
+            agent_id=agent_id,
+        )
+        await self.transport.publish_ephemeral(record.frame())
+
+    def receive_ephemeral(self, frame: dict[str, Any]) -> None:
+        """Called by the transport with an ephemeral frame from any process."""
+        record = EventRecord.from_frame(frame)
+        text = json.dumps(frame)
+        for sub in self._subscribers:
+            sub.offer(record, text)
+        self._notify(record, text)
+
+    def listen(self, listener: Listener) -> None:
+        """Call ``listener(event, frame_text)`` for every event and ephemeral frame this process receives."""
+        self._listeners.append(listener)
+
+    def unlisten(self, listener: Listener) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+
+    def _notify(self, event: EventRecord, text: str) -> None:
+        for listener in self._listeners:
+            try:
+                listener(event, text)
+            except Exception:
+                log.exception("event listener failed")
 
     def subscribe(self, viewer: Viewer | None) -> Subscriber:
         sub = Subscriber(viewer, self.queue_size)
@@ -141,6 +199,7 @@ class EventHub:
         text = json.dumps(event.frame())
         for sub in self._subscribers:
             sub.offer(event, text)
+        self._notify(event, text)
 
 
 class LocalTransport:
@@ -155,6 +214,10 @@ class LocalTransport:
     async def publish(self, events: Sequence[EventRecord]) -> None:
         assert self._hub is not None
         self._hub.receive(list(events))
+
+    async def publish_ephemeral(self, frame: dict[str, Any]) -> None:
+        assert self._hub is not None
+        self._hub.receive_ephemeral(frame)
 
     async def stop(self) -> None:
         self._hub = None
@@ -178,6 +241,10 @@ class RedisTransport:
     async def publish(self, events: Sequence[EventRecord]) -> None:
         await self._redis.publish(self.channel, json.dumps([e.frame() for e in events]))
 
+    async def publish_ephemeral(self, frame: dict[str, Any]) -> None:
+        # An object, where events are a list: the listener tells them apart.
+        await self._redis.publish(self.channel, json.dumps({"ephemeral": frame}))
+
     async def _listen(self, hub: EventHub) -> None:
         backoff = 0.5
         while True:
@@ -189,7 +256,11 @@ class RedisTransport:
                 async for message in pubsub.listen():
                     if message.get("type") != "message":
                         continue
-                    hub.receive([EventRecord.from_frame(f) for f in json.loads(message["data"])])
+                    data = json.loads(message["data"])
+                    if isinstance(data, dict):
+                        hub.receive_ephemeral(data["ephemeral"])
+                    else:
+                        hub.receive([EventRecord.from_frame(f) for f in data])
             except asyncio.CancelledError:
                 raise
             except Exception:

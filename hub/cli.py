@@ -82,7 +82,14 @@ def demo(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
 
 
 def _demo_pages() -> list[tuple[str, str]]:
-    return [("API docs", "/docs"), ("health", "/healthz"), ("metrics", "/metrics")]
+    return [
+        ("console", "/console"),
+        ("chat demo", "/demo"),
+        ("widget", "/widget.js"),
+        ("API docs", "/docs"),
+        ("health", "/healthz"),
+        ("metrics", "/metrics"),
+    ]
 
 
 async def _seed(settings: Settings) -> bool:

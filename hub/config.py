@@ -85,21 +85,25 @@ class Settings(BaseSettings):
     email_templates_dir: Path | None = None
     email_auto_reply_limit: int = 3
     email_auto_reply_window_seconds: int = 3600
-    # Email channel (channels/email). Attachments, inline images and raw messages are stored by content
-    # hash under attachment_dir.
-    attachment_dir: Path = Field(default_factory=lambda: Path.cwd() / "attachments")
-    attachment_max_bytes: int = 25 * 1024 * 1024
-    email_max_message_bytes: int = 50 * 1024 * 1024
-    email_fetch_batch: int = 200
-    email_poll_seconds: float = 60.0
-    email_idle_seconds: float = 25 * 60.0
-    email_timeout_seconds: float = 60.0
-    email_reconnect_max_seconds: float = 300.0
-    email_election_seconds: float = 10.0
-    email_ack_queues: list[str] = Field(default_factory=list, description='queues that acknowledge; "*" = all')
-    email_templates_dir: Path | None = None
-    email_auto_reply_limit: int = 3
-    email_auto_reply_window_seconds: int = 3600
+
+    # Live chat (channels/webchat)
+    chat_identity_secret: SecretStr | None = Field(
+        default=None, description="Shared secret sites use to sign their users' ids (HMAC-SHA256) for the widget"
+    )
+    chat_visitor_token_ttl_seconds: int = 30 * 24 * 3600
+    chat_prechat_fields: list[str] = Field(default_factory=lambda: ["name", "email"])
+    chat_prechat_required: list[str] = Field(default_factory=lambda: ["name"])
+    chat_title: str = "Chat with us"
+    chat_greeting: str = "Hi! Ask us anything - we usually answer within a minute."
+    chat_offline_message: str = (
+        "Nobody is available to chat right now. Leave your email address and we will answer by email."
+    )
+    chat_max_message_chars: int = 5000
+    # Visitors' uploads are stored with the email channel's files, under attachment_dir.
+    chat_attachment_max_bytes: int = 5 * 1024 * 1024
+    chat_allowed_origins: list[str] = Field(
+        default_factory=lambda: ["*"], description="Sites that may embed the widget (CORS for /api/chat)"
+    )
 
     @field_validator("public_url")
     @classmethod

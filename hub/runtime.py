@@ -68,6 +68,9 @@ class _NoPublish:
     async def publish(self, events: object) -> None:
         return None
 
+    async def publish_ephemeral(self, frame: object) -> None:
+        return None
+
     async def stop(self) -> None:
         return None
 

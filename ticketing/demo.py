@@ -10,6 +10,7 @@ from hub.db import utcnow
 from hub.messages import Identity, InboundMessage
 from hub.runtime import Runtime
 from ticketing import service
+from ticketing.canned import CannedCreate, create_canned
 from ticketing.ingest import ingest_batch
 from ticketing.models import AgentCreate, QueueCreate, Role
 
@@ -19,6 +20,13 @@ DEMO_LOGINS = [
     ("alice", "agent-demo", Role.AGENT, "Alice Agent", ["support"]),
     ("bob", "agent-demo", Role.AGENT, "Bob Agent", ["support", "billing"]),
     ("carol", "agent-demo", Role.AGENT, "Carol Agent", ["billing"]),
+]
+
+DEMO_CANNED = [
+    ("hello", "Greeting", "Hi, thanks for reaching out! Let me look into this for you."),
+    ("order", "Order status", "I have checked your order: it left our warehouse and should arrive within 2 days."),
+    ("refund", "Refund issued", "I have issued the refund. It shows on your statement within 3 to 5 business days."),
+    ("bye", "Closing", "Is there anything else I can help you with? Have a great day!"),
 ]
 
 
@@ -86,6 +94,8 @@ async def seed(rt: Runtime) -> bool:
             received_at=now - timedelta(minutes=20),
         ),
     ]
+    for shortcut, title, text in DEMO_CANNED:
+        await create_canned(rt, data=CannedCreate(shortcut=shortcut, title=title, text=text))
     results = await ingest_batch(rt, samples)
     for r in results:
         if isinstance(r, Exception):

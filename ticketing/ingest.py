@@ -304,12 +304,16 @@ def _count_duplicates(rt: Runtime, items: list[_Item]) -> None:
 async def _resolve_contacts(conn: Any, rt: Runtime, fresh: list[_Item], now: Any) -> None:
     values = {it.value for it in fresh}
     kinds = {k for it in fresh for k in lookup_kinds(it.kind)}
-    known: dict[tuple[str, str], int] = {
-        (r.kind, r.value): r.contact_id
-        for r in await conn.execute(
-            select(I.c.kind, I.c.value, I.c.contact_id).where(I.c.value.in_(values), I.c.kind.in_(kinds))
-        )
-    }
+    known: dict[tuple[str, str], int] = {}
+    unnamed: set[int] = set()  # known contacts we have no name for yet
+    for r in await conn.execute(
+        select(I.c.kind, I.c.value, I.c.contact_id, C.c.name)
+        .join(C, C.c.id == I.c.contact_id)
+        .where(I.c.value.in_(values), I.c.kind.in_(kinds))
+    ):
+        known[(r.kind, r.value)] = r.contact_id
+        if r.name is None:
+            unnamed.add(r.contact_id)
 
     def lookup(it: _Item) -> int | None:
         for k in (it.kind, *lookup_kinds(it.kind)):
@@ -358,8 +362,8 @@ async def _resolve_contacts(conn: Any, rt: Runtime, fresh: list[_Item], now: Any
         cid = lookup(it)
         assert cid is not None
         it.contact_id = cid
-    # Learn a name we did not have.
-    named = {it.contact_id: it.msg.sender.name for it in fresh if it.msg.sender.name}
+    # Learn a name we did not have (new contacts got theirs when created).
+    named = {it.contact_id: it.msg.sender.name for it in fresh if it.msg.sender.name and it.contact_id in unnamed}
     if named:
         await conn.execute(
             update(C)

@@ -671,9 +671,17 @@ async def reply(rt: Runtime, *, ticket_id: int, principal: Principal, text: str)
         ).first()
         if last_in is None or not last_in.sender:
             raise NoRecipient(f"ticket {ticket_id} has no inbound message to reply to")
-        external_id = new_message_id(rt.settings.mail_domain) if row.channel == "email" else None
-        subject = _reply_subject(row.subject, ticket_id) if row.channel == "email" else None
-        references = [*(last_in.meta or {}).get("references", []), last_in.external_id] if last_in.external_id else []
+        # A conversation moved to another channel (a chat left for email) is answered there.
+        channel = row.reply_channel or row.channel
+        recipient = row.reply_to or last_in.sender
+        moved = channel != last_in.channel
+        external_id = new_message_id(rt.settings.mail_domain) if channel == "email" else None
+        subject = _reply_subject(row.subject, ticket_id) if channel == "email" else None
+        references = (
+            [*(last_in.meta or {}).get("references", []), last_in.external_id]
+            if last_in.external_id and not moved
+            else []
+        )
         msg = {
             "ticket_id": ticket_id,
             "direction": Direction.OUTBOUND.value,
@@ -681,7 +689,7 @@ async def reply(rt: Runtime, *, ticket_id: int, principal: Principal, text: str)
             "external_id": external_id,
             "author_agent_id": principal.agent_id,
             "sender": None,
-            "recipient": last_in.sender,
+            "recipient": recipient,
             "subject": subject,
             "text": text,
             "html": None,
@@ -695,21 +703,21 @@ async def reply(rt: Runtime, *, ticket_id: int, principal: Principal, text: str)
         outbound = OutboundMessage(
             message_id=msg_row.id,
             ticket_id=ticket_id,
-            channel=row.channel,
-            recipient=last_in.sender,
+            channel=channel,
+            recipient=recipient,
             text=text,
             subject=subject,
             external_id=external_id,
-            in_reply_to=last_in.external_id if row.channel == "email" else None,
+            in_reply_to=last_in.external_id if channel == "email" and not moved else None,
             references=references,
-            sender_address=last_in.recipient,
+            sender_address=None if moved else last_in.recipient,
             agent_name=principal.display_name,
             metadata={"thread_key": row.thread_key} if row.thread_key else {},
         )
         await tx.conn.execute(
             O.insert().values(
                 message_id=msg_row.id,
-                channel=row.channel,
+                channel=channel,
                 payload=outbound.model_dump(mode="json"),
                 status="pending",
                 attempts=0,
@@ -757,7 +765,7 @@ async def add_note(rt: Runtime, *, ticket_id: int, principal: Principal, text: s
         msg = {
             "ticket_id": ticket_id,
             "direction": Direction.NOTE.value,
-            "channel": row.channel,
+            "channel": channel,
             "author_agent_id": principal.agent_id,
             "text": text,
             "attachments": [],

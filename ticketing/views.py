@@ -11,7 +11,7 @@ from hub.auth import SESSION_COOKIE, verify_dummy, verify_password
 from hub.deps import RuntimeDep, SignerDep
 from hub.event_stream import serve_event_stream
 from hub.messages import InboundMessage
-from ticketing import service
+from ticketing import chat, service
 from ticketing.deps import CurrentAgent, authenticate
 from ticketing.models import (
     AgentCreate,
@@ -272,7 +272,13 @@ async def agent_stream(ws: WebSocket, last_seq: int | None = None) -> None:
     }
     try:
         await serve_event_stream(
-            ws, rt.events, principal.viewer, last_seq, heartbeat_seconds=rt.settings.heartbeat_seconds, hello=hello
+            ws,
+            rt.events,
+            principal.viewer,
+            last_seq,
+            heartbeat_seconds=rt.settings.heartbeat_seconds,
+            hello=hello,
+            on_message=lambda data: chat.on_console_frame(rt, principal, data),
         )
     finally:
         gauge.dec()

@@ -212,3 +212,24 @@ async def test_ingest_appends_events_in_order(rt: Runtime) -> None:
         events = await events_after(conn, 0)
     assert [e.type for e in events] == ["ticket.created", "message.created"]
     assert events[0].seq < events[1].seq
+
+
+async def test_contact_learns_a_name_it_lacked_but_keeps_one_it_has(rt: Runtime) -> None:
+    """A contact first seen without a name takes the name from a later message; a named one keeps its name."""
+    anon = await ingest_one(
+        rt, InboundMessage(channel="sms", external_id="n1", sender=Identity(kind="phone", value="+14155550188"))
+    )
+    await ingest_one(
+        rt,
+        InboundMessage(
+            channel="sms", external_id="n2", sender=Identity(kind="phone", value="+14155550188", name="Rosa")
+        ),
+    )
+    await ingest_one(
+        rt,
+        InboundMessage(
+            channel="sms", external_id="n3", sender=Identity(kind="phone", value="+14155550188", name="Someone Else")
+        ),
+    )
+    history = await service.get_contact_history(rt, contact_id=anon.contact_id, principal=ADMIN)  # type: ignore[attr-defined]
+    assert history.name == "Rosa"

@@ -1,0 +1,606 @@
+// The agent console. State comes from the REST API once, then from the event stream; every string a
+// customer wrote is shown with textContent (see dom.js), never parsed as HTML.
+import { api } from "./api.js";
+import { ago, attachmentUrl, clock, h } from "./dom.js";
+import { EventStream } from "./stream.js";
+
+const $ = (id) => document.getElementById(id);
+const OPEN = new Set(["new", "open", "pending"]);
+
+const state = {
+  me: null,
+  queues: [],
+  agents: [],
+  mine: new Map(), // ticket id -> ticket summary
+  offers: new Map(), // ticket id -> {ticket, expires}
+  unread: new Map(), // ticket id -> count
+  waitingSince: new Map(), // ticket id -> iso of the oldest unanswered customer message
+  current: null, // ticket id
+  detail: null,
+  shown: new Set(), // message ids in the timeline
+  mode: "reply",
+  ready: false,
+  buffer: [],
+  typingTimer: null,
+  typingSentAt: 0,
+  typingIdle: null,
+  customerTyping: null,
+  canned: [],
+  cannedIndex: 0,
+};
+
+const stream = new EventStream({
+  onEvent: (e) => (state.ready ? apply(e) : state.buffer.push(e)),
+  onState: (s) => {
+    const el = $("conn");
+    el.textContent = s === "live" ? "Live" : s === "connecting" ? "Connecting…" : "Reconnecting…";
+    el.className = `conn ${s}`;
+  },
+  onReset: () => loadState(),
+});
+
+// --- start -------------------------------------------------------------------------------------------------------
+
+async function boot() {
+  state.me = await api("GET", "/api/auth/me");
+  $("me").textContent = state.me.display_name || state.me.username;
+  $("status").value = ["available", "away", "offline"].includes(state.me.status) ? state.me.status : "away";
+  stream.start(null);
+  [state.queues, state.agents] = await Promise.all([api("GET", "/api/queues"), api("GET", "/api/agents")]);
+  await loadState();
+  setInterval(tick, 1000);
+}
+
+async function loadState() {
+  state.ready = false;
+  const [mine, waiting] = await Promise.all([
+    api("GET", "/api/tickets?mine=true&status=new&status=open&status=pending&limit=100"),
+    api("GET", "/api/tickets?status=new&status=open&limit=200"),
+  ]);
+  state.mine = new Map(mine.items.map((t) => [t.id, t]));
+  state.offers = new Map();
+  for (const t of waiting.items) {
+    if (t.offered_agent_id === state.me.id && !t.assignee_id) state.offers.set(t.id, { ticket: t, expires: null });
+  }
+  await Promise.all([...state.mine.keys()].map(refreshWaiting));
+  state.ready = true;
+  const buffered = state.buffer.splice(0);
+  buffered.forEach(apply);
+  renderLists();
+  if (state.current) await openTicket(state.current, { keepComposer: true });
+}
+
+async function refreshWaiting(id) {
+  try {
+    const t = await api("GET", `/api/tickets/${id}`);
+    computeWaiting(id, t.messages);
+  } catch { /* gone or not ours any more */ }
+}
+
+function computeWaiting(id, messages) {
+  let since = null;
+  for (const m of messages) {
+    if (m.direction === "inbound") since = since || m.created_at;
+    else if (m.direction === "outbound") since = null;
+  }
+  if (since) state.waitingSince.set(id, since);
+  else state.waitingSince.delete(id);
+}
+
+// --- events --------------------------------------------------------------------------------------------------------
+
+function apply(e) {
+  const d = e.data || {};
+  const me = state.me.id;
+  switch (e.type) {
+    case "ticket.offered": {
+      const t = d.ticket;
+      if (t.offered_agent_id === me) {
+        state.offers.set(t.id, { ticket: t, expires: t.offer_expires_at ? new Date(t.offer_expires_at) : null });
+        notify();
+      }
+      break;
+    }
+    case "offer.declined":
+    case "offer.expired":
+      if (d.agent_id === me) state.offers.delete(d.ticket_id);
+      break;
+    case "ticket.assigned":
+    case "ticket.updated":
+    case "ticket.created": {
+      const t = d.ticket;
+      if (!t) break;
+      if (t.offered_agent_id !== me) state.offers.delete(t.id);
+      if (t.assignee_id === me && OPEN.has(t.status)) {
+        const isNew = !state.mine.has(t.id);
+        state.mine.set(t.id, { ...(state.mine.get(t.id) || {}), ...t });
+        if (isNew) refreshWaiting(t.id).then(renderLists);
+      } else {
+        state.mine.delete(t.id);
+      }
+      if (state.current === t.id && state.detail) {
+        state.detail = { ...state.detail, ...t };
+        renderHead();
+      }
+      break;
+    }
+    case "message.created": {
+      const m = d.message;
+      if (state.mine.has(m.ticket_id)) {
+        const t = state.mine.get(m.ticket_id);
+        t.last_message_at = m.created_at;
+        if (m.direction === "inbound") {
+          if (!state.waitingSince.has(m.ticket_id)) state.waitingSince.set(m.ticket_id, m.created_at);
+          if (state.current !== m.ticket_id || document.hidden) {
+            state.unread.set(m.ticket_id, (state.unread.get(m.ticket_id) || 0) + 1);
+            notify();
+          }
+        } else if (m.direction === "outbound") {
+          state.waitingSince.delete(m.ticket_id);
+        }
+      }
+      if (state.current === m.ticket_id) {
+        appendMessage(m);
+        if (m.direction === "inbound") showCustomerTyping(false);
+      }
+      break;
+    }
+    case "message.status":
+      if (state.current === d.ticket_id) setDelivery(d.message_id, d.status, d.error);
+      break;
+    case "typing":
+      if (e.ticket_id === state.current && d.who === "visitor") showCustomerTyping(d.active, d.name);
+      break;
+    case "agent.status":
+      if (d.agent_id === me) $("status").value = ["available", "away", "offline"].includes(d.status) ? d.status : "away";
+      break;
+    default:
+      break;
+  }
+  renderLists();
+}
+
+// --- lists ----------------------------------------------------------------------------------------------------------
+
+function renderLists() {
+  const offers = $("offers");
+  offers.replaceChildren();
+  for (const [id, o] of state.offers) {
+    const t = o.ticket;
+    offers.append(h("li", { class: "offer", dataset: { id } },
+      h("div", { class: "offer-top" },
+        h("span", { class: `chan chan-${t.channel}`, text: t.channel }),
+        h("span", { class: "countdown", "data-countdown": id, text: countdown(o) })),
+      h("div", { class: "subject", text: t.subject || `Ticket #${id}` }),
+      h("div", { class: "offer-actions" },
+        h("button", { class: "btn primary", type: "button", text: "Accept", onclick: () => accept(id) }),
+        h("button", { class: "btn", type: "button", text: "Decline", onclick: () => decline(id) }))));
+  }
+  $("no-offers").hidden = state.offers.size > 0;
+
+  const list = $("mine");
+  list.replaceChildren();
+  const items = [...state.mine.values()].sort((a, b) => (a.created_at < b.created_at ? -1 : 1));
+  for (const t of items) {
+    const unread = state.unread.get(t.id) || 0;
+    const waiting = state.waitingSince.get(t.id);
+    list.append(h("li", {
+      class: `conv-item${state.current === t.id ? " active" : ""}${unread ? " unread" : ""}`,
+      role: "option", tabindex: "0", "aria-selected": String(state.current === t.id), dataset: { id: t.id },
+      onclick: () => openTicket(t.id),
+      onkeydown: (ev) => { if (ev.key === "Enter") openTicket(t.id); },
+    },
+    h("div", { class: "row" },
+      h("span", { class: `chan chan-${t.channel}`, text: t.channel }),
+      h("span", { class: "subject", text: t.subject || `#${t.id}` }),
+      unread ? h("span", { class: "unread-badge", "aria-label": `${unread} unread`, text: String(unread) }) : null),
+    h("div", { class: "row muted small" },
+      h("span", { text: `#${t.id}` }),
+      waiting ? h("span", { class: "waiting", "data-waiting": t.id, text: `waiting ${ago(waiting)}` }) : h("span", { text: "answered" }))));
+  }
+  $("no-mine").hidden = state.mine.size > 0;
+  updateTitle();
+}
+
+function countdown(o) {
+  if (!o.expires) return "offered";
+  const s = Math.max(0, Math.round((o.expires.getTime() - Date.now()) / 1000));
+  return `${s}s`;
+}
+
+function tick() {
+  for (const [id, o] of state.offers) {
+    const el = document.querySelector(`[data-countdown="${id}"]`);
+    if (el) el.textContent = countdown(o);
+  }
+  for (const el of document.querySelectorAll("[data-waiting]")) {
+    const since = state.waitingSince.get(Number(el.dataset.waiting));
+    if (since) el.textContent = `waiting ${ago(since)}`;
+  }
+}
+
+function updateTitle() {
+  let n = state.offers.size;
+  for (const c of state.unread.values()) n += c;
+  document.title = n ? `(${n}) Switchboard console` : "Switchboard console";
+}
+
+let audio = null;
+function notify() {
+  updateTitle();
+  try {
+    audio = audio || new AudioContext();
+    const osc = audio.createOscillator();
+    const gain = audio.createGain();
+    osc.frequency.value = 880;
+    gain.gain.setValueAtTime(0.08, audio.currentTime);
+    gain.gain.exponentialRampToValueAtTime(0.0001, audio.currentTime + 0.25);
+    osc.connect(gain).connect(audio.destination);
+    osc.start();
+    osc.stop(audio.currentTime + 0.25);
+  } catch { /* no sound before the first click in some browsers */ }
+}
+
+// --- offers ------------------------------------------------------------------------------------------------------------
+
+async function accept(id) {
+  try {
+    const t = await api("POST", `/api/tickets/${id}/accept`);
+    state.offers.delete(id);
+    state.mine.set(t.id, t);
+    renderLists();
+    await openTicket(t.id);
+  } catch (err) {
+    state.offers.delete(id);
+    renderLists();
+    flash(err.message);
+  }
+}
+
+async function decline(id) {
+  try { await api("POST", `/api/tickets/${id}/decline`); } catch (err) { flash(err.message); }
+  state.offers.delete(id);
+  renderLists();
+}
+
+function flash(text) {
+  $("compose-error").textContent = text;
+  setTimeout(() => { if ($("compose-error").textContent === text) $("compose-error").textContent = ""; }, 5000);
+}
+
+// --- the conversation ----------------------------------------------------------------------------------------------------
+
+async function openTicket(id, { keepComposer = false } = {}) {
+  const changed = state.current !== id;
+  state.current = id;
+  state.unread.delete(id);
+  renderLists();
+  let t;
+  try { t = await api("GET", `/api/tickets/${id}`); } catch (err) { flash(err.message); return; }
+  if (state.current !== id) return;
+  state.detail = t;
+  computeWaiting(id, t.messages);
+  $("empty").hidden = true;
+  $("conv").hidden = false;
+  renderHead();
+  const timeline = $("timeline");
+  timeline.replaceChildren();
+  state.shown = new Set();
+  t.messages.forEach(appendMessage);
+  showCustomerTyping(false);
+  if (changed && !keepComposer) { $("text").value = ""; setMode("reply"); }
+  $("text").focus();
+  renderContact(t.contact);
+  loadHistory(t);
+  loadSuggestions(t);
+}
+
+function renderHead() {
+  const t = state.detail;
+  $("conv-title").textContent = t.subject || `Ticket #${t.id}`;
+  const parts = [`#${t.id}`, t.channel, t.status];
+  if (t.reply_channel) parts.push(`answered by ${t.reply_channel}${t.reply_to ? ` to ${t.reply_to}` : ""}`);
+  if (t.rating) parts.push(`rated ${t.rating}/5${t.rating_comment ? `: “${t.rating_comment}”` : ""}`);
+  $("conv-sub").textContent = parts.join(" · ");
+  const open = OPEN.has(t.status);
+  $("solve-btn").disabled = !open;
+  $("transfer-btn").disabled = !open;
+}
+
+function agentName(id) {
+  const a = state.agents.find((x) => x.id === id);
+  return a ? a.display_name || a.username : "Agent";
+}
+
+function appendMessage(m) {
+  if (state.shown.has(m.id)) return;
+  state.shown.add(m.id);
+  const kind = m.direction === "note" ? "note" : m.direction === "inbound" ? "in" : "out";
+  const who = kind === "in" ? (state.detail && state.detail.contact && state.detail.contact.name) || m.sender || "Customer"
+    : m.author_agent_id === state.me.id ? "You" : agentName(m.author_agent_id);
+  const atts = (m.attachments || []).map((a) => {
+    const url = attachmentUrl(a);
+    if (!url) return h("span", { class: "att", text: a.filename || "attachment" });
+    return /^image\//.test(a.content_type || "")
+      ? h("a", { class: "att", href: url, target: "_blank", rel: "noopener noreferrer" }, h("img", { src: url, alt: a.filename || "image" }))
+      : h("a", { class: "att", href: url, target: "_blank", rel: "noopener noreferrer", text: `📄 ${a.filename || "file"}` });
+  });
+  const li = h("li", { class: `msg ${kind}`, dataset: { id: m.id } },
+    h("div", { class: "msg-meta" },
+      h("span", { class: "who", text: kind === "note" ? `${who} · internal note` : who }),
+      h("span", { class: "chan-small", text: m.channel }),
+      h("time", { datetime: m.created_at, text: clock(m.created_at) }),
+      kind === "out" ? h("span", { class: `delivery ${m.delivery_status}`, text: m.delivery_status, title: m.delivery_error || "" }) : null),
+    m.text ? h("div", { class: "msg-text", text: m.text }) : null,
+    atts.length ? h("div", { class: "atts" }, atts) : null);
+  $("timeline").append(li);
+  li.scrollIntoView({ block: "end" });
+}
+
+function setDelivery(messageId, status, error) {
+  const el = document.querySelector(`.msg[data-id="${messageId}"] .delivery`);
+  if (el) { el.textContent = status; el.className = `delivery ${status}`; el.title = error || ""; }
+}
+
+function showCustomerTyping(active, name) {
+  clearTimeout(state.customerTyping);
+  $("typing").textContent = active ? `${name || "Customer"} is typing…` : "";
+  if (active) state.customerTyping = setTimeout(() => { $("typing").textContent = ""; }, 6000);
+}
+
+function renderContact(c) {
+  const box = $("contact");
+  box.className = "contact";
+  const label = (i) => (i.kind === "webchat" && i.value.startsWith("visitor:") ? "website visitor (not verified)"
+    : i.kind === "webchat" && i.value.startsWith("user:") ? `site user ${i.value.slice(5)} (verified)` : i.value);
+  const parts = [
+    h("div", { class: "contact-name", text: c.name || "Unknown visitor" }),
+    h("ul", { class: "identities" }, c.identities.map((i) => h("li", {}, h("span", { class: "muted", text: `${i.kind} ` }), h("span", { text: label(i) })))),
+  ];
+  if (Object.keys(c.attributes || {}).length) {
+    parts.push(h("dl", { class: "attrs" }, Object.entries(c.attributes).map(([k, v]) => [h("dt", { text: k }), h("dd", { text: String(v) })])));
+  }
+  box.replaceChildren(...parts);
+}
+
+async function loadHistory(t) {
+  const list = $("history");
+  list.replaceChildren();
+  let hist;
+  try { hist = await api("GET", `/api/contacts/${t.contact_id}`); } catch { return; }
+  if (state.current !== t.id) return;
+  const others = hist.tickets.filter((x) => x.id !== t.id).reverse();
+  if (!others.length) list.append(h("li", { class: "muted small", text: "No earlier conversations." }));
+  for (const x of others) {
+    const details = h("details", {},
+      h("summary", {},
+        h("span", { class: `chan chan-${x.channel}`, text: x.channel }),
+        h("span", { class: "subject", text: x.subject || `#${x.id}` }),
+        h("span", { class: "muted small", text: ` #${x.id} · ${x.status} · ${clock(x.created_at)}` })),
+      h("ol", { class: "mini-timeline" }, x.messages.map((m) => h("li", { class: `mini ${m.direction}` },
+        h("span", { class: "muted small", text: `${m.direction === "inbound" ? "customer" : m.direction === "note" ? "note" : "agent"} · ${clock(m.created_at)} ` }),
+        h("span", { text: m.text })))));
+    list.append(h("li", {}, details));
+  }
+}
+
+async function loadSuggestions(t) {
+  const list = $("suggestions");
+  list.replaceChildren();
+  $("no-suggestions").hidden = false;
+  try {
+    const res = await fetch(`/api/kb/suggest?ticket_id=${t.id}`, { credentials: "same-origin" });
+    if (!res.ok) return;
+    const items = await res.json();
+    const arr = Array.isArray(items) ? items : items.items || [];
+    for (const a of arr.slice(0, 5)) {
+      list.append(h("li", {}, h("button", {
+        class: "linklike", type: "button", text: a.title || "Article",
+        onclick: () => insertText(a.url ? `${a.title}: ${a.url}` : a.title || ""),
+      })));
+    }
+    $("no-suggestions").hidden = arr.length > 0;
+  } catch { /* the knowledge base is not there yet */ }
+}
+
+// --- composing -----------------------------------------------------------------------------------------------------------
+
+function setMode(mode) {
+  state.mode = mode;
+  $("mode-reply").classList.toggle("active", mode === "reply");
+  $("mode-note").classList.toggle("active", mode === "note");
+  $("mode-reply").setAttribute("aria-selected", String(mode === "reply"));
+  $("mode-note").setAttribute("aria-selected", String(mode === "note"));
+  $("composer").classList.toggle("note-mode", mode === "note");
+  $("text").setAttribute("aria-label", mode === "note" ? "Internal note (not sent to the customer)" : "Reply to the customer");
+  $("send").textContent = mode === "note" ? "Add note" : "Send";
+}
+
+async function sendCurrent() {
+  const text = $("text").value.trim();
+  if (!text || !state.current) return;
+  const id = state.current;
+  $("send").disabled = true;
+  try {
+    const path = state.mode === "note" ? `/api/tickets/${id}/notes` : `/api/tickets/${id}/reply`;
+    const m = await api("POST", path, { text });
+    $("text").value = "";
+    $("compose-error").textContent = "";
+    if (state.current === id) appendMessage(m);
+    if (state.mode === "reply") state.waitingSince.delete(id);
+    stopTyping();
+    renderLists();
+  } catch (err) {
+    $("compose-error").textContent = err.message;
+  } finally {
+    $("send").disabled = false;
+    $("text").focus();
+  }
+}
+
+function typing() {
+  if (!state.current || state.mode !== "reply") return;
+  const now = Date.now();
+  if (now - state.typingSentAt > 2500) {
+    stream.send({ type: "typing", ticket_id: state.current, active: true });
+    state.typingSentAt = now;
+  }
+  clearTimeout(state.typingIdle);
+  state.typingIdle = setTimeout(stopTyping, 3000);
+}
+
+function stopTyping() {
+  clearTimeout(state.typingIdle);
+  if (state.typingSentAt && state.current) stream.send({ type: "typing", ticket_id: state.current, active: false });
+  state.typingSentAt = 0;
+}
+
+function insertText(text) {
+  const ta = $("text");
+  ta.value = ta.value ? `${ta.value}\n${text}` : text;
+  ta.focus();
+}
+
+// canned responses: "/" then letters, at the start of a line
+function cannedQuery() {
+  const ta = $("text");
+  const before = ta.value.slice(0, ta.selectionStart);
+  const m = /(?:^|\n)\/([\w.-]*)$/.exec(before);
+  return m ? m[1] : null;
+}
+
+let cannedSeq = 0;
+async function updateCanned() {
+  const q = cannedQuery();
+  const box = $("canned");
+  if (q === null) { box.hidden = true; return; }
+  const seq = ++cannedSeq;
+  let items = [];
+  try { items = await api("GET", `/api/canned?q=${encodeURIComponent(q)}`); } catch { items = []; }
+  if (seq !== cannedSeq) return;
+  state.canned = items;
+  state.cannedIndex = 0;
+  renderCanned();
+}
+
+function renderCanned() {
+  const box = $("canned");
+  box.replaceChildren();
+  if (!state.canned.length) {
+    box.append(h("li", { class: "muted small", text: "No canned response matches." }));
+  }
+  state.canned.forEach((c, i) => {
+    box.append(h("li", {
+      role: "option", "aria-selected": String(i === state.cannedIndex), class: i === state.cannedIndex ? "sel" : "",
+      onmousedown: (e) => { e.preventDefault(); pickCanned(i); },
+    }, h("strong", { text: `/${c.shortcut}` }), h("span", { text: ` ${c.title}` }), h("div", { class: "muted small preview", text: c.text })));
+  });
+  box.hidden = false;
+}
+
+function pickCanned(i) {
+  const c = state.canned[i];
+  if (!c) return;
+  const ta = $("text");
+  const pos = ta.selectionStart;
+  const before = ta.value.slice(0, pos).replace(/\/[\w.-]*$/, "");
+  ta.value = before + c.text + ta.value.slice(pos);
+  const caret = (before + c.text).length;
+  ta.setSelectionRange(caret, caret);
+  $("canned").hidden = true;
+  ta.focus();
+}
+
+$("text").addEventListener("keydown", (e) => {
+  const box = $("canned");
+  if (!box.hidden && state.canned.length) {
+    if (e.key === "ArrowDown") { e.preventDefault(); state.cannedIndex = (state.cannedIndex + 1) % state.canned.length; renderCanned(); return; }
+    if (e.key === "ArrowUp") { e.preventDefault(); state.cannedIndex = (state.cannedIndex - 1 + state.canned.length) % state.canned.length; renderCanned(); return; }
+    if (e.key === "Enter" || e.key === "Tab") { e.preventDefault(); pickCanned(state.cannedIndex); return; }
+  }
+  if (e.key === "Escape" && !box.hidden) { e.preventDefault(); box.hidden = true; return; }
+  if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); sendCurrent(); }
+});
+$("text").addEventListener("input", () => { typing(); updateCanned(); });
+$("text").addEventListener("blur", () => setTimeout(() => { $("canned").hidden = true; }, 150));
+$("composer").addEventListener("submit", (e) => { e.preventDefault(); sendCurrent(); });
+$("mode-reply").addEventListener("click", () => setMode("reply"));
+$("mode-note").addEventListener("click", () => setMode("note"));
+
+// --- actions -----------------------------------------------------------------------------------------------------------------
+
+async function solve() {
+  if (!state.current) return;
+  try {
+    await api("PATCH", `/api/tickets/${state.current}`, { status: "solved" });
+    state.mine.delete(state.current);
+    state.detail.status = "solved";
+    renderHead();
+    renderLists();
+  } catch (err) { flash(err.message); }
+}
+
+function openTransfer() {
+  if (!state.current) return;
+  const qs = $("transfer-queue");
+  qs.replaceChildren(h("option", { value: "", text: "—" }), state.queues.map((q) => h("option", { value: q.id, text: q.name })));
+  const as = $("transfer-agent");
+  as.replaceChildren(h("option", { value: "", text: "—" }),
+    state.agents.filter((a) => a.id !== state.me.id && a.active).map((a) => h("option", { value: a.id, text: `${a.display_name || a.username} (${a.status})` })));
+  $("transfer-dialog").showModal();
+}
+
+$("transfer-dialog").addEventListener("close", async () => {
+  if ($("transfer-dialog").returnValue !== "ok" || !state.current) return;
+  const queue_id = Number($("transfer-queue").value) || null;
+  const agent_id = Number($("transfer-agent").value) || null;
+  if (!queue_id && !agent_id) { flash("Pick a queue or an agent."); return; }
+  try {
+    await api("POST", `/api/tickets/${state.current}/transfer`, { queue_id, agent_id });
+    state.mine.delete(state.current);
+    renderLists();
+    flash("Transferred.");
+  } catch (err) { flash(err.message); }
+});
+
+$("solve-btn").addEventListener("click", solve);
+$("transfer-btn").addEventListener("click", openTransfer);
+$("status").addEventListener("change", async (e) => {
+  try { await api("PUT", "/api/agents/me/status", { status: e.target.value }); } catch (err) { flash(err.message); }
+});
+$("logout").addEventListener("click", async () => {
+  await api("POST", "/api/auth/logout");
+  location.href = "/login";
+});
+$("help-btn").addEventListener("click", () => $("help-dialog").showModal());
+
+function moveConversation(step) {
+  const ids = [...document.querySelectorAll("#mine .conv-item")].map((el) => Number(el.dataset.id));
+  if (!ids.length) return;
+  const i = ids.indexOf(state.current);
+  openTicket(ids[(i + step + ids.length) % ids.length]);
+}
+
+document.addEventListener("keydown", (e) => {
+  const typingInField = ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement && document.activeElement.tagName);
+  if (e.altKey && !e.ctrlKey && !e.metaKey) {
+    const first = state.offers.keys().next();
+    const key = e.key.toLowerCase();
+    if (key === "a" && !first.done) { e.preventDefault(); accept(first.value); }
+    else if (key === "d" && !first.done) { e.preventDefault(); decline(first.value); }
+    else if (key === "n") { e.preventDefault(); setMode(state.mode === "note" ? "reply" : "note"); $("text").focus(); }
+    else if (key === "s") { e.preventDefault(); solve(); }
+    else if (key === "t") { e.preventDefault(); openTransfer(); }
+    else if (e.key === "ArrowDown") { e.preventDefault(); moveConversation(1); }
+    else if (e.key === "ArrowUp") { e.preventDefault(); moveConversation(-1); }
+    return;
+  }
+  if (e.key === "?" && !typingInField) { e.preventDefault(); $("help-dialog").showModal(); }
+});
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden && state.current) { state.unread.delete(state.current); renderLists(); }
+});
+
+boot().catch((err) => {
+  if (err && err.status !== 401) $("conn").textContent = `Could not load: ${err.message}`;
+});

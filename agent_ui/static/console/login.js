@@ -1,0 +1,17 @@
+import { api } from "./api.js";
+
+const form = document.getElementById("login-form");
+const error = document.getElementById("login-error");
+form.addEventListener("submit", async (e) => {
+  e.preventDefault();
+  error.textContent = "";
+  const username = document.getElementById("username").value.trim();
+  const password = document.getElementById("password").value;
+  if (!username || !password) { error.textContent = "Enter your username and password."; return; }
+  try {
+    await api("POST", "/api/auth/login", { username, password });
+    location.href = "/console";
+  } catch (err) {
+    error.textContent = err.message || "Could not log in.";
+  }
+});

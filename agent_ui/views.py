@@ -1,0 +1,63 @@
+"""The browser pages: the agent console, its login page, and a demo shop page that embeds the chat widget
+exactly as a customer's site would. Jinja2 templates and plain ES modules, no build step; the pages talk to
+the rest only through the HTTP and websocket API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+static_files = StaticFiles(directory=HERE / "static")
+router = APIRouter(include_in_schema=False)
+
+# Scripts and styles come from this origin only: even if customer text slipped into markup, no inline script
+# could run.
+CONSOLE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "connect-src 'self' ws: wss:; media-src 'self' data:; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'; form-action 'self'"
+)
+
+
+def _page(request: Request, name: str, csp: str | None = CONSOLE_CSP, **context: object) -> HTMLResponse:
+    response = templates.TemplateResponse(request, name, context)
+    if csp:
+        response.headers["Content-Security-Policy"] = csp
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    return response
+
+
+@router.get("/")
+async def index() -> RedirectResponse:
+    return RedirectResponse("/console")
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_page(request: Request) -> HTMLResponse:
+    """The console's login form."""
+    return _page(request, "login.html")
+
+
+@router.get("/console", response_class=HTMLResponse)
+async def console_page(request: Request) -> HTMLResponse:
+    """The agent console (sends you to /login when you are not logged in)."""
+    return _page(request, "console.html")
+
+
+@router.get("/demo", response_class=HTMLResponse)
+async def demo_page(request: Request, queue: str = "support") -> HTMLResponse:
+    """A pretend shop that embeds the chat widget with one script tag, as any customer's site would."""
+    base = str(request.base_url).rstrip("/")
+    # The widget styles itself inside a shadow root, so this page allows inline styles; it has no inline script.
+    csp = (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+        "connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'"
+    )
+    return _page(request, "demo.html", csp=csp, widget_src=f"{base}/widget.js", queue=queue[:100])

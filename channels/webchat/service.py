@@ -1,0 +1,694 @@
+"""The live chat channel: visitor tokens, the ``/ws/chat`` protocol, and the sender that delivers agents'
+replies to the visitor's open sockets.
+
+A visitor starts a conversation over HTTP (``POST /api/chat/sessions``) and gets a signed visitor token that
+names their visitor id, conversation id and sender identity; the token is the only way to read or write that
+conversation, so one visitor can never reach another's.
+
+Frames from the visitor (JSON, each with a ``type``):
+- ``message`` ``{client_id, text, attachments: [sha256]}``: stored through ingest (idempotent on the
+  conversation and ``client_id``, so a resend after a reconnect is stored once), then acknowledged;
+- ``typing`` ``{active}``; ``delivered`` ``{message_ids}``; ``rating`` ``{ticket_id, score, comment}``;
+  ``email_fallback`` ``{email}`` (nobody can chat: answer this conversation by email); ``ping``.
+
+Frames to the visitor:
+- ``hello`` first, with every visible message after the client's ``last_message_id`` (all of them on a
+  fresh page), the conversation's state (agent, rating wanted, email fallback);
+- ``ack`` ``{client_id, message_id, status: "sent", created_at}`` once a message is committed;
+- ``message`` ``{message}``: an agent's reply, or the visitor's own message written in another tab;
+- ``agent_joined`` ``{name}``, ``agent_left``, ``typing`` ``{active, name}``, ``rating_request``
+  ``{ticket_id}``, ``rating_saved``, ``email_fallback`` ``{email}``, ``heartbeat``, ``pong``;
+- ``error`` ``{code, message, client_id?}``: ``unauthorized`` (bad or expired token; closes 4401),
+  ``bad_frame``, ``too_long``, ``bad_attachment``, ``rate_limited``, and the domain errors' codes.
+
+Resume: the widget keeps the id of the newest message it shows and reconnects with ``last_message_id``; the
+server registers the connection for live frames *before* it reads the history, and skips live messages the
+history already held, so nothing falls between the two and nothing comes twice. Messages it sent that were
+not acknowledged are resent with the same ``client_id``.
+
+Every message is committed before anyone sees it: the visitor's through ingest (the ack follows the
+commit), the agent's through the outbox (the sender runs after the reply is committed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from hub.config import Settings
+from hub.db import utcnow
+from hub.errors import SwitchboardError
+from hub.events import EventRecord, EventType
+from hub.messages import Attachment, DeliveryResult, Identity, InboundMessage, Ingest, OutboundMessage, Sender
+from hub.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "webchat"
+VISITOR_SALT = "switchboard-visitor"
+MAX_CLIENT_ID = 64
+SEND_QUEUE = 256
+
+
+# --- visitor tokens -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class VisitorClaims:
+    """What a visitor token carries."""
+
+    visitor_id: str
+    conversation_id: str
+    identity: str  # the sender identity value ingest resolves the contact from
+    name: str | None = None
+    email: str | None = None
+    verified: bool = False
+    queue: str | None = None
+
+
+class VisitorTokens:
+    """Signed, timestamped visitor tokens (itsdangerous, with a salt of their own: an agent's session token is
+    never a valid visitor token, nor the reverse)."""
+
+    def __init__(self, secret: str, ttl_seconds: int) -> None:
+        self._serializer = URLSafeTimedSerializer(secret, salt=VISITOR_SALT)
+        self.ttl_seconds = ttl_seconds
+
+    def issue(self, claims: VisitorClaims) -> str:
+        return self._serializer.dumps(
+            {
+                "v": claims.visitor_id,
+                "c": claims.conversation_id,
+                "i": claims.identity,
+                "n": claims.name,
+                "e": claims.email,
+                "ok": claims.verified,
+                "q": claims.queue,
+            }
+        )
+
+    def verify(self, token: str) -> VisitorClaims | None:
+        try:
+            data = self._serializer.loads(token, max_age=self.ttl_seconds)
+        except (BadSignature, SignatureExpired):
+            return None
+        if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in ("v", "c", "i")):
+            return None
+        return VisitorClaims(
+            visitor_id=data["v"],
+            conversation_id=data["c"],
+            identity=data["i"],
+            name=data.get("n"),
+            email=data.get("e"),
+            verified=bool(data.get("ok")),
+            queue=data.get("q"),
+        )
+
+
+def identity_hash(secret: str, user_id: str, email: str | None = None) -> str:
+    """The HMAC-SHA256 (hex) a site computes on its server to vouch for its user: over the user id, or over
+    ``user_id + "\\n" + email`` when it also passes the user's email address."""
+    message = user_id if not email else f"{user_id}\n{email.strip().lower()}"
+    return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
+def verify_identity(secret: str, user_id: str, email: str | None, given: str) -> bool:
+    return hmac.compare_digest(identity_hash(secret, user_id, email), given.strip().lower())
+
+
+# --- what the channel needs from the core ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ChatBackend:
+    """Functions of the ticketing core, handed over by ``hub/app.py`` (channels do not import ticketing).
+
+    - ``conversation(thread_key, after_message_id)`` → ``{"ticket": {...} | None, "messages": [...]}``
+    - ``availability(queue)`` → ``{"queue", "available", "agents_available"}``
+    - ``rate(thread_key, ticket_id, rating, comment)``
+    - ``answer_by_email(thread_key, email, verified)`` → ``{"ticket_id", "reply_to", "linked"}``
+    - ``link_verified_visitor(identity, email, name)`` → contact id
+    - ``mark_delivered(thread_key, message_ids)``
+    - ``agent_name(agent_id)`` → the name customers see
+    """
+
+    conversation: Callable[[str, int], Awaitable[dict[str, Any]]]
+    availability: Callable[[str | None], Awaitable[dict[str, Any]]]
+    rate: Callable[[str, int, int, str | None], Awaitable[None]]
+    answer_by_email: Callable[[str, str, bool], Awaitable[dict[str, Any]]]
+    link_verified_visitor: Callable[[str, str | None, str | None], Awaitable[int]]
+    mark_delivered: Callable[[str, list[int]], Awaitable[None]]
+    agent_name: Callable[[int], Awaitable[str | None]]
+
+
+# --- connections -------------------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False, slots=True)
+class Connection:
+    """One visitor socket: its claims, a bounded queue of frames to send, and the messages it has been sent."""
+
+    ws: WebSocket
+    claims: VisitorClaims
+    queue: asyncio.Queue[tuple[int | None, str]] = field(default_factory=lambda: asyncio.Queue(SEND_QUEUE))
+    seen: set[int] = field(default_factory=set)
+    overflowed: bool = False
+    last_typing: tuple[bool, float] = (False, 0.0)
+
+    def push(self, text: str, message_id: int | None = None) -> None:
+        if self.overflowed:
+            return
+        try:
+            self.queue.put_nowait((message_id, text))
+        except asyncio.QueueFull:
+            # Too slow to keep up: it is closed and the widget resumes from its newest message.
+            self.overflowed = True
+
+
+@dataclass(slots=True)
+class _Conversation:
+    connections: set[Connection] = field(default_factory=set)
+    ticket: dict[str, Any] | None = None  # the newest ticket's state, kept current from events
+    ticket_ids: set[int] = field(default_factory=set)
+
+
+class WebchatService:
+    """The running chat channel of one process."""
+
+    def __init__(self, rt: Runtime, ingest: Ingest, backend: ChatBackend, settings: Settings) -> None:
+        self.rt = rt
+        self.ingest = ingest
+        self.backend = backend
+        self.settings = settings
+        self.tokens = VisitorTokens(settings.secret_key.get_secret_value(), settings.chat_visitor_token_ttl_seconds)
+        self.storage = AttachmentStore(Path(settings.attachment_dir))
+        self._conversations: dict[str, _Conversation] = {}
+        self._by_ticket: dict[int, str] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.sender = WebchatSender(self)
+
+    @property
+    def senders(self) -> Mapping[str, Sender]:
+        return {CHANNEL: self.sender}
+
+    @property
+    def connection_count(self) -> int:
+        return sum(len(c.connections) for c in self._conversations.values())
+
+    async def start(self) -> None:
+        self.rt.events.listen(self._on_event)
+
+    async def stop(self) -> None:
+        self.rt.events.unlisten(self._on_event)
+        for task in list(self._tasks):
+            task.cancel()
+
+    # --- sessions ---------------------------------------------------------------------------------------------
+
+    async def start_session(
+        self,
+        *,
+        name: str | None,
+        email: str | None,
+        queue: str | None,
+        user_id: str | None = None,
+        user_hash: str | None = None,
+        user_email: str | None = None,
+        user_name: str | None = None,
+    ) -> tuple[str, VisitorClaims]:
+        """A new conversation; a site-verified user is linked to their existing contact."""
+        visitor_id = uuid.uuid4().hex
+        verified = False
+        identity = f"visitor:{visitor_id}"
+        if user_id is not None:
+            secret = self.settings.chat_identity_secret
+            if secret is None:
+                raise IdentityNotConfigured("identity verification is not configured on this server")
+            if not user_hash or not verify_identity(secret.get_secret_value(), user_id, user_email, user_hash):
+                raise IdentityRejected("the identity hash does not match this user")
+            verified = True
+            identity = f"user:{user_id}"
+            email = user_email or email
+            name = user_name or name
+            await self.backend.link_verified_visitor(identity, user_email, name)
+        claims = VisitorClaims(
+            visitor_id=visitor_id,
+            conversation_id=uuid.uuid4().hex,
+            identity=identity,
+            name=name,
+            email=email,
+            verified=verified,
+            queue=queue,
+        )
+        return self.tokens.issue(claims), claims
+
+    # --- the socket ---------------------------------------------------------------------------------------------
+
+    async def serve(self, ws: WebSocket, token: str | None, last_message_id: int) -> None:
+        """Run one visitor websocket until it closes (see the module docstring for the protocol)."""
+        claims = self.tokens.verify(token) if token else None
+        await ws.accept()
+        if claims is None:
+            await ws.send_text(json.dumps({"type": "error", "code": "unauthorized", "message": "start a new chat"}))
+            await ws.close(code=4401)
+            return
+        conn = Connection(ws, claims)
+        conv = self._conversations.setdefault(claims.conversation_id, _Conversation())
+        conv.connections.add(conn)  # before reading the history: see "Resume" above
+        gauge = self.rt.metrics.websocket_clients.labels("chat")
+        gauge.inc()
+        writer: asyncio.Task[None] | None = None
+        try:
+            state = await self.backend.conversation(claims.conversation_id, max(0, last_message_id))
+            self._learn(claims.conversation_id, state)
+            for m in state["messages"]:
+                conn.seen.add(m["id"])
+            await ws.send_text(json.dumps(self._hello(claims, state)))
+            writer = asyncio.create_task(self._write(conn))
+            await self._read(conn)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            if writer is not None:
+                writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+                    await writer
+            gauge.dec()
+            conv.connections.discard(conn)
+            if not conv.connections:
+                self._forget(claims.conversation_id)
+
+    def _hello(self, claims: VisitorClaims, state: dict[str, Any]) -> dict[str, Any]:
+        ticket = state.get("ticket")
+        return {
+            "type": "hello",
+            "conversation_id": claims.conversation_id,
+            "visitor": {"name": claims.name, "email": claims.email, "verified": claims.verified},
+            "messages": state["messages"],
+            "ticket_id": ticket["id"] if ticket else None,
+            "status": ticket["status"] if ticket else None,
+            "agent": {"name": ticket["agent_name"]} if ticket and ticket.get("agent_name") else None,
+            "rating_request": _wants_rating(ticket),
+            "email_fallback": ticket.get("reply_to") if ticket else None,
+        }
+
+    async def _write(self, conn: Connection) -> None:
+        heartbeat = self.settings.heartbeat_seconds
+        while True:
+            item: tuple[int | None, str] | None = None
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(heartbeat):
+                    item = await conn.queue.get()
+            if conn.overflowed and conn.queue.empty():
+                await conn.ws.send_text(json.dumps({"type": "error", "code": "queue_overflow"}))
+                await conn.ws.close(code=4001)
+                return
+            if item is None:
+                await conn.ws.send_text('{"type": "heartbeat"}')
+                continue
+            message_id, text = item
+            if message_id is not None:
+                if message_id in conn.seen:
+                    continue
+                conn.seen.add(message_id)
+            await conn.ws.send_text(text)
+
+    async def _read(self, conn: Connection) -> None:
+        while True:
+            raw = await conn.ws.receive_text()
+            if len(raw) > 4 * self.settings.chat_max_message_chars + 4096:
+                conn.push(_error("too_long", "frame too large"))
+                continue
+            try:
+                data = json.loads(raw)
+            except ValueError:
+                conn.push(_error("bad_frame", "frames must be JSON objects"))
+                continue
+            if not isinstance(data, dict):
+                conn.push(_error("bad_frame", "frames must be JSON objects"))
+                continue
+            try:
+                await self._handle(conn, data)
+            except SwitchboardError as exc:
+                conn.push(_error(exc.code, exc.message, client_id=data.get("client_id")))
+
+    async def _handle(self, conn: Connection, data: dict[str, Any]) -> None:
+        kind = data.get("type")
+        claims = conn.claims
+        if kind == "message":
+            await self._on_message(conn, data)
+        elif kind == "typing":
+            await self._on_typing(conn, bool(data.get("active")))
+        elif kind == "delivered":
+            ids = [i for i in data.get("message_ids") or [] if isinstance(i, int)][:200]
+            if ids:
+                await self.backend.mark_delivered(claims.conversation_id, ids)
+        elif kind == "rating":
+            score, ticket_id = data.get("score"), data.get("ticket_id")
+            if not isinstance(score, int) or not isinstance(ticket_id, int):
+                raise BadFrame("a rating needs ticket_id and score (1-5)")
+            comment = data.get("comment")
+            await self.backend.rate(
+                claims.conversation_id, ticket_id, score, comment[:2000] if isinstance(comment, str) else None
+            )
+            conn.push(json.dumps({"type": "rating_saved", "ticket_id": ticket_id}))
+        elif kind == "email_fallback":
+            email = data.get("email")
+            if not isinstance(email, str) or len(email) > 320:
+                raise BadFrame("give an email address")
+            result = await self.backend.answer_by_email(claims.conversation_id, email, claims.verified)
+            self._broadcast(claims.conversation_id, {"type": "email_fallback", "email": result["reply_to"]})
+        elif kind == "ping":
+            conn.push('{"type": "pong"}')
+        else:
+            raise BadFrame(f"unknown frame type {kind!r}")
+
+    async def _on_message(self, conn: Connection, data: dict[str, Any]) -> None:
+        claims = conn.claims
+        client_id, text = data.get("client_id"), data.get("text", "")
+        if not isinstance(client_id, str) or not 0 < len(client_id) <= MAX_CLIENT_ID or not isinstance(text, str):
+            raise BadFrame("a message needs a client_id (up to 64 characters) and text")
+        if len(text) > self.settings.chat_max_message_chars:
+            raise MessageTooLong(f"messages are at most {self.settings.chat_max_message_chars} characters")
+        refs = data.get("attachments") or []
+        if not isinstance(refs, list) or len(refs) > 5:
+            raise BadAttachment("at most 5 attachments per message")
+        attachments = [self.storage.describe(ref) for ref in refs]
+        if not text.strip() and not attachments:
+            raise BadFrame("an empty message")
+        received = utcnow()
+        result = await self.ingest(
+            InboundMessage(
+                channel=CHANNEL,
+                external_id=f"{claims.conversation_id}:{client_id}",
+                sender=Identity(kind="webchat", value=claims.identity, name=claims.name),
+                text=text,
+                attachments=attachments,
+                thread_key=claims.conversation_id,
+                queue=claims.queue,
+                received_at=received,
+                metadata={"client_id": client_id, "visitor_id": claims.visitor_id, "verified": claims.verified},
+            )
+        )
+        conv = self._conversations.get(claims.conversation_id)
+        if conv is not None and result.ticket_id not in conv.ticket_ids:
+            conv.ticket_ids.add(result.ticket_id)
+            self._by_ticket[result.ticket_id] = claims.conversation_id
+            if conv.ticket is None or conv.ticket["id"] < result.ticket_id:
+                # A new ticket (the first message, or writing again after a solve): refresh its state.
+                state = await self.backend.conversation(claims.conversation_id, 1 << 62)
+                self._learn(claims.conversation_id, state)
+        created = received.isoformat()
+        conn.seen.add(result.message_id)
+        conn.push(
+            json.dumps(
+                {
+                    "type": "ack",
+                    "client_id": client_id,
+                    "message_id": result.message_id,
+                    "ticket_id": result.ticket_id,
+                    "status": "sent",
+                    "created_at": created,
+                }
+            )
+        )
+        if conv is not None and len(conv.connections) > 1:
+            frame = {
+                "type": "message",
+                "message": {
+                    "id": result.message_id,
+                    "ticket_id": result.ticket_id,
+                    "direction": "inbound",
+                    "text": text,
+                    "attachments": [a.model_dump(mode="json") for a in attachments],
+                    "agent_name": None,
+                    "client_id": client_id,
+                    "delivery_status": "received",
+                    "created_at": created,
+                },
+            }
+            text_frame = json.dumps(frame)
+            for other in conv.connections:
+                if other is not conn:
+                    other.push(text_frame, result.message_id)
+
+    async def _on_typing(self, conn: Connection, active: bool) -> None:
+        conv = self._conversations.get(conn.claims.conversation_id)
+        ticket = conv.ticket if conv else None
+        if ticket is None:
+            return
+        now = time.monotonic()
+        last_active, last_at = conn.last_typing
+        if active == last_active and now - last_at < 1.0:
+            return  # at most one "still typing" a second per socket
+        conn.last_typing = (active, now)
+        await self.rt.events.broadcast_ephemeral(
+            EventType.TYPING,
+            {"who": "visitor", "name": conn.claims.name, "active": active},
+            ticket_id=ticket["id"],
+            queue_id=ticket.get("queue_id"),
+            agent_id=ticket.get("assignee_id") or ticket.get("offered_agent_id"),
+        )
+
+    # --- conversation state from events --------------------------------------------------------------------------
+
+    def _learn(self, conversation_id: str, state: dict[str, Any]) -> None:
+        conv = self._conversations.get(conversation_id)
+        if conv is None:
+            return
+        for t in state.get("tickets", []):
+            conv.ticket_ids.add(t["id"])
+            self._by_ticket[t["id"]] = conversation_id
+        if state.get("ticket") is not None:
+            conv.ticket = dict(state["ticket"])
+
+    def _forget(self, conversation_id: str) -> None:
+        conv = self._conversations.pop(conversation_id, None)
+        if conv is not None:
+            for t in conv.ticket_ids:
+                self._by_ticket.pop(t, None)
+
+    def _broadcast(self, conversation_id: str, frame: dict[str, Any], message_id: int | None = None) -> int:
+        conv = self._conversations.get(conversation_id)
+        if conv is None:
+            return 0
+        text = json.dumps(frame)
+        for c in conv.connections:
+            c.push(text, message_id)
+        return len(conv.connections)
+
+    def _on_event(self, event: EventRecord, _text: str) -> None:
+        """Hub listener: one dict lookup per event; only tickets of connected visitors go further."""
+        if event.ticket_id is None:
+            return
+        conversation_id = self._by_ticket.get(event.ticket_id)
+        if conversation_id is None:
+            return
+        conv = self._conversations.get(conversation_id)
+        if conv is None:
+            return
+        if event.type == EventType.TYPING:
+            if event.payload.get("who") == "agent":
+                self._broadcast(
+                    conversation_id,
+                    {"type": "typing", "active": bool(event.payload.get("active")), "name": event.payload.get("name")},
+                )
+            return
+        summary = event.payload.get("ticket")
+        if not isinstance(summary, dict):
+            return
+        before = conv.ticket or {}
+        if before and summary["id"] < before.get("id", 0):
+            return  # an older ticket of this conversation
+        after = {**before, **{k: summary.get(k) for k in ("id", "status", "queue_id", "assignee_id")}}
+        after["offered_agent_id"] = summary.get("offered_agent_id")
+        if "rating" in event.payload:
+            after["rating"] = event.payload["rating"]
+        conv.ticket = after
+        if after.get("assignee_id") and after.get("assignee_id") != before.get("assignee_id"):
+            self._spawn(self._announce_agent(conversation_id, after["assignee_id"]))
+        elif before.get("assignee_id") and not after.get("assignee_id"):
+            after["agent_name"] = None
+            self._broadcast(conversation_id, {"type": "agent_left"})
+        if after.get("status") in ("solved", "closed") and before.get("status") not in ("solved", "closed"):
+            if after.get("rating") is None:
+                self._broadcast(conversation_id, {"type": "rating_request", "ticket_id": after["id"]})
+        elif after.get("status") not in ("solved", "closed") and before.get("status") in ("solved", "closed"):
+            self._broadcast(conversation_id, {"type": "reopened", "ticket_id": after["id"]})
+
+    async def _announce_agent(self, conversation_id: str, agent_id: int) -> None:
+        name = await self.backend.agent_name(agent_id)
+        conv = self._conversations.get(conversation_id)
+        if conv is not None and conv.ticket is not None:
+            conv.ticket["agent_name"] = name
+        self._broadcast(conversation_id, {"type": "agent_joined", "name": name})
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- delivering agents' replies --------------------------------------------------------------------------------
+
+    def deliver(self, message: OutboundMessage) -> int:
+        """Push a committed agent reply to the visitor's open sockets; the number of sockets reached."""
+        conversation_id = message.metadata.get("thread_key")
+        if not isinstance(conversation_id, str):
+            return 0
+        frame = {
+            "type": "message",
+            "message": {
+                "id": message.message_id,
+                "ticket_id": message.ticket_id,
+                "direction": "outbound",
+                "text": message.text,
+                "attachments": [a.model_dump(mode="json") for a in message.attachments],
+                "agent_name": message.agent_name,
+                "delivery_status": "sent",
+                "created_at": utcnow().isoformat(),
+            },
+        }
+        return self._broadcast(conversation_id, frame, message.message_id)
+
+
+def _wants_rating(ticket: dict[str, Any] | None) -> bool:
+    return bool(ticket and ticket["status"] in ("solved", "closed") and ticket.get("rating") is None)
+
+
+def _error(code: str, message: str, client_id: Any = None) -> str:
+    frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if isinstance(client_id, str):
+        frame["client_id"] = client_id
+    return json.dumps(frame)
+
+
+class WebchatSender:
+    """Delivers agents' replies to chat visitors. A visitor who is not connected finds the reply in the
+    conversation's history when they come back, so a reply counts as sent once it is committed and pushed to
+    whatever sockets are open."""
+
+    def __init__(self, service: WebchatService) -> None:
+        self.service = service
+
+    async def send(self, message: OutboundMessage) -> DeliveryResult:
+        self.service.deliver(message)
+        return DeliveryResult()
+
+
+# --- attachments ---------------------------------------------------------------------------------------------------
+
+# Types a visitor may send, recognized by their first bytes, never by the name or the declared type.
+MAGIC: list[tuple[bytes, int, str, str]] = [
+    (b"\x89PNG\r\n\x1a\n", 0, "image/png", ".png"),
+    (b"\xff\xd8\xff", 0, "image/jpeg", ".jpg"),
+    (b"GIF87a", 0, "image/gif", ".gif"),
+    (b"GIF89a", 0, "image/gif", ".gif"),
+    (b"%PDF-", 0, "application/pdf", ".pdf"),
+]
+
+
+def sniff(data: bytes) -> str | None:
+    """The content type of ``data`` by its magic bytes, or None when it is not an allowed type."""
+    for magic, offset, content_type, _ in MAGIC:
+        if data[offset : offset + len(magic)] == magic:
+            return content_type
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+class AttachmentStore:
+    """Content-addressed storage: a file lives at ``root/ab/cd/abcd...`` under its SHA-256, written once (the
+    layout the email channel uses too, so both share ``attachment_dir``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, sha256: str) -> Path:
+        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+            raise BadAttachment("not an attachment reference")
+        return self.root / sha256[:2] / sha256[2:4] / sha256
+
+    def save(self, data: bytes) -> tuple[str, str]:
+        """Store ``data`` (already checked); (sha256, content type)."""
+        content_type = sniff(data)
+        if content_type is None:
+            raise BadAttachment("only PNG, JPEG, GIF, WebP images and PDF files can be sent")
+        digest = hashlib.sha256(data).hexdigest()
+        target = self.path(digest)
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(f".{uuid.uuid4().hex}.tmp")
+            tmp.write_bytes(data)
+            tmp.replace(target)
+        return digest, content_type
+
+    def read(self, sha256: str) -> tuple[bytes, str] | None:
+        target = self.path(sha256)
+        if not target.is_file():
+            return None
+        data = target.read_bytes()
+        content_type = sniff(data)
+        return (data, content_type) if content_type else None
+
+    def describe(self, ref: Any) -> Attachment:
+        """The stored attachment a message refers to (``{"sha256", "filename"}``); the size and type are read
+        from the stored file, not taken from the client."""
+        if not isinstance(ref, dict) or not isinstance(ref.get("sha256"), str):
+            raise BadAttachment("attachments are given as {sha256, filename}")
+        target = self.path(ref["sha256"])
+        if not target.is_file():
+            raise BadAttachment("upload the attachment first")
+        with target.open("rb") as f:
+            head = f.read(16)
+        content_type = sniff(head) or "application/octet-stream"
+        filename = ref.get("filename") if isinstance(ref.get("filename"), str) else "attachment"
+        filename = "".join(ch for ch in filename if ch.isprintable() and ch not in '/\\"')[:200] or "attachment"
+        return Attachment(
+            filename=filename,
+            content_type=content_type,
+            size=target.stat().st_size,
+            sha256=ref["sha256"],
+            url=f"/api/chat/attachments/{ref['sha256']}",
+        )
+
+
+# --- errors ----------------------------------------------------------------------------------------------------------
+
+
+class BadFrame(SwitchboardError):
+    status = 422
+    code = "bad_frame"
+
+
+class MessageTooLong(SwitchboardError):
+    status = 422
+    code = "too_long"
+
+
+class BadAttachment(SwitchboardError):
+    status = 415
+    code = "bad_attachment"
+
+
+class IdentityRejected(SwitchboardError):
+    status = 403
+    code = "identity_rejected"
+
+
+class IdentityNotConfigured(SwitchboardError):
+    status = 422
+    code = "identity_not_configured"

@@ -1,0 +1,178 @@
+"""Live chat end to end in a real browser: a customer on the demo page, an agent in the console."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+from playwright.async_api import Browser, Page, expect
+from sqlalchemy import select
+
+from hub.config import Settings
+from hub.runtime import Runtime
+from tests.agent_ui.conftest import Dialogs, agent_login, customer_says, new_page, set_available, shot, start_chat
+from tests.conftest import LiveServer, login, make_agent, make_queue
+from ticketing.service import O
+
+
+async def test_customer_and_agent_chat(rt: Runtime, live: LiveServer, browser: Browser, dialogs: Dialogs) -> None:
+    """A customer writes on the demo page; the agent gets the offer, accepts and replies; the customer sees the
+    agent join, the typing indicator and the reply; after a reload the customer still sees the whole chat."""
+    await make_queue(rt, "support", ["webchat"])
+    await make_agent(rt, "alice", queues=["support"])
+    _, agent = await new_page(browser, dialogs)
+    await agent_login(agent, live.url, "alice")
+    await set_available(agent)
+
+    _, customer = await new_page(browser, dialogs)
+    await start_chat(customer, live.url, name="Maria")
+    await customer_says(customer, "Hello, where is my order?")
+    await expect(customer.locator(".msg.in .state")).to_have_text("Sent")
+
+    offer = agent.locator(".offer")
+    await expect(offer).to_be_visible()
+    await expect(offer.locator(".countdown")).to_have_text(re.compile(r"^\d+s$"))
+    await expect(agent).to_have_title("(1) Switchboard console")
+    await offer.get_by_role("button", name="Accept").click()
+    await expect(agent.locator("#timeline .msg.in .msg-text")).to_have_text("Hello, where is my order?")
+    await expect(agent.locator("#mine .conv-item")).to_have_count(1)
+    await expect(customer.get_by_text("alice joined the chat")).to_be_visible()
+
+    await agent.locator("#text").press_sequentially("It left our warehouse")
+    await expect(customer.locator(".typing")).to_have_text("alice is typing…")
+    await agent.locator("#text").press("Shift+Enter")
+    await agent.locator("#text").press_sequentially("this morning.")
+    await agent.locator("#text").press("Enter")
+    reply = customer.locator(".msg.out .bubble")
+    await expect(reply).to_have_text("It left our warehouse\nthis morning.")
+    await expect(customer.locator(".typing")).to_have_text("")
+    await expect(agent.locator("#timeline .msg.out .delivery")).to_have_text("delivered")
+
+    await customer_says(customer, "Great, thanks!")
+    await expect(agent.locator("#timeline .msg.in")).to_have_count(2)
+    await agent.screenshot(path=shot("console"), full_page=True)
+    await customer.screenshot(path=shot("widget"))
+
+    await customer.reload()
+    await expect(customer.locator(".msg.in .bubble")).to_have_text(["Hello, where is my order?", "Great, thanks!"])
+    await expect(customer.locator(".msg.out .bubble")).to_have_count(1)
+    assert dialogs.seen == []
+
+
+async def _chatting(rt: Runtime, live: LiveServer, browser: Browser, dialogs: Dialogs) -> tuple[Page, Page]:
+    """A customer and an agent in an accepted conversation."""
+    await make_queue(rt, "support", ["webchat"])
+    await make_agent(rt, "alice", queues=["support"])
+    _, agent = await new_page(browser, dialogs)
+    await agent_login(agent, live.url, "alice")
+    await set_available(agent)
+    _, customer = await new_page(browser, dialogs)
+    await start_chat(customer, live.url)
+    await customer_says(customer, "first")
+    await agent.locator(".offer").get_by_role("button", name="Accept").click()
+    await expect(agent.locator("#timeline .msg.in .msg-text")).to_have_text("first")
+    return customer, agent
+
+
+XSS = ["<img src=x onerror=alert(1)>", "<script>alert(1)</script>"]
+
+
+async def test_customer_html_is_shown_as_text(
+    rt: Runtime, live: LiveServer, browser: Browser, dialogs: Dialogs
+) -> None:
+    """Markup written by the customer (and by an agent) shows as literal text in the console and the widget:
+    no element is created from it and no dialog fires."""
+    customer, agent = await _chatting(rt, live, browser, dialogs)
+    for payload in XSS:
+        await customer_says(customer, payload)
+    await expect(agent.locator("#timeline .msg.in .msg-text")).to_have_text(["first", *XSS])
+    await agent.locator("#text").fill(XSS[0])
+    await agent.locator("#text").press("Enter")
+    await expect(customer.locator(".msg.out .bubble")).to_have_text([XSS[0]])
+    await customer.reload()
+    await expect(customer.locator(".msg.in .bubble")).to_have_text(["first", *XSS])
+    await agent.reload()
+    await agent.locator("#mine .conv-item").click()
+    await expect(agent.locator("#timeline .msg.in .msg-text")).to_have_text(["first", *XSS])
+    await expect(agent.locator("#history, #contact")).to_have_count(2)
+    for page in (customer, agent):
+        assert await page.locator("img[src='x']").count() == 0
+        assert await page.locator(".msg script, .msg img:not(.att img)").count() == 0
+    assert dialogs.seen == []
+
+
+async def test_both_sockets_reconnect_after_a_server_restart(
+    rt: Runtime, chat_settings: Settings, live: LiveServer, browser: Browser, dialogs: Dialogs
+) -> None:
+    """The server goes away and comes back: the widget and the console reconnect by themselves, the message the
+    customer wrote meanwhile is stored once, and neither side loses or doubles a message."""
+    customer, agent = await _chatting(rt, live, browser, dialogs)
+    await agent.locator("#text").fill("before the restart")
+    await agent.locator("#text").press("Enter")
+    await expect(customer.locator(".msg.out .bubble")).to_have_text(["before the restart"])
+
+    live.stop()
+    await expect(agent.locator("#conn")).to_have_text("Reconnecting…")
+    await expect(customer.get_by_text("Connection lost. Reconnecting…")).to_be_visible()
+    await customer_says(customer, "written while you were away")
+    await expect(customer.locator(".msg.in .state").last).to_have_text("Sending…")
+
+    again = LiveServer(chat_settings, port=live.port).start()
+    try:
+        await expect(customer.locator(".msg.in .state").last).to_have_text("Sent", timeout=20_000)
+        await expect(agent.locator("#conn")).to_have_text("Live", timeout=20_000)
+        await expect(agent.locator("#timeline .msg.in .msg-text")).to_have_text(
+            ["first", "written while you were away"]
+        )
+        await agent.locator("#text").fill("after the restart")
+        await agent.locator("#text").press("Enter")
+        await expect(customer.locator(".msg.out .bubble")).to_have_text(["before the restart", "after the restart"])
+        await expect(customer.locator(".msg.in .bubble")).to_have_text(["first", "written while you were away"])
+        await expect(agent.locator("#timeline .msg.out .msg-text")).to_have_text(
+            ["before the restart", "after the restart"]
+        )
+        await customer.reload()
+        await expect(customer.locator(".msg .bubble")).to_have_count(4)
+    finally:
+        again.stop()
+
+
+async def test_nobody_available_turns_the_chat_into_an_email_ticket(
+    rt: Runtime, live: LiveServer, browser: Browser, dialogs: Dialogs
+) -> None:
+    """With no agent available the widget says so and asks for an email address; the conversation becomes a
+    ticket answered by email, and an agent's reply goes to the outbox on the email channel."""
+    await make_queue(rt, "support", ["webchat"])
+    await make_agent(rt, "alice", queues=["support"])  # offline
+    _, customer = await new_page(browser, dialogs)
+    await customer.goto(f"{live.url}/demo")
+    await customer.get_by_role("button", name="Open chat").click()
+    await expect(customer.get_by_text("Nobody is available to chat right now")).to_be_visible()
+    await customer.get_by_label("Your name").fill("Li")
+    await customer.get_by_role("button", name="Start chat").click()
+    await expect(customer.get_by_text("Please fill in the required fields.")).to_be_visible()
+    await customer.locator("form.prechat").get_by_label("Email address").fill("li.wei@example.org")
+    await customer.get_by_role("button", name="Start chat").click()
+    await customer_says(customer, "Can I return a kettle?")
+    await expect(customer.get_by_text("We will answer you at li.wei@example.org by email.")).to_be_visible()
+    await customer.screenshot(path=shot("widget-offline"))
+
+    async with httpx.AsyncClient(base_url=live.url) as client:
+        headers = await login(client, "alice", "password-123")
+        tickets = (await client.get("/api/tickets", headers=headers)).json()["items"]
+        assert len(tickets) == 1
+        ticket = tickets[0]
+        assert (ticket["channel"], ticket["reply_channel"], ticket["reply_to"]) == (
+            "webchat",
+            "email",
+            "li.wei@example.org",
+        )
+        r = await client.post(
+            f"/api/tickets/{ticket['id']}/reply", json={"text": "Yes, within 30 days."}, headers=headers
+        )
+        assert r.status_code == 201, r.text
+        assert (r.json()["channel"], r.json()["recipient"]) == ("email", "li.wei@example.org")
+    async with rt.read() as conn:
+        rows = (await conn.execute(select(O.c.channel, O.c.payload))).all()
+    assert [(c, p["recipient"]) for c, p in rows] == [("email", "li.wei@example.org")]
+    assert dialogs.seen == []

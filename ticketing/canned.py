@@ -1,0 +1,108 @@
+"""Canned responses: saved answers agents insert by typing ``/`` and a few letters in the console."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, ConfigDict
+from pydantic import Field as PField
+from sqlalchemy import delete, func, or_, select
+
+from hub.db import utcnow
+from hub.deps import RuntimeDep
+from hub.errors import Conflict, NotFound
+from hub.events import NewEvent
+from hub.runtime import Runtime
+from ticketing.deps import CurrentAgent
+from ticketing.models import CannedResponse
+
+CR = CannedResponse.__table__  # type: ignore[attr-defined]
+
+
+class CannedTaken(Conflict):
+    code = "canned_shortcut_taken"
+
+
+class CannedNotFound(NotFound):
+    code = "canned_not_found"
+
+
+class CannedCreate(BaseModel):
+    shortcut: str = PField(min_length=1, max_length=50, pattern=r"^[A-Za-z0-9_.-]+$")
+    title: str = PField(min_length=1, max_length=200)
+    text: str = PField(min_length=1, max_length=20_000)
+
+
+class CannedRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    shortcut: str
+    title: str
+    text: str
+    created_at: datetime
+
+
+async def search_canned(rt: Runtime, *, query: str = "", limit: int = 20) -> list[CannedRead]:
+    """Canned responses whose shortcut, title or text contains ``query`` (all of them for an empty one);
+    shortcut matches first."""
+    stmt = select(CR)
+    q = query.strip().lower()
+    if q:
+        like = f"%{q.replace('%', '').replace('_', '')}%"
+        stmt = stmt.where(
+            or_(
+                func.lower(CR.c.shortcut).like(like),
+                func.lower(CR.c.title).like(like),
+                func.lower(CR.c.text).like(like),
+            )
+        )
+    async with rt.read() as conn:
+        rows = (await conn.execute(stmt.order_by(CR.c.shortcut).limit(200))).all()
+    items = [CannedRead.model_validate(r._mapping) for r in rows]
+    if q:
+        items.sort(key=lambda c: (not c.shortcut.lower().startswith(q), q not in c.shortcut.lower(), c.shortcut))
+    return items[:limit]
+
+
+async def create_canned(rt: Runtime, *, data: CannedCreate) -> CannedRead:
+    async with rt.write() as tx:
+        if (await tx.conn.execute(select(CR.c.id).where(CR.c.shortcut == data.shortcut))).first():
+            raise CannedTaken(f"a canned response /{data.shortcut} exists")
+        row = (
+            await tx.conn.execute(CR.insert().values(**data.model_dump(), created_at=utcnow()).returning(*CR.c))
+        ).one()
+        tx.emit(NewEvent(type="canned.created", payload={"id": row.id, "shortcut": row.shortcut}))
+    return CannedRead.model_validate(row._mapping)
+
+
+async def delete_canned(rt: Runtime, *, canned_id: int) -> None:
+    async with rt.write() as tx:
+        done = await tx.conn.execute(delete(CR).where(CR.c.id == canned_id))
+        if not done.rowcount:
+            raise CannedNotFound(f"canned response {canned_id} does not exist")
+        tx.emit(NewEvent(type="canned.deleted", payload={"id": canned_id}))
+
+
+router = APIRouter(prefix="/api/canned", tags=["canned responses"])
+
+
+@router.get("", response_model=list[CannedRead])
+async def list_canned(agent: CurrentAgent, rt: RuntimeDep, q: str = "", limit: int = 20) -> list[CannedRead]:
+    """Search canned responses (what the console shows when an agent types ``/``)."""
+    return await search_canned(rt, query=q[:100], limit=max(1, min(limit, 100)))
+
+
+@router.post("", response_model=CannedRead, status_code=201)
+async def add_canned(body: CannedCreate, agent: CurrentAgent, rt: RuntimeDep) -> CannedRead:
+    """Supervisors and admins: add a canned response."""
+    agent.require_supervisor()
+    return await create_canned(rt, data=body)
+
+
+@router.delete("/{canned_id}", status_code=204)
+async def remove_canned(canned_id: int, agent: CurrentAgent, rt: RuntimeDep) -> Response:
+    agent.require_supervisor()
+    await delete_canned(rt, canned_id=canned_id)
+    return Response(status_code=204)

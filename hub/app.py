@@ -159,10 +159,10 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
         app.state.webchat = webchat
         await hub.start()
         await ingest.start()
+        await webchat.start()
         await dispatcher.start()
         await email.start()
         for job in jobs:
-        await webchat.start()
             await job.start()
         try:
             yield
@@ -171,10 +171,10 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
                 await job.stop()
             await email.stop()
             await dispatcher.stop()
+            await webchat.stop()
             await ingest.stop()
             await hub.stop()
             await db.dispose()
-            await webchat.stop()
 
     app = FastAPI(
         title="Switchboard",

@@ -160,6 +160,13 @@ class Ticket(SQLModel, table=True):
     offer_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     tags: list[str] = Field(default_factory=list, sa_type=JSONType)
     linked_ticket_id: int | None = Field(default=None, foreign_key="tickets.id")
+    # Satisfaction, as the customer gave it when the conversation was solved (1-5).
+    rating: int | None = None
+    rating_comment: str | None = Field(default=None, max_length=2000)
+    # A conversation that cannot be answered where it started (a chat with nobody available) is answered on
+    # another channel: replies go out on ``reply_channel`` to ``reply_to`` instead of the last sender.
+    reply_channel: str | None = Field(default=None, max_length=20)
+    reply_to: str | None = Field(default=None, max_length=320)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     last_message_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -176,13 +183,6 @@ class Message(SQLModel, table=True):
         UniqueConstraint("channel", "external_id", name="uq_message_channel_external_id"),
         Index("ix_messages_ticket_id_id", "ticket_id", "id"),
     )
-    # Satisfaction, as the customer gave it when the conversation was solved (1-5).
-    rating: int | None = None
-    rating_comment: str | None = Field(default=None, max_length=2000)
-    # A conversation that cannot be answered where it started (a chat with nobody available) is answered on
-    # another channel: replies go out on ``reply_channel`` to ``reply_to`` instead of the last sender.
-    reply_channel: str | None = Field(default=None, max_length=20)
-    reply_to: str | None = Field(default=None, max_length=320)
 
     id: int | None = Field(default=None, primary_key=True)
     ticket_id: int = Field(foreign_key="tickets.id")
@@ -223,6 +223,18 @@ class Outbox(SQLModel, table=True):
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
+class CannedResponse(SQLModel, table=True):
+    """A saved answer agents insert by typing ``/`` and its shortcut in the composer."""
+
+    __tablename__ = "canned_responses"
+
+    id: int | None = Field(default=None, primary_key=True)
+    shortcut: str = Field(max_length=50, unique=True)
+    title: str = Field(max_length=200)
+    text: str
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
 # --- API schemas ----------------------------------------------------------------------------------------
 
 
@@ -257,18 +269,6 @@ class MessageRead(ReadModel):
     html: str | None
     attachments: list[dict[str, Any]]
     delivery_status: str
-class CannedResponse(SQLModel, table=True):
-    """A saved answer agents insert by typing ``/`` and its shortcut in the composer."""
-
-    __tablename__ = "canned_responses"
-
-    id: int | None = Field(default=None, primary_key=True)
-    shortcut: str = Field(max_length=50, unique=True)
-    title: str = Field(max_length=200)
-    text: str
-    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-
-
     delivery_error: str | None
     created_at: datetime
 
@@ -292,6 +292,10 @@ class TicketRead(ReadModel):
     first_response_at: datetime | None
     first_response_due_at: datetime | None
     resolution_due_at: datetime | None
+    rating: int | None = None
+    rating_comment: str | None = None
+    reply_channel: str | None = None
+    reply_to: str | None = None
 
     def model_post_init(self, _context: Any) -> None:
         self.number = f"#{self.id}"
@@ -326,10 +330,6 @@ class QueueRead(ReadModel):
     name: str
     description: str
     channels: list[str]
-    rating: int | None = None
-    rating_comment: str | None = None
-    reply_channel: str | None = None
-    reply_to: str | None = None
     required_skills: dict[str, int]
     priority: int
 

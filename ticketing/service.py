@@ -685,7 +685,7 @@ async def reply(rt: Runtime, *, ticket_id: int, principal: Principal, text: str)
         msg = {
             "ticket_id": ticket_id,
             "direction": Direction.OUTBOUND.value,
-            "channel": row.channel,
+            "channel": channel,
             "external_id": external_id,
             "author_agent_id": principal.agent_id,
             "sender": None,
@@ -765,7 +765,7 @@ async def add_note(rt: Runtime, *, ticket_id: int, principal: Principal, text: s
         msg = {
             "ticket_id": ticket_id,
             "direction": Direction.NOTE.value,
-            "channel": channel,
+            "channel": row.channel,
             "author_agent_id": principal.agent_id,
             "text": text,
             "attachments": [],

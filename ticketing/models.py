@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic import Field as PField
-from sqlalchemy import Index, UniqueConstraint
+from sqlalchemy import Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from hub.db import JSONType, UTCDateTime, utcnow
@@ -231,7 +231,7 @@ class CannedResponse(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     shortcut: str = Field(max_length=50, unique=True)
     title: str = Field(max_length=200)
-    text: str
+    text: str = Field(sa_type=Text)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 

@@ -248,6 +248,12 @@ class EmailChannel:
         task.add_done_callback(self._acks.discard)
 
     async def _acknowledge(self, box: MailboxSettings, parsed: ParsedMail, result: IngestResult) -> None:
+        try:
+            await self._send_ack(box, parsed, result)
+        except Exception:
+            log.exception("email: acknowledging ticket %s failed", result.ticket_id)
+
+    async def _send_ack(self, box: MailboxSettings, parsed: ParsedMail, result: IngestResult) -> None:
         recipient = parsed.message.sender.value.lower()
         if not await self.take_auto_reply_slot(recipient, result.ticket_id):
             log.info("email: no acknowledgement to %s: rate limit reached", recipient)

@@ -43,9 +43,9 @@ class Templates:
         )
         self.html_env = jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=True)
 
-    def render(self, name: str, queue: str | None, *, html: bool = False, **context: Any) -> str:
+    def render(self, template: str, queue: str | None, *, html: bool = False, **context: Any) -> str:
         env = self.html_env if html else self.text_env
-        names = [f"queues/{queue}/{name}", name] if queue else [name]
+        names = [f"queues/{queue}/{template}", template] if queue else [template]
         return env.select_template(names).render(**context)
 
 

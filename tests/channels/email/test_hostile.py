@@ -1,0 +1,142 @@
+"""Hostile and malformed mail through the real worker: every recorded message becomes a ticket or goes to
+quarantine, none stops the mailbox, no script survives sanitizing; the quarantine can be listed and
+reprocessed through the admin API."""
+
+from __future__ import annotations
+
+import httpx
+from sqlalchemy import select
+
+from channels.email.models import QT
+from hub.config import Settings
+from hub.runtime import Runtime
+from tests.channels.email.conftest import FIXTURES, Mail, message, wait_until
+from tests.channels.email.servers import imap_append
+from tests.conftest import LiveServer, login, make_agent, make_queue
+from ticketing import service
+
+EXPECTED_QUARANTINE = {"binary_garbage.eml", "huge_header_block.eml", "no_sender.eml"}
+FORBIDDEN_IN_HTML = (
+    "<script",
+    "onerror",
+    "onload",
+    "onclick",
+    "javascript:",
+    "<iframe",
+    "<svg",
+    "<object",
+    "<embed",
+    "<form",
+    "<base",
+    "<meta",
+    "<style",
+    "expression(",
+    "data:text/html",
+)
+
+
+async def test_hostile_corpus_ends_as_tickets_or_in_quarantine_and_never_stops_the_worker(mail: Mail) -> None:
+    """Unknown and lying charsets, broken MIME boundaries, huge headers, nested message/rfc822, raw 8-bit
+    headers, a missing Message-ID, HTML with scripts and event handlers: each mail is stored as a message or
+    quarantined, the worker goes on to the next mail, and the stored HTML carries no active content."""
+    files = sorted(FIXTURES.glob("*.eml"))
+    assert len(files) >= 20
+    await mail.wait_connected()
+    await mail.append(*(f.read_bytes() for f in files))
+    await mail.append(message("<after-the-storm@example.com>", sender="calm@example.com"))
+
+    async def sentinel() -> bool:
+        return await mail.count(service.M, service.M.c.external_id == "<after-the-storm@example.com>") == 1
+
+    await wait_until(sentinel, timeout=20, what="the ordinary mail after the hostile ones")
+    worker = mail.channel.worker("support")
+    assert worker is not None and worker.connected
+    stored = await mail.count(service.M)
+    quarantined = await mail.rows(select(QT))
+    assert stored + len(quarantined) == len(files) + 1
+    assert {q.uid for q in quarantined} == {files.index(f) + 1 for f in files if f.name in EXPECTED_QUARANTINE}
+    assert all(q.error for q in quarantined)
+
+    messages = await mail.rows(select(service.M))
+    for m in messages:
+        html = (m.html or "").lower()
+        for needle in FORBIDDEN_IN_HTML:
+            assert needle not in html, (m.external_id, needle, m.html)
+        assert "\x00" not in m.text and "\x00" not in (m.subject or "")
+    by_id = {m.external_id: m for m in messages}
+    assert "Café crème" in by_id["<lying-charset@hostile.example>"].text
+    assert "Grüße" in by_id["<raw-8bit@hostile.example>"].subject
+    assert len(by_id["<huge-header@hostile.example>"].subject) <= 500
+    nested = by_id["<nested@hostile.example>"]
+    assert [a["content_type"] for a in nested.attachments] == ["message/rfc822"]
+    inline = by_id["<inline-image@hostile.example>"]
+    [image] = inline.attachments
+    assert image["inline"] and f"/api/email/attachments/{image['sha256']}" in inline.html
+    assert "/" not in image["filename"]
+    generated = [m for m in messages if m.external_id.endswith("@missing-message-id.invalid>")]
+    assert len(generated) == 1 and generated[0].sender == "noid@example.com"
+
+
+async def test_quarantine_can_be_listed_downloaded_and_reprocessed_by_an_admin(
+    server: LiveServer, settings: Settings, rt: Runtime
+) -> None:
+    """An admin sees quarantined mail with its reason, downloads it as received, and reprocesses it once the
+    cause is fixed (here: a raised size limit); agents may not."""
+    await make_queue(rt, "support", ["email"])
+    await make_agent(rt, "root", role="admin")
+    await make_agent(rt, "zoe", role="agent", queues=["support"])
+    settings.email_max_message_bytes = 2_000
+    big = message("<big@example.com>", body="x" * 5_000)
+    await imap_append(settings.mailboxes[0].imap_port, "support", "secret", [big])
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+        admin = await login(client, "root", "password-123")
+        agent = await login(client, "zoe", "password-123")
+
+        async def listed() -> bool:
+            return len((await client.get("/api/email/quarantine", headers=admin)).json()) == 1
+
+        await wait_until(listed, what="the quarantined mail")
+        assert (await client.get("/api/email/quarantine", headers=agent)).status_code == 403
+        [item] = (await client.get("/api/email/quarantine", headers=admin)).json()
+        assert "over the limit" in item["error"] and item["mailbox"] == "support"
+        raw = await client.get(f"/api/email/quarantine/{item['id']}/raw", headers=admin)
+        assert raw.status_code == 200 and raw.content == big
+
+        again = (await client.post(f"/api/email/quarantine/{item['id']}/reprocess", headers=admin)).json()
+        assert again["ok"] is False and "over the limit" in again["error"]
+        settings.email_max_message_bytes = 1_000_000
+        done = (await client.post(f"/api/email/quarantine/{item['id']}/reprocess", headers=admin)).json()
+        assert done["ok"] is True and done["ticket_id"]
+        ticket = (await client.get(f"/api/tickets/{done['ticket_id']}", headers=admin)).json()
+        assert ticket["messages"][0]["text"].startswith("xxxx")
+        assert (await client.get("/api/email/quarantine", headers=admin)).json() == []
+        history = (await client.get("/api/email/quarantine?include_reprocessed=true", headers=admin)).json()
+        assert history[0]["message_id"] == done["message_id"]
+        missing = await client.post("/api/email/quarantine/999/reprocess", headers=admin)
+        assert missing.status_code == 404 and missing.json()["code"] == "quarantine_not_found"
+
+
+async def test_attachments_are_served_to_agents_only(server: LiveServer, settings: Settings, rt: Runtime) -> None:
+    """A stored attachment is downloadable by a logged-in agent by its hash, never by anonymous visitors,
+    and as an opaque download that a browser will not render as a page."""
+    await make_queue(rt, "support", ["email"])
+    await make_agent(rt, "zoe", role="agent", queues=["support"])
+    raw = (FIXTURES / "inline_image.eml").read_bytes()
+    await imap_append(settings.mailboxes[0].imap_port, "support", "secret", [raw])
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+        agent = await login(client, "zoe", "password-123")
+
+        async def ticket() -> bool:
+            return (await client.get("/api/tickets", headers=agent)).json()["total"] == 1
+
+        await wait_until(ticket, what="the ticket")
+        [item] = (await client.get("/api/tickets", headers=agent)).json()["items"]
+        detail = (await client.get(f"/api/tickets/{item['id']}", headers=agent)).json()
+        [att] = detail["messages"][0]["attachments"]
+        r = await client.get(att["url"], headers=agent)
+        assert r.status_code == 200 and r.content.startswith(b"\x89PNG")
+        assert r.headers["x-content-type-options"] == "nosniff"
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as anonymous:
+            assert (await anonymous.get(att["url"])).status_code == 401
+        assert (await client.get("/api/email/attachments/" + "0" * 64, headers=agent)).status_code == 404
+        assert (await client.get("/api/email/attachments/..%2F..%2Fetc", headers=agent)).status_code == 404

@@ -1,0 +1,167 @@
+"""SMTP out through the outbox against a real aiosmtpd, and loop protection of automatic acknowledgements."""
+
+from __future__ import annotations
+
+import asyncio
+from email import message_from_bytes, policy
+
+from sqlalchemy import select
+
+from channels.email.models import AR
+from hub.config import Settings
+from hub.runtime import Runtime
+from tests.channels.email.conftest import Mail, message, start_mail, wait_until
+from tests.channels.email.servers import Dovecot, SmtpServer
+from tests.conftest import make_agent, make_queue
+from ticketing import service
+from ticketing.models import OutboxStatus
+from ticketing.permissions import Principal
+
+
+async def _ticket_and_agent(mail: Mail) -> tuple[int, Principal]:
+    await mail.wait_connected()
+    await mail.append(message("<s1@example.com>"))
+    await wait_until(lambda: _count_at_least(mail, service.T, 1), what="the ticket")
+    [ticket] = await mail.rows(select(service.T.c.id))
+    agent_id = await make_agent(mail.rt, "zoe", queues=["support"])
+    return ticket.id, Principal(
+        agent_id=agent_id, username="zoe", display_name="Zoe", role="admin", queue_ids=frozenset()
+    )
+
+
+async def _count_at_least(mail: Mail, table: object, n: int, *where: object) -> bool:
+    return await mail.count(table, *where) >= n
+
+
+async def test_smtp_down_then_up_delivers_the_reply_exactly_once(mail: Mail) -> None:
+    """While the SMTP server is down the outbox retries with backoff; once it is back the reply is delivered,
+    once, and the message is marked sent."""
+    ticket_id, agent = await _ticket_and_agent(mail)
+    mail.smtp.stop()
+    sent = await service.reply(mail.rt, ticket_id=ticket_id, principal=agent, text="On its way.")
+
+    async def retried() -> bool:
+        rows = await mail.rows(select(service.O.c.attempts).where(service.O.c.message_id == sent.id))
+        return bool(rows) and rows[0].attempts >= 2
+
+    await wait_until(retried, what="two failed attempts")
+    [row] = await mail.rows(select(service.O).where(service.O.c.message_id == sent.id))
+    assert row.status == OutboxStatus.PENDING and "unreachable" in (row.last_error or "")
+    mail.smtp.start()
+    await wait_until(
+        lambda: _count_at_least(mail, service.O, 1, service.O.c.status == OutboxStatus.SENT), what="delivery"
+    )
+    await asyncio.sleep(0.3)  # a second delivery would show up here
+    assert len(mail.smtp.handler.messages) == 1
+    out = message_from_bytes(mail.smtp.handler.messages[0].data, policy=policy.default)
+    assert out["Message-ID"] == sent.external_id
+    [msg] = await mail.rows(select(service.M).where(service.M.c.id == sent.id))
+    assert msg.delivery_status == "sent"
+
+
+async def test_a_permanent_smtp_failure_marks_the_reply_failed_for_the_agent(mail: Mail) -> None:
+    """A 5xx answer is not retried: the message is failed with the server's reason, visible on the ticket."""
+    ticket_id, agent = await _ticket_and_agent(mail)
+    mail.smtp.handler.refuse_with = "554 5.7.1 message rejected as spam"
+    sent = await service.reply(mail.rt, ticket_id=ticket_id, principal=agent, text="Hello")
+    await wait_until(
+        lambda: _count_at_least(mail, service.M, 1, service.M.c.id == sent.id, service.M.c.delivery_status == "failed"),
+        what="the failure",
+    )
+    detail = await service.get_ticket(mail.rt, ticket_id=ticket_id, principal=agent)
+    [failed] = [m for m in detail.messages if m.id == sent.id]
+    assert failed.delivery_status == "failed" and "554" in (failed.delivery_error or "")
+    [row] = await mail.rows(select(service.O).where(service.O.c.message_id == sent.id))
+    assert row.status == OutboxStatus.FAILED and row.attempts == 1
+
+
+async def test_new_tickets_are_acknowledged_once_and_an_auto_reply_ping_pong_never_starts(
+    rt: Runtime, settings: Settings, dovecot: Dovecot, smtp: SmtpServer
+) -> None:
+    """A person's mail that opens a ticket gets one acknowledgement marked Auto-Submitted; a robot's
+    auto-replies to it (marked or not) and mail from lists, bulk senders, bounces or ourselves get none."""
+    rt.settings = settings.model_copy(update={"email_ack_queues": ["support"]})
+    await make_queue(rt, "support", ["email"])
+    mail = await start_mail(rt, dovecot, smtp)
+    try:
+        await mail.wait_connected()
+        await mail.append(message("<p1@example.com>", sender="robot@example.com"))
+        await wait_until(lambda: _captured(mail, 1), what="the acknowledgement")
+        ack = message_from_bytes(smtp.handler.messages[0].data, policy=policy.default)
+        assert ack["Auto-Submitted"] == "auto-replied"
+        assert ack["In-Reply-To"] == "<p1@example.com>"
+        assert smtp.handler.messages[0].recipients == ["robot@example.com"]
+        [ticket] = await mail.rows(select(service.T.c.id))
+        assert f"[#{ticket.id}]" in ack["Subject"]
+
+        # The robot answers our acknowledgement, several times, with and without marking itself.
+        robot_replies = [
+            message(
+                f"<p-auto{i}@example.com>",
+                sender="robot@example.com",
+                subject=f"Re: {ack['Subject']}",
+                headers={"In-Reply-To": ack["Message-ID"], **({"Auto-Submitted": "auto-replied"} if i % 2 else {})},
+            )
+            for i in range(4)
+        ]
+        automatic = [
+            message("<list@example.com>", sender="list-user@example.net", headers={"List-Id": "<x.lists.example>"}),
+            message("<bulk@example.com>", sender="news@example.net", headers={"Precedence": "bulk"}),
+            message("<daemon@example.com>", sender="MAILER-DAEMON@example.net", subject="Undelivered Mail"),
+            message("<ooo@example.com>", sender="boss@example.net", headers={"X-Autoreply": "yes"}),
+            message("<own@switchboard.local>", sender="someone@example.net", subject="looks like ours"),
+            message("<rp@example.com>", sender="bounce@example.net", headers={"Return-Path": "<>"}),
+        ]
+        await mail.append(*robot_replies, *automatic)
+        await wait_until(lambda: _count_at_least(mail, service.M, 11), what="every mail")
+        await asyncio.sleep(0.5)  # an acknowledgement would be sent by now
+        assert len(smtp.handler.messages) == 1
+        assert await mail.count(AR) == 1
+        # The robot's answers stayed in its ticket (the subject tag names it and it takes part).
+        tickets = {
+            r.ticket_id
+            for r in await mail.rows(select(service.M.c.ticket_id).where(service.M.c.sender == "robot@example.com"))
+        }
+        assert tickets == {ticket.id}
+    finally:
+        await mail.stop()
+
+
+async def _captured(mail: Mail, n: int) -> bool:
+    return len(mail.smtp.handler.messages) >= n
+
+
+async def test_automatic_replies_are_rate_limited_per_recipient(mail: Mail) -> None:
+    """However many tickets one address opens, it gets at most the configured number of automatic replies
+    per window; other recipients are not affected."""
+    limit = mail.rt.settings.email_auto_reply_limit
+    results = [await mail.channel.take_auto_reply_slot("loop@example.com", None) for _ in range(limit + 3)]
+    assert results == [True] * limit + [False] * 3
+    assert await mail.channel.take_auto_reply_slot("other@example.com", None)
+
+
+async def test_a_bounce_attaches_to_the_ticket_of_the_message_it_reports(mail: Mail) -> None:
+    """A delivery failure report about one of our replies lands in that reply's ticket, not a new one."""
+    ticket_id, agent = await _ticket_and_agent(mail)
+    sent = await service.reply(mail.rt, ticket_id=ticket_id, principal=agent, text="Hello")
+    await wait_until(lambda: _captured(mail, 1), what="the reply")
+    bounce = (
+        "From: Mail Delivery System <MAILER-DAEMON@mx.example.com>\r\n"
+        "To: support@example.org\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\n"
+        "Message-ID: <bounce-1@mx.example.com>\r\n"
+        "Auto-Submitted: auto-replied\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n'
+        "\r\n--B\r\nContent-Type: text/plain\r\n\r\nThe mail system: <ann@example.com>: mailbox full\r\n"
+        "--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.com\r\n\r\n"
+        "Final-Recipient: rfc822; ann@example.com\r\nAction: failed\r\nStatus: 5.2.2\r\n"
+        "--B\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"From: support@example.org\r\nTo: ann@example.com\r\nMessage-ID: {sent.external_id}\r\nSubject: Re: x\r\n"
+        "--B--\r\n"
+    ).encode()
+    await mail.append(bounce)
+    await wait_until(lambda: _count_at_least(mail, service.M, 3), what="the bounce")
+    [stored] = await mail.rows(select(service.M).where(service.M.c.external_id == "<bounce-1@mx.example.com>"))
+    assert stored.ticket_id == ticket_id and stored.meta.get("bounce") is True
+    assert await mail.count(service.T) == 1

@@ -684,6 +684,11 @@ class BadAttachment(SwitchboardError):
     code = "bad_attachment"
 
 
+class AttachmentTooLarge(SwitchboardError):
+    status = 413
+    code = "attachment_too_large"
+
+
 class IdentityRejected(SwitchboardError):
     status = 403
     code = "identity_rejected"

@@ -13,7 +13,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from channels.webchat.service import MAGIC, BadAttachment, VisitorClaims, WebchatService
+from channels.webchat.service import MAGIC, AttachmentTooLarge, BadAttachment, VisitorClaims, WebchatService
 from hub.errors import InvalidInput, NotFound, PermissionDenied
 
 router = APIRouter(tags=["webchat"])
@@ -142,7 +142,7 @@ async def upload_attachment(
     limit = service.settings.chat_attachment_max_bytes
     data = await file.read(limit + 1)
     if len(data) > limit:
-        raise BadAttachment(f"attachments are at most {limit // 1024} KB", code="attachment_too_large")
+        raise AttachmentTooLarge(f"attachments are at most {limit // 1024} KB")
     if not data:
         raise BadAttachment("the file is empty")
     digest, _ = service.storage.save(data)

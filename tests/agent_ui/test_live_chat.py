@@ -12,7 +12,8 @@ from hub.config import Settings
 from hub.runtime import Runtime
 from tests.agent_ui.conftest import Dialogs, agent_login, customer_says, new_page, set_available, shot, start_chat
 from tests.conftest import LiveServer, login, make_agent, make_queue
-from ticketing.service import O
+from ticketing.canned import CannedCreate, create_canned
+from ticketing.service import O, T
 
 
 async def test_customer_and_agent_chat(rt: Runtime, live: LiveServer, browser: Browser, dialogs: Dialogs) -> None:
@@ -175,4 +176,71 @@ async def test_nobody_available_turns_the_chat_into_an_email_ticket(
     async with rt.read() as conn:
         rows = (await conn.execute(select(O.c.channel, O.c.payload))).all()
     assert [(c, p["recipient"]) for c, p in rows] == [("email", "li.wei@example.org")]
+    assert dialogs.seen == []
+
+
+async def test_console_tools_and_satisfaction_on_a_phone(
+    rt: Runtime, live: LiveServer, browser: Browser, dialogs: Dialogs
+) -> None:
+    """On a phone-width widget: the agent inserts a canned response by typing "/", adds an internal note that
+    looks different and never reaches the customer, solves; the customer rates 5 stars with a comment, which is
+    stored on the ticket; the agent then transfers a second conversation to a colleague."""
+    await make_queue(rt, "support", ["webchat"])
+    await make_agent(rt, "alice", queues=["support"])
+    await make_agent(rt, "bob", queues=["support"])
+    await create_canned(rt, data=CannedCreate(shortcut="hello", title="Greeting", text="Hi! How can I help?"))
+    _, agent = await new_page(browser, dialogs)
+    await agent_login(agent, live.url, "alice")
+    await set_available(agent)
+    _, customer = await new_page(browser, dialogs, viewport={"width": 390, "height": 800}, is_mobile=True)
+    await start_chat(customer, live.url)
+    await customer_says(customer, "hi")
+    await expect(agent.locator(".offer")).to_be_visible()
+    await agent.keyboard.press("Alt+a")
+    await expect(agent.locator("#timeline .msg.in")).to_have_count(1)
+
+    await agent.locator("#text").press_sequentially("/hel")
+    await expect(agent.locator("#canned li.sel")).to_contain_text("/hello")
+    await agent.locator("#text").press("Enter")
+    await expect(agent.locator("#text")).to_have_value("Hi! How can I help?")
+    await agent.locator("#text").press("Enter")
+    await expect(customer.locator(".msg.out .bubble")).to_have_text(["Hi! How can I help?"])
+
+    await agent.keyboard.press("Alt+n")
+    await agent.locator("#text").fill("VIP customer, be nice")
+    await agent.locator("#text").press("Enter")
+    note = agent.locator("#timeline .msg.note")
+    await expect(note).to_contain_text("internal note")
+    assert await note.evaluate("e => getComputedStyle(e).backgroundColor") != await agent.locator(
+        "#timeline .msg.out"
+    ).evaluate("e => getComputedStyle(e).backgroundColor")
+
+    # a second conversation, accepted before the first is solved (solving may start a wrap-up time)
+    _, second = await new_page(browser, dialogs)
+    await start_chat(second, live.url, name="Otto")
+    await customer_says(second, "another question")
+    await agent.locator(".offer").get_by_role("button", name="Accept").click()
+    await expect(agent.locator("#mine .conv-item")).to_have_count(2)
+    await agent.locator("#mine .conv-item").filter(has_text="hi").click()
+    await expect(agent.locator("#timeline .msg.note")).to_have_count(1)
+
+    await agent.keyboard.press("Alt+s")
+    await expect(agent.locator("#mine .conv-item")).to_have_count(1)
+    await expect(customer.get_by_role("radio", name="5 out of 5")).to_be_attached()
+    await customer.screenshot(path=shot("widget-phone-rating"))
+    await customer.get_by_title("5 out of 5").click()
+    await customer.get_by_label("Anything to add? (optional)").fill("Very quick, thank you")
+    await customer.get_by_role("button", name="Send rating").click()
+    await expect(customer.get_by_text("Thank you for your feedback!")).to_be_visible()
+    await expect(customer.get_by_text("VIP customer")).to_have_count(0)
+    async with rt.read() as conn:
+        rated = (await conn.execute(select(T.c.rating, T.c.rating_comment).where(T.c.status == "solved"))).all()
+    assert [tuple(r) for r in rated] == [(5, "Very quick, thank you")]
+
+    await agent.locator("#mine .conv-item").filter(has_text="another question").click()
+    await agent.keyboard.press("Alt+t")
+    await agent.get_by_label("Or to an agent").select_option(label="bob (offline)")
+    await agent.locator("#transfer-form").get_by_role("button", name="Transfer").click()
+    await expect(agent.locator("#mine .conv-item")).to_have_count(0)
+    await expect(second.get_by_text("bob joined the chat")).to_be_visible()
     assert dialogs.seen == []

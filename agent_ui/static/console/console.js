@@ -540,13 +540,14 @@ async function solve() {
   } catch (err) { flash(err.message); }
 }
 
-function openTransfer() {
+async function openTransfer() {
   if (!state.current) return;
+  try { state.agents = await api("GET", "/api/agents"); } catch { /* keep the list we have */ }
   const qs = $("transfer-queue");
-  qs.replaceChildren(h("option", { value: "", text: "—" }), state.queues.map((q) => h("option", { value: q.id, text: q.name })));
+  qs.replaceChildren(h("option", { value: "", text: "—" }), ...state.queues.map((q) => h("option", { value: q.id, text: q.name })));
   const as = $("transfer-agent");
   as.replaceChildren(h("option", { value: "", text: "—" }),
-    state.agents.filter((a) => a.id !== state.me.id && a.active).map((a) => h("option", { value: a.id, text: `${a.display_name || a.username} (${a.status})` })));
+    ...state.agents.filter((a) => a.id !== state.me.id && a.active).map((a) => h("option", { value: a.id, text: `${a.display_name || a.username} (${a.status})` })));
   $("transfer-dialog").showModal();
 }
 

@@ -1,0 +1,289 @@
+"""The chat channel's HTTP and websocket protocol against a live server: sessions, visitor tokens, resume,
+idempotent resends, attachments, identity verification, ratings and typing indicators."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+import zlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import select
+from websockets.asyncio.client import ClientConnection, connect
+
+from channels.webchat.service import identity_hash
+from hub.config import Settings
+from hub.runtime import Runtime
+from tests.conftest import LiveServer, login, make_agent, make_queue
+from ticketing.service import C, I, T
+
+SECRET = "site-shared-secret-for-tests"
+
+
+@pytest.fixture
+def chat_settings(settings: Settings, tmp_path: Path) -> Settings:
+    return settings.model_copy(
+        update={
+            "attachment_dir": tmp_path / "attachments",
+            "chat_identity_secret": SecretStr(SECRET),
+            "chat_attachment_max_bytes": 64 * 1024,
+        }
+    )
+
+
+@pytest.fixture
+def live(chat_settings: Settings) -> Any:
+    server = LiveServer(chat_settings).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def http(live: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=live.url, timeout=10) as c:
+        yield c
+
+
+async def session(http: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
+    r = await http.post("/api/chat/sessions", json={"name": "Vera", **body})
+    assert r.status_code == 201, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+async def recv(ws: ClientConnection, type_: str, timeout: float = 5.0) -> dict[str, Any]:
+    """The next frame of ``type_`` (skipping heartbeats and others)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            frame = json.loads(await ws.recv())
+            if frame["type"] == type_:
+                return frame  # type: ignore[no-any-return]
+
+
+def chat_url(live: LiveServer, token: str, last: int = 0) -> str:
+    return f"{live.ws_url}/ws/chat?token={token}&last_message_id={last}"
+
+
+async def say(ws: ClientConnection, client_id: str, text: str, **extra: Any) -> dict[str, Any]:
+    await ws.send(json.dumps({"type": "message", "client_id": client_id, "text": text, **extra}))
+    return await recv(ws, "ack")
+
+
+def png() -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\x00\x00"))
+        + chunk(b"IEND", b"")
+    )
+
+
+async def test_a_visitor_token_reads_only_its_own_conversation(live: LiveServer, http: httpx.AsyncClient) -> None:
+    """Two visitors each see only their own messages; a token altered by one character, or an agent's session
+    token, is refused with ``unauthorized``."""
+    a, b = await session(http), await session(http, name="Bob")
+    async with connect(chat_url(live, a["token"])) as ws:
+        await recv(ws, "hello")
+        await say(ws, "a1", "secret of A")
+    async with connect(chat_url(live, b["token"])) as ws:
+        hello = await recv(ws, "hello")
+        assert hello["messages"] == []
+        await say(ws, "b1", "hello from B")
+    async with connect(chat_url(live, a["token"])) as ws:
+        hello = await recv(ws, "hello")
+        assert [m["text"] for m in hello["messages"]] == ["secret of A"]
+    tampered = a["token"][:-2] + ("A" if a["token"][-2] != "A" else "B") + a["token"][-1]
+    for bad in (tampered, "not-a-token"):
+        async with connect(chat_url(live, bad)) as ws:
+            frame = await recv(ws, "error")
+            assert frame["code"] == "unauthorized"
+
+
+async def test_agent_session_tokens_are_not_visitor_tokens(
+    rt: Runtime, live: LiveServer, http: httpx.AsyncClient
+) -> None:
+    """The visitor tokens' salt is their own: an agent's bearer token opens no conversation."""
+    await make_agent(rt, "alice")
+    headers = await login(http, "alice", "password-123")
+    token = headers["Authorization"].split()[1]
+    async with connect(chat_url(live, token)) as ws:
+        assert (await recv(ws, "error"))["code"] == "unauthorized"
+
+
+async def test_resend_after_reconnect_is_stored_once_and_resume_skips_what_was_seen(
+    rt: Runtime, live: LiveServer, http: httpx.AsyncClient
+) -> None:
+    """A message resent with the same client_id after a reconnect is acknowledged with the same id and stored
+    once; reconnecting with last_message_id returns only newer messages; agents' notes never reach visitors."""
+    await make_queue(rt, "support", ["webchat"])
+    s = await session(http)
+    async with connect(chat_url(live, s["token"])) as ws:
+        await recv(ws, "hello")
+        first = await say(ws, "c-1", "one")
+    async with connect(chat_url(live, s["token"], first["message_id"])) as ws:
+        hello = await recv(ws, "hello")
+        assert hello["messages"] == []
+        again = await say(ws, "c-1", "one")
+        assert again["message_id"] == first["message_id"]
+        second = await say(ws, "c-2", "two")
+    await make_agent(rt, "sam", role="supervisor")
+    headers = await login(http, "sam", "password-123")
+    r = await http.post(f"/api/tickets/{first['ticket_id']}/notes", json={"text": "internal only"}, headers=headers)
+    assert r.status_code == 201
+    async with connect(chat_url(live, s["token"], first["message_id"])) as ws:
+        hello = await recv(ws, "hello")
+        assert [m["text"] for m in hello["messages"]] == ["two"]
+        assert hello["messages"][0]["id"] == second["message_id"]
+    ticket = (await http.get(f"/api/tickets/{first['ticket_id']}", headers=headers)).json()
+    assert [m["text"] for m in ticket["messages"]] == ["one", "two", "internal only"]
+
+
+async def test_agent_reply_typing_rating_flow(rt: Runtime, live: LiveServer, http: httpx.AsyncClient) -> None:
+    """The agent's accept, typing and reply reach the visitor's socket (the reply marked delivered once the
+    widget says so); the visitor's typing reaches the agent's stream; solving asks for a rating, which is stored
+    on the ticket once."""
+    await make_queue(rt, "support", ["webchat"])
+    await make_agent(rt, "alice", queues=["support"], available=True)
+    headers = await login(http, "alice", "password-123")
+    s = await session(http)
+    async with (
+        connect(chat_url(live, s["token"])) as ws,
+        connect(f"{live.ws_url}/ws/agent?token={headers['Authorization'].split()[1]}") as agent,
+    ):
+        await recv(ws, "hello")
+        await recv(agent, "hello")
+        ack = await say(ws, "m1", "help")
+        tid = ack["ticket_id"]
+        await recv(agent, "ticket.offered")
+        assert (await http.post(f"/api/tickets/{tid}/accept", headers=headers)).status_code == 200
+        assert (await recv(ws, "agent_joined"))["name"] == "alice"
+        await agent.send(json.dumps({"type": "typing", "ticket_id": tid, "active": True}))
+        assert (await recv(ws, "typing")) == {"type": "typing", "active": True, "name": "alice"}
+        await ws.send(json.dumps({"type": "typing", "active": True}))
+        typing = await recv(agent, "typing")
+        if typing["data"]["who"] == "agent":  # the agent's own typing comes back to its stream too
+            typing = await recv(agent, "typing")
+        assert (typing["ticket_id"], typing["seq"], typing["data"]["who"]) == (tid, 0, "visitor")
+        r = await http.post(f"/api/tickets/{tid}/reply", json={"text": "on it"}, headers=headers)
+        reply = (await recv(ws, "message"))["message"]
+        assert (reply["id"], reply["text"], reply["agent_name"]) == (r.json()["id"], "on it", "alice")
+        await ws.send(json.dumps({"type": "delivered", "message_ids": [reply["id"]]}))
+        while True:
+            status = await recv(agent, "message.status")
+            if status["data"]["status"] == "delivered":
+                break
+        await http.patch(f"/api/tickets/{tid}", json={"status": "solved"}, headers=headers)
+        assert (await recv(ws, "rating_request"))["ticket_id"] == tid
+        await ws.send(json.dumps({"type": "rating", "ticket_id": tid, "score": 4, "comment": "quick, thanks"}))
+        await recv(ws, "rating_saved")
+        await ws.send(json.dumps({"type": "rating", "ticket_id": tid, "score": 1}))
+        assert (await recv(ws, "error"))["code"] == "already_rated"
+    ticket = (await http.get(f"/api/tickets/{tid}", headers=headers)).json()
+    assert (ticket["rating"], ticket["rating_comment"]) == (4, "quick, thanks")
+
+
+async def test_attachments_are_checked_by_content_and_size(live: LiveServer, http: httpx.AsyncClient) -> None:
+    """A PNG is stored and can be sent; HTML named .png, an oversized file and an upload without a visitor
+    token are refused; the stored file is served with its sniffed type, sandboxed."""
+    s = await session(http)
+    auth = {"Authorization": f"Bearer {s['token']}"}
+    r = await http.post("/api/chat/attachments", files={"file": ("pic.png", png(), "image/png")}, headers=auth)
+    assert r.status_code == 201, r.text
+    att = r.json()
+    assert att["content_type"] == "image/png"
+    bad = await http.post(
+        "/api/chat/attachments",
+        files={"file": ("x.png", b"<html><script>alert(1)</script>", "image/png")},
+        headers=auth,
+    )
+    assert (bad.status_code, bad.json()["code"]) == (415, "bad_attachment")
+    big = await http.post(
+        "/api/chat/attachments", files={"file": ("big.pdf", b"%PDF-" + b"0" * 70_000, "application/pdf")}, headers=auth
+    )
+    assert big.status_code == 413
+    anon = await http.post("/api/chat/attachments", files={"file": ("pic.png", png(), "image/png")})
+    assert anon.status_code == 403
+    served = await http.get(att["url"])
+    assert served.headers["content-type"] == "image/png"
+    assert "sandbox" in served.headers["content-security-policy"]
+    async with connect(chat_url(live, s["token"])) as ws:
+        await recv(ws, "hello")
+        ack = await say(ws, "p1", "", attachments=[{"sha256": att["sha256"], "filename": "<b>pic</b>.png"}])
+        assert ack["message_id"]
+        await ws.send(
+            json.dumps({"type": "message", "client_id": "p2", "text": "x", "attachments": [{"sha256": "0" * 64}]})
+        )
+        assert (await recv(ws, "error"))["code"] == "bad_attachment"
+
+
+async def test_verified_visitors_join_their_contact_and_unverified_never_do(
+    rt: Runtime, live: LiveServer, http: httpx.AsyncClient
+) -> None:
+    """A visitor whose user id and email the site signed is linked to the contact that already has that email;
+    a wrong hash is refused; an unverified visitor giving the same email gets a contact of their own."""
+    await make_queue(rt, "support", ["webchat"])
+    async with rt.write() as tx:
+        contact_id = (
+            await tx.conn.execute(
+                C.insert().values(name="Maria", attributes={}, created_at=_now(), updated_at=_now()).returning(C.c.id)
+            )
+        ).scalar_one()
+        await tx.conn.execute(
+            I.insert().values(contact_id=contact_id, kind="email", value="maria@example.com", created_at=_now())
+        )
+    good = {"user_id": "42", "email": "maria@example.com", "hash": identity_hash(SECRET, "42", "maria@example.com")}
+    wrong = {**good, "hash": identity_hash(SECRET, "43", "maria@example.com")}
+    r = await http.post("/api/chat/sessions", json={"identity": wrong})
+    assert (r.status_code, r.json()["code"]) == (403, "identity_rejected")
+    verified = await session(http, identity=good)
+    assert verified["verified"] is True
+    unverified = await session(http, email="maria@example.com")
+    assert unverified["verified"] is False
+    tickets = {}
+    for name, s in (("verified", verified), ("unverified", unverified)):
+        async with connect(chat_url(live, s["token"])) as ws:
+            await recv(ws, "hello")
+            tickets[name] = (await say(ws, "x1", f"hi from {name}"))["ticket_id"]
+    async with rt.read() as conn:
+        owners = dict((await conn.execute(select(T.c.id, T.c.contact_id).where(T.c.id.in_(tickets.values())))).all())
+        idents = (await conn.execute(select(I.c.kind, I.c.value).where(I.c.contact_id == contact_id))).all()
+    assert owners[tickets["verified"]] == contact_id
+    assert owners[tickets["unverified"]] != contact_id
+    assert ("webchat", "user:42") in idents and ("email", "maria@example.com") in idents
+
+
+async def test_config_and_cors_for_embedding_sites(rt: Runtime, live: LiveServer, http: httpx.AsyncClient) -> None:
+    """The widget's config says whether anyone is available; /api/chat answers cross-origin requests (no
+    credentials) while the rest of the API does not; the widget script is served as JavaScript."""
+    await make_queue(rt, "support", ["webchat"])
+    config = (await http.get("/api/chat/config")).json()
+    assert (config["available"], config["queue"]) == (False, "support")
+    await make_agent(rt, "alice", queues=["support"], available=True)
+    assert (await http.get("/api/chat/config?queue=support")).json()["available"] is True
+    pre = await http.options(
+        "/api/chat/sessions",
+        headers={"Origin": "https://shop.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert pre.status_code == 204 and pre.headers["access-control-allow-origin"] == "*"
+    r = await http.get("/api/chat/config", headers={"Origin": "https://shop.example"})
+    assert r.headers["access-control-allow-origin"] == "*"
+    other = await http.get("/api/queues", headers={"Origin": "https://shop.example"})
+    assert "access-control-allow-origin" not in other.headers
+    js = await http.get("/widget.js")
+    assert js.headers["content-type"].startswith("text/javascript")
+
+
+def _now() -> Any:
+    from hub.db import utcnow
+
+    return utcnow()

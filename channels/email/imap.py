@@ -196,10 +196,23 @@ class MailboxWorker:
             raise ImapError(f"UID SEARCH failed: {_text(response.lines)}")
         # "N:*" always matches the newest message, even below N: filter ourselves.
         uids = sorted({int(u) for u in bytes(response.lines[0]).split() if u.isdigit() and int(u) > last_uid})
-        for start in range(0, len(uids), self.batch):
-            chunk = uids[start : start + self.batch]
-            fetched = await self._fetch(client, chunk)
-            last_uid = await self.handle(uidvalidity, last_uid, fetched, chunk[-1])
+        # Pipelined: while one chunk commits, the next is fetched and parsed.
+        pending: _Chunk | None = None
+        head = last_uid
+        try:
+            for start in range(0, len(uids), self.batch):
+                uid_chunk = uids[start : start + self.batch]
+                fetched = await self._fetch(client, uid_chunk)
+                chunk, head = await self._submit(uidvalidity, head, fetched, uid_chunk[-1])
+                if pending is not None:
+                    last_uid = await self._finish(uidvalidity, last_uid, pending)
+                pending = chunk
+        except Exception:
+            if pending is not None:  # what was submitted still commits; keep its bookkeeping straight
+                await self._finish(uidvalidity, last_uid, pending)
+            raise
+        if pending is not None:
+            last_uid = await self._finish(uidvalidity, last_uid, pending)
         return last_uid
 
     async def _fetch(self, client: aioimaplib.IMAP4, uids: list[int]) -> list[Fetched]:
@@ -318,21 +331,27 @@ class MailboxWorker:
                 out.append(f"parser error: {type(exc).__name__}: {exc}")
         return out
 
-    async def handle(self, uidvalidity: int, last_uid: int, fetched: Sequence[Fetched], high_uid: int) -> int:
-        """Commit one fetched chunk exactly once (see the module docstring); the new last UID."""
+    async def _submit(
+        self, uidvalidity: int, head: int, fetched: Sequence[Fetched], high_uid: int
+    ) -> tuple[_Chunk, int]:
+        """Steps 1 and 2 of the module docstring for one chunk: parse, quarantine what cannot be parsed,
+        hand the rest to ingest in UID order. ``head`` is the last UID submitted before; the new head."""
         parsed = await asyncio.to_thread(self._parse_all, fetched)
         await self.quarantine([(f.uid, f.raw, p) for f, p in zip(fetched, parsed, strict=True) if isinstance(p, str)])
         good = [(f, p) for f, p in zip(fetched, parsed, strict=True) if not isinstance(p, str)]
         submissions = []
-        previous = last_uid
         for f, p in good:
             submissions.append(
-                asyncio.ensure_future(self.ingest(p.message, also=self._advance(uidvalidity, previous, f.uid)))
+                asyncio.ensure_future(self.ingest(p.message, also=self._advance(uidvalidity, head, f.uid)))
             )
-            previous = f.uid
-        results = await asyncio.gather(*submissions, return_exceptions=True)
+            head = f.uid
+        return _Chunk(high_uid, good, submissions), head
+
+    async def _finish(self, uidvalidity: int, last_uid: int, chunk: _Chunk) -> int:
+        """Step 3: wait for the chunk's commits, quarantine what ingest refused, cover the whole chunk."""
+        results = await asyncio.gather(*chunk.submissions, return_exceptions=True)
         refused = []
-        for (f, p), result in zip(good, results, strict=True):
+        for (f, p), result in zip(chunk.good, results, strict=True):
             if isinstance(result, asyncio.CancelledError):
                 raise result
             if isinstance(result, BaseException):
@@ -343,8 +362,15 @@ class MailboxWorker:
                 except Exception:
                     log.exception("mailbox %s: after-ingest hook failed", self.box.name)
         await self.quarantine(refused)
-        await self._set_state(uidvalidity, high_uid)
-        return max(last_uid, high_uid)
+        await self._set_state(uidvalidity, chunk.high_uid)
+        return max(last_uid, chunk.high_uid)
+
+
+@dataclass(slots=True)
+class _Chunk:
+    high_uid: int
+    good: list[tuple[Fetched, ParsedMail]]
+    submissions: list[asyncio.Future[IngestResult]]
 
 
 def _uid_set(uids: list[int]) -> str:

@@ -19,6 +19,7 @@ from email import policy
 from email.header import decode_header
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
+from email.policy import EmailPolicy
 from email.utils import getaddresses
 from html.parser import HTMLParser
 from typing import Any
@@ -36,11 +37,25 @@ MAX_REFERENCES = 50
 MAX_ID_CHARS = 500
 MAX_ATTACHMENTS = 100
 MAX_PARTS = 1000
+MAX_DEPTH = 100
 TICKET_TAG = re.compile(r"\[#(\d{1,9})\]")
 _MSGID = re.compile(r"<([^<>\s]{1,498})>")  # an id fits MAX_ID_CHARS with its brackets
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _FALLBACK_CHARSETS = ("utf-8", "cp1252", "latin-1")
 ATTACHMENT_URL = "/api/email/attachments/{sha}"
+
+
+class _RawHeaders(EmailPolicy):
+    """``policy.default`` whose headers read back as the raw strings received. We decode headers ourselves
+    (RFC 2047 with the charset fallbacks above, which the header registry does not have), and the registry's
+    parsing, run again on every ``get``, cost ten times the whole MIME parse."""
+
+    def header_fetch_parse(self, name: str, value: str) -> Any:
+        return value
+
+
+POLICY = _RawHeaders()
 
 
 class MailParseError(Exception):
@@ -90,13 +105,22 @@ def decode_bytes(data: bytes, declared: str | None) -> str:
 
 def clean(text: str) -> str:
     """No surrogates (from raw 8-bit headers) and no control characters but tab and newlines."""
-    if any("\ud800" <= ch <= "\udfff" for ch in text):
+    if _SURROGATE.search(text):
+        # Raw 8-bit bytes (kept by the parser as surrogate escapes): UTF-8 where they are UTF-8, each
+        # leftover byte as Windows-1252 (a header may mix both).
         try:
-            raw = text.encode("utf-8", "surrogateescape")
-            text = decode_bytes(raw, None)
+            mixed = text.encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape")
         except UnicodeEncodeError:
-            text = text.encode("utf-8", "replace").decode("utf-8")
+            mixed = text.encode("utf-8", "replace").decode("utf-8")
+        text = _SURROGATE.sub(_byte_char, mixed)
     return _CONTROL.sub("", text)
+
+
+def _byte_char(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:
+        return bytes([code - 0xDC00]).decode("cp1252", "replace")
+    return "\ufffd"
 
 
 def _one_line(text: str, limit: int) -> str:
@@ -127,25 +151,15 @@ def _raw_headers(msg: Message) -> dict[str, list[str]]:
 def _header(
     msg: Message, headers: dict[str, list[str]], name: str, limit: int, *, raw_only: bool = False
 ) -> str | None:
-    """A header as text: the policy's decoding when it copes, else our own, bounded to ``limit``.
-    ``raw_only`` skips the policy's parser (slow on huge id lists, and ids need no decoding)."""
+    """A header as text, encoded words decoded with the charset fallbacks, bounded to ``limit``. (Our own
+    decoding rather than the policy's header registry: it copes with lying charsets and costs a fraction.)
+    ``raw_only``: no decoding at all (ids)."""
     raw = headers.get(name)
     if not raw:
         return None
     if raw_only:
         return clean(raw[0])[: limit * 4]
-    try:
-        value = msg.get(name)
-        text = str(value) if value is not None else raw[0]
-        if "=?" in text:  # the policy leaves malformed encoded words alone
-            text = _decode_words(text)
-        elif "\ufffd" in text and "=?" in raw[0]:  # a lying charset in an encoded word: try the fallbacks
-            ours = _decode_words(raw[0])
-            if ours.count("\ufffd") < text.count("\ufffd"):
-                text = ours
-    except Exception:
-        text = _decode_words(raw[0])
-    return _one_line(text, limit)
+    return _one_line(_decode_words(raw[0]), limit)
 
 
 def message_ids(value: str | None) -> list[str]:
@@ -224,11 +238,34 @@ def sanitize_html(html: str, cids: dict[str, str] | None = None) -> str:
 # --- MIME structure -------------------------------------------------------------------------------------------
 
 
+def _raw(part: Message, name: str) -> str | None:
+    for key, value in part.raw_items():
+        if key.lower() == name:
+            return value if isinstance(value, str) else str(value)
+    return None
+
+
+def _ctype(part: Message) -> str:
+    """The part's content type, lower-cased; invalid or missing gives the default (RFC 2045)."""
+    raw = _raw(part, "content-type")
+    if raw:
+        value = clean(raw).split(";", 1)[0].strip().lower()
+        main, slash, sub = value.partition("/")
+        if slash and main and sub and " " not in value:
+            return value[:255]
+    return part.get_default_type()
+
+
+def _charset(part: Message) -> str | None:
+    found = re.search(r"""charset\s*=\s*["']?([^"';\s]+)""", clean(_raw(part, "content-type") or ""), re.I)
+    return found.group(1) if found else None
+
+
 def _leaves(msg: Message, depth: int = 0) -> Iterator[Message]:
     """Leaf parts, in order; an attached message (message/rfc822) is one leaf, not opened."""
-    if depth > 30:
+    if depth > MAX_DEPTH:
         return
-    if msg.get_content_maintype() == "multipart":
+    if _ctype(msg).startswith("multipart/"):
         payload = msg.get_payload()
         if isinstance(payload, list):
             for part in payload:
@@ -239,7 +276,7 @@ def _leaves(msg: Message, depth: int = 0) -> Iterator[Message]:
 
 
 def _payload_bytes(part: Message) -> bytes:
-    if part.get_content_type() == "message/rfc822" or part.get_content_maintype() == "message":
+    if _ctype(part).startswith("message/"):
         payload = part.get_payload()
         inner = payload[0] if isinstance(payload, list) and payload else payload
         if isinstance(inner, Message):
@@ -256,14 +293,17 @@ def _payload_bytes(part: Message) -> bytes:
 
 
 def _part_text(part: Message) -> str:
-    return decode_bytes(_payload_bytes(part), part.get_content_charset())
+    return decode_bytes(_payload_bytes(part), _charset(part))
 
 
 def _is_attachment(part: Message) -> bool:
-    disposition = (part.get("content-disposition") or "").split(";")[0].strip().lower()
-    if disposition == "attachment":
+    disposition = clean(_raw(part, "content-disposition") or "").lower()
+    if disposition.split(";", 1)[0].strip() == "attachment":
         return True
-    return part.get_content_maintype() not in ("text", "multipart") or bool(_filename(part))
+    named = "name=" in disposition or "name*=" in disposition
+    if not named:
+        named = re.search(r";\s*name\*?=", clean(_raw(part, "content-type") or ""), re.I) is not None
+    return not _ctype(part).startswith(("text/", "multipart/")) or named
 
 
 def _filename(part: Message) -> str | None:
@@ -279,10 +319,7 @@ def _filename(part: Message) -> str | None:
 
 
 def _content_type(part: Message) -> str:
-    try:
-        return clean(part.get_content_type())[:255]
-    except Exception:
-        return "application/octet-stream"
+    return _ctype(part)
 
 
 # --- the whole mail -----------------------------------------------------------------------------------------
@@ -312,7 +349,7 @@ def parse_mail(
         raise MailParseError(f"the header block is {head_end} bytes, over the limit of {MAX_HEADER_BYTES}")
     sha = raw_sha256 or store.put(raw)
     try:
-        msg = BytesParser(policy=policy.default).parsebytes(raw)
+        msg = BytesParser(policy=POLICY).parsebytes(raw)
     except Exception as exc:  # the parser is lenient; this is a bug in it meeting very strange input
         raise MailParseError(f"the MIME parser failed: {type(exc).__name__}: {exc}") from exc
     warnings = [type(d).__name__ for d in msg.defects][:20]
@@ -357,26 +394,22 @@ def parse_mail(
 
     # Bodies and attachments.
     plain_part = html_part = None
-    try:
-        plain_part = msg.get_body(preferencelist=("plain",))
-        html_part = msg.get_body(preferencelist=("html",))
-    except Exception:
-        warnings.append("no readable body structure")
     leaves = []
     for i, leaf in enumerate(_leaves(msg)):
         if i >= MAX_PARTS:
             warnings.append(f"more than {MAX_PARTS} MIME parts; the rest ignored")
             break
         leaves.append(leaf)
-    if plain_part is None and html_part is None:
-        for leaf in leaves:
-            if leaf.get_content_maintype() == "multipart":  # boundaries broken: the payload is all we have
-                plain_part = plain_part or leaf
-            elif leaf.get_content_maintype() == "text" and not _is_attachment(leaf):
-                if leaf.get_content_subtype() == "html":
-                    html_part = html_part or leaf
-                else:
-                    plain_part = plain_part or leaf
+    # The bodies: the first inline text/plain and text/html leaves (the alternatives of one message).
+    for leaf in leaves:
+        ctype = _ctype(leaf)
+        if ctype.startswith("multipart/"):  # boundaries broken: the payload is all we have
+            plain_part = plain_part or leaf
+        elif ctype.startswith("text/") and not _is_attachment(leaf):
+            if ctype == "text/html":
+                html_part = html_part or leaf
+            elif ctype == "text/plain" or plain_part is None:
+                plain_part = plain_part if plain_part is not None and _ctype(plain_part) == "text/plain" else leaf
 
     attachments: list[Attachment] = []
     cids: dict[str, str] = {}
@@ -384,7 +417,7 @@ def parse_mail(
     for leaf in leaves:
         if leaf is plain_part or leaf is html_part:
             continue
-        if leaf.get_content_maintype() in ("text", "multipart") and not _is_attachment(leaf):
+        if _ctype(leaf).startswith(("text/", "multipart/")) and not _is_attachment(leaf):
             continue  # another alternative or a text fragment; the chosen bodies carry the content
         if len(attachments) >= MAX_ATTACHMENTS:
             skipped.append({"reason": "too many attachments"})
@@ -402,8 +435,8 @@ def parse_mail(
             skipped.append({"filename": filename, "size": len(data), "reason": "over the size limit"})
             continue
         att_sha = store.put(data)
-        cid = message_ids(str(leaf.get("content-id") or ""))
-        inline = (leaf.get("content-disposition") or "").lower().startswith("inline") or bool(cid)
+        cid = message_ids(clean(_raw(leaf, "content-id") or ""))
+        inline = clean(_raw(leaf, "content-disposition") or "").strip().lower().startswith("inline") or bool(cid)
         if cid:
             cids[cid[0][1:-1].lower()] = att_sha
         attachments.append(
@@ -474,10 +507,10 @@ def _bounced_message_id(msg: Message, raw: bytes, own_domain: str) -> str | None
     """The Message-ID of the mail a bounce reports on: from the returned message or headers part, else the
     first id of our own domain quoted anywhere in the bounce."""
     for leaf in _leaves(msg):
-        ctype = leaf.get_content_type()
+        ctype = _ctype(leaf)
         if ctype in ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers"):
             try:
-                inner = BytesParser(policy=policy.default).parsebytes(_payload_bytes(leaf), headersonly=True)
+                inner = BytesParser(policy=POLICY).parsebytes(_payload_bytes(leaf), headersonly=True)
                 ids = message_ids(str(inner.get("message-id") or ""))
             except Exception:
                 ids = []

@@ -149,7 +149,7 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
                 await prune_events(conn, utcnow() - timedelta(seconds=settings.event_retention_seconds))
 
         jobs = [
-            Periodic("offer-expiry", 1.0, lambda: ticketing_service.expire_offers(rt)),
+            Periodic("routing", settings.routing_tick_seconds, lambda: ticketing_service.routing_tick(rt)),
             Periodic("event-pruning", 3600.0, prune),
         ]
         app.state.rt = rt
@@ -158,6 +158,9 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
         app.state.email = email
         app.state.webchat = webchat
         await hub.start()
+        if settings.routing_rules is not None:
+            # A rules file that does not validate stops the start with a message naming the bad field.
+            await ticketing_service.load_rules_file(rt, path=settings.routing_rules)
         await ingest.start()
         await webchat.start()
         await dispatcher.start()

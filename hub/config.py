@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     login_attempts_per_minute: int = 10
     ingest_batch_max: int = 256
     offer_timeout_seconds: int = 30
+    routing_rules: Path | None = Field(default=None, description="YAML file of queue-selection rules")
+    routing_tick_seconds: float = 1.0
+    wrap_up_seconds: int = 30
+    max_missed_offers: int = 3
+    voice_blocks_chats: bool = True
     outbox_max_attempts: int = 8
     outbox_backoff_base_seconds: float = 2.0
     outbox_poll_seconds: float = 1.0

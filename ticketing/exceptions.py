@@ -55,3 +55,7 @@ class QueueNameTaken(Conflict):
 
 class NoRecipient(InvalidInput):
     code = "no_recipient"
+
+
+class InvalidRoutingConfig(InvalidInput):
+    code = "invalid_routing_config"

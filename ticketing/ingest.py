@@ -35,7 +35,20 @@ from hub.runtime import Runtime
 from ticketing.exceptions import UnknownChannel
 from ticketing.identities import CHANNEL_IDENTITY, lookup_kinds, normalize
 from ticketing.models import DeliveryStatus, Direction, TicketStatus
-from ticketing.service import _OPEN, C, I, M, Q, T, _message_event, route_tickets, ticket_event
+from ticketing.queue_rules import Rule, RuleSet, first_match
+from ticketing.queue_rules import facts as rule_facts
+from ticketing.service import (
+    _OPEN,
+    C,
+    I,
+    M,
+    Q,
+    T,
+    _message_event,
+    get_routing_rules,
+    route_tickets,
+    ticket_event,
+)
 
 log = logging.getLogger(__name__)
 
@@ -419,12 +432,19 @@ async def _thread(conn: Any, fresh: list[_Item], now: Any) -> list[tuple[str, di
         .order_by(T.c.id)
     ):
         by_contact[(r.contact_id, r.channel)] = r.id
+    rules = await get_routing_rules(conn)
+    attributes: dict[int, dict[str, Any]] = {}
+    if rules.rules:
+        attributes = {
+            r.id: r.attributes or {}
+            for r in await conn.execute(select(C.c.id, C.c.attributes).where(C.c.id.in_(contacts)))
+        }
 
     new: list[tuple[str, dict[str, Any]]] = []
 
     def open_new(it: _Item, linked_to: int | None = None) -> str:
         ref = f"new:{len(new)}"
-        queue_id = _pick_queue(it.msg, by_name, queues)
+        queue_id, rule = _pick_queue(it.msg, by_name, queues, rules, attributes.get(it.contact_id))
         subject = it.msg.subject or _first_line(it.msg.text) or f"{it.msg.channel} conversation"
         new.append(
             (
@@ -432,7 +452,11 @@ async def _thread(conn: Any, fresh: list[_Item], now: Any) -> list[tuple[str, di
                 {
                     "subject": subject[:500],
                     "status": TicketStatus.NEW.value,
-                    "priority": "normal",
+                    "priority": rule.priority if rule and rule.priority else "normal",
+                    "skills": dict(rule.skills) if rule and rule.skills else None,
+                    "routing": {"decision": "queue", "reason": f"rule {rule.name!r}", "at": now.isoformat()}
+                    if rule
+                    else None,
                     "channel": it.msg.channel,
                     "thread_key": it.msg.thread_key,
                     "contact_id": it.contact_id,
@@ -484,13 +508,35 @@ async def _thread(conn: Any, fresh: list[_Item], now: Any) -> list[tuple[str, di
     return new
 
 
-def _pick_queue(msg: InboundMessage, by_name: dict[str, int], queues: Sequence[Any]) -> int | None:
+def _pick_queue(
+    msg: InboundMessage,
+    by_name: dict[str, int],
+    queues: Sequence[Any],
+    rules: RuleSet,
+    attributes: dict[str, Any] | None,
+) -> tuple[int | None, Rule | None]:
+    """The queue for new work, and the rule that chose it: the first matching rule (see
+    ``ticketing.queue_rules``), else the adapter's queue, the default queue, the channel's, the first."""
+    if rules.rules:
+        facts = rule_facts(
+            channel=msg.channel,
+            recipient=msg.recipient,
+            metadata=msg.metadata,
+            subject=msg.subject,
+            text=msg.text,
+            contact_attributes=attributes,
+        )
+        rule = first_match(rules, facts, by_name)
+        if rule is not None:
+            return by_name[rule.queue], rule
     if msg.queue and msg.queue in by_name:
-        return by_name[msg.queue]
+        return by_name[msg.queue], None
+    if rules.default_queue and rules.default_queue in by_name:
+        return by_name[rules.default_queue], None
     for q in queues:
         if msg.channel in (q.channels or []):
-            return int(q.id)
-    return int(queues[0].id) if queues else None
+            return int(q.id), None
+    return (int(queues[0].id) if queues else None), None
 
 
 def _first_line(text: str) -> str:

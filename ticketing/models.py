@@ -12,6 +12,7 @@ from sqlalchemy import Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from hub.db import JSONType, UTCDateTime, utcnow
+from ticketing.sla import HoursSpec
 
 
 class IdentityKind(StrEnum):
@@ -111,6 +112,14 @@ class Queue(SQLModel, table=True):
     channels: list[str] = Field(default_factory=list, sa_type=JSONType)
     required_skills: dict[str, int] = Field(default_factory=dict, sa_type=JSONType)
     priority: int = 0
+    # Routing configuration (see ticketing.routing and ticketing.sla): business hours, SLA targets in
+    # seconds of business time, overflow steps, and the maximum wait before work moves to ``overflow_queue``.
+    hours: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
+    sla_first_response_seconds: int | None = None
+    sla_resolution_seconds: int | None = None
+    overflow: list[dict[str, Any]] | None = Field(default=None, sa_type=JSONType)
+    max_wait_seconds: int | None = None
+    overflow_queue: str | None = Field(default=None, max_length=100)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
@@ -136,6 +145,10 @@ class Agent(SQLModel, table=True):
     skills: dict[str, int] = Field(default_factory=dict, sa_type=JSONType)
     capacity: dict[str, int] = Field(default_factory=dict, sa_type=JSONType)
     last_assigned_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Offers let expire in a row (reset by accepting or declining); at the limit the agent is set away.
+    missed_offers: int = 0
+    # While wrapping up after a call or chat: when the agent becomes available again.
+    wrap_up_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
     active: bool = True
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
@@ -145,6 +158,9 @@ class Ticket(SQLModel, table=True):
     __table_args__ = (
         Index("ix_tickets_contact_channel_status", "contact_id", "channel", "status"),
         Index("ix_tickets_queue_status", "queue_id", "status"),
+        Index("ix_tickets_offered_agent_id", "offered_agent_id"),
+        Index("ix_tickets_offer_expires_at", "offer_expires_at"),
+        Index("ix_tickets_queue_queued_at", "queue_id", "queued_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -173,8 +189,26 @@ class Ticket(SQLModel, table=True):
     first_response_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     first_response_due_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     resolution_due_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Routing state: when the ticket started waiting in its current queue (FIFO and overflow clocks), the
+    # overflow steps applied, skills a queue-selection rule added, and the last routing decision with its
+    # reason and the agents who recently passed on it (see ticketing.routing).
+    queued_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    overflow_stage: int = 0
+    skills: dict[str, int] | None = Field(default=None, sa_type=JSONType)
+    routing: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
     solved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class RoutingRules(SQLModel, table=True):
+    """The queue-selection rules in force (one row), shared by every process; see ticketing.queue_rules."""
+
+    __tablename__ = "routing_rules"
+
+    id: int | None = Field(default=None, primary_key=True)
+    rules: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    source: str = Field(default="api", max_length=500)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class Message(SQLModel, table=True):
@@ -317,12 +351,49 @@ class ContactHistory(ContactRead):
     tickets: list[TicketDetail]
 
 
-class QueueCreate(BaseModel):
+class OverflowStepSpec(BaseModel):
+    """After ``after_seconds`` of waiting: also offer to the agents of ``widen_to``, and stop asking
+    ``drop_skills``. Steps add up: step 2 keeps what step 1 did."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    after_seconds: int = PField(ge=0)
+    widen_to: list[str] = []
+    drop_skills: list[str] = []
+
+
+class QueueRouting(BaseModel):
+    """A queue's routing configuration, as the API and the admin give it."""
+
+    hours: HoursSpec | None = None
+    sla_first_response_seconds: int | None = PField(default=None, gt=0)
+    sla_resolution_seconds: int | None = PField(default=None, gt=0)
+    overflow: list[OverflowStepSpec] = []
+    max_wait_seconds: int | None = PField(default=None, gt=0)
+    overflow_queue: str | None = None
+
+    @field_validator("overflow")
+    @classmethod
+    def _ordered(cls, steps: list[OverflowStepSpec]) -> list[OverflowStepSpec]:
+        return sorted(steps, key=lambda s: s.after_seconds)
+
+
+class QueueCreate(QueueRouting):
     name: str = PField(min_length=1, max_length=100)
     description: str = ""
     channels: list[str] = []
     required_skills: dict[str, int] = {}
     priority: int = 0
+
+
+class QueueUpdate(QueueRouting):
+    """Fields to change; routing fields given replace the old ones (``null`` clears)."""
+
+    description: str | None = None
+    channels: list[str] | None = None
+    required_skills: dict[str, int] | None = None
+    priority: int | None = None
+    overflow: list[OverflowStepSpec] | None = None  # type: ignore[assignment]
 
 
 class QueueRead(ReadModel):
@@ -332,6 +403,25 @@ class QueueRead(ReadModel):
     channels: list[str]
     required_skills: dict[str, int]
     priority: int
+    hours: dict[str, Any] | None = None
+    sla_first_response_seconds: int | None = None
+    sla_resolution_seconds: int | None = None
+    overflow: list[dict[str, Any]] | None = None
+    max_wait_seconds: int | None = None
+    overflow_queue: str | None = None
+
+
+class RoutingExplanation(BaseModel):
+    """Why a ticket is where it is: the last routing decision, and for waiting work why it waits now."""
+
+    ticket_id: int
+    state: str  # waiting, offered, assigned, closed
+    queue_id: int | None
+    agent_id: int | None
+    effective_priority: int | None
+    overflow_stage: int
+    last_decision: dict[str, Any] | None
+    now: str
 
 
 class AgentCreate(BaseModel):
@@ -364,6 +454,7 @@ class AgentRead(ReadModel):
     capacity: dict[str, int]
     active: bool
     queue_ids: list[int] = []
+    wrap_up_until: datetime | None = None
 
 
 class StatusChange(BaseModel):

@@ -4,12 +4,14 @@ which commits and then publishes the events the change produced. Views never wri
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy import and_, bindparam, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.auth import hash_password
@@ -17,10 +19,11 @@ from hub.db import utcnow
 from hub.events import EventType, NewEvent
 from hub.messages import OutboundMessage
 from hub.runtime import Runtime, Tx
-from ticketing import routing
+from ticketing import queue_rules, routing, sla
 from ticketing.exceptions import (
     AgentNotFound,
     ContactNotFound,
+    InvalidRoutingConfig,
     NoRecipient,
     NotYourTicket,
     OfferNotPending,
@@ -50,6 +53,9 @@ from ticketing.models import (
     Queue,
     QueueCreate,
     QueueRead,
+    QueueUpdate,
+    RoutingExplanation,
+    RoutingRules,
     Ticket,
     TicketDetail,
     TicketPage,
@@ -67,7 +73,9 @@ Q = Queue.__table__  # type: ignore[attr-defined]
 A = Agent.__table__  # type: ignore[attr-defined]
 AQ = AgentQueue.__table__  # type: ignore[attr-defined]
 O = Outbox.__table__  # type: ignore[attr-defined]  # noqa: E741
+RR = RoutingRules.__table__  # type: ignore[attr-defined]
 
+log = logging.getLogger(__name__)
 _OPEN = [s.value for s in OPEN_STATUSES]
 EVENT_TEXT_LIMIT = 10_000
 
@@ -252,79 +260,229 @@ async def get_contact_history(rt: Runtime, *, contact_id: int, principal: Princi
 
 
 # --- routing I/O --------------------------------------------------------------------------------------------
+#
+# The policy is pure (``ticketing.routing``); these functions feed it snapshots and write its decisions.
+# Invariants, in one process on SQLite and across processes on PostgreSQL:
+# - a ticket is offered to at most one agent at a time, and assigned at most once: ``offered_agent_id`` and
+#   ``assignee_id`` are single columns, changed only by conditional UPDATEs (``WHERE offered_agent_id IS
+#   NULL``, ``WHERE offered_agent_id = me AND assignee_id IS NULL``);
+# - routing never puts an agent over capacity: every routing pass takes the routing lock first (an advisory
+#   transaction lock on PostgreSQL; the database write lock on SQLite, taken up front by a no-op write) and
+#   reads the agents' loads after it, so it sees every earlier pass's offers, and no other pass commits
+#   offers until it has committed. Status changes take the same lock, so no pass offers work to an agent
+#   who has just gone away.
+# - no deadlock on PostgreSQL: locks are taken in one order: the ticket rows a transaction changes directly
+#   (ingest, a reply, a decline), then the routing lock, then agent rows. Holding the routing lock, ticket
+#   rows are only claimed with FOR UPDATE SKIP LOCKED, so a pass never waits for a ticket another
+#   transaction is changing; what it skips, the next pass (``routing_tick``, every second) picks up,
+#   including offers left with an agent who is no longer available.
+# Every decision is written to the ticket (``routing``: decision, agent, reason, time) and emitted as an
+# event, so the console follows it live and ``explain_routing`` can say why.
+
+ROUTING_LOCK_KEY = 0x5B0A_4D02
+_WAITING = and_(T.c.assignee_id.is_(None), T.c.offered_agent_id.is_(None), T.c.status.in_(_OPEN))
+# How many waiting items a sweep looks at per agent with free capacity (the oldest and the nearest due).
+_CANDIDATES_PER_FREE_AGENT = 20
+_MAX_CANDIDATES = 5000
 
 
 async def _take_routing_lock(conn: AsyncConnection) -> None:
-    # One routing decision at a time across processes on PostgreSQL, so two processes never offer the
-    # same agent past capacity. (SQLite has one writer anyway.)
     if conn.dialect.name == "postgresql":
-        await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": 0x5B0A_4D02})
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ROUTING_LOCK_KEY})
+    else:
+        # A write that changes nothing makes SQLite take its write lock now rather than at our first real
+        # write, so the loads read next are current and stay current until we commit.
+        await conn.execute(update(A).where(A.c.id == -1).values(missed_offers=A.c.missed_offers))
 
 
-async def _agent_slots(conn: AsyncConnection, queue_ids: Iterable[int]) -> dict[int, routing.AgentSlot]:
+@dataclass(slots=True)
+class _Queues:
+    policies: dict[int, routing.QueuePolicy]
+    hours: dict[int, sla.BusinessHours | None]
+    rows: dict[int, Any]
+    names: dict[int, str]
+
+    def feeding(self, queue_ids: Iterable[int]) -> set[int]:
+        """These queues, plus every queue whose overflow widens into one of them."""
+        wanted = set(queue_ids)
+        out = set(wanted)
+        for qid, p in self.policies.items():
+            if any(step.widen_to & wanted for step in p.overflow):
+                out.add(qid)
+        return out
+
+
+async def _queues(conn: AsyncConnection) -> _Queues:
+    rows = {r.id: r for r in await conn.execute(select(Q))}
+    by_name = {r.name: r.id for r in rows.values()}
+    policies: dict[int, routing.QueuePolicy] = {}
+    hours: dict[int, sla.BusinessHours | None] = {}
+    for r in rows.values():
+        steps = tuple(
+            routing.OverflowStep(
+                after_seconds=int(s["after_seconds"]),
+                widen_to=frozenset(by_name[n] for n in s.get("widen_to", []) if n in by_name),
+                drop_skills=frozenset(s.get("drop_skills", [])),
+            )
+            for s in sorted(r.overflow or [], key=lambda s: int(s["after_seconds"]))
+        )
+        policies[r.id] = routing.QueuePolicy(
+            queue_id=r.id,
+            name=r.name,
+            required_skills=dict(r.required_skills or {}),
+            priority=r.priority,
+            overflow=steps,
+            max_wait_seconds=r.max_wait_seconds,
+            overflow_queue_id=by_name.get(r.overflow_queue) if r.overflow_queue else None,
+        )
+        hours[r.id] = sla.BusinessHours.parse(r.hours)
+    return _Queues(policies, hours, rows, {r.id: r.name for r in rows.values()})
+
+
+async def _agent_slots(
+    conn: AsyncConnection, queue_ids: Iterable[int], *, voice_blocks_chats: bool = True
+) -> dict[int, routing.AgentSlot]:
+    """The active agents of these queues, whatever their status (explanations count the away ones too), with
+    the load per channel of the available ones: open tickets in hand plus pending offers."""
     queue_ids = set(queue_ids)
     if not queue_ids:
         return {}
     members = (
         await conn.execute(
-            select(A.c.id, A.c.capacity, A.c.last_assigned_at, AQ.c.queue_id)
+            select(A.c.id, A.c.status, A.c.skills, A.c.capacity, A.c.last_assigned_at, AQ.c.queue_id)
             .join(AQ, AQ.c.agent_id == A.c.id)
-            .where(A.c.status == AgentStatus.AVAILABLE, A.c.active.is_(True))
+            .where(A.c.active.is_(True), AQ.c.queue_id.in_(queue_ids))
         )
     ).all()
+    blocks = routing.BLOCKS if voice_blocks_chats else {}
     slots: dict[int, routing.AgentSlot] = {}
-    for agent_id, capacity, last_assigned_at, queue_id in members:
-        slot = slots.setdefault(
-            agent_id,
-            routing.AgentSlot(
+    for agent_id, status, skills, capacity, last_assigned_at, queue_id in members:
+        slot = slots.get(agent_id)
+        if slot is None:
+            slot = slots[agent_id] = routing.AgentSlot(
                 agent_id=agent_id,
                 queue_ids=frozenset(),
                 capacity=dict(capacity or {}),
                 last_assigned_at=last_assigned_at,
-            ),
-        )
+                available=status == AgentStatus.AVAILABLE,
+                skills=dict(skills or {}),
+                status=status,
+                blocks=blocks,
+            )
         slot.queue_ids = slot.queue_ids | {queue_id}
-    slots = {k: v for k, v in slots.items() if v.queue_ids & queue_ids}
-    if not slots:
-        return {}
-    holder = func.coalesce(T.c.assignee_id, T.c.offered_agent_id)
-    loads = (
-        await conn.execute(
-            select(holder, T.c.channel, func.count())
-            .where(T.c.status.in_(_OPEN), holder.in_(list(slots)))
-            .group_by(holder, T.c.channel)
-        )
-    ).all()
-    for agent_id, channel, count in loads:
-        slots[agent_id].load[channel] = count
+    available = [a for a, s in slots.items() if s.available]
+    if available:
+        holder = func.coalesce(T.c.assignee_id, T.c.offered_agent_id)
+        loads = (
+            await conn.execute(
+                select(holder, T.c.channel, func.count())
+                .where(
+                    T.c.status.in_(_OPEN),
+                    or_(T.c.assignee_id.in_(available), T.c.offered_agent_id.in_(available)),
+                )
+                .group_by(holder, T.c.channel)
+            )
+        ).all()
+        for agent_id, channel, count in loads:
+            if agent_id in slots:
+                slots[agent_id].load[channel] = count
     return slots
 
 
+def _decision(kind: str, reason: str, now: datetime, *, agent_id: int | None = None, old: Any = None) -> dict[str, Any]:
+    """The ``routing`` column's value: the last decision, keeping who recently passed on the ticket."""
+    value: dict[str, Any] = {"decision": kind, "agent_id": agent_id, "reason": reason, "at": now.isoformat()}
+    passed = (old or {}).get("passed")
+    if passed:
+        value["passed"] = passed
+    return value
+
+
+def _recently_passed(value: Any, now: datetime, window: float) -> frozenset[int]:
+    """Agents who declined the ticket or let its offer expire within ``window`` seconds: not offered it again
+    before then (after that, if nobody else can take it, they may be)."""
+    cutoff = now - timedelta(seconds=window)
+    out = set()
+    for agent, at in ((value or {}).get("passed") or {}).items():
+        if datetime.fromisoformat(at) > cutoff:
+            out.add(int(agent))
+    return frozenset(out)
+
+
+async def _waiting_rows(
+    conn: AsyncConnection, *, ticket_ids: Sequence[int] | None, queue_ids: set[int] | None, limit: int | None
+) -> list[Any]:
+    def claim(stmt: Any) -> Any:
+        return stmt.with_for_update(skip_locked=True) if conn.dialect.name == "postgresql" else stmt
+
+    base = select(T).where(_WAITING)
+    if ticket_ids is not None:
+        base = base.where(T.c.id.in_(list(ticket_ids)))
+    if queue_ids is not None:
+        base = base.where(T.c.queue_id.in_(queue_ids))
+    if limit is None:
+        return list(await conn.execute(claim(base.order_by(T.c.id))))
+    # A bounded look at a long queue: the oldest items and the nearest to their deadline, which are the ones
+    # aging can put first. (New items without queued_at are the newest.)
+    oldest = await conn.execute(claim(base.order_by(T.c.queued_at.is_(None), T.c.queued_at, T.c.id).limit(limit)))
+    rows = {r.id: r for r in oldest}
+    due = await conn.execute(
+        claim(
+            base.where(T.c.first_response_due_at.is_not(None), T.c.first_response_at.is_(None))
+            .order_by(T.c.first_response_due_at, T.c.id)
+            .limit(limit)
+        )
+    )
+    for r in due:
+        rows.setdefault(r.id, r)
+    return list(rows.values())
+
+
 async def route_tickets(
-    rt: Runtime, tx: Tx, ticket_ids: Sequence[int], *, exclude: dict[int, set[int]] | None = None
-) -> None:
-    """Offer each waiting ticket (unassigned, no pending offer) to the best eligible agent, oldest first."""
-    if not ticket_ids:
-        return
+    rt: Runtime,
+    tx: Tx,
+    ticket_ids: Sequence[int] | None = None,
+    *,
+    exclude: dict[int, set[int]] | None = None,
+    queue_ids: Iterable[int] | None = None,
+    returned: Iterable[int] = (),
+) -> list[routing.Decision]:
+    """Offer waiting work (open, unassigned, no pending offer) to the best eligible agents, highest effective
+    priority first, and record each decision. ``ticket_ids``: just these tickets (new or returned work);
+    otherwise a sweep of the waiting work of ``queue_ids`` (default: every queue with a free agent).
+    Work entering its queue is stamped (queued time, SLA deadlines) and announced as ``ticket.queued``
+    unless it is offered at once; so is ``returned`` work (a declined or expired offer) that waits again."""
+    if ticket_ids is not None and not ticket_ids:
+        return []
     conn = tx.conn
     await _take_routing_lock(conn)
-    rows = (
-        await conn.execute(
-            select(T)
-            .where(
-                T.c.id.in_(list(ticket_ids)),
-                T.c.assignee_id.is_(None),
-                T.c.offered_agent_id.is_(None),
-                T.c.status.in_(_OPEN),
-            )
-            .order_by(T.c.id)
-        )
-    ).all()
+    now = utcnow()
+    settings = rt.settings
+    qs = await _queues(conn)
+    slots: dict[int, routing.AgentSlot] | None = None
+    limit = None
+    wanted_queues: set[int] | None = None
+    if ticket_ids is None:
+        slots = await _agent_slots(conn, qs.policies, voice_blocks_chats=settings.voice_blocks_chats)
+        free = [s for s in slots.values() if s.available and any(s.free(c) > 0 for c in routing.DEFAULT_CAPACITY)]
+        free_queues = {q for s in free for q in s.queue_ids}
+        if queue_ids is not None:
+            free_queues &= set(queue_ids)
+        if not free_queues:
+            return []
+        wanted_queues = qs.feeding(free_queues)
+        limit = min(_MAX_CANDIDATES, _CANDIDATES_PER_FREE_AGENT * len(free) + 100)
+    # Work in no queue (no queue exists yet) is not routed: it waits until a supervisor places it.
+    rows = [
+        r
+        for r in await _waiting_rows(conn, ticket_ids=ticket_ids, queue_ids=wanted_queues, limit=limit)
+        if r.queue_id is not None
+    ]
     if not rows:
-        return
-    slots = await _agent_slots(conn, {r.queue_id for r in rows if r.queue_id is not None})
-    if not slots:
-        return
+        return []
+    returned = set(returned)
+    items: list[routing.WorkItem] = []
+    stamps: dict[int, dict[str, Any]] = {}
     contact_ids = {r.contact_id for r in rows}
     previous = dict(
         (
@@ -335,47 +493,105 @@ async def route_tickets(
             )
         ).all()
     )
-    now = utcnow()
-    expires = now + timedelta(seconds=rt.settings.offer_timeout_seconds)
+    by_id = {r.id: r for r in rows}
     for r in rows:
-        item = routing.WorkItem(
-            ticket_id=r.id,
-            queue_id=r.queue_id,
-            channel=r.channel,
-            previous_agent_id=previous.get(r.contact_id),
-            excluded=frozenset((exclude or {}).get(r.id, set())),
-        )
-        chosen = routing.choose_agent(item, slots.values())
-        if chosen is None:
-            continue
-        chosen.take(r.channel, now)
-        updated = (
-            await conn.execute(
-                update(T)
-                .where(T.c.id == r.id, T.c.offered_agent_id.is_(None), T.c.assignee_id.is_(None))
-                .values(offered_agent_id=chosen.agent_id, offer_expires_at=expires, updated_at=now)
-                .returning(*T.c)
+        policy = qs.policies.get(r.queue_id) if r.queue_id is not None else None
+        stamp: dict[str, Any] = {}
+        queued_at = r.queued_at
+        if queued_at is None:
+            queued_at = stamp["queued_at"] = now
+        if policy is not None:
+            hours = qs.hours[policy.queue_id]
+            qrow = qs.rows[policy.queue_id]
+            if r.first_response_due_at is None and qrow.sla_first_response_seconds:
+                stamp["first_response_due_at"] = sla.due_at(hours, r.created_at, qrow.sla_first_response_seconds)
+            if r.resolution_due_at is None and qrow.sla_resolution_seconds:
+                stamp["resolution_due_at"] = sla.due_at(hours, r.created_at, qrow.sla_resolution_seconds)
+        if stamp:
+            stamps[r.id] = stamp
+        first_due = stamp.get("first_response_due_at", r.first_response_due_at)
+        due = first_due if r.first_response_at is None else stamp.get("resolution_due_at", r.resolution_due_at)
+        serving, required = routing.requirements(policy, r.skills, r.overflow_stage)
+        excluded = _recently_passed(r.routing, now, settings.offer_timeout_seconds)
+        if exclude and r.id in exclude:
+            excluded |= frozenset(exclude[r.id])
+        items.append(
+            routing.WorkItem(
+                ticket_id=r.id,
+                queue_id=r.queue_id,
+                channel=r.channel,
+                previous_agent_id=previous.get(r.contact_id),
+                excluded=excluded,
+                queue_ids=serving,
+                required_skills=required,
+                priority=r.priority,
+                queue_priority=policy.priority if policy else 0,
+                queued_at=queued_at,
+                due_at=due,
             )
-        ).first()
-        if updated is not None:
-            tx.emit(ticket_event(EventType.TICKET_OFFERED, updated, offer_timeout=rt.settings.offer_timeout_seconds))
+        )
+    if slots is None:
+        serving_queues = {q for i in items for q in i.serving_queues}
+        slots = await _agent_slots(conn, serving_queues, voice_blocks_chats=settings.voice_blocks_chats)
+    decisions = routing.route(items, slots.values(), now)
+
+    expires = now + timedelta(seconds=settings.offer_timeout_seconds)
+    writes: list[dict[str, Any]] = []
+    for d in decisions:
+        r = by_id[d.ticket_id]
+        values = {**stamps.get(r.id, {})}
+        if d.agent_id is not None:
+            values.update(
+                offered_agent_id=d.agent_id,
+                offer_expires_at=expires,
+                routing=_decision("offered", d.reason, now, agent_id=d.agent_id, old=r.routing),
+            )
+            event = EventType.TICKET_OFFERED
+        elif r.id in stamps or r.id in returned:
+            values["routing"] = _decision("queued", d.reason, now, old=r.routing)
+            event = EventType.TICKET_QUEUED
+        else:
+            continue  # still waiting, as before: nothing to write or announce
+        values["updated_at"] = now
+        row = {**r._mapping, **values}
+        writes.append(
+            {
+                "b_id": r.id,
+                **{f"b_{c}": row[c] for c in _ROUTING_COLUMNS},
+            }
+        )
+        extra: dict[str, Any] = {"reason": d.reason}
+        if d.agent_id is not None:
+            extra["offer_timeout"] = settings.offer_timeout_seconds
+        tx.emit(ticket_event(event, row, **extra))
+    if writes:
+        # The conditions repeat what the claim established; they cost nothing and guard the invariants.
+        await conn.execute(
+            update(T)
+            .where(T.c.id == bindparam("b_id"), T.c.offered_agent_id.is_(None), T.c.assignee_id.is_(None))
+            .values({c: bindparam(f"b_{c}") for c in _ROUTING_COLUMNS}),
+            writes,
+        )
+    return decisions
+
+
+_ROUTING_COLUMNS = (
+    "offered_agent_id",
+    "offer_expires_at",
+    "queued_at",
+    "first_response_due_at",
+    "resolution_due_at",
+    "routing",
+    "updated_at",
+)
 
 
 async def waiting_ticket_ids(conn: AsyncConnection, queue_ids: Iterable[int], limit: int = 200) -> list[int]:
+    """Waiting tickets of these queues, oldest first."""
     queue_ids = list(queue_ids)
     if not queue_ids:
         return []
-    rows = await conn.execute(
-        select(T.c.id)
-        .where(
-            T.c.queue_id.in_(queue_ids),
-            T.c.assignee_id.is_(None),
-            T.c.offered_agent_id.is_(None),
-            T.c.status.in_(_OPEN),
-        )
-        .order_by(T.c.id)
-        .limit(limit)
-    )
+    rows = await conn.execute(select(T.c.id).where(T.c.queue_id.in_(queue_ids), _WAITING).order_by(T.c.id).limit(limit))
     return [r[0] for r in rows]
 
 
@@ -400,81 +616,391 @@ async def accept_offer(rt: Runtime, *, ticket_id: int, principal: Principal) -> 
         if row is None:
             await _ticket_row(tx.conn, ticket_id)  # 404 when it does not exist
             raise OfferNotPending(f"ticket {ticket_id} is not offered to you (it expired or was taken)")
-        await tx.conn.execute(update(A).where(A.c.id == principal.agent_id).values(last_assigned_at=now))
-        tx.emit(ticket_event(EventType.TICKET_ASSIGNED, row, by=principal.agent_id))
-    return TicketRead.model_validate(row._mapping)
-
-
-async def _return_offer(rt: Runtime, tx: Tx, row: Any, event_type: str) -> None:
-    tx.emit(
-        NewEvent(
-            type=event_type,
-            payload={"ticket_id": row.id, "agent_id": row.offered_agent_id},
-            ticket_id=row.id,
-            queue_id=row.queue_id,
-            agent_id=row.offered_agent_id,
+        await tx.conn.execute(
+            update(A).where(A.c.id == principal.agent_id).values(last_assigned_at=now, missed_offers=0)
         )
-    )
-    await route_tickets(rt, tx, [row.id], exclude={row.id: {row.offered_agent_id}})
-
-
-async def decline_offer(rt: Runtime, *, ticket_id: int, principal: Principal) -> None:
-    """The offered agent passes; the offer moves on to the next eligible agent."""
-    async with rt.write() as tx:
-        row = (
-            await tx.conn.execute(
-                update(T)
-                .where(T.c.id == ticket_id, T.c.offered_agent_id == principal.agent_id)
-                .values(offered_agent_id=None, offer_expires_at=None, updated_at=utcnow())
-                .returning(T.c.id, T.c.queue_id)
-            )
-        ).first()
-        if row is None:
-            await _ticket_row(tx.conn, ticket_id)
-            raise OfferNotPending(f"ticket {ticket_id} is not offered to you")
         tx.emit(
             NewEvent(
-                type=EventType.OFFER_DECLINED,
+                type=EventType.OFFER_ACCEPTED,
                 payload={"ticket_id": ticket_id, "agent_id": principal.agent_id},
                 ticket_id=ticket_id,
                 queue_id=row.queue_id,
                 agent_id=principal.agent_id,
             )
         )
-        await route_tickets(rt, tx, [ticket_id], exclude={ticket_id: {principal.agent_id}})
+        tx.emit(ticket_event(EventType.TICKET_ASSIGNED, row, by=principal.agent_id))
+    return TicketRead.model_validate(row._mapping)
+
+
+async def _return_offers(
+    tx: Tx, offers: Sequence[tuple[int, int]], *, event_type: str, reason: str, now: datetime
+) -> list[int]:
+    """Take back pending offers, given as (ticket id, agent id); each agent is remembered as having passed on
+    the ticket. Returns the tickets taken back (an offer accepted or returned meanwhile is left alone)."""
+    back = []
+    for ticket_id, agent_id in offers:
+        row = (
+            await tx.conn.execute(
+                select(T.c.id, T.c.queue_id, T.c.routing).where(
+                    T.c.id == ticket_id, T.c.offered_agent_id == agent_id, T.c.assignee_id.is_(None)
+                )
+            )
+        ).first()
+        if row is None:
+            continue
+        old = dict(row.routing or {})
+        passed = {**(old.get("passed") or {}), str(agent_id): now.isoformat()}
+        value = {**old, "passed": dict(sorted(passed.items(), key=lambda kv: kv[1])[-20:])}
+        done = await tx.conn.execute(
+            update(T)
+            .where(T.c.id == ticket_id, T.c.offered_agent_id == agent_id, T.c.assignee_id.is_(None))
+            .values(offered_agent_id=None, offer_expires_at=None, routing=value, updated_at=now)
+        )
+        if not done.rowcount:
+            continue
+        back.append(ticket_id)
+        tx.emit(
+            NewEvent(
+                type=event_type,
+                payload={"ticket_id": ticket_id, "agent_id": agent_id, "reason": reason},
+                ticket_id=ticket_id,
+                queue_id=row.queue_id,
+                agent_id=agent_id,
+            )
+        )
+    return back
+
+
+async def decline_offer(rt: Runtime, *, ticket_id: int, principal: Principal) -> None:
+    """The offered agent passes; the offer moves on to the next eligible agent."""
+    now = utcnow()
+    async with rt.write() as tx:
+        back = await _return_offers(
+            tx, [(ticket_id, principal.agent_id)], event_type=EventType.OFFER_DECLINED, reason="declined", now=now
+        )
+        if not back:
+            await _ticket_row(tx.conn, ticket_id)
+            raise OfferNotPending(f"ticket {ticket_id} is not offered to you")
+        await _take_routing_lock(tx.conn)  # before the agent row: see the lock order above
+        await tx.conn.execute(update(A).where(A.c.id == principal.agent_id).values(missed_offers=0))
+        await route_tickets(rt, tx, back, returned=back)
 
 
 async def expire_offers(rt: Runtime) -> int:
-    """Move offers past their deadline on to the next agent; the number expired."""
+    """Move offers past their deadline on to the next agent; an agent who lets ``max_missed_offers`` expire in
+    a row is set away. Returns the number expired."""
+    now = utcnow()
+    settings = rt.settings
+    async with rt.write() as tx:
+        await _take_routing_lock(tx.conn)
+        away = select(A.c.id).where(A.c.status != AgentStatus.AVAILABLE)
+        stmt = select(T.c.id, T.c.offered_agent_id, T.c.offer_expires_at).where(
+            T.c.offered_agent_id.is_not(None), or_(T.c.offer_expires_at < now, T.c.offered_agent_id.in_(away))
+        )
+        if tx.conn.dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True, of=T)
+        rows = (await tx.conn.execute(stmt.order_by(T.c.id))).all()
+        if not rows:
+            return 0
+        late = [(r.id, r.offered_agent_id) for r in rows if r.offer_expires_at is not None and r.offer_expires_at < now]
+        back = await _return_offers(
+            tx,
+            late,
+            event_type=EventType.OFFER_EXPIRED,
+            reason=f"not accepted within {settings.offer_timeout_seconds} s",
+            now=now,
+        )
+        # Offers a status change could not take back at once (their ticket was busy): back now.
+        stranded = [(r.id, r.offered_agent_id) for r in rows if r.id not in set(back)]
+        back += await _return_offers(
+            tx, stranded, event_type=EventType.OFFER_EXPIRED, reason="agent is not available", now=now
+        )
+        missed: dict[int, int] = {}
+        for ticket_id, agent_id in late:
+            if ticket_id in back:
+                missed[agent_id] = missed.get(agent_id, 0) + 1
+        for agent_id, n in missed.items():
+            row = (
+                await tx.conn.execute(
+                    update(A)
+                    .where(A.c.id == agent_id)
+                    .values(missed_offers=A.c.missed_offers + n)
+                    .returning(A.c.missed_offers, A.c.status)
+                )
+            ).one()
+            if settings.max_missed_offers and row.missed_offers >= settings.max_missed_offers:
+                if row.status == AgentStatus.AVAILABLE:
+                    await _change_status(
+                        rt, tx, agent_id, AgentStatus.AWAY, reason=f"let {row.missed_offers} offers expire in a row"
+                    )
+        await route_tickets(rt, tx, back, returned=back)
+    return len(back)
+
+
+async def _change_status(
+    rt: Runtime, tx: Tx, agent_id: int, status: AgentStatus, *, reason: str | None = None
+) -> AgentRead:
+    """Set an agent's status inside ``tx``: available pulls waiting work; any other status returns the
+    agent's pending offers to their queues at once (wrap-up ends by itself after ``wrap_up_seconds``).
+    An offer whose ticket another transaction holds is returned by the next ``expire_offers``."""
+    await _take_routing_lock(tx.conn)
+    now = utcnow()
+    values: dict[str, Any] = {"status": status.value, "status_changed_at": now, "wrap_up_until": None}
+    if status is AgentStatus.WRAP_UP and rt.settings.wrap_up_seconds > 0:
+        values["wrap_up_until"] = now + timedelta(seconds=rt.settings.wrap_up_seconds)
+    if status is AgentStatus.AVAILABLE:
+        values["missed_offers"] = 0
+    row = (await tx.conn.execute(update(A).where(A.c.id == agent_id).values(**values).returning(*A.c))).first()
+    if row is None:
+        raise AgentNotFound(f"agent {agent_id} does not exist")
+    agent = await _agent_read(tx.conn, row)
+    payload: dict[str, Any] = {"agent_id": agent_id, "status": status.value}
+    if reason:
+        payload["reason"] = reason
+    if values["wrap_up_until"]:
+        payload["wrap_up_until"] = values["wrap_up_until"].isoformat()
+    tx.emit(NewEvent(type=EventType.AGENT_STATUS, payload=payload, agent_id=agent_id))
+    if status is AgentStatus.AVAILABLE:
+        await route_tickets(rt, tx, queue_ids=agent.queue_ids)
+    else:
+        stmt = select(T.c.id).where(T.c.offered_agent_id == agent_id).order_by(T.c.id)
+        if tx.conn.dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        offered = [(r.id, agent_id) for r in await tx.conn.execute(stmt)]
+        back = await _return_offers(
+            tx, offered, event_type=EventType.OFFER_EXPIRED, reason=f"agent is {status.value}", now=now
+        )
+        await route_tickets(rt, tx, back, returned=back)
+    return agent
+
+
+async def end_wrap_ups(rt: Runtime) -> int:
+    """Agents whose wrap-up time is over become available (and are offered waiting work)."""
     now = utcnow()
     async with rt.write() as tx:
+        await _take_routing_lock(tx.conn)
+        due = [
+            r.id
+            for r in await tx.conn.execute(
+                select(A.c.id).where(
+                    A.c.status == AgentStatus.WRAP_UP, A.c.wrap_up_until.is_not(None), A.c.wrap_up_until <= now
+                )
+            )
+        ]
+        for agent_id in due:
+            await _change_status(rt, tx, agent_id, AgentStatus.AVAILABLE, reason="wrap-up over")
+    return len(due)
+
+
+async def _work_done(rt: Runtime, tx: Tx, *, agent_id: int, channel: str) -> None:
+    """An agent's ticket was solved or closed: after a call or chat the agent wraps up; otherwise the freed
+    capacity is offered waiting work."""
+    status = (await tx.conn.execute(select(A.c.status).where(A.c.id == agent_id))).scalar()
+    if status != AgentStatus.AVAILABLE:
+        return
+    if channel in routing.LIVE_CHANNELS and rt.settings.wrap_up_seconds > 0:
+        await _change_status(rt, tx, agent_id, AgentStatus.WRAP_UP, reason=f"after a {channel} conversation")
+    else:
+        queue_ids = [q for (q,) in await tx.conn.execute(select(AQ.c.queue_id).where(AQ.c.agent_id == agent_id))]
+        await route_tickets(rt, tx, queue_ids=queue_ids)
+
+
+async def apply_overflow(rt: Runtime) -> int:
+    """Waiting work that has waited long enough takes its queue's next overflow steps (more queues' agents,
+    fewer skills asked), or past the queue's maximum wait moves to its overflow queue; each is announced as
+    ``ticket.overflowed`` with the reason, then routed. Returns the number of tickets changed."""
+    now = utcnow()
+    async with rt.write() as tx:
+        conn = tx.conn
+        await _take_routing_lock(conn)
+        qs = await _queues(conn)
+        conds = []
+        for qid, p in qs.policies.items():
+            parts = []
+            if p.overflow:
+                first = now - timedelta(seconds=p.overflow[0].after_seconds)
+                parts.append(and_(T.c.overflow_stage < len(p.overflow), T.c.queued_at <= first))
+            if p.max_wait_seconds is not None and p.overflow_queue_id is not None and p.overflow_queue_id != qid:
+                parts.append(T.c.queued_at <= now - timedelta(seconds=p.max_wait_seconds))
+            if parts:
+                conds.append(and_(T.c.queue_id == qid, or_(*parts)))
+        if not conds:
+            return 0
+        stmt = select(T).where(_WAITING, T.c.queued_at.is_not(None), or_(*conds)).order_by(T.c.id)
+        if conn.dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        changed: list[int] = []
+        for r in await conn.execute(stmt):
+            p = qs.policies[r.queue_id]
+            waited = (now - r.queued_at).total_seconds()
+            if p.past_max_wait(waited) and p.overflow_queue_id is not None and p.overflow_queue_id != r.queue_id:
+                target = p.overflow_queue_id
+                reason = f"waited over the maximum of {p.max_wait_seconds} s in {p.name}: moved to {qs.names[target]}"
+                values: dict[str, Any] = {"queue_id": target, "queued_at": now, "overflow_stage": 0}
+            else:
+                stage = p.stage_after(waited)
+                if stage <= r.overflow_stage:
+                    continue
+                reason = f"waited {int(waited)} s in {p.name}: " + routing.overflow_summary(p, stage, qs.names)
+                values = {"overflow_stage": stage}
+            values["routing"] = _decision("overflowed", reason, now, old=r.routing)
+            values["updated_at"] = now
+            done = await conn.execute(
+                update(T)
+                .where(
+                    T.c.id == r.id,
+                    T.c.queue_id == r.queue_id,
+                    T.c.overflow_stage == r.overflow_stage,
+                    T.c.offered_agent_id.is_(None),
+                    T.c.assignee_id.is_(None),
+                )
+                .values(**values)
+            )
+            if not done.rowcount:
+                continue
+            changed.append(r.id)
+            tx.emit(
+                ticket_event(
+                    EventType.TICKET_OVERFLOWED, {**r._mapping, **values}, reason=reason, from_queue_id=r.queue_id
+                )
+            )
+        await route_tickets(rt, tx, changed)
+    return len(changed)
+
+
+async def routing_tick(rt: Runtime) -> None:
+    """The periodic routing job: expire offers, end wrap-ups, apply overflow, then offer waiting work to
+    any free agent (work that could not be offered when it arrived, or an agent freed outside routing)."""
+    await expire_offers(rt)
+    await end_wrap_ups(rt)
+    await apply_overflow(rt)
+    async with rt.write() as tx:
+        await route_tickets(rt, tx)
+
+
+async def requeue_agent_work(rt: Runtime, *, agent_id: int, principal: Principal) -> list[int]:
+    """Supervisors: put an agent's open conversations back in their queues (an agent gone for the day)."""
+    principal.require_supervisor()
+    now = utcnow()
+    async with rt.write() as tx:
+        if not (await tx.conn.execute(select(A.c.id).where(A.c.id == agent_id))).first():
+            raise AgentNotFound(f"agent {agent_id} does not exist")
+        reason = f"re-queued by {principal.username} from agent {agent_id}"
         rows = (
             await tx.conn.execute(
-                select(T.c.id, T.c.queue_id, T.c.offered_agent_id).where(
-                    T.c.offered_agent_id.is_not(None), T.c.offer_expires_at < now
+                update(T)
+                .where(T.c.assignee_id == agent_id, T.c.status.in_(_OPEN))
+                .values(
+                    assignee_id=None,
+                    offered_agent_id=None,
+                    offer_expires_at=None,
+                    routing=_decision("requeued", reason, now),
+                    updated_at=now,
                 )
+                .returning(T.c.id, T.c.queue_id)
             )
         ).all()
-        exclude: dict[int, set[int]] = {}
+        ids = sorted(r.id for r in rows)
         for r in rows:
-            done = await tx.conn.execute(
-                update(T)
-                .where(T.c.id == r.id, T.c.offered_agent_id == r.offered_agent_id)
-                .values(offered_agent_id=None, offer_expires_at=None)
-            )
-            if done.rowcount:
-                exclude[r.id] = {r.offered_agent_id}
-                tx.emit(
-                    NewEvent(
-                        type=EventType.OFFER_EXPIRED,
-                        payload={"ticket_id": r.id, "agent_id": r.offered_agent_id},
-                        ticket_id=r.id,
-                        queue_id=r.queue_id,
-                        agent_id=r.offered_agent_id,
-                    )
+            tx.emit(
+                NewEvent(
+                    type=EventType.TICKET_REQUEUED,
+                    payload={"ticket_id": r.id, "agent_id": agent_id, "reason": reason},
+                    ticket_id=r.id,
+                    queue_id=r.queue_id,
+                    agent_id=agent_id,
                 )
-        await route_tickets(rt, tx, list(exclude), exclude=exclude)
-    return len(exclude)
+            )
+        await route_tickets(rt, tx, ids, exclude={t: {agent_id} for t in ids}, returned=ids)
+    return ids
+
+
+async def explain_routing(rt: Runtime, *, ticket_id: int, principal: Principal) -> RoutingExplanation:
+    """Why a ticket is where it is: the last decision and its reason; for waiting work, why it waits now."""
+    now = utcnow()
+    async with rt.read() as conn:
+        r = await _ticket_row(conn, ticket_id)
+        _check_visible(principal, r)
+        qs = await _queues(conn)
+        policy = qs.policies.get(r.queue_id) if r.queue_id is not None else None
+        serving, required = routing.requirements(policy, r.skills, r.overflow_stage)
+        due = r.first_response_due_at if r.first_response_at is None else r.resolution_due_at
+        item = routing.WorkItem(
+            ticket_id=r.id,
+            queue_id=r.queue_id,
+            channel=r.channel,
+            excluded=_recently_passed(r.routing, now, rt.settings.offer_timeout_seconds),
+            queue_ids=serving,
+            required_skills=required,
+            priority=r.priority,
+            queue_priority=policy.priority if policy else 0,
+            queued_at=r.queued_at or now,
+            due_at=due,
+        )
+        if r.status not in _OPEN:
+            state, agent_id, why = "closed", r.assignee_id, f"the ticket is {r.status}"
+        elif r.assignee_id is not None:
+            state, agent_id, why = "assigned", r.assignee_id, "assigned"
+        elif r.offered_agent_id is not None:
+            state, agent_id, why = "offered", r.offered_agent_id, "offered, waiting for the agent to accept"
+        else:
+            slots = await _agent_slots(conn, serving, voice_blocks_chats=rt.settings.voice_blocks_chats)
+            decision = routing.decide(item, slots.values())
+            state, agent_id = "waiting", None
+            why = (
+                decision.reason
+                if decision.agent_id is None
+                else f"agent {decision.agent_id} can take it ({decision.reason}); the next routing pass offers it"
+            )
+            if policy is not None and not sla.is_open(qs.hours[policy.queue_id], now):
+                why += "; the queue is outside its business hours"
+    return RoutingExplanation(
+        ticket_id=r.id,
+        state=state,
+        queue_id=r.queue_id,
+        agent_id=agent_id,
+        effective_priority=routing.effective_priority(item, now) if state == "waiting" else None,
+        overflow_stage=r.overflow_stage,
+        last_decision=r.routing,
+        now=why,
+    )
+
+
+# --- queue-selection rules ---------------------------------------------------------------------------------
+
+
+async def get_routing_rules(conn: AsyncConnection) -> queue_rules.RuleSet:
+    """The rules in force (none configured: an empty set)."""
+    row = (await conn.execute(select(RR.c.rules).where(RR.c.id == 1))).first()
+    return queue_rules.parse_rules(row.rules if row else {}, source="stored rules")
+
+
+async def set_routing_rules(
+    rt: Runtime, *, rules: queue_rules.RuleSet, source: str = "api", strict: bool = True
+) -> list[str]:
+    """Store the queue-selection rules every process uses. ``strict``: a rule naming a queue that does not
+    exist is refused; otherwise such names are returned (the rule is skipped until the queue exists)."""
+    async with rt.write() as tx:
+        known = {n for (n,) in await tx.conn.execute(select(Q.c.name))}
+        unknown = sorted(rules.queue_names() - known)
+        if unknown and strict:
+            raise InvalidRoutingConfig(f"rules name queues that do not exist: {', '.join(unknown)}")
+        value = rules.model_dump(mode="json", exclude_none=True)
+        now = utcnow()
+        done = await tx.conn.execute(update(RR).where(RR.c.id == 1).values(rules=value, source=source, updated_at=now))
+        if not done.rowcount:
+            await tx.conn.execute(RR.insert().values(id=1, rules=value, source=source, updated_at=now))
+        tx.emit(NewEvent(type="routing.rules_updated", payload={"source": source, "rules": len(rules.rules)}))
+    return unknown
+
+
+async def load_rules_file(rt: Runtime, *, path: Any) -> None:
+    """At start: validate the YAML rules file and make it the rules in force (queues it names that do not
+    exist yet are logged, and their rules skipped until they do)."""
+    rules = queue_rules.load_rules_file(path)
+    unknown = await set_routing_rules(rt, rules=rules, source=str(path), strict=False)
+    if unknown:
+        log.warning("routing rules in %s name queues that do not exist: %s", path, ", ".join(unknown))
 
 
 # --- agents -------------------------------------------------------------------------------------------------
@@ -589,56 +1115,55 @@ async def list_agents(rt: Runtime) -> list[AgentRead]:
 
 
 async def set_agent_status(rt: Runtime, *, agent_id: int, status: AgentStatus) -> AgentRead:
-    """Change an agent's status. Going available pulls waiting work; leaving returns pending offers."""
-    now = utcnow()
+    """Change an agent's status. Going available pulls waiting work; leaving returns pending offers at once;
+    wrap-up ends by itself after ``wrap_up_seconds``."""
     async with rt.write() as tx:
-        row = (
-            await tx.conn.execute(
-                update(A).where(A.c.id == agent_id).values(status=status.value, status_changed_at=now).returning(*A.c)
-            )
-        ).first()
-        if row is None:
-            raise AgentNotFound(f"agent {agent_id} does not exist")
-        agent = await _agent_read(tx.conn, row)
-        tx.emit(
-            NewEvent(
-                type=EventType.AGENT_STATUS, payload={"agent_id": agent_id, "status": status.value}, agent_id=agent_id
-            )
-        )
-        if status is AgentStatus.AVAILABLE:
-            await route_tickets(rt, tx, await waiting_ticket_ids(tx.conn, agent.queue_ids))
-        else:
-            offered = (
-                await tx.conn.execute(
-                    update(T)
-                    .where(T.c.offered_agent_id == agent_id)
-                    .values(offered_agent_id=None, offer_expires_at=None)
-                    .returning(T.c.id, T.c.queue_id)
-                )
-            ).all()
-            for r in offered:
-                tx.emit(
-                    NewEvent(
-                        type=EventType.OFFER_EXPIRED,
-                        payload={"ticket_id": r.id, "agent_id": agent_id, "reason": status.value},
-                        ticket_id=r.id,
-                        queue_id=r.queue_id,
-                        agent_id=agent_id,
-                    )
-                )
-            await route_tickets(rt, tx, [r.id for r in offered], exclude={r.id: {agent_id} for r in offered})
-    return agent
+        return await _change_status(rt, tx, agent_id, status)
 
 
 # --- queues ----------------------------------------------------------------------------------------------------
 
 
+async def _check_queue_routing(conn: AsyncConnection, name: str, values: dict[str, Any]) -> None:
+    """Overflow targets must name existing queues (or the queue itself, for a widening step)."""
+    known = {n for (n,) in await conn.execute(select(Q.c.name))} | {name}
+    named = {q for step in values.get("overflow") or [] for q in step.get("widen_to", [])}
+    if values.get("overflow_queue"):
+        named.add(values["overflow_queue"])
+    unknown = sorted(named - known)
+    if unknown:
+        raise InvalidRoutingConfig(f"overflow names queues that do not exist: {', '.join(unknown)}")
+    if values.get("max_wait_seconds") and not values.get("overflow_queue"):
+        raise InvalidRoutingConfig("max_wait_seconds needs an overflow_queue to move the work to")
+
+
 async def create_queue(rt: Runtime, *, data: QueueCreate) -> QueueRead:
+    """A queue, with its routing configuration (skills, priority, business hours, SLA, overflow)."""
+    values = data.model_dump(mode="json")
     async with rt.write() as tx:
         if (await tx.conn.execute(select(Q.c.id).where(Q.c.name == data.name))).first():
             raise QueueNameTaken(f"a queue named {data.name!r} exists")
-        row = (await tx.conn.execute(Q.insert().values(**data.model_dump(), created_at=utcnow()).returning(*Q.c))).one()
+        await _check_queue_routing(tx.conn, data.name, values)
+        row = (await tx.conn.execute(Q.insert().values(**values, created_at=utcnow()).returning(*Q.c))).one()
         tx.emit(NewEvent(type="queue.created", payload={"queue": {"id": row.id, "name": row.name}}, queue_id=row.id))
+    return QueueRead.model_validate(row._mapping)
+
+
+async def update_queue(rt: Runtime, *, queue_id: int, data: QueueUpdate) -> QueueRead:
+    """Change a queue's settings; waiting work is routed again under the new ones."""
+    values = data.model_dump(mode="json", exclude_unset=True)
+    for key in ("description", "channels", "required_skills", "priority", "overflow"):
+        if key in values and values[key] is None:
+            del values[key]
+    async with rt.write() as tx:
+        row = (await tx.conn.execute(select(Q).where(Q.c.id == queue_id))).first()
+        if row is None:
+            raise QueueNotFound(f"queue {queue_id} does not exist")
+        await _check_queue_routing(tx.conn, row.name, {**row._mapping, **values})
+        if values:
+            row = (await tx.conn.execute(update(Q).where(Q.c.id == queue_id).values(**values).returning(*Q.c))).one()
+        tx.emit(NewEvent(type="queue.updated", payload={"queue": {"id": row.id, "name": row.name}}, queue_id=row.id))
+        await route_tickets(rt, tx, queue_ids=[queue_id])
     return QueueRead.model_validate(row._mapping)
 
 
@@ -815,6 +1340,8 @@ async def update_ticket(rt: Runtime, *, ticket_id: int, principal: Principal, da
                 by=principal.agent_id,
             )
         )
+        if row.status in _OPEN and updated.status not in _OPEN and row.assignee_id is not None:
+            await _work_done(rt, tx, agent_id=row.assignee_id, channel=row.channel)
     return TicketRead.model_validate(updated._mapping)
 
 
@@ -830,13 +1357,21 @@ async def assign(rt: Runtime, *, ticket_id: int, principal: Principal, agent_id:
             await tx.conn.execute(
                 update(T)
                 .where(T.c.id == ticket_id)
-                .values(assignee_id=agent_id, offered_agent_id=None, offer_expires_at=None, updated_at=now)
+                .values(
+                    assignee_id=agent_id,
+                    offered_agent_id=None,
+                    offer_expires_at=None,
+                    updated_at=now,
+                    routing=_decision(
+                        "assigned" if agent_id else "unassigned", f"by {principal.username}", now, agent_id=agent_id
+                    ),
+                )
                 .returning(*T.c)
             )
         ).one()
         tx.emit(ticket_event(EventType.TICKET_ASSIGNED, updated, by=principal.agent_id))
         if agent_id is None:
-            await route_tickets(rt, tx, [ticket_id])
+            await route_tickets(rt, tx, [ticket_id], returned=[ticket_id])
     return TicketRead.model_validate(updated._mapping)
 
 
@@ -858,6 +1393,9 @@ async def transfer(
             if not (await tx.conn.execute(select(Q.c.id).where(Q.c.id == queue_id))).first():
                 raise QueueNotFound(f"queue {queue_id} does not exist")
             values["queue_id"] = queue_id
+            if queue_id != row.queue_id:
+                values.update(queued_at=None, overflow_stage=0)  # waits afresh in the new queue
+        values["routing"] = _decision("transferred", f"by {principal.username}", now, agent_id=agent_id)
         if agent_id is not None and not (await tx.conn.execute(select(A.c.id).where(A.c.id == agent_id))).first():
             raise AgentNotFound(f"agent {agent_id} does not exist")
         updated = (await tx.conn.execute(update(T).where(T.c.id == ticket_id).values(**values).returning(*T.c))).one()
@@ -872,5 +1410,5 @@ async def transfer(
             )
         )
         if agent_id is None:
-            await route_tickets(rt, tx, [ticket_id], exclude={ticket_id: {principal.agent_id}})
+            await route_tickets(rt, tx, [ticket_id], exclude={ticket_id: {principal.agent_id}}, returned=[ticket_id])
     return TicketRead.model_validate(updated._mapping)

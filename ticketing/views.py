@@ -13,6 +13,7 @@ from hub.event_stream import serve_event_stream
 from hub.messages import InboundMessage
 from ticketing import chat, service
 from ticketing.deps import CurrentAgent, authenticate
+from ticketing.exceptions import InvalidRoutingConfig
 from ticketing.models import (
     AgentCreate,
     AgentRead,
@@ -23,7 +24,9 @@ from ticketing.models import (
     NoteCreate,
     QueueCreate,
     QueueRead,
+    QueueUpdate,
     ReplyCreate,
+    RoutingExplanation,
     StatusChange,
     TicketDetail,
     TicketPage,
@@ -31,6 +34,7 @@ from ticketing.models import (
     TicketUpdate,
     TransferRequest,
 )
+from ticketing.queue_rules import RulesInvalid, parse_rules
 
 router = APIRouter(prefix="/api")
 ws_router = APIRouter()
@@ -187,6 +191,32 @@ async def decline(ticket_id: int, agent: CurrentAgent, rt: RuntimeDep) -> Respon
     return Response(status_code=204)
 
 
+@router.get("/tickets/{ticket_id}/routing", response_model=RoutingExplanation, tags=["routing"])
+async def explain_routing(ticket_id: int, agent: CurrentAgent, rt: RuntimeDep) -> RoutingExplanation:
+    """Why the ticket went to its agent (the last routing decision and its reason), or why it still waits."""
+    return await service.explain_routing(rt, ticket_id=ticket_id, principal=agent)
+
+
+@router.get("/routing/rules", tags=["routing"])
+async def get_routing_rules(agent: CurrentAgent, rt: RuntimeDep) -> dict[str, Any]:
+    """The queue-selection rules in force (see the README's routing section)."""
+    async with rt.read() as conn:
+        rules = await service.get_routing_rules(conn)
+    return rules.model_dump(mode="json", exclude_none=True)
+
+
+@router.put("/routing/rules", tags=["routing"])
+async def put_routing_rules(body: dict[str, Any], agent: CurrentAgent, rt: RuntimeDep) -> dict[str, Any]:
+    """Admins: replace the queue-selection rules; refused with the reason when they do not validate."""
+    agent.require_admin()
+    try:
+        rules = parse_rules(body, source="rules")
+    except RulesInvalid as exc:
+        raise InvalidRoutingConfig(str(exc)) from None
+    await service.set_routing_rules(rt, rules=rules)
+    return rules.model_dump(mode="json", exclude_none=True)
+
+
 # --- contacts, queues, agents ------------------------------------------------------------------------------
 
 
@@ -216,6 +246,19 @@ async def list_agents(agent: CurrentAgent, rt: RuntimeDep) -> list[AgentRead]:
 async def create_agent(body: AgentCreate, agent: CurrentAgent, rt: RuntimeDep) -> AgentRead:
     agent.require_admin()
     return await service.create_agent(rt, data=body)
+
+
+@router.patch("/queues/{queue_id}", response_model=QueueRead, tags=["queues"])
+async def update_queue(queue_id: int, body: QueueUpdate, agent: CurrentAgent, rt: RuntimeDep) -> QueueRead:
+    """Admins: change a queue's skills, priority, business hours, SLA targets or overflow."""
+    agent.require_admin()
+    return await service.update_queue(rt, queue_id=queue_id, data=body)
+
+
+@router.post("/agents/{agent_id}/requeue", response_model=list[int], tags=["routing"])
+async def requeue_agent_work(agent_id: int, agent: CurrentAgent, rt: RuntimeDep) -> list[int]:
+    """Supervisors: put the agent's open conversations back in their queues; answers the ticket ids."""
+    return await service.requeue_agent_work(rt, agent_id=agent_id, principal=agent)
 
 
 @router.put("/agents/me/status", response_model=AgentRead, tags=["agents"])

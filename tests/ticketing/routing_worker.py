@@ -1,0 +1,116 @@
+"""One hub process for the two-process routing test: its own engine and runtime on the shared database,
+doing random routing work as fast as it can until told to stop.
+
+    python -m tests.ticketing.routing_worker DATABASE_URL SEED START_AT SECONDS
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+import time
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from hub.config import Settings
+from hub.db import utcnow
+from hub.messages import Identity, InboundMessage
+from hub.runtime import standalone
+from ticketing import service
+from ticketing.exceptions import OfferNotPending
+from ticketing.ingest import ingest_batch
+from ticketing.models import AgentStatus, TicketStatus, TicketUpdate
+from ticketing.permissions import Principal
+
+CHANNELS = ["webchat", "voice", "email"]
+KINDS = {"webchat": "webchat", "voice": "phone", "email": "email"}
+
+
+def _who(agent_id: int, role: str = "agent") -> Principal:
+    return Principal(agent_id=agent_id, username=f"a{agent_id}", display_name="", role=role, queue_ids=frozenset())
+
+
+async def main(url: str, seed: int, start_at: float, seconds: float) -> None:
+    rng = random.Random(seed)
+    settings = Settings(database_url=url, wrap_up_seconds=0, max_missed_offers=3, _env_file=None)  # type: ignore[call-arg]
+    async with standalone(settings) as rt:
+        async with rt.read() as conn:
+            agents = [r.id for r in await conn.execute(select(service.A.c.id).order_by(service.A.c.id))]
+            queues = [r.name for r in await conn.execute(select(service.Q.c.name).order_by(service.Q.c.id))]
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        deadline = time.monotonic() + seconds
+        n = 0
+        while time.monotonic() < deadline:
+            n += 1
+            op = rng.choices(
+                ["arrive", "accept", "decline", "solve", "status", "expire", "tick"], [6, 4, 2, 2, 1, 1, 2]
+            )[0]
+            if op == "arrive":
+                batch = []
+                for i in range(rng.randint(1, 8)):
+                    channel = rng.choice(CHANNELS)
+                    who = f"p{seed}-{n}-{i}"
+                    value = {"webchat": who, "voice": f"+1415{seed}{n:05d}{i}", "email": f"{who}@example.com"}[channel]
+                    batch.append(
+                        InboundMessage(
+                            channel=channel,
+                            external_id=f"w{seed}-{n}-{i}",
+                            sender=Identity(kind=KINDS[channel], value=value),
+                            thread_key=who if channel == "webchat" else None,
+                            queue=rng.choice(queues),
+                            text="hi",
+                        )
+                    )
+                for r in await ingest_batch(rt, batch):
+                    if isinstance(r, Exception):
+                        raise r
+            elif op in ("accept", "decline"):
+                async with rt.read() as conn:
+                    offers = (
+                        await conn.execute(
+                            select(service.T.c.id, service.T.c.offered_agent_id).where(
+                                service.T.c.offered_agent_id.is_not(None)
+                            )
+                        )
+                    ).all()
+                if offers:
+                    tid, holder = rng.choice(offers)
+                    action = service.accept_offer if op == "accept" else service.decline_offer
+                    try:
+                        await action(rt, ticket_id=tid, principal=_who(holder))
+                    except OfferNotPending:
+                        pass  # the other process got there first: expected
+            elif op == "solve":
+                async with rt.read() as conn:
+                    held = (
+                        await conn.execute(
+                            select(service.T.c.id).where(
+                                service.T.c.assignee_id.is_not(None), service.T.c.status.in_(service._OPEN)
+                            )
+                        )
+                    ).all()
+                if held:
+                    data = TicketUpdate(status=rng.choice([TicketStatus.SOLVED, TicketStatus.CLOSED]))
+                    await service.update_ticket(
+                        rt, ticket_id=rng.choice(held).id, principal=_who(0, "supervisor"), data=data
+                    )
+            elif op == "status":
+                status = rng.choices(list(AgentStatus), [6, 2, 1, 1])[0]
+                await service.set_agent_status(rt, agent_id=rng.choice(agents), status=status)
+            elif op == "expire":
+                async with rt.db.begin() as conn:
+                    await conn.execute(
+                        update(service.T)
+                        .where(service.T.c.offered_agent_id == rng.choice(agents))
+                        .values(offer_expires_at=utcnow() - timedelta(seconds=1))
+                    )
+                await service.expire_offers(rt)
+            else:
+                await service.routing_tick(rt)
+        print(n, flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])))

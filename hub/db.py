@@ -6,6 +6,7 @@ on ``Database.engine``; everything else uses ``AsyncSession`` through ``Database
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -99,6 +100,7 @@ class Database:
         self.url = url
         self.engine = create_engine(url)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
+        self._write_lock: asyncio.Lock | None = asyncio.Lock() if self.is_sqlite else None
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @asynccontextmanager
@@ -110,7 +112,15 @@ class Database:
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
         """A Core connection inside a writing transaction that commits when the block ends."""
-        async with self.engine.connect() as conn:
+        if self._write_lock is None:
+            async with self.engine.connect() as conn:
+                await conn.execution_options(**{WRITE_OPTION: True})
+                async with conn.begin():
+                    yield conn
+            return
+        # SQLite has one writer: writers of this process take turns here rather than in SQLite's busy
+        # handler, which sleeps in steps of up to 100 ms while the lock is held.
+        async with self._write_lock, self.engine.connect() as conn:
             await conn.execution_options(**{WRITE_OPTION: True})
             async with conn.begin():
                 yield conn

@@ -28,6 +28,17 @@ not acknowledged are resent with the same ``client_id``.
 
 Every message is committed before anyone sees it: the visitor's through ingest (the ack follows the
 commit), the agent's through the outbox (the sender runs after the reply is committed).
+
+Errors (``hub.errors.SwitchboardError`` subclasses; over HTTP their status, on the socket an ``error`` frame
+with their code)::
+
+    SwitchboardError
+    ├── BadFrame               422  bad_frame
+    ├── MessageTooLong         422  too_long
+    ├── BadAttachment          415  bad_attachment
+    ├── AttachmentTooLarge     413  attachment_too_large
+    ├── IdentityRejected       403  identity_rejected
+    └── IdentityNotConfigured  422  identity_not_configured
 """
 
 from __future__ import annotations

@@ -27,8 +27,9 @@ def percentile(values: list[float], p: float) -> float:
 
 async def _pg_admin(url: str, statement: str) -> None:
     u = make_url(url)
-    conn = await asyncpg.connect(host=u.host, port=u.port or 5432, user=u.username or "postgres",
-                                 password=u.password, database="postgres")
+    conn = await asyncpg.connect(
+        host=u.host, port=u.port or 5432, user=u.username or "postgres", password=u.password, database="postgres"
+    )
     try:
         await conn.execute(statement)
     finally:

@@ -41,17 +41,38 @@ async def seed(url: str, agents: int) -> tuple[list[tuple[int, str]], int]:
         queue = await service.create_queue(rt, data=QueueCreate(name="support", channels=["email"]))
         pw_hash = hash_password("password-123")
         now = datetime.now(UTC)
-        rows = [{"username": f"agent{i}", "display_name": f"Agent {i}", "password_hash": pw_hash, "role": "agent",
-                 "status": "offline", "status_changed_at": now, "skills": {}, "capacity": {}, "active": True,
-                 "created_at": now} for i in range(agents)]
+        rows = [
+            {
+                "username": f"agent{i}",
+                "display_name": f"Agent {i}",
+                "password_hash": pw_hash,
+                "role": "agent",
+                "status": "offline",
+                "status_changed_at": now,
+                "skills": {},
+                "capacity": {},
+                "active": True,
+                "created_at": now,
+            }
+            for i in range(agents)
+        ]
         async with rt.db.begin() as conn:
             from hub.db import insert_returning_ids
 
             ids = await insert_returning_ids(conn, service.A, rows)
             await conn.execute(service.AQ.insert(), [{"agent_id": i, "queue_id": queue.id} for i in ids])
-        [result] = await ingest_batch(rt, [InboundMessage(
-            channel="email", external_id="<fanout@x>", sender=Identity(kind="email", value="c@example.com"),
-            text="hello", queue="support")])
+        [result] = await ingest_batch(
+            rt,
+            [
+                InboundMessage(
+                    channel="email",
+                    external_id="<fanout@x>",
+                    sender=Identity(kind="email", value="c@example.com"),
+                    text="hello",
+                    queue="support",
+                )
+            ],
+        )
     return [(i, pw_hash) for i in ids], result.ticket_id  # type: ignore[union-attr]
 
 
@@ -60,12 +81,17 @@ async def run(url: str, agents: int, events: int, rate: float, compression: bool
     signer = TokenSigner(SECRET, 3600)
     tokens = [signer.issue(agent_id, pw_hash) for agent_id, pw_hash in credentials]
     port = 18000 + os.getpid() % 1000
-    env = {**os.environ, "SWITCHBOARD_DATABASE_URL": url, "SWITCHBOARD_SECRET_KEY": SECRET,
-           "SWITCHBOARD_WS_COMPRESSION": "true" if compression else "false",
-           "SWITCHBOARD_LOGIN_ATTEMPTS_PER_MINUTE": "1000"}
+    env = {
+        **os.environ,
+        "SWITCHBOARD_DATABASE_URL": url,
+        "SWITCHBOARD_SECRET_KEY": SECRET,
+        "SWITCHBOARD_WS_COMPRESSION": "true" if compression else "false",
+        "SWITCHBOARD_LOGIN_ATTEMPTS_PER_MINUTE": "1000",
+    }
     log = tempfile.TemporaryFile()
-    server = subprocess.Popen([sys.executable, "-m", "hub", "serve", "--port", str(port)], env=env,
-                              stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "hub", "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
@@ -82,8 +108,11 @@ async def run(url: str, agents: int, events: int, rate: float, compression: bool
 
             async def listen(token: str, ready: asyncio.Event) -> None:
                 nonlocal received
-                async with connect(f"ws://127.0.0.1:{port}/ws/agent?token={token}", max_queue=None,
-                                   compression="deflate" if compression else None) as ws:
+                async with connect(
+                    f"ws://127.0.0.1:{port}/ws/agent?token={token}",
+                    max_queue=None,
+                    compression="deflate" if compression else None,
+                ) as ws:
                     await ws.recv()  # hello
                     ready.set()
                     while received < expected:
@@ -104,8 +133,7 @@ async def run(url: str, agents: int, events: int, rate: float, compression: bool
             headers = {"Authorization": f"Bearer {tokens[0]}"}
             started = time.perf_counter()
             for i in range(events):
-                r = await client.post(f"/api/tickets/{ticket_id}/notes", json={"text": f"note {i}"},
-                                      headers=headers)
+                r = await client.post(f"/api/tickets/{ticket_id}/notes", json={"text": f"note {i}"}, headers=headers)
                 r.raise_for_status()
                 delay = started + (i + 1) / rate - time.perf_counter()
                 if delay > 0:
@@ -117,9 +145,11 @@ async def run(url: str, agents: int, events: int, rate: float, compression: bool
             for t in tasks:
                 t.cancel()
         ms = [x * 1000 for x in latencies]
-        print(f"{agents} agents, {events} events at {rate}/s, compression {'on' if compression else 'off'}: "
-              f"delivered {received}/{expected}   commit->delivery p50 {percentile(ms, 50):.1f} ms   "
-              f"p99 {percentile(ms, 99):.1f} ms   max {max(ms) if ms else float('nan'):.1f} ms")
+        print(
+            f"{agents} agents, {events} events at {rate}/s, compression {'on' if compression else 'off'}: "
+            f"delivered {received}/{expected}   commit->delivery p50 {percentile(ms, 50):.1f} ms   "
+            f"p99 {percentile(ms, 99):.1f} ms   max {max(ms) if ms else float('nan'):.1f} ms"
+        )
     finally:
         server.terminate()
         server.wait(timeout=15)

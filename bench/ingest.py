@@ -41,20 +41,37 @@ def synthetic(n: int, seed: int = 7) -> list[InboundMessage]:
         p = rng.randrange(people)
         kind = rng.choice(["email", "email", "sms", "whatsapp", "webchat", "telegram"])
         if kind == "email":
-            m = InboundMessage(channel="email", external_id=f"<bench-{i}@example.com>",
-                               sender=Identity(kind="email", value=f"person{p}@example.com", name=f"Person {p}"),
-                               subject=f"Question {i}", text=f"Hello, this is message {i}. " * 5)
+            m = InboundMessage(
+                channel="email",
+                external_id=f"<bench-{i}@example.com>",
+                sender=Identity(kind="email", value=f"person{p}@example.com", name=f"Person {p}"),
+                subject=f"Question {i}",
+                text=f"Hello, this is message {i}. " * 5,
+            )
         elif kind in ("sms", "whatsapp"):
             number = f"+1415{5500000 + p:07d}"
-            m = InboundMessage(channel=kind, external_id=f"SM{i:032d}",
-                               sender=Identity(kind="phone" if kind == "sms" else "whatsapp", value=number),
-                               text=f"sms {i}")
+            m = InboundMessage(
+                channel=kind,
+                external_id=f"SM{i:032d}",
+                sender=Identity(kind="phone" if kind == "sms" else "whatsapp", value=number),
+                text=f"sms {i}",
+            )
         elif kind == "webchat":
-            m = InboundMessage(channel="webchat", external_id=f"wc-{i}", thread_key=f"conv-{p}",
-                               sender=Identity(kind="webchat", value=f"visitor-{p}"), text=f"chat {i}")
+            m = InboundMessage(
+                channel="webchat",
+                external_id=f"wc-{i}",
+                thread_key=f"conv-{p}",
+                sender=Identity(kind="webchat", value=f"visitor-{p}"),
+                text=f"chat {i}",
+            )
         else:
-            m = InboundMessage(channel="telegram", external_id=f"tg-{i}", thread_key=f"chat-{p}",
-                               sender=Identity(kind="telegram", value=str(1000 + p)), text=f"tg {i}")
+            m = InboundMessage(
+                channel="telegram",
+                external_id=f"tg-{i}",
+                thread_key=f"chat-{p}",
+                sender=Identity(kind="telegram", value=str(1000 + p)),
+                text=f"tg {i}",
+            )
         out.append(m)
     return out
 
@@ -62,11 +79,13 @@ def synthetic(n: int, seed: int = 7) -> list[InboundMessage]:
 async def _run_ingest(url: str, n: int, concurrency: int) -> tuple[float, list[float], int]:
     settings = Settings(database_url=url, _env_file=None)  # type: ignore[call-arg]
     async with standalone(settings) as rt:
-        await service.create_queue(rt, data=QueueCreate(name="support", channels=["email", "sms", "whatsapp",
-                                                                                   "webchat", "telegram"]))
+        await service.create_queue(
+            rt, data=QueueCreate(name="support", channels=["email", "sms", "whatsapp", "webchat", "telegram"])
+        )
         for i in range(20):
-            agent = await service.create_agent(rt, data=AgentCreate(username=f"agent{i}", password="password-123",
-                                                                    queues=["support"]))
+            agent = await service.create_agent(
+                rt, data=AgentCreate(username=f"agent{i}", password="password-123", queues=["support"])
+            )
             await service.set_agent_status(rt, agent_id=agent.id, status=AgentStatus.AVAILABLE)
         pipeline = IngestPipeline(rt)
         await pipeline.start()
@@ -105,8 +124,9 @@ async def _run_reference(url: str, n: int, concurrency: int) -> tuple[float, lis
             for i in counter:
                 t0 = time.perf_counter()
                 async with db.begin() as conn:
-                    await conn.execute(text("INSERT INTO bench_rows (id, body) VALUES (:i, :b)"),
-                                       {"i": i, "b": f"row {i}"})
+                    await conn.execute(
+                        text("INSERT INTO bench_rows (id, body) VALUES (:i, :b)"), {"i": i, "b": f"row {i}"}
+                    )
                 latencies.append(time.perf_counter() - t0)
 
         started = time.perf_counter()
@@ -125,18 +145,23 @@ def main() -> None:
     parser.add_argument("--db", default="sqlite,postgres")
     parser.add_argument("--postgres-url", default=os.environ.get("SWITCHBOARD_BENCH_POSTGRES_URL", PG_DEFAULT))
     args = parser.parse_args()
-    print(f"ingest benchmark: {args.messages} messages, {args.concurrency} concurrent submitters, "
-          f"{os.cpu_count()} cores")
+    print(
+        f"ingest benchmark: {args.messages} messages, {args.concurrency} concurrent submitters, {os.cpu_count()} cores"
+    )
     for kind in args.db.split(","):
         with fresh_database(kind, args.postgres_url) as url:
             elapsed, lat, stored = asyncio.run(_run_ingest(url, args.messages, args.concurrency))
-        print(f"[{kind}] ingest:    {args.messages / elapsed:8.0f} messages/s   p50 {percentile(lat, 50) * 1000:6.1f} ms"
-              f"   p99 {percentile(lat, 99) * 1000:6.1f} ms   ({stored} stored in {elapsed:.2f} s)")
+        print(
+            f"[{kind}] ingest:    {args.messages / elapsed:8.0f} messages/s   p50 {percentile(lat, 50) * 1000:6.1f} ms"
+            f"   p99 {percentile(lat, 99) * 1000:6.1f} ms   ({stored} stored in {elapsed:.2f} s)"
+        )
         with fresh_database(kind, args.postgres_url) as url:
             ref_elapsed, ref_lat = asyncio.run(_run_reference(url, args.reference_rows, args.concurrency))
-        print(f"[{kind}] reference: {args.reference_rows / ref_elapsed:8.0f} rows/s       "
-              f"p50 {percentile(ref_lat, 50) * 1000:6.1f} ms   p99 {percentile(ref_lat, 99) * 1000:6.1f} ms"
-              f"   (plain single-row insert, one durable commit each)")
+        print(
+            f"[{kind}] reference: {args.reference_rows / ref_elapsed:8.0f} rows/s       "
+            f"p50 {percentile(ref_lat, 50) * 1000:6.1f} ms   p99 {percentile(ref_lat, 99) * 1000:6.1f} ms"
+            f"   (plain single-row insert, one durable commit each)"
+        )
 
 
 if __name__ == "__main__":

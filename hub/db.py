@@ -135,7 +135,9 @@ class Database:
         await self.engine.dispose()
 
 
-async def insert_returning_ids(conn: AsyncConnection, table: Any, rows: list[dict[str, Any]], pk: str = "id") -> list[int]:
+async def insert_returning_ids(
+    conn: AsyncConnection, table: Any, rows: list[dict[str, Any]], pk: str = "id"
+) -> list[int]:
     """Insert ``rows`` in one batch and return their generated keys, in the order given.
 
     PostgreSQL does this with an ordered, batched ``INSERT ... RETURNING``. SQLite cannot order a batched
@@ -154,8 +156,10 @@ async def insert_returning_ids(conn: AsyncConnection, table: Any, rows: list[dic
                 func.max(
                     func.coalesce(select(func.max(col)).scalar_subquery(), 0),
                     func.coalesce(
-                        select(text("seq")).select_from(text("sqlite_sequence"))
-                        .where(text("name = :t")).scalar_subquery(),
+                        select(text("seq"))
+                        .select_from(text("sqlite_sequence"))
+                        .where(text("name = :t"))
+                        .scalar_subquery(),
                         0,
                     ),
                 )

@@ -72,6 +72,8 @@ CHANNEL = "webchat"
 VISITOR_SALT = "switchboard-visitor"
 MAX_CLIENT_ID = 64
 SEND_QUEUE = 256
+# "after this message id": only the conversation's state, no messages (ids are 32-bit on PostgreSQL)
+NO_MESSAGES = 2**31 - 1
 
 
 # --- visitor tokens -----------------------------------------------------------------------------------------
@@ -283,7 +285,7 @@ class WebchatService:
         gauge.inc()
         writer: asyncio.Task[None] | None = None
         try:
-            state = await self.backend.conversation(claims.conversation_id, max(0, last_message_id))
+            state = await self.backend.conversation(claims.conversation_id, min(max(0, last_message_id), NO_MESSAGES))
             self._learn(claims.conversation_id, state)
             for m in state["messages"]:
                 conn.seen.add(m["id"])
@@ -420,7 +422,7 @@ class WebchatService:
             self._by_ticket[result.ticket_id] = claims.conversation_id
             if conv.ticket is None or conv.ticket["id"] < result.ticket_id:
                 # A new ticket (the first message, or writing again after a solve): refresh its state.
-                state = await self.backend.conversation(claims.conversation_id, 1 << 62)
+                state = await self.backend.conversation(claims.conversation_id, NO_MESSAGES)
                 self._learn(claims.conversation_id, state)
         created = received.isoformat()
         conn.seen.add(result.message_id)

@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     chat_offline_message: str = (
         "Nobody is available to chat right now. Leave your email address and we will answer by email."
     )
+    chat_closed_message: str = (
+        "We are closed right now. Leave your email address and we will answer by email when we are back."
+    )
     chat_max_message_chars: int = 5000
     # Visitors' uploads are stored with the email channel's files, under attachment_dir.
     chat_attachment_max_bytes: int = 5 * 1024 * 1024

@@ -20,6 +20,7 @@ from hub.db import utcnow
 from hub.errors import Conflict, InvalidInput, SwitchboardError
 from hub.events import EventType, NewEvent
 from hub.runtime import Runtime
+from ticketing import sla
 from ticketing.exceptions import TicketNotFound
 from ticketing.identities import normalize
 from ticketing.models import AgentStatus, DeliveryStatus, Direction, IdentityKind, TicketStatus
@@ -116,7 +117,7 @@ async def agent_name(rt: Runtime, *, agent_id: int) -> str | None:
 
 
 async def _queue_row(conn: Any, queue: str | None) -> Any:
-    rows = (await conn.execute(select(Q.c.id, Q.c.name, Q.c.channels).order_by(Q.c.id))).all()
+    rows = (await conn.execute(select(Q.c.id, Q.c.name, Q.c.channels, Q.c.hours).order_by(Q.c.id))).all()
     if queue:
         for r in rows:
             if r.name == queue:
@@ -128,12 +129,16 @@ async def _queue_row(conn: Any, queue: str | None) -> Any:
 
 
 async def availability(rt: Runtime, *, queue: str | None) -> dict[str, Any]:
-    """Whether anyone could answer a chat in ``queue`` now: an active agent of that queue whose status is
-    available. (Opening hours, once queues have them, belong here too.)"""
+    """Whether anyone could answer a chat in ``queue`` now: the queue is within its business hours and an
+    active agent of it is available."""
     async with rt.read() as conn:
         q = await _queue_row(conn, queue)
         if q is None:
-            return {"queue": None, "available": False, "agents_available": 0}
+            return {"queue": None, "available": False, "open": False, "agents_available": 0}
+        try:
+            open_now = sla.is_open(sla.BusinessHours.parse(q.hours), utcnow())
+        except ValueError:  # hours that do not validate: routing reports them; chat treats the queue as open
+            open_now = True
         count = len(
             (
                 await conn.execute(
@@ -143,7 +148,7 @@ async def availability(rt: Runtime, *, queue: str | None) -> dict[str, Any]:
                 )
             ).all()
         )
-    return {"queue": q.name, "available": count > 0, "agents_available": count}
+    return {"queue": q.name, "available": open_now and count > 0, "open": open_now, "agents_available": count}
 
 
 async def rate(rt: Runtime, *, thread_key: str, ticket_id: int, rating: int, comment: str | None) -> None:

@@ -87,7 +87,10 @@ async def chat_config(request: Request, queue: str | None = None) -> dict[str, A
         ],
         "available": availability["available"],
         "queue": availability["queue"],
-        "offline_message": settings.chat_offline_message,
+        "open": availability.get("open", True),
+        "offline_message": settings.chat_offline_message
+        if availability.get("open", True)
+        else settings.chat_closed_message,
         "max_attachment_bytes": settings.chat_attachment_max_bytes,
         "attachment_types": sorted({t for _, _, t, _ in MAGIC} | {"image/webp"}),
         "max_message_chars": settings.chat_max_message_chars,

@@ -234,7 +234,7 @@ input[type=text], input[type=email], textarea { font: inherit; font-weight: 400;
   function setSubtitle() {
     if (state.agentName) subtitle.textContent = `You are chatting with ${state.agentName}`;
     else if (state.emailWanted) subtitle.textContent = "We will answer by email";
-    else if (state.config && !state.config.available) subtitle.textContent = "We are away right now";
+    else if (state.config && !state.config.available) subtitle.textContent = state.config.open === false ? "We are closed right now" : "We are away right now";
     else subtitle.textContent = "We usually reply in a minute";
   }
   function systemLine(text) {
@@ -383,7 +383,10 @@ input[type=text], input[type=email], textarea { font: inherit; font-weight: 400;
       state.token = body.token;
       save();
       prechat.hidden = true;
-      if (state.emailWanted) systemLine("Nobody is available right now. Write your question and we will answer by email.");
+      if (state.emailWanted) {
+        const closed = state.config && state.config.open === false;
+        systemLine(`${closed ? "We are closed right now" : "Nobody is available right now"}. Write your question and we will answer by email.`);
+      }
       connect();
     } catch {
       prechatError.textContent = "Could not reach the server. Please try again.";

@@ -14,14 +14,14 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import select
+from sqlalchemy import select, update
 from websockets.asyncio.client import ClientConnection, connect
 
 from channels.webchat.service import identity_hash
 from hub.config import Settings
 from hub.runtime import Runtime
 from tests.conftest import LiveServer, login, make_agent, make_queue
-from ticketing.service import C, I, T
+from ticketing.service import C, I, Q, T
 
 SECRET = "site-shared-secret-for-tests"
 
@@ -263,7 +263,8 @@ async def test_verified_visitors_join_their_contact_and_unverified_never_do(
 
 
 async def test_config_and_cors_for_embedding_sites(rt: Runtime, live: LiveServer, http: httpx.AsyncClient) -> None:
-    """The widget's config says whether anyone is available; /api/chat answers cross-origin requests (no
+    """The widget's config says whether anyone is available and whether the queue is within its hours; /api/chat
+    answers cross-origin requests (no
     credentials) while the rest of the API does not; the widget script is served as JavaScript."""
     await make_queue(rt, "support", ["webchat"])
     config = (await http.get("/api/chat/config")).json()
@@ -281,6 +282,11 @@ async def test_config_and_cors_for_embedding_sites(rt: Runtime, live: LiveServer
     assert "access-control-allow-origin" not in other.headers
     js = await http.get("/widget.js")
     assert js.headers["content-type"].startswith("text/javascript")
+    async with rt.write() as tx:  # business hours that never open: the queue is closed
+        await tx.conn.execute(update(Q).values(hours={"timezone": "UTC", "weekly": {}}))
+    closed = (await http.get("/api/chat/config?queue=support")).json()
+    assert (closed["available"], closed["open"]) == (False, False)
+    assert closed["offline_message"].startswith("We are closed")
 
 
 def _now() -> Any:

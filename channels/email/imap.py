@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 
 _UIDVALIDITY = re.compile(rb"UIDVALIDITY (\d+)")
 _FETCH_UID = re.compile(rb"UID (\d+)")
-_LOST = "connection-lost"
 
 
 class ImapError(Exception):
@@ -90,6 +89,7 @@ class MailboxWorker:
         self.connected = False
         self.last_error: str | None = None
         self.idle_supported: bool | None = None
+        self._selected = False
         # Set each time a catch-up finishes (tests and the bench wait on it).
         self.caught_up = asyncio.Event()
 
@@ -98,40 +98,51 @@ class MailboxWorker:
     async def run(self) -> None:
         delay = 1.0
         while True:
+            had_connected = False
             try:
-                await self._session()
+                had_connected = await self._watched_session()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"[:500]
                 log.warning("mailbox %s: %s; reconnecting in %.0f s", self.box.name, self.last_error, delay)
-            else:
-                delay = 1.0
             self.connected = False
+            if had_connected:
+                delay = 1.0
             await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
             delay = min(delay * 2, self.rt.settings.email_reconnect_max_seconds)
 
-    def _client(self) -> aioimaplib.IMAP4:
-        lost: list[aioimaplib.IMAP4] = []
+    async def _watched_session(self) -> bool:
+        """One session; ended at once when the connection drops (aioimaplib would otherwise leave a pending
+        command, or IDLE, waiting for its timeout). Whether it got as far as selecting the folder."""
+        lost = asyncio.Event()
+        session = asyncio.create_task(self._session(lost), name=f"imap-session-{self.box.name}")
+        watcher = asyncio.create_task(lost.wait())
+        self._selected = False
+        try:
+            await asyncio.wait({session, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if session.done():
+                session.result()
+            else:
+                raise ImapError("the connection to the IMAP server was lost")
+        finally:
+            for task in (session, watcher):
+                task.cancel()
+            await asyncio.gather(session, watcher, return_exceptions=True)
+        return self._selected
 
-        def on_lost(_exc: Exception | None) -> None:
-            # Wake an IDLE wait: a dropped connection must not look like a quiet mailbox.
-            if lost:
-                lost[0].protocol.idle_queue.put_nowait(_LOST)
-
+    def _client(self, lost: asyncio.Event) -> aioimaplib.IMAP4:
         context = ssl.create_default_context() if self.box.imap_tls else None
-        client = aioimaplib.IMAP4(
+        return aioimaplib.IMAP4(
             host=self.box.imap_host,
             port=self.box.imap_port,
             timeout=self.timeout,
-            conn_lost_cb=on_lost,
+            conn_lost_cb=lambda _exc: lost.set(),
             ssl_context=context,
         )
-        lost.append(client)
-        return client
 
-    async def _session(self) -> None:
-        client = self._client()
+    async def _session(self, lost: asyncio.Event) -> None:
+        client = self._client(lost)
         try:
             async with asyncio.timeout(self.timeout):
                 await client.wait_hello_from_server()
@@ -148,25 +159,27 @@ class MailboxWorker:
             uidvalidity = int(found.group(1))
             last_uid = await self._load_state(uidvalidity)
             self.connected = True
+            self._selected = True
             self.last_error = None
             self.idle_supported = client.has_capability("IDLE")
             while True:
                 last_uid = await self._catch_up(client, uidvalidity, last_uid)
                 self.caught_up.set()
                 if self.idle_supported:
-                    await self._idle(client)
+                    await self._idle(client, lost)
                 else:
                     await asyncio.sleep(self.rt.settings.email_poll_seconds)
         finally:
             self.connected = False
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(2):
-                    await client.logout()
+            if not lost.is_set():
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(2):
+                        await client.logout()
             transport = client.protocol.transport if client.protocol else None
             if transport is not None:
                 transport.close()
 
-    async def _idle(self, client: aioimaplib.IMAP4) -> None:
+    async def _idle(self, client: aioimaplib.IMAP4, lost: asyncio.Event) -> None:
         """Wait until the server reports new mail, the IDLE period ends, or the connection drops."""
         idle_seconds = self.rt.settings.email_idle_seconds
         async with asyncio.timeout(self.timeout):
@@ -175,14 +188,15 @@ class MailboxWorker:
             async with asyncio.timeout(idle_seconds + self.timeout):
                 while True:
                     push = await client.wait_server_push(timeout=idle_seconds + self.timeout)
-                    if push == _LOST:
-                        raise ImapError("connection lost during IDLE")
                     if isinstance(push, str):  # aioimaplib's end-of-IDLE-period marker
                         break
+                    if any(bytes(line).startswith(b"BYE") for line in push):
+                        lost.set()  # the server closes; nothing more to say to it
+                        raise ImapError(f"the server ended the session: {_text(push)}")
                     if any(b"EXISTS" in bytes(line) for line in push):
                         break
         finally:
-            if client.has_pending_idle():
+            if client.has_pending_idle() and not lost.is_set():
                 client.idle_done()
                 async with asyncio.timeout(self.timeout):
                     await idle

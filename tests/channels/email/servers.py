@@ -7,6 +7,7 @@ Nothing reaches the internet.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -44,6 +45,9 @@ info_log_path = {base}/dovecot.log
 ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
+# Tests log in with wrong passwords on purpose: no delay, no penalty for it.
+auth_failure_delay = 0
+login_trusted_networks = 127.0.0.0/8
 mail_location = maildir:{base}/mail/%u
 first_valid_uid = {uid}
 first_valid_gid = {gid}
@@ -112,10 +116,14 @@ class Dovecot:
         config = self.base / "dovecot.conf"
         text = _CONFIG.format(base=self.base, users=users, uid=uid, gid=gid, port=self.port)
         if self.capability:
-            text += f"imap_capability = {self.capability}\nlogin_trusted_networks =\n"
+            text += f"imap_capability = {self.capability}\n"
         config.write_text(text)
+        # A process group of its own: stopping kills the login and mail processes too, at once.
         self.process = subprocess.Popen(
-            [DOVECOT, "-F", "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            [DOVECOT, "-F", "-c", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -137,17 +145,19 @@ class Dovecot:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        self.kill()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def kill(self) -> None:
+        """Kill the server and every process it started (clients see their connections drop, as in a
+        crash) but keep its mail, so ``start()`` brings the same mailboxes back."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
         if self.process is not None and self.process.stderr is not None:
             self.process.stderr.close()
         self.process = None
-        shutil.rmtree(self.base, ignore_errors=True)
 
 
 async def imap_append(port: int, user: str, password: str, messages: Iterable[bytes], folder: str = "INBOX") -> None:

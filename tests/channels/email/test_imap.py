@@ -12,10 +12,13 @@ import time
 from email import message_from_bytes, policy
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select, update
 
 from channels.email.models import QT, S
 from hub.config import Settings
+from hub.db import Database
+from hub.metrics import Metrics
 from hub.runtime import Runtime
 from tests.channels.email.conftest import SUPPORT, Mail, mailbox, message, start_mail, wait_until
 from tests.channels.email.servers import Dovecot, SmtpServer
@@ -262,3 +265,57 @@ async def test_a_crash_in_the_middle_of_a_batch_loses_nothing_and_ingests_nothin
         assert await mail.count(QT) == 0
     finally:
         await mail.stop()
+
+
+async def test_the_worker_reconnects_after_the_imap_server_goes_away(mail: Mail) -> None:
+    """When the IMAP server dies the worker notices (even in IDLE), retries with backoff, and picks up where it
+    left off once the server is back."""
+    await mail.wait_connected()
+    await mail.append(message("<before@example.com>"))
+    await wait_until(lambda: _messages(mail, 1), what="the first mail")
+    worker = mail.channel.worker("support")
+    assert worker is not None
+    mail.dovecot.kill()
+
+    async def noticed() -> bool:
+        return not worker.connected
+
+    await wait_until(noticed, what="the worker to notice the dead server")
+    mail.dovecot.start()
+    worker.caught_up.clear()
+    await mail.wait_connected(timeout=15)
+    await mail.append(message("<after@example.com>"))
+    await wait_until(lambda: _messages(mail, 2), what="the mail after the restart")
+    assert await mail.count(service.M) == 2
+
+
+async def test_with_several_processes_each_mailbox_is_fetched_by_one_leader(
+    rt: Runtime, settings: Settings, dovecot: Dovecot, smtp: SmtpServer, is_postgres: bool
+) -> None:
+    """On PostgreSQL two processes (here: two runtimes with their own connection pools) elect one worker per
+    mailbox with an advisory lock; when the leader stops, the other takes over and nothing is fetched twice."""
+    if not is_postgres:
+        pytest.skip("leader election needs PostgreSQL advisory locks; SQLite runs a single process")
+    await make_queue(rt, "support", ["email"])
+    other_rt = Runtime(settings=settings, db=Database(settings.database_url), events=rt.events, metrics=Metrics())
+    first = await start_mail(rt, dovecot, smtp)
+    try:
+        await first.wait_connected()
+        second = await start_mail(other_rt, dovecot, smtp)
+        try:
+            await asyncio.sleep(3 * settings.email_election_seconds)
+            standby = second.channel.worker("support")
+            assert standby is not None and not standby.connected
+            await first.append(*(message(f"<l{i}@example.com>") for i in range(5)))
+            await wait_until(lambda: _messages(first, 5), what="the leader's mail")
+            await first.stop()
+            await second.wait_connected(timeout=10)
+            await second.append(*(message(f"<l{i}@example.com>") for i in range(5, 8)))
+            await wait_until(lambda: _messages(second, 8), what="the new leader's mail")
+            await asyncio.sleep(0.3)
+            assert await second.count(service.M) == 8
+        finally:
+            await second.stop()
+    finally:
+        await first.stop()
+        await other_rt.db.dispose()

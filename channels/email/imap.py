@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 
 _UIDVALIDITY = re.compile(rb"UIDVALIDITY (\d+)")
 _FETCH_UID = re.compile(rb"UID (\d+)")
+_FETCH_SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
+# Bytes of mail fetched in one round trip at most (a single bigger mail is fetched alone).
+FETCH_BUDGET_BYTES = 32 * 1024 * 1024
 
 
 class ImapError(Exception):
@@ -62,6 +65,7 @@ OnIngested = Callable[[MailboxSettings, ParsedMail, IngestResult], None]
 class Fetched:
     uid: int
     raw: bytes
+    too_large: int | None = None  # the real size, when only the header was fetched
 
 
 class MailboxWorker:
@@ -210,17 +214,20 @@ class MailboxWorker:
             raise ImapError(f"UID SEARCH failed: {_text(response.lines)}")
         # "N:*" always matches the newest message, even below N: filter ourselves.
         uids = sorted({int(u) for u in bytes(response.lines[0]).split() if u.isdigit() and int(u) > last_uid})
-        # Pipelined: while one chunk commits, the next is fetched and parsed.
+        # Pipelined: while one chunk commits, the next is fetched and parsed. Chunks are bounded in count and
+        # in bytes (sizes asked first), so a run of big mails never has to fit in memory at once.
         pending: _Chunk | None = None
         head = last_uid
+        limit = self.rt.settings.email_max_message_bytes
         try:
             for start in range(0, len(uids), self.batch):
-                uid_chunk = uids[start : start + self.batch]
-                fetched = await self._fetch(client, uid_chunk)
-                chunk, head = await self._submit(uidvalidity, head, fetched, uid_chunk[-1])
-                if pending is not None:
-                    last_uid = await self._finish(uidvalidity, last_uid, pending)
-                pending = chunk
+                sizes = await self._sizes(client, uids[start : start + self.batch])
+                for uid_chunk in _by_budget(sorted(sizes), sizes, FETCH_BUDGET_BYTES, limit):
+                    fetched = await self._fetch(client, uid_chunk, sizes, limit)
+                    chunk, head = await self._submit(uidvalidity, head, fetched, uid_chunk[-1])
+                    if pending is not None:
+                        last_uid = await self._finish(uidvalidity, last_uid, pending)
+                    pending = chunk
         except Exception:
             if pending is not None:  # what was submitted still commits; keep its bookkeeping straight
                 await self._finish(uidvalidity, last_uid, pending)
@@ -229,9 +236,36 @@ class MailboxWorker:
             last_uid = await self._finish(uidvalidity, last_uid, pending)
         return last_uid
 
-    async def _fetch(self, client: aioimaplib.IMAP4, uids: list[int]) -> list[Fetched]:
+    async def _sizes(self, client: aioimaplib.IMAP4, uids: list[int]) -> dict[int, int]:
+        """UID → size in bytes, for the UIDs that still exist."""
+        async with asyncio.timeout(self.timeout):
+            response = await client.uid("fetch", _uid_set(uids), "(UID RFC822.SIZE)")
+        if response.result != "OK":
+            raise ImapError(f"UID FETCH (sizes) failed: {_text(response.lines)}")
+        wanted = set(uids)
+        sizes = {}
+        for line in response.lines:
+            uid, size = _FETCH_UID.search(bytes(line)), _FETCH_SIZE.search(bytes(line))
+            if uid and size and int(uid.group(1)) in wanted:
+                sizes[int(uid.group(1))] = int(size.group(1))
+        return sizes
+
+    async def _fetch(
+        self, client: aioimaplib.IMAP4, uids: list[int], sizes: dict[int, int], limit: int
+    ) -> list[Fetched]:
+        """The mails of ``uids``; of those over ``limit`` only the header (they go to quarantine)."""
+        small = [u for u in uids if sizes.get(u, 0) <= limit]
+        big = [u for u in uids if sizes.get(u, 0) > limit]
+        out = await self._fetch_part(client, small, "BODY.PEEK[]") if small else {}
+        headers = await self._fetch_part(client, big, "BODY.PEEK[HEADER]") if big else {}
+        fetched = [Fetched(uid, raw) for uid, raw in out.items()]
+        fetched += [Fetched(uid, raw, too_large=sizes[uid]) for uid, raw in headers.items()]
+        # A UID gone by fetch time was expunged meanwhile: nothing to ingest.
+        return sorted(fetched, key=lambda f: f.uid)
+
+    async def _fetch_part(self, client: aioimaplib.IMAP4, uids: list[int], part: str) -> dict[int, bytes]:
         async with asyncio.timeout(self.timeout * 4):
-            response = await client.uid("fetch", _uid_set(uids), "(UID BODY.PEEK[])")
+            response = await client.uid("fetch", _uid_set(uids), f"(UID {part})")
         if response.result != "OK":
             raise ImapError(f"UID FETCH failed: {_text(response.lines)}")
         wanted = set(uids)
@@ -248,8 +282,7 @@ class MailboxWorker:
                 found = _FETCH_UID.search(lines[i + 2])  # UID after the literal
             if found and int(found.group(1)) in wanted:
                 out[int(found.group(1))] = bytes(literal)
-        # A UID searched but gone by fetch time was expunged meanwhile: nothing to ingest.
-        return [Fetched(uid, out[uid]) for uid in sorted(out)]
+        return out
 
     # --- exactly-once bookkeeping --------------------------------------------------------------------------
 
@@ -335,7 +368,11 @@ class MailboxWorker:
 
     def _parse_all(self, fetched: Sequence[Fetched]) -> list[ParsedMail | str]:
         out: list[ParsedMail | str] = []
+        limit = self.rt.settings.email_max_message_bytes
         for item in fetched:
+            if item.too_large is not None:
+                out.append(f"the message is {item.too_large} bytes, over the limit of {limit}; only its header is kept")
+                continue
             try:
                 out.append(self.parse(item.raw))
             except MailParseError as exc:
@@ -385,6 +422,23 @@ class _Chunk:
     high_uid: int
     good: list[tuple[Fetched, ParsedMail]]
     submissions: list[asyncio.Future[IngestResult]]
+
+
+def _by_budget(uids: list[int], sizes: dict[int, int], budget: int, limit: int) -> list[list[int]]:
+    """Consecutive runs of ``uids`` whose mails (those within ``limit``) add up to at most ``budget`` bytes."""
+    runs: list[list[int]] = []
+    run: list[int] = []
+    total = 0
+    for uid in uids:
+        size = sizes[uid] if sizes[uid] <= limit else 0
+        if run and total + size > budget:
+            runs.append(run)
+            run, total = [], 0
+        run.append(uid)
+        total += size
+    if run:
+        runs.append(run)
+    return runs
 
 
 def _uid_set(uids: list[int]) -> str:

@@ -8,6 +8,7 @@ import httpx
 from sqlalchemy import select
 
 from channels.email.models import QT
+from channels.email.storage import AttachmentStore
 from hub.config import Settings
 from hub.runtime import Runtime
 from tests.channels.email.conftest import FIXTURES, Mail, message, wait_until
@@ -80,38 +81,52 @@ async def test_hostile_corpus_ends_as_tickets_or_in_quarantine_and_never_stops_t
 async def test_quarantine_can_be_listed_downloaded_and_reprocessed_by_an_admin(
     server: LiveServer, settings: Settings, rt: Runtime
 ) -> None:
-    """An admin sees quarantined mail with its reason, downloads it as received, and reprocesses it once the
-    cause is fixed (here: a raised size limit); agents may not."""
+    """An admin sees quarantined mail with its reason and downloads it as kept; a mail over the size limit is
+    quarantined from its header alone, never downloaded whole; reprocessing answers whether the mail now
+    becomes a message (here: one an earlier parser refused); agents may not touch any of it."""
     await make_queue(rt, "support", ["email"])
     await make_agent(rt, "root", role="admin")
     await make_agent(rt, "zoe", role="agent", queues=["support"])
     settings.email_max_message_bytes = 2_000
     big = message("<big@example.com>", body="x" * 5_000)
-    await imap_append(settings.mailboxes[0].imap_port, "support", "secret", [big])
+    nobody = b"To: support@example.org\r\nSubject: who\r\nMessage-ID: <who@example.com>\r\n\r\nbody\r\n"
+    await imap_append(settings.mailboxes[0].imap_port, "support", "secret", [big, nobody])
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
         admin = await login(client, "root", "password-123")
         agent = await login(client, "zoe", "password-123")
 
         async def listed() -> bool:
-            return len((await client.get("/api/email/quarantine", headers=admin)).json()) == 1
+            return len((await client.get("/api/email/quarantine", headers=admin)).json()) == 2
 
         await wait_until(listed, what="the quarantined mail")
         assert (await client.get("/api/email/quarantine", headers=agent)).status_code == 403
-        [item] = (await client.get("/api/email/quarantine", headers=admin)).json()
-        assert "over the limit" in item["error"] and item["mailbox"] == "support"
-        raw = await client.get(f"/api/email/quarantine/{item['id']}/raw", headers=admin)
-        assert raw.status_code == 200 and raw.content == big
+        items = {q["uid"]: q for q in (await client.get("/api/email/quarantine", headers=admin)).json()}
+        assert "only its header is kept" in items[1]["error"] and items[1]["mailbox"] == "support"
+        assert "sender" in items[2]["error"]
+        header = await client.get(f"/api/email/quarantine/{items[1]['id']}/raw", headers=admin)
+        assert header.status_code == 200 and header.content.startswith(b"From:") and b"xxxx" not in header.content
+        raw = await client.get(f"/api/email/quarantine/{items[2]['id']}/raw", headers=admin)
+        assert raw.content == nobody
+        again = (await client.post(f"/api/email/quarantine/{items[2]['id']}/reprocess", headers=admin)).json()
+        assert again["ok"] is False and "sender" in again["error"]
 
-        again = (await client.post(f"/api/email/quarantine/{item['id']}/reprocess", headers=admin)).json()
-        assert again["ok"] is False and "over the limit" in again["error"]
-        settings.email_max_message_bytes = 1_000_000
-        done = (await client.post(f"/api/email/quarantine/{item['id']}/reprocess", headers=admin)).json()
+        # A mail an earlier version could not parse, kept in quarantine, reprocessed after the fix.
+        fixed = message("<fixed@example.com>", body="Now readable.")
+        sha = AttachmentStore(settings.attachment_dir).put(fixed)
+        async with rt.db.begin() as conn:
+            await conn.execute(
+                QT.insert().values(mailbox="support", uid=None, raw_sha256=sha, size=len(fixed), error="old bug")
+            )
+        [old] = [
+            q for q in (await client.get("/api/email/quarantine", headers=admin)).json() if q["error"] == "old bug"
+        ]
+        done = (await client.post(f"/api/email/quarantine/{old['id']}/reprocess", headers=admin)).json()
         assert done["ok"] is True and done["ticket_id"]
         ticket = (await client.get(f"/api/tickets/{done['ticket_id']}", headers=admin)).json()
-        assert ticket["messages"][0]["text"].startswith("xxxx")
-        assert (await client.get("/api/email/quarantine", headers=admin)).json() == []
+        assert ticket["messages"][0]["text"].startswith("Now readable.")
+        assert len((await client.get("/api/email/quarantine", headers=admin)).json()) == 2
         history = (await client.get("/api/email/quarantine?include_reprocessed=true", headers=admin)).json()
-        assert history[0]["message_id"] == done["message_id"]
+        assert [q["message_id"] for q in history if q["id"] == old["id"]] == [done["message_id"]]
         missing = await client.post("/api/email/quarantine/999/reprocess", headers=admin)
         assert missing.status_code == 404 and missing.json()["code"] == "quarantine_not_found"
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
+from channels.email.imap import _by_budget
 from channels.email.models import QT, S
 from hub.config import Settings
 from hub.db import Database
@@ -319,3 +320,56 @@ async def test_with_several_processes_each_mailbox_is_fetched_by_one_leader(
     finally:
         await first.stop()
         await other_rt.db.dispose()
+
+
+async def test_one_mail_sent_to_two_of_our_mailboxes_is_stored_once(
+    rt: Runtime, settings: Settings, dovecot: Dovecot, smtp: SmtpServer
+) -> None:
+    """A customer who writes to support@ and sales@ at once gets one message, not two (dedupe on the
+    Message-ID across mailboxes)."""
+    sales = mailbox(dovecot, smtp, name="sales", username="sales", password="secret2", address="sales@example.org")
+    rt.settings = settings.model_copy(update={"mailboxes": [*settings.mailboxes, sales]})
+    await make_queue(rt, "support", ["email"])
+    mail = await start_mail(rt, dovecot, smtp)
+    try:
+        await mail.wait_connected("support")
+        await mail.wait_connected("sales")
+        both = message("<both@example.com>", headers={"Cc": "sales@example.org"})
+        await mail.append(both)
+        await mail.append(both, user="sales", password="secret2")
+
+        async def both_fetched() -> bool:
+            states = {r.mailbox: r.last_uid for r in await mail.rows(select(S))}
+            return states.get("support") == 1 and states.get("sales") == 1
+
+        await wait_until(both_fetched, what="both mailboxes to fetch the mail")
+        assert await mail.count(service.M) == 1
+    finally:
+        await mail.stop()
+
+
+async def test_idle_is_renewed_periodically_and_mail_still_arrives(
+    rt: Runtime, settings: Settings, dovecot: Dovecot, smtp: SmtpServer
+) -> None:
+    """IDLE ends after email_idle_seconds (servers drop IDLE after 30 minutes) and is entered again; mail
+    arriving after several renewals is still picked up."""
+    rt.settings = settings.model_copy(update={"email_idle_seconds": 0.2})
+    await make_queue(rt, "support", ["email"])
+    mail = await start_mail(rt, dovecot, smtp)
+    try:
+        await mail.wait_connected()
+        await asyncio.sleep(1.0)
+        worker = mail.channel.worker("support")
+        assert worker is not None and worker.connected
+        await mail.append(message("<late@example.com>"))
+        await wait_until(lambda: _messages(mail, 1), timeout=5, what="the mail after IDLE renewals")
+    finally:
+        await mail.stop()
+
+
+def test_fetch_chunks_are_bounded_in_bytes() -> None:
+    """UIDs are grouped so no round trip fetches more than the budget; a mail over the limit counts as its
+    header only; a single mail bigger than the budget still gets a chunk of its own."""
+    sizes = {1: 40, 2: 40, 3: 40, 4: 500, 5: 90, 6: 10}
+    assert _by_budget([1, 2, 3, 4, 5, 6], sizes, budget=100, limit=200) == [[1, 2], [3, 4], [5, 6]]
+    assert _by_budget([1, 5], {1: 150, 5: 150}, budget=100, limit=200) == [[1], [5]]

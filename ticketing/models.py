@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic import Field as PField
-from sqlalchemy import Index, Text, UniqueConstraint
+from sqlalchemy import Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from hub.db import JSONType, UTCDateTime, utcnow
@@ -153,6 +153,10 @@ class Agent(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+_WAITING = text("assignee_id IS NULL AND offered_agent_id IS NULL")
+_WAITING_HIGH = text("assignee_id IS NULL AND offered_agent_id IS NULL AND priority IN ('high', 'urgent')")
+
+
 class Ticket(SQLModel, table=True):
     __tablename__ = "tickets"
     __table_args__ = (
@@ -161,6 +165,22 @@ class Ticket(SQLModel, table=True):
         Index("ix_tickets_offered_agent_id", "offered_agent_id"),
         Index("ix_tickets_offer_expires_at", "offer_expires_at"),
         Index("ix_tickets_queue_queued_at", "queue_id", "queued_at"),
+        # Waiting work (held by nobody), in the orders routing reads it: see ticketing.service._waiting_rows.
+        Index("ix_tickets_waiting_queued", "queue_id", "queued_at", sqlite_where=_WAITING, postgresql_where=_WAITING),
+        Index(
+            "ix_tickets_waiting_due",
+            "queue_id",
+            "first_response_due_at",
+            sqlite_where=_WAITING,
+            postgresql_where=_WAITING,
+        ),
+        Index(
+            "ix_tickets_waiting_high",
+            "queue_id",
+            "queued_at",
+            sqlite_where=_WAITING_HIGH,
+            postgresql_where=_WAITING_HIGH,
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)

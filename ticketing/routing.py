@@ -26,7 +26,7 @@ a normal one that is badly late.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -271,21 +271,38 @@ def explain_waiting(item: WorkItem, agents: Iterable[AgentSlot]) -> str:
     return "no eligible agent: " + ", ".join(parts)
 
 
-def route(items: Sequence[WorkItem], agents: Iterable[AgentSlot], now: datetime) -> list[Decision]:
+def route(
+    items: Sequence[WorkItem], agents: Iterable[AgentSlot], now: datetime, *, explain: Container[int] | None = None
+) -> list[Decision]:
     """Decide every item, highest priority first; each offer takes a unit of the chosen agent's capacity, so
-    the decisions together never put an agent over capacity. Items that wait come back with the reason."""
+    the decisions together never put an agent over capacity. Items that wait come back with the reason
+    (only those in ``explain``, when given: counting reasons over every agent costs time)."""
     by_queue: dict[int, list[AgentSlot]] = {}
     for a in agents:
         for q in a.queue_ids:
             by_queue.setdefault(q, []).append(a)
     out = []
+    # Items alike (same queues, channel, skills, exclusions) wait for the same reason until an offer changes
+    # some agent's load: a burst of arrivals into full queues is explained once per kind of item.
+    reasons: dict[tuple[object, ...], str] = {}
     for item in sorted(items, key=lambda i: order_key(i, now)):
-        seen: dict[int, AgentSlot] = {}
+        members: dict[int, AgentSlot] = {}
         for q in item.serving_queues:
             for a in by_queue.get(q, ()):
-                seen[a.agent_id] = a
-        decision = decide(item, seen.values())
-        if decision.agent_id is not None:
-            seen[decision.agent_id].take(item.channel, now)
-        out.append(decision)
+                members[a.agent_id] = a
+        # Only agents with room on the channel can be chosen; the others matter for the explanation alone.
+        pool = [a for a in members.values() if a.available and a.free(item.channel) > 0]
+        decision = decide(item, pool) if pool else None
+        if decision is not None and decision.agent_id is not None:
+            members[decision.agent_id].take(item.channel, now)
+            reasons.clear()
+            out.append(decision)
+            continue
+        reason = ""
+        if explain is None or item.ticket_id in explain:
+            key = (item.serving_queues, item.channel, tuple(sorted(item.required_skills.items())), item.excluded)
+            if key not in reasons:
+                reasons[key] = explain_waiting(item, members.values())
+            reason = reasons[key]
+        out.append(Decision(item.ticket_id, None, reason))
     return out

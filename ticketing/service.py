@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, text, update
+from sqlalchemy import and_, bindparam, func, or_, select, text, union_all, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.auth import hash_password
@@ -280,10 +280,15 @@ async def get_contact_history(rt: Runtime, *, contact_id: int, principal: Princi
 # event, so the console follows it live and ``explain_routing`` can say why.
 
 ROUTING_LOCK_KEY = 0x5B0A_4D02
+# Waiting: open and held by nobody. The two IS NULL terms are the condition of the partial indexes
+# ix_tickets_waiting_* (see the model), which is what lets the database use them.
 _WAITING = and_(T.c.assignee_id.is_(None), T.c.offered_agent_id.is_(None), T.c.status.in_(_OPEN))
-# How many waiting items a sweep looks at per agent with free capacity (the oldest and the nearest due).
-_CANDIDATES_PER_FREE_AGENT = 20
-_MAX_CANDIDATES = 5000
+_HIGH = bindparam("high_priorities", ["high", "urgent"], expanding=True, literal_execute=True)
+# How many waiting items a sweep looks at per channel: per free slot, plus a few (twice: the oldest, and the
+# nearest to their deadline).
+_CANDIDATES_PER_FREE_SLOT = 4
+_CANDIDATES_EXTRA = 20
+_MAX_CANDIDATES = 1000
 
 
 async def _take_routing_lock(conn: AsyncConnection) -> None:
@@ -340,18 +345,27 @@ async def _queues(conn: AsyncConnection) -> _Queues:
 
 
 async def _agent_slots(
-    conn: AsyncConnection, queue_ids: Iterable[int], *, voice_blocks_chats: bool = True
+    conn: AsyncConnection,
+    queue_ids: Iterable[int] = (),
+    *,
+    agent_ids: Iterable[int] | None = None,
+    voice_blocks_chats: bool = True,
 ) -> dict[int, routing.AgentSlot]:
-    """The active agents of these queues, whatever their status (explanations count the away ones too), with
-    the load per channel of the available ones: open tickets in hand plus pending offers."""
-    queue_ids = set(queue_ids)
-    if not queue_ids:
-        return {}
+    """The active agents of these queues (or these agents, with all their queues), whatever their status
+    (explanations count the away ones too), with the load per channel of the available ones: open tickets
+    in hand plus pending offers."""
+    if agent_ids is not None:
+        which = AQ.c.agent_id.in_(set(agent_ids))
+    else:
+        queue_ids = set(queue_ids)
+        if not queue_ids:
+            return {}
+        which = AQ.c.queue_id.in_(queue_ids)
     members = (
         await conn.execute(
             select(A.c.id, A.c.status, A.c.skills, A.c.capacity, A.c.last_assigned_at, AQ.c.queue_id)
             .join(AQ, AQ.c.agent_id == A.c.id)
-            .where(A.c.active.is_(True), AQ.c.queue_id.in_(queue_ids))
+            .where(A.c.active.is_(True), which)
         )
     ).all()
     blocks = routing.BLOCKS if voice_blocks_chats else {}
@@ -373,13 +387,17 @@ async def _agent_slots(
     available = [a for a, s in slots.items() if s.available]
     if available:
         holder = func.coalesce(T.c.assignee_id, T.c.offered_agent_id)
+        # A few agents: through the assignee and offer indexes. Many: one pass over the open work is cheaper
+        # than a long IN list, and the loads of agents not asked for are dropped below.
+        which = (
+            or_(T.c.assignee_id.in_(available), T.c.offered_agent_id.in_(available))
+            if len(available) <= 50
+            else holder.is_not(None)
+        )
         loads = (
             await conn.execute(
                 select(holder, T.c.channel, func.count())
-                .where(
-                    T.c.status.in_(_OPEN),
-                    or_(T.c.assignee_id.in_(available), T.c.offered_agent_id.in_(available)),
-                )
+                .where(T.c.status.in_(_OPEN), which)
                 .group_by(holder, T.c.channel)
             )
         ).all()
@@ -410,7 +428,11 @@ def _recently_passed(value: Any, now: datetime, window: float) -> frozenset[int]
 
 
 async def _waiting_rows(
-    conn: AsyncConnection, *, ticket_ids: Sequence[int] | None, queue_ids: set[int] | None, limit: int | None
+    conn: AsyncConnection,
+    *,
+    ticket_ids: Sequence[int] | None,
+    queue_ids: set[int] | None,
+    per_channel: dict[str, int] | None,
 ) -> list[Any]:
     def claim(stmt: Any) -> Any:
         return stmt.with_for_update(skip_locked=True) if conn.dialect.name == "postgresql" else stmt
@@ -420,22 +442,25 @@ async def _waiting_rows(
         base = base.where(T.c.id.in_(list(ticket_ids)))
     if queue_ids is not None:
         base = base.where(T.c.queue_id.in_(queue_ids))
-    if limit is None:
+    if per_channel is None:
         return list(await conn.execute(claim(base.order_by(T.c.id))))
-    # A bounded look at a long queue: the oldest items and the nearest to their deadline, which are the ones
-    # aging can put first. (New items without queued_at are the newest.)
-    oldest = await conn.execute(claim(base.order_by(T.c.queued_at.is_(None), T.c.queued_at, T.c.id).limit(limit)))
-    rows = {r.id: r for r in oldest}
-    due = await conn.execute(
-        claim(
-            base.where(T.c.first_response_due_at.is_not(None), T.c.first_response_at.is_(None))
-            .order_by(T.c.first_response_due_at, T.c.id)
-            .limit(limit)
-        )
-    )
-    for r in due:
-        rows.setdefault(r.id, r)
-    return list(rows.values())
+    # A bounded look at long queues, on the channels with free capacity, sized by the free slots: per queue,
+    # the oldest items, the nearest to their deadline and the oldest of high or urgent priority (the ones
+    # effective priority can put first), each read in order from a partial index of waiting work, all in
+    # one statement.
+    limit = min(_MAX_CANDIDATES, sum(per_channel.values()))
+    parts = []
+    for q in sorted(queue_ids or ()):
+        mine = select(T.c.id).where(T.c.queue_id == q, _WAITING, T.c.channel.in_(list(per_channel)))
+        parts += [
+            mine.order_by(T.c.queued_at).limit(limit),
+            mine.where(T.c.first_response_due_at.is_not(None)).order_by(T.c.first_response_due_at).limit(limit),
+            mine.where(T.c.priority.in_(_HIGH)).order_by(T.c.queued_at).limit(limit),
+        ]
+    if not parts:
+        return []
+    ids = union_all(*(select(p.subquery().c.id) for p in parts))
+    return list(await conn.execute(claim(select(T).where(T.c.id.in_(ids), _WAITING))))
 
 
 async def route_tickets(
@@ -445,11 +470,13 @@ async def route_tickets(
     *,
     exclude: dict[int, set[int]] | None = None,
     queue_ids: Iterable[int] | None = None,
+    agent_ids: Iterable[int] | None = None,
     returned: Iterable[int] = (),
 ) -> list[routing.Decision]:
     """Offer waiting work (open, unassigned, no pending offer) to the best eligible agents, highest effective
     priority first, and record each decision. ``ticket_ids``: just these tickets (new or returned work);
-    otherwise a sweep of the waiting work of ``queue_ids`` (default: every queue with a free agent).
+    otherwise a sweep: the waiting work ``agent_ids`` (whose capacity just freed) may take, or that the
+    agents of ``queue_ids`` (default: every queue) may take.
     Work entering its queue is stamped (queued time, SLA deadlines) and announced as ``ticket.queued``
     unless it is offered at once; so is ``returned`` work (a declined or expired offer) that waits again."""
     if ticket_ids is not None and not ticket_ids:
@@ -460,22 +487,40 @@ async def route_tickets(
     settings = rt.settings
     qs = await _queues(conn)
     slots: dict[int, routing.AgentSlot] | None = None
-    limit = None
+    per_channel: dict[str, int] | None = None
     wanted_queues: set[int] | None = None
     if ticket_ids is None:
-        slots = await _agent_slots(conn, qs.policies, voice_blocks_chats=settings.voice_blocks_chats)
-        free = [s for s in slots.values() if s.available and any(s.free(c) > 0 for c in routing.DEFAULT_CAPACITY)]
-        free_queues = {q for s in free for q in s.queue_ids}
-        if queue_ids is not None:
-            free_queues &= set(queue_ids)
+        # A sweep offers the agents in scope (those whose capacity just changed, or a queue's) the work of
+        # their queues and of the queues that overflow into them, looking per channel at a few times as many
+        # candidates as they have free slots (some will lack a skill).
+        blocks = settings.voice_blocks_chats
+        if agent_ids is not None:
+            slots = await _agent_slots(conn, agent_ids=agent_ids, voice_blocks_chats=blocks)
+            scope = {q for s in slots.values() for q in s.queue_ids}
+        else:
+            scope = set(qs.policies) if queue_ids is None else set(queue_ids)
+            slots = await _agent_slots(conn, scope, voice_blocks_chats=blocks)
+        free_slots: dict[str, int] = {}
+        free_queues: set[int] = set()
+        for slot in slots.values():
+            if not slot.available:
+                continue
+            for channel in set(routing.DEFAULT_CAPACITY) | set(slot.capacity):
+                n = slot.free(channel)
+                if n > 0:
+                    free_slots[channel] = free_slots.get(channel, 0) + n
+                    free_queues |= slot.queue_ids
+        free_queues &= scope
         if not free_queues:
             return []
         wanted_queues = qs.feeding(free_queues)
-        limit = min(_MAX_CANDIDATES, _CANDIDATES_PER_FREE_AGENT * len(free) + 100)
+        per_channel = {
+            c: min(_MAX_CANDIDATES, _CANDIDATES_PER_FREE_SLOT * n + _CANDIDATES_EXTRA) for c, n in free_slots.items()
+        }
     # Work in no queue (no queue exists yet) is not routed: it waits until a supervisor places it.
     rows = [
         r
-        for r in await _waiting_rows(conn, ticket_ids=ticket_ids, queue_ids=wanted_queues, limit=limit)
+        for r in await _waiting_rows(conn, ticket_ids=ticket_ids, queue_ids=wanted_queues, per_channel=per_channel)
         if r.queue_id is not None
     ]
     if not rows:
@@ -533,7 +578,8 @@ async def route_tickets(
     if slots is None:
         serving_queues = {q for i in items for q in i.serving_queues}
         slots = await _agent_slots(conn, serving_queues, voice_blocks_chats=settings.voice_blocks_chats)
-    decisions = routing.route(items, slots.values(), now)
+    # Reasons for work that keeps waiting are written only when it enters the queue (or comes back to it).
+    decisions = routing.route(items, slots.values(), now, explain=set(stamps) | returned)
 
     expires = now + timedelta(seconds=settings.offer_timeout_seconds)
     writes: list[dict[str, Any]] = []
@@ -684,6 +730,7 @@ async def decline_offer(rt: Runtime, *, ticket_id: int, principal: Principal) ->
         await _take_routing_lock(tx.conn)  # before the agent row: see the lock order above
         await tx.conn.execute(update(A).where(A.c.id == principal.agent_id).values(missed_offers=0))
         await route_tickets(rt, tx, back, returned=back)
+        await route_tickets(rt, tx, agent_ids=[principal.agent_id])  # their freed slot, for other work
 
 
 async def expire_offers(rt: Runtime) -> int:
@@ -761,7 +808,7 @@ async def _change_status(
         payload["wrap_up_until"] = values["wrap_up_until"].isoformat()
     tx.emit(NewEvent(type=EventType.AGENT_STATUS, payload=payload, agent_id=agent_id))
     if status is AgentStatus.AVAILABLE:
-        await route_tickets(rt, tx, queue_ids=agent.queue_ids)
+        await route_tickets(rt, tx, agent_ids=[agent_id])
     else:
         stmt = select(T.c.id).where(T.c.offered_agent_id == agent_id).order_by(T.c.id)
         if tx.conn.dialect.name == "postgresql":
@@ -801,8 +848,7 @@ async def _work_done(rt: Runtime, tx: Tx, *, agent_id: int, channel: str) -> Non
     if channel in routing.LIVE_CHANNELS and rt.settings.wrap_up_seconds > 0:
         await _change_status(rt, tx, agent_id, AgentStatus.WRAP_UP, reason=f"after a {channel} conversation")
     else:
-        queue_ids = [q for (q,) in await tx.conn.execute(select(AQ.c.queue_id).where(AQ.c.agent_id == agent_id))]
-        await route_tickets(rt, tx, queue_ids=queue_ids)
+        await route_tickets(rt, tx, agent_ids=[agent_id])
 
 
 async def apply_overflow(rt: Runtime) -> int:

@@ -16,6 +16,9 @@ down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+_WAITING = "assignee_id IS NULL AND offered_agent_id IS NULL"
+_WAITING_HIGH = "assignee_id IS NULL AND offered_agent_id IS NULL AND priority IN ('high', 'urgent')"
+
 
 def upgrade() -> None:
     with op.batch_alter_table("queues") as batch:
@@ -36,6 +39,15 @@ def upgrade() -> None:
         batch.create_index("ix_tickets_offered_agent_id", ["offered_agent_id"], unique=False)
         batch.create_index("ix_tickets_offer_expires_at", ["offer_expires_at"], unique=False)
         batch.create_index("ix_tickets_queue_queued_at", ["queue_id", "queued_at"], unique=False)
+        # Partial indexes of waiting work, in the orders routing reads it (ticketing.service._waiting_rows).
+        for name, columns, where in (
+            ("ix_tickets_waiting_queued", ["queue_id", "queued_at"], _WAITING),
+            ("ix_tickets_waiting_due", ["queue_id", "first_response_due_at"], _WAITING),
+            ("ix_tickets_waiting_high", ["queue_id", "queued_at"], _WAITING_HIGH),
+        ):
+            batch.create_index(
+                name, columns, unique=False, sqlite_where=sa.text(where), postgresql_where=sa.text(where)
+            )
     op.create_table(
         "routing_rules",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -49,6 +61,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("routing_rules")
     with op.batch_alter_table("tickets") as batch:
+        batch.drop_index("ix_tickets_waiting_high")
+        batch.drop_index("ix_tickets_waiting_due")
+        batch.drop_index("ix_tickets_waiting_queued")
         batch.drop_index("ix_tickets_queue_queued_at")
         batch.drop_index("ix_tickets_offer_expires_at")
         batch.drop_index("ix_tickets_offered_agent_id")

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from email import message_from_bytes, policy
+from pathlib import Path
 
 from sqlalchemy import select
 
 from channels.email.models import AR
-from hub.config import Settings
+from channels.email.smtp import Templates, build_reply
+from hub.config import MailboxSettings, Settings
+from hub.messages import OutboundMessage
 from hub.runtime import Runtime
 from tests.channels.email.conftest import Mail, message, start_mail, wait_until
 from tests.channels.email.servers import Dovecot, SmtpServer
@@ -165,3 +168,48 @@ async def test_a_bounce_attaches_to_the_ticket_of_the_message_it_reports(mail: M
     [stored] = await mail.rows(select(service.M).where(service.M.c.external_id == "<bounce-1@mx.example.com>"))
     assert stored.ticket_id == ticket_id and stored.meta.get("bounce") is True
     assert await mail.count(service.T) == 1
+
+
+def test_templates_are_overridden_per_queue_then_globally(tmp_path: Path) -> None:
+    """SWITCHBOARD_EMAIL_TEMPLATES_DIR/queues/<queue>/ack.txt wins for that queue, ack.txt there for the
+    others, the built-in layout otherwise."""
+    (tmp_path / "queues" / "vip").mkdir(parents=True)
+    (tmp_path / "queues" / "vip" / "ack.txt").write_text("VIP #{{ ticket_id }}")
+    templates = Templates(tmp_path)
+    assert templates.render("ack.txt", "vip", name=None, ticket_id=7) == "VIP #7"
+    assert "#7" in templates.render("ack.txt", "support", name=None, ticket_id=7)
+    (tmp_path / "ack.txt").write_text("Everyone #{{ ticket_id }}")
+    assert Templates(tmp_path).render("ack.txt", "support", name=None, ticket_id=7) == "Everyone #7"
+
+
+def test_a_reply_quotes_the_message_it_answers_and_escapes_it_in_html() -> None:
+    """The text part quotes the customer line by line; the HTML part escapes whatever the customer wrote."""
+    box = MailboxSettings(
+        name="support",
+        address="support@example.org",
+        queue="support",
+        imap_host="h",
+        username="u",
+        password="p",  # type: ignore[arg-type]
+        smtp_host="h",
+    )
+    out = OutboundMessage(
+        message_id=1,
+        ticket_id=9,
+        channel="email",
+        recipient="ann@example.com",
+        text="Thanks!",
+        subject="Re: Help [#9]",
+        external_id="<ours@switchboard.local>",
+        in_reply_to="<theirs@example.com>",
+        references=["<first@example.com>"],
+        agent_name="Zoe",
+    )
+    quote = {"text": "line one\n<script>alert(1)</script>", "sender": "ann@example.com", "date": "2026-11-23"}
+    msg = build_reply(out, box, Templates(), domain="switchboard.local", quote=quote)
+    assert msg["References"] == "<first@example.com> <theirs@example.com>"
+    assert msg["From"] == "Zoe <support@example.org>"
+    text = msg.get_body(preferencelist=("plain",)).get_content()
+    assert "> line one\n> <script>alert(1)</script>" in text and "ann@example.com wrote:" in text
+    html = msg.get_body(preferencelist=("html",)).get_content()
+    assert "<script>" not in html and "&lt;script&gt;" in html

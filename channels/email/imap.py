@@ -260,7 +260,13 @@ class MailboxWorker:
         headers = await self._fetch_part(client, big, "BODY.PEEK[HEADER]") if big else {}
         fetched = [Fetched(uid, raw) for uid, raw in out.items()]
         fetched += [Fetched(uid, raw, too_large=sizes[uid]) for uid, raw in headers.items()]
-        # A UID gone by fetch time was expunged meanwhile: nothing to ingest.
+        missing = sorted(set(uids) - set(out) - set(headers))
+        if missing:
+            # Expunged since the sizes were asked is fine (nothing to ingest); a mail still there whose bytes
+            # did not come is not: end the session and try again rather than move past it.
+            still_there = await self._sizes(client, missing)
+            if still_there:
+                raise ImapError(f"the server sent no content for UIDs {sorted(still_there)[:10]}")
         return sorted(fetched, key=lambda f: f.uid)
 
     async def _fetch_part(self, client: aioimaplib.IMAP4, uids: list[int], part: str) -> dict[int, bytes]:

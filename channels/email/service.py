@@ -332,7 +332,7 @@ class EmailChannel:
                 max_attachment_bytes=s.attachment_max_bytes,
             )
             result = await self.ingest(parsed.message)
-        except (MailParseError, Exception) as exc:
+        except Exception as exc:  # a parse failure, or ingest refusing it: it stays in quarantine
             error = str(exc) if isinstance(exc, MailParseError) else f"{type(exc).__name__}: {exc}"
             async with self.rt.db.begin() as conn:
                 await conn.execute(update(QT).where(QT.c.id == quarantine_id).values(error=error[:2000]))

@@ -1,0 +1,88 @@
+"""The chat channel's pure parts and the hub's ephemeral frames: visitor tokens, identity hashes, content
+sniffing, and typing indicators crossing processes through Redis without a seq."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+import redis.asyncio as redis_client
+
+from channels.webchat.service import VisitorClaims, VisitorTokens, identity_hash, sniff, verify_identity
+from hub.auth import TokenSigner
+from hub.bus import EventHub, RedisTransport
+from hub.config import Settings
+from hub.db import Database
+from hub.events import Viewer
+
+
+def test_visitor_tokens_round_trip_and_refuse_other_signers() -> None:
+    """A visitor token carries its claims; one signed with another key, or an agent's session token, is refused."""
+    tokens = VisitorTokens("k" * 32, 3600)
+    claims = VisitorClaims("v1", "c1", "visitor:v1", name="Ann", email=None, verified=False, queue="support")
+    assert tokens.verify(tokens.issue(claims)) == claims
+    assert VisitorTokens("other" * 8, 3600).verify(tokens.issue(claims)) is None
+    assert tokens.verify(TokenSigner("k" * 32, 3600).issue(1, "hash")) is None
+
+
+def test_identity_hash_covers_the_email_when_given() -> None:
+    """The site's HMAC covers the user id, and the email too when one is passed (case-insensitive)."""
+    h = identity_hash("s", "42")
+    assert verify_identity("s", "42", None, h)
+    assert not verify_identity("s", "43", None, h)
+    he = identity_hash("s", "42", "Ann@Example.com")
+    assert verify_identity("s", "42", "ann@example.com", he)
+    assert not verify_identity("s", "42", "eve@example.com", he)
+    assert not verify_identity("s", "42", None, he)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"\x89PNG\r\n\x1a\n....", "image/png"),
+        (b"\xff\xd8\xff\xe0....", "image/jpeg"),
+        (b"GIF89a....", "image/gif"),
+        (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "image/webp"),
+        (b"%PDF-1.7\n", "application/pdf"),
+        (b"<svg onload=alert(1)>", None),
+        (b"<html>", None),
+        (b"MZ\x90\x00", None),
+    ],
+)
+def test_attachments_are_recognized_by_their_bytes(data: bytes, expected: str | None) -> None:
+    """Only PNG, JPEG, GIF, WebP and PDF pass, whatever a file is named or declared as."""
+    assert sniff(data) == expected
+
+
+async def test_typing_frames_cross_processes_through_redis_without_a_seq(settings: Settings) -> None:
+    """An ephemeral frame broadcast in one process reaches a subscriber of another through Redis, with seq 0,
+    filtered by the same visibility rule as events, and without moving the hub's seq."""
+    try:
+        probe = redis_client.from_url("redis://127.0.0.1:6379/0")
+        await probe.ping()
+        await probe.aclose()
+    except Exception:  # pragma: no cover - Redis is part of the test setup (scripts/test starts it)
+        pytest.skip("Redis is not running on 127.0.0.1:6379")
+    channel = f"switchboard:test:{uuid.uuid4().hex}"
+    db = Database(settings.database_url)
+    hubs = [EventHub(db, RedisTransport("redis://127.0.0.1:6379/0", channel)) for _ in range(2)]
+    try:
+        for hub in hubs:
+            await hub.start()
+        seen: list[tuple[int, str]] = []
+        hubs[1].listen(lambda event, _text: seen.append((event.seq, event.type)))
+        mine = hubs[1].subscribe(Viewer(agent_id=7, sees_all=False, queue_ids=frozenset({1})))
+        other = hubs[1].subscribe(Viewer(agent_id=8, sees_all=False, queue_ids=frozenset({2})))
+        before = hubs[1].last_seq
+        await hubs[0].broadcast_ephemeral("typing", {"who": "visitor", "active": True}, ticket_id=5, queue_id=1)
+        event, text = await asyncio.wait_for(mine.queue.get(), 5)
+        assert (event.seq, event.type, event.ticket_id, event.payload["who"]) == (0, "typing", 5, "visitor")
+        assert '"seq": 0' in text
+        assert other.queue.empty()
+        assert seen == [(0, "typing")]
+        assert hubs[1].last_seq == before
+    finally:
+        for hub in hubs:
+            await hub.stop()
+        await db.dispose()

@@ -166,10 +166,18 @@ class Ticket(SQLModel, table=True):
         Index("ix_tickets_offer_expires_at", "offer_expires_at"),
         Index("ix_tickets_queue_queued_at", "queue_id", "queued_at"),
         # Waiting work (held by nobody), in the orders routing reads it: see ticketing.service._waiting_rows.
-        Index("ix_tickets_waiting_queued", "queue_id", "queued_at", sqlite_where=_WAITING, postgresql_where=_WAITING),
+        Index(
+            "ix_tickets_waiting_queued",
+            "queue_id",
+            "channel",
+            "queued_at",
+            sqlite_where=_WAITING,
+            postgresql_where=_WAITING,
+        ),
         Index(
             "ix_tickets_waiting_due",
             "queue_id",
+            "channel",
             "first_response_due_at",
             sqlite_where=_WAITING,
             postgresql_where=_WAITING,
@@ -177,6 +185,7 @@ class Ticket(SQLModel, table=True):
         Index(
             "ix_tickets_waiting_high",
             "queue_id",
+            "channel",
             "queued_at",
             sqlite_where=_WAITING_HIGH,
             postgresql_where=_WAITING_HIGH,

@@ -284,11 +284,14 @@ ROUTING_LOCK_KEY = 0x5B0A_4D02
 # ix_tickets_waiting_* (see the model), which is what lets the database use them.
 _WAITING = and_(T.c.assignee_id.is_(None), T.c.offered_agent_id.is_(None), T.c.status.in_(_OPEN))
 _HIGH = bindparam("high_priorities", ["high", "urgent"], expanding=True, literal_execute=True)
-# How many waiting items a sweep looks at per channel: per free slot, plus a few (twice: the oldest, and the
-# nearest to their deadline).
-_CANDIDATES_PER_FREE_SLOT = 4
-_CANDIDATES_EXTRA = 20
-_MAX_CANDIDATES = 1000
+# The same test for statements that find their rows by id: written so that no partial index matches it, as
+# a planner with stale statistics may otherwise scan a partial index instead of using the primary key.
+_UNHELD = func.coalesce(T.c.assignee_id, T.c.offered_agent_id).is_(None)
+# How many waiting items a sweep reads per queue, channel and order: a few per free slot (some candidates
+# lack a skill), plus a few.
+_CANDIDATES_PER_FREE_SLOT = 3
+_CANDIDATES_EXTRA = 5
+_MAX_CANDIDATES = 500
 
 
 async def _take_routing_lock(conn: AsyncConnection) -> None:
@@ -431,36 +434,37 @@ async def _waiting_rows(
     conn: AsyncConnection,
     *,
     ticket_ids: Sequence[int] | None,
-    queue_ids: set[int] | None,
-    per_channel: dict[str, int] | None,
+    limits: dict[int, dict[str, int]] | None,
 ) -> list[Any]:
+    """Waiting tickets, claimed: these ``ticket_ids``, or, per queue and channel of ``limits``, at most that many
+    of each of: the oldest, the nearest to their deadline, and the oldest of high or urgent priority (the
+    ones effective priority can put first). Each is read in order from a partial index of waiting work
+    (queue, channel, then the order), all in one statement."""
+
     def claim(stmt: Any) -> Any:
         return stmt.with_for_update(skip_locked=True) if conn.dialect.name == "postgresql" else stmt
 
-    base = select(T).where(_WAITING)
-    if ticket_ids is not None:
-        base = base.where(T.c.id.in_(list(ticket_ids)))
-    if queue_ids is not None:
-        base = base.where(T.c.queue_id.in_(queue_ids))
-    if per_channel is None:
-        return list(await conn.execute(claim(base.order_by(T.c.id))))
-    # A bounded look at long queues, on the channels with free capacity, sized by the free slots: per queue,
-    # the oldest items, the nearest to their deadline and the oldest of high or urgent priority (the ones
-    # effective priority can put first), each read in order from a partial index of waiting work, all in
-    # one statement.
-    limit = min(_MAX_CANDIDATES, sum(per_channel.values()))
+    if limits is None:
+        ids = list(ticket_ids or ())
+        stmt = select(T).where(T.c.id.in_(ids), _UNHELD, T.c.status.in_(_OPEN)).order_by(T.c.id)
+        return list(await conn.execute(claim(stmt)))
     parts = []
-    for q in sorted(queue_ids or ()):
-        mine = select(T.c.id).where(T.c.queue_id == q, _WAITING, T.c.channel.in_(list(per_channel)))
-        parts += [
-            mine.order_by(T.c.queued_at).limit(limit),
-            mine.where(T.c.first_response_due_at.is_not(None)).order_by(T.c.first_response_due_at).limit(limit),
-            mine.where(T.c.priority.in_(_HIGH)).order_by(T.c.queued_at).limit(limit),
-        ]
+    for q, per_channel in sorted(limits.items()):
+        for channel, limit in sorted(per_channel.items()):
+            mine = select(T.c.id).where(T.c.queue_id == q, T.c.channel == channel, _WAITING)
+            parts += [
+                mine.order_by(T.c.queued_at).limit(limit),
+                mine.where(T.c.first_response_due_at.is_not(None)).order_by(T.c.first_response_due_at).limit(limit),
+                mine.where(T.c.priority.in_(_HIGH)).order_by(T.c.queued_at).limit(limit),
+            ]
     if not parts:
         return []
-    ids = union_all(*(select(p.subquery().c.id) for p in parts))
-    return list(await conn.execute(claim(select(T).where(T.c.id.in_(ids), _WAITING))))
+    # The ids first, then the rows: as one statement, a planner with stale statistics may rerun the union
+    # for every waiting row.
+    ids = {r[0] for r in await conn.execute(union_all(*(select(p.subquery().c.id) for p in parts)))}
+    if not ids:
+        return []
+    return list(await conn.execute(claim(select(T).where(T.c.id.in_(ids), _UNHELD, T.c.status.in_(_OPEN)))))
 
 
 async def route_tickets(
@@ -487,12 +491,11 @@ async def route_tickets(
     settings = rt.settings
     qs = await _queues(conn)
     slots: dict[int, routing.AgentSlot] | None = None
-    per_channel: dict[str, int] | None = None
-    wanted_queues: set[int] | None = None
+    limits: dict[int, dict[str, int]] | None = None
     if ticket_ids is None:
         # A sweep offers the agents in scope (those whose capacity just changed, or a queue's) the work of
-        # their queues and of the queues that overflow into them, looking per channel at a few times as many
-        # candidates as they have free slots (some will lack a skill).
+        # their queues and of the queues that overflow into them, looking per queue and channel at a few
+        # times as many candidates as there are free slots.
         blocks = settings.voice_blocks_chats
         if agent_ids is not None:
             slots = await _agent_slots(conn, agent_ids=agent_ids, voice_blocks_chats=blocks)
@@ -500,29 +503,28 @@ async def route_tickets(
         else:
             scope = set(qs.policies) if queue_ids is None else set(queue_ids)
             slots = await _agent_slots(conn, scope, voice_blocks_chats=blocks)
-        free_slots: dict[str, int] = {}
-        free_queues: set[int] = set()
+        free: dict[int, dict[str, int]] = {}
         for slot in slots.values():
             if not slot.available:
                 continue
             for channel in set(routing.DEFAULT_CAPACITY) | set(slot.capacity):
                 n = slot.free(channel)
                 if n > 0:
-                    free_slots[channel] = free_slots.get(channel, 0) + n
-                    free_queues |= slot.queue_ids
-        free_queues &= scope
-        if not free_queues:
+                    for q in slot.queue_ids & scope:
+                        free.setdefault(q, {})[channel] = free.get(q, {}).get(channel, 0) + n
+        if not free:
             return []
-        wanted_queues = qs.feeding(free_queues)
-        per_channel = {
-            c: min(_MAX_CANDIDATES, _CANDIDATES_PER_FREE_SLOT * n + _CANDIDATES_EXTRA) for c, n in free_slots.items()
+        counts: dict[int, dict[str, int]] = {}
+        for q, per_channel in free.items():
+            for feeder in qs.feeding({q}):
+                for channel, n in per_channel.items():
+                    counts.setdefault(feeder, {})[channel] = counts.get(feeder, {}).get(channel, 0) + n
+        limits = {
+            q: {c: min(_MAX_CANDIDATES, _CANDIDATES_PER_FREE_SLOT * n + _CANDIDATES_EXTRA) for c, n in per.items()}
+            for q, per in counts.items()
         }
     # Work in no queue (no queue exists yet) is not routed: it waits until a supervisor places it.
-    rows = [
-        r
-        for r in await _waiting_rows(conn, ticket_ids=ticket_ids, queue_ids=wanted_queues, per_channel=per_channel)
-        if r.queue_id is not None
-    ]
+    rows = [r for r in await _waiting_rows(conn, ticket_ids=ticket_ids, limits=limits) if r.queue_id is not None]
     if not rows:
         return []
     returned = set(returned)
@@ -614,7 +616,7 @@ async def route_tickets(
         # The conditions repeat what the claim established; they cost nothing and guard the invariants.
         await conn.execute(
             update(T)
-            .where(T.c.id == bindparam("b_id"), T.c.offered_agent_id.is_(None), T.c.assignee_id.is_(None))
+            .where(T.c.id == bindparam("b_id"), _UNHELD)
             .values({c: bindparam(f"b_{c}") for c in _ROUTING_COLUMNS}),
             writes,
         )
@@ -897,8 +899,7 @@ async def apply_overflow(rt: Runtime) -> int:
                     T.c.id == r.id,
                     T.c.queue_id == r.queue_id,
                     T.c.overflow_stage == r.overflow_stage,
-                    T.c.offered_agent_id.is_(None),
-                    T.c.assignee_id.is_(None),
+                    _UNHELD,
                 )
                 .values(**values)
             )

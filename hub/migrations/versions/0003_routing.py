@@ -41,9 +41,9 @@ def upgrade() -> None:
         batch.create_index("ix_tickets_queue_queued_at", ["queue_id", "queued_at"], unique=False)
         # Partial indexes of waiting work, in the orders routing reads it (ticketing.service._waiting_rows).
         for name, columns, where in (
-            ("ix_tickets_waiting_queued", ["queue_id", "queued_at"], _WAITING),
-            ("ix_tickets_waiting_due", ["queue_id", "first_response_due_at"], _WAITING),
-            ("ix_tickets_waiting_high", ["queue_id", "queued_at"], _WAITING_HIGH),
+            ("ix_tickets_waiting_queued", ["queue_id", "channel", "queued_at"], _WAITING),
+            ("ix_tickets_waiting_due", ["queue_id", "channel", "first_response_due_at"], _WAITING),
+            ("ix_tickets_waiting_high", ["queue_id", "channel", "queued_at"], _WAITING_HIGH),
         ):
             batch.create_index(
                 name, columns, unique=False, sqlite_where=sa.text(where), postgresql_where=sa.text(where)

@@ -393,6 +393,15 @@ async def seed(url: str, agents: int, queues: int) -> list[tuple[int, str, str]]
     return [(a, pw_hash, f"q{i % queues}") for i, a in enumerate(ids)]
 
 
+def stop(server: subprocess.Popen[bytes]) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait(timeout=30)
+
+
 def start_server(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     log = tempfile.NamedTemporaryFile(prefix="bench-chat-", suffix=".log", delete=False)
     return subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -443,7 +452,14 @@ async def run_switchboard(url: str, args: argparse.Namespace) -> dict[str, Any]:
 
         async def session_url(i: int) -> str:
             queue = f"q{i % args.queues}"
-            r = await http.post("/api/chat/sessions", json={"name": f"Visitor {i}", "queue": queue})
+            for attempt in range(5):
+                try:
+                    r = await http.post("/api/chat/sessions", json={"name": f"Visitor {i}", "queue": queue})
+                    break
+                except httpx.TransportError:
+                    if attempt == 4:
+                        raise
+                    await asyncio.sleep(1 + attempt)
             r.raise_for_status()
             return f"ws://127.0.0.1:{port}/ws/chat?token={r.json()['token']}"
 
@@ -500,13 +516,13 @@ async def run_switchboard(url: str, args: argparse.Namespace) -> dict[str, Any]:
             server.pid,
         )
         result = await phases(target, args, setup, on_frame)
+        report("switchboard", result)
         if args.idle:
             result["idle"] = await idle_memory(target, args.idle)
         await http.aclose()
         return result
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop(server)
 
 
 async def run_relay(args: argparse.Namespace) -> dict[str, Any]:
@@ -542,15 +558,17 @@ async def run_relay(args: argparse.Namespace) -> dict[str, Any]:
             await agent_socks[q].recv()
         target = Target("relay", port, widget_url, agent_urls, answer, server.pid)
         result = await phases(target, args, None)
+        report("relay", result)
         for ws in agent_socks.values():
             await ws.close()
         return result
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop(server)
 
 
 def report(name: str, r: dict[str, Any]) -> None:
+    if "steady" not in r:
+        return
     s, t = r["steady"], r["saturation"]
     print(
         f"  {name:<11} steady {s['offered_rate']:.0f}/s offered: {s['msgs_per_s']:8.1f} msgs/s delivered "
@@ -562,6 +580,10 @@ def report(name: str, r: dict[str, Any]) -> None:
         f"  {name:<11} saturation: {t['msgs_per_s']:8.1f} msgs/s delivered ({t['acks_per_s']:.1f} acks/s), "
         f"customer->agent p50 {t['c2a_p50']:.1f} ms p99 {t['c2a_p99']:.1f} ms; server CPU {t['server_cpu']:.2f} cores"
     )
+    sys.stdout.flush()
+
+
+def report_idle(name: str, r: dict[str, Any]) -> None:
     if "idle" in r:
         i = r["idle"]
         print(
@@ -594,12 +616,11 @@ def main() -> None:
     for kind in args.db.split(","):
         with fresh_database(kind, args.postgres_url) as url:
             results[f"sb/{kind}"] = asyncio.run(run_switchboard(url, args))
-            report(f"sb/{kind}", results[f"sb/{kind}"])
+            report_idle(f"sb/{kind}", results[f"sb/{kind}"])
     if not args.no_relay:
         saved = args.idle
         results["relay"] = asyncio.run(run_relay(args))
         args.idle = saved
-        report("relay", results["relay"])
         for name, r in results.items():
             if name != "relay":
                 ratio = r["saturation"]["msgs_per_s"] / results["relay"]["saturation"]["msgs_per_s"]

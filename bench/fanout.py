@@ -18,7 +18,9 @@ import tempfile
 import time
 from datetime import UTC, datetime
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The repository root instead of bench/, which a script run puts first and where bench/email.py would shadow
+# the standard library's email package.
+sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 import httpx  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402

@@ -17,7 +17,9 @@ import random
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The repository root instead of bench/, which a script run puts first and where bench/email.py would shadow
+# the standard library's email package.
+sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from sqlalchemy import text  # noqa: E402
 

@@ -3,7 +3,7 @@ through the REST API at a steady rate, and every client measures commit-to-deliv
 time minus the event's commit timestamp, which is taken just before the commit, so the figure includes the
 commit itself).
 
-    .venv/bin/python bench/fanout.py [--agents 200] [--events 300] [--rate 50] [--db sqlite|postgres]
+    .venv/bin/python -m bench.fanout [--agents 200] [--events 300] [--rate 50] [--db sqlite|postgres]
 """
 
 from __future__ import annotations

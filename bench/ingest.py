@@ -5,7 +5,7 @@ Prints messages/s and per-message p50/p99 latency, and, as the reference ceiling
 single-row inserts, one committed transaction each, at the same durability (SQLite WAL with
 synchronous=FULL; PostgreSQL with synchronous_commit on), both with the same concurrency.
 
-    .venv/bin/python bench/ingest.py [--messages 20000] [--concurrency 500] [--db sqlite,postgres]
+    .venv/bin/python -m bench.ingest [--messages 20000] [--concurrency 500] [--db sqlite,postgres]
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ on ``Database.engine``; everything else uses ``AsyncSession`` through ``Database
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -112,15 +113,10 @@ class Database:
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
         """A Core connection inside a writing transaction that commits when the block ends."""
-        if self._write_lock is None:
-            async with self.engine.connect() as conn:
-                await conn.execution_options(**{WRITE_OPTION: True})
-                async with conn.begin():
-                    yield conn
-            return
-        # SQLite has one writer: writers of this process take turns here rather than in SQLite's busy
-        # handler, which sleeps in steps of up to 100 ms while the lock is held.
-        async with self._write_lock, self.engine.connect() as conn:
+        # SQLite has one writer: writers of this process take turns on an asyncio lock rather than in SQLite's
+        # busy handler, which sleeps in steps of up to 100 ms while the lock is held.
+        turn = self._write_lock if self._write_lock is not None else contextlib.nullcontext()
+        async with turn, self.engine.connect() as conn:
             await conn.execution_options(**{WRITE_OPTION: True})
             async with conn.begin():
                 yield conn

@@ -267,7 +267,7 @@ async def get_contact_history(rt: Runtime, *, contact_id: int, principal: Princi
 #   ``assignee_id`` are single columns, changed only by conditional UPDATEs (``WHERE offered_agent_id IS
 #   NULL``, ``WHERE offered_agent_id = me AND assignee_id IS NULL``);
 # - routing never puts an agent over capacity: every routing pass takes the routing lock first (an advisory
-#   transaction lock on PostgreSQL; the database write lock on SQLite, taken up front by a no-op write) and
+#   transaction lock on PostgreSQL; on SQLite the write lock every writing transaction begins with) and
 #   reads the agents' loads after it, so it sees every earlier pass's offers, and no other pass commits
 #   offers until it has committed. Status changes take the same lock, so no pass offers work to an agent
 #   who has just gone away.
@@ -295,12 +295,10 @@ _MAX_CANDIDATES = 500
 
 
 async def _take_routing_lock(conn: AsyncConnection) -> None:
+    # On SQLite there is nothing to take: every writing transaction begins IMMEDIATE (``Database.begin``), so
+    # it holds the database's write lock from its first statement.
     if conn.dialect.name == "postgresql":
         await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ROUTING_LOCK_KEY})
-    else:
-        # A write that changes nothing makes SQLite take its write lock now rather than at our first real
-        # write, so the loads read next are current and stay current until we commit.
-        await conn.execute(update(A).where(A.c.id == -1).values(missed_offers=A.c.missed_offers))
 
 
 @dataclass(slots=True)

@@ -1056,6 +1056,15 @@ async def _agent_read(conn: AsyncConnection, row: Any) -> AgentRead:
     return AgentRead.model_validate({**row._mapping, "queue_ids": sorted(qids)})
 
 
+async def get_agent(rt: Runtime, *, agent_id: int) -> AgentRead:
+    """One agent with its queues."""
+    async with rt.read() as conn:
+        row = (await conn.execute(select(A).where(A.c.id == agent_id))).first()
+        if row is None:
+            raise AgentNotFound(f"agent {agent_id} does not exist")
+        return await _agent_read(conn, row)
+
+
 async def load_principal(rt: Runtime, *, agent_id: int) -> tuple[Principal, str] | None:
     """The active agent behind a token, with its password hash (to check the token's fingerprint)."""
     async with rt.read() as conn:

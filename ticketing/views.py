@@ -90,8 +90,7 @@ async def login(
         secure=rt.settings.public_url.startswith("https"),
         max_age=signer.ttl_seconds,
     )
-    agents = await service.list_agents(rt)
-    return LoginResponse(token=token, agent=next(a for a in agents if a.id == row.id))
+    return LoginResponse(token=token, agent=await service.get_agent(rt, agent_id=row.id))
 
 
 @router.post("/auth/logout", status_code=204, tags=["auth"])
@@ -103,8 +102,7 @@ async def logout(response: Response) -> Response:
 
 @router.get("/auth/me", response_model=AgentRead, tags=["auth"])
 async def me(agent: CurrentAgent, rt: RuntimeDep) -> AgentRead:
-    agents = await service.list_agents(rt)
-    return next(a for a in agents if a.id == agent.agent_id)
+    return await service.get_agent(rt, agent_id=agent.agent_id)
 
 
 # --- tickets -----------------------------------------------------------------------------------------

@@ -117,7 +117,7 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
     from ticketing import chat as ticketing_chat
     from ticketing import service as ticketing_service
     from ticketing.canned import router as canned_router
-    from ticketing.deps import current_agent
+    from ticketing.deps import authenticate, current_agent
     from ticketing.ingest import IngestPipeline
     from ticketing.models import Ticket
     from ticketing.outbox import OutboxDispatcher
@@ -189,6 +189,8 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
     app.state.metrics = Metrics()
     app.state.signer = TokenSigner(settings.secret_key.get_secret_value(), settings.token_ttl_seconds)
     app.state.login_throttle = LoginThrottle(settings.login_attempts_per_minute)
+    # the chat channel serves attachments to agents too, without importing ticketing
+    app.state.authenticate_agent = authenticate
     install_log_redaction()
 
     @app.exception_handler(SwitchboardError)

@@ -159,10 +159,33 @@ async def upload_attachment(
     )
 
 
+async def _may_read_attachment(request: Request, sha256: str, token: str | None) -> bool:
+    """A logged-in agent may read any attachment; a visitor only one that a message of their own conversation
+    carries. The agent check is handed in by ``hub/app.py`` (channels do not import ticketing)."""
+    authenticate = getattr(request.app.state, "authenticate_agent", None)
+    if authenticate is not None and await authenticate(request) is not None:
+        return True
+    service = _service(request)
+    claims = service.tokens.verify(token) if token else None
+    if claims is None:
+        raise PermissionDenied("log in, or give the visitor token of the conversation", code="unauthorized")
+    state = await service.backend.conversation(claims.conversation_id, 0)
+    return any(a.get("sha256") == sha256 for m in state["messages"] for a in m.get("attachments") or [])
+
+
 @router.get("/api/chat/attachments/{sha256}")
-async def get_attachment(sha256: str, request: Request) -> Response:
-    """An uploaded attachment. Its address is its SHA-256, known only to whoever has the file or the
-    conversation. Served with its sniffed type, never as HTML, and sandboxed."""
+async def get_attachment(
+    sha256: str,
+    request: Request,
+    token: str | None = None,
+    authorization: Annotated[str | None, Header()] = None,
+) -> Response:
+    """An uploaded attachment, for a logged-in agent or for the visitor whose conversation holds it (visitor
+    token as ``Authorization: Bearer`` or, for an ``<img src>``, as ``?token=``); any other visitor gets 404.
+    Served with its sniffed type, never as HTML, and sandboxed."""
+    bearer = authorization[7:].strip() if authorization and authorization.lower().startswith("bearer ") else None
+    if not await _may_read_attachment(request, sha256, token or bearer):
+        raise NotFound("no such attachment")
     found = _service(request).storage.read(sha256)
     if found is None:
         raise NotFound("no such attachment")

@@ -194,7 +194,7 @@ async def test_agent_reply_typing_rating_flow(rt: Runtime, live: LiveServer, htt
 
 async def test_attachments_are_checked_by_content_and_size(live: LiveServer, http: httpx.AsyncClient) -> None:
     """A PNG is stored and can be sent; HTML named .png, an oversized file and an upload without a visitor
-    token are refused; the stored file is served with its sniffed type, sandboxed."""
+    token are refused; once sent, the stored file is served to its visitor with its sniffed type, sandboxed."""
     s = await session(http)
     auth = {"Authorization": f"Bearer {s['token']}"}
     r = await http.post("/api/chat/attachments", files={"file": ("pic.png", png(), "image/png")}, headers=auth)
@@ -213,13 +213,13 @@ async def test_attachments_are_checked_by_content_and_size(live: LiveServer, htt
     assert big.status_code == 413
     anon = await http.post("/api/chat/attachments", files={"file": ("pic.png", png(), "image/png")})
     assert anon.status_code == 403
-    served = await http.get(att["url"])
-    assert served.headers["content-type"] == "image/png"
-    assert "sandbox" in served.headers["content-security-policy"]
     async with connect(chat_url(live, s["token"])) as ws:
         await recv(ws, "hello")
         ack = await say(ws, "p1", "", attachments=[{"sha256": att["sha256"], "filename": "<b>pic</b>.png"}])
         assert ack["message_id"]
+        served = await http.get(att["url"], headers=auth)
+        assert served.headers["content-type"] == "image/png"
+        assert "sandbox" in served.headers["content-security-policy"]
         await ws.send(
             json.dumps({"type": "message", "client_id": "p2", "text": "x", "attachments": [{"sha256": "0" * 64}]})
         )

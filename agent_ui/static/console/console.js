@@ -114,7 +114,14 @@ function apply(e) {
       if (t.assignee_id === me && OPEN.has(t.status)) {
         const isNew = !state.mine.has(t.id);
         state.mine.set(t.id, { ...(state.mine.get(t.id) || {}), ...t });
-        if (isNew) refreshWaiting(t.id).then(renderLists);
+        if (isNew) {
+          refreshWaiting(t.id).then(renderLists);
+          // handed to me by someone else (a transfer) or by routing: new work I have not seen yet
+          if (d.by !== me && state.current !== t.id) {
+            state.unread.set(t.id, Math.max(1, state.unread.get(t.id) || 0));
+            notify();
+          }
+        }
       } else {
         state.mine.delete(t.id);
       }
@@ -173,8 +180,8 @@ function renderLists() {
         h("span", { class: "countdown", "data-countdown": id, text: countdown(o) })),
       h("div", { class: "subject", text: t.subject || `Ticket #${id}` }),
       h("div", { class: "offer-actions" },
-        h("button", { class: "btn primary", type: "button", text: "Accept", onclick: () => accept(id) }),
-        h("button", { class: "btn", type: "button", text: "Decline", onclick: () => decline(id) }))));
+        h("button", { class: "btn primary", type: "button", text: "Accept", title: "Accept (Alt+A)", onclick: () => accept(id) }),
+        h("button", { class: "btn", type: "button", text: "Decline", title: "Decline (Alt+D)", onclick: () => decline(id) }))));
   }
   $("no-offers").hidden = state.offers.size > 0;
 
@@ -225,7 +232,18 @@ function updateTitle() {
   document.title = n ? `(${n}) Switchboard console` : "Switchboard console";
 }
 
+// A short chime on new work. Browsers keep an AudioContext silent until the page has had a click or a key
+// press, so the first one of those (choosing a status, say) unlocks it.
 let audio = null;
+function unlockAudio() {
+  try {
+    audio = audio || new AudioContext();
+    if (audio.state === "suspended") audio.resume().catch(() => {});
+  } catch { /* no Web Audio */ }
+}
+document.addEventListener("pointerdown", unlockAudio, { capture: true });
+document.addEventListener("keydown", unlockAudio, { capture: true });
+
 function notify() {
   updateTitle();
   try {
@@ -238,7 +256,7 @@ function notify() {
     osc.connect(gain).connect(audio.destination);
     osc.start();
     osc.stop(audio.currentTime + 0.25);
-  } catch { /* no sound before the first click in some browsers */ }
+  } catch { /* no Web Audio: the title badge still shows */ }
 }
 
 // --- offers ------------------------------------------------------------------------------------------------------------
@@ -582,18 +600,30 @@ function moveConversation(step) {
   openTicket(ids[(i + step + ids.length) % ids.length]);
 }
 
+function focusReply() {
+  if (!state.current) return;
+  setMode("reply");
+  $("text").focus();
+}
+
+// The shortcuts, also listed in the help dialog (press ?) and in the buttons' tooltips. Matched on the physical
+// key (e.code): on a Mac, Alt+letter types a special character and e.key is not the letter.
+const SHORTCUTS = {
+  KeyA: () => { const first = state.offers.keys().next(); if (!first.done) accept(first.value); },
+  KeyD: () => { const first = state.offers.keys().next(); if (!first.done) decline(first.value); },
+  KeyR: focusReply,
+  KeyN: () => { setMode(state.mode === "note" ? "reply" : "note"); $("text").focus(); },
+  KeyS: () => solve(),
+  KeyT: () => openTransfer(),
+  ArrowDown: () => moveConversation(1),
+  ArrowUp: () => moveConversation(-1),
+};
+
 document.addEventListener("keydown", (e) => {
   const typingInField = ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement && document.activeElement.tagName);
   if (e.altKey && !e.ctrlKey && !e.metaKey) {
-    const first = state.offers.keys().next();
-    const key = e.key.toLowerCase();
-    if (key === "a" && !first.done) { e.preventDefault(); accept(first.value); }
-    else if (key === "d" && !first.done) { e.preventDefault(); decline(first.value); }
-    else if (key === "n") { e.preventDefault(); setMode(state.mode === "note" ? "reply" : "note"); $("text").focus(); }
-    else if (key === "s") { e.preventDefault(); solve(); }
-    else if (key === "t") { e.preventDefault(); openTransfer(); }
-    else if (e.key === "ArrowDown") { e.preventDefault(); moveConversation(1); }
-    else if (e.key === "ArrowUp") { e.preventDefault(); moveConversation(-1); }
+    const action = SHORTCUTS[e.code];
+    if (action) { e.preventDefault(); action(); }
     return;
   }
   if (e.key === "?" && !typingInField) { e.preventDefault(); $("help-dialog").showModal(); }

@@ -130,6 +130,9 @@ header p { margin: 2px 0 0; font-size: 12px; opacity: .9; white-space: nowrap; o
   text-align: center; }
 .att img { max-width: 220px; max-height: 200px; border-radius: 8px; display: block; margin-top: 4px; }
 .att a { color: inherit; }
+.chip { font-size: 13px; opacity: .9; }
+.file-error { background: #fef2f2; color: #b91c1c; font-size: 13px; padding: 8px 12px; border-top: 1px solid #fecaca; }
+.file-error[hidden] { display: none; }
 .typing { font-size: 12px; color: #6b7280; min-height: 16px; padding: 0 14px 4px; background: #f9fafb; }
 form.card { background: #fff; border: 1px solid #e5e7eb; border-radius: 12px; padding: 14px; display: flex;
   flex-direction: column; gap: 10px; }
@@ -159,8 +162,11 @@ input[type=text], input[type=email], textarea { font: inherit; font-weight: 400;
 .send { color: ${color}; }
 .sr { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
 @media (max-width: 480px) {
-  .panel { right: 0; bottom: 0; width: 100vw; height: 100%; max-height: none; border-radius: 0; }
+  /* the whole screen, without a horizontal scroll; 16px text so phones do not zoom into the fields */
+  .panel { inset: 0; width: auto; height: auto; max-height: none; border-radius: 0; }
   .launcher { right: 14px; bottom: 14px; }
+  .close { width: 44px; height: 44px; }
+  input[type=text], input[type=email], textarea { font-size: 16px; }
 }`;
   const svgPath = (d) => {
     const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
@@ -225,8 +231,9 @@ input[type=text], input[type=email], textarea { font: inherit; font-weight: 400;
   const sendBtn = h("button", { class: "icon send", type: "submit", "aria-label": "Send message" },
     svgPath("M2 21l21-9L2 3v7l15 2-15 2z"));
   const composer = h("form", { class: "composer", hidden: true, "aria-label": "Send a message" }, attachBtn, fileInput, input, sendBtn);
+  const fileNotice = h("div", { class: "file-error", role: "alert", hidden: true });
   const panel = h("section", { class: "panel", id: "sb-panel", role: "dialog", "aria-labelledby": "sb-title", hidden: true },
-    h("header", {}, h("div", { class: "who" }, title, subtitle), closeBtn), banner, body, typing, composer);
+    h("header", {}, h("div", { class: "who" }, title, subtitle), closeBtn), banner, body, typing, fileNotice, composer);
   root.append(style, launcher, panel);
 
   // --- showing things -----------------------------------------------------------------------------------------------
@@ -241,13 +248,18 @@ input[type=text], input[type=email], textarea { font: inherit; font-weight: 400;
     log.append(h("div", { class: "system", role: "status", text }));
     scrollDown();
   }
-  function attachmentsEl(list) {
+  // An attachment is served only to the conversation that holds it, so its address carries the visitor token
+  // (an <img> cannot send a header). Until our own message is stored it is shown by name only.
+  function attachmentsEl(list, pending) {
     if (!list || !list.length) return null;
     const box = h("div", { class: "att" });
     for (const a of list) {
       const safe = typeof a.sha256 === "string" && /^[0-9a-f]{64}$/.test(a.sha256);
-      const url = safe ? `${origin}/api/chat/attachments/${a.sha256}` : null;
-      if (url && /^image\//.test(a.content_type || "")) {
+      const url = safe && !pending && state.token
+        ? `${origin}/api/chat/attachments/${a.sha256}?token=${encodeURIComponent(state.token)}` : null;
+      if (!url) {
+        box.append(h("span", { class: "chip", text: `📎 ${a.filename || "file"}` }));
+      } else if (/^image\//.test(a.content_type || "")) {
         box.append(h("a", { href: url, target: "_blank", rel: "noopener noreferrer" }, h("img", { src: url, alt: a.filename || "image" })));
       } else if (url) {
         box.append(h("a", { href: url, target: "_blank", rel: "noopener noreferrer", text: `📄 ${a.filename || "file"}` }));
@@ -259,15 +271,14 @@ input[type=text], input[type=email], textarea { font: inherit; font-weight: 400;
     if (m.id && state.shown.has(m.id)) return state.shown.get(m.id);
     let el = m.client_id ? state.byClient.get(m.client_id) : null;
     if (el) { // our own message, now stored
-      if (m.id) { state.shown.set(m.id, el); el.dataset.id = String(m.id); }
-      setState(el, "Sent");
+      if (m.id) stored(el, m.id, m.attachments);
       return el;
     }
     const inbound = m.direction === "inbound";
     const stateEl = h("span", { class: "state", text: inbound ? (m.id ? "Sent" : "Sending…") : "" });
     el = h("div", { class: `msg ${inbound ? "in" : "out"}`, "data-id": m.id || "" },
       h("div", { class: "bubble", text: m.text || "" }),
-      attachmentsEl(m.attachments),
+      attachmentsEl(m.attachments, !m.id),
       h("div", { class: "meta" },
         inbound ? null : h("span", { class: "author", text: m.agent_name || "Support" }),
         h("time", { datetime: m.created_at || "", text: time(m.created_at) }),
@@ -280,6 +291,13 @@ input[type=text], input[type=email], textarea { font: inherit; font-weight: 400;
     if (m.id && m.id > state.lastId) state.lastId = m.id;
     scrollDown();
     return el;
+  }
+  function stored(el, id, attachments) {
+    state.shown.set(id, el);
+    el.dataset.id = String(id);
+    setState(el, "Sent");
+    const old = el.querySelector(".att");
+    if (old && attachments && attachments.length) old.replaceWith(attachmentsEl(attachments, false));
   }
   function setState(el, text, failed) {
     const s = el.querySelector(".state");
@@ -464,14 +482,11 @@ input[type=text], input[type=email], textarea { font: inherit; font-weight: 400;
         flushDelivered();
         break;
       case "ack": {
+        const acked = state.pending.find((p) => p.client_id === f.client_id);
         state.pending = state.pending.filter((p) => p.client_id !== f.client_id);
         save();
         const el = state.byClient.get(f.client_id);
-        if (el) {
-          state.shown.set(f.message_id, el);
-          el.dataset.id = String(f.message_id);
-          setState(el, "Sent");
-        }
+        if (el) stored(el, f.message_id, acked && acked.attachments);
         if (f.message_id > state.lastId) state.lastId = f.message_id;
         const first = !state.ticketId;
         state.ticketId = f.ticket_id;
@@ -579,10 +594,7 @@ input[type=text], input[type=email], textarea { font: inherit; font-weight: 400;
     const p = { client_id: newId(), text, attachments: attachments || [], created_at: new Date().toISOString() };
     state.pending.push(p);
     save();
-    const el = renderMessage({ ...p, direction: "inbound" });
-    for (const a of p.attachments) {
-      if (!el.querySelector(".att")) el.insertBefore(attachmentsEl([a]), el.querySelector(".meta"));
-    }
+    renderMessage({ ...p, direction: "inbound" });
     send({ type: "message", client_id: p.client_id, text: p.text, attachments: p.attachments.map((a) => ({ sha256: a.sha256, filename: a.filename })) });
     stopTyping();
   }
@@ -592,6 +604,7 @@ input[type=text], input[type=email], textarea { font: inherit; font-weight: 400;
     if (!text) return;
     input.value = "";
     autosize();
+    fileError("");
     submitMessage(text);
   });
   input.addEventListener("keydown", (e) => {
@@ -612,22 +625,41 @@ input[type=text], input[type=email], textarea { font: inherit; font-weight: 400;
     if (state.typingActive) { state.typingActive = false; send({ type: "typing", active: false }); }
   }
 
+  function fileError(text) {
+    fileNotice.textContent = text;
+    fileNotice.hidden = !text;
+  }
+  function size(bytes) {
+    return bytes >= 1024 * 1024 ? `${+(bytes / 1024 / 1024).toFixed(1)} MB` : `${Math.max(1, Math.round(bytes / 1024))} KB`;
+  }
+  const ALLOWED = "Only images (PNG, JPEG, GIF, WebP) and PDF files can be sent.";
   fileInput.addEventListener("change", async () => {
     const file = fileInput.files && fileInput.files[0];
     fileInput.value = "";
     if (!file) return;
+    fileError("");
+    const types = (state.config && state.config.attachment_types) || ["application/pdf", "image/gif", "image/jpeg", "image/png", "image/webp"];
+    if (file.type && !types.includes(file.type)) { fileError(`“${file.name}” cannot be sent. ${ALLOWED}`); return; }
     const max = (state.config && state.config.max_attachment_bytes) || 5 * 1024 * 1024;
-    if (file.size > max) { systemLine(`That file is too large (at most ${Math.round(max / 1024 / 1024)} MB).`); return; }
+    if (file.size > max) { fileError(`“${file.name}” is too large (${size(file.size)}); files can be at most ${size(max)}.`); return; }
     const form = new FormData();
     form.append("file", file, file.name);
+    attachBtn.disabled = true;
     try {
       const r = await fetch(`${origin}/api/chat/attachments`, { method: "POST", headers: { Authorization: `Bearer ${state.token}` }, body: form });
-      const body = await r.json();
-      if (!r.ok) { systemLine(typeof body.detail === "string" ? body.detail : "That file could not be sent."); return; }
+      const body = await r.json().catch(() => ({}));
+      if (!r.ok) {
+        const why = r.status === 415 ? ALLOWED : r.status === 413 ? `Files can be at most ${size(max)}.` : typeof body.detail === "string" ? body.detail : "";
+        fileError(`“${file.name}” could not be sent. ${why}`.trim());
+        return;
+      }
       submitMessage(input.value.trim(), [body]);
       input.value = "";
+      autosize();
     } catch {
-      systemLine("That file could not be sent.");
+      fileError(`“${file.name}” could not be sent. Please try again.`);
+    } finally {
+      attachBtn.disabled = false;
     }
   });
 

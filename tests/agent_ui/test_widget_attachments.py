@@ -1,0 +1,119 @@
+"""Attachments from the chat widget, in real browsers: images and PDFs reach the agent as a thumbnail and a
+link they can open; a wrong type or an oversized file gets a clear error in the widget; another visitor's
+token cannot fetch the file."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import Browser, Page, expect
+
+from hub.config import Settings
+from hub.runtime import Runtime
+from tests.agent_ui.conftest import Dialogs, agent_login, customer_says, new_page, set_available, start_chat
+from tests.channels.webchat.test_protocol import png
+from tests.conftest import LiveServer, make_agent, make_queue
+
+LIMIT = 64 * 1024
+PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+
+
+@pytest.fixture
+def chat_settings(settings: Settings, tmp_path: Path) -> Settings:
+    return settings.model_copy(
+        update={
+            "attachment_dir": tmp_path / "attachments",
+            "offer_timeout_seconds": 60,
+            "chat_attachment_max_bytes": LIMIT,
+        }
+    )
+
+
+async def attach(customer: Page, name: str, mime: str, data: bytes) -> None:
+    """Pick a file the way a customer does: the paperclip button, then the file chooser."""
+    async with customer.expect_file_chooser() as chooser:
+        await customer.get_by_role("button", name="Attach an image or PDF").click()
+    await (await chooser.value).set_files({"name": name, "mimeType": mime, "buffer": data})
+
+
+async def test_image_and_pdf_reach_the_agent_and_bad_files_are_refused_clearly(
+    rt: Runtime, live: LiveServer, browser: Browser, dialogs: Dialogs
+) -> None:
+    """The customer sends a PNG and a PDF: both show in the widget, the agent sees a loaded thumbnail and a PDF
+    link and can open both with their session; a text file, HTML disguised as a PNG and a file over the size
+    limit each get an error naming the file and the rule, and send nothing. The files are served to the
+    customer's own token (also after a reload) and to the agent, never to another visitor's token or to nobody."""
+    await make_queue(rt, "support", ["webchat"])
+    await make_agent(rt, "alice", queues=["support"])
+    _, agent = await new_page(browser, dialogs)
+    await agent_login(agent, live.url, "alice")
+    await set_available(agent)
+    _, customer = await new_page(browser, dialogs)
+    await start_chat(customer, live.url)
+    await customer_says(customer, "My kettle arrived broken")
+    await agent.locator(".offer").get_by_role("button", name="Accept").click()
+    await expect(agent.locator("#timeline .msg.in")).to_have_count(1)
+
+    await attach(customer, "broken-kettle.png", "image/png", png())
+    await attach(customer, "receipt.pdf", "application/pdf", PDF)
+    widget_img = customer.locator(".msg.in .att img")
+    await expect(widget_img).to_have_attribute("alt", "broken-kettle.png")
+    await expect(customer.locator(".msg.in .att a", has_text="receipt.pdf")).to_be_visible()
+    await expect(customer.locator(".msg.in .state")).to_have_text(["Sent", "Sent", "Sent"])
+    await expect(widget_img).to_have_js_property("naturalWidth", 1)  # loaded: the 1x1 PNG
+
+    thumb = agent.locator("#timeline .msg.in .att img")
+    await expect(thumb).to_have_attribute("alt", "broken-kettle.png")
+    await expect(thumb).to_have_js_property("naturalWidth", 1)
+    pdf_link = agent.locator("#timeline .msg.in a.att", has_text="receipt.pdf")
+    await expect(pdf_link).to_be_visible()
+    pdf_url = live.url + (await pdf_link.get_attribute("href") or "")
+    img_url = live.url + (await thumb.get_attribute("src") or "")
+    opened = await agent.request.get(pdf_url)  # the agent's browser session
+    assert opened.ok and opened.headers["content-type"] == "application/pdf"
+    assert await opened.body() == PDF
+    assert (await agent.request.get(img_url)).headers["content-type"] == "image/png"
+
+    for name, mime, data, error in [
+        ("notes.txt", "text/plain", b"just text", "“notes.txt” cannot be sent. Only images"),
+        (
+            "sneaky.png",
+            "image/png",
+            b"<html><script>alert(1)</script></html>",
+            "“sneaky.png” could not be sent. Only images",
+        ),
+        (
+            "huge.pdf",
+            "application/pdf",
+            b"%PDF-" + b"0" * (LIMIT + 1),
+            "“huge.pdf” is too large (64 KB); files can be at most 64 KB.",
+        ),
+    ]:
+        await attach(customer, name, mime, data)
+        await expect(customer.get_by_role("alert").filter(has_text=name)).to_contain_text(error)
+    await expect(customer.locator(".msg.in")).to_have_count(3)
+    await customer_says(customer, "Can you help?")
+    await expect(customer.get_by_role("alert").filter(has_text="huge.pdf")).to_have_count(0)
+    await expect(agent.locator("#timeline .msg.in")).to_have_count(4)
+
+    sha = re.search(r"/api/chat/attachments/([0-9a-f]{64})", img_url)
+    assert sha
+    path = f"/api/chat/attachments/{sha.group(1)}"
+    mine = await customer.evaluate(
+        "() => JSON.parse(Object.entries(localStorage).find(([k]) => k.startsWith('switchboard-chat:'))[1]).token"
+    )
+    async with httpx.AsyncClient(base_url=live.url) as http:
+        other = (await http.post("/api/chat/sessions", json={"name": "Eve"})).json()["token"]
+        assert (await http.get(path, params={"token": mine})).status_code == 200
+        assert (await http.get(path, headers={"Authorization": f"Bearer {mine}"})).status_code == 200
+        assert (await http.get(path, params={"token": other})).status_code == 404
+        assert (await http.get(path, headers={"Authorization": f"Bearer {other}"})).status_code == 404
+        assert (await http.get(path)).status_code == 403
+
+    await customer.reload()
+    await expect(customer.locator(".msg.in")).to_have_count(4)
+    await expect(widget_img).to_have_js_property("naturalWidth", 1)
+    assert dialogs.seen == []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -24,9 +23,7 @@ class Periodic:
 
     async def stop(self) -> None:
         if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while True:
@@ -35,3 +32,28 @@ class Periodic:
                 await self.job()
             except Exception:
                 log.exception("background job %s failed", self.name)
+
+
+async def cancel_and_wait(task: asyncio.Task[object], *, grace: float = 5.0) -> None:
+    """Cancel ``task`` and wait until it has ended, cancelling it again every ``grace`` seconds.
+
+    One cancellation is not always enough: on Python 3.11 ``asyncio.wait_for`` (which libraries such as
+    aioimaplib use inside) drops a cancellation that arrives as the awaited result does, and the task runs on.
+    The grace period lets a task finish the cleanup its first cancellation started (a logout, a socket close)
+    before it is interrupted again. What the task raised, other than its cancellation, is logged."""
+    task.cancel()
+    while True:
+        await asyncio.wait([task], timeout=grace)
+        if task.done():
+            break
+        log.warning("task %s still runs %.0f s after its cancellation; cancelling it again", task.get_name(), grace)
+        task.cancel()
+    if not task.cancelled() and task.exception() is not None:
+        log.error("task %s failed while stopping", task.get_name(), exc_info=task.exception())
+
+
+def raise_if_cancelled() -> None:
+    """Honour a cancellation that a library swallowed (see ``cancel_and_wait``): the task still counts it."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

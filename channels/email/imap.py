@@ -44,6 +44,7 @@ from hub.config import MailboxSettings
 from hub.db import utcnow
 from hub.messages import Ingest, IngestResult
 from hub.runtime import Runtime
+from hub.workers import cancel_and_wait, raise_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -130,9 +131,8 @@ class MailboxWorker:
             else:
                 raise ImapError("the connection to the IMAP server was lost")
         finally:
-            for task in (session, watcher):
-                task.cancel()
-            await asyncio.gather(session, watcher, return_exceptions=True)
+            for task in (watcher, session):
+                await cancel_and_wait(task)
         return self._selected
 
     def _client(self, lost: asyncio.Event) -> aioimaplib.IMAP4:
@@ -167,6 +167,7 @@ class MailboxWorker:
             self.last_error = None
             self.idle_supported = client.has_capability("IDLE")
             while True:
+                raise_if_cancelled()
                 last_uid = await self._catch_up(client, uidvalidity, last_uid)
                 self.caught_up.set()
                 if self.idle_supported:
@@ -192,6 +193,7 @@ class MailboxWorker:
             async with asyncio.timeout(idle_seconds + self.timeout):
                 while True:
                     push = await client.wait_server_push(timeout=idle_seconds + self.timeout)
+                    raise_if_cancelled()
                     if isinstance(push, str):  # aioimaplib's end-of-IDLE-period marker
                         break
                     if any(bytes(line).startswith(b"BYE") for line in push):

@@ -33,6 +33,7 @@ from hub.db import UTCDateTime, utcnow
 from hub.errors import Conflict, InvalidInput, NotFound
 from hub.messages import Ingest, IngestResult, Sender
 from hub.runtime import Runtime
+from hub.workers import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -173,9 +174,7 @@ class EmailChannel:
         running = self._running.pop(name, None)
         if running is None:
             return
-        running.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running.task
+        await cancel_and_wait(running.task)
 
     def worker(self, name: str) -> MailboxWorker | None:
         running = self._running.get(name)
@@ -212,9 +211,7 @@ class EmailChannel:
                 await conn.execute(text("SELECT 1"))
                 await conn.commit()
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
 
     async def _quote(self, message_id: str) -> dict[str, Any] | None:
         """The stored email a reply answers, to quote under it. (The messages table is read by name: channels

@@ -14,6 +14,8 @@ reported for that agent):
    work in hand on a channel that blocks this one (a call in hand blocks chats);
 5. it has not just passed on this item (declined it or let the offer expire).
 
+Work whose queue is outside its business hours is offered to nobody: it waits, "outside business hours".
+
 Among eligible agents: the agent who last served this contact, then the longest idle (least recently
 assigned; never assigned is idlest), then the fewest items in hand, then the lowest id (deterministic).
 
@@ -51,6 +53,7 @@ PRIORITY_WEIGHT = {"low": 0, "normal": 10, "high": 20, "urgent": 30}
 URGENCY_STEPS = 4
 MAX_URGENCY = 2 * URGENCY_STEPS
 _NEVER = datetime.min.replace(tzinfo=UTC)
+OUTSIDE_HOURS = "outside business hours"
 
 
 @dataclass(slots=True)
@@ -136,6 +139,8 @@ class WorkItem:
     queue_priority: int = 0
     queued_at: datetime = _NEVER
     due_at: datetime | None = None
+    # False while its queue is outside business hours: the item waits, whoever is free.
+    queue_open: bool = True
 
     @property
     def serving_queues(self) -> frozenset[int]:
@@ -224,25 +229,32 @@ def ineligibility(agent: AgentSlot, item: WorkItem) -> str | None:
 
 def decide(item: WorkItem, agents: Iterable[AgentSlot]) -> Decision:
     """The best eligible agent for ``item`` with the reason, or a waiting decision saying why."""
+    if not item.queue_open:
+        return Decision(item.ticket_id, None, OUTSIDE_HOURS)
     candidates = list(agents)
     eligible = [a for a in candidates if ineligibility(a, item) is None]
     if not eligible:
         return Decision(item.ticket_id, None, explain_waiting(item, candidates))
+    return _best(item, eligible)
+
+
+def _idleness(a: AgentSlot) -> tuple[datetime, int, int]:
+    return (a.last_assigned_at or _NEVER, a.open_items, a.agent_id)
+
+
+def _best(item: WorkItem, eligible: list[AgentSlot]) -> Decision:
+    """The decision among agents all eligible for ``item`` (at least one)."""
     n = len(eligible)
     for a in eligible:
         if a.agent_id == item.previous_agent_id:
             return Decision(item.ticket_id, a.agent_id, "served this contact before")
-
-    def key(a: AgentSlot) -> tuple[datetime, int, int]:
-        return (a.last_assigned_at or _NEVER, a.open_items, a.agent_id)
-
-    ranked = sorted(eligible, key=key)
-    best = ranked[0]
+    best = min(eligible, key=_idleness)
     if n == 1:
-        reason = "the only eligible agent"
-    elif (best.last_assigned_at or _NEVER) != (ranked[1].last_assigned_at or _NEVER):
+        return Decision(item.ticket_id, best.agent_id, "the only eligible agent")
+    runner_up = min((a for a in eligible if a is not best), key=_idleness)
+    if (best.last_assigned_at or _NEVER) != (runner_up.last_assigned_at or _NEVER):
         reason = f"longest idle of {n} eligible agents"
-    elif best.open_items != ranked[1].open_items:
+    elif best.open_items != runner_up.open_items:
         reason = f"fewest open items of {n} equally idle eligible agents"
     else:
         reason = f"lowest id of {n} equally idle, equally busy eligible agents"
@@ -282,27 +294,51 @@ def route(
         for q in a.queue_ids:
             by_queue.setdefault(q, []).append(a)
     out = []
-    # Items alike (same queues, channel, skills, exclusions) wait for the same reason until an offer changes
-    # some agent's load: a burst of arrivals into full queues is explained once per kind of item.
-    reasons: dict[tuple[object, ...], str] = {}
+    # Within a pass, agents only ever lose capacity (each offer takes a unit; nothing frees one), and nothing
+    # else about them changes. So for each kind of item (same queues, channel, skills, exclusions):
+    # - the agents eligible for it are found once, then only re-checked for room on the channel: an agent
+    #   once ineligible stays so, and a kind that found nobody finds nobody for the rest of the pass;
+    # - the reason it waits stays the same until an offer changes the load of one of its queues' agents:
+    #   a burst of arrivals into full queues is explained once per kind.
+    pools: dict[tuple[object, ...], dict[int, AgentSlot]] = {}
+    reasons: dict[tuple[object, ...], tuple[str, dict[int, AgentSlot]]] = {}
     for item in sorted(items, key=lambda i: order_key(i, now)):
-        members: dict[int, AgentSlot] = {}
-        for q in item.serving_queues:
-            for a in by_queue.get(q, ()):
-                members[a.agent_id] = a
-        # Only agents with room on the channel can be chosen; the others matter for the explanation alone.
-        pool = [a for a in members.values() if a.available and a.free(item.channel) > 0]
-        decision = decide(item, pool) if pool else None
-        if decision is not None and decision.agent_id is not None:
-            members[decision.agent_id].take(item.channel, now)
-            reasons.clear()
+        if not item.queue_open:
+            out.append(Decision(item.ticket_id, None, OUTSIDE_HOURS))
+            continue
+        channel = item.channel
+        key = (item.serving_queues, channel, tuple(sorted(item.required_skills.items())), item.excluded)
+        pool = pools.get(key)
+        if pool is None:
+            pool = pools[key] = {
+                a.agent_id: a for a in _members(item, by_queue).values() if ineligibility(a, item) is None
+            }
+        if pool:
+            decision = _best(item, list(pool.values()))
+            chosen = pool[decision.agent_id]  # type: ignore[index]
+            chosen.take(channel, now)
+            # Only the chosen agent changed: out of the pools of the channels it has no more room on.
+            for (_, pool_channel, *_), other in pools.items():
+                if chosen.agent_id in other and chosen.free(pool_channel) <= 0:  # type: ignore[arg-type]
+                    del other[chosen.agent_id]
+            for k in [k for k, (_, members) in reasons.items() if chosen.agent_id in members]:
+                del reasons[k]
             out.append(decision)
             continue
         reason = ""
         if explain is None or item.ticket_id in explain:
-            key = (item.serving_queues, item.channel, tuple(sorted(item.required_skills.items())), item.excluded)
             if key not in reasons:
-                reasons[key] = explain_waiting(item, members.values())
-            reason = reasons[key]
+                members = _members(item, by_queue)
+                reasons[key] = (explain_waiting(item, members.values()), members)
+            reason = reasons[key][0]
         out.append(Decision(item.ticket_id, None, reason))
     return out
+
+
+def _members(item: WorkItem, by_queue: Mapping[int, list[AgentSlot]]) -> dict[int, AgentSlot]:
+    """The agents of the item's queues, each once."""
+    members: dict[int, AgentSlot] = {}
+    for q in item.serving_queues:
+        for a in by_queue.get(q, ()):
+            members[a.agent_id] = a
+    return members

@@ -4,14 +4,17 @@ which commits and then publishes the events the change produced. Views never wri
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
+from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, text, union_all, update
+from sqlalchemy import Text, and_, bindparam, cast, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.auth import hash_password
@@ -283,7 +286,6 @@ ROUTING_LOCK_KEY = 0x5B0A_4D02
 # Waiting: open and held by nobody. The two IS NULL terms are the condition of the partial indexes
 # ix_tickets_waiting_* (see the model), which is what lets the database use them.
 _WAITING = and_(T.c.assignee_id.is_(None), T.c.offered_agent_id.is_(None), T.c.status.in_(_OPEN))
-_HIGH = bindparam("high_priorities", ["high", "urgent"], expanding=True, literal_execute=True)
 # The same test for statements that find their rows by id: written so that no partial index matches it, as
 # a planner with stale statistics may otherwise scan a partial index instead of using the primary key.
 _UNHELD = func.coalesce(T.c.assignee_id, T.c.offered_agent_id).is_(None)
@@ -317,9 +319,43 @@ class _Queues:
                 out.add(qid)
         return out
 
+    def open_now(self, now: datetime) -> dict[int, bool]:
+        """Whether each queue is inside its business hours at ``now``."""
+        return {qid: sla.is_open(h, now) for qid, h in self.hours.items()}
+
+
+def _json_text(column: Any) -> Any:
+    """A JSON column read as its text: parsed (and cached) by the caller, not on every read."""
+    return cast(column, Text).label(column.name)
+
+
+_QUEUE_JSON = ("channels", "required_skills", "hours", "overflow")
+_READ_QUEUES = select(*(_json_text(c) if c.name in _QUEUE_JSON else c for c in Q.c)).order_by(Q.c.id)
+# The queues as last read and what was made of them. Routing reads the queues on every pass (another
+# process may have changed them); parsing them (business hours, overflow steps) is done again only when
+# their stored text differs, so the cache needs no invalidation and cannot go stale.
+_queues_cache: tuple[tuple[Any, ...], _Queues] | None = None
+
 
 async def _queues(conn: AsyncConnection) -> _Queues:
-    rows = {r.id: r for r in await conn.execute(select(Q))}
+    global _queues_cache
+    raw = tuple(tuple(r) for r in await conn.execute(_READ_QUEUES))
+    cached = _queues_cache
+    if cached is not None and cached[0] == raw:
+        return cached[1]
+    parsed = _parse_queues(raw)
+    _queues_cache = (raw, parsed)
+    return parsed
+
+
+def _parse_queues(raw: tuple[tuple[Any, ...], ...]) -> _Queues:
+    keys = [c.name for c in Q.c]
+    rows: dict[int, Any] = {}
+    for values in raw:
+        m = dict(zip(keys, values, strict=True))
+        for k in _QUEUE_JSON:
+            m[k] = json.loads(m[k]) if m[k] is not None else None
+        rows[m["id"]] = SimpleNamespace(**m)
     by_name = {r.name: r.id for r in rows.values()}
     policies: dict[int, routing.QueuePolicy] = {}
     hours: dict[int, sla.BusinessHours | None] = {}
@@ -345,6 +381,38 @@ async def _queues(conn: AsyncConnection) -> _Queues:
     return _Queues(policies, hours, rows, {r.id: r.name for r in rows.values()})
 
 
+_MEMBER_COLUMNS = (
+    A.c.id,
+    A.c.status,
+    _json_text(A.c.skills),
+    _json_text(A.c.capacity),
+    A.c.last_assigned_at,
+    AQ.c.queue_id,
+)
+_MEMBERS = select(*_MEMBER_COLUMNS).join(AQ, AQ.c.agent_id == A.c.id).where(A.c.active.is_(True))
+_MEMBERS_OF_AGENTS = _MEMBERS.where(AQ.c.agent_id.in_(bindparam("ids", expanding=True)))
+_MEMBERS_OF_QUEUES = _MEMBERS.where(AQ.c.queue_id.in_(bindparam("ids", expanding=True)))
+_HOLDER = func.coalesce(T.c.assignee_id, T.c.offered_agent_id)
+_LOADS = select(_HOLDER, T.c.channel, func.count()).group_by(_HOLDER, T.c.channel)
+# A few agents: through the assignee and offer indexes. Many: one pass over the open work is cheaper than a
+# long IN list, and the loads of agents not asked for are dropped.
+_LOADS_OF_AGENTS = _LOADS.where(
+    T.c.status.in_(_OPEN),
+    or_(
+        T.c.assignee_id.in_(bindparam("ids", expanding=True)),
+        T.c.offered_agent_id.in_(bindparam("ids_offered", expanding=True)),
+    ),
+)
+_LOADS_OF_ALL = _LOADS.where(T.c.status.in_(_OPEN), _HOLDER.is_not(None))
+_FEW_AGENTS = 50
+
+
+@lru_cache(maxsize=4096)
+def _json_dict(value: str | None) -> Mapping[str, int]:
+    """A skills or capacity value, parsed once per distinct text (read-only: callers copy what they change)."""
+    return MappingProxyType(json.loads(value) or {}) if value else MappingProxyType({})
+
+
 async def _agent_slots(
     conn: AsyncConnection,
     queue_ids: Iterable[int] = (),
@@ -356,19 +424,12 @@ async def _agent_slots(
     (explanations count the away ones too), with the load per channel of the available ones: open tickets
     in hand plus pending offers."""
     if agent_ids is not None:
-        which = AQ.c.agent_id.in_(set(agent_ids))
+        stmt, ids = _MEMBERS_OF_AGENTS, sorted(set(agent_ids))
     else:
-        queue_ids = set(queue_ids)
-        if not queue_ids:
-            return {}
-        which = AQ.c.queue_id.in_(queue_ids)
-    members = (
-        await conn.execute(
-            select(A.c.id, A.c.status, A.c.skills, A.c.capacity, A.c.last_assigned_at, AQ.c.queue_id)
-            .join(AQ, AQ.c.agent_id == A.c.id)
-            .where(A.c.active.is_(True), which)
-        )
-    ).all()
+        stmt, ids = _MEMBERS_OF_QUEUES, sorted(set(queue_ids))
+    if not ids:
+        return {}
+    members = (await conn.execute(stmt, {"ids": ids})).all()
     blocks = routing.BLOCKS if voice_blocks_chats else {}
     slots: dict[int, routing.AgentSlot] = {}
     for agent_id, status, skills, capacity, last_assigned_at, queue_id in members:
@@ -377,31 +438,20 @@ async def _agent_slots(
             slot = slots[agent_id] = routing.AgentSlot(
                 agent_id=agent_id,
                 queue_ids=frozenset(),
-                capacity=dict(capacity or {}),
+                capacity=dict(_json_dict(capacity)),
                 last_assigned_at=last_assigned_at,
                 available=status == AgentStatus.AVAILABLE,
-                skills=dict(skills or {}),
+                skills=_json_dict(skills),
                 status=status,
                 blocks=blocks,
             )
         slot.queue_ids = slot.queue_ids | {queue_id}
     available = [a for a, s in slots.items() if s.available]
     if available:
-        holder = func.coalesce(T.c.assignee_id, T.c.offered_agent_id)
-        # A few agents: through the assignee and offer indexes. Many: one pass over the open work is cheaper
-        # than a long IN list, and the loads of agents not asked for are dropped below.
-        which = (
-            or_(T.c.assignee_id.in_(available), T.c.offered_agent_id.in_(available))
-            if len(available) <= 50
-            else holder.is_not(None)
-        )
-        loads = (
-            await conn.execute(
-                select(holder, T.c.channel, func.count())
-                .where(T.c.status.in_(_OPEN), which)
-                .group_by(holder, T.c.channel)
-            )
-        ).all()
+        if len(available) <= _FEW_AGENTS:
+            loads = await conn.execute(_LOADS_OF_AGENTS, {"ids": available, "ids_offered": available})
+        else:
+            loads = await conn.execute(_LOADS_OF_ALL)
         for agent_id, channel, count in loads:
             if agent_id in slots:
                 slots[agent_id].load[channel] = count
@@ -428,6 +478,42 @@ def _recently_passed(value: Any, now: datetime, window: float) -> frozenset[int]
     return frozenset(out)
 
 
+_CLAIM_BY_ID = (
+    select(T).where(T.c.id.in_(bindparam("ids", expanding=True)), _UNHELD, T.c.status.in_(_OPEN)).order_by(T.c.id)
+)
+_CLAIM_BY_ID_PG = _CLAIM_BY_ID.with_for_update(skip_locked=True)
+_PREVIOUS_AGENTS = (
+    select(T.c.contact_id, T.c.assignee_id)
+    .where(T.c.contact_id.in_(bindparam("ids", expanding=True)), T.c.assignee_id.is_not(None))
+    .order_by(T.c.id)
+)
+_OPEN_SQL = ", ".join(f"'{s}'" for s in _OPEN)
+# The candidate reads of a sweep, per queue and channel, as SQL text: built once per number of (queue,
+# channel) pairs, the statement costs nothing to make, and the database sees the same text (a prepared
+# statement on PostgreSQL). Each part reads in order from one of the partial indexes ix_tickets_waiting_*:
+# the WHERE clause repeats the index's condition word for word, which is what lets the planners use it.
+_CANDIDATE_PARTS = (
+    "ORDER BY queued_at",
+    "AND first_response_due_at IS NOT NULL ORDER BY first_response_due_at",
+    "AND priority IN ('high', 'urgent') ORDER BY queued_at",
+)
+_candidate_sql: dict[int, Any] = {}
+
+
+def _candidates_statement(pairs: int) -> Any:
+    stmt = _candidate_sql.get(pairs)
+    if stmt is None:
+        parts = [
+            f"SELECT id FROM (SELECT id FROM tickets WHERE queue_id = :q{i} AND channel = :c{i} "
+            f"AND assignee_id IS NULL AND offered_agent_id IS NULL AND status IN ({_OPEN_SQL}) {order} "
+            f"LIMIT :l{i}) AS p{i}_{k}"
+            for i in range(pairs)
+            for k, order in enumerate(_CANDIDATE_PARTS)
+        ]
+        stmt = _candidate_sql[pairs] = text(" UNION ALL ".join(parts))
+    return stmt
+
+
 async def _waiting_rows(
     conn: AsyncConnection,
     *,
@@ -438,31 +524,24 @@ async def _waiting_rows(
     of each of: the oldest, the nearest to their deadline, and the oldest of high or urgent priority (the
     ones effective priority can put first). Each is read in order from a partial index of waiting work
     (queue, channel, then the order), all in one statement."""
-
-    def claim(stmt: Any) -> Any:
-        return stmt.with_for_update(skip_locked=True) if conn.dialect.name == "postgresql" else stmt
-
+    claim = _CLAIM_BY_ID_PG if conn.dialect.name == "postgresql" else _CLAIM_BY_ID
     if limits is None:
-        ids = list(ticket_ids or ())
-        stmt = select(T).where(T.c.id.in_(ids), _UNHELD, T.c.status.in_(_OPEN)).order_by(T.c.id)
-        return list(await conn.execute(claim(stmt)))
-    parts = []
-    for q, per_channel in sorted(limits.items()):
-        for channel, limit in sorted(per_channel.items()):
-            mine = select(T.c.id).where(T.c.queue_id == q, T.c.channel == channel, _WAITING)
-            parts += [
-                mine.order_by(T.c.queued_at).limit(limit),
-                mine.where(T.c.first_response_due_at.is_not(None)).order_by(T.c.first_response_due_at).limit(limit),
-                mine.where(T.c.priority.in_(_HIGH)).order_by(T.c.queued_at).limit(limit),
-            ]
-    if not parts:
-        return []
-    # The ids first, then the rows: as one statement, a planner with stale statistics may rerun the union
-    # for every waiting row.
-    ids = {r[0] for r in await conn.execute(union_all(*(select(p.subquery().c.id) for p in parts)))}
+        ids = sorted(set(ticket_ids or ()))
+    else:
+        params: dict[str, Any] = {}
+        n = 0
+        for q, per_channel in sorted(limits.items()):
+            for channel, limit in sorted(per_channel.items()):
+                params.update({f"q{n}": q, f"c{n}": channel, f"l{n}": limit})
+                n += 1
+        if not n:
+            return []
+        # The ids first, then the rows: as one statement, a planner with stale statistics may rerun the union
+        # for every waiting row.
+        ids = sorted({r[0] for r in await conn.execute(_candidates_statement(n), params)})
     if not ids:
         return []
-    return list(await conn.execute(claim(select(T).where(T.c.id.in_(ids), _UNHELD, T.c.status.in_(_OPEN)))))
+    return list(await conn.execute(claim, {"ids": ids}))
 
 
 async def route_tickets(
@@ -488,6 +567,7 @@ async def route_tickets(
     now = utcnow()
     settings = rt.settings
     qs = await _queues(conn)
+    open_now = qs.open_now(now)
     slots: dict[int, routing.AgentSlot] | None = None
     limits: dict[int, dict[str, int]] | None = None
     if ticket_ids is None:
@@ -514,7 +594,8 @@ async def route_tickets(
             return []
         counts: dict[int, dict[str, int]] = {}
         for q, per_channel in free.items():
-            for feeder in qs.feeding({q}):
+            # Work of a queue outside its business hours waits: not worth reading.
+            for feeder in (f for f in qs.feeding({q}) if open_now.get(f, True)):
                 for channel, n in per_channel.items():
                     counts.setdefault(feeder, {})[channel] = counts.get(feeder, {}).get(channel, 0) + n
         limits = {
@@ -529,15 +610,7 @@ async def route_tickets(
     items: list[routing.WorkItem] = []
     stamps: dict[int, dict[str, Any]] = {}
     contact_ids = {r.contact_id for r in rows}
-    previous = dict(
-        (
-            await conn.execute(
-                select(T.c.contact_id, T.c.assignee_id)
-                .where(T.c.contact_id.in_(contact_ids), T.c.assignee_id.is_not(None))
-                .order_by(T.c.id)
-            )
-        ).all()
-    )
+    previous = dict((await conn.execute(_PREVIOUS_AGENTS, {"ids": sorted(contact_ids)})).all())
     by_id = {r.id: r for r in rows}
     for r in rows:
         policy = qs.policies.get(r.queue_id) if r.queue_id is not None else None
@@ -573,10 +646,11 @@ async def route_tickets(
                 queue_priority=policy.priority if policy else 0,
                 queued_at=queued_at,
                 due_at=due,
+                queue_open=open_now.get(r.queue_id, True),
             )
         )
     if slots is None:
-        serving_queues = {q for i in items for q in i.serving_queues}
+        serving_queues = {q for i in items if i.queue_open for q in i.serving_queues}
         slots = await _agent_slots(conn, serving_queues, voice_blocks_chats=settings.voice_blocks_chats)
     # Reasons for work that keeps waiting are written only when it enters the queue (or comes back to it).
     decisions = routing.route(items, slots.values(), now, explain=set(stamps) | returned)
@@ -981,6 +1055,7 @@ async def explain_routing(rt: Runtime, *, ticket_id: int, principal: Principal) 
             queue_priority=policy.priority if policy else 0,
             queued_at=r.queued_at or now,
             due_at=due,
+            queue_open=policy is None or sla.is_open(qs.hours[policy.queue_id], now),
         )
         if r.status not in _OPEN:
             state, agent_id, why = "closed", r.assignee_id, f"the ticket is {r.status}"
@@ -989,7 +1064,11 @@ async def explain_routing(rt: Runtime, *, ticket_id: int, principal: Principal) 
         elif r.offered_agent_id is not None:
             state, agent_id, why = "offered", r.offered_agent_id, "offered, waiting for the agent to accept"
         else:
-            slots = await _agent_slots(conn, serving, voice_blocks_chats=rt.settings.voice_blocks_chats)
+            slots = (
+                await _agent_slots(conn, serving, voice_blocks_chats=rt.settings.voice_blocks_chats)
+                if item.queue_open
+                else {}
+            )
             decision = routing.decide(item, slots.values())
             state, agent_id = "waiting", None
             why = (
@@ -997,8 +1076,6 @@ async def explain_routing(rt: Runtime, *, ticket_id: int, principal: Principal) 
                 if decision.agent_id is None
                 else f"agent {decision.agent_id} can take it ({decision.reason}); the next routing pass offers it"
             )
-            if policy is not None and not sla.is_open(qs.hours[policy.queue_id], now):
-                why += "; the queue is outside its business hours"
     return RoutingExplanation(
         ticket_id=r.id,
         state=state,

@@ -378,3 +378,34 @@ async def test_ticket_in_no_queue_is_not_routed_or_announced(rt: Runtime) -> Non
     [t] = await arrive(rt, message())
     assert (await ticket(rt, t)).queue_id is None
     assert "ticket.queued" not in await event_types(rt, t)
+
+
+async def test_work_waits_outside_business_hours_and_is_offered_once_the_queue_opens(rt: Runtime) -> None:
+    """A queue outside its business hours (today is a holiday) offers nothing, though an agent is free: new
+    work is queued with the reason, an agent becoming available and the periodic sweep leave it waiting, and
+    the explanation says why; once the queue's hours allow, the waiting work is offered."""
+    today = utcnow().date()
+    closed = {
+        "timezone": "UTC",
+        "weekly": {day: ["00:00-24:00"] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")},
+        "holidays": [today.isoformat(), (today + timedelta(days=1)).isoformat()],
+    }
+    q = await queue(rt, "support", hours=closed)
+    early = await agent(rt, "early", ["support"])
+    late = await agent(rt, "late", ["support"], available=False)
+    [t] = await arrive(rt, message(queue="support"))
+    row = await ticket(rt, t)
+    assert row.offered_agent_id is None and row.queued_at is not None
+    assert row.routing["decision"] == "queued" and row.routing["reason"] == "outside business hours"
+    async with rt.read() as conn:
+        queued = [e for e in await events_after(conn, 0) if e.type == "ticket.queued" and e.ticket_id == t]
+    assert [e.payload["reason"] for e in queued] == ["outside business hours"]
+
+    await service.set_agent_status(rt, agent_id=late, status=AgentStatus.AVAILABLE)
+    await service.routing_tick(rt)
+    assert (await ticket(rt, t)).offered_agent_id is None
+    explained = await service.explain_routing(rt, ticket_id=t, principal=SUPERVISOR)
+    assert explained.state == "waiting" and explained.now == "outside business hours"
+
+    await service.update_queue(rt, queue_id=q, data=QueueUpdate(hours=None))
+    assert (await ticket(rt, t)).offered_agent_id in (early, late)

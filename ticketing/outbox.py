@@ -14,15 +14,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 
 from hub.db import utcnow
 from hub.events import EventType, NewEvent
-from hub.messages import DeliveryError, OutboundMessage, Sender
+from hub.messages import DeliveryError, DeliveryResult, OutboundMessage, Sender
 from hub.runtime import Runtime
 from ticketing.models import DeliveryStatus, OutboxStatus
 from ticketing.service import M, O, T
@@ -91,13 +92,17 @@ class OutboxDispatcher:
         return rows
 
     async def dispatch_due(self, limit: int = 50) -> int:
-        """Send every due row once; the number attempted."""
+        """Send every due row once; the number attempted. The rows sent are recorded together, in one
+        transaction (a busy chat sends hundreds of replies a second: one commit each would hold the writer)."""
         rows = await self._claim(limit)
         if rows:
-            await asyncio.gather(*(self._deliver(r) for r in rows))
+            sent = [s for s in await asyncio.gather(*(self._deliver(r) for r in rows)) if s is not None]
+            if sent:
+                await self._record_sent(sent)
         return len(rows)
 
-    async def _deliver(self, row: Any) -> None:
+    async def _deliver(self, row: Any) -> tuple[Any, int, DeliveryResult] | None:
+        """Hand one row to its adapter: (row, attempts, result) when it was sent; a failure is recorded here."""
         outbound = OutboundMessage.model_validate(row.payload)
         sender = self.senders.get(row.channel)
         attempts = row.attempts + 1
@@ -108,25 +113,45 @@ class OutboxDispatcher:
         except DeliveryError as exc:
             permanent = exc.permanent or attempts >= self.rt.settings.outbox_max_attempts
             await self._record_failure(row, attempts, str(exc), permanent)
-            return
+            return None
         except Exception as exc:  # an adapter bug is a temporary failure, not a crash of the dispatcher
             log.exception("adapter for %s raised", row.channel)
             await self._record_failure(
                 row, attempts, f"{type(exc).__name__}: {exc}", attempts >= self.rt.settings.outbox_max_attempts
             )
-            return
+            return None
+        return row, attempts, result
+
+    async def _record_sent(self, sent: list[tuple[Any, int, DeliveryResult]]) -> None:
+        # If this transaction fails the rows stay leased and are sent again when the lease ends: at least once,
+        # as before (the chat widget drops a message id it already shows).
         now = utcnow()
         async with self.rt.write() as tx:
             await tx.conn.execute(
                 update(O)
-                .where(O.c.id == row.id)
-                .values(status=OutboxStatus.SENT, attempts=attempts, sent_at=now, locked_until=None, last_error=None)
+                .where(O.c.id == bindparam("oid"))
+                .values(
+                    status=OutboxStatus.SENT,
+                    attempts=bindparam("n"),
+                    sent_at=now,
+                    locked_until=None,
+                    last_error=None,
+                ),
+                [{"oid": row.id, "n": attempts} for row, attempts, _ in sent],
             )
-            meta_update: dict[str, Any] = {}
-            if result.provider_id:
-                meta_update["provider_id"] = result.provider_id
-            await set_delivery_status(tx, row.message_id, DeliveryStatus.SENT, meta_update=meta_update)
-        self.rt.metrics.outbox_deliveries.labels(row.channel, "sent").inc()
+            await set_delivery_statuses(
+                tx,
+                [
+                    StatusChange(
+                        row.message_id,
+                        DeliveryStatus.SENT,
+                        meta_update={"provider_id": result.provider_id} if result.provider_id else None,
+                    )
+                    for row, _, result in sent
+                ],
+            )
+        for row, _, _ in sent:
+            self.rt.metrics.outbox_deliveries.labels(row.channel, "sent").inc()
 
     async def _record_failure(self, row: Any, attempts: int, error: str, permanent: bool) -> None:
         now = utcnow()
@@ -155,6 +180,16 @@ class OutboxDispatcher:
         log.warning("delivery of message %s over %s %s: %s", row.message_id, row.channel, outcome, error)
 
 
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """A delivery status a message should move to."""
+
+    message_id: int
+    status: DeliveryStatus
+    error: str | None = None
+    meta_update: dict[str, Any] | None = None
+
+
 async def set_delivery_status(
     tx: Any,
     message_id: int,
@@ -164,27 +199,75 @@ async def set_delivery_status(
     meta_update: dict[str, Any] | None = None,
 ) -> bool:
     """Move a message's delivery status forward (never back; failed is final) and emit the change."""
-    row = (
-        await tx.conn.execute(select(M.c.id, M.c.ticket_id, M.c.delivery_status, M.c.meta).where(M.c.id == message_id))
-    ).first()
-    if row is None:
-        return False
-    current = row.delivery_status
-    if status != DeliveryStatus.FAILED:
-        if current == DeliveryStatus.FAILED or STATUS_ORDER.get(status, 0) <= STATUS_ORDER.get(current, -1):
-            return False
-    values: dict[str, Any] = {"delivery_status": status.value, "delivery_error": error}
-    if meta_update:
-        values["meta"] = {**(row.meta or {}), **meta_update}
-    await tx.conn.execute(update(M).where(M.c.id == message_id).values(**values))
-    ticket = (await tx.conn.execute(select(T.c.id, T.c.queue_id, T.c.assignee_id).where(T.c.id == row.ticket_id))).one()
-    tx.emit(
-        NewEvent(
-            type=EventType.MESSAGE_STATUS,
-            payload={"message_id": message_id, "ticket_id": row.ticket_id, "status": status.value, "error": error},
-            ticket_id=row.ticket_id,
-            queue_id=ticket.queue_id,
-            agent_id=ticket.assignee_id,
+    return bool(await set_delivery_statuses(tx, [StatusChange(message_id, status, error, meta_update)]))
+
+
+async def set_delivery_statuses(tx: Any, changes: Sequence[StatusChange]) -> list[int]:
+    """``set_delivery_status`` for many messages with a fixed number of statements: one read, one batched
+    update, one event per message that moved. Answers the ids of the messages that moved, in order."""
+    ids = list(dict.fromkeys(c.message_id for c in changes))
+    if not ids:
+        return []
+    rows = {
+        r.id: r
+        for r in await tx.conn.execute(
+            select(M.c.id, M.c.ticket_id, M.c.delivery_status, M.c.meta, T.c.queue_id, T.c.assignee_id)
+            .join(T, T.c.id == M.c.ticket_id)
+            .where(M.c.id.in_(ids))
         )
-    )
-    return True
+    }
+    current = {i: r.delivery_status for i, r in rows.items()}
+    meta = {i: r.meta for i, r in rows.items()}
+    moved: list[tuple[StatusChange, Any]] = []
+    for c in changes:
+        row = rows.get(c.message_id)
+        if row is None:
+            continue
+        now_status = current[c.message_id]
+        if c.status != DeliveryStatus.FAILED and (
+            now_status == DeliveryStatus.FAILED or STATUS_ORDER.get(c.status, 0) <= STATUS_ORDER.get(now_status, -1)
+        ):
+            continue
+        current[c.message_id] = c.status.value
+        if c.meta_update:
+            meta[c.message_id] = {**(meta[c.message_id] or {}), **c.meta_update}
+        moved.append((c, row))
+    if not moved:
+        return []
+    # The last change of each message wins (changes of one message move forward in the order given).
+    final = {c.message_id: c for c, _ in moved}
+    with_meta = [c for c in final.values() if meta[c.message_id] is not rows[c.message_id].meta]
+    plain = [c for c in final.values() if meta[c.message_id] is rows[c.message_id].meta]
+    if plain:
+        await tx.conn.execute(
+            update(M)
+            .where(M.c.id == bindparam("mid"))
+            .values(delivery_status=bindparam("st"), delivery_error=bindparam("err")),
+            [{"mid": c.message_id, "st": current[c.message_id], "err": c.error} for c in plain],
+        )
+    if with_meta:
+        await tx.conn.execute(
+            update(M)
+            .where(M.c.id == bindparam("mid"))
+            .values(delivery_status=bindparam("st"), delivery_error=bindparam("err"), meta=bindparam("mt")),
+            [
+                {"mid": c.message_id, "st": current[c.message_id], "err": c.error, "mt": meta[c.message_id]}
+                for c in with_meta
+            ],
+        )
+    for c, row in moved:
+        tx.emit(
+            NewEvent(
+                type=EventType.MESSAGE_STATUS,
+                payload={
+                    "message_id": c.message_id,
+                    "ticket_id": row.ticket_id,
+                    "status": c.status.value,
+                    "error": c.error,
+                },
+                ticket_id=row.ticket_id,
+                queue_id=row.queue_id,
+                agent_id=row.assignee_id,
+            )
+        )
+    return [c.message_id for c, _ in moved]

@@ -9,13 +9,16 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from hub.config import Settings
 from hub.messages import DeliveryError, DeliveryResult, Identity, InboundMessage, OutboundMessage
 from hub.runtime import Runtime
 from tests.conftest import LiveServer, login, make_agent, make_queue
 from ticketing.ingest import ingest_batch
-from ticketing.outbox import backoff_seconds
+from ticketing.models import DeliveryStatus
+from ticketing.outbox import StatusChange, backoff_seconds, set_delivery_statuses
+from ticketing.service import M
 
 
 class FlakySender:
@@ -126,3 +129,44 @@ def test_backoff_doubles_and_is_capped() -> None:
     """Retry delays double from the base and never exceed an hour."""
     assert [backoff_seconds(n, 2.0) for n in (1, 2, 3, 4)] == [2.0, 4.0, 8.0, 16.0]
     assert backoff_seconds(40, 2.0) == 3600.0
+
+
+async def test_many_status_changes_in_one_transaction_move_forward_only(rt: Runtime) -> None:
+    """``set_delivery_statuses`` applies a batch in order: each message moves forward only (a late "sent" never
+    overwrites "delivered"), keeps its metadata with the update merged in, and emits one event per move."""
+    await make_queue(rt, "support")
+    results = await ingest_batch(
+        rt,
+        [
+            InboundMessage(
+                channel="sms",
+                external_id=f"SM{n}",
+                text="help",
+                sender=Identity(kind="phone", value="+14155550100"),
+                metadata={"kept": n},
+            )
+            for n in (1, 2)
+        ],
+    )
+    m1, m2 = (r.message_id for r in results)  # type: ignore[union-attr]
+    async with rt.write() as tx:
+        moved = await set_delivery_statuses(
+            tx,
+            [
+                StatusChange(m1, DeliveryStatus.SENT),
+                StatusChange(m1, DeliveryStatus.DELIVERED),
+                StatusChange(m2, DeliveryStatus.SENT, meta_update={"provider_id": "P2"}),
+                StatusChange(m1, DeliveryStatus.SENT),
+            ],
+        )
+        events = [(e.payload["message_id"], e.payload["status"]) for e in tx.events]
+    assert moved == [m1, m1, m2]
+    assert events == [(m1, "sent"), (m1, "delivered"), (m2, "sent")]
+    async with rt.write() as tx:
+        assert await set_delivery_statuses(tx, [StatusChange(m2, DeliveryStatus.PENDING)]) == []
+        assert tx.events == []
+    async with rt.read() as conn:
+        rows = {r.id: r for r in await conn.execute(select(M.c.id, M.c.delivery_status, M.c.meta))}
+    assert rows[m1].delivery_status == "delivered"
+    assert rows[m2].delivery_status == "sent"
+    assert rows[m2].meta == {"kept": 2, "provider_id": "P2"}

@@ -10,6 +10,7 @@ dicts: ``channels.webchat`` does not import ``ticketing``; ``hub/app.py`` hands 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterable
 from typing import Any
@@ -24,7 +25,7 @@ from ticketing import sla
 from ticketing.exceptions import TicketNotFound
 from ticketing.identities import normalize
 from ticketing.models import AgentStatus, DeliveryStatus, Direction, IdentityKind, TicketStatus
-from ticketing.outbox import set_delivery_status
+from ticketing.outbox import StatusChange, set_delivery_statuses
 from ticketing.permissions import Principal
 from ticketing.service import AQ, A, C, I, M, Q, T, _check_visible, _iso, _ticket_row, ticket_event
 
@@ -274,25 +275,86 @@ async def link_verified_visitor(rt: Runtime, *, identity: str, email: str | None
 
 
 async def mark_delivered(rt: Runtime, *, thread_key: str, message_ids: list[int]) -> None:
-    """The visitor's widget showed these agent messages: their delivery status becomes ``delivered``."""
+    """The visitor's widget showed these agent messages: their delivery status becomes ``delivered``. Returns
+    once that is committed; receipts arriving together from many visitors commit in one transaction."""
     if not message_ids:
         return
+    receipts = _receipts.get(id(rt))
+    if receipts is None or receipts.rt is not rt:
+        receipts = _receipts[id(rt)] = _Receipts(rt)
+    await receipts.submit(thread_key, message_ids[:200])
+
+
+class _Receipts:
+    """Group commit for delivery receipts: every widget acknowledges every agent message it shows, and one
+    transaction each would hold the database's writer as long as a whole batch of them does.
+
+    A caller queues its receipt and waits for its own commit. A drain task, started by the first receipt
+    that finds none running and ending when the queue is empty (so it needs no wiring at start and stop),
+    commits whatever is queued in one transaction; if that fails, each receipt is retried on its own, so one
+    bad receipt never fails its neighbours."""
+
+    MAX_BATCH = 500
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self._pending: list[tuple[str, list[int], asyncio.Future[None]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, thread_key: str, message_ids: list[int]) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((thread_key, message_ids, future))
+        if self._task is None:
+            self._task = asyncio.create_task(self._drain(), name="chat-receipts")
+        await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending[: self.MAX_BATCH], self._pending[self.MAX_BATCH :]
+                try:
+                    await _mark_delivered(self.rt, [(key, ids) for key, ids, _ in batch])
+                    outcomes: list[BaseException | None] = [None] * len(batch)
+                except Exception:
+                    outcomes = []
+                    for key, ids, _ in batch:
+                        try:
+                            await _mark_delivered(self.rt, [(key, ids)])
+                            outcomes.append(None)
+                        except Exception as exc:
+                            outcomes.append(exc)
+                for (_, _, future), outcome in zip(batch, outcomes, strict=True):
+                    if future.done():  # its caller went away
+                        continue
+                    if outcome is None:
+                        future.set_result(None)
+                    else:
+                        future.set_exception(outcome)
+        finally:
+            self._task = None
+            if not self._pending and _receipts.get(id(self.rt)) is self:
+                del _receipts[id(self.rt)]
+
+
+# One receipt queue per runtime while receipts are waiting (keyed by id: a Runtime has no weak references).
+_receipts: dict[int, _Receipts] = {}
+
+
+async def _mark_delivered(rt: Runtime, receipts: list[tuple[str, list[int]]]) -> None:
+    wanted = {(key, i) for key, ids in receipts for i in ids}
     async with rt.write() as tx:
-        ids = [
-            r.id
-            for r in await tx.conn.execute(
-                select(M.c.id)
-                .join(T, T.c.id == M.c.ticket_id)
-                .where(
-                    M.c.id.in_(message_ids[:200]),
-                    M.c.direction == Direction.OUTBOUND.value,
-                    T.c.channel == WEBCHAT,
-                    T.c.thread_key == thread_key,
-                )
+        rows = await tx.conn.execute(
+            select(M.c.id, T.c.thread_key)
+            .join(T, T.c.id == M.c.ticket_id)
+            .where(
+                M.c.id.in_({i for _, i in wanted}),
+                M.c.direction == Direction.OUTBOUND.value,
+                T.c.channel == WEBCHAT,
             )
-        ]
-        for message_id in ids:
-            await set_delivery_status(tx, message_id, DeliveryStatus.DELIVERED)
+        )
+        # A visitor acknowledges only messages of their own conversation.
+        ids = sorted(r.id for r in rows if (r.thread_key, r.id) in wanted)
+        await set_delivery_statuses(tx, [StatusChange(i, DeliveryStatus.DELIVERED) for i in ids])
 
 
 async def agent_typing(rt: Runtime, *, principal: Principal, ticket_id: int, active: bool) -> None:

@@ -320,11 +320,15 @@ class WebchatService:
 
     async def _write(self, conn: Connection) -> None:
         heartbeat = self.settings.heartbeat_seconds
+        queue = conn.queue
         while True:
             item: tuple[int | None, str] | None = None
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(heartbeat):
-                    item = await conn.queue.get()
+            if not queue.empty():  # the busy path: no timer per frame
+                item = queue.get_nowait()
+            else:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(heartbeat):
+                        item = await queue.get()
             if conn.overflowed and conn.queue.empty():
                 await conn.ws.send_text(json.dumps({"type": "error", "code": "queue_overflow"}))
                 await conn.ws.close(code=4001)

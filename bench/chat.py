@@ -113,6 +113,7 @@ class Stats:
     a2c: list[float] = field(default_factory=list)  # agent -> customer
     delivered: int = 0
     acked: int = 0
+    acked_all: int = 0  # every ack, counted or not: the saturation phase starts once the backlog is drained
     counting: bool = False
     seen: set[str] = field(default_factory=set)
 
@@ -176,8 +177,9 @@ async def agent_client(
 
 
 class Widget:
-    def __init__(self, conv: int, ws: ClientConnection, stats: Stats) -> None:
+    def __init__(self, conv: int, ws: ClientConnection, stats: Stats, receipts: bool = False) -> None:
         self.conv = conv
+        self.receipts = receipts
         self.ws = ws
         self.stats = stats
         self.n = 0
@@ -190,6 +192,7 @@ class Widget:
             frame = json.loads(raw)
             kind = frame.get("type")
             if kind == "ack":
+                self.stats.acked_all += 1
                 if self.stats.counting:
                     self.stats.acked += 1
                 self.inflight.set()
@@ -197,6 +200,9 @@ class Widget:
                 t = stamp_of(frame["message"].get("text", ""))
                 if t is not None and self.stats.counting:
                     self.stats.a2c.append(time.perf_counter() - t)
+                if self.receipts and isinstance(frame["message"].get("id"), int):
+                    # What the real widget does with an agent's message it shows.
+                    await self.ws.send(json.dumps({"type": "delivered", "message_ids": [frame["message"]["id"]]}))
 
     async def send(self) -> None:
         self.n += 1
@@ -206,7 +212,9 @@ class Widget:
         )
 
 
-async def open_widgets(target: Target, count: int, stats: Stats, concurrency: int = 200) -> list[Widget]:
+async def open_widgets(
+    target: Target, count: int, stats: Stats, concurrency: int = 200, receipts: bool = False
+) -> list[Widget]:
     sem = asyncio.Semaphore(concurrency)
     out: list[Widget | None] = [None] * count
 
@@ -215,7 +223,7 @@ async def open_widgets(target: Target, count: int, stats: Stats, concurrency: in
             url = await target.widget_url(i)
             ws = await connect(url, max_queue=None, compression=None, open_timeout=120)
             await ws.recv()  # hello
-            out[i] = Widget(i, ws, stats)
+            out[i] = Widget(i, ws, stats, receipts)
 
     await asyncio.gather(*(one(i) for i in range(count)))
     return [w for w in out if w is not None]
@@ -259,7 +267,7 @@ async def phases(
         for (url, q), r in zip(target.agent_urls, readies, strict=True)
     ]
     await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 60)
-    widgets = await open_widgets(target, args.conversations, stats)
+    widgets = await open_widgets(target, args.conversations, stats, receipts=not args.no_receipts)
     if setup is not None:
         await setup(widgets, stats)
     result: dict[str, Any] = {}
@@ -300,6 +308,11 @@ async def phases(
         "a2c_p99": percentile(a2c, 99),
         "server_cpu": (cpu_seconds(target.pid) - cpu0) / elapsed,
     }
+    # Drain what the steady phase left in flight, so that the saturation figures are its own.
+    for _ in range(600):  # at most 120 s
+        if stats.acked_all >= sent:
+            break
+        await asyncio.sleep(0.2)
     await asyncio.sleep(1.0)
 
     # 2. saturation: one message in flight per conversation
@@ -393,8 +406,8 @@ async def seed(url: str, agents: int, queues: int) -> list[tuple[int, str, str]]
     return [(a, pw_hash, f"q{i % queues}") for i, a in enumerate(ids)]
 
 
-def stop(server: subprocess.Popen[bytes]) -> None:
-    server.terminate()
+def stop(server: subprocess.Popen[bytes], signal: int = 15) -> None:
+    server.send_signal(signal)
     try:
         server.wait(timeout=30)
     except subprocess.TimeoutExpired:
@@ -440,7 +453,11 @@ async def run_switchboard(url: str, args: argparse.Namespace) -> dict[str, Any]:
         "SWITCHBOARD_WS_SEND_QUEUE": "100000",
         "SWITCHBOARD_ATTACHMENT_DIR": tempfile.mkdtemp(prefix="bench-att-"),
     }
-    server = start_server([sys.executable, "-c", SERVE.format(port=port)], env)
+    command = [sys.executable, "-c", SERVE.format(port=port)]
+    if args.profile:
+        # py-spy records the server as its child: the CPU figures printed are then py-spy's own.
+        command = [args.profile_with, "record", "-r", "100", "-f", "raw", "-o", args.profile, "--", *command]
+    server = start_server(command, env)
     base = f"http://127.0.0.1:{port}"
     try:
         await wait_up(port)
@@ -522,7 +539,7 @@ async def run_switchboard(url: str, args: argparse.Namespace) -> dict[str, Any]:
         await http.aclose()
         return result
     finally:
-        stop(server)
+        stop(server, 2 if args.profile else 15)  # py-spy writes its profile on SIGINT
 
 
 async def run_relay(args: argparse.Namespace) -> dict[str, Any]:
@@ -604,6 +621,11 @@ def main() -> None:
     parser.add_argument("--answer-every", type=int, default=20, help="agents answer one message in this many")
     parser.add_argument("--db", default="sqlite")
     parser.add_argument("--no-relay", action="store_true")
+    parser.add_argument(
+        "--no-receipts", action="store_true", help="widgets do not acknowledge agents' messages (the real one does)"
+    )
+    parser.add_argument("--profile", help="record the Switchboard server with py-spy into this file")
+    parser.add_argument("--profile-with", default="py-spy", help="the py-spy executable")
     parser.add_argument("--postgres-url", default=os.environ.get("SWITCHBOARD_BENCH_POSTGRES_URL", PG_DEFAULT))
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import JSON, BigInteger, DateTime, Integer, event, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
@@ -35,6 +36,22 @@ class UTCDateTime(TypeDecorator[datetime]):
             raise ValueError("naive datetime given; Switchboard stores timezone-aware UTC datetimes only")
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def bind_processor(self, dialect: Any) -> Any:
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+
+        # On SQLite, one step instead of this class's conversion followed by the SQLite dialect's own
+        # %-formatting: ingest binds several datetimes per row and this was a tenth of its CPU time.
+        # The text is exactly the dialect's storage format ("YYYY-MM-DD HH:MM:SS.ffffff").
+        def process(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            if value.tzinfo is not UTC:
+                value = self.process_bind_param(value, dialect)
+            return value.replace(tzinfo=None).isoformat(" ", "microseconds")  # type: ignore[union-attr]
+
+        return process
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
@@ -87,11 +104,27 @@ def create_engine(url: str) -> AsyncEngine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(
+            url, connect_args={"timeout": 30}, json_serializer=json_dumps, json_deserializer=orjson.loads
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_connect)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_async_engine(
+        url,
+        pool_size=10,
+        max_overflow=20,
+        pool_pre_ping=True,
+        json_serializer=json_dumps,
+        json_deserializer=orjson.loads,
+    )
+
+
+def json_dumps(value: Any) -> str:
+    """JSON for stored columns and event frames: orjson, several times faster than the standard library on
+    the event payloads every change writes. Keys that are not strings (an int id) become strings, as with
+    the standard library."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 class Database:

@@ -9,7 +9,12 @@ takes its neighbours down and the caller of each gets its own answer.
 Per message, in that transaction: resolve the contact from the sender's identity; thread into the ticket
 it belongs to (references to earlier messages, then a ticket number the sender named if they take part in
 that ticket, then the channel's thread key, then the contact's open ticket on that channel) or open a new
-one; store the message; append events; hand new work to routing.
+one; store the message; append events.
+
+Then routing, in a transaction of its own: the tickets nobody holds are offered or queued. The pipeline runs
+the two stages side by side: while one batch is routed, the next is stored, and routing takes the work of
+every batch stored meanwhile in one pass. A submit returns once its message is stored and its ticket routed.
+Work whose routing never happened (the process stopped in between) is routed when the pipeline starts.
 
 Idempotency: (channel, external_id) is unique. A message already stored answers with the stored one
 (``created=False``); two copies inside one batch are stored once; a copy committed by another process at
@@ -60,24 +65,32 @@ class IngestPipeline:
         self.rt = rt
         self.max_batch = rt.settings.ingest_batch_max
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
+        self._stored: asyncio.Queue[_Stored | None] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._router: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="ingest-writer")
+        await route_new_work(self.rt, await unrouted_ticket_ids(self.rt))
+        self._writer = asyncio.create_task(self._run(), name="ingest-writer")
+        self._router = asyncio.create_task(self._route(), name="ingest-router")
 
     async def stop(self) -> None:
         """Finish what was submitted, then stop."""
-        if self._task is None:
+        if self._writer is None or self._router is None:
             return
         self._queue.put_nowait(None)
         with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
+            await self._writer
+        self._stored.put_nowait(None)  # the router finishes what was stored, then stops
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._router
+        self._writer = self._router = None
 
     async def submit(self, message: InboundMessage, *, also: AlsoInTransaction | None = None) -> IngestResult:
-        """Store ``message`` (or find it already stored); returns after the commit. ``also`` runs inside the
-        same transaction (a channel's own bookkeeping, such as a mailbox's last UID)."""
-        if self._task is None:
+        """Store ``message`` (or find it already stored); returns after its commit and its ticket's routing
+        pass. ``also`` runs inside the storing transaction (a channel's own bookkeeping, such as a mailbox's
+        last UID)."""
+        if self._router is None:
             raise RuntimeError("ingest pipeline is not running")
         future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(message, future, also))
@@ -86,14 +99,15 @@ class IngestPipeline:
     __call__ = submit
 
     async def _run(self) -> None:
+        queue = self._queue
         while True:
-            item = await self._queue.get()
+            item = await queue.get()
             if item is None:
                 return
             batch = [item]
             stopping = False
-            while len(batch) < self.max_batch and not self._queue.empty():
-                nxt = self._queue.get_nowait()
+            while len(batch) < self.max_batch and not queue.empty():
+                nxt = queue.get_nowait()
                 if nxt is None:
                     stopping = True
                     break
@@ -105,7 +119,7 @@ class IngestPipeline:
     async def _commit(self, batch: list[_Pending]) -> None:
         also = [p.also for p in batch if p.also is not None]
         try:
-            results = await ingest_batch(self.rt, [p.message for p in batch], also=also)
+            results, waiting = await store_batch(self.rt, [p.message for p in batch], also=also)
         except Exception as exc:
             if len(batch) > 1:
                 for item in batch:
@@ -113,16 +127,39 @@ class IngestPipeline:
                 return
             if not isinstance(exc, SwitchboardError):
                 log.exception("ingest of %s/%s failed", batch[0].message.channel, batch[0].message.external_id)
-            results = [exc]
+            results, waiting = [exc], []
         self.rt.metrics.ingest_batch_size.observe(len(batch))
-        for pending, result in zip(batch, results, strict=True):
-            future = pending.future
-            if future.done():
-                continue
-            if isinstance(result, BaseException):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+        self._stored.put_nowait(_Stored(batch, results, waiting))
+
+    async def _route(self) -> None:
+        while True:
+            item = await self._stored.get()
+            if item is None:
+                return
+            done = [item]
+            stopping = False
+            while not self._stored.empty():
+                nxt = self._stored.get_nowait()
+                if nxt is None:
+                    stopping = True
+                    break
+                done.append(nxt)
+            await route_new_work(self.rt, [t for d in done for t in d.waiting])
+            for d in done:
+                _answer(d.batch, d.results)
+            if stopping:
+                return
+
+
+def _answer(batch: list[_Pending], results: Sequence[IngestResult | Exception]) -> None:
+    for pending, result in zip(batch, results, strict=True):
+        future = pending.future
+        if future.done():
+            continue
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
 
 
 @dataclass(slots=True)
@@ -130,6 +167,45 @@ class _Pending:
     message: InboundMessage
     future: asyncio.Future[IngestResult]
     also: AlsoInTransaction | None = None
+
+
+@dataclass(slots=True)
+class _Stored:
+    """A committed batch waiting for its routing pass."""
+
+    batch: list[_Pending]
+    results: Sequence[IngestResult | Exception]
+    waiting: list[int]
+
+
+async def route_new_work(rt: Runtime, ticket_ids: Sequence[int]) -> None:
+    """Offer or queue freshly stored work. The messages are already safe: a failure here is logged, and the
+    routing sweep (or the next start, for work never queued) picks the tickets up."""
+    if not ticket_ids:
+        return
+    try:
+        async with rt.write() as tx:
+            await route_tickets(rt, tx, sorted(set(ticket_ids)))
+    except Exception:
+        log.exception("routing %d new tickets failed; the routing sweep will retry", len(ticket_ids))
+
+
+async def unrouted_ticket_ids(rt: Runtime, limit: int = 10_000) -> list[int]:
+    """Open work that was stored but never reached routing (not queued, offered or assigned)."""
+    async with rt.read() as conn:
+        rows = await conn.execute(
+            select(T.c.id)
+            .where(
+                T.c.status.in_(_OPEN),
+                T.c.queued_at.is_(None),
+                T.c.assignee_id.is_(None),
+                T.c.offered_agent_id.is_(None),
+                T.c.queue_id.is_not(None),
+            )
+            .order_by(T.c.id)
+            .limit(limit)
+        )
+        return [r[0] for r in rows]
 
 
 def _channel_filter(pairs: Sequence[tuple[str, str]]) -> Any:
@@ -153,9 +229,21 @@ class _Item:
 async def ingest_batch(
     rt: Runtime, messages: Sequence[InboundMessage], *, also: Sequence[AlsoInTransaction] = ()
 ) -> list[IngestResult | Exception]:
-    """Store a batch of inbound messages in one transaction; one result (or error) per message, in order.
-    Each of ``also`` runs in that transaction too, whatever the messages' fate."""
+    """Store a batch of inbound messages (``store_batch``), then route the work nobody holds; one result
+    (or error) per message, in order."""
+    results, waiting = await store_batch(rt, messages, also=also)
+    await route_new_work(rt, waiting)
+    return results
+
+
+async def store_batch(
+    rt: Runtime, messages: Sequence[InboundMessage], *, also: Sequence[AlsoInTransaction] = ()
+) -> tuple[list[IngestResult | Exception], list[int]]:
+    """Store a batch of inbound messages in one transaction: one result (or error) per message, in order,
+    and the tickets this batch touched that nobody holds (for routing). Each of ``also`` runs in that
+    transaction too, whatever the messages' fate."""
     out: list[IngestResult | Exception | None] = [None] * len(messages)
+    waiting: list[int] = []
     now = utcnow()
     region = rt.settings.default_phone_region
     async with rt.write() as tx:
@@ -182,7 +270,7 @@ async def ingest_batch(
             first_of[key] = i
             items.append(_Item(i, msg, kind, value))
         if not items:
-            return _finish(out, copies)
+            return _finish(out, copies), waiting
 
         # 2. Already stored: answer with the stored message.
         stored = {
@@ -202,7 +290,7 @@ async def ingest_batch(
                 out[it.index] = IngestResult(row.id, row.ticket_id, row.contact_id or 0, created=False)
         if not fresh:
             tx.after_commit.append(lambda: _count_duplicates(rt, items))
-            return _finish(out, copies)
+            return _finish(out, copies), waiting
 
         # 3. Contacts: find by identity (a phone number is one person on SMS, voice and WhatsApp), else create.
         await _resolve_contacts(conn, rt, fresh, now)
@@ -262,7 +350,7 @@ async def ingest_batch(
         if touched:
             await conn.execute(
                 update(T).where(T.c.id == bindparam("tid")).values(last_message_at=now, updated_at=now),
-                [{"tid": t} for t in touched],
+                [{"tid": t} for t in sorted(touched)],  # one lock order against concurrent writers
             )
             reopen = [t for t, r in touched.items() if r]
             if reopen:
@@ -274,7 +362,7 @@ async def ingest_batch(
             for r in await conn.execute(select(T).where(T.c.id.in_(list(touched)))):
                 ticket_rows[r.id] = dict(r._mapping)
 
-        # 8. Events, then routing for work nobody holds.
+        # 8. Events; the work nobody holds goes to routing after the commit.
         for row in new_rows:
             tx.emit(ticket_event(EventType.TICKET_CREATED, row))
         for t, reopened in touched.items():
@@ -283,9 +371,8 @@ async def ingest_batch(
         for data in msg_rows:
             tx.emit(_message_event(data, ticket_rows[data["ticket_id"]]))
         waiting = [t for t, r in ticket_rows.items() if r["assignee_id"] is None and r["offered_agent_id"] is None]
-        await route_tickets(rt, tx, waiting)
         tx.after_commit.append(lambda: _count(rt, fresh, items))
-    return _finish(out, copies)
+    return _finish(out, copies), waiting
 
 
 def _finish(

@@ -6,11 +6,12 @@ import asyncio
 
 from sqlalchemy import func, select
 
+from hub.events import events_after
 from hub.messages import Identity, InboundMessage
 from hub.runtime import Runtime
 from tests.conftest import make_queue
 from ticketing import service
-from ticketing.ingest import IngestPipeline, ingest_batch
+from ticketing.ingest import IngestPipeline, ingest_batch, store_batch
 from ticketing.models import TicketStatus, TicketUpdate
 from ticketing.permissions import Principal
 
@@ -233,3 +234,31 @@ async def test_contact_learns_a_name_it_lacked_but_keeps_one_it_has(rt: Runtime)
     )
     history = await service.get_contact_history(rt, contact_id=anon.contact_id, principal=ADMIN)  # type: ignore[attr-defined]
     assert history.name == "Rosa"
+
+
+async def _queued_at(rt: Runtime, ticket_id: int) -> object:
+    async with rt.read() as conn:
+        return (await conn.execute(select(service.T.c.queued_at).where(service.T.c.id == ticket_id))).scalar_one()
+
+
+async def test_work_stored_but_never_routed_is_routed_when_the_pipeline_starts(rt: Runtime) -> None:
+    """Storing and routing are two transactions: work stored by a process that stopped before routing it
+    (here: stored alone) is queued, with its SLA clock, by the next pipeline start; routed work is left alone."""
+    await make_queue(rt, "support", ["email"])
+    [stored], waiting = await store_batch(rt, [email("<lost@x>")])
+    assert waiting == [stored.ticket_id]  # type: ignore[union-attr]
+    assert await _queued_at(rt, stored.ticket_id) is None  # type: ignore[union-attr]
+    routed = await ingest_one(rt, email("<fine@x>", sender="bob@example.com"))
+    first_queued = await _queued_at(rt, routed.ticket_id)  # type: ignore[attr-defined]
+    assert first_queued is not None
+
+    pipeline = IngestPipeline(rt)
+    await pipeline.start()
+    await pipeline.stop()
+    assert await _queued_at(rt, stored.ticket_id) is not None  # type: ignore[union-attr]
+    assert await _queued_at(rt, routed.ticket_id) == first_queued  # type: ignore[attr-defined]
+    async with rt.read() as conn:
+        events = await events_after(conn, 0)
+    assert sorted(e.ticket_id for e in events if e.type == "ticket.queued") == sorted(
+        [stored.ticket_id, routed.ticket_id]  # type: ignore[union-attr, attr-defined]
+    )

@@ -45,6 +45,7 @@ class Subscriber:
         # (event, its frame already serialized once for every subscriber)
         self.queue: asyncio.Queue[tuple[EventRecord, str]] = asyncio.Queue(maxsize=maxsize)
         self.overflowed = asyncio.Event()
+        self.last_sent = asyncio.get_running_loop().time()  # when the connection last sent a frame
 
     def offer(self, event: EventRecord, text: str) -> None:
         if self.overflowed.is_set():

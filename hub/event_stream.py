@@ -21,12 +21,13 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from hub.bus import EventHub, Subscriber
-from hub.events import Viewer, events_after, seq_bounds
+from hub.events import EventRecord, Viewer, events_after, seq_bounds
 
 RESUME_TOO_OLD = "resume_too_old"
 QUEUE_OVERFLOW = "queue_overflow"
@@ -73,12 +74,13 @@ async def serve_event_stream(
                 await ws.send_text(json.dumps(event.frame()))
             sent_upto = event.seq
         reader = asyncio.create_task(_read(ws, on_message))
-        writer = asyncio.create_task(_write(ws, sub, sent_upto, heartbeat_seconds))
+        writer = asyncio.create_task(_write(ws, sub, sent_upto))
+        beat = asyncio.create_task(_heartbeat(sub, heartbeat_seconds))
         try:
             # Whichever ends first ends the connection: the client left, or the writer gave up on it.
             await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (reader, writer):
+            for task in (beat, reader, writer):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError, OSError):
                     await task
@@ -88,9 +90,24 @@ async def serve_event_stream(
         hub.unsubscribe(sub)
 
 
-async def _write(ws: WebSocket, sub: Subscriber, sent_upto: int, heartbeat: float) -> None:
-    # The hot path of fan-out: no task or timer per event while the queue has items.
+_HEARTBEAT = EventRecord(seq=0, type="heartbeat", payload={}, created_at=datetime.min)
+
+
+async def _heartbeat(sub: Subscriber, seconds: float) -> None:
+    """Queue a heartbeat frame whenever ``seconds`` passed without one frame sent: one timer per connection
+    and period, instead of one per frame on the writer's hot path."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(max(0.0, sub.last_sent + seconds - loop.time()))
+        if loop.time() - sub.last_sent >= seconds and sub.queue.empty():
+            sub.queue.put_nowait((_HEARTBEAT, '{"type": "heartbeat"}'))
+            sub.last_sent = loop.time()
+
+
+async def _write(ws: WebSocket, sub: Subscriber, sent_upto: int) -> None:
+    # The hot path of fan-out: no task or timer per event.
     queue = sub.queue
+    loop = asyncio.get_running_loop()
     while True:
         if queue.empty():
             if sub.overflowed.is_set():
@@ -106,19 +123,17 @@ async def _write(ws: WebSocket, sub: Subscriber, sent_upto: int, heartbeat: floa
                 )
                 await ws.close(code=4001)
                 return
-            try:
-                async with asyncio.timeout(heartbeat):
-                    event, text = await queue.get()
-            except TimeoutError:
-                await ws.send_text('{"type": "heartbeat"}')
-                continue
+            event, text = await queue.get()
         else:
             event, text = queue.get_nowait()
-        if event.seq == 0:  # ephemeral: not in the log, outside the seq order
+        if event.seq == 0:  # ephemeral or a heartbeat: not in the log, outside the seq order
             await ws.send_text(text)
         elif event.seq > sent_upto:
             await ws.send_text(text)
             sent_upto = event.seq
+        else:
+            continue
+        sub.last_sent = loop.time()
 
 
 async def _read(ws: WebSocket, on_message: Callable[[dict[str, Any]], Awaitable[None]] | None) -> None:

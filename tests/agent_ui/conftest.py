@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from hub.config import Settings
+from hub.runtime import Runtime
 from tests.conftest import LiveServer
 
 CHROMIUM = os.environ.get("SWITCHBOARD_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -113,3 +114,22 @@ async def customer_says(page: Page, text: str) -> None:
 def shot(name: str) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     return SCREENSHOTS / f"{name}.png"
+
+
+async def chatting(
+    rt: Runtime, live: LiveServer, browser: Browser, dialogs: Dialogs, first: str = "first"
+) -> tuple[Page, Page]:
+    """A customer and an agent (alice, queue support) in an accepted conversation opened by ``first``."""
+    from tests.conftest import make_agent, make_queue
+
+    await make_queue(rt, "support", ["webchat"])
+    await make_agent(rt, "alice", queues=["support"])
+    _, agent = await new_page(browser, dialogs)
+    await agent_login(agent, live.url, "alice")
+    await set_available(agent)
+    _, customer = await new_page(browser, dialogs)
+    await start_chat(customer, live.url)
+    await customer_says(customer, first)
+    await agent.locator(".offer").get_by_role("button", name="Accept").click()
+    await expect(agent.locator("#timeline .msg.in .msg-text")).to_have_text(first)
+    return customer, agent

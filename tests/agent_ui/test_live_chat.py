@@ -5,12 +5,21 @@ from __future__ import annotations
 import re
 
 import httpx
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, expect
 from sqlalchemy import select
 
 from hub.config import Settings
 from hub.runtime import Runtime
-from tests.agent_ui.conftest import Dialogs, agent_login, customer_says, new_page, set_available, shot, start_chat
+from tests.agent_ui.conftest import (
+    Dialogs,
+    agent_login,
+    chatting,
+    customer_says,
+    new_page,
+    set_available,
+    shot,
+    start_chat,
+)
 from tests.conftest import LiveServer, login, make_agent, make_queue
 from ticketing.canned import CannedCreate, create_canned
 from ticketing.service import O, T
@@ -60,21 +69,6 @@ async def test_customer_and_agent_chat(rt: Runtime, live: LiveServer, browser: B
     assert dialogs.seen == []
 
 
-async def _chatting(rt: Runtime, live: LiveServer, browser: Browser, dialogs: Dialogs) -> tuple[Page, Page]:
-    """A customer and an agent in an accepted conversation."""
-    await make_queue(rt, "support", ["webchat"])
-    await make_agent(rt, "alice", queues=["support"])
-    _, agent = await new_page(browser, dialogs)
-    await agent_login(agent, live.url, "alice")
-    await set_available(agent)
-    _, customer = await new_page(browser, dialogs)
-    await start_chat(customer, live.url)
-    await customer_says(customer, "first")
-    await agent.locator(".offer").get_by_role("button", name="Accept").click()
-    await expect(agent.locator("#timeline .msg.in .msg-text")).to_have_text("first")
-    return customer, agent
-
-
 XSS = ["<img src=x onerror=alert(1)>", "<script>alert(1)</script>"]
 
 
@@ -83,7 +77,7 @@ async def test_customer_html_is_shown_as_text(
 ) -> None:
     """Markup written by the customer (and by an agent) shows as literal text in the console and the widget:
     no element is created from it and no dialog fires."""
-    customer, agent = await _chatting(rt, live, browser, dialogs)
+    customer, agent = await chatting(rt, live, browser, dialogs)
     for payload in XSS:
         await customer_says(customer, payload)
     await expect(agent.locator("#timeline .msg.in .msg-text")).to_have_text(["first", *XSS])
@@ -107,7 +101,7 @@ async def test_both_sockets_reconnect_after_a_server_restart(
 ) -> None:
     """The server goes away and comes back: the widget and the console reconnect by themselves, the message the
     customer wrote meanwhile is stored once, and neither side loses or doubles a message."""
-    customer, agent = await _chatting(rt, live, browser, dialogs)
+    customer, agent = await chatting(rt, live, browser, dialogs)
     await agent.locator("#text").fill("before the restart")
     await agent.locator("#text").press("Enter")
     await expect(customer.locator(".msg.out .bubble")).to_have_text(["before the restart"])

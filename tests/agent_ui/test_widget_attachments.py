@@ -13,9 +13,9 @@ from playwright.async_api import Browser, Page, expect
 
 from hub.config import Settings
 from hub.runtime import Runtime
-from tests.agent_ui.conftest import Dialogs, agent_login, customer_says, new_page, set_available, start_chat
+from tests.agent_ui.conftest import Dialogs, chatting, customer_says
 from tests.channels.webchat.test_protocol import png
-from tests.conftest import LiveServer, make_agent, make_queue
+from tests.conftest import LiveServer
 
 LIMIT = 64 * 1024
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
@@ -46,15 +46,7 @@ async def test_image_and_pdf_reach_the_agent_and_bad_files_are_refused_clearly(
     link and can open both with their session; a text file, HTML disguised as a PNG and a file over the size
     limit each get an error naming the file and the rule, and send nothing. The files are served to the
     customer's own token (also after a reload) and to the agent, never to another visitor's token or to nobody."""
-    await make_queue(rt, "support", ["webchat"])
-    await make_agent(rt, "alice", queues=["support"])
-    _, agent = await new_page(browser, dialogs)
-    await agent_login(agent, live.url, "alice")
-    await set_available(agent)
-    _, customer = await new_page(browser, dialogs)
-    await start_chat(customer, live.url)
-    await customer_says(customer, "My kettle arrived broken")
-    await agent.locator(".offer").get_by_role("button", name="Accept").click()
+    customer, agent = await chatting(rt, live, browser, dialogs, first="My kettle arrived broken")
     await expect(agent.locator("#timeline .msg.in")).to_have_count(1)
 
     await attach(customer, "broken-kettle.png", "image/png", png())

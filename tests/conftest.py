@@ -158,7 +158,13 @@ class LiveServer:
     def start(self) -> LiveServer:
         app = create_app(self.settings, senders=self.senders)
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", ws_per_message_deflate=False, lifespan="on"
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            ws_per_message_deflate=False,
+            lifespan="on",
+            timeout_graceful_shutdown=5,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -174,7 +180,11 @@ class LiveServer:
         if self.server is not None:
             self.server.should_exit = True
         if self.thread is not None:
-            self.thread.join(timeout=15)
+            self.thread.join(timeout=30)
+            if self.thread.is_alive():
+                # A server left running keeps its database connections (and maybe SQLite's write lock):
+                # fail here, in the test that started it, not in the next test's setup.
+                raise RuntimeError("test server did not stop within 30 s")
 
 
 @pytest.fixture

@@ -30,9 +30,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, or_, select, update
+from sqlalchemy import and_, bindparam, delete, select, update
 
-from hub.db import insert_returning_ids, utcnow
+from hub.db import insert_returning_ids, insert_rows, one_of, utcnow
 from hub.errors import SwitchboardError
 from hub.events import EventType
 from hub.messages import AlsoInTransaction, InboundMessage, IngestResult
@@ -208,11 +208,10 @@ async def unrouted_ticket_ids(rt: Runtime, limit: int = 10_000) -> list[int]:
         return [r[0] for r in rows]
 
 
-def _channel_filter(pairs: Sequence[tuple[str, str]]) -> Any:
-    by_channel: dict[str, list[str]] = {}
-    for channel, external_id in pairs:
-        by_channel.setdefault(channel, []).append(external_id)
-    return or_(*(and_(M.c.channel == c, M.c.external_id.in_(ids)) for c, ids in by_channel.items()))
+def _channel_filter(conn: Any, pairs: Sequence[tuple[str, str]]) -> Any:
+    """Messages whose (channel, external id) may be one of ``pairs``: a superset (any of the channels with any
+    of the ids, one fixed SQL text), so callers look rows up by the exact pair."""
+    return and_(one_of(conn, M.c.channel, {c for c, _ in pairs}), one_of(conn, M.c.external_id, {e for _, e in pairs}))
 
 
 @dataclass(slots=True)
@@ -277,7 +276,7 @@ async def store_batch(
             (r.channel, r.external_id): r
             for r in await conn.execute(
                 select(M.c.id, M.c.ticket_id, M.c.contact_id, M.c.channel, M.c.external_id).where(
-                    _channel_filter([(it.msg.channel, it.msg.external_id) for it in items])
+                    _channel_filter(conn, [(it.msg.channel, it.msg.external_id) for it in items])
                 )
             )
         }
@@ -355,11 +354,11 @@ async def store_batch(
             reopen = [t for t, r in touched.items() if r]
             if reopen:
                 await conn.execute(
-                    update(T).where(T.c.id.in_(reopen)).values(status=TicketStatus.OPEN.value, solved_at=None)
+                    update(T).where(one_of(conn, T.c.id, reopen)).values(status=TicketStatus.OPEN.value, solved_at=None)
                 )
         ticket_rows = {r["id"]: r for r in new_rows}
         if touched:
-            for r in await conn.execute(select(T).where(T.c.id.in_(list(touched)))):
+            for r in await conn.execute(select(T).where(one_of(conn, T.c.id, touched))):
                 ticket_rows[r.id] = dict(r._mapping)
 
         # 8. Events; the work nobody holds goes to routing after the commit.
@@ -409,7 +408,7 @@ async def _resolve_contacts(conn: Any, rt: Runtime, fresh: list[_Item], now: Any
     for r in await conn.execute(
         select(I.c.kind, I.c.value, I.c.contact_id, C.c.name)
         .join(C, C.c.id == I.c.contact_id)
-        .where(I.c.value.in_(values), I.c.kind.in_(kinds))
+        .where(one_of(conn, I.c.value, values), one_of(conn, I.c.kind, kinds))
     ):
         known[(r.kind, r.value)] = r.contact_id
         if r.name is None:
@@ -444,20 +443,22 @@ async def _resolve_contacts(conn: Any, rt: Runtime, fresh: list[_Item], now: Any
         if (it.kind, it.value) not in known:
             wanted.setdefault((it.kind, it.value), cid)
     if wanted:
-        await conn.execute(
-            rt.db.insert_ignore(I),
+        await insert_rows(
+            conn,
+            I,
             [{"kind": k, "value": v, "contact_id": c, "created_at": now} for (k, v), c in wanted.items()],
+            ignore_conflicts=True,
         )
         # Another process may have won the race for an identity: the stored one is the truth.
         for r in await conn.execute(
             select(I.c.kind, I.c.value, I.c.contact_id).where(
-                I.c.value.in_({v for _, v in wanted}), I.c.kind.in_({k for k, _ in wanted})
+                one_of(conn, I.c.value, {v for _, v in wanted}), one_of(conn, I.c.kind, {k for k, _ in wanted})
             )
         ):
             known[(r.kind, r.value)] = r.contact_id
         unused = set(new_contact.values()) - set(known.values())
         if unused:
-            await conn.execute(delete(C).where(C.c.id.in_(unused)))
+            await conn.execute(delete(C).where(one_of(conn, C.c.id, unused)))
     for it in fresh:
         cid = lookup(it)
         assert cid is not None
@@ -481,7 +482,9 @@ async def _thread(conn: Any, fresh: list[_Item], now: Any) -> list[tuple[str, di
     refs = [(it.msg.channel, r) for it in fresh for r in it.msg.references]
     ref_ticket: dict[tuple[str, str], int] = {}
     if refs:
-        for r in await conn.execute(select(M.c.channel, M.c.external_id, M.c.ticket_id).where(_channel_filter(refs))):
+        for r in await conn.execute(
+            select(M.c.channel, M.c.external_id, M.c.ticket_id).where(_channel_filter(conn, refs))
+        ):
             ref_ticket[(r.channel, r.external_id)] = r.ticket_id
     hints = {it.msg.ticket_hint for it in fresh if it.msg.ticket_hint}
     participants: set[tuple[int, int]] = set()
@@ -489,15 +492,21 @@ async def _thread(conn: Any, fresh: list[_Item], now: Any) -> list[tuple[str, di
         participants |= {
             (r.ticket_id, r.contact_id)
             for r in await conn.execute(
-                select(M.c.ticket_id, M.c.contact_id).where(M.c.ticket_id.in_(hints)).distinct()
+                select(M.c.ticket_id, M.c.contact_id).where(one_of(conn, M.c.ticket_id, hints)).distinct()
             )
         }
         participants |= {
-            (r.id, r.contact_id) for r in await conn.execute(select(T.c.id, T.c.contact_id).where(T.c.id.in_(hints)))
+            (r.id, r.contact_id)
+            for r in await conn.execute(select(T.c.id, T.c.contact_id).where(one_of(conn, T.c.id, hints)))
         }
     linked_ids = set(ref_ticket.values()) | {t for t, _ in participants}
     linked = (
-        {r.id: r for r in await conn.execute(select(T.c.id, T.c.status, T.c.queue_id).where(T.c.id.in_(linked_ids)))}
+        {
+            r.id: r
+            for r in await conn.execute(
+                select(T.c.id, T.c.status, T.c.queue_id).where(one_of(conn, T.c.id, linked_ids))
+            )
+        }
         if linked_ids
         else {}
     )
@@ -507,7 +516,7 @@ async def _thread(conn: Any, fresh: list[_Item], now: Any) -> list[tuple[str, di
     if keys:
         for r in await conn.execute(
             select(T.c.id, T.c.channel, T.c.thread_key)
-            .where(T.c.thread_key.in_({k for _, k in keys}), T.c.status.in_(_OPEN))
+            .where(one_of(conn, T.c.thread_key, {k for _, k in keys}), T.c.status.in_(_OPEN))
             .order_by(T.c.id)
         ):
             by_key[(r.channel, r.thread_key)] = r.id
@@ -515,7 +524,7 @@ async def _thread(conn: Any, fresh: list[_Item], now: Any) -> list[tuple[str, di
     by_contact: dict[tuple[int, str], int] = {}
     for r in await conn.execute(
         select(T.c.id, T.c.contact_id, T.c.channel)
-        .where(T.c.contact_id.in_(contacts), T.c.status.in_(_OPEN), T.c.thread_key.is_(None))
+        .where(one_of(conn, T.c.contact_id, contacts), T.c.status.in_(_OPEN), T.c.thread_key.is_(None))
         .order_by(T.c.id)
     ):
         by_contact[(r.contact_id, r.channel)] = r.id
@@ -524,7 +533,7 @@ async def _thread(conn: Any, fresh: list[_Item], now: Any) -> list[tuple[str, di
     if rules.rules:
         attributes = {
             r.id: r.attributes or {}
-            for r in await conn.execute(select(C.c.id, C.c.attributes).where(C.c.id.in_(contacts)))
+            for r in await conn.execute(select(C.c.id, C.c.attributes).where(one_of(conn, C.c.id, contacts)))
         }
 
     new: list[tuple[str, dict[str, Any]]] = []

@@ -18,7 +18,7 @@ from sqlalchemy import Text, and_, bindparam, cast, func, or_, select, text, upd
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.auth import hash_password
-from hub.db import utcnow
+from hub.db import update_rows, utcnow
 from hub.events import EventType, NewEvent
 from hub.messages import OutboundMessage
 from hub.runtime import Runtime, Tx
@@ -674,24 +674,13 @@ async def route_tickets(
             continue  # still waiting, as before: nothing to write or announce
         values["updated_at"] = now
         row = {**r._mapping, **values}
-        writes.append(
-            {
-                "b_id": r.id,
-                **{f"b_{c}": row[c] for c in _ROUTING_COLUMNS},
-            }
-        )
+        writes.append({"id": r.id, **{c: row[c] for c in _ROUTING_COLUMNS}})
         extra: dict[str, Any] = {"reason": d.reason}
         if d.agent_id is not None:
             extra["offer_timeout"] = settings.offer_timeout_seconds
         tx.emit(ticket_event(event, row, **extra))
-    if writes:
-        # The conditions repeat what the claim established; they cost nothing and guard the invariants.
-        await conn.execute(
-            update(T)
-            .where(T.c.id == bindparam("b_id"), _UNHELD)
-            .values({c: bindparam(f"b_{c}") for c in _ROUTING_COLUMNS}),
-            writes,
-        )
+    # The condition repeats what the claim established; it costs nothing and guards the invariants.
+    await update_rows(conn, T, writes, where=_UNHELD)
     return decisions
 
 

@@ -1,0 +1,94 @@
+"""The batch helpers of hub.db: the same results on SQLite and PostgreSQL, where they take another route
+(arrays and unnest, one SQL text whatever the number of rows)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+
+from hub.db import insert_returning_ids, insert_rows, one_of, update_rows
+from hub.runtime import Runtime
+from ticketing.service import C, I, T
+
+
+async def _contacts(rt: Runtime, n: int) -> list[int]:
+    now = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
+    async with rt.db.begin() as conn:
+        return await insert_returning_ids(
+            conn,
+            C,
+            [
+                {
+                    "name": f"c{i}",
+                    "attributes": {"vip": i % 2 == 0, "tags": ["a", "b"]},
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i in range(n)
+            ],
+        )
+
+
+async def test_insert_returning_ids_gives_each_row_its_key_in_order(rt: Runtime) -> None:
+    """Keys come back in the order of the rows, and each row is stored with its values (JSON and datetimes too)."""
+    first = await _contacts(rt, 3)
+    second = await _contacts(rt, 5)  # another batch size: another SQL text before, the same one now
+    assert first == sorted(first) and second == sorted(second) and second[0] > first[-1]
+    async with rt.db.begin() as conn:
+        rows = {r.id: r for r in await conn.execute(select(C).where(one_of(conn, C.c.id, first + second)))}
+    assert [rows[k].name for k in second] == ["c0", "c1", "c2", "c3", "c4"]
+    assert rows[second[1]].attributes == {"vip": False, "tags": ["a", "b"]}
+    assert rows[second[1]].created_at == datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
+
+
+async def test_insert_rows_can_skip_rows_that_already_exist(rt: Runtime) -> None:
+    """ignore_conflicts keeps the stored row and inserts the rest; without it a duplicate is an error."""
+    [cid, other] = await _contacts(rt, 2)
+    now = datetime.now(UTC)
+    async with rt.db.begin() as conn:
+        await insert_rows(conn, I, [{"kind": "email", "value": "a@example.com", "contact_id": cid, "created_at": now}])
+    async with rt.db.begin() as conn:
+        await insert_rows(
+            conn,
+            I,
+            [
+                {"kind": "email", "value": "a@example.com", "contact_id": other, "created_at": now},
+                {"kind": "email", "value": "b@example.com", "contact_id": other, "created_at": now},
+            ],
+            ignore_conflicts=True,
+        )
+        stored = dict((await conn.execute(select(I.c.value, I.c.contact_id))).all())
+    assert stored == {"a@example.com": cid, "b@example.com": other}
+
+
+async def test_update_rows_sets_each_row_its_own_values_where_the_condition_holds(rt: Runtime) -> None:
+    """Each row gets its own values, JSON included; a row failing ``where`` is left as it was."""
+    [cid] = await _contacts(rt, 1)
+    now = datetime.now(UTC)
+    base = {
+        "status": "new",
+        "priority": "normal",
+        "channel": "sms",
+        "contact_id": cid,
+        "tags": [],
+        "created_at": now,
+        "updated_at": now,
+    }
+    async with rt.db.begin() as conn:
+        ids = await insert_returning_ids(conn, T, [{**base, "subject": f"t{i}"} for i in range(3)])
+        await update_rows(
+            conn,
+            T,
+            [
+                {"id": ids[0], "subject": "first", "tags": ["x"], "rating": 5},
+                {"id": ids[1], "subject": "second", "tags": [], "rating": None},
+                {"id": ids[2], "subject": "third", "tags": ["y", "z"], "rating": 1},
+            ],
+            where=T.c.subject != "t2",
+        )
+        rows = {r.id: r for r in await conn.execute(select(T.c.id, T.c.subject, T.c.tags, T.c.rating))}
+        assert (await conn.execute(select(func.count()).select_from(T).where(one_of(conn, T.c.id, [])))).scalar() == 0
+    assert (rows[ids[0]].subject, rows[ids[0]].tags, rows[ids[0]].rating) == ("first", ["x"], 5)
+    assert (rows[ids[1]].subject, rows[ids[1]].tags, rows[ids[1]].rating) == ("second", [], None)
+    assert (rows[ids[2]].subject, rows[ids[2]].tags) == ("t2", [])

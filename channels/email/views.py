@@ -80,7 +80,11 @@ def build_router(*, admin: Callable[..., Any], agent: Callable[..., Any]) -> API
         return Response(
             data,
             media_type="application/octet-stream",
-            headers={"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "default-src 'none'"},
+            headers={
+                "Content-Disposition": "attachment",
+                "X-Content-Type-Options": "nosniff",
+                "Content-Security-Policy": "default-src 'none'",
+            },
         )
 
     return router

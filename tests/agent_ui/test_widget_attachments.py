@@ -1,6 +1,6 @@
-"""Attachments from the chat widget, in real browsers: images and PDFs reach the agent as a thumbnail and a
+"""Attachments in real browsers: images and PDFs from the chat widget reach the agent as a thumbnail and a
 link they can open; a wrong type or an oversized file gets a clear error in the widget; another visitor's
-token cannot fetch the file."""
+token cannot fetch the file. An email's other files are a download link in the console."""
 
 from __future__ import annotations
 
@@ -11,11 +11,16 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, expect
 
+from channels.email.storage import AttachmentStore
 from hub.config import Settings
+from hub.messages import Attachment, Identity, InboundMessage
 from hub.runtime import Runtime
-from tests.agent_ui.conftest import Dialogs, chatting, customer_says
+from tests.agent_ui.conftest import Dialogs, agent_login, chatting, customer_says, new_page
 from tests.channels.webchat.test_protocol import png
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, make_agent, make_queue
+from ticketing import service
+from ticketing.ingest import ingest_batch
+from ticketing.permissions import Principal
 
 LIMIT = 64 * 1024
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
@@ -109,3 +114,47 @@ async def test_image_and_pdf_reach_the_agent_and_bad_files_are_refused_clearly(
     await expect(customer.locator(".msg.in")).to_have_count(4)
     await expect(widget_img).to_have_js_property("naturalWidth", 1)
     assert dialogs.seen == []
+
+
+async def test_an_email_document_opens_from_the_console(
+    rt: Runtime, live: LiveServer, browser: Browser, dialogs: Dialogs, chat_settings: Settings
+) -> None:
+    """A file an email brought that is neither an image nor a PDF (a text file) is a working download link in
+    the console, served by the email channel to the logged-in agent as an attachment, never rendered."""
+    body = b"Order 4711: one kettle, returned.\n"
+    sha = AttachmentStore(chat_settings.attachment_dir).put(body)
+    await make_queue(rt, "support", ["email"])
+    alice = await make_agent(rt, "alice", queues=["support"])
+    [stored] = await ingest_batch(
+        rt,
+        [
+            InboundMessage(
+                channel="email",
+                external_id="<doc-1@example.com>",
+                sender=Identity(kind="email", value="maria@example.com", name="Maria"),
+                subject="My return",
+                text="The return form is attached.",
+                attachments=[
+                    Attachment(
+                        filename="return-form.txt",
+                        content_type="text/plain",
+                        size=len(body),
+                        sha256=sha,
+                        url=f"/api/email/attachments/{sha}",
+                    )
+                ],
+            )
+        ],
+    )
+    boss = Principal(agent_id=0, username="root", display_name="Root", role="admin", queue_ids=frozenset())
+    await service.assign(rt, ticket_id=stored.ticket_id, principal=boss, agent_id=alice)  # type: ignore[union-attr]
+
+    _, agent = await new_page(browser, dialogs)
+    await agent_login(agent, live.url, "alice")
+    await agent.locator("#mine .conv-item").filter(has_text="My return").click()
+    link = agent.locator("#timeline .msg.in .att", has_text="return-form.txt")
+    await expect(link).to_have_attribute("href", f"/api/email/attachments/{sha}")
+    served = await agent.request.get(live.url + f"/api/email/attachments/{sha}")
+    assert served.status == 200 and await served.body() == body
+    assert served.headers["content-disposition"].startswith("attachment")
+    assert served.headers["x-content-type-options"] == "nosniff"

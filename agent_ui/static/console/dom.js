@@ -35,7 +35,12 @@ export function ago(iso) {
   return `${Math.floor(s / 86400)}d`;
 }
 
-// Only our own attachment URLs are ever put in src/href.
+// Only our own attachment URLs are ever put in src/href. The chat endpoint serves images and PDFs with their
+// type; any other file (an email's document) comes from the email endpoint, as a download.
 export function attachmentUrl(a) {
-  return a && typeof a.sha256 === "string" && /^[0-9a-f]{64}$/.test(a.sha256) ? `/api/chat/attachments/${a.sha256}` : null;
+  if (!a || typeof a.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(a.sha256)) return null;
+  if (a.url === `/api/email/attachments/${a.sha256}` && !/^(image\/|application\/pdf$)/.test(a.content_type || "")) {
+    return a.url;
+  }
+  return `/api/chat/attachments/${a.sha256}`;
 }

@@ -47,7 +47,7 @@ async def test_unread_counts_waiting_times_title_badge_and_chime(
     """An offer chimes and badges the title. With Maria's chat open, Otto's two new messages chime twice and
     raise his unread count to 2 and the title to (2), while Maria's messages in view count nothing and stay
     silent; each list item shows how long the customer has waited, ticking, until the agent answers; opening
-    Otto's chat clears his count and the title."""
+    Otto's chat clears his count and the title. Read and unread survive a reload."""
     await make_queue(rt, "support", ["webchat"])
     await make_agent(rt, "alice", queues=["support"])
     context: BrowserContext
@@ -102,6 +102,12 @@ async def test_unread_counts_waiting_times_title_badge_and_chime(
     await expect(maria_item.locator(".waiting")).to_have_count(0)
     await expect(maria_item).to_contain_text("answered")
 
+    # what was read and what was not survives a reload
+    await agent.reload()
+    await expect(otto_item.locator(".unread-badge")).to_have_text("2")
+    await expect(maria_item.locator(".unread-badge")).to_have_count(0)
+    await expect(agent).to_have_title("(2) Switchboard console")
+
     await otto_item.click()
     await expect(agent.locator("#timeline .msg.in .msg-text")).to_have_text(
         ["Do you ship to Norway?", "Hello?", "Anyone there?"]
@@ -110,9 +116,11 @@ async def test_unread_counts_waiting_times_title_badge_and_chime(
     await expect(agent).to_have_title("Switchboard console")
     await expect(otto_item.locator(".waiting")).to_have_text(re.compile(r"^waiting \d+s$"))
 
-    # waiting times come from the stored messages: a reload keeps them
+    # waiting times come from the stored messages: a reload keeps them; what was read stays read
     await agent.reload()
     await expect(items).to_have_count(2)
+    await expect(agent.locator("#mine .unread-badge")).to_have_count(0)
+    await expect(agent).to_have_title("Switchboard console")
     await expect(otto_item.locator(".waiting")).to_have_text(re.compile(r"^waiting \d+s$"))
     await expect(maria_item).to_contain_text("answered")
     assert dialogs.seen == []

@@ -74,7 +74,37 @@ async function refreshWaiting(id) {
   try {
     const t = await api("GET", `/api/tickets/${id}`);
     computeWaiting(id, t.messages);
+    if (state.current !== id) countUnread(id, t.messages);
   } catch { /* gone or not ours any more */ }
+}
+
+// What the agent has read survives a reload: the newest message id seen per ticket, in localStorage. A
+// conversation never opened here counts the customer's messages since the last answer.
+function seenKey() { return `switchboard.seen.${state.me.id}`; }
+
+function loadSeen() {
+  try { return JSON.parse(localStorage.getItem(seenKey()) || "{}") || {}; } catch { return {}; }
+}
+
+function markSeen(id, messageId) {
+  const seen = loadSeen();
+  if (!messageId || (seen[id] || 0) >= messageId) return;
+  seen[id] = messageId;
+  const ids = Object.keys(seen).map(Number).sort((a, b) => a - b);
+  for (const old of ids.slice(0, Math.max(0, ids.length - 500))) delete seen[old]; // keep the newest 500
+  try { localStorage.setItem(seenKey(), JSON.stringify(seen)); } catch { /* storage full or off */ }
+}
+
+function countUnread(id, messages) {
+  const seen = loadSeen()[id];
+  let n = 0;
+  for (const m of messages) {
+    if (seen !== undefined) { if (m.direction === "inbound" && m.id > seen) n += 1; }
+    else if (m.direction === "inbound") n += 1;
+    else if (m.direction === "outbound") n = 0;
+  }
+  if (n) state.unread.set(id, n);
+  else state.unread.delete(id);
 }
 
 function computeWaiting(id, messages) {
@@ -141,6 +171,8 @@ function apply(e) {
           if (state.current !== m.ticket_id || document.hidden) {
             state.unread.set(m.ticket_id, (state.unread.get(m.ticket_id) || 0) + 1);
             notify();
+          } else {
+            markSeen(m.ticket_id, m.id);
           }
         } else if (m.direction === "outbound") {
           state.waitingSince.delete(m.ticket_id);
@@ -305,6 +337,7 @@ async function openTicket(id, { keepComposer = false } = {}) {
   timeline.replaceChildren();
   state.shown = new Set();
   t.messages.forEach(appendMessage);
+  markSeen(id, Math.max(0, ...state.shown));
   showCustomerTyping(false);
   if (changed && !keepComposer) { $("text").value = ""; setMode("reply"); }
   $("text").focus();
@@ -629,7 +662,11 @@ document.addEventListener("keydown", (e) => {
   if (e.key === "?" && !typingInField) { e.preventDefault(); $("help-dialog").showModal(); }
 });
 document.addEventListener("visibilitychange", () => {
-  if (!document.hidden && state.current) { state.unread.delete(state.current); renderLists(); }
+  if (!document.hidden && state.current) {
+    state.unread.delete(state.current);
+    markSeen(state.current, Math.max(0, ...state.shown));
+    renderLists();
+  }
 });
 
 boot().catch((err) => {

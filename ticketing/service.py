@@ -68,6 +68,7 @@ from ticketing.models import (
     TicketUpdate,
 )
 from ticketing.permissions import Principal
+from ticketing.principals import agent_changed
 
 T = Ticket.__table__  # type: ignore[attr-defined]
 M = Message.__table__  # type: ignore[attr-defined]
@@ -1233,6 +1234,8 @@ async def update_agent(rt: Runtime, *, agent_id: int, data: AgentUpdate) -> Agen
                 await tx.conn.execute(AQ.insert(), [{"agent_id": agent_id, "queue_id": q} for q in qids])
         result = await _agent_read(tx.conn, row)
         tx.emit(NewEvent(type="agent.updated", payload={"agent": _public_agent(result)}, agent_id=agent_id))
+        # Before the caller hears of the change: no request of this process authenticates as the old agent.
+        tx.after_commit.append(lambda: agent_changed(rt, agent_id))
     return result
 
 

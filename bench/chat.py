@@ -30,6 +30,7 @@ if sys.path and os.path.basename(os.path.abspath(sys.path[0])) == "bench":
 import argparse
 import asyncio
 import json
+import math
 import random
 import resource
 import subprocess
@@ -249,6 +250,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def profile(args: argparse.Namespace, pid: int, path: str) -> subprocess.Popen[bytes]:
+    """py-spy recording ``pid`` for the saturation phase, every thread, as raw collapsed stacks."""
+    command = [args.profile_with, "record", "-r", "100", "-f", "raw", "--threads", "-d", str(math.ceil(args.saturate))]
+    return subprocess.Popen(
+        [*command, "--pid", str(pid), "-o", path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
 # --- the phases ----------------------------------------------------------------------------------------------
 
 
@@ -328,6 +337,15 @@ async def phases(
 
     for w in widgets:
         w.inflight.set()
+    profilers = []
+    if target.name == "switchboard":
+        # Only the saturation phase is recorded: setup (sessions, accepts, connects) would blur the
+        # per-message costs.
+        profilers = [
+            profile(args, pid, path)
+            for pid, path in ((target.pid, args.profile), (os.getpid(), args.profile_client))
+            if path
+        ]
     stats.counting = True
     t0 = time.perf_counter()
     cpu0 = cpu_seconds(target.pid)
@@ -346,6 +364,8 @@ async def phases(
         "c2a_p99": percentile(sat, 99),
         "server_cpu": (cpu_seconds(target.pid) - cpu0) / elapsed,
     }
+    for p in profilers:
+        await asyncio.to_thread(p.wait, 60)
     await asyncio.sleep(2.0)
     await close_all(widgets)
     for a in agents:
@@ -454,9 +474,6 @@ async def run_switchboard(url: str, args: argparse.Namespace) -> dict[str, Any]:
         "SWITCHBOARD_ATTACHMENT_DIR": tempfile.mkdtemp(prefix="bench-att-"),
     }
     command = [sys.executable, "-c", SERVE.format(port=port)]
-    if args.profile:
-        # py-spy records the server as its child: the CPU figures printed are then py-spy's own.
-        command = [args.profile_with, "record", "-r", "100", "-f", "raw", "-o", args.profile, "--", *command]
     server = start_server(command, env)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -539,7 +556,7 @@ async def run_switchboard(url: str, args: argparse.Namespace) -> dict[str, Any]:
         await http.aclose()
         return result
     finally:
-        stop(server, 2 if args.profile else 15)  # py-spy writes its profile on SIGINT
+        stop(server)
 
 
 async def run_relay(args: argparse.Namespace) -> dict[str, Any]:
@@ -624,7 +641,8 @@ def main() -> None:
     parser.add_argument(
         "--no-receipts", action="store_true", help="widgets do not acknowledge agents' messages (the real one does)"
     )
-    parser.add_argument("--profile", help="record the Switchboard server with py-spy into this file")
+    parser.add_argument("--profile", help="record the Switchboard server's saturation phase with py-spy into this file")
+    parser.add_argument("--profile-client", help="record this harness's saturation phase with py-spy into this file")
     parser.add_argument("--profile-with", default="py-spy", help="the py-spy executable")
     parser.add_argument("--postgres-url", default=os.environ.get("SWITCHBOARD_BENCH_POSTGRES_URL", PG_DEFAULT))
     args = parser.parse_args()

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -42,6 +43,8 @@ class Runtime:
     metrics: Metrics
     # Set after a commit that queued outbound messages, so the dispatcher sends them without waiting.
     outbox_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    # Per-process state that packages keep for this runtime, by name (e.g. ticketing's logged-in agents).
+    caches: dict[str, Any] = field(default_factory=dict)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Tx]:

@@ -10,6 +10,7 @@ from starlette.requests import HTTPConnection
 from hub.auth import password_fingerprint
 from hub.deps import bearer_or_cookie, get_runtime, get_signer
 from ticketing.permissions import Principal
+from ticketing.principals import principal_cache
 from ticketing.service import load_principal
 
 
@@ -20,9 +21,14 @@ async def authenticate(conn: HTTPConnection) -> Principal | None:
     claims = get_signer(conn).verify(token)
     if claims is None:
         return None
-    loaded = await load_principal(get_runtime(conn), agent_id=claims.agent_id)
+    rt = get_runtime(conn)
+    cache = principal_cache(rt)
+    loaded = cache.get(claims.agent_id)
     if loaded is None:
-        return None
+        loaded = await load_principal(rt, agent_id=claims.agent_id)
+        if loaded is None:
+            return None
+        cache.put(claims.agent_id, *loaded)
     principal, password_hash = loaded
     if password_fingerprint(password_hash) != claims.fingerprint:
         return None  # the password changed since this token was issued

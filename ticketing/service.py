@@ -14,12 +14,13 @@ from functools import lru_cache
 from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Text, and_, bindparam, cast, func, or_, select, text, update
+from sqlalchemy import Text, and_, bindparam, case, cast, func, literal, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.auth import hash_password
-from hub.db import update_rows, utcnow
+from hub.db import insert_returning_ids, update_rows, utcnow
 from hub.events import EventType, NewEvent
+from hub.group_commit import GroupCommit
 from hub.messages import OutboundMessage
 from hub.runtime import Runtime, Tx
 from ticketing import queue_rules, routing, sla
@@ -67,6 +68,7 @@ from ticketing.models import (
     TicketUpdate,
 )
 from ticketing.permissions import Principal
+from ticketing.principals import agent_changed
 
 T = Ticket.__table__  # type: ignore[attr-defined]
 M = Message.__table__  # type: ignore[attr-defined]
@@ -1221,6 +1223,8 @@ async def update_agent(rt: Runtime, *, agent_id: int, data: AgentUpdate) -> Agen
                 await tx.conn.execute(AQ.insert(), [{"agent_id": agent_id, "queue_id": q} for q in qids])
         result = await _agent_read(tx.conn, row)
         tx.emit(NewEvent(type="agent.updated", payload={"agent": _public_agent(result)}, agent_id=agent_id))
+        # Before the caller hears of the change: no request of this process authenticates as the old agent.
+        tx.after_commit.append(lambda: agent_changed(rt, agent_id))
     return result
 
 
@@ -1301,85 +1305,180 @@ def new_message_id(domain: str) -> str:
 
 
 async def reply(rt: Runtime, *, ticket_id: int, principal: Principal, text: str) -> MessageRead:
-    """An agent's reply: the message and its outbox row commit together; the dispatcher delivers it."""
+    """An agent's reply: the message and its outbox row commit together; the dispatcher delivers it.
+
+    Replies arriving together from many agents commit in one transaction (``hub.group_commit``): one
+    transaction each would hold the database's one writer about as long as a whole batch of them does."""
+    batches = _reply_batches.get(id(rt))
+    if batches is None or batches.rt is not rt:
+        batches = _reply_batches[id(rt)] = _ReplyBatches(rt)
+    return await batches.group.submit(_ReplyRequest(ticket_id, principal, text))
+
+
+@dataclass(frozen=True, slots=True)
+class _ReplyRequest:
+    ticket_id: int
+    principal: Principal
+    text: str
+
+
+class _ReplyBatches:
+    """The replies of one runtime waiting for their transaction."""
+
+    MAX_BATCH = 200
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.group: GroupCommit[_ReplyRequest, MessageRead] = GroupCommit(
+            lambda batch: _store_replies(rt, batch),
+            max_batch=self.MAX_BATCH,
+            name="reply-batches",
+            on_idle=self._forget,
+        )
+
+    def _forget(self) -> None:
+        if _reply_batches.get(id(self.rt)) is self:
+            del _reply_batches[id(self.rt)]
+
+
+# One reply queue per runtime while replies are waiting (keyed by id: a Runtime has no weak references).
+_reply_batches: dict[int, _ReplyBatches] = {}
+
+
+async def _store_replies(rt: Runtime, batch: Sequence[_ReplyRequest]) -> list[MessageRead | Exception]:
+    """Store a batch of replies in one transaction with a fixed number of statements; one answer per reply, in
+    order. A reply that is refused (no such ticket, not the agent's, nobody to answer) is answered with its
+    error and the others still commit."""
     now = utcnow()
+    out: list[MessageRead | Exception | None] = [None] * len(batch)
     async with rt.write() as tx:
-        row = await _ticket_row(tx.conn, ticket_id, lock=True)
-        _check_visible(principal, row)
-        last_in = (
-            await tx.conn.execute(
-                select(M)
-                .where(M.c.ticket_id == ticket_id, M.c.direction == Direction.INBOUND)
-                .order_by(M.c.id.desc())
-                .limit(1)
+        conn = tx.conn
+        ticket_ids = sorted({r.ticket_id for r in batch})
+        # The newest inbound message of each ticket: the one a reply answers.
+        last_in_id = (
+            select(M.c.id)
+            .where(M.c.ticket_id == T.c.id, M.c.direction == Direction.INBOUND)
+            .order_by(M.c.id.desc())
+            .limit(1)
+            .correlate(T)
+            .scalar_subquery()
+        )
+        stmt = select(T, last_in_id.label("last_in_id")).where(T.c.id.in_(ticket_ids)).order_by(T.c.id)
+        if conn.dialect.name == "postgresql":
+            stmt = stmt.with_for_update(of=T)  # in id order: two batches never wait on each other in a cycle
+        tickets = {r.id: r for r in await conn.execute(stmt)}
+        wanted = [r.last_in_id for r in tickets.values() if r.last_in_id is not None]
+        last_in = {r.ticket_id: r for r in await conn.execute(select(M).where(M.c.id.in_(wanted)))} if wanted else {}
+        rows: list[dict[str, Any]] = []
+        outbound: list[OutboundMessage] = []
+        accepted: list[int] = []  # indexes into batch
+        for i, request in enumerate(batch):
+            ticket_id = request.ticket_id
+            row = tickets.get(ticket_id)
+            try:
+                if row is None:
+                    raise TicketNotFound(f"ticket {ticket_id} does not exist")
+                _check_visible(request.principal, row)
+                last = last_in.get(ticket_id)
+                if last is None or not last.sender:
+                    raise NoRecipient(f"ticket {ticket_id} has no inbound message to reply to")
+            except (TicketNotFound, NotYourTicket, NoRecipient) as exc:
+                out[i] = exc
+                continue
+            msg, message = _reply_message(rt, row, last, request, now)
+            rows.append(msg)
+            outbound.append(message)
+            accepted.append(i)
+        if rows:
+            ids = await insert_returning_ids(conn, M, rows)
+            for msg, message, mid in zip(rows, outbound, ids, strict=True):
+                msg["id"] = message.message_id = mid
+            await conn.execute(
+                O.insert(),
+                [
+                    {
+                        "message_id": m.message_id,
+                        "channel": m.channel,
+                        "payload": m.model_dump(mode="json"),
+                        "status": "pending",
+                        "attempts": 0,
+                        "next_attempt_at": now,
+                        "created_at": now,
+                    }
+                    for m in outbound
+                ],
             )
-        ).first()
-        if last_in is None or not last_in.sender:
-            raise NoRecipient(f"ticket {ticket_id} has no inbound message to reply to")
-        # A conversation moved to another channel (a chat left for email) is answered there.
-        channel = row.reply_channel or row.channel
-        recipient = row.reply_to or last_in.sender
-        moved = channel != last_in.channel
-        external_id = new_message_id(rt.settings.mail_domain) if channel == "email" else None
-        subject = _reply_subject(row.subject, ticket_id) if channel == "email" else None
-        references = (
-            [*(last_in.meta or {}).get("references", []), last_in.external_id]
-            if last_in.external_id and not moved
-            else []
-        )
-        msg = {
-            "ticket_id": ticket_id,
-            "direction": Direction.OUTBOUND.value,
-            "channel": channel,
-            "external_id": external_id,
-            "author_agent_id": principal.agent_id,
-            "sender": None,
-            "recipient": recipient,
-            "subject": subject,
-            "text": text,
-            "html": None,
-            "attachments": [],
-            "meta": {"references": references} if references else {},
-            "delivery_status": DeliveryStatus.PENDING.value,
-            "created_at": now,
-            "contact_id": row.contact_id,
-        }
-        msg_row = (await tx.conn.execute(M.insert().values(**msg).returning(*M.c))).one()
-        outbound = OutboundMessage(
-            message_id=msg_row.id,
-            ticket_id=ticket_id,
-            channel=channel,
-            recipient=recipient,
-            text=text,
-            subject=subject,
-            external_id=external_id,
-            in_reply_to=last_in.external_id if channel == "email" and not moved else None,
-            references=references,
-            sender_address=None if moved else last_in.recipient,
-            agent_name=principal.display_name,
-            metadata={"thread_key": row.thread_key} if row.thread_key else {},
-        )
-        await tx.conn.execute(
-            O.insert().values(
-                message_id=msg_row.id,
-                channel=channel,
-                payload=outbound.model_dump(mode="json"),
-                status="pending",
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
+            replied = sorted({batch[i].ticket_id for i in accepted})
+            await conn.execute(
+                update(T)
+                .where(T.c.id == bindparam("tid"))
+                .values(
+                    updated_at=now,
+                    last_message_at=now,
+                    first_response_at=func.coalesce(T.c.first_response_at, literal(now, T.c.first_response_at.type)),
+                    status=case((T.c.status == TicketStatus.NEW.value, TicketStatus.OPEN.value), else_=T.c.status),
+                ),
+                [{"tid": t} for t in replied],
             )
-        )
-        values: dict[str, Any] = {"updated_at": now, "last_message_at": now}
-        if row.first_response_at is None:
-            values["first_response_at"] = now
-        if row.status == TicketStatus.NEW:
-            values["status"] = TicketStatus.OPEN.value
-        updated = (await tx.conn.execute(update(T).where(T.c.id == ticket_id).values(**values).returning(*T.c))).one()
-        tx.emit(_message_event(dict(msg_row._mapping), updated))
-        tx.emit(ticket_event(EventType.TICKET_UPDATED, updated))
-        tx.after_commit.append(rt.outbox_wakeup.set)
-    return MessageRead.model_validate(msg_row._mapping)
+            updated = {r.id: r for r in await conn.execute(select(T).where(T.c.id.in_(replied)))}
+            # Each message's event, and after a ticket's last message in this batch, the ticket's new state.
+            last_of = {batch[i].ticket_id: n for n, i in enumerate(accepted)}
+            for n, (i, msg) in enumerate(zip(accepted, rows, strict=True)):
+                ticket = updated[batch[i].ticket_id]
+                tx.emit(_message_event(msg, ticket))
+                if last_of[batch[i].ticket_id] == n:
+                    tx.emit(ticket_event(EventType.TICKET_UPDATED, ticket))
+                out[i] = MessageRead.model_validate({**msg, "delivery_error": None})
+            tx.after_commit.append(rt.outbox_wakeup.set)
+    return [o if o is not None else RuntimeError("reply not answered") for o in out]
+
+
+def _reply_message(
+    rt: Runtime, row: Any, last_in: Any, request: _ReplyRequest, now: datetime
+) -> tuple[dict[str, Any], OutboundMessage]:
+    """The message row of a reply and what its channel adapter will send (``message_id`` set once stored)."""
+    ticket_id = row.id
+    # A conversation moved to another channel (a chat left for email) is answered there.
+    channel = row.reply_channel or row.channel
+    recipient = row.reply_to or last_in.sender
+    moved = channel != last_in.channel
+    external_id = new_message_id(rt.settings.mail_domain) if channel == "email" else None
+    subject = _reply_subject(row.subject, ticket_id) if channel == "email" else None
+    references = (
+        [*(last_in.meta or {}).get("references", []), last_in.external_id] if last_in.external_id and not moved else []
+    )
+    msg = {
+        "ticket_id": ticket_id,
+        "direction": Direction.OUTBOUND.value,
+        "channel": channel,
+        "external_id": external_id,
+        "author_agent_id": request.principal.agent_id,
+        "sender": None,
+        "recipient": recipient,
+        "subject": subject,
+        "text": request.text,
+        "html": None,
+        "attachments": [],
+        "meta": {"references": references} if references else {},
+        "delivery_status": DeliveryStatus.PENDING.value,
+        "created_at": now,
+        "contact_id": row.contact_id,
+    }
+    outbound = OutboundMessage(
+        message_id=0,
+        ticket_id=ticket_id,
+        channel=channel,
+        recipient=recipient,
+        text=request.text,
+        subject=subject,
+        external_id=external_id,
+        in_reply_to=last_in.external_id if channel == "email" and not moved else None,
+        references=references,
+        sender_address=None if moved else last_in.recipient,
+        agent_name=request.principal.display_name,
+        metadata={"thread_key": row.thread_key} if row.thread_key else {},
+    )
+    return msg, outbound
 
 
 def _reply_subject(subject: str, ticket_id: int) -> str:

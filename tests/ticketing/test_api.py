@@ -223,3 +223,41 @@ async def test_healthz_and_metrics(client: httpx.AsyncClient, world: dict[str, i
     assert 'switchboard_tickets{status="new"} 3.0' in text
     assert 'switchboard_messages_ingested_total{channel="telegram"} 1.0' in text
     assert "switchboard_websocket_clients" in text
+
+
+async def test_deactivation_and_queue_changes_apply_to_the_next_request(
+    client: httpx.AsyncClient, world: dict[str, int]
+) -> None:
+    """Agents are cached per process between requests, yet a change made through the API applies to the very
+    next request: new queues are visible at once, and a deactivated agent's token stops working."""
+    alice = await login(client, "alice", "password-123")
+    admin = await login(client, "ada", "password-123")
+    billing = f"/api/tickets/{world['billing_ticket']}"
+    assert (await client.get(billing, headers=alice)).status_code == 403  # loaded and cached
+    r = await client.patch(f"/api/agents/{world['alice']}", json={"queues": ["support", "billing"]}, headers=admin)
+    assert r.status_code == 200
+    assert (await client.get(billing, headers=alice)).status_code == 200
+    r = await client.patch(f"/api/agents/{world['alice']}", json={"active": False}, headers=admin)
+    assert r.status_code == 200
+    assert (await client.get("/api/auth/me", headers=alice)).status_code == 401
+
+
+async def test_a_change_made_by_another_process_is_honoured_within_seconds(
+    rt: Runtime, client: httpx.AsyncClient, world: dict[str, int]
+) -> None:
+    """A change the server did not make itself (another process, here the test's own runtime, whose events
+    the server reads from the log) ends a cached session within the cache's lifetime."""
+    import asyncio
+    import time
+
+    from ticketing import service
+    from ticketing.models import AgentUpdate
+    from ticketing.principals import TTL_SECONDS
+
+    alice = await login(client, "alice", "password-123")
+    assert (await client.get("/api/auth/me", headers=alice)).status_code == 200
+    await service.update_agent(rt, agent_id=world["alice"], data=AgentUpdate(active=False))
+    deadline = time.monotonic() + TTL_SECONDS + 2
+    while (await client.get("/api/auth/me", headers=alice)).status_code != 401:
+        assert time.monotonic() < deadline, "a deactivated agent still authenticates"
+        await asyncio.sleep(0.2)

@@ -18,7 +18,7 @@ from sqlalchemy import Text, and_, bindparam, case, cast, func, literal, or_, se
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.auth import hash_password
-from hub.db import insert_returning_ids, update_rows, utcnow
+from hub.db import insert_returning_ids, insert_rows, one_of, update_rows, utcnow
 from hub.events import EventType, NewEvent
 from hub.group_commit import GroupCommit
 from hub.messages import OutboundMessage
@@ -1363,12 +1363,16 @@ async def _store_replies(rt: Runtime, batch: Sequence[_ReplyRequest]) -> list[Me
             .correlate(T)
             .scalar_subquery()
         )
-        stmt = select(T, last_in_id.label("last_in_id")).where(T.c.id.in_(ticket_ids)).order_by(T.c.id)
+        stmt = select(T, last_in_id.label("last_in_id")).where(one_of(conn, T.c.id, ticket_ids)).order_by(T.c.id)
         if conn.dialect.name == "postgresql":
             stmt = stmt.with_for_update(of=T)  # in id order: two batches never wait on each other in a cycle
         tickets = {r.id: r for r in await conn.execute(stmt)}
         wanted = [r.last_in_id for r in tickets.values() if r.last_in_id is not None]
-        last_in = {r.ticket_id: r for r in await conn.execute(select(M).where(M.c.id.in_(wanted)))} if wanted else {}
+        last_in = (
+            {r.ticket_id: r for r in await conn.execute(select(M).where(one_of(conn, M.c.id, wanted)))}
+            if wanted
+            else {}
+        )
         rows: list[dict[str, Any]] = []
         outbound: list[OutboundMessage] = []
         accepted: list[int] = []  # indexes into batch
@@ -1393,8 +1397,9 @@ async def _store_replies(rt: Runtime, batch: Sequence[_ReplyRequest]) -> list[Me
             ids = await insert_returning_ids(conn, M, rows)
             for msg, message, mid in zip(rows, outbound, ids, strict=True):
                 msg["id"] = message.message_id = mid
-            await conn.execute(
-                O.insert(),
+            await insert_rows(
+                conn,
+                O,
                 [
                     {
                         "message_id": m.message_id,
@@ -1408,19 +1413,18 @@ async def _store_replies(rt: Runtime, batch: Sequence[_ReplyRequest]) -> list[Me
                     for m in outbound
                 ],
             )
-            replied = sorted({batch[i].ticket_id for i in accepted})
+            replied = sorted({batch[i].ticket_id for i in accepted})  # locked above, on PostgreSQL
             await conn.execute(
                 update(T)
-                .where(T.c.id == bindparam("tid"))
+                .where(one_of(conn, T.c.id, replied))
                 .values(
                     updated_at=now,
                     last_message_at=now,
                     first_response_at=func.coalesce(T.c.first_response_at, literal(now, T.c.first_response_at.type)),
                     status=case((T.c.status == TicketStatus.NEW.value, TicketStatus.OPEN.value), else_=T.c.status),
-                ),
-                [{"tid": t} for t in replied],
+                )
             )
-            updated = {r.id: r for r in await conn.execute(select(T).where(T.c.id.in_(replied)))}
+            updated = {r.id: r for r in await conn.execute(select(T).where(one_of(conn, T.c.id, replied)))}
             # Each message's event, and after a ticket's last message in this batch, the ticket's new state.
             last_of = {batch[i].ticket_id: n for n, i in enumerate(accepted)}
             for n, (i, msg) in enumerate(zip(accepted, rows, strict=True)):

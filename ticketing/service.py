@@ -14,7 +14,8 @@ from functools import lru_cache
 from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Text, and_, bindparam, case, cast, func, literal, or_, select, text, update
+from sqlalchemy import BigInteger, Text, and_, any_, bindparam, case, cast, func, literal, or_, select, text, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.auth import hash_password
@@ -480,14 +481,45 @@ def _recently_passed(value: Any, now: datetime, window: float) -> frozenset[int]
     return frozenset(out)
 
 
-_CLAIM_BY_ID = (
-    select(T).where(T.c.id.in_(bindparam("ids", expanding=True)), _UNHELD, T.c.status.in_(_OPEN)).order_by(T.c.id)
+_PAST = T.alias("past")
+# The contact's previous agent: the assignee of their latest ticket that had one. Ordered by ``id + 0``, an
+# expression no index provides, so that the planner reads the contact's few tickets through the contact
+# index and sorts them, never walking the whole primary key backwards in search of the latest match (which a
+# planner with stale statistics may expect to be quick).
+_PREVIOUS_AGENT = (
+    select(_PAST.c.assignee_id)
+    .where(_PAST.c.contact_id == T.c.contact_id, _PAST.c.assignee_id.is_not(None))
+    .order_by((_PAST.c.id + 0).desc())
+    .limit(1)
+    .scalar_subquery()
+    .label("previous_agent_id")
 )
-_CLAIM_BY_ID_PG = _CLAIM_BY_ID.with_for_update(skip_locked=True)
-_PREVIOUS_AGENTS = (
-    select(T.c.contact_id, T.c.assignee_id)
-    .where(T.c.contact_id.in_(bindparam("ids", expanding=True)), T.c.assignee_id.is_not(None))
+# What the policy and the events of a decision need of a claimed ticket, with its contact's previous agent
+# in the same statement (one round trip fewer per pass).
+_CLAIM_COLUMNS = (
+    *(
+        T.c[name]
+        for name in (
+            "id", "subject", "status", "priority", "channel", "contact_id", "queue_id", "assignee_id",
+            "offered_agent_id", "offer_expires_at", "tags", "created_at", "updated_at", "last_message_at",
+            "first_response_at", "first_response_due_at", "resolution_due_at", "queued_at", "overflow_stage",
+            "skills", "routing",
+        )
+    ),
+    _PREVIOUS_AGENT,
+)  # fmt: skip
+# The claim asks for the ids and for nobody holding them; whether they are still open is checked on the rows
+# it returns (``_waiting_rows``). A status condition in SQL lets a planner with stale statistics (right
+# after a burst of arrivals) read every open ticket through ix_tickets_queue_status and filter them by id,
+# taking ~10 ms instead of ~0.5 ms for 50 ids; without it the primary key is the only index that applies.
+_CLAIM_BY_ID = select(*_CLAIM_COLUMNS).where(T.c.id.in_(bindparam("ids", expanding=True)), _UNHELD).order_by(T.c.id)
+# On PostgreSQL the ids go as one array parameter: one SQL text, prepared once per connection, instead of
+# one per length of the list. FOR UPDATE OF tickets: the subquery's rows are read, not locked.
+_CLAIM_BY_ID_PG = (
+    select(*_CLAIM_COLUMNS)
+    .where(T.c.id == any_(bindparam("ids", type_=postgresql.ARRAY(BigInteger))), _UNHELD)
     .order_by(T.c.id)
+    .with_for_update(skip_locked=True, of=T)
 )
 _OPEN_SQL = ", ".join(f"'{s}'" for s in _OPEN)
 # The candidate reads of a sweep, per queue and channel, as SQL text: built once per number of (queue,
@@ -543,7 +575,7 @@ async def _waiting_rows(
         ids = sorted({r[0] for r in await conn.execute(_candidates_statement(n), params)})
     if not ids:
         return []
-    return list(await conn.execute(claim, {"ids": ids}))
+    return [r for r in await conn.execute(claim, {"ids": ids}) if r.status in _OPEN]
 
 
 async def route_tickets(
@@ -611,8 +643,6 @@ async def route_tickets(
     returned = set(returned)
     items: list[routing.WorkItem] = []
     stamps: dict[int, dict[str, Any]] = {}
-    contact_ids = {r.contact_id for r in rows}
-    previous = dict((await conn.execute(_PREVIOUS_AGENTS, {"ids": sorted(contact_ids)})).all())
     by_id = {r.id: r for r in rows}
     for r in rows:
         policy = qs.policies.get(r.queue_id) if r.queue_id is not None else None
@@ -640,7 +670,7 @@ async def route_tickets(
                 ticket_id=r.id,
                 queue_id=r.queue_id,
                 channel=r.channel,
-                previous_agent_id=previous.get(r.contact_id),
+                previous_agent_id=r.previous_agent_id,
                 excluded=excluded,
                 queue_ids=serving,
                 required_skills=required,

@@ -10,6 +10,8 @@ transaction is gone for all of them: each item is then committed again on its ow
 fails its neighbours, and each caller gets its own answer.
 
 A caller that stops waiting (its request was cancelled) does not take its item out: it may still commit.
+
+Keep one ``GroupCommit`` per runtime and write (in ``Runtime.caches``): it belongs to that runtime's loop.
 """
 
 from __future__ import annotations
@@ -29,12 +31,10 @@ class GroupCommit(Generic[Item, Result]):
         *,
         max_batch: int,
         name: str,
-        on_idle: Callable[[], None] | None = None,
     ) -> None:
         self._commit = commit
         self.max_batch = max_batch
         self.name = name
-        self._on_idle = on_idle
         self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -63,8 +63,6 @@ class GroupCommit(Generic[Item, Result]):
                         future.set_result(outcome)
         finally:
             self._task = None
-            if not self._pending and self._on_idle is not None:
-                self._on_idle()
 
     async def _alone(self, item: Item) -> Result | Exception:
         try:

@@ -10,7 +10,6 @@ dicts: ``channels.webchat`` does not import ``ticketing``; ``hub/app.py`` hands 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Iterable
 from typing import Any
@@ -20,6 +19,7 @@ from sqlalchemy import and_, or_, select, update
 from hub.db import utcnow
 from hub.errors import Conflict, InvalidInput, SwitchboardError
 from hub.events import EventType, NewEvent
+from hub.group_commit import GroupCommit
 from hub.runtime import Runtime
 from ticketing import sla
 from ticketing.exceptions import TicketNotFound
@@ -279,65 +279,22 @@ async def mark_delivered(rt: Runtime, *, thread_key: str, message_ids: list[int]
     once that is committed; receipts arriving together from many visitors commit in one transaction."""
     if not message_ids:
         return
-    receipts = _receipts.get(id(rt))
-    if receipts is None or receipts.rt is not rt:
-        receipts = _receipts[id(rt)] = _Receipts(rt)
-    await receipts.submit(thread_key, message_ids[:200])
+    receipts = rt.caches.get("receipts")
+    if receipts is None:
+        # Every widget acknowledges every agent message it shows: one transaction each would hold the
+        # database's writer about as long as a whole batch of them does.
+        receipts = rt.caches["receipts"] = GroupCommit(
+            lambda batch: _commit_receipts(rt, batch), max_batch=_RECEIPT_BATCH_MAX, name="chat-receipts"
+        )
+    await receipts.submit((thread_key, message_ids[:200]))
 
 
-class _Receipts:
-    """Group commit for delivery receipts: every widget acknowledges every agent message it shows, and one
-    transaction each would hold the database's writer as long as a whole batch of them does.
-
-    A caller queues its receipt and waits for its own commit. A drain task, started by the first receipt
-    that finds none running and ending when the queue is empty (so it needs no wiring at start and stop),
-    commits whatever is queued in one transaction; if that fails, each receipt is retried on its own, so one
-    bad receipt never fails its neighbours."""
-
-    MAX_BATCH = 500
-
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
-        self._pending: list[tuple[str, list[int], asyncio.Future[None]]] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def submit(self, thread_key: str, message_ids: list[int]) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((thread_key, message_ids, future))
-        if self._task is None:
-            self._task = asyncio.create_task(self._drain(), name="chat-receipts")
-        await future
-
-    async def _drain(self) -> None:
-        try:
-            while self._pending:
-                batch, self._pending = self._pending[: self.MAX_BATCH], self._pending[self.MAX_BATCH :]
-                try:
-                    await _mark_delivered(self.rt, [(key, ids) for key, ids, _ in batch])
-                    outcomes: list[BaseException | None] = [None] * len(batch)
-                except Exception:
-                    outcomes = []
-                    for key, ids, _ in batch:
-                        try:
-                            await _mark_delivered(self.rt, [(key, ids)])
-                            outcomes.append(None)
-                        except Exception as exc:
-                            outcomes.append(exc)
-                for (_, _, future), outcome in zip(batch, outcomes, strict=True):
-                    if future.done():  # its caller went away
-                        continue
-                    if outcome is None:
-                        future.set_result(None)
-                    else:
-                        future.set_exception(outcome)
-        finally:
-            self._task = None
-            if not self._pending and _receipts.get(id(self.rt)) is self:
-                del _receipts[id(self.rt)]
+_RECEIPT_BATCH_MAX = 500
 
 
-# One receipt queue per runtime while receipts are waiting (keyed by id: a Runtime has no weak references).
-_receipts: dict[int, _Receipts] = {}
+async def _commit_receipts(rt: Runtime, receipts: list[tuple[str, list[int]]]) -> list[None]:
+    await _mark_delivered(rt, receipts)
+    return [None] * len(receipts)
 
 
 async def _mark_delivered(rt: Runtime, receipts: list[tuple[str, list[int]]]) -> None:

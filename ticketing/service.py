@@ -1339,10 +1339,15 @@ async def reply(rt: Runtime, *, ticket_id: int, principal: Principal, text: str)
 
     Replies arriving together from many agents commit in one transaction (``hub.group_commit``): one
     transaction each would hold the database's one writer about as long as a whole batch of them does."""
-    batches = _reply_batches.get(id(rt))
-    if batches is None or batches.rt is not rt:
-        batches = _reply_batches[id(rt)] = _ReplyBatches(rt)
-    return await batches.group.submit(_ReplyRequest(ticket_id, principal, text))
+    group = rt.caches.get("replies")
+    if group is None:
+        group = rt.caches["replies"] = GroupCommit(
+            lambda batch: _store_replies(rt, batch), max_batch=_REPLY_BATCH_MAX, name="reply-batches"
+        )
+    return await group.submit(_ReplyRequest(ticket_id, principal, text))
+
+
+_REPLY_BATCH_MAX = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -1350,29 +1355,6 @@ class _ReplyRequest:
     ticket_id: int
     principal: Principal
     text: str
-
-
-class _ReplyBatches:
-    """The replies of one runtime waiting for their transaction."""
-
-    MAX_BATCH = 200
-
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
-        self.group: GroupCommit[_ReplyRequest, MessageRead] = GroupCommit(
-            lambda batch: _store_replies(rt, batch),
-            max_batch=self.MAX_BATCH,
-            name="reply-batches",
-            on_idle=self._forget,
-        )
-
-    def _forget(self) -> None:
-        if _reply_batches.get(id(self.rt)) is self:
-            del _reply_batches[id(self.rt)]
-
-
-# One reply queue per runtime while replies are waiting (keyed by id: a Runtime has no weak references).
-_reply_batches: dict[int, _ReplyBatches] = {}
 
 
 async def _store_replies(rt: Runtime, batch: Sequence[_ReplyRequest]) -> list[MessageRead | Exception]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -242,22 +242,27 @@ async def insert_rows(
         await conn.execute(stmt, rows)
         return
     columns = tuple(rows[0])
-    statement, json_columns = _unnest_insert(table, columns, ignore_conflicts)
-    params: dict[str, list[Any]] = {}
-    for i, name in enumerate(columns):
+    statement = _unnest_insert(table, columns, ignore_conflicts)
+    await conn.execute(statement, {f"c{i}": values for i, values in enumerate(_arrays(table, columns, rows))})
+
+
+def _arrays(table: Any, columns: Sequence[str], rows: list[dict[str, Any]]) -> list[list[Any]]:
+    """PostgreSQL: one array per column of ``rows``, to bind for ``unnest``. JSON travels as text, cast in
+    SQL: SQLAlchemy would read a JSON list as a further array dimension. None is stored as JSON null, as
+    SQLAlchemy's JSON type does."""
+    arrays = []
+    for name in columns:
         values = [row[name] for row in rows]
-        if name in json_columns:
-            # As text, cast in SQL: SQLAlchemy would read a JSON list as a further array dimension. None is
-            # stored as JSON null, as SQLAlchemy's JSON type does.
+        if isinstance(table.c[name].type, JSON):
             values = [json_dumps(v) for v in values]
-        params[f"c{i}"] = values
-    await conn.execute(statement, params)
+        arrays.append(values)
+    return arrays
 
 
-_UNNEST_INSERTS: dict[tuple[str, tuple[str, ...], bool], tuple[Any, frozenset[str]]] = {}
+_UNNEST_INSERTS: dict[tuple[str, tuple[str, ...], bool], Any] = {}
 
 
-def _unnest_insert(table: Any, columns: tuple[str, ...], ignore_conflicts: bool) -> tuple[Any, frozenset[str]]:
+def _unnest_insert(table: Any, columns: tuple[str, ...], ignore_conflicts: bool) -> Any:
     key = (table.name, columns, ignore_conflicts)
     cached = _UNNEST_INSERTS.get(key)
     if cached is not None:
@@ -275,8 +280,7 @@ def _unnest_insert(table: Any, columns: tuple[str, ...], ignore_conflicts: bool)
         bindparam(n, type_=ARRAY(Text() if c in json_columns else table.c[c].type))
         for n, c in zip(names, columns, strict=True)
     ]
-    cached = (text(sql).bindparams(*binds), json_columns)
-    _UNNEST_INSERTS[key] = cached
+    cached = _UNNEST_INSERTS[key] = text(sql).bindparams(*binds)
     return cached
 
 
@@ -300,19 +304,16 @@ async def update_rows(
         stmt = stmt.values({c: bindparam("k_" + c) for c in columns})
         await conn.execute(stmt, [{"k_" + c: v for c, v in row.items()} for row in rows])
         return
-    params: dict[str, list[Any]] = {}
+    names = (key, *columns)
     unnested = []
-    for name in (key, *columns):
-        values = [row[name] for row in rows]
+    for name in names:
         col_type = table.c[name].type
-        if isinstance(col_type, JSON):
-            values = [json_dumps(v) for v in values]
-            unnested.append(
-                cast(func.unnest(bindparam("u_" + name, type_=ARRAY(Text()))), postgresql.JSONB).label(name)
-            )
+        if isinstance(col_type, JSON):  # bound as text (see _arrays)
+            as_text = func.unnest(bindparam("u_" + name, type_=ARRAY(Text())))
+            unnested.append(cast(as_text, postgresql.JSONB).label(name))
         else:
             unnested.append(func.unnest(bindparam("u_" + name, type_=ARRAY(col_type))).label(name))
-        params["u_" + name] = values
+    params = {"u_" + name: values for name, values in zip(names, _arrays(table, names, rows), strict=True)}
     u = select(*unnested).subquery("u")
     stmt = table.update().where(table.c[key] == u.c[key])
     if where is not None:

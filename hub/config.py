@@ -75,8 +75,8 @@ class Settings(BaseSettings):
     mail_domain: str = "switchboard.local"
     default_phone_region: str = "US"
     mailboxes: list[MailboxSettings] = Field(default_factory=list)
-    # Email channel (channels/email). Attachments, inline images and raw messages are stored by content
-    # hash under attachment_dir.
+    # Files of every channel (email attachments, inline images and raw messages; chat uploads) are stored by
+    # content hash under attachment_dir (hub/files.py).
     attachment_dir: Path = Field(default_factory=lambda: Path.cwd() / "attachments")
     attachment_max_bytes: int = 25 * 1024 * 1024
     email_max_message_bytes: int = 50 * 1024 * 1024
@@ -107,7 +107,7 @@ class Settings(BaseSettings):
         "We are closed right now. Leave your email address and we will answer by email when we are back."
     )
     chat_max_message_chars: int = 5000
-    # Visitors' uploads are stored with the email channel's files, under attachment_dir.
+    # Visitors' uploads go to attachment_dir too, with the other channels' files.
     chat_attachment_max_bytes: int = 5 * 1024 * 1024
     chat_allowed_origins: list[str] = Field(
         default_factory=lambda: ["*"], description="Sites that may embed the widget (CORS for /api/chat)"

@@ -39,9 +39,9 @@ from sqlalchemy import select, update
 
 from channels.email.models import QT, S
 from channels.email.parse import MailboxInfo, MailParseError, ParsedMail, parse_mail
-from channels.email.storage import AttachmentStore
 from hub.config import MailboxSettings
 from hub.db import utcnow
+from hub.files import FileStore
 from hub.messages import Ingest, IngestResult
 from hub.runtime import Runtime
 from hub.workers import cancel_and_wait, raise_if_cancelled
@@ -78,7 +78,7 @@ class MailboxWorker:
         *,
         rt: Runtime,
         ingest: Ingest,
-        store: AttachmentStore,
+        store: FileStore,
         own_addresses: Callable[[], Sequence[str]],
         on_ingested: OnIngested | None = None,
     ) -> None:

@@ -4,7 +4,7 @@ Everything here treats the mail as hostile: sizes are bounded, every header is r
 header falls back to its raw text), charsets that are unknown or lie fall back to UTF-8, then Windows-1252,
 then Latin-1, surrogates and NUL bytes never reach the database, and HTML is sanitized with nh3 before any
 browser sees it. What still cannot be turned into a message raises ``MailParseError`` and the worker puts
-the mail in quarantine. The only I/O is writing attachments and the raw message to ``AttachmentStore``.
+the mail in quarantine. The only I/O is writing attachments and the raw message to ``FileStore``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import nh3
 from pydantic import ValidationError
 
 from channels.email.loop import automatic_reason, is_bounce
-from channels.email.storage import AttachmentStore
+from hub.files import FileStore
 from hub.messages import Attachment, Identity, InboundMessage
 
 MAX_HEADER_BYTES = 512 * 1024
@@ -334,7 +334,7 @@ def parse_mail(
     raw: bytes,
     *,
     mailbox: MailboxInfo,
-    store: AttachmentStore,
+    store: FileStore,
     own_domain: str,
     own_addresses: Sequence[str] = (),
     max_bytes: int = 50 * 1024 * 1024,

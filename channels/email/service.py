@@ -27,10 +27,10 @@ from channels.email.imap import MailboxWorker, lock_key
 from channels.email.models import AR, MB, QT, MailboxRead, MailboxUpdate, QuarantineRead, ReprocessResult, S
 from channels.email.parse import MailboxInfo, MailParseError, ParsedMail, parse_mail
 from channels.email.smtp import SmtpSender, Templates, build_ack, deliver
-from channels.email.storage import AttachmentStore, StoredFileMissing
 from hub.config import MailboxSettings
 from hub.db import UTCDateTime, utcnow
 from hub.errors import Conflict, InvalidInput, NotFound
+from hub.files import FileStore, StoredFileMissing
 from hub.messages import Ingest, IngestResult, Sender
 from hub.runtime import Runtime
 from hub.workers import cancel_and_wait
@@ -86,7 +86,7 @@ class EmailChannel:
         self.rt = rt
         self.ingest = ingest
         s = rt.settings
-        self.store = AttachmentStore(s.attachment_dir)
+        self.store = FileStore(s.attachment_dir)
         self.templates = Templates(s.email_templates_dir)
         self.sender = SmtpSender(
             mailboxes=lambda: self._boxes,

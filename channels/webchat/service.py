@@ -53,7 +53,6 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -63,6 +62,7 @@ from hub.config import Settings
 from hub.db import utcnow
 from hub.errors import SwitchboardError
 from hub.events import EventRecord, EventType
+from hub.files import FileStore, StoredFileMissing
 from hub.messages import Attachment, DeliveryResult, Identity, InboundMessage, Ingest, OutboundMessage, Sender
 from hub.runtime import Runtime
 
@@ -207,7 +207,7 @@ class WebchatService:
         self.backend = backend
         self.settings = settings
         self.tokens = VisitorTokens(settings.secret_key.get_secret_value(), settings.chat_visitor_token_ttl_seconds)
-        self.storage = AttachmentStore(Path(settings.attachment_dir))
+        self.storage = ChatAttachments(FileStore(settings.attachment_dir))
         self._conversations: dict[str, _Conversation] = {}
         self._by_ticket: dict[int, str] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -627,37 +627,32 @@ def sniff(data: bytes) -> str | None:
     return None
 
 
-class AttachmentStore:
-    """Content-addressed storage: a file lives at ``root/ab/cd/abcd...`` under its SHA-256, written once (the
-    layout the email channel uses too, so both share ``attachment_dir``)."""
+class ChatAttachments:
+    """What a visitor or agent may attach in a chat: images and PDF, checked by their bytes, kept in the shared
+    content-addressed ``FileStore`` (so a file sent by chat and by email is stored once)."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, store: FileStore) -> None:
+        self.store = store
 
-    def path(self, sha256: str) -> Path:
-        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
-            raise BadAttachment("not an attachment reference")
-        return self.root / sha256[:2] / sha256[2:4] / sha256
+    def _ref(self, sha256: str) -> str:
+        try:
+            self.store.path(sha256)
+        except StoredFileMissing:
+            raise BadAttachment("not an attachment reference") from None
+        return sha256
 
     def save(self, data: bytes) -> tuple[str, str]:
-        """Store ``data`` (already checked); (sha256, content type)."""
+        """Store ``data`` (already size-checked); (sha256, content type)."""
         content_type = sniff(data)
         if content_type is None:
             raise BadAttachment("only PNG, JPEG, GIF, WebP images and PDF files can be sent")
-        digest = hashlib.sha256(data).hexdigest()
-        target = self.path(digest)
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_suffix(f".{uuid.uuid4().hex}.tmp")
-            tmp.write_bytes(data)
-            tmp.replace(target)
-        return digest, content_type
+        return self.store.put(data), content_type
 
     def read(self, sha256: str) -> tuple[bytes, str] | None:
-        target = self.path(sha256)
-        if not target.is_file():
+        try:
+            data = self.store.get(self._ref(sha256))
+        except StoredFileMissing:
             return None
-        data = target.read_bytes()
         content_type = sniff(data)
         return (data, content_type) if content_type else None
 
@@ -666,20 +661,19 @@ class AttachmentStore:
         from the stored file, not taken from the client."""
         if not isinstance(ref, dict) or not isinstance(ref.get("sha256"), str):
             raise BadAttachment("attachments are given as {sha256, filename}")
-        target = self.path(ref["sha256"])
-        if not target.is_file():
-            raise BadAttachment("upload the attachment first")
-        with target.open("rb") as f:
-            head = f.read(16)
-        content_type = sniff(head) or "application/octet-stream"
+        sha = self._ref(ref["sha256"])
+        try:
+            head, size = self.store.head(sha, 16), self.store.size(sha)
+        except StoredFileMissing:
+            raise BadAttachment("upload the attachment first") from None
         filename = ref.get("filename") if isinstance(ref.get("filename"), str) else "attachment"
         filename = "".join(ch for ch in filename if ch.isprintable() and ch not in '/\\"')[:200] or "attachment"
         return Attachment(
             filename=filename,
-            content_type=content_type,
-            size=target.stat().st_size,
-            sha256=ref["sha256"],
-            url=f"/api/chat/attachments/{ref['sha256']}",
+            content_type=sniff(head) or "application/octet-stream",
+            size=size,
+            sha256=sha,
+            url=f"/api/chat/attachments/{sha}",
         )
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -148,8 +149,10 @@ async def upload_attachment(
         raise AttachmentTooLarge(f"attachments are at most {limit // 1024} KB")
     if not data:
         raise BadAttachment("the file is empty")
-    digest, _ = service.storage.save(data)
-    described = service.storage.describe({"sha256": digest, "filename": file.filename or "attachment"})
+    # File I/O off the event loop: the loop also carries every live chat.
+    digest, _ = await asyncio.to_thread(service.storage.save, data)
+    ref = {"sha256": digest, "filename": file.filename or "attachment"}
+    described = await asyncio.to_thread(service.storage.describe, ref)
     return AttachmentRead(
         sha256=digest,
         filename=described.filename,
@@ -186,7 +189,7 @@ async def get_attachment(
     bearer = authorization[7:].strip() if authorization and authorization.lower().startswith("bearer ") else None
     if not await _may_read_attachment(request, sha256, token or bearer):
         raise NotFound("no such attachment")
-    found = _service(request).storage.read(sha256)
+    found = await asyncio.to_thread(_service(request).storage.read, sha256)
     if found is None:
         raise NotFound("no such attachment")
     data, content_type = found

@@ -11,8 +11,8 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from channels.email.storage import AttachmentStore
 from hub.config import Settings
+from hub.files import FileStore
 from hub.messages import Attachment, Identity, InboundMessage
 from hub.runtime import Runtime
 from tests.agent_ui.conftest import Dialogs, agent_login, chatting, customer_says, new_page
@@ -122,7 +122,7 @@ async def test_an_email_document_opens_from_the_console(
     """A file an email brought that is neither an image nor a PDF (a text file) is a working download link in
     the console, served by the email channel to the logged-in agent as an attachment, never rendered."""
     body = b"Order 4711: one kettle, returned.\n"
-    sha = AttachmentStore(chat_settings.attachment_dir).put(body)
+    sha = FileStore(chat_settings.attachment_dir).put(body)
     await make_queue(rt, "support", ["email"])
     alice = await make_agent(rt, "alice", queues=["support"])
     [stored] = await ingest_batch(

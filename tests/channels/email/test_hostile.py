@@ -8,8 +8,8 @@ import httpx
 from sqlalchemy import select
 
 from channels.email.models import QT
-from channels.email.storage import AttachmentStore
 from hub.config import Settings
+from hub.files import FileStore
 from hub.runtime import Runtime
 from tests.channels.email.conftest import FIXTURES, Mail, message, wait_until
 from tests.channels.email.servers import imap_append
@@ -112,7 +112,7 @@ async def test_quarantine_can_be_listed_downloaded_and_reprocessed_by_an_admin(
 
         # A mail an earlier version could not parse, kept in quarantine, reprocessed after the fix.
         fixed = message("<fixed@example.com>", body="Now readable.")
-        sha = AttachmentStore(settings.attachment_dir).put(fixed)
+        sha = FileStore(settings.attachment_dir).put(fixed)
         async with rt.db.begin() as conn:
             await conn.execute(
                 QT.insert().values(mailbox="support", uid=None, raw_sha256=sha, size=len(fixed), error="old bug")

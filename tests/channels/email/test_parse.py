@@ -15,14 +15,14 @@ from channels.email.parse import (
     parse_mail,
     sanitize_html,
 )
-from channels.email.storage import AttachmentStore, StoredFileMissing
+from hub.files import FileStore, StoredFileMissing
 from tests.channels.email.conftest import message
 
 BOX = MailboxInfo("support", "support@example.org", "support")
 
 
 def parse(raw: bytes, tmp_path: Path, **kw: object):  # type: ignore[no-untyped-def]
-    return parse_mail(raw, mailbox=BOX, store=AttachmentStore(tmp_path), own_domain="switchboard.local", **kw)  # type: ignore[arg-type]
+    return parse_mail(raw, mailbox=BOX, store=FileStore(tmp_path), own_domain="switchboard.local", **kw)  # type: ignore[arg-type]
 
 
 def test_threading_headers_become_references_and_the_subject_tag_a_hint(tmp_path: Path) -> None:
@@ -46,9 +46,9 @@ def test_the_raw_message_is_kept_by_its_hash(tmp_path: Path) -> None:
     """The exact bytes received can be read back from storage."""
     raw = message("<keep@example.com>")
     parsed = parse(raw, tmp_path)
-    assert AttachmentStore(tmp_path).get(parsed.raw_sha256) == raw
+    assert FileStore(tmp_path).get(parsed.raw_sha256) == raw
     with pytest.raises(StoredFileMissing):
-        AttachmentStore(tmp_path).get("../../etc/passwd")
+        FileStore(tmp_path).get("../../etc/passwd")
 
 
 def test_a_missing_message_id_is_generated_from_the_bytes_so_refetches_dedupe(tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
-"""Content-addressed file storage for attachments, inline images and raw messages.
+"""Content-addressed file storage under ``attachment_dir``, shared by every channel: email attachments,
+inline images and raw messages, chat widget uploads.
 
-A file's name is the SHA-256 of its bytes, so the same attachment received twice is stored once and a
-re-fetched message finds its files already there. Files are written to a temporary name and renamed, so a
-reader never sees half a file; they are written before the database commit that refers to them.
+A file's name is the SHA-256 of its bytes (``root/ab/cd/abcd…``), so the same attachment received twice is
+stored once and a re-fetched message finds its files already there. Files are written to a temporary name and
+renamed, so a reader never sees half a file; they are written before the database commit that refers to them.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ class StoredFileMissing(Exception):
     pass
 
 
-class AttachmentStore:
+class FileStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
@@ -49,5 +50,19 @@ class AttachmentStore:
     def get(self, sha256: str) -> bytes:
         try:
             return self.path(sha256).read_bytes()
+        except FileNotFoundError:
+            raise StoredFileMissing(f"no stored file {sha256}") from None
+
+    def head(self, sha256: str, n: int) -> bytes:
+        """The first ``n`` bytes of a stored file."""
+        try:
+            with self.path(sha256).open("rb") as f:
+                return f.read(n)
+        except FileNotFoundError:
+            raise StoredFileMissing(f"no stored file {sha256}") from None
+
+    def size(self, sha256: str) -> int:
+        try:
+            return self.path(sha256).stat().st_size
         except FileNotFoundError:
             raise StoredFileMissing(f"no stored file {sha256}") from None

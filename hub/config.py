@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     redis_channel: str = Field(default="switchboard:events", description="Redis pub/sub channel for events")
     secret_key: SecretStr = Field(
         default=SecretStr("change-me-in-production"),
-        description="Signs session tokens and visitor tokens",
+        description="Signs session and visitor tokens; seals stored mailbox passwords",
     )
     public_url: str = Field(
         default="http://127.0.0.1:8000",

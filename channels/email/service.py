@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -33,6 +34,7 @@ from hub.errors import Conflict, InvalidInput, NotFound
 from hub.files import FileStore, StoredFileMissing
 from hub.messages import Ingest, IngestResult, Sender
 from hub.runtime import Runtime
+from hub.sealing import SealedUnreadable, Sealer, is_sealed
 from hub.workers import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,7 @@ class EmailChannel:
         self.ingest = ingest
         s = rt.settings
         self.store = FileStore(s.attachment_dir)
+        self.sealer = Sealer(s.secret_key.get_secret_value())
         self.templates = Templates(s.email_templates_dir)
         self.sender = SmtpSender(
             mailboxes=lambda: self._boxes,
@@ -97,6 +100,8 @@ class EmailChannel:
         )
         self._boxes: dict[str, MailboxSettings] = {b.name: b for b in s.mailboxes}
         self._from_settings = {b.name for b in s.mailboxes}
+        # Stored mailboxes whose passwords the current secret key cannot open: listed with the error, not run.
+        self._unreadable: dict[str, tuple[MailboxSettings, str]] = {}
         self._running: dict[str, _Running] = {}
         self._acks: set[asyncio.Task[None]] = set()
         self._resync: asyncio.Task[None] | None = None
@@ -149,14 +154,38 @@ class EmailChannel:
 
     async def _db_mailboxes(self) -> dict[str, MailboxSettings]:
         async with self.rt.read() as conn:
-            rows = (await conn.execute(select(MB.c.name, MB.c.config).order_by(MB.c.id))).all()
+            rows = (await conn.execute(select(MB.c.id, MB.c.name, MB.c.config).order_by(MB.c.id))).all()
         out = {}
-        for name, config in rows:
+        unreadable = {}
+        for id_, name, config in rows:
             try:
-                out[name] = MailboxSettings.model_validate({**config, "name": name})
+                out[name] = MailboxSettings.model_validate({**self._opened(config), "name": name})
+            except SealedUnreadable as exc:
+                log.error("email: mailbox %s: %s (PATCH /api/email/mailboxes/%s with its passwords)", name, exc, name)
+                shown = {**config, "name": name, "password": "-", "smtp_password": None}
+                unreadable[name] = (MailboxSettings.model_validate(shown), f"{exc}: give its passwords again")
+                continue
             except ValidationError:
                 log.exception("email: stored mailbox %s is invalid", name)
+                continue
+            if any(config.get(k) and not is_sealed(config[k]) for k in _SECRETS):
+                # Stored before passwords were sealed: seal them now.
+                async with self.rt.db.begin() as conn:
+                    await conn.execute(update(MB).where(MB.c.id == id_).values(config=self._stored(out[name])))
+        self._unreadable = unreadable
         return out
+
+    def _stored(self, box: MailboxSettings) -> dict[str, Any]:
+        """A mailbox as stored: its passwords sealed."""
+        data = box.model_dump(mode="json", exclude={"name"})
+        data["password"] = self.sealer.seal(box.password.get_secret_value())
+        data["smtp_password"] = self.sealer.seal(box.smtp_password.get_secret_value()) if box.smtp_password else None
+        return data
+
+    def _opened(self, config: dict[str, Any], keep: Iterable[str] = ()) -> dict[str, Any]:
+        """A stored mailbox with its passwords opened (raises ``SealedUnreadable``); ``keep``: passwords that
+        are about to be replaced, so need not be opened."""
+        return {k: (self.sealer.open(v) if k in _SECRETS and v and k not in keep else v) for k, v in config.items()}
 
     def _start_worker(self, box: MailboxSettings) -> None:
         worker = MailboxWorker(
@@ -357,7 +386,10 @@ class EmailChannel:
     async def list_mailboxes(self) -> list[MailboxRead]:
         async with self.rt.read() as conn:
             states = {r.mailbox: r for r in (await conn.execute(select(S))).all()}
-        out = []
+        out = [
+            MailboxRead.of(box, source="api", uidvalidity=None, last_uid=None, running=False, error=error)
+            for box, error in self._unreadable.values()
+        ]
         for name, box in self._boxes.items():
             state = states.get(name)
             running = self._running.get(name)
@@ -386,7 +418,9 @@ class EmailChannel:
         async with self.rt.db.begin() as conn:
             if (await conn.execute(select(MB.c.id).where(MB.c.name == data.name))).first():
                 raise MailboxNameTaken(f"a mailbox named {data.name!r} exists")
-            await conn.execute(MB.insert().values(name=data.name, config=_stored(data), created_at=now, updated_at=now))
+            await conn.execute(
+                MB.insert().values(name=data.name, config=self._stored(data), created_at=now, updated_at=now)
+            )
         await self.sync()
         return await self.get_mailbox(data.name)
 
@@ -402,10 +436,16 @@ class EmailChannel:
                 for k, v in data.model_dump(exclude_unset=True).items()
             }
             try:
-                box = MailboxSettings.model_validate({**row.config, **changes, "name": name})
+                stored = self._opened(row.config, keep=changes)
+            except SealedUnreadable as exc:
+                raise InvalidMailbox(f"{exc}: give password (and smtp_password if it has one)") from None
+            try:
+                box = MailboxSettings.model_validate({**stored, **changes, "name": name})
             except ValidationError as exc:
                 raise InvalidMailbox(str(exc.errors()[0].get("msg"))) from None
-            await conn.execute(update(MB).where(MB.c.id == row.id).values(config=_stored(box), updated_at=utcnow()))
+            await conn.execute(
+                update(MB).where(MB.c.id == row.id).values(config=self._stored(box), updated_at=utcnow())
+            )
         await self.sync()
         return await self.get_mailbox(name)
 
@@ -419,11 +459,7 @@ class EmailChannel:
         await self.sync()
 
 
-def _stored(box: MailboxSettings) -> dict[str, Any]:
-    data = box.model_dump(mode="json", exclude={"name"})
-    data["password"] = box.password.get_secret_value()
-    data["smtp_password"] = box.smtp_password.get_secret_value() if box.smtp_password else None
-    return data
+_SECRETS = ("password", "smtp_password")
 
 
 async def _unlock(conn: Any, key: int) -> None:

@@ -209,7 +209,9 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
         rt: Runtime = request.app.state.rt
         table = Ticket.__table__  # type: ignore[attr-defined]
         async with rt.read() as conn:
-            counts = dict((await conn.execute(select(table.c.status, func.count()).group_by(table.c.status))).all())
+            counts: dict[str, int] = dict(
+                (await conn.execute(select(table.c.status, func.count()).group_by(table.c.status))).all()
+            )
         for status in ("new", "open", "pending", "solved", "closed"):
             rt.metrics.tickets.labels(status).set(counts.get(status, 0))
         return PlainTextResponse(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)

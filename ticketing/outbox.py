@@ -71,7 +71,7 @@ class OutboxDispatcher:
                 async with asyncio.timeout(self.rt.settings.outbox_poll_seconds):
                     await wake.wait()
 
-    async def _claim(self, limit: int) -> list[Any]:
+    async def _claim(self, limit: int) -> Sequence[Any]:
         now = utcnow()
         async with self.rt.db.begin() as conn:
             stmt = (

@@ -210,13 +210,12 @@ async def list_tickets(
         conds.append(T.c.channel == channel)
     if contact_id is not None:
         conds.append(T.c.contact_id == contact_id)
-    where = and_(*conds) if conds else True
     async with rt.read() as conn:
-        total = (await conn.execute(select(func.count()).select_from(T).where(where))).scalar_one()
+        total = (await conn.execute(select(func.count()).select_from(T).where(*conds))).scalar_one()
         rows = (
             await conn.execute(
                 select(T)
-                .where(where)
+                .where(*conds)
                 .order_by(func.coalesce(T.c.last_message_at, T.c.created_at).desc(), T.c.id.desc())
                 .offset(offset)
                 .limit(limit)
@@ -1188,7 +1187,8 @@ async def agent_for_login(rt: Runtime, *, username: str) -> Any:
 async def _queue_ids_by_name(conn: AsyncConnection, names: Sequence[str]) -> list[int]:
     if not names:
         return []
-    rows = dict((await conn.execute(select(Q.c.name, Q.c.id).where(Q.c.name.in_(list(names))))).all())
+    found = await conn.execute(select(Q.c.name, Q.c.id).where(Q.c.name.in_(list(names))))
+    rows: dict[str, int] = {name: id_ for name, id_ in found}
     missing = [n for n in names if n not in rows]
     if missing:
         raise QueueNotFound(f"no queue named {', '.join(missing)}")

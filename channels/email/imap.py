@@ -429,7 +429,7 @@ class MailboxWorker:
 class _Chunk:
     high_uid: int
     good: list[tuple[Fetched, ParsedMail]]
-    submissions: list[asyncio.Future[IngestResult]]
+    submissions: Sequence[asyncio.Future[IngestResult]]
 
 
 def _by_budget(uids: list[int], sizes: dict[int, int], budget: int, limit: int) -> list[list[int]]:

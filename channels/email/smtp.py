@@ -66,7 +66,12 @@ def build_reply(
     if quote.get("text"):
         who = quote.get("sender") or "you"
         quote["intro"] = f"On {quote['date']}, {who} wrote:" if quote.get("date") else f"{who} wrote:"
-    context = {"text": out.text, "agent_name": out.agent_name, "ticket_id": out.ticket_id, "quote": quote}
+    context: dict[str, Any] = {
+        "text": out.text,
+        "agent_name": out.agent_name,
+        "ticket_id": out.ticket_id,
+        "quote": quote,
+    }
     msg = EmailMessage()
     msg["From"] = formataddr((out.agent_name or "", box.address))
     msg["To"] = out.recipient

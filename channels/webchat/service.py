@@ -666,7 +666,8 @@ class ChatAttachments:
             head, size = self.store.head(sha, 16), self.store.size(sha)
         except StoredFileMissing:
             raise BadAttachment("upload the attachment first") from None
-        filename = ref.get("filename") if isinstance(ref.get("filename"), str) else "attachment"
+        given = ref.get("filename")
+        filename = given if isinstance(given, str) else "attachment"
         filename = "".join(ch for ch in filename if ch.isprintable() and ch not in '/\\"')[:200] or "attachment"
         return Attachment(
             filename=filename,

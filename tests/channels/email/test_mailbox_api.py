@@ -24,19 +24,7 @@ async def test_a_mailbox_added_through_the_api_starts_fetching_and_can_be_change
     await make_agent(rt, "root", role="admin")
     await make_agent(rt, "zoe", role="agent", queues=["sales"])
     base = settings.mailboxes[0]
-    new = {
-        "name": "sales",
-        "address": "sales@example.org",
-        "queue": "sales",
-        "imap_host": "127.0.0.1",
-        "imap_port": base.imap_port,
-        "imap_tls": False,
-        "username": "sales",
-        "password": "wrong-first",
-        "smtp_host": "127.0.0.1",
-        "smtp_port": base.smtp_port,
-        "smtp_security": "none",
-    }
+    new = _sales_mailbox(settings, password="wrong-first")
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
         admin = await login(client, "root", "password-123")
         agent = await login(client, "zoe", "password-123")
@@ -80,6 +68,24 @@ async def test_a_mailbox_added_through_the_api_starts_fetching_and_can_be_change
     assert await _count_messages(rt) == 1
 
 
+def _sales_mailbox(settings: Settings, **passwords: str) -> dict[str, object]:
+    """A mailbox for the test IMAP user ``sales`` (password ``secret2``) on the test servers."""
+    base = settings.mailboxes[0]
+    return {
+        "name": "sales",
+        "address": "sales@example.org",
+        "queue": "sales",
+        "imap_host": "127.0.0.1",
+        "imap_port": base.imap_port,
+        "imap_tls": False,
+        "username": "sales",
+        "smtp_host": "127.0.0.1",
+        "smtp_port": base.smtp_port,
+        "smtp_security": "none",
+        **passwords,
+    }
+
+
 async def _count_messages(rt: object) -> int:
     from sqlalchemy import func, select
 
@@ -109,21 +115,7 @@ async def test_mailbox_passwords_are_sealed_at_rest_and_a_changed_secret_key_say
 
     await make_queue(rt, "sales", ["email"])
     await make_agent(rt, "root", role="admin")
-    base = settings.mailboxes[0]
-    new = {
-        "name": "sales",
-        "address": "sales@example.org",
-        "queue": "sales",
-        "imap_host": "127.0.0.1",
-        "imap_port": base.imap_port,
-        "imap_tls": False,
-        "username": "sales",
-        "password": "secret2",
-        "smtp_host": "127.0.0.1",
-        "smtp_port": base.smtp_port,
-        "smtp_security": "none",
-        "smtp_password": "smtp-pass",
-    }
+    new = _sales_mailbox(settings, password="secret2", smtp_password="smtp-pass")
     channel = server.app.state.email
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
         admin = await login(client, "root", "password-123")

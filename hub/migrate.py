@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 
 from alembic import command
 from alembic.config import Config
+
+# Alembic announces each of its plugins at INFO on every start; the migrations it runs are worth a line, that
+# is not.
+logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 def alembic_config(database_url: str) -> Config:

@@ -453,8 +453,9 @@ async def wait_up(port: int, path: str = "/healthz") -> None:
 
 SERVE = (
     "import logging, uvicorn; from hub.app import create_app; from hub.config import Settings;"
+    "from hub.websocket import ReadAheadWebSocketProtocol;"
     "uvicorn.run(create_app(Settings()), host='127.0.0.1', port={port}, log_level='warning', access_log=False,"
-    " ws_per_message_deflate=False, backlog=4096)"
+    " ws=ReadAheadWebSocketProtocol, ws_per_message_deflate=False, backlog=4096)"
 )
 
 

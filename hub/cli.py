@@ -31,11 +31,13 @@ def _serve(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
     from hub.app import create_app
+    from hub.websocket import ReadAheadWebSocketProtocol
 
     uvicorn.run(
         create_app(settings),
         host=host,
         port=port,
+        ws=ReadAheadWebSocketProtocol,
         ws_per_message_deflate=settings.ws_compression,
         log_level="info",
         proxy_headers=True,

@@ -47,7 +47,6 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import json
 import logging
 import time
 import uuid
@@ -56,11 +55,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from hub.config import Settings
-from hub.db import utcnow
+from hub.db import json_dumps, utcnow
 from hub.errors import SwitchboardError
 from hub.events import EventRecord, EventType
 from hub.messages import Attachment, DeliveryResult, Identity, InboundMessage, Ingest, OutboundMessage, Sender
@@ -275,7 +275,7 @@ class WebchatService:
         claims = self.tokens.verify(token) if token else None
         await ws.accept()
         if claims is None:
-            await ws.send_text(json.dumps({"type": "error", "code": "unauthorized", "message": "start a new chat"}))
+            await ws.send_text(json_dumps({"type": "error", "code": "unauthorized", "message": "start a new chat"}))
             await ws.close(code=4401)
             return
         conn = Connection(ws, claims)
@@ -289,7 +289,7 @@ class WebchatService:
             self._learn(claims.conversation_id, state)
             for m in state["messages"]:
                 conn.seen.add(m["id"])
-            await ws.send_text(json.dumps(self._hello(claims, state)))
+            await ws.send_text(json_dumps(self._hello(claims, state)))
             writer = asyncio.create_task(self._write(conn))
             await self._read(conn)
         except WebSocketDisconnect:
@@ -330,7 +330,7 @@ class WebchatService:
                     async with asyncio.timeout(heartbeat):
                         item = await queue.get()
             if conn.overflowed and conn.queue.empty():
-                await conn.ws.send_text(json.dumps({"type": "error", "code": "queue_overflow"}))
+                await conn.ws.send_text(json_dumps({"type": "error", "code": "queue_overflow"}))
                 await conn.ws.close(code=4001)
                 return
             if item is None:
@@ -350,7 +350,7 @@ class WebchatService:
                 conn.push(_error("too_long", "frame too large"))
                 continue
             try:
-                data = json.loads(raw)
+                data = orjson.loads(raw)
             except ValueError:
                 conn.push(_error("bad_frame", "frames must be JSON objects"))
                 continue
@@ -381,7 +381,7 @@ class WebchatService:
             await self.backend.rate(
                 claims.conversation_id, ticket_id, score, comment[:2000] if isinstance(comment, str) else None
             )
-            conn.push(json.dumps({"type": "rating_saved", "ticket_id": ticket_id}))
+            conn.push(json_dumps({"type": "rating_saved", "ticket_id": ticket_id}))
         elif kind == "email_fallback":
             email = data.get("email")
             if not isinstance(email, str) or len(email) > 320:
@@ -431,7 +431,7 @@ class WebchatService:
         created = received.isoformat()
         conn.seen.add(result.message_id)
         conn.push(
-            json.dumps(
+            json_dumps(
                 {
                     "type": "ack",
                     "client_id": client_id,
@@ -457,7 +457,7 @@ class WebchatService:
                     "created_at": created,
                 },
             }
-            text_frame = json.dumps(frame)
+            text_frame = json_dumps(frame)
             for other in conv.connections:
                 if other is not conn:
                     other.push(text_frame, result.message_id)
@@ -502,7 +502,7 @@ class WebchatService:
         conv = self._conversations.get(conversation_id)
         if conv is None:
             return 0
-        text = json.dumps(frame)
+        text = json_dumps(frame)
         for c in conv.connections:
             c.push(text, message_id)
         return len(conv.connections)
@@ -589,7 +589,7 @@ def _error(code: str, message: str, client_id: Any = None) -> str:
     frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
     if isinstance(client_id, str):
         frame["client_id"] = client_id
-    return json.dumps(frame)
+    return json_dumps(frame)
 
 
 class WebchatSender:

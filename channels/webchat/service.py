@@ -74,6 +74,7 @@ MAX_CLIENT_ID = 64
 SEND_QUEUE = 256
 # "after this message id": only the conversation's state, no messages (ids are 32-bit on PostgreSQL)
 NO_MESSAGES = 2**31 - 1
+HEARTBEAT = '{"type": "heartbeat"}'
 
 
 # --- visitor tokens -----------------------------------------------------------------------------------------
@@ -180,6 +181,7 @@ class Connection:
     seen: set[int] = field(default_factory=set)
     overflowed: bool = False
     last_typing: tuple[bool, float] = (False, 0.0)
+    last_sent: float = field(default_factory=time.monotonic)  # the loop's clock: when a frame last went out
 
     def push(self, text: str, message_id: int | None = None) -> None:
         if self.overflowed:
@@ -223,6 +225,7 @@ class WebchatService:
 
     async def start(self) -> None:
         self.rt.events.listen(self._on_event)
+        self._spawn(self._heartbeats())
 
     async def stop(self) -> None:
         self.rt.events.unlisten(self._on_event)
@@ -319,29 +322,39 @@ class WebchatService:
         }
 
     async def _write(self, conn: Connection) -> None:
-        heartbeat = self.settings.heartbeat_seconds
+        # No timer per frame or per wait: heartbeats come from one sweep over every socket (``_heartbeats``).
         queue = conn.queue
+        loop = asyncio.get_running_loop()
         while True:
-            item: tuple[int | None, str] | None = None
-            if not queue.empty():  # the busy path: no timer per frame
-                item = queue.get_nowait()
+            if queue.empty():
+                if conn.overflowed:
+                    # Everything queued before the overflow is sent; the widget resumes from its newest message.
+                    await conn.ws.send_text(json_dumps({"type": "error", "code": "queue_overflow"}))
+                    await conn.ws.close(code=4001)
+                    return
+                message_id, text = await queue.get()
             else:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(heartbeat):
-                        item = await queue.get()
-            if conn.overflowed and conn.queue.empty():
-                await conn.ws.send_text(json_dumps({"type": "error", "code": "queue_overflow"}))
-                await conn.ws.close(code=4001)
-                return
-            if item is None:
-                await conn.ws.send_text('{"type": "heartbeat"}')
-                continue
-            message_id, text = item
+                message_id, text = queue.get_nowait()
             if message_id is not None:
                 if message_id in conn.seen:
                     continue
                 conn.seen.add(message_id)
             await conn.ws.send_text(text)
+            conn.last_sent = loop.time()
+
+    async def _heartbeats(self) -> None:
+        """Queue a heartbeat on every socket that sent nothing for ``heartbeat_seconds`` (it goes out at most a
+        quarter period later): one timer for all the sockets of the process, however many are idle."""
+        period = self.settings.heartbeat_seconds
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(period / 4)
+            now = loop.time()
+            for conv in list(self._conversations.values()):
+                for conn in conv.connections:
+                    if now - conn.last_sent >= period and conn.queue.empty():
+                        conn.push(HEARTBEAT)
+                        conn.last_sent = now
 
     async def _read(self, conn: Connection) -> None:
         while True:

@@ -293,3 +293,35 @@ def _now() -> Any:
     from hub.db import utcnow
 
     return utcnow()
+
+
+async def test_idle_widget_sockets_get_heartbeats_and_busy_ones_do_not(chat_settings: Settings) -> None:
+    """A widget socket that has been sent nothing for ``heartbeat_seconds`` gets ``{"type": "heartbeat"}``
+    (within a quarter period more), again and again; one that is answered all the time gets none."""
+    live = LiveServer(chat_settings.model_copy(update={"heartbeat_seconds": 0.4})).start()
+    try:
+        async with httpx.AsyncClient(base_url=live.url, timeout=10) as http:
+            idle, busy = await session(http), await session(http, name="Bob")
+        async with connect(chat_url(live, idle["token"])) as quiet, connect(chat_url(live, busy["token"])) as ws:
+            await recv(quiet, "hello")
+            await recv(ws, "hello")
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            busy_frames = []
+            while loop.time() - started < 1.6:  # four periods: a ping answered every 0.1 s
+                await ws.send(json.dumps({"type": "ping"}))
+                busy_frames.append(json.loads(await asyncio.wait_for(ws.recv(), 5))["type"])
+                await asyncio.sleep(0.1)
+            assert set(busy_frames) == {"pong"}
+            beats = []
+            while True:
+                try:
+                    frame = json.loads(await asyncio.wait_for(quiet.recv(), 0.01))
+                except TimeoutError:
+                    break
+                beats.append(frame["type"])
+            # 1.6 s idle at 0.4 s (+ up to 0.1 s) each: three or four heartbeats (two on a starved machine), and
+            # never one per sweep (sixteen).
+            assert set(beats) == {"heartbeat"} and 2 <= len(beats) <= 5, beats
+    finally:
+        live.stop()

@@ -276,11 +276,14 @@ class WebchatService:
     async def serve(self, ws: WebSocket, token: str | None, last_message_id: int) -> None:
         """Run one visitor websocket until it closes (see the module docstring for the protocol)."""
         claims = self.tokens.verify(token) if token else None
-        await ws.accept()
-        if claims is None:
-            await ws.send_text(json_dumps({"type": "error", "code": "unauthorized", "message": "start a new chat"}))
-            await ws.close(code=4401)
-            return
+        try:
+            await ws.accept()
+            if claims is None:
+                await ws.send_text(json_dumps({"type": "error", "code": "unauthorized", "message": "start a new chat"}))
+                await ws.close(code=4401)
+                return
+        except (WebSocketDisconnect, OSError):
+            return  # gone already: before the handshake completed, uvicorn raises ClientDisconnected (an OSError)
         conn = Connection(ws, claims)
         conv = self._conversations.setdefault(claims.conversation_id, _Conversation())
         conv.connections.add(conn)  # before reading the history: see "Resume" above
@@ -358,7 +361,13 @@ class WebchatService:
 
     async def _read(self, conn: Connection) -> None:
         while True:
-            raw = await conn.ws.receive_text()
+            try:
+                raw = await conn.ws.receive_text()
+            except RuntimeError:
+                # A send to this socket failed while this task was busy (the visitor is gone): Starlette then
+                # refuses to read it (``WebSocketDisconnected``, a RuntimeError) instead of handing over the
+                # disconnect. Many widgets closing at once made this an "Exception in ASGI application".
+                return
             if len(raw) > 4 * self.settings.chat_max_message_chars + 4096:
                 conn.push(_error("too_long", "frame too large"))
                 continue

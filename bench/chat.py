@@ -452,9 +452,8 @@ async def wait_up(port: int, path: str = "/healthz") -> None:
 
 
 SERVE = (
-    "import logging, uvicorn; from hub.app import create_app; from hub.config import Settings;"
-    "uvicorn.run(create_app(Settings()), host='127.0.0.1', port={port}, log_level='warning', access_log=False,"
-    " ws_per_message_deflate=False, backlog=4096)"
+    "from hub.cli import run_server; from hub.config import Settings;"
+    "run_server(Settings(), host='127.0.0.1', port={port}, log_level='warning', access_log=False, backlog=4096)"
 )
 
 

@@ -79,7 +79,17 @@ async def seed(url: str, agents: int) -> tuple[list[tuple[int, str]], int]:
     return [(i, pw_hash) for i in ids], result.ticket_id  # type: ignore[union-attr]
 
 
-async def run(url: str, agents: int, events: int, rate: float, compression: bool) -> None:
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        parts = f.read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(parts[11]) / tick, int(parts[12]) / tick
+
+
+async def run(
+    url: str, agents: int, events: int, rate: float, compression: bool, profile: str | None, py_spy: str
+) -> None:
     credentials, ticket_id = await seed(url, agents)
     signer = TokenSigner(SECRET, 3600)
     tokens = [signer.issue(agent_id, pw_hash) for agent_id, pw_hash in credentials]
@@ -136,6 +146,16 @@ async def run(url: str, agents: int, events: int, rate: float, compression: bool
             # The clients' process is the measuring instrument: a full garbage collection in it stalled
             # every client at once (one 120 ms stall per run); the server keeps its collector.
             gc.disable()
+            profiler = (
+                subprocess.Popen(
+                    [py_spy, "record", "-r", "200", "-f", "raw", "--threads", "--pid", str(server.pid), "-o", profile],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                if profile
+                else None
+            )
+            cpu0 = cpu_seconds(server.pid)
             started = time.perf_counter()
             for i in range(events):
                 r = await client.post(f"/api/tickets/{ticket_id}/notes", json={"text": f"note {i}"}, headers=headers)
@@ -147,8 +167,12 @@ async def run(url: str, agents: int, events: int, rate: float, compression: bool
                 await asyncio.wait_for(done.wait(), 30)
             except TimeoutError:
                 pass
+            user, system = (b - a for a, b in zip(cpu0, cpu_seconds(server.pid), strict=True))
             for t in tasks:
                 t.cancel()
+            if profiler is not None:
+                profiler.send_signal(2)  # py-spy writes its file on SIGINT
+                profiler.wait(timeout=60)
         ms = []
         per_event: dict[int, list[float]] = {}
         for now, raw in arrivals:
@@ -165,7 +189,9 @@ async def run(url: str, agents: int, events: int, rate: float, compression: bool
             f"delivered {received}/{expected}   commit->delivery p50 {percentile(ms, 50):.1f} ms   "
             f"p99 {percentile(ms, 99):.1f} ms   max {max(ms) if ms else float('nan'):.1f} ms\n"
             f"    per event: first delivery p50 {percentile(first, 50):.1f} ms  p99 {percentile(first, 99):.1f} ms;"
-            f"   spread to the last client p50 {percentile(spread, 50):.1f} ms  p99 {percentile(spread, 99):.1f} ms"
+            f"   spread to the last client p50 {percentile(spread, 50):.1f} ms  p99 {percentile(spread, 99):.1f} ms\n"
+            # CPU time is the figure that another busy process on the machine does not move much.
+            f"    server CPU per event: {1000 * user / events:.2f} ms user, {1000 * system / events:.2f} ms system"
         )
     finally:
         server.terminate()
@@ -180,11 +206,15 @@ def main() -> None:
     parser.add_argument("--db", default="sqlite")
     parser.add_argument("--compression", action="store_true", help="permessage-deflate on the websockets")
     parser.add_argument("--postgres-url", default=os.environ.get("SWITCHBOARD_BENCH_POSTGRES_URL", PG_DEFAULT))
+    parser.add_argument("--profile", help="record the server while events are sent, with py-spy, into this file")
+    parser.add_argument("--profile-with", default="py-spy", help="the py-spy executable")
     args = parser.parse_args()
     for kind in args.db.split(","):
         with fresh_database(kind, args.postgres_url) as url:
             print(f"[{kind}] ", end="", flush=True)
-            asyncio.run(run(url, args.agents, args.events, args.rate, args.compression))
+            asyncio.run(
+                run(url, args.agents, args.events, args.rate, args.compression, args.profile, args.profile_with)
+            )
 
 
 if __name__ == "__main__":

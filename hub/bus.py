@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from hub.db import Database, utcnow
+import orjson
+
+from hub.db import Database, json_dumps, utcnow
 from hub.events import EventRecord, Viewer, events_after, seq_bounds
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,7 @@ class EventHub:
     def receive_ephemeral(self, frame: dict[str, Any]) -> None:
         """Called by the transport with an ephemeral frame from any process."""
         record = EventRecord.from_frame(frame)
-        text = json.dumps(frame)
+        text = json_dumps(frame)
         for sub in self._subscribers:
             sub.offer(record, text)
         self._notify(record, text)
@@ -197,7 +198,7 @@ class EventHub:
 
     def _fan_out(self, event: EventRecord) -> None:
         self.last_seq = event.seq
-        text = json.dumps(event.frame())
+        text = json_dumps(event.frame())
         for sub in self._subscribers:
             sub.offer(event, text)
         self._notify(event, text)
@@ -240,11 +241,11 @@ class RedisTransport:
         await asyncio.wait_for(self._ready.wait(), timeout=10)
 
     async def publish(self, events: Sequence[EventRecord]) -> None:
-        await self._redis.publish(self.channel, json.dumps([e.frame() for e in events]))
+        await self._redis.publish(self.channel, json_dumps([e.frame() for e in events]))
 
     async def publish_ephemeral(self, frame: dict[str, Any]) -> None:
         # An object, where events are a list: the listener tells them apart.
-        await self._redis.publish(self.channel, json.dumps({"ephemeral": frame}))
+        await self._redis.publish(self.channel, json_dumps({"ephemeral": frame}))
 
     async def _listen(self, hub: EventHub) -> None:
         backoff = 0.5
@@ -257,7 +258,7 @@ class RedisTransport:
                 async for message in pubsub.listen():
                     if message.get("type") != "message":
                         continue
-                    data = json.loads(message["data"])
+                    data = orjson.loads(message["data"])
                     if isinstance(data, dict):
                         hub.receive_ephemeral(data["ephemeral"])
                     else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -28,17 +28,23 @@ def _migrate(settings: Settings) -> None:
 
 
 def _serve(settings: Settings, host: str, port: int) -> None:
+    run_server(settings, host=host, port=port, log_level="info", proxy_headers=True)
+
+
+def run_server(settings: Settings, *, host: str, port: int, **options: Any) -> None:
+    """Serve the app with uvicorn in this process, as ``switchboard serve`` does (benchmarks start it so too)."""
     import uvicorn
 
     from hub.app import create_app
+    from hub.websocket import ReadAheadWebSocketProtocol
 
     uvicorn.run(
         create_app(settings),
         host=host,
         port=port,
+        ws=ReadAheadWebSocketProtocol,
         ws_per_message_deflate=settings.ws_compression,
-        log_level="info",
-        proxy_headers=True,
+        **options,
     )
 
 

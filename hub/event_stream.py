@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from hub.bus import EventHub, Subscriber
+from hub.db import json_dumps
 from hub.events import EventRecord, Viewer, events_after, seq_bounds
 
 RESUME_TOO_OLD = "resume_too_old"
@@ -56,7 +57,7 @@ async def serve_event_stream(
                     backlog = await events_after(conn, last_seq, limit=1_000_000)
             if too_old:
                 await ws.send_text(
-                    json.dumps(
+                    json_dumps(
                         {
                             "type": "error",
                             "code": RESUME_TOO_OLD,
@@ -68,10 +69,10 @@ async def serve_event_stream(
                 )
                 await ws.close(code=4000)
                 return
-        await ws.send_text(json.dumps({"type": "hello", "seq": max(sent_upto, hub.last_seq), **(hello or {})}))
+        await ws.send_text(json_dumps({"type": "hello", "seq": max(sent_upto, hub.last_seq), **(hello or {})}))
         for event in backlog:
             if event.visible_to(viewer):
-                await ws.send_text(json.dumps(event.frame()))
+                await ws.send_text(json_dumps(event.frame()))
             sent_upto = event.seq
         reader = asyncio.create_task(_read(ws, on_message))
         writer = asyncio.create_task(_write(ws, sub, sent_upto))
@@ -113,7 +114,7 @@ async def _write(ws: WebSocket, sub: Subscriber, sent_upto: int) -> None:
             if sub.overflowed.is_set():
                 # Everything offered before the overflow has been sent: the client resumes from there.
                 await ws.send_text(
-                    json.dumps(
+                    json_dumps(
                         {
                             "type": "error",
                             "code": QUEUE_OVERFLOW,
@@ -142,9 +143,9 @@ async def _read(ws: WebSocket, on_message: Callable[[dict[str, Any]], Awaitable[
         if on_message is None:
             continue
         try:
-            data = json.loads(raw)
+            data = orjson.loads(raw)
         except ValueError:
-            await ws.send_text(json.dumps({"type": "error", "code": "bad_json", "message": "frames must be JSON"}))
+            await ws.send_text(json_dumps({"type": "error", "code": "bad_json", "message": "frames must be JSON"}))
             continue
         if isinstance(data, dict):
             await on_message(data)

@@ -33,6 +33,7 @@ from hub.messages import Sender
 from hub.metrics import Metrics
 from hub.migrate import upgrade
 from hub.runtime import Runtime
+from hub.websocket import ReadAheadWebSocketProtocol
 
 import_all_models()
 
@@ -162,6 +163,7 @@ class LiveServer:
             host="127.0.0.1",
             port=self.port,
             log_level="warning",
+            ws=ReadAheadWebSocketProtocol,  # what `switchboard serve` runs
             ws_per_message_deflate=False,
             lifespan="on",
             timeout_graceful_shutdown=5,

@@ -47,7 +47,6 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import json
 import logging
 import time
 import uuid
@@ -55,11 +54,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from hub.config import Settings
-from hub.db import utcnow
+from hub.db import json_dumps, utcnow
 from hub.errors import SwitchboardError
 from hub.events import EventRecord, EventType
 from hub.files import FileStore, StoredFileMissing
@@ -74,6 +74,7 @@ MAX_CLIENT_ID = 64
 SEND_QUEUE = 256
 # "after this message id": only the conversation's state, no messages (ids are 32-bit on PostgreSQL)
 NO_MESSAGES = 2**31 - 1
+HEARTBEAT = '{"type": "heartbeat"}'
 
 
 # --- visitor tokens -----------------------------------------------------------------------------------------
@@ -180,6 +181,7 @@ class Connection:
     seen: set[int] = field(default_factory=set)
     overflowed: bool = False
     last_typing: tuple[bool, float] = (False, 0.0)
+    last_sent: float = field(default_factory=time.monotonic)  # the loop's clock: when a frame last went out
 
     def push(self, text: str, message_id: int | None = None) -> None:
         if self.overflowed:
@@ -223,6 +225,7 @@ class WebchatService:
 
     async def start(self) -> None:
         self.rt.events.listen(self._on_event)
+        self._spawn(self._heartbeats())
 
     async def stop(self) -> None:
         self.rt.events.unlisten(self._on_event)
@@ -273,11 +276,14 @@ class WebchatService:
     async def serve(self, ws: WebSocket, token: str | None, last_message_id: int) -> None:
         """Run one visitor websocket until it closes (see the module docstring for the protocol)."""
         claims = self.tokens.verify(token) if token else None
-        await ws.accept()
-        if claims is None:
-            await ws.send_text(json.dumps({"type": "error", "code": "unauthorized", "message": "start a new chat"}))
-            await ws.close(code=4401)
-            return
+        try:
+            await ws.accept()
+            if claims is None:
+                await ws.send_text(json_dumps({"type": "error", "code": "unauthorized", "message": "start a new chat"}))
+                await ws.close(code=4401)
+                return
+        except (WebSocketDisconnect, OSError):
+            return  # gone already: before the handshake completed, uvicorn raises ClientDisconnected (an OSError)
         conn = Connection(ws, claims)
         conv = self._conversations.setdefault(claims.conversation_id, _Conversation())
         conv.connections.add(conn)  # before reading the history: see "Resume" above
@@ -289,7 +295,7 @@ class WebchatService:
             self._learn(claims.conversation_id, state)
             for m in state["messages"]:
                 conn.seen.add(m["id"])
-            await ws.send_text(json.dumps(self._hello(claims, state)))
+            await ws.send_text(json_dumps(self._hello(claims, state)))
             writer = asyncio.create_task(self._write(conn))
             await self._read(conn)
         except WebSocketDisconnect:
@@ -319,38 +325,54 @@ class WebchatService:
         }
 
     async def _write(self, conn: Connection) -> None:
-        heartbeat = self.settings.heartbeat_seconds
+        # No timer per frame or per wait: heartbeats come from one sweep over every socket (``_heartbeats``).
         queue = conn.queue
+        loop = asyncio.get_running_loop()
         while True:
-            item: tuple[int | None, str] | None = None
-            if not queue.empty():  # the busy path: no timer per frame
-                item = queue.get_nowait()
+            if queue.empty():
+                if conn.overflowed:
+                    # Everything queued before the overflow is sent; the widget resumes from its newest message.
+                    await conn.ws.send_text(json_dumps({"type": "error", "code": "queue_overflow"}))
+                    await conn.ws.close(code=4001)
+                    return
+                message_id, text = await queue.get()
             else:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(heartbeat):
-                        item = await queue.get()
-            if conn.overflowed and conn.queue.empty():
-                await conn.ws.send_text(json.dumps({"type": "error", "code": "queue_overflow"}))
-                await conn.ws.close(code=4001)
-                return
-            if item is None:
-                await conn.ws.send_text('{"type": "heartbeat"}')
-                continue
-            message_id, text = item
+                message_id, text = queue.get_nowait()
             if message_id is not None:
                 if message_id in conn.seen:
                     continue
                 conn.seen.add(message_id)
             await conn.ws.send_text(text)
+            conn.last_sent = loop.time()
+
+    async def _heartbeats(self) -> None:
+        """Queue a heartbeat on every socket that sent nothing for ``heartbeat_seconds`` (it goes out at most a
+        quarter period later): one timer for all the sockets of the process, however many are idle."""
+        period = self.settings.heartbeat_seconds
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(period / 4)
+            now = loop.time()
+            for conv in list(self._conversations.values()):
+                for conn in conv.connections:
+                    if now - conn.last_sent >= period and conn.queue.empty():
+                        conn.push(HEARTBEAT)
+                        conn.last_sent = now
 
     async def _read(self, conn: Connection) -> None:
         while True:
-            raw = await conn.ws.receive_text()
+            try:
+                raw = await conn.ws.receive_text()
+            except RuntimeError:
+                # A send to this socket failed while this task was busy (the visitor is gone): Starlette then
+                # refuses to read it (``WebSocketDisconnected``, a RuntimeError) instead of handing over the
+                # disconnect. Many widgets closing at once made this an "Exception in ASGI application".
+                return
             if len(raw) > 4 * self.settings.chat_max_message_chars + 4096:
                 conn.push(_error("too_long", "frame too large"))
                 continue
             try:
-                data = json.loads(raw)
+                data = orjson.loads(raw)
             except ValueError:
                 conn.push(_error("bad_frame", "frames must be JSON objects"))
                 continue
@@ -381,7 +403,7 @@ class WebchatService:
             await self.backend.rate(
                 claims.conversation_id, ticket_id, score, comment[:2000] if isinstance(comment, str) else None
             )
-            conn.push(json.dumps({"type": "rating_saved", "ticket_id": ticket_id}))
+            conn.push(json_dumps({"type": "rating_saved", "ticket_id": ticket_id}))
         elif kind == "email_fallback":
             email = data.get("email")
             if not isinstance(email, str) or len(email) > 320:
@@ -431,7 +453,7 @@ class WebchatService:
         created = received.isoformat()
         conn.seen.add(result.message_id)
         conn.push(
-            json.dumps(
+            json_dumps(
                 {
                     "type": "ack",
                     "client_id": client_id,
@@ -457,7 +479,7 @@ class WebchatService:
                     "created_at": created,
                 },
             }
-            text_frame = json.dumps(frame)
+            text_frame = json_dumps(frame)
             for other in conv.connections:
                 if other is not conn:
                     other.push(text_frame, result.message_id)
@@ -502,7 +524,7 @@ class WebchatService:
         conv = self._conversations.get(conversation_id)
         if conv is None:
             return 0
-        text = json.dumps(frame)
+        text = json_dumps(frame)
         for c in conv.connections:
             c.push(text, message_id)
         return len(conv.connections)
@@ -589,7 +611,7 @@ def _error(code: str, message: str, client_id: Any = None) -> str:
     frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
     if isinstance(client_id, str):
         frame["client_id"] = client_id
-    return json.dumps(frame)
+    return json_dumps(frame)
 
 
 class WebchatSender:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import struct
 import zlib
 from collections.abc import AsyncIterator
@@ -21,7 +22,7 @@ from channels.webchat.service import identity_hash
 from hub.config import Settings
 from hub.runtime import Runtime
 from tests.conftest import LiveServer, login, make_agent, make_queue
-from ticketing.service import C, I, Q, T
+from ticketing.service import C, I, M, Q, T
 
 SECRET = "site-shared-secret-for-tests"
 
@@ -293,3 +294,81 @@ def _now() -> Any:
     from hub.db import utcnow
 
     return utcnow()
+
+
+async def test_idle_widget_sockets_get_heartbeats_and_busy_ones_do_not(chat_settings: Settings) -> None:
+    """A widget socket that has been sent nothing for ``heartbeat_seconds`` gets ``{"type": "heartbeat"}``
+    (within a quarter period more), again and again; one that is answered all the time gets none."""
+    live = LiveServer(chat_settings.model_copy(update={"heartbeat_seconds": 0.4})).start()
+    try:
+        async with httpx.AsyncClient(base_url=live.url, timeout=10) as http:
+            idle, busy = await session(http), await session(http, name="Bob")
+        async with connect(chat_url(live, idle["token"])) as quiet, connect(chat_url(live, busy["token"])) as ws:
+            await recv(quiet, "hello")
+            await recv(ws, "hello")
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            busy_frames = []
+            while loop.time() - started < 1.6:  # four periods: a ping answered every 0.1 s
+                await ws.send(json.dumps({"type": "ping"}))
+                busy_frames.append(json.loads(await asyncio.wait_for(ws.recv(), 5))["type"])
+                await asyncio.sleep(0.1)
+            assert set(busy_frames) == {"pong"}
+            beats = []
+            while True:
+                try:
+                    frame = json.loads(await asyncio.wait_for(quiet.recv(), 0.01))
+                except TimeoutError:
+                    break
+                beats.append(frame["type"])
+            # 1.6 s idle at 0.4 s (+ up to 0.1 s) each: three or four heartbeats (two on a starved machine), and
+            # never one per sweep (sixteen).
+            assert set(beats) == {"heartbeat"} and 2 <= len(beats) <= 5, beats
+    finally:
+        live.stop()
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+async def test_a_widget_that_vanishes_while_its_message_commits_ends_quietly(
+    rt: Runtime, chat_settings: Settings
+) -> None:
+    """A visitor's socket drops while the server is storing their message and a heartbeat to them fails: the
+    message is still stored, and the connection ends without an error in the server's log (it used to read
+    once more from the closed socket and log "Exception in ASGI application")."""
+    await make_queue(rt, "support", ["webchat"])
+    live = LiveServer(chat_settings.model_copy(update={"heartbeat_seconds": 0.1})).start()
+    errors = _Records()
+    logging.getLogger("uvicorn.error").addHandler(errors)
+    try:
+        async with httpx.AsyncClient(base_url=live.url, timeout=10) as http:
+            visitor = await session(http)
+        ws = await connect(chat_url(live, visitor["token"]))
+        await recv(ws, "hello")
+        ticket_id = (await say(ws, "m1", "first"))["ticket_id"]
+        async with rt.db.begin() as conn:
+            # Hold the ticket (on SQLite, the writer lock) so that storing the next message waits.
+            await conn.execute(update(T).where(T.c.id == ticket_id).values(subject="held by the test"))
+            await ws.send(json.dumps({"type": "message", "client_id": "m2", "text": "second"}))
+            await asyncio.sleep(0.3)
+            ws.transport.abort()
+            await asyncio.sleep(0.5)  # heartbeats to the closed socket fail meanwhile
+        async with asyncio.timeout(10):
+            while True:
+                async with rt.db.begin() as conn:
+                    texts = (await conn.execute(select(M.c.text).where(M.c.ticket_id == ticket_id))).scalars().all()
+                if "second" in texts:
+                    break
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        assert not [m for m in errors.messages if "Exception in ASGI application" in m], errors.messages
+    finally:
+        logging.getLogger("uvicorn.error").removeHandler(errors)
+        live.stop()

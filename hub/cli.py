@@ -123,9 +123,9 @@ def agent_create(
     settings = get_settings()
     _migrate(settings)
     try:
-        data = AgentCreate(
-            username=username, password=password, role=role, queues=queue or [], display_name=display_name
-        )
+        # Validated from plain values, so a bad role gets the same message as any other bad field.
+        fields = {"username": username, "password": password, "role": role, "display_name": display_name}
+        data = AgentCreate.model_validate({**fields, "queues": queue or []})
     except ValidationError as exc:
         for err in exc.errors():
             typer.echo(f"error: {'.'.join(str(p) for p in err['loc'])}: {err['msg']}", err=True)

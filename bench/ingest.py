@@ -26,8 +26,9 @@ from typing import Any
 sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from sqlalchemy import text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
 
-from bench._common import PG_DEFAULT, fresh_database, percentile  # noqa: E402
+from bench._common import PG_DEFAULT, fresh_database, percentile, pg_admin  # noqa: E402
 from hub.config import Settings  # noqa: E402
 from hub.db import Database  # noqa: E402
 from hub.messages import Identity, InboundMessage  # noqa: E402
@@ -186,12 +187,21 @@ def main() -> None:
     parser.add_argument("--reference-rows", type=int, default=3_000)
     parser.add_argument("--db", default="sqlite,postgres")
     parser.add_argument("--postgres-url", default=os.environ.get("SWITCHBOARD_BENCH_POSTGRES_URL", PG_DEFAULT))
+    parser.add_argument(
+        "--pg-log-statements",
+        action="store_true",
+        help="log every statement of the ingest run with its duration in PostgreSQL's server log",
+    )
     args = parser.parse_args()
     print(
         f"ingest benchmark: {args.messages} messages, {args.concurrency} concurrent submitters, {os.cpu_count()} cores"
     )
     for kind in args.db.split(","):
         with fresh_database(kind, args.postgres_url) as url:
+            if kind != "sqlite" and args.pg_log_statements:
+                name = make_url(url).database
+                asyncio.run(pg_admin(args.postgres_url, f'ALTER DATABASE "{name}" SET log_min_duration_statement = 0'))
+                print(f"[{kind}] statements logged as @{name}")
             run = asyncio.run(_run_ingest(url, args.messages, args.concurrency))
         lat = run.latencies
         print(

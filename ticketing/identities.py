@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import phonenumbers
 
 from ticketing.exceptions import InvalidIdentity
@@ -25,6 +27,14 @@ CHANNEL_IDENTITY = {
 
 def normalize(kind: str, value: str, *, default_region: str = "US") -> tuple[str, str]:
     """(kind, normalized value): E.164 for phone numbers, lower-cased addresses for email."""
+    return _normalize(kind, value, default_region)
+
+
+# Parsing a phone number costs tens of microseconds, a good part of ingest's work per message, and the same
+# senders write again and again. Pure, so a cache of recent senders is safe (invalid values raise, and an
+# exception is never cached).
+@lru_cache(maxsize=16_384)
+def _normalize(kind: str, value: str, default_region: str) -> tuple[str, str]:
     try:
         ident = IdentityKind(kind)
     except ValueError:

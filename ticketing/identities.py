@@ -60,8 +60,11 @@ def _normalize(kind: str, value: str, default_region: str) -> tuple[str, str]:
     return ident.value, raw
 
 
+_PHONE_LOOKUP = tuple(sorted(k.value for k in PHONE_KINDS))
+
+
 def lookup_kinds(kind: str) -> tuple[str, ...]:
     """The identity kinds under which the same value means the same contact."""
     if kind in PHONE_KINDS:
-        return tuple(sorted(k.value for k in PHONE_KINDS))
+        return _PHONE_LOOKUP
     return (kind,)

@@ -190,7 +190,7 @@ def main() -> None:
     parser.add_argument(
         "--pg-log-statements",
         action="store_true",
-        help="log every statement of the ingest run with its duration in PostgreSQL's server log",
+        help="log every statement of the ingest run with its duration and CPU time in PostgreSQL's server log",
     )
     args = parser.parse_args()
     print(
@@ -200,7 +200,8 @@ def main() -> None:
         with fresh_database(kind, args.postgres_url) as url:
             if kind != "sqlite" and args.pg_log_statements:
                 name = make_url(url).database
-                asyncio.run(pg_admin(args.postgres_url, f'ALTER DATABASE "{name}" SET log_min_duration_statement = 0'))
+                for setting in ("log_min_duration_statement = 0", "log_statement_stats = on"):
+                    asyncio.run(pg_admin(args.postgres_url, f'ALTER DATABASE "{name}" SET {setting}'))
                 print(f"[{kind}] statements logged as @{name}")
             run = asyncio.run(_run_ingest(url, args.messages, args.concurrency))
         lat = run.latencies

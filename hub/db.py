@@ -283,10 +283,34 @@ def _arrays(table: Any, columns: Sequence[str], rows: list[dict[str, Any]]) -> l
     arrays = []
     for name in columns:
         values = [row[name] for row in rows]
-        if isinstance(table.c[name].type, JSON):
+        col_type = table.c[name].type
+        if isinstance(col_type, JSON):
             values = [json_dumps(v) for v in values]
+        elif isinstance(col_type, UTCDateTime):
+            # Checked and converted here, once per distinct datetime (a batch shares its timestamps), and bound
+            # as a plain timestamptz array (see _array_type): SQLAlchemy would call the decorator per element.
+            seen: dict[int, Any] = {}
+            out = []
+            for v in values:
+                key = id(v)
+                if key not in seen:
+                    seen[key] = col_type.process_bind_param(v, _PG_DIALECT)
+                out.append(seen[key])
+            values = out
         arrays.append(values)
     return arrays
+
+
+_PG_DIALECT = postgresql.dialect()
+
+
+def _array_type(col_type: Any) -> ARRAY[Any]:
+    """The array type to bind a column's values as (already converted by ``_arrays``)."""
+    if isinstance(col_type, JSON):
+        return ARRAY(Text())
+    if isinstance(col_type, UTCDateTime):
+        return ARRAY(DateTime(timezone=True))
+    return ARRAY(col_type)
 
 
 _UNNEST_INSERTS: dict[tuple[str, tuple[str, ...], bool], Any] = {}
@@ -306,10 +330,7 @@ def _unnest_insert(table: Any, columns: tuple[str, ...], ignore_conflicts: bool)
         f"SELECT {', '.join(picked)} FROM unnest({', '.join(':' + n for n in names)}) AS u({', '.join(names)})"
         + (" ON CONFLICT DO NOTHING" if ignore_conflicts else "")
     )
-    binds = [
-        bindparam(n, type_=ARRAY(Text() if c in json_columns else table.c[c].type))
-        for n, c in zip(names, columns, strict=True)
-    ]
+    binds = [bindparam(n, type_=_array_type(table.c[c].type)) for n, c in zip(names, columns, strict=True)]
     cached = _UNNEST_INSERTS[key] = text(sql).bindparams(*binds)
     return cached
 
@@ -347,7 +368,7 @@ async def update_rows(
             as_text = func.unnest(bindparam("u_" + name, type_=ARRAY(Text())))
             unnested.append(cast(as_text, postgresql.JSONB).label(name))
         else:
-            unnested.append(func.unnest(bindparam("u_" + name, type_=ARRAY(col_type))).label(name))
+            unnested.append(func.unnest(bindparam("u_" + name, type_=_array_type(col_type))).label(name))
     params = {"u_" + name: values for name, values in zip(names, _arrays(table, names, rows), strict=True)}
     u = select(*unnested).subquery("u")
     stmt = table.update().where(table.c[key] == u.c[key])

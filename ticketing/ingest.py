@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -389,16 +390,17 @@ def _finish(
 
 
 def _count(rt: Runtime, fresh: list[_Item], items: list[_Item]) -> None:
-    for it in fresh:
-        rt.metrics.messages_ingested.labels(it.msg.channel).inc()
+    # One increment per channel and batch, not per message.
+    for channel, n in Counter(it.msg.channel for it in fresh).items():
+        rt.metrics.messages_ingested.labels(channel).inc(n)
     if len(items) > len(fresh):
         fresh_ids = {id(it) for it in fresh}
         _count_duplicates(rt, [it for it in items if id(it) not in fresh_ids])
 
 
 def _count_duplicates(rt: Runtime, items: list[_Item]) -> None:
-    for it in items:
-        rt.metrics.messages_duplicate.labels(it.msg.channel).inc()
+    for channel, n in Counter(it.msg.channel for it in items).items():
+        rt.metrics.messages_duplicate.labels(channel).inc(n)
 
 
 async def _resolve_contacts(conn: Any, rt: Runtime, fresh: list[_Item], now: Any) -> None:

@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import os
 import random
+import resource
 import sys
 import time
 from dataclasses import dataclass
@@ -111,6 +112,7 @@ class IngestRun:
     latencies: list[float]
     stored: int
     client_cpu: float  # seconds of this process
+    client_sys: float  # of which in the kernel (system calls: sockets, fsync)
     server_cpu: float  # seconds of PostgreSQL's backends (0 on SQLite)
 
 
@@ -142,16 +144,18 @@ async def _run_ingest(url: str, n: int, concurrency: int) -> IngestRun:
 
         server_before = await _server_cpu(rt)
         cpu_before = time.process_time()
+        sys_before = resource.getrusage(resource.RUSAGE_SELF).ru_stime
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
         client_cpu = time.process_time() - cpu_before
+        client_sys = resource.getrusage(resource.RUSAGE_SELF).ru_stime - sys_before
         # Backends that appeared during the run started from zero.
         server_cpu = sum(c - server_before.get(pid, 0.0) for pid, c in (await _server_cpu(rt)).items())
         await pipeline.stop()
         async with rt.read() as conn:
             stored = (await conn.execute(text("SELECT count(*) FROM messages"))).scalar_one()
-    return IngestRun(elapsed, latencies, int(stored), client_cpu, server_cpu)
+    return IngestRun(elapsed, latencies, int(stored), client_cpu, client_sys, server_cpu)
 
 
 async def _run_reference(url: str, n: int, concurrency: int) -> tuple[float, list[float]]:
@@ -210,7 +214,10 @@ def main() -> None:
             f"p50 {percentile(lat, 50) * 1000:6.1f} ms   p99 {percentile(lat, 99) * 1000:6.1f} ms"
             f"   ({run.stored} stored in {run.elapsed:.2f} s)"
         )
-        cpu = f"[{kind}] cpu:       {run.client_cpu / args.messages * 1e6:8.0f} µs/message in this process"
+        cpu = (
+            f"[{kind}] cpu:       {run.client_cpu / args.messages * 1e6:8.0f} µs/message in this process "
+            f"({run.client_sys / args.messages * 1e6:.0f} of them in the kernel)"
+        )
         if kind != "sqlite":
             cpu += f", {run.server_cpu / args.messages * 1e6:.0f} µs/message in PostgreSQL's backends"
         print(cpu)

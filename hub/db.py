@@ -339,7 +339,8 @@ async def update_rows(
     conn: AsyncConnection, table: Any, rows: list[dict[str, Any]], *, key: str = "id", where: Any = None
 ) -> None:
     """Update several rows, each with its own values: ``rows`` hold ``key`` and the same columns to set.
-    ``where`` adds a condition every updated row must also meet.
+    ``where`` adds a condition every updated row must also meet (on SQLite its values are written into the SQL
+    text, so they must be plain values such as numbers and strings).
 
     On PostgreSQL one ``UPDATE ... FROM unnest(...)``, one SQL text for any number of rows; on SQLite an
     executemany of driver tuples (see ``_driver_rows``). Routing writes its decisions this way: one statement

@@ -25,7 +25,7 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[k]
 
 
-async def _pg_admin(url: str, statement: str) -> None:
+async def pg_admin(url: str, statement: str) -> None:
     u = make_url(url)
     conn = await asyncpg.connect(
         host=u.host, port=u.port or 5432, user=u.username or "postgres", password=u.password, database="postgres"
@@ -46,10 +46,10 @@ def fresh_database(kind: str, pg_url: str = PG_DEFAULT) -> Iterator[str]:
             yield url
         return
     name = f"switchboard_bench_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_pg_admin(pg_url, f'CREATE DATABASE "{name}"'))
+    asyncio.run(pg_admin(pg_url, f'CREATE DATABASE "{name}"'))
     url = make_url(pg_url).set(database=name).render_as_string(hide_password=False)
     try:
         upgrade(url)
         yield url
     finally:
-        asyncio.run(_pg_admin(pg_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(pg_admin(pg_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -1,7 +1,9 @@
 """Ingest throughput and latency: N synthetic inbound messages across channels, submitted concurrently
 through the real IngestPipeline (group commit, every message durably committed before its submit returns).
 
-Prints messages/s and per-message p50/p99 latency, and, as the reference ceiling, the rate of plain
+Prints messages/s and per-message p50/p99 latency; the CPU time spent per message by this process and (on
+PostgreSQL) by the database's server processes, which unlike wall-clock rates do not depend on what else
+the machine is doing; and, as the reference ceiling, the rate of plain
 single-row inserts, one committed transaction each, at the same durability (SQLite WAL with
 synchronous=FULL; PostgreSQL with synchronous_commit on), both with the same concurrency.
 
@@ -14,16 +16,20 @@ import argparse
 import asyncio
 import os
 import random
+import resource
 import sys
 import time
+from dataclasses import dataclass
+from typing import Any
 
 # The repository root instead of bench/, which a script run puts first and where bench/email.py would shadow
 # the standard library's email package.
 sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from sqlalchemy import text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
 
-from bench._common import PG_DEFAULT, fresh_database, percentile  # noqa: E402
+from bench._common import PG_DEFAULT, fresh_database, percentile, pg_admin  # noqa: E402
 from hub.config import Settings  # noqa: E402
 from hub.db import Database  # noqa: E402
 from hub.messages import Identity, InboundMessage  # noqa: E402
@@ -78,7 +84,39 @@ def synthetic(n: int, seed: int = 7) -> list[InboundMessage]:
     return out
 
 
-async def _run_ingest(url: str, n: int, concurrency: int) -> tuple[float, list[float], int]:
+def _proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far; 0 if it is gone or not readable."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _server_cpu(rt: Any) -> dict[int, float]:
+    """PostgreSQL: CPU seconds used so far by each server process connected to the bench's database (the
+    bench runs on the database's machine). Empty on SQLite, which runs inside this process."""
+    if rt.db.is_sqlite:
+        return {}
+    async with rt.read() as conn:
+        pids = (
+            await conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"))
+        ).scalars()
+        return {pid: _proc_cpu(pid) for pid in pids}
+
+
+@dataclass
+class IngestRun:
+    elapsed: float
+    latencies: list[float]
+    stored: int
+    client_cpu: float  # seconds of this process
+    client_sys: float  # of which in the kernel (system calls: sockets, fsync)
+    server_cpu: float  # seconds of PostgreSQL's backends (0 on SQLite)
+
+
+async def _run_ingest(url: str, n: int, concurrency: int) -> IngestRun:
     settings = Settings(database_url=url, _env_file=None)  # type: ignore[call-arg]
     async with standalone(settings) as rt:
         await service.create_queue(
@@ -104,13 +142,20 @@ async def _run_ingest(url: str, n: int, concurrency: int) -> tuple[float, list[f
                 await pipeline.submit(m)
                 latencies.append(time.perf_counter() - t0)
 
+        server_before = await _server_cpu(rt)
+        cpu_before = time.process_time()
+        sys_before = resource.getrusage(resource.RUSAGE_SELF).ru_stime
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
+        client_cpu = time.process_time() - cpu_before
+        client_sys = resource.getrusage(resource.RUSAGE_SELF).ru_stime - sys_before
+        # Backends that appeared during the run started from zero.
+        server_cpu = sum(c - server_before.get(pid, 0.0) for pid, c in (await _server_cpu(rt)).items())
         await pipeline.stop()
         async with rt.read() as conn:
             stored = (await conn.execute(text("SELECT count(*) FROM messages"))).scalar_one()
-    return elapsed, latencies, int(stored)
+    return IngestRun(elapsed, latencies, int(stored), client_cpu, client_sys, server_cpu)
 
 
 async def _run_reference(url: str, n: int, concurrency: int) -> tuple[float, list[float]]:
@@ -146,17 +191,36 @@ def main() -> None:
     parser.add_argument("--reference-rows", type=int, default=3_000)
     parser.add_argument("--db", default="sqlite,postgres")
     parser.add_argument("--postgres-url", default=os.environ.get("SWITCHBOARD_BENCH_POSTGRES_URL", PG_DEFAULT))
+    parser.add_argument(
+        "--pg-log-statements",
+        action="store_true",
+        help="log every statement of the ingest run with its duration and CPU time in PostgreSQL's server log",
+    )
     args = parser.parse_args()
     print(
         f"ingest benchmark: {args.messages} messages, {args.concurrency} concurrent submitters, {os.cpu_count()} cores"
     )
     for kind in args.db.split(","):
         with fresh_database(kind, args.postgres_url) as url:
-            elapsed, lat, stored = asyncio.run(_run_ingest(url, args.messages, args.concurrency))
+            if kind != "sqlite" and args.pg_log_statements:
+                name = make_url(url).database
+                for setting in ("log_min_duration_statement = 0", "log_statement_stats = on"):
+                    asyncio.run(pg_admin(args.postgres_url, f'ALTER DATABASE "{name}" SET {setting}'))
+                print(f"[{kind}] statements logged as @{name}")
+            run = asyncio.run(_run_ingest(url, args.messages, args.concurrency))
+        lat = run.latencies
         print(
-            f"[{kind}] ingest:    {args.messages / elapsed:8.0f} messages/s   p50 {percentile(lat, 50) * 1000:6.1f} ms"
-            f"   p99 {percentile(lat, 99) * 1000:6.1f} ms   ({stored} stored in {elapsed:.2f} s)"
+            f"[{kind}] ingest:    {args.messages / run.elapsed:8.0f} messages/s   "
+            f"p50 {percentile(lat, 50) * 1000:6.1f} ms   p99 {percentile(lat, 99) * 1000:6.1f} ms"
+            f"   ({run.stored} stored in {run.elapsed:.2f} s)"
         )
+        cpu = (
+            f"[{kind}] cpu:       {run.client_cpu / args.messages * 1e6:8.0f} µs/message in this process "
+            f"({run.client_sys / args.messages * 1e6:.0f} of them in the kernel)"
+        )
+        if kind != "sqlite":
+            cpu += f", {run.server_cpu / args.messages * 1e6:.0f} µs/message in PostgreSQL's backends"
+        print(cpu)
         with fresh_database(kind, args.postgres_url) as url:
             ref_elapsed, ref_lat = asyncio.run(_run_reference(url, args.reference_rows, args.concurrency))
         print(

@@ -5,6 +5,8 @@ Invariants:
   transaction lock first (``append_events``), so a transaction cannot commit seq N+1 while N is still in
   flight; a reader that sees N+1 knows N is committed or rolled back. SQLite has one writer, so it holds
   there by construction.
+- Events are appended by ``append_events`` only: on PostgreSQL it takes a batch's seqs from the sequence in
+  one step under that lock (``_RESERVE_SEQS``), which is safe because nobody else draws from it.
 - Events are published only after their transaction commits (see ``hub.bus``).
 - Who may see an event follows from ``queue_id`` and ``agent_id`` alone (``EventRecord.visible_to``), so a
   resume from the log and the live stream filter identically.
@@ -22,7 +24,7 @@ from sqlalchemy import Index, delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import Field, SQLModel
 
-from hub.db import BigId, JSONType, UTCDateTime, insert_returning_ids, utcnow
+from hub.db import BigId, JSONType, UTCDateTime, insert_returning_ids, insert_rows, utcnow
 
 # Arbitrary constant naming the one advisory lock that orders event appends on PostgreSQL.
 EVENT_LOCK_KEY = 0x5B0A_4D01
@@ -145,7 +147,8 @@ async def append_events(conn: AsyncConnection, events: Sequence[NewEvent]) -> li
     """Append ``events`` inside the caller's transaction; call it last, just before commit."""
     if not events:
         return []
-    if conn.dialect.name == "postgresql":
+    postgres = conn.dialect.name == "postgresql"
+    if postgres:
         await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": EVENT_LOCK_KEY})
     now = utcnow()
     rows = [
@@ -159,12 +162,31 @@ async def append_events(conn: AsyncConnection, events: Sequence[NewEvent]) -> li
         }
         for e in events
     ]
-    seqs = await insert_returning_ids(conn, _events, rows, pk="seq")
+    if postgres:
+        # Under the lock: the next n values in one step, not one nextval per event (a tenth of the database's
+        # CPU time during ingest went to drawing keys one by one).
+        last = int((await conn.execute(_RESERVE_SEQS, {"n": len(rows)})).scalar_one())
+        seqs = list(range(last - len(rows) + 1, last + 1))
+        await insert_rows(conn, _events, [{**row, "seq": seq} for row, seq in zip(rows, seqs, strict=True)])
+    else:
+        seqs = await insert_returning_ids(conn, _events, rows, pk="seq")
     return [
-        EventRecord(seq=seq, type=e.type, payload=e.payload, created_at=now, ticket_id=e.ticket_id,
-                    queue_id=e.queue_id, agent_id=e.agent_id)
+        EventRecord(
+            seq=seq,
+            type=e.type,
+            payload=e.payload,
+            created_at=now,
+            ticket_id=e.ticket_id,
+            queue_id=e.queue_id,
+            agent_id=e.agent_id,
+        )
         for seq, e in zip(seqs, events, strict=True)
     ]
+
+
+_RESERVE_SEQS = text(
+    "SELECT setval(pg_get_serial_sequence('events', 'seq'), nextval(pg_get_serial_sequence('events', 'seq')) + :n - 1)"
+)
 
 
 async def events_after(conn: AsyncConnection, seq: int, limit: int = 10_000) -> list[EventRecord]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import phonenumbers
 
 from ticketing.exceptions import InvalidIdentity
@@ -25,6 +27,14 @@ CHANNEL_IDENTITY = {
 
 def normalize(kind: str, value: str, *, default_region: str = "US") -> tuple[str, str]:
     """(kind, normalized value): E.164 for phone numbers, lower-cased addresses for email."""
+    return _normalize(kind, value, default_region)
+
+
+# Parsing a phone number costs tens of microseconds, a good part of ingest's work per message, and the same
+# senders write again and again. Pure, so a cache of recent senders is safe (invalid values raise, and an
+# exception is never cached).
+@lru_cache(maxsize=16_384)
+def _normalize(kind: str, value: str, default_region: str) -> tuple[str, str]:
     try:
         ident = IdentityKind(kind)
     except ValueError:
@@ -50,8 +60,11 @@ def normalize(kind: str, value: str, *, default_region: str = "US") -> tuple[str
     return ident.value, raw
 
 
+_PHONE_LOOKUP = tuple(sorted(k.value for k in PHONE_KINDS))
+
+
 def lookup_kinds(kind: str) -> tuple[str, ...]:
     """The identity kinds under which the same value means the same contact."""
     if kind in PHONE_KINDS:
-        return tuple(sorted(k.value for k in PHONE_KINDS))
+        return _PHONE_LOOKUP
     return (kind,)

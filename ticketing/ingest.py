@@ -26,11 +26,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, select, update
+from sqlalchemy import and_, bindparam, case, delete, null, select, update
 
 from hub.db import insert_returning_ids, insert_rows, one_of, utcnow
 from hub.errors import SwitchboardError
@@ -346,19 +347,20 @@ async def store_batch(
         # 7. Existing tickets: new activity; a customer writing again reopens a pending or solved ticket.
         new_id_set = set(new_ids.values())
         touched = {int(it.ticket_ref): it.reopen for it in fresh if int(it.ticket_ref) not in new_id_set}
-        if touched:
-            await conn.execute(
-                update(T).where(T.c.id == bindparam("tid")).values(last_message_at=now, updated_at=now),
-                [{"tid": t} for t in sorted(touched)],  # one lock order against concurrent writers
-            )
-            reopen = [t for t, r in touched.items() if r]
-            if reopen:
-                await conn.execute(
-                    update(T).where(one_of(conn, T.c.id, reopen)).values(status=TicketStatus.OPEN.value, solved_at=None)
-                )
         ticket_rows = {r["id"]: r for r in new_rows}
         if touched:
-            for r in await conn.execute(select(T).where(one_of(conn, T.c.id, touched))):
+            ids = sorted(touched)
+            if conn.dialect.name == "postgresql":
+                # One lock order (ascending id) against concurrent writers; SQLite has one writer at a time.
+                await conn.execute(select(T.c.id).where(one_of(conn, T.c.id, ids)).order_by(T.c.id).with_for_update())
+            values: dict[str, Any] = {"last_message_at": now, "updated_at": now}
+            reopen = [t for t, r in touched.items() if r]
+            if reopen:
+                reopening = one_of(conn, T.c.id, reopen)
+                values["status"] = case((reopening, TicketStatus.OPEN.value), else_=T.c.status)
+                values["solved_at"] = case((reopening, null()), else_=T.c.solved_at)
+            # One statement for every touched ticket, which also reads them back for the events.
+            for r in await conn.execute(update(T).where(one_of(conn, T.c.id, ids)).values(values).returning(*T.c)):
                 ticket_rows[r.id] = dict(r._mapping)
 
         # 8. Events; the work nobody holds goes to routing after the commit.
@@ -388,16 +390,17 @@ def _finish(
 
 
 def _count(rt: Runtime, fresh: list[_Item], items: list[_Item]) -> None:
-    for it in fresh:
-        rt.metrics.messages_ingested.labels(it.msg.channel).inc()
+    # One increment per channel and batch, not per message.
+    for channel, n in Counter(it.msg.channel for it in fresh).items():
+        rt.metrics.messages_ingested.labels(channel).inc(n)
     if len(items) > len(fresh):
         fresh_ids = {id(it) for it in fresh}
         _count_duplicates(rt, [it for it in items if id(it) not in fresh_ids])
 
 
 def _count_duplicates(rt: Runtime, items: list[_Item]) -> None:
-    for it in items:
-        rt.metrics.messages_duplicate.labels(it.msg.channel).inc()
+    for channel, n in Counter(it.msg.channel for it in items).items():
+        rt.metrics.messages_duplicate.labels(channel).inc(n)
 
 
 async def _resolve_contacts(conn: Any, rt: Runtime, fresh: list[_Item], now: Any) -> None:

@@ -157,13 +157,25 @@ _WAITING = text("assignee_id IS NULL AND offered_agent_id IS NULL")
 _WAITING_HIGH = text("assignee_id IS NULL AND offered_agent_id IS NULL AND priority IN ('high', 'urgent')")
 
 
+def _when_set(column: str) -> dict[str, Any]:
+    """A partial index's condition: rows where ``column`` is set. Most tickets have no assignee, offer or thread
+    key when ingest inserts them; a full index would take an entry for every one of them. Every query on these
+    columns compares them (``=``, ``IN``, ``<``), which implies the condition on both databases."""
+    where = text(f"{column} IS NOT NULL")
+    return {"sqlite_where": where, "postgresql_where": where}
+
+
 class Ticket(SQLModel, table=True):
     __tablename__ = "tickets"
     __table_args__ = (
+        # Also the index of the contact's tickets (and of the contact foreign key): a separate index on
+        # contact_id alone would only cost every insert an entry more.
         Index("ix_tickets_contact_channel_status", "contact_id", "channel", "status"),
         Index("ix_tickets_queue_status", "queue_id", "status"),
-        Index("ix_tickets_offered_agent_id", "offered_agent_id"),
-        Index("ix_tickets_offer_expires_at", "offer_expires_at"),
+        Index("ix_tickets_assignee_id", "assignee_id", **_when_set("assignee_id")),
+        Index("ix_tickets_offered_agent_id", "offered_agent_id", **_when_set("offered_agent_id")),
+        Index("ix_tickets_offer_expires_at", "offer_expires_at", **_when_set("offer_expires_at")),
+        Index("ix_tickets_thread_key", "thread_key", **_when_set("thread_key")),
         Index("ix_tickets_queue_queued_at", "queue_id", "queued_at"),
         # Waiting work (held by nobody), in the orders routing reads it: see ticketing.service._waiting_rows.
         Index(
@@ -197,10 +209,10 @@ class Ticket(SQLModel, table=True):
     status: str = Field(default=TicketStatus.NEW, max_length=20)
     priority: str = Field(default=Priority.NORMAL, max_length=20)
     channel: str = Field(max_length=20)
-    thread_key: str | None = Field(default=None, max_length=255, index=True)
-    contact_id: int = Field(foreign_key="contacts.id", index=True)
+    thread_key: str | None = Field(default=None, max_length=255)
+    contact_id: int = Field(foreign_key="contacts.id")
     queue_id: int | None = Field(default=None, foreign_key="queues.id")
-    assignee_id: int | None = Field(default=None, foreign_key="agents.id", index=True)
+    assignee_id: int | None = Field(default=None, foreign_key="agents.id")
     offered_agent_id: int | None = Field(default=None, foreign_key="agents.id")
     offer_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     tags: list[str] = Field(default_factory=list, sa_type=JSONType)

@@ -262,3 +262,21 @@ async def test_work_stored_but_never_routed_is_routed_when_the_pipeline_starts(r
     assert sorted(e.ticket_id for e in events if e.type == "ticket.queued") == sorted(
         [stored.ticket_id, routed.ticket_id]  # type: ignore[union-attr, attr-defined]
     )
+
+
+async def test_metrics_count_each_stored_message_and_each_retry_by_channel(rt: Runtime) -> None:
+    """Batches over several channels: the ingested count per channel is the messages stored, the duplicate
+    count the messages that arrived again after they were stored."""
+    await make_queue(rt, "support", ["email", "sms"])
+    sms = InboundMessage(channel="sms", external_id="SM1", sender=Identity(kind="phone", value="+14155550100"))
+    await ingest_batch(rt, [email("<m1@x>"), email("<m2@x>"), sms])
+    await ingest_batch(rt, [email("<m2@x>"), email("<m3@x>")])
+    await ingest_batch(rt, [email("<m1@x>")])
+
+    def value(name: str, channel: str) -> float | None:
+        return rt.metrics.registry.get_sample_value(name, {"channel": channel})
+
+    assert value("switchboard_messages_ingested_total", "email") == 3
+    assert value("switchboard_messages_ingested_total", "sms") == 1
+    assert value("switchboard_messages_duplicate_total", "email") == 2
+    assert value("switchboard_messages_duplicate_total", "sms") is None

@@ -364,8 +364,8 @@ async def store_batch(
                 ticket_rows[r.id] = dict(r._mapping)
 
         # 8. Events; the work nobody holds goes to routing after the commit.
-        for row in new_rows:
-            tx.emit(ticket_event(EventType.TICKET_CREATED, row))
+        for created in new_rows:
+            tx.emit(ticket_event(EventType.TICKET_CREATED, created))
         for t, reopened in touched.items():
             if reopened:
                 tx.emit(ticket_event(EventType.TICKET_UPDATED, ticket_rows[t], changes=["status"]))

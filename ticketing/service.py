@@ -8,6 +8,7 @@ import json
 import logging
 import operator
 import uuid
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -317,11 +318,23 @@ _CANDIDATES_EXTRA = 5
 _MAX_CANDIDATES = 500
 
 
+_ROUTING_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
+# The transactions that hold the routing lock: it is held until the transaction ends, so it is taken once
+# (a transaction that declines an offer routes twice and takes it before both).
+_holding_routing_lock: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
 async def _take_routing_lock(conn: AsyncConnection) -> None:
     # On SQLite there is nothing to take: every writing transaction begins IMMEDIATE (``Database.begin``), so
     # it holds the database's write lock from its first statement.
-    if conn.dialect.name == "postgresql":
-        await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ROUTING_LOCK_KEY})
+    if conn.dialect.name != "postgresql":
+        return
+    transaction = conn.sync_connection.get_transaction() if conn.sync_connection is not None else None
+    if transaction is not None and transaction in _holding_routing_lock:
+        return
+    await conn.execute(_ROUTING_LOCK, {"k": ROUTING_LOCK_KEY})
+    if transaction is not None:
+        _holding_routing_lock.add(transaction)
 
 
 @dataclass(slots=True)

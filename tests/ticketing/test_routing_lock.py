@@ -1,0 +1,76 @@
+"""The routing lock on PostgreSQL: taken once per transaction, held until it ends, taken again by the next."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import event, text
+
+from hub.db import Database
+from hub.runtime import Runtime
+from tests.ticketing.routing_helpers import agent, arrive, message, queue, ticket, who
+from ticketing import service
+
+
+@contextmanager
+def _lock_statements(rt: Runtime) -> Iterator[list[Any]]:
+    """The transaction of each statement taking the routing lock, while the block runs."""
+    seen: list[Any] = []
+
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        values = parameters.values() if isinstance(parameters, dict) else parameters
+        if "pg_advisory_xact_lock" in statement and service.ROUTING_LOCK_KEY in values:  # not the events' lock
+            seen.append(conn.get_transaction())
+
+    engine = rt.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+async def _lock_free_elsewhere(url: str) -> bool:
+    """Whether another connection could take the routing lock now (it lets go of it at once)."""
+    other = Database(url)
+    try:
+        async with other.begin() as conn:
+            stmt = text("SELECT pg_try_advisory_xact_lock(:k)")
+            return bool((await conn.execute(stmt, {"k": service.ROUTING_LOCK_KEY})).scalar_one())
+    finally:
+        await other.dispose()
+
+
+async def test_routing_lock_is_taken_once_per_transaction_and_held_to_its_end(rt: Runtime, is_postgres: bool) -> None:
+    """Declining routes twice (the ticket, then the decliner's freed slot) after taking the lock itself: the
+    transaction sends one lock statement, and meanwhile no other connection can take the lock; once it has
+    ended the lock is free. The next transaction takes it again, once."""
+    if not is_postgres:
+        pytest.skip("SQLite's write lock is the routing lock")
+    await queue(rt, "support")
+    first = await agent(rt, "first", ["support"])
+    second = await agent(rt, "second", ["support"])
+    [t] = await arrive(rt, message(queue="support"))
+    offered = (await ticket(rt, t)).offered_agent_id
+    assert offered in (first, second)
+
+    with _lock_statements(rt) as locks:
+        async with rt.write() as tx:
+            declining = tx.conn.sync_connection.get_transaction()
+            back = await service._return_offers(
+                tx, [(t, offered)], event_type="offer.declined", reason="declined", now=service.utcnow()
+            )
+            await service._take_routing_lock(tx.conn)
+            assert not await _lock_free_elsewhere(rt.settings.database_url)
+            await service.route_tickets(rt, tx, back, returned=back)
+            await service.route_tickets(rt, tx, agent_ids=[offered])
+    assert [t for t in locks if t is declining] == [declining]
+    assert await _lock_free_elsewhere(rt.settings.database_url)
+
+    with _lock_statements(rt) as locks:
+        await service.decline_offer(rt, ticket_id=t, principal=who((await ticket(rt, t)).offered_agent_id))
+    assert locks and len({id(t) for t in locks}) == len(locks)  # no transaction took it twice
+    assert await _lock_free_elsewhere(rt.settings.database_url)

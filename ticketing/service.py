@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Select,
     Text,
     and_,
     any_,
@@ -506,7 +507,7 @@ def _slots_of_agents_statement(postgres: bool) -> Any:
         .where(T.c.status.in_(_OPEN), held)
         .group_by(_HOLDER, T.c.channel)
     )
-    fingerprint = select(
+    fingerprint: Select[Any] = select(
         literal_column("2"), null(), null(), _QUEUES_FINGERPRINT[postgres], null(), null(), null(), null()
     )
     return union_all(members, loads, fingerprint)

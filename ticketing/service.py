@@ -18,7 +18,6 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    Select,
     Text,
     and_,
     any_,
@@ -507,10 +506,11 @@ def _slots_of_agents_statement(postgres: bool) -> Any:
         .where(T.c.status.in_(_OPEN), held)
         .group_by(_HOLDER, T.c.channel)
     )
-    fingerprint: Select[Any] = select(
-        literal_column("2"), null(), null(), _QUEUES_FINGERPRINT[postgres], null(), null(), null(), null()
+    return union_all(
+        members,
+        loads,
+        select(literal_column("2"), null(), null(), _QUEUES_FINGERPRINT[postgres], null(), null(), null(), null()),
     )
-    return union_all(members, loads, fingerprint)
 
 
 _SLOTS_OF_AGENTS = {True: _slots_of_agents_statement(True), False: _slots_of_agents_statement(False)}

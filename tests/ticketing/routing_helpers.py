@@ -4,11 +4,12 @@ on the database and over the event log."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 
 from hub.db import utcnow
 from hub.events import EventType, events_after
@@ -20,6 +21,25 @@ from ticketing.models import AgentCreate, AgentStatus, QueueCreate, Role
 from ticketing.permissions import Principal
 
 _ext = itertools.count(1)
+
+
+@contextmanager
+def executed(rt: Runtime, pick: Callable[[Any, str, Any], Any]) -> Iterator[list[Any]]:
+    """For each statement run while the block runs, what ``pick(connection, statement, parameters)`` returns,
+    when that is not None."""
+    seen: list[Any] = []
+
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        picked = pick(conn, statement, parameters)
+        if picked is not None:
+            seen.append(picked)
+
+    engine = rt.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
 
 
 async def queue(rt: Runtime, name: str, **kw: Any) -> int:

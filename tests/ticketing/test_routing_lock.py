@@ -2,35 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from hub.db import Database
 from hub.runtime import Runtime
-from tests.ticketing.routing_helpers import agent, arrive, message, queue, ticket, who
+from tests.ticketing.routing_helpers import agent, arrive, executed, message, queue, ticket, who
 from ticketing import service
 
 
-@contextmanager
-def _lock_statements(rt: Runtime) -> Iterator[list[Any]]:
+def _lock_statements(rt: Runtime) -> AbstractContextManager[list[Any]]:
     """The transaction of each statement taking the routing lock, while the block runs."""
-    seen: list[Any] = []
 
-    def record(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+    def pick(conn: Any, statement: str, parameters: Any) -> Any:
         values = parameters.values() if isinstance(parameters, dict) else parameters
         if "pg_advisory_xact_lock" in statement and service.ROUTING_LOCK_KEY in values:  # not the events' lock
-            seen.append(conn.get_transaction())
+            return conn.get_transaction()
+        return None
 
-    engine = rt.db.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
+    return executed(rt, pick)
 
 
 async def _lock_free_elsewhere(url: str) -> bool:

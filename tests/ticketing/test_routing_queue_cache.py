@@ -4,16 +4,15 @@ pass, and an unchanged queue set is not read again."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, event, null, select, text
+from sqlalchemy import bindparam, null, select, text
 
 from hub.db import Database, JSONType, utcnow
 from hub.runtime import Runtime
-from tests.ticketing.routing_helpers import SUPERVISOR, agent, arrive, message, queue, ticket
+from tests.ticketing.routing_helpers import SUPERVISOR, agent, arrive, executed, message, queue, ticket
 from ticketing import service
 from ticketing.models import AgentStatus
 
@@ -40,21 +39,13 @@ async def _set_hours_elsewhere(url: str, queue_id: int, hours: dict[str, Any] | 
         await other.dispose()
 
 
-@contextmanager
-def _queue_reads(rt: Runtime) -> Iterator[list[str]]:
+def _queue_reads(rt: Runtime) -> AbstractContextManager[list[str]]:
     """The statements that read the queues' rows, while the block runs."""
-    seen: list[str] = []
 
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.lstrip().startswith("SELECT queues.id"):
-            seen.append(statement)
+    def pick(conn: Any, statement: str, parameters: Any) -> str | None:
+        return statement if statement.lstrip().startswith("SELECT queues.id") else None
 
-    engine = rt.db.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
+    return executed(rt, pick)
 
 
 async def _sweep_for(rt: Runtime, agent_id: int) -> None:

@@ -117,6 +117,7 @@ class Stats:
     acked_all: int = 0  # every ack, counted or not: the saturation phase starts once the backlog is drained
     counting: bool = False
     seen: set[str] = field(default_factory=set)
+    answer_errors: list[str] = field(default_factory=list)  # agents' replies that failed (the error)
 
 
 @dataclass
@@ -174,7 +175,13 @@ async def agent_client(
                 stats.delivered += 1
             n += 1
             if answer is not None and stats.counting and n % every == 0:
-                asyncio.get_running_loop().create_task(answer(frame))
+                task = asyncio.get_running_loop().create_task(answer(frame))
+                task.add_done_callback(lambda t: _record_failure(t, stats.answer_errors))
+
+
+def _record_failure(task: asyncio.Task[Any], errors: list[str]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        errors.append(repr(task.exception()))
 
 
 class Widget:
@@ -313,6 +320,7 @@ async def phases(
         "c2a_p99": percentile(c2a, 99),
         "c2a_max": max(c2a) if c2a else float("nan"),
         "a2c_n": len(a2c),
+        "answer_errors": list(stats.answer_errors),
         "a2c_p50": percentile(a2c, 50),
         "a2c_p99": percentile(a2c, 99),
         "server_cpu": (cpu_seconds(target.pid) - cpu0) / elapsed,
@@ -609,6 +617,8 @@ def report(name: str, r: dict[str, Any]) -> None:
         f"max {s['c2a_max']:7.1f} ms; agent->customer p50 {s['a2c_p50']:.1f} ms p99 {s['a2c_p99']:.1f} ms "
         f"(n={s['a2c_n']}); server CPU {s['server_cpu']:.2f} cores"
     )
+    if s["answer_errors"]:
+        print(f"  {name:<11} {len(s['answer_errors'])} agent replies failed, first: {s['answer_errors'][0]}")
     print(
         f"  {name:<11} saturation: {t['msgs_per_s']:8.1f} msgs/s delivered ({t['acks_per_s']:.1f} acks/s), "
         f"customer->agent p50 {t['c2a_p50']:.1f} ms p99 {t['c2a_p99']:.1f} ms; server CPU {t['server_cpu']:.2f} cores"

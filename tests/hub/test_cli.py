@@ -123,3 +123,26 @@ async def test_migrations_match_the_models(database_url: str) -> None:
     finally:
         await db.dispose()
     assert diff == []
+
+
+def test_a_database_at_the_three_old_heads_upgrades_to_one_history(tmp_path: Path) -> None:
+    """Installations migrated before the merge revision stand at three heads (email, webchat, routing with its
+    indexes); `switchboard migrate` brings them to the single head that later migrations build on."""
+    import sqlite3
+
+    from alembic.script import ScriptDirectory
+
+    from hub.migrate import alembic_config, upgrade
+
+    path = tmp_path / "old.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    for old_head in ("0002_email", "0004_webchat", "0005_ticket_indexes"):
+        upgrade(url, old_head)
+
+    def versions() -> set[str]:
+        with sqlite3.connect(path) as conn:
+            return {r[0] for r in conn.execute("SELECT version_num FROM alembic_version")}
+
+    assert versions() == {"0002_email", "0004_webchat", "0005_ticket_indexes"}
+    upgrade(url)
+    assert versions() == set(ScriptDirectory.from_config(alembic_config(url)).get_heads()) == {"0006_merge_heads"}

@@ -24,7 +24,6 @@ from sqlalchemy import (
     Text,
     any_,
     bindparam,
-    cast,
     event,
     func,
     select,
@@ -339,43 +338,63 @@ async def update_rows(
     conn: AsyncConnection, table: Any, rows: list[dict[str, Any]], *, key: str = "id", where: Any = None
 ) -> None:
     """Update several rows, each with its own values: ``rows`` hold ``key`` and the same columns to set.
-    ``where`` adds a condition every updated row must also meet (on SQLite its values are written into the SQL
-    text, so they must be plain values such as numbers and strings).
+    ``where`` adds a condition every updated row must also meet. Its values are written into the SQL text, so
+    they must be plain values such as numbers and strings; pass a condition built once (a module constant):
+    the statement is built once per table, columns and condition.
 
     On PostgreSQL one ``UPDATE ... FROM unnest(...)``, one SQL text for any number of rows; on SQLite an
     executemany of driver tuples (see ``_driver_rows``). Routing writes its decisions this way: one statement
-    per row was a fifth of PostgreSQL's time during ingest.
+    per row was a fifth of PostgreSQL's time during ingest, and building the statement on every pass a fifth
+    of a routing sweep's CPU.
     """
     if not rows:
         return
-    columns = [c for c in rows[0] if c != key]
+    columns = tuple(c for c in rows[0] if c != key)
+    statement = _update_statement(conn.dialect, table, key, columns, where)
     if conn.dialect.name == "sqlite":
-        quote = conn.dialect.identifier_preparer.quote
-        condition = ""
-        if where is not None:
-            # Values in the condition are written into the SQL (it is the same for every row).
-            condition = f" AND ({where.compile(dialect=conn.dialect, compile_kwargs={'literal_binds': True})})"
-        sql = (
-            f"UPDATE {quote(table.name)} SET {', '.join(f'{quote(c)} = ?' for c in columns)} "
-            f"WHERE {quote(key)} = ?{condition}"
-        )
-        await conn.exec_driver_sql(sql, _driver_rows(conn.dialect, table, (*columns, key), rows))
+        await conn.exec_driver_sql(statement, _driver_rows(conn.dialect, table, (*columns, key), rows))
         return
     names = (key, *columns)
-    unnested = []
-    for name in names:
-        col_type = table.c[name].type
-        if isinstance(col_type, JSON):  # bound as text (see _arrays)
-            as_text = func.unnest(bindparam("u_" + name, type_=ARRAY(Text())))
-            unnested.append(cast(as_text, postgresql.JSONB).label(name))
-        else:
-            unnested.append(func.unnest(bindparam("u_" + name, type_=_array_type(col_type))).label(name))
-    params = {"u_" + name: values for name, values in zip(names, _arrays(table, names, rows), strict=True)}
-    u = select(*unnested).subquery("u")
-    stmt = table.update().where(table.c[key] == u.c[key])
+    await conn.execute(statement, {f"u{i}": values for i, values in enumerate(_arrays(table, names, rows))})
+
+
+# (dialect, table, key, columns, id of the condition) -> (the condition, kept so its id stays its own; statement)
+_UPDATES: dict[tuple[str, str, str, tuple[str, ...], int], tuple[Any, Any]] = {}
+_MAX_UPDATES = 256
+
+
+def _update_statement(dialect: Any, table: Any, key: str, columns: tuple[str, ...], where: Any) -> Any:
+    """``update_rows``' statement: SQL text for SQLite's driver, a ``text()`` with typed array parameters for
+    PostgreSQL."""
+    cache_key = (dialect.name, table.name, key, columns, id(where))
+    cached = _UPDATES.get(cache_key)
+    if cached is not None and cached[0] is where:
+        return cached[1]
+    quote = dialect.identifier_preparer.quote
+    condition = ""
     if where is not None:
-        stmt = stmt.where(where)
-    await conn.execute(stmt.values({c: u.c[c] for c in columns}), params)
+        condition = f" AND ({where.compile(dialect=dialect, compile_kwargs={'literal_binds': True})})"
+    name = quote(table.name)
+    statement: Any
+    if dialect.name == "sqlite":
+        sets = ", ".join(f"{quote(c)} = ?" for c in columns)
+        statement = f"UPDATE {name} SET {sets} WHERE {quote(key)} = ?{condition}"
+    else:
+        names = (key, *columns)
+        # JSON travels as text (see _arrays), cast back in SQL.
+        sets = ", ".join(
+            f"{quote(c)} = u.{quote(c)}" + ("::jsonb" if isinstance(table.c[c].type, JSON) else "") for c in columns
+        )
+        sql = (
+            f"UPDATE {name} SET {sets} FROM unnest({', '.join(f':u{i}' for i in range(len(names)))}) "
+            f"AS u({', '.join(quote(n) for n in names)}) WHERE {name}.{quote(key)} = u.{quote(key)}{condition}"
+        )
+        binds = [bindparam(f"u{i}", type_=_array_type(table.c[n].type)) for i, n in enumerate(names)]
+        statement = text(sql).bindparams(*binds)
+    if len(_UPDATES) >= _MAX_UPDATES:  # conditions built per call: do not keep them all
+        _UPDATES.clear()
+    _UPDATES[cache_key] = (where, statement)
+    return statement
 
 
 def one_of(conn: AsyncConnection, column: Any, values: Any) -> ColumnElement[bool]:

@@ -38,7 +38,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.auth import hash_password
-from hub.db import insert_returning_ids, insert_rows, json_dumps, one_of, utcnow
+from hub.db import insert_returning_ids, insert_rows, one_of, update_rows, utcnow
 from hub.events import EventType, NewEvent
 from hub.group_commit import GroupCommit
 from hub.messages import OutboundMessage
@@ -745,37 +745,6 @@ _ROUTING_COLUMNS = (
     "routing",
     "updated_at",
 )
-# The write of a pass's decisions, built once (building it per pass was a fifth of a sweep's CPU on
-# PostgreSQL). Its condition repeats what the claim established; it costs nothing and guards the invariants.
-# PostgreSQL: one UPDATE ... FROM unnest(...) for any number of rows (JSON travels as text, cast in SQL);
-# SQLite: one executemany.
-_WRITE_DECISIONS_PG = text(
-    "UPDATE tickets SET "
-    + ", ".join(f"{c} = u.{c}::jsonb" if c == "routing" else f"{c} = u.{c}" for c in _ROUTING_COLUMNS)
-    + " FROM unnest(:id, "
-    + ", ".join(f":{c}" for c in _ROUTING_COLUMNS)
-    + ") AS u(id, "
-    + ", ".join(_ROUTING_COLUMNS)
-    + ") WHERE tickets.id = u.id AND coalesce(tickets.assignee_id, tickets.offered_agent_id) IS NULL"
-).bindparams(
-    bindparam("id", type_=postgresql.ARRAY(T.c.id.type)),
-    *(bindparam(c, type_=postgresql.ARRAY(Text() if c == "routing" else T.c[c].type)) for c in _ROUTING_COLUMNS),
-)
-_WRITE_DECISIONS_SQLITE = (
-    T.update().where(T.c.id == bindparam("k_id"), _UNHELD).values({c: bindparam("k_" + c) for c in _ROUTING_COLUMNS})
-)
-
-
-async def _write_decisions(conn: AsyncConnection, writes: list[dict[str, Any]]) -> None:
-    if not writes:
-        return
-    if conn.dialect.name == "postgresql":
-        params: dict[str, Any] = {"id": [w["id"] for w in writes]}
-        for c in _ROUTING_COLUMNS:
-            params[c] = [json_dumps(w[c]) for w in writes] if c == "routing" else [w[c] for w in writes]
-        await conn.execute(_WRITE_DECISIONS_PG, params)
-    else:
-        await conn.execute(_WRITE_DECISIONS_SQLITE, [{"k_" + k: v for k, v in w.items()} for w in writes])
 
 
 async def route_tickets(
@@ -916,7 +885,8 @@ async def route_tickets(
         if d.agent_id is not None:
             extra["offer_timeout"] = settings.offer_timeout_seconds
         tx.emit(ticket_event(event, row, **extra))
-    await _write_decisions(conn, writes)
+    # The condition repeats what the claim established; it costs nothing and guards the invariants.
+    await update_rows(conn, T, writes, where=_UNHELD)
     return decisions
 
 

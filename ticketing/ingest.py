@@ -390,17 +390,20 @@ def _finish(
 
 
 def _count(rt: Runtime, fresh: list[_Item], items: list[_Item]) -> None:
-    # One increment per channel and batch, not per message.
-    for channel, n in Counter(it.msg.channel for it in fresh).items():
-        rt.metrics.messages_ingested.labels(channel).inc(n)
+    _count_per_channel(rt.metrics.messages_ingested, fresh)
     if len(items) > len(fresh):
         fresh_ids = {id(it) for it in fresh}
         _count_duplicates(rt, [it for it in items if id(it) not in fresh_ids])
 
 
 def _count_duplicates(rt: Runtime, items: list[_Item]) -> None:
+    _count_per_channel(rt.metrics.messages_duplicate, items)
+
+
+def _count_per_channel(counter: Any, items: list[_Item]) -> None:
+    # One increment per channel and batch, not per message.
     for channel, n in Counter(it.msg.channel for it in items).items():
-        rt.metrics.messages_duplicate.labels(channel).inc(n)
+        counter.labels(channel).inc(n)
 
 
 async def _resolve_contacts(conn: Any, rt: Runtime, fresh: list[_Item], now: Any) -> None:

@@ -73,17 +73,18 @@ class OutboxDispatcher:
 
     async def _claim(self, limit: int) -> Sequence[Any]:
         now = utcnow()
+        due = (
+            O.c.status == OutboxStatus.PENDING,
+            O.c.next_attempt_at <= now,
+            or_(O.c.locked_until.is_(None), O.c.locked_until < now),
+        )
+        # Most passes find nothing (every poll, and the pass after each batch): a plain read says so without
+        # taking the writer's turn, which on SQLite every ingest batch and reply waits for.
+        async with self.rt.read() as conn:
+            if (await conn.execute(select(O.c.id).where(*due).limit(1))).first() is None:
+                return []
         async with self.rt.db.begin() as conn:
-            stmt = (
-                select(O)
-                .where(
-                    O.c.status == OutboxStatus.PENDING,
-                    O.c.next_attempt_at <= now,
-                    or_(O.c.locked_until.is_(None), O.c.locked_until < now),
-                )
-                .order_by(O.c.id)
-                .limit(limit)
-            )
+            stmt = select(O).where(*due).order_by(O.c.id).limit(limit)
             if conn.dialect.name == "postgresql":
                 stmt = stmt.with_for_update(skip_locked=True)
             rows = (await conn.execute(stmt)).all()

@@ -15,9 +15,11 @@ from hub.config import Settings
 from hub.messages import DeliveryError, DeliveryResult, Identity, InboundMessage, OutboundMessage
 from hub.runtime import Runtime
 from tests.conftest import LiveServer, login, make_agent, make_queue
+from ticketing import service
 from ticketing.ingest import ingest_batch
 from ticketing.models import DeliveryStatus
-from ticketing.outbox import StatusChange, backoff_seconds, set_delivery_statuses
+from ticketing.outbox import OutboxDispatcher, StatusChange, backoff_seconds, set_delivery_statuses
+from ticketing.permissions import Principal
 from ticketing.service import M
 
 
@@ -170,3 +172,17 @@ async def test_many_status_changes_in_one_transaction_move_forward_only(rt: Runt
     assert rows[m1].delivery_status == "delivered"
     assert rows[m2].delivery_status == "sent"
     assert rows[m2].meta == {"kept": 2, "provider_id": "P2"}
+
+
+async def test_a_pass_with_nothing_due_does_not_wait_for_the_writer(rt: Runtime, ticket_id: int) -> None:
+    """The dispatcher polls every second and looks again after every batch; finding nothing must not take a
+    writer's turn (on SQLite every ingest batch and reply waits for that turn). A pass with a due row does."""
+    sender = FlakySender(failures=0)
+    dispatcher = OutboxDispatcher(rt, {"sms": sender})
+    async with rt.db.begin():  # a long write elsewhere in the process holds the writer's turn
+        assert await asyncio.wait_for(dispatcher.dispatch_due(), 2) == 0
+    bob = await make_agent(rt, "bob", role="supervisor")
+    boss = Principal(agent_id=bob, username="bob", display_name="Bob", role="supervisor", queue_ids=frozenset())
+    await service.reply(rt, ticket_id=ticket_id, principal=boss, text="hi")
+    assert await asyncio.wait_for(dispatcher.dispatch_due(), 10) == 1
+    assert [m.text for m in sender.delivered] == ["hi"]

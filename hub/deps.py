@@ -29,5 +29,15 @@ def bearer_or_cookie(conn: HTTPConnection) -> str | None:
     return conn.cookies.get(SESSION_COOKIE)
 
 
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-SignerDep = Annotated[TokenSigner, Depends(get_signer)]
+# FastAPI runs a plain ``def`` dependency in a worker thread: a thread hop on every request for an attribute
+# read. These ``async def`` twins run on the loop.
+async def _runtime_dep(conn: HTTPConnection) -> Runtime:
+    return get_runtime(conn)
+
+
+async def _signer_dep(conn: HTTPConnection) -> TokenSigner:
+    return get_signer(conn)
+
+
+RuntimeDep = Annotated[Runtime, Depends(_runtime_dep)]
+SignerDep = Annotated[TokenSigner, Depends(_signer_dep)]

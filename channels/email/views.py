@@ -13,7 +13,7 @@ from channels.email.service import EmailChannel
 from hub.config import MailboxSettings
 
 
-def _channel(request: Request) -> EmailChannel:
+async def _channel(request: Request) -> EmailChannel:
     return request.app.state.email  # type: ignore[no-any-return]
 
 

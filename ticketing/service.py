@@ -24,6 +24,7 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
+    exists,
     func,
     literal,
     literal_column,
@@ -1114,23 +1115,19 @@ async def apply_overflow(rt: Runtime) -> int:
     fewer skills asked), or past the queue's maximum wait moves to its overflow queue; each is announced as
     ``ticket.overflowed`` with the reason, then routed. Returns the number of tickets changed."""
     now = utcnow()
+    # Most ticks find nothing to move: a plain read says so without taking the writer's turn.
+    async with rt.read() as conn:
+        due = _overflow_due(await _queues(rt, conn), now)
+        if due is None or (await conn.execute(select(T.c.id).where(due).limit(1))).first() is None:
+            return 0
     async with rt.write() as tx:
         conn = tx.conn
         await _take_routing_lock(conn)
         qs = await _queues(rt, conn)
-        conds = []
-        for qid, p in qs.policies.items():
-            parts = []
-            if p.overflow:
-                first = now - timedelta(seconds=p.overflow[0].after_seconds)
-                parts.append(and_(T.c.overflow_stage < len(p.overflow), T.c.queued_at <= first))
-            if p.max_wait_seconds is not None and p.overflow_queue_id is not None and p.overflow_queue_id != qid:
-                parts.append(T.c.queued_at <= now - timedelta(seconds=p.max_wait_seconds))
-            if parts:
-                conds.append(and_(T.c.queue_id == qid, or_(*parts)))
-        if not conds:
+        due = _overflow_due(qs, now)
+        if due is None:
             return 0
-        stmt = select(T).where(_WAITING, T.c.queued_at.is_not(None), or_(*conds)).order_by(T.c.id)
+        stmt = select(T).where(due).order_by(T.c.id)
         if conn.dialect.name == "postgresql":
             stmt = stmt.with_for_update(skip_locked=True)
         changed: list[int] = []
@@ -1171,14 +1168,54 @@ async def apply_overflow(rt: Runtime) -> int:
     return len(changed)
 
 
+def _overflow_due(qs: _Queues, now: datetime) -> Any:
+    """The condition of waiting work that has waited long enough for a next overflow step or for its queue's
+    overflow queue; None when no queue overflows."""
+    conds = []
+    for qid, p in qs.policies.items():
+        parts = []
+        if p.overflow:
+            first = now - timedelta(seconds=p.overflow[0].after_seconds)
+            parts.append(and_(T.c.overflow_stage < len(p.overflow), T.c.queued_at <= first))
+        if p.max_wait_seconds is not None and p.overflow_queue_id is not None and p.overflow_queue_id != qid:
+            parts.append(T.c.queued_at <= now - timedelta(seconds=p.max_wait_seconds))
+        if parts:
+            conds.append(and_(T.c.queue_id == qid, or_(*parts)))
+    return and_(_WAITING, T.c.queued_at.is_not(None), or_(*conds)) if conds else None
+
+
 async def routing_tick(rt: Runtime) -> None:
     """The periodic routing job: expire offers, end wrap-ups, apply overflow, then offer waiting work to
-    any free agent (work that could not be offered when it arrived, or an agent freed outside routing)."""
-    await expire_offers(rt)
-    await end_wrap_ups(rt)
+    any free agent (work that could not be offered when it arrived, or an agent freed outside routing).
+
+    Each step is a writing transaction, taken only when one read says it has something to do: every
+    transaction takes the writer's turn (SQLite has one writer, which every ingest batch and reply waits
+    for) and the routing lock. What becomes due after the read waits for the next tick."""
+    now = utcnow()
+    away = select(A.c.id).where(A.c.status != AgentStatus.AVAILABLE)
+    async with rt.read() as conn:
+        offers, wrap_ups, work = (
+            await conn.execute(
+                select(
+                    exists().where(
+                        T.c.offered_agent_id.is_not(None),
+                        or_(T.c.offer_expires_at < now, T.c.offered_agent_id.in_(away)),
+                    ),
+                    exists().where(
+                        A.c.status == AgentStatus.WRAP_UP, A.c.wrap_up_until.is_not(None), A.c.wrap_up_until <= now
+                    ),
+                    exists().where(_WAITING, T.c.queue_id.is_not(None)),
+                )
+            )
+        ).one()
+    if offers:
+        await expire_offers(rt)
+    if wrap_ups:
+        await end_wrap_ups(rt)
     await apply_overflow(rt)
-    async with rt.write() as tx:
-        await route_tickets(rt, tx)
+    if work:
+        async with rt.write() as tx:
+            await route_tickets(rt, tx)
 
 
 async def requeue_agent_work(rt: Runtime, *, agent_id: int, principal: Principal) -> list[int]:

@@ -3,6 +3,7 @@ capacity, priorities, overflow, queue-selection rules and explanations."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 
@@ -409,3 +410,59 @@ async def test_work_waits_outside_business_hours_and_is_offered_once_the_queue_o
 
     await service.update_queue(rt, queue_id=q, data=QueueUpdate(hours=None))
     assert (await ticket(rt, t)).offered_agent_id in (early, late)
+
+
+async def test_the_routing_tick_does_each_job_that_is_due(rt: Runtime, settings: Settings) -> None:
+    """One tick expires a late offer, ends a wrap-up that is over, applies an overflow step and offers waiting
+    work to an agent whose capacity freed outside routing; a tick with nothing due changes nothing."""
+    settings.wrap_up_seconds = 60
+    await queue(rt, "general")
+    await queue(rt, "slow", overflow=[OverflowStepSpec(after_seconds=60, widen_to=["general"])])
+    await queue(rt, "chats")
+    late = await agent(rt, "late", ["general"], capacity={"webchat": 1})
+    wrapping = await agent(rt, "wrapping", ["chats"], capacity={"webchat": 1})
+    [offered] = await arrive(rt, message(queue="general"))
+    [slow] = await arrive(rt, message(queue="slow"))
+    [chat] = await arrive(rt, message(queue="chats"))
+    await service.accept_offer(rt, ticket_id=chat, principal=who(wrapping))
+    await service.update_ticket(
+        rt, ticket_id=chat, principal=who(wrapping), data=TicketUpdate(status=TicketStatus.SOLVED)
+    )
+    assert (await ticket(rt, offered)).offered_agent_id == late
+    assert (await agent_row(rt, wrapping)).status == AgentStatus.WRAP_UP
+
+    await service.routing_tick(rt)  # nothing due yet
+    assert (await ticket(rt, offered)).offered_agent_id == late
+    assert (await agent_row(rt, wrapping)).status == AgentStatus.WRAP_UP
+    assert (await ticket(rt, slow)).overflow_stage == 0
+
+    await backdate(rt, offered, offer_seconds=1)
+    await backdate(rt, slow, queued_seconds=61)
+    async with rt.db.begin() as conn:
+        await conn.execute(
+            update(service.A).where(service.A.c.id == wrapping).values(wrap_up_until=utcnow() - timedelta(seconds=1))
+        )
+    await service.routing_tick(rt)
+    assert (await ticket(rt, offered)).offered_agent_id is None  # expired: not offered to "late" again at once
+    assert (await agent_row(rt, wrapping)).status == AgentStatus.AVAILABLE
+    row = await ticket(rt, slow)
+    assert row.overflow_stage == 1 and row.offered_agent_id == late  # widened to general, whose agent is free
+
+    # Capacity freed outside routing (plain SQL from another tool): the tick's sweep offers the waiting work.
+    spare = await agent(rt, "spare", ["general"], available=False)
+    async with rt.db.begin() as conn:
+        await conn.execute(update(service.A).where(service.A.c.id == spare).values(status=AgentStatus.AVAILABLE.value))
+    await service.routing_tick(rt)
+    assert (await ticket(rt, offered)).offered_agent_id == spare
+    await check_state(rt)
+
+
+async def test_a_routing_tick_with_nothing_due_does_not_wait_for_the_writer(rt: Runtime) -> None:
+    """Every process ticks every second: a tick that finds nothing to do must not take the writer's turn,
+    which on SQLite every ingest batch and reply waits for."""
+    await queue(rt, "support")
+    a = await agent(rt, "a", ["support"])
+    [t] = await arrive(rt, message())
+    await service.accept_offer(rt, ticket_id=t, principal=who(a))
+    async with rt.db.begin():  # a long write elsewhere in the process holds the writer's turn
+        await asyncio.wait_for(service.routing_tick(rt), 2)

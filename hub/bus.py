@@ -37,6 +37,8 @@ from hub.events import EventRecord, Viewer, events_after, seq_bounds
 
 log = logging.getLogger(__name__)
 
+LISTENERS_ONLY = "listeners_only"  # marks an ephemeral frame for listeners, never for subscribers' sockets
+
 
 class Subscriber:
     """One live listener (a websocket connection): a filter and a bounded queue of frames."""
@@ -115,9 +117,11 @@ class EventHub:
         ticket_id: int | None = None,
         queue_id: int | None = None,
         agent_id: int | None = None,
+        listeners_only: bool = False,
     ) -> None:
         """Send a frame that is not an event (no log row, no ``seq``) to every process's subscribers who may see
-        it, by the same visibility rule as events."""
+        it, by the same visibility rule as events, and to its listeners. ``listeners_only``: to every process's
+        listeners alone (a channel's own traffic between its processes, which no console shows)."""
         record = EventRecord(
             seq=0,
             type=type_,
@@ -127,14 +131,18 @@ class EventHub:
             queue_id=queue_id,
             agent_id=agent_id,
         )
-        await self.transport.publish_ephemeral(record.frame())
+        frame = record.frame()
+        if listeners_only:
+            frame[LISTENERS_ONLY] = True
+        await self.transport.publish_ephemeral(frame)
 
     def receive_ephemeral(self, frame: dict[str, Any]) -> None:
         """Called by the transport with an ephemeral frame from any process."""
         record = EventRecord.from_frame(frame)
         text = json_dumps(frame)
-        for sub in self._subscribers:
-            sub.offer(record, text)
+        if not frame.get(LISTENERS_ONLY):
+            for sub in self._subscribers:
+                sub.offer(record, text)
         self._notify(record, text)
 
     def listen(self, listener: Listener) -> None:

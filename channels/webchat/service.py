@@ -75,6 +75,8 @@ SEND_QUEUE = 256
 # "after this message id": only the conversation's state, no messages (ids are 32-bit on PostgreSQL)
 NO_MESSAGES = 2**31 - 1
 HEARTBEAT = '{"type": "heartbeat"}'
+# An agent's reply on its way to the visitor's sockets in every process (a listeners-only ephemeral frame)
+REPLY = "webchat.reply"
 
 
 # --- visitor tokens -----------------------------------------------------------------------------------------
@@ -531,6 +533,9 @@ class WebchatService:
 
     def _on_event(self, event: EventRecord, _text: str) -> None:
         """Hub listener: one dict lookup per event; only tickets of connected visitors go further."""
+        if event.type == REPLY and event.seq == 0:
+            self._push_reply(event.payload)
+            return
         if event.ticket_id is None:
             return
         conversation_id = self._by_ticket.get(event.ticket_id)
@@ -582,11 +587,12 @@ class WebchatService:
 
     # --- delivering agents' replies --------------------------------------------------------------------------------
 
-    def deliver(self, message: OutboundMessage) -> int:
-        """Push a committed agent reply to the visitor's open sockets; the number of sockets reached."""
+    async def deliver(self, message: OutboundMessage) -> None:
+        """Send a committed agent reply to the visitor's open sockets, in whichever process they are connected:
+        through the event hub to every process's chat listener (``_push_reply``)."""
         conversation_id = message.metadata.get("thread_key")
         if not isinstance(conversation_id, str):
-            return 0
+            return
         frame = {
             "type": "message",
             "message": {
@@ -600,7 +606,17 @@ class WebchatService:
                 "created_at": utcnow().isoformat(),
             },
         }
-        return self._broadcast(conversation_id, frame, message.message_id)
+        await self.rt.events.broadcast_ephemeral(
+            REPLY,
+            {"conversation_id": conversation_id, "message_id": message.message_id, "frame": frame},
+            ticket_id=message.ticket_id,
+            listeners_only=True,
+        )
+
+    def _push_reply(self, payload: dict[str, Any]) -> None:
+        conversation_id, message_id = payload.get("conversation_id"), payload.get("message_id")
+        if isinstance(conversation_id, str) and isinstance(message_id, int):
+            self._broadcast(conversation_id, payload["frame"], message_id)
 
 
 def _wants_rating(ticket: dict[str, Any] | None) -> bool:
@@ -617,13 +633,13 @@ def _error(code: str, message: str, client_id: Any = None) -> str:
 class WebchatSender:
     """Delivers agents' replies to chat visitors. A visitor who is not connected finds the reply in the
     conversation's history when they come back, so a reply counts as sent once it is committed and pushed to
-    whatever sockets are open."""
+    whatever sockets are open, in every process (through the event hub: Redis when there are several)."""
 
     def __init__(self, service: WebchatService) -> None:
         self.service = service
 
     async def send(self, message: OutboundMessage) -> DeliveryResult:
-        self.service.deliver(message)
+        await self.service.deliver(message)
         return DeliveryResult()
 
 

@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import struct
+import uuid
 import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -372,3 +373,36 @@ async def test_a_widget_that_vanishes_while_its_message_commits_ends_quietly(
     finally:
         logging.getLogger("uvicorn.error").removeHandler(errors)
         live.stop()
+
+
+async def test_a_reply_reaches_a_widget_connected_to_another_process(rt: Runtime, chat_settings: Settings) -> None:
+    """Several processes behind a load balancer: the visitor's socket is on B, the agent replies through A and
+    A's dispatcher delivers it (B's polls only every ten minutes): the reply crosses to B through Redis."""
+    try:
+        import redis.asyncio as redis_client
+
+        probe = redis_client.from_url("redis://127.0.0.1:6379/0")
+        await probe.ping()
+        await probe.aclose()
+    except Exception:  # pragma: no cover - Redis is part of the test setup (scripts/test starts it)
+        pytest.skip("Redis is not running on 127.0.0.1:6379")
+    shared = {"redis_url": "redis://127.0.0.1:6379/0", "redis_channel": f"switchboard:test:{uuid.uuid4().hex}"}
+    await make_queue(rt, "support", ["webchat"])
+    await make_agent(rt, "alice", queues=["support"], available=True)
+    a = LiveServer(chat_settings.model_copy(update=shared)).start()
+    b = LiveServer(chat_settings.model_copy(update={**shared, "outbox_poll_seconds": 600.0})).start()
+    try:
+        async with httpx.AsyncClient(base_url=a.url, timeout=10) as http_a:
+            headers = await login(http_a, "alice", "password-123")
+            s = await session(http_a)
+            async with connect(chat_url(b, s["token"])) as ws:
+                await recv(ws, "hello")
+                tid = (await say(ws, "m1", "help"))["ticket_id"]
+                assert (await http_a.post(f"/api/tickets/{tid}/accept", headers=headers)).status_code == 200
+                r = await http_a.post(f"/api/tickets/{tid}/reply", json={"text": "from A"}, headers=headers)
+                assert r.status_code == 201, r.text
+                reply = (await recv(ws, "message"))["message"]
+                assert (reply["id"], reply["text"], reply["agent_name"]) == (r.json()["id"], "from A", "alice")
+    finally:
+        a.stop()
+        b.stop()

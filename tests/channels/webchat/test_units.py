@@ -12,7 +12,7 @@ import redis.asyncio as redis_client
 
 from channels.webchat.service import VisitorClaims, VisitorTokens, identity_hash, sniff, verify_identity
 from hub.auth import TokenSigner
-from hub.bus import EventHub, RedisTransport
+from hub.bus import EventHub, LocalTransport, RedisTransport
 from hub.config import Settings
 from hub.db import Database
 from hub.events import Viewer
@@ -86,4 +86,24 @@ async def test_typing_frames_cross_processes_through_redis_without_a_seq(setting
     finally:
         for hub in hubs:
             await hub.stop()
+        await db.dispose()
+
+
+async def test_a_listeners_only_frame_never_reaches_a_console(settings: Settings) -> None:
+    """The chat's replies cross processes as listeners-only frames: every process's listeners get them, and no
+    subscriber (an agent's socket), however much it may see, is sent them."""
+    db = Database(settings.database_url)
+    hub = EventHub(db, LocalTransport())
+    try:
+        await hub.start()
+        seen: list[str] = []
+        hub.listen(lambda event, _text: seen.append(event.type))
+        supervisor = hub.subscribe(Viewer(agent_id=1, sees_all=True))
+        await hub.broadcast_ephemeral("webchat.reply", {"frame": {}}, ticket_id=5, listeners_only=True)
+        await hub.broadcast_ephemeral("typing", {"who": "visitor"}, ticket_id=5)
+        event, _ = await asyncio.wait_for(supervisor.queue.get(), 2)
+        assert event.type == "typing" and supervisor.queue.empty()
+        assert seen == ["webchat.reply", "typing"]
+    finally:
+        await hub.stop()
         await db.dispose()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -112,10 +113,23 @@ def _sqlite_begin(conn: Any) -> None:
 WRITE_OPTION = "switchboard_write"
 
 
+# aiosqlite runs each connection's statements in a thread of its own, which needs the GIL to start a statement
+# and again to hand its result back. While the event loop's thread is busy, a thread that wants the GIL waits
+# for the interpreter's switch interval (5 ms by default) before it gets it, up to twice per statement, while
+# the transaction holds SQLite's one writer.
+GIL_SWITCH_INTERVAL = 0.0002
+
+
+def _shorten_gil_switch_interval() -> None:
+    if sys.getswitchinterval() > GIL_SWITCH_INTERVAL:
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL)
+
+
 def create_engine(url: str) -> AsyncEngine:
     """An async engine for ``url``, with SQLite tuned for one writer and durable commits."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
+        _shorten_gil_switch_interval()
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(

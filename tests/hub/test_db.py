@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy import func, select
 
-from hub.db import insert_returning_ids, insert_rows, one_of, update_rows
+from hub.db import GIL_SWITCH_INTERVAL, create_engine, insert_returning_ids, insert_rows, one_of, update_rows
 from hub.runtime import Runtime
 from ticketing.service import C, I, T
 
@@ -92,3 +94,16 @@ async def test_update_rows_sets_each_row_its_own_values_where_the_condition_hold
     assert (rows[ids[0]].subject, rows[ids[0]].tags, rows[ids[0]].rating) == ("first", ["x"], 5)
     assert (rows[ids[1]].subject, rows[ids[1]].tags, rows[ids[1]].rating) == ("second", [], None)
     assert (rows[ids[2]].subject, rows[ids[2]].tags) == ("t2", [])
+
+
+async def test_an_sqlite_engine_lets_its_statement_threads_take_the_gil_without_a_5_ms_wait(tmp_path: Path) -> None:
+    """aiosqlite runs statements in threads: with the interpreter's default switch interval (5 ms) a busy event
+    loop kept each of them waiting that long for the GIL, twice per statement."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(0.005)
+    try:
+        engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
+        await engine.dispose()
+        assert sys.getswitchinterval() <= GIL_SWITCH_INTERVAL <= 0.001
+    finally:
+        sys.setswitchinterval(before)

@@ -992,6 +992,17 @@ async def decline_offer(rt: Runtime, *, ticket_id: int, principal: Principal) ->
         await route_tickets(rt, tx, agent_ids=[principal.agent_id])  # their freed slot, for other work
 
 
+def _offers_to_return(now: datetime) -> Any:
+    """Offers past their deadline, and offers to agents no longer available that a status change could not
+    take back at once."""
+    away = select(A.c.id).where(A.c.status != AgentStatus.AVAILABLE)
+    return and_(T.c.offered_agent_id.is_not(None), or_(T.c.offer_expires_at < now, T.c.offered_agent_id.in_(away)))
+
+
+def _wrap_up_over(now: datetime) -> Any:
+    return and_(A.c.status == AgentStatus.WRAP_UP, A.c.wrap_up_until.is_not(None), A.c.wrap_up_until <= now)
+
+
 async def expire_offers(rt: Runtime) -> int:
     """Move offers past their deadline on to the next agent; an agent who lets ``max_missed_offers`` expire in
     a row is set away. Returns the number expired."""
@@ -999,10 +1010,7 @@ async def expire_offers(rt: Runtime) -> int:
     settings = rt.settings
     async with rt.write() as tx:
         await _take_routing_lock(tx.conn)
-        away = select(A.c.id).where(A.c.status != AgentStatus.AVAILABLE)
-        stmt = select(T.c.id, T.c.offered_agent_id, T.c.offer_expires_at).where(
-            T.c.offered_agent_id.is_not(None), or_(T.c.offer_expires_at < now, T.c.offered_agent_id.in_(away))
-        )
+        stmt = select(T.c.id, T.c.offered_agent_id, T.c.offer_expires_at).where(_offers_to_return(now))
         if tx.conn.dialect.name == "postgresql":
             stmt = stmt.with_for_update(skip_locked=True, of=T)
         rows = (await tx.conn.execute(stmt.order_by(T.c.id))).all()
@@ -1085,14 +1093,7 @@ async def end_wrap_ups(rt: Runtime) -> int:
     now = utcnow()
     async with rt.write() as tx:
         await _take_routing_lock(tx.conn)
-        due = [
-            r.id
-            for r in await tx.conn.execute(
-                select(A.c.id).where(
-                    A.c.status == AgentStatus.WRAP_UP, A.c.wrap_up_until.is_not(None), A.c.wrap_up_until <= now
-                )
-            )
-        ]
+        due = [r.id for r in await tx.conn.execute(select(A.c.id).where(_wrap_up_over(now)))]
         for agent_id in due:
             await _change_status(rt, tx, agent_id, AgentStatus.AVAILABLE, reason="wrap-up over")
     return len(due)
@@ -1192,18 +1193,12 @@ async def routing_tick(rt: Runtime) -> None:
     transaction takes the writer's turn (SQLite has one writer, which every ingest batch and reply waits
     for) and the routing lock. What becomes due after the read waits for the next tick."""
     now = utcnow()
-    away = select(A.c.id).where(A.c.status != AgentStatus.AVAILABLE)
     async with rt.read() as conn:
         offers, wrap_ups, work = (
             await conn.execute(
                 select(
-                    exists().where(
-                        T.c.offered_agent_id.is_not(None),
-                        or_(T.c.offer_expires_at < now, T.c.offered_agent_id.in_(away)),
-                    ),
-                    exists().where(
-                        A.c.status == AgentStatus.WRAP_UP, A.c.wrap_up_until.is_not(None), A.c.wrap_up_until <= now
-                    ),
+                    exists().where(_offers_to_return(now)),
+                    exists().where(_wrap_up_over(now)),
                     exists().where(_WAITING, T.c.queue_id.is_not(None)),
                 )
             )

@@ -299,8 +299,10 @@ async def _commit_receipts(rt: Runtime, receipts: list[tuple[str, list[int]]]) -
 
 async def _mark_delivered(rt: Runtime, receipts: list[tuple[str, list[int]]]) -> None:
     wanted = {(key, i) for key, ids in receipts for i in ids}
-    async with rt.write() as tx:
-        rows = await tx.conn.execute(
+    # Which messages are the visitors' to acknowledge does not change once they exist: read before taking the
+    # writer's turn, and take it only when there is something to mark.
+    async with rt.read() as conn:
+        rows = await conn.execute(
             select(M.c.id, T.c.thread_key)
             .join(T, T.c.id == M.c.ticket_id)
             .where(
@@ -311,6 +313,9 @@ async def _mark_delivered(rt: Runtime, receipts: list[tuple[str, list[int]]]) ->
         )
         # A visitor acknowledges only messages of their own conversation.
         ids = sorted(r.id for r in rows if (r.thread_key, r.id) in wanted)
+    if not ids:
+        return
+    async with rt.write() as tx:
         await set_delivery_statuses(tx, [StatusChange(i, DeliveryStatus.DELIVERED) for i in ids])
 
 

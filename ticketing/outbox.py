@@ -84,12 +84,12 @@ class OutboxDispatcher:
             if (await conn.execute(select(O.c.id).where(*due).limit(1))).first() is None:
                 return []
         async with self.rt.db.begin() as conn:
-            stmt = select(O).where(*due).order_by(O.c.id).limit(limit)
+            picked = select(O.c.id).where(*due).order_by(O.c.id).limit(limit)
             if conn.dialect.name == "postgresql":
-                stmt = stmt.with_for_update(skip_locked=True)
-            rows = (await conn.execute(stmt)).all()
-            if rows:
-                await conn.execute(update(O).where(O.c.id.in_([r.id for r in rows])).values(locked_until=now + LEASE))
+                picked = picked.with_for_update(skip_locked=True)
+            # Picked and leased in one statement.
+            leased = update(O).where(O.c.id.in_(picked)).values(locked_until=now + LEASE).returning(*O.c)
+            rows = sorted((await conn.execute(leased)).all(), key=lambda r: r.id)
         return rows
 
     async def dispatch_due(self, limit: int = 50) -> int:

@@ -186,3 +186,31 @@ async def test_a_pass_with_nothing_due_does_not_wait_for_the_writer(rt: Runtime,
     await service.reply(rt, ticket_id=ticket_id, principal=boss, text="hi")
     assert await asyncio.wait_for(dispatcher.dispatch_due(), 10) == 1
     assert [m.text for m in sender.delivered] == ["hi"]
+
+
+async def test_two_dispatchers_never_send_the_same_row(rt: Runtime, ticket_id: int) -> None:
+    """Two dispatchers (two processes, or two passes) claim due rows at the same time: every reply is sent
+    exactly once, whichever claims it, and each is recorded as sent."""
+
+    class SlowSender(FlakySender):
+        async def send(self, message: OutboundMessage) -> DeliveryResult:
+            await asyncio.sleep(0.01)  # the claim's lease must cover the time it takes
+            return await super().send(message)
+
+    bob = await make_agent(rt, "bob", role="supervisor")
+    boss = Principal(agent_id=bob, username="bob", display_name="Bob", role="supervisor", queue_ids=frozenset())
+    texts = [f"reply {i}" for i in range(30)]
+    await asyncio.gather(*(service.reply(rt, ticket_id=ticket_id, principal=boss, text=t) for t in texts))
+    senders = [SlowSender(failures=0), SlowSender(failures=0)]
+    dispatchers = [OutboxDispatcher(rt, {"sms": s}) for s in senders]
+
+    async def drain(d: OutboxDispatcher) -> None:
+        while await d.dispatch_due(limit=7) > 0:
+            pass
+
+    await asyncio.gather(*(drain(d) for d in dispatchers))
+    sent = [m.text for s in senders for m in s.delivered]
+    assert sorted(sent) == sorted(texts)
+    async with rt.read() as conn:
+        statuses = (await conn.execute(select(M.c.delivery_status).where(M.c.direction == "outbound"))).scalars()
+        assert set(statuses) == {DeliveryStatus.SENT.value}

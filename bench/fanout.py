@@ -3,6 +3,14 @@ through the REST API at a steady rate, and every client measures commit-to-deliv
 time minus the event's commit timestamp, which is taken just before the commit, so the figure includes the
 commit itself).
 
+The clients are the measuring instrument, all in this one process: each is a non-blocking socket read with
+recvmsg, driving the ``websockets`` library's sans-I/O client (handshake, framing, pongs). Every frame gets two
+receive times: when this process read its bytes (before parsing them: the headline figures), and when the
+kernel queued them on the client's socket (SO_TIMESTAMPNS: "at the clients' sockets"), which leaves out the
+wait for this one process to come round to that socket after the others. The library's asyncio client cost
+about twice the CPU per frame (a task switch, a queue and the message assembler per frame) and took its time
+only once the client's task had run, behind the other clients' work.
+
     .venv/bin/python -m bench.fanout [--agents 200] [--events 300] [--rate 50] [--db sqlite|postgres]
 """
 
@@ -13,10 +21,13 @@ import asyncio
 import gc
 import json
 import os
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 # The repository root instead of bench/, which a script run puts first and where bench/email.py would shadow
@@ -24,7 +35,11 @@ from datetime import UTC, datetime
 sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 import httpx  # noqa: E402
-from websockets.asyncio.client import connect  # noqa: E402
+from websockets.client import ClientProtocol  # noqa: E402
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory  # noqa: E402
+from websockets.frames import Frame, Opcode  # noqa: E402
+from websockets.http11 import Response  # noqa: E402
+from websockets.uri import parse_uri  # noqa: E402
 
 from bench._common import PG_DEFAULT, fresh_database, percentile  # noqa: E402
 from hub.auth import TokenSigner, hash_password  # noqa: E402
@@ -79,6 +94,71 @@ async def seed(url: str, agents: int) -> tuple[list[tuple[int, str]], int]:
     return [(i, pw_hash) for i in ids], result.ticket_id  # type: ignore[union-attr]
 
 
+# Linux: the kernel's receive time of a socket's data, as ancillary data of recvmsg (not in Python's socket).
+SO_TIMESTAMPNS = 35
+
+
+class AgentSocket:
+    """One agent's /ws/agent connection: waits for hello, then records every frame with two receive times:
+    when the kernel queued its bytes on the client's socket, and when this process read them."""
+
+    def __init__(self, url: str, compression: bool, on_frame: Callable[[float, float, bytes], None]) -> None:
+        extensions = [ClientPerMessageDeflateFactory()] if compression else None
+        self.conn = ClientProtocol(parse_uri(url), extensions=extensions)
+        self.on_frame = on_frame
+        self.loop = asyncio.get_running_loop()
+        self.hello: asyncio.Future[None] = self.loop.create_future()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self.sock.setblocking(False)
+
+    async def open(self, host: str, port: int) -> None:
+        await self.loop.sock_connect(self.sock, (host, port))
+        self.loop.add_reader(self.sock.fileno(), self._readable)
+        self.conn.send_request(self.conn.connect())
+        self._flush()
+        await self.hello
+
+    def close(self) -> None:
+        self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+
+    def _readable(self) -> None:
+        try:
+            data, ancdata, _, _ = self.sock.recvmsg(65536, 64)
+        except (BlockingIOError, InterruptedError):
+            return
+        now = time.time()  # when this process read the bytes: before any parsing
+        kernel = now
+        for level, kind, value in ancdata:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                sec, nsec = struct.unpack("qq", value[:16])
+                kernel = sec + nsec / 1e9
+        if not data:
+            self.loop.remove_reader(self.sock.fileno())
+            self.conn.receive_eof()
+            if not self.hello.done():
+                self.hello.set_exception(ConnectionError("closed before hello"))
+            return
+        self.conn.receive_data(data)
+        for event in self.conn.events_received():
+            if isinstance(event, Response):
+                if self.conn.handshake_exc is not None and not self.hello.done():
+                    self.hello.set_exception(self.conn.handshake_exc)
+            elif isinstance(event, Frame) and event.opcode is Opcode.TEXT:
+                assert event.fin, "the server sends every frame whole"
+                if self.hello.done():
+                    self.on_frame(kernel, now, bytes(event.data))
+                else:
+                    self.hello.set_result(None)
+        self._flush()  # pongs, and the reply to a close
+
+    def _flush(self) -> None:
+        for data in self.conn.data_to_send():
+            if data:  # a few hundred bytes at most (the handshake, a pong): the socket takes them at once
+                self.sock.send(data)
+
+
 def cpu_seconds(pid: int) -> tuple[float, float]:
     """(user, system) CPU seconds of a process so far."""
     with open(f"/proc/{pid}/stat") as f:
@@ -114,34 +194,26 @@ async def run(
                         break
                 except httpx.TransportError:
                     await asyncio.sleep(0.1)
-            arrivals: list[tuple[float, str]] = []
+            arrivals: list[tuple[float, float, bytes]] = []
             received = 0
             done = asyncio.Event()
             expected = events * agents
 
-            async def listen(token: str, ready: asyncio.Event) -> None:
+            def on_frame(kernel: float, now: float, raw: bytes) -> None:
+                # Only the arrival times are taken here; frames are parsed after the run, so that 200 clients
+                # sharing one process do not add their parsing to each other's latency.
                 nonlocal received
-                async with connect(
-                    f"ws://127.0.0.1:{port}/ws/agent?token={token}",
-                    max_queue=None,
-                    compression="deflate" if compression else None,
-                ) as ws:
-                    await ws.recv()  # hello
-                    ready.set()
-                    # Only the arrival time is taken here; frames are parsed after the run, so that 200
-                    # clients sharing one process do not add their parsing to each other's latency.
-                    while received < expected:
-                        raw = await ws.recv(decode=True)
-                        arrivals.append((time.time(), raw))
-                        if '"message.created"' not in raw:
-                            continue
-                        received += 1
-                        if received >= expected:
-                            done.set()
+                arrivals.append((kernel, now, raw))
+                if b'"message.created"' in raw:
+                    received += 1
+                    if received >= expected:
+                        done.set()
 
-            readies = [asyncio.Event() for _ in tokens]
-            tasks = [asyncio.create_task(listen(t, r)) for t, r in zip(tokens, readies, strict=True)]
-            await asyncio.gather(*(r.wait() for r in readies))
+            sockets: list[AgentSocket] = []
+            for token in tokens:
+                sock = AgentSocket(f"ws://127.0.0.1:{port}/ws/agent?token={token}", compression, on_frame)
+                sockets.append(sock)
+                await sock.open("127.0.0.1", port)
             headers = {"Authorization": f"Bearer {tokens[0]}"}
             # The clients' process is the measuring instrument: a full garbage collection in it stalled
             # every client at once (one 120 ms stall per run); the server keeps its collector.
@@ -156,6 +228,7 @@ async def run(
                 else None
             )
             cpu0 = cpu_seconds(server.pid)
+            client0 = cpu_seconds(os.getpid())
             started = time.perf_counter()
             for i in range(events):
                 r = await client.post(f"/api/tickets/{ticket_id}/notes", json={"text": f"note {i}"}, headers=headers)
@@ -168,30 +241,44 @@ async def run(
             except TimeoutError:
                 pass
             user, system = (b - a for a, b in zip(cpu0, cpu_seconds(server.pid), strict=True))
-            for t in tasks:
-                t.cancel()
+            c_user, c_system = (b - a for a, b in zip(client0, cpu_seconds(os.getpid()), strict=True))
+            for sock in sockets:
+                sock.close()
             if profiler is not None:
                 profiler.send_signal(2)  # py-spy writes its file on SIGINT
                 profiler.wait(timeout=60)
-        ms = []
+        ms: list[float] = []  # when the client process read the frame
+        kernel_ms: list[float] = []  # when the client's kernel queued it on the socket
         per_event: dict[int, list[float]] = {}
-        for now, raw in arrivals:
+        kernel_per_event: dict[int, list[float]] = {}
+        for kernel, now, raw in arrivals:
             frame = json.loads(raw)
             if frame.get("type") == "message.created":
-                ms.append((now - datetime.fromisoformat(frame["at"]).timestamp()) * 1000)
+                at = datetime.fromisoformat(frame["at"]).timestamp()
+                ms.append((now - at) * 1000)
+                kernel_ms.append((kernel - at) * 1000)
                 per_event.setdefault(frame["seq"], []).append(ms[-1])
+                kernel_per_event.setdefault(frame["seq"], []).append(kernel_ms[-1])
         # Where the time goes: the first client's latency is the commit plus the server's path to its first
-        # socket; the spread (last client minus first) is the fan-out to the other sockets.
+        # socket; the spread (last client minus first) is the fan-out to the other sockets. Read by the client
+        # process, both include that process's own turn (one process reads all the sockets, one after another);
+        # at the socket, they do not.
         first = [min(v) for v in per_event.values()]
         spread = [max(v) - min(v) for v in per_event.values()]
+        k_first = [min(v) for v in kernel_per_event.values()]
+        k_spread = [max(v) - min(v) for v in kernel_per_event.values()]
         print(
             f"{agents} agents, {events} events at {rate}/s, compression {'on' if compression else 'off'}: "
             f"delivered {received}/{expected}   commit->delivery p50 {percentile(ms, 50):.1f} ms   "
             f"p99 {percentile(ms, 99):.1f} ms   max {max(ms) if ms else float('nan'):.1f} ms\n"
             f"    per event: first delivery p50 {percentile(first, 50):.1f} ms  p99 {percentile(first, 99):.1f} ms;"
             f"   spread to the last client p50 {percentile(spread, 50):.1f} ms  p99 {percentile(spread, 99):.1f} ms\n"
+            f"    at the clients' sockets (kernel receive time): p50 {percentile(kernel_ms, 50):.1f} ms   "
+            f"p99 {percentile(kernel_ms, 99):.1f} ms;   first p99 {percentile(k_first, 99):.1f} ms;"
+            f"   spread p50 {percentile(k_spread, 50):.1f} ms  p99 {percentile(k_spread, 99):.1f} ms\n"
             # CPU time is the figure that another busy process on the machine does not move much.
-            f"    server CPU per event: {1000 * user / events:.2f} ms user, {1000 * system / events:.2f} ms system"
+            f"    server CPU per event: {1000 * user / events:.2f} ms user, {1000 * system / events:.2f} ms system;"
+            f"   clients' CPU per event: {1000 * c_user / events:.2f} ms user, {1000 * c_system / events:.2f} ms system"
         )
     finally:
         server.terminate()

@@ -13,6 +13,12 @@ Delivery invariants, per process:
 - one slow subscriber never delays the others: each has its own bounded queue, and a subscriber whose
   queue overflows is cut off and told so; its client resumes from its last ``seq``.
 
+Delivery is as early as the order allows: a batch that follows on from ``last_seq`` while the hub has nothing
+else in hand is fanned out at once, in the publisher's call (``receive``), not after the publisher's task has
+gone on to answer its request; anything else waits its turn in the hub's task. A subscriber whose connection
+is waiting with nothing queued and can take a frame now (``Subscriber.direct``) gets the frame's bytes written
+to its socket in that same call (see ``hub.websocket``), the others get it queued.
+
 Ephemeral frames (typing indicators) are not events: they have no row in the log and no ``seq`` (their
 ``EventRecord.seq`` is 0), are never resumed, and reach only whoever is connected when they are broadcast.
 
@@ -34,6 +40,7 @@ import orjson
 
 from hub.db import Database, json_dumps, utcnow
 from hub.events import EventRecord, Viewer, events_after, seq_bounds
+from hub.websocket import text_frame
 
 log = logging.getLogger(__name__)
 
@@ -41,20 +48,41 @@ LISTENERS_ONLY = "listeners_only"  # marks an ephemeral frame for listeners, nev
 
 
 class Subscriber:
-    """One live listener (a websocket connection): a filter and a bounded queue of frames."""
+    """One live listener (a websocket connection): a filter and a bounded queue of frames.
+
+    Its connection's writer (``hub.event_stream``) owns ``sent_upto`` and ``direct``: ``direct`` is set only
+    while the writer waits on the empty queue, holding no frame; then ``offer`` writes the frame itself, or
+    drops an event the connection already has (seq at or below ``sent_upto``), and the order stays one.
+    """
 
     def __init__(self, viewer: Viewer | None, maxsize: int) -> None:
         self.viewer = viewer
         # (event, its frame already serialized once for every subscriber)
         self.queue: asyncio.Queue[tuple[EventRecord, str]] = asyncio.Queue(maxsize=maxsize)
         self.overflowed = asyncio.Event()
-        self.last_sent = asyncio.get_running_loop().time()  # when the connection last sent a frame
+        self._clock = asyncio.get_running_loop().time
+        self.last_sent = self._clock()  # when the connection last sent a frame
+        self.sent_upto = 0  # the newest seq the connection has sent (set by its writer)
+        # Writes a frame's bytes to the connection's socket now, or says False (``hub.websocket.FrameWriter``).
+        self.direct: Callable[[bytes], bool] | None = None
 
-    def offer(self, event: EventRecord, text: str) -> None:
+    def offer(self, event: EventRecord, text: str, frame: bytes | None = None) -> None:
+        """Send ``event`` as ``text`` (``frame``: the same as a websocket frame's bytes, for a direct write)."""
         if self.overflowed.is_set():
             return
         if self.viewer is not None and not event.visible_to(self.viewer):
             return
+        if self.direct is not None and frame is not None and self.queue.empty():
+            if event.seq == 0:  # ephemeral: outside the seq order
+                if self.direct(frame):
+                    self.last_sent = self._clock()
+                    return
+            elif event.seq <= self.sent_upto:
+                return  # already sent from the backlog
+            elif self.direct(frame):
+                self.sent_upto = event.seq
+                self.last_sent = self._clock()
+                return
         try:
             self.queue.put_nowait((event, text))
         except asyncio.QueueFull:
@@ -85,6 +113,9 @@ class EventHub:
         self._subscribers: set[Subscriber] = set()
         self._listeners: list[Listener] = []
         self._inbox: asyncio.Queue[list[EventRecord]] = asyncio.Queue()
+        # Batches received and not yet delivered, plus one while the hub reads the log: while any, a new
+        # batch waits its turn in the inbox.
+        self._in_hand = 0
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -107,7 +138,29 @@ class EventHub:
 
     def receive(self, events: list[EventRecord]) -> None:
         """Called by the transport with events from any process."""
+        if self._in_hand == 0 and self._follows_on(events):
+            # Nothing before it is undelivered or in hand: deliver now rather than after the publisher's task
+            # has gone on (to answer its request), which is where a change's first delivery waited. In hand
+            # meanwhile, so that a batch received from inside this delivery (a listener) waits its turn.
+            self._in_hand += 1
+            try:
+                self._deliver_in_order(events)
+            except Exception:  # the publisher has committed: its caller must not see a delivery failure
+                log.exception("event delivery failed")
+            finally:
+                self._in_hand -= 1
+            return
+        self._in_hand += 1
         self._inbox.put_nowait(events)
+
+    def _follows_on(self, events: list[EventRecord]) -> bool:
+        """True if ``events`` (in any order) continue ``last_seq`` without a gap, ignoring ones delivered."""
+        upto = self.last_seq
+        for event in sorted(events, key=lambda e: e.seq):
+            if event.seq > upto + 1:
+                return False
+            upto = max(upto, event.seq)
+        return True
 
     async def broadcast_ephemeral(
         self,
@@ -141,8 +194,9 @@ class EventHub:
         record = EventRecord.from_frame(frame)
         text = json_dumps(frame)
         if not frame.get(LISTENERS_ONLY):
+            data = text_frame(text)
             for sub in self._subscribers:
-                sub.offer(record, text)
+                sub.offer(record, text, data)
         self._notify(record, text)
 
     def listen(self, listener: Listener) -> None:
@@ -180,6 +234,8 @@ class EventHub:
                 async with asyncio.timeout(self.catch_up_seconds):
                     batch = await self._inbox.get()
             # an empty batch means quiet for a while: check the log for anything a transport lost
+            if not batch:
+                self._in_hand += 1
             try:
                 if batch:
                     await self._deliver(batch)
@@ -187,6 +243,8 @@ class EventHub:
                     await self._catch_up()
             except Exception:  # a bad batch must not stop delivery for everyone
                 log.exception("event delivery failed")
+            finally:
+                self._in_hand -= 1
 
     async def _deliver(self, batch: list[EventRecord]) -> None:
         for event in sorted(batch, key=lambda e: e.seq):
@@ -195,6 +253,12 @@ class EventHub:
             if event.seq > self.last_seq + 1:
                 # A gap: read what we missed from the log before going on.
                 await self._catch_up()
+            if event.seq > self.last_seq:
+                self._fan_out(event)
+
+    def _deliver_in_order(self, batch: list[EventRecord]) -> None:
+        """``_deliver`` for a batch that ``_follows_on``: nothing to read from the log."""
+        for event in sorted(batch, key=lambda e: e.seq):
             if event.seq > self.last_seq:
                 self._fan_out(event)
 
@@ -207,8 +271,9 @@ class EventHub:
     def _fan_out(self, event: EventRecord) -> None:
         self.last_seq = event.seq
         text = json_dumps(event.frame())
+        data = text_frame(text)
         for sub in self._subscribers:
-            sub.offer(event, text)
+            sub.offer(event, text, data)
         self._notify(event, text)
 
 

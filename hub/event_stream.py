@@ -13,6 +13,11 @@ Frames from the server, all JSON with a ``type``:
 
 Resume: the connection subscribes to the live hub *before* reading the backlog from the log, then drops
 live events it already sent from the backlog, so nothing falls between the two and nothing comes twice.
+
+Live frames reach the socket one of two ways: queued for the connection's writer task, or, while that
+writer waits with nothing queued, written by the hub straight to the socket (``Subscriber.direct``, see
+``hub.bus`` and ``hub.websocket``). The writer opens the direct way only once hello and the backlog are out,
+and only while it holds no frame, so the connection's frames keep one order either way.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from hub.bus import EventHub, Subscriber
 from hub.db import json_dumps
 from hub.events import EventRecord, Viewer, events_after, seq_bounds
+from hub.websocket import frame_writer
 
 RESUME_TOO_OLD = "resume_too_old"
 QUEUE_OVERFLOW = "queue_overflow"
@@ -75,7 +81,8 @@ async def serve_event_stream(
                 await ws.send_text(json_dumps(event.frame()))
             sent_upto = event.seq
         reader = asyncio.create_task(_read(ws, on_message))
-        writer = asyncio.create_task(_write(ws, sub, sent_upto))
+        frames = frame_writer(ws)
+        writer = asyncio.create_task(_write(ws, sub, sent_upto, frames.send_frame_now if frames else None))
         beat = asyncio.create_task(_heartbeat(sub, heartbeat_seconds))
         try:
             # Whichever ends first ends the connection: the client left, or the writer gave up on it.
@@ -105,10 +112,13 @@ async def _heartbeat(sub: Subscriber, seconds: float) -> None:
             sub.last_sent = loop.time()
 
 
-async def _write(ws: WebSocket, sub: Subscriber, sent_upto: int) -> None:
-    # The hot path of fan-out: no task or timer per event.
+async def _write(ws: WebSocket, sub: Subscriber, sent_upto: int, direct: Callable[[bytes], bool] | None) -> None:
+    """Send what ``sub`` queues, from after ``sent_upto``; lend ``direct`` (the connection's way to write a
+    frame at once, if it has one) to the hub while nothing is queued."""
+    # The hot path of fan-out when the socket does not take frames directly: no task or timer per event.
     queue = sub.queue
     loop = asyncio.get_running_loop()
+    sub.sent_upto = sent_upto
     while True:
         if queue.empty():
             if sub.overflowed.is_set():
@@ -124,14 +134,20 @@ async def _write(ws: WebSocket, sub: Subscriber, sent_upto: int) -> None:
                 )
                 await ws.close(code=4001)
                 return
-            event, text = await queue.get()
+            # Nothing queued, nothing in hand: the hub may write to the socket itself until a frame is queued
+            # (the queue is not empty from then until this task takes the frame, and the hub queues behind it).
+            sub.direct = direct
+            try:
+                event, text = await queue.get()
+            finally:
+                sub.direct = None
         else:
             event, text = queue.get_nowait()
         if event.seq == 0:  # ephemeral or a heartbeat: not in the log, outside the seq order
             await ws.send_text(text)
-        elif event.seq > sent_upto:
+        elif event.seq > sub.sent_upto:
             await ws.send_text(text)
-            sent_upto = event.seq
+            sub.sent_upto = event.seq
         else:
             continue
         sub.last_sent = loop.time()

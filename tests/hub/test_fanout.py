@@ -1,0 +1,284 @@
+"""Fan-out writes a frame straight to an idle connection's socket and queues it otherwise: per connection the
+order stays that of ``seq``, nothing comes twice, a resume drops what the backlog sent, a slow client is cut
+off after everything before its overflow, and a closed connection is written to no more."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from hub.bus import EventHub, Subscriber
+from hub.config import Settings
+from hub.db import json_dumps, utcnow
+from hub.event_stream import _write
+from hub.events import EventRecord, Viewer, events_after
+from hub.runtime import Runtime
+from hub.websocket import text_frame
+from tests.conftest import LiveServer, login
+from tests.hub.test_event_stream import note, recv, recv_events, ws_url
+
+
+class Socket:
+    """A connection's direct writer as the hub sees it: takes frames, or refuses while ``full``."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+        self.full = False
+
+    def __call__(self, frame: bytes) -> bool:
+        if self.full:
+            return False
+        self.frames.append(frame)
+        return True
+
+
+def make_events(hub: EventHub, count: int) -> list[EventRecord]:
+    return [
+        EventRecord(seq=hub.last_seq + i, type="test", payload={"i": i}, created_at=utcnow())
+        for i in range(1, count + 1)
+    ]
+
+
+def numbers(frames: list[dict[str, Any]]) -> list[int]:
+    """The numbers the slow-client test's notes start with (an event carries a long note's first 10,000
+    characters)."""
+    return [int(f["data"]["message"]["text"].split()[0]) for f in frames]
+
+
+def frame_of(event: EventRecord) -> bytes:
+    return text_frame(json_dumps(event.frame()))
+
+
+def idle_subscriber(hub: EventHub) -> tuple[Subscriber, Socket]:
+    """A subscriber whose writer waits with nothing queued, everything up to ``hub.last_seq`` sent."""
+    sub = hub.subscribe(Viewer(agent_id=1, sees_all=True))
+    sub.sent_upto = hub.last_seq
+    sock = Socket()
+    sub.direct = sock
+    return sub, sock
+
+
+async def test_an_event_in_order_is_delivered_before_receive_returns(rt: Runtime) -> None:
+    """The publisher's call delivers an in-order batch itself: no wait for the hub's task."""
+    hub = rt.events
+    sub = hub.subscribe(None)
+    events = make_events(hub, 2)
+    hub.receive(events)
+    assert [sub.queue.get_nowait()[0].seq for _ in events] == [e.seq for e in events]
+    assert hub.last_seq == events[-1].seq
+
+
+async def test_idle_subscriber_gets_frames_written_then_queued_after_a_refusal(rt: Runtime) -> None:
+    """Frames go straight to an idle socket; once it refuses one, that one and every later one are queued
+    (even when the socket would take them again), so the connection's order holds."""
+    hub = rt.events
+    sub, sock = idle_subscriber(hub)
+    e1, e2, e3 = make_events(hub, 3)
+    hub.receive([e1])
+    assert sock.frames == [frame_of(e1)] and sub.queue.empty() and sub.sent_upto == e1.seq
+    sock.full = True
+    hub.receive([e2])
+    sock.full = False
+    hub.receive([e3])
+    assert sock.frames == [frame_of(e1)]
+    assert [sub.queue.get_nowait()[0].seq for _ in range(2)] == [e2.seq, e3.seq]
+
+
+async def test_frames_the_backlog_sent_are_not_written_again(rt: Runtime) -> None:
+    """After a resume the writer's ``sent_upto`` is past events the hub delivers late: they are dropped, the
+    next one is written."""
+    hub = rt.events
+    sub, sock = idle_subscriber(hub)
+    events = make_events(hub, 3)
+    sub.sent_upto = events[1].seq  # the backlog went up to the second
+    hub.receive(events)
+    assert sock.frames == [frame_of(events[2])] and sub.queue.empty()
+
+
+class HeldWebSocket:
+    """The ordinary send path of a connection, held up at its first frame until ``go`` is set (as when the
+    socket's buffer is full)."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.go = asyncio.Event()
+
+    async def send_text(self, text: str) -> None:
+        await self.go.wait()
+        self.sent.append(text)
+
+
+async def test_frames_offered_while_the_writer_holds_one_queue_behind_it(rt: Runtime) -> None:
+    """While the connection's writer is sending a frame the ordinary way, the next frames are queued, not
+    written directly ahead of it, even though the socket would take them."""
+    hub = rt.events
+    sub = hub.subscribe(None)
+    sock, ws = Socket(), HeldWebSocket()
+    writer = asyncio.create_task(_write(ws, sub, hub.last_seq, sock))  # type: ignore[arg-type]
+    try:
+        await asyncio.sleep(0)
+        assert sub.direct is sock  # waiting, nothing queued: the hub may write directly
+        e1, e2, e3 = make_events(hub, 3)
+        sock.full = True
+        hub.receive([e1])  # refused: queued, and the writer takes it and is held up sending it
+        sock.full = False
+        await asyncio.sleep(0)
+        hub.receive([e2])
+        ws.go.set()
+        for _ in range(100):
+            if len(ws.sent) == 2:
+                break
+            await asyncio.sleep(0.01)
+        hub.receive([e3])  # the writer waits again with nothing queued: written directly
+        assert ws.sent == [json_dumps(e.frame()) for e in (e1, e2)]
+        assert sock.frames == [frame_of(e3)]
+    finally:
+        writer.cancel()
+
+
+async def test_overflowed_subscriber_is_not_written_to(rt: Runtime) -> None:
+    """A subscriber cut off for overflow gets nothing more, directly or queued."""
+    hub = rt.events
+    sub, sock = idle_subscriber(hub)
+    sub.overflowed.set()
+    hub.receive(make_events(hub, 1))
+    assert sock.frames == [] and sub.queue.empty()
+
+
+async def test_ephemeral_frames_are_written_outside_the_seq_order(rt: Runtime) -> None:
+    """A typing frame (seq 0) goes straight to an idle socket and leaves ``sent_upto`` alone."""
+    hub = rt.events
+    sub, sock = idle_subscriber(hub)
+    before = sub.sent_upto
+    await hub.broadcast_ephemeral("typing", {"active": True}, ticket_id=1)
+    assert len(sock.frames) == 1 and b'"typing"' in sock.frames[0] and sub.sent_upto == before
+
+
+async def test_a_batch_behind_a_gap_waits_for_the_gap(rt: Runtime, world: dict[str, int]) -> None:
+    """While the hub reads a gap from the log, a batch that follows is not delivered ahead of it."""
+    hub = rt.events
+    sub = hub.subscribe(Viewer(agent_id=0, sees_all=True))
+    async with rt.read() as conn:
+        logged = await events_after(conn, 0)
+    assert len(logged) >= 3
+    hub.last_seq = logged[0].seq  # pretend we had delivered only the first
+    hub.receive([logged[-1]])  # the newest arrives first: a gap
+    following = EventRecord(seq=logged[-1].seq + 1, type="test", payload={}, created_at=utcnow())
+    hub.receive([following])
+    got = [await asyncio.wait_for(sub.queue.get(), 2) for _ in range(len(logged))]
+    assert [e.seq for e, _ in got] == [e.seq for e in logged[1:]] + [following.seq]
+
+
+async def test_an_event_received_while_the_hub_reads_the_log_comes_once(
+    rt: Runtime, world: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the hub's task reads a gap from the log, a batch that follows on from ``last_seq`` waits its turn:
+    delivered at once, it would come again with what the log read returns."""
+    hub = rt.events
+    sub = hub.subscribe(Viewer(agent_id=0, sees_all=True))
+    async with rt.read() as conn:
+        logged = await events_after(conn, 0)
+    assert len(logged) >= 3
+    reading, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_events_after(conn: Any, seq: int, limit: int = 10_000) -> list[EventRecord]:
+        reading.set()
+        await release.wait()
+        return await events_after(conn, seq, limit)
+
+    monkeypatch.setattr("hub.bus.events_after", slow_events_after)
+    hub.last_seq = logged[0].seq  # pretend we had delivered only the first
+    hub.receive([logged[-1]])  # the newest arrives first: the hub's task reads the gap
+    await asyncio.wait_for(reading.wait(), 2)
+    hub.receive([logged[1]])  # the next one after last_seq, while the read is in flight
+    release.set()
+    got = [await asyncio.wait_for(sub.queue.get(), 2) for _ in logged[1:]]
+    assert [e.seq for e, _ in got] == [e.seq for e in logged[1:]]
+    await asyncio.sleep(0.1)
+    assert sub.queue.empty()
+
+
+async def test_slow_client_gets_everything_before_its_overflow_then_resumes(
+    settings: Settings, world: dict[str, int]
+) -> None:
+    """A client that stops reading is written to directly until its socket backs up, then through its queue
+    until that overflows: it receives an unbroken run of events from the first, then queue_overflow and close
+    4001, and resuming from the run's last seq gives exactly the rest. A client reading along gets all."""
+    live = LiveServer(settings.model_copy(update={"ws_send_queue": 4})).start()
+    try:
+        async with httpx.AsyncClient(base_url=live.url, timeout=10) as client:
+            alice = await login(client, "alice", "password-123")
+            # A tiny receive buffer, and a client library that stops reading after one message: the server's
+            # socket backs up after a few frames.
+            raw = socket.socket()
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            raw.connect(("127.0.0.1", live.port))
+            raw.setblocking(False)
+            async with (
+                connect(ws_url(live, alice), sock=raw, max_queue=1, max_size=None) as slow,
+                connect(ws_url(live, alice), max_size=None) as fast,
+            ):
+                assert (await recv(slow))["type"] == "hello"
+                assert (await recv(fast))["type"] == "hello"
+                hub: EventHub = live.app.state.rt.events
+                sent = 0
+                while not any(s.overflowed.is_set() for s in list(hub._subscribers)):
+                    assert sent < 500, "the slow client never overflowed"
+                    await note(client, alice, world["support_ticket"], f"{sent} " + "x" * 20_000)
+                    sent += 1
+                everything = await recv_events(fast, sent, timeout=10)
+                assert numbers(everything) == list(range(sent))
+                run = []
+                while (frame := await recv(slow, timeout=10))["type"] != "error":
+                    run.append(frame)
+                assert frame["code"] == "queue_overflow"
+                with pytest.raises(ConnectionClosed):
+                    await recv(slow)
+                assert slow.close_code == 4001
+            assert 0 < len(run) < sent
+            assert numbers(run) == list(range(len(run)))
+            assert [e["seq"] for e in run] == [e["seq"] for e in everything[: len(run)]]
+            async with connect(ws_url(live, alice, run[-1]["seq"]), max_size=None) as again:
+                assert (await recv(again))["type"] == "hello"
+                rest = await recv_events(again, sent - len(run), timeout=10)
+                assert numbers(rest) == list(range(len(run), sent))
+    finally:
+        live.stop()
+
+
+async def test_a_client_leaving_mid_stream_disturbs_no_one(
+    world: dict[str, int], server: LiveServer, client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Clients close while events stream to them: the others get every event in order, the server logs no
+    error, and the closed connections leave the hub."""
+    caplog.set_level(logging.WARNING)
+    alice = await login(client, "alice", "password-123")
+    hub: EventHub = server.app.state.rt.events
+    async with connect(ws_url(server, alice)) as stays:
+        assert (await recv(stays))["type"] == "hello"
+        leaving = [await connect(ws_url(server, alice)) for _ in range(5)]
+        for ws in leaving:
+            assert (await recv(ws))["type"] == "hello"
+        texts = [f"note {i}" for i in range(10)]
+        for i, text in enumerate(texts):
+            await note(client, alice, world["support_ticket"], text)
+            if i < len(leaving):
+                if i % 2:
+                    await leaving[i].close()
+                else:
+                    leaving[i].transport.abort()  # gone without a closing handshake
+        got = await recv_events(stays, len(texts))
+        assert [e["data"]["message"]["text"] for e in got] == texts
+        for _ in range(100):
+            if hub.subscriber_count == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert hub.subscriber_count == 1
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []

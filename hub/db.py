@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +31,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import IteratorResult, make_url
+from sqlalchemy.engine.result import SimpleResultMetaData
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.types import TypeDecorator
@@ -334,6 +335,79 @@ def _unnest_insert(table: Any, columns: tuple[str, ...], ignore_conflicts: bool)
     return cached
 
 
+# --- SQLite: one trip to the driver's thread per statement -------------------------------------------------
+#
+# aiosqlite runs each call on the SQLite connection in its own thread; SQLAlchemy's adapter makes four such
+# calls per statement (open a cursor, execute, fetch, close). Each is a hand-off from the event loop to that
+# thread and back: ~50 µs of CPU, and on a busy machine a wait until each side is scheduled again. A routing
+# pass ran three statements, twelve hand-offs for well under a millisecond of SQLite work, and the waits were
+# what made its slow passes slow. ``fetch_all`` and ``update_rows`` make one hand-off per statement.
+
+
+class _SQLiteQuery:
+    """A query compiled once for SQLite, with the type processors SQLAlchemy would apply to its results."""
+
+    __slots__ = ("compiled", "dialect", "keys", "processors", "statement")
+
+    def __init__(self, statement: Any, dialect: Any) -> None:
+        # Both kept so that the cache key (their ids) stays theirs; the processors depend on the engine's
+        # dialect (its JSON deserializer).
+        self.statement = statement
+        self.dialect = dialect
+        self.compiled = statement.compile(dialect=dialect)
+        columns = list(statement.selected_columns)
+        self.keys = list(statement.selected_columns.keys())
+        processors = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns]
+        self.processors: list[tuple[int, Callable[[Any], Any]]] = [
+            (i, p) for i, p in enumerate(processors) if p is not None
+        ]
+
+
+_SQLITE_QUERIES: dict[tuple[int, int], _SQLiteQuery] = {}
+_MAX_SQLITE_QUERIES = 256
+
+
+def _sqlite_query(statement: Any, dialect: Any) -> _SQLiteQuery:
+    key = (id(statement), id(dialect))
+    query = _SQLITE_QUERIES.get(key)
+    if query is None or query.statement is not statement or query.dialect is not dialect:
+        if len(_SQLITE_QUERIES) >= _MAX_SQLITE_QUERIES:  # statements built per call, engines: do not keep all
+            _SQLITE_QUERIES.clear()
+        query = _SQLITE_QUERIES[key] = _SQLiteQuery(statement, dialect)
+    return query
+
+
+async def _sqlite_driver(conn: AsyncConnection) -> Any:
+    """The aiosqlite connection under ``conn`` (same connection, same transaction)."""
+    return (await conn.get_raw_connection()).driver_connection
+
+
+async def fetch_all(conn: AsyncConnection, statement: Any, params: Mapping[str, Any] | None = None) -> Sequence[Any]:
+    """The rows of a query (a ``select`` or a union, built once: a module constant) as ``conn.execute().all()``
+    returns them: the same values, typed by the same processors. On SQLite in one trip to the driver's thread
+    instead of four (see above); ``expanding`` parameters are expanded as SQLAlchemy does."""
+    if conn.dialect.name != "sqlite":
+        return (await conn.execute(statement, dict(params or {}))).all()
+    query = _sqlite_query(statement, conn.dialect)
+    state = query.compiled.construct_expanded_state(dict(params or {}))
+    binds = state.processors
+    values = []
+    for name in state.positiontup or ():
+        value = state.parameters[name]
+        process = binds.get(name)
+        values.append(process(value) if process is not None else value)
+    raw = await (await _sqlite_driver(conn)).execute_fetchall(state.statement, values)
+    rows: Any = raw
+    if query.processors:
+        rows = []
+        for r in raw:
+            r = list(r)
+            for i, process in query.processors:
+                r[i] = process(r[i])
+            rows.append(r)
+    return IteratorResult(SimpleResultMetaData(query.keys), iter(rows)).all()
+
+
 async def update_rows(
     conn: AsyncConnection, table: Any, rows: list[dict[str, Any]], *, key: str = "id", where: Any = None
 ) -> None:
@@ -342,8 +416,9 @@ async def update_rows(
     they must be plain values such as numbers and strings; pass a condition built once (a module constant):
     the statement is built once per table, columns and condition.
 
-    On PostgreSQL one ``UPDATE ... FROM unnest(...)``, one SQL text for any number of rows; on SQLite an
-    executemany of driver tuples (see ``_driver_rows``). Routing writes its decisions this way: one statement
+    On PostgreSQL one ``UPDATE ... FROM unnest(...)``, one SQL text for any number of rows; on SQLite one
+    ``UPDATE ... FROM (VALUES ...)`` of driver tuples (see ``_driver_rows``), sent in one trip to the driver's
+    thread (see ``fetch_all``). Routing writes its decisions this way: one statement
     per row was a fifth of PostgreSQL's time during ingest, and building the statement on every pass a fifth
     of a routing sweep's CPU.
     """
@@ -352,12 +427,26 @@ async def update_rows(
     columns = tuple(c for c in rows[0] if c != key)
     statement = _update_statement(conn.dialect, table, key, columns, where)
     if conn.dialect.name == "sqlite":
-        await conn.exec_driver_sql(statement, _driver_rows(conn.dialect, table, (*columns, key), rows))
+        values = _driver_rows(conn.dialect, table, (key, *columns), rows)
+        driver = await _sqlite_driver(conn)
+        per_statement = _SQLITE_MAX_VARIABLES // (len(columns) + 1)
+        for start in range(0, len(values), per_statement):
+            chunk = values[start : start + per_statement]
+            sql = statement.replace("{values}", ", ".join([statement.row] * len(chunk)))
+            await driver.execute_fetchall(sql, [v for row in chunk for v in row])
         return
     names = (key, *columns)
     await conn.execute(statement, {f"u{i}": values for i, values in enumerate(_arrays(table, names, rows))})
 
 
+class _SQLiteUpdate(str):
+    """``update_rows``' SQL for SQLite, with ``{values}`` where the VALUES rows go, and one row's placeholders."""
+
+    row: str
+
+
+# SQLite's limit on the parameters of one statement (SQLITE_MAX_VARIABLE_NUMBER since 3.32).
+_SQLITE_MAX_VARIABLES = 32766
 # (dialect, table, key, columns, id of the condition) -> (the condition, kept so its id stays its own; statement)
 _UPDATES: dict[tuple[str, str, str, tuple[str, ...], int], tuple[Any, Any]] = {}
 _MAX_UPDATES = 256
@@ -377,8 +466,13 @@ def _update_statement(dialect: Any, table: Any, key: str, columns: tuple[str, ..
     name = quote(table.name)
     statement: Any
     if dialect.name == "sqlite":
-        sets = ", ".join(f"{quote(c)} = ?" for c in columns)
-        statement = f"UPDATE {name} SET {sets} WHERE {quote(key)} = ?{condition}"
+        # UPDATE ... FROM a VALUES list (key first): one statement, one trip to the driver's thread, for any
+        # number of rows (see fetch_all). VALUES columns are named column1, column2, ...
+        sets = ", ".join(f"{quote(c)} = u.column{i}" for i, c in enumerate(columns, start=2))
+        statement = _SQLiteUpdate(
+            f"UPDATE {name} SET {sets} FROM (VALUES {{values}}) AS u WHERE {name}.{quote(key)} = u.column1{condition}"
+        )
+        statement.row = "(" + ", ".join("?" * (len(columns) + 1)) + ")"
     else:
         names = (key, *columns)
         # JSON travels as text (see _arrays), cast back in SQL.

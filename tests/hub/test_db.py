@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import bindparam, func, literal_column, null, select, union_all
 
-from hub.db import insert_returning_ids, insert_rows, one_of, update_rows
+import hub.db
+from hub.db import fetch_all, insert_returning_ids, insert_rows, one_of, update_rows
 from hub.runtime import Runtime
 from ticketing.service import C, I, T
 
@@ -92,3 +94,55 @@ async def test_update_rows_sets_each_row_its_own_values_where_the_condition_hold
     assert (rows[ids[0]].subject, rows[ids[0]].tags, rows[ids[0]].rating) == ("first", ["x"], 5)
     assert (rows[ids[1]].subject, rows[ids[1]].tags, rows[ids[1]].rating) == ("second", [], None)
     assert (rows[ids[2]].subject, rows[ids[2]].tags) == ("t2", [])
+
+
+# A query of the kinds routing runs through fetch_all: an expanding IN, datetimes, JSON, a labelled
+# expression, and a union whose parts type their columns differently.
+_BY_IDS = select(T.c.id, T.c.subject, T.c.tags, T.c.created_at, (T.c.id + 1).label("next_id")).where(
+    T.c.id.in_(bindparam("ids", expanding=True))
+)
+_UNION = union_all(
+    select(literal_column("0").label("kind"), T.c.id, T.c.created_at, null().label("name")).where(
+        T.c.id.in_(bindparam("ids", expanding=True))
+    ),
+    select(literal_column("1"), C.c.id, C.c.created_at, C.c.name).where(C.c.id.in_(bindparam("cids", expanding=True))),
+)
+
+
+async def test_fetch_all_gives_the_rows_conn_execute_gives(rt: Runtime) -> None:
+    """Same keys, same values and the same Python types (aware datetimes, parsed JSON) as
+    ``conn.execute(...).all()``, for any number of values in an expanding parameter."""
+    cids = await _contacts(rt, 2)
+    now = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
+    base = {"status": "new", "priority": "normal", "channel": "sms", "contact_id": cids[0], "updated_at": now}
+    async with rt.db.begin() as conn:
+        ids = await insert_returning_ids(
+            conn, T, [{**base, "subject": f"t{i}", "tags": ["a", str(i)], "created_at": now} for i in range(3)]
+        )
+        for wanted in (ids, ids[:1], []):
+            fast = await fetch_all(conn, _BY_IDS, {"ids": wanted})
+            slow = (await conn.execute(_BY_IDS, {"ids": wanted})).all()
+            assert [r._mapping for r in fast] == [r._mapping for r in slow]
+            assert [type(v) for r in fast for v in r] == [type(v) for r in slow for v in r]
+        fast = await fetch_all(conn, _UNION, {"ids": ids[1:], "cids": cids})
+        slow = (await conn.execute(_UNION, {"ids": ids[1:], "cids": cids})).all()
+    assert [tuple(r) for r in fast] == [tuple(r) for r in slow] and len(fast) == 4
+    assert fast[0].created_at == now and fast[0].kind == 0
+
+
+async def test_update_rows_splits_what_exceeds_one_statements_parameters(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite the rows travel in one statement up to its limit on parameters, then in several: every row
+    gets its values either way."""
+    monkeypatch.setattr(hub.db, "_SQLITE_MAX_VARIABLES", 7)  # two rows of (id, subject, rating) a statement
+    [cid] = await _contacts(rt, 1)
+    now = datetime.now(UTC)
+    base = {"status": "new", "priority": "normal", "channel": "sms", "contact_id": cid, "tags": []}
+    async with rt.db.begin() as conn:
+        ids = await insert_returning_ids(
+            conn, T, [{**base, "subject": f"t{i}", "created_at": now, "updated_at": now} for i in range(5)]
+        )
+        await update_rows(conn, T, [{"id": k, "subject": f"new{k}", "rating": k % 5} for k in ids])
+        rows = {r.id: r for r in await conn.execute(select(T.c.id, T.c.subject, T.c.rating))}
+    assert {k: (rows[k].subject, rows[k].rating) for k in ids} == {k: (f"new{k}", k % 5) for k in ids}

@@ -347,7 +347,7 @@ def _unnest_insert(table: Any, columns: tuple[str, ...], ignore_conflicts: bool)
 class _SQLiteQuery:
     """A query compiled once for SQLite, with the type processors SQLAlchemy would apply to its results."""
 
-    __slots__ = ("compiled", "dialect", "keys", "processors", "statement")
+    __slots__ = ("compiled", "dialect", "expanding", "keys", "processors", "shapes", "statement")
 
     def __init__(self, statement: Any, dialect: Any) -> None:
         # Both kept so that the cache key (their ids) stays theirs; the processors depend on the engine's
@@ -361,6 +361,64 @@ class _SQLiteQuery:
         self.processors: list[tuple[int, Callable[[Any], Any]]] = [
             (i, p) for i, p in enumerate(processors) if p is not None
         ]
+        # SQLAlchemy renders an ``expanding`` parameter (``IN``) for each number of values, by regular expression,
+        # on every execution: here once per number of values of each, then kept (see ``sql_and_values``).
+        self.expanding = sorted(b.key for b in self.compiled.binds.values() if b.expanding)
+        self.shapes: dict[tuple[int, ...], tuple[str, list[_Position]]] = {}
+
+    def sql_and_values(self, params: Mapping[str, Any]) -> tuple[str, list[Any]]:
+        """The SQL text and the driver's positional values for these parameters."""
+        shape = tuple(len(params[n]) if n in params else -1 for n in self.expanding)
+        known = self.shapes.get(shape)
+        if known is None:
+            state = self.compiled.construct_expanded_state(dict(params))
+            positions = _positions(state, params)
+            values = [_bound(state, name) for name in state.positiontup or ()]
+            if positions is not None and len(self.shapes) < _MAX_SHAPES:
+                self.shapes[shape] = (state.statement, positions)
+            return state.statement, values
+        sql, positions = known
+        out = []
+        for name, index, constant, process in positions:
+            if name is None:
+                out.append(constant)
+                continue
+            value = params[name] if index is None else params[name][index]
+            out.append(process(value) if process is not None else value)
+        return sql, out
+
+
+# One positional value of a query: (parameter, index in its list of values or None, the value when it is a
+# constant of the statement (parameter None), the bind processor to apply).
+_Position = tuple[str | None, int | None, Any, Callable[[Any], Any] | None]
+_MAX_SHAPES = 64
+
+
+def _bound(state: Any, name: str) -> Any:
+    """A positional value of an expanded state, through its bind processor."""
+    value = state.parameters[name]
+    process = state.processors.get(name)
+    return process(value) if process is not None else value
+
+
+def _positions(state: Any, params: Mapping[str, Any]) -> list[_Position] | None:
+    """Where each positional value of ``state`` comes from, or None when that cannot be said plainly (then the
+    query is expanded by SQLAlchemy on every execution)."""
+    origin: dict[str, tuple[str, int]] = {}
+    for name, expanded in state.parameter_expansion.items():
+        value = params.get(name)
+        if name in params and (not isinstance(value, (list, tuple)) or len(expanded) != len(value)):
+            return None  # e.g. tuples expanded into several values each
+        for i, e in enumerate(expanded):
+            origin[e] = (name, i)
+    positions: list[_Position] = []
+    for name in state.positiontup or ():
+        source, index = origin.get(name, (name, None))
+        if source in params:
+            positions.append((source, index, None, state.processors.get(name)))
+        else:
+            positions.append((None, None, _bound(state, name), None))
+    return positions
 
 
 _SQLITE_QUERIES: dict[tuple[int, int], _SQLiteQuery] = {}
@@ -389,14 +447,8 @@ async def fetch_all(conn: AsyncConnection, statement: Any, params: Mapping[str, 
     if conn.dialect.name != "sqlite":
         return (await conn.execute(statement, dict(params or {}))).all()
     query = _sqlite_query(statement, conn.dialect)
-    state = query.compiled.construct_expanded_state(dict(params or {}))
-    binds = state.processors
-    values = []
-    for name in state.positiontup or ():
-        value = state.parameters[name]
-        process = binds.get(name)
-        values.append(process(value) if process is not None else value)
-    raw = await (await _sqlite_driver(conn)).execute_fetchall(state.statement, values)
+    sql, values = query.sql_and_values(params or {})
+    raw = await (await _sqlite_driver(conn)).execute_fetchall(sql, values)
     rows: Any = raw
     if query.processors:
         rows = []

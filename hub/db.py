@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import IteratorResult, make_url
 from sqlalchemy.engine.result import SimpleResultMetaData
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.types import TypeDecorator
@@ -435,9 +437,14 @@ def _sqlite_query(statement: Any, dialect: Any) -> _SQLiteQuery:
     return query
 
 
-async def _sqlite_driver(conn: AsyncConnection) -> Any:
-    """The aiosqlite connection under ``conn`` (same connection, same transaction)."""
-    return (await conn.get_raw_connection()).driver_connection
+async def _sqlite_run(conn: AsyncConnection, sql: str, values: Sequence[Any]) -> Any:
+    """Run ``sql`` on the aiosqlite connection under ``conn`` (same connection, same transaction) in one trip,
+    and its rows. Errors are raised as SQLAlchemy raises them from ``conn.execute`` (``OperationalError``...)."""
+    driver: Any = (await conn.get_raw_connection()).driver_connection
+    try:
+        return await driver.execute_fetchall(sql, values)
+    except sqlite3.Error as error:
+        raise DBAPIError.instance(sql, list(values), error, sqlite3.Error, dialect=conn.dialect) from error
 
 
 async def fetch_all(conn: AsyncConnection, statement: Any, params: Mapping[str, Any] | None = None) -> Sequence[Any]:
@@ -448,7 +455,7 @@ async def fetch_all(conn: AsyncConnection, statement: Any, params: Mapping[str, 
         return (await conn.execute(statement, dict(params or {}))).all()
     query = _sqlite_query(statement, conn.dialect)
     sql, values = query.sql_and_values(params or {})
-    raw = await (await _sqlite_driver(conn)).execute_fetchall(sql, values)
+    raw = await _sqlite_run(conn, sql, values)
     rows: Any = raw
     if query.processors:
         rows = []
@@ -480,12 +487,11 @@ async def update_rows(
     statement = _update_statement(conn.dialect, table, key, columns, where)
     if conn.dialect.name == "sqlite":
         values = _driver_rows(conn.dialect, table, (key, *columns), rows)
-        driver = await _sqlite_driver(conn)
         per_statement = _SQLITE_MAX_VARIABLES // (len(columns) + 1)
         for start in range(0, len(values), per_statement):
             chunk = values[start : start + per_statement]
             sql = statement.replace("{values}", ", ".join([statement.row] * len(chunk)))
-            await driver.execute_fetchall(sql, [v for row in chunk for v in row])
+            await _sqlite_run(conn, sql, [v for row in chunk for v in row])
         return
     names = (key, *columns)
     await conn.execute(statement, {f"u{i}": values for i, values in enumerate(_arrays(table, names, rows))})

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import bindparam, func, literal_column, null, select, union_all
+from sqlalchemy.exc import DBAPIError
 
 import hub.db
 from hub.db import fetch_all, insert_returning_ids, insert_rows, one_of, update_rows
@@ -150,3 +151,10 @@ async def test_update_rows_splits_what_exceeds_one_statements_parameters(
         await update_rows(conn, T, [{"id": k, "subject": f"new{k}", "rating": k % 5} for k in ids])
         rows = {r.id: r for r in await conn.execute(select(T.c.id, T.c.subject, T.c.rating))}
     assert {k: (rows[k].subject, rows[k].rating) for k in ids} == {k: (f"new{k}", k % 5) for k in ids}
+
+
+async def test_fetch_all_raises_database_errors_as_conn_execute_does(rt: Runtime) -> None:
+    """A statement the database rejects raises SQLAlchemy's error for it, whichever way it went."""
+    with pytest.raises(DBAPIError):
+        async with rt.db.begin() as conn:
+            await fetch_all(conn, select(T.c.id).where(T.c.id == func.no_such_function()))

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +33,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import IteratorResult, make_url
+from sqlalchemy.engine.result import SimpleResultMetaData
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.types import TypeDecorator
@@ -348,6 +351,136 @@ def _unnest_insert(table: Any, columns: tuple[str, ...], ignore_conflicts: bool)
     return cached
 
 
+# --- SQLite: one trip to the driver's thread per statement -------------------------------------------------
+#
+# aiosqlite runs each call on the SQLite connection in its own thread; SQLAlchemy's adapter makes four such
+# calls per statement (open a cursor, execute, fetch, close). Each is a hand-off from the event loop to that
+# thread and back: ~50 µs of CPU, and on a busy machine a wait until each side is scheduled again. A routing
+# pass ran three statements, twelve hand-offs for well under a millisecond of SQLite work, and the waits were
+# what made its slow passes slow. ``fetch_all`` and ``update_rows`` make one hand-off per statement.
+
+
+class _SQLiteQuery:
+    """A query compiled once for SQLite, with the type processors SQLAlchemy would apply to its results."""
+
+    __slots__ = ("compiled", "dialect", "expanding", "keys", "processors", "shapes", "statement")
+
+    def __init__(self, statement: Any, dialect: Any) -> None:
+        # Both kept so that the cache key (their ids) stays theirs; the processors depend on the engine's
+        # dialect (its JSON deserializer).
+        self.statement = statement
+        self.dialect = dialect
+        self.compiled = statement.compile(dialect=dialect)
+        columns = list(statement.selected_columns)
+        self.keys = list(statement.selected_columns.keys())
+        processors = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns]
+        self.processors: list[tuple[int, Callable[[Any], Any]]] = [
+            (i, p) for i, p in enumerate(processors) if p is not None
+        ]
+        # SQLAlchemy renders an ``expanding`` parameter (``IN``) for each number of values, by regular expression,
+        # on every execution: here once per number of values of each, then kept (see ``sql_and_values``).
+        self.expanding = sorted(b.key for b in self.compiled.binds.values() if b.expanding)
+        self.shapes: dict[tuple[int, ...], tuple[str, list[_Position]]] = {}
+
+    def sql_and_values(self, params: Mapping[str, Any]) -> tuple[str, list[Any]]:
+        """The SQL text and the driver's positional values for these parameters."""
+        shape = tuple(len(params[n]) if n in params else -1 for n in self.expanding)
+        known = self.shapes.get(shape)
+        if known is None:
+            state = self.compiled.construct_expanded_state(dict(params))
+            positions = _positions(state, params)
+            values = [_bound(state, name) for name in state.positiontup or ()]
+            if positions is not None and len(self.shapes) < _MAX_SHAPES:
+                self.shapes[shape] = (state.statement, positions)
+            return state.statement, values
+        sql, positions = known
+        out = []
+        for name, index, constant, process in positions:
+            if name is None:
+                out.append(constant)
+                continue
+            value = params[name] if index is None else params[name][index]
+            out.append(process(value) if process is not None else value)
+        return sql, out
+
+
+# One positional value of a query: (parameter, index in its list of values or None, the value when it is a
+# constant of the statement (parameter None), the bind processor to apply).
+_Position = tuple[str | None, int | None, Any, Callable[[Any], Any] | None]
+_MAX_SHAPES = 64
+
+
+def _bound(state: Any, name: str) -> Any:
+    """A positional value of an expanded state, through its bind processor."""
+    value = state.parameters[name]
+    process = state.processors.get(name)
+    return process(value) if process is not None else value
+
+
+def _positions(state: Any, params: Mapping[str, Any]) -> list[_Position] | None:
+    """Where each positional value of ``state`` comes from, or None when that cannot be said plainly (then the
+    query is expanded by SQLAlchemy on every execution)."""
+    origin: dict[str, tuple[str, int]] = {}
+    for name, expanded in state.parameter_expansion.items():
+        value = params.get(name)
+        if name in params and (not isinstance(value, (list, tuple)) or len(expanded) != len(value)):
+            return None  # e.g. tuples expanded into several values each
+        for i, e in enumerate(expanded):
+            origin[e] = (name, i)
+    positions: list[_Position] = []
+    for name in state.positiontup or ():
+        source, index = origin.get(name, (name, None))
+        if source in params:
+            positions.append((source, index, None, state.processors.get(name)))
+        else:
+            positions.append((None, None, _bound(state, name), None))
+    return positions
+
+
+_SQLITE_QUERIES: dict[tuple[int, int], _SQLiteQuery] = {}
+_MAX_SQLITE_QUERIES = 256
+
+
+def _sqlite_query(statement: Any, dialect: Any) -> _SQLiteQuery:
+    key = (id(statement), id(dialect))
+    query = _SQLITE_QUERIES.get(key)
+    if query is None or query.statement is not statement or query.dialect is not dialect:
+        if len(_SQLITE_QUERIES) >= _MAX_SQLITE_QUERIES:  # statements built per call, engines: do not keep all
+            _SQLITE_QUERIES.clear()
+        query = _SQLITE_QUERIES[key] = _SQLiteQuery(statement, dialect)
+    return query
+
+
+async def _sqlite_run(conn: AsyncConnection, sql: str, values: Sequence[Any]) -> Any:
+    """Run ``sql`` on the aiosqlite connection under ``conn`` (same connection, same transaction) in one trip,
+    and its rows. Errors are raised as SQLAlchemy raises them from ``conn.execute`` (``OperationalError``...)."""
+    driver: Any = (await conn.get_raw_connection()).driver_connection
+    try:
+        return await driver.execute_fetchall(sql, values)
+    except sqlite3.Error as error:
+        raise DBAPIError.instance(sql, list(values), error, sqlite3.Error, dialect=conn.dialect) from error
+
+
+async def fetch_all(conn: AsyncConnection, statement: Any, params: Mapping[str, Any] | None = None) -> Sequence[Any]:
+    """The rows of a query (a ``select`` or a union, built once: a module constant) as ``conn.execute().all()``
+    returns them: the same values, typed by the same processors. On SQLite in one trip to the driver's thread
+    instead of four (see above); ``expanding`` parameters are expanded as SQLAlchemy does."""
+    if conn.dialect.name != "sqlite":
+        return (await conn.execute(statement, dict(params or {}))).all()
+    query = _sqlite_query(statement, conn.dialect)
+    sql, values = query.sql_and_values(params or {})
+    raw = await _sqlite_run(conn, sql, values)
+    rows: Any = raw
+    if query.processors:
+        rows = []
+        for r in raw:
+            r = list(r)
+            for i, process in query.processors:
+                r[i] = process(r[i])
+            rows.append(r)
+    return IteratorResult(SimpleResultMetaData(query.keys), iter(rows)).all()
+
+
 async def update_rows(
     conn: AsyncConnection, table: Any, rows: list[dict[str, Any]], *, key: str = "id", where: Any = None
 ) -> None:
@@ -356,8 +489,9 @@ async def update_rows(
     they must be plain values such as numbers and strings; pass a condition built once (a module constant):
     the statement is built once per table, columns and condition.
 
-    On PostgreSQL one ``UPDATE ... FROM unnest(...)``, one SQL text for any number of rows; on SQLite an
-    executemany of driver tuples (see ``_driver_rows``). Routing writes its decisions this way: one statement
+    On PostgreSQL one ``UPDATE ... FROM unnest(...)``, one SQL text for any number of rows; on SQLite one
+    ``UPDATE ... FROM (VALUES ...)`` of driver tuples (see ``_driver_rows``), sent in one trip to the driver's
+    thread (see ``fetch_all``). Routing writes its decisions this way: one statement
     per row was a fifth of PostgreSQL's time during ingest, and building the statement on every pass a fifth
     of a routing sweep's CPU.
     """
@@ -366,12 +500,25 @@ async def update_rows(
     columns = tuple(c for c in rows[0] if c != key)
     statement = _update_statement(conn.dialect, table, key, columns, where)
     if conn.dialect.name == "sqlite":
-        await conn.exec_driver_sql(statement, _driver_rows(conn.dialect, table, (*columns, key), rows))
+        values = _driver_rows(conn.dialect, table, (key, *columns), rows)
+        per_statement = _SQLITE_MAX_VARIABLES // (len(columns) + 1)
+        for start in range(0, len(values), per_statement):
+            chunk = values[start : start + per_statement]
+            sql = statement.replace("{values}", ", ".join([statement.row] * len(chunk)))
+            await _sqlite_run(conn, sql, [v for row in chunk for v in row])
         return
     names = (key, *columns)
     await conn.execute(statement, {f"u{i}": values for i, values in enumerate(_arrays(table, names, rows))})
 
 
+class _SQLiteUpdate(str):
+    """``update_rows``' SQL for SQLite, with ``{values}`` where the VALUES rows go, and one row's placeholders."""
+
+    row: str
+
+
+# SQLite's limit on the parameters of one statement (SQLITE_MAX_VARIABLE_NUMBER since 3.32).
+_SQLITE_MAX_VARIABLES = 32766
 # (dialect, table, key, columns, id of the condition) -> (the condition, kept so its id stays its own; statement)
 _UPDATES: dict[tuple[str, str, str, tuple[str, ...], int], tuple[Any, Any]] = {}
 _MAX_UPDATES = 256
@@ -391,8 +538,13 @@ def _update_statement(dialect: Any, table: Any, key: str, columns: tuple[str, ..
     name = quote(table.name)
     statement: Any
     if dialect.name == "sqlite":
-        sets = ", ".join(f"{quote(c)} = ?" for c in columns)
-        statement = f"UPDATE {name} SET {sets} WHERE {quote(key)} = ?{condition}"
+        # UPDATE ... FROM a VALUES list (key first): one statement, one trip to the driver's thread, for any
+        # number of rows (see fetch_all). VALUES columns are named column1, column2, ...
+        sets = ", ".join(f"{quote(c)} = u.column{i}" for i, c in enumerate(columns, start=2))
+        statement = _SQLiteUpdate(
+            f"UPDATE {name} SET {sets} FROM (VALUES {{values}}) AS u WHERE {name}.{quote(key)} = u.column1{condition}"
+        )
+        statement.row = "(" + ", ".join("?" * (len(columns) + 1)) + ")"
     else:
         names = (key, *columns)
         # JSON travels as text (see _arrays), cast back in SQL.

@@ -39,7 +39,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.auth import hash_password
-from hub.db import insert_returning_ids, insert_rows, one_of, update_rows, utcnow
+from hub.db import fetch_all, insert_returning_ids, insert_rows, one_of, update_rows, utcnow
 from hub.events import EventType, NewEvent
 from hub.group_commit import GroupCommit
 from hub.messages import OutboundMessage
@@ -558,14 +558,14 @@ async def _agent_slots(
         return {}
     blocks = routing.BLOCKS if voice_blocks_chats else {}
     slots: dict[int, routing.AgentSlot] = {}
-    for row in await conn.execute(_MEMBERS_OF_QUEUES, {"ids": ids}):
+    for row in await fetch_all(conn, _MEMBERS_OF_QUEUES, {"ids": ids}):
         _add_member(slots, blocks, *row)
     available = [a for a, s in slots.items() if s.available]
     if available:
         if len(available) <= _FEW_AGENTS:
-            loads = await conn.execute(_LOADS_OF_AGENTS, {"ids": available, "ids_offered": available})
+            loads = await fetch_all(conn, _LOADS_OF_AGENTS, {"ids": available, "ids_offered": available})
         else:
-            loads = await conn.execute(_LOADS_OF_ALL)
+            loads = await fetch_all(conn, _LOADS_OF_ALL)
         for agent_id, channel, count in loads:
             if agent_id in slots:
                 slots[agent_id].load[channel] = count
@@ -584,8 +584,8 @@ async def _slots_of_agents(
     slots: dict[int, routing.AgentSlot] = {}
     loads: list[tuple[int, str, int]] = []
     fingerprint = ""
-    for kind, agent_id, status, skills, capacity, last_assigned_at, n, channel in await conn.execute(
-        _SLOTS_OF_AGENTS[postgres], params
+    for kind, agent_id, status, skills, capacity, last_assigned_at, n, channel in await fetch_all(
+        conn, _SLOTS_OF_AGENTS[postgres], params
     ):
         if kind == 0:
             _add_member(slots, blocks, agent_id, status, skills, capacity, last_assigned_at, n)
@@ -721,19 +721,19 @@ async def _waiting_rows(
         ids = sorted(set(ticket_ids or ()))
         if not ids:
             return []
-        rows = await conn.execute(_CLAIM_BY_ID_PG if postgres else _CLAIM_BY_ID, {"ids": ids})
+        rows = await fetch_all(conn, _CLAIM_BY_ID_PG if postgres else _CLAIM_BY_ID, {"ids": ids})
     else:
         triples = [(q, c, n) for q, per_channel in sorted(limits.items()) for c, n in sorted(per_channel.items())]
         if not triples:
             return []
         if postgres:
             qs, cs, ls = (list(column) for column in zip(*triples, strict=True))
-            rows = await conn.execute(_CLAIM_CANDIDATES_PG, {"cq": qs, "cc": cs, "cl": ls})
+            rows = await fetch_all(conn, _CLAIM_CANDIDATES_PG, {"cq": qs, "cc": cs, "cl": ls})
         else:
             params: dict[str, Any] = {}
             for i, (q, c, n) in enumerate(triples):
                 params.update({f"q{i}": q, f"c{i}": c, f"l{i}": n})
-            rows = await conn.execute(_claim_candidates_statement(len(triples)), params)
+            rows = await fetch_all(conn, _claim_candidates_statement(len(triples)), params)
     return [r for r in rows if r.status in _OPEN]
 
 

@@ -7,9 +7,12 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import bindparam, func, literal_column, null, select, union_all
+from sqlalchemy.exc import DBAPIError
 
-from hub.db import GIL_SWITCH_INTERVAL, create_engine, insert_returning_ids, insert_rows, one_of, update_rows
+import hub.db
+from hub.db import GIL_SWITCH_INTERVAL, create_engine, fetch_all, insert_returning_ids, insert_rows, one_of, update_rows
 from hub.runtime import Runtime
 from ticketing.service import C, I, T
 
@@ -107,3 +110,66 @@ async def test_an_sqlite_engine_lets_its_statement_threads_take_the_gil_without_
         assert sys.getswitchinterval() <= GIL_SWITCH_INTERVAL <= 0.001
     finally:
         sys.setswitchinterval(before)
+
+
+# A query of the kinds routing runs through fetch_all: an expanding IN, datetimes, JSON, a labelled
+# expression, and a union whose parts type their columns differently.
+_BY_IDS = select(T.c.id, T.c.subject, T.c.tags, T.c.created_at, (T.c.id + 1).label("next_id")).where(
+    T.c.id.in_(bindparam("ids", expanding=True))
+)
+_UNION = union_all(
+    select(literal_column("0").label("kind"), T.c.id, T.c.created_at, null().label("name")).where(
+        T.c.id.in_(bindparam("ids", expanding=True))
+    ),
+    select(literal_column("1"), C.c.id, C.c.created_at, C.c.name).where(C.c.id.in_(bindparam("cids", expanding=True))),
+)
+
+
+async def test_fetch_all_gives_the_rows_conn_execute_gives(rt: Runtime) -> None:
+    """Same keys, same values and the same Python types (aware datetimes, parsed JSON) as
+    ``conn.execute(...).all()``, for any number of values in an expanding parameter."""
+    cids = await _contacts(rt, 2)
+    now = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
+    base = {"status": "new", "priority": "normal", "channel": "sms", "contact_id": cids[0], "updated_at": now}
+    async with rt.db.begin() as conn:
+        ids = await insert_returning_ids(
+            conn, T, [{**base, "subject": f"t{i}", "tags": ["a", str(i)], "created_at": now} for i in range(3)]
+        )
+        # Each number of values twice, with other values: the second time the SQL text is the one kept.
+        for wanted in (ids, ids[:1], [], ids[::-1], ids[2:], [ids[1], ids[1]], [-1]):
+            fast = await fetch_all(conn, _BY_IDS, {"ids": wanted})
+            slow = (await conn.execute(_BY_IDS, {"ids": wanted})).all()
+            assert [r._mapping for r in fast] == [r._mapping for r in slow]
+            assert [type(v) for r in fast for v in r] == [type(v) for r in slow for v in r]
+        for some, contacts in ((ids[1:], cids), (ids[:2], cids[::-1]), (ids[:1], cids)):
+            fast = await fetch_all(conn, _UNION, {"ids": some, "cids": contacts})
+            slow = (await conn.execute(_UNION, {"ids": some, "cids": contacts})).all()
+            assert [tuple(r) for r in fast] == [tuple(r) for r in slow]
+        fast = await fetch_all(conn, _UNION, {"ids": ids[1:], "cids": cids})
+    assert len(fast) == 4
+    assert fast[0].created_at == now and fast[0].kind == 0
+
+
+async def test_update_rows_splits_what_exceeds_one_statements_parameters(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite the rows travel in one statement up to its limit on parameters, then in several: every row
+    gets its values either way."""
+    monkeypatch.setattr(hub.db, "_SQLITE_MAX_VARIABLES", 7)  # two rows of (id, subject, rating) a statement
+    [cid] = await _contacts(rt, 1)
+    now = datetime.now(UTC)
+    base = {"status": "new", "priority": "normal", "channel": "sms", "contact_id": cid, "tags": []}
+    async with rt.db.begin() as conn:
+        ids = await insert_returning_ids(
+            conn, T, [{**base, "subject": f"t{i}", "created_at": now, "updated_at": now} for i in range(5)]
+        )
+        await update_rows(conn, T, [{"id": k, "subject": f"new{k}", "rating": k % 5} for k in ids])
+        rows = {r.id: r for r in await conn.execute(select(T.c.id, T.c.subject, T.c.rating))}
+    assert {k: (rows[k].subject, rows[k].rating) for k in ids} == {k: (f"new{k}", k % 5) for k in ids}
+
+
+async def test_fetch_all_raises_database_errors_as_conn_execute_does(rt: Runtime) -> None:
+    """A statement the database rejects raises SQLAlchemy's error for it, whichever way it went."""
+    with pytest.raises(DBAPIError):
+        async with rt.db.begin() as conn:
+            await fetch_all(conn, select(T.c.id).where(T.c.id == func.no_such_function()))

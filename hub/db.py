@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -25,8 +26,6 @@ from sqlalchemy import (
     any_,
     bindparam,
     event,
-    func,
-    select,
     text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -187,37 +186,52 @@ async def insert_returning_ids(
 ) -> list[int]:
     """Insert ``rows`` in one batch and return their generated keys, in the order given.
 
-    The keys are taken before the insert, so they are known in order whatever order the database inserts in.
-    PostgreSQL: from the key's sequence, then one ``insert_rows``. SQLite cannot order a batched RETURNING
-    either (SQLAlchemy falls back to one statement per row): the caller's transaction holds SQLite's write
-    lock (``Database.begin``), so the next keys are ours.
+    PostgreSQL: the keys are taken from the key's sequence first, so they are known in order whatever order
+    the database inserts in, then one ``insert_rows``. SQLite cannot order a batched RETURNING either
+    (SQLAlchemy falls back to one statement per row): one multi-row ``INSERT ... VALUES`` without keys, whose
+    rows SQLite numbers one after the other in the order of the list (each gets the largest key so far plus
+    one; the caller's transaction holds SQLite's write lock, ``Database.begin``, so nobody else inserts in
+    between), and the statement's last row id gives them all, without a statement to read the largest key.
     """
     if not rows:
         return []
-    if conn.dialect.name == "postgresql":
-        result = await conn.execute(_NEXT_KEYS, {"table": table.name, "column": pk, "n": len(rows)})
-        ids = sorted(int(r[0]) for r in result)  # nextval is increasing; the row order of the result is not
-    else:
-        col = table.c[pk]
-        start = (
-            await conn.execute(
-                select(
-                    func.max(
-                        func.coalesce(select(func.max(col)).scalar_subquery(), 0),
-                        func.coalesce(
-                            select(text("seq"))
-                            .select_from(text("sqlite_sequence"))
-                            .where(text("name = :t"))
-                            .scalar_subquery(),
-                            0,
-                        ),
-                    )
-                ),
-                {"t": table.name},
-            )
-        ).scalar_one()
-        ids = list(range(int(start) + 1, int(start) + 1 + len(rows)))
+    if conn.dialect.name == "sqlite":
+        return await _sqlite_insert_returning_ids(conn, table, rows)
+    result = await conn.execute(_NEXT_KEYS, {"table": table.name, "column": pk, "n": len(rows)})
+    ids = sorted(int(r[0]) for r in result)  # nextval is increasing; the row order of the result is not
     await insert_rows(conn, table, [{**row, pk: key} for row, key in zip(rows, ids, strict=True)])
+    return ids
+
+
+# SQLite's limit on the parameters of one statement (SQLITE_MAX_VARIABLE_NUMBER since 3.32).
+_SQLITE_MAX_PARAMS = 32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999
+# (table, columns, number of rows) -> the multi-row INSERT's text
+_SQLITE_INSERTS: dict[tuple[str, tuple[str, ...], int], str] = {}
+_MAX_SQLITE_INSERTS = 1024
+
+
+async def _sqlite_insert_returning_ids(conn: AsyncConnection, table: Any, rows: list[dict[str, Any]]) -> list[int]:
+    columns = tuple(rows[0])
+    per_statement = max(1, _SQLITE_MAX_PARAMS // len(columns))
+    ids: list[int] = []
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        key = (table.name, columns, len(chunk))
+        sql = _SQLITE_INSERTS.get(key)
+        if sql is None:
+            quote = conn.dialect.identifier_preparer.quote
+            one = f"({', '.join('?' * len(columns))})"
+            sql = f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) VALUES " + ", ".join(
+                [one] * len(chunk)
+            )
+            if len(_SQLITE_INSERTS) >= _MAX_SQLITE_INSERTS:
+                _SQLITE_INSERTS.clear()
+            _SQLITE_INSERTS[key] = sql
+        params = tuple(v for row in _driver_rows(conn.dialect, table, columns, chunk) for v in row)
+        last = (await conn.exec_driver_sql(sql, params)).lastrowid
+        if last is None:
+            raise RuntimeError(f"SQLite gave no row id for an insert into {table.name}")
+        ids.extend(range(last - len(chunk) + 1, last + 1))
     return ids
 
 

@@ -293,10 +293,11 @@ async def store_batch(
             return _finish(out, copies), waiting
 
         # 3. Contacts: find by identity (a phone number is one person on SMS, voice and WhatsApp), else create.
-        await _resolve_contacts(conn, rt, fresh, now)
+        identities = _identity_cache(rt)
+        learned = await _resolve_contacts(conn, rt, fresh, now, identities)
 
         # 4. Threading.
-        new_tickets = await _thread(conn, fresh, now)
+        new_tickets, locked = await _thread(conn, fresh, now)
 
         # 5. New tickets.
         new_ids: dict[str, int] = {}
@@ -350,7 +351,7 @@ async def store_batch(
         ticket_rows = {r["id"]: r for r in new_rows}
         if touched:
             ids = sorted(touched)
-            if conn.dialect.name == "postgresql":
+            if conn.dialect.name == "postgresql" and not locked.issuperset(ids):
                 # One lock order (ascending id) against concurrent writers; SQLite has one writer at a time.
                 await conn.execute(select(T.c.id).where(one_of(conn, T.c.id, ids)).order_by(T.c.id).with_for_update())
             values: dict[str, Any] = {"last_message_at": now, "updated_at": now}
@@ -373,6 +374,8 @@ async def store_batch(
             tx.emit(_message_event(data, ticket_rows[data["ticket_id"]]))
         waiting = [t for t, r in ticket_rows.items() if r["assignee_id"] is None and r["offered_agent_id"] is None]
         tx.after_commit.append(lambda: _count(rt, fresh, items))
+        if learned:
+            tx.after_commit.append(lambda: _remember(identities, learned))
     return _finish(out, copies), waiting
 
 
@@ -406,11 +409,49 @@ def _count_per_channel(counter: Any, items: list[_Item]) -> None:
         counter.labels(channel).inc(n)
 
 
-async def _resolve_contacts(conn: Any, rt: Runtime, fresh: list[_Item], now: Any) -> None:
+# (identity kind, value) -> (contact id, whether that contact is known to have a name), per runtime.
+_IdentityCache = dict[tuple[str, str], tuple[int, bool]]
+_IDENTITY_CACHE_MAX = 100_000
+
+
+def _identity_cache(rt: Runtime) -> _IdentityCache:
+    """The identities this process has seen committed, and their contacts. An identity's contact never changes
+    (identities are only ever added, contacts never deleted once an identity points to them), so an entry
+    stays true in every process without being checked again: a message from a known identity needs no
+    lookup. Entries are added after their transaction commits, never before."""
+    cache: _IdentityCache | None = rt.caches.get("ingest.identities")
+    if cache is None:
+        cache = rt.caches["ingest.identities"] = {}
+    return cache
+
+
+def _remember(cache: _IdentityCache, learned: _IdentityCache) -> None:
+    if len(cache) + len(learned) > _IDENTITY_CACHE_MAX:
+        cache.clear()
+    cache.update(learned)
+
+
+async def _resolve_contacts(
+    conn: Any, rt: Runtime, fresh: list[_Item], now: Any, cache: _IdentityCache
+) -> _IdentityCache:
+    """Set each item's contact; returns what to add to ``cache`` once the transaction commits."""
+    # A cached identity is enough unless the message brings a name for a contact we have none for (the
+    # lookup below learns it).
+    pending = []
+    for it in fresh:
+        hit = cache.get((it.kind, it.value))
+        if hit is not None and (hit[1] or not it.msg.sender.name):
+            it.contact_id = hit[0]
+        else:
+            pending.append(it)
+    if not pending:
+        return {}
+    fresh = pending
     values = {it.value for it in fresh}
     kinds = {k for it in fresh for k in lookup_kinds(it.kind)}
     known: dict[tuple[str, str], int] = {}
     unnamed: set[int] = set()  # known contacts we have no name for yet
+    named_contacts: set[int] = set()  # contacts known to have a name
     for r in await conn.execute(
         select(I.c.kind, I.c.value, I.c.contact_id, C.c.name)
         .join(C, C.c.id == I.c.contact_id)
@@ -419,6 +460,8 @@ async def _resolve_contacts(conn: Any, rt: Runtime, fresh: list[_Item], now: Any
         known[(r.kind, r.value)] = r.contact_id
         if r.name is None:
             unnamed.add(r.contact_id)
+        else:
+            named_contacts.add(r.contact_id)
 
     def lookup(it: _Item) -> int | None:
         for k in (it.kind, *lookup_kinds(it.kind)):
@@ -439,6 +482,7 @@ async def _resolve_contacts(conn: Any, rt: Runtime, fresh: list[_Item], now: Any
             [{"name": it.msg.sender.name, "attributes": {}, "created_at": now, "updated_at": now} for _, it in people],
         )
         new_contact = {key: cid for (key, _), cid in zip(people, created, strict=True)}
+        named_contacts |= {cid for (_, it), cid in zip(people, created, strict=True) if it.msg.sender.name}
     else:
         new_contact = {}
     wanted: dict[tuple[str, str], int] = {}
@@ -478,13 +522,15 @@ async def _resolve_contacts(conn: Any, rt: Runtime, fresh: list[_Item], now: Any
             .values(name=bindparam("nm"), updated_at=now),
             [{"cid": c, "nm": n} for c, n in named.items()],
         )
+        named_contacts |= set(named)
+    # A contact another process created (it won an identity's race) counts as unnamed: at worst its next
+    # message with a name looks it up again.
+    return {(it.kind, it.value): (it.contact_id, it.contact_id in named_contacts) for it in fresh}
 
 
-async def _thread(conn: Any, fresh: list[_Item], now: Any) -> list[tuple[str, dict[str, Any]]]:
-    """Decide each message's ticket; returns the tickets to open as (ref, row) pairs."""
-    queues = (await conn.execute(select(Q.c.id, Q.c.name, Q.c.channels).order_by(Q.c.id))).all()
-    by_name = {q.name: q.id for q in queues}
-
+async def _thread(conn: Any, fresh: list[_Item], now: Any) -> tuple[list[tuple[str, dict[str, Any]]], set[int]]:
+    """Decide each message's ticket; returns the tickets to open as (ref, row) pairs, and the tickets this
+    already locked (PostgreSQL) in the one lock order, ascending id."""
     refs = [(it.msg.channel, r) for it in fresh for r in it.msg.references]
     ref_ticket: dict[tuple[str, str], int] = {}
     if refs:
@@ -519,33 +565,82 @@ async def _thread(conn: Any, fresh: list[_Item], now: Any) -> list[tuple[str, di
 
     keys = {(it.msg.channel, it.msg.thread_key) for it in fresh if it.msg.thread_key}
     by_key: dict[tuple[str, str], int] = {}
+    locked: set[int] = set()
     if keys:
-        for r in await conn.execute(
+        by_key_query = (
             select(T.c.id, T.c.channel, T.c.thread_key)
             .where(one_of(conn, T.c.thread_key, {k for _, k in keys}), T.c.status.in_(_OPEN))
             .order_by(T.c.id)
-        ):
+        )
+        # When every message threads by its key (a chat batch), the tickets it touches are among these: lock
+        # them here, in the one lock order, and save the separate locking statement. Otherwise the locks are
+        # taken later for every touched ticket at once (taking some here would break the order).
+        lock = conn.dialect.name == "postgresql" and not refs and not hints and len(keys) == len(fresh)
+        for r in await conn.execute(by_key_query.with_for_update() if lock else by_key_query):
             by_key[(r.channel, r.thread_key)] = r.id
-    contacts = {it.contact_id for it in fresh}
+            if lock:
+                locked.add(r.id)
+    # The contact's open conversation on the channel: only for messages without a thread key.
+    contacts = {it.contact_id for it in fresh if not it.msg.thread_key}
     by_contact: dict[tuple[int, str], int] = {}
-    for r in await conn.execute(
-        select(T.c.id, T.c.contact_id, T.c.channel)
-        .where(one_of(conn, T.c.contact_id, contacts), T.c.status.in_(_OPEN), T.c.thread_key.is_(None))
-        .order_by(T.c.id)
-    ):
-        by_contact[(r.contact_id, r.channel)] = r.id
+    if contacts:
+        for r in await conn.execute(
+            select(T.c.id, T.c.contact_id, T.c.channel)
+            .where(one_of(conn, T.c.contact_id, contacts), T.c.status.in_(_OPEN), T.c.thread_key.is_(None))
+            .order_by(T.c.id)
+        ):
+            by_contact[(r.contact_id, r.channel)] = r.id
+
+    opening: list[tuple[str, _Item, int | None]] = []
+
+    def open_new(it: _Item, linked_to: int | None = None) -> str:
+        ref = f"new:{len(opening)}"
+        opening.append((ref, it, linked_to))
+        return ref
+
+    for it in fresh:
+        target: int | None = None
+        for r in reversed(it.msg.references):
+            target = ref_ticket.get((it.msg.channel, r))
+            if target:
+                break
+        if target is None and it.msg.ticket_hint and (it.msg.ticket_hint, it.contact_id) in participants:
+            target = it.msg.ticket_hint
+        if target is not None and target in linked:
+            status = linked[target].status
+            if status == TicketStatus.CLOSED:
+                it.ticket_ref = open_new(it, linked_to=target)
+            else:
+                it.ticket_ref = target
+                it.reopen = status in (TicketStatus.SOLVED, TicketStatus.PENDING)
+            continue
+        if it.msg.thread_key:
+            key = (it.msg.channel, it.msg.thread_key)
+            if key not in by_key:
+                by_key[key] = open_new(it)  # type: ignore[assignment]
+            it.ticket_ref = by_key[key]
+        else:
+            ckey = (it.contact_id, it.msg.channel)
+            if ckey not in by_contact:
+                by_contact[ckey] = open_new(it)  # type: ignore[assignment]
+            it.ticket_ref = by_contact[ckey]
+    if not opening:
+        return [], locked
+
+    # New tickets: the queues and the rules that place them are read only when some are opened.
+    queues = (await conn.execute(select(Q.c.id, Q.c.name, Q.c.channels).order_by(Q.c.id))).all()
+    by_name = {q.name: q.id for q in queues}
     rules = await get_routing_rules(conn)
     attributes: dict[int, dict[str, Any]] = {}
     if rules.rules:
         attributes = {
             r.id: r.attributes or {}
-            for r in await conn.execute(select(C.c.id, C.c.attributes).where(one_of(conn, C.c.id, contacts)))
+            for r in await conn.execute(
+                select(C.c.id, C.c.attributes).where(one_of(conn, C.c.id, {it.contact_id for _, it, _ in opening}))
+            )
         }
-
     new: list[tuple[str, dict[str, Any]]] = []
-
-    def open_new(it: _Item, linked_to: int | None = None) -> str:
-        ref = f"new:{len(new)}"
+    for ref, it, linked_to in opening:
         queue_id, rule = _pick_queue(it.msg, by_name, queues, rules, attributes.get(it.contact_id))
         subject = it.msg.subject or _first_line(it.msg.text) or f"{it.msg.channel} conversation"
         new.append(
@@ -579,35 +674,7 @@ async def _thread(conn: Any, fresh: list[_Item], now: Any) -> list[tuple[str, di
                 },
             )
         )
-        return ref
-
-    for it in fresh:
-        target: int | None = None
-        for r in reversed(it.msg.references):
-            target = ref_ticket.get((it.msg.channel, r))
-            if target:
-                break
-        if target is None and it.msg.ticket_hint and (it.msg.ticket_hint, it.contact_id) in participants:
-            target = it.msg.ticket_hint
-        if target is not None and target in linked:
-            status = linked[target].status
-            if status == TicketStatus.CLOSED:
-                it.ticket_ref = open_new(it, linked_to=target)
-            else:
-                it.ticket_ref = target
-                it.reopen = status in (TicketStatus.SOLVED, TicketStatus.PENDING)
-            continue
-        if it.msg.thread_key:
-            key = (it.msg.channel, it.msg.thread_key)
-            if key not in by_key:
-                by_key[key] = open_new(it)  # type: ignore[assignment]
-            it.ticket_ref = by_key[key]
-        else:
-            ckey = (it.contact_id, it.msg.channel)
-            if ckey not in by_contact:
-                by_contact[ckey] = open_new(it)  # type: ignore[assignment]
-            it.ticket_ref = by_contact[ckey]
-    return new
+    return new, locked
 
 
 def _pick_queue(

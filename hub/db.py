@@ -418,3 +418,11 @@ def one_of(conn: AsyncConnection, column: Any, values: Any) -> ColumnElement[boo
     if conn.dialect.name == "postgresql":
         return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
     return column.in_(values)
+
+
+def one_of_param(dialect: str, column: Any, name: str) -> ColumnElement[bool]:
+    """``one_of`` with a named parameter instead of values, for a statement built once and kept: bind any list
+    as ``name``. A kept statement saves building it and computing its cache key on every execution."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=ARRAY(column.type)))
+    return column.in_(bindparam(name, expanding=True))

@@ -33,7 +33,7 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, case, delete, null, select, update
 
-from hub.db import insert_returning_ids, insert_rows, one_of, utcnow
+from hub.db import UTCDateTime, insert_returning_ids, insert_rows, one_of, one_of_param, utcnow
 from hub.errors import SwitchboardError
 from hub.events import EventType
 from hub.messages import AlsoInTransaction, InboundMessage, IngestResult
@@ -209,6 +209,42 @@ async def unrouted_ticket_ids(rt: Runtime, limit: int = 10_000) -> list[int]:
         return [r[0] for r in rows]
 
 
+def _statement(conn: Any, name: str) -> Any:
+    """One of ingest's hot statements, built once per dialect (see ``one_of_param``)."""
+    key = (conn.dialect.name, name)
+    statement = _STATEMENTS.get(key)
+    if statement is None:
+        statement = _STATEMENTS[key] = _build(conn.dialect.name, name)
+    return statement
+
+
+_STATEMENTS: dict[tuple[str, str], Any] = {}
+
+
+def _build(dialect: str, name: str) -> Any:
+    if name == "stored":
+        # Messages whose (channel, external id) may be among the batch's: a superset, looked up by exact pair.
+        return select(M.c.id, M.c.ticket_id, M.c.contact_id, M.c.channel, M.c.external_id).where(
+            one_of_param(dialect, M.c.channel, "channels"), one_of_param(dialect, M.c.external_id, "ids")
+        )
+    if name in ("by_key", "by_key_locked"):
+        query = (
+            select(T.c.id, T.c.channel, T.c.thread_key)
+            .where(one_of_param(dialect, T.c.thread_key, "keys"), T.c.status.in_(_OPEN))
+            .order_by(T.c.id)
+        )
+        return query.with_for_update() if name == "by_key_locked" else query
+    if name == "touch":
+        at = bindparam("at", type_=UTCDateTime())
+        return (
+            update(T)
+            .where(one_of_param(dialect, T.c.id, "ids"))
+            .values(last_message_at=at, updated_at=at)
+            .returning(T.c.id, T.c.queue_id, T.c.assignee_id, T.c.offered_agent_id)
+        )
+    raise KeyError(name)
+
+
 def _channel_filter(conn: Any, pairs: Sequence[tuple[str, str]]) -> Any:
     """Messages whose (channel, external id) may be one of ``pairs``: a superset (any of the channels with any
     of the ids, one fixed SQL text), so callers look rows up by the exact pair."""
@@ -276,9 +312,8 @@ async def store_batch(
         stored = {
             (r.channel, r.external_id): r
             for r in await conn.execute(
-                select(M.c.id, M.c.ticket_id, M.c.contact_id, M.c.channel, M.c.external_id).where(
-                    _channel_filter(conn, [(it.msg.channel, it.msg.external_id) for it in items])
-                )
+                _statement(conn, "stored"),
+                {"channels": list({it.msg.channel for it in items}), "ids": [it.msg.external_id for it in items]},
             )
         }
         fresh: list[_Item] = []
@@ -360,9 +395,15 @@ async def store_batch(
                 reopening = one_of(conn, T.c.id, reopen)
                 values["status"] = case((reopening, TicketStatus.OPEN.value), else_=T.c.status)
                 values["solved_at"] = case((reopening, null()), else_=T.c.solved_at)
-            # One statement for every touched ticket, which also reads them back for the events.
-            for r in await conn.execute(update(T).where(one_of(conn, T.c.id, ids)).values(values).returning(*T.c)):
-                ticket_rows[r.id] = dict(r._mapping)
+            # One statement for every touched ticket, which also reads them back for the events: the whole row
+            # for a reopened ticket's event, else what a message's event and routing need.
+            if reopen:
+                touch = update(T).where(one_of(conn, T.c.id, ids)).values(values).returning(*T.c)
+                rows = await conn.execute(touch)
+            else:
+                rows = await conn.execute(_statement(conn, "touch"), {"ids": ids, "at": now})
+            for r in rows:
+                ticket_rows[r.id] = r._asdict()
 
         # 8. Events; the work nobody holds goes to routing after the commit.
         for created in new_rows:
@@ -567,16 +608,12 @@ async def _thread(conn: Any, fresh: list[_Item], now: Any) -> tuple[list[tuple[s
     by_key: dict[tuple[str, str], int] = {}
     locked: set[int] = set()
     if keys:
-        by_key_query = (
-            select(T.c.id, T.c.channel, T.c.thread_key)
-            .where(one_of(conn, T.c.thread_key, {k for _, k in keys}), T.c.status.in_(_OPEN))
-            .order_by(T.c.id)
-        )
         # When every message threads by its key (a chat batch), the tickets it touches are among these: lock
         # them here, in the one lock order, and save the separate locking statement. Otherwise the locks are
         # taken later for every touched ticket at once (taking some here would break the order).
         lock = conn.dialect.name == "postgresql" and not refs and not hints and len(keys) == len(fresh)
-        for r in await conn.execute(by_key_query.with_for_update() if lock else by_key_query):
+        by_key_query = _statement(conn, "by_key_locked" if lock else "by_key")
+        for r in await conn.execute(by_key_query, {"keys": list({k for _, k in keys})}):
             by_key[(r.channel, r.thread_key)] = r.id
             if lock:
                 locked.add(r.id)

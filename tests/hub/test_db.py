@@ -92,3 +92,15 @@ async def test_update_rows_sets_each_row_its_own_values_where_the_condition_hold
     assert (rows[ids[0]].subject, rows[ids[0]].tags, rows[ids[0]].rating) == ("first", ["x"], 5)
     assert (rows[ids[1]].subject, rows[ids[1]].tags, rows[ids[1]].rating) == ("second", [], None)
     assert (rows[ids[2]].subject, rows[ids[2]].tags) == ("t2", [])
+
+
+async def test_insert_returning_ids_of_more_rows_than_one_statement_takes(rt: Runtime) -> None:
+    """A batch larger than one statement's parameter limit (SQLite: split in several inserts) still gives
+    every row its key, in order."""
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    rows = [{"name": f"c{i}", "attributes": {}, "created_at": now, "updated_at": now} for i in range(9_000)]
+    async with rt.db.begin() as conn:
+        ids = await insert_returning_ids(conn, C, rows)
+        names = dict((await conn.execute(select(C.c.id, C.c.name))).all())
+    assert ids == list(range(ids[0], ids[0] + len(rows)))
+    assert [names[k] for k in ids] == [r["name"] for r in rows]

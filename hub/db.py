@@ -228,11 +228,22 @@ async def _sqlite_insert_returning_ids(conn: AsyncConnection, table: Any, rows: 
                 _SQLITE_INSERTS.clear()
             _SQLITE_INSERTS[key] = sql
         params = tuple(v for row in _driver_rows(conn.dialect, table, columns, chunk) for v in row)
-        last = (await conn.exec_driver_sql(sql, params)).lastrowid
-        if last is None:
+        row = await (await sqlite_driver(conn)).execute_insert(sql, params)
+        if row is None or row[0] is None:
             raise RuntimeError(f"SQLite gave no row id for an insert into {table.name}")
+        last = int(row[0])
         ids.extend(range(last - len(chunk) + 1, last + 1))
     return ids
+
+
+async def sqlite_driver(conn: AsyncConnection) -> Any:
+    """SQLite: the aiosqlite connection under ``conn``, inside the same transaction. A statement through
+    SQLAlchemy's adapter crosses to aiosqlite's thread three or four times (open a cursor, execute, fetch,
+    close); aiosqlite's own ``execute_insert`` and ``execute_fetchall`` cross once, which on ingest's hot
+    statements is most of their cost. Errors are the driver's (``sqlite3.Error``), not SQLAlchemy's, and
+    SQLAlchemy's statement events do not see these statements."""
+    raw = await conn.get_raw_connection()
+    return raw.driver_connection
 
 
 _NEXT_KEYS = text("SELECT nextval(pg_get_serial_sequence(:table, :column)) FROM generate_series(1, :n)")

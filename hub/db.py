@@ -337,11 +337,28 @@ def _array_type(col_type: Any) -> ARRAY[Any]:
     return ARRAY(col_type)
 
 
-_UNNEST_INSERTS: dict[tuple[str, tuple[str, ...], bool], Any] = {}
+async def insert_returning_ids_by(
+    conn: AsyncConnection, table: Any, rows: list[dict[str, Any]], unique: tuple[str, ...], pk: str = "id"
+) -> list[int]:
+    """``insert_returning_ids`` for rows told apart by a unique key of their own (``unique``, distinct among
+    ``rows``): on PostgreSQL one statement, which reads each generated key back with that unique key, instead
+    of drawing the keys first."""
+    if not rows or conn.dialect.name != "postgresql":
+        return await insert_returning_ids(conn, table, rows, pk)
+    columns = tuple(rows[0])
+    statement = _unnest_insert(table, columns, False, returning=(pk, *unique))
+    result = await conn.execute(statement, {f"c{i}": values for i, values in enumerate(_arrays(table, columns, rows))})
+    keys = {tuple(r[1:]): int(r[0]) for r in result}
+    return [keys[tuple(row[c] for c in unique)] for row in rows]
 
 
-def _unnest_insert(table: Any, columns: tuple[str, ...], ignore_conflicts: bool) -> Any:
-    key = (table.name, columns, ignore_conflicts)
+_UNNEST_INSERTS: dict[tuple[str, tuple[str, ...], bool, tuple[str, ...]], Any] = {}
+
+
+def _unnest_insert(
+    table: Any, columns: tuple[str, ...], ignore_conflicts: bool, returning: tuple[str, ...] = ()
+) -> Any:
+    key = (table.name, columns, ignore_conflicts, returning)
     cached = _UNNEST_INSERTS.get(key)
     if cached is not None:
         return cached
@@ -353,6 +370,7 @@ def _unnest_insert(table: Any, columns: tuple[str, ...], ignore_conflicts: bool)
         f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
         f"SELECT {', '.join(picked)} FROM unnest({', '.join(':' + n for n in names)}) AS u({', '.join(names)})"
         + (" ON CONFLICT DO NOTHING" if ignore_conflicts else "")
+        + (f" RETURNING {', '.join(quote(c) for c in returning)}" if returning else "")
     )
     binds = [bindparam(n, type_=_array_type(table.c[c].type)) for n, c in zip(names, columns, strict=True)]
     cached = _UNNEST_INSERTS[key] = text(sql).bindparams(*binds)

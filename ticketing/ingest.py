@@ -33,7 +33,16 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, case, delete, null, select, update
 
-from hub.db import UTCDateTime, insert_returning_ids, insert_rows, one_of, one_of_param, sqlite_driver, utcnow
+from hub.db import (
+    UTCDateTime,
+    insert_returning_ids,
+    insert_returning_ids_by,
+    insert_rows,
+    one_of,
+    one_of_param,
+    sqlite_driver,
+    utcnow,
+)
 from hub.errors import SwitchboardError
 from hub.events import EventType
 from hub.messages import AlsoInTransaction, InboundMessage, IngestResult
@@ -407,7 +416,8 @@ async def store_batch(
             }
             for it in fresh
         ]
-        message_ids = await insert_returning_ids(conn, M, msg_rows)
+        # (channel, external id) is unique and distinct within the batch (copies were set aside above).
+        message_ids = await insert_returning_ids_by(conn, M, msg_rows, ("channel", "external_id"))
         for it, message_id, data in zip(fresh, message_ids, msg_rows, strict=True):
             data["id"] = message_id
             out[it.index] = IngestResult(

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 
-from hub.db import insert_returning_ids, insert_rows, one_of, update_rows
+from hub.db import insert_returning_ids, insert_returning_ids_by, insert_rows, one_of, update_rows
 from hub.runtime import Runtime
 from ticketing.service import C, I, T
 
@@ -104,3 +104,16 @@ async def test_insert_returning_ids_of_more_rows_than_one_statement_takes(rt: Ru
         names = dict((await conn.execute(select(C.c.id, C.c.name))).all())
     assert ids == list(range(ids[0], ids[0] + len(rows)))
     assert [names[k] for k in ids] == [r["name"] for r in rows]
+
+
+async def test_insert_returning_ids_by_a_unique_key_gives_each_row_its_own_key(rt: Runtime) -> None:
+    """Rows told apart by a unique key of their own get their generated keys back in the order given, each the
+    key of the row stored with that unique key (PostgreSQL reads them back in the insert; the order of those
+    rows is not the order given)."""
+    [cid] = await _contacts(rt, 1)
+    now = datetime.now(UTC)
+    rows = [{"kind": "email", "value": f"{i}@example.com", "contact_id": cid, "created_at": now} for i in (5, 1, 9, 3)]
+    async with rt.db.begin() as conn:
+        ids = await insert_returning_ids_by(conn, I, rows, ("kind", "value"))
+        stored = {r.id: r.value for r in await conn.execute(select(I.c.id, I.c.value))}
+    assert [stored[k] for k in ids] == [r["value"] for r in rows]

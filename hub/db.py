@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.types import TypeDecorator
@@ -123,7 +125,7 @@ def create_engine(url: str) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_connect)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         # Statements are prepared once per connection (see insert_rows and one_of) but planned for each
         # execution's values: a generic plan cannot know how many values an ANY(array) holds, and PostgreSQL
@@ -131,10 +133,37 @@ def create_engine(url: str) -> AsyncEngine:
         connect_args={"server_settings": {"plan_cache_mode": "force_custom_plan"}},
         pool_size=10,
         max_overflow=20,
-        pool_pre_ping=True,
         json_serializer=json_dumps,
         json_deserializer=orjson.loads,
     )
+    event.listen(engine.sync_engine.pool, "connect", _note_use)
+    event.listen(engine.sync_engine.pool, "checkin", _note_use)
+    event.listen(engine.sync_engine.pool, "checkout", _ping_if_idle)
+    return engine
+
+
+# A pooled PostgreSQL connection idle longer than this is tested before use (see _ping_if_idle).
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _note_use(_dbapi_connection: Any, record: Any) -> None:
+    record.info["used_at"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """pool_pre_ping for connections that sat idle: a dead one (the server restarted, a firewall dropped it) is
+    replaced before the caller sees it. SQLAlchemy's pre-ping tests every checkout, and on asyncpg its test is
+    three round trips (BEGIN, an empty query, ROLLBACK): with two transactions per ingest batch that was more
+    round trips than the batch's own statements. A connection used within the last second is taken as is; if
+    the server went away in that second, its next statement fails once and SQLAlchemy, seeing a disconnect,
+    invalidates the pool's connections."""
+    used_at = record.info.get("used_at")
+    if used_at is not None and time.monotonic() - used_at < PING_AFTER_IDLE_SECONDS:
+        return
+    try:
+        dbapi_connection.ping()
+    except Exception as exc:
+        raise DisconnectionError("connection failed its test after idling") from exc
 
 
 def json_dumps(value: Any) -> str:

@@ -3,11 +3,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+import asyncpg
+import pytest
+from sqlalchemy import func, select, text
 
-from hub.db import insert_returning_ids, insert_returning_ids_by, insert_rows, one_of, update_rows
+from hub.db import (
+    PING_AFTER_IDLE_SECONDS,
+    insert_returning_ids,
+    insert_returning_ids_by,
+    insert_rows,
+    one_of,
+    update_rows,
+)
 from hub.runtime import Runtime
 from ticketing.service import C, I, T
 
@@ -117,3 +127,22 @@ async def test_insert_returning_ids_by_a_unique_key_gives_each_row_its_own_key(r
         ids = await insert_returning_ids_by(conn, I, rows, ("kind", "value"))
         stored = {r.id: r.value for r in await conn.execute(select(I.c.id, I.c.value))}
     assert [stored[k] for k in ids] == [r["value"] for r in rows]
+
+
+async def test_pooled_connection_that_died_while_idle_is_replaced_unseen(rt: Runtime, is_postgres: bool) -> None:
+    """PostgreSQL: a pooled connection whose server process went away while it sat idle is tested at checkout
+    and replaced; the caller never sees the dead one."""
+    if not is_postgres:
+        pytest.skip("SQLite has no server connection to lose")
+    async with rt.read() as conn:
+        pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+    async with rt.read() as conn:
+        assert (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one() == pid  # the pool reuses it
+    killer = await asyncpg.connect(rt.settings.database_url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        await killer.execute("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await killer.close()
+    await asyncio.sleep(PING_AFTER_IDLE_SECONDS + 0.1)
+    async with rt.read() as conn:
+        assert (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one() != pid

@@ -159,7 +159,7 @@ class IngestRun:
     client_cpu: float  # seconds of this process
     client_sys: float  # of which in the kernel (system calls: sockets, fsync)
     server_cpu: float  # seconds of PostgreSQL's backends (0 on SQLite)
-    statements: int  # statements this process sent to the database during the run
+    statements: int  # statements sent through SQLAlchemy during the run (not those sent straight to SQLite's driver)
     batches: int  # group commits during the run
 
 
@@ -355,6 +355,7 @@ def main() -> None:
             f"[{kind}] statements: {run.statements / args.messages:7.2f} per message, "
             f"{run.statements / max(1, run.batches):.1f} per batch; {args.messages / max(1, run.batches):.1f} "
             "messages per batch"
+            + (" (through SQLAlchemy; not those sent straight to the driver)" if kind == "sqlite" else "")
         )
         if args.no_reference:
             continue

@@ -8,6 +8,13 @@ single-row inserts, one committed transaction each, at the same durability (SQLi
 synchronous=FULL; PostgreSQL with synchronous_commit on), both with the same concurrency.
 
     .venv/bin/python -m bench.ingest [--messages 20000] [--concurrency 500] [--db sqlite,postgres]
+                                     [--shape generic|chat] [--conversations 1000]
+
+``--shape chat`` measures the live-chat case by itself: ``--conversations`` widget conversations, each opened
+by one message first (not measured: that creates the contact and the ticket), then ``--messages`` messages in
+all, every one threading into its conversation's open ticket. Each conversation sends at ``--rate / N``
+messages/s from a random phase (issue #3's load: 1,000 conversations, 2,000 messages/s), so batches are as
+small as a live server's; ``--rate 0`` saturates instead (each conversation keeps one message in flight).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from typing import Any
 # the standard library's email package.
 sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from sqlalchemy import text  # noqa: E402
+from sqlalchemy import event, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from bench._common import PG_DEFAULT, fresh_database, percentile, pg_admin  # noqa: E402
@@ -84,6 +91,35 @@ def synthetic(n: int, seed: int = 7) -> list[InboundMessage]:
     return out
 
 
+def chat_opening(conversations: int) -> list[InboundMessage]:
+    """The first message of each widget conversation: it opens the contact and the ticket."""
+    return [_chat_message(c, 0) for c in range(conversations)]
+
+
+def chat_messages(conversations: int, n: int) -> list[list[InboundMessage]]:
+    """``n`` later messages, spread over the conversations: one list per conversation, in sending order."""
+    per: list[list[InboundMessage]] = [[] for _ in range(conversations)]
+    for i in range(n):
+        c = i % conversations
+        per[c].append(_chat_message(c, 1 + i // conversations))
+    return per
+
+
+def _chat_message(conversation: int, k: int) -> InboundMessage:
+    # The shape of channels/webchat's InboundMessage.
+    conv = f"conv-{conversation:06d}"
+    client_id = f"c{k}"
+    return InboundMessage(
+        channel="webchat",
+        external_id=f"{conv}:{client_id}",
+        sender=Identity(kind="webchat", value=f"visitor-{conversation}", name=f"Visitor {conversation}"),
+        text=f"chat message {k} of conversation {conversation}",
+        thread_key=conv,
+        queue="support",
+        metadata={"client_id": client_id, "visitor_id": f"v{conversation}", "verified": False},
+    )
+
+
 def _proc_cpu(pid: int) -> float:
     """CPU seconds (user + system) a process has used so far; 0 if it is gone or not readable."""
     try:
@@ -106,6 +142,15 @@ async def _server_cpu(rt: Any) -> dict[int, float]:
         return {pid: _proc_cpu(pid) for pid in pids}
 
 
+def _batches(rt: Any) -> int:
+    """How many batches the ingest pipeline has committed so far."""
+    for metric in rt.metrics.ingest_batch_size.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_count"):
+                return int(sample.value)
+    return 0
+
+
 @dataclass
 class IngestRun:
     elapsed: float
@@ -114,9 +159,19 @@ class IngestRun:
     client_cpu: float  # seconds of this process
     client_sys: float  # of which in the kernel (system calls: sockets, fsync)
     server_cpu: float  # seconds of PostgreSQL's backends (0 on SQLite)
+    statements: int  # statements sent through SQLAlchemy during the run (not those sent straight to SQLite's driver)
+    batches: int  # group commits during the run
 
 
-async def _run_ingest(url: str, n: int, concurrency: int) -> IngestRun:
+async def _run_ingest(
+    url: str,
+    n: int,
+    concurrency: int,
+    shape: str = "generic",
+    conversations: int = 0,
+    rate: float = 0.0,
+    batch: int = 0,
+) -> IngestRun:
     settings = Settings(database_url=url, _env_file=None)  # type: ignore[call-arg]
     async with standalone(settings) as rt:
         await service.create_queue(
@@ -129,11 +184,14 @@ async def _run_ingest(url: str, n: int, concurrency: int) -> IngestRun:
             await service.set_agent_status(rt, agent_id=agent.id, status=AgentStatus.AVAILABLE)
         pipeline = IngestPipeline(rt)
         await pipeline.start()
-        messages = synthetic(n)
         latencies: list[float] = []
         queue: asyncio.Queue[InboundMessage] = asyncio.Queue()
-        for m in messages:
-            queue.put_nowait(m)
+        if shape == "chat":
+            await asyncio.gather(*(pipeline.submit(m) for m in chat_opening(conversations)))
+            per_conversation = chat_messages(conversations, n)
+        else:
+            for m in synthetic(n):
+                queue.put_nowait(m)
 
         async def worker() -> None:
             while not queue.empty():
@@ -142,12 +200,48 @@ async def _run_ingest(url: str, n: int, concurrency: int) -> IngestRun:
                 await pipeline.submit(m)
                 latencies.append(time.perf_counter() - t0)
 
+        async def conversation(messages: list[InboundMessage]) -> None:
+            interval = conversations / rate if rate > 0 else 0.0
+            due = time.perf_counter() + random.random() * interval
+            for m in messages:
+                if interval:
+                    await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                    due += interval
+                t0 = time.perf_counter()
+                await pipeline.submit(m)
+                latencies.append(time.perf_counter() - t0)
+
+        async def rounds(messages: list[InboundMessage]) -> None:
+            # ``batch`` conversations send at once, then wait: every group commit holds exactly that many.
+            for start in range(0, len(messages), batch):
+                t0 = time.perf_counter()
+                await asyncio.gather(*(pipeline.submit(m) for m in messages[start : start + batch]))
+                latencies.append(time.perf_counter() - t0)
+
+        if shape == "chat" and batch:
+            longest = max(map(len, per_conversation))
+            workers = [rounds([ms[k] for k in range(longest) for ms in per_conversation if k < len(ms)])]
+        elif shape == "chat":
+            workers = [conversation(ms) for ms in per_conversation]
+        else:
+            workers = [worker() for _ in range(concurrency)]
+
+        statements = 0
+
+        def count(*_: Any) -> None:
+            nonlocal statements
+            statements += 1
+
+        batches_before = _batches(rt)
         server_before = await _server_cpu(rt)
+        event.listen(rt.db.engine.sync_engine, "before_cursor_execute", count)
         cpu_before = time.process_time()
         sys_before = resource.getrusage(resource.RUSAGE_SELF).ru_stime
         started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*workers)
         elapsed = time.perf_counter() - started
+        event.remove(rt.db.engine.sync_engine, "before_cursor_execute", count)
+        batches = _batches(rt) - batches_before
         client_cpu = time.process_time() - cpu_before
         client_sys = resource.getrusage(resource.RUSAGE_SELF).ru_stime - sys_before
         # Backends that appeared during the run started from zero.
@@ -155,7 +249,7 @@ async def _run_ingest(url: str, n: int, concurrency: int) -> IngestRun:
         await pipeline.stop()
         async with rt.read() as conn:
             stored = (await conn.execute(text("SELECT count(*) FROM messages"))).scalar_one()
-    return IngestRun(elapsed, latencies, int(stored), client_cpu, client_sys, server_cpu)
+    return IngestRun(elapsed, latencies, int(stored), client_cpu, client_sys, server_cpu, statements, batches)
 
 
 async def _run_reference(url: str, n: int, concurrency: int) -> tuple[float, list[float]]:
@@ -188,6 +282,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=500)
+    parser.add_argument("--shape", choices=["generic", "chat"], default="generic")
+    parser.add_argument("--conversations", type=int, default=1000, help="chat shape: widget conversations")
+    parser.add_argument(
+        "--rate", type=float, default=2000.0, help="chat shape: messages/s offered in all (0: saturate)"
+    )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=0,
+        help="chat shape: send in rounds of this many messages at once (exactly one group commit each) instead",
+    )
+    parser.add_argument("--no-reference", action="store_true", help="skip the plain-insert reference run")
     parser.add_argument("--reference-rows", type=int, default=3_000)
     parser.add_argument("--db", default="sqlite,postgres")
     parser.add_argument("--postgres-url", default=os.environ.get("SWITCHBOARD_BENCH_POSTGRES_URL", PG_DEFAULT))
@@ -197,9 +303,23 @@ def main() -> None:
         help="log every statement of the ingest run with its duration and CPU time in PostgreSQL's server log",
     )
     args = parser.parse_args()
-    print(
-        f"ingest benchmark: {args.messages} messages, {args.concurrency} concurrent submitters, {os.cpu_count()} cores"
-    )
+    if args.shape == "chat":
+        print(
+            f"ingest benchmark, chat shape: {args.messages} messages in {args.conversations} open conversations, "
+            + (
+                f"in rounds of {args.batch} at once"
+                if args.batch
+                else f"{args.rate:.0f} messages/s offered"
+                if args.rate
+                else "saturated"
+            )
+            + f", {os.cpu_count()} cores"
+        )
+    else:
+        print(
+            f"ingest benchmark: {args.messages} messages, {args.concurrency} concurrent submitters, "
+            f"{os.cpu_count()} cores"
+        )
     for kind in args.db.split(","):
         with fresh_database(kind, args.postgres_url) as url:
             if kind != "sqlite" and args.pg_log_statements:
@@ -207,7 +327,17 @@ def main() -> None:
                 for setting in ("log_min_duration_statement = 0", "log_statement_stats = on"):
                     asyncio.run(pg_admin(args.postgres_url, f'ALTER DATABASE "{name}" SET {setting}'))
                 print(f"[{kind}] statements logged as @{name}")
-            run = asyncio.run(_run_ingest(url, args.messages, args.concurrency))
+            run = asyncio.run(
+                _run_ingest(
+                    url,
+                    args.messages,
+                    args.concurrency,
+                    shape=args.shape,
+                    conversations=args.conversations,
+                    rate=args.rate,
+                    batch=args.batch,
+                )
+            )
         lat = run.latencies
         print(
             f"[{kind}] ingest:    {args.messages / run.elapsed:8.0f} messages/s   "
@@ -221,6 +351,14 @@ def main() -> None:
         if kind != "sqlite":
             cpu += f", {run.server_cpu / args.messages * 1e6:.0f} µs/message in PostgreSQL's backends"
         print(cpu)
+        print(
+            f"[{kind}] statements: {run.statements / args.messages:7.2f} per message, "
+            f"{run.statements / max(1, run.batches):.1f} per batch; {args.messages / max(1, run.batches):.1f} "
+            "messages per batch"
+            + (" (through SQLAlchemy; not those sent straight to the driver)" if kind == "sqlite" else "")
+        )
+        if args.no_reference:
+            continue
         with fresh_database(kind, args.postgres_url) as url:
             ref_elapsed, ref_lat = asyncio.run(_run_reference(url, args.reference_rows, args.concurrency))
         print(

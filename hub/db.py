@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import sqlite3
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -27,15 +28,13 @@ from sqlalchemy import (
     any_,
     bindparam,
     event,
-    func,
-    select,
     text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import IteratorResult, make_url
 from sqlalchemy.engine.result import SimpleResultMetaData
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.types import TypeDecorator
@@ -141,7 +140,7 @@ def create_engine(url: str) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_connect)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         # Statements are prepared once per connection (see insert_rows and one_of) but planned for each
         # execution's values: a generic plan cannot know how many values an ANY(array) holds, and PostgreSQL
@@ -149,10 +148,37 @@ def create_engine(url: str) -> AsyncEngine:
         connect_args={"server_settings": {"plan_cache_mode": "force_custom_plan"}},
         pool_size=10,
         max_overflow=20,
-        pool_pre_ping=True,
         json_serializer=json_dumps,
         json_deserializer=orjson.loads,
     )
+    event.listen(engine.sync_engine.pool, "connect", _note_use)
+    event.listen(engine.sync_engine.pool, "checkin", _note_use)
+    event.listen(engine.sync_engine.pool, "checkout", _ping_if_idle)
+    return engine
+
+
+# A pooled PostgreSQL connection idle longer than this is tested before use (see _ping_if_idle).
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _note_use(_dbapi_connection: Any, record: Any) -> None:
+    record.info["used_at"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """pool_pre_ping for connections that sat idle: a dead one (the server restarted, a firewall dropped it) is
+    replaced before the caller sees it. SQLAlchemy's pre-ping tests every checkout, and on asyncpg its test is
+    three round trips (BEGIN, an empty query, ROLLBACK): with two transactions per ingest batch that was more
+    round trips than the batch's own statements. A connection used within the last second is taken as is; if
+    the server went away in that second, its next statement fails once and SQLAlchemy, seeing a disconnect,
+    invalidates the pool's connections."""
+    used_at = record.info.get("used_at")
+    if used_at is not None and time.monotonic() - used_at < PING_AFTER_IDLE_SECONDS:
+        return
+    try:
+        dbapi_connection.ping()
+    except Exception as exc:
+        raise DisconnectionError("connection failed its test after idling") from exc
 
 
 def json_dumps(value: Any) -> str:
@@ -204,38 +230,64 @@ async def insert_returning_ids(
 ) -> list[int]:
     """Insert ``rows`` in one batch and return their generated keys, in the order given.
 
-    The keys are taken before the insert, so they are known in order whatever order the database inserts in.
-    PostgreSQL: from the key's sequence, then one ``insert_rows``. SQLite cannot order a batched RETURNING
-    either (SQLAlchemy falls back to one statement per row): the caller's transaction holds SQLite's write
-    lock (``Database.begin``), so the next keys are ours.
+    PostgreSQL: the keys are taken from the key's sequence first, so they are known in order whatever order
+    the database inserts in, then one ``insert_rows``. SQLite cannot order a batched RETURNING either
+    (SQLAlchemy falls back to one statement per row): one multi-row ``INSERT ... VALUES`` without keys, whose
+    rows SQLite numbers one after the other in the order of the list (each gets the largest key so far plus
+    one; the caller's transaction holds SQLite's write lock, ``Database.begin``, so nobody else inserts in
+    between), and the statement's last row id gives them all, without a statement to read the largest key.
     """
     if not rows:
         return []
-    if conn.dialect.name == "postgresql":
-        result = await conn.execute(_NEXT_KEYS, {"table": table.name, "column": pk, "n": len(rows)})
-        ids = sorted(int(r[0]) for r in result)  # nextval is increasing; the row order of the result is not
-    else:
-        col = table.c[pk]
-        start = (
-            await conn.execute(
-                select(
-                    func.max(
-                        func.coalesce(select(func.max(col)).scalar_subquery(), 0),
-                        func.coalesce(
-                            select(text("seq"))
-                            .select_from(text("sqlite_sequence"))
-                            .where(text("name = :t"))
-                            .scalar_subquery(),
-                            0,
-                        ),
-                    )
-                ),
-                {"t": table.name},
-            )
-        ).scalar_one()
-        ids = list(range(int(start) + 1, int(start) + 1 + len(rows)))
+    if conn.dialect.name == "sqlite":
+        return await _sqlite_insert_returning_ids(conn, table, rows)
+    result = await conn.execute(_NEXT_KEYS, {"table": table.name, "column": pk, "n": len(rows)})
+    ids = sorted(int(r[0]) for r in result)  # nextval is increasing; the row order of the result is not
     await insert_rows(conn, table, [{**row, pk: key} for row, key in zip(rows, ids, strict=True)])
     return ids
+
+
+# SQLite's limit on the parameters of one statement (SQLITE_MAX_VARIABLE_NUMBER since 3.32).
+_SQLITE_MAX_PARAMS = 32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999
+# (table, columns, number of rows) -> the multi-row INSERT's text
+_SQLITE_INSERTS: dict[tuple[str, tuple[str, ...], int], str] = {}
+_MAX_SQLITE_INSERTS = 1024
+
+
+async def _sqlite_insert_returning_ids(conn: AsyncConnection, table: Any, rows: list[dict[str, Any]]) -> list[int]:
+    columns = tuple(rows[0])
+    per_statement = max(1, _SQLITE_MAX_PARAMS // len(columns))
+    ids: list[int] = []
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        key = (table.name, columns, len(chunk))
+        sql = _SQLITE_INSERTS.get(key)
+        if sql is None:
+            quote = conn.dialect.identifier_preparer.quote
+            one = f"({', '.join('?' * len(columns))})"
+            sql = f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) VALUES " + ", ".join(
+                [one] * len(chunk)
+            )
+            if len(_SQLITE_INSERTS) >= _MAX_SQLITE_INSERTS:
+                _SQLITE_INSERTS.clear()
+            _SQLITE_INSERTS[key] = sql
+        params = tuple(v for row in _driver_rows(conn.dialect, table, columns, chunk) for v in row)
+        row = await (await sqlite_driver(conn)).execute_insert(sql, params)
+        if row is None or row[0] is None:
+            raise RuntimeError(f"SQLite gave no row id for an insert into {table.name}")
+        last = int(row[0])
+        ids.extend(range(last - len(chunk) + 1, last + 1))
+    return ids
+
+
+async def sqlite_driver(conn: AsyncConnection) -> Any:
+    """SQLite: the aiosqlite connection under ``conn``, inside the same transaction. A statement through
+    SQLAlchemy's adapter crosses to aiosqlite's thread three or four times (open a cursor, execute, fetch,
+    close); aiosqlite's own ``execute_insert`` and ``execute_fetchall`` cross once, which on ingest's hot
+    statements is most of their cost. Errors are the driver's (``sqlite3.Error``), not SQLAlchemy's, and
+    SQLAlchemy's statement events do not see these statements."""
+    raw = await conn.get_raw_connection()
+    return raw.driver_connection
 
 
 _NEXT_KEYS = text("SELECT nextval(pg_get_serial_sequence(:table, :column)) FROM generate_series(1, :n)")
@@ -329,11 +381,28 @@ def _array_type(col_type: Any) -> ARRAY[Any]:
     return ARRAY(col_type)
 
 
-_UNNEST_INSERTS: dict[tuple[str, tuple[str, ...], bool], Any] = {}
+async def insert_returning_ids_by(
+    conn: AsyncConnection, table: Any, rows: list[dict[str, Any]], unique: tuple[str, ...], pk: str = "id"
+) -> list[int]:
+    """``insert_returning_ids`` for rows told apart by a unique key of their own (``unique``, distinct among
+    ``rows``): on PostgreSQL one statement, which reads each generated key back with that unique key, instead
+    of drawing the keys first."""
+    if not rows or conn.dialect.name != "postgresql":
+        return await insert_returning_ids(conn, table, rows, pk)
+    columns = tuple(rows[0])
+    statement = _unnest_insert(table, columns, False, returning=(pk, *unique))
+    result = await conn.execute(statement, {f"c{i}": values for i, values in enumerate(_arrays(table, columns, rows))})
+    keys = {tuple(r[1:]): int(r[0]) for r in result}
+    return [keys[tuple(row[c] for c in unique)] for row in rows]
 
 
-def _unnest_insert(table: Any, columns: tuple[str, ...], ignore_conflicts: bool) -> Any:
-    key = (table.name, columns, ignore_conflicts)
+_UNNEST_INSERTS: dict[tuple[str, tuple[str, ...], bool, tuple[str, ...]], Any] = {}
+
+
+def _unnest_insert(
+    table: Any, columns: tuple[str, ...], ignore_conflicts: bool, returning: tuple[str, ...] = ()
+) -> Any:
+    key = (table.name, columns, ignore_conflicts, returning)
     cached = _UNNEST_INSERTS.get(key)
     if cached is not None:
         return cached
@@ -345,6 +414,7 @@ def _unnest_insert(table: Any, columns: tuple[str, ...], ignore_conflicts: bool)
         f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
         f"SELECT {', '.join(picked)} FROM unnest({', '.join(':' + n for n in names)}) AS u({', '.join(names)})"
         + (" ON CONFLICT DO NOTHING" if ignore_conflicts else "")
+        + (f" RETURNING {', '.join(quote(c) for c in returning)}" if returning else "")
     )
     binds = [bindparam(n, type_=_array_type(table.c[c].type)) for n, c in zip(names, columns, strict=True)]
     cached = _UNNEST_INSERTS[key] = text(sql).bindparams(*binds)
@@ -371,8 +441,9 @@ class _SQLiteQuery:
         self.statement = statement
         self.dialect = dialect
         self.compiled = statement.compile(dialect=dialect)
-        columns = list(statement.selected_columns)
-        self.keys = list(statement.selected_columns.keys())
+        # A select's columns, or what an INSERT/UPDATE ... RETURNING returns.
+        columns = list(statement.exported_columns)
+        self.keys = list(statement.exported_columns.keys())
         processors = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns]
         self.processors: list[tuple[int, Callable[[Any], Any]]] = [
             (i, p) for i, p in enumerate(processors) if p is not None
@@ -454,7 +525,7 @@ def _sqlite_query(statement: Any, dialect: Any) -> _SQLiteQuery:
 async def _sqlite_run(conn: AsyncConnection, sql: str, values: Sequence[Any]) -> Any:
     """Run ``sql`` on the aiosqlite connection under ``conn`` (same connection, same transaction) in one trip,
     and its rows. Errors are raised as SQLAlchemy raises them from ``conn.execute`` (``OperationalError``...)."""
-    driver: Any = (await conn.get_raw_connection()).driver_connection
+    driver = await sqlite_driver(conn)
     try:
         return await driver.execute_fetchall(sql, values)
     except sqlite3.Error as error:
@@ -462,9 +533,10 @@ async def _sqlite_run(conn: AsyncConnection, sql: str, values: Sequence[Any]) ->
 
 
 async def fetch_all(conn: AsyncConnection, statement: Any, params: Mapping[str, Any] | None = None) -> Sequence[Any]:
-    """The rows of a query (a ``select`` or a union, built once: a module constant) as ``conn.execute().all()``
-    returns them: the same values, typed by the same processors. On SQLite in one trip to the driver's thread
-    instead of four (see above); ``expanding`` parameters are expanded as SQLAlchemy does."""
+    """The rows of a query (a ``select``, a union, or a statement with ``RETURNING``; built once and kept) as
+    ``conn.execute().all()`` returns them: the same values, typed by the same processors. On SQLite in one trip
+    to the driver's thread instead of four (see above); ``expanding`` parameters are expanded as SQLAlchemy
+    does."""
     if conn.dialect.name != "sqlite":
         return (await conn.execute(statement, dict(params or {}))).all()
     query = _sqlite_query(statement, conn.dialect)
@@ -570,3 +642,11 @@ def one_of(conn: AsyncConnection, column: Any, values: Any) -> ColumnElement[boo
     if conn.dialect.name == "postgresql":
         return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
     return column.in_(values)
+
+
+def one_of_param(dialect: str, column: Any, name: str) -> ColumnElement[bool]:
+    """``one_of`` with a named parameter instead of values, for a statement built once and kept: bind any list
+    as ``name``. A kept statement saves building it and computing its cache key on every execution."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=ARRAY(column.type)))
+    return column.in_(bindparam(name, expanding=True))

@@ -6,7 +6,7 @@ Invariants:
   flight; a reader that sees N+1 knows N is committed or rolled back. SQLite has one writer, so it holds
   there by construction.
 - Events are appended by ``append_events`` only: on PostgreSQL it takes a batch's seqs from the sequence in
-  one step under that lock (``_RESERVE_SEQS``), which is safe because nobody else draws from it.
+  one step under that lock (``_APPEND``), which is safe because nobody else draws from it.
 - Events are published only after their transaction commits (see ``hub.bus``).
 - Who may see an event follows from ``queue_id`` and ``agent_id`` alone (``EventRecord.visible_to``), so a
   resume from the log and the live stream filter identically.
@@ -20,11 +20,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Index, delete, func, select, text
+from sqlalchemy import JSON, BigInteger, Index, bindparam, delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import Field, SQLModel
 
-from hub.db import BigId, JSONType, UTCDateTime, insert_returning_ids, insert_rows, utcnow
+from hub.db import BigId, JSONType, UTCDateTime, _array_type, _arrays, insert_returning_ids, utcnow
 
 # Arbitrary constant naming the one advisory lock that orders event appends on PostgreSQL.
 EVENT_LOCK_KEY = 0x5B0A_4D01
@@ -147,9 +147,6 @@ async def append_events(conn: AsyncConnection, events: Sequence[NewEvent]) -> li
     """Append ``events`` inside the caller's transaction; call it last, just before commit."""
     if not events:
         return []
-    postgres = conn.dialect.name == "postgresql"
-    if postgres:
-        await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": EVENT_LOCK_KEY})
     now = utcnow()
     rows = [
         {
@@ -162,12 +159,14 @@ async def append_events(conn: AsyncConnection, events: Sequence[NewEvent]) -> li
         }
         for e in events
     ]
-    if postgres:
-        # Under the lock: the next n values in one step, not one nextval per event (a tenth of the database's
-        # CPU time during ingest went to drawing keys one by one).
-        last = int((await conn.execute(_RESERVE_SEQS, {"n": len(rows)})).scalar_one())
+    if conn.dialect.name == "postgresql":
+        # One statement: the lock, then (under it) the next n seqs in one step rather than one nextval per
+        # event (a tenth of the database's CPU time during ingest went to drawing keys one by one), then the
+        # rows, the k-th of them numbered last - n + k.
+        params = {f"c{i}": values for i, values in enumerate(_arrays(_events, _APPEND_COLUMNS, rows))}
+        result = await conn.execute(_APPEND, {"k": EVENT_LOCK_KEY, "n": len(rows), **params})
+        last = max(int(r[0]) for r in result)
         seqs = list(range(last - len(rows) + 1, last + 1))
-        await insert_rows(conn, _events, [{**row, "seq": seq} for row, seq in zip(rows, seqs, strict=True)])
     else:
         seqs = await insert_returning_ids(conn, _events, rows, pk="seq")
     return [
@@ -184,9 +183,31 @@ async def append_events(conn: AsyncConnection, events: Sequence[NewEvent]) -> li
     ]
 
 
-_RESERVE_SEQS = text(
-    "SELECT setval(pg_get_serial_sequence('events', 'seq'), nextval(pg_get_serial_sequence('events', 'seq')) + :n - 1)"
-)
+_APPEND_COLUMNS = ("type", "payload", "ticket_id", "queue_id", "agent_id", "created_at")
+
+
+def _append_statement() -> Any:
+    """PostgreSQL's append: the materialized CTEs run once each, in order (``reserved`` reads ``locked``), and
+    before any row is inserted (every row joins ``reserved``), so no seq is drawn before the lock is held."""
+    names = [f"c{i}" for i in range(len(_APPEND_COLUMNS))]
+    picked = ", ".join(
+        f"u.{n}::jsonb" if isinstance(_events.c[c].type, JSON) else f"u.{n}"
+        for n, c in zip(names, _APPEND_COLUMNS, strict=True)
+    )
+    sql = (
+        "WITH locked AS MATERIALIZED (SELECT pg_advisory_xact_lock(:k)), "
+        "reserved AS MATERIALIZED (SELECT setval(pg_get_serial_sequence('events', 'seq'), "
+        "nextval(pg_get_serial_sequence('events', 'seq')) + :n - 1) AS last FROM locked) "
+        f"INSERT INTO events (seq, {', '.join(_APPEND_COLUMNS)}) "
+        f"SELECT reserved.last - :n + u.ord, {picked} FROM reserved, "
+        f"unnest({', '.join(':' + n for n in names)}) WITH ORDINALITY AS u({', '.join(names)}, ord) "
+        "RETURNING seq"
+    )
+    binds = [bindparam(n, type_=_array_type(_events.c[c].type)) for n, c in zip(names, _APPEND_COLUMNS, strict=True)]
+    return text(sql).bindparams(bindparam("k", type_=BigInteger()), bindparam("n", type_=BigInteger()), *binds)
+
+
+_APPEND = _append_statement()
 
 
 async def events_after(conn: AsyncConnection, seq: int, limit: int = 10_000) -> list[EventRecord]:

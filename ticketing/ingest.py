@@ -33,7 +33,16 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, case, delete, null, select, update
 
-from hub.db import insert_returning_ids, insert_rows, one_of, utcnow
+from hub.db import (
+    UTCDateTime,
+    fetch_all,
+    insert_returning_ids,
+    insert_returning_ids_by,
+    insert_rows,
+    one_of,
+    one_of_param,
+    utcnow,
+)
 from hub.errors import SwitchboardError
 from hub.events import EventType
 from hub.messages import AlsoInTransaction, InboundMessage, IngestResult
@@ -209,6 +218,45 @@ async def unrouted_ticket_ids(rt: Runtime, limit: int = 10_000) -> list[int]:
         return [r[0] for r in rows]
 
 
+async def _run(conn: Any, name: str, params: dict[str, Any]) -> Sequence[Sequence[Any]]:
+    """One of ingest's hot statements (``_build``), built once per dialect and kept (see
+    ``hub.db.one_of_param``), its rows. On SQLite straight through the driver (``hub.db.fetch_all``: a tenth of a
+    chat batch's CPU time went to SQLAlchemy's adapter)."""
+    key = (conn.dialect.name, name)
+    statement = _STATEMENTS.get(key)
+    if statement is None:
+        statement = _STATEMENTS[key] = _build(conn.dialect.name, name)
+    return await fetch_all(conn, statement, params)
+
+
+_STATEMENTS: dict[tuple[str, str], Any] = {}
+_TOUCHED = ("id", "queue_id", "assignee_id", "offered_agent_id")  # what "touch" reads back
+
+
+def _build(dialect: str, name: str) -> Any:
+    if name == "stored":
+        # Messages whose (channel, external id) may be among the batch's: a superset, looked up by exact pair.
+        return select(M.c.id, M.c.ticket_id, M.c.contact_id, M.c.channel, M.c.external_id).where(
+            one_of_param(dialect, M.c.channel, "channels"), one_of_param(dialect, M.c.external_id, "ids")
+        )
+    if name in ("by_key", "by_key_locked"):
+        query = (
+            select(T.c.id, T.c.channel, T.c.thread_key)
+            .where(one_of_param(dialect, T.c.thread_key, "keys"), T.c.status.in_(_OPEN))
+            .order_by(T.c.id)
+        )
+        return query.with_for_update() if name == "by_key_locked" else query
+    if name == "touch":
+        at = bindparam("at", type_=UTCDateTime())
+        return (
+            update(T)
+            .where(one_of_param(dialect, T.c.id, "ids"))
+            .values(last_message_at=at, updated_at=at)
+            .returning(*(T.c[c] for c in _TOUCHED))
+        )
+    raise KeyError(name)
+
+
 def _channel_filter(conn: Any, pairs: Sequence[tuple[str, str]]) -> Any:
     """Messages whose (channel, external id) may be one of ``pairs``: a superset (any of the channels with any
     of the ids, one fixed SQL text), so callers look rows up by the exact pair."""
@@ -274,11 +322,11 @@ async def store_batch(
 
         # 2. Already stored: answer with the stored message.
         stored = {
-            (r.channel, r.external_id): r
-            for r in await conn.execute(
-                select(M.c.id, M.c.ticket_id, M.c.contact_id, M.c.channel, M.c.external_id).where(
-                    _channel_filter(conn, [(it.msg.channel, it.msg.external_id) for it in items])
-                )
+            (r[3], r[4]): r
+            for r in await _run(
+                conn,
+                "stored",
+                {"channels": list({it.msg.channel for it in items}), "ids": [it.msg.external_id for it in items]},
             )
         }
         fresh: list[_Item] = []
@@ -287,16 +335,18 @@ async def store_batch(
             if row is None:
                 fresh.append(it)
             else:
-                out[it.index] = IngestResult(row.id, row.ticket_id, row.contact_id or 0, created=False)
+                message_id, ticket_id, contact_id = row[0], row[1], row[2]
+                out[it.index] = IngestResult(message_id, ticket_id, contact_id or 0, created=False)
         if not fresh:
             tx.after_commit.append(lambda: _count_duplicates(rt, items))
             return _finish(out, copies), waiting
 
         # 3. Contacts: find by identity (a phone number is one person on SMS, voice and WhatsApp), else create.
-        await _resolve_contacts(conn, rt, fresh, now)
+        identities = _identity_cache(rt)
+        learned = await _resolve_contacts(conn, rt, fresh, now, identities)
 
         # 4. Threading.
-        new_tickets = await _thread(conn, fresh, now)
+        new_tickets, locked = await _thread(conn, fresh, now)
 
         # 5. New tickets.
         new_ids: dict[str, int] = {}
@@ -333,7 +383,8 @@ async def store_batch(
             }
             for it in fresh
         ]
-        message_ids = await insert_returning_ids(conn, M, msg_rows)
+        # (channel, external id) is unique and distinct within the batch (copies were set aside above).
+        message_ids = await insert_returning_ids_by(conn, M, msg_rows, ("channel", "external_id"))
         for it, message_id, data in zip(fresh, message_ids, msg_rows, strict=True):
             data["id"] = message_id
             out[it.index] = IngestResult(
@@ -350,7 +401,7 @@ async def store_batch(
         ticket_rows = {r["id"]: r for r in new_rows}
         if touched:
             ids = sorted(touched)
-            if conn.dialect.name == "postgresql":
+            if conn.dialect.name == "postgresql" and not locked.issuperset(ids):
                 # One lock order (ascending id) against concurrent writers; SQLite has one writer at a time.
                 await conn.execute(select(T.c.id).where(one_of(conn, T.c.id, ids)).order_by(T.c.id).with_for_update())
             values: dict[str, Any] = {"last_message_at": now, "updated_at": now}
@@ -359,9 +410,15 @@ async def store_batch(
                 reopening = one_of(conn, T.c.id, reopen)
                 values["status"] = case((reopening, TicketStatus.OPEN.value), else_=T.c.status)
                 values["solved_at"] = case((reopening, null()), else_=T.c.solved_at)
-            # One statement for every touched ticket, which also reads them back for the events.
-            for r in await conn.execute(update(T).where(one_of(conn, T.c.id, ids)).values(values).returning(*T.c)):
-                ticket_rows[r.id] = dict(r._mapping)
+            # One statement for every touched ticket, which also reads them back for the events: the whole row
+            # for a reopened ticket's event, else what a message's event and routing need.
+            if reopen:
+                touch = update(T).where(one_of(conn, T.c.id, ids)).values(values).returning(*T.c)
+                for full in await conn.execute(touch):
+                    ticket_rows[full.id] = full._asdict()
+            else:
+                for r in await _run(conn, "touch", {"ids": ids, "at": now}):
+                    ticket_rows[r[0]] = dict(zip(_TOUCHED, r, strict=True))
 
         # 8. Events; the work nobody holds goes to routing after the commit.
         for created in new_rows:
@@ -373,6 +430,8 @@ async def store_batch(
             tx.emit(_message_event(data, ticket_rows[data["ticket_id"]]))
         waiting = [t for t, r in ticket_rows.items() if r["assignee_id"] is None and r["offered_agent_id"] is None]
         tx.after_commit.append(lambda: _count(rt, fresh, items))
+        if learned:
+            tx.after_commit.append(lambda: _remember(identities, learned))
     return _finish(out, copies), waiting
 
 
@@ -406,11 +465,49 @@ def _count_per_channel(counter: Any, items: list[_Item]) -> None:
         counter.labels(channel).inc(n)
 
 
-async def _resolve_contacts(conn: Any, rt: Runtime, fresh: list[_Item], now: Any) -> None:
+# (identity kind, value) -> (contact id, whether that contact is known to have a name), per runtime.
+_IdentityCache = dict[tuple[str, str], tuple[int, bool]]
+_IDENTITY_CACHE_MAX = 100_000
+
+
+def _identity_cache(rt: Runtime) -> _IdentityCache:
+    """The identities this process has seen committed, and their contacts. An identity's contact never changes
+    (identities are only ever added, contacts never deleted once an identity points to them), so an entry
+    stays true in every process without being checked again: a message from a known identity needs no
+    lookup. Entries are added after their transaction commits, never before."""
+    cache: _IdentityCache | None = rt.caches.get("ingest.identities")
+    if cache is None:
+        cache = rt.caches["ingest.identities"] = {}
+    return cache
+
+
+def _remember(cache: _IdentityCache, learned: _IdentityCache) -> None:
+    if len(cache) + len(learned) > _IDENTITY_CACHE_MAX:
+        cache.clear()
+    cache.update(learned)
+
+
+async def _resolve_contacts(
+    conn: Any, rt: Runtime, fresh: list[_Item], now: Any, cache: _IdentityCache
+) -> _IdentityCache:
+    """Set each item's contact; returns what to add to ``cache`` once the transaction commits."""
+    # A cached identity is enough unless the message brings a name for a contact we have none for (the
+    # lookup below learns it).
+    pending = []
+    for it in fresh:
+        hit = cache.get((it.kind, it.value))
+        if hit is not None and (hit[1] or not it.msg.sender.name):
+            it.contact_id = hit[0]
+        else:
+            pending.append(it)
+    if not pending:
+        return {}
+    fresh = pending
     values = {it.value for it in fresh}
     kinds = {k for it in fresh for k in lookup_kinds(it.kind)}
     known: dict[tuple[str, str], int] = {}
     unnamed: set[int] = set()  # known contacts we have no name for yet
+    named_contacts: set[int] = set()  # contacts known to have a name
     for r in await conn.execute(
         select(I.c.kind, I.c.value, I.c.contact_id, C.c.name)
         .join(C, C.c.id == I.c.contact_id)
@@ -419,6 +516,8 @@ async def _resolve_contacts(conn: Any, rt: Runtime, fresh: list[_Item], now: Any
         known[(r.kind, r.value)] = r.contact_id
         if r.name is None:
             unnamed.add(r.contact_id)
+        else:
+            named_contacts.add(r.contact_id)
 
     def lookup(it: _Item) -> int | None:
         for k in (it.kind, *lookup_kinds(it.kind)):
@@ -439,6 +538,7 @@ async def _resolve_contacts(conn: Any, rt: Runtime, fresh: list[_Item], now: Any
             [{"name": it.msg.sender.name, "attributes": {}, "created_at": now, "updated_at": now} for _, it in people],
         )
         new_contact = {key: cid for (key, _), cid in zip(people, created, strict=True)}
+        named_contacts |= {cid for (_, it), cid in zip(people, created, strict=True) if it.msg.sender.name}
     else:
         new_contact = {}
     wanted: dict[tuple[str, str], int] = {}
@@ -478,13 +578,15 @@ async def _resolve_contacts(conn: Any, rt: Runtime, fresh: list[_Item], now: Any
             .values(name=bindparam("nm"), updated_at=now),
             [{"cid": c, "nm": n} for c, n in named.items()],
         )
+        named_contacts |= set(named)
+    # A contact another process created (it won an identity's race) counts as unnamed: at worst its next
+    # message with a name looks it up again.
+    return {(it.kind, it.value): (it.contact_id, it.contact_id in named_contacts) for it in fresh}
 
 
-async def _thread(conn: Any, fresh: list[_Item], now: Any) -> list[tuple[str, dict[str, Any]]]:
-    """Decide each message's ticket; returns the tickets to open as (ref, row) pairs."""
-    queues = (await conn.execute(select(Q.c.id, Q.c.name, Q.c.channels).order_by(Q.c.id))).all()
-    by_name = {q.name: q.id for q in queues}
-
+async def _thread(conn: Any, fresh: list[_Item], now: Any) -> tuple[list[tuple[str, dict[str, Any]]], set[int]]:
+    """Decide each message's ticket; returns the tickets to open as (ref, row) pairs, and the tickets this
+    already locked (PostgreSQL) in the one lock order, ascending id."""
     refs = [(it.msg.channel, r) for it in fresh for r in it.msg.references]
     ref_ticket: dict[tuple[str, str], int] = {}
     if refs:
@@ -519,33 +621,79 @@ async def _thread(conn: Any, fresh: list[_Item], now: Any) -> list[tuple[str, di
 
     keys = {(it.msg.channel, it.msg.thread_key) for it in fresh if it.msg.thread_key}
     by_key: dict[tuple[str, str], int] = {}
+    locked: set[int] = set()
     if keys:
+        # When every message threads by its key (a chat batch), the tickets it touches are among these: lock
+        # them here, in the one lock order, and save the separate locking statement. Otherwise the locks are
+        # taken later for every touched ticket at once (taking some here would break the order).
+        lock = conn.dialect.name == "postgresql" and not refs and not hints and len(keys) == len(fresh)
+        for ticket_id, channel, thread_key in await _run(
+            conn, "by_key_locked" if lock else "by_key", {"keys": list({k for _, k in keys})}
+        ):
+            by_key[(channel, thread_key)] = ticket_id
+            if lock:
+                locked.add(ticket_id)
+    # The contact's open conversation on the channel: only for messages without a thread key.
+    contacts = {it.contact_id for it in fresh if not it.msg.thread_key}
+    by_contact: dict[tuple[int, str], int] = {}
+    if contacts:
         for r in await conn.execute(
-            select(T.c.id, T.c.channel, T.c.thread_key)
-            .where(one_of(conn, T.c.thread_key, {k for _, k in keys}), T.c.status.in_(_OPEN))
+            select(T.c.id, T.c.contact_id, T.c.channel)
+            .where(one_of(conn, T.c.contact_id, contacts), T.c.status.in_(_OPEN), T.c.thread_key.is_(None))
             .order_by(T.c.id)
         ):
-            by_key[(r.channel, r.thread_key)] = r.id
-    contacts = {it.contact_id for it in fresh}
-    by_contact: dict[tuple[int, str], int] = {}
-    for r in await conn.execute(
-        select(T.c.id, T.c.contact_id, T.c.channel)
-        .where(one_of(conn, T.c.contact_id, contacts), T.c.status.in_(_OPEN), T.c.thread_key.is_(None))
-        .order_by(T.c.id)
-    ):
-        by_contact[(r.contact_id, r.channel)] = r.id
+            by_contact[(r.contact_id, r.channel)] = r.id
+
+    opening: list[tuple[str, _Item, int | None]] = []
+
+    def open_new(it: _Item, linked_to: int | None = None) -> str:
+        ref = f"new:{len(opening)}"
+        opening.append((ref, it, linked_to))
+        return ref
+
+    for it in fresh:
+        target: int | None = None
+        for r in reversed(it.msg.references):
+            target = ref_ticket.get((it.msg.channel, r))
+            if target:
+                break
+        if target is None and it.msg.ticket_hint and (it.msg.ticket_hint, it.contact_id) in participants:
+            target = it.msg.ticket_hint
+        if target is not None and target in linked:
+            status = linked[target].status
+            if status == TicketStatus.CLOSED:
+                it.ticket_ref = open_new(it, linked_to=target)
+            else:
+                it.ticket_ref = target
+                it.reopen = status in (TicketStatus.SOLVED, TicketStatus.PENDING)
+            continue
+        if it.msg.thread_key:
+            key = (it.msg.channel, it.msg.thread_key)
+            if key not in by_key:
+                by_key[key] = open_new(it)  # type: ignore[assignment]
+            it.ticket_ref = by_key[key]
+        else:
+            ckey = (it.contact_id, it.msg.channel)
+            if ckey not in by_contact:
+                by_contact[ckey] = open_new(it)  # type: ignore[assignment]
+            it.ticket_ref = by_contact[ckey]
+    if not opening:
+        return [], locked
+
+    # New tickets: the queues and the rules that place them are read only when some are opened.
+    queues = (await conn.execute(select(Q.c.id, Q.c.name, Q.c.channels).order_by(Q.c.id))).all()
+    by_name = {q.name: q.id for q in queues}
     rules = await get_routing_rules(conn)
     attributes: dict[int, dict[str, Any]] = {}
     if rules.rules:
         attributes = {
             r.id: r.attributes or {}
-            for r in await conn.execute(select(C.c.id, C.c.attributes).where(one_of(conn, C.c.id, contacts)))
+            for r in await conn.execute(
+                select(C.c.id, C.c.attributes).where(one_of(conn, C.c.id, {it.contact_id for _, it, _ in opening}))
+            )
         }
-
     new: list[tuple[str, dict[str, Any]]] = []
-
-    def open_new(it: _Item, linked_to: int | None = None) -> str:
-        ref = f"new:{len(new)}"
+    for ref, it, linked_to in opening:
         queue_id, rule = _pick_queue(it.msg, by_name, queues, rules, attributes.get(it.contact_id))
         subject = it.msg.subject or _first_line(it.msg.text) or f"{it.msg.channel} conversation"
         new.append(
@@ -579,35 +727,7 @@ async def _thread(conn: Any, fresh: list[_Item], now: Any) -> list[tuple[str, di
                 },
             )
         )
-        return ref
-
-    for it in fresh:
-        target: int | None = None
-        for r in reversed(it.msg.references):
-            target = ref_ticket.get((it.msg.channel, r))
-            if target:
-                break
-        if target is None and it.msg.ticket_hint and (it.msg.ticket_hint, it.contact_id) in participants:
-            target = it.msg.ticket_hint
-        if target is not None and target in linked:
-            status = linked[target].status
-            if status == TicketStatus.CLOSED:
-                it.ticket_ref = open_new(it, linked_to=target)
-            else:
-                it.ticket_ref = target
-                it.reopen = status in (TicketStatus.SOLVED, TicketStatus.PENDING)
-            continue
-        if it.msg.thread_key:
-            key = (it.msg.channel, it.msg.thread_key)
-            if key not in by_key:
-                by_key[key] = open_new(it)  # type: ignore[assignment]
-            it.ticket_ref = by_key[key]
-        else:
-            ckey = (it.contact_id, it.msg.channel)
-            if ckey not in by_contact:
-                by_contact[ckey] = open_new(it)  # type: ignore[assignment]
-            it.ticket_ref = by_contact[ckey]
-    return new
+    return new, locked
 
 
 def _pick_queue(

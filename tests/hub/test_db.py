@@ -3,16 +3,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncpg
 import pytest
-from sqlalchemy import bindparam, func, literal_column, null, select, union_all
+from sqlalchemy import bindparam, func, literal_column, null, select, text, union_all
 from sqlalchemy.exc import DBAPIError
 
 import hub.db
-from hub.db import GIL_SWITCH_INTERVAL, create_engine, fetch_all, insert_returning_ids, insert_rows, one_of, update_rows
+from hub.db import (
+    GIL_SWITCH_INTERVAL,
+    PING_AFTER_IDLE_SECONDS,
+    create_engine,
+    fetch_all,
+    insert_returning_ids,
+    insert_returning_ids_by,
+    insert_rows,
+    one_of,
+    update_rows,
+)
 from hub.runtime import Runtime
 from ticketing.service import C, I, T
 
@@ -173,3 +185,47 @@ async def test_fetch_all_raises_database_errors_as_conn_execute_does(rt: Runtime
     with pytest.raises(DBAPIError):
         async with rt.db.begin() as conn:
             await fetch_all(conn, select(T.c.id).where(T.c.id == func.no_such_function()))
+
+
+async def test_insert_returning_ids_of_more_rows_than_one_statement_takes(rt: Runtime) -> None:
+    """A batch larger than one statement's parameter limit (SQLite: split in several inserts) still gives
+    every row its key, in order."""
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    rows = [{"name": f"c{i}", "attributes": {}, "created_at": now, "updated_at": now} for i in range(9_000)]
+    async with rt.db.begin() as conn:
+        ids = await insert_returning_ids(conn, C, rows)
+        names = dict((await conn.execute(select(C.c.id, C.c.name))).all())
+    assert ids == list(range(ids[0], ids[0] + len(rows)))
+    assert [names[k] for k in ids] == [r["name"] for r in rows]
+
+
+async def test_insert_returning_ids_by_a_unique_key_gives_each_row_its_own_key(rt: Runtime) -> None:
+    """Rows told apart by a unique key of their own get their generated keys back in the order given, each the
+    key of the row stored with that unique key (PostgreSQL reads them back in the insert; the order of those
+    rows is not the order given)."""
+    [cid] = await _contacts(rt, 1)
+    now = datetime.now(UTC)
+    rows = [{"kind": "email", "value": f"{i}@example.com", "contact_id": cid, "created_at": now} for i in (5, 1, 9, 3)]
+    async with rt.db.begin() as conn:
+        ids = await insert_returning_ids_by(conn, I, rows, ("kind", "value"))
+        stored = {r.id: r.value for r in await conn.execute(select(I.c.id, I.c.value))}
+    assert [stored[k] for k in ids] == [r["value"] for r in rows]
+
+
+async def test_pooled_connection_that_died_while_idle_is_replaced_unseen(rt: Runtime, is_postgres: bool) -> None:
+    """PostgreSQL: a pooled connection whose server process went away while it sat idle is tested at checkout
+    and replaced; the caller never sees the dead one."""
+    if not is_postgres:
+        pytest.skip("SQLite has no server connection to lose")
+    async with rt.read() as conn:
+        pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+    async with rt.read() as conn:
+        assert (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one() == pid  # the pool reuses it
+    killer = await asyncpg.connect(rt.settings.database_url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        await killer.execute("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await killer.close()
+    await asyncio.sleep(PING_AFTER_IDLE_SECONDS + 0.1)
+    async with rt.read() as conn:
+        assert (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one() != pid

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from sqlalchemy import func, select
 
+from hub.config import Settings
 from hub.events import events_after
 from hub.messages import Identity, InboundMessage
-from hub.runtime import Runtime
+from hub.runtime import Runtime, standalone
 from tests.conftest import make_queue
 from ticketing import service
 from ticketing.ingest import IngestPipeline, ingest_batch, store_batch
@@ -280,3 +282,130 @@ async def test_metrics_count_each_stored_message_and_each_retry_by_channel(rt: R
     assert value("switchboard_messages_ingested_total", "sms") == 1
     assert value("switchboard_messages_duplicate_total", "email") == 2
     assert value("switchboard_messages_duplicate_total", "sms") is None
+
+
+def chat(ext: str, conversation: str = "conv-1", visitor: str = "visitor-1", text: str = "hi") -> InboundMessage:
+    return InboundMessage(
+        channel="webchat",
+        external_id=ext,
+        thread_key=conversation,
+        sender=Identity(kind="webchat", value=visitor),
+        text=text,
+    )
+
+
+async def _message_events(rt: Runtime) -> dict[int, object]:
+    async with rt.read() as conn:
+        return {e.payload["message"]["id"]: e for e in await events_after(conn, 0) if e.type == "message.created"}
+
+
+async def test_known_visitor_follows_what_happens_to_the_conversations_ticket(rt: Runtime) -> None:
+    """Once this process knows a visitor (their messages skip the identity lookup), each message still threads
+    by the ticket as stored: after a transfer its event carries the new queue; after a solve or a close, the
+    next message opens a new ticket for the same contact."""
+    await make_queue(rt, "one", ["webchat"])
+    two = await make_queue(rt, "two", ["webchat"])
+    first = await ingest_one(rt, chat("1"))
+    second = await ingest_one(rt, chat("2"))
+    tid = first.ticket_id  # type: ignore[attr-defined]
+    assert (second.ticket_id, second.contact_id) == (tid, first.contact_id)  # type: ignore[attr-defined]
+
+    await service.transfer(rt, ticket_id=tid, principal=ADMIN, queue_id=two, agent_id=None)
+    third = await ingest_one(rt, chat("3"))
+    assert third.ticket_id == tid  # type: ignore[attr-defined]
+    assert (await _message_events(rt))[third.message_id].queue_id == two  # type: ignore[attr-defined]
+
+    await service.update_ticket(rt, ticket_id=tid, principal=ADMIN, data=TicketUpdate(status=TicketStatus.SOLVED))
+    fourth = await ingest_one(rt, chat("4"))
+    assert fourth.ticket_id != tid and fourth.ticket_created  # type: ignore[attr-defined]
+    assert fourth.contact_id == first.contact_id  # type: ignore[attr-defined]
+    await service.update_ticket(
+        rt,
+        ticket_id=fourth.ticket_id,  # type: ignore[attr-defined]
+        principal=ADMIN,
+        data=TicketUpdate(status=TicketStatus.CLOSED),
+    )
+    fifth = await ingest_one(rt, chat("5"))
+    assert fifth.ticket_id not in (tid, fourth.ticket_id)  # type: ignore[attr-defined]
+    assert fifth.contact_id == first.contact_id  # type: ignore[attr-defined]
+
+
+async def test_known_visitor_sees_what_another_process_changed(rt: Runtime, settings: Settings) -> None:
+    """Another process solving a conversation's ticket, which nothing in this process hears of: the next
+    message here opens a new ticket all the same."""
+    first = await ingest_one(rt, chat("1"))
+    await ingest_one(rt, chat("2"))
+    async with standalone(settings) as other:
+        await service.update_ticket(
+            other,
+            ticket_id=first.ticket_id,  # type: ignore[attr-defined]
+            principal=ADMIN,
+            data=TicketUpdate(status=TicketStatus.SOLVED),
+        )
+    third = await ingest_one(rt, chat("3"))
+    assert third.ticket_id != first.ticket_id  # type: ignore[attr-defined]
+    assert third.contact_id == first.contact_id  # type: ignore[attr-defined]
+
+
+async def test_two_processes_writing_into_the_same_conversations_store_every_message_once(
+    rt: Runtime, settings: Settings
+) -> None:
+    """Two processes ingest chat batches into the same open conversations at once (on PostgreSQL they lock the
+    same tickets): every message is stored once, each conversation keeps its one ticket, none fails."""
+    opened = [await ingest_one(rt, chat(f"open-{c}", conversation=f"conv-{c}", visitor=f"v{c}")) for c in range(5)]
+    tickets = {f"conv-{c}": r.ticket_id for c, r in enumerate(opened)}  # type: ignore[attr-defined]
+
+    def batch(process: str, k: int) -> list[InboundMessage]:
+        order = range(5) if k % 2 else reversed(range(5))
+        return [chat(f"{process}-{k}-{c}", conversation=f"conv-{c}", visitor=f"v{c}") for c in order]
+
+    async with standalone(settings) as other:
+        here, there = IngestPipeline(rt), IngestPipeline(other)
+        await here.start()
+        await there.start()
+        try:
+            results = await asyncio.gather(
+                *(here.submit(m) for k in range(8) for m in batch("a", k)),
+                *(there.submit(m) for k in range(8) for m in batch("b", k)),
+                *(there.submit(m) for k in range(8) for m in batch("a", k)),  # the same messages again, elsewhere
+                return_exceptions=True,
+            )
+        finally:
+            await here.stop()
+            await there.stop()
+    assert not [r for r in results if isinstance(r, BaseException)]
+    assert await count(rt, service.M) == 5 + 2 * 8 * 5
+    async with rt.read() as conn:
+        rows = (await conn.execute(select(service.M.c.external_id, service.M.c.ticket_id))).all()
+    for external_id, ticket_id in rows:
+        assert ticket_id == tickets["conv-" + external_id.rsplit("-", 1)[1]]
+
+
+async def test_visitor_of_a_batch_that_rolled_back_is_not_remembered(rt: Runtime) -> None:
+    """A batch whose transaction fails after its contact was created leaves nothing behind, in this process's
+    memory neither: the visitor's next message creates their contact again instead of pointing at one that
+    was never committed (whose key another contact has taken meanwhile)."""
+    trigger = "CREATE TRIGGER refuse_boom BEFORE INSERT ON messages "
+    async with rt.db.begin() as conn:
+        if rt.db.is_sqlite:
+            await conn.exec_driver_sql(trigger + "WHEN NEW.text = 'boom' BEGIN SELECT RAISE(ABORT, 'boom'); END")
+        else:
+            await conn.exec_driver_sql(
+                "CREATE FUNCTION refuse_boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "IF NEW.text = 'boom' THEN RAISE EXCEPTION 'boom'; END IF; RETURN NEW; END $$"
+            )
+            await conn.exec_driver_sql(trigger + "FOR EACH ROW EXECUTE FUNCTION refuse_boom()")
+    try:
+        with pytest.raises(Exception, match="boom"):
+            await store_batch(rt, [chat("1", text="boom")])
+        someone = await ingest_one(rt, chat("x", conversation="conv-2", visitor="visitor-2"))
+        again = await ingest_one(rt, chat("2"))
+        assert again.contact_id != someone.contact_id  # type: ignore[attr-defined]
+        async with rt.read() as conn:
+            contacts = set((await conn.execute(select(service.C.c.id))).scalars())
+        assert {again.contact_id, someone.contact_id} <= contacts  # type: ignore[attr-defined]
+    finally:
+        async with rt.db.begin() as conn:
+            await conn.exec_driver_sql("DROP TRIGGER refuse_boom" + ("" if rt.db.is_sqlite else " ON messages"))
+            if not rt.db.is_sqlite:
+                await conn.exec_driver_sql("DROP FUNCTION refuse_boom()")

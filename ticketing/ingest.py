@@ -230,7 +230,7 @@ async def _run(conn: Any, name: str, params: dict[str, Any]) -> Sequence[Sequenc
 
 
 _STATEMENTS: dict[tuple[str, str], Any] = {}
-_TOUCHED = ("id", "queue_id", "assignee_id", "offered_agent_id")  # what "touch" reads back
+_TOUCHED = ("id", "queue_id", "assignee_id", "offered_agent_id", "queued_at")  # what "touch" reads back
 
 
 def _build(dialect: str, name: str) -> Any:
@@ -420,7 +420,9 @@ async def store_batch(
                 for r in await _run(conn, "touch", {"ids": ids, "at": now}):
                     ticket_rows[r[0]] = dict(zip(_TOUCHED, r, strict=True))
 
-        # 8. Events; the work nobody holds goes to routing after the commit.
+        # 8. Events; new, reopened and never-queued work nobody holds goes to routing after the commit. Work
+        # already waiting in its queue is not routed again for each message: it is offered when capacity frees
+        # (and by the routing tick), in its turn.
         for created in new_rows:
             tx.emit(ticket_event(EventType.TICKET_CREATED, created))
         for t, reopened in touched.items():
@@ -428,7 +430,13 @@ async def store_batch(
                 tx.emit(ticket_event(EventType.TICKET_UPDATED, ticket_rows[t], changes=["status"]))
         for data in msg_rows:
             tx.emit(_message_event(data, ticket_rows[data["ticket_id"]]))
-        waiting = [t for t, r in ticket_rows.items() if r["assignee_id"] is None and r["offered_agent_id"] is None]
+        waiting = [
+            t
+            for t, r in ticket_rows.items()
+            if r["assignee_id"] is None
+            and r["offered_agent_id"] is None
+            and (r.get("queued_at") is None or touched.get(t, False))
+        ]
         tx.after_commit.append(lambda: _count(rt, fresh, items))
         if learned:
             tx.after_commit.append(lambda: _remember(identities, learned))

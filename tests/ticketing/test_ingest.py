@@ -409,3 +409,32 @@ async def test_visitor_of_a_batch_that_rolled_back_is_not_remembered(rt: Runtime
             await conn.exec_driver_sql("DROP TRIGGER refuse_boom" + ("" if rt.db.is_sqlite else " ON messages"))
             if not rt.db.is_sqlite:
                 await conn.exec_driver_sql("DROP FUNCTION refuse_boom()")
+
+
+async def test_only_work_not_yet_waiting_in_its_queue_goes_to_routing(rt: Runtime) -> None:
+    """A new conversation goes to routing; another message into a conversation already waiting in its queue
+    does not (it is offered in its turn when capacity frees, or by the routing tick): a busy chat with no free
+    agent used to run a routing pass per batch for nothing."""
+
+    def chat(n: int, key: str) -> InboundMessage:
+        return InboundMessage(
+            channel="webchat",
+            external_id=f"{key}:{n}",
+            sender=Identity(kind="webchat", value=f"visitor:{key}"),
+            text=f"message {n}",
+            thread_key=key,
+            queue="support",
+        )
+
+    await make_queue(rt, "support", ["webchat"])
+    [first] = await ingest_batch(rt, [chat(1, "a")])  # no agent: it waits in its queue
+    assert not isinstance(first, Exception)
+    async with rt.read() as conn:
+        queued_at = (
+            await conn.execute(select(service.T.c.queued_at).where(service.T.c.id == first.ticket_id))
+        ).scalar()
+    assert queued_at is not None
+    [again], waiting = await store_batch(rt, [chat(2, "a")])
+    assert not isinstance(again, Exception) and again.ticket_id == first.ticket_id and waiting == []
+    [other], waiting = await store_batch(rt, [chat(1, "b")])
+    assert not isinstance(other, Exception) and waiting == [other.ticket_id]

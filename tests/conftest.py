@@ -236,3 +236,20 @@ async def make_agent(
     if available:
         await service.set_agent_status(rt, agent_id=agent.id, status=AgentStatus.AVAILABLE)
     return agent.id
+
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+async def redis_url() -> str:
+    """The local Redis (``scripts/test`` starts it); the test is skipped, saying so, when it is not running."""
+    import redis.asyncio as redis_client
+
+    try:
+        probe = redis_client.from_url(REDIS_URL)
+        await probe.ping()
+        await probe.aclose()
+    except Exception:  # pragma: no cover - Redis is part of the test setup
+        pytest.skip(f"Redis is not running at {REDIS_URL}")
+    return REDIS_URL

@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     ws_send_queue: int = 1000
     ws_compression: bool = False
     login_attempts_per_minute: int = 10
-    ingest_batch_max: int = 1024
+    ingest_batch_max: int = 256
     offer_timeout_seconds: int = 30
     routing_rules: Path | None = Field(default=None, description="YAML file of queue-selection rules")
     routing_tick_seconds: float = 1.0

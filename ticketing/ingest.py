@@ -241,7 +241,7 @@ def _build(dialect: str, name: str) -> Any:
         )
     if name in ("by_key", "by_key_locked"):
         query = (
-            select(T.c.id, T.c.channel, T.c.thread_key)
+            select(T.c.id, T.c.channel, T.c.thread_key, T.c.status)
             .where(one_of_param(dialect, T.c.thread_key, "keys"), T.c.status.in_(_OPEN))
             .order_by(T.c.id)
         )
@@ -629,16 +629,19 @@ async def _thread(conn: Any, fresh: list[_Item], now: Any) -> tuple[list[tuple[s
 
     keys = {(it.msg.channel, it.msg.thread_key) for it in fresh if it.msg.thread_key}
     by_key: dict[tuple[str, str], int] = {}
+    pending: set[int] = set()  # open conversations waiting on the customer: a message from them reopens it
     locked: set[int] = set()
     if keys:
         # When every message threads by its key (a chat batch), the tickets it touches are among these: lock
         # them here, in the one lock order, and save the separate locking statement. Otherwise the locks are
         # taken later for every touched ticket at once (taking some here would break the order).
         lock = conn.dialect.name == "postgresql" and not refs and not hints and len(keys) == len(fresh)
-        for ticket_id, channel, thread_key in await _run(
+        for ticket_id, channel, thread_key, status in await _run(
             conn, "by_key_locked" if lock else "by_key", {"keys": list({k for _, k in keys})}
         ):
             by_key[(channel, thread_key)] = ticket_id
+            if status == TicketStatus.PENDING:
+                pending.add(ticket_id)
             if lock:
                 locked.add(ticket_id)
     # The contact's open conversation on the channel: only for messages without a thread key.
@@ -646,11 +649,13 @@ async def _thread(conn: Any, fresh: list[_Item], now: Any) -> tuple[list[tuple[s
     by_contact: dict[tuple[int, str], int] = {}
     if contacts:
         for r in await conn.execute(
-            select(T.c.id, T.c.contact_id, T.c.channel)
+            select(T.c.id, T.c.contact_id, T.c.channel, T.c.status)
             .where(one_of(conn, T.c.contact_id, contacts), T.c.status.in_(_OPEN), T.c.thread_key.is_(None))
             .order_by(T.c.id)
         ):
             by_contact[(r.contact_id, r.channel)] = r.id
+            if r.status == TicketStatus.PENDING:
+                pending.add(r.id)
 
     opening: list[tuple[str, _Item, int | None]] = []
 
@@ -685,6 +690,7 @@ async def _thread(conn: Any, fresh: list[_Item], now: Any) -> tuple[list[tuple[s
             if ckey not in by_contact:
                 by_contact[ckey] = open_new(it)  # type: ignore[assignment]
             it.ticket_ref = by_contact[ckey]
+        it.reopen = it.ticket_ref in pending
     if not opening:
         return [], locked
 

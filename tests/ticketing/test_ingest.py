@@ -438,3 +438,38 @@ async def test_only_work_not_yet_waiting_in_its_queue_goes_to_routing(rt: Runtim
     assert not isinstance(again, Exception) and again.ticket_id == first.ticket_id and waiting == []
     [other], waiting = await store_batch(rt, [chat(1, "b")])
     assert not isinstance(other, Exception) and waiting == [other.ticket_id]
+
+
+async def test_a_customer_writing_into_a_pending_conversation_reopens_it(rt: Runtime) -> None:
+    """Pending means waiting on the customer: their next message, by chat (thread key) or SMS (the contact's
+    open conversation), sets it open again, announces the change, and sends it to routing."""
+    await make_queue(rt, "support", ["webchat", "sms"])
+    chat = InboundMessage(
+        channel="webchat",
+        external_id="k:1",
+        sender=Identity(kind="webchat", value="visitor:k"),
+        text="one",
+        thread_key="k",
+        queue="support",
+    )
+    sms = InboundMessage(
+        channel="sms", external_id="SM1", sender=Identity(kind="phone", value="+14155550123"), text="one"
+    )
+    [c, s] = await ingest_batch(rt, [chat, sms])
+    assert not isinstance(c, Exception) and not isinstance(s, Exception)
+    for t in (c.ticket_id, s.ticket_id):
+        await service.update_ticket(rt, ticket_id=t, principal=ADMIN, data=TicketUpdate(status=TicketStatus.PENDING))
+    results, waiting = await store_batch(
+        rt,
+        [chat.model_copy(update={"external_id": "k:2"}), sms.model_copy(update={"external_id": "SM2"})],
+    )
+    assert [r.ticket_id for r in results] == [c.ticket_id, s.ticket_id]  # type: ignore[union-attr]
+    assert sorted(waiting) == sorted([c.ticket_id, s.ticket_id])
+    for t in (c.ticket_id, s.ticket_id):
+        assert (await service.get_ticket(rt, ticket_id=t, principal=ADMIN)).status == TicketStatus.OPEN
+    async with rt.read() as conn:
+        updates = [e for e in await events_after(conn, 0) if e.type == "ticket.updated"]
+    assert {(e.ticket_id, e.payload["ticket"]["status"]) for e in updates[-2:]} == {
+        (c.ticket_id, "open"),
+        (s.ticket_id, "open"),
+    }

@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -272,22 +273,12 @@ async def _sqlite_insert_returning_ids(conn: AsyncConnection, table: Any, rows: 
                 _SQLITE_INSERTS.clear()
             _SQLITE_INSERTS[key] = sql
         params = tuple(v for row in _driver_rows(conn.dialect, table, columns, chunk) for v in row)
-        row = await (await sqlite_driver(conn)).execute_insert(sql, params)
+        row = await _sqlite_run(conn, sql, params, insert=True)
         if row is None or row[0] is None:
             raise RuntimeError(f"SQLite gave no row id for an insert into {table.name}")
         last = int(row[0])
         ids.extend(range(last - len(chunk) + 1, last + 1))
     return ids
-
-
-async def sqlite_driver(conn: AsyncConnection) -> Any:
-    """SQLite: the aiosqlite connection under ``conn``, inside the same transaction. A statement through
-    SQLAlchemy's adapter crosses to aiosqlite's thread three or four times (open a cursor, execute, fetch,
-    close); aiosqlite's own ``execute_insert`` and ``execute_fetchall`` cross once, which on ingest's hot
-    statements is most of their cost. Errors are the driver's (``sqlite3.Error``), not SQLAlchemy's, and
-    SQLAlchemy's statement events do not see these statements."""
-    raw = await conn.get_raw_connection()
-    return raw.driver_connection
 
 
 _NEXT_KEYS = text("SELECT nextval(pg_get_serial_sequence(:table, :column)) FROM generate_series(1, :n)")
@@ -319,6 +310,22 @@ async def insert_rows(
     await conn.execute(statement, {f"c{i}": values for i, values in enumerate(_arrays(table, columns, rows))})
 
 
+def _convert_each(values: list[Any], process: Callable[[Any], Any]) -> list[Any]:
+    """``process`` applied to each value, once per distinct datetime object: a batch's rows share their
+    timestamps (one ``now``)."""
+    seen: dict[int, Any] = {}
+    out = []
+    for v in values:
+        if isinstance(v, datetime):
+            key = id(v)
+            if key not in seen:
+                seen[key] = process(v)
+            out.append(seen[key])
+        else:
+            out.append(process(v))
+    return out
+
+
 def _driver_rows(dialect: Any, table: Any, columns: Sequence[str], rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     """SQLite: ``rows`` as the driver's parameter tuples, each value converted by its column type's own bind
     processor (the conversion SQLAlchemy would apply), one column at a time. SQLAlchemy's executemany
@@ -329,17 +336,7 @@ def _driver_rows(dialect: Any, table: Any, columns: Sequence[str], rows: list[di
         values = [row[name] for row in rows]
         process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
         if process is not None:
-            seen: dict[int, Any] = {}
-            out = []
-            for v in values:
-                if isinstance(v, datetime):
-                    key = id(v)
-                    if key not in seen:
-                        seen[key] = process(v)
-                    out.append(seen[key])
-                else:
-                    out.append(process(v))
-            values = out
+            values = _convert_each(values, process)
         converted.append(values)
     return list(zip(*converted, strict=True))
 
@@ -357,14 +354,7 @@ def _arrays(table: Any, columns: Sequence[str], rows: list[dict[str, Any]]) -> l
         elif isinstance(col_type, UTCDateTime):
             # Checked and converted here, once per distinct datetime (a batch shares its timestamps), and bound
             # as a plain timestamptz array (see _array_type): SQLAlchemy would call the decorator per element.
-            seen: dict[int, Any] = {}
-            out = []
-            for v in values:
-                key = id(v)
-                if key not in seen:
-                    seen[key] = col_type.process_bind_param(v, _PG_DIALECT)
-                out.append(seen[key])
-            values = out
+            values = _convert_each(values, partial(col_type.process_bind_param, dialect=_PG_DIALECT))
         arrays.append(values)
     return arrays
 
@@ -522,12 +512,14 @@ def _sqlite_query(statement: Any, dialect: Any) -> _SQLiteQuery:
     return query
 
 
-async def _sqlite_run(conn: AsyncConnection, sql: str, values: Sequence[Any]) -> Any:
-    """Run ``sql`` on the aiosqlite connection under ``conn`` (same connection, same transaction) in one trip,
-    and its rows. Errors are raised as SQLAlchemy raises them from ``conn.execute`` (``OperationalError``...)."""
-    driver = await sqlite_driver(conn)
+async def _sqlite_run(conn: AsyncConnection, sql: str, values: Sequence[Any], *, insert: bool = False) -> Any:
+    """Run ``sql`` on the aiosqlite connection under ``conn`` (same connection, same transaction) in one trip
+    to its thread: its rows, or with ``insert`` the last row id's row. Errors are raised as SQLAlchemy raises
+    them from ``conn.execute`` (``IntegrityError``, ``OperationalError``...), and SQLAlchemy's statement
+    events do not see these statements."""
+    driver: Any = (await conn.get_raw_connection()).driver_connection
     try:
-        return await driver.execute_fetchall(sql, values)
+        return await (driver.execute_insert if insert else driver.execute_fetchall)(sql, values)
     except sqlite3.Error as error:
         raise DBAPIError.instance(sql, list(values), error, sqlite3.Error, dialect=conn.dialect) from error
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 from sqlalchemy import bindparam, func, literal_column, null, select, text, union_all
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 import hub.db
 from hub.db import (
@@ -185,6 +185,17 @@ async def test_fetch_all_raises_database_errors_as_conn_execute_does(rt: Runtime
     with pytest.raises(DBAPIError):
         async with rt.db.begin() as conn:
             await fetch_all(conn, select(T.c.id).where(T.c.id == func.no_such_function()))
+
+
+async def test_insert_returning_ids_raises_a_broken_constraint_as_conn_execute_does(rt: Runtime) -> None:
+    """A row the database refuses (an identity of a contact that does not exist) raises SQLAlchemy's
+    IntegrityError on both databases, though SQLite's insert goes straight to the driver."""
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    with pytest.raises(IntegrityError):
+        async with rt.db.begin() as conn:
+            await insert_returning_ids(
+                conn, I, [{"kind": "email", "value": "x@example.com", "contact_id": 999_999, "created_at": now}]
+            )
 
 
 async def test_insert_returning_ids_of_more_rows_than_one_statement_takes(rt: Runtime) -> None:

@@ -250,9 +250,27 @@ async def insert_returning_ids(
 
 # SQLite's limit on the parameters of one statement (SQLITE_MAX_VARIABLE_NUMBER since 3.32).
 _SQLITE_MAX_PARAMS = 32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999
-# (table, columns, number of rows) -> the multi-row INSERT's text
-_SQLITE_INSERTS: dict[tuple[str, tuple[str, ...], int], str] = {}
+# (table, columns, number of rows, ignoring conflicts) -> the INSERT's text
+_SQLITE_INSERTS: dict[tuple[str, tuple[str, ...], int, bool], str] = {}
 _MAX_SQLITE_INSERTS = 1024
+
+
+def _sqlite_insert(dialect: Any, table: Any, columns: tuple[str, ...], rows: int = 1, ignore: bool = False) -> str:
+    """SQLite: ``INSERT INTO table (columns) VALUES (?, ...)`` with ``rows`` rows of placeholders, kept."""
+    key = (table.name, columns, rows, ignore)
+    sql = _SQLITE_INSERTS.get(key)
+    if sql is None:
+        quote = dialect.identifier_preparer.quote
+        one = f"({', '.join('?' * len(columns))})"
+        sql = (
+            f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) VALUES "
+            + ", ".join([one] * rows)
+            + (" ON CONFLICT DO NOTHING" if ignore else "")
+        )
+        if len(_SQLITE_INSERTS) >= _MAX_SQLITE_INSERTS:
+            _SQLITE_INSERTS.clear()
+        _SQLITE_INSERTS[key] = sql
+    return sql
 
 
 async def _sqlite_insert_returning_ids(conn: AsyncConnection, table: Any, rows: list[dict[str, Any]]) -> list[int]:
@@ -261,17 +279,7 @@ async def _sqlite_insert_returning_ids(conn: AsyncConnection, table: Any, rows: 
     ids: list[int] = []
     for start in range(0, len(rows), per_statement):
         chunk = rows[start : start + per_statement]
-        key = (table.name, columns, len(chunk))
-        sql = _SQLITE_INSERTS.get(key)
-        if sql is None:
-            quote = conn.dialect.identifier_preparer.quote
-            one = f"({', '.join('?' * len(columns))})"
-            sql = f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) VALUES " + ", ".join(
-                [one] * len(chunk)
-            )
-            if len(_SQLITE_INSERTS) >= _MAX_SQLITE_INSERTS:
-                _SQLITE_INSERTS.clear()
-            _SQLITE_INSERTS[key] = sql
+        sql = _sqlite_insert(conn.dialect, table, columns, len(chunk))
         params = tuple(v for row in _driver_rows(conn.dialect, table, columns, chunk) for v in row)
         row = await _sqlite_run(conn, sql, params, insert=True)
         if row is None or row[0] is None:
@@ -298,11 +306,7 @@ async def insert_rows(
         return
     if conn.dialect.name == "sqlite":
         columns = tuple(rows[0])
-        quote = conn.dialect.identifier_preparer.quote
-        sql = (
-            f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
-            f"VALUES ({', '.join('?' * len(columns))})" + (" ON CONFLICT DO NOTHING" if ignore_conflicts else "")
-        )
+        sql = _sqlite_insert(conn.dialect, table, columns, ignore=ignore_conflicts)
         await conn.exec_driver_sql(sql, _driver_rows(conn.dialect, table, columns, rows))
         return
     columns = tuple(rows[0])

@@ -23,7 +23,7 @@ from hub.events import prune_events
 from hub.messages import Sender
 from hub.metrics import Metrics
 from hub.runtime import Runtime
-from hub.workers import Periodic
+from hub.workers import Periodic, freeze_heap
 
 log = logging.getLogger(__name__)
 
@@ -148,10 +148,15 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
             async with db.begin() as conn:
                 await prune_events(conn, utcnow() - timedelta(seconds=settings.event_retention_seconds))
 
+        async def freeze() -> None:
+            freeze_heap()
+
         jobs = [
             Periodic("routing", settings.routing_tick_seconds, lambda: ticketing_service.routing_tick(rt)),
             Periodic("event-pruning", 3600.0, prune),
         ]
+        if settings.gc_freeze_seconds > 0:
+            jobs.append(Periodic("gc-freeze", settings.gc_freeze_seconds, freeze))
         app.state.rt = rt
         app.state.ingest = ingest
         app.state.dispatcher = dispatcher
@@ -167,6 +172,8 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
         await email.start()
         for job in jobs:
             await job.start()
+        if settings.gc_freeze_seconds > 0:
+            freeze_heap()  # what the start built lives as long as the process
         try:
             yield
         finally:

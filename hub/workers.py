@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -32,6 +33,21 @@ class Periodic:
                 await self.job()
             except Exception:
                 log.exception("background job %s failed", self.name)
+
+
+def freeze_heap() -> None:
+    """Collect garbage once, then move every object that survived into the collector's permanent generation.
+
+    CPython's full collection walks every tracked object. A running server holds a few hundred thousand
+    (modules, SQLAlchemy and pydantic metadata, open connections), so each one took 120-170 ms on a 2-core
+    machine, every 5-10 s under chat load: a stall of the event loop that every message in flight waited out.
+    Frozen objects are not walked; objects created afterwards are, so the collections in between stay short.
+    Freed objects are still freed at once by reference counting; what freezing delays is only the collection of
+    reference cycles among frozen objects, until the next ``freeze_heap`` unfreezes and collects them.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 async def cancel_and_wait(task: asyncio.Task[object], *, grace: float = 5.0) -> None:

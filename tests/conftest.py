@@ -115,6 +115,7 @@ def settings(database_url: str, tmp_path: Any) -> Settings:
         heartbeat_seconds=25.0,
         outbox_backoff_base_seconds=0.05,
         outbox_poll_seconds=0.05,
+        gc_freeze_seconds=0,  # servers in the test process leave its collector alone (tests/hub/test_workers.py)
         _env_file=None,  # type: ignore[call-arg]
     )
 

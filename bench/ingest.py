@@ -234,13 +234,15 @@ async def _run_ingest(
 
         batches_before = _batches(rt)
         server_before = await _server_cpu(rt)
-        event.listen(rt.db.engine.sync_engine, "before_cursor_execute", count)
+        for engine in rt.db.engines:
+            event.listen(engine.sync_engine, "before_cursor_execute", count)
         cpu_before = time.process_time()
         sys_before = resource.getrusage(resource.RUSAGE_SELF).ru_stime
         started = time.perf_counter()
         await asyncio.gather(*workers)
         elapsed = time.perf_counter() - started
-        event.remove(rt.db.engine.sync_engine, "before_cursor_execute", count)
+        for engine in rt.db.engines:
+            event.remove(engine.sync_engine, "before_cursor_execute", count)
         batches = _batches(rt) - batches_before
         client_cpu = time.process_time() - cpu_before
         client_sys = resource.getrusage(resource.RUSAGE_SELF).ru_stime - sys_before

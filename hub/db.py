@@ -1,7 +1,8 @@
 """The database: one async SQLAlchemy engine per process, SQLite (WAL) by default, PostgreSQL in production.
 
 ``Database`` owns the engine and the session factory. Hot paths (ingest, the event log) use Core statements
-on ``Database.engine``; everything else uses ``AsyncSession`` through ``Database.session()``.
+on ``Database.engine``; everything else uses ``AsyncSession`` through ``Database.session()``. On SQLite the
+writer (``Database.begin``) has an engine of its own (see ``_LoopThreadConnection``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 import orjson
 from sqlalchemy import (
     JSON,
@@ -128,17 +130,86 @@ def _shorten_gil_switch_interval() -> None:
         sys.setswitchinterval(GIL_SWITCH_INTERVAL)
 
 
-def create_engine(url: str) -> AsyncEngine:
-    """An async engine for ``url``, with SQLite tuned for one writer and durable commits."""
+class _LoopThreadConnection(aiosqlite.Connection):
+    """The connection of a process's SQLite writer (``Database.begin``): its statements run on the calling
+    thread, the event loop's, instead of in aiosqlite's thread; only the commit, which waits for the disk,
+    goes to that thread.
+
+    Under load every trip to aiosqlite's thread waited a turn of the busy event loop to come back, about a
+    dozen trips per write transaction, all while the transaction held the process's one writer: chat replies,
+    receipts and the outbox held it ~10 ms each and customer messages queued behind them. Here a transaction
+    holds the writer for its own work and one trip, the commit's: its fsync (and now and then a checkpoint)
+    waits in aiosqlite's thread while the loop runs on. The statements themselves are CPU work, short next to
+    the Python around them; pages they read come from SQLite's and the system's caches.
+
+    The one wait that may be long, for another process that holds SQLite's write lock (the CLI, a second
+    server), must not stop the loop either: this connection never waits in SQLite on the loop's thread (busy
+    timeout 0); a statement refused with SQLITE_BUSY, which did nothing, runs again in aiosqlite's thread with
+    a busy timeout. Opening and closing go through that thread, as aiosqlite does them.
+    """
+
+    async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if not self._running or self._connection is None:
+            return await super()._execute(fn, *args, **kwargs)  # raises aiosqlite's "Connection closed"
+        try:
+            return fn(*args, **kwargs)
+        except sqlite3.OperationalError as error:
+            if error.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                raise
+        return await self._in_thread(partial(fn, *args, **kwargs))
+
+    async def commit(self) -> None:
+        await self._in_thread(self._conn.commit)
+
+    async def _in_thread(self, call: Callable[[], Any]) -> Any:
+        return await super()._execute(_waiting_for_lock, self._conn, call)
+
+
+def _waiting_for_lock(connection: sqlite3.Connection, call: Callable[[], Any]) -> Any:
+    connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    try:
+        return call()
+    finally:
+        connection.execute("PRAGMA busy_timeout=0")
+
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def _connect_writer(database: str, **kwargs: Any) -> _LoopThreadConnection:
+    # Made in aiosqlite's thread and used from the loop's: not bound to one thread.
+    connection = _LoopThreadConnection(
+        partial(sqlite3.connect, database, **{**kwargs, "check_same_thread": False}), iter_chunk_size=64
+    )
+    connection._thread.daemon = True  # as SQLAlchemy does for its own aiosqlite connections
+    return connection
+
+
+def _sqlite_writer_connect(dbapi_connection: Any, record: Any) -> None:
+    _sqlite_connect(dbapi_connection, record)
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=0")  # see _LoopThreadConnection
+    cursor.close()
+
+
+def create_engine(url: str, *, writer: bool = False) -> AsyncEngine:
+    """An async engine for ``url``, with SQLite tuned for one writer and durable commits. On SQLite, ``writer``
+    makes the engine of ``Database.begin``: one connection, whose statements run on the event loop's thread
+    (``_LoopThreadConnection``)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         _shorten_gil_switch_interval()
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        connect_args: dict[str, Any] = {"timeout": 30}
+        pool: dict[str, Any] = {}
+        if writer:
+            connect_args = {"timeout": 0, "async_creator_fn": _connect_writer}
+            pool = {"pool_size": 1, "max_overflow": 0}
         engine = create_async_engine(
-            url, connect_args={"timeout": 30}, json_serializer=json_dumps, json_deserializer=orjson.loads
+            url, connect_args=connect_args, json_serializer=json_dumps, json_deserializer=orjson.loads, **pool
         )
-        event.listen(engine.sync_engine, "connect", _sqlite_connect)
+        event.listen(engine.sync_engine, "connect", _sqlite_writer_connect if writer else _sqlite_connect)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     engine = create_async_engine(
@@ -197,7 +268,14 @@ class Database:
         self.engine = create_engine(url)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._write_lock: asyncio.Lock | None = asyncio.Lock() if self.is_sqlite else None
+        # SQLite's writer has an engine of its own (see _LoopThreadConnection); readers use ``engine``.
+        self._writer = create_engine(url, writer=True) if self.is_sqlite else self.engine
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def engines(self) -> tuple[AsyncEngine, ...]:
+        """Every engine of this database (the readers' and, on SQLite, the writer's): for statement events."""
+        return (self.engine,) if self._writer is self.engine else (self.engine, self._writer)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -211,7 +289,7 @@ class Database:
         # SQLite has one writer: writers of this process take turns on an asyncio lock rather than in SQLite's
         # busy handler, which sleeps in steps of up to 100 ms while the lock is held.
         turn = self._write_lock if self._write_lock is not None else contextlib.nullcontext()
-        async with turn, self.engine.connect() as conn:
+        async with turn, self._writer.connect() as conn:
             await conn.execution_options(**{WRITE_OPTION: True})
             async with conn.begin():
                 yield conn
@@ -224,6 +302,8 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._writer is not self.engine:
+            await self._writer.dispose()
 
 
 async def insert_returning_ids(

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -240,3 +241,36 @@ async def test_pooled_connection_that_died_while_idle_is_replaced_unseen(rt: Run
     await asyncio.sleep(PING_AFTER_IDLE_SECONDS + 0.1)
     async with rt.read() as conn:
         assert (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one() != pid
+
+
+async def test_sqlite_writer_waits_for_another_process_without_stopping_the_event_loop(tmp_path: Path) -> None:
+    """The writer's statements run on the event loop's thread, which must never wait in SQLite: while another
+    connection (the CLI, a second server) holds the write lock, the loop keeps running, and the transaction
+    goes ahead once the lock is free, with its rows committed."""
+    path = tmp_path / "x.db"
+    db = hub.db.Database(f"sqlite+aiosqlite:///{path}")
+    try:
+        async with db.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (v INTEGER)"))
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO t VALUES (1)")
+
+        async def write() -> None:
+            async with db.begin() as conn:
+                await conn.execute(text("INSERT INTO t VALUES (2)"))
+
+        writing = asyncio.create_task(write())
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+        assert not writing.done()  # waiting for the other connection's lock...
+        assert loop.time() - started < 2  # ...while the loop ran on
+        other.execute("COMMIT")
+        other.close()
+        await asyncio.wait_for(writing, 10)
+        async with db.engine.connect() as conn:
+            assert (await conn.execute(text("SELECT v FROM t ORDER BY v"))).scalars().all() == [1, 2]
+    finally:
+        await db.dispose()

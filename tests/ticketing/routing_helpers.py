@@ -34,12 +34,14 @@ def executed(rt: Runtime, pick: Callable[[Any, str, Any], Any]) -> Iterator[list
         if picked is not None:
             seen.append(picked)
 
-    engine = rt.db.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", record)
+    engines = [e.sync_engine for e in rt.db.engines]
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
     try:
         yield seen
     finally:
-        event.remove(engine, "before_cursor_execute", record)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", record)
 
 
 async def queue(rt: Runtime, name: str, **kw: Any) -> int:

@@ -65,6 +65,7 @@ from hub.events import EventRecord, EventType
 from hub.files import FileStore, StoredFileMissing
 from hub.messages import Attachment, DeliveryResult, Identity, InboundMessage, Ingest, OutboundMessage, Sender
 from hub.runtime import Runtime
+from hub.websocket import frame_writer, text_frame
 
 log = logging.getLogger(__name__)
 
@@ -184,10 +185,23 @@ class Connection:
     overflowed: bool = False
     last_typing: tuple[bool, float] = (False, 0.0)
     last_sent: float = field(default_factory=time.monotonic)  # the loop's clock: when a frame last went out
+    # Writes a frame's bytes to the socket now or says False (hub.websocket.FrameWriter); set once the hello
+    # went out, and only where the socket's protocol offers it.
+    direct: Callable[[bytes], bool] | None = None
 
     def push(self, text: str, message_id: int | None = None) -> None:
         if self.overflowed:
             return
+        if self.direct is not None and self.queue.empty():
+            # Nothing waits before it, so it goes out now, in order, without a turn of the writer task (an ack
+            # for every message, and the agents' replies): as ``_write`` would send it.
+            if message_id is not None and message_id in self.seen:
+                return
+            if self.direct(text_frame(text)):
+                if message_id is not None:
+                    self.seen.add(message_id)
+                self.last_sent = time.monotonic()
+                return
         try:
             self.queue.put_nowait((message_id, text))
         except asyncio.QueueFull:
@@ -298,6 +312,8 @@ class WebchatService:
             for m in state["messages"]:
                 conn.seen.add(m["id"])
             await ws.send_text(json_dumps(self._hello(claims, state)))
+            direct = frame_writer(ws)
+            conn.direct = direct.send_frame_now if direct is not None else None
             writer = asyncio.create_task(self._write(conn))
             await self._read(conn)
         except WebSocketDisconnect:

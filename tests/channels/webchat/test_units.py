@@ -9,12 +9,20 @@ import uuid
 
 import pytest
 
-from channels.webchat.service import VisitorClaims, VisitorTokens, identity_hash, sniff, verify_identity
+from channels.webchat.service import (
+    Connection,
+    VisitorClaims,
+    VisitorTokens,
+    identity_hash,
+    sniff,
+    verify_identity,
+)
 from hub.auth import TokenSigner
 from hub.bus import EventHub, LocalTransport, RedisTransport
 from hub.config import Settings
 from hub.db import Database
 from hub.events import Viewer
+from hub.websocket import text_frame
 
 
 def test_visitor_tokens_round_trip_and_refuse_other_signers() -> None:
@@ -100,3 +108,34 @@ async def test_a_listeners_only_frame_never_reaches_a_console(settings: Settings
     finally:
         await hub.stop()
         await db.dispose()
+
+
+async def test_a_widget_frame_goes_out_at_once_only_when_nothing_waits_before_it() -> None:
+    """With the socket keeping up and nothing queued, a frame is written at once (not queued for the writer
+    task), and a message already written is not written again. Once the socket refused one, that frame and
+    every later one wait in the queue, in order, even when the socket would take them again."""
+    written: list[bytes] = []
+    accept = True
+
+    def direct(frame: bytes) -> bool:
+        if accept:
+            written.append(frame)
+        return accept
+
+    conn = Connection(ws=None, claims=VisitorClaims("v", "c", "webchat:v"))  # type: ignore[arg-type]
+    conn.direct = direct
+    conn.push('{"type": "ack"}')
+    conn.push('{"type": "message", "id": 7}', message_id=7)
+    conn.push('{"type": "message", "id": 7}', message_id=7)  # e.g. the reply and a resume both carry it
+    assert written == [text_frame('{"type": "ack"}'), text_frame('{"type": "message", "id": 7}')]
+    assert conn.queue.empty() and 7 in conn.seen
+
+    accept = False
+    conn.push('{"type": "message", "id": 8}', message_id=8)
+    accept = True
+    conn.push('{"type": "typing"}')
+    assert len(written) == 2
+    assert [conn.queue.get_nowait(), conn.queue.get_nowait()] == [
+        (8, '{"type": "message", "id": 8}'),
+        (None, '{"type": "typing"}'),
+    ]

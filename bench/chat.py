@@ -306,7 +306,7 @@ async def phases(
             if delay > 0:
                 await asyncio.sleep(delay)
 
-    cpu0 = cpu_seconds(target.pid)
+    cpu0, harness0 = cpu_seconds(target.pid), time.process_time()
     stats.counting = True
     t0 = time.perf_counter()
     await asyncio.gather(*(steady(w, t0 + args.duration) for w in widgets))
@@ -329,6 +329,8 @@ async def phases(
         "a2c_p50": percentile(a2c, 50),
         "a2c_p99": percentile(a2c, 99),
         "server_cpu": (cpu_seconds(target.pid) - cpu0) / elapsed,
+        # This process (the clients) shares the machine with the server: near a core, it adds latency too.
+        "harness_cpu": (time.process_time() - harness0) / elapsed,
     }
     # Drain what the steady phase left in flight, so that the saturation figures are its own.
     for _ in range(600):  # at most 120 s
@@ -620,7 +622,7 @@ def report(name: str, r: dict[str, Any]) -> None:
         f"  {name:<11} steady {s['offered_rate']:.0f}/s offered: {s['msgs_per_s']:8.1f} msgs/s delivered "
         f"({s['delivered']}/{s['sent']}), customer->agent p50 {s['c2a_p50']:6.1f} ms p99 {s['c2a_p99']:7.1f} ms "
         f"max {s['c2a_max']:7.1f} ms; agent->customer p50 {s['a2c_p50']:.1f} ms p99 {s['a2c_p99']:.1f} ms "
-        f"(n={s['a2c_n']}); server CPU {s['server_cpu']:.2f} cores"
+        f"(n={s['a2c_n']}); server CPU {s['server_cpu']:.2f} cores, harness CPU {s['harness_cpu']:.2f} cores"
     )
     if s["answer_errors"]:
         print(f"  {name:<11} {len(s['answer_errors'])} agent replies failed, first: {s['answer_errors'][0]}")

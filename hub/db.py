@@ -17,9 +17,12 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
+from queue import SimpleQueue
+from threading import Thread
 from typing import Any
 
 import aiosqlite
+import aiosqlite.core
 import orjson
 from sqlalchemy import (
     JSON,
@@ -148,15 +151,26 @@ class _LoopThreadConnection(aiosqlite.Connection):
     a busy timeout. Opening and closing go through that thread, as aiosqlite does them.
     """
 
+    _tx: _ThreadCalls
+
+    def __init__(self, connector: Callable[[], sqlite3.Connection]) -> None:
+        super().__init__(connector, iter_chunk_size=64)
+        self._tx = _ThreadCalls()  # the thread serves this queue (a daemon, as SQLAlchemy makes aiosqlite's)
+        self._thread = Thread(target=aiosqlite.core._connection_worker_thread, args=(self._tx,), daemon=True)
+
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        call = partial(fn, *args, **kwargs)
         if not self._running or self._connection is None:
-            return await super()._execute(fn, *args, **kwargs)  # raises aiosqlite's "Connection closed"
-        try:
-            return fn(*args, **kwargs)
-        except sqlite3.OperationalError as error:
-            if error.sqlite_errorcode != sqlite3.SQLITE_BUSY:
-                raise
-        return await self._in_thread(partial(fn, *args, **kwargs))
+            return await super()._execute(call)  # raises aiosqlite's "Connection closed"
+        # Never beside a call still running in the thread (its caller may have been cancelled, and SQLAlchemy
+        # then closes the connection): queued behind it instead.
+        if self._tx.idle:
+            try:
+                return call()
+            except sqlite3.OperationalError as error:
+                if error.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                    raise
+        return await self._in_thread(call)
 
     async def commit(self) -> None:
         await self._in_thread(self._conn.commit)
@@ -165,12 +179,38 @@ class _LoopThreadConnection(aiosqlite.Connection):
         return await super()._execute(_waiting_for_lock, self._conn, call)
 
 
+class _ThreadCalls(SimpleQueue[tuple[asyncio.Future[Any] | None, Callable[[], Any]]]):
+    """aiosqlite's queue of calls for its connection's thread, counting the calls handed over (by the loop's
+    thread) and those finished (by the connection's thread): each count has one writer."""
+
+    def __init__(self) -> None:
+        self.handed = 0
+        self.finished = 0
+
+    @property
+    def idle(self) -> bool:
+        return self.finished == self.handed
+
+    def put_nowait(self, item: tuple[asyncio.Future[Any] | None, Callable[[], Any]]) -> None:
+        future, function = item
+
+        def counted() -> Any:
+            try:
+                return function()
+            finally:
+                self.finished += 1
+
+        self.handed += 1
+        super().put_nowait((future, counted))
+
+
 def _waiting_for_lock(connection: sqlite3.Connection, call: Callable[[], Any]) -> Any:
     connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     try:
         return call()
     finally:
-        connection.execute("PRAGMA busy_timeout=0")
+        with contextlib.suppress(sqlite3.ProgrammingError):  # the call closed the connection
+            connection.execute("PRAGMA busy_timeout=0")
 
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -178,11 +218,7 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 def _connect_writer(database: str, **kwargs: Any) -> _LoopThreadConnection:
     # Made in aiosqlite's thread and used from the loop's: not bound to one thread.
-    connection = _LoopThreadConnection(
-        partial(sqlite3.connect, database, **{**kwargs, "check_same_thread": False}), iter_chunk_size=64
-    )
-    connection._thread.daemon = True  # as SQLAlchemy does for its own aiosqlite connections
-    return connection
+    return _LoopThreadConnection(partial(sqlite3.connect, database, **{**kwargs, "check_same_thread": False}))
 
 
 def _sqlite_writer_connect(dbapi_connection: Any, record: Any) -> None:

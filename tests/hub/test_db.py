@@ -274,3 +274,34 @@ async def test_sqlite_writer_waits_for_another_process_without_stopping_the_even
             assert (await conn.execute(text("SELECT v FROM t ORDER BY v"))).scalars().all() == [1, 2]
     finally:
         await db.dispose()
+
+
+async def test_sqlite_writer_cancelled_while_waiting_in_its_thread_is_closed_behind_that_wait(tmp_path: Path) -> None:
+    """A write cancelled while its statement waits in the connection's thread (here for another connection's
+    lock) leaves that statement running there; closing the connection then must wait behind it, not run on
+    the loop's thread beside it (that crashed the interpreter). The next write works."""
+    path = tmp_path / "x.db"
+    db = hub.db.Database(f"sqlite+aiosqlite:///{path}")
+    try:
+        async with db.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (v INTEGER)"))
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+
+        async def write(v: int) -> None:
+            async with db.begin() as conn:
+                await conn.execute(text("INSERT INTO t VALUES (:v)"), {"v": v})
+
+        waiting = asyncio.create_task(write(1))
+        await asyncio.sleep(0.2)  # BEGIN IMMEDIATE waits in the thread
+        waiting.cancel()
+        await asyncio.sleep(0.2)  # SQLAlchemy closes the connection meanwhile
+        other.execute("COMMIT")
+        other.close()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(waiting, 10)
+        await asyncio.wait_for(write(2), 10)
+        async with db.engine.connect() as conn:
+            assert (await conn.execute(text("SELECT v FROM t"))).scalars().all() == [2]
+    finally:
+        await db.dispose()

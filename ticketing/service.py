@@ -1562,11 +1562,12 @@ class _ReplyRequest:
 
 @dataclass(frozen=True, slots=True)
 class _LastInbound:
-    """What a reply takes from the message it answers: the newest inbound message of its ticket."""
+    """What a reply takes from the message it answers: the newest inbound message of its ticket, when it has a
+    sender to answer."""
 
     channel: str
     external_id: str | None
-    sender: str | None
+    sender: str
     recipient: str | None
     meta: dict[str, Any] | None
 
@@ -1587,7 +1588,6 @@ def _reply_statements(postgres: bool) -> tuple[Any, Any]:
     tickets = (
         select(
             T,
-            M.c.id.label("in_id"),
             M.c.channel.label("in_channel"),
             M.c.external_id.label("in_external_id"),
             M.c.sender.label("in_sender"),
@@ -1632,7 +1632,7 @@ async def _store_replies(rt: Runtime, batch: Sequence[_ReplyRequest]) -> list[Me
         last_in: dict[int, _LastInbound] = {}
         for r in await fetch_all(conn, read_tickets, {"ids": ticket_ids}):
             tickets[r.id] = r
-            if r.in_id is not None:
+            if r.in_sender:
                 last_in[r.id] = _LastInbound(r.in_channel, r.in_external_id, r.in_sender, r.in_recipient, r.in_meta)
         rows: list[dict[str, Any]] = []
         outbound: list[OutboundMessage] = []
@@ -1645,7 +1645,7 @@ async def _store_replies(rt: Runtime, batch: Sequence[_ReplyRequest]) -> list[Me
                     raise TicketNotFound(f"ticket {ticket_id} does not exist")
                 _check_visible(request.principal, row)
                 last = last_in.get(ticket_id)
-                if last is None or not last.sender:
+                if last is None:
                     raise NoRecipient(f"ticket {ticket_id} has no inbound message to reply to")
             except (TicketNotFound, NotYourTicket, NoRecipient) as exc:
                 out[i] = exc

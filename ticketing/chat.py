@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import and_, or_, select, update
 
-from hub.db import utcnow
+from hub.db import fetch_all, one_of_param, utcnow
 from hub.errors import Conflict, InvalidInput, SwitchboardError
 from hub.events import EventType, NewEvent
 from hub.group_commit import GroupCommit
@@ -297,22 +297,32 @@ async def _commit_receipts(rt: Runtime, receipts: list[tuple[str, list[int]]]) -
     return [None] * len(receipts)
 
 
+# The agent messages of webchat conversations among ``ids`` that "delivered" would move (set_delivery_statuses
+# moves a status forward only, and never from failed), with their conversation; built once.
+_RECEIPTS = {
+    dialect: select(M.c.id, T.c.thread_key)
+    .join(T, T.c.id == M.c.ticket_id)
+    .where(
+        one_of_param(dialect, M.c.id, "ids"),
+        M.c.direction == Direction.OUTBOUND.value,
+        T.c.channel == WEBCHAT,
+        M.c.delivery_status.not_in(
+            [DeliveryStatus.DELIVERED.value, DeliveryStatus.READ.value, DeliveryStatus.FAILED.value]
+        ),
+    )
+    for dialect in ("sqlite", "postgresql")
+}
+
+
 async def _mark_delivered(rt: Runtime, receipts: list[tuple[str, list[int]]]) -> None:
     wanted = {(key, i) for key, ids in receipts for i in ids}
     # Which messages are the visitors' to acknowledge does not change once they exist: read before taking the
-    # writer's turn, and take it only when there is something to mark.
+    # writer's turn, and take it only when there is something to mark (a receipt repeated, or for a message
+    # already read, changes nothing).
     async with rt.read() as conn:
-        rows = await conn.execute(
-            select(M.c.id, T.c.thread_key)
-            .join(T, T.c.id == M.c.ticket_id)
-            .where(
-                M.c.id.in_({i for _, i in wanted}),
-                M.c.direction == Direction.OUTBOUND.value,
-                T.c.channel == WEBCHAT,
-            )
-        )
-        # A visitor acknowledges only messages of their own conversation.
-        ids = sorted(r.id for r in rows if (r.thread_key, r.id) in wanted)
+        rows = await fetch_all(conn, _RECEIPTS[conn.dialect.name], {"ids": sorted({i for _, i in wanted})})
+    # A visitor acknowledges only messages of their own conversation.
+    ids = sorted(i for i, thread_key in rows if (thread_key, i) in wanted)
     if not ids:
         return
     async with rt.write() as tx:

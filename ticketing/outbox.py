@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import Integer, bindparam, or_, select, update
 
-from hub.db import utcnow
+from hub.db import UTCDateTime, fetch_all, one_of_param, update_rows, utcnow
 from hub.events import EventType, NewEvent
 from hub.messages import DeliveryError, DeliveryResult, OutboundMessage, Sender
 from hub.runtime import Runtime
@@ -35,6 +35,37 @@ MAX_BACKOFF = 3600.0
 STATUS_ORDER = {
     s: i
     for i, s in enumerate([DeliveryStatus.PENDING, DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.READ])
+}
+
+
+def _due(now: Any) -> tuple[Any, ...]:
+    return (
+        O.c.status == OutboxStatus.PENDING.value,
+        O.c.next_attempt_at <= now,
+        or_(O.c.locked_until.is_(None), O.c.locked_until < now),
+    )
+
+
+def _claim_statement(postgres: bool) -> Any:
+    """The due rows, up to ``limit``, oldest first, leased until ``until``: picked and leased in one
+    statement, which answers the leased rows. On PostgreSQL rows another dispatcher is claiming are skipped."""
+    picked = select(O.c.id).where(*_due(_NOW)).order_by(O.c.id).limit(bindparam("limit", type_=Integer()))
+    if postgres:
+        picked = picked.with_for_update(skip_locked=True)
+    until = bindparam("until", type_=UTCDateTime())
+    return update(O).where(O.c.id.in_(picked)).values(locked_until=until).returning(*O.c)
+
+
+# The dispatcher's statements, built once (see ``hub.db.fetch_all``); ``now`` is the pass's time.
+_NOW = bindparam("now", type_=UTCDateTime())
+_ANY_DUE = select(O.c.id).where(*_due(_NOW)).limit(1)
+_CLAIM = {postgres: _claim_statement(postgres) for postgres in (False, True)}
+# A message's delivery status with what its event names: the ticket's queue and assignee.
+_STATUSES = {
+    dialect: select(M.c.id, M.c.ticket_id, M.c.delivery_status, M.c.meta, T.c.queue_id, T.c.assignee_id)
+    .join(T, T.c.id == M.c.ticket_id)
+    .where(one_of_param(dialect, M.c.id, "ids"))
+    for dialect in ("sqlite", "postgresql")
 }
 
 
@@ -73,24 +104,16 @@ class OutboxDispatcher:
 
     async def _claim(self, limit: int) -> Sequence[Any]:
         now = utcnow()
-        due = (
-            O.c.status == OutboxStatus.PENDING,
-            O.c.next_attempt_at <= now,
-            or_(O.c.locked_until.is_(None), O.c.locked_until < now),
-        )
+        params = {"now": now, "until": now + LEASE, "limit": limit}
         # Most passes find nothing (every poll, and the pass after each batch): a plain read says so without
         # taking the writer's turn, which on SQLite every ingest batch and reply waits for.
         async with self.rt.read() as conn:
-            if (await conn.execute(select(O.c.id).where(*due).limit(1))).first() is None:
+            if not await fetch_all(conn, _ANY_DUE, params):
                 return []
         async with self.rt.db.begin() as conn:
-            picked = select(O.c.id).where(*due).order_by(O.c.id).limit(limit)
-            if conn.dialect.name == "postgresql":
-                picked = picked.with_for_update(skip_locked=True)
             # Picked and leased in one statement.
-            leased = update(O).where(O.c.id.in_(picked)).values(locked_until=now + LEASE).returning(*O.c)
-            rows = sorted((await conn.execute(leased)).all(), key=lambda r: r.id)
-        return rows
+            rows = await fetch_all(conn, _CLAIM[conn.dialect.name == "postgresql"], params)
+        return sorted(rows, key=lambda r: r.id)
 
     async def dispatch_due(self, limit: int = 50) -> int:
         """Send every due row once; the number attempted. The rows sent are recorded together, in one
@@ -128,17 +151,20 @@ class OutboxDispatcher:
         # as before (the chat widget drops a message id it already shows).
         now = utcnow()
         async with self.rt.write() as tx:
-            await tx.conn.execute(
-                update(O)
-                .where(O.c.id == bindparam("oid"))
-                .values(
-                    status=OutboxStatus.SENT,
-                    attempts=bindparam("n"),
-                    sent_at=now,
-                    locked_until=None,
-                    last_error=None,
-                ),
-                [{"oid": row.id, "n": attempts} for row, attempts, _ in sent],
+            await update_rows(
+                tx.conn,
+                O,
+                [
+                    {
+                        "id": row.id,
+                        "status": OutboxStatus.SENT.value,
+                        "attempts": attempts,
+                        "sent_at": now,
+                        "locked_until": None,
+                        "last_error": None,
+                    }
+                    for row, attempts, _ in sent
+                ],
             )
             await set_delivery_statuses(
                 tx,
@@ -209,14 +235,7 @@ async def set_delivery_statuses(tx: Any, changes: Sequence[StatusChange]) -> lis
     ids = list(dict.fromkeys(c.message_id for c in changes))
     if not ids:
         return []
-    rows = {
-        r.id: r
-        for r in await tx.conn.execute(
-            select(M.c.id, M.c.ticket_id, M.c.delivery_status, M.c.meta, T.c.queue_id, T.c.assignee_id)
-            .join(T, T.c.id == M.c.ticket_id)
-            .where(M.c.id.in_(ids))
-        )
-    }
+    rows = {r.id: r for r in await fetch_all(tx.conn, _STATUSES[tx.conn.dialect.name], {"ids": ids})}
     current = {i: r.delivery_status for i, r in rows.items()}
     meta = {i: r.meta for i, r in rows.items()}
     moved: list[tuple[StatusChange, Any]] = []
@@ -240,19 +259,22 @@ async def set_delivery_statuses(tx: Any, changes: Sequence[StatusChange]) -> lis
     with_meta = [c for c in final.values() if meta[c.message_id] is not rows[c.message_id].meta]
     plain = [c for c in final.values() if meta[c.message_id] is rows[c.message_id].meta]
     if plain:
-        await tx.conn.execute(
-            update(M)
-            .where(M.c.id == bindparam("mid"))
-            .values(delivery_status=bindparam("st"), delivery_error=bindparam("err")),
-            [{"mid": c.message_id, "st": current[c.message_id], "err": c.error} for c in plain],
+        await update_rows(
+            tx.conn,
+            M,
+            [{"id": c.message_id, "delivery_status": current[c.message_id], "delivery_error": c.error} for c in plain],
         )
     if with_meta:
-        await tx.conn.execute(
-            update(M)
-            .where(M.c.id == bindparam("mid"))
-            .values(delivery_status=bindparam("st"), delivery_error=bindparam("err"), meta=bindparam("mt")),
+        await update_rows(
+            tx.conn,
+            M,
             [
-                {"mid": c.message_id, "st": current[c.message_id], "err": c.error, "mt": meta[c.message_id]}
+                {
+                    "id": c.message_id,
+                    "delivery_status": current[c.message_id],
+                    "delivery_error": c.error,
+                    "meta": meta[c.message_id],
+                }
                 for c in with_meta
             ],
         )

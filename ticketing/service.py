@@ -26,7 +26,6 @@ from sqlalchemy import (
     cast,
     exists,
     func,
-    literal,
     literal_column,
     null,
     or_,
@@ -39,7 +38,15 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.auth import hash_password
-from hub.db import fetch_all, insert_returning_ids, insert_rows, one_of, update_rows, utcnow
+from hub.db import (
+    UTCDateTime,
+    fetch_all,
+    insert_returning_ids,
+    insert_rows,
+    one_of_param,
+    update_rows,
+    utcnow,
+)
 from hub.events import EventType, NewEvent
 from hub.group_commit import GroupCommit
 from hub.messages import OutboundMessage
@@ -1553,6 +1560,64 @@ class _ReplyRequest:
     text: str
 
 
+@dataclass(frozen=True, slots=True)
+class _LastInbound:
+    """What a reply takes from the message it answers: the newest inbound message of its ticket, when it has a
+    sender to answer."""
+
+    channel: str
+    external_id: str | None
+    sender: str
+    recipient: str | None
+    meta: dict[str, Any] | None
+
+
+def _reply_statements(postgres: bool) -> tuple[Any, Any]:
+    """``_store_replies``' statements, built once per dialect: the tickets with the newest inbound message of
+    each (one statement; on PostgreSQL locking the tickets, in id order, so that two batches never wait on each
+    other in a cycle), and the update that answers the tickets' new state."""
+    dialect = "postgresql" if postgres else "sqlite"
+    last_in_id = (
+        select(M.c.id)
+        .where(M.c.ticket_id == T.c.id, M.c.direction == Direction.INBOUND.value)
+        .order_by(M.c.id.desc())
+        .limit(1)
+        .correlate(T)
+        .scalar_subquery()
+    )
+    tickets = (
+        select(
+            T,
+            M.c.channel.label("in_channel"),
+            M.c.external_id.label("in_external_id"),
+            M.c.sender.label("in_sender"),
+            M.c.recipient.label("in_recipient"),
+            M.c.meta.label("in_meta"),
+        )
+        .select_from(T.outerjoin(M, M.c.id == last_in_id))
+        .where(one_of_param(dialect, T.c.id, "ids"))
+        .order_by(T.c.id)
+    )
+    if postgres:
+        tickets = tickets.with_for_update(of=T)
+    now = bindparam("now", type_=UTCDateTime())
+    replied = (
+        update(T)
+        .where(one_of_param(dialect, T.c.id, "ids"))
+        .values(
+            updated_at=now,
+            last_message_at=now,
+            first_response_at=func.coalesce(T.c.first_response_at, now),
+            status=case((T.c.status == TicketStatus.NEW.value, TicketStatus.OPEN.value), else_=T.c.status),
+        )
+        .returning(*T.c)
+    )
+    return tickets, replied
+
+
+_REPLY_STATEMENTS = {postgres: _reply_statements(postgres) for postgres in (False, True)}
+
+
 async def _store_replies(rt: Runtime, batch: Sequence[_ReplyRequest]) -> list[MessageRead | Exception]:
     """Store a batch of replies in one transaction with a fixed number of statements; one answer per reply, in
     order. A reply that is refused (no such ticket, not the agent's, nobody to answer) is answered with its
@@ -1561,26 +1626,14 @@ async def _store_replies(rt: Runtime, batch: Sequence[_ReplyRequest]) -> list[Me
     out: list[MessageRead | Exception | None] = [None] * len(batch)
     async with rt.write() as tx:
         conn = tx.conn
+        read_tickets, update_tickets = _REPLY_STATEMENTS[conn.dialect.name == "postgresql"]
         ticket_ids = sorted({r.ticket_id for r in batch})
-        # The newest inbound message of each ticket: the one a reply answers.
-        last_in_id = (
-            select(M.c.id)
-            .where(M.c.ticket_id == T.c.id, M.c.direction == Direction.INBOUND)
-            .order_by(M.c.id.desc())
-            .limit(1)
-            .correlate(T)
-            .scalar_subquery()
-        )
-        stmt = select(T, last_in_id.label("last_in_id")).where(one_of(conn, T.c.id, ticket_ids)).order_by(T.c.id)
-        if conn.dialect.name == "postgresql":
-            stmt = stmt.with_for_update(of=T)  # in id order: two batches never wait on each other in a cycle
-        tickets = {r.id: r for r in await conn.execute(stmt)}
-        wanted = [r.last_in_id for r in tickets.values() if r.last_in_id is not None]
-        last_in = (
-            {r.ticket_id: r for r in await conn.execute(select(M).where(one_of(conn, M.c.id, wanted)))}
-            if wanted
-            else {}
-        )
+        tickets: dict[int, Any] = {}
+        last_in: dict[int, _LastInbound] = {}
+        for r in await fetch_all(conn, read_tickets, {"ids": ticket_ids}):
+            tickets[r.id] = r
+            if r.in_sender:
+                last_in[r.id] = _LastInbound(r.in_channel, r.in_external_id, r.in_sender, r.in_recipient, r.in_meta)
         rows: list[dict[str, Any]] = []
         outbound: list[OutboundMessage] = []
         accepted: list[int] = []  # indexes into batch
@@ -1592,7 +1645,7 @@ async def _store_replies(rt: Runtime, batch: Sequence[_ReplyRequest]) -> list[Me
                     raise TicketNotFound(f"ticket {ticket_id} does not exist")
                 _check_visible(request.principal, row)
                 last = last_in.get(ticket_id)
-                if last is None or not last.sender:
+                if last is None:
                     raise NoRecipient(f"ticket {ticket_id} has no inbound message to reply to")
             except (TicketNotFound, NotYourTicket, NoRecipient) as exc:
                 out[i] = exc
@@ -1622,17 +1675,8 @@ async def _store_replies(rt: Runtime, batch: Sequence[_ReplyRequest]) -> list[Me
                 ],
             )
             replied = sorted({batch[i].ticket_id for i in accepted})  # locked above, on PostgreSQL
-            await conn.execute(
-                update(T)
-                .where(one_of(conn, T.c.id, replied))
-                .values(
-                    updated_at=now,
-                    last_message_at=now,
-                    first_response_at=func.coalesce(T.c.first_response_at, literal(now, T.c.first_response_at.type)),
-                    status=case((T.c.status == TicketStatus.NEW.value, TicketStatus.OPEN.value), else_=T.c.status),
-                )
-            )
-            updated = {r.id: r for r in await conn.execute(select(T).where(one_of(conn, T.c.id, replied)))}
+            # The update answers the tickets' new state, for the events.
+            updated = {r.id: r for r in await fetch_all(conn, update_tickets, {"ids": replied, "now": now})}
             # Each message's event, and after a ticket's last message in this batch, the ticket's new state.
             last_of = {batch[i].ticket_id: n for n, i in enumerate(accepted)}
             for n, (i, msg) in enumerate(zip(accepted, rows, strict=True)):
@@ -1646,7 +1690,7 @@ async def _store_replies(rt: Runtime, batch: Sequence[_ReplyRequest]) -> list[Me
 
 
 def _reply_message(
-    rt: Runtime, row: Any, last_in: Any, request: _ReplyRequest, now: datetime
+    rt: Runtime, row: Any, last_in: _LastInbound, request: _ReplyRequest, now: datetime
 ) -> tuple[dict[str, Any], OutboundMessage]:
     """The message row of a reply and what its channel adapter will send (``message_id`` set once stored)."""
     ticket_id = row.id

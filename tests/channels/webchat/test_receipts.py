@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from hub.db import utcnow
 from hub.events import Event, EventType
@@ -80,3 +81,26 @@ async def test_receipts_of_many_visitors_commit_together_and_only_for_their_own_
     async with rt.read() as conn:
         again = (await conn.execute(select(_events.c.seq).where(_events.c.type == EventType.MESSAGE_STATUS))).all()
     assert len(again) == 2
+
+
+async def test_a_receipt_that_moves_nothing_does_not_take_the_writer(rt: Runtime, monkeypatch: Any) -> None:
+    """A receipt repeated, or for a message already read, changes nothing and is answered from a read: the
+    database's one writer, which customers' messages wait for, is not taken for it."""
+    o1, o2 = await _conversations_with_replies(rt)
+    await mark_delivered(rt, thread_key="c1", message_ids=[o1])
+    async with rt.write() as tx:
+        await tx.conn.execute(update(M).where(M.c.id == o2).values(delivery_status="read"))
+    writes = 0
+    begin = rt.db.begin
+
+    def counted() -> Any:
+        nonlocal writes
+        writes += 1
+        return begin()
+
+    monkeypatch.setattr(rt.db, "begin", counted)
+    await mark_delivered(rt, thread_key="c1", message_ids=[o1])
+    await mark_delivered(rt, thread_key="c2", message_ids=[o2])
+    assert writes == 0
+    statuses = await _statuses(rt)
+    assert (statuses[o1], statuses[o2]) == ("delivered", "read")

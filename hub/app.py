@@ -23,7 +23,7 @@ from hub.events import prune_events
 from hub.messages import Sender
 from hub.metrics import Metrics
 from hub.runtime import Runtime
-from hub.workers import Periodic, freeze_heap
+from hub.workers import FreezeSurvivors, Periodic, freeze_heap
 
 log = logging.getLogger(__name__)
 
@@ -172,11 +172,14 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
         await email.start()
         for job in jobs:
             await job.start()
+        survivors = FreezeSurvivors()
         if settings.gc_freeze_seconds > 0:
             freeze_heap()  # what the start built lives as long as the process
+            survivors.install()
         try:
             yield
         finally:
+            survivors.remove()
             for job in jobs:
                 await job.stop()
             await email.stop()

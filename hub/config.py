@@ -60,8 +60,8 @@ class Settings(BaseSettings):
     # a Redis hiccup). Gaps in seq are filled at once regardless.
     event_catch_up_seconds: float = 5.0
     ws_send_queue: int = 1000
-    # How often a server collects all garbage and freezes what survived (hub.workers.freeze_heap); 0: never,
-    # and Python's collector walks the whole heap whenever it decides to.
+    # How often a server collects all garbage and freezes what survived (hub.workers.freeze_heap; between
+    # two, each full collection freezes its survivors: FreezeSurvivors). 0: Python's collector as it is.
     gc_freeze_seconds: float = 600.0
     ws_compression: bool = False
     login_attempts_per_minute: int = 10

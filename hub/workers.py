@@ -36,18 +36,38 @@ class Periodic:
 
 
 def freeze_heap() -> None:
-    """Collect garbage once, then move every object that survived into the collector's permanent generation.
-
-    CPython's full collection walks every tracked object. A running server holds a few hundred thousand
-    (modules, SQLAlchemy and pydantic metadata, open connections), so each one took 120-170 ms on a 2-core
-    machine, every 5-10 s under chat load: a stall of the event loop that every message in flight waited out.
-    Frozen objects are not walked; objects created afterwards are, so the collections in between stay short.
-    Freed objects are still freed at once by reference counting; what freezing delays is only the collection of
-    reference cycles among frozen objects, until the next ``freeze_heap`` unfreezes and collects them.
-    """
+    """Collect all garbage, then move every object that survived into the collector's permanent generation,
+    which full collections do not walk (see ``FreezeSurvivors``)."""
     gc.unfreeze()
     gc.collect()
     gc.freeze()
+
+
+class FreezeSurvivors:
+    """While installed, every full collection freezes what survived it.
+
+    CPython's full collection walks every tracked object. A server holds hundreds of thousands (modules,
+    SQLAlchemy and pydantic metadata, and per connection its sockets, tasks and buffers), so each one took
+    120-170 ms on a 2-core machine, every 5-10 s under chat load: a stall of the event loop that every
+    message in flight waited out. The survivors of a full collection are live, so freezing them right after
+    it costs nothing, and the next full collection walks only what was made since: 13-19 ms measured.
+    Freed objects are still freed at once by reference counting; what freezing delays is the collection of
+    reference cycles among frozen objects that become garbage later: ``freeze_heap``, run every
+    ``gc_freeze_seconds``, unfreezes and collects them.
+    """
+
+    def install(self) -> None:
+        if self._after_collection not in gc.callbacks:
+            gc.callbacks.append(self._after_collection)
+
+    def remove(self) -> None:
+        if self._after_collection in gc.callbacks:
+            gc.callbacks.remove(self._after_collection)
+
+    @staticmethod
+    def _after_collection(phase: str, info: dict[str, int]) -> None:
+        if phase == "stop" and info["generation"] == 2:
+            gc.freeze()
 
 
 async def cancel_and_wait(task: asyncio.Task[object], *, grace: float = 5.0) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from hub.workers import freeze_heap
+from hub.workers import FreezeSurvivors, freeze_heap
 
 
 class _Node:
@@ -53,3 +53,26 @@ def test_freeze_heap_collects_garbage_then_keeps_survivors_out_of_collections() 
 
     freeze_heap()
     assert watched() is None
+
+
+@pytest.mark.usefixtures("restore_collector")
+def test_while_installed_each_full_collection_freezes_its_survivors() -> None:
+    """After a full collection, what survived it is frozen (the next one does not walk it); objects made
+    later are not, until the next full collection; once removed, collections freeze nothing."""
+    survivors = FreezeSurvivors()
+    survivors.install()
+    try:
+        gc.unfreeze()
+        gc.collect()
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        assert gc.get_objects(generation=2) == []
+        later = [_Node() for _ in range(100)]
+        assert gc.get_freeze_count() == frozen  # not yet
+        gc.collect()
+        assert gc.get_freeze_count() >= frozen + len(later)
+    finally:
+        survivors.remove()
+    gc.unfreeze()
+    gc.collect()
+    assert gc.get_freeze_count() == 0

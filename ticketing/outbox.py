@@ -75,6 +75,8 @@ def backoff_seconds(attempts: int, base: float) -> float:
 
 
 class OutboxDispatcher:
+    batch = 50  # rows claimed per pass
+
     def __init__(self, rt: Runtime, senders: Mapping[str, Sender]) -> None:
         self.rt = rt
         self.senders = senders
@@ -92,12 +94,15 @@ class OutboxDispatcher:
     async def _run(self) -> None:
         wake = self.rt.outbox_wakeup
         while True:
+            # Cleared before the pass reads, not after it: a reply committed while the pass runs sets it again
+            # and is sent at once. (Cleared after, such a reply waited for the next poll.)
+            wake.clear()
             try:
-                while await self.dispatch_due() > 0:
-                    pass
+                if await self.dispatch_due(self.batch) >= self.batch:
+                    continue  # more may be due
             except Exception:
                 log.exception("outbox dispatch failed")
-            wake.clear()
+            # A pass that took fewer than it may took every row due: nothing to do before a wake or the poll.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.rt.settings.outbox_poll_seconds):
                     await wake.wait()

@@ -214,3 +214,35 @@ async def test_two_dispatchers_never_send_the_same_row(rt: Runtime, ticket_id: i
     async with rt.read() as conn:
         statuses = (await conn.execute(select(M.c.delivery_status).where(M.c.direction == "outbound"))).scalars()
         assert set(statuses) == {DeliveryStatus.SENT.value}
+
+
+async def test_a_reply_committed_while_a_pass_runs_is_sent_without_waiting_for_the_poll(
+    rt: Runtime, ticket_id: int
+) -> None:
+    """The dispatcher sleeps until a commit wakes it or its poll comes. A reply that commits while a pass is
+    reading (and finds nothing yet) must still wake the next pass: it is sent long before the poll."""
+    rt.settings.outbox_poll_seconds = 30.0
+    bob = await make_agent(rt, "bob", role="supervisor")
+    boss = Principal(agent_id=bob, username="bob", display_name="Bob", role="supervisor", queue_ids=frozenset())
+    sender = FlakySender(failures=0)
+
+    class Racing(OutboxDispatcher):
+        raced = False
+
+        async def _claim(self, limit: int) -> Any:
+            rows = await super()._claim(limit)
+            if not rows and not self.raced:
+                self.raced = True  # this pass found nothing; a reply commits before it ends
+                await service.reply(rt, ticket_id=ticket_id, principal=boss, text="during the pass")
+            return rows
+
+    dispatcher = Racing(rt, {"sms": sender})
+    await dispatcher.start()
+    try:
+        for _ in range(100):
+            if sender.delivered:
+                break
+            await asyncio.sleep(0.05)
+        assert [m.text for m in sender.delivered] == ["during the pass"]
+    finally:
+        await dispatcher.stop()

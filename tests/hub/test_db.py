@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import sys
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -243,10 +245,10 @@ async def test_pooled_connection_that_died_while_idle_is_replaced_unseen(rt: Run
         assert (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one() != pid
 
 
-async def test_sqlite_writer_waits_for_another_process_without_stopping_the_event_loop(tmp_path: Path) -> None:
-    """The writer's statements run on the event loop's thread, which must never wait in SQLite: while another
-    connection (the CLI, a second server) holds the write lock, the loop keeps running, and the transaction
-    goes ahead once the lock is free, with its rows committed."""
+@contextlib.asynccontextmanager
+async def _lock_held_elsewhere(tmp_path: Path) -> AsyncIterator[tuple[hub.db.Database, sqlite3.Connection]]:
+    """A database with a table ``t``, and another connection (as the CLI or a second server) that holds
+    SQLite's write lock until the test commits it."""
     path = tmp_path / "x.db"
     db = hub.db.Database(f"sqlite+aiosqlite:///{path}")
     try:
@@ -254,13 +256,31 @@ async def test_sqlite_writer_waits_for_another_process_without_stopping_the_even
             await conn.execute(text("CREATE TABLE t (v INTEGER)"))
         other = sqlite3.connect(path, isolation_level=None)
         other.execute("BEGIN IMMEDIATE")
+        try:
+            yield db, other
+        finally:
+            other.close()
+    finally:
+        await db.dispose()
+
+
+async def _insert(db: hub.db.Database, v: int) -> None:
+    async with db.begin() as conn:
+        await conn.execute(text("INSERT INTO t VALUES (:v)"), {"v": v})
+
+
+async def _values(db: hub.db.Database) -> list[int]:
+    async with db.engine.connect() as conn:
+        return list((await conn.execute(text("SELECT v FROM t ORDER BY v"))).scalars())
+
+
+async def test_sqlite_writer_waits_for_another_process_without_stopping_the_event_loop(tmp_path: Path) -> None:
+    """The writer's statements run on the event loop's thread, which must never wait in SQLite: while another
+    connection (the CLI, a second server) holds the write lock, the loop keeps running, and the transaction
+    goes ahead once the lock is free, with its rows committed."""
+    async with _lock_held_elsewhere(tmp_path) as (db, other):
         other.execute("INSERT INTO t VALUES (1)")
-
-        async def write() -> None:
-            async with db.begin() as conn:
-                await conn.execute(text("INSERT INTO t VALUES (2)"))
-
-        writing = asyncio.create_task(write())
+        writing = asyncio.create_task(_insert(db, 2))
         loop = asyncio.get_running_loop()
         started = loop.time()
         for _ in range(20):
@@ -268,40 +288,21 @@ async def test_sqlite_writer_waits_for_another_process_without_stopping_the_even
         assert not writing.done()  # waiting for the other connection's lock...
         assert loop.time() - started < 2  # ...while the loop ran on
         other.execute("COMMIT")
-        other.close()
         await asyncio.wait_for(writing, 10)
-        async with db.engine.connect() as conn:
-            assert (await conn.execute(text("SELECT v FROM t ORDER BY v"))).scalars().all() == [1, 2]
-    finally:
-        await db.dispose()
+        assert await _values(db) == [1, 2]
 
 
 async def test_sqlite_writer_cancelled_while_waiting_in_its_thread_is_closed_behind_that_wait(tmp_path: Path) -> None:
     """A write cancelled while its statement waits in the connection's thread (here for another connection's
     lock) leaves that statement running there; closing the connection then must wait behind it, not run on
     the loop's thread beside it (that crashed the interpreter). The next write works."""
-    path = tmp_path / "x.db"
-    db = hub.db.Database(f"sqlite+aiosqlite:///{path}")
-    try:
-        async with db.begin() as conn:
-            await conn.execute(text("CREATE TABLE t (v INTEGER)"))
-        other = sqlite3.connect(path, isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")
-
-        async def write(v: int) -> None:
-            async with db.begin() as conn:
-                await conn.execute(text("INSERT INTO t VALUES (:v)"), {"v": v})
-
-        waiting = asyncio.create_task(write(1))
+    async with _lock_held_elsewhere(tmp_path) as (db, other):
+        waiting = asyncio.create_task(_insert(db, 1))
         await asyncio.sleep(0.2)  # BEGIN IMMEDIATE waits in the thread
         waiting.cancel()
         await asyncio.sleep(0.2)  # SQLAlchemy closes the connection meanwhile
         other.execute("COMMIT")
-        other.close()
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(waiting, 10)
-        await asyncio.wait_for(write(2), 10)
-        async with db.engine.connect() as conn:
-            assert (await conn.execute(text("SELECT v FROM t"))).scalars().all() == [2]
-    finally:
-        await db.dispose()
+        await asyncio.wait_for(_insert(db, 2), 10)
+        assert await _values(db) == [2]

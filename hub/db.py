@@ -168,7 +168,7 @@ class _LoopThreadConnection(aiosqlite.Connection):
             try:
                 return call()
             except sqlite3.OperationalError as error:
-                if error.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                if error.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:  # or one of its extended codes
                     raise
         return await self._in_thread(call)
 

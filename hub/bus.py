@@ -119,7 +119,7 @@ class EventHub:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        async with self.db.engine.connect() as conn:
+        async with self.db.connect() as conn:
             _, self.last_seq = await seq_bounds(conn)
         self._task = asyncio.create_task(self._run(), name="event-hub")
         await self.transport.start(self)
@@ -263,7 +263,7 @@ class EventHub:
                 self._fan_out(event)
 
     async def _catch_up(self) -> None:
-        async with self.db.engine.connect() as conn:
+        async with self.db.connect() as conn:
             missed = await events_after(conn, self.last_seq)
         for m in missed:
             self._fan_out(m)

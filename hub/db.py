@@ -12,7 +12,8 @@ import contextlib
 import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+import types
+from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import partial
@@ -296,6 +297,74 @@ def json_dumps(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
+@asynccontextmanager
+async def connected(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """``async with engine.connect()``, but closing in the caller's task when closing does not wait.
+
+    SQLAlchemy closes a connection that leaves ``async with`` in a task of its own, which it waits for, so that
+    a cancelled caller cannot abandon the close halfway. That costs the caller three turns of the event loop,
+    and SQLite's writer is held meanwhile: under chat load, with the loop busy, the turns were most of the time
+    a write transaction held the writer, and every other writer queued behind them. Closing usually waits for
+    nothing (the pool takes the connection back; there is no transaction left to roll back), so the close
+    starts here; only one that does wait (a rollback after an error, on PostgreSQL) is finished in a task of
+    its own, as SQLAlchemy does."""
+    conn = await engine.connect()
+    try:
+        yield conn
+    finally:
+        await _close(conn)
+
+
+async def _close(conn: AsyncConnection) -> None:
+    closing = conn.close()
+    try:
+        awaited = closing.send(None)
+    except StopIteration:
+        return
+    await _run_to_completion(_resumed(closing, awaited))
+
+
+@types.coroutine
+def _resumed(coroutine: Any, awaited: Any) -> Generator[Any, Any, None]:
+    """The rest of ``coroutine``, which has already run up to awaiting ``awaited`` (a future), as an awaitable:
+    what ``await`` would do had the coroutine been awaited from its start."""
+    while True:
+        try:
+            value = yield awaited
+        except BaseException as exc:  # delivered into the coroutine, as ``await`` would
+            try:
+                awaited = coroutine.throw(exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                awaited = coroutine.send(value)
+            except StopIteration:
+                return
+
+
+async def _run_to_completion(awaitable: Any) -> None:
+    """Await ``awaitable`` in a task of its own, to its end even if the caller is cancelled meanwhile (the
+    cancellation is raised once it has ended)."""
+
+    async def run() -> None:
+        await awaitable
+
+    task = asyncio.ensure_future(run())
+    cancelled: BaseException | None = None
+    while True:
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError as exc:
+            if task.done():
+                raise
+            cancelled = exc
+        else:
+            break
+    if cancelled is not None:
+        raise cancelled
+
+
 class Database:
     """The engine and session factory of one process."""
 
@@ -320,12 +389,19 @@ class Database:
             yield session
 
     @asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        """A Core connection for reading (``engine.connect()``, closed without a task of its own: see
+        ``connected``)."""
+        async with connected(self.engine) as conn:
+            yield conn
+
+    @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
         """A Core connection inside a writing transaction that commits when the block ends."""
         # SQLite has one writer: writers of this process take turns on an asyncio lock rather than in SQLite's
         # busy handler, which sleeps in steps of up to 100 ms while the lock is held.
         turn = self._write_lock if self._write_lock is not None else contextlib.nullcontext()
-        async with turn, self._writer.connect() as conn:
+        async with turn, connected(self._writer) as conn:
             await conn.execution_options(**{WRITE_OPTION: True})
             async with conn.begin():
                 yield conn

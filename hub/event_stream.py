@@ -56,7 +56,7 @@ async def serve_event_stream(
         sent_upto = hub.last_seq if last_seq is None else last_seq
         backlog = []
         if last_seq is not None:
-            async with hub.db.engine.connect() as conn:
+            async with hub.db.connect() as conn:
                 oldest, newest = await seq_bounds(conn)
                 too_old = last_seq < oldest - 1 or last_seq > max(newest, hub.last_seq)
                 if not too_old:

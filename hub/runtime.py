@@ -58,7 +58,7 @@ class Runtime:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self.db.engine.connect() as conn:
+        async with self.db.connect() as conn:
             yield conn
 
 

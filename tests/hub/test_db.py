@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import sqlite3
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -306,3 +306,54 @@ async def test_sqlite_writer_cancelled_while_waiting_in_its_thread_is_closed_beh
             await asyncio.wait_for(waiting, 10)
         await asyncio.wait_for(_insert(db, 2), 10)
         assert await _values(db) == [2]
+
+
+def _turns_of_the_loop() -> Callable[[], int]:
+    """A counter of the event loop's turns from now on (a callback that schedules itself again each turn)."""
+    loop = asyncio.get_running_loop()
+    turns = 0
+
+    def tick() -> None:
+        nonlocal turns
+        turns += 1
+        handle[0] = loop.call_soon(tick)
+
+    handle = [loop.call_soon(tick)]
+    return lambda: turns
+
+
+async def test_a_connection_with_nothing_to_roll_back_closes_without_giving_up_the_loop(rt: Runtime) -> None:
+    """Closing a connection whose transaction has ended waits for nothing, so it happens in the caller's task:
+    SQLAlchemy's own ``async with`` closes in a task of its own, three turns of the loop, during which
+    SQLite's one writer stayed held."""
+    writer = rt.db.engines[-1]  # SQLite's writer, or PostgreSQL's one engine
+    turns = _turns_of_the_loop()
+    async with hub.db.connected(writer) as conn:
+        await conn.execute(text("SELECT 1"))
+        await conn.commit()
+        before = turns()
+    assert turns() == before
+    assert writer.sync_engine.pool.checkedout() == 0
+
+
+async def test_a_close_that_must_wait_finishes_even_if_its_caller_is_cancelled(rt: Runtime) -> None:
+    """After a read the connection still has a transaction to roll back, which waits (a round trip, or
+    aiosqlite's thread): that close runs in a task of its own, and a cancellation that arrives meanwhile is
+    raised only once the connection is back in the pool."""
+    pool = rt.db.engine.sync_engine.pool
+    body_done = asyncio.Event()
+
+    async def read() -> None:
+        async with hub.db.connected(rt.db.engine) as conn:
+            await conn.execute(text("SELECT 1"))
+            body_done.set()
+
+    reading = asyncio.create_task(read())
+    await body_done.wait()
+    assert not reading.done()  # closing
+    reading.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reading
+    assert pool.checkedout() == 0
+    async with rt.db.connect() as conn:  # the pool still works
+        assert (await conn.execute(text("SELECT 1"))).scalar() == 1

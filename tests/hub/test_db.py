@@ -357,3 +357,63 @@ async def test_a_close_that_must_wait_finishes_even_if_its_caller_is_cancelled(r
     assert pool.checkedout() == 0
     async with rt.db.connect() as conn:  # the pool still works
         assert (await conn.execute(text("SELECT 1"))).scalar() == 1
+
+
+async def _take_turns(turns: hub.db.WriterTurns, plan: list[tuple[str, bool]]) -> list[str]:
+    """Writers that ask for a turn in ``plan``'s order (name, urgent) while the first holds it; the order in
+    which they got it."""
+    order: list[str] = []
+    go = asyncio.Event()
+
+    async def writer(name: str, urgent: bool) -> None:
+        async with turns.turn(urgent=urgent):
+            order.append(name)
+            if name == plan[0][0]:
+                await go.wait()  # the first holds its turn until everyone queued
+            await asyncio.sleep(0)
+
+    tasks = []
+    for name, urgent in plan:
+        tasks.append(asyncio.create_task(writer(name, urgent)))
+        await asyncio.sleep(0)
+    go.set()
+    await asyncio.gather(*tasks)
+    return order
+
+
+async def test_writers_take_turns_in_arrival_order() -> None:
+    order = await _take_turns(hub.db.WriterTurns(), [("a", False), ("b", False), ("c", False), ("d", False)])
+    assert order == ["a", "b", "c", "d"]
+
+
+async def test_an_urgent_writer_waits_for_at_most_one_other_turn_and_the_others_keep_every_second_one() -> None:
+    """Customers' messages (urgent) go ahead of replies, receipts and the outbox that queued before them, but
+    while urgent writers keep coming, the others still get every second turn, in their own arrival order."""
+    plan = [("holder", False), ("r1", False), ("r2", False), ("r3", False), ("m1", True), ("m2", True), ("m3", True)]
+    assert await _take_turns(hub.db.WriterTurns(), plan) == ["holder", "m1", "r1", "m2", "r2", "m3", "r3"]
+    # After an urgent turn, the next goes to another writer if one waits.
+    plan = [("m0", True), ("m1", True), ("r1", False)]
+    assert await _take_turns(hub.db.WriterTurns(), plan) == ["m0", "r1", "m1"]
+
+
+async def test_a_writer_cancelled_while_waiting_for_its_turn_loses_nobody_elses() -> None:
+    """Cancelled while waiting: it leaves the line. Cancelled after its turn was given but before it ran: the
+    turn passes on. Either way the next writer gets the writer."""
+    turns = hub.db.WriterTurns()
+    order: list[str] = []
+
+    async def writer(name: str, urgent: bool = False) -> None:
+        async with turns.turn(urgent=urgent):
+            order.append(name)
+
+    async with turns.turn():
+        given, waiting, last = (asyncio.create_task(writer(n, n == "waiting")) for n in ("given", "waiting", "last"))
+        await asyncio.sleep(0)  # all three wait
+        waiting.cancel()
+        await asyncio.sleep(0)
+    given.cancel()  # the turn went to "given" as the block above ended; it has not run yet
+    outcomes = await asyncio.wait_for(asyncio.gather(given, waiting, last, return_exceptions=True), 5)
+    assert [type(o) for o in outcomes] == [asyncio.CancelledError, asyncio.CancelledError, type(None)]
+    assert order == ["last"]
+    async with asyncio.timeout(5), turns.turn():  # and the writer is free again
+        pass

@@ -13,7 +13,6 @@ import sqlite3
 import sys
 import time
 import types
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -366,61 +365,6 @@ async def _run_to_completion(awaitable: Any) -> None:
         raise cancelled
 
 
-class WriterTurns:
-    """The turns of a process's writers on SQLite's one writer: first come, first served, except that an urgent
-    writer (a batch of customers' messages) waits for at most one other writer's turn.
-
-    Under chat load the writer is busy most of the time, and a customer message's latency is mostly its batch's
-    wait for the writer plus the batch's own turn. In plain arrival order the batch queued behind every agent
-    reply, delivery receipt and outbox pass that came first. Here, while both kinds wait, turns alternate between
-    the urgent writers and the others (each kind in arrival order), so the others still get every second turn.
-    """
-
-    def __init__(self) -> None:
-        self._busy = False
-        self._last_urgent = False
-        self._urgent: deque[asyncio.Future[None]] = deque()
-        self._others: deque[asyncio.Future[None]] = deque()
-
-    @asynccontextmanager
-    async def turn(self, *, urgent: bool = False) -> AsyncIterator[None]:
-        await self._acquire(urgent)
-        try:
-            yield
-        finally:
-            self._release()
-
-    async def _acquire(self, urgent: bool) -> None:
-        if not self._busy and not self._urgent and not self._others:
-            self._busy, self._last_urgent = True, urgent
-            return
-        waiter = asyncio.get_running_loop().create_future()
-        line = self._urgent if urgent else self._others
-        line.append(waiter)
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self._release()  # the turn was given before the cancellation arrived: pass it on
-            else:
-                with contextlib.suppress(ValueError):  # _release may have dropped it already
-                    line.remove(waiter)
-            raise
-
-    def _release(self) -> None:
-        lines = [(self._urgent, True), (self._others, False)]
-        if self._last_urgent:
-            lines.reverse()
-        for line, urgent in lines:
-            while line:
-                waiter = line.popleft()
-                if not waiter.done():  # else its writer was cancelled while waiting
-                    self._last_urgent = urgent
-                    waiter.set_result(None)
-                    return
-        self._busy = False
-
-
 class Database:
     """The engine and session factory of one process."""
 
@@ -428,7 +372,7 @@ class Database:
         self.url = url
         self.engine = create_engine(url)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
-        self._turns: WriterTurns | None = WriterTurns() if self.is_sqlite else None
+        self._write_lock: asyncio.Lock | None = asyncio.Lock() if self.is_sqlite else None
         # SQLite's writer has an engine of its own (see _LoopThreadConnection); readers use ``engine``.
         self._writer = create_engine(url, writer=True) if self.is_sqlite else self.engine
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
@@ -452,12 +396,11 @@ class Database:
             yield conn
 
     @asynccontextmanager
-    async def begin(self, *, urgent: bool = False) -> AsyncIterator[AsyncConnection]:
-        """A Core connection inside a writing transaction that commits when the block ends. ``urgent`` (the
-        ingest of customers' messages) goes ahead of other waiting writers on SQLite (see ``WriterTurns``)."""
-        # SQLite has one writer: writers of this process take turns here rather than in SQLite's busy handler,
-        # which sleeps in steps of up to 100 ms while the lock is held.
-        turn = self._turns.turn(urgent=urgent) if self._turns is not None else contextlib.nullcontext()
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        """A Core connection inside a writing transaction that commits when the block ends."""
+        # SQLite has one writer: writers of this process take turns on an asyncio lock rather than in SQLite's
+        # busy handler, which sleeps in steps of up to 100 ms while the lock is held.
+        turn = self._write_lock if self._write_lock is not None else contextlib.nullcontext()
         async with turn, connected(self._writer) as conn:
             await conn.execution_options(**{WRITE_OPTION: True})
             async with conn.begin():

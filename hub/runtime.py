@@ -47,9 +47,8 @@ class Runtime:
     caches: dict[str, Any] = field(default_factory=dict)
 
     @asynccontextmanager
-    async def write(self, *, urgent: bool = False) -> AsyncIterator[Tx]:
-        """A transaction (see the module docstring); ``urgent`` as in ``Database.begin``."""
-        async with self.db.begin(urgent=urgent) as conn:
+    async def write(self) -> AsyncIterator[Tx]:
+        async with self.db.begin() as conn:
             tx = Tx(conn)
             yield tx
             tx.records = await append_events(conn, tx.events)

@@ -294,7 +294,7 @@ async def store_batch(
     waiting: list[int] = []
     now = utcnow()
     region = rt.settings.default_phone_region
-    async with rt.write(urgent=True) as tx:  # customers wait for this batch (see hub.db.WriterTurns)
+    async with rt.write() as tx:
         conn = tx.conn
         for extra in also:
             await extra(conn)

@@ -303,11 +303,10 @@ async def connected(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
 
     SQLAlchemy closes a connection that leaves ``async with`` in a task of its own, which it waits for, so that
     a cancelled caller cannot abandon the close halfway. That costs the caller three turns of the event loop,
-    and SQLite's writer is held meanwhile: under chat load, with the loop busy, the turns were most of the time
-    a write transaction held the writer, and every other writer queued behind them. Closing usually waits for
-    nothing (the pool takes the connection back; there is no transaction left to roll back), so the close
-    starts here; only one that does wait (a rollback after an error, on PostgreSQL) is finished in a task of
-    its own, as SQLAlchemy does."""
+    and on SQLite every write transaction held the process's one writer through them. A connection whose
+    transaction ended (every write, after its commit) has nothing to wait for when it closes: the pool takes
+    it back. So the close starts here, and only one that does wait (a rollback: after a read, in aiosqlite's
+    thread or a PostgreSQL round trip) is finished in a task of its own, as SQLAlchemy does."""
     conn = await engine.connect()
     try:
         yield conn
@@ -390,8 +389,7 @@ class Database:
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:
-        """A Core connection for reading (``engine.connect()``, closed without a task of its own: see
-        ``connected``)."""
+        """A Core connection for reading: ``engine.connect()``, closed as ``connected`` closes."""
         async with connected(self.engine) as conn:
             yield conn
 

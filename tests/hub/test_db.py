@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import sqlite3
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -308,8 +308,10 @@ async def test_sqlite_writer_cancelled_while_waiting_in_its_thread_is_closed_beh
         assert await _values(db) == [2]
 
 
-def _turns_of_the_loop() -> Callable[[], int]:
-    """A counter of the event loop's turns from now on (a callback that schedules itself again each turn)."""
+@contextlib.contextmanager
+def _turns_of_the_loop() -> Iterator[Callable[[], int]]:
+    """A counter of the event loop's turns while the block runs (a callback that schedules itself again each
+    turn)."""
     loop = asyncio.get_running_loop()
     turns = 0
 
@@ -319,7 +321,10 @@ def _turns_of_the_loop() -> Callable[[], int]:
         handle[0] = loop.call_soon(tick)
 
     handle = [loop.call_soon(tick)]
-    return lambda: turns
+    try:
+        yield lambda: turns
+    finally:
+        handle[0].cancel()
 
 
 async def test_a_connection_with_nothing_to_roll_back_closes_without_giving_up_the_loop(rt: Runtime) -> None:
@@ -327,12 +332,12 @@ async def test_a_connection_with_nothing_to_roll_back_closes_without_giving_up_t
     SQLAlchemy's own ``async with`` closes in a task of its own, three turns of the loop, during which
     SQLite's one writer stayed held."""
     writer = rt.db.engines[-1]  # SQLite's writer, or PostgreSQL's one engine
-    turns = _turns_of_the_loop()
-    async with hub.db.connected(writer) as conn:
-        await conn.execute(text("SELECT 1"))
-        await conn.commit()
-        before = turns()
-    assert turns() == before
+    with _turns_of_the_loop() as turns:
+        async with hub.db.connected(writer) as conn:
+            await conn.execute(text("SELECT 1"))
+            await conn.commit()
+            before = turns()
+        assert turns() == before
     assert writer.sync_engine.pool.checkedout() == 0
 
 

@@ -25,7 +25,7 @@ from ticketing import sla
 from ticketing.exceptions import TicketNotFound
 from ticketing.identities import normalize
 from ticketing.models import AgentStatus, DeliveryStatus, Direction, IdentityKind, TicketStatus
-from ticketing.outbox import StatusChange, set_delivery_statuses
+from ticketing.outbox import StatusChange, set_delivery_statuses, unmoved_by
 from ticketing.permissions import Principal
 from ticketing.service import AQ, A, C, I, M, Q, T, _check_visible, _iso, _ticket_row, ticket_event
 
@@ -297,8 +297,8 @@ async def _commit_receipts(rt: Runtime, receipts: list[tuple[str, list[int]]]) -
     return [None] * len(receipts)
 
 
-# The agent messages of webchat conversations among ``ids`` that "delivered" would move (set_delivery_statuses
-# moves a status forward only, and never from failed), with their conversation; built once.
+# The agent messages of webchat conversations among ``ids`` that "delivered" would move (see
+# ticketing.outbox.moves), with their conversation; built once.
 _RECEIPTS = {
     dialect: select(M.c.id, T.c.thread_key)
     .join(T, T.c.id == M.c.ticket_id)
@@ -306,9 +306,7 @@ _RECEIPTS = {
         one_of_param(dialect, M.c.id, "ids"),
         M.c.direction == Direction.OUTBOUND.value,
         T.c.channel == WEBCHAT,
-        M.c.delivery_status.not_in(
-            [DeliveryStatus.DELIVERED.value, DeliveryStatus.READ.value, DeliveryStatus.FAILED.value]
-        ),
+        M.c.delivery_status.not_in(unmoved_by(DeliveryStatus.DELIVERED)),
     )
     for dialect in ("sqlite", "postgresql")
 }

@@ -69,6 +69,19 @@ _STATUSES = {
 }
 
 
+def moves(status: DeliveryStatus, current: str) -> bool:
+    """Whether setting ``status`` changes a message whose delivery status is ``current``: a status only moves
+    forward, and failed is final (while anything can fail)."""
+    if status == DeliveryStatus.FAILED:
+        return True
+    return current != DeliveryStatus.FAILED and STATUS_ORDER.get(status, 0) > STATUS_ORDER.get(current, -1)  # type: ignore[call-overload]
+
+
+def unmoved_by(status: DeliveryStatus) -> list[str]:
+    """The delivery statuses that setting ``status`` leaves as they are (``moves``)."""
+    return [s.value for s in DeliveryStatus if not moves(status, s)]
+
+
 def backoff_seconds(attempts: int, base: float) -> float:
     """Delay before the next try after ``attempts`` failures."""
     return float(min(MAX_BACKOFF, base * 2 ** max(0, attempts - 1)))
@@ -248,10 +261,7 @@ async def set_delivery_statuses(tx: Any, changes: Sequence[StatusChange]) -> lis
         row = rows.get(c.message_id)
         if row is None:
             continue
-        now_status = current[c.message_id]
-        if c.status != DeliveryStatus.FAILED and (
-            now_status == DeliveryStatus.FAILED or STATUS_ORDER.get(c.status, 0) <= STATUS_ORDER.get(now_status, -1)
-        ):
+        if not moves(c.status, current[c.message_id]):
             continue
         current[c.message_id] = c.status.value
         if c.meta_update:

@@ -8,12 +8,13 @@ import contextlib
 import sqlite3
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import bindparam, func, literal_column, null, select, text, union_all
+from sqlalchemy import bindparam, event, func, insert, literal_column, null, select, text, union_all, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 import hub.db
@@ -21,7 +22,9 @@ from hub.db import (
     GIL_SWITCH_INTERVAL,
     PING_AFTER_IDLE_SECONDS,
     create_engine,
+    execute,
     fetch_all,
+    fetch_records,
     insert_returning_ids,
     insert_returning_ids_by,
     insert_rows,
@@ -163,6 +166,134 @@ async def test_fetch_all_gives_the_rows_conn_execute_gives(rt: Runtime) -> None:
         fast = await fetch_all(conn, _UNION, {"ids": ids[1:], "cids": cids})
     assert len(fast) == 4
     assert fast[0].created_at == now and fast[0].kind == 0
+    assert all(r.created_at.utcoffset() == timedelta(0) for r in fast)
+
+
+async def test_fetch_records_gives_fetch_alls_rows_as_named_tuples(rt: Runtime) -> None:
+    """The same values in the same order, read by name or position, and as a dict."""
+    cids = await _contacts(rt, 2)
+    now = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
+    base = {"status": "new", "priority": "normal", "channel": "sms", "contact_id": cids[0], "updated_at": now}
+    async with rt.db.begin() as conn:
+        ids = await insert_returning_ids(
+            conn, T, [{**base, "subject": f"t{i}", "tags": [str(i)], "created_at": now} for i in range(3)]
+        )
+        rows = await fetch_all(conn, _BY_IDS, {"ids": ids})
+        records = await fetch_records(conn, _BY_IDS, {"ids": ids})
+    assert [tuple(r) for r in records] == [tuple(r) for r in rows]
+    assert [r._asdict() for r in records] == [dict(r._mapping) for r in rows]
+    assert [(r.id, r.next_id, r.tags) for r in records] == [(k, k + 1, [str(i)]) for i, k in enumerate(ids)]
+
+
+async def _new_ticket(rt: Runtime, subject: str) -> int:
+    [cid] = await _contacts(rt, 1)
+    now = datetime.now(UTC)
+    row = {"status": "new", "priority": "normal", "channel": "sms", "contact_id": cid, "tags": [], "subject": subject}
+    async with rt.db.begin() as conn:
+        [tid] = await insert_returning_ids(conn, T, [{**row, "created_at": now, "updated_at": now}])
+    return tid
+
+
+async def _subject(rt: Runtime, tid: int) -> str:
+    async with rt.read() as conn:
+        return str((await conn.execute(select(T.c.subject).where(T.c.id == tid))).scalar_one())
+
+
+_RENAME = update(T).where(T.c.id == bindparam("tid")).values(subject=bindparam("subject")).returning(T.c.subject)
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["first-statement", "after-another"])
+async def test_fetch_all_and_execute_run_inside_the_transaction(rt: Runtime, first: bool) -> None:
+    """Whether or not a statement of the transaction went before (on PostgreSQL the first goes through
+    SQLAlchemy, which begins the transaction; later ones go to the driver), what fetch_all and execute write
+    is undone with the rest when the transaction fails, and kept when it commits."""
+    tid = await _new_ticket(rt, "before")
+
+    class Failed(Exception):
+        pass
+
+    with pytest.raises(Failed):
+        async with rt.db.begin() as conn:
+            if not first:
+                await conn.execute(select(T.c.id).where(T.c.id == tid))
+            assert [tuple(r) for r in await fetch_all(conn, _RENAME, {"tid": tid, "subject": "fetched"})] == [
+                ("fetched",)
+            ]
+            await execute(conn, _RENAME, {"tid": tid, "subject": "executed"})
+            raise Failed
+    assert await _subject(rt, tid) == "before"
+    async with rt.db.begin() as conn:
+        if not first:
+            await conn.execute(select(T.c.id).where(T.c.id == tid))
+        await execute(conn, _RENAME, {"tid": tid, "subject": "kept"})
+    assert await _subject(rt, tid) == "kept"
+
+
+async def test_a_refused_statement_in_a_begun_transaction_raises_sqlalchemys_error_and_rolls_back(rt: Runtime) -> None:
+    """A broken constraint sent to the driver directly (the transaction has begun) is SQLAlchemy's
+    IntegrityError, as from conn.execute; the transaction is rolled back with what it wrote before."""
+    tid = await _new_ticket(rt, "before")
+    orphan = (
+        insert(I)
+        .values(kind="email", value="x@example.com", contact_id=bindparam("cid"), created_at=bindparam("at"))
+        .returning(I.c.id)
+    )
+    with pytest.raises(IntegrityError):
+        async with rt.db.begin() as conn:
+            await fetch_all(conn, _RENAME, {"tid": tid, "subject": "changed"})
+            await fetch_all(conn, orphan, {"cid": 999_999, "at": datetime.now(UTC)})
+    assert await _subject(rt, tid) == "before"
+    with pytest.raises(DBAPIError):
+        async with rt.db.begin() as conn:
+            await conn.execute(select(T.c.id))
+            await execute(conn, select(T.c.id).where(T.c.id == func.no_such_function()))
+
+
+async def test_a_connection_lost_mid_transaction_is_invalidated_and_not_pooled_again(
+    rt: Runtime, is_postgres: bool
+) -> None:
+    """PostgreSQL: the server process of a transaction dies before a statement sent to the driver directly.
+    The error says the connection was invalidated, and the next transaction gets a live connection."""
+    if not is_postgres:
+        pytest.skip("SQLite has no server connection to lose")
+    with pytest.raises(DBAPIError) as caught:
+        async with rt.db.begin() as conn:
+            pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+            killer = await asyncpg.connect(rt.settings.database_url.replace("postgresql+asyncpg", "postgresql"))
+            try:
+                await killer.execute("SELECT pg_terminate_backend($1)", pid)
+            finally:
+                await killer.close()
+            await fetch_all(conn, select(T.c.id))
+    assert caught.value.connection_invalidated
+    async with rt.db.begin() as conn:
+        await conn.execute(select(T.c.id))
+        assert (await fetch_all(conn, text("SELECT pg_backend_pid()").columns(pid=T.c.id.type)))[0][0] != pid
+
+
+async def test_statement_event_listeners_see_what_fetch_all_and_execute_run(rt: Runtime) -> None:
+    """A tracer listening to SQLAlchemy's statement events sees these statements too (they then go through
+    SQLAlchemy), with the same results."""
+    tid = await _new_ticket(rt, "before")
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    engines = [e.sync_engine for e in rt.db.engines]
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
+    try:
+        async with rt.db.begin() as conn:
+            await conn.execute(select(T.c.id).where(T.c.id == tid))
+            rows = await fetch_all(conn, _RENAME, {"tid": tid, "subject": "traced"})
+            await execute(conn, _RENAME, {"tid": tid, "subject": "traced again"})
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", record)
+    assert [tuple(r) for r in rows] == [("traced",)]
+    assert sum("UPDATE tickets" in s for s in seen) == 2
+    assert await _subject(rt, tid) == "traced again"
 
 
 async def test_update_rows_splits_what_exceeds_one_statements_parameters(

@@ -40,7 +40,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from hub.auth import hash_password
 from hub.db import (
     UTCDateTime,
+    execute,
     fetch_all,
+    fetch_records,
     insert_returning_ids,
     insert_rows,
     one_of_param,
@@ -339,7 +341,7 @@ async def _take_routing_lock(conn: AsyncConnection) -> None:
     transaction = conn.sync_connection.get_transaction() if conn.sync_connection is not None else None
     if transaction is not None and transaction in _holding_routing_lock:
         return
-    await conn.execute(_ROUTING_LOCK, {"k": ROUTING_LOCK_KEY})
+    await execute(conn, _ROUTING_LOCK, {"k": ROUTING_LOCK_KEY})
     if transaction is not None:
         _holding_routing_lock.add(transaction)
 
@@ -728,19 +730,19 @@ async def _waiting_rows(
         ids = sorted(set(ticket_ids or ()))
         if not ids:
             return []
-        rows = await fetch_all(conn, _CLAIM_BY_ID_PG if postgres else _CLAIM_BY_ID, {"ids": ids})
+        rows = await fetch_records(conn, _CLAIM_BY_ID_PG if postgres else _CLAIM_BY_ID, {"ids": ids})
     else:
         triples = [(q, c, n) for q, per_channel in sorted(limits.items()) for c, n in sorted(per_channel.items())]
         if not triples:
             return []
         if postgres:
             qs, cs, ls = (list(column) for column in zip(*triples, strict=True))
-            rows = await fetch_all(conn, _CLAIM_CANDIDATES_PG, {"cq": qs, "cc": cs, "cl": ls})
+            rows = await fetch_records(conn, _CLAIM_CANDIDATES_PG, {"cq": qs, "cc": cs, "cl": ls})
         else:
             params: dict[str, Any] = {}
             for i, (q, c, n) in enumerate(triples):
                 params.update({f"q{i}": q, f"c{i}": c, f"l{i}": n})
-            rows = await fetch_all(conn, _claim_candidates_statement(len(triples)), params)
+            rows = await fetch_records(conn, _claim_candidates_statement(len(triples)), params)
     return [r for r in rows if r.status in _OPEN]
 
 
@@ -887,7 +889,7 @@ async def route_tickets(
         else:
             continue  # still waiting, as before: nothing to write or announce
         values["updated_at"] = now
-        row = {**r._mapping, **values}
+        row = {**r._asdict(), **values}
         writes.append({"id": r.id, **{c: row[c] for c in _ROUTING_COLUMNS}})
         extra: dict[str, Any] = {"reason": d.reason}
         if d.agent_id is not None:

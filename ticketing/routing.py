@@ -49,6 +49,12 @@ BLOCKS: Mapping[str, frozenset[str]] = {"voice": CHAT_CHANNELS}
 # Channels whose end (solved, closed) puts the agent in wrap-up: live conversations.
 LIVE_CHANNELS = CHAT_CHANNELS | {"voice"}
 
+
+def freed_by(channel: str) -> frozenset[str]:
+    """The channels an item of ``channel`` leaving an agent's hands may free capacity on: its own, and those
+    its work in hand blocked."""
+    return frozenset({channel}) | BLOCKS.get(channel, frozenset())
+
 PRIORITY_WEIGHT = {"low": 0, "normal": 10, "high": 20, "urgent": 30}
 URGENCY_STEPS = 4
 MAX_URGENCY = 2 * URGENCY_STEPS

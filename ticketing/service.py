@@ -765,12 +765,15 @@ async def route_tickets(
     exclude: dict[int, set[int]] | None = None,
     queue_ids: Iterable[int] | None = None,
     agent_ids: Iterable[int] | None = None,
+    channels: Iterable[str] | None = None,
     returned: Iterable[int] = (),
 ) -> list[routing.Decision]:
     """Offer waiting work (open, unassigned, no pending offer) to the best eligible agents, highest effective
     priority first, and record each decision. ``ticket_ids``: just these tickets (new or returned work);
     otherwise a sweep: the waiting work ``agent_ids`` (whose capacity just freed) may take, or that the
-    agents of ``queue_ids`` (default: every queue) may take.
+    agents of ``queue_ids`` (default: every queue) may take. ``channels``: only these channels' capacity
+    changed, so only their work is looked at (what the agents could take on other channels was offered
+    when it arrived, or waits for a change that sweeps for it: a status, an overflow, the routing tick).
     Work entering its queue is stamped (queued time, SLA deadlines) and announced as ``ticket.queued``
     unless it is offered at once; so is ``returned`` work (a declined or expired offer) that waits again."""
     if ticket_ids is not None and not ticket_ids:
@@ -800,10 +803,13 @@ async def route_tickets(
             scope = set(qs.policies) if queue_ids is None else set(queue_ids)
             slots = await _agent_slots(conn, scope, voice_blocks_chats=blocks)
         free: dict[int, dict[str, int]] = {}
+        changed = None if channels is None else set(channels)
         for slot in slots.values():
             if not slot.available:
                 continue
             for channel in set(routing.DEFAULT_CAPACITY) | set(slot.capacity):
+                if changed is not None and channel not in changed:
+                    continue
                 n = slot.free(channel)
                 if n > 0:
                     for q in slot.queue_ids & scope:
@@ -1117,7 +1123,7 @@ async def _work_done(rt: Runtime, tx: Tx, *, agent_id: int, channel: str) -> Non
     if channel in routing.LIVE_CHANNELS and rt.settings.wrap_up_seconds > 0:
         await _change_status(rt, tx, agent_id, AgentStatus.WRAP_UP, reason=f"after a {channel} conversation")
     else:
-        await route_tickets(rt, tx, agent_ids=[agent_id])
+        await route_tickets(rt, tx, agent_ids=[agent_id], channels=routing.freed_by(channel))
 
 
 async def apply_overflow(rt: Runtime) -> int:

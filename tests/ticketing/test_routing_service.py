@@ -172,6 +172,26 @@ async def test_capacity_per_channel_and_a_call_blocks_chats(rt: Runtime) -> None
     await check_state(rt)
 
 
+async def test_the_end_of_a_call_offers_the_chats_it_blocked(rt: Runtime, settings: Settings) -> None:
+    """The sweep after a solved item looks at the channels whose capacity it freed: its own, and after a call
+    the chats the call blocked. The waiting chat is offered in the transaction that solves the call."""
+    settings.wrap_up_seconds = 0
+    await queue(rt, "support")
+    a = await agent(rt, "a", ["support"], capacity={"webchat": 1, "voice": 1, "email": 1})
+    [call] = await arrive(rt, message("voice"))
+    await service.accept_offer(rt, ticket_id=call, principal=who(a))
+    chat, mail = await arrive(rt, message(), message("email"))
+    assert (await ticket(rt, chat)).offered_agent_id is None  # the call blocks it
+    await service.accept_offer(rt, ticket_id=mail, principal=who(a))
+    [later] = await arrive(rt, message("email"))
+    assert (await ticket(rt, later)).offered_agent_id is None  # email capacity is full
+    await service.update_ticket(rt, ticket_id=call, principal=who(a), data=TicketUpdate(status=TicketStatus.SOLVED))
+    assert (await ticket(rt, chat)).offered_agent_id == a
+    await service.update_ticket(rt, ticket_id=mail, principal=who(a), data=TicketUpdate(status=TicketStatus.SOLVED))
+    assert (await ticket(rt, later)).offered_agent_id == a
+    await check_state(rt)
+
+
 async def test_wrap_up_after_a_chat_then_available_again(rt: Runtime, settings: Settings) -> None:
     """Solving a chat puts its agent in wrap-up (no offers); when the time is over they are available and
     receive waiting work. Solving an email does not."""

@@ -748,7 +748,7 @@ async def _postgres_run(conn: AsyncConnection, driver: Any, sql: str, values: Se
     """Run ``sql`` on ``driver`` (``conn``'s asyncpg connection, in its transaction): its rows. asyncpg
     prepares it once per connection (its statement cache). Errors are raised as
     SQLAlchemy raises them from ``conn.execute`` (``IntegrityError``, ``OperationalError``...); a lost
-    connection is invalidated, as SQLAlchemy does."""
+    connection is invalidated, as SQLAlchemy does. SQLAlchemy's statement events do not see these statements."""
     try:
         return await driver.fetch(sql, *values)
     except Exception as error:
@@ -767,39 +767,32 @@ async def _postgres_run(conn: AsyncConnection, driver: Any, sql: str, values: Se
         raise  # not a database error (the adapter re-raised it as it was)
 
 
-def _watched(conn: AsyncConnection) -> bool:
-    """Whether something listens to SQLAlchemy's statement events (a tracer, a test): then statements go
-    through SQLAlchemy, so that it sees them all."""
-    dispatch = conn.sync_connection.dispatch  # type: ignore[union-attr]
-    return bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
-
-
 async def _fetch(
-    conn: AsyncConnection, statement: Any, params: Mapping[str, Any] | None, *, rows: bool = True
+    conn: AsyncConnection, statement: Any, params: Mapping[str, Any] | None, *, want_rows: bool = True
 ) -> tuple[_DriverQuery | None, Sequence[Any]]:
     """A kept statement's rows, typed as SQLAlchemy types them, sent to the driver directly (see above), with the
     compiled query; or, when SQLAlchemy had to run it (PostgreSQL before its transaction began), its rows and
-    None (with ``rows=False``, no rows: the statement may return none)."""
+    None (with ``want_rows=False``, no rows: the statement may return none)."""
     dialect = conn.dialect
     driver = await _postgres_driver(conn) if dialect.name == "postgresql" else None
-    if (driver is None and dialect.name != "sqlite") or _watched(conn):
+    if driver is None and dialect.name != "sqlite":
         result = await conn.execute(statement, dict(params or {}))
-        return None, result.all() if rows else ()
+        return None, result.all() if want_rows else ()
     query = _driver_query(statement, dialect)
     sql, values = query.sql_and_values(params or {})
     if driver is None:
         raw = await _sqlite_run(conn, sql, values)
     else:
         raw = await _postgres_run(conn, driver, sql, values)
-    if not query.processors:
+    if not want_rows or not query.processors:
         return query, raw
-    rows = []
+    typed = []
     for r in raw:
         r = list(r)
         for i, process in query.processors:
             r[i] = process(r[i])
-        rows.append(r)
-    return query, rows
+        typed.append(r)
+    return query, typed
 
 
 async def fetch_all(conn: AsyncConnection, statement: Any, params: Mapping[str, Any] | None = None) -> Sequence[Any]:
@@ -824,7 +817,7 @@ async def fetch_records(conn: AsyncConnection, statement: Any, params: Mapping[s
 async def execute(conn: AsyncConnection, statement: Any, params: Mapping[str, Any] | None = None) -> None:
     """Run a statement built once and kept, for its effect (rows it returns are dropped), sent to the driver
     directly as ``fetch_all`` sends queries."""
-    await _fetch(conn, statement, params, rows=False)
+    await _fetch(conn, statement, params, want_rows=False)
 
 
 async def update_rows(

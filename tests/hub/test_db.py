@@ -10,11 +10,10 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import bindparam, event, func, insert, literal_column, null, select, text, union_all, update
+from sqlalchemy import bindparam, func, insert, literal_column, null, select, text, union_all, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 import hub.db
@@ -269,31 +268,6 @@ async def test_a_connection_lost_mid_transaction_is_invalidated_and_not_pooled_a
     async with rt.db.begin() as conn:
         await conn.execute(select(T.c.id))
         assert (await fetch_all(conn, text("SELECT pg_backend_pid()").columns(pid=T.c.id.type)))[0][0] != pid
-
-
-async def test_statement_event_listeners_see_what_fetch_all_and_execute_run(rt: Runtime) -> None:
-    """A tracer listening to SQLAlchemy's statement events sees these statements too (they then go through
-    SQLAlchemy), with the same results."""
-    tid = await _new_ticket(rt, "before")
-    seen: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        seen.append(statement)
-
-    engines = [e.sync_engine for e in rt.db.engines]
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", record)
-    try:
-        async with rt.db.begin() as conn:
-            await conn.execute(select(T.c.id).where(T.c.id == tid))
-            rows = await fetch_all(conn, _RENAME, {"tid": tid, "subject": "traced"})
-            await execute(conn, _RENAME, {"tid": tid, "subject": "traced again"})
-    finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", record)
-    assert [tuple(r) for r in rows] == [("traced",)]
-    assert sum("UPDATE tickets" in s for s in seen) == 2
-    assert await _subject(rt, tid) == "traced again"
 
 
 async def test_update_rows_splits_what_exceeds_one_statements_parameters(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -10,20 +11,25 @@ from sqlalchemy import text
 
 from hub.db import Database
 from hub.runtime import Runtime
-from tests.ticketing.routing_helpers import agent, arrive, executed, message, queue, ticket, who
+from tests.ticketing.routing_helpers import agent, arrive, message, queue, ticket, who
 from ticketing import service
 
 
-def _lock_statements(rt: Runtime) -> AbstractContextManager[list[Any]]:
-    """The transaction of each statement taking the routing lock, while the block runs."""
+@contextmanager
+def _lock_statements(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
+    """The transaction of each statement taking the routing lock, while the block runs. The lock statement is
+    sent to the driver directly (SQLAlchemy's statement events do not see it): ``service.execute`` is watched."""
+    seen: list[Any] = []
+    original = service.execute
 
-    def pick(conn: Any, statement: str, parameters: Any) -> Any:
-        values = parameters.values() if isinstance(parameters, dict) else parameters
-        if "pg_advisory_xact_lock" in statement and service.ROUTING_LOCK_KEY in values:  # not the events' lock
-            return conn.get_transaction()
-        return None
+    async def watched(conn: Any, statement: Any, params: Any = None) -> None:
+        if statement is service._ROUTING_LOCK and params == {"k": service.ROUTING_LOCK_KEY}:
+            seen.append(conn.sync_connection.get_transaction())
+        await original(conn, statement, params)
 
-    return executed(rt, pick)
+    with monkeypatch.context() as patch:
+        patch.setattr(service, "execute", watched)
+        yield seen
 
 
 async def _lock_free_elsewhere(url: str) -> bool:
@@ -37,7 +43,9 @@ async def _lock_free_elsewhere(url: str) -> bool:
         await other.dispose()
 
 
-async def test_routing_lock_is_taken_once_per_transaction_and_held_to_its_end(rt: Runtime, is_postgres: bool) -> None:
+async def test_routing_lock_is_taken_once_per_transaction_and_held_to_its_end(
+    rt: Runtime, is_postgres: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Declining routes twice (the ticket, then the decliner's freed slot) after taking the lock itself: the
     transaction sends one lock statement, and meanwhile no other connection can take the lock; once it has
     ended the lock is free. The next transaction takes it again, once."""
@@ -50,7 +58,7 @@ async def test_routing_lock_is_taken_once_per_transaction_and_held_to_its_end(rt
     offered = (await ticket(rt, t)).offered_agent_id
     assert offered in (first, second)
 
-    with _lock_statements(rt) as locks:
+    with _lock_statements(monkeypatch) as locks:
         async with rt.write() as tx:
             declining = tx.conn.sync_connection.get_transaction()
             back = await service._return_offers(
@@ -63,7 +71,7 @@ async def test_routing_lock_is_taken_once_per_transaction_and_held_to_its_end(rt
     assert [t for t in locks if t is declining] == [declining]
     assert await _lock_free_elsewhere(rt.settings.database_url)
 
-    with _lock_statements(rt) as locks:
+    with _lock_statements(monkeypatch) as locks:
         await service.decline_offer(rt, ticket_id=t, principal=who((await ticket(rt, t)).offered_agent_id))
     assert locks and len({id(t) for t in locks}) == len(locks)  # no transaction took it twice
     assert await _lock_free_elsewhere(rt.settings.database_url)

@@ -55,6 +55,7 @@ def freed_by(channel: str) -> frozenset[str]:
     its work in hand blocked."""
     return frozenset({channel}) | BLOCKS.get(channel, frozenset())
 
+
 PRIORITY_WEIGHT = {"low": 0, "normal": 10, "high": 20, "urgent": 30}
 URGENCY_STEPS = 4
 MAX_URGENCY = 2 * URGENCY_STEPS

@@ -755,7 +755,8 @@ async def _postgres_run(conn: AsyncConnection, driver: Any, sql: str, values: Se
         adapter: Any = (await conn.get_raw_connection()).dbapi_connection
         dbapi: Any = conn.dialect.loaded_dbapi
         try:
-            adapter._handle_exception(error)  # raises the adapter's DB-API exception for it
+            # Always raises: the adapter's DB-API exception for a database error, any other error as it was.
+            adapter._handle_exception(error)
         except dbapi.Error as translated:
             lost = conn.dialect.is_disconnect(translated, adapter, None)
             wrapped = DBAPIError.instance(
@@ -764,7 +765,7 @@ async def _postgres_run(conn: AsyncConnection, driver: Any, sql: str, values: Se
             if lost:
                 await conn.invalidate(translated)
             raise wrapped from error
-        raise  # not a database error (the adapter re-raised it as it was)
+        raise
 
 
 async def _fetch(

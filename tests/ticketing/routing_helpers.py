@@ -25,8 +25,9 @@ _ext = itertools.count(1)
 
 @contextmanager
 def executed(rt: Runtime, pick: Callable[[Any, str, Any], Any]) -> Iterator[list[Any]]:
-    """For each statement run while the block runs, what ``pick(connection, statement, parameters)`` returns,
-    when that is not None."""
+    """For each statement run through SQLAlchemy while the block runs, what ``pick(connection, statement,
+    parameters)`` returns, when that is not None. Statements ``hub.db`` sends to the driver directly (its
+    ``fetch_all``, ``fetch_records``, ``execute`` and ``update_rows``, once a transaction has begun) are not seen."""
     seen: list[Any] = []
 
     def record(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:

@@ -29,14 +29,20 @@ class CountingProtocol(ReadAheadWebSocketProtocol):
     pauses = 0
 
     def connection_made(self, transport: Any) -> None:
-        super().connection_made(transport)
-        pause = transport.pause_reading
+        # A wrapper: uvloop's transports do not let their methods be replaced.
+        super().connection_made(_CountingTransport(transport))
 
-        def counted() -> None:
-            CountingProtocol.pauses += 1
-            pause()
 
-        transport.pause_reading = counted
+class _CountingTransport:
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+
+    def pause_reading(self) -> None:
+        CountingProtocol.pauses += 1
+        self._transport.pause_reading()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 class EchoServer:

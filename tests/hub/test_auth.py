@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
@@ -38,6 +39,30 @@ def test_expired_token_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     real = itsdangerous.timed.time.time
     monkeypatch.setattr(itsdangerous.timed.time, "time", lambda: real() + 11)
     assert signer.verify(token) is None
+
+
+def test_a_kept_token_still_expires_and_only_verified_tokens_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Claims of a verified token are kept, but a kept token is refused past its time to live too; a token
+    that failed its check is refused every time, and a forged one is never taken for a kept one."""
+    signer = TokenSigner("secret", 10)
+    token = signer.issue(1, "h")
+    forged = token[:-2] + "xx"
+    assert signer.verify(forged) is None and signer.verify(forged) is None
+    assert signer.verify(token) is not None and signer.verify(token) is not None  # the second from what was kept
+    assert list(signer._verified) == [token]
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 11)
+    assert signer.verify(token) is None
+    assert signer.verify(token) is None  # and it is no longer kept
+    assert signer._verified == {}
+
+
+def test_kept_tokens_are_bounded() -> None:
+    signer = TokenSigner("secret", 60)
+    signer.remembered = 3
+    tokens = [signer.issue(i, "h") for i in range(5)]
+    assert all(signer.verify(t) is not None for t in tokens)
+    assert list(signer._verified) == tokens[2:]
 
 
 def test_tokens_and_passwords_never_reach_the_log(caplog: pytest.LogCaptureFixture) -> None:

@@ -26,7 +26,7 @@ from hub.events import EventType, NewEvent
 from hub.messages import DeliveryError, DeliveryResult, OutboundMessage, Sender
 from hub.runtime import Runtime
 from ticketing.models import DeliveryStatus, OutboxStatus
-from ticketing.service import M, O, T
+from ticketing.service import OUTBOX_HANDOFF, M, O, T
 
 log = logging.getLogger(__name__)
 
@@ -87,42 +87,87 @@ def backoff_seconds(attempts: int, base: float) -> float:
     return float(min(MAX_BACKOFF, base * 2 ** max(0, attempts - 1)))
 
 
+@dataclass(slots=True)
+class _Handed:
+    """A row leased to this process's dispatcher as its reply committed (``service.OutboxHandoff``): what a
+    claimed row gives ``_deliver`` and the recording, with its message already parsed."""
+
+    id: int
+    message_id: int
+    channel: str
+    message: OutboundMessage
+    attempts: int = 0
+
+
 class OutboxDispatcher:
     batch = 50  # rows claimed per pass
+    lease = LEASE  # how long a claimed or handed row is this dispatcher's
 
     def __init__(self, rt: Runtime, senders: Mapping[str, Sender]) -> None:
         self.rt = rt
         self.senders = senders
         self._task: asyncio.Task[None] | None = None
+        self._handed: list[_Handed] = []
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-dispatcher")
+        self.rt.caches[OUTBOX_HANDOFF] = self
 
     async def stop(self) -> None:
+        if self.rt.caches.get(OUTBOX_HANDOFF) is self:
+            del self.rt.caches[OUTBOX_HANDOFF]
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._handed:
+            # Handed and never sent: free for the next dispatcher now rather than when the lease ends.
+            ids = [h.id for h in self._handed]
+            self._handed = []
+            try:
+                async with self.rt.db.begin() as conn:
+                    await conn.execute(update(O).where(O.c.id.in_(ids)).values(locked_until=None))
+            except Exception:
+                log.exception("releasing %d unsent outbox rows failed; they are sent when their lease ends", len(ids))
+
+    def hand(self, rows: list[tuple[int, OutboundMessage]]) -> None:
+        """Rows that committed leased to this dispatcher (``service.OutboxHandoff``): sent in its next pass."""
+        self._handed.extend(
+            _Handed(outbox_id, message.message_id or 0, message.channel, message) for outbox_id, message in rows
+        )
+        self.rt.outbox_wakeup.set()
 
     async def _run(self) -> None:
         wake = self.rt.outbox_wakeup
+        clock = asyncio.get_running_loop().time
+        poll = self.rt.settings.outbox_poll_seconds
+        next_poll = 0.0
         while True:
             # Cleared before the pass reads, not after it: a reply committed while the pass runs sets it again
             # and is sent at once. (Cleared after, such a reply waited for the next poll.)
             wake.clear()
+            handed, self._handed = self._handed, []
+            more = False
             try:
-                if await self.dispatch_due(self.batch) >= self.batch:
-                    continue  # more may be due
+                if handed:
+                    await self._send(handed)
+                # The table is read when nothing was handed (a wake from elsewhere, the poll) and at least once a
+                # poll interval: rows due for a retry, and rows of a dispatcher that stopped.
+                if not handed or clock() >= next_poll:
+                    next_poll = clock() + poll
+                    more = await self.dispatch_due(self.batch) >= self.batch  # more may be due
             except Exception:
                 log.exception("outbox dispatch failed")
-            # A pass that took fewer than it may took every row due: nothing to do before a wake or the poll.
+            if more or self._handed:
+                continue
+            # Nothing left to do before a wake or the poll.
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.rt.settings.outbox_poll_seconds):
+                async with asyncio.timeout(max(0.0, next_poll - clock())):
                     await wake.wait()
 
     async def _claim(self, limit: int) -> Sequence[Any]:
         now = utcnow()
-        params = {"now": now, "until": now + LEASE, "limit": limit}
+        params = {"now": now, "until": now + self.lease, "limit": limit}
         # Most passes find nothing (every poll, and the pass after each batch): a plain read says so without
         # taking the writer's turn, which on SQLite every ingest batch and reply waits for.
         async with self.rt.read() as conn:
@@ -138,20 +183,27 @@ class OutboxDispatcher:
         transaction (a busy chat sends hundreds of replies a second: one commit each would hold the writer)."""
         rows = await self._claim(limit)
         if rows:
-            sent = [s for s in await asyncio.gather(*(self._deliver(r) for r in rows)) if s is not None]
-            if sent:
-                await self._record_sent(sent)
+            await self._send(
+                [
+                    _Handed(r.id, r.message_id, r.channel, OutboundMessage.model_validate(r.payload), r.attempts)
+                    for r in rows
+                ]
+            )
         return len(rows)
 
-    async def _deliver(self, row: Any) -> tuple[Any, int, DeliveryResult] | None:
+    async def _send(self, rows: Sequence[_Handed]) -> None:
+        sent = [s for s in await asyncio.gather(*(self._deliver(r) for r in rows)) if s is not None]
+        if sent:
+            await self._record_sent(sent)
+
+    async def _deliver(self, row: _Handed) -> tuple[Any, int, DeliveryResult] | None:
         """Hand one row to its adapter: (row, attempts, result) when it was sent; a failure is recorded here."""
-        outbound = OutboundMessage.model_validate(row.payload)
         sender = self.senders.get(row.channel)
         attempts = row.attempts + 1
         try:
             if sender is None:
                 raise DeliveryError(f"no adapter is configured for channel {row.channel!r}", permanent=True)
-            result = await sender.send(outbound)
+            result = await sender.send(row.message)
         except DeliveryError as exc:
             permanent = exc.permanent or attempts >= self.rt.settings.outbox_max_attempts
             await self._record_failure(row, attempts, str(exc), permanent)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache, reduce
 from types import MappingProxyType, SimpleNamespace
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import (
     BigInteger,
@@ -44,7 +44,6 @@ from hub.db import (
     fetch_all,
     fetch_records,
     insert_returning_ids,
-    insert_rows,
     one_of_param,
     update_rows,
     utcnow,
@@ -1580,6 +1579,18 @@ class _LastInbound:
     meta: dict[str, Any] | None
 
 
+# ``Runtime.caches`` key of the process's running outbox dispatcher (``ticketing.outbox``), which replies are
+# handed to as they commit.
+OUTBOX_HANDOFF = "outbox-handoff"
+
+
+class OutboxHandoff(Protocol):
+    lease: timedelta
+
+    def hand(self, rows: list[tuple[int, OutboundMessage]]) -> None:
+        """Take committed outbox rows (id, message), leased to this dispatcher, for sending."""
+
+
 def _reply_statements(postgres: bool) -> tuple[Any, Any]:
     """``_store_replies``' statements, built once per dialect: the tickets with the newest inbound message of
     each (one statement; on PostgreSQL locking the tickets, in id order, so that two batches never wait on each
@@ -1666,7 +1677,12 @@ async def _store_replies(rt: Runtime, batch: Sequence[_ReplyRequest]) -> list[Me
             ids = await insert_returning_ids(conn, M, rows)
             for msg, message, mid in zip(rows, outbound, ids, strict=True):
                 msg["id"] = message.message_id = mid
-            await insert_rows(
+            # With this process's dispatcher running, the rows are leased to it as they are written and handed
+            # to it after the commit: no pass has to find and claim them. Should the process stop before
+            # sending them, any dispatcher claims them once the lease ends.
+            handoff: OutboxHandoff | None = rt.caches.get(OUTBOX_HANDOFF)
+            leased_until = now + handoff.lease if handoff is not None else None
+            outbox_ids = await insert_returning_ids(
                 conn,
                 O,
                 [
@@ -1677,6 +1693,7 @@ async def _store_replies(rt: Runtime, batch: Sequence[_ReplyRequest]) -> list[Me
                         "status": "pending",
                         "attempts": 0,
                         "next_attempt_at": now,
+                        "locked_until": leased_until,
                         "created_at": now,
                     }
                     for m in outbound
@@ -1693,7 +1710,11 @@ async def _store_replies(rt: Runtime, batch: Sequence[_ReplyRequest]) -> list[Me
                 if last_of[batch[i].ticket_id] == n:
                     tx.emit(ticket_event(EventType.TICKET_UPDATED, ticket))
                 out[i] = MessageRead.model_validate({**msg, "delivery_error": None})
-            tx.after_commit.append(rt.outbox_wakeup.set)
+            if handoff is not None:
+                handed = list(zip(outbox_ids, outbound, strict=True))
+                tx.after_commit.append(lambda: handoff.hand(handed))
+            else:
+                tx.after_commit.append(rt.outbox_wakeup.set)
     return [o if o is not None else RuntimeError("reply not answered") for o in out]
 
 

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from hub.config import Settings
+from hub.db import utcnow
 from hub.messages import DeliveryError, DeliveryResult, Identity, InboundMessage, OutboundMessage
 from hub.runtime import Runtime
 from tests.conftest import LiveServer, login, make_agent, make_queue
@@ -20,7 +21,7 @@ from ticketing.ingest import ingest_batch
 from ticketing.models import DeliveryStatus
 from ticketing.outbox import OutboxDispatcher, StatusChange, backoff_seconds, set_delivery_statuses
 from ticketing.permissions import Principal
-from ticketing.service import M
+from ticketing.service import M, O
 
 
 class FlakySender:
@@ -246,3 +247,67 @@ async def test_a_reply_committed_while_a_pass_runs_is_sent_without_waiting_for_t
         assert [m.text for m in sender.delivered] == ["during the pass"]
     finally:
         await dispatcher.stop()
+
+
+async def test_a_reply_is_handed_to_the_running_dispatcher_leased_not_claimed(rt: Runtime, ticket_id: int) -> None:
+    """With the process's dispatcher running, a reply's outbox row is written leased to it and handed over
+    after the commit: it is sent without a pass reading the table for it and claiming it."""
+    rt.settings.outbox_poll_seconds = 30.0
+    bob = await make_agent(rt, "bob", role="supervisor")
+    boss = Principal(agent_id=bob, username="bob", display_name="Bob", role="supervisor", queue_ids=frozenset())
+    sender = FlakySender(failures=0)
+    claimed: list[int] = []
+
+    class Watched(OutboxDispatcher):
+        async def _claim(self, limit: int) -> Any:
+            rows = await super()._claim(limit)
+            claimed.extend(r.id for r in rows)
+            return rows
+
+    dispatcher = Watched(rt, {"sms": sender})
+    await dispatcher.start()
+    try:
+        await asyncio.sleep(0.05)  # its first pass, which reads the table, is over
+        await service.reply(rt, ticket_id=ticket_id, principal=boss, text="handed over")
+        for _ in range(100):
+            if sender.delivered:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await dispatcher.stop()
+    assert [m.text for m in sender.delivered] == ["handed over"]
+    assert claimed == []
+    async with rt.read() as conn:
+        row = (await conn.execute(select(O.c.status, O.c.locked_until))).one()
+    assert row.status == "sent" and row.locked_until is None
+
+
+async def test_rows_handed_but_not_sent_are_freed_when_the_dispatcher_stops(rt: Runtime, ticket_id: int) -> None:
+    """A row handed to a dispatcher that stops before sending it is released at once for the next one (its
+    lease would otherwise hold it back); a row whose sending was under way keeps its lease, as a claimed one
+    does, and is sent again once the lease ends."""
+    rt.settings.outbox_poll_seconds = 30.0
+    bob = await make_agent(rt, "bob", role="supervisor")
+    boss = Principal(agent_id=bob, username="bob", display_name="Bob", role="supervisor", queue_ids=frozenset())
+    started = asyncio.Event()
+
+    class Stuck(FlakySender):
+        async def send(self, message: OutboundMessage) -> DeliveryResult:
+            started.set()
+            await asyncio.Event().wait()  # never returns
+            raise AssertionError
+
+    dispatcher = OutboxDispatcher(rt, {"sms": Stuck(failures=0)})
+    await dispatcher.start()
+    first = await service.reply(rt, ticket_id=ticket_id, principal=boss, text="under way")
+    await asyncio.wait_for(started.wait(), 5)
+    second = await service.reply(rt, ticket_id=ticket_id, principal=boss, text="still waiting")
+    await dispatcher.stop()
+    async with rt.read() as conn:
+        leases = {r.message_id: r.locked_until for r in await conn.execute(select(O.c.message_id, O.c.locked_until))}
+    assert leases[first.id] is not None and leases[first.id] > utcnow()
+    assert leases[second.id] is None
+    # The next dispatcher takes the freed row at once.
+    sender = FlakySender(failures=0)
+    assert await OutboxDispatcher(rt, {"sms": sender}).dispatch_due() == 1
+    assert [m.text for m in sender.delivered] == ["still waiting"]

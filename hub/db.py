@@ -2,7 +2,8 @@
 
 ``Database`` owns the engine and the session factory. Hot paths (ingest, the event log) use Core statements
 on ``Database.engine``; everything else uses ``AsyncSession`` through ``Database.session()``. On SQLite the
-writer (``Database.begin``) has an engine of its own (see ``_LoopThreadConnection``).
+writer (``Database.begin``) has an engine of its own (see ``_LoopThreadConnection``), and writers queued
+behind one another share its transactions (see ``_SharedWriter``).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import sqlite3
 import sys
 import time
 import types
-from collections import namedtuple
+from collections import deque, namedtuple
 from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -372,6 +374,179 @@ async def _run_to_completion(awaitable: Any) -> None:
         raise cancelled
 
 
+class _SharedWriter:
+    """SQLite's one writer per process, shared: writers take turns on one connection, and the turns taken one
+    after another while others wait share one transaction and one commit.
+
+    Each turn is a savepoint: a writer whose block raises rolls back its own work alone, and the others keep
+    theirs. A turn ends by handing the connection to the next writer waiting, with the transaction still
+    open; the last of them (none waiting, or ``max_turns`` in the transaction) hands it to a commit task,
+    which commits and answers every writer of the transaction together. Each writer returns from its block
+    once the transaction holding its work has committed, as with a transaction of its own; if the commit
+    fails, or the database rolled the transaction back (SQLite does on some errors, such as a full disk),
+    every writer in it gets the error.
+
+    Why: a commit waits for the disk in aiosqlite's thread and then for the event loop to come back to the
+    writer, a few turns of the loop that under load last milliseconds each, all while the writer is held.
+    With replies, receipts, delivery records and routing each committing on their own, customer messages
+    waited behind those turns. Writers take turns in arrival order (a writer cancelled while waiting gives up
+    its place, or the turn it was just handed)."""
+
+    max_turns = 64
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._busy = False
+        self._waiting: deque[asyncio.Future[None]] = deque()
+        self._open: _SharedTransaction | None = None
+        self.committing: asyncio.Task[None] | None = None  # the latest commit's task
+
+    async def _acquire(self) -> None:
+        if not self._busy and not self._waiting:
+            self._busy = True
+            return
+        turn = asyncio.get_running_loop().create_future()
+        self._waiting.append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self._pass_on()  # handed the turn, then cancelled: the next one takes it
+            else:
+                self._waiting.remove(turn)
+            raise
+
+    def _pass_on(self) -> asyncio.Task[None] | None:
+        """The connection goes to the next writer waiting; with none, an open transaction is committed (the
+        commit's task, which holds the turn until it is done)."""
+        while self._waiting:
+            turn = self._waiting.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return None
+        if self._open is not None:
+            return self._committing(self._open)
+        self._busy = False
+        return None
+
+    def _committing(self, shared: _SharedTransaction) -> asyncio.Task[None]:
+        self._open = None
+        self.committing = asyncio.ensure_future(self._commit(shared))
+        return self.committing
+
+    async def _commit(self, shared: _SharedTransaction) -> None:
+        """Commit ``shared`` (this task holds the turn), answer its writers, and pass the turn on."""
+        try:
+            if not shared.alive():
+                raise _rolled_back(shared.error)
+            await shared.trans.commit()
+        except BaseException as exc:
+            shared.answer(exc)
+            with contextlib.suppress(Exception):
+                await shared.conn.invalidate()  # closing it rolls back whatever is left
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            shared.answer(None)
+        finally:
+            try:
+                await _close(shared.conn)
+            finally:
+                self._pass_on()
+
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[AsyncConnection]:
+        await self._acquire()
+        try:
+            shared = self._open
+            if shared is None:
+                conn = await self.engine.connect()
+                try:
+                    await conn.execution_options(**{WRITE_OPTION: True})
+                    trans = await conn.begin()
+                    driver = (await conn.get_raw_connection()).driver_connection
+                except BaseException:
+                    await _close(conn)
+                    raise
+                shared = self._open = _SharedTransaction(conn, trans, driver)
+            raw = shared.driver._conn
+            await shared.driver._execute(raw.execute, "SAVEPOINT switchboard_turn")
+        except BaseException:
+            await _settled(self._pass_on())
+            raise
+        answered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        try:
+            yield shared.conn
+            await shared.driver._execute(raw.execute, "RELEASE switchboard_turn")
+        except BaseException as exc:
+            try:
+                if not raw.in_transaction:
+                    shared.fail(exc)  # the database rolled the whole transaction back
+                elif not shared.broken:
+                    await shared.driver._execute(raw.execute, "ROLLBACK TO switchboard_turn")
+                    await shared.driver._execute(raw.execute, "RELEASE switchboard_turn")
+            except BaseException as undo_error:
+                shared.fail(undo_error)  # this writer's work could not be undone: nobody's may commit
+            finally:
+                settling = self._end_turn(shared)
+            await _settled(settling)
+            raise
+        shared.answers.append(answered)
+        self._end_turn(shared)
+        await answered
+
+    def _end_turn(self, shared: _SharedTransaction) -> asyncio.Task[None] | None:
+        shared.turns += 1
+        if shared.turns >= self.max_turns or not shared.alive():
+            return self._committing(shared)
+        return self._pass_on()
+
+
+async def _settled(task: asyncio.Task[None] | None) -> None:
+    """Wait for ``task`` (a shared commit that this writer's failed turn started) to end, whatever its outcome
+    (its writers have it): the caller goes on with the writer settled, as after a transaction of its own."""
+    if task is not None:
+        await asyncio.wait([task])
+
+
+def _rolled_back(error: BaseException | None) -> Exception:
+    return RuntimeError(f"the database rolled back the shared write transaction: {error!r}")
+
+
+def _interrupted(error: BaseException) -> Exception:
+    return RuntimeError(
+        f"the commit of the shared write transaction was interrupted ({error!r}): its outcome is unknown"
+    )
+
+
+@dataclass(slots=True, eq=False)
+class _SharedTransaction:
+    conn: AsyncConnection
+    trans: Any
+    driver: Any  # the _LoopThreadConnection under conn
+    turns: int = 0
+    answers: list[asyncio.Future[None]] = field(default_factory=list)
+    error: BaseException | None = None  # why it must not commit
+    broken: bool = False
+
+    def fail(self, error: BaseException) -> None:
+        if not self.broken:
+            self.broken, self.error = True, error
+
+    def alive(self) -> bool:
+        raw = self.driver._conn
+        return bool(not self.broken and raw is not None and raw.in_transaction)
+
+    def answer(self, error: BaseException | None) -> None:
+        for answered in self.answers:
+            if answered.done():
+                continue
+            if error is None:
+                answered.set_result(None)
+            else:
+                answered.set_exception(error if isinstance(error, Exception) else _interrupted(error))
+
+
 class Database:
     """The engine and session factory of one process."""
 
@@ -379,9 +554,9 @@ class Database:
         self.url = url
         self.engine = create_engine(url)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
-        self._write_lock: asyncio.Lock | None = asyncio.Lock() if self.is_sqlite else None
         # SQLite's writer has an engine of its own (see _LoopThreadConnection); readers use ``engine``.
         self._writer = create_engine(url, writer=True) if self.is_sqlite else self.engine
+        self._shared = _SharedWriter(self._writer) if self.is_sqlite else None
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @property
@@ -403,11 +578,14 @@ class Database:
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
-        """A Core connection inside a writing transaction that commits when the block ends."""
-        # SQLite has one writer: writers of this process take turns on an asyncio lock rather than in SQLite's
-        # busy handler, which sleeps in steps of up to 100 ms while the lock is held.
-        turn = self._write_lock if self._write_lock is not None else contextlib.nullcontext()
-        async with turn, connected(self._writer) as conn:
+        """A Core connection inside a writing transaction that commits when the block ends (on SQLite, see
+        ``_SharedWriter``: the block is a savepoint of a transaction it may share with the writers queued
+        behind it, and it ends once that transaction has committed)."""
+        if self._shared is not None:
+            async with self._shared.turn() as conn:
+                yield conn
+            return
+        async with connected(self._writer) as conn:
             await conn.execution_options(**{WRITE_OPTION: True})
             async with conn.begin():
                 yield conn
@@ -419,6 +597,8 @@ class Database:
         return postgresql.insert(table).on_conflict_do_nothing()
 
     async def dispose(self) -> None:
+        if self._shared is not None and self._shared.committing is not None:
+            await _settled(self._shared.committing)
         await self.engine.dispose()
         if self._writer is not self.engine:
             await self._writer.dispose()

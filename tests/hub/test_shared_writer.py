@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,12 @@ import pytest
 from sqlalchemy import text
 
 import hub.db
+
+
+@pytest.fixture(autouse=True)
+def _sqlite_only(is_postgres: bool) -> None:
+    if is_postgres:
+        pytest.skip("SQLite's writer")
 
 
 @pytest.fixture
@@ -58,23 +64,23 @@ async def _holding_the_turn(db: hub.db.Database, v: int, release: asyncio.Event)
         await release.wait()
 
 
-async def _queued(*tasks: asyncio.Task[Any]) -> None:
+async def _behind_a_held_turn(
+    db: hub.db.Database, release: asyncio.Event, *writers: Coroutine[Any, Any, None], first_value: int = 1
+) -> tuple[asyncio.Task[None], list[asyncio.Task[None]]]:
+    """A writer that holds the turn until ``release``, and ``writers`` queued behind it."""
+    first = asyncio.create_task(_holding_the_turn(db, first_value, release))
+    await asyncio.sleep(0.05)
+    queued = [asyncio.create_task(w) for w in writers]
     for _ in range(5):
         await asyncio.sleep(0)
-    assert not any(t.done() for t in tasks)
+    assert not first.done() and not any(t.done() for t in queued)
+    return first, queued
 
 
-async def test_writers_queued_behind_one_another_share_one_commit(
-    db: hub.db.Database, commits: list[int], is_postgres: bool
-) -> None:
-    if is_postgres:
-        pytest.skip("SQLite's writer")
+async def test_writers_queued_behind_one_another_share_one_commit(db: hub.db.Database, commits: list[int]) -> None:
     release = asyncio.Event()
     seen: dict[int, list[int]] = {}
-    first = asyncio.create_task(_holding_the_turn(db, 1, release))
-    await asyncio.sleep(0.05)
-    queued = [asyncio.create_task(_insert(db, v, seen)) for v in (2, 3, 4)]
-    await _queued(first, *queued)
+    first, queued = await _behind_a_held_turn(db, release, *(_insert(db, v, seen) for v in (2, 3, 4)))
     commits.clear()
     release.set()
     await asyncio.gather(first, *queued)
@@ -86,9 +92,7 @@ async def test_writers_queued_behind_one_another_share_one_commit(
     assert commits == [1, 1] and await _values(db) == [1, 2, 3, 4, 5]
 
 
-async def test_a_writer_that_raises_rolls_back_its_own_work_alone(db: hub.db.Database, is_postgres: bool) -> None:
-    if is_postgres:
-        pytest.skip("SQLite's writer")
+async def test_a_writer_that_raises_rolls_back_its_own_work_alone(db: hub.db.Database) -> None:
 
     async def refused() -> None:
         async with db.begin() as conn:
@@ -96,14 +100,7 @@ async def test_a_writer_that_raises_rolls_back_its_own_work_alone(db: hub.db.Dat
             raise ValueError("refused")
 
     release = asyncio.Event()
-    first = asyncio.create_task(_holding_the_turn(db, 10, release))
-    await asyncio.sleep(0.05)
-    queued = [
-        asyncio.create_task(_insert(db, 11)),
-        asyncio.create_task(refused()),
-        asyncio.create_task(_insert(db, 12)),
-    ]
-    await _queued(first, *queued)
+    first, queued = await _behind_a_held_turn(db, release, _insert(db, 11), refused(), _insert(db, 12), first_value=10)
     release.set()
     results = await asyncio.gather(first, *queued, return_exceptions=True)
     assert [type(r) for r in results] == [type(None), type(None), ValueError, type(None)]
@@ -111,12 +108,10 @@ async def test_a_writer_that_raises_rolls_back_its_own_work_alone(db: hub.db.Dat
 
 
 async def test_when_the_database_rolls_the_shared_transaction_back_every_writer_in_it_fails(
-    db: hub.db.Database, is_postgres: bool
+    db: hub.db.Database,
 ) -> None:
     """SQLite rolls a whole transaction back on some errors (a full disk, an I/O error); here a writer ends it
     itself. The writers whose work was in it get an error, not a success; the next writers start afresh."""
-    if is_postgres:
-        pytest.skip("SQLite's writer")
 
     async def rolls_back() -> None:
         async with db.begin() as conn:
@@ -124,10 +119,7 @@ async def test_when_the_database_rolls_the_shared_transaction_back_every_writer_
             driver._conn.execute("ROLLBACK")
 
     release = asyncio.Event()
-    first = asyncio.create_task(_holding_the_turn(db, 1, release))
-    await asyncio.sleep(0.05)
-    queued = [asyncio.create_task(_insert(db, 2)), asyncio.create_task(rolls_back())]
-    await _queued(first, *queued)
+    first, queued = await _behind_a_held_turn(db, release, _insert(db, 2), rolls_back())
     release.set()
     results = await asyncio.gather(first, *queued, return_exceptions=True)
     assert all(isinstance(r, Exception) for r in results), results
@@ -137,16 +129,9 @@ async def test_when_the_database_rolls_the_shared_transaction_back_every_writer_
     assert await _values(db) == [3]
 
 
-async def test_a_writer_cancelled_while_waiting_gives_its_turn_to_the_next(
-    db: hub.db.Database, is_postgres: bool
-) -> None:
-    if is_postgres:
-        pytest.skip("SQLite's writer")
+async def test_a_writer_cancelled_while_waiting_gives_its_turn_to_the_next(db: hub.db.Database) -> None:
     release = asyncio.Event()
-    first = asyncio.create_task(_holding_the_turn(db, 1, release))
-    await asyncio.sleep(0.05)
-    second, third = asyncio.create_task(_insert(db, 2)), asyncio.create_task(_insert(db, 3))
-    await _queued(first, second, third)
+    first, (second, third) = await _behind_a_held_turn(db, release, _insert(db, 2), _insert(db, 3))
     second.cancel()
     release.set()
     await asyncio.wait_for(asyncio.gather(first, third), 5)
@@ -154,16 +139,9 @@ async def test_a_writer_cancelled_while_waiting_gives_its_turn_to_the_next(
     assert await _values(db) == [1, 3]
 
 
-async def test_a_writer_cancelled_just_after_it_was_handed_the_turn_passes_it_on(
-    db: hub.db.Database, is_postgres: bool
-) -> None:
-    if is_postgres:
-        pytest.skip("SQLite's writer")
+async def test_a_writer_cancelled_just_after_it_was_handed_the_turn_passes_it_on(db: hub.db.Database) -> None:
     release = asyncio.Event()
-    first = asyncio.create_task(_holding_the_turn(db, 1, release))
-    await asyncio.sleep(0.05)
-    second, third = asyncio.create_task(_insert(db, 2)), asyncio.create_task(_insert(db, 3))
-    await _queued(first, second, third)
+    first, (second, third) = await _behind_a_held_turn(db, release, _insert(db, 2), _insert(db, 3))
     # Let the first hand its turn to the second, and cancel the second before it runs.
     shared = db._shared
     assert shared is not None
@@ -179,16 +157,11 @@ async def test_a_writer_cancelled_just_after_it_was_handed_the_turn_passes_it_on
 
 
 async def test_a_shared_transaction_holds_at_most_max_turns_writers(
-    db: hub.db.Database, commits: list[int], is_postgres: bool, monkeypatch: pytest.MonkeyPatch
+    db: hub.db.Database, commits: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if is_postgres:
-        pytest.skip("SQLite's writer")
     monkeypatch.setattr(hub.db._SharedWriter, "max_turns", 2)
     release = asyncio.Event()
-    first = asyncio.create_task(_holding_the_turn(db, 1, release))
-    await asyncio.sleep(0.05)
-    queued = [asyncio.create_task(_insert(db, v)) for v in (2, 3, 4, 5)]
-    await _queued(first, *queued)
+    first, queued = await _behind_a_held_turn(db, release, *(_insert(db, v) for v in (2, 3, 4, 5)))
     commits.clear()
     release.set()
     await asyncio.gather(first, *queued)
@@ -197,12 +170,10 @@ async def test_a_shared_transaction_holds_at_most_max_turns_writers(
 
 
 async def test_a_writer_whose_work_cannot_be_undone_lets_nothing_of_its_transaction_commit(
-    db: hub.db.Database, is_postgres: bool, monkeypatch: pytest.MonkeyPatch
+    db: hub.db.Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """If rolling back to a failed writer's savepoint fails, its work is still in the transaction: then
     nothing of that transaction may commit, and its writers get an error; the next writers start afresh."""
-    if is_postgres:
-        pytest.skip("SQLite's writer")
     real = hub.db._LoopThreadConnection._execute
 
     async def failing_undo(self: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -218,10 +189,7 @@ async def test_a_writer_whose_work_cannot_be_undone_lets_nothing_of_its_transact
             raise ValueError("refused")
 
     release = asyncio.Event()
-    first = asyncio.create_task(_holding_the_turn(db, 1, release))
-    await asyncio.sleep(0.05)
-    queued = [asyncio.create_task(refused()), asyncio.create_task(_insert(db, 3))]
-    await _queued(first, *queued)
+    first, queued = await _behind_a_held_turn(db, release, refused(), _insert(db, 3))
     release.set()
     results = await asyncio.gather(first, *queued, return_exceptions=True)
     assert isinstance(results[0], RuntimeError) and "disk I/O error" in str(results[0])

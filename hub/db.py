@@ -492,7 +492,14 @@ class _SharedWriter:
             await _settled(settling)
             raise
         shared.answers.append(answered)
-        self._end_turn(shared)
+        if len(shared.answers) == 1 and not self._waiting:
+            # Alone in its transaction, with nobody waiting: this writer commits it itself, as a transaction of
+            # its own did (a commit task would cost a turn of the event loop more).
+            shared.turns += 1
+            self._open = None
+            await self._commit(shared)
+        else:
+            self._end_turn(shared)
         await answered
 
     def _end_turn(self, shared: _SharedTransaction) -> asyncio.Task[None] | None:

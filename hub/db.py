@@ -381,7 +381,8 @@ class _SharedWriter:
     Each turn is a savepoint: a writer whose block raises rolls back its own work alone, and the others keep
     theirs. A turn ends by handing the connection to the next writer waiting, with the transaction still
     open; the last of them (none waiting, or ``max_turns`` in the transaction) hands it to a commit task,
-    which commits and answers every writer of the transaction together. Each writer returns from its block
+    which commits and answers every writer of the transaction together (a writer alone in its transaction,
+    with none waiting, commits it itself). Each writer returns from its block
     once the transaction holding its work has committed, as with a transaction of its own; if the commit
     fails, or the database rolled the transaction back (SQLite does on some errors, such as a full disk),
     every writer in it gets the error.
@@ -497,7 +498,12 @@ class _SharedWriter:
             # its own did (a commit task would cost a turn of the event loop more).
             shared.turns += 1
             self._open = None
-            await self._commit(shared)
+            try:
+                await self._commit(shared)
+            except BaseException:
+                if answered.done() and not answered.cancelled():
+                    answered.exception()  # retrieved: the caller sees what interrupted the commit instead
+                raise
         else:
             self._end_turn(shared)
         await answered

@@ -471,21 +471,21 @@ class _SharedWriter:
                     raise
                 shared = self._open = _SharedTransaction(conn, trans, driver)
             raw = shared.driver._conn
-            await shared.driver._execute(raw.execute, "SAVEPOINT switchboard_turn")
+            await shared.sql("SAVEPOINT switchboard_turn")
         except BaseException:
             await _settled(self._pass_on())
             raise
         answered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         try:
             yield shared.conn
-            await shared.driver._execute(raw.execute, "RELEASE switchboard_turn")
+            await shared.sql("RELEASE switchboard_turn")
         except BaseException as exc:
             try:
                 if not raw.in_transaction:
                     shared.fail(exc)  # the database rolled the whole transaction back
                 elif not shared.broken:
-                    await shared.driver._execute(raw.execute, "ROLLBACK TO switchboard_turn")
-                    await shared.driver._execute(raw.execute, "RELEASE switchboard_turn")
+                    await shared.sql("ROLLBACK TO switchboard_turn")
+                    await shared.sql("RELEASE switchboard_turn")
             except BaseException as undo_error:
                 shared.fail(undo_error)  # this writer's work could not be undone: nobody's may commit
             finally:
@@ -545,6 +545,10 @@ class _SharedTransaction:
     def fail(self, error: BaseException) -> None:
         if not self.broken:
             self.broken, self.error = True, error
+
+    async def sql(self, statement: str) -> None:
+        """Run ``statement`` (a savepoint's) on the SQLite connection under ``conn``, on the loop's thread."""
+        await self.driver._execute(self.driver._conn.execute, statement)
 
     def alive(self) -> bool:
         raw = self.driver._conn

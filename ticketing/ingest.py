@@ -31,7 +31,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, delete, null, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, null, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from hub.db import (
     UTCDateTime,
@@ -235,10 +236,11 @@ _TOUCHED = ("id", "queue_id", "assignee_id", "offered_agent_id", "queued_at")  #
 
 def _build(dialect: str, name: str) -> Any:
     if name == "stored":
-        # Messages whose (channel, external id) may be among the batch's: a superset, looked up by exact pair.
-        return select(M.c.id, M.c.ticket_id, M.c.contact_id, M.c.channel, M.c.external_id).where(
-            one_of_param(dialect, M.c.channel, "channels"), one_of_param(dialect, M.c.external_id, "ids")
-        )
+        # The batch's messages already stored: their (channel, external id) pairs are bound as ``channels`` and
+        # ``ids``, one element per message.
+        return _by_pair(dialect, M.c.id, M.c.ticket_id, M.c.contact_id, M.c.channel, M.c.external_id)
+    if name == "references":
+        return _by_pair(dialect, M.c.channel, M.c.external_id, M.c.ticket_id)
     if name in ("by_key", "by_key_locked"):
         query = (
             select(T.c.id, T.c.channel, T.c.thread_key, T.c.status)
@@ -257,10 +259,35 @@ def _build(dialect: str, name: str) -> Any:
     raise KeyError(name)
 
 
-def _channel_filter(conn: Any, pairs: Sequence[tuple[str, str]]) -> Any:
-    """Messages whose (channel, external id) may be one of ``pairs``: a superset (any of the channels with any
-    of the ids, one fixed SQL text), so callers look rows up by the exact pair."""
-    return and_(one_of(conn, M.c.channel, {c for c, _ in pairs}), one_of(conn, M.c.external_id, {e for _, e in pairs}))
+def _by_pair(dialect: str, *columns: Any) -> Any:
+    """``columns`` of the messages whose (channel, external id) is one of the pairs bound as the parallel lists
+    ``channels`` and ``ids``.
+
+    PostgreSQL: a join with the pairs (``unnest``), one index lookup per pair. Asked as ``channel = ANY(...)
+    AND external_id = ANY(...)``, its planner, without statistics that say one channel holds most messages
+    (a growing table between two ANALYZEs), scanned every message of the channel and filtered them: 8 ms per
+    chat batch at 40,000 messages, against 0.6. SQLite: both lists (a superset, any of the channels with any of
+    the ids), which it answers from the unique index; callers look the rows up by their exact pair."""
+    if dialect == "postgresql":
+        wanted = (
+            func.unnest(
+                bindparam("channels", type_=ARRAY(M.c.channel.type)),
+                bindparam("ids", type_=ARRAY(M.c.external_id.type)),
+            )
+            .table_valued("channel", "external_id")
+            .render_derived(name="wanted")
+        )
+        return select(*columns).join_from(
+            M, wanted, and_(M.c.channel == wanted.c.channel, M.c.external_id == wanted.c.external_id)
+        )
+    return select(*columns).where(
+        one_of_param(dialect, M.c.channel, "channels"), one_of_param(dialect, M.c.external_id, "ids")
+    )
+
+
+def _pairs(pairs: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    """``pairs`` of (channel, external id) as ``_by_pair``'s parameters."""
+    return {"channels": [c for c, _ in pairs], "ids": [e for _, e in pairs]}
 
 
 @dataclass(slots=True)
@@ -323,11 +350,7 @@ async def store_batch(
         # 2. Already stored: answer with the stored message.
         stored = {
             (r[3], r[4]): r
-            for r in await _run(
-                conn,
-                "stored",
-                {"channels": list({it.msg.channel for it in items}), "ids": [it.msg.external_id for it in items]},
-            )
+            for r in await _run(conn, "stored", _pairs([(it.msg.channel, it.msg.external_id) for it in items]))
         }
         fresh: list[_Item] = []
         for it in items:
@@ -598,10 +621,8 @@ async def _thread(conn: Any, fresh: list[_Item], now: Any) -> tuple[list[tuple[s
     refs = [(it.msg.channel, r) for it in fresh for r in it.msg.references]
     ref_ticket: dict[tuple[str, str], int] = {}
     if refs:
-        for r in await conn.execute(
-            select(M.c.channel, M.c.external_id, M.c.ticket_id).where(_channel_filter(conn, refs))
-        ):
-            ref_ticket[(r.channel, r.external_id)] = r.ticket_id
+        for channel, external_id, ticket_id in await _run(conn, "references", _pairs(refs)):
+            ref_ticket[(channel, external_id)] = ticket_id
     hints = {it.msg.ticket_hint for it in fresh if it.msg.ticket_hint}
     participants: set[tuple[int, int]] = set()
     if hints:

@@ -35,10 +35,13 @@ from sqlalchemy import (
     DateTime,
     Integer,
     Text,
+    and_,
     any_,
     bindparam,
     event,
+    func,
     text,
+    true,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -1119,3 +1122,27 @@ def one_of_param(dialect: str, column: Any, name: str) -> ColumnElement[bool]:
     if dialect == "postgresql":
         return column == any_(bindparam(name, type_=ARRAY(column.type)))
     return column.in_(bindparam(name, expanding=True))
+
+
+def one_of_pairs(dialect: str, first: Any, second: Any, names: tuple[str, str]) -> tuple[Any, ColumnElement[bool]]:
+    """The rows whose (``first``, ``second``) is one of the pairs bound as two parallel lists named ``names``,
+    for a statement built once and kept: ``select(...).select_from(source).where(condition)`` with
+    ``source, condition = one_of_pairs(...)``. Both columns must belong to one table, with a unique index on
+    (first, second).
+
+    PostgreSQL: the table joined with the pairs (``unnest``), one index lookup per pair. Asked as ``first =
+    ANY(...) AND second = ANY(...)``, its planner, when its statistics do not yet say that a value of ``first``
+    (one channel, one identity kind) covers most rows, as in a table that grew since its last ANALYZE, scanned
+    every row of that value through a bitmap and filtered them: 8 ms at 40,000 rows, against 0.6. SQLite: both
+    lists (a superset: any first value with any second), which it answers from the unique index; callers look
+    the rows up by their exact pair."""
+    table = first.table
+    if dialect == "postgresql":
+        wanted = (
+            func.unnest(bindparam(names[0], type_=ARRAY(first.type)), bindparam(names[1], type_=ARRAY(second.type)))
+            .table_valued("first", "second")
+            .render_derived(name="wanted")
+        )
+        joined = table.join(wanted, and_(first == wanted.c.first, second == wanted.c.second))
+        return joined, true()
+    return table, and_(one_of_param(dialect, first, names[0]), one_of_param(dialect, second, names[1]))

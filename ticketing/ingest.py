@@ -27,12 +27,11 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, delete, func, null, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import bindparam, case, delete, null, select, update
 
 from hub.db import (
     UTCDateTime,
@@ -41,6 +40,7 @@ from hub.db import (
     insert_returning_ids_by,
     insert_rows,
     one_of,
+    one_of_pairs,
     one_of_param,
     utcnow,
 )
@@ -231,6 +231,9 @@ async def _run(conn: Any, name: str, params: dict[str, Any]) -> Sequence[Sequenc
 
 
 _STATEMENTS: dict[tuple[str, str], Any] = {}
+# The names of the pairs' two lists: messages by (channel, external id), identities by (kind, value).
+_MESSAGE_PAIRS = ("channels", "ids")
+_IDENTITY_PAIRS = ("kinds", "values")
 _TOUCHED = ("id", "queue_id", "assignee_id", "offered_agent_id", "queued_at")  # what "touch" reads back
 
 
@@ -238,9 +241,25 @@ def _build(dialect: str, name: str) -> Any:
     if name == "stored":
         # The batch's messages already stored: their (channel, external id) pairs are bound as ``channels`` and
         # ``ids``, one element per message.
-        return _by_pair(dialect, M.c.id, M.c.ticket_id, M.c.contact_id, M.c.channel, M.c.external_id)
+        source, condition = one_of_pairs(dialect, M.c.channel, M.c.external_id, _MESSAGE_PAIRS)
+        return (
+            select(M.c.id, M.c.ticket_id, M.c.contact_id, M.c.channel, M.c.external_id)
+            .select_from(source)
+            .where(condition)
+        )
     if name == "references":
-        return _by_pair(dialect, M.c.channel, M.c.external_id, M.c.ticket_id)
+        source, condition = one_of_pairs(dialect, M.c.channel, M.c.external_id, _MESSAGE_PAIRS)
+        return select(M.c.channel, M.c.external_id, M.c.ticket_id).select_from(source).where(condition)
+    if name in ("identities", "identity_owners"):
+        # Identities by (kind, value): with their contact's name, or (after inserting new ones) only whose they are.
+        source, condition = one_of_pairs(dialect, I.c.kind, I.c.value, _IDENTITY_PAIRS)
+        if name == "identity_owners":
+            return select(I.c.kind, I.c.value, I.c.contact_id).select_from(source).where(condition)
+        return (
+            select(I.c.kind, I.c.value, I.c.contact_id, C.c.name)
+            .select_from(source.join(C, C.c.id == I.c.contact_id))
+            .where(condition)
+        )
     if name in ("by_key", "by_key_locked"):
         query = (
             select(T.c.id, T.c.channel, T.c.thread_key, T.c.status)
@@ -259,35 +278,13 @@ def _build(dialect: str, name: str) -> Any:
     raise KeyError(name)
 
 
-def _by_pair(dialect: str, *columns: Any) -> Any:
-    """``columns`` of the messages whose (channel, external id) is one of the pairs bound as the parallel lists
-    ``channels`` and ``ids``.
-
-    PostgreSQL: a join with the pairs (``unnest``), one index lookup per pair. Asked as ``channel = ANY(...)
-    AND external_id = ANY(...)``, its planner, without statistics that say one channel holds most messages
-    (a growing table between two ANALYZEs), scanned every message of the channel and filtered them: 8 ms per
-    chat batch at 40,000 messages, against 0.6. SQLite: both lists (a superset, any of the channels with any of
-    the ids), which it answers from the unique index; callers look the rows up by their exact pair."""
-    if dialect == "postgresql":
-        wanted = (
-            func.unnest(
-                bindparam("channels", type_=ARRAY(M.c.channel.type)),
-                bindparam("ids", type_=ARRAY(M.c.external_id.type)),
-            )
-            .table_valued("channel", "external_id")
-            .render_derived(name="wanted")
-        )
-        return select(*columns).join_from(
-            M, wanted, and_(M.c.channel == wanted.c.channel, M.c.external_id == wanted.c.external_id)
-        )
-    return select(*columns).where(
-        one_of_param(dialect, M.c.channel, "channels"), one_of_param(dialect, M.c.external_id, "ids")
-    )
-
-
-def _pairs(pairs: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
-    """``pairs`` of (channel, external id) as ``_by_pair``'s parameters."""
-    return {"channels": [c for c, _ in pairs], "ids": [e for _, e in pairs]}
+def _pairs(pairs: Iterable[tuple[str, str]], names: tuple[str, str] = _MESSAGE_PAIRS) -> dict[str, list[str]]:
+    """``pairs`` as the two parallel lists of a ``one_of_pairs`` statement, named ``names``."""
+    firsts, seconds = [], []
+    for a, b in pairs:
+        firsts.append(a)
+        seconds.append(b)
+    return {names[0]: firsts, names[1]: seconds}
 
 
 @dataclass(slots=True)
@@ -534,21 +531,16 @@ async def _resolve_contacts(
     if not pending:
         return {}
     fresh = pending
-    values = {it.value for it in fresh}
-    kinds = {k for it in fresh for k in lookup_kinds(it.kind)}
+    asked = {(k, it.value) for it in fresh for k in lookup_kinds(it.kind)}
     known: dict[tuple[str, str], int] = {}
     unnamed: set[int] = set()  # known contacts we have no name for yet
     named_contacts: set[int] = set()  # contacts known to have a name
-    for r in await conn.execute(
-        select(I.c.kind, I.c.value, I.c.contact_id, C.c.name)
-        .join(C, C.c.id == I.c.contact_id)
-        .where(one_of(conn, I.c.value, values), one_of(conn, I.c.kind, kinds))
-    ):
-        known[(r.kind, r.value)] = r.contact_id
-        if r.name is None:
-            unnamed.add(r.contact_id)
+    for kind, value, contact_id, name in await _run(conn, "identities", _pairs(asked, _IDENTITY_PAIRS)):
+        known[(kind, value)] = contact_id
+        if name is None:
+            unnamed.add(contact_id)
         else:
-            named_contacts.add(r.contact_id)
+            named_contacts.add(contact_id)
 
     def lookup(it: _Item) -> int | None:
         for k in (it.kind, *lookup_kinds(it.kind)):
@@ -587,12 +579,8 @@ async def _resolve_contacts(
             ignore_conflicts=True,
         )
         # Another process may have won the race for an identity: the stored one is the truth.
-        for r in await conn.execute(
-            select(I.c.kind, I.c.value, I.c.contact_id).where(
-                one_of(conn, I.c.value, {v for _, v in wanted}), one_of(conn, I.c.kind, {k for k, _ in wanted})
-            )
-        ):
-            known[(r.kind, r.value)] = r.contact_id
+        for kind, value, contact_id in await _run(conn, "identity_owners", _pairs(wanted, _IDENTITY_PAIRS)):
+            known[(kind, value)] = contact_id
         unused = set(new_contact.values()) - set(known.values())
         if unused:
             await conn.execute(delete(C).where(one_of(conn, C.c.id, unused)))

@@ -687,7 +687,11 @@ async def _sqlite_insert_returning_ids(conn: AsyncConnection, table: Any, rows: 
 
 def _insert_each(connection: sqlite3.Connection, sql: str, values: list[tuple[Any, ...]]) -> int | None:
     """In the driver's thread (or the writer's loop thread, see ``_LoopThreadConnection``): ``sql`` for every
-    row of ``values``, then the last row id."""
+    row of ``values``, then the last row id. Unlike one statement, this is not all or nothing: rows before one
+    that fails stay in the transaction, and the caller's transaction (or shared-writer turn) rolls back. Nor is
+    it run twice: ``_LoopThreadConnection`` runs a call again only when SQLite refused it as busy, and a
+    writer's transaction holds the write lock from its BEGIN IMMEDIATE (``Database.begin``), so no row of it
+    is refused so."""
     connection.executemany(sql, values).close()
     row = connection.execute("SELECT last_insert_rowid()").fetchone()
     return int(row[0]) if row and row[0] else None

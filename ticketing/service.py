@@ -44,6 +44,7 @@ from hub.db import (
     fetch_all,
     fetch_records,
     insert_returning_ids,
+    insert_returning_ids_by,
     one_of_param,
     update_rows,
     utcnow,
@@ -1682,7 +1683,8 @@ async def _store_replies(rt: Runtime, batch: Sequence[_ReplyRequest]) -> list[Me
             # sending them, any dispatcher claims them once the lease ends.
             handoff: OutboxHandoff | None = rt.caches.get(OUTBOX_HANDOFF)
             leased_until = now + handoff.lease if handoff is not None else None
-            outbox_ids = await insert_returning_ids(
+            # One outbox row per message (message_id is unique): on PostgreSQL one statement reads the keys back.
+            outbox_ids = await insert_returning_ids_by(
                 conn,
                 O,
                 [
@@ -1698,6 +1700,7 @@ async def _store_replies(rt: Runtime, batch: Sequence[_ReplyRequest]) -> list[Me
                     }
                     for m in outbound
                 ],
+                ("message_id",),
             )
             replied = sorted({batch[i].ticket_id for i in accepted})  # locked above, on PostgreSQL
             # The update answers the tickets' new state, for the events.

@@ -318,8 +318,9 @@ async def connected(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     a cancelled caller cannot abandon the close halfway. That costs the caller three turns of the event loop,
     and on SQLite every write transaction held the process's one writer through them. A connection whose
     transaction ended (every write, after its commit) has nothing to wait for when it closes: the pool takes
-    it back. So the close starts here, and only one that does wait (a rollback: after a read, in aiosqlite's
-    thread or a PostgreSQL round trip) is finished in a task of its own, as SQLAlchemy does."""
+    it back. So the close starts here, and only one that does wait (a rollback: after a read on SQLite, in
+    aiosqlite's thread; on PostgreSQL a round trip, for a transaction begun and not committed, though reads
+    through ``Database.connect`` begin none) is finished in a task of its own, as SQLAlchemy does."""
     conn = await engine.connect()
     try:
         yield conn

@@ -447,9 +447,10 @@ async def test_a_connection_with_nothing_to_roll_back_closes_without_giving_up_t
 
 
 async def test_a_close_that_must_wait_finishes_even_if_its_caller_is_cancelled(rt: Runtime) -> None:
-    """After a read the connection still has a transaction to roll back, which waits (a round trip, or
-    aiosqlite's thread): that close runs in a task of its own, and a cancellation that arrives meanwhile is
-    raised only once the connection is back in the pool."""
+    """After a read on the engine's own connections (transactional, unlike ``Database.connect``'s on
+    PostgreSQL) the connection still has a transaction to roll back, which waits (a round trip, or aiosqlite's
+    thread): that close runs in a task of its own, and a cancellation that arrives meanwhile is raised only
+    once the connection is back in the pool."""
     pool = rt.db.engine.sync_engine.pool
     body_done = asyncio.Event()
 

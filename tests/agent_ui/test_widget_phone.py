@@ -13,7 +13,11 @@ PHONE = {"viewport": {"width": 375, "height": 667}, "is_mobile": True, "has_touc
 
 
 async def inside_screen(page: Page, selector: str) -> None:
-    box = await page.locator(selector).bounding_box()
+    """The element is shown (waiting for it: the pre-chat form, say, appears only once the widget's settings
+    have loaded) and lies wholly inside the 375x667 screen."""
+    element = page.locator(selector)
+    await expect(element).to_be_visible()
+    box = await element.bounding_box()
     assert box is not None, selector
     assert box["x"] >= 0 and box["y"] >= 0, (selector, box)
     assert box["x"] + box["width"] <= 375 + 0.5 and box["y"] + box["height"] <= 667 + 0.5, (selector, box)

@@ -175,6 +175,43 @@ async def test_many_status_changes_in_one_transaction_move_forward_only(rt: Runt
     assert rows[m2].meta == {"kept": 2, "provider_id": "P2"}
 
 
+async def test_a_late_sent_racing_a_delivered_receipt_never_moves_the_status_back(rt: Runtime) -> None:
+    """A widget acknowledges a reply ("delivered") while the outbox is still recording that it sent it: when the
+    receipt's transaction writes first, the outbox's "sent", read before that commit and written after it, must
+    not move the message back (the console would show "sent" for good). PostgreSQL only: SQLite runs one
+    writer at a time, so the two cannot interleave."""
+    if rt.db.is_sqlite:
+        pytest.skip("SQLite runs one writing transaction at a time")
+    await make_queue(rt, "support")
+    sender = Identity(kind="phone", value="+14155550100")
+    [r] = await ingest_batch(rt, [InboundMessage(channel="sms", external_id="SM1", text="hi", sender=sender)])
+    message_id = r.message_id  # type: ignore[union-attr]
+    receipt_written = asyncio.Event()
+    receipt_may_commit = asyncio.Event()
+
+    async def receipt() -> None:
+        async with rt.write() as tx:
+            assert await set_delivery_statuses(tx, [StatusChange(message_id, DeliveryStatus.DELIVERED)]) == [message_id]
+            receipt_written.set()
+            await receipt_may_commit.wait()
+
+    async def outbox() -> list[int]:
+        async with rt.write() as tx:
+            return await set_delivery_statuses(tx, [StatusChange(message_id, DeliveryStatus.SENT)])
+
+    receipt_task = asyncio.create_task(receipt())
+    await receipt_written.wait()
+    outbox_task = asyncio.create_task(outbox())
+    await asyncio.sleep(0.3)  # the outbox's transaction reaches the row the receipt holds and waits for it
+    assert not outbox_task.done()
+    receipt_may_commit.set()
+    await receipt_task
+    assert await asyncio.wait_for(outbox_task, 10) == []
+    async with rt.read() as conn:
+        status = (await conn.execute(select(M.c.delivery_status).where(M.c.id == message_id))).scalar_one()
+    assert status == "delivered"
+
+
 async def test_a_pass_with_nothing_due_does_not_wait_for_the_writer(rt: Runtime, ticket_id: int) -> None:
     """The dispatcher polls every second and looks again after every batch; finding nothing must not take a
     writer's turn (on SQLite every ingest batch and reply waits for that turn). A pass with a due row does."""

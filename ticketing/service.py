@@ -1117,6 +1117,10 @@ async def end_wrap_ups(rt: Runtime) -> int:
 async def _work_done(rt: Runtime, tx: Tx, *, agent_id: int, channel: str) -> None:
     """An agent's ticket was solved or closed: after a call or chat the agent wraps up; otherwise the freed
     capacity is offered waiting work."""
+    # Under the routing lock, taken before the agent row is read (the lock order above): every status change
+    # holds it, so the status read is the one in force, not one that a concurrent change (going offline, say)
+    # is about to replace and that wrap-up would then overwrite. The ticket row is already locked.
+    await _take_routing_lock(tx.conn)
     status = (await tx.conn.execute(select(A.c.status).where(A.c.id == agent_id))).scalar()
     if status != AgentStatus.AVAILABLE:
         return

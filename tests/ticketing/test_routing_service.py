@@ -192,6 +192,39 @@ async def test_the_end_of_a_call_offers_the_chats_it_blocked(rt: Runtime, settin
     await check_state(rt)
 
 
+async def test_solving_a_chat_while_the_agent_goes_offline_leaves_them_offline(rt: Runtime, settings: Settings) -> None:
+    """An agent solves a chat while (in another transaction) they are set offline: solving must see the new
+    status, not the one before it, or it would put the agent in wrap-up and, when that ends, make them
+    available again while they are gone. PostgreSQL only: SQLite runs one writer at a time."""
+    if rt.db.is_sqlite:
+        pytest.skip("SQLite runs one writing transaction at a time")
+    settings.wrap_up_seconds = 60
+    await queue(rt, "support")
+    a = await agent(rt, "a", ["support"], capacity={"webchat": 1})
+    [chat] = await arrive(rt, message())
+    await service.accept_offer(rt, ticket_id=chat, principal=who(a))
+    offline_written, offline_may_commit = asyncio.Event(), asyncio.Event()
+
+    async def go_offline() -> None:
+        async with rt.write() as tx:
+            await service._change_status(rt, tx, a, AgentStatus.OFFLINE)
+            offline_written.set()
+            await offline_may_commit.wait()
+
+    going = asyncio.create_task(go_offline())
+    await offline_written.wait()
+    solving = asyncio.create_task(
+        service.update_ticket(rt, ticket_id=chat, principal=who(a), data=TicketUpdate(status=TicketStatus.SOLVED))
+    )
+    await asyncio.sleep(0.3)
+    offline_may_commit.set()
+    await going
+    await asyncio.wait_for(solving, 10)
+    row = await agent_row(rt, a)
+    assert row.status == AgentStatus.OFFLINE and row.wrap_up_until is None
+    assert (await ticket(rt, chat)).status == TicketStatus.SOLVED
+
+
 async def test_wrap_up_after_a_chat_then_available_again(rt: Runtime, settings: Settings) -> None:
     """Solving a chat puts its agent in wrap-up (no offers); when the time is over they are available and
     receive waiting work. Solving an email does not."""

@@ -624,6 +624,15 @@ class Database:
             return sqlite.insert(table).on_conflict_do_nothing()
         return postgresql.insert(table).on_conflict_do_nothing()
 
+    def upsert(self, table: Any, values: Mapping[str, Any], key: Sequence[str]) -> Insert:
+        """``INSERT ... ON CONFLICT (key) DO UPDATE`` the other columns, in this database's dialect: one atomic
+        statement where an UPDATE followed, if it changed nothing, by an INSERT races on PostgreSQL (two
+        writers both find no row, and the second INSERT fails on the key)."""
+        insert = (sqlite if self.is_sqlite else postgresql).insert(table).values(**values)
+        return insert.on_conflict_do_update(
+            index_elements=list(key), set_={c: insert.excluded[c] for c in values if c not in key}
+        )
+
     async def dispose(self) -> None:
         if self._shared is not None and self._shared.committing is not None:
             await _settled(self._shared.committing)

@@ -1344,9 +1344,8 @@ async def set_routing_rules(
             raise InvalidRoutingConfig(f"rules name queues that do not exist: {', '.join(unknown)}")
         value = rules.model_dump(mode="json", exclude_none=True)
         now = utcnow()
-        done = await tx.conn.execute(update(RR).where(RR.c.id == 1).values(rules=value, source=source, updated_at=now))
-        if not done.rowcount:
-            await tx.conn.execute(RR.insert().values(id=1, rules=value, source=source, updated_at=now))
+        # One row, id 1; workers starting together with a rules file may all write it at once.
+        await tx.conn.execute(rt.db.upsert(RR, {"id": 1, "rules": value, "source": source, "updated_at": now}, ["id"]))
         tx.emit(NewEvent(type="routing.rules_updated", payload={"source": source, "rules": len(rules.rules)}))
     return unknown
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from hub.config import Settings
 from hub.db import utcnow
@@ -385,6 +385,28 @@ async def test_rules_choose_the_queue_priority_and_skills_of_new_work(rt: Runtim
     bad = queue_rules.parse_rules({"rules": [{"name": "x", "queue": "nowhere"}]})
     with pytest.raises(InvalidRoutingConfig, match="nowhere"):
         await service.set_routing_rules(rt, rules=bad)
+
+
+async def test_rules_written_by_two_workers_at_once_both_succeed(rt: Runtime) -> None:
+    """Workers starting together each store the rules file: on an empty rules table the second writer must
+    not fail on the first one's row (it waits for it and overwrites it). PostgreSQL only: SQLite runs one
+    writer at a time."""
+    if rt.db.is_sqlite:
+        pytest.skip("SQLite runs one writing transaction at a time")
+    await queue(rt, "support")
+    first = queue_rules.parse_rules({"rules": [], "default_queue": "support"})
+    second = queue_rules.parse_rules({"rules": [{"name": "all", "queue": "support"}]})
+    async with rt.write() as tx:  # another worker's write of the rules, not yet committed
+        await tx.conn.execute(
+            service.RR.insert().values(id=1, rules=first.model_dump(mode="json"), source="w1", updated_at=utcnow())
+        )
+        writing = asyncio.create_task(service.set_routing_rules(rt, rules=second, source="w2"))
+        await asyncio.sleep(0.3)
+        assert not writing.done()
+    assert await asyncio.wait_for(writing, 10) == []
+    async with rt.read() as conn:
+        row = (await conn.execute(select(service.RR.c.source, service.RR.c.rules))).one()
+    assert row.source == "w2" and [r["name"] for r in row.rules["rules"]] == ["all"]
 
 
 async def test_rules_file_is_loaded_at_start_and_the_admin_api_validates(

@@ -158,9 +158,12 @@ async def rate(rt: Runtime, *, thread_key: str, ticket_id: int, rating: int, com
         raise InvalidRating("a rating is from 1 to 5")
     comment = (comment or "").strip()[:2000] or None
     async with rt.write() as tx:
+        # Locked (PostgreSQL): two ratings at once, or a reopen, must not both act on the row as it was.
         row = (
             await tx.conn.execute(
-                select(T).where(T.c.id == ticket_id, T.c.channel == WEBCHAT, T.c.thread_key == thread_key)
+                select(T)
+                .where(T.c.id == ticket_id, T.c.channel == WEBCHAT, T.c.thread_key == thread_key)
+                .with_for_update()
             )
         ).first()
         if row is None:

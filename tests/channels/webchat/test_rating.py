@@ -1,0 +1,63 @@
+"""A chat's satisfaction rating: given once the conversation is solved, and never twice, even when two
+ratings of the same ticket arrive together."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import select, update
+
+from hub.messages import Identity, InboundMessage
+from hub.runtime import Runtime
+from tests.conftest import make_queue
+from ticketing.chat import AlreadyRated, NotRateable, rate
+from ticketing.ingest import ingest_batch
+from ticketing.service import T
+
+
+async def _chat(rt: Runtime) -> int:
+    await make_queue(rt, "support", channels=["webchat"])
+    sender = Identity(kind="webchat", value="visitor:c1")
+    [r] = await ingest_batch(
+        rt, [InboundMessage(channel="webchat", external_id="c1:1", sender=sender, text="hello", thread_key="c1")]
+    )
+    return r.ticket_id  # type: ignore[union-attr]
+
+
+async def _solve(rt: Runtime, ticket_id: int) -> None:
+    async with rt.write() as tx:
+        await tx.conn.execute(update(T).where(T.c.id == ticket_id).values(status="solved"))
+
+
+async def test_a_chat_is_rated_once_it_is_solved_and_only_once(rt: Runtime) -> None:
+    tid = await _chat(rt)
+    with pytest.raises(NotRateable):
+        await rate(rt, thread_key="c1", ticket_id=tid, rating=5, comment=None)
+    await _solve(rt, tid)
+    await rate(rt, thread_key="c1", ticket_id=tid, rating=4, comment="  quick, thanks ")
+    with pytest.raises(AlreadyRated):
+        await rate(rt, thread_key="c1", ticket_id=tid, rating=1, comment="changed my mind")
+    async with rt.read() as conn:
+        row = (await conn.execute(select(T.c.rating, T.c.rating_comment).where(T.c.id == tid))).one()
+    assert tuple(row) == (4, "quick, thanks")
+
+
+async def test_a_rating_racing_another_does_not_overwrite_it(rt: Runtime) -> None:
+    """Two ratings of one ticket at once (a double click, two tabs): the one that commits first stands and
+    the other is refused as already rated, rather than both reading "not rated yet" and the later one
+    overwriting the first. PostgreSQL only: SQLite runs one writer at a time."""
+    if rt.db.is_sqlite:
+        pytest.skip("SQLite runs one writing transaction at a time")
+    tid = await _chat(rt)
+    await _solve(rt, tid)
+    async with rt.write() as tx:  # the first rating, written and not yet committed
+        await tx.conn.execute(update(T).where(T.c.id == tid).values(rating=5, rating_comment="first"))
+        second = asyncio.create_task(rate(rt, thread_key="c1", ticket_id=tid, rating=1, comment="second"))
+        await asyncio.sleep(0.3)
+        assert not second.done()
+    with pytest.raises(AlreadyRated):
+        await asyncio.wait_for(second, 10)
+    async with rt.read() as conn:
+        row = (await conn.execute(select(T.c.rating, T.c.rating_comment).where(T.c.id == tid))).one()
+    assert tuple(row) == (5, "first")

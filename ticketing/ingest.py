@@ -44,7 +44,7 @@ from hub.db import (
     one_of_param,
     utcnow,
 )
-from hub.errors import SwitchboardError
+from hub.errors import Conflict, SwitchboardError
 from hub.events import EventType
 from hub.messages import AlsoInTransaction, InboundMessage, IngestResult
 from hub.runtime import Runtime
@@ -313,7 +313,39 @@ async def store_batch(
 ) -> tuple[list[IngestResult | Exception], list[int]]:
     """Store a batch of inbound messages in one transaction: one result (or error) per message, in order,
     and the tickets this batch touched that nobody holds (for routing). Each of ``also`` runs in that
-    transaction too, whatever the messages' fate."""
+    transaction too, whatever the messages' fate.
+
+    On PostgreSQL a ticket the batch threads into may change status (an agent solves or closes it) between
+    the read that threads the batch and the lock taken to touch it; the transaction then rolls back and
+    starts again, threading by the status in force (``_Rethread``)."""
+    for attempt in range(1, _THREADING_ATTEMPTS + 1):
+        try:
+            return await _store_once(rt, messages, also=also)
+        except _Rethread:
+            if attempt == _THREADING_ATTEMPTS:
+                raise Conflict(
+                    f"the tickets these messages belong to changed {attempt} times while they were stored; "
+                    "send them again"
+                ) from None
+    raise AssertionError("unreachable")
+
+
+_THREADING_ATTEMPTS = 5
+
+
+def _threads_as(status: str | None) -> str | None:
+    """What of a ticket's status threading decides by: new and open are the same to it (an agent accepting a
+    ticket does not send its next message elsewhere); pending and solved reopen; closed starts a new ticket."""
+    return TicketStatus.OPEN.value if status == TicketStatus.NEW.value else status
+
+
+class _Rethread(Exception):
+    """A ticket the batch was threaded into changed status before it was locked (see ``store_batch``)."""
+
+
+async def _store_once(
+    rt: Runtime, messages: Sequence[InboundMessage], *, also: Sequence[AlsoInTransaction]
+) -> tuple[list[IngestResult | Exception], list[int]]:
     out: list[IngestResult | Exception | None] = [None] * len(messages)
     waiting: list[int] = []
     now = utcnow()
@@ -366,7 +398,7 @@ async def store_batch(
         learned = await _resolve_contacts(conn, rt, fresh, now, identities)
 
         # 4. Threading.
-        new_tickets, locked = await _thread(conn, fresh, now)
+        new_tickets, locked, seen = await _thread(conn, fresh, now)
 
         # 5. New tickets.
         new_ids: dict[str, int] = {}
@@ -423,7 +455,12 @@ async def store_batch(
             ids = sorted(touched)
             if conn.dialect.name == "postgresql" and not locked.issuperset(ids):
                 # One lock order (ascending id) against concurrent writers; SQLite has one writer at a time.
-                await conn.execute(select(T.c.id).where(one_of(conn, T.c.id, ids)).order_by(T.c.id).with_for_update())
+                # Threading read these tickets' status without a lock: if it changed since, thread again.
+                held = await conn.execute(
+                    select(T.c.id, T.c.status).where(one_of(conn, T.c.id, ids)).order_by(T.c.id).with_for_update()
+                )
+                if any(_threads_as(status) != _threads_as(seen.get(ticket_id)) for ticket_id, status in held):
+                    raise _Rethread
             values: dict[str, Any] = {"last_message_at": now, "updated_at": now}
             reopen = [t for t, r in touched.items() if r]
             if reopen:
@@ -603,9 +640,18 @@ async def _resolve_contacts(
     return {(it.kind, it.value): (it.contact_id, it.contact_id in named_contacts) for it in fresh}
 
 
-async def _thread(conn: Any, fresh: list[_Item], now: Any) -> tuple[list[tuple[str, dict[str, Any]]], set[int]]:
-    """Decide each message's ticket; returns the tickets to open as (ref, row) pairs, and the tickets this
-    already locked (PostgreSQL) in the one lock order, ascending id."""
+async def _thread(
+    conn: Any, fresh: list[_Item], now: Any
+) -> tuple[list[tuple[str, dict[str, Any]]], set[int], dict[int, str]]:
+    """Decide each message's ticket; returns the tickets to open as (ref, row) pairs, the tickets this
+    already locked (PostgreSQL) in the one lock order, ascending id, and the status of each existing ticket
+    it read, which the decisions rest on."""
+    seen: dict[int, str] = {}
+
+    def saw(ticket_id: int, status: str) -> None:
+        # Read twice with two statuses (it changed between two statements): no status is the one in force.
+        seen[ticket_id] = status if seen.get(ticket_id, status) == status else ""
+
     refs = [(it.msg.channel, r) for it in fresh for r in it.msg.references]
     ref_ticket: dict[tuple[str, str], int] = {}
     if refs:
@@ -635,6 +681,8 @@ async def _thread(conn: Any, fresh: list[_Item], now: Any) -> tuple[list[tuple[s
         if linked_ids
         else {}
     )
+    for t, r in linked.items():
+        saw(t, r.status)
 
     keys = {(it.msg.channel, it.msg.thread_key) for it in fresh if it.msg.thread_key}
     by_key: dict[tuple[str, str], int] = {}
@@ -649,6 +697,7 @@ async def _thread(conn: Any, fresh: list[_Item], now: Any) -> tuple[list[tuple[s
             conn, "by_key_locked" if lock else "by_key", {"keys": list({k for _, k in keys})}
         ):
             by_key[(channel, thread_key)] = ticket_id
+            saw(ticket_id, status)
             if status == TicketStatus.PENDING:
                 pending.add(ticket_id)
             if lock:
@@ -663,6 +712,7 @@ async def _thread(conn: Any, fresh: list[_Item], now: Any) -> tuple[list[tuple[s
             .order_by(T.c.id)
         ):
             by_contact[(r.contact_id, r.channel)] = r.id
+            saw(r.id, r.status)
             if r.status == TicketStatus.PENDING:
                 pending.add(r.id)
 
@@ -701,7 +751,7 @@ async def _thread(conn: Any, fresh: list[_Item], now: Any) -> tuple[list[tuple[s
             it.ticket_ref = by_contact[ckey]
         it.reopen = it.ticket_ref in pending
     if not opening:
-        return [], locked
+        return [], locked, seen
 
     # New tickets: the queues and the rules that place them are read only when some are opened.
     queues = (await conn.execute(select(Q.c.id, Q.c.name, Q.c.channels).order_by(Q.c.id))).all()
@@ -750,7 +800,7 @@ async def _thread(conn: Any, fresh: list[_Item], now: Any) -> tuple[list[tuple[s
                 },
             )
         )
-    return new, locked
+    return new, locked, seen
 
 
 def _pick_queue(

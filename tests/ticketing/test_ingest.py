@@ -473,3 +473,48 @@ async def test_a_customer_writing_into_a_pending_conversation_reopens_it(rt: Run
         (c.ticket_id, "open"),
         (s.ticket_id, "open"),
     }
+
+
+async def _while_held(rt: Runtime, ticket_id: int, status: TicketStatus, msg: InboundMessage) -> object:
+    """Ingest ``msg`` while another transaction has changed the ticket's status and not yet committed; the
+    result once that transaction has committed."""
+    async with rt.write() as tx:
+        await tx.conn.execute(
+            service.T.update().where(service.T.c.id == ticket_id).values(status=status.value, closed_at=None)
+        )
+        storing = asyncio.create_task(ingest_batch(rt, [msg]))
+        await asyncio.sleep(0.3)
+        assert not storing.done()  # it reached the ticket the other transaction holds
+    [result] = await asyncio.wait_for(storing, 10)
+    assert not isinstance(result, Exception), result
+    return result
+
+
+async def test_a_message_threads_by_the_ticket_status_in_force_when_it_commits(rt: Runtime) -> None:
+    """A customer's message arrives while an agent solves (or closes) the ticket it would join: the message
+    must be threaded as if it came after that change, not by the status read before it. An SMS then starts
+    a new ticket instead of landing, unseen, in the solved one; an email reply to a closed ticket opens a
+    linked one instead of reopening it. PostgreSQL only: SQLite runs one writer at a time."""
+    if rt.db.is_sqlite:
+        pytest.skip("SQLite runs one writing transaction at a time")
+    sender = Identity(kind="phone", value="+14155550111")
+    first = await ingest_one(rt, InboundMessage(channel="sms", external_id="a", sender=sender))
+    sms = first.ticket_id  # type: ignore[attr-defined]
+    # An agent taking the new ticket (new to open) changes nothing for threading: the message joins it.
+    taken = await _while_held(
+        rt, sms, TicketStatus.OPEN, InboundMessage(channel="sms", external_id="a2", sender=sender)
+    )
+    assert taken.ticket_id == sms  # type: ignore[attr-defined]
+    later = await _while_held(
+        rt, sms, TicketStatus.SOLVED, InboundMessage(channel="sms", external_id="b", sender=sender)
+    )
+    assert later.ticket_id != sms  # type: ignore[attr-defined]
+    assert (await service.get_ticket(rt, ticket_id=sms, principal=ADMIN)).status == "solved"
+
+    mail = (await ingest_one(rt, email("<c1@x>"))).ticket_id  # type: ignore[attr-defined]
+    await service.update_ticket(rt, ticket_id=mail, principal=ADMIN, data=TicketUpdate(status=TicketStatus.SOLVED))
+    reply = await _while_held(rt, mail, TicketStatus.CLOSED, email("<c2@x>", references=["<c1@x>"]))
+    assert reply.ticket_id != mail  # type: ignore[attr-defined]
+    assert (await service.get_ticket(rt, ticket_id=mail, principal=ADMIN)).status == "closed"
+    detail = await service.get_ticket(rt, ticket_id=reply.ticket_id, principal=ADMIN)  # type: ignore[attr-defined]
+    assert detail.linked_ticket_id == mail

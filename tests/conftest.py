@@ -13,9 +13,9 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import httpx
@@ -32,10 +32,12 @@ from hub.db import Database
 from hub.messages import Sender
 from hub.metrics import Metrics
 from hub.migrate import upgrade
-from hub.runtime import Runtime
+from hub.runtime import Runtime, Tx
 from hub.websocket import ReadAheadWebSocketProtocol
 
 import_all_models()
+
+R = TypeVar("R")
 
 
 def free_port() -> int:
@@ -237,6 +239,19 @@ async def make_agent(
     if available:
         await service.set_agent_status(rt, agent_id=agent.id, status=AgentStatus.AVAILABLE)
     return agent.id
+
+
+async def racing(rt: Runtime, hold: Callable[[Tx], Awaitable[Any]], other: Awaitable[R]) -> R:
+    """Two writing transactions interleaved on PostgreSQL (SQLite runs one writer at a time, so callers skip
+    there): ``hold`` writes in a transaction that stays open while ``other`` starts; ``other`` must then wait
+    (it reached a row or lock the held transaction has), and runs on once that transaction commits. Returns
+    ``other``'s result, or raises its error."""
+    async with rt.write() as tx:
+        await hold(tx)
+        waiting = asyncio.ensure_future(other)
+        await asyncio.sleep(0.3)
+        assert not waiting.done(), "the second transaction did not wait for the held one"
+    return await asyncio.wait_for(waiting, 10)
 
 
 REDIS_URL = "redis://127.0.0.1:6379/0"

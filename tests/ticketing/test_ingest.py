@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 from hub.config import Settings
 from hub.events import events_after
 from hub.messages import Identity, InboundMessage
-from hub.runtime import Runtime, standalone
-from tests.conftest import make_queue
+from hub.runtime import Runtime, Tx, standalone
+from tests.conftest import make_queue, racing
 from ticketing import service
 from ticketing.ingest import IngestPipeline, ingest_batch, store_batch
 from ticketing.models import TicketStatus, TicketUpdate
@@ -478,14 +478,13 @@ async def test_a_customer_writing_into_a_pending_conversation_reopens_it(rt: Run
 async def _while_held(rt: Runtime, ticket_id: int, status: TicketStatus, msg: InboundMessage) -> object:
     """Ingest ``msg`` while another transaction has changed the ticket's status and not yet committed; the
     result once that transaction has committed."""
-    async with rt.write() as tx:
+
+    async def change(tx: Tx) -> None:
         await tx.conn.execute(
             service.T.update().where(service.T.c.id == ticket_id).values(status=status.value, closed_at=None)
         )
-        storing = asyncio.create_task(ingest_batch(rt, [msg]))
-        await asyncio.sleep(0.3)
-        assert not storing.done()  # it reached the ticket the other transaction holds
-    [result] = await asyncio.wait_for(storing, 10)
+
+    [result] = await racing(rt, change, ingest_batch(rt, [msg]))
     assert not isinstance(result, Exception), result
     return result
 

@@ -14,8 +14,8 @@ from sqlalchemy import select
 from hub.config import Settings
 from hub.db import utcnow
 from hub.messages import DeliveryError, DeliveryResult, Identity, InboundMessage, OutboundMessage
-from hub.runtime import Runtime
-from tests.conftest import LiveServer, login, make_agent, make_queue
+from hub.runtime import Runtime, Tx
+from tests.conftest import LiveServer, login, make_agent, make_queue, racing
 from ticketing import service
 from ticketing.ingest import ingest_batch
 from ticketing.models import DeliveryStatus
@@ -186,27 +186,15 @@ async def test_a_late_sent_racing_a_delivered_receipt_never_moves_the_status_bac
     sender = Identity(kind="phone", value="+14155550100")
     [r] = await ingest_batch(rt, [InboundMessage(channel="sms", external_id="SM1", text="hi", sender=sender)])
     message_id = r.message_id  # type: ignore[union-attr]
-    receipt_written = asyncio.Event()
-    receipt_may_commit = asyncio.Event()
 
-    async def receipt() -> None:
-        async with rt.write() as tx:
-            assert await set_delivery_statuses(tx, [StatusChange(message_id, DeliveryStatus.DELIVERED)]) == [message_id]
-            receipt_written.set()
-            await receipt_may_commit.wait()
+    async def receipt(tx: Tx) -> None:
+        assert await set_delivery_statuses(tx, [StatusChange(message_id, DeliveryStatus.DELIVERED)]) == [message_id]
 
     async def outbox() -> list[int]:
         async with rt.write() as tx:
             return await set_delivery_statuses(tx, [StatusChange(message_id, DeliveryStatus.SENT)])
 
-    receipt_task = asyncio.create_task(receipt())
-    await receipt_written.wait()
-    outbox_task = asyncio.create_task(outbox())
-    await asyncio.sleep(0.3)  # the outbox's transaction reaches the row the receipt holds and waits for it
-    assert not outbox_task.done()
-    receipt_may_commit.set()
-    await receipt_task
-    assert await asyncio.wait_for(outbox_task, 10) == []
+    assert await racing(rt, receipt, outbox()) == []
     async with rt.read() as conn:
         status = (await conn.execute(select(M.c.delivery_status).where(M.c.id == message_id))).scalar_one()
     assert status == "delivered"

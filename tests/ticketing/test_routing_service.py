@@ -14,8 +14,8 @@ from sqlalchemy import select, update
 from hub.config import Settings
 from hub.db import utcnow
 from hub.events import events_after
-from hub.runtime import Runtime
-from tests.conftest import LiveServer, login, make_agent
+from hub.runtime import Runtime, Tx
+from tests.conftest import LiveServer, login, make_agent, racing
 from tests.ticketing.routing_helpers import (
     SUPERVISOR,
     agent,
@@ -203,23 +203,12 @@ async def test_solving_a_chat_while_the_agent_goes_offline_leaves_them_offline(r
     a = await agent(rt, "a", ["support"], capacity={"webchat": 1})
     [chat] = await arrive(rt, message())
     await service.accept_offer(rt, ticket_id=chat, principal=who(a))
-    offline_written, offline_may_commit = asyncio.Event(), asyncio.Event()
 
-    async def go_offline() -> None:
-        async with rt.write() as tx:
-            await service._change_status(rt, tx, a, AgentStatus.OFFLINE)
-            offline_written.set()
-            await offline_may_commit.wait()
+    async def go_offline(tx: Tx) -> None:
+        await service._change_status(rt, tx, a, AgentStatus.OFFLINE)
 
-    going = asyncio.create_task(go_offline())
-    await offline_written.wait()
-    solving = asyncio.create_task(
-        service.update_ticket(rt, ticket_id=chat, principal=who(a), data=TicketUpdate(status=TicketStatus.SOLVED))
-    )
-    await asyncio.sleep(0.3)
-    offline_may_commit.set()
-    await going
-    await asyncio.wait_for(solving, 10)
+    solving = service.update_ticket(rt, ticket_id=chat, principal=who(a), data=TicketUpdate(status=TicketStatus.SOLVED))
+    await racing(rt, go_offline, solving)
     row = await agent_row(rt, a)
     assert row.status == AgentStatus.OFFLINE and row.wrap_up_until is None
     assert (await ticket(rt, chat)).status == TicketStatus.SOLVED
@@ -396,14 +385,13 @@ async def test_rules_written_by_two_workers_at_once_both_succeed(rt: Runtime) ->
     await queue(rt, "support")
     first = queue_rules.parse_rules({"rules": [], "default_queue": "support"})
     second = queue_rules.parse_rules({"rules": [{"name": "all", "queue": "support"}]})
-    async with rt.write() as tx:  # another worker's write of the rules, not yet committed
+
+    async def other_worker(tx: Tx) -> None:
         await tx.conn.execute(
             service.RR.insert().values(id=1, rules=first.model_dump(mode="json"), source="w1", updated_at=utcnow())
         )
-        writing = asyncio.create_task(service.set_routing_rules(rt, rules=second, source="w2"))
-        await asyncio.sleep(0.3)
-        assert not writing.done()
-    assert await asyncio.wait_for(writing, 10) == []
+
+    assert await racing(rt, other_worker, service.set_routing_rules(rt, rules=second, source="w2")) == []
     async with rt.read() as conn:
         row = (await conn.execute(select(service.RR.c.source, service.RR.c.rules))).one()
     assert row.source == "w2" and [r["name"] for r in row.rules["rules"]] == ["all"]

@@ -3,14 +3,12 @@ ratings of the same ticket arrive together."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from sqlalchemy import select, update
 
 from hub.messages import Identity, InboundMessage
-from hub.runtime import Runtime
-from tests.conftest import make_queue
+from hub.runtime import Runtime, Tx
+from tests.conftest import make_queue, racing
 from ticketing.chat import AlreadyRated, NotRateable, rate
 from ticketing.ingest import ingest_batch
 from ticketing.service import T
@@ -51,13 +49,12 @@ async def test_a_rating_racing_another_does_not_overwrite_it(rt: Runtime) -> Non
         pytest.skip("SQLite runs one writing transaction at a time")
     tid = await _chat(rt)
     await _solve(rt, tid)
-    async with rt.write() as tx:  # the first rating, written and not yet committed
+
+    async def first(tx: Tx) -> None:
         await tx.conn.execute(update(T).where(T.c.id == tid).values(rating=5, rating_comment="first"))
-        second = asyncio.create_task(rate(rt, thread_key="c1", ticket_id=tid, rating=1, comment="second"))
-        await asyncio.sleep(0.3)
-        assert not second.done()
+
     with pytest.raises(AlreadyRated):
-        await asyncio.wait_for(second, 10)
+        await racing(rt, first, rate(rt, thread_key="c1", ticket_id=tid, rating=1, comment="second"))
     async with rt.read() as conn:
         row = (await conn.execute(select(T.c.rating, T.c.rating_comment).where(T.c.id == tid))).one()
     assert tuple(row) == (5, "first")

@@ -60,11 +60,10 @@ def _claim_statement(postgres: bool) -> Any:
 _NOW = bindparam("now", type_=UTCDateTime())
 _ANY_DUE = select(O.c.id).where(*_due(_NOW)).limit(1)
 _CLAIM = {postgres: _claim_statement(postgres) for postgres in (False, True)}
-# A message's delivery status with what its event names: the ticket's queue and assignee.
-# The messages' current delivery status, locked until the transaction ends (in id order, one order for every
-# writer): on PostgreSQL, two transactions (the outbox recording "sent", a widget's receipt "delivered") could
-# otherwise both read the old status, and the later commit would move the message back. SQLite runs one writer
-# at a time and renders no lock.
+# A message's delivery status with what its event names (the ticket's queue and assignee), locked until the
+# transaction ends, in id order (one order for every writer): on PostgreSQL, two transactions (the outbox
+# recording "sent", a widget's receipt "delivered") could otherwise both read the old status, and the later
+# commit would move the message back. SQLite runs one writer at a time and renders no lock.
 _STATUSES = {
     dialect: select(M.c.id, M.c.ticket_id, M.c.delivery_status, M.c.meta, T.c.queue_id, T.c.assignee_id)
     .join(T, T.c.id == M.c.ticket_id)

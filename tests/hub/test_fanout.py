@@ -143,6 +143,38 @@ async def test_frames_offered_while_the_writer_holds_one_queue_behind_it(rt: Run
         writer.cancel()
 
 
+async def test_a_batch_reaches_an_idle_socket_in_one_write(rt: Runtime) -> None:
+    """The frames of one batch for an idle socket go out in one write, in seq order, without the events the
+    subscriber may not see and those its backlog already sent."""
+    hub = rt.events
+    sub, sock = idle_subscriber(hub)
+    sub.viewer = Viewer(agent_id=1, sees_all=False)
+    # Addressed to agent 2, to agent 1 (sent from the backlog already), to agent 1, to agent 2, to everyone.
+    events = [
+        EventRecord(seq=hub.last_seq + i, type="test", payload={"i": i}, created_at=utcnow(), agent_id=agent)
+        for i, agent in enumerate((2, 1, 1, 2, None), start=1)
+    ]
+    sub.sent_upto = events[1].seq
+    hub.receive(list(reversed(events)))
+    assert sock.frames == [frame_of(events[2]) + frame_of(events[4])]
+    assert sub.queue.empty() and sub.sent_upto == events[4].seq
+
+
+async def test_a_batch_the_socket_refuses_is_queued_whole_and_in_order(rt: Runtime) -> None:
+    """If the socket refuses the batch's write, every frame of it is queued, in order, and the next batch
+    queues behind them."""
+    hub = rt.events
+    sub, sock = idle_subscriber(hub)
+    first = make_events(hub, 3)
+    sock.full = True
+    hub.receive(first)
+    sock.full = False
+    second = make_events(hub, 2)
+    hub.receive(second)
+    assert sock.frames == []
+    assert [sub.queue.get_nowait()[0].seq for _ in range(5)] == [e.seq for e in first + second]
+
+
 async def test_overflowed_subscriber_is_not_written_to(rt: Runtime) -> None:
     """A subscriber cut off for overflow gets nothing more, directly or queued."""
     hub = rt.events

@@ -22,9 +22,19 @@ PortOpt = Annotated[int, typer.Option(help="TCP port to listen on.")]
 
 
 def _migrate(settings: Settings) -> None:
+    """Bring the database up to date, the first thing every command does: a database that cannot be reached
+    or opened ends the command with what to check, not a traceback."""
+    from sqlalchemy.exc import DBAPIError
+
     from hub.migrate import upgrade
 
-    upgrade(settings.database_url)
+    try:
+        upgrade(settings.database_url)
+    except (OSError, DBAPIError) as exc:
+        reason = getattr(exc, "orig", None) or exc
+        typer.echo(f"error: cannot open the database {_redact(settings.database_url)}: {reason}", err=True)
+        typer.echo("  check SWITCHBOARD_DATABASE_URL, and that the database server is running", err=True)
+        raise typer.Exit(1) from None
 
 
 def _serve(settings: Settings, host: str, port: int) -> None:
@@ -153,5 +163,17 @@ def _redact(url: str) -> str:
 
 
 def main() -> None:
+    from pydantic import ValidationError
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app()
+    try:
+        app()
+    except ValidationError as exc:
+        if exc.title != Settings.__name__:
+            raise
+        # A setting from the environment or .env that does not parse: say which, without echoing its value
+        # (it may be a password).
+        for err in exc.errors():
+            name = "SWITCHBOARD_" + "_".join(str(p) for p in err["loc"]).upper()
+            typer.echo(f"error: {name}: {err['msg']}", err=True)
+        raise SystemExit(2) from None

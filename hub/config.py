@@ -116,6 +116,26 @@ class Settings(BaseSettings):
         default_factory=lambda: ["*"], description="Sites that may embed the widget (CORS for /api/chat)"
     )
 
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        """The async driver Switchboard runs on, filled in when the URL names none (``sqlite:///path``,
+        ``postgresql://...``, or ``postgres://...`` as hosting platforms write it); another driver or database
+        is refused with what to write instead."""
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError(f"not a database URL; {_DATABASE_URL_FORMS}") from None
+        driver = _ASYNC_DRIVERS.get(url.drivername, url.drivername)
+        if driver not in _ASYNC_DRIVERS.values():
+            raise ValueError(f"Switchboard does not run on {url.drivername!r}; {_DATABASE_URL_FORMS}")
+        if driver == url.drivername:
+            return value
+        return url.set(drivername=driver).render_as_string(hide_password=False)
+
     @field_validator("public_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
@@ -124,6 +144,17 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+_DATABASE_URL_FORMS = "use sqlite+aiosqlite:///path/to/file.db or postgresql+asyncpg://user:password@host:5432/db"
+# The URL schemes accepted for a database, and the async driver each runs on.
+_ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+}
 
 
 @lru_cache

@@ -109,6 +109,41 @@ def test_agent_create_rejects_bad_input_clearly(tmp_path: Path) -> None:
     assert bad_role.returncode == 2 and "role" in bad_role.stderr
 
 
+def test_a_database_url_without_its_async_driver_is_completed(tmp_path: Path) -> None:
+    """`sqlite:///file` and `postgresql://` / `postgres://` (as hosting platforms write them) run on the async
+    drivers Switchboard uses."""
+    from hub.config import Settings
+
+    assert (
+        Settings(database_url="postgres://u:p%40ss@db:5432/sb").database_url
+        == "postgresql+asyncpg://u:p%40ss@db:5432/sb"
+    )
+    assert Settings(database_url="postgresql://u@db/sb").database_url == "postgresql+asyncpg://u@db/sb"
+    migrated = run_cli("migrate", cwd=tmp_path, env={"SWITCHBOARD_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"})
+    assert migrated.returncode == 0, migrated.stderr
+    assert f"sqlite+aiosqlite:///{tmp_path / 'x.db'}" in migrated.stdout and (tmp_path / "x.db").exists()
+
+
+def test_bad_settings_and_an_unreachable_database_end_with_one_clear_line(tmp_path: Path) -> None:
+    """No traceback: the setting that does not parse is named (its value, maybe a password, is not echoed),
+    and a database that cannot be reached is named with the reason, and what to check."""
+    other = run_cli("migrate", cwd=tmp_path, env={"SWITCHBOARD_DATABASE_URL": "mysql://root:hunter2@db/sb"})
+    assert other.returncode == 2 and "Traceback" not in other.stderr
+    assert "SWITCHBOARD_DATABASE_URL" in other.stderr and "postgresql+asyncpg://" in other.stderr
+    assert "hunter2" not in other.stderr
+    not_a_number = run_cli("migrate", cwd=tmp_path, env={"SWITCHBOARD_TOKEN_TTL_SECONDS": "twelve hours"})
+    assert not_a_number.returncode == 2 and "SWITCHBOARD_TOKEN_TTL_SECONDS" in not_a_number.stderr
+    assert "Traceback" not in not_a_number.stderr
+    down = run_cli(
+        "migrate",
+        cwd=tmp_path,
+        env={"SWITCHBOARD_DATABASE_URL": f"postgresql://sb:hunter2@127.0.0.1:{free_port()}/sb"},
+    )
+    assert down.returncode == 1 and "Traceback" not in down.stderr and "hunter2" not in down.stderr
+    assert "cannot open the database postgresql+asyncpg://sb:***@127.0.0.1" in down.stderr
+    assert "SWITCHBOARD_DATABASE_URL" in down.stderr
+
+
 async def test_migrations_match_the_models(database_url: str) -> None:
     """Alembic's autogenerate finds nothing to change between the migrated database and the models, so no
     model change ships without its migration."""

@@ -47,7 +47,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import IteratorResult, make_url
 from sqlalchemy.engine.result import SimpleResultMetaData
-from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.types import TypeDecorator
@@ -639,6 +639,30 @@ class Database:
         await self.engine.dispose()
         if self._writer is not self.engine:
             await self._writer.dispose()
+
+
+@contextlib.contextmanager
+def taken_as(error: Exception) -> Generator[None, None, None]:
+    """Raise ``error`` (a ``Conflict`` naming what is taken) for a unique constraint's violation inside.
+
+    A create that first looks for the name, then inserts, is not enough on PostgreSQL: two requests at once
+    both find no row, and the second insert fails on the unique index, which would be a 500. Wrap the insert
+    in this; the transaction rolls back as for any error. Other integrity errors pass through."""
+    try:
+        yield
+    except IntegrityError as exc:
+        if not _unique_violation(exc.orig):
+            raise
+        raise error from None
+
+
+_PG_UNIQUE_VIOLATION = "23505"
+
+
+def _unique_violation(orig: BaseException | None) -> bool:
+    if isinstance(orig, sqlite3.IntegrityError):
+        return orig.sqlite_errorcode == sqlite3.SQLITE_CONSTRAINT_UNIQUE
+    return getattr(orig, "sqlstate", None) == _PG_UNIQUE_VIOLATION
 
 
 async def insert_returning_ids(

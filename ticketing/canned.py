@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic import Field as PField
 from sqlalchemy import delete, func, or_, select
 
-from hub.db import utcnow
+from hub.db import taken_as, utcnow
 from hub.deps import RuntimeDep
 from hub.errors import Conflict, NotFound
 from hub.events import NewEvent
@@ -68,11 +68,14 @@ async def search_canned(rt: Runtime, *, query: str = "", limit: int = 20) -> lis
 
 async def create_canned(rt: Runtime, *, data: CannedCreate) -> CannedRead:
     async with rt.write() as tx:
+        taken = CannedTaken(f"a canned response /{data.shortcut} exists")
         if (await tx.conn.execute(select(CR.c.id).where(CR.c.shortcut == data.shortcut))).first():
-            raise CannedTaken(f"a canned response /{data.shortcut} exists")
-        row = (
-            await tx.conn.execute(CR.insert().values(**data.model_dump(), created_at=utcnow()).returning(*CR.c))
-        ).one()
+            raise taken
+        with taken_as(taken):
+            inserted = await tx.conn.execute(
+                CR.insert().values(**data.model_dump(), created_at=utcnow()).returning(*CR.c)
+            )
+        row = inserted.one()
         tx.emit(NewEvent(type="canned.created", payload={"id": row.id, "shortcut": row.shortcut}))
     return CannedRead.model_validate(row._mapping)
 

@@ -46,6 +46,7 @@ from hub.db import (
     insert_returning_ids,
     insert_returning_ids_by,
     one_of_param,
+    taken_as,
     update_rows,
     utcnow,
 )
@@ -1413,12 +1414,13 @@ async def create_agent(rt: Runtime, *, data: AgentCreate) -> AgentRead:
     """A new agent, supervisor or admin, member of the named queues."""
     pw_hash = hash_password(data.password)
     async with rt.write() as tx:
+        taken = UsernameTaken(f"username {data.username!r} is taken")
         exists = (await tx.conn.execute(select(A.c.id).where(A.c.username == data.username))).first()
         if exists:
-            raise UsernameTaken(f"username {data.username!r} is taken")
+            raise taken
         qids = await _queue_ids_by_name(tx.conn, data.queues)
-        row = (
-            await tx.conn.execute(
+        with taken_as(taken):
+            inserted = await tx.conn.execute(
                 A.insert()
                 .values(
                     username=data.username,
@@ -1434,7 +1436,7 @@ async def create_agent(rt: Runtime, *, data: AgentCreate) -> AgentRead:
                 )
                 .returning(*A.c)
             )
-        ).one()
+        row = inserted.one()
         if qids:
             await tx.conn.execute(AQ.insert(), [{"agent_id": row.id, "queue_id": q} for q in qids])
         result = await _agent_read(tx.conn, row)
@@ -1509,10 +1511,13 @@ async def create_queue(rt: Runtime, *, data: QueueCreate) -> QueueRead:
     """A queue, with its routing configuration (skills, priority, business hours, SLA, overflow)."""
     values = data.model_dump(mode="json")
     async with rt.write() as tx:
+        taken = QueueNameTaken(f"a queue named {data.name!r} exists")
         if (await tx.conn.execute(select(Q.c.id).where(Q.c.name == data.name))).first():
-            raise QueueNameTaken(f"a queue named {data.name!r} exists")
+            raise taken
         await _check_queue_routing(tx.conn, data.name, values)
-        row = (await tx.conn.execute(Q.insert().values(**values, created_at=utcnow()).returning(*Q.c))).one()
+        with taken_as(taken):
+            inserted = await tx.conn.execute(Q.insert().values(**values, created_at=utcnow()).returning(*Q.c))
+        row = inserted.one()
         tx.emit(NewEvent(type="queue.created", payload={"queue": {"id": row.id, "name": row.name}}, queue_id=row.id))
     return QueueRead.model_validate(row._mapping)
 

@@ -29,7 +29,7 @@ from channels.email.models import AR, MB, QT, MailboxRead, MailboxUpdate, Quaran
 from channels.email.parse import MailboxInfo, MailParseError, ParsedMail, parse_mail
 from channels.email.smtp import SmtpSender, Templates, build_ack, deliver
 from hub.config import MailboxSettings
-from hub.db import UTCDateTime, utcnow
+from hub.db import UTCDateTime, taken_as, utcnow
 from hub.errors import Conflict, InvalidInput, NotFound
 from hub.files import FileStore, StoredFileMissing
 from hub.messages import Ingest, IngestResult, Sender
@@ -416,11 +416,13 @@ class EmailChannel:
             raise MailboxNameTaken(f"mailbox {data.name!r} is configured in SWITCHBOARD_MAILBOXES")
         now = utcnow()
         async with self.rt.db.begin() as conn:
+            taken = MailboxNameTaken(f"a mailbox named {data.name!r} exists")
             if (await conn.execute(select(MB.c.id).where(MB.c.name == data.name))).first():
-                raise MailboxNameTaken(f"a mailbox named {data.name!r} exists")
-            await conn.execute(
-                MB.insert().values(name=data.name, config=self._stored(data), created_at=now, updated_at=now)
-            )
+                raise taken
+            with taken_as(taken):
+                await conn.execute(
+                    MB.insert().values(name=data.name, config=self._stored(data), created_at=now, updated_at=now)
+                )
         await self.sync()
         return await self.get_mailbox(data.name)
 

@@ -28,6 +28,7 @@ from hub.db import (
     insert_returning_ids_by,
     insert_rows,
     one_of,
+    taken_as,
     update_rows,
 )
 from hub.runtime import Runtime
@@ -304,6 +305,24 @@ async def test_insert_returning_ids_raises_a_broken_constraint_as_conn_execute_d
             await insert_returning_ids(
                 conn, I, [{"kind": "email", "value": "x@example.com", "contact_id": 999_999, "created_at": now}]
             )
+
+
+async def test_taken_as_turns_a_unique_violation_into_its_error_and_lets_others_through(rt: Runtime) -> None:
+    """On either database: a second identity with the same kind and value raises the error given; an identity
+    of a contact that does not exist (a foreign key) is not a name taken, and stays an IntegrityError."""
+    [contact] = await _contacts(rt, 1)
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    identity = {"kind": "email", "value": "x@example.com", "contact_id": contact, "created_at": now}
+    async with rt.db.begin() as conn:
+        await conn.execute(I.insert().values(**identity))
+    with pytest.raises(LookupError, match="taken"):
+        async with rt.db.begin() as conn:
+            with taken_as(LookupError("taken")):
+                await conn.execute(I.insert().values(**identity))
+    with pytest.raises(IntegrityError):
+        async with rt.db.begin() as conn:
+            with taken_as(LookupError("taken")):
+                await conn.execute(I.insert().values(**{**identity, "value": "y@example.com", "contact_id": 999_999}))
 
 
 async def test_insert_returning_ids_of_more_rows_than_one_statement_takes(rt: Runtime) -> None:

@@ -492,7 +492,11 @@ async def run_switchboard(url: str, args: argparse.Namespace) -> dict[str, Any]:
     base = f"http://127.0.0.1:{port}"
     try:
         await wait_up(port)
-        http = httpx.AsyncClient(base_url=base, timeout=60, limits=httpx.Limits(max_connections=50))
+        # Idle connections are dropped before uvicorn's keep-alive timeout (5 s) closes them: a request sent on
+        # one just as the server closed it failed with ReadError (one agent reply in a run, now and then).
+        http = httpx.AsyncClient(
+            base_url=base, timeout=60, limits=httpx.Limits(max_connections=50, keepalive_expiry=2.0)
+        )
         answer_sem = asyncio.Semaphore(20)
         by_queue_token = {q: t for t, q in tokens}
         offers: asyncio.Queue[tuple[int, str]] = asyncio.Queue()

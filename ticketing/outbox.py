@@ -257,19 +257,23 @@ class OutboxDispatcher:
 
     async def _record_failure(self, row: Any, attempts: int, error: str, permanent: bool) -> None:
         now = utcnow()
+        # Only a row still pending: an attempt that outlasted its lease may fail after another dispatcher took
+        # the row over and sent it, and that row stays sent.
+        pending = (O.c.id == row.id, O.c.status == OutboxStatus.PENDING.value)
         async with self.rt.write() as tx:
             if permanent:
-                await tx.conn.execute(
+                recorded = await tx.conn.execute(
                     update(O)
-                    .where(O.c.id == row.id)
+                    .where(*pending)
                     .values(status=OutboxStatus.FAILED, attempts=attempts, last_error=error, locked_until=None)
                 )
-                await set_delivery_status(tx, row.message_id, DeliveryStatus.FAILED, error=error)
+                if recorded.rowcount:
+                    await set_delivery_status(tx, row.message_id, DeliveryStatus.FAILED, error=error)
             else:
                 delay = backoff_seconds(attempts, self.rt.settings.outbox_backoff_base_seconds)
-                await tx.conn.execute(
+                recorded = await tx.conn.execute(
                     update(O)
-                    .where(O.c.id == row.id)
+                    .where(*pending)
                     .values(
                         attempts=attempts,
                         last_error=error,
@@ -277,6 +281,15 @@ class OutboxDispatcher:
                         next_attempt_at=now + timedelta(seconds=delay),
                     )
                 )
+        if not recorded.rowcount:
+            log.warning(
+                "delivery of message %s over %s failed after its lease ended, and the row was settled meanwhile "
+                "(sent or failed by another attempt); it stays so: %s",
+                row.message_id,
+                row.channel,
+                error,
+            )
+            return
         outcome = "failed" if permanent else "retry"
         self.rt.metrics.outbox_deliveries.labels(row.channel, outcome).inc()
         log.warning("delivery of message %s over %s %s: %s", row.message_id, row.channel, outcome, error)

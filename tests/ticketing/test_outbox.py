@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -240,6 +241,41 @@ async def test_two_dispatchers_never_send_the_same_row(rt: Runtime, ticket_id: i
     async with rt.read() as conn:
         statuses = (await conn.execute(select(M.c.delivery_status).where(M.c.direction == "outbound"))).scalars()
         assert set(statuses) == {DeliveryStatus.SENT.value}
+
+
+async def test_an_attempt_failing_after_its_lease_ended_leaves_the_row_sent_by_another(
+    rt: Runtime, ticket_id: int
+) -> None:
+    """A send that outlasts its lease: another dispatcher takes the row over and sends it. When the first
+    attempt then fails (permanently), the row and its message stay sent, not failed."""
+
+    class HungSender(FlakySender):
+        def __init__(self) -> None:
+            super().__init__(failures=1, permanent=True)
+            self.started, self.go = asyncio.Event(), asyncio.Event()
+
+        async def send(self, message: OutboundMessage) -> DeliveryResult:
+            self.started.set()
+            await self.go.wait()
+            return await super().send(message)
+
+    bob = await make_agent(rt, "bob", role="supervisor")
+    boss = Principal(agent_id=bob, username="bob", display_name="Bob", role="supervisor", queue_ids=frozenset())
+    await service.reply(rt, ticket_id=ticket_id, principal=boss, text="on its way")
+    hung, other = HungSender(), FlakySender(failures=0)
+    first = OutboxDispatcher(rt, {"sms": hung})
+    first.lease = timedelta(milliseconds=1)
+    attempt = asyncio.create_task(first.dispatch_due())
+    await asyncio.wait_for(hung.started.wait(), 5)
+    await asyncio.sleep(0.05)  # the lease has ended
+    assert await OutboxDispatcher(rt, {"sms": other}).dispatch_due() == 1
+    hung.go.set()
+    assert await attempt == 1
+    assert [m.text for m in other.delivered] == ["on its way"] and hung.delivered == []
+    async with rt.read() as conn:
+        row = (await conn.execute(select(O.c.status, O.c.last_error))).one()
+        status = (await conn.execute(select(M.c.delivery_status).where(M.c.direction == "outbound"))).scalar_one()
+    assert (row.status, row.last_error, status) == ("sent", None, DeliveryStatus.SENT.value)
 
 
 async def test_a_reply_committed_while_a_pass_runs_is_sent_without_waiting_for_the_poll(

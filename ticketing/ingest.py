@@ -31,7 +31,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, case, delete, null, select, update
+from sqlalchemy import bindparam, case, delete, null, select, text, update
 
 from hub.db import (
     UTCDateTime,
@@ -316,8 +316,9 @@ async def store_batch(
     transaction too, whatever the messages' fate.
 
     On PostgreSQL a ticket the batch threads into may change status (an agent solves or closes it) between
-    the read that threads the batch and the lock taken to touch it; the transaction then rolls back and
-    starts again, threading by the status in force (``_Rethread``)."""
+    the read that threads the batch and the lock taken to touch it; or another process may open the ticket
+    of a conversation this batch was about to open (``_claim_openings``). The transaction then rolls back
+    and starts again, threading by what is in force (``_Rethread``)."""
     for attempt in range(1, _THREADING_ATTEMPTS + 1):
         try:
             return await _store_once(rt, messages, also=also)
@@ -340,7 +341,8 @@ def _threads_as(status: str | None) -> str | None:
 
 
 class _Rethread(Exception):
-    """A ticket the batch was threaded into changed status before it was locked (see ``store_batch``)."""
+    """A ticket the batch was threaded into changed status before it was locked, or a conversation it was
+    about to open a ticket for got one meanwhile (see ``store_batch``)."""
 
 
 async def _store_once(
@@ -752,6 +754,8 @@ async def _thread(
         it.reopen = it.ticket_ref in pending
     if not opening:
         return [], locked, seen
+    if conn.dialect.name == "postgresql":
+        await _claim_openings(conn, [it for _, it, linked_to in opening if linked_to is None])
 
     # New tickets: the queues and the rules that place them are read only when some are opened.
     queues = (await conn.execute(select(Q.c.id, Q.c.name, Q.c.channels).order_by(Q.c.id))).all()
@@ -801,6 +805,54 @@ async def _thread(
             )
         )
     return new, locked, seen
+
+
+# Names the advisory locks (``pg_advisory_xact_lock(space, key)``) on conversations ingest is about to open.
+_OPENING_LOCK_SPACE = 0x1A6E57
+_OPENING_LOCKS = text(
+    "SELECT pg_advisory_xact_lock(:space, h) FROM "
+    "(SELECT DISTINCT hashtext(k) AS h FROM unnest(CAST(:keys AS text[])) AS k ORDER BY h) AS ordered"
+)
+
+
+def _opening_key(it: _Item) -> str:
+    """What makes two messages one conversation when no ticket holds it yet: the channel's thread key, else
+    the contact on the channel (``_thread``)."""
+    if it.msg.thread_key:
+        return f"key\x1f{it.msg.channel}\x1f{it.msg.thread_key}"
+    return f"contact\x1f{it.msg.channel}\x1f{it.contact_id}"
+
+
+async def _claim_openings(conn: Any, opening: list[_Item]) -> None:
+    """PostgreSQL: before opening tickets for conversations that have none, hold each conversation's lock
+    until commit, then look again; if another transaction opened one meanwhile, thread again (into it).
+
+    No row exists yet to lock, so without this two processes receiving a conversation's first messages at
+    once would each open a ticket. The locks are taken in one order (by key hash); a transaction that holds
+    one commits its ticket before it is released, so the second look sees it. SQLite runs one writer at a
+    time, and one process's ingest is one writer task: neither needs this."""
+    if not opening:
+        return
+    await conn.execute(
+        _OPENING_LOCKS, {"space": _OPENING_LOCK_SPACE, "keys": sorted({_opening_key(it) for it in opening})}
+    )
+    keyed = {(it.msg.channel, it.msg.thread_key) for it in opening if it.msg.thread_key}
+    if keyed and any(
+        (channel, thread_key) in keyed
+        for _, channel, thread_key, _ in await _run(conn, "by_key", {"keys": list({k for _, k in keyed})})
+    ):
+        raise _Rethread
+    by_contact = {(it.contact_id, it.msg.channel) for it in opening if not it.msg.thread_key}
+    if by_contact:
+        found = await conn.execute(
+            select(T.c.contact_id, T.c.channel).where(
+                one_of(conn, T.c.contact_id, {c for c, _ in by_contact}),
+                T.c.status.in_(_OPEN),
+                T.c.thread_key.is_(None),
+            )
+        )
+        if any((r.contact_id, r.channel) in by_contact for r in found):
+            raise _Rethread
 
 
 def _pick_queue(

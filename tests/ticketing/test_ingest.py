@@ -8,12 +8,13 @@ import pytest
 from sqlalchemy import func, select
 
 from hub.config import Settings
+from hub.db import utcnow
 from hub.events import events_after
 from hub.messages import Identity, InboundMessage
 from hub.runtime import Runtime, Tx, standalone
 from tests.conftest import make_queue, racing
 from ticketing import service
-from ticketing.ingest import IngestPipeline, ingest_batch, store_batch
+from ticketing.ingest import IngestPipeline, _claim_openings, _Item, ingest_batch, store_batch
 from ticketing.models import TicketStatus, TicketUpdate
 from ticketing.permissions import Principal
 
@@ -517,3 +518,59 @@ async def test_a_message_threads_by_the_ticket_status_in_force_when_it_commits(r
     assert (await service.get_ticket(rt, ticket_id=mail, principal=ADMIN)).status == "closed"
     detail = await service.get_ticket(rt, ticket_id=reply.ticket_id, principal=ADMIN)  # type: ignore[attr-defined]
     assert detail.linked_ticket_id == mail
+
+
+async def _opened_elsewhere(rt: Runtime, like: object, msg: InboundMessage) -> object:
+    """Ingest ``msg``, the first message of a conversation, while another process's transaction is opening
+    that conversation's ticket (it holds the conversation's lock, as ingest takes it, and has inserted the
+    ticket, not yet committed); the result once that transaction has committed, and the other's ticket."""
+    async with rt.read() as conn:
+        contact = (await conn.execute(select(service.T.c.contact_id).where(service.T.c.id == like))).scalar_one()
+    opened: list[int] = []
+
+    async def open_elsewhere(tx: Tx) -> None:
+        await _claim_openings(tx.conn, [_Item(0, msg, "", "", contact_id=contact)])
+        now = utcnow()
+        row = {"subject": "elsewhere", "status": "new", "priority": "normal", "channel": msg.channel, "tags": []}
+        opened.append(
+            (
+                await tx.conn.execute(
+                    service.T.insert()
+                    .values(**row, thread_key=msg.thread_key, contact_id=contact, created_at=now, updated_at=now)
+                    .returning(service.T.c.id)
+                )
+            ).scalar_one()
+        )
+
+    [result] = await racing(rt, open_elsewhere, ingest_batch(rt, [msg]))
+    assert not isinstance(result, Exception), result
+    return result, opened[0]
+
+
+async def test_a_conversations_first_messages_in_two_processes_open_one_ticket(rt: Runtime) -> None:
+    """Two processes receive the first messages of one conversation at once (a chat's, by its thread key;
+    an SMS contact's, by the contact): the second waits for the first to open the ticket, then joins it,
+    rather than opening a second one. PostgreSQL only: SQLite runs one writer at a time."""
+    if rt.db.is_sqlite:
+        pytest.skip("SQLite runs one writing transaction at a time")
+    visitor = Identity(kind="webchat", value="visitor-1")
+    chat = await ingest_one(rt, InboundMessage(channel="webchat", external_id="c0:1", sender=visitor, thread_key="c0"))
+    result, theirs = await _opened_elsewhere(
+        rt,
+        chat.ticket_id,  # type: ignore[attr-defined]
+        InboundMessage(channel="webchat", external_id="c1:1", sender=visitor, thread_key="c1", text="hi"),
+    )
+    assert result.ticket_id == theirs  # type: ignore[attr-defined]
+
+    phone = Identity(kind="phone", value="+14155550122")
+    sms = (await ingest_one(rt, InboundMessage(channel="sms", external_id="s0", sender=phone))).ticket_id  # type: ignore[attr-defined]
+    await service.update_ticket(rt, ticket_id=sms, principal=ADMIN, data=TicketUpdate(status=TicketStatus.CLOSED))
+    result, theirs = await _opened_elsewhere(
+        rt, sms, InboundMessage(channel="sms", external_id="s1", sender=phone, text="back again")
+    )
+    assert result.ticket_id == theirs  # type: ignore[attr-defined]
+    async with rt.read() as conn:
+        open_tickets = (
+            await conn.execute(select(func.count()).where(service.T.c.status == "new", service.T.c.id >= theirs))
+        ).scalar_one()
+    assert open_tickets == 1

@@ -58,6 +58,11 @@ class MailboxNotFound(NotFound):
     code = "mailbox_not_found"
 
 
+# Names the advisory locks (``pg_advisory_xact_lock(space, key)``) on a recipient's automatic-reply count.
+_AUTO_REPLY_LOCK_SPACE = 0xA2E9
+_AUTO_REPLY_LOCK = text("SELECT pg_advisory_xact_lock(:space, hashtext(:recipient))")
+
+
 class MailboxNameTaken(Conflict):
     code = "mailbox_name_taken"
 
@@ -305,6 +310,10 @@ class EmailChannel:
         now = utcnow()
         since = now - timedelta(seconds=s.email_auto_reply_window_seconds)
         async with self.rt.db.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # One count-then-insert per recipient at a time: two acknowledgements at once (two mails, two
+                # processes) would both count under the limit and both send. SQLite has one writer at a time.
+                await conn.execute(_AUTO_REPLY_LOCK, {"space": _AUTO_REPLY_LOCK_SPACE, "recipient": recipient})
             sent = (
                 await conn.execute(
                     select(func.count()).select_from(AR).where(AR.c.recipient == recipient, AR.c.sent_at > since)

@@ -6,16 +6,19 @@ import asyncio
 from email import message_from_bytes, policy
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from channels.email.models import AR
+from channels.email.service import _AUTO_REPLY_LOCK, _AUTO_REPLY_LOCK_SPACE
 from channels.email.smtp import Templates, build_reply
 from hub.config import MailboxSettings, Settings
+from hub.db import utcnow
 from hub.messages import OutboundMessage
-from hub.runtime import Runtime
+from hub.runtime import Runtime, Tx
 from tests.channels.email.conftest import Mail, message, start_mail, wait_until
 from tests.channels.email.servers import Dovecot, SmtpServer
-from tests.conftest import make_agent, make_queue
+from tests.conftest import make_agent, make_queue, racing
 from ticketing import service
 from ticketing.models import OutboxStatus
 from ticketing.permissions import Principal
@@ -141,6 +144,24 @@ async def test_automatic_replies_are_rate_limited_per_recipient(mail: Mail) -> N
     results = [await mail.channel.take_auto_reply_slot("loop@example.com", None) for _ in range(limit + 3)]
     assert results == [True] * limit + [False] * 3
     assert await mail.channel.take_auto_reply_slot("other@example.com", None)
+
+
+async def test_automatic_replies_counted_at_the_same_moment_keep_to_the_limit(mail: Mail) -> None:
+    """Another acknowledgement to the same address is being recorded (not committed) when this one counts:
+    this one waits for it, counts it, and stays within the limit. PostgreSQL only: SQLite runs one writer
+    at a time."""
+    rt = mail.rt
+    if rt.db.is_sqlite:
+        pytest.skip("SQLite runs one writing transaction at a time")
+    limit = rt.settings.email_auto_reply_limit
+    for _ in range(limit - 1):
+        assert await mail.channel.take_auto_reply_slot("loop@example.com", None)
+
+    async def last_slot_elsewhere(tx: Tx) -> None:
+        await tx.conn.execute(_AUTO_REPLY_LOCK, {"space": _AUTO_REPLY_LOCK_SPACE, "recipient": "loop@example.com"})
+        await tx.conn.execute(AR.insert().values(recipient="loop@example.com", ticket_id=None, sent_at=utcnow()))
+
+    assert await racing(rt, last_slot_elsewhere, mail.channel.take_auto_reply_slot("loop@example.com", None)) is False
 
 
 async def test_a_bounce_attaches_to_the_ticket_of_the_message_it_reports(mail: Mail) -> None:

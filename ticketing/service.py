@@ -1459,7 +1459,9 @@ async def update_agent(rt: Runtime, *, agent_id: int, data: AgentUpdate) -> Agen
             done = await tx.conn.execute(update(A).where(A.c.id == agent_id).values(**values))
             if not done.rowcount:
                 raise AgentNotFound(f"agent {agent_id} does not exist")
-        row = (await tx.conn.execute(select(A).where(A.c.id == agent_id))).first()
+        # Locked (PostgreSQL): two edits of one agent's queues at once would each delete the memberships they
+        # saw and insert their own, and the second fail on the key or leave both sets.
+        row = (await tx.conn.execute(select(A).where(A.c.id == agent_id).with_for_update())).first()
         if row is None:
             raise AgentNotFound(f"agent {agent_id} does not exist")
         if data.queues is not None:

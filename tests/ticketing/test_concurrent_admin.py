@@ -1,6 +1,7 @@
-"""Names that must be unique (a queue's name, an agent's username, a canned response's shortcut) are refused
-with a 409 Conflict when taken, including by a create running at the same moment, which the look-up before
-the insert cannot see yet: that one must not become a 500."""
+"""Admin writes that race on PostgreSQL. Names that must be unique (a queue's name, an agent's username, a
+canned response's shortcut) are refused with a 409 Conflict when taken, including by a create running at
+the same moment, which the look-up before the insert cannot see yet: that one must not become a 500. Two
+edits of one agent's queues at once end with the second's queues."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ from sqlalchemy import func, select
 from hub.db import utcnow
 from hub.errors import Conflict
 from hub.runtime import Runtime, Tx
-from tests.conftest import racing
+from tests.conftest import make_agent, make_queue, racing
 from ticketing import canned, service
 from ticketing.canned import CannedCreate
-from ticketing.models import AgentCreate, QueueCreate
+from ticketing.models import AgentCreate, AgentUpdate, QueueCreate
 
 # (table, its unique column, a row the other transaction inserts, the create under test)
 Case = tuple[Any, str, dict[str, Any], Callable[[Runtime], Awaitable[Any]]]
@@ -82,3 +83,26 @@ async def test_a_name_taken_by_a_create_at_the_same_moment_is_a_conflict(rt: Run
     with pytest.raises(Conflict):
         await racing(rt, other, create(rt))
     assert await count(rt, table, column, row[column]) == 1
+
+
+async def test_two_edits_of_an_agents_queues_at_once_leave_the_second_edits_queues(rt: Runtime) -> None:
+    """Another edit of the agent's queues has replaced them and not committed: this edit waits for it, then
+    replaces them in turn (not a key violation, nor both sets). PostgreSQL only: SQLite runs one writer at a
+    time."""
+    if rt.db.is_sqlite:
+        pytest.skip("SQLite runs one writing transaction at a time")
+    support, billing = (await make_queue(rt, "support")), (await make_queue(rt, "billing"))
+    agent = await make_agent(rt, "alice", queues=["support"])
+
+    async def other_edit(tx: Tx) -> None:
+        await tx.conn.execute(select(service.A.c.id).where(service.A.c.id == agent).with_for_update())
+        await tx.conn.execute(service.AQ.delete().where(service.AQ.c.agent_id == agent))
+        await tx.conn.execute(service.AQ.insert(), [{"agent_id": agent, "queue_id": q} for q in (support, billing)])
+
+    edited = await racing(
+        rt, other_edit, service.update_agent(rt, agent_id=agent, data=AgentUpdate(queues=["billing"]))
+    )
+    assert edited.queue_ids == [billing]
+    async with rt.read() as conn:
+        rows = (await conn.execute(select(service.AQ.c.queue_id).where(service.AQ.c.agent_id == agent))).scalars()
+        assert list(rows) == [billing]

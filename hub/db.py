@@ -641,6 +641,22 @@ class Database:
             await self._writer.dispose()
 
 
+_KEY_LOCKS = text(
+    "SELECT pg_advisory_xact_lock(:space, h) FROM "
+    "(SELECT DISTINCT hashtext(k) AS h FROM unnest(CAST(:keys AS text[])) AS k ORDER BY h) AS ordered"
+)
+
+
+async def lock_keys(conn: AsyncConnection, space: int, keys: Sequence[str]) -> None:
+    """PostgreSQL: hold a lock on each of ``keys`` until the transaction ends, waiting for any another
+    transaction holds (``pg_advisory_xact_lock(space, hashtext(key))``, taken in one order, so two callers
+    never deadlock on them). ``space`` names what the keys are (a constant per use). For a check-then-write
+    on something no row stands for yet (a conversation without a ticket, a recipient's count). SQLite runs
+    one writing transaction at a time: nothing to do."""
+    if keys and conn.dialect.name == "postgresql":
+        await conn.execute(_KEY_LOCKS, {"space": space, "keys": list(keys)})
+
+
 @contextlib.contextmanager
 def taken_as(error: Exception) -> Generator[None, None, None]:
     """Raise ``error`` (a ``Conflict`` naming what is taken) for a unique constraint's violation inside.

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, case, delete, null, select, text, update
+from sqlalchemy import bindparam, case, delete, null, select, update
 
 from hub.db import (
     UTCDateTime,
@@ -39,6 +39,7 @@ from hub.db import (
     insert_returning_ids,
     insert_returning_ids_by,
     insert_rows,
+    lock_keys,
     one_of,
     one_of_pairs,
     one_of_param,
@@ -807,12 +808,7 @@ async def _thread(
     return new, locked, seen
 
 
-# Names the advisory locks (``pg_advisory_xact_lock(space, key)``) on conversations ingest is about to open.
-_OPENING_LOCK_SPACE = 0x1A6E57
-_OPENING_LOCKS = text(
-    "SELECT pg_advisory_xact_lock(:space, h) FROM "
-    "(SELECT DISTINCT hashtext(k) AS h FROM unnest(CAST(:keys AS text[])) AS k ORDER BY h) AS ordered"
-)
+_OPENING_LOCK_SPACE = 0x1A6E57  # names the locks (``hub.db.lock_keys``) on conversations about to be opened
 
 
 def _opening_key(it: _Item) -> str:
@@ -833,9 +829,7 @@ async def _claim_openings(conn: Any, opening: list[_Item]) -> None:
     time, and one process's ingest is one writer task: neither needs this."""
     if not opening:
         return
-    await conn.execute(
-        _OPENING_LOCKS, {"space": _OPENING_LOCK_SPACE, "keys": sorted({_opening_key(it) for it in opening})}
-    )
+    await lock_keys(conn, _OPENING_LOCK_SPACE, [_opening_key(it) for it in opening])
     keyed = {(it.msg.channel, it.msg.thread_key) for it in opening if it.msg.thread_key}
     if keyed and any(
         (channel, thread_key) in keyed

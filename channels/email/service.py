@@ -29,7 +29,7 @@ from channels.email.models import AR, MB, QT, MailboxRead, MailboxUpdate, Quaran
 from channels.email.parse import MailboxInfo, MailParseError, ParsedMail, parse_mail
 from channels.email.smtp import SmtpSender, Templates, build_ack, deliver
 from hub.config import MailboxSettings
-from hub.db import UTCDateTime, taken_as, utcnow
+from hub.db import UTCDateTime, lock_keys, taken_as, utcnow
 from hub.errors import Conflict, InvalidInput, NotFound
 from hub.files import FileStore, StoredFileMissing
 from hub.messages import Ingest, IngestResult, Sender
@@ -58,9 +58,7 @@ class MailboxNotFound(NotFound):
     code = "mailbox_not_found"
 
 
-# Names the advisory locks (``pg_advisory_xact_lock(space, key)``) on a recipient's automatic-reply count.
-_AUTO_REPLY_LOCK_SPACE = 0xA2E9
-_AUTO_REPLY_LOCK = text("SELECT pg_advisory_xact_lock(:space, hashtext(:recipient))")
+_AUTO_REPLY_LOCK_SPACE = 0xA2E9  # names the locks (``hub.db.lock_keys``) on a recipient's automatic-reply count
 
 
 class MailboxNameTaken(Conflict):
@@ -310,10 +308,9 @@ class EmailChannel:
         now = utcnow()
         since = now - timedelta(seconds=s.email_auto_reply_window_seconds)
         async with self.rt.db.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                # One count-then-insert per recipient at a time: two acknowledgements at once (two mails, two
-                # processes) would both count under the limit and both send. SQLite has one writer at a time.
-                await conn.execute(_AUTO_REPLY_LOCK, {"space": _AUTO_REPLY_LOCK_SPACE, "recipient": recipient})
+            # One count-then-insert per recipient at a time: two acknowledgements at once (two mails, two
+            # processes) would both count under the limit and both send.
+            await lock_keys(conn, _AUTO_REPLY_LOCK_SPACE, [recipient])
             sent = (
                 await conn.execute(
                     select(func.count()).select_from(AR).where(AR.c.recipient == recipient, AR.c.sent_at > since)

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import select
 
 from channels.email.models import AR
-from channels.email.service import _AUTO_REPLY_LOCK, _AUTO_REPLY_LOCK_SPACE
+from channels.email.service import _AUTO_REPLY_LOCK_SPACE
 from channels.email.smtp import Templates, build_reply
 from hub.config import MailboxSettings, Settings
-from hub.db import utcnow
+from hub.db import lock_keys, utcnow
 from hub.messages import OutboundMessage
 from hub.runtime import Runtime, Tx
 from tests.channels.email.conftest import Mail, message, start_mail, wait_until
@@ -158,7 +158,7 @@ async def test_automatic_replies_counted_at_the_same_moment_keep_to_the_limit(ma
         assert await mail.channel.take_auto_reply_slot("loop@example.com", None)
 
     async def last_slot_elsewhere(tx: Tx) -> None:
-        await tx.conn.execute(_AUTO_REPLY_LOCK, {"space": _AUTO_REPLY_LOCK_SPACE, "recipient": "loop@example.com"})
+        await lock_keys(tx.conn, _AUTO_REPLY_LOCK_SPACE, ["loop@example.com"])
         await tx.conn.execute(AR.insert().values(recipient="loop@example.com", ticket_id=None, sent_at=utcnow()))
 
     assert await racing(rt, last_slot_elsewhere, mail.channel.take_auto_reply_slot("loop@example.com", None)) is False

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import and_, or_, select, update
 
-from hub.db import fetch_all, one_of_param, utcnow
+from hub.db import fetch_all, lock_keys, one_of_param, utcnow
 from hub.errors import Conflict, InvalidInput, SwitchboardError
 from hub.events import EventType, NewEvent
 from hub.group_commit import GroupCommit
@@ -243,6 +243,9 @@ def _open() -> list[str]:
     return [TicketStatus.NEW.value, TicketStatus.OPEN.value, TicketStatus.PENDING.value]
 
 
+_VISITOR_LOCK_SPACE = 0x715170  # names the locks (``hub.db.lock_keys``) on a verified visitor's identities
+
+
 async def link_verified_visitor(rt: Runtime, *, identity: str, email: str | None, name: str | None) -> int:
     """Make sure a verified visitor's webchat identity belongs to their existing contact (found by the
     identity itself, else by the verified email address), creating the contact if there is none. Returns
@@ -252,6 +255,9 @@ async def link_verified_visitor(rt: Runtime, *, identity: str, email: str | None
     async with rt.write() as tx:
         conn = tx.conn
         pairs = [(IdentityKind.WEBCHAT.value, identity)] + ([(IdentityKind.EMAIL.value, address)] if address else [])
+        # Two first sessions of one visitor at once (two tabs) would each find no contact and create one; the
+        # second's identities are then ignored as taken, leaving its contact empty.
+        await lock_keys(conn, _VISITOR_LOCK_SPACE, [f"{kind}\x1f{value}" for kind, value in pairs])
         conds = [and_(I.c.kind == k, I.c.value == v) for k, v in pairs]
         found = {(r.kind, r.value): r.contact_id for r in await conn.execute(select(I).where(or_(*conds)))}
         contact_id = found.get((IdentityKind.WEBCHAT.value, identity)) or (

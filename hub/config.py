@@ -110,6 +110,9 @@ class Settings(BaseSettings):
         "We are closed right now. Leave your email address and we will answer by email when we are back."
     )
     chat_max_message_chars: int = 5000
+    # While a chat waits for an agent, how often the widget checks again whether anybody is available (and
+    # offers to answer by email when nobody is).
+    chat_availability_check_seconds: float = Field(default=20.0, gt=0)
     # Visitors' uploads go to attachment_dir too, with the other channels' files.
     chat_attachment_max_bytes: int = 5 * 1024 * 1024
     chat_allowed_origins: list[str] = Field(

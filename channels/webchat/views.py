@@ -95,6 +95,7 @@ async def chat_config(request: Request, queue: str | None = None) -> dict[str, A
         "max_attachment_bytes": settings.chat_attachment_max_bytes,
         "attachment_types": sorted({t for _, _, t, _ in MAGIC} | {"image/webp"}),
         "max_message_chars": settings.chat_max_message_chars,
+        "availability_check_seconds": settings.chat_availability_check_seconds,
     }
 
 

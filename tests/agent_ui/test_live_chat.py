@@ -173,6 +173,45 @@ async def test_nobody_available_turns_the_chat_into_an_email_ticket(
     assert dialogs.seen == []
 
 
+async def test_a_chat_left_waiting_when_every_agent_goes_away_offers_email(
+    rt: Runtime, chat_settings: Settings, browser: Browser, dialogs: Dialogs
+) -> None:
+    """The only agent goes away after the chat began (their offer is taken back): while the chat waits, the
+    widget finds nobody available, says so and offers to answer by email, after a reload too; the address
+    given turns the conversation into a ticket answered by email."""
+    await make_queue(rt, "support", ["webchat"])
+    await make_agent(rt, "alice", queues=["support"])
+    live = LiveServer(chat_settings.model_copy(update={"chat_availability_check_seconds": 0.5})).start()
+    try:
+        _, agent = await new_page(browser, dialogs)
+        await agent_login(agent, live.url, "alice")
+        await set_available(agent)
+        _, customer = await new_page(browser, dialogs)
+        await start_chat(customer, live.url, name="Noor")
+        await customer_says(customer, "Is my order on its way?")
+        await agent.locator(".offer").wait_for()
+        email_form = customer.get_by_role("form", name="Answer by email")
+        await customer.wait_for_timeout(1500)  # three checks while alice is available: no form
+        await expect(email_form).to_be_hidden()
+
+        async with agent.expect_response(lambda r: r.url.endswith("/api/agents/me/status") and r.ok):
+            await agent.get_by_label("Your status").select_option("away")
+        await expect(email_form).to_be_visible()
+        await expect(email_form).to_contain_text("Nobody is available to chat right now")
+        await customer.reload()
+        await expect(email_form).to_be_visible()
+        await email_form.get_by_label("Email address").fill("noor@example.org")
+        await email_form.get_by_role("button", name="Answer me by email").click()
+        await expect(customer.get_by_text("We will answer you at noor@example.org by email.")).to_be_visible()
+        await expect(email_form).to_be_hidden()
+        async with rt.read() as conn:
+            row = (await conn.execute(select(T.c.reply_channel, T.c.reply_to))).one()
+        assert tuple(row) == ("email", "noor@example.org")
+        assert dialogs.seen == []
+    finally:
+        live.stop()
+
+
 async def test_console_tools_and_satisfaction_on_a_phone(
     rt: Runtime, live: LiveServer, browser: Browser, dialogs: Dialogs
 ) -> None:

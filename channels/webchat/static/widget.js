@@ -48,6 +48,8 @@
     typingActive: false,
     idleTimer: null,
     watchdog: null,
+    waitTimer: null,
+    configLoading: null,
     undelivered: [],
   };
 
@@ -339,13 +341,20 @@ input[type=text], input[type=email], textarea { font: inherit; font-weight: 400;
     if (e.key === "Escape" && state.open) { e.preventDefault(); toggle(false); }
   });
 
-  async function fetchConfig() {
-    if (state.config) return state.config;
-    const r = await fetch(`${origin}/api/chat/config${queue ? `?queue=${encodeURIComponent(queue)}` : ""}`);
-    state.config = await r.json();
-    if (!opts.title && state.config.title) title.textContent = state.config.title;
-    setSubtitle();
-    return state.config;
+  function fetchConfig(fresh = false) {
+    if (state.config && !fresh) return Promise.resolve(state.config);
+    if (!state.configLoading) { // one request however many ask at once
+      state.configLoading = fetch(`${origin}/api/chat/config${queue ? `?queue=${encodeURIComponent(queue)}` : ""}`)
+        .then((r) => r.json())
+        .then((config) => {
+          state.config = config;
+          if (!opts.title && config.title) title.textContent = config.title;
+          setSubtitle();
+          return config;
+        })
+        .finally(() => { state.configLoading = null; });
+    }
+    return state.configLoading;
   }
 
   async function start() {
@@ -420,6 +429,26 @@ input[type=text], input[type=email], textarea { font: inherit; font-weight: 400;
     save();
     sendFallback();
   });
+  // While the conversation waits for an agent, whether anybody is available is checked again every
+  // availability_check_seconds (server config): when nobody is (they all went away, declined, or the queue
+  // closed since the chat began), the visitor is told so and offered to be answered by email; the form goes
+  // again if someone comes back.
+  function checkWaiting(fresh = true) {
+    clearTimeout(state.waitTimer);
+    if (!state.token || !state.ticketId || state.agentName || state.emailWanted) { offline.hidden = true; return; }
+    fetchConfig(fresh).then((c) => {
+      if (state.agentName || state.emailWanted) return;
+      if (!c.available && offline.hidden) {
+        offline.querySelector(".offline-text").textContent = c.offline_message || "";
+        offline.hidden = false;
+      } else if (c.available) {
+        offline.hidden = true;
+      }
+    }).catch(() => {}).finally(() => {
+      const every = ((state.config && state.config.availability_check_seconds) || 20) * 1000;
+      if (state.token && !state.agentName && !state.emailWanted) state.waitTimer = setTimeout(checkWaiting, every);
+    });
+  }
   function sendFallback() {
     if (state.emailWanted && state.ticketId && state.connected) send({ type: "email_fallback", email: state.emailWanted });
   }
@@ -480,6 +509,7 @@ input[type=text], input[type=email], textarea { font: inherit; font-weight: 400;
         if (!state.config) fetchConfig().catch(() => {});
         sendFallback();
         flushDelivered();
+        checkWaiting(false);
         break;
       case "ack": {
         const acked = state.pending.find((p) => p.client_id === f.client_id);
@@ -491,10 +521,7 @@ input[type=text], input[type=email], textarea { font: inherit; font-weight: 400;
         const first = !state.ticketId;
         state.ticketId = f.ticket_id;
         if (first && state.emailWanted) sendFallback();
-        else if (first && state.config && !state.config.available && !state.emailWanted) {
-          offline.querySelector(".offline-text").textContent = state.config.offline_message || "";
-          offline.hidden = false;
-        }
+        else if (first) checkWaiting(false);
         break;
       }
       case "message": {
@@ -513,6 +540,7 @@ input[type=text], input[type=email], textarea { font: inherit; font-weight: 400;
       case "typing": showTyping(f.active, f.name); break;
       case "agent_joined":
         state.agentName = f.name || "An agent";
+        offline.hidden = true;
         setSubtitle();
         systemLine(`${state.agentName} joined the chat`);
         break;
@@ -520,6 +548,7 @@ input[type=text], input[type=email], textarea { font: inherit; font-weight: 400;
         state.agentName = null;
         setSubtitle();
         systemLine("You are being transferred to a colleague…");
+        checkWaiting();
         break;
       case "rating_request": askRating(f.ticket_id); break;
       case "rating_saved":
@@ -553,6 +582,8 @@ input[type=text], input[type=email], textarea { font: inherit; font-weight: 400;
   }
 
   function reset() {
+    clearTimeout(state.waitTimer);
+    offline.hidden = true;
     state.token = null;
     state.pending = [];
     state.emailWanted = null;

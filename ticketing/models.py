@@ -359,6 +359,7 @@ class TicketRead(ReadModel):
     queue_id: int | None
     assignee_id: int | None
     offered_agent_id: int | None
+    offer_expires_at: datetime | None = None
     tags: list[str]
     linked_ticket_id: int | None
     created_at: datetime

@@ -60,7 +60,7 @@ async function loadState() {
   state.mine = new Map(mine.items.map((t) => [t.id, t]));
   state.offers = new Map();
   for (const t of waiting.items) {
-    if (t.offered_agent_id === state.me.id && !t.assignee_id) state.offers.set(t.id, { ticket: t, expires: null });
+    if (t.offered_agent_id === state.me.id && !t.assignee_id) state.offers.set(t.id, offerOf(t));
   }
   await Promise.all([...state.mine.keys()].map(refreshWaiting));
   state.ready = true;
@@ -68,6 +68,11 @@ async function loadState() {
   buffered.forEach(apply);
   renderLists();
   if (state.current) await openTicket(state.current, { keepComposer: true });
+}
+
+// An offer counts down to the deadline the server set, whether it arrived as an event or was loaded over REST.
+function offerOf(t) {
+  return { ticket: t, expires: t.offer_expires_at ? new Date(t.offer_expires_at) : null };
 }
 
 async function refreshWaiting(id) {
@@ -126,7 +131,7 @@ function apply(e) {
     case "ticket.offered": {
       const t = d.ticket;
       if (t.offered_agent_id === me) {
-        state.offers.set(t.id, { ticket: t, expires: t.offer_expires_at ? new Date(t.offer_expires_at) : null });
+        state.offers.set(t.id, offerOf(t));
         notify();
       }
       break;

@@ -49,6 +49,9 @@ def _chat_backend(rt: Runtime, chat: Any) -> Any:
         link_verified_visitor=lambda ident, email, name: chat.link_verified_visitor(
             rt, identity=ident, email=email, name=name
         ),
+        note_visitor_email=lambda tid, cid, email: chat.note_visitor_email(
+            rt, ticket_id=tid, contact_id=cid, email=email
+        ),
         mark_delivered=lambda key, ids: chat.mark_delivered(rt, thread_key=key, message_ids=ids),
         agent_name=lambda agent_id: chat.agent_name(rt, agent_id=agent_id),
     )

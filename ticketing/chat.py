@@ -239,6 +239,34 @@ async def answer_by_email(rt: Runtime, *, thread_key: str, email: str, verified:
     return {"ticket_id": row.id, "reply_to": address, "linked": linked}
 
 
+async def note_visitor_email(rt: Runtime, *, ticket_id: int, contact_id: int, email: str) -> None:
+    """Keep the address an unverified visitor gave in the pre-chat form on their contact, where the agent sees
+    it, marked as not verified (the attributes ``answer_by_email`` sets). Never an identity: an address
+    nobody vouched for links the visitor to no one. A contact whose address is verified keeps it."""
+    try:
+        address = normalize(IdentityKind.EMAIL, email)[1]
+    except SwitchboardError:
+        return  # the widget checks the form; a bad address is not worth refusing the chat over
+    async with rt.write() as tx:
+        contact = (await tx.conn.execute(select(C.c.attributes).where(C.c.id == contact_id).with_for_update())).first()
+        ticket = (await tx.conn.execute(select(T.c.queue_id, T.c.assignee_id).where(T.c.id == ticket_id))).first()
+        attributes = (contact.attributes if contact else None) or {}
+        if contact is None or attributes.get("email_verified") or attributes.get("email") == address:
+            return
+        now = utcnow()
+        attributes = {**attributes, "email": address, "email_verified": False}
+        await tx.conn.execute(update(C).where(C.c.id == contact_id).values(attributes=attributes, updated_at=now))
+        tx.emit(
+            NewEvent(
+                type=EventType.CONTACT_UPDATED,
+                payload={"contact_id": contact_id, "email": address, "linked": False},
+                ticket_id=ticket_id,
+                queue_id=ticket.queue_id if ticket else None,
+                agent_id=ticket.assignee_id if ticket else None,
+            )
+        )
+
+
 def _open() -> list[str]:
     return [TicketStatus.NEW.value, TicketStatus.OPEN.value, TicketStatus.PENDING.value]
 

@@ -158,6 +158,8 @@ class ChatBackend:
     - ``rate(thread_key, ticket_id, rating, comment)``
     - ``answer_by_email(thread_key, email, verified)`` → ``{"ticket_id", "reply_to", "linked"}``
     - ``link_verified_visitor(identity, email, name)`` → contact id
+    - ``note_visitor_email(ticket_id, contact_id, email)``: the address an unverified visitor gave, on their
+      contact (never an identity)
     - ``mark_delivered(thread_key, message_ids)``
     - ``agent_name(agent_id)`` → the name customers see
     """
@@ -167,6 +169,7 @@ class ChatBackend:
     rate: Callable[[str, int, int, str | None], Awaitable[None]]
     answer_by_email: Callable[[str, str, bool], Awaitable[dict[str, Any]]]
     link_verified_visitor: Callable[[str, str | None, str | None], Awaitable[int]]
+    note_visitor_email: Callable[[int, int, str], Awaitable[None]]
     mark_delivered: Callable[[str, list[int]], Awaitable[None]]
     agent_name: Callable[[int], Awaitable[str | None]]
 
@@ -468,6 +471,13 @@ class WebchatService:
                 # A new ticket (the first message, or writing again after a solve): refresh its state.
                 state = await self.backend.conversation(claims.conversation_id, NO_MESSAGES)
                 self._learn(claims.conversation_id, state)
+        if result.ticket_created and claims.email and not claims.verified:
+            # Before the ack, so that an agent who opens the new ticket finds it. A failure costs the agent a
+            # hint, not the visitor their message.
+            try:
+                await self.backend.note_visitor_email(result.ticket_id, result.contact_id, claims.email)
+            except Exception:
+                log.exception("keeping the pre-chat email of conversation %s failed", claims.conversation_id)
         created = received.isoformat()
         conn.seen.add(result.message_id)
         conn.push(

@@ -232,7 +232,8 @@ async def test_verified_visitors_join_their_contact_and_unverified_never_do(
     rt: Runtime, live: LiveServer, http: httpx.AsyncClient
 ) -> None:
     """A visitor whose user id and email the site signed is linked to the contact that already has that email;
-    a wrong hash is refused; an unverified visitor giving the same email gets a contact of their own."""
+    a wrong hash is refused; an unverified visitor giving the same email gets a contact of their own, which
+    shows the agent that address, marked not verified, and has no email identity."""
     await make_queue(rt, "support", ["webchat"])
     async with rt.write() as tx:
         contact_id = (
@@ -262,6 +263,13 @@ async def test_verified_visitors_join_their_contact_and_unverified_never_do(
     assert owners[tickets["verified"]] == contact_id
     assert owners[tickets["unverified"]] != contact_id
     assert ("webchat", "user:42") in idents and ("email", "maria@example.com") in idents
+    stranger = owners[tickets["unverified"]]
+    async with rt.read() as conn:
+        attributes = dict((await conn.execute(select(C.c.id, C.c.attributes))).all())
+        stranger_idents = (await conn.execute(select(I.c.kind).where(I.c.contact_id == stranger))).scalars().all()
+    assert attributes[stranger] == {"email": "maria@example.com", "email_verified": False}
+    assert stranger_idents == ["webchat"]
+    assert attributes[contact_id] == {}
 
 
 async def test_config_and_cors_for_embedding_sites(rt: Runtime, live: LiveServer, http: httpx.AsyncClient) -> None:

@@ -44,11 +44,19 @@ const stream = new EventStream({
 async function boot() {
   state.me = await api("GET", "/api/auth/me");
   $("me").textContent = state.me.display_name || state.me.username;
-  $("status").value = ["available", "away", "offline"].includes(state.me.status) ? state.me.status : "away";
+  showStatus(state.me.status);
   stream.start(null);
   [state.queues, state.agents] = await Promise.all([api("GET", "/api/queues"), api("GET", "/api/agents")]);
   await loadState();
   setInterval(tick, 1000);
+}
+
+// The status control shows the server's word for the agent's status. Wrap-up is an entry of its own that the
+// agent cannot pick (the server starts it after a live conversation and ends it by itself); during it the agent
+// may still choose available, away or offline.
+function showStatus(status) {
+  const known = [...$("status").options].some((o) => o.value === status);
+  $("status").value = known ? status : "away";
 }
 
 async function loadState() {
@@ -196,7 +204,7 @@ function apply(e) {
       if (e.ticket_id === state.current && d.who === "visitor") showCustomerTyping(d.active, d.name);
       break;
     case "agent.status":
-      if (d.agent_id === me) $("status").value = ["available", "away", "offline"].includes(d.status) ? d.status : "away";
+      if (d.agent_id === me) showStatus(d.status);
       break;
     default:
       break;

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.routing import Match
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -34,6 +35,13 @@ def _page(request: Request, name: str, csp: str | None = CONSOLE_CSP, **context:
     return response
 
 
+def _serves(app: FastAPI, method: str, path: str) -> bool:
+    """Whether ``app`` has a route for ``method path``: the console asks for a feature only where it is
+    mounted (the knowledge base's suggestions, say), so the browser never logs a 404 for one not there."""
+    scope = {"type": "http", "method": method, "path": path, "root_path": ""}
+    return any(route.matches(scope)[0] is Match.FULL for route in app.routes)
+
+
 @router.get("/")
 async def index() -> RedirectResponse:
     return RedirectResponse("/console")
@@ -48,7 +56,7 @@ async def login_page(request: Request) -> HTMLResponse:
 @router.get("/console", response_class=HTMLResponse)
 async def console_page(request: Request) -> HTMLResponse:
     """The agent console (sends you to /login when you are not logged in)."""
-    return _page(request, "console.html")
+    return _page(request, "console.html", kb_suggest=_serves(request.app, "GET", "/api/kb/suggest"))
 
 
 @router.get("/demo", response_class=HTMLResponse)

@@ -448,10 +448,16 @@ async function loadHistory(t) {
   }
 }
 
+// The page says whether the server has the knowledge base's suggestions (agent_ui/views.py): without them there
+// is nothing to ask, and asking would only log a 404 in the browser's console.
+const KB_SUGGEST = document.body.dataset.kbSuggest === "on";
+if (!KB_SUGGEST) $("no-suggestions").textContent = "The knowledge base is not set up.";
+
 async function loadSuggestions(t) {
   const list = $("suggestions");
   list.replaceChildren();
   $("no-suggestions").hidden = false;
+  if (!KB_SUGGEST) return;
   try {
     const res = await fetch(`/api/kb/suggest?ticket_id=${t.id}`, { credentials: "same-origin" });
     if (!res.ok) return;
@@ -464,7 +470,7 @@ async function loadSuggestions(t) {
       })));
     }
     $("no-suggestions").hidden = arr.length > 0;
-  } catch { /* the knowledge base is not there yet */ }
+  } catch { /* a network error or a bad answer: no suggestions this time */ }
 }
 
 // --- composing -----------------------------------------------------------------------------------------------------------

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import httpx
 from playwright.async_api import Browser, expect
+from pydantic import SecretStr
 from sqlalchemy import select
 
 from hub.config import Settings
@@ -22,7 +26,7 @@ from tests.agent_ui.conftest import (
 )
 from tests.conftest import LiveServer, login, make_agent, make_queue
 from ticketing.canned import CannedCreate, create_canned
-from ticketing.service import O, T
+from ticketing.service import I, O, T
 
 
 async def test_customer_and_agent_chat(rt: Runtime, live: LiveServer, browser: Browser, dialogs: Dialogs) -> None:
@@ -209,6 +213,56 @@ async def test_a_chat_left_waiting_when_every_agent_goes_away_offers_email(
         assert tuple(row) == ("email", "noor@example.org")
         assert dialogs.seen == []
     finally:
+        live.stop()
+
+
+async def test_a_site_whose_identity_hash_is_wrong_still_lets_its_visitor_chat_unverified(
+    rt: Runtime, chat_settings: Settings, browser: Browser, dialogs: Dialogs
+) -> None:
+    """A shop page passes a signed-in user with a hash the server does not accept: the visitor is not stuck
+    behind the error, but gets the ordinary pre-chat form (nobody is available: it asks for an email address
+    too) and chats as an unverified visitor, linked to no one; the site's developer is told in the browser
+    console."""
+    await make_queue(rt, "support", ["webchat"])
+    live = LiveServer(chat_settings.model_copy(update={"chat_identity_secret": SecretStr("shop-secret")})).start()
+    shop: ThreadingHTTPServer | None = None
+    try:
+        _, customer = await new_page(browser, dialogs)
+        warnings: list[str] = []
+        customer.on("console", lambda m: warnings.append(m.text) if m.type == "warning" else None)
+        page = (
+            f'<!doctype html><title>Shop</title><script async src="{live.url}/widget.js" data-queue="support" '
+            'data-user-id="42" data-user-hash="not-the-hash" data-user-name="Maria"></script>'
+        ).encode()
+
+        class Shop(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.end_headers()
+                self.wfile.write(page)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        shop = ThreadingHTTPServer(("127.0.0.1", 0), Shop)  # another origin than the server's
+        threading.Thread(target=shop.serve_forever, daemon=True).start()
+        await customer.goto(f"http://127.0.0.1:{shop.server_address[1]}/")
+        await customer.get_by_role("button", name="Open chat").click()
+        await customer.get_by_label("Your name").fill("Maria")
+        await customer.locator("form.prechat").get_by_label("Email address").fill("maria@example.com")
+        await customer.get_by_role("button", name="Start chat").click()
+        await customer_says(customer, "Where is my parcel?")
+        await expect(customer.locator("span.state", has_text="Sent")).to_have_count(1)
+        assert any("chats unverified" in w for w in warnings), warnings
+        async with rt.read() as conn:
+            kinds = (await conn.execute(select(I.c.value).where(I.c.kind == "webchat"))).scalars().all()
+        assert len(kinds) == 1 and kinds[0].startswith("visitor:")  # not user:42
+        assert dialogs.seen == []
+    finally:
+        if shop is not None:
+            shop.shutdown()
+            shop.server_close()
         live.stop()
 
 

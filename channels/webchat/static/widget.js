@@ -22,7 +22,7 @@
   const opts = script.dataset;
   const queue = opts.queue || null;
   const storeKey = `switchboard-chat:${origin}:${queue || ""}`;
-  const identity = window.SwitchboardChatIdentity || (opts.userId
+  let identity = window.SwitchboardChatIdentity || (opts.userId
     ? { user_id: opts.userId, hash: opts.userHash || "", email: opts.userEmail || null, name: opts.userName || null }
     : null);
 
@@ -406,7 +406,17 @@ input[type=text], input[type=email], textarea { font: inherit; font-weight: 400;
         method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(payload),
       });
       const body = await r.json();
-      if (!r.ok) { prechatError.textContent = body.detail && typeof body.detail === "string" ? body.detail : "Could not start the chat."; prechat.hidden = false; return; }
+      const detail = body.detail && typeof body.detail === "string" ? body.detail : null;
+      if (!r.ok && identity && r.status >= 400 && r.status < 500) {
+        // The page named a signed-in user the server would not verify (a wrong or missing hash, or no secret
+        // configured): a mistake of the site, not the visitor's. Chat unverified rather than not at all;
+        // such a visitor is linked to nobody.
+        console.warn(`Switchboard chat: ${detail || r.status}; this visitor chats unverified`);
+        identity = null;
+        await start();
+        return;
+      }
+      if (!r.ok) { prechatError.textContent = detail || "Could not start the chat."; prechat.hidden = false; return; }
       state.token = body.token;
       save();
       prechat.hidden = true;

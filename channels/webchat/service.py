@@ -570,6 +570,18 @@ class WebchatService:
         conv = self._conversations.get(conversation_id)
         if conv is None:
             return
+        if event.type == EventType.MESSAGE_CREATED:
+            message = event.payload.get("message")
+            if (
+                isinstance(message, dict)
+                and message.get("direction") == "outbound"
+                and message.get("channel") != CHANNEL
+                and isinstance(message.get("id"), int)
+            ):
+                # A reply sent by email (the visitor asked for it) while their widget is open: shown there too,
+                # as it is after a reload. Chat replies come through ``deliver`` instead.
+                self._spawn(self._show_message(conversation_id, message["id"]))
+            return
         if event.type == EventType.TYPING:
             if event.payload.get("who") == "agent":
                 self._broadcast(
@@ -605,6 +617,13 @@ class WebchatService:
         if conv is not None and conv.ticket is not None:
             conv.ticket["agent_name"] = name
         self._broadcast(conversation_id, {"type": "agent_joined", "name": name})
+
+    async def _show_message(self, conversation_id: str, message_id: int) -> None:
+        """Push one stored message to the conversation's sockets, as the visitor's history shows it."""
+        state = await self.backend.conversation(conversation_id, message_id - 1)
+        for message in state["messages"]:
+            if message["id"] == message_id:
+                self._broadcast(conversation_id, {"type": "message", "message": message}, message_id)
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)

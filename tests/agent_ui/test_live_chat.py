@@ -140,7 +140,8 @@ async def test_nobody_available_turns_the_chat_into_an_email_ticket(
     rt: Runtime, live: LiveServer, browser: Browser, dialogs: Dialogs
 ) -> None:
     """With no agent available the widget says so and asks for an email address; the conversation becomes a
-    ticket answered by email, and an agent's reply goes to the outbox on the email channel."""
+    ticket answered by email, and an agent's reply goes to the outbox on the email channel, and to the widget
+    if it is still open."""
     await make_queue(rt, "support", ["webchat"])
     await make_agent(rt, "alice", queues=["support"])  # offline
     _, customer = await new_page(browser, dialogs)
@@ -171,6 +172,8 @@ async def test_nobody_available_turns_the_chat_into_an_email_ticket(
         )
         assert r.status_code == 201, r.text
         assert (r.json()["channel"], r.json()["recipient"]) == ("email", "li.wei@example.org")
+    # The visitor still has the page open: the reply sent by email shows there too, once.
+    await expect(customer.locator(".msg.out .bubble", has_text="Yes, within 30 days.")).to_have_count(1)
     async with rt.read() as conn:
         rows = (await conn.execute(select(O.c.channel, O.c.payload))).all()
     assert [(c, p["recipient"]) for c, p in rows] == [("email", "li.wei@example.org")]

@@ -241,7 +241,8 @@ input[type=text], input[type=email], textarea { font: inherit; font-weight: 400;
   // --- showing things -----------------------------------------------------------------------------------------------
   function scrollDown() { body.scrollTop = body.scrollHeight; }
   function setSubtitle() {
-    if (state.agentName) subtitle.textContent = `You are chatting with ${state.agentName}`;
+    if (state.agentName && state.emailWanted) subtitle.textContent = `${state.agentName} will answer you by email`;
+    else if (state.agentName) subtitle.textContent = `You are chatting with ${state.agentName}`;
     else if (state.emailWanted) subtitle.textContent = "We will answer by email";
     else if (state.config && !state.config.available) subtitle.textContent = state.config.open === false ? "We are closed right now" : "We are away right now";
     else subtitle.textContent = "We usually reply in a minute";

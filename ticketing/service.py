@@ -121,6 +121,8 @@ EVENT_TEXT_LIMIT = 10_000
 
 def ticket_summary(row: Any) -> dict[str, Any]:
     m = row._mapping if hasattr(row, "_mapping") else row
+    # The rating is read with get(): a ticket just created is summarized from the values inserted, which leave
+    # the rating out (it has none). Rows read back (routing's claim included) carry it.
     return {
         "id": m["id"],
         "number": f"#{m['id']}",
@@ -137,6 +139,8 @@ def ticket_summary(row: Any) -> dict[str, Any]:
         "created_at": _iso(m["created_at"]),
         "updated_at": _iso(m["updated_at"]),
         "last_message_at": _iso(m["last_message_at"]),
+        "rating": m.get("rating"),
+        "rating_comment": m.get("rating_comment"),
     }
 
 
@@ -651,7 +655,7 @@ _CLAIM_COLUMNS = (
             "id", "subject", "status", "priority", "channel", "contact_id", "queue_id", "assignee_id",
             "offered_agent_id", "offer_expires_at", "tags", "created_at", "updated_at", "last_message_at",
             "first_response_at", "first_response_due_at", "resolution_due_at", "queued_at", "overflow_stage",
-            "skills", "routing",
+            "skills", "routing", "rating", "rating_comment",
         )
     ),
     _PREVIOUS_AGENT,

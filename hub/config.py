@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -139,6 +139,26 @@ class Settings(BaseSettings):
             return value
         return url.set(drivername=driver).render_as_string(hide_password=False)
 
+    @field_validator("chat_prechat_fields")
+    @classmethod
+    def _prechat_fields_known(cls, fields: list[str]) -> list[str]:
+        unknown = [f for f in fields if f not in PRECHAT_FIELDS]
+        if unknown:
+            known = ", ".join(PRECHAT_FIELDS)
+            raise ValueError(f"unknown pre-chat field {', '.join(unknown)}; the widget's form has {known}")
+        return fields
+
+    @field_validator("chat_prechat_required")
+    @classmethod
+    def _prechat_required_shown(cls, required: list[str], info: ValidationInfo) -> list[str]:
+        """A required field must be one the form shows, or every chat would be refused for lacking it."""
+        shown = info.data.get("chat_prechat_fields")
+        missing = [f for f in required if shown is not None and f not in shown]
+        if missing:
+            listed = ", ".join(shown or []) or "none"
+            raise ValueError(f"{', '.join(missing)} is not among SWITCHBOARD_CHAT_PRECHAT_FIELDS ({listed})")
+        return required
+
     @field_validator("public_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
@@ -149,6 +169,7 @@ class Settings(BaseSettings):
         return self.database_url.startswith("sqlite")
 
 
+PRECHAT_FIELDS = ("name", "email")  # what the chat widget's pre-chat form can ask
 _DATABASE_URL_FORMS = "use sqlite+aiosqlite:///path/to/file.db or postgresql+asyncpg://user:password@host:5432/db"
 # The URL schemes accepted for a database, and the async driver each runs on.
 _ASYNC_DRIVERS = {

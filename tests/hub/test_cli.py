@@ -134,6 +134,15 @@ def test_bad_settings_and_an_unreachable_database_end_with_one_clear_line(tmp_pa
     not_a_number = run_cli("migrate", cwd=tmp_path, env={"SWITCHBOARD_TOKEN_TTL_SECONDS": "twelve hours"})
     assert not_a_number.returncode == 2 and "SWITCHBOARD_TOKEN_TTL_SECONDS" in not_a_number.stderr
     assert "Traceback" not in not_a_number.stderr
+    # A required pre-chat field the form does not show would refuse every chat: refused at start instead.
+    unshown = run_cli(
+        "migrate",
+        cwd=tmp_path,
+        env={"SWITCHBOARD_CHAT_PRECHAT_FIELDS": '["name"]', "SWITCHBOARD_CHAT_PRECHAT_REQUIRED": '["email"]'},
+    )
+    assert unshown.returncode == 2 and "SWITCHBOARD_CHAT_PRECHAT_REQUIRED: " in unshown.stderr
+    unknown = run_cli("migrate", cwd=tmp_path, env={"SWITCHBOARD_CHAT_PRECHAT_FIELDS": '["name", "order_number"]'})
+    assert unknown.returncode == 2 and "unknown pre-chat field order_number" in unknown.stderr
     down = run_cli(
         "migrate",
         cwd=tmp_path,

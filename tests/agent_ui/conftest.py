@@ -116,10 +116,11 @@ def shot(name: str) -> Path:
     return SCREENSHOTS / f"{name}.png"
 
 
-async def chatting(
-    rt: Runtime, live: LiveServer, browser: Browser, dialogs: Dialogs, first: str = "first"
+async def offered(
+    rt: Runtime, live: LiveServer, browser: Browser, dialogs: Dialogs, first: str = "first", name: str = "Maria"
 ) -> tuple[Page, Page]:
-    """A customer and an agent (alice, queue support) in an accepted conversation opened by ``first``."""
+    """A customer (``name``) whose chat, opened by ``first``, is offered to an available agent (alice, queue
+    support); the customer's page and the agent's."""
     from tests.conftest import make_agent, make_queue
 
     await make_queue(rt, "support", ["webchat"])
@@ -128,8 +129,17 @@ async def chatting(
     await agent_login(agent, live.url, "alice")
     await set_available(agent)
     _, customer = await new_page(browser, dialogs)
-    await start_chat(customer, live.url)
+    await start_chat(customer, live.url, name=name)
     await customer_says(customer, first)
+    await agent.locator(".offer").wait_for()
+    return customer, agent
+
+
+async def chatting(
+    rt: Runtime, live: LiveServer, browser: Browser, dialogs: Dialogs, first: str = "first"
+) -> tuple[Page, Page]:
+    """A customer and an agent (alice, queue support) in an accepted conversation opened by ``first``."""
+    customer, agent = await offered(rt, live, browser, dialogs, first)
     await agent.locator(".offer").get_by_role("button", name="Accept").click()
     await expect(agent.locator("#timeline .msg.in .msg-text")).to_have_text(first)
     return customer, agent

@@ -7,8 +7,8 @@ import re
 from playwright.async_api import Browser, Locator, expect
 
 from hub.runtime import Runtime
-from tests.agent_ui.conftest import Dialogs, agent_login, customer_says, new_page, set_available, start_chat
-from tests.conftest import LiveServer, make_agent, make_queue
+from tests.agent_ui.conftest import Dialogs, offered
+from tests.conftest import LiveServer
 
 SECONDS = re.compile(r"^(\d+)s$")
 
@@ -26,14 +26,7 @@ async def test_offer_counts_down_to_its_deadline_after_a_reload(
     """An offer shows the seconds left until it expires. After a reload, the offer (now loaded over REST, not
     from its event) still counts down to the same deadline: neither "offered" without a time nor a fresh
     timeout."""
-    await make_queue(rt, "support", ["webchat"])
-    await make_agent(rt, "alice", queues=["support"])
-    _, agent = await new_page(browser, dialogs)
-    await agent_login(agent, live.url, "alice")
-    await set_available(agent)
-    _, customer = await new_page(browser, dialogs)
-    await start_chat(customer, live.url)
-    await customer_says(customer, "Where is my order?")
+    _, agent = await offered(rt, live, browser, dialogs, "Where is my order?")
 
     badge = agent.locator(".offer .countdown")
     before = await seconds_left(badge)

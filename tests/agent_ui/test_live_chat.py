@@ -20,6 +20,7 @@ from tests.agent_ui.conftest import (
     chatting,
     customer_says,
     new_page,
+    offered,
     set_available,
     shot,
     start_chat,
@@ -32,15 +33,7 @@ from ticketing.service import I, O, T
 async def test_customer_and_agent_chat(rt: Runtime, live: LiveServer, browser: Browser, dialogs: Dialogs) -> None:
     """A customer writes on the demo page; the agent gets the offer, accepts and replies; the customer sees the
     agent join, the typing indicator and the reply; after a reload the customer still sees the whole chat."""
-    await make_queue(rt, "support", ["webchat"])
-    await make_agent(rt, "alice", queues=["support"])
-    _, agent = await new_page(browser, dialogs)
-    await agent_login(agent, live.url, "alice")
-    await set_available(agent)
-
-    _, customer = await new_page(browser, dialogs)
-    await start_chat(customer, live.url, name="Maria")
-    await customer_says(customer, "Hello, where is my order?")
+    customer, agent = await offered(rt, live, browser, dialogs, "Hello, where is my order?")
     await expect(customer.locator(".msg.in .state")).to_have_text("Sent")
 
     offer = agent.locator(".offer")
@@ -186,17 +179,9 @@ async def test_a_chat_left_waiting_when_every_agent_goes_away_offers_email(
     """The only agent goes away after the chat began (their offer is taken back): while the chat waits, the
     widget finds nobody available, says so and offers to answer by email, after a reload too; the address
     given turns the conversation into a ticket answered by email."""
-    await make_queue(rt, "support", ["webchat"])
-    await make_agent(rt, "alice", queues=["support"])
     live = LiveServer(chat_settings.model_copy(update={"chat_availability_check_seconds": 0.5})).start()
     try:
-        _, agent = await new_page(browser, dialogs)
-        await agent_login(agent, live.url, "alice")
-        await set_available(agent)
-        _, customer = await new_page(browser, dialogs)
-        await start_chat(customer, live.url, name="Noor")
-        await customer_says(customer, "Is my order on its way?")
-        await agent.locator(".offer").wait_for()
+        customer, agent = await offered(rt, live, browser, dialogs, "Is my order on its way?", name="Noor")
         email_form = customer.get_by_role("form", name="Answer by email")
         await customer.wait_for_timeout(1500)  # three checks while alice is available: no form
         await expect(email_form).to_be_hidden()

@@ -174,6 +174,6 @@ def main() -> None:
         # A setting from the environment or .env that does not parse: say which, without echoing its value
         # (it may be a password).
         for err in exc.errors():
-            where = "".join(f"SWITCHBOARD_{'_'.join(str(p) for p in err['loc']).upper()}: " if err["loc"] else "")
+            where = f"SWITCHBOARD_{'_'.join(str(p) for p in err['loc']).upper()}: " if err["loc"] else ""
             typer.echo(f"error: {where}{err['msg']}", err=True)
         raise SystemExit(2) from None

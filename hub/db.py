@@ -648,9 +648,9 @@ _KEY_LOCKS = text(
 
 
 async def lock_keys(conn: AsyncConnection, space: int, keys: Sequence[str]) -> None:
-    """PostgreSQL: hold a lock on each of ``keys`` until the transaction ends, waiting for any another
+    """PostgreSQL: hold a lock on each of ``keys`` until the transaction ends, waiting for those another
     transaction holds (``pg_advisory_xact_lock(space, hashtext(key))``, taken in one order, so two callers
-    never deadlock on them). ``space`` names what the keys are (a constant per use). For a check-then-write
+    never deadlock on these locks alone). ``space`` names what the keys are (a constant per use). For a check-then-write
     on something no row stands for yet (a conversation without a ticket, a recipient's count). SQLite runs
     one writing transaction at a time: nothing to do."""
     if keys and conn.dialect.name == "postgresql":

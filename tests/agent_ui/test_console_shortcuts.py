@@ -1,13 +1,17 @@
-"""The console's keyboard shortcuts, in a real browser: listed in the help dialog and the buttons' tooltips,
-and working: Alt+A accepts the offer, Alt+R puts the cursor in the reply box (leaving note mode)."""
+"""The console by keyboard, in a real browser: the shortcuts are listed in the help dialog and the buttons'
+tooltips, and work (Alt+A accepts the offer, Alt+R puts the cursor in the reply box, leaving note mode); the
+conversation list and the canned responses' popup work by keyboard and name what is selected."""
 
 from __future__ import annotations
+
+import re
 
 from playwright.async_api import Browser, expect
 
 from hub.runtime import Runtime
-from tests.agent_ui.conftest import Dialogs, agent_login, customer_says, new_page, set_available, start_chat
+from tests.agent_ui.conftest import Dialogs, agent_login, chatting, customer_says, new_page, set_available, start_chat
 from tests.conftest import LiveServer, make_agent, make_queue
+from ticketing.canned import CannedCreate, create_canned
 
 
 async def test_help_lists_the_shortcuts_and_accept_and_focus_reply_work(
@@ -60,4 +64,51 @@ async def test_help_lists_the_shortcuts_and_accept_and_focus_reply_work(
     await agent.keyboard.press("Enter")
     await expect(customer.locator(".msg.out .bubble")).to_have_text(["Yes, I am here."])
     await expect(agent.locator("#timeline .msg.note")).to_have_count(0)
+    assert dialogs.seen == []
+
+
+async def test_the_conversation_list_and_canned_responses_work_by_keyboard_and_screen_reader(
+    rt: Runtime, live: LiveServer, browser: Browser, dialogs: Dialogs
+) -> None:
+    """My conversations is one Tab stop, and the arrows (Home and End too) move the focus within it; the canned
+    responses' popup keeps the focus in the composer, which names the highlighted response for a screen reader
+    (aria-activedescendant), following the arrows, and names none once the popup closes."""
+    await create_canned(rt, data=CannedCreate(shortcut="order", title="Order status", text="It is on its way."))
+    await create_canned(rt, data=CannedCreate(shortcut="ordernumber", title="Order number", text="Which order?"))
+    _, agent = await chatting(rt, live, browser, dialogs, "first chat")
+    _, other = await new_page(browser, dialogs)
+    await start_chat(other, live.url, name="Omar")
+    await customer_says(other, "second chat")
+    await agent.locator(".offer").get_by_role("button", name="Accept").click()
+    # Accepting opens the conversation and then puts the focus in the composer: wait for that to be over.
+    await expect(agent.locator("#timeline .msg.in .msg-text")).to_have_text("second chat")
+    await expect(agent.locator("#text")).to_be_focused()
+    items = agent.locator("#mine .conv-item")
+    await expect(items).to_have_count(2)
+    await expect(agent.locator("#mine .conv-item[tabindex='0']")).to_have_count(1)
+
+    await agent.locator("#mine .conv-item[tabindex='0']").focus()
+    await agent.keyboard.press("Home")
+    await expect(items.nth(0)).to_be_focused()
+    await agent.keyboard.press("ArrowDown")
+    await expect(items.nth(1)).to_be_focused()
+    await expect(items.nth(1)).to_have_attribute("tabindex", "0")
+    await expect(items.nth(0)).to_have_attribute("tabindex", "-1")
+    await agent.keyboard.press("ArrowUp")
+    await expect(items.nth(0)).to_be_focused()
+
+    box = agent.locator("#text")
+    await box.focus()
+    await box.press_sequentially("/ord")
+    await expect(agent.locator("#canned [role=option]")).to_have_count(2)
+    await expect(box).to_have_attribute("aria-controls", "canned")
+    await expect(box).to_have_attribute("aria-activedescendant", "canned-0")
+    await expect(agent.locator("#canned-0")).to_have_attribute("aria-selected", "true")
+    await box.press("ArrowDown")
+    await expect(box).to_have_attribute("aria-activedescendant", "canned-1")
+    await expect(agent.locator("#canned-1")).to_have_attribute("aria-selected", "true")
+    await expect(box).to_be_focused()
+    await box.press("Escape")
+    await expect(agent.locator("#canned")).to_be_hidden()
+    await expect(box).not_to_have_attribute("aria-activedescendant", re.compile(".*"))
     assert dialogs.seen == []

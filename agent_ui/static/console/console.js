@@ -231,6 +231,7 @@ function renderLists() {
   $("no-offers").hidden = state.offers.size > 0;
 
   const list = $("mine");
+  const focused = list.contains(document.activeElement) ? document.activeElement.dataset.id : null;
   list.replaceChildren();
   const items = [...state.mine.values()].sort((a, b) => (a.created_at < b.created_at ? -1 : 1));
   for (const t of items) {
@@ -238,7 +239,7 @@ function renderLists() {
     const waiting = state.waitingSince.get(t.id);
     list.append(h("li", {
       class: `conv-item${state.current === t.id ? " active" : ""}${unread ? " unread" : ""}`,
-      role: "option", tabindex: "0", "aria-selected": String(state.current === t.id), dataset: { id: t.id },
+      role: "option", tabindex: "-1", "aria-selected": String(state.current === t.id), dataset: { id: t.id },
       onclick: () => openTicket(t.id),
       onkeydown: (ev) => { if (ev.key === "Enter") openTicket(t.id); },
     },
@@ -251,8 +252,29 @@ function renderLists() {
       waiting ? h("span", { class: "waiting", "data-waiting": t.id, text: `waiting ${ago(waiting)}` }) : h("span", { text: "answered" }))));
   }
   $("no-mine").hidden = state.mine.size > 0;
+  // One Tab stop for the whole list (the one focused before this render, else the open conversation, else the
+  // first); the arrows move within it (see the list's keydown handler).
+  const options = [...list.children];
+  const byId = (id) => options.find((li) => li.dataset.id === String(id));
+  const stop = (focused && byId(focused)) || byId(state.current) || options[0];
+  if (stop) {
+    stop.tabIndex = 0;
+    if (focused) stop.focus();
+  }
   updateTitle();
 }
+
+$("mine").addEventListener("keydown", (e) => {
+  const options = [...$("mine").children];
+  const at = options.indexOf(document.activeElement);
+  if (at < 0 || e.altKey || e.ctrlKey || e.metaKey) return; // Alt+arrows: the console's own shortcuts
+  const to = { ArrowDown: at + 1, ArrowUp: at - 1, Home: 0, End: options.length - 1 }[e.key];
+  if (to === undefined || to < 0 || to >= options.length) return;
+  e.preventDefault();
+  options[at].tabIndex = -1;
+  options[to].tabIndex = 0;
+  options[to].focus();
+});
 
 function countdown(o) {
   if (!o.expires) return "offered";
@@ -543,7 +565,7 @@ let cannedSeq = 0;
 async function updateCanned() {
   const q = cannedQuery();
   const box = $("canned");
-  if (q === null) { box.hidden = true; return; }
+  if (q === null) { hideCanned(); return; }
   const seq = ++cannedSeq;
   let items = [];
   try { items = await api("GET", `/api/canned?q=${encodeURIComponent(q)}`); } catch { items = []; }
@@ -553,6 +575,8 @@ async function updateCanned() {
   renderCanned();
 }
 
+// The list stays a popup of the composer: focus never leaves the textarea, which names the highlighted
+// response (aria-activedescendant) so that a screen reader reads it as the arrows move.
 function renderCanned() {
   const box = $("canned");
   box.replaceChildren();
@@ -561,11 +585,18 @@ function renderCanned() {
   }
   state.canned.forEach((c, i) => {
     box.append(h("li", {
-      role: "option", "aria-selected": String(i === state.cannedIndex), class: i === state.cannedIndex ? "sel" : "",
+      id: `canned-${i}`, role: "option", "aria-selected": String(i === state.cannedIndex), class: i === state.cannedIndex ? "sel" : "",
       onmousedown: (e) => { e.preventDefault(); pickCanned(i); },
     }, h("strong", { text: `/${c.shortcut}` }), h("span", { text: ` ${c.title}` }), h("div", { class: "muted small preview", text: c.text })));
   });
   box.hidden = false;
+  if (state.canned.length) $("text").setAttribute("aria-activedescendant", `canned-${state.cannedIndex}`);
+  else $("text").removeAttribute("aria-activedescendant");
+}
+
+function hideCanned() {
+  $("canned").hidden = true;
+  $("text").removeAttribute("aria-activedescendant");
 }
 
 function pickCanned(i) {
@@ -577,7 +608,7 @@ function pickCanned(i) {
   ta.value = before + c.text + ta.value.slice(pos);
   const caret = (before + c.text).length;
   ta.setSelectionRange(caret, caret);
-  $("canned").hidden = true;
+  hideCanned();
   ta.focus();
 }
 
@@ -588,11 +619,13 @@ $("text").addEventListener("keydown", (e) => {
     if (e.key === "ArrowUp") { e.preventDefault(); state.cannedIndex = (state.cannedIndex - 1 + state.canned.length) % state.canned.length; renderCanned(); return; }
     if (e.key === "Enter" || e.key === "Tab") { e.preventDefault(); pickCanned(state.cannedIndex); return; }
   }
-  if (e.key === "Escape" && !box.hidden) { e.preventDefault(); box.hidden = true; return; }
+  if (e.key === "Escape" && !box.hidden) { e.preventDefault(); hideCanned(); return; }
   if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); sendCurrent(); }
 });
 $("text").addEventListener("input", () => { typing(); updateCanned(); });
-$("text").addEventListener("blur", () => setTimeout(() => { $("canned").hidden = true; }, 150));
+// Closed a moment after the composer loses the focus (a click on a response lands first), unless it has the
+// focus again by then: an older blur's timer closed a popup opened since.
+$("text").addEventListener("blur", () => setTimeout(() => { if (document.activeElement !== $("text")) hideCanned(); }, 150));
 $("composer").addEventListener("submit", (e) => { e.preventDefault(); sendCurrent(); });
 $("mode-reply").addEventListener("click", () => setMode("reply"));
 $("mode-note").addEventListener("click", () => setMode("note"));

@@ -564,7 +564,6 @@ function cannedQuery() {
 let cannedSeq = 0;
 async function updateCanned() {
   const q = cannedQuery();
-  const box = $("canned");
   if (q === null) { hideCanned(); return; }
   const seq = ++cannedSeq;
   let items = [];

@@ -709,11 +709,7 @@ async def _thread(
     contacts = {it.contact_id for it in fresh if not it.msg.thread_key}
     by_contact: dict[tuple[int, str], int] = {}
     if contacts:
-        for r in await conn.execute(
-            select(T.c.id, T.c.contact_id, T.c.channel, T.c.status)
-            .where(one_of(conn, T.c.contact_id, contacts), T.c.status.in_(_OPEN), T.c.thread_key.is_(None))
-            .order_by(T.c.id)
-        ):
+        for r in await _open_by_contact(conn, contacts):
             by_contact[(r.contact_id, r.channel)] = r.id
             saw(r.id, r.status)
             if r.status == TicketStatus.PENDING:
@@ -837,16 +833,20 @@ async def _claim_openings(conn: Any, opening: list[_Item]) -> None:
     ):
         raise _Rethread
     by_contact = {(it.contact_id, it.msg.channel) for it in opening if not it.msg.thread_key}
-    if by_contact:
-        found = await conn.execute(
-            select(T.c.contact_id, T.c.channel).where(
-                one_of(conn, T.c.contact_id, {c for c, _ in by_contact}),
-                T.c.status.in_(_OPEN),
-                T.c.thread_key.is_(None),
-            )
-        )
-        if any((r.contact_id, r.channel) in by_contact for r in found):
-            raise _Rethread
+    if by_contact and any(
+        (r.contact_id, r.channel) in by_contact for r in await _open_by_contact(conn, {c for c, _ in by_contact})
+    ):
+        raise _Rethread
+
+
+async def _open_by_contact(conn: Any, contacts: set[int]) -> Any:
+    """The open tickets of ``contacts`` that no thread key holds (each a contact's conversation on a channel),
+    by id."""
+    return await conn.execute(
+        select(T.c.id, T.c.contact_id, T.c.channel, T.c.status)
+        .where(one_of(conn, T.c.contact_id, contacts), T.c.status.in_(_OPEN), T.c.thread_key.is_(None))
+        .order_by(T.c.id)
+    )
 
 
 def _pick_queue(

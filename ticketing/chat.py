@@ -224,19 +224,45 @@ async def answer_by_email(rt: Runtime, *, thread_key: str, email: str, verified:
                 )
             )
             linked = True
-        attributes = {**(contact.attributes or {}), "email": address, "email_verified": bool(verified)}
-        await tx.conn.execute(update(C).where(C.c.id == row.contact_id).values(attributes=attributes, updated_at=now))
         tx.emit(ticket_event(EventType.TICKET_UPDATED, updated, changes=["reply_channel", "reply_to"]))
-        tx.emit(
-            NewEvent(
-                type=EventType.CONTACT_UPDATED,
-                payload={"contact_id": row.contact_id, "email": address, "linked": linked},
-                ticket_id=row.id,
-                queue_id=row.queue_id,
-                agent_id=row.assignee_id,
-            )
+        await _record_contact_email(
+            tx,
+            row.contact_id,
+            contact.attributes,
+            address,
+            verified=bool(verified),
+            linked=linked,
+            ticket=(row.id, row.queue_id, row.assignee_id),
+            now=now,
         )
     return {"ticket_id": row.id, "reply_to": address, "linked": linked}
+
+
+async def _record_contact_email(
+    tx: Any,
+    contact_id: int,
+    attributes: dict[str, Any] | None,
+    address: str,
+    *,
+    verified: bool,
+    linked: bool,
+    ticket: tuple[int, int | None, int | None],
+    now: Any,
+) -> None:
+    """Put ``address`` in the contact's attributes (``email``, and whether it is ``email_verified``), where the
+    console shows it, and say so in an event about the conversation's ticket (its id, queue and assignee)."""
+    attributes = {**(attributes or {}), "email": address, "email_verified": verified}
+    await tx.conn.execute(update(C).where(C.c.id == contact_id).values(attributes=attributes, updated_at=now))
+    ticket_id, queue_id, assignee_id = ticket
+    tx.emit(
+        NewEvent(
+            type=EventType.CONTACT_UPDATED,
+            payload={"contact_id": contact_id, "email": address, "linked": linked},
+            ticket_id=ticket_id,
+            queue_id=queue_id,
+            agent_id=assignee_id,
+        )
+    )
 
 
 async def note_visitor_email(rt: Runtime, *, ticket_id: int, contact_id: int, email: str) -> None:
@@ -253,17 +279,15 @@ async def note_visitor_email(rt: Runtime, *, ticket_id: int, contact_id: int, em
         attributes = (contact.attributes if contact else None) or {}
         if contact is None or attributes.get("email_verified") or attributes.get("email") == address:
             return
-        now = utcnow()
-        attributes = {**attributes, "email": address, "email_verified": False}
-        await tx.conn.execute(update(C).where(C.c.id == contact_id).values(attributes=attributes, updated_at=now))
-        tx.emit(
-            NewEvent(
-                type=EventType.CONTACT_UPDATED,
-                payload={"contact_id": contact_id, "email": address, "linked": False},
-                ticket_id=ticket_id,
-                queue_id=ticket.queue_id if ticket else None,
-                agent_id=ticket.assignee_id if ticket else None,
-            )
+        await _record_contact_email(
+            tx,
+            contact_id,
+            attributes,
+            address,
+            verified=False,
+            linked=False,
+            ticket=(ticket_id, ticket.queue_id if ticket else None, ticket.assignee_id if ticket else None),
+            now=utcnow(),
         )
 
 

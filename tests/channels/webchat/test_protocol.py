@@ -21,6 +21,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from channels.webchat.service import identity_hash
 from hub.config import Settings
+from hub.events import events_after
 from hub.runtime import Runtime
 from tests.conftest import LiveServer, login, make_agent, make_queue
 from ticketing.service import C, I, M, Q, T
@@ -270,6 +271,49 @@ async def test_verified_visitors_join_their_contact_and_unverified_never_do(
     assert attributes[stranger] == {"email": "maria@example.com", "email_verified": False}
     assert stranger_idents == ["webchat"]
     assert attributes[contact_id] == {}
+
+
+async def test_answering_by_email_links_the_address_only_for_a_verified_visitor(
+    rt: Runtime, live: LiveServer, http: httpx.AsyncClient
+) -> None:
+    """Asking to be answered by email: the ticket replies to that address; the contact shows it, marked verified
+    or not; a verified visitor's address becomes an identity of their contact, an unverified one's never does;
+    a contact.updated event says which."""
+    await make_queue(rt, "support", ["webchat"])
+    verified = await session(http, identity={"user_id": "7", "hash": identity_hash(SECRET, "7")})
+    unverified = await session(http, name="Bo")
+    tickets = {}
+    for name, s, address in (("verified", verified, "ann@example.com"), ("unverified", unverified, "bo@example.com")):
+        async with connect(chat_url(live, s["token"])) as ws:
+            await recv(ws, "hello")
+            tickets[name] = (await say(ws, "x1", "can you mail me?"))["ticket_id"]
+            await ws.send(json.dumps({"type": "email_fallback", "email": address.upper()}))
+            assert (await recv(ws, "email_fallback"))["email"] == address
+    async with rt.read() as conn:
+        rows = {
+            r.id: r
+            for r in await conn.execute(
+                select(T.c.id, T.c.reply_channel, T.c.reply_to, C.c.id.label("contact"), C.c.attributes).join(
+                    C, C.c.id == T.c.contact_id
+                )
+            )
+        }
+        emails = dict((await conn.execute(select(I.c.value, I.c.contact_id).where(I.c.kind == "email"))).all())
+        events = [e for e in await events_after(conn, 0) if e.type == "contact.updated"]
+    ann, bo = rows[tickets["verified"]], rows[tickets["unverified"]]
+    assert (ann.reply_channel, ann.reply_to, bo.reply_channel, bo.reply_to) == (
+        "email",
+        "ann@example.com",
+        "email",
+        "bo@example.com",
+    )
+    assert ann.attributes == {"email": "ann@example.com", "email_verified": True}
+    assert bo.attributes == {"email": "bo@example.com", "email_verified": False}
+    assert emails == {"ann@example.com": ann.contact}
+    assert [(e.ticket_id, e.payload) for e in events] == [
+        (ann.id, {"contact_id": ann.contact, "email": "ann@example.com", "linked": True}),
+        (bo.id, {"contact_id": bo.contact, "email": "bo@example.com", "linked": False}),
+    ]
 
 
 async def test_config_and_cors_for_embedding_sites(rt: Runtime, live: LiveServer, http: httpx.AsyncClient) -> None:

@@ -14,7 +14,8 @@ one; store the message; append events.
 Then routing, in a transaction of its own: the tickets nobody holds are offered or queued. The pipeline runs
 the two stages side by side (routing is the group commit's second stage): while one batch is routed, the next
 is stored, and routing takes the work of every batch stored meanwhile in one pass. A submit returns once its
-message is stored and its ticket routed. Work whose routing never happened (the process stopped in between) is routed when the pipeline starts.
+message is stored and its ticket routed. Work whose routing never happened (the process stopped in between) is
+routed when the pipeline starts.
 
 Idempotency: (channel, external_id) is unique. A message already stored answers with the stored one
 (``created=False``); two copies inside one batch are stored once; a copy committed by another process at

@@ -15,15 +15,14 @@ from ticketing import queue_rules
 from ticketing.exceptions import InvalidRoutingConfig, QueueNameTaken, QueueNotFound
 from ticketing.models import QueueCreate, QueueRead, QueueUpdate
 from ticketing.routing_service import route_tickets
-from ticketing.tables import queues as Q
-from ticketing.tables import routing_rules as RR
+from ticketing.tables import queues, routing_rules
 
 log = logging.getLogger(__name__)
 
 
 async def _check_queue_routing(conn: AsyncConnection, name: str, values: dict[str, Any]) -> None:
     """Overflow targets must name existing queues (or the queue itself, for a widening step)."""
-    known = {n for (n,) in await conn.execute(select(Q.c.name))} | {name}
+    known = {n for (n,) in await conn.execute(select(queues.c.name))} | {name}
     named = {q for step in values.get("overflow") or [] for q in step.get("widen_to", [])}
     if values.get("overflow_queue"):
         named.add(values["overflow_queue"])
@@ -39,11 +38,11 @@ async def create_queue(rt: Runtime, *, data: QueueCreate) -> QueueRead:
     values = data.model_dump(mode="json")
     async with rt.write() as tx:
         taken = QueueNameTaken(f"a queue named {data.name!r} exists")
-        if (await tx.conn.execute(select(Q.c.id).where(Q.c.name == data.name))).first():
+        if (await tx.conn.execute(select(queues.c.id).where(queues.c.name == data.name))).first():
             raise taken
         await _check_queue_routing(tx.conn, data.name, values)
         with taken_as(taken):
-            inserted = await tx.conn.execute(Q.insert().values(**values, created_at=utcnow()).returning(*Q.c))
+            inserted = await tx.conn.execute(queues.insert().values(**values, created_at=utcnow()).returning(*queues.c))
         row = inserted.one()
         tx.emit(NewEvent(type="queue.created", payload={"queue": {"id": row.id, "name": row.name}}, queue_id=row.id))
     return QueueRead.model_validate(row._mapping)
@@ -56,12 +55,16 @@ async def update_queue(rt: Runtime, *, queue_id: int, data: QueueUpdate) -> Queu
         if key in values and values[key] is None:
             del values[key]
     async with rt.write() as tx:
-        row = (await tx.conn.execute(select(Q).where(Q.c.id == queue_id))).first()
+        row = (await tx.conn.execute(select(queues).where(queues.c.id == queue_id))).first()
         if row is None:
             raise QueueNotFound(f"queue {queue_id} does not exist")
         await _check_queue_routing(tx.conn, row.name, {**row._mapping, **values})
         if values:
-            row = (await tx.conn.execute(update(Q).where(Q.c.id == queue_id).values(**values).returning(*Q.c))).one()
+            row = (
+                await tx.conn.execute(
+                    update(queues).where(queues.c.id == queue_id).values(**values).returning(*queues.c)
+                )
+            ).one()
         tx.emit(NewEvent(type="queue.updated", payload={"queue": {"id": row.id, "name": row.name}}, queue_id=row.id))
         await route_tickets(rt, tx, queue_ids=[queue_id])
     return QueueRead.model_validate(row._mapping)
@@ -69,7 +72,7 @@ async def update_queue(rt: Runtime, *, queue_id: int, data: QueueUpdate) -> Queu
 
 async def list_queues(rt: Runtime) -> list[QueueRead]:
     async with rt.read() as conn:
-        rows = (await conn.execute(select(Q).order_by(Q.c.id))).all()
+        rows = (await conn.execute(select(queues).order_by(queues.c.id))).all()
     return [QueueRead.model_validate(r._mapping) for r in rows]
 
 
@@ -78,7 +81,7 @@ async def list_queues(rt: Runtime) -> list[QueueRead]:
 
 async def get_routing_rules(conn: AsyncConnection) -> queue_rules.RuleSet:
     """The rules in force (none configured: an empty set)."""
-    row = (await conn.execute(select(RR.c.rules).where(RR.c.id == 1))).first()
+    row = (await conn.execute(select(routing_rules.c.rules).where(routing_rules.c.id == 1))).first()
     return queue_rules.parse_rules(row.rules if row else {}, source="stored rules")
 
 
@@ -88,14 +91,16 @@ async def set_routing_rules(
     """Store the queue-selection rules every process uses. ``strict``: a rule naming a queue that does not
     exist is refused; otherwise such names are returned (the rule is skipped until the queue exists)."""
     async with rt.write() as tx:
-        known = {n for (n,) in await tx.conn.execute(select(Q.c.name))}
+        known = {n for (n,) in await tx.conn.execute(select(queues.c.name))}
         unknown = sorted(rules.queue_names() - known)
         if unknown and strict:
             raise InvalidRoutingConfig(f"rules name queues that do not exist: {', '.join(unknown)}")
         value = rules.model_dump(mode="json", exclude_none=True)
         now = utcnow()
         # One row, id 1; workers starting together with a rules file may all write it at once.
-        await tx.conn.execute(rt.db.upsert(RR, {"id": 1, "rules": value, "source": source, "updated_at": now}, ["id"]))
+        await tx.conn.execute(
+            rt.db.upsert(routing_rules, {"id": 1, "rules": value, "source": source, "updated_at": now}, ["id"])
+        )
         tx.emit(NewEvent(type="routing.rules_updated", payload={"source": source, "rules": len(rules.rules)}))
     return unknown
 

@@ -18,9 +18,7 @@ from hub.runtime import Runtime
 from ticketing.exceptions import NoRecipient, NotYourTicket, TicketNotFound
 from ticketing.models import DeliveryStatus, Direction, MessageRead, TicketStatus
 from ticketing.permissions import Principal
-from ticketing.tables import messages as M
-from ticketing.tables import outbox as O
-from ticketing.tables import tickets as T
+from ticketing.tables import messages, outbox, tickets
 from ticketing.tickets import check_visible, message_event, ticket_event, ticket_row
 
 
@@ -81,41 +79,41 @@ def _reply_statements(postgres: bool) -> tuple[Any, Any]:
     other in a cycle), and the update that answers the tickets' new state."""
     dialect = "postgresql" if postgres else "sqlite"
     last_in_id = (
-        select(M.c.id)
-        .where(M.c.ticket_id == T.c.id, M.c.direction == Direction.INBOUND.value)
-        .order_by(M.c.id.desc())
+        select(messages.c.id)
+        .where(messages.c.ticket_id == tickets.c.id, messages.c.direction == Direction.INBOUND.value)
+        .order_by(messages.c.id.desc())
         .limit(1)
-        .correlate(T)
+        .correlate(tickets)
         .scalar_subquery()
     )
-    tickets = (
+    read_tickets = (
         select(
-            T,
-            M.c.channel.label("in_channel"),
-            M.c.external_id.label("in_external_id"),
-            M.c.sender.label("in_sender"),
-            M.c.recipient.label("in_recipient"),
-            M.c.meta.label("in_meta"),
+            tickets,
+            messages.c.channel.label("in_channel"),
+            messages.c.external_id.label("in_external_id"),
+            messages.c.sender.label("in_sender"),
+            messages.c.recipient.label("in_recipient"),
+            messages.c.meta.label("in_meta"),
         )
-        .select_from(T.outerjoin(M, M.c.id == last_in_id))
-        .where(one_of_param(dialect, T.c.id, "ids"))
-        .order_by(T.c.id)
+        .select_from(tickets.outerjoin(messages, messages.c.id == last_in_id))
+        .where(one_of_param(dialect, tickets.c.id, "ids"))
+        .order_by(tickets.c.id)
     )
     if postgres:
-        tickets = tickets.with_for_update(of=T)
+        read_tickets = read_tickets.with_for_update(of=tickets)
     now = bindparam("now", type_=UTCDateTime())
     replied = (
-        update(T)
-        .where(one_of_param(dialect, T.c.id, "ids"))
+        update(tickets)
+        .where(one_of_param(dialect, tickets.c.id, "ids"))
         .values(
             updated_at=now,
             last_message_at=now,
-            first_response_at=func.coalesce(T.c.first_response_at, now),
-            status=case((T.c.status == TicketStatus.NEW.value, TicketStatus.OPEN.value), else_=T.c.status),
+            first_response_at=func.coalesce(tickets.c.first_response_at, now),
+            status=case((tickets.c.status == TicketStatus.NEW.value, TicketStatus.OPEN.value), else_=tickets.c.status),
         )
-        .returning(*T.c)
+        .returning(*tickets.c)
     )
-    return tickets, replied
+    return read_tickets, replied
 
 
 _REPLY_STATEMENTS = {postgres: _reply_statements(postgres) for postgres in (False, True)}
@@ -131,10 +129,10 @@ async def _store_replies(rt: Runtime, batch: Sequence[_ReplyRequest]) -> list[Me
         conn = tx.conn
         read_tickets, update_tickets = _REPLY_STATEMENTS[conn.dialect.name == "postgresql"]
         ticket_ids = sorted({r.ticket_id for r in batch})
-        tickets: dict[int, Any] = {}
+        ticket_rows: dict[int, Any] = {}
         last_in: dict[int, _LastInbound] = {}
         for r in await fetch_all(conn, read_tickets, {"ids": ticket_ids}):
-            tickets[r.id] = r
+            ticket_rows[r.id] = r
             if r.in_sender:
                 last_in[r.id] = _LastInbound(r.in_channel, r.in_external_id, r.in_sender, r.in_recipient, r.in_meta)
         rows: list[dict[str, Any]] = []
@@ -142,7 +140,7 @@ async def _store_replies(rt: Runtime, batch: Sequence[_ReplyRequest]) -> list[Me
         accepted: list[int] = []  # indexes into batch
         for i, request in enumerate(batch):
             ticket_id = request.ticket_id
-            row = tickets.get(ticket_id)
+            row = ticket_rows.get(ticket_id)
             try:
                 if row is None:
                     raise TicketNotFound(f"ticket {ticket_id} does not exist")
@@ -158,7 +156,7 @@ async def _store_replies(rt: Runtime, batch: Sequence[_ReplyRequest]) -> list[Me
             outbound.append(message)
             accepted.append(i)
         if rows:
-            ids = await insert_returning_ids(conn, M, rows)
+            ids = await insert_returning_ids(conn, messages, rows)
             for msg, message, mid in zip(rows, outbound, ids, strict=True):
                 msg["id"] = message.message_id = mid
             # With this process's dispatcher running, the rows are leased to it as they are written and handed
@@ -169,7 +167,7 @@ async def _store_replies(rt: Runtime, batch: Sequence[_ReplyRequest]) -> list[Me
             # One outbox row per message (message_id is unique): on PostgreSQL one statement reads the keys back.
             outbox_ids = await insert_returning_ids_by(
                 conn,
-                O,
+                outbox,
                 [
                     {
                         "message_id": m.message_id,
@@ -277,9 +275,11 @@ async def add_note(rt: Runtime, *, ticket_id: int, principal: Principal, text: s
             "delivery_status": DeliveryStatus.RECEIVED.value,
             "created_at": now,
         }
-        msg_row = (await tx.conn.execute(M.insert().values(**msg).returning(*M.c))).one()
+        msg_row = (await tx.conn.execute(messages.insert().values(**msg).returning(*messages.c))).one()
         updated = (
-            await tx.conn.execute(update(T).where(T.c.id == ticket_id).values(updated_at=now).returning(*T.c))
+            await tx.conn.execute(
+                update(tickets).where(tickets.c.id == ticket_id).values(updated_at=now).returning(*tickets.c)
+            )
         ).one()
         tx.emit(message_event(dict(msg_row._mapping), updated))
     return MessageRead.model_validate(msg_row._mapping)

@@ -33,18 +33,16 @@ from hub.db import fetch_all, fetch_records
 from hub.runtime import Runtime
 from ticketing import routing, sla
 from ticketing.models import AgentStatus
-from ticketing.tables import OPEN_STATUS_VALUES
-from ticketing.tables import agent_queues as AQ
-from ticketing.tables import agents as A
-from ticketing.tables import queues as Q
-from ticketing.tables import tickets as T
+from ticketing.tables import OPEN_STATUS_VALUES, agent_queues, agents, queues, tickets
 
 # Waiting: open and held by nobody. The two IS NULL terms are the condition of the partial indexes
 # ix_tickets_waiting_* (see the model), which is what lets the database use them.
-WAITING = and_(T.c.assignee_id.is_(None), T.c.offered_agent_id.is_(None), T.c.status.in_(OPEN_STATUS_VALUES))
+WAITING = and_(
+    tickets.c.assignee_id.is_(None), tickets.c.offered_agent_id.is_(None), tickets.c.status.in_(OPEN_STATUS_VALUES)
+)
 # The same test for statements that find their rows by id: written so that no partial index matches it, as
 # a planner with stale statistics may otherwise scan a partial index instead of using the primary key.
-UNHELD = func.coalesce(T.c.assignee_id, T.c.offered_agent_id).is_(None)
+UNHELD = func.coalesce(tickets.c.assignee_id, tickets.c.offered_agent_id).is_(None)
 
 
 @dataclass(slots=True)
@@ -87,14 +85,14 @@ def _token(column: Any) -> Any:
 # fingerprint is the rows' fingerprints in id order, joined by "|": equal fingerprints mean equal queues.
 _ROW_FINGERPRINT = {
     True: literal_column("CAST(queues AS TEXT)").label("fingerprint"),
-    False: reduce(operator.add, (_token(c) for c in Q.c)).label("fingerprint"),
+    False: reduce(operator.add, (_token(c) for c in queues.c)).label("fingerprint"),
 }
-_QUEUE_COLUMNS = tuple(_json_text(c) if c.name in _QUEUE_JSON else c for c in Q.c)
-_READ_QUEUES = {pg: select(*_QUEUE_COLUMNS, fp).order_by(Q.c.id) for pg, fp in _ROW_FINGERPRINT.items()}
-_ordered_row_fingerprints = select(_ROW_FINGERPRINT[False]).order_by(Q.c.id).subquery()
+_QUEUE_COLUMNS = tuple(_json_text(c) if c.name in _QUEUE_JSON else c for c in queues.c)
+_READ_QUEUES = {pg: select(*_QUEUE_COLUMNS, fp).order_by(queues.c.id) for pg, fp in _ROW_FINGERPRINT.items()}
+_ordered_row_fingerprints = select(_ROW_FINGERPRINT[False]).order_by(queues.c.id).subquery()
 _QUEUES_FINGERPRINT = {
     True: func.coalesce(
-        select(func.aggregate_strings(_ROW_FINGERPRINT[True], "|").aggregate_order_by(Q.c.id)).scalar_subquery(),
+        select(func.aggregate_strings(_ROW_FINGERPRINT[True], "|").aggregate_order_by(queues.c.id)).scalar_subquery(),
         literal_column("''"),
     ),
     # SQLite 3.40 has no ORDER BY in aggregates: the rows come in order from a subquery (were they not, the
@@ -126,7 +124,7 @@ async def read_queues(rt: Runtime, conn: AsyncConnection, fingerprint: str | Non
 def _parse_queues(raw: Sequence[Any]) -> QueueSnapshot:
     rows: dict[int, Any] = {}
     for r in raw:
-        m = {c.name: r._mapping[c.name] for c in Q.c}
+        m = {c.name: r._mapping[c.name] for c in queues.c}
         for k in _QUEUE_JSON:
             m[k] = json.loads(m[k]) if m[k] is not None else None
         rows[m["id"]] = SimpleNamespace(**m)
@@ -156,27 +154,29 @@ def _parse_queues(raw: Sequence[Any]) -> QueueSnapshot:
 
 
 _MEMBER_COLUMNS = (
-    A.c.id,
-    A.c.status,
-    _json_text(A.c.skills),
-    _json_text(A.c.capacity),
-    A.c.last_assigned_at,
-    AQ.c.queue_id,
+    agents.c.id,
+    agents.c.status,
+    _json_text(agents.c.skills),
+    _json_text(agents.c.capacity),
+    agents.c.last_assigned_at,
+    agent_queues.c.queue_id,
 )
-_MEMBERS = select(*_MEMBER_COLUMNS).join(AQ, AQ.c.agent_id == A.c.id).where(A.c.active.is_(True))
-_MEMBERS_OF_QUEUES = _MEMBERS.where(AQ.c.queue_id.in_(bindparam("ids", expanding=True)))
-_HOLDER = func.coalesce(T.c.assignee_id, T.c.offered_agent_id)
-_LOADS = select(_HOLDER, T.c.channel, func.count()).group_by(_HOLDER, T.c.channel)
+_MEMBERS = (
+    select(*_MEMBER_COLUMNS).join(agent_queues, agent_queues.c.agent_id == agents.c.id).where(agents.c.active.is_(True))
+)
+_MEMBERS_OF_QUEUES = _MEMBERS.where(agent_queues.c.queue_id.in_(bindparam("ids", expanding=True)))
+_HOLDER = func.coalesce(tickets.c.assignee_id, tickets.c.offered_agent_id)
+_LOADS = select(_HOLDER, tickets.c.channel, func.count()).group_by(_HOLDER, tickets.c.channel)
 # A few agents: through the assignee and offer indexes. Many: one pass over the open work is cheaper than a
 # long IN list, and the loads of agents not asked for are dropped.
 _LOADS_OF_AGENTS = _LOADS.where(
-    T.c.status.in_(OPEN_STATUS_VALUES),
+    tickets.c.status.in_(OPEN_STATUS_VALUES),
     or_(
-        T.c.assignee_id.in_(bindparam("ids", expanding=True)),
-        T.c.offered_agent_id.in_(bindparam("ids_offered", expanding=True)),
+        tickets.c.assignee_id.in_(bindparam("ids", expanding=True)),
+        tickets.c.offered_agent_id.in_(bindparam("ids_offered", expanding=True)),
     ),
 )
-_LOADS_OF_ALL = _LOADS.where(T.c.status.in_(OPEN_STATUS_VALUES), _HOLDER.is_not(None))
+_LOADS_OF_ALL = _LOADS.where(tickets.c.status.in_(OPEN_STATUS_VALUES), _HOLDER.is_not(None))
 _FEW_AGENTS = 50
 
 
@@ -188,34 +188,35 @@ def _slots_of_agents_statement(postgres: bool) -> Any:
     # by key (with stale statistics it may otherwise scan every agent).
     if postgres:
         ids = bindparam("ids", type_=postgresql.ARRAY(BigInteger))
-        member = and_(A.c.id == any_(ids), AQ.c.agent_id == any_(ids))
-        held = or_(T.c.assignee_id == any_(ids), T.c.offered_agent_id == any_(ids))
+        member = and_(agents.c.id == any_(ids), agent_queues.c.agent_id == any_(ids))
+        held = or_(tickets.c.assignee_id == any_(ids), tickets.c.offered_agent_id == any_(ids))
     else:
         member = and_(
-            A.c.id.in_(bindparam("ids", expanding=True)), AQ.c.agent_id.in_(bindparam("ids_aq", expanding=True))
+            agents.c.id.in_(bindparam("ids", expanding=True)),
+            agent_queues.c.agent_id.in_(bindparam("ids_aq", expanding=True)),
         )
         held = or_(
-            T.c.assignee_id.in_(bindparam("ids_assigned", expanding=True)),
-            T.c.offered_agent_id.in_(bindparam("ids_offered", expanding=True)),
+            tickets.c.assignee_id.in_(bindparam("ids_assigned", expanding=True)),
+            tickets.c.offered_agent_id.in_(bindparam("ids_offered", expanding=True)),
         )
     members = (
         select(
             literal_column("0").label("kind"),
-            A.c.id,
-            A.c.status,
-            _json_text(A.c.skills),
-            _json_text(A.c.capacity),
-            A.c.last_assigned_at,
-            AQ.c.queue_id.label("n"),
+            agents.c.id,
+            agents.c.status,
+            _json_text(agents.c.skills),
+            _json_text(agents.c.capacity),
+            agents.c.last_assigned_at,
+            agent_queues.c.queue_id.label("n"),
             null().label("channel"),
         )
-        .join(AQ, AQ.c.agent_id == A.c.id)
-        .where(A.c.active.is_(True), member)
+        .join(agent_queues, agent_queues.c.agent_id == agents.c.id)
+        .where(agents.c.active.is_(True), member)
     )
     loads = (
-        select(literal_column("1"), _HOLDER, null(), null(), null(), null(), func.count(), T.c.channel)
-        .where(T.c.status.in_(OPEN_STATUS_VALUES), held)
-        .group_by(_HOLDER, T.c.channel)
+        select(literal_column("1"), _HOLDER, null(), null(), null(), null(), func.count(), tickets.c.channel)
+        .where(tickets.c.status.in_(OPEN_STATUS_VALUES), held)
+        .group_by(_HOLDER, tickets.c.channel)
     )
     return union_all(
         members,
@@ -309,14 +310,14 @@ async def slots_of_agents(
     return slots, fingerprint
 
 
-_PAST = T.alias("past")
+_PAST = tickets.alias("past")
 # The contact's previous agent: the assignee of their latest ticket that had one. Ordered by ``id + 0``, an
 # expression no index provides, so that the planner reads the contact's few tickets through the contact
 # index and sorts them, never walking the whole primary key backwards in search of the latest match (which a
 # planner with stale statistics may expect to be quick).
 _PREVIOUS_AGENT = (
     select(_PAST.c.assignee_id)
-    .where(_PAST.c.contact_id == T.c.contact_id, _PAST.c.assignee_id.is_not(None))
+    .where(_PAST.c.contact_id == tickets.c.contact_id, _PAST.c.assignee_id.is_not(None))
     .order_by((_PAST.c.id + 0).desc())
     .limit(1)
     .scalar_subquery()
@@ -326,7 +327,7 @@ _PREVIOUS_AGENT = (
 # in the same statement (one round trip fewer per pass).
 _CLAIM_COLUMNS = (
     *(
-        T.c[name]
+        tickets.c[name]
         for name in (
             "id", "subject", "status", "priority", "channel", "contact_id", "queue_id", "assignee_id",
             "offered_agent_id", "offer_expires_at", "tags", "created_at", "updated_at", "last_message_at",
@@ -340,14 +341,16 @@ _CLAIM_COLUMNS = (
 # it returns (``_waiting_rows``). A status condition in SQL lets a planner with stale statistics (right
 # after a burst of arrivals) read every open ticket through ix_tickets_queue_status and filter them by id,
 # taking ~10 ms instead of ~0.5 ms for 50 ids; without it the primary key is the only index that applies.
-_CLAIM_BY_ID = select(*_CLAIM_COLUMNS).where(T.c.id.in_(bindparam("ids", expanding=True)), UNHELD).order_by(T.c.id)
+_CLAIM_BY_ID = (
+    select(*_CLAIM_COLUMNS).where(tickets.c.id.in_(bindparam("ids", expanding=True)), UNHELD).order_by(tickets.c.id)
+)
 # On PostgreSQL the ids go as one array parameter: one SQL text, prepared once per connection, instead of
 # one per length of the list. FOR UPDATE OF tickets: the subquery's rows are read, not locked.
 _CLAIM_BY_ID_PG = (
     select(*_CLAIM_COLUMNS)
-    .where(T.c.id == any_(bindparam("ids", type_=postgresql.ARRAY(BigInteger))), UNHELD)
-    .order_by(T.c.id)
-    .with_for_update(skip_locked=True, of=T)
+    .where(tickets.c.id == any_(bindparam("ids", type_=postgresql.ARRAY(BigInteger))), UNHELD)
+    .order_by(tickets.c.id)
+    .with_for_update(skip_locked=True, of=tickets)
 )
 _OPEN_SQL = ", ".join(f"'{s}'" for s in OPEN_STATUS_VALUES)
 # The candidates of a sweep, per queue and channel: read in order from one of the partial indexes
@@ -373,8 +376,8 @@ _CANDIDATES_PG = " UNION ALL ".join(
 _CLAIM_CANDIDATES_PG = (
     select(*_CLAIM_COLUMNS)
     .where(text(f"tickets.id = ANY(ARRAY({_CANDIDATES_PG}))"), UNHELD)
-    .order_by(T.c.id)
-    .with_for_update(skip_locked=True, of=T)
+    .order_by(tickets.c.id)
+    .with_for_update(skip_locked=True, of=tickets)
 )
 # On SQLite a union of one part per pair, as SQL text built once per number of pairs (SQLite plans it in
 # microseconds); ``id IN (...)`` is evaluated once into a list, then each row is found by rowid.
@@ -391,7 +394,7 @@ def _claim_candidates_statement(pairs: int) -> Any:
             for k, order in enumerate(_CANDIDATE_PARTS)
         )
         stmt = _claim_candidates_sqlite[pairs] = (
-            select(*_CLAIM_COLUMNS).where(text(f"tickets.id IN ({union})"), UNHELD).order_by(T.c.id)
+            select(*_CLAIM_COLUMNS).where(text(f"tickets.id IN ({union})"), UNHELD).order_by(tickets.c.id)
         )
     return stmt
 

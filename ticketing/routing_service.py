@@ -27,9 +27,7 @@ from ticketing.routing_reads import (
     slots_of_agents,
     waiting_rows,
 )
-from ticketing.tables import OPEN_STATUS_VALUES
-from ticketing.tables import agents as A
-from ticketing.tables import tickets as T
+from ticketing.tables import OPEN_STATUS_VALUES, agents, tickets
 from ticketing.tickets import check_visible, ticket_event, ticket_row
 
 # The policy is pure (``ticketing.routing``); these functions feed it snapshots and write its decisions.
@@ -255,7 +253,7 @@ async def route_tickets(
             extra["offer_timeout"] = settings.offer_timeout_seconds
         tx.emit(ticket_event(event, row, **extra))
     # The condition repeats what the claim established; it costs nothing and guards the invariants.
-    await update_rows(conn, T, writes, where=UNHELD)
+    await update_rows(conn, tickets, writes, where=UNHELD)
     return decisions
 
 
@@ -264,7 +262,9 @@ async def waiting_ticket_ids(conn: AsyncConnection, queue_ids: Iterable[int], li
     queue_ids = list(queue_ids)
     if not queue_ids:
         return []
-    rows = await conn.execute(select(T.c.id).where(T.c.queue_id.in_(queue_ids), WAITING).order_by(T.c.id).limit(limit))
+    rows = await conn.execute(
+        select(tickets.c.id).where(tickets.c.queue_id.in_(queue_ids), WAITING).order_by(tickets.c.id).limit(limit)
+    )
     return [r[0] for r in rows]
 
 
@@ -274,8 +274,12 @@ async def accept_offer(rt: Runtime, *, ticket_id: int, principal: Principal) -> 
     async with rt.write() as tx:
         row = (
             await tx.conn.execute(
-                update(T)
-                .where(T.c.id == ticket_id, T.c.offered_agent_id == principal.agent_id, T.c.assignee_id.is_(None))
+                update(tickets)
+                .where(
+                    tickets.c.id == ticket_id,
+                    tickets.c.offered_agent_id == principal.agent_id,
+                    tickets.c.assignee_id.is_(None),
+                )
                 .values(
                     assignee_id=principal.agent_id,
                     offered_agent_id=None,
@@ -283,14 +287,14 @@ async def accept_offer(rt: Runtime, *, ticket_id: int, principal: Principal) -> 
                     status=TicketStatus.OPEN,
                     updated_at=now,
                 )
-                .returning(*T.c)
+                .returning(*tickets.c)
             )
         ).first()
         if row is None:
             await ticket_row(tx.conn, ticket_id)  # 404 when it does not exist
             raise OfferNotPending(f"ticket {ticket_id} is not offered to you (it expired or was taken)")
         await tx.conn.execute(
-            update(A).where(A.c.id == principal.agent_id).values(last_assigned_at=now, missed_offers=0)
+            update(agents).where(agents.c.id == principal.agent_id).values(last_assigned_at=now, missed_offers=0)
         )
         tx.emit(
             NewEvent(
@@ -314,8 +318,8 @@ async def _return_offers(
     for ticket_id, agent_id in offers:
         row = (
             await tx.conn.execute(
-                select(T.c.id, T.c.queue_id, T.c.routing).where(
-                    T.c.id == ticket_id, T.c.offered_agent_id == agent_id, T.c.assignee_id.is_(None)
+                select(tickets.c.id, tickets.c.queue_id, tickets.c.routing).where(
+                    tickets.c.id == ticket_id, tickets.c.offered_agent_id == agent_id, tickets.c.assignee_id.is_(None)
                 )
             )
         ).first()
@@ -325,8 +329,8 @@ async def _return_offers(
         passed = {**(old.get("passed") or {}), str(agent_id): now.isoformat()}
         value = {**old, "passed": dict(sorted(passed.items(), key=lambda kv: kv[1])[-20:])}
         done = await tx.conn.execute(
-            update(T)
-            .where(T.c.id == ticket_id, T.c.offered_agent_id == agent_id, T.c.assignee_id.is_(None))
+            update(tickets)
+            .where(tickets.c.id == ticket_id, tickets.c.offered_agent_id == agent_id, tickets.c.assignee_id.is_(None))
             .values(offered_agent_id=None, offer_expires_at=None, routing=value, updated_at=now)
         )
         if not done.rowcount:
@@ -355,7 +359,7 @@ async def decline_offer(rt: Runtime, *, ticket_id: int, principal: Principal) ->
             await ticket_row(tx.conn, ticket_id)
             raise OfferNotPending(f"ticket {ticket_id} is not offered to you")
         await _take_routing_lock(tx.conn)  # before the agent row: see the lock order above
-        await tx.conn.execute(update(A).where(A.c.id == principal.agent_id).values(missed_offers=0))
+        await tx.conn.execute(update(agents).where(agents.c.id == principal.agent_id).values(missed_offers=0))
         await route_tickets(rt, tx, back, returned=back)
         await route_tickets(rt, tx, agent_ids=[principal.agent_id])  # their freed slot, for other work
 
@@ -363,12 +367,17 @@ async def decline_offer(rt: Runtime, *, ticket_id: int, principal: Principal) ->
 def _offers_to_return(now: datetime) -> Any:
     """Offers past their deadline, and offers to agents no longer available that a status change could not
     take back at once."""
-    away = select(A.c.id).where(A.c.status != AgentStatus.AVAILABLE)
-    return and_(T.c.offered_agent_id.is_not(None), or_(T.c.offer_expires_at < now, T.c.offered_agent_id.in_(away)))
+    away = select(agents.c.id).where(agents.c.status != AgentStatus.AVAILABLE)
+    return and_(
+        tickets.c.offered_agent_id.is_not(None),
+        or_(tickets.c.offer_expires_at < now, tickets.c.offered_agent_id.in_(away)),
+    )
 
 
 def _wrap_up_over(now: datetime) -> Any:
-    return and_(A.c.status == AgentStatus.WRAP_UP, A.c.wrap_up_until.is_not(None), A.c.wrap_up_until <= now)
+    return and_(
+        agents.c.status == AgentStatus.WRAP_UP, agents.c.wrap_up_until.is_not(None), agents.c.wrap_up_until <= now
+    )
 
 
 async def expire_offers(rt: Runtime) -> int:
@@ -378,10 +387,12 @@ async def expire_offers(rt: Runtime) -> int:
     settings = rt.settings
     async with rt.write() as tx:
         await _take_routing_lock(tx.conn)
-        stmt = select(T.c.id, T.c.offered_agent_id, T.c.offer_expires_at).where(_offers_to_return(now))
+        stmt = select(tickets.c.id, tickets.c.offered_agent_id, tickets.c.offer_expires_at).where(
+            _offers_to_return(now)
+        )
         if tx.conn.dialect.name == "postgresql":
-            stmt = stmt.with_for_update(skip_locked=True, of=T)
-        rows = (await tx.conn.execute(stmt.order_by(T.c.id))).all()
+            stmt = stmt.with_for_update(skip_locked=True, of=tickets)
+        rows = (await tx.conn.execute(stmt.order_by(tickets.c.id))).all()
         if not rows:
             return 0
         late = [(r.id, r.offered_agent_id) for r in rows if r.offer_expires_at is not None and r.offer_expires_at < now]
@@ -404,10 +415,10 @@ async def expire_offers(rt: Runtime) -> int:
         for agent_id, n in missed.items():
             row = (
                 await tx.conn.execute(
-                    update(A)
-                    .where(A.c.id == agent_id)
-                    .values(missed_offers=A.c.missed_offers + n)
-                    .returning(A.c.missed_offers, A.c.status)
+                    update(agents)
+                    .where(agents.c.id == agent_id)
+                    .values(missed_offers=agents.c.missed_offers + n)
+                    .returning(agents.c.missed_offers, agents.c.status)
                 )
             ).one()
             if settings.max_missed_offers and row.missed_offers >= settings.max_missed_offers:
@@ -432,7 +443,9 @@ async def _change_status(
         values["wrap_up_until"] = now + timedelta(seconds=rt.settings.wrap_up_seconds)
     if status is AgentStatus.AVAILABLE:
         values["missed_offers"] = 0
-    row = (await tx.conn.execute(update(A).where(A.c.id == agent_id).values(**values).returning(*A.c))).first()
+    row = (
+        await tx.conn.execute(update(agents).where(agents.c.id == agent_id).values(**values).returning(*agents.c))
+    ).first()
     if row is None:
         raise AgentNotFound(f"agent {agent_id} does not exist")
     agent = await agent_read(tx.conn, row)
@@ -445,7 +458,7 @@ async def _change_status(
     if status is AgentStatus.AVAILABLE:
         await route_tickets(rt, tx, agent_ids=[agent_id])
     else:
-        stmt = select(T.c.id).where(T.c.offered_agent_id == agent_id).order_by(T.c.id)
+        stmt = select(tickets.c.id).where(tickets.c.offered_agent_id == agent_id).order_by(tickets.c.id)
         if tx.conn.dialect.name == "postgresql":
             stmt = stmt.with_for_update(skip_locked=True)
         offered = [(r.id, agent_id) for r in await tx.conn.execute(stmt)]
@@ -468,7 +481,7 @@ async def end_wrap_ups(rt: Runtime) -> int:
     now = utcnow()
     async with rt.write() as tx:
         await _take_routing_lock(tx.conn)
-        due = [r.id for r in await tx.conn.execute(select(A.c.id).where(_wrap_up_over(now)))]
+        due = [r.id for r in await tx.conn.execute(select(agents.c.id).where(_wrap_up_over(now)))]
         for agent_id in due:
             await _change_status(rt, tx, agent_id, AgentStatus.AVAILABLE, reason="wrap-up over")
     return len(due)
@@ -481,7 +494,7 @@ async def work_done(rt: Runtime, tx: Tx, *, agent_id: int, channel: str) -> None
     # holds it, so the status read is the one in force, not one that a concurrent change (going offline, say)
     # is about to replace and that wrap-up would then overwrite. The ticket row is already locked.
     await _take_routing_lock(tx.conn)
-    status = (await tx.conn.execute(select(A.c.status).where(A.c.id == agent_id))).scalar()
+    status = (await tx.conn.execute(select(agents.c.status).where(agents.c.id == agent_id))).scalar()
     if status != AgentStatus.AVAILABLE:
         return
     if channel in routing.LIVE_CHANNELS and rt.settings.wrap_up_seconds > 0:
@@ -498,7 +511,7 @@ async def apply_overflow(rt: Runtime) -> int:
     # Most ticks find nothing to move: a plain read says so without taking the writer's turn.
     async with rt.read() as conn:
         due = _overflow_due(await read_queues(rt, conn), now)
-        if due is None or (await conn.execute(select(T.c.id).where(due).limit(1))).first() is None:
+        if due is None or (await conn.execute(select(tickets.c.id).where(due).limit(1))).first() is None:
             return 0
     async with rt.write() as tx:
         conn = tx.conn
@@ -507,7 +520,7 @@ async def apply_overflow(rt: Runtime) -> int:
         due = _overflow_due(qs, now)
         if due is None:
             return 0
-        stmt = select(T).where(due).order_by(T.c.id)
+        stmt = select(tickets).where(due).order_by(tickets.c.id)
         if conn.dialect.name == "postgresql":
             stmt = stmt.with_for_update(skip_locked=True)
         changed: list[int] = []
@@ -527,11 +540,11 @@ async def apply_overflow(rt: Runtime) -> int:
             values["routing"] = routing_decision("overflowed", reason, now, old=r.routing)
             values["updated_at"] = now
             done = await conn.execute(
-                update(T)
+                update(tickets)
                 .where(
-                    T.c.id == r.id,
-                    T.c.queue_id == r.queue_id,
-                    T.c.overflow_stage == r.overflow_stage,
+                    tickets.c.id == r.id,
+                    tickets.c.queue_id == r.queue_id,
+                    tickets.c.overflow_stage == r.overflow_stage,
                     UNHELD,
                 )
                 .values(**values)
@@ -556,12 +569,12 @@ def _overflow_due(qs: QueueSnapshot, now: datetime) -> Any:
         parts = []
         if p.overflow:
             first = now - timedelta(seconds=p.overflow[0].after_seconds)
-            parts.append(and_(T.c.overflow_stage < len(p.overflow), T.c.queued_at <= first))
+            parts.append(and_(tickets.c.overflow_stage < len(p.overflow), tickets.c.queued_at <= first))
         if p.max_wait_seconds is not None and p.overflow_queue_id is not None and p.overflow_queue_id != qid:
-            parts.append(T.c.queued_at <= now - timedelta(seconds=p.max_wait_seconds))
+            parts.append(tickets.c.queued_at <= now - timedelta(seconds=p.max_wait_seconds))
         if parts:
-            conds.append(and_(T.c.queue_id == qid, or_(*parts)))
-    return and_(WAITING, T.c.queued_at.is_not(None), or_(*conds)) if conds else None
+            conds.append(and_(tickets.c.queue_id == qid, or_(*parts)))
+    return and_(WAITING, tickets.c.queued_at.is_not(None), or_(*conds)) if conds else None
 
 
 async def routing_tick(rt: Runtime) -> None:
@@ -578,7 +591,7 @@ async def routing_tick(rt: Runtime) -> None:
                 select(
                     exists().where(_offers_to_return(now)),
                     exists().where(_wrap_up_over(now)),
-                    exists().where(WAITING, T.c.queue_id.is_not(None)),
+                    exists().where(WAITING, tickets.c.queue_id.is_not(None)),
                 )
             )
         ).one()
@@ -597,13 +610,13 @@ async def requeue_agent_work(rt: Runtime, *, agent_id: int, principal: Principal
     principal.require_supervisor()
     now = utcnow()
     async with rt.write() as tx:
-        if not (await tx.conn.execute(select(A.c.id).where(A.c.id == agent_id))).first():
+        if not (await tx.conn.execute(select(agents.c.id).where(agents.c.id == agent_id))).first():
             raise AgentNotFound(f"agent {agent_id} does not exist")
         reason = f"re-queued by {principal.username} from agent {agent_id}"
         rows = (
             await tx.conn.execute(
-                update(T)
-                .where(T.c.assignee_id == agent_id, T.c.status.in_(OPEN_STATUS_VALUES))
+                update(tickets)
+                .where(tickets.c.assignee_id == agent_id, tickets.c.status.in_(OPEN_STATUS_VALUES))
                 .values(
                     assignee_id=None,
                     offered_agent_id=None,
@@ -611,7 +624,7 @@ async def requeue_agent_work(rt: Runtime, *, agent_id: int, principal: Principal
                     routing=routing_decision("requeued", reason, now),
                     updated_at=now,
                 )
-                .returning(T.c.id, T.c.queue_id)
+                .returning(tickets.c.id, tickets.c.queue_id)
             )
         ).all()
         ids = sorted(r.id for r in rows)

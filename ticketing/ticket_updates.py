@@ -13,10 +13,7 @@ from ticketing.exceptions import AgentNotFound, QueueNotFound
 from ticketing.models import OPEN_STATUSES, TicketRead, TicketStatus, TicketUpdate
 from ticketing.permissions import Principal
 from ticketing.routing_service import route_tickets, routing_decision, work_done
-from ticketing.tables import OPEN_STATUS_VALUES
-from ticketing.tables import agents as A
-from ticketing.tables import queues as Q
-from ticketing.tables import tickets as T
+from ticketing.tables import OPEN_STATUS_VALUES, agents, queues, tickets
 from ticketing.tickets import check_visible, ticket_event, ticket_row
 
 
@@ -45,7 +42,11 @@ async def update_ticket(rt: Runtime, *, ticket_id: int, principal: Principal, da
                 values["priority"].value if hasattr(values["priority"], "value") else values["priority"]
             )
         values["updated_at"] = now
-        updated = (await tx.conn.execute(update(T).where(T.c.id == ticket_id).values(**values).returning(*T.c))).one()
+        updated = (
+            await tx.conn.execute(
+                update(tickets).where(tickets.c.id == ticket_id).values(**values).returning(*tickets.c)
+            )
+        ).one()
         tx.emit(
             ticket_event(
                 EventType.TICKET_UPDATED,
@@ -69,12 +70,15 @@ async def assign(rt: Runtime, *, ticket_id: int, principal: Principal, agent_id:
     now = utcnow()
     async with rt.write() as tx:
         await ticket_row(tx.conn, ticket_id, lock=True)
-        if agent_id is not None and not (await tx.conn.execute(select(A.c.id).where(A.c.id == agent_id))).first():
+        if (
+            agent_id is not None
+            and not (await tx.conn.execute(select(agents.c.id).where(agents.c.id == agent_id))).first()
+        ):
             raise AgentNotFound(f"agent {agent_id} does not exist")
         updated = (
             await tx.conn.execute(
-                update(T)
-                .where(T.c.id == ticket_id)
+                update(tickets)
+                .where(tickets.c.id == ticket_id)
                 .values(
                     assignee_id=agent_id,
                     offered_agent_id=None,
@@ -84,7 +88,7 @@ async def assign(rt: Runtime, *, ticket_id: int, principal: Principal, agent_id:
                         "assigned" if agent_id else "unassigned", f"by {principal.username}", now, agent_id=agent_id
                     ),
                 )
-                .returning(*T.c)
+                .returning(*tickets.c)
             )
         ).one()
         tx.emit(ticket_event(EventType.TICKET_ASSIGNED, updated, by=principal.agent_id))
@@ -108,15 +112,22 @@ async def transfer(
             "assignee_id": agent_id,
         }
         if queue_id is not None:
-            if not (await tx.conn.execute(select(Q.c.id).where(Q.c.id == queue_id))).first():
+            if not (await tx.conn.execute(select(queues.c.id).where(queues.c.id == queue_id))).first():
                 raise QueueNotFound(f"queue {queue_id} does not exist")
             values["queue_id"] = queue_id
             if queue_id != row.queue_id:
                 values.update(queued_at=None, overflow_stage=0)  # waits afresh in the new queue
         values["routing"] = routing_decision("transferred", f"by {principal.username}", now, agent_id=agent_id)
-        if agent_id is not None and not (await tx.conn.execute(select(A.c.id).where(A.c.id == agent_id))).first():
+        if (
+            agent_id is not None
+            and not (await tx.conn.execute(select(agents.c.id).where(agents.c.id == agent_id))).first()
+        ):
             raise AgentNotFound(f"agent {agent_id} does not exist")
-        updated = (await tx.conn.execute(update(T).where(T.c.id == ticket_id).values(**values).returning(*T.c))).one()
+        updated = (
+            await tx.conn.execute(
+                update(tickets).where(tickets.c.id == ticket_id).values(**values).returning(*tickets.c)
+            )
+        ).one()
         tx.emit(
             ticket_event(
                 EventType.TICKET_UPDATED,

@@ -22,10 +22,7 @@ from ticketing.models import (
     TicketRead,
 )
 from ticketing.permissions import Principal
-from ticketing.tables import contact_identities as I
-from ticketing.tables import contacts as C
-from ticketing.tables import messages as M
-from ticketing.tables import tickets as T
+from ticketing.tables import contact_identities, contacts, messages, tickets
 
 EVENT_TEXT_LIMIT = 10_000
 
@@ -106,7 +103,7 @@ def message_event(msg: dict[str, Any], ticket_row: Any) -> NewEvent:
 
 
 async def ticket_row(conn: AsyncConnection, ticket_id: int, *, lock: bool = False) -> Any:
-    stmt = select(T).where(T.c.id == ticket_id)
+    stmt = select(tickets).where(tickets.c.id == ticket_id)
     if lock and conn.dialect.name == "postgresql":
         stmt = stmt.with_for_update()
     row = (await conn.execute(stmt)).first()
@@ -127,10 +124,12 @@ async def get_ticket(rt: Runtime, *, ticket_id: int, principal: Principal) -> Ti
     async with rt.read() as conn:
         row = await ticket_row(conn, ticket_id)
         check_visible(principal, row)
-        messages = (await conn.execute(select(M).where(M.c.ticket_id == ticket_id).order_by(M.c.id))).all()
+        message_rows = (
+            await conn.execute(select(messages).where(messages.c.ticket_id == ticket_id).order_by(messages.c.id))
+        ).all()
         contact = await _contact_read(conn, row.contact_id)
     return TicketDetail.model_validate(
-        {**row._mapping, "contact": contact, "messages": [MessageRead.model_validate(m._mapping) for m in messages]}
+        {**row._mapping, "contact": contact, "messages": [MessageRead.model_validate(m._mapping) for m in message_rows]}
     )
 
 
@@ -152,30 +151,30 @@ async def list_tickets(
     if not principal.sees_all:
         conds.append(
             or_(
-                T.c.queue_id.in_(principal.queue_ids or {-1}),
-                T.c.assignee_id == principal.agent_id,
-                T.c.offered_agent_id == principal.agent_id,
+                tickets.c.queue_id.in_(principal.queue_ids or {-1}),
+                tickets.c.assignee_id == principal.agent_id,
+                tickets.c.offered_agent_id == principal.agent_id,
             )
         )
     if status:
-        conds.append(T.c.status.in_(list(status)))
+        conds.append(tickets.c.status.in_(list(status)))
     if queue_id is not None:
-        conds.append(T.c.queue_id == queue_id)
+        conds.append(tickets.c.queue_id == queue_id)
     if assignee_id is not None:
-        conds.append(T.c.assignee_id == assignee_id)
+        conds.append(tickets.c.assignee_id == assignee_id)
     if mine:
-        conds.append(T.c.assignee_id == principal.agent_id)
+        conds.append(tickets.c.assignee_id == principal.agent_id)
     if channel:
-        conds.append(T.c.channel == channel)
+        conds.append(tickets.c.channel == channel)
     if contact_id is not None:
-        conds.append(T.c.contact_id == contact_id)
+        conds.append(tickets.c.contact_id == contact_id)
     async with rt.read() as conn:
-        total = (await conn.execute(select(func.count()).select_from(T).where(*conds))).scalar_one()
+        total = (await conn.execute(select(func.count()).select_from(tickets).where(*conds))).scalar_one()
         rows = (
             await conn.execute(
-                select(T)
+                select(tickets)
                 .where(*conds)
-                .order_by(func.coalesce(T.c.last_message_at, T.c.created_at).desc(), T.c.id.desc())
+                .order_by(func.coalesce(tickets.c.last_message_at, tickets.c.created_at).desc(), tickets.c.id.desc())
                 .offset(offset)
                 .limit(limit)
             )
@@ -186,11 +185,15 @@ async def list_tickets(
 
 
 async def _contact_read(conn: AsyncConnection, contact_id: int) -> ContactRead:
-    row = (await conn.execute(select(C).where(C.c.id == contact_id))).first()
+    row = (await conn.execute(select(contacts).where(contacts.c.id == contact_id))).first()
     if row is None:
         raise ContactNotFound(f"contact {contact_id} does not exist")
     idents = (
-        await conn.execute(select(I.c.kind, I.c.value).where(I.c.contact_id == contact_id).order_by(I.c.id))
+        await conn.execute(
+            select(contact_identities.c.kind, contact_identities.c.value)
+            .where(contact_identities.c.contact_id == contact_id)
+            .order_by(contact_identities.c.id)
+        )
     ).all()
     return ContactRead.model_validate(
         {**row._mapping, "identities": [IdentityRead(kind=k, value=v) for k, v in idents]}
@@ -201,7 +204,9 @@ async def get_contact_history(rt: Runtime, *, contact_id: int, principal: Princi
     """A contact with every ticket and message across all channels (the tickets the principal may see)."""
     async with rt.read() as conn:
         contact = await _contact_read(conn, contact_id)
-        rows = (await conn.execute(select(T).where(T.c.contact_id == contact_id).order_by(T.c.id))).all()
+        rows = (
+            await conn.execute(select(tickets).where(tickets.c.contact_id == contact_id).order_by(tickets.c.id))
+        ).all()
         visible = [
             r
             for r in rows
@@ -212,12 +217,16 @@ async def get_contact_history(rt: Runtime, *, contact_id: int, principal: Princi
         if rows and not visible:
             raise NotYourTicket(f"contact {contact_id} has no tickets in your queues")
         ids = [r.id for r in visible]
-        msgs = (await conn.execute(select(M).where(M.c.ticket_id.in_(ids)).order_by(M.c.id))).all() if ids else []
+        msgs = (
+            (await conn.execute(select(messages).where(messages.c.ticket_id.in_(ids)).order_by(messages.c.id))).all()
+            if ids
+            else []
+        )
     by_ticket: dict[int, list[MessageRead]] = {}
     for m in msgs:
         by_ticket.setdefault(m.ticket_id, []).append(MessageRead.model_validate(m._mapping))
-    tickets = [
+    details = [
         TicketDetail.model_validate({**r._mapping, "contact": contact, "messages": by_ticket.get(r.id, [])})
         for r in visible
     ]
-    return ContactHistory.model_validate({**contact.model_dump(), "tickets": tickets})
+    return ContactHistory.model_validate({**contact.model_dump(), "tickets": details})

@@ -5,7 +5,10 @@ It subclasses uvicorn's ``WebSocketsSansIOProtocol`` and uses its internals (``f
 ``read_paused``, ``send_receive_event_to_app``, ``handle_connect``, ``conn``, ``writable``...), which uvicorn
 does not promise to keep: it is one of the fast paths behind ``SWITCHBOARD_FAST_PATHS``. With them off, the
 server runs uvicorn's own protocol (``server_protocol``), ``frame_writer`` finds no writer, and every frame
-goes the ordinary way.
+goes the ordinary way. A/B (bench.chat --idle 0 --saturate 5 on SQLite, on a shared 2-core machine under load
+10-16, where the server got 0.1-0.6 of a core): server CPU per message delivered at saturation 0.25 and 0.32
+ms with this protocol, 0.36 and 0.31 ms with uvicorn's (the database fast paths on in both) — within that
+machine's noise, so the figure that counts is a quiet machine's.
 
 uvicorn's stops reading a socket after every frame it receives and resumes once the application has taken
 that frame: two changes of the event loop's epoll set, each a system call and a selector update, for every

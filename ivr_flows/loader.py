@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from ivr_flows.errors import FlowInvalid
 from ivr_flows.schema import NODE_TYPES, Flow
-from ivr_flows.source import Finding, SourceMap, YamlError, describe, errors, read_yaml
+from ivr_flows.source import Finding, SourceMap, YamlError, data_path, describe, errors, read_yaml
 
 
 @dataclass(slots=True)
@@ -71,7 +71,7 @@ def _schema_findings(exc: ValidationError, data: dict[str, Any], lines: SourceMa
     out: list[Finding] = []
     seen: set[tuple[int | None, str]] = set()
     for err in exc.errors():
-        path = _data_path(err["loc"], data)
+        path = data_path(err["loc"], data)
         node = str(path[1]) if len(path) >= 2 and path[0] == "nodes" else None
         message = _message(err, describe(path[2:] if node else path))
         line = lines.line(*path)
@@ -80,30 +80,6 @@ def _schema_findings(exc: ValidationError, data: dict[str, Any], lines: SourceMa
         seen.add((line, message))
         out.append(Finding("error", "schema", message, line, node))
     return out
-
-
-def _data_path(loc: tuple[int | str, ...], data: Any) -> tuple[str | int, ...]:
-    """The error's location as a path through the file's data: pydantic adds steps the file does not have
-    (the node type of a tagged union, a model's internal field), which are left out."""
-    path: list[str | int] = []
-    here = data
-    for step in loc:
-        if isinstance(here, dict) and step in here:
-            path.append(step)
-            here = here[step]
-        elif isinstance(here, list) and isinstance(step, int) and 0 <= step < len(here):
-            path.append(step)
-            here = here[step]
-        elif step == "else_" and isinstance(here, dict) and "else" in here:
-            path.append("else")
-            here = here["else"]
-        elif step == "in_" and isinstance(here, dict) and "in" in here:
-            path.append("in")
-            here = here["in"]
-        elif isinstance(here, dict) and step not in (here.get("type"), "parts", "by_language"):
-            path.append(step)  # a missing field: keep its name for the message
-            here = None
-    return tuple(path)
 
 
 def _message(err: Any, where: str) -> str:

@@ -49,6 +49,30 @@ def describe(path: Path) -> str:
     return text
 
 
+def data_path(loc: tuple[int | str, ...], data: Any) -> tuple[str | int, ...]:
+    """The error's location as a path through the file's data: pydantic adds steps the file does not have
+    (the node type of a tagged union, a model's internal field), which are left out."""
+    path: list[str | int] = []
+    here = data
+    for step in loc:
+        if isinstance(here, dict) and step in here:
+            path.append(step)
+            here = here[step]
+        elif isinstance(here, list) and isinstance(step, int) and 0 <= step < len(here):
+            path.append(step)
+            here = here[step]
+        elif step == "else_" and isinstance(here, dict) and "else" in here:
+            path.append("else")
+            here = here["else"]
+        elif step == "in_" and isinstance(here, dict) and "in" in here:
+            path.append("in")
+            here = here["in"]
+        elif isinstance(here, dict) and step not in (here.get("type"), "parts", "by_language"):
+            path.append(step)  # a missing field: keep its name for the message
+            here = None
+    return tuple(path)
+
+
 def errors(findings: Iterable[Finding]) -> list[Finding]:
     return [f for f in findings if f.severity == "error"]
 

@@ -225,7 +225,7 @@ def graph(
     if parsed.flow is None:
         raise typer.Exit(1)
     chart = mermaid(parsed.flow)
-    typer.echo(f"```mermaid\n{chart}```" if markdown else chart, nl=not chart.endswith("\n"))
+    typer.echo(f"```mermaid\n{chart}```" if markdown else chart.rstrip("\n"))
 
 
 def _load_or_exit(file: Path) -> Flow:

@@ -103,14 +103,14 @@ class Outcome:
         elif self.kind == "voicemail":
             text = f"voicemail in {self.queue}"
         elif self.kind == "callback":
-            text = f"callback in {self.queue}" + (" (kept its place in line)" if self.in_line else "")
+            text = f"callback in {self.queue}"
         elif self.kind == "transferred":
             text = f"transferred to {self.number}"
         elif self.kind == "waiting":
             text = f"still in the menu, waiting at {self.node}"
         else:
             text = self.kind.replace("_", " ")
-        extras = []
+        extras = ["kept its place in line"] if self.in_line else []
         if self.skills:
             extras.append("skills " + ", ".join(f"{k}={v}" for k, v in self.skills.items()))
         if self.priority:

@@ -74,7 +74,7 @@ def recorded_calls(path: str = DEMO) -> tuple[Flow, list[tuple[Context, list[Inp
             if event is not None and not call.ended:
                 call.feed(event)
         inputs = [e.item for e in call.transcript if e.who != "engine"]
-        calls.append((Context(now=world.now, hours=dict(world.hours)), inputs))  # type: ignore[misc]
+        calls.append((Context(now=world.now, hours=dict(world.hours)), inputs))
     return suite.flow, calls
 
 

@@ -98,3 +98,28 @@ def test_merge_keys_share_settings_between_nodes() -> None:
 def test_the_demo_flow_loads() -> None:
     demo = load_flow(DEMO)
     assert demo.name == "demo" and list(demo.languages) == ["en", "es"] and demo.start == "choose_language"
+
+
+def test_the_readme_examples_are_valid() -> None:
+    """README's node examples validate as nodes, and its conversations file as a conversations file, so the
+    documentation stays true to the models."""
+    from pydantic import TypeAdapter
+
+    from ivr_flows.conversations import ConversationsFile
+    from ivr_flows.schema import Node
+
+    readme = (DEMO.parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Phone menus (IVR)") :]
+    blocks = [b.split("```", 1)[0] for b in section.split("```yaml\n")[1:]]
+    nodes_block = next(b for b in blocks if "type: say" in b)
+    nodes, _, found = read_yaml(nodes_block)
+    assert found == [] and len(nodes) == 15
+    adapter: TypeAdapter[Node] = TypeAdapter(Node)
+    types = {adapter.validate_python(node).type for node in nodes.values()}
+    assert types == {
+        "say", "menu", "language", "collect", "hours", "branch", "set", "lookup",
+        "transfer", "hold", "voicemail", "callback", "dial", "hangup",
+    }  # fmt: skip
+    conversations_block = next(b for b in blocks if b.startswith("world:"))
+    data, _, found = read_yaml(conversations_block)
+    assert found == [] and ConversationsFile.model_validate(data).tests[0].name == "Spanish billing by voice"

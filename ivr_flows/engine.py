@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -138,28 +138,26 @@ class _Step:
             self._enter(self.flow.start)
             return
         node = self.flow.nodes.get(st.node)
-        handled = False
-        if st.phase == "ask" and isinstance(event, Digits | Speech | NoInput):
-            if isinstance(node, MenuNode):
-                handled = self._answer_menu(node, event)
-            elif isinstance(node, LanguageNode):
-                handled = self._answer_language(node, event)
-            elif isinstance(node, CollectNode):
-                handled = self._answer_collect(node, event)
-        elif st.phase == "confirm" and isinstance(node, CollectNode) and isinstance(event, Digits | Speech | NoInput):
-            handled = self._answer_confirm(node, event)
+        if isinstance(event, Digits | Speech | NoInput) and st.phase in ("ask", "confirm"):
+            if st.phase == "confirm" and isinstance(node, CollectNode):
+                self._answer_confirm(node, event)
+            elif st.phase == "ask" and isinstance(node, MenuNode):
+                self._answer_menu(node, event)
+            elif st.phase == "ask" and isinstance(node, LanguageNode):
+                self._answer_language(node, event)
+            elif st.phase == "ask" and isinstance(node, CollectNode):
+                self._answer_collect(node, event)
+            else:
+                self._resume()
         elif st.phase == "record" and isinstance(node, VoicemailNode) and isinstance(event, RecordingDone | NoInput):
-            handled = self._answer_recording(node, event)
+            self._answer_recording(node, event)
         elif st.phase == "lookup" and isinstance(node, LookupNode) and isinstance(event, LookupResult):
             self._answer_lookup(node, event)
-            handled = True
         elif st.phase == "queued" and isinstance(node, TransferNode | HoldNode) and isinstance(event, Queued):
             self._answer_queued(node, event)
-            handled = True
         elif st.phase == "dial" and isinstance(node, DialNode) and isinstance(event, DialDone):
             self._answer_dial(node, event)
-            handled = True
-        if not handled:
+        else:
             self._resume()
 
     def _resume(self) -> None:
@@ -278,7 +276,7 @@ class _Step:
 
     # -- answers to asking nodes ------------------------------------------------------------------------------
 
-    def _answer_menu(self, node: MenuNode, event: Digits | Speech | NoInput) -> bool:
+    def _answer_menu(self, node: MenuNode, event: Digits | Speech | NoInput) -> None:
         st = self.state
         index: int | None = None
         silent = isinstance(event, NoInput) or (isinstance(event, Digits) and not event.digits)
@@ -289,15 +287,14 @@ class _Step:
             silent = not event.text.strip()
         if index is None:
             self._retry(node, silent)
-            return True
+            return
         choice = node.choices[index]
         name = choice.name()
         st.path[-1] = f"{st.node}:{name}"
         st.choice = name
         self._enter(choice.next)
-        return True
 
-    def _answer_language(self, node: LanguageNode, event: Digits | Speech | NoInput) -> bool:
+    def _answer_language(self, node: LanguageNode, event: Digits | Speech | NoInput) -> None:
         st = self.state
         index: int | None = None
         silent = isinstance(event, NoInput) or (isinstance(event, Digits) and not event.digits)
@@ -308,16 +305,15 @@ class _Step:
             silent = not event.text.strip()
         if index is None:
             self._retry(node, silent)
-            return True
+            return
         choice = node.choices[index]
         if choice.language in self.flow.languages:
             st.language = choice.language
             st.vars["call.language"] = choice.language
         st.path[-1] = f"{st.node}:{choice.language}"
         self._enter(node.next)
-        return True
 
-    def _answer_collect(self, node: CollectNode, event: Digits | Speech | NoInput) -> bool:
+    def _answer_collect(self, node: CollectNode, event: Digits | Speech | NoInput) -> None:
         st = self.state
         value: str | None = None
         silent = isinstance(event, NoInput)
@@ -329,16 +325,15 @@ class _Step:
             silent = not event.text.strip()
         if not value or not valid_digits(node, value):
             self._retry(node, silent)
-            return True
+            return
         _set_var(st.vars, node.var, value)
         if node.confirm is not None:
             st.phase = "confirm"
             self._gather_confirm(node, [])
         else:
             self._enter(node.next)
-        return True
 
-    def _answer_confirm(self, node: CollectNode, event: Digits | Speech | NoInput) -> bool:
+    def _answer_confirm(self, node: CollectNode, event: Digits | Speech | NoInput) -> None:
         st = self.state
         answer: bool | None = None
         if isinstance(event, Digits) and event.digits:
@@ -357,7 +352,6 @@ class _Step:
                 self._give_up(node)
             else:
                 self._gather_confirm(node, self._prompt(self._message(node, isinstance(event, NoInput))))
-        return True
 
     def _match_speech(
         self, node: MenuNode | LanguageNode, event: Speech, min_confidence: float | None, threshold: int | None
@@ -401,13 +395,13 @@ class _Step:
 
     # -- answers from the adapter ---------------------------------------------------------------------------
 
-    def _answer_recording(self, node: VoicemailNode, event: RecordingDone | NoInput) -> bool:
+    def _answer_recording(self, node: VoicemailNode, event: RecordingDone | NoInput) -> None:
         st = self.state
         if isinstance(event, RecordingDone) and event.url and event.duration_seconds > 0:
             queue = node.queue or st.queue
             if queue is None:
                 self._fail_hard()
-                return True
+                return
             st.vars["recording.seconds"] = str(event.duration_seconds)
             self.actions.append(
                 Voicemail(
@@ -421,7 +415,6 @@ class _Step:
             self._hang_up("voicemail")
         else:
             self._goodbye()
-        return True
 
     def _answer_lookup(self, node: LookupNode, event: LookupResult) -> None:
         v = self.state.vars
@@ -529,6 +522,7 @@ class _Step:
                 timeout=node.timeout,
                 language=lang.locale,
                 num_digits=1,
+                finish_on_key="",  # "#" and "*" may be choices: no key ends the gather early
                 hints=hints,
             )
         )
@@ -543,6 +537,7 @@ class _Step:
                 timeout=node.timeout,
                 language=locale,
                 num_digits=1,
+                finish_on_key="",
                 hints=list(_yes_no_hints(locale)),
             )
         )
@@ -722,10 +717,3 @@ def _inline_hours(node: HoursNode) -> BusinessHours | None:
     if "hours" not in node.cache:
         node.cache["hours"] = BusinessHours.parse(node.hours)
     return node.cache["hours"]  # type: ignore[no-any-return]
-
-
-def blocking(actions: Sequence[Action]) -> bool:
-    """Whether a step's actions end with one that waits or ends the call (the engine's invariant)."""
-    from ivr_flows.actions import BLOCKING
-
-    return bool(actions) and isinstance(actions[-1], BLOCKING)

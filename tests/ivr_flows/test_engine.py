@@ -79,6 +79,7 @@ def test_a_call_starts_at_the_start_node_with_a_gather() -> None:
     gather = actions[0]
     assert spoken(actions) == ["Press 1 for sales, 2 for support."]
     assert gather.input == ["dtmf", "speech"] and gather.num_digits == 1 and gather.timeout == 5
+    assert gather.finish_on_key == ""
     assert gather.language == "en-US" and gather.hints == ["sales", "support"]
     assert phone.state.node == "menu" and phone.state.phase == "ask"
     assert phone.state.vars["caller.number"] == "+14155550123"
@@ -132,6 +133,17 @@ def test_wrong_keys_and_silence_are_retried_then_the_call_ends() -> None:
     actions = phone(Digits(digits=""))  # Twilio's empty Digits is silence too
     assert spoken(actions) == ["Bye."] and isinstance(actions[-1], Hangup)
     assert phone.state.ended and phone.state.outcome == "hangup"
+
+
+def test_star_and_pound_can_be_menu_keys() -> None:
+    """A one-key gather sets no finish key, so pressing # or * reaches the engine as that key (Twilio's default
+    finish key # would end the gather with no digits)."""
+    f = flow(BASE.replace("{key: 1,", '{key: "#",').replace("{key: 2,", '{key: "*",'))
+    phone = Phone(f)
+    gather = phone.start()[-1]
+    assert isinstance(gather, Gather) and gather.finish_on_key == "" and gather.num_digits == 1
+    actions = phone(Digits(digits="*"))
+    assert isinstance(actions[-1], Enqueue) and actions[-1].queue == "support"
 
 
 def test_after_the_last_retry_a_menu_goes_to_on_fail() -> None:

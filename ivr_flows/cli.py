@@ -11,13 +11,13 @@ queues at load.
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 if TYPE_CHECKING:
+    from ivr_flows.conversations import WorldSpec
     from ivr_flows.inputs import Input
     from ivr_flows.schema import Flow
     from ivr_flows.simulator import Call, Entry
@@ -52,49 +52,58 @@ def lint(
 @app.command()
 def simulate(
     file: FlowArg,
-    caller: Annotated[str, typer.Option(help="The caller's number.")] = "+15555550100",
+    world: Annotated[
+        Path | None,
+        typer.Option(help="A YAML world (as in a conversations file: its world: section, or the file itself)."),
+    ] = None,
+    caller: Annotated[str | None, typer.Option(help="The caller's number.")] = None,
     contact: Annotated[str | None, typer.Option(help="The caller's name a lookup finds.")] = None,
     open_ticket: Annotated[
         list[str] | None, typer.Option(help="Subject of an open request a lookup finds (repeatable).")
     ] = None,
     ticket_status: Annotated[str, typer.Option(help="Status of those requests.")] = "open",
-    wait: Annotated[int | None, typer.Option(help="Estimated wait in the queue, seconds.", min=0)] = 30,
-    position: Annotated[int, typer.Option(help="Place in line in the queue.", min=1)] = 1,
+    wait: Annotated[int | None, typer.Option(help="Estimated wait in the queue, seconds [default: 30].")] = None,
+    position: Annotated[int | None, typer.Option(help="Place in line in the queue [default: 1].")] = None,
     closed: Annotated[list[str] | None, typer.Option(help="A queue that is closed now (repeatable).")] = None,
-    now: Annotated[
-        datetime | None, typer.Option(help="The time of the call (ISO 8601 with offset); default: now.")
-    ] = None,
-    dial_status: Annotated[str, typer.Option(help="How outside calls end: completed, busy, no-answer.")] = "completed",
+    now: Annotated[str | None, typer.Option(help="Time of the call, ISO 8601 with offset [default: now].")] = None,
+    dial_status: Annotated[str | None, typer.Option(help="How outside calls end: completed, busy...")] = None,
     actions: Annotated[bool, typer.Option(help="Also print each action as JSON (as the adapter gets it).")] = False,
 ) -> None:
     """Call a flow in the terminal: type keys (1, 42#) or words, an empty line for silence, /hangup,
     /record SECONDS, /speech CONFIDENCE WORDS, /state, /help. Reads stdin, so it can be scripted."""
-    from datetime import UTC
+    from pydantic import ValidationError
 
-    from ivr_flows.inputs import TicketSummary
+    from ivr_flows.conversations import WorldSpec
     from ivr_flows.simulator import Call, World
 
     flow = _load_or_exit(file)
-    if dial_status not in ("completed", "busy", "no-answer", "failed", "canceled"):
-        raise typer.BadParameter("use completed, busy, no-answer, failed or canceled", param_hint="--dial-status")
-    if now is not None and now.tzinfo is None:
-        raise typer.BadParameter("give a UTC offset, such as 2026-03-04T10:00:00-05:00", param_hint="--now")
-    world = World(
-        caller=caller,
-        now=now or datetime.now(UTC),
-        contact_name=contact,
-        open_tickets=[
-            TicketSummary(id=i + 1, subject=s, status=ticket_status) for i, s in enumerate(open_ticket or [])
-        ],
-        wait_seconds=wait,
-        position=position,
-        dial_status=dial_status,  # type: ignore[arg-type]
-    )
-    world.close(*(closed or []))
-    call = Call(flow, world)
+    pretend = World()
+    if world is not None:
+        _pretendfile(world).apply(pretend)
+    given = {
+        "caller": caller,
+        "contact_name": contact,
+        "open_tickets": None
+        if open_ticket is None
+        else [{"id": i + 1, "subject": s, "status": ticket_status} for i, s in enumerate(open_ticket)],
+        "wait_seconds": wait,
+        "position": position,
+        "closed": closed,
+        "now": now,
+        "dial_status": dial_status,
+    }
+    try:
+        WorldSpec.model_validate({k: v for k, v in given.items() if v is not None}).apply(pretend)
+    except ValidationError as exc:
+        options = {"contact_name": "contact", "open_tickets": "open-ticket", "wait_seconds": "wait"}
+        for err in exc.errors():
+            field = str(err["loc"][0])
+            typer.echo(f"error: --{options.get(field, field.replace('_', '-'))}: {err['msg']}", err=True)
+        raise typer.Exit(2) from None
+    call = Call(flow, pretend)
     stdin = typer.get_text_stream("stdin")
     interactive = stdin.isatty()
-    typer.echo(f"Calling {flow.name} ({file}) from {caller}. Keys or words; empty line: silence; /help for more.")
+    typer.echo(f"Calling {flow.name} ({file}) from {pretend.caller}. Keys or words; empty line: silence; /help.")
     _show(call, call.start(), actions)
     while not call.ended:
         if interactive:
@@ -226,6 +235,27 @@ def graph(
         raise typer.Exit(1)
     chart = mermaid(parsed.flow)
     typer.echo(f"```mermaid\n{chart}```" if markdown else chart.rstrip("\n"))
+
+
+def _pretendfile(path: Path) -> WorldSpec:
+    from pydantic import ValidationError
+
+    from ivr_flows.conversations import WorldSpec
+    from ivr_flows.source import YamlError, read_yaml
+
+    try:
+        data, _, _ = read_yaml(path.read_text(encoding="utf-8"))
+        if isinstance(data, dict) and "world" in data:
+            data = data["world"]
+        return WorldSpec.model_validate(data or {})
+    except (OSError, UnicodeDecodeError) as exc:
+        typer.echo(f"error: cannot read {path}: {exc}", err=True)
+    except YamlError as exc:
+        typer.echo(exc.finding.format(str(path)), err=True)
+    except ValidationError as exc:
+        for err in exc.errors():
+            typer.echo(f"error: {path}: {'.'.join(str(p) for p in err['loc'])}: {err['msg']}", err=True)
+    raise typer.Exit(2)
 
 
 def _load_or_exit(file: Path) -> Flow:

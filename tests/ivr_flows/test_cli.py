@@ -107,6 +107,25 @@ def test_simulate_lookup_long_wait_callback_state_and_end_of_input() -> None:
     assert unfinished.output.strip().endswith("(end of input: the call is still waiting at main_menu)")
 
 
+def test_simulate_takes_a_world_file_and_options_override_it() -> None:
+    """--world reads a conversations file's world (its clock and business hours); --now overrides its clock:
+    on a Saturday sales is closed."""
+    tests_file = str(DEMO.with_name("demo.tests.yaml"))
+    weekday = runner.invoke(app, ["ivr", "simulate", str(DEMO), "--world", tests_file], input="1\n3\n")
+    assert weekday.output.strip().endswith("Call ended: queued to sales"), weekday.output
+    assert "from +14155550123" in weekday.output
+    saturday = ["--world", tests_file, "--now", "2026-03-07T10:00:00-05:00"]
+    closed = runner.invoke(app, ["ivr", "simulate", str(DEMO), *saturday], input="1\n3\n")
+    assert "We are closed right now" in closed.output
+
+
+def test_simulate_rejects_bad_options() -> None:
+    result = runner.invoke(app, ["ivr", "simulate", str(DEMO), "--now", "2026-03-07T10:00:00", "--wait", "-1"])
+    assert result.exit_code == 2
+    assert "--now: Input should have timezone info" in result.output
+    assert "--wait: Input should be greater than or equal to 0" in result.output
+
+
 def test_simulate_refuses_a_flow_with_errors(tmp_path: Path) -> None:
     path = write(tmp_path, "bad.yaml", BASE.replace("start: menu", "start: nothing"))
     result = runner.invoke(app, ["ivr", "simulate", str(path)], input="")

@@ -11,8 +11,8 @@ from ivr_flows.lint import lint_file
 from ivr_flows.loader import load_flow
 from ivr_flows.simulator import Call, World
 from tests.ivr_flows.helpers import DEMO
-from ticketing import service
 from ticketing.demo import seed
+from ticketing.queues import list_queues
 
 SUITE = load_suite(DEMO)
 assert SUITE.errors == [], SUITE.errors
@@ -52,6 +52,6 @@ async def test_the_demo_flow_names_only_the_demo_queues(rt: Runtime) -> None:
     """Seeded like `switchboard demo`, the hub has every queue the demo flow names: it loads with the hub's
     queues as the known ones, and lint finds nothing."""
     assert await seed(rt)
-    names = [q.name for q in await service.list_queues(rt)]
+    names = [q.name for q in await list_queues(rt)]
     assert load_flow(DEMO, known_queues=names).name == "demo"
     assert lint_file(DEMO, known_queues=names) == []

@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from hub.db import utcnow
 from hub.events import events_after
 from hub.runtime import Runtime
-from tests.conftest import _empty_tables
+from tests.conftest import empty_tables
 from tests.ticketing.routing_helpers import SUPERVISOR, agent, arrive, check_state, message, queue, replay_events, who
 from ticketing import tables
 from ticketing.models import AgentStatus, TicketStatus, TicketUpdate
@@ -64,7 +64,7 @@ async def _first(rt: Runtime, column: Any, agent_id: int) -> int | None:
 
 
 async def _run(rt: Runtime, ops: list[tuple[Any, ...]]) -> None:
-    await _empty_tables(rt.settings.database_url)
+    await empty_tables(rt.settings.database_url)
     await queue(rt, "support")
     await queue(rt, "sales", required_skills={"language:es": 1})
     ids = [

@@ -14,7 +14,7 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -229,7 +229,3 @@ async def prune_events(conn: AsyncConnection, older_than: datetime) -> int:
         return 0
     result = await conn.execute(delete(_events).where(_events.c.created_at < older_than, _events.c.seq < newest))
     return int(result.rowcount or 0)
-
-
-def filter_visible(events: Iterable[EventRecord], viewer: Viewer) -> list[EventRecord]:
-    return [e for e in events if e.visible_to(viewer)]

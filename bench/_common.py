@@ -12,6 +12,7 @@ from contextlib import contextmanager
 import asyncpg
 from sqlalchemy.engine import make_url
 
+from hub.cli import shorten_gil_switch_interval
 from hub.migrate import upgrade
 
 PG_DEFAULT = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -38,8 +39,10 @@ async def pg_admin(url: str, statement: str) -> None:
 
 @contextmanager
 def fresh_database(kind: str, pg_url: str = PG_DEFAULT) -> Iterator[str]:
-    """A new, migrated database of ``kind`` ("sqlite" or "postgres"), dropped afterwards."""
+    """A new, migrated database of ``kind`` ("sqlite" or "postgres"), dropped afterwards. On SQLite the process
+    shortens its GIL switch interval first, as `switchboard serve` does."""
     if kind == "sqlite":
+        shorten_gil_switch_interval()
         with tempfile.TemporaryDirectory() as tmp:
             url = f"sqlite+aiosqlite:///{os.path.join(tmp, 'bench.db')}"
             upgrade(url)

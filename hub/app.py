@@ -169,7 +169,7 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database(settings.database_url)
+        db = Database(settings.database_url, fast_paths=settings.fast_paths)
         transport: Transport = (
             RedisTransport(settings.redis_url, settings.redis_channel) if settings.redis_url else LocalTransport()
         )

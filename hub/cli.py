@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -34,20 +35,39 @@ def _serve(settings: Settings, host: str, port: int) -> None:
 
 
 def run_server(settings: Settings, *, host: str, port: int, **options: Any) -> None:
-    """Serve the app with uvicorn in this process, as ``switchboard serve`` does (benchmarks start it so too)."""
+    """Serve the app with uvicorn in this process, as ``switchboard serve`` does (benchmarks start it so too).
+    On SQLite it first shortens the interpreter's GIL switch interval, for the whole process (see
+    ``GIL_SWITCH_INTERVAL``)."""
     import uvicorn
 
     from hub.app import create_app
-    from hub.websocket import ReadAheadWebSocketProtocol
+    from hub.websocket import server_protocol
 
+    if settings.is_sqlite:
+        shorten_gil_switch_interval()
     uvicorn.run(
         create_app(settings),
         host=host,
         port=port,
-        ws=ReadAheadWebSocketProtocol,
+        ws=server_protocol(settings),
         ws_per_message_deflate=settings.ws_compression,
         **options,
     )
+
+
+# aiosqlite runs each connection's statements in a thread of its own, which needs the GIL to start a statement
+# and again to hand its result back. While the event loop's thread is busy, a thread that wants the GIL waits
+# for the interpreter's switch interval (5 ms by default) before it gets it, up to twice per statement, while
+# the transaction holds SQLite's one writer. The interval is the whole process's, so the server sets it when it
+# starts, not the database layer: a program that only imports hub keeps its own.
+GIL_SWITCH_INTERVAL = 0.0002
+
+
+def shorten_gil_switch_interval() -> None:
+    """Set the process's GIL switch interval to ``GIL_SWITCH_INTERVAL`` unless it is shorter already: what
+    ``serve`` does on SQLite, and what benchmarks and the test suite do to run SQLite as the server runs it."""
+    if sys.getswitchinterval() > GIL_SWITCH_INTERVAL:
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL)
 
 
 @app.command()

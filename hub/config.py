@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     # two, each full collection freezes its survivors: FreezeSurvivors). 0: Python's collector as it is.
     gc_freeze_seconds: float = 600.0
     ws_compression: bool = False
+    # The fast paths that rest on dependencies' internals (hub.db.fast, hub.db.sqlite_writer.LoopThreadConnection,
+    # hub.websocket.ReadAheadWebSocketProtocol); off: their public APIs only, slower.
+    fast_paths: bool = True
     login_attempts_per_minute: int = 10
     ingest_batch_max: int = 256
     offer_timeout_seconds: int = 30

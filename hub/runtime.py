@@ -89,7 +89,7 @@ class _NoPublish:
 @asynccontextmanager
 async def standalone(settings: Settings) -> AsyncIterator[Runtime]:
     """A runtime for a CLI command or script: no server, no live subscribers."""
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, fast_paths=settings.fast_paths)
     try:
         yield Runtime(settings=settings, db=db, events=EventHub(db, _NoPublish()), metrics=Metrics())
     finally:

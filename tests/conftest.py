@@ -27,13 +27,14 @@ from sqlmodel import SQLModel
 
 from hub.app import create_app, import_all_models
 from hub.bus import EventHub, LocalTransport
+from hub.cli import shorten_gil_switch_interval
 from hub.config import Settings
 from hub.db import Database
 from hub.messages import Sender
 from hub.metrics import Metrics
 from hub.migrate import upgrade
 from hub.runtime import Runtime, Tx
-from hub.websocket import ReadAheadWebSocketProtocol
+from hub.websocket import server_protocol
 
 import_all_models()
 
@@ -70,6 +71,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A freshly migrated database for this test session."""
     configured = os.environ.get("SWITCHBOARD_TEST_DATABASE_URL", "sqlite")
     if configured == "sqlite":
+        shorten_gil_switch_interval()  # as `switchboard serve` does on SQLite
         url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
         upgrade(url)
         yield url
@@ -169,7 +171,7 @@ class LiveServer:
             host="127.0.0.1",
             port=self.port,
             log_level="warning",
-            ws=ReadAheadWebSocketProtocol,  # what `switchboard serve` runs
+            ws=server_protocol(self.settings),  # what `switchboard serve` runs
             ws_per_message_deflate=False,
             lifespan="on",
             timeout_graceful_shutdown=5,

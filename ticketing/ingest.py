@@ -1,9 +1,9 @@
 """Ingest: every inbound message of every channel comes through here.
 
 ``IngestPipeline.submit(message)`` returns once the message is durably committed. Concurrent submissions
-are committed together (group commit): one writer task takes whatever is waiting, up to
+are committed together (``hub.group_commit``): its drain task takes whatever is waiting, up to
 ``ingest_batch_max`` messages, and stores the whole batch in one transaction with a handful of set-based
-statements (``ingest_batch``). A batch that fails is retried message by message, so one bad message never
+statements (``store_batch``). A batch that fails is retried message by message, so one bad message never
 takes its neighbours down and the caller of each gets its own answer.
 
 Per message, in that transaction: resolve the contact from the sender's identity; thread into the ticket
@@ -12,9 +12,10 @@ that ticket, then the channel's thread key, then the contact's open ticket on th
 one; store the message; append events.
 
 Then routing, in a transaction of its own: the tickets nobody holds are offered or queued. The pipeline runs
-the two stages side by side: while one batch is routed, the next is stored, and routing takes the work of
-every batch stored meanwhile in one pass. A submit returns once its message is stored and its ticket routed.
-Work whose routing never happened (the process stopped in between) is routed when the pipeline starts.
+the two stages side by side (routing is the group commit's second stage): while one batch is routed, the next
+is stored, and routing takes the work of every batch stored meanwhile in one pass. A submit returns once its
+message is stored and its ticket routed. Work whose routing never happened (the process stopped in between) is
+routed when the pipeline starts.
 
 Idempotency: (channel, external_id) is unique. A message already stored answers with the stored one
 (``created=False``); two copies inside one batch are stored once; a copy committed by another process at
@@ -23,8 +24,6 @@ the same moment makes the batch fail on the unique constraint and the per-messag
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -48,6 +47,7 @@ from hub.db import (
 )
 from hub.errors import Conflict, SwitchboardError
 from hub.events import EventType
+from hub.group_commit import GroupCommit
 from hub.messages import AlsoInTransaction, InboundMessage, IngestResult
 from hub.runtime import Runtime
 from ticketing.exceptions import UnknownChannel
@@ -69,123 +69,65 @@ log = logging.getLogger(__name__)
 
 
 class IngestPipeline:
-    """Group commit for inbound messages (see the module docstring)."""
+    """Group commit for inbound messages (see the module docstring): a ``hub.group_commit.GroupCommit`` whose
+    commit stores a batch (``store_batch``) and whose second stage routes what the batches stored meanwhile."""
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self.max_batch = rt.settings.ingest_batch_max
-        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
-        self._stored: asyncio.Queue[_Stored | None] = asyncio.Queue()
-        self._writer: asyncio.Task[None] | None = None
-        self._router: asyncio.Task[None] | None = None
+        self._group: GroupCommit[_Pending, _Stored] = GroupCommit(
+            self._store, max_batch=rt.settings.ingest_batch_max, name="ingest", then=self._route
+        )
+        self._running = False
 
     async def start(self) -> None:
         await route_new_work(self.rt, await unrouted_ticket_ids(self.rt))
-        self._writer = asyncio.create_task(self._run(), name="ingest-writer")
-        self._router = asyncio.create_task(self._route(), name="ingest-router")
+        self._running = True
 
     async def stop(self) -> None:
         """Finish what was submitted, then stop."""
-        if self._writer is None or self._router is None:
-            return
-        self._queue.put_nowait(None)
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._writer
-        self._stored.put_nowait(None)  # the router finishes what was stored, then stops
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._router
-        self._writer = self._router = None
+        self._running = False
+        await self._group.join()
 
     async def submit(self, message: InboundMessage, *, also: AlsoInTransaction | None = None) -> IngestResult:
         """Store ``message`` (or find it already stored); returns after its commit and its ticket's routing
         pass. ``also`` runs inside the storing transaction (a channel's own bookkeeping, such as a mailbox's
         last UID)."""
-        if self._router is None:
+        if not self._running:
             raise RuntimeError("ingest pipeline is not running")
-        future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(message, future, also))
-        return await future
+        return (await self._group.submit(_Pending(message, also))).result
 
     __call__ = submit
 
-    async def _run(self) -> None:
-        queue = self._queue
-        while True:
-            item = await queue.get()
-            if item is None:
-                return
-            batch = [item]
-            stopping = False
-            while len(batch) < self.max_batch and not queue.empty():
-                nxt = queue.get_nowait()
-                if nxt is None:
-                    stopping = True
-                    break
-                batch.append(nxt)
-            await self._commit(batch)
-            if stopping:
-                return
-
-    async def _commit(self, batch: list[_Pending]) -> None:
+    async def _store(self, batch: list[_Pending]) -> list[_Stored | Exception]:
         also = [p.also for p in batch if p.also is not None]
         try:
             results, waiting = await store_batch(self.rt, [p.message for p in batch], also=also)
         except Exception as exc:
-            if len(batch) > 1:
-                for item in batch:
-                    await self._commit([item])
-                return
-            if not isinstance(exc, SwitchboardError):
-                log.exception("ingest of %s/%s failed", batch[0].message.channel, batch[0].message.external_id)
-            results, waiting = [exc], []
+            if len(batch) == 1:  # a batch of several is retried message by message
+                self.rt.metrics.ingest_batch_size.observe(1)
+                if not isinstance(exc, SwitchboardError):
+                    log.exception("ingest of %s/%s failed", batch[0].message.channel, batch[0].message.external_id)
+            raise
         self.rt.metrics.ingest_batch_size.observe(len(batch))
-        self._stored.put_nowait(_Stored(batch, results, waiting))
+        route = set(waiting)  # tickets of this batch's messages (``store_batch``)
+        return [r if isinstance(r, Exception) else _Stored(r, r.ticket_id in route) for r in results]
 
-    async def _route(self) -> None:
-        while True:
-            item = await self._stored.get()
-            if item is None:
-                return
-            done = [item]
-            stopping = False
-            while not self._stored.empty():
-                nxt = self._stored.get_nowait()
-                if nxt is None:
-                    stopping = True
-                    break
-                done.append(nxt)
-            await route_new_work(self.rt, [t for d in done for t in d.waiting])
-            for d in done:
-                _answer(d.batch, d.results)
-            if stopping:
-                return
-
-
-def _answer(batch: list[_Pending], results: Sequence[IngestResult | Exception]) -> None:
-    for pending, result in zip(batch, results, strict=True):
-        future = pending.future
-        if future.done():
-            continue
-        if isinstance(result, BaseException):
-            future.set_exception(result)
-        else:
-            future.set_result(result)
+    async def _route(self, stored: list[_Stored]) -> None:
+        await route_new_work(self.rt, [s.result.ticket_id for s in stored if s.route])
 
 
 @dataclass(slots=True)
 class _Pending:
     message: InboundMessage
-    future: asyncio.Future[IngestResult]
     also: AlsoInTransaction | None = None
 
 
 @dataclass(slots=True)
 class _Stored:
-    """A committed batch waiting for its routing pass."""
+    """A stored message, and whether its ticket waits for routing (nobody holds it)."""
 
-    batch: list[_Pending]
-    results: Sequence[IngestResult | Exception]
-    waiting: list[int]
+    result: IngestResult
+    route: bool
 
 
 async def route_new_work(rt: Runtime, ticket_ids: Sequence[int]) -> None:

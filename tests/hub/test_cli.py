@@ -11,11 +11,16 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
+import uvicorn
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
-from hub.db import Database
+from hub.cli import GIL_SWITCH_INTERVAL, run_server
+from hub.config import Settings
+from hub.db import Database, create_engine
+from hub.websocket import ReadAheadWebSocketProtocol
 from tests.conftest import free_port
 
 
@@ -190,3 +195,43 @@ def test_a_database_at_the_three_old_heads_upgrades_to_one_history(tmp_path: Pat
     assert versions() == {"0002_email", "0004_webchat", "0005_ticket_indexes"}
     upgrade(url)
     assert versions() == set(ScriptDirectory.from_config(alembic_config(url)).get_heads()) == {"0006_merge_heads"}
+
+
+async def test_serve_on_sqlite_shortens_the_gil_switch_interval_and_creating_an_engine_does_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiosqlite runs statements in threads: with the interpreter's default switch interval (5 ms) a busy event
+    loop kept each of them waiting that long for the GIL, twice per statement. The interval is the process's:
+    `serve` shortens it on SQLite; creating an engine leaves it alone, and so does `serve` on PostgreSQL."""
+    served: list[dict[str, object]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.append(options))
+    sqlite_url = f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(0.005)
+    try:
+        await create_engine(sqlite_url).dispose()
+        assert sys.getswitchinterval() == 0.005
+        run_server(_settings("postgresql+asyncpg://sb@127.0.0.1/sb"), host="127.0.0.1", port=free_port())
+        assert sys.getswitchinterval() == 0.005
+        run_server(_settings(sqlite_url), host="127.0.0.1", port=free_port())
+        assert sys.getswitchinterval() <= GIL_SWITCH_INTERVAL <= 0.001
+    finally:
+        sys.setswitchinterval(before)
+    assert len(served) == 2
+
+
+def test_serve_runs_the_read_ahead_websocket_protocol_only_with_the_fast_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read-ahead protocol subclasses uvicorn's internals: with SWITCHBOARD_FAST_PATHS off, `serve` runs
+    uvicorn's own protocol on the same websockets core instead."""
+    served: list[dict[str, object]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.append(options))
+    url = f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"
+    for fast in (True, False):
+        run_server(_settings(url, fast_paths=fast), host="127.0.0.1", port=free_port())
+    assert [options["ws"] for options in served] == [ReadAheadWebSocketProtocol, "websockets-sansio"]
+
+
+def _settings(database_url: str, **values: object) -> Settings:
+    return Settings(database_url=database_url, _env_file=None, **values)  # type: ignore[call-arg, arg-type]

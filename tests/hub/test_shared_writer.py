@@ -1,4 +1,4 @@
-"""SQLite's shared writer (hub.db._SharedWriter): writers queued behind one another share one transaction
+"""SQLite's shared writer (hub.db.sqlite_writer.SharedWriter): writers queued behind one another share one transaction
 and one commit, each in a savepoint of its own; each returns once its work is committed."""
 
 from __future__ import annotations
@@ -9,10 +9,12 @@ from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 import hub.db
+import hub.db.sqlite_writer
 
 
 @pytest.fixture(autouse=True)
@@ -33,16 +35,10 @@ async def db(tmp_path: Path) -> AsyncIterator[hub.db.Database]:
 
 
 @pytest.fixture
-def commits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+def commits(db: hub.db.Database) -> list[int]:
     """Every commit of SQLite's writer connection."""
     made: list[int] = []
-    real = hub.db._LoopThreadConnection.commit
-
-    async def counted(self: Any) -> None:
-        made.append(1)
-        await real(self)
-
-    monkeypatch.setattr(hub.db._LoopThreadConnection, "commit", counted)
+    event.listen(db.engines[-1].sync_engine, "commit", lambda _conn: made.append(1))
     return made
 
 
@@ -159,7 +155,7 @@ async def test_a_writer_cancelled_just_after_it_was_handed_the_turn_passes_it_on
 async def test_a_shared_transaction_holds_at_most_max_turns_writers(
     db: hub.db.Database, commits: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(hub.db._SharedWriter, "max_turns", 2)
+    monkeypatch.setattr(hub.db.sqlite_writer.SharedWriter, "max_turns", 2)
     release = asyncio.Event()
     first, queued = await _behind_a_held_turn(db, release, *(_insert(db, v) for v in (2, 3, 4, 5)))
     commits.clear()
@@ -174,14 +170,14 @@ async def test_a_writer_whose_work_cannot_be_undone_lets_nothing_of_its_transact
 ) -> None:
     """If rolling back to a failed writer's savepoint fails, its work is still in the transaction: then
     nothing of that transaction may commit, and its writers get an error; the next writers start afresh."""
-    real = hub.db._LoopThreadConnection._execute
+    real = aiosqlite.Connection.execute_fetchall
 
-    async def failing_undo(self: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        if args and args[0] == "ROLLBACK TO switchboard_turn":
+    async def failing_undo(self: Any, sql: str, *args: Any, **kwargs: Any) -> Any:
+        if sql == "ROLLBACK TO switchboard_turn":
             raise sqlite3.OperationalError("disk I/O error")
-        return await real(self, fn, *args, **kwargs)
+        return await real(self, sql, *args, **kwargs)
 
-    monkeypatch.setattr(hub.db._LoopThreadConnection, "_execute", failing_undo)
+    monkeypatch.setattr(aiosqlite.Connection, "execute_fetchall", failing_undo)
 
     async def refused() -> None:
         async with db.begin() as conn:

@@ -1,5 +1,7 @@
 """One hub process for the two-process routing test: its own engine and runtime on the shared database,
-doing random routing work as fast as it can until told to stop.
+doing random routing work as fast as it can for SECONDS, and on until it has done MIN_OPERATIONS operations
+(a loaded machine, or the fast paths off, does fewer in that time: too few to offer, accept, decline and
+expire enough for the test's checks), but no longer than EXTRA_SECONDS more.
 
     python -m tests.ticketing.routing_worker DATABASE_URL SEED START_AT SECONDS
 """
@@ -26,6 +28,8 @@ from ticketing.models import AgentStatus, TicketStatus, TicketUpdate
 from ticketing.routing_service import accept_offer, decline_offer, expire_offers, routing_tick, set_agent_status
 from ticketing.ticket_updates import update_ticket
 
+MIN_OPERATIONS = 300
+EXTRA_SECONDS = 50.0
 CHANNELS = ["webchat", "voice", "email"]
 KINDS = {"webchat": "webchat", "voice": "phone", "email": "email"}
 
@@ -44,7 +48,7 @@ async def main(url: str, seed: int, start_at: float, seconds: float) -> None:
         await asyncio.sleep(max(0.0, start_at - time.time()))
         deadline = time.monotonic() + seconds
         n = 0
-        while time.monotonic() < deadline:
+        while (now := time.monotonic()) < deadline or (n < MIN_OPERATIONS and now < deadline + EXTRA_SECONDS):
             n += 1
             op = rng.choices(
                 ["arrive", "accept", "decline", "solve", "status", "expire", "tick"], [6, 4, 2, 2, 1, 1, 2]

@@ -32,6 +32,7 @@ def import_all_models() -> None:
     """Register every table on SQLModel's metadata (for Alembic and tests)."""
     import channels.email.models  # noqa: F401
     import hub.events  # noqa: F401
+    import knowledge_base.models  # noqa: F401
     import ticketing.models  # noqa: F401
 
 

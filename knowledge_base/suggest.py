@@ -1,0 +1,126 @@
+"""Each process's ranking index of the knowledge base, kept up to date with the articles.
+
+``knowledge_index(rt)`` gives the runtime's ``KnowledgeIndex``. It is built once (in a worker thread, the
+sentence embedder loaded then, once per process and embedder name), then refreshed after every
+``kb.article.changed`` or ``kb.feedback`` event, from this process or another: only the articles named are
+read again and only sentences not seen before are embedded. Readers always get a complete index: the one
+being built replaces the old in one assignment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from typing import Any
+
+from hub.events import EventRecord
+from hub.runtime import Runtime
+from knowledge_base import service
+from knowledge_base.embedders import Embedder, load_embedder
+from knowledge_base.ranking import Doc, RankIndex, Vector
+
+log = logging.getLogger(__name__)
+
+_embedders: dict[str, Embedder | None] = {}
+_embedders_lock = threading.Lock()
+
+
+def embedder_for(name: str) -> Embedder | None:
+    """The process's embedder of that name (loaded once; None, with one warning, when it cannot be)."""
+    with _embedders_lock:
+        if name not in _embedders:
+            _embedders[name] = load_embedder(name)
+        return _embedders[name]
+
+
+class KnowledgeIndex:
+    """The ranking index of one runtime's articles (published and internal)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.embedder_name = rt.settings.kb_embedder
+        self.index: RankIndex | None = None
+        self.built_at = 0.0
+        self._docs: dict[int, Doc] = {}
+        self._vectors: dict[str, Vector] = {}
+        self._dirty: set[int] = set()
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def embedder(self) -> Embedder | None:
+        return self.index.embedder if self.index is not None else None
+
+    async def current(self) -> RankIndex:
+        """The index, brought up to date first when articles changed since it was built."""
+        if self.index is None or self._dirty:
+            await self.refresh()
+        assert self.index is not None
+        return self.index
+
+    async def refresh(self) -> None:
+        async with self._lock:
+            if self.index is None:
+                embedder = await asyncio.to_thread(embedder_for, self.embedder_name)
+                docs = await service.ranking_docs(self.rt)
+                self._dirty.clear()
+                self._docs = {d.article_id: d for d in docs}
+            else:
+                if not self._dirty:
+                    return
+                embedder = self.index.embedder
+                changed = sorted(self._dirty)
+                self._dirty.clear()
+                for article_id in changed:
+                    self._docs.pop(article_id, None)
+                for doc in await service.ranking_docs(self.rt, article_ids=changed):
+                    self._docs[doc.article_id] = doc
+            docs = sorted(self._docs.values(), key=lambda d: d.article_id)
+            self.index = await asyncio.to_thread(RankIndex, docs, embedder, vectors=self._vectors)
+            self.built_at = time.monotonic()
+
+    def on_event(self, event: EventRecord, _text: str) -> None:
+        """Event hub listener: an article changed, or feedback taught the ranking something."""
+        if event.type not in (service.CHANGED, service.FEEDBACK):
+            return
+        article_id = event.payload.get("id")
+        if isinstance(article_id, int):
+            self._dirty.add(article_id)
+            if self._task is None or self._task.done():
+                self._task = asyncio.get_running_loop().create_task(self._refresh_soon())
+
+    async def _refresh_soon(self) -> None:
+        try:
+            await self.refresh()
+        except Exception:
+            log.exception("knowledge base: refreshing the ranking index failed; the next search retries")
+
+    async def start(self) -> None:
+        """Build the index in the background, so the first suggestion does not wait for it."""
+        self._task = asyncio.get_running_loop().create_task(self._refresh_soon())
+
+    async def stop(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+
+
+def knowledge_index(rt: Runtime) -> KnowledgeIndex:
+    """This runtime's index, created (and subscribed to the event hub) on first use."""
+    index = rt.caches.get("kb_index")
+    if not isinstance(index, KnowledgeIndex):
+        index = rt.caches["kb_index"] = KnowledgeIndex(rt)
+        rt.events.listen(index.on_event)
+    return index
+
+
+def describe(index: KnowledgeIndex) -> dict[str, Any]:
+    return {
+        "articles": len(index.index.docs) if index.index else 0,
+        "embedder": index.embedder.name if index.embedder else None,
+    }

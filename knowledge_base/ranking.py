@@ -93,8 +93,8 @@ class Weights:
 
 
 # Tuned with bench/kb_tune.py on eval-tune.jsonl (see the README's knowledge-base section for the figures).
-EMBEDDING_WEIGHTS = Weights(bm25=0.3, questions=0.3, fuzzy=0.2, centroid=1.0, nearest=0.6, negative=0.5)
-LEXICAL_WEIGHTS = Weights(bm25=0.6, questions=0.6, fuzzy=0.4, centroid=0.0, nearest=0.0, negative=0.0)
+EMBEDDING_WEIGHTS = Weights(bm25=0.5, questions=0.0, fuzzy=0.1, centroid=1.0, nearest=1.0, negative=0.5)
+LEXICAL_WEIGHTS = Weights(bm25=0.3, questions=0.6, fuzzy=0.8, centroid=0.0, nearest=0.0, negative=0.0)
 NEGATIVE_THRESHOLD = 0.8  # a rejected wording counts against an article only when the query is this close to it
 FRONT_RUNNERS = 30  # articles that get the fuzzy score
 
@@ -108,9 +108,9 @@ class Bm25:
         self.lengths = np.array([len(d) for d in documents], dtype=np.float32)
         self.avg = float(self.lengths.mean()) if self.n else 0.0
         postings: dict[str, list[tuple[int, int]]] = {}
-        for i, doc in enumerate(documents):
-            for term, tf in Counter(doc).items():
-                postings.setdefault(term, []).append((i, tf))
+        for position, doc in enumerate(documents):
+            for term, count in Counter(doc).items():
+                postings.setdefault(term, []).append((position, count))
         norm = self.k1 * (1 - self.b + self.b * self.lengths / (self.avg or 1.0))
         self.postings: dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]] = {}
         for term, rows in postings.items():
@@ -234,7 +234,7 @@ class RankIndex:
             centroid = self.centroids @ q
             sims = self.phrase_vectors @ q
             nearest = np.full(len(self.docs), -1.0, dtype=np.float32)
-            np.maximum.at(nearest, self.phrase_owner, sims)
+            np.maximum.at(nearest, self.phrase_owner, sims)  # type: ignore[arg-type]
             total = total + w.centroid * centroid + w.nearest * nearest
             parts |= {"centroid": centroid, "nearest": nearest}
             if self.rejected_vectors is not None and self.rejected_owner is not None and w.negative:

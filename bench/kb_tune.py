@@ -20,7 +20,7 @@ import numpy as np
 from knowledge_base.embedders import Embedder, load_embedder
 from knowledge_base.evaluation import evaluate, read_cases, score
 from knowledge_base.files import read_folder
-from knowledge_base.ranking import EMBEDDING_WEIGHTS, LEXICAL_WEIGHTS, Doc, RankIndex, Vector, Weights
+from knowledge_base.ranking import Doc, RankIndex, Vector, Weights, weights_for
 from knowledge_base.render import to_text
 
 DEMO = Path(__file__).resolve().parent.parent / "knowledge_base" / "demo"
@@ -90,7 +90,7 @@ def main() -> None:
             ]
         else:
             grid = [
-                Weights(b, q, f, c, n, 0.5)
+                Weights(b, q, f, c, n, 1.0)
                 for b, q, f, c, n in itertools.product(
                     (0.0, 0.15, 0.3, 0.5), (0.0, 0.15, 0.3, 0.5), (0.0, 0.1, 0.2, 0.4), (1.0,), (0.0, 0.3, 0.6, 1.0)
                 )
@@ -106,7 +106,7 @@ def main() -> None:
         index.weights = best[1]
         print(f"best on the tuning set: {best[1]}")
     else:
-        index.weights = EMBEDDING_WEIGHTS if embedder is not None else LEXICAL_WEIGHTS
+        index.weights = weights_for(embedder)
     for name in args.sets.split(","):
         cases = read_cases(DEMO / f"eval-{name}.jsonl")
         t0 = time.perf_counter()

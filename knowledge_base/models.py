@@ -32,6 +32,15 @@ MAX_PHRASINGS = 50
 MAX_PHRASING_CHARS = 500
 
 
+# What the migration makes for full-text search that SQLModel cannot describe (a virtual table and its shadow
+# tables on SQLite, a generated column on PostgreSQL): the schema comparison leaves these alone.
+SEARCH_INDEX_TABLES = frozenset(
+    f"kb_articles_fts{suffix}" for suffix in ("", "_data", "_idx", "_docsize", "_config", "_content")
+)
+SEARCH_INDEX_COLUMNS = frozenset({("kb_articles", "search_vector")})
+SEARCH_INDEX_INDEXES = frozenset({"ix_kb_articles_search"})
+
+
 class ArticleStatus(StrEnum):
     DRAFT = "draft"  # being written: agents with the admin pages see it, nobody else
     INTERNAL = "internal"  # for agents: suggested in the console, never shown to customers

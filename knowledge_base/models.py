@@ -8,7 +8,8 @@ the article for close wordings.
 
 Full-text search: on SQLite an FTS5 table ``kb_articles_fts`` (external content, kept in step by triggers); on
 PostgreSQL a generated ``tsvector`` column ``search_vector`` with a GIN index. Both are made by the migration
-(``hub/migrations/versions/0007_knowledge_base.py``), not declared here.
+(``hub/migrations/versions/0007_knowledge_base.py``), not declared here. Both index the title (weighing most),
+``keywords`` (phrasings and tags) and ``body_text``.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ class Article(SQLModel, table=True):
     title: str = Field(max_length=300)
     body: str = Field(sa_column=Column(Text, nullable=False))  # Markdown, as written
     html: str = Field(sa_column=Column(Text, nullable=False))  # rendered and sanitized (render.py)
-    search_text: str = Field(sa_column=Column(Text, nullable=False))  # tags, phrasings and the body as plain text
+    body_text: str = Field(sa_column=Column(Text, nullable=False))  # the body as plain text (search, snippets)
+    keywords: str = Field(sa_column=Column(Text, nullable=False))  # phrasings and tags, for full-text search
     category: str = Field(max_length=100, default="General")
     tags: list[str] = Field(default_factory=list, sa_type=JSONType)
     phrasings: list[str] = Field(default_factory=list, sa_type=JSONType)

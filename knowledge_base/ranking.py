@@ -147,6 +147,32 @@ def _scaled(scores: Vector) -> Vector:
     return scores / top if top > 0 else scores
 
 
+Prepared = tuple[list[str], list[str], list[str]]
+
+
+class RankCache:
+    """What ``RankIndex`` computed per article (its terms, its folded sentences) and per sentence (its
+    embedding), kept from one build to the next."""
+
+    def __init__(self) -> None:
+        self.vectors: dict[str, Vector] = {}
+        self._docs: dict[Doc, Prepared] = {}
+
+    def prepare(self, docs: Sequence[Doc]) -> list[Prepared]:
+        old, fresh = self._docs, {}
+        for d in docs:
+            item = old.get(d)
+            if item is None:
+                item = (
+                    tokens(" ".join((d.title, d.title, " ".join(d.tags), *d.phrasings, d.body))),
+                    tokens(" ".join((d.title, *d.phrasings))),
+                    [fold(x) for x in (d.title, *d.phrasings)],
+                )
+            fresh[d] = item
+        self._docs = fresh  # articles gone or changed are forgotten
+        return [fresh[d] for d in docs]
+
+
 @dataclass(slots=True)
 class Ranked:
     doc: Doc
@@ -163,20 +189,24 @@ class RankIndex:
         embedder: Embedder | None = None,
         *,
         weights: Weights | None = None,
-        vectors: dict[str, Vector] | None = None,
+        cache: RankCache | None = None,
     ) -> None:
-        """``vectors`` caches sentence embeddings by text across rebuilds (filled in as needed)."""
+        """``cache`` keeps what was computed for each article and sentence across rebuilds, so a rebuild
+        after one article changed tokenizes and embeds only that article."""
         self.docs = list(docs)
         self.embedder = embedder
         self.weights = weights or weights_for(embedder)
-        self.cache: dict[str, Vector] = vectors if vectors is not None else {}
-        full = [tokens(" ".join((d.title, d.title, " ".join(d.tags), *d.phrasings, d.body))) for d in self.docs]
-        questions = [tokens(" ".join((d.title, *d.phrasings))) for d in self.docs]
+        self.cache = cache if cache is not None else RankCache()
+        prepared = self.cache.prepare(self.docs)
+        full = [p[0] for p in prepared]
         self.bm25 = Bm25(full)
-        self.questions = Bm25(questions)
+        self.questions = Bm25([p[1] for p in prepared])
         self.vocabulary = sorted({t for doc in full for t in doc})
         self._known = frozenset(self.vocabulary)
         self.sentences = [(d.title, *d.phrasings) for d in self.docs]
+        self.folded = [p[2] for p in prepared]
+        # Each article's sentences are contiguous in phrase_vectors, starting here (every article has a title).
+        self.starts = np.cumsum([0] + [len(g) for g in self.sentences[:-1]]).astype(np.int64)
         self.centroids: Vector | None = None
         self.phrase_vectors: Vector | None = None
         self.phrase_owner: npt.NDArray[np.int64] | None = None
@@ -186,13 +216,15 @@ class RankIndex:
             self._embed(embedder)
 
     def _vectors(self, embedder: Embedder, texts: Sequence[str]) -> Vector:
-        missing = list(dict.fromkeys(t for t in texts if t not in self.cache))
-        if missing:
-            for text, vector in zip(missing, embedder.encode(missing), strict=True):
-                self.cache[text] = vector
+        vectors = self.cache.vectors
+        missing = list(dict.fromkeys(t for t in texts if t not in vectors))
+        for start in range(0, len(missing), 256):
+            batch = missing[start : start + 256]
+            for text, vector in zip(batch, embedder.encode(batch), strict=True):
+                vectors[text] = vector
         if not texts:
             return np.zeros((0, 1), dtype=np.float32)
-        return np.stack([self.cache[t] for t in texts])
+        return np.stack([vectors[t] for t in texts])
 
     def _embed(self, embedder: Embedder) -> None:
         flat = [s for group in self.sentences for s in group]
@@ -246,9 +278,7 @@ class RankIndex:
         if self.embedder is not None and self.centroids is not None and self.phrase_vectors is not None:
             q = self.embedder.encode([query])[0]
             centroid = self.centroids @ q
-            sims = self.phrase_vectors @ q
-            nearest = np.full(len(self.docs), -1.0, dtype=np.float32)
-            np.maximum.at(nearest, self.phrase_owner, sims)  # type: ignore[arg-type]
+            nearest = np.maximum.reduceat(self.phrase_vectors @ q, self.starts)
             total = total + w.centroid * centroid + w.nearest * nearest
             parts |= {"centroid": centroid, "nearest": nearest}
             if self.rejected_vectors is not None and self.rejected_owner is not None and w.negative:
@@ -262,7 +292,7 @@ class RankIndex:
             fuzzy = np.zeros(len(self.docs), dtype=np.float32)
             text = fold(query)
             for i in runners:
-                best = process.extractOne(text, [fold(s) for s in self.sentences[i]], scorer=fuzz.token_set_ratio)
+                best = process.extractOne(text, self.folded[i], scorer=fuzz.token_set_ratio)
                 fuzzy[i] = (best[1] if best else 0.0) / 100.0
             total = total + w.fuzzy * fuzzy
             parts["fuzzy"] = fuzzy

@@ -28,13 +28,12 @@ from hub.runtime import Runtime
 from knowledge_base.exceptions import InvalidQuery
 from knowledge_base.models import ArticleStatus, SearchHit
 from knowledge_base.ranking import STOPWORDS, RankIndex, fold
-from knowledge_base.render import to_text
 from knowledge_base.service import help_url
 
 MAX_QUERY_CHARS = 200
 CANDIDATES = 50
 SNIPPET_CHARS = 180
-_WORD = re.compile(r"\w+", re.UNICODE)
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)  # letters and digits: nothing tsquery or FTS5 would parse
 
 
 def check_query(query: str | None) -> str:
@@ -48,11 +47,12 @@ def check_query(query: str | None) -> str:
 
 
 def query_words(query: str, index: RankIndex | None) -> list[str]:
-    """The words to look for: the query's own (stop words dropped) and, with an index, its corrections."""
-    words = [w for w in _WORD.findall(fold(query)) if w not in STOPWORDS]
-    if index is not None:
-        words += index.query_terms(query)
-    return list(dict.fromkeys(w for w in words if len(w) >= 2 or w.isdigit()))
+    """The words to look for: the query's own (stop words dropped) and, with an index, its corrections; the
+    query's last word last (it may be half typed: it is also looked for as a prefix)."""
+    own = [w for w in _WORD.findall(fold(query)) if w not in STOPWORDS and (len(w) >= 2 or w.isdigit())]
+    fixed = [w for t in index.query_terms(query) for w in _WORD.findall(t)] if index is not None else []
+    last = own[-1:]
+    return [w for w in dict.fromkeys(own[:-1] + fixed) if w not in last] + last
 
 
 async def _candidates(
@@ -71,16 +71,19 @@ async def _candidates(
         params["category"] = category
     where = " AND ".join(filters)
     if rt.db.engine.dialect.name == "sqlite":
-        # Each word quoted (FTS5 syntax characters stay literal) and taken as a prefix; the title weighs 5.
-        params["match"] = " OR ".join('"' + w.replace('"', '""') + '"*' for w in words)
+        # Each word quoted (FTS5 syntax characters stay literal); the last one, which may be half typed, as a
+        # prefix too. The title weighs 5, phrasings and tags 2, the body 1.
+        quoted = ['"' + w.replace('"', '""') + '"' for w in words]
+        params["match"] = " OR ".join([*quoted, quoted[-1] + "*"] if len(words[-1]) >= 3 else quoted)
         sql = (
-            "SELECT a.id, -bm25(kb_articles_fts, 5.0, 1.0) AS rank FROM kb_articles_fts "
+            "SELECT a.id, -bm25(kb_articles_fts, 5.0, 2.0, 1.0) AS rank FROM kb_articles_fts "
             "JOIN kb_articles a ON a.id = kb_articles_fts.rowid "
             f"WHERE kb_articles_fts MATCH :match AND {where} ORDER BY rank DESC LIMIT :limit"
         )
     else:
-        # Only word characters reach to_tsquery, each as a prefix (:*), any of them (|).
-        params["tsquery"] = " | ".join(f"{w}:*" for w in words)
+        # Only word characters reach to_tsquery, any of them (|); the last also as a prefix (:*).
+        terms = [*words, f"{words[-1]}:*"] if len(words[-1]) >= 3 else list(words)
+        params["tsquery"] = " | ".join(terms)
         sql = (
             "SELECT a.id, ts_rank_cd(a.search_vector, q) AS rank "
             "FROM kb_articles a, to_tsquery('english', :tsquery) q "
@@ -94,9 +97,9 @@ async def _candidates(
 async def _rows(rt: Runtime, ids: Sequence[int]) -> dict[int, Any]:
     if not ids:
         return {}
-    stmt = text("SELECT id, slug, locale, title, category, status, body FROM kb_articles WHERE id IN :ids").bindparams(
-        bindparam("ids", expanding=True)
-    )
+    stmt = text(
+        "SELECT id, slug, locale, title, category, status, body_text FROM kb_articles WHERE id IN :ids"
+    ).bindparams(bindparam("ids", expanding=True))
     async with rt.read() as conn:
         return {r.id: r for r in (await conn.execute(stmt, {"ids": list(ids)})).all()}
 
@@ -159,12 +162,15 @@ async def search(
     rows = await _rows(rt, [i for i, _ in found])
     top = max((rank for _, rank in found), default=0.0) or 1.0
     folded = fold(q)
-    hits: list[SearchHit] = []
+    scored: list[tuple[float, Any]] = []
     for article_id, rank in found:
         row = rows.get(article_id)
         if row is None or (category and row.category != category):
             continue
-        title_match = fuzz.partial_ratio(folded, fold(row.title)) / 100.0
+        scored.append((rank / top + 0.5 * fuzz.partial_ratio(folded, fold(row.title)) / 100.0, row))
+    scored.sort(key=lambda item: -item[0])
+    hits: list[SearchHit] = []
+    for score, row in scored[:limit]:
         status = ArticleStatus(row.status)
         hits.append(
             SearchHit(
@@ -174,10 +180,9 @@ async def search(
                 title=row.title,
                 category=row.category,
                 status=status,
-                score=round(rank / top + 0.5 * title_match, 4),
-                snippet=snippet(to_text(row.body), words),
+                score=round(score, 4),
+                snippet=snippet(row.body_text, words),
                 url=help_url(row.slug, row.locale) if status is ArticleStatus.PUBLISHED else "",
             )
         )
-    hits.sort(key=lambda h: -h.score)
-    return hits[:limit]
+    return hits

@@ -44,8 +44,8 @@ Outcome = Literal["created", "updated", "unchanged"]
 
 def _derived(fields: ArticleFields) -> dict[str, Any]:
     """The stored columns computed from an article's fields."""
-    search_text = " ".join((" ".join(fields.tags), " ".join(fields.phrasings), to_text(fields.body)))
-    return {"html": to_html(fields.body), "search_text": search_text}
+    keywords = "\n".join((*fields.phrasings, " ".join(fields.tags)))
+    return {"html": to_html(fields.body), "body_text": to_text(fields.body), "keywords": keywords}
 
 
 def help_url(slug: str, locale: str) -> str:
@@ -328,7 +328,7 @@ async def ranking_docs(rt: Runtime, *, article_ids: Sequence[int] | None = None)
     """What the ranker needs of every published and internal article (or of ``article_ids``), with the
     wordings agents' and visitors' feedback taught it."""
     live = [ArticleStatus.PUBLISHED.value, ArticleStatus.INTERNAL.value]
-    stmt = select(A.c.id, A.c.slug, A.c.locale, A.c.title, A.c.status, A.c.body, A.c.tags, A.c.phrasings).where(
+    stmt = select(A.c.id, A.c.slug, A.c.locale, A.c.title, A.c.status, A.c.body_text, A.c.tags, A.c.phrasings).where(
         A.c.status.in_(live)
     )
     fb = select(F.c.article_id, F.c.helpful, F.c.query).order_by(F.c.id.desc())
@@ -350,7 +350,7 @@ async def ranking_docs(rt: Runtime, *, article_ids: Sequence[int] | None = None)
             slug=r.slug,
             locale=r.locale,
             title=r.title,
-            body=to_text(r.body),
+            body=r.body_text,
             tags=tuple(r.tags or ()),
             phrasings=tuple(dict.fromkeys([*(r.phrasings or ()), *learned.get(r.id, ())])),
             rejected=tuple(q for q in rejected.get(r.id, ()) if q not in learned.get(r.id, ())),

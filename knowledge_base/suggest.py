@@ -19,7 +19,7 @@ from hub.events import EventRecord
 from hub.runtime import Runtime
 from knowledge_base import service
 from knowledge_base.embedders import Embedder, load_embedder
-from knowledge_base.ranking import Doc, RankIndex, Vector
+from knowledge_base.ranking import Doc, RankCache, RankIndex
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class KnowledgeIndex:
         self.index: RankIndex | None = None
         self.built_at = 0.0
         self._docs: dict[int, Doc] = {}
-        self._vectors: dict[str, Vector] = {}
+        self._cache = RankCache()
         self._dirty: set[int] = set()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -78,7 +78,7 @@ class KnowledgeIndex:
                 for doc in await service.ranking_docs(self.rt, article_ids=changed):
                     self._docs[doc.article_id] = doc
             docs = sorted(self._docs.values(), key=lambda d: d.article_id)
-            self.index = await asyncio.to_thread(RankIndex, docs, embedder, vectors=self._vectors)
+            self.index = await asyncio.to_thread(RankIndex, docs, embedder, cache=self._cache)
             self.built_at = time.monotonic()
 
     def on_event(self, event: EventRecord, _text: str) -> None:
@@ -87,9 +87,13 @@ class KnowledgeIndex:
             return
         article_id = event.payload.get("id")
         if isinstance(article_id, int):
-            self._dirty.add(article_id)
-            if self._task is None or self._task.done():
-                self._task = asyncio.get_running_loop().create_task(self._refresh_soon())
+            self.changed(article_id)
+
+    def changed(self, article_id: int) -> None:
+        """Read ``article_id`` again (and refresh the index in the background)."""
+        self._dirty.add(article_id)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._refresh_soon())
 
     async def _refresh_soon(self) -> None:
         try:

@@ -21,26 +21,29 @@ depends_on: str | Sequence[str] | None = None
 # with every insert, update and delete, whoever makes them (the service, a test emptying tables, a script).
 _SQLITE_FTS = [
     """CREATE VIRTUAL TABLE kb_articles_fts USING fts5(
-        title, search_text, content='kb_articles', content_rowid='id',
+        title, keywords, body_text, content='kb_articles', content_rowid='id',
         tokenize='porter unicode61 remove_diacritics 2')""",
     """CREATE TRIGGER kb_articles_fts_insert AFTER INSERT ON kb_articles BEGIN
-        INSERT INTO kb_articles_fts(rowid, title, search_text) VALUES (new.id, new.title, new.search_text);
+        INSERT INTO kb_articles_fts(rowid, title, keywords, body_text)
+        VALUES (new.id, new.title, new.keywords, new.body_text);
     END""",
     """CREATE TRIGGER kb_articles_fts_delete AFTER DELETE ON kb_articles BEGIN
-        INSERT INTO kb_articles_fts(kb_articles_fts, rowid, title, search_text)
-        VALUES ('delete', old.id, old.title, old.search_text);
+        INSERT INTO kb_articles_fts(kb_articles_fts, rowid, title, keywords, body_text)
+        VALUES ('delete', old.id, old.title, old.keywords, old.body_text);
     END""",
-    """CREATE TRIGGER kb_articles_fts_update AFTER UPDATE OF title, search_text ON kb_articles BEGIN
-        INSERT INTO kb_articles_fts(kb_articles_fts, rowid, title, search_text)
-        VALUES ('delete', old.id, old.title, old.search_text);
-        INSERT INTO kb_articles_fts(rowid, title, search_text) VALUES (new.id, new.title, new.search_text);
+    """CREATE TRIGGER kb_articles_fts_update AFTER UPDATE OF title, keywords, body_text ON kb_articles BEGIN
+        INSERT INTO kb_articles_fts(kb_articles_fts, rowid, title, keywords, body_text)
+        VALUES ('delete', old.id, old.title, old.keywords, old.body_text);
+        INSERT INTO kb_articles_fts(rowid, title, keywords, body_text)
+        VALUES (new.id, new.title, new.keywords, new.body_text);
     END""",
 ]
 # 'simple' (no stemming, no stop words) would miss "returns" for "return"; 'english' stems, and the title
 # weighs more than the rest.
 _PG_VECTOR = (
     "setweight(to_tsvector('english'::regconfig, coalesce(title, '')), 'A') || "
-    "setweight(to_tsvector('english'::regconfig, coalesce(search_text, '')), 'B')"
+    "setweight(to_tsvector('english'::regconfig, coalesce(keywords, '')), 'B') || "
+    "setweight(to_tsvector('english'::regconfig, coalesce(body_text, '')), 'C')"
 )
 
 
@@ -53,7 +56,8 @@ def upgrade() -> None:
         sa.Column("title", sa.String(length=300), nullable=False),
         sa.Column("body", sa.Text(), nullable=False),
         sa.Column("html", sa.Text(), nullable=False),
-        sa.Column("search_text", sa.Text(), nullable=False),
+        sa.Column("body_text", sa.Text(), nullable=False),
+        sa.Column("keywords", sa.Text(), nullable=False),
         sa.Column("category", sa.String(length=100), nullable=False),
         sa.Column("tags", hub.db.JSONType, nullable=False),
         sa.Column("phrasings", hub.db.JSONType, nullable=False),

@@ -120,6 +120,7 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
     from channels.webchat.views import router as webchat_router
     from knowledge_base.help import router as help_router
     from knowledge_base.suggest import knowledge_index
+    from knowledge_base.views import build_router as kb_router
     from ticketing import chat as ticketing_chat
     from ticketing.canned import router as canned_router
     from ticketing.deps import authenticate, current_agent
@@ -243,6 +244,7 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
     app.include_router(webchat_router)
     app.include_router(agent_ui_router)
     app.include_router(help_router)
+    app.include_router(kb_router(agent=current_agent))
     app.mount("/static", agent_ui_static, name="static")
     app.add_middleware(
         BodyLimit,

@@ -19,9 +19,16 @@ kb_app = typer.Typer(help="The knowledge base: import, export, measure the ranki
 
 
 def _migrate(settings: Settings) -> None:
-    from hub.cli import _migrate as migrate_database  # the composition root's one way to open the database
+    """Bring the database up to date first; one that cannot be opened ends the command with a clear line."""
+    from sqlalchemy.exc import DBAPIError
 
-    migrate_database(settings)
+    from hub.migrate import upgrade
+
+    try:
+        upgrade(settings.database_url)
+    except (OSError, DBAPIError) as exc:
+        typer.echo(f"error: cannot open the database: {getattr(exc, 'orig', None) or exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 @kb_app.command("import")

@@ -182,10 +182,20 @@ class ArticleUpdate(BaseModel):
     phrasings: list[str] | None = None
     version: int | None = None
 
-    @field_validator("title", "category", "body", mode="after")
+    @field_validator("body", mode="after")
     @classmethod
     def _text(cls, value: str | None) -> str | None:
         return None if value is None else _no_nul(value)
+
+    @field_validator("title", "category", mode="after")
+    @classmethod
+    def _stripped(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = _no_nul(value).strip()
+        if not value:
+            raise ValueError("must not be blank")
+        return value
 
     @field_validator("tags", mode="after")
     @classmethod

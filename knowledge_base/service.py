@@ -162,10 +162,6 @@ async def update_article(
             raise StaleArticle(f"article {article_id} is at version {row.version}, not {data.version}: reload it")
         changes = data.model_dump(exclude_unset=True, exclude={"version"}, mode="json")
         changes = {k: v for k, v in changes.items() if v is not None}
-        if "title" in changes or "category" in changes:
-            ArticleFields.model_validate(
-                {"title": changes.get("title", row.title), "category": changes.get("category", row.category)}
-            )
         row = await _apply(tx, row, changes, author_id=author_id, source=source)
     return _read(row)
 

@@ -1,0 +1,141 @@
+"""The knowledge base's JSON API under ``/api/kb``: articles (CRUD, versions, restore), search and a Markdown
+preview for agents; writing is for supervisors and admins.
+
+    GET    /api/kb/articles[?status=&locale=&category=&offset=&limit=]   summaries
+    POST   /api/kb/articles                                              create (201)
+    GET    /api/kb/articles/{id}                                         one article, with its sanitized HTML
+    PATCH  /api/kb/articles/{id}                                         change fields (a new version)
+    DELETE /api/kb/articles/{id}                                         delete with its versions
+    GET    /api/kb/articles/{id}/versions                                the versions, newest first
+    GET    /api/kb/articles/{id}/versions/{n}                            one version
+    POST   /api/kb/articles/{id}/versions/{n}/restore                    its content as the next version
+    GET    /api/kb/search?q=[&status=&locale=&category=&limit=]          ranked hits with HTML-safe snippets
+    POST   /api/kb/preview {"body"}                                      {"html"}: the Markdown as it will show
+"""
+
+# No "from __future__ import annotations": the routes are built in build_router and FastAPI must see their
+# annotations (AgentDep is local to it) as objects, not strings.
+
+from collections.abc import Callable
+from typing import Annotated, Any, Protocol
+
+from fastapi import APIRouter, Depends, Query, Response
+from pydantic import BaseModel
+from pydantic import Field as PField
+
+from hub.deps import RuntimeDep
+from knowledge_base import service
+from knowledge_base.models import (
+    MAX_BODY_CHARS,
+    ArticleCreate,
+    ArticleRead,
+    ArticleStatus,
+    ArticleSummary,
+    ArticleUpdate,
+    ArticleVersionRead,
+    SearchHit,
+)
+from knowledge_base.render import to_html
+from knowledge_base.search import search
+from knowledge_base.suggest import knowledge_index
+
+# What agents search by default: everything but drafts.
+AGENT_STATUSES = (ArticleStatus.PUBLISHED, ArticleStatus.INTERNAL)
+
+
+class Agent(Protocol):
+    """What these views need of the logged-in agent."""
+
+    agent_id: int
+
+    def require_supervisor(self) -> None: ...
+
+
+class PreviewRequest(BaseModel):
+    body: str = PField(max_length=MAX_BODY_CHARS)
+
+
+class PreviewRead(BaseModel):
+    html: str
+
+
+def build_router(*, agent: Callable[..., Any]) -> APIRouter:
+    """The router; ``agent`` is the dependency giving the logged-in agent (401 for anyone else)."""
+    router = APIRouter(prefix="/api/kb", tags=["knowledge base"])
+    AgentDep = Annotated[Agent, Depends(agent)]
+
+    @router.get("/articles", response_model=list[ArticleSummary])
+    async def list_articles(
+        me: AgentDep,
+        rt: RuntimeDep,
+        status: Annotated[list[ArticleStatus] | None, Query()] = None,
+        locale: str | None = None,
+        category: str | None = None,
+        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> list[ArticleSummary]:
+        """Articles of every status (or those asked), by category and title."""
+        return await service.list_articles(
+            rt, statuses=status, locale=locale, category=category, offset=offset, limit=limit
+        )
+
+    @router.post("/articles", response_model=ArticleRead, status_code=201)
+    async def create_article(body: ArticleCreate, me: AgentDep, rt: RuntimeDep) -> ArticleRead:
+        """Supervisors and admins: add an article (409 when its slug and locale exist)."""
+        me.require_supervisor()
+        return await service.create_article(rt, data=body, author_id=me.agent_id)
+
+    @router.get("/articles/{article_id}", response_model=ArticleRead)
+    async def get_article(article_id: int, me: AgentDep, rt: RuntimeDep) -> ArticleRead:
+        return await service.get_article(rt, article_id=article_id)
+
+    @router.patch("/articles/{article_id}", response_model=ArticleRead)
+    async def update_article(article_id: int, body: ArticleUpdate, me: AgentDep, rt: RuntimeDep) -> ArticleRead:
+        """Supervisors and admins: change an article; with ``version``, 409 when someone saved meanwhile."""
+        me.require_supervisor()
+        return await service.update_article(rt, article_id=article_id, data=body, author_id=me.agent_id)
+
+    @router.delete("/articles/{article_id}", status_code=204)
+    async def delete_article(article_id: int, me: AgentDep, rt: RuntimeDep) -> Response:
+        me.require_supervisor()
+        await service.delete_article(rt, article_id=article_id)
+        return Response(status_code=204)
+
+    @router.get("/articles/{article_id}/versions", response_model=list[ArticleVersionRead])
+    async def list_versions(article_id: int, me: AgentDep, rt: RuntimeDep) -> list[ArticleVersionRead]:
+        return await service.list_versions(rt, article_id=article_id)
+
+    @router.get("/articles/{article_id}/versions/{version}", response_model=ArticleVersionRead)
+    async def get_version(article_id: int, version: int, me: AgentDep, rt: RuntimeDep) -> ArticleVersionRead:
+        return await service.get_version(rt, article_id=article_id, version=version)
+
+    @router.post("/articles/{article_id}/versions/{version}/restore", response_model=ArticleRead)
+    async def restore_version(article_id: int, version: int, me: AgentDep, rt: RuntimeDep) -> ArticleRead:
+        """Supervisors and admins: make an older version's content the next version."""
+        me.require_supervisor()
+        return await service.restore_version(rt, article_id=article_id, version=version, author_id=me.agent_id)
+
+    @router.get("/search", response_model=list[SearchHit])
+    async def search_articles(
+        me: AgentDep,
+        rt: RuntimeDep,
+        q: str = "",
+        status: Annotated[list[ArticleStatus] | None, Query()] = None,
+        locale: str | None = None,
+        category: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=50)] = 10,
+    ) -> list[SearchHit]:
+        """Typo-tolerant full-text search (published and internal articles unless ``status`` says otherwise);
+        an empty query or one over 200 characters is refused with 422."""
+        index = await knowledge_index(rt).current()
+        statuses = tuple(status) if status else AGENT_STATUSES
+        return await search(
+            rt, query=q, statuses=statuses, index=index, locale=locale, category=category, limit=limit
+        )
+
+    @router.post("/preview", response_model=PreviewRead)
+    async def preview(body: PreviewRequest, me: AgentDep) -> PreviewRead:
+        """The Markdown as readers will see it (sanitized HTML)."""
+        return PreviewRead(html=to_html(body.body))
+
+    return router

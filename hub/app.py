@@ -121,6 +121,7 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
     from knowledge_base.help import router as help_router
     from knowledge_base.suggest import knowledge_index
     from knowledge_base.views import build_router as kb_router
+    from knowledge_base.views import public_router as kb_public_router
     from ticketing import chat as ticketing_chat
     from ticketing.canned import router as canned_router
     from ticketing.deps import authenticate, current_agent
@@ -245,6 +246,7 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
     app.include_router(agent_ui_router)
     app.include_router(help_router)
     app.include_router(kb_router(agent=current_agent))
+    app.include_router(kb_public_router)
     app.mount("/static", agent_ui_static, name="static")
     app.add_middleware(
         BodyLimit,
@@ -252,5 +254,5 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
         # multipart framing on top of the file itself
         overrides={"/api/chat/attachments": settings.chat_attachment_max_bytes + 64 * 1024},
     )
-    app.add_middleware(ChatCORS, origins=settings.chat_allowed_origins)
+    app.add_middleware(ChatCORS, origins=settings.chat_allowed_origins, prefixes=("/api/chat/", "/api/kb/public/"))
     return app

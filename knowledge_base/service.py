@@ -40,6 +40,8 @@ FEEDBACK_PHRASINGS = 30
 VERSIONED = ("slug", "locale", "title", "body", "category", "tags", "phrasings", "status")
 
 Outcome = Literal["created", "updated", "unchanged"]
+AGENT = "agent"  # feedback from the console
+VISITOR = "visitor"  # "this solved it" in the widget: a deflection
 
 
 def _derived(fields: ArticleFields) -> dict[str, Any]:
@@ -197,6 +199,12 @@ async def get_article(rt: Runtime, *, article_id: int) -> ArticleRead:
     return _read(row)
 
 
+async def find_published(rt: Runtime, *, article_id: int) -> bool:
+    async with rt.read() as conn:
+        stmt = select(A.c.id).where(A.c.id == article_id, A.c.status == ArticleStatus.PUBLISHED.value)
+        return (await conn.execute(stmt)).first() is not None
+
+
 async def find_article(
     rt: Runtime, *, slug: str, locale: str | None = None, statuses: Sequence[ArticleStatus] = (ArticleStatus.PUBLISHED,)
 ) -> list[ArticleRead]:
@@ -309,6 +317,13 @@ async def record_feedback(
         tx.emit(NewEvent(type=FEEDBACK, payload={"id": row.id, "slug": row.slug, "helpful": helpful}))
 
 
+async def deflections(rt: Runtime) -> int:
+    """How many times a visitor said an article offered in the widget solved their question."""
+    stmt = select(func.count()).select_from(F).where(F.c.source == VISITOR)
+    async with rt.read() as conn:
+        return int((await conn.execute(stmt)).scalar_one())
+
+
 async def feedback_counts(rt: Runtime) -> dict[int, tuple[int, int]]:
     """Article id -> (helpful, not helpful) counts."""
     stmt = select(F.c.article_id, F.c.helpful, func.count()).group_by(F.c.article_id, F.c.helpful)
@@ -327,7 +342,9 @@ async def ranking_docs(rt: Runtime, *, article_ids: Sequence[int] | None = None)
     stmt = select(A.c.id, A.c.slug, A.c.locale, A.c.title, A.c.status, A.c.body_text, A.c.tags, A.c.phrasings).where(
         A.c.status.in_(live)
     )
-    fb = select(F.c.article_id, F.c.helpful, F.c.query).order_by(F.c.id.desc())
+    # Agents' word only: visitors' "this solved it" is counted, but anyone on the web could send it, so it
+    # never teaches the ranking.
+    fb = select(F.c.article_id, F.c.helpful, F.c.query).where(F.c.source == AGENT).order_by(F.c.id.desc())
     if article_ids is not None:
         stmt = stmt.where(A.c.id.in_(list(article_ids)))
         fb = fb.where(F.c.article_id.in_(list(article_ids)))

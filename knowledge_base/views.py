@@ -25,6 +25,7 @@ from pydantic import Field as PField
 
 from hub.deps import RuntimeDep
 from knowledge_base import service
+from knowledge_base.exceptions import ArticleNotFound
 from knowledge_base.models import (
     MAX_BODY_CHARS,
     ArticleCreate,
@@ -36,11 +37,12 @@ from knowledge_base.models import (
     SearchHit,
 )
 from knowledge_base.render import to_html
-from knowledge_base.search import search
-from knowledge_base.suggest import knowledge_index
+from knowledge_base.search import check_query, search
+from knowledge_base.suggest import describe, knowledge_index
 
 # What agents search by default: everything but drafts.
 AGENT_STATUSES = (ArticleStatus.PUBLISHED, ArticleStatus.INTERNAL)
+PUBLISHED_ONLY = frozenset({ArticleStatus.PUBLISHED.value})
 
 
 class Agent(Protocol):
@@ -49,6 +51,28 @@ class Agent(Protocol):
     agent_id: int
 
     def require_supervisor(self) -> None: ...
+
+
+class Answer(BaseModel):
+    """An article offered to a visitor in the widget."""
+
+    id: int
+    slug: str
+    title: str
+    url: str
+    excerpt: str
+    score: float
+
+
+class Solved(BaseModel):
+    article_id: int
+    query: str = PField(default="", max_length=500)
+
+
+class Stats(BaseModel):
+    deflections: int = PField(description="times a visitor said an article offered in the widget solved it")
+    articles: int
+    embedder: str | None
 
 
 class PreviewRequest(BaseModel):
@@ -129,13 +153,60 @@ def build_router(*, agent: Callable[..., Any]) -> APIRouter:
         an empty query or one over 200 characters is refused with 422."""
         index = await knowledge_index(rt).current()
         statuses = tuple(status) if status else AGENT_STATUSES
-        return await search(
-            rt, query=q, statuses=statuses, index=index, locale=locale, category=category, limit=limit
-        )
+        return await search(rt, query=q, statuses=statuses, index=index, locale=locale, category=category, limit=limit)
 
     @router.post("/preview", response_model=PreviewRead)
     async def preview(body: PreviewRequest, me: AgentDep) -> PreviewRead:
         """The Markdown as readers will see it (sanitized HTML)."""
         return PreviewRead(html=to_html(body.body))
 
+    @router.get("/stats", response_model=Stats)
+    async def stats(me: AgentDep, rt: RuntimeDep) -> Stats:
+        """Self-service deflections counted, and what the ranking runs on."""
+        index = knowledge_index(rt)
+        await index.current()
+        info = describe(index)
+        return Stats(deflections=await service.deflections(rt), articles=info["articles"], embedder=info["embedder"])
+
     return router
+
+
+public_router = APIRouter(prefix="/api/kb/public", tags=["knowledge base (public)"])
+ANSWERS = 3
+
+
+@public_router.get("/answers", response_model=list[Answer])
+async def answers(rt: RuntimeDep, q: str = "", locale: str | None = None) -> list[Answer]:
+    """What the widget offers while a visitor types: the best published articles for their words (anyone may
+    ask; drafts and internal articles never answer). An empty query or one over 200 characters: 422."""
+    query = check_query(q)
+    index = await knowledge_index(rt).current()
+    ranked = index.rank(query, limit=ANSWERS * 2, statuses=PUBLISHED_ONLY)
+    preferred = [r for r in ranked if not locale or r.doc.locale == locale] or ranked
+    return [
+        Answer(
+            id=r.doc.article_id,
+            slug=r.doc.slug,
+            title=r.doc.title,
+            url=service.help_url(r.doc.slug, r.doc.locale),
+            excerpt=_cut(r.doc.body),
+            score=round(r.score, 4),
+        )
+        for r in preferred[:ANSWERS]
+    ]
+
+
+@public_router.post("/solved", status_code=204)
+async def solved(body: Solved, rt: RuntimeDep) -> Response:
+    """A visitor says an article offered in the widget solved their question: counted as a deflection."""
+    found = await service.find_published(rt, article_id=body.article_id)
+    if not found:
+        raise ArticleNotFound(f"article {body.article_id} does not exist")
+    await service.record_feedback(
+        rt, article_id=body.article_id, helpful=True, query=body.query, source=service.VISITOR
+    )
+    return Response(status_code=204)
+
+
+def _cut(text: str, length: int = 140) -> str:
+    return text if len(text) <= length else text[:length].rsplit(" ", 1)[0] + "…"

@@ -104,6 +104,7 @@ def _demo_pages() -> list[tuple[str, str]]:
         ("console", "/console"),
         ("chat demo", "/demo"),
         ("help center", "/help"),
+        ("articles", "/admin/kb"),
         ("widget", "/widget.js"),
         ("API docs", "/docs"),
         ("health", "/healthz"),

@@ -13,7 +13,10 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
+
+from pydantic import BaseModel
 
 from hub.events import EventRecord
 from hub.runtime import Runtime
@@ -22,6 +25,28 @@ from knowledge_base.embedders import Embedder, load_embedder
 from knowledge_base.ranking import Doc, RankCache, RankIndex
 
 log = logging.getLogger(__name__)
+
+AGENT_VISIBLE = frozenset({"published", "internal"})
+
+
+class Suggestion(BaseModel):
+    """An article suggested to an agent: its link (published ones) or its text to insert, and its score."""
+
+    id: int
+    slug: str
+    locale: str
+    title: str
+    status: str
+    url: str
+    score: float
+    text: str
+
+
+class Suggestions(BaseModel):
+    ticket_id: int
+    query: str
+    items: list[Suggestion]
+
 
 _embedders: dict[str, Embedder | None] = {}
 _embedders_lock = threading.Lock()
@@ -121,6 +146,40 @@ def knowledge_index(rt: Runtime) -> KnowledgeIndex:
         index = rt.caches["kb_index"] = KnowledgeIndex(rt)
         rt.events.listen(index.on_event)
     return index
+
+
+QUERY_CHARS = 400  # the customer's newest words the ranking reads (older ones dilute it)
+
+
+def customer_query(texts: Sequence[str], draft: str = "") -> str:
+    """What suggestions are ranked for: the customer's newest messages, newest last, cut to their last
+    ``QUERY_CHARS`` characters at a word, and the agent's draft reply when there is one."""
+    joined = " ".join(t.strip() for t in texts if t and t.strip())
+    if len(joined) > QUERY_CHARS:
+        joined = joined[-QUERY_CHARS:].split(" ", 1)[-1]
+    return f"{joined} {draft.strip()[:300]}".strip()
+
+
+async def suggest(
+    rt: Runtime, *, query: str, limit: int, statuses: frozenset[str] = AGENT_VISIBLE
+) -> list[Suggestion]:
+    """The best articles for ``query``: published and internal ones for agents, with scores."""
+    if not query.strip():
+        return []
+    index = await knowledge_index(rt).current()
+    return [
+        Suggestion(
+            id=r.doc.article_id,
+            slug=r.doc.slug,
+            locale=r.doc.locale,
+            title=r.doc.title,
+            status=r.doc.status,
+            url=service.help_url(r.doc.slug, r.doc.locale) if r.doc.status == "published" else "",
+            score=round(r.score, 4),
+            text=r.doc.body[:2000],
+        )
+        for r in index.rank(query, limit=limit, statuses=statuses)
+    ]
 
 
 def describe(index: KnowledgeIndex) -> dict[str, Any]:

@@ -75,6 +75,13 @@ class Stats(BaseModel):
     embedder: str | None
 
 
+class FeedbackRequest(BaseModel):
+    article_id: int
+    helpful: bool
+    query: str = PField(min_length=1, max_length=500, description="the customer's words it was suggested for")
+    ticket_id: int | None = None
+
+
 class PreviewRequest(BaseModel):
     body: str = PField(max_length=MAX_BODY_CHARS)
 
@@ -159,6 +166,21 @@ def build_router(*, agent: Callable[..., Any]) -> APIRouter:
     async def preview(body: PreviewRequest, me: AgentDep) -> PreviewRead:
         """The Markdown as readers will see it (sanitized HTML)."""
         return PreviewRead(html=to_html(body.body))
+
+    @router.post("/feedback", status_code=204)
+    async def feedback(body: FeedbackRequest, me: AgentDep, rt: RuntimeDep) -> Response:
+        """An agent says whether a suggested article answered the customer's words: a helpful one learns the
+        wording as a phrasing, an unhelpful one ranks lower for close wordings."""
+        await service.record_feedback(
+            rt,
+            article_id=body.article_id,
+            helpful=body.helpful,
+            query=body.query,
+            source=service.AGENT,
+            ticket_id=body.ticket_id,
+            agent_id=me.agent_id,
+        )
+        return Response(status_code=204)
 
     @router.get("/stats", response_model=Stats)
     async def stats(me: AgentDep, rt: RuntimeDep) -> Stats:

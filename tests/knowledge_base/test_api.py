@@ -114,3 +114,34 @@ async def test_preview_sanitizes_hostile_markdown(staff: None, kb_client: httpx.
     for bad in ("<script", "onerror", "onload", "onmouseover", 'href="javascript', "<iframe", "<svg"):
         assert bad not in html
     assert "Returns are free within 30 days." in html
+
+
+async def test_agent_feedback_teaches_the_ranking(
+    staff: None, articles: dict[str, int], kb_client: httpx.AsyncClient
+) -> None:
+    """A wording marked helpful becomes a phrasing of the article, so close wordings find it from then on (the
+    server's index refreshes after the feedback's event); feedback on a missing article is 404."""
+    import asyncio
+
+    alice = await login(kb_client, "alice", "password-123")
+    wording = "my quokka wants its parcel faster"
+    r = await kb_client.post(
+        "/api/kb/feedback",
+        json={"article_id": articles["shipping:en"], "helpful": True, "query": wording, "ticket_id": 1},
+        headers=alice,
+    )
+    assert r.status_code == 204
+    for _ in range(100):
+        after = (await kb_client.get("/api/kb/public/answers", params={"q": "quokka parcel faster"})).json()
+        if after and after[0]["slug"] == "shipping":
+            break
+        await asyncio.sleep(0.05)
+    assert after[0]["slug"] == "shipping"
+    missing = await kb_client.post(
+        "/api/kb/feedback", json={"article_id": 999999, "helpful": False, "query": "x"}, headers=alice
+    )
+    assert missing.status_code == 404
+    empty = await kb_client.post(
+        "/api/kb/feedback", json={"article_id": articles["shipping:en"], "helpful": False, "query": ""}, headers=alice
+    )
+    assert empty.status_code == 422

@@ -72,6 +72,11 @@ def test_demo_serves_seeded_data_and_agent_create_adds_to_it(tmp_path: Path) -> 
         tickets = httpx.get(f"{base}/api/tickets", headers={"Authorization": f"Bearer {token}"}).json()
         assert tickets["total"] >= 4
         assert {t["channel"] for t in tickets["items"]} >= {"email", "sms", "whatsapp", "telegram"}
+        # the demo shop's knowledge base: on the help center, and suggested for a customer's words
+        assert f"{base}/help" in printed
+        assert '<a href="/help/track-your-order">Track your order</a>' in httpx.get(f"{base}/help").text
+        answers = httpx.get(f"{base}/api/kb/public/answers", params={"q": "how do I track my parcel"}, timeout=30)
+        assert answers.json()[0]["slug"] == "track-your-order"
 
         created = run_cli(
             "agent",

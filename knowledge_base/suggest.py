@@ -73,6 +73,7 @@ class KnowledgeIndex:
         self._dirty: set[int] = set()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._embedding: asyncio.Task[None] | None = None
 
     @property
     def embedder(self) -> Embedder | None:
@@ -86,25 +87,49 @@ class KnowledgeIndex:
         return self.index
 
     async def refresh(self) -> None:
+        """Build the index (first by words alone, see ``_embed``), or read the changed articles again."""
         async with self._lock:
             if self.index is None:
-                embedder = await asyncio.to_thread(embedder_for, self.embedder_name)
                 docs = await service.ranking_docs(self.rt)
                 self._dirty.clear()
                 self._docs = {d.article_id: d for d in docs}
-            else:
-                if not self._dirty:
-                    return
-                embedder = self.index.embedder
-                changed = sorted(self._dirty)
-                self._dirty.clear()
-                for article_id in changed:
-                    self._docs.pop(article_id, None)
-                for doc in await service.ranking_docs(self.rt, article_ids=changed):
-                    self._docs[doc.article_id] = doc
-            docs = sorted(self._docs.values(), key=lambda d: d.article_id)
-            self.index = await asyncio.to_thread(RankIndex, docs, embedder, cache=self._cache)
-            self.built_at = time.monotonic()
+                self.index = await asyncio.to_thread(RankIndex, docs, None, cache=self._cache)
+                self.built_at = time.monotonic()
+                self._embedding = asyncio.get_running_loop().create_task(self._embed())
+                return
+            if not self._dirty:
+                return
+            changed = sorted(self._dirty)
+            self._dirty.clear()
+            for article_id in changed:
+                self._docs.pop(article_id, None)
+            for doc in await service.ranking_docs(self.rt, article_ids=changed):
+                self._docs[doc.article_id] = doc
+            await self._rebuild(self.index.embedder)
+
+    async def _embed(self) -> None:
+        """Load the embedder and embed every title and phrasing, in the background: for a large knowledge base
+        this takes minutes (embeddings are not stored), and the lexical index answers meanwhile."""
+        try:
+            embedder = await asyncio.to_thread(embedder_for, self.embedder_name)
+            if embedder is not None:
+                async with self._lock:
+                    await self._rebuild(embedder)
+        except Exception:
+            log.exception("knowledge base: embedding the articles failed; ranking by words alone")
+
+    async def _rebuild(self, embedder: Embedder | None) -> None:
+        docs = sorted(self._docs.values(), key=lambda d: d.article_id)
+        self.index = await asyncio.to_thread(RankIndex, docs, embedder, cache=self._cache)
+        self.built_at = time.monotonic()
+
+    async def ready(self) -> RankIndex:
+        """The index once the embedder (if any) has been applied: for commands and tests that want the full
+        ranking, not the first answers."""
+        await self.current()
+        if self._embedding is not None:
+            await self._embedding
+        return await self.current()
 
     def on_event(self, event: EventRecord, _text: str) -> None:
         """Event hub listener: an article changed, or feedback taught the ranking something."""
@@ -131,12 +156,13 @@ class KnowledgeIndex:
         self._task = asyncio.get_running_loop().create_task(self._refresh_soon())
 
     async def stop(self) -> None:
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+        for task in (self._task, self._embedding):
+            if task is not None and not task.done():
+                task.cancel()
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):
+                    pass
 
 
 def knowledge_index(rt: Runtime) -> KnowledgeIndex:

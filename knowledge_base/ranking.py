@@ -104,6 +104,7 @@ EMBEDDING_WEIGHTS = {
 LEXICAL_WEIGHTS = Weights(bm25=0.3, questions=0.6, fuzzy=0.8, centroid=0.0, nearest=0.0, negative=0.0)
 NEGATIVE_THRESHOLD = 0.8  # a rejected wording counts against an article only when the query is this close to it
 FRONT_RUNNERS = 30  # articles that get the fuzzy score
+CANDIDATES = 200  # in a large knowledge base, articles compared with each of their phrasings (twice this)
 
 
 def weights_for(embedder: Embedder | None) -> Weights:
@@ -207,6 +208,7 @@ class RankIndex:
         self.folded = [p[2] for p in prepared]
         # Each article's sentences are contiguous in phrase_vectors, starting here (every article has a title).
         self.starts = np.cumsum([0] + [len(g) for g in self.sentences[:-1]]).astype(np.int64)
+        self.ends = self.starts + np.array([len(g) for g in self.sentences], dtype=np.int64)
         self.centroids: Vector | None = None
         self.phrase_vectors: Vector | None = None
         self.phrase_owner: npt.NDArray[np.int64] | None = None
@@ -278,8 +280,18 @@ class RankIndex:
         if self.embedder is not None and self.centroids is not None and self.phrase_vectors is not None:
             q = self.embedder.encode([query])[0]
             centroid = self.centroids @ q
-            nearest = np.maximum.reduceat(self.phrase_vectors @ q, self.starts)
-            total = total + w.centroid * centroid + w.nearest * nearest
+            total = total + w.centroid * centroid
+            nearest = np.full(len(self.docs), -1.0, dtype=np.float32)
+            if len(self.docs) <= 2 * CANDIDATES:
+                nearest[:] = np.maximum.reduceat(self.phrase_vectors @ q, self.starts)
+            else:
+                # Every phrasing of every article is the costliest product (10,000 articles: 60,000 rows): only
+                # the front-runners by the other scores, and by their centroid alone, get it.
+                picked = np.union1d(_top(total, CANDIDATES), _top(centroid, CANDIDATES))
+                rows = np.concatenate([np.arange(self.starts[i], self.ends[i]) for i in picked])
+                firsts = np.cumsum([0] + [int(self.ends[i] - self.starts[i]) for i in picked[:-1]])
+                nearest[picked] = np.maximum.reduceat(self.phrase_vectors[rows] @ q, firsts)
+            total = total + w.nearest * nearest
             parts |= {"centroid": centroid, "nearest": nearest}
             if self.rejected_vectors is not None and self.rejected_owner is not None and w.negative:
                 close = self.rejected_vectors @ q
@@ -322,6 +334,11 @@ class RankIndex:
             if len(out) == limit:
                 break
         return out
+
+
+def _top(scores: Vector, k: int) -> npt.NDArray[np.int64]:
+    """Indices of the ``k`` highest scores, in no order."""
+    return np.argpartition(-scores, k)[:k] if len(scores) > k else np.arange(len(scores))
 
 
 def _bisect_prefix(words: Sequence[str], prefix: str) -> int:

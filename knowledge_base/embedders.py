@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 Matrix = npt.NDArray[np.float32]
 
 PREFERENCE = ("minilm", "use")
-KNOWN = ("minilm+use", "minilm", "use", "wordllama")
+KNOWN = ("minilm", "use", "wordllama")
 
 
 class Embedder(Protocol):
@@ -125,25 +125,7 @@ class WordLlamaEmbedder:
         return _normalised(self._model.embed(list(texts), norm=True))
 
 
-class Ensemble:
-    """Several embedders as one: their normalised vectors side by side, scaled so that a cosine is the mean of
-    the members' cosines."""
-
-    def __init__(self, members: Sequence[Embedder]) -> None:
-        self.members = list(members)
-        self.name = "+".join(m.name for m in self.members)
-        self._scale = 1.0 / np.sqrt(len(self.members))
-
-    def encode(self, texts: Sequence[str]) -> Matrix:
-        return np.hstack([m.encode(texts) for m in self.members]).astype(np.float32) * self._scale
-
-
-def _minilm_and_use() -> Embedder:
-    return Ensemble([MiniLmEmbedder(), UseEmbedder()])
-
-
 _BUILDERS: dict[str, Callable[[], Embedder]] = {
-    "minilm+use": _minilm_and_use,
     "use": UseEmbedder,
     "minilm": MiniLmEmbedder,
     "wordllama": WordLlamaEmbedder,

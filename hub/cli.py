@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from hub.config import Settings, get_settings
+from ivr_flows.cli import app as ivr_app
 from knowledge_base.cli import kb_app
 
 if TYPE_CHECKING:
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Switchboard: a self-hosted contact center.", no_args_is_help=True)
 agent_app = typer.Typer(help="Manage agents, supervisors and admins.", no_args_is_help=True)
 app.add_typer(agent_app, name="agent")
+app.add_typer(ivr_app, name="ivr")
 app.add_typer(kb_app, name="kb")
 
 HostOpt = Annotated[str, typer.Option(help="Interface to listen on.")]

@@ -39,8 +39,10 @@ def docs_from(folder: Path) -> list[Doc]:
             body=to_text(f.article.body),
             tags=tuple(f.article.tags),
             phrasings=tuple(f.article.phrasings),
+            status=f.article.status.value,
         )
         for i, f in enumerate(files)
+        if f.article.status.value != "draft"  # drafts are never ranked
     ]
 
 

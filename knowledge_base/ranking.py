@@ -158,6 +158,29 @@ class RankCache:
     def __init__(self) -> None:
         self.vectors: dict[str, Vector] = {}
         self._docs: dict[Doc, Prepared] = {}
+        # per article and embedder: its sentences' vectors (a matrix) and their normalised mean
+        self._embedded: dict[tuple[str, Doc], tuple[Vector, Vector]] = {}
+
+    def embedded(self, docs: Sequence[Doc], embedder: Embedder) -> list[tuple[Vector, Vector]]:
+        """Each article's sentence vectors and centroid, embedding only the sentences not seen before."""
+        old, fresh = self._embedded, {}
+        missing = [d for d in docs if (embedder.name, d) not in old]
+        texts = list(dict.fromkeys(t for d in missing for t in (d.title, *d.phrasings) if t not in self.vectors))
+        for start in range(0, len(texts), 256):
+            batch = texts[start : start + 256]
+            for text, vector in zip(batch, embedder.encode(batch), strict=True):
+                self.vectors[text] = vector
+        for d in docs:
+            key = (embedder.name, d)
+            item = old.get(key)
+            if item is None:
+                matrix = np.stack([self.vectors[t] for t in (d.title, *d.phrasings)])
+                mean = matrix.sum(axis=0)
+                norm = float(np.linalg.norm(mean)) or 1.0
+                item = (matrix, (mean / norm).astype(np.float32))
+            fresh[key] = item
+        self._embedded = fresh
+        return [fresh[(embedder.name, d)] for d in docs]
 
     def prepare(self, docs: Sequence[Doc]) -> list[Prepared]:
         old, fresh = self._docs, {}
@@ -211,7 +234,6 @@ class RankIndex:
         self.ends = self.starts + np.array([len(g) for g in self.sentences], dtype=np.int64)
         self.centroids: Vector | None = None
         self.phrase_vectors: Vector | None = None
-        self.phrase_owner: npt.NDArray[np.int64] | None = None
         self.rejected_vectors: Vector | None = None
         self.rejected_owner: npt.NDArray[np.int64] | None = None
         if embedder is not None and self.docs:
@@ -229,15 +251,10 @@ class RankIndex:
         return np.stack([vectors[t] for t in texts])
 
     def _embed(self, embedder: Embedder) -> None:
-        flat = [s for group in self.sentences for s in group]
-        owners = np.repeat(np.arange(len(self.docs)), [len(g) for g in self.sentences])
-        phrase = self._vectors(embedder, flat)
-        sums = np.zeros((len(self.docs), phrase.shape[1]), dtype=np.float32)
-        np.add.at(sums, owners, phrase)
-        norms = np.linalg.norm(sums, axis=1, keepdims=True)
-        norms[norms == 0] = 1.0
-        self.centroids = sums / norms
-        self.phrase_vectors, self.phrase_owner = phrase, owners
+        embedded = self.cache.embedded(self.docs, embedder)
+        self.centroids = np.stack([centroid for _, centroid in embedded])
+        # each article's sentences are contiguous rows, from self.starts
+        self.phrase_vectors = np.vstack([matrix for matrix, _ in embedded])
         rejected = [(i, text) for i, d in enumerate(self.docs) for text in d.rejected]
         if rejected:
             self.rejected_vectors = self._vectors(embedder, [t for _, t in rejected])

@@ -19,16 +19,9 @@ kb_app = typer.Typer(help="The knowledge base: import, export, measure the ranki
 
 
 def _migrate(settings: Settings) -> None:
-    """Bring the database up to date first; one that cannot be opened ends the command with a clear line."""
-    from sqlalchemy.exc import DBAPIError
+    from hub.commands import migrate_or_exit
 
-    from hub.migrate import upgrade
-
-    try:
-        upgrade(settings.database_url)
-    except (OSError, DBAPIError) as exc:
-        typer.echo(f"error: cannot open the database: {getattr(exc, 'orig', None) or exc}", err=True)
-        raise typer.Exit(1) from None
+    migrate_or_exit(settings)
 
 
 @kb_app.command("import")

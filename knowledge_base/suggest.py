@@ -178,12 +178,18 @@ QUERY_CHARS = 400  # the customer's newest words the ranking reads (older ones d
 
 
 def customer_query(texts: Sequence[str], draft: str = "") -> str:
-    """What suggestions are ranked for: the customer's newest messages, newest last, cut to their last
-    ``QUERY_CHARS`` characters at a word, and the agent's draft reply when there is one."""
-    joined = " ".join(t.strip() for t in texts if t and t.strip())
+    """What suggestions are ranked for: the agent's draft reply once it has a few words (the agent is looking
+    for something: the draft steers); else the customer's newest message (with the one before when the newest
+    is only a few words, like "and the lid?"), cut to ``QUERY_CHARS`` at a word. Older messages are left out:
+    they asked what earlier suggestions answered."""
+    if len(draft.split()) >= 3:
+        return draft.strip()[:300]
+    said = [t.strip() for t in texts if t and t.strip()]
+    picked = said[-2:] if len(said) >= 2 and len(said[-1].split()) < 5 else said[-1:]
+    joined = " ".join(picked)
     if len(joined) > QUERY_CHARS:
         joined = joined[-QUERY_CHARS:].split(" ", 1)[-1]
-    return f"{joined} {draft.strip()[:300]}".strip()
+    return joined
 
 
 async def suggest(

@@ -11,19 +11,20 @@ preview for agents; writing is for supervisors and admins.
     POST   /api/kb/articles/{id}/versions/{n}/restore                    its content as the next version
     GET    /api/kb/search?q=[&status=&locale=&category=&limit=]          ranked hits with HTML-safe snippets
     POST   /api/kb/preview {"body"}                                      {"html"}: the Markdown as it will show
+    GET    /api/kb/suggest?ticket_id=N[&draft=]                          articles for the customer's words
+    POST   /api/kb/feedback {"article_id", "helpful", "query"}           what the ranking learns from
+    GET    /api/kb/stats                                                 deflections, articles, embedder
 """
 
-# No "from __future__ import annotations": the routes are built in build_router and FastAPI must see their
-# annotations (AgentDep is local to it) as objects, not strings.
+from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, Any, Protocol
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 from pydantic import Field as PField
 
-from hub.deps import RuntimeDep
+from hub.deps import CurrentAgent, RuntimeDep
 from knowledge_base import service
 from knowledge_base.exceptions import ArticleNotFound
 from knowledge_base.models import (
@@ -38,19 +39,11 @@ from knowledge_base.models import (
 )
 from knowledge_base.render import to_html
 from knowledge_base.search import check_query, search
-from knowledge_base.suggest import describe, knowledge_index
+from knowledge_base.suggest import Suggestions, customer_query, describe, knowledge_index, suggest
 
 # What agents search by default: everything but drafts.
 AGENT_STATUSES = (ArticleStatus.PUBLISHED, ArticleStatus.INTERNAL)
 PUBLISHED_ONLY = frozenset({ArticleStatus.PUBLISHED.value})
-
-
-class Agent(Protocol):
-    """What these views need of the logged-in agent."""
-
-    agent_id: int
-
-    def require_supervisor(self) -> None: ...
 
 
 class Answer(BaseModel):
@@ -90,107 +83,129 @@ class PreviewRead(BaseModel):
     html: str
 
 
-def build_router(*, agent: Callable[..., Any]) -> APIRouter:
-    """The router; ``agent`` is the dependency giving the logged-in agent (401 for anyone else)."""
-    router = APIRouter(prefix="/api/kb", tags=["knowledge base"])
-    AgentDep = Annotated[Agent, Depends(agent)]
+router = APIRouter(prefix="/api/kb", tags=["knowledge base"])
 
-    @router.get("/articles", response_model=list[ArticleSummary])
-    async def list_articles(
-        me: AgentDep,
-        rt: RuntimeDep,
-        status: Annotated[list[ArticleStatus] | None, Query()] = None,
-        locale: str | None = None,
-        category: str | None = None,
-        offset: Annotated[int, Query(ge=0)] = 0,
-        limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    ) -> list[ArticleSummary]:
-        """Articles of every status (or those asked), by category and title."""
-        return await service.list_articles(
-            rt, statuses=status, locale=locale, category=category, offset=offset, limit=limit
-        )
 
-    @router.post("/articles", response_model=ArticleRead, status_code=201)
-    async def create_article(body: ArticleCreate, me: AgentDep, rt: RuntimeDep) -> ArticleRead:
-        """Supervisors and admins: add an article (409 when its slug and locale exist)."""
-        me.require_supervisor()
-        return await service.create_article(rt, data=body, author_id=me.agent_id)
+@router.get("/articles", response_model=list[ArticleSummary])
+async def list_articles(
+    me: CurrentAgent,
+    rt: RuntimeDep,
+    status: Annotated[list[ArticleStatus] | None, Query()] = None,
+    locale: str | None = None,
+    category: str | None = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[ArticleSummary]:
+    """Articles of every status (or those asked), by category and title."""
+    return await service.list_articles(
+        rt, statuses=status, locale=locale, category=category, offset=offset, limit=limit
+    )
 
-    @router.get("/articles/{article_id}", response_model=ArticleRead)
-    async def get_article(article_id: int, me: AgentDep, rt: RuntimeDep) -> ArticleRead:
-        return await service.get_article(rt, article_id=article_id)
 
-    @router.patch("/articles/{article_id}", response_model=ArticleRead)
-    async def update_article(article_id: int, body: ArticleUpdate, me: AgentDep, rt: RuntimeDep) -> ArticleRead:
-        """Supervisors and admins: change an article; with ``version``, 409 when someone saved meanwhile."""
-        me.require_supervisor()
-        return await service.update_article(rt, article_id=article_id, data=body, author_id=me.agent_id)
+@router.post("/articles", response_model=ArticleRead, status_code=201)
+async def create_article(body: ArticleCreate, me: CurrentAgent, rt: RuntimeDep) -> ArticleRead:
+    """Supervisors and admins: add an article (409 when its slug and locale exist)."""
+    me.require_supervisor()
+    return await service.create_article(rt, data=body, author_id=me.agent_id)
 
-    @router.delete("/articles/{article_id}", status_code=204)
-    async def delete_article(article_id: int, me: AgentDep, rt: RuntimeDep) -> Response:
-        me.require_supervisor()
-        await service.delete_article(rt, article_id=article_id)
-        return Response(status_code=204)
 
-    @router.get("/articles/{article_id}/versions", response_model=list[ArticleVersionRead])
-    async def list_versions(article_id: int, me: AgentDep, rt: RuntimeDep) -> list[ArticleVersionRead]:
-        return await service.list_versions(rt, article_id=article_id)
+@router.get("/articles/{article_id}", response_model=ArticleRead)
+async def get_article(article_id: int, me: CurrentAgent, rt: RuntimeDep) -> ArticleRead:
+    return await service.get_article(rt, article_id=article_id)
 
-    @router.get("/articles/{article_id}/versions/{version}", response_model=ArticleVersionRead)
-    async def get_version(article_id: int, version: int, me: AgentDep, rt: RuntimeDep) -> ArticleVersionRead:
-        return await service.get_version(rt, article_id=article_id, version=version)
 
-    @router.post("/articles/{article_id}/versions/{version}/restore", response_model=ArticleRead)
-    async def restore_version(article_id: int, version: int, me: AgentDep, rt: RuntimeDep) -> ArticleRead:
-        """Supervisors and admins: make an older version's content the next version."""
-        me.require_supervisor()
-        return await service.restore_version(rt, article_id=article_id, version=version, author_id=me.agent_id)
+@router.patch("/articles/{article_id}", response_model=ArticleRead)
+async def update_article(article_id: int, body: ArticleUpdate, me: CurrentAgent, rt: RuntimeDep) -> ArticleRead:
+    """Supervisors and admins: change an article; with ``version``, 409 when someone saved meanwhile."""
+    me.require_supervisor()
+    return await service.update_article(rt, article_id=article_id, data=body, author_id=me.agent_id)
 
-    @router.get("/search", response_model=list[SearchHit])
-    async def search_articles(
-        me: AgentDep,
-        rt: RuntimeDep,
-        q: str = "",
-        status: Annotated[list[ArticleStatus] | None, Query()] = None,
-        locale: str | None = None,
-        category: str | None = None,
-        limit: Annotated[int, Query(ge=1, le=50)] = 10,
-    ) -> list[SearchHit]:
-        """Typo-tolerant full-text search (published and internal articles unless ``status`` says otherwise);
-        an empty query or one over 200 characters is refused with 422."""
-        index = await knowledge_index(rt).current()
-        statuses = tuple(status) if status else AGENT_STATUSES
-        return await search(rt, query=q, statuses=statuses, index=index, locale=locale, category=category, limit=limit)
 
-    @router.post("/preview", response_model=PreviewRead)
-    async def preview(body: PreviewRequest, me: AgentDep) -> PreviewRead:
-        """The Markdown as readers will see it (sanitized HTML)."""
-        return PreviewRead(html=to_html(body.body))
+@router.delete("/articles/{article_id}", status_code=204)
+async def delete_article(article_id: int, me: CurrentAgent, rt: RuntimeDep) -> Response:
+    me.require_supervisor()
+    await service.delete_article(rt, article_id=article_id)
+    return Response(status_code=204)
 
-    @router.post("/feedback", status_code=204)
-    async def feedback(body: FeedbackRequest, me: AgentDep, rt: RuntimeDep) -> Response:
-        """An agent says whether a suggested article answered the customer's words: a helpful one learns the
-        wording as a phrasing, an unhelpful one ranks lower for close wordings."""
-        await service.record_feedback(
-            rt,
-            article_id=body.article_id,
-            helpful=body.helpful,
-            query=body.query,
-            source=service.AGENT,
-            ticket_id=body.ticket_id,
-            agent_id=me.agent_id,
-        )
-        return Response(status_code=204)
 
-    @router.get("/stats", response_model=Stats)
-    async def stats(me: AgentDep, rt: RuntimeDep) -> Stats:
-        """Self-service deflections counted, and what the ranking runs on."""
-        index = knowledge_index(rt)
-        await index.current()
-        info = describe(index)
-        return Stats(deflections=await service.deflections(rt), articles=info["articles"], embedder=info["embedder"])
+@router.get("/articles/{article_id}/versions", response_model=list[ArticleVersionRead])
+async def list_versions(article_id: int, me: CurrentAgent, rt: RuntimeDep) -> list[ArticleVersionRead]:
+    return await service.list_versions(rt, article_id=article_id)
 
-    return router
+
+@router.get("/articles/{article_id}/versions/{version}", response_model=ArticleVersionRead)
+async def get_version(article_id: int, version: int, me: CurrentAgent, rt: RuntimeDep) -> ArticleVersionRead:
+    return await service.get_version(rt, article_id=article_id, version=version)
+
+
+@router.post("/articles/{article_id}/versions/{version}/restore", response_model=ArticleRead)
+async def restore_version(article_id: int, version: int, me: CurrentAgent, rt: RuntimeDep) -> ArticleRead:
+    """Supervisors and admins: make an older version's content the next version."""
+    me.require_supervisor()
+    return await service.restore_version(rt, article_id=article_id, version=version, author_id=me.agent_id)
+
+
+@router.get("/search", response_model=list[SearchHit])
+async def search_articles(
+    me: CurrentAgent,
+    rt: RuntimeDep,
+    q: str = "",
+    status: Annotated[list[ArticleStatus] | None, Query()] = None,
+    locale: str | None = None,
+    category: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=50)] = 10,
+) -> list[SearchHit]:
+    """Typo-tolerant full-text search (published and internal articles unless ``status`` says otherwise);
+    an empty query or one over 200 characters is refused with 422."""
+    index = await knowledge_index(rt).current()
+    statuses = tuple(status) if status else AGENT_STATUSES
+    return await search(rt, query=q, statuses=statuses, index=index, locale=locale, category=category, limit=limit)
+
+
+@router.post("/preview", response_model=PreviewRead)
+async def preview(body: PreviewRequest, me: CurrentAgent) -> PreviewRead:
+    """The Markdown as readers will see it (sanitized HTML)."""
+    return PreviewRead(html=to_html(body.body))
+
+
+@router.get("/suggest", response_model=Suggestions)
+async def suggestions(
+    me: CurrentAgent,
+    rt: RuntimeDep,
+    ticket_id: int,
+    draft: Annotated[str, Query(max_length=2000, description="the agent's reply being written")] = "",
+) -> Suggestions:
+    """The best articles (published and internal) for the customer's newest messages in a ticket the agent may
+    see, and the draft reply when given; 404 / 403 as the ticket API answers."""
+    text = await rt.ports.tickets.customer_text(principal=me, ticket_id=ticket_id, messages=3)
+    query = customer_query(text.texts or [text.subject], draft)
+    items = await suggest(rt, query=query, limit=rt.settings.kb_suggestions)
+    return Suggestions(ticket_id=ticket_id, query=query, items=items)
+
+
+@router.post("/feedback", status_code=204)
+async def feedback(body: FeedbackRequest, me: CurrentAgent, rt: RuntimeDep) -> Response:
+    """An agent says whether a suggested article answered the customer's words: a helpful one learns the
+    wording as a phrasing, an unhelpful one ranks lower for close wordings."""
+    await service.record_feedback(
+        rt,
+        article_id=body.article_id,
+        helpful=body.helpful,
+        query=body.query,
+        source=service.AGENT,
+        ticket_id=body.ticket_id,
+        agent_id=me.agent_id,
+    )
+    return Response(status_code=204)
+
+
+@router.get("/stats", response_model=Stats)
+async def stats(me: CurrentAgent, rt: RuntimeDep) -> Stats:
+    """Self-service deflections counted, and what the ranking runs on."""
+    index = knowledge_index(rt)
+    await index.current()
+    info = describe(index)
+    return Stats(deflections=await service.deflections(rt), articles=info["articles"], embedder=info["embedder"])
 
 
 public_router = APIRouter(prefix="/api/kb/public", tags=["knowledge base (public)"])

@@ -43,7 +43,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from hub.messages import CHANNELS
+from hub.channels import CHANNELS
 
 PriorityName = Literal["low", "normal", "high", "urgent"]
 

@@ -8,11 +8,10 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response, WebSocke
 from pydantic import BaseModel, Field
 
 from hub.auth import SESSION_COOKIE, verify_dummy, verify_password
-from hub.deps import RuntimeDep, SignerDep
+from hub.deps import CurrentAgent, RuntimeDep, SignerDep, authenticate
 from hub.event_stream import serve_event_stream
 from hub.messages import InboundMessage
-from ticketing import agents, chat, queues, replies, routing_service, ticket_updates, tickets
-from ticketing.deps import CurrentAgent, authenticate
+from ticketing import agents, conversations, queues, replies, routing_service, ticket_updates, tickets
 from ticketing.exceptions import InvalidRoutingConfig
 from ticketing.models import (
     AgentCreate,
@@ -319,7 +318,7 @@ async def agent_stream(ws: WebSocket, last_seq: int | None = None) -> None:
             last_seq,
             heartbeat_seconds=rt.settings.heartbeat_seconds,
             hello=hello,
-            on_message=lambda data: chat.on_console_frame(rt, principal, data),
+            on_message=lambda data: conversations.on_console_frame(rt, principal, data),
         )
     finally:
         gauge.dec()

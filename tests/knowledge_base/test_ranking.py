@@ -40,6 +40,9 @@ def test_shipped_eval_sets_hold_no_phrasing_word_for_word() -> None:
         assert {c.expected for c in cases} <= slugs
 
 
+# Embedding 288 questions and 42 articles is CPU work: seconds on a quiet machine, minutes on a loaded one. A
+# guard of its own instead of the suite's 120 s.
+@pytest.mark.timeout(900)
 def test_fused_ranking_beats_bm25_on_the_sample_test_set() -> None:
     """With the default install's embedder, the fused ranking is ahead of plain BM25 on the held-out test set
     by at least 5 points of top-1 and of top-3 (the margin `kb eval` prints)."""
@@ -74,6 +77,7 @@ def test_misspelled_and_partial_words_find_the_article(query: str, slug: str) ->
     assert index.rank(query, limit=3)[0].doc.slug == slug
 
 
+@pytest.mark.timeout(600)
 def test_feedback_phrasings_and_rejections_move_an_article() -> None:
     """A wording marked helpful for an article becomes one of its phrasings and brings that article first for
     close wordings; a wording marked unhelpful for the first article pushes it down for that wording."""

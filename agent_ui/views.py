@@ -69,3 +69,10 @@ async def demo_page(request: Request, queue: str = "support") -> HTMLResponse:
         "connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'"
     )
     return _page(request, "demo.html", csp=csp, widget_src=f"{base}/widget.js", queue=queue[:100])
+
+
+@router.get("/admin/kb", response_class=HTMLResponse)
+async def admin_kb_page(request: Request) -> HTMLResponse:
+    """Write and edit knowledge-base articles with a preview and their versions (sends you to /login when you
+    are not logged in; saving is for supervisors and admins)."""
+    return _page(request, "admin_kb.html")

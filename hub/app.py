@@ -51,6 +51,7 @@ def import_all_models() -> None:
     """Register every table on SQLModel's metadata (for Alembic and tests): the core's, and the ``models``
     module of each registered channel package that has one."""
     import hub.events  # noqa: F401
+    import knowledge_base.models  # noqa: F401
     import ticketing.models  # noqa: F401
 
     for package in CHANNEL_PACKAGES:
@@ -88,11 +89,13 @@ class DemoSeed:
 
 async def seed_demo(rt: Runtime) -> DemoSeed:
     """``switchboard demo``'s data: the core's (queues, agents, conversations; once), then each channel's."""
+    from knowledge_base.demo import seed as seed_articles
     from ticketing.demo import DEMO_LOGINS, seed
     from ticketing.ports import register_ports
 
     register_ports(rt)
     seeded = await seed(rt)
+    await seed_articles(rt)  # the shop's knowledge base, into an empty one
     for channel in build_channels(rt.settings):
         await channel.seed_demo(rt)
     return DemoSeed(seeded, [(username, password, role.value) for username, password, role, *_ in DEMO_LOGINS])
@@ -154,6 +157,10 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
     from agent_ui.views import router as agent_ui_router
     from agent_ui.views import static_files as agent_ui_static
     from channels.base import ChannelContext
+    from knowledge_base.help import router as help_router
+    from knowledge_base.suggest import knowledge_index
+    from knowledge_base.views import public_router as kb_public_router
+    from knowledge_base.views import router as kb_router
     from ticketing.canned import router as canned_router
     from ticketing.ingest import IngestPipeline
     from ticketing.models import Ticket
@@ -196,6 +203,7 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
             jobs.append(Periodic("gc-freeze", settings.gc_freeze_seconds, freeze))
         app.state.rt = rt
         app.state.ingest = ingest
+        kb_index = knowledge_index(rt)
         await hub.start()
         if settings.routing_rules is not None:
             # A rules file that does not validate stops the start with a message naming the bad field.
@@ -210,6 +218,7 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
         await dispatcher.start()
         for job in jobs:
             await job.start()
+        await kb_index.start()
         survivors = FreezeSurvivors()
         if settings.gc_freeze_seconds > 0:
             freeze_heap()  # what the start built lives as long as the process
@@ -218,6 +227,7 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
             yield
         finally:
             survivors.remove()
+            await kb_index.stop()
             for job in jobs:
                 await job.stop()
             await dispatcher.stop()
@@ -271,6 +281,9 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
         for router in channel.routers():
             app.include_router(router)
     app.include_router(agent_ui_router)
+    app.include_router(help_router)
+    app.include_router(kb_router)
+    app.include_router(kb_public_router)
     app.mount("/static", agent_ui_static, name="static")
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, overrides=_body_limits(channels))
     for channel in channels:

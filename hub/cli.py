@@ -19,12 +19,14 @@ import typer
 from hub.commands import migrate_or_exit, redact_url
 from hub.config import Settings, get_settings
 from ivr_flows.cli import app as ivr_app
+from knowledge_base.cli import kb_app
 from ticketing.cli import agent_app
 
 app = typer.Typer(help="Switchboard: a self-hosted contact center.", no_args_is_help=True)
 # The packages' commands, one line each.
 app.add_typer(agent_app, name="agent")
 app.add_typer(ivr_app, name="ivr")
+app.add_typer(kb_app, name="kb")
 
 HostOpt = Annotated[str, typer.Option(help="Interface to listen on.")]
 PortOpt = Annotated[int, typer.Option(help="TCP port to listen on.")]
@@ -111,6 +113,8 @@ def _demo_pages() -> list[tuple[str, str]]:
     return [
         ("console", "/console"),
         ("chat demo", "/demo"),
+        ("help center", "/help"),
+        ("articles", "/admin/kb"),
         ("widget", "/widget.js"),
         ("API docs", "/docs"),
         ("health", "/healthz"),

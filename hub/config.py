@@ -122,6 +122,14 @@ class Settings(BaseSettings):
         default_factory=lambda: ["*"], description="Sites that may embed the widget (CORS for /api/chat)"
     )
 
+    # Knowledge base (knowledge_base/)
+    kb_embedder: Literal["auto", "use", "minilm", "wordllama", "none"] = Field(
+        default="auto",
+        description="sentence embedder for ranking articles: auto = the best installed (minilm with the "
+        "[semantic] extra, else use); none = words alone",
+    )
+    kb_suggestions: int = Field(default=5, ge=1, le=20, description="articles suggested per conversation")
+
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, value: str) -> str:

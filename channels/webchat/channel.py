@@ -40,7 +40,9 @@ class WebchatChannel:
         return [build_router(lambda: self.service)]
 
     def middleware(self) -> Sequence[Middleware]:
-        return [Middleware(ChatCORS, origins=self.settings.chat_allowed_origins)]
+        # The widget also asks the knowledge base's public answers while the visitor types (self-service).
+        prefixes = ("/api/chat/", "/api/kb/public/")
+        return [Middleware(ChatCORS, origins=self.settings.chat_allowed_origins, prefixes=prefixes)]
 
     def body_limits(self) -> Mapping[str, int]:
         return {"/api/chat/attachments": self.settings.chat_attachment_max_bytes + UPLOAD_OVERHEAD}

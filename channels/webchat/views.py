@@ -222,12 +222,14 @@ def build_router(running: Callable[[], WebchatService]) -> APIRouter:
 
 
 class ChatCORS:
-    """Cross-origin access to ``/api/chat/*`` for the sites that embed the widget. Visitors authenticate with
-    bearer tokens, never cookies, so no credentials are allowed; the rest of the API stays same-origin."""
+    """Cross-origin access to ``/api/chat/*`` (and the other ``prefixes`` the widget calls, such as the
+    knowledge base's public answers) for the sites that embed the widget. Visitors authenticate with bearer
+    tokens, never cookies, so no credentials are allowed; the rest of the API stays same-origin."""
 
-    def __init__(self, app: ASGIApp, origins: list[str]) -> None:
+    def __init__(self, app: ASGIApp, origins: list[str], prefixes: tuple[str, ...] = ("/api/chat/",)) -> None:
         self.app = app
         self.origins = origins
+        self.prefixes = prefixes
 
     def _allowed(self, origin: str) -> str | None:
         if "*" in self.origins:
@@ -235,7 +237,7 @@ class ChatCORS:
         return origin if origin in self.origins else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/api/chat/"):
+        if scope["type"] != "http" or not scope["path"].startswith(self.prefixes):
             await self.app(scope, receive, send)
             return
         origin = dict(scope["headers"]).get(b"origin", b"").decode("latin-1")

@@ -9,6 +9,7 @@ const OPEN = new Set(["new", "open", "pending"]);
 
 const state = {
   me: null,
+  suggestAsked: 0, // the newest suggestions request: older answers are dropped
   queues: [],
   agents: [],
   mine: new Map(), // ticket id -> ticket summary
@@ -193,7 +194,10 @@ function apply(e) {
       }
       if (state.current === m.ticket_id) {
         appendMessage(m);
-        if (m.direction === "inbound") showCustomerTyping(false);
+        if (m.direction === "inbound") {
+          showCustomerTyping(false);
+          loadSuggestions({ id: m.ticket_id }, $("text").value);
+        }
       }
       break;
     }
@@ -378,6 +382,7 @@ async function openTicket(id, { keepComposer = false } = {}) {
   $("text").focus();
   renderContact(t.contact);
   loadHistory(t);
+  if (changed) { $("suggestions").replaceChildren(); $("no-suggestions").hidden = false; }
   loadSuggestions(t);
 }
 
@@ -475,24 +480,57 @@ async function loadHistory(t) {
 const KB_SUGGEST = document.body.dataset.kbSuggest === "on";
 if (!KB_SUGGEST) $("no-suggestions").textContent = "The knowledge base is not set up.";
 
-async function loadSuggestions(t) {
+// Suggestions follow the conversation: asked again when the customer writes (message.created) and, debounced,
+// as the agent types (the draft joins the customer's words). A knowledge-base item (with an id) offers its link
+// or its text, its score, and "helpful" / "not helpful", which the knowledge base learns from.
+async function loadSuggestions(t, draft = "") {
   const list = $("suggestions");
-  list.replaceChildren();
-  $("no-suggestions").hidden = false;
-  if (!KB_SUGGEST) return;
+  if (!KB_SUGGEST) { list.replaceChildren(); $("no-suggestions").hidden = false; return; }
+  const asked = ++state.suggestAsked;
   try {
-    const res = await fetch(`/api/kb/suggest?ticket_id=${t.id}`, { credentials: "same-origin" });
-    if (!res.ok) return;
+    const q = draft.trim() ? `&draft=${encodeURIComponent(draft.trim().slice(0, 300))}` : "";
+    const res = await fetch(`/api/kb/suggest?ticket_id=${t.id}${q}`, { credentials: "same-origin" });
+    if (!res.ok || asked !== state.suggestAsked || state.current !== t.id) return;
     const items = await res.json();
     const arr = Array.isArray(items) ? items : items.items || [];
-    for (const a of arr.slice(0, 5)) {
-      list.append(h("li", {}, h("button", {
-        class: "linklike", type: "button", text: a.title || "Article",
-        onclick: () => insertText(a.url ? `${a.title}: ${a.url}` : a.title || ""),
-      })));
-    }
+    const query = (items && items.query) || "";
+    list.replaceChildren(...arr.slice(0, 5).map((a) => suggestionItem(a, t.id, query)));
     $("no-suggestions").hidden = arr.length > 0;
   } catch { /* a network error or a bad answer: no suggestions this time */ }
+}
+
+function suggestionItem(a, ticketId, query) {
+  const link = a.url ? (a.url.startsWith("/") ? `${location.origin}${a.url}` : a.url) : "";
+  const title = h("button", {
+    class: "linklike", type: "button", text: a.title || "Article",
+    title: link ? "Insert a link to the article" : "Insert the article's text",
+    onclick: () => insertText(link ? `${a.title}: ${link}` : a.text || a.title || ""),
+  });
+  if (a.id === undefined) return h("li", {}, title);
+  const verdict = h("span", { class: "muted small", role: "status" });
+  const vote = (helpful) => async () => {
+    try {
+      await api("POST", "/api/kb/feedback", { article_id: a.id, helpful, ticket_id: ticketId, query });
+      verdict.textContent = helpful ? "Thanks: marked helpful" : "Thanks: marked not helpful";
+      for (const b of buttons.querySelectorAll("button.vote")) b.disabled = true;
+    } catch (e) { verdict.textContent = e.message; }
+  };
+  const buttons = h("span", { class: "suggestion-actions" },
+    a.text && link ? h("button", { class: "btn small", type: "button", text: "Insert text", "aria-label": `Insert the text of ${a.title}`, onclick: () => insertText(a.text) }) : null,
+    h("button", { class: "btn small vote", type: "button", text: "👍", "aria-label": `${a.title} is helpful`, onclick: vote(true) }),
+    h("button", { class: "btn small vote", type: "button", text: "👎", "aria-label": `${a.title} is not helpful`, onclick: vote(false) }),
+    verdict);
+  return h("li", { class: "suggestion", dataset: { article: a.id } },
+    title,
+    h("span", { class: "muted small", text: ` ${a.status === "internal" ? "internal · " : ""}score ${Number(a.score).toFixed(2)}` }),
+    buttons);
+}
+
+function suggestWhileTyping() {
+  if (!KB_SUGGEST || !state.current) return;
+  clearTimeout(state.suggestTimer);
+  const t = state.mine.get(state.current) || { id: state.current };
+  state.suggestTimer = setTimeout(() => loadSuggestions(t, $("text").value), 500);
 }
 
 // --- composing -----------------------------------------------------------------------------------------------------------
@@ -621,7 +659,7 @@ $("text").addEventListener("keydown", (e) => {
   if (e.key === "Escape" && !box.hidden) { e.preventDefault(); hideCanned(); return; }
   if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); sendCurrent(); }
 });
-$("text").addEventListener("input", () => { typing(); updateCanned(); });
+$("text").addEventListener("input", () => { typing(); updateCanned(); suggestWhileTyping(); });
 // Closed a moment after the composer loses the focus (a click on a response lands first), unless it has the
 // focus again by then: an older blur's timer closed a popup opened since.
 $("text").addEventListener("blur", () => setTimeout(() => { if (document.activeElement !== $("text")) hideCanned(); }, 150));

@@ -154,6 +154,14 @@ input[type=text], input[type=email], textarea { font: inherit; font-weight: 400;
 .stars label { font-size: 26px; color: #d1d5db; cursor: pointer; font-weight: 400; }
 .stars label.on { color: #f59e0b; }
 .stars input:focus-visible + span { outline: 3px solid #f59e0b; }
+.answers { border-top: 1px solid #e5e7eb; background: #fffbeb; padding: 8px 12px; max-height: 40%; overflow-y: auto; }
+.answers[hidden] { display: none; }
+.answers h3 { margin: 0 0 6px; font-size: 12px; font-weight: 650; color: #92400e; }
+.answers ul { list-style: none; margin: 0; padding: 0; display: flex; flex-direction: column; gap: 6px; }
+.answers li { display: flex; align-items: center; gap: 8px; justify-content: space-between; }
+.answers a { color: #1d4ed8; font-size: 13px; }
+.answers button { flex: none; font: inherit; font-size: 12px; border: 1px solid #d1d5db; background: #fff; border-radius: 6px;
+  padding: 3px 8px; cursor: pointer; }
 .composer { display: flex; align-items: flex-end; gap: 6px; padding: 10px; border-top: 1px solid #e5e7eb; background: #fff; }
 .composer[hidden] { display: none; }
 .composer textarea { resize: none; max-height: 120px; min-height: 40px; }
@@ -234,8 +242,13 @@ input[type=text], input[type=email], textarea { font: inherit; font-weight: 400;
     svgPath("M2 21l21-9L2 3v7l15 2-15 2z"));
   const composer = h("form", { class: "composer", hidden: true, "aria-label": "Send a message" }, attachBtn, fileInput, input, sendBtn);
   const fileNotice = h("div", { class: "file-error", role: "alert", hidden: true });
+  // Self-service: while nobody has joined, articles of the site's knowledge base that may answer what the
+  // visitor is typing (GET /api/kb/public/answers; a server without a knowledge base answers 404 and nothing shows).
+  const answerList = h("ul", {});
+  const answers = h("section", { class: "answers", hidden: true, "aria-label": "Articles that may answer your question" },
+    h("h3", { text: "These articles may answer your question" }), answerList);
   const panel = h("section", { class: "panel", id: "sb-panel", role: "dialog", "aria-labelledby": "sb-title", hidden: true },
-    h("header", {}, h("div", { class: "who" }, title, subtitle), closeBtn), banner, body, typing, fileNotice, composer);
+    h("header", {}, h("div", { class: "who" }, title, subtitle), closeBtn), banner, body, typing, fileNotice, answers, composer);
   root.append(style, launcher, panel);
 
   // --- showing things -----------------------------------------------------------------------------------------------
@@ -552,6 +565,7 @@ input[type=text], input[type=email], textarea { font: inherit; font-weight: 400;
       case "agent_joined":
         state.agentName = f.name || "An agent";
         offline.hidden = true;
+        answers.hidden = true; // a person answers now
         setSubtitle();
         systemLine(`${state.agentName} joined the chat`);
         break;
@@ -665,6 +679,40 @@ input[type=text], input[type=email], textarea { font: inherit; font-weight: 400;
   function stopTyping() {
     clearTimeout(state.idleTimer);
     if (state.typingActive) { state.typingActive = false; send({ type: "typing", active: false }); }
+  }
+
+  // --- self-service answers -------------------------------------------------------------------------------------------
+  let answersAsked = 0;
+  input.addEventListener("input", () => {
+    clearTimeout(state.answersTimer);
+    state.answersTimer = setTimeout(offerAnswers, 350);
+  });
+  async function offerAnswers() {
+    const q = input.value.trim();
+    if (state.agentName || q.length < 4 || q.length > 200 || state.noAnswers) { if (!q) answers.hidden = true; return; }
+    const asked = ++answersAsked;
+    try {
+      const lang = (navigator.language || "").split("-")[0];
+      const r = await fetch(`${origin}/api/kb/public/answers?q=${encodeURIComponent(q)}${lang ? `&locale=${encodeURIComponent(lang)}` : ""}`);
+      if (r.status === 404) { state.noAnswers = true; return; }
+      if (!r.ok || asked !== answersAsked) return;
+      const items = await r.json();
+      answerList.replaceChildren(...items.map((a) => h("li", {},
+        h("a", { href: `${origin}${a.url}`, target: "_blank", rel: "noopener", text: a.title }),
+        h("button", { type: "button", text: "This solved it", "aria-label": `“${a.title}” solved my question`, onclick: () => solved(a, q) }))));
+      answers.hidden = items.length === 0 || !!state.agentName;
+    } catch { /* no answers this time */ }
+  }
+  async function solved(article, q) {
+    answers.hidden = true;
+    input.value = "";
+    autosize();
+    try {
+      await fetch(`${origin}/api/kb/public/solved`, {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ article_id: article.id, query: q }),
+      });
+    } catch { /* counted or not, the visitor has their answer */ }
+    systemLine(`Glad “${article.title}” helped! Write again any time if you need us.`);
   }
 
   function fileError(text) {

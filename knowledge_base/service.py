@@ -1,0 +1,373 @@
+"""The knowledge base's service functions: every change to articles goes through here, commits, stores a
+version, and publishes a ``kb.article.changed`` event after commit (which keeps every process's ranking
+index up to date, see ``suggest.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub.db import taken_as, utcnow
+from hub.events import NewEvent
+from hub.runtime import Runtime, Tx
+from knowledge_base.exceptions import ArticleNotFound, SlugTaken, StaleArticle, VersionNotFound
+from knowledge_base.models import (
+    Article,
+    ArticleCreate,
+    ArticleFields,
+    ArticleRead,
+    ArticleStatus,
+    ArticleSummary,
+    ArticleUpdate,
+    ArticleVersion,
+    ArticleVersionRead,
+    Feedback,
+)
+from knowledge_base.ranking import Doc
+from knowledge_base.render import to_html, to_text
+
+A = Article.__table__  # type: ignore[attr-defined]
+V = ArticleVersion.__table__  # type: ignore[attr-defined]
+F = Feedback.__table__  # type: ignore[attr-defined]
+
+CHANGED = "kb.article.changed"
+FEEDBACK = "kb.feedback"
+# Wordings from feedback an article keeps for ranking: the newest ones.
+FEEDBACK_PHRASINGS = 30
+VERSIONED = ("slug", "locale", "title", "body", "category", "tags", "phrasings", "status")
+
+Outcome = Literal["created", "updated", "unchanged"]
+AGENT = "agent"  # feedback from the console
+VISITOR = "visitor"  # "this solved it" in the widget: a deflection
+
+
+def _derived(fields: ArticleFields) -> dict[str, Any]:
+    """The stored columns computed from an article's fields."""
+    keywords = "\n".join((*fields.phrasings, " ".join(fields.tags)))
+    return {"html": to_html(fields.body), "body_text": to_text(fields.body), "keywords": keywords}
+
+
+def help_url(slug: str, locale: str) -> str:
+    return f"/help/{slug}" + ("" if locale == "en" else f"?lang={locale}")
+
+
+def _read(row: Any) -> ArticleRead:
+    article = ArticleRead.model_validate(row._mapping)
+    if article.status is ArticleStatus.PUBLISHED:
+        article.url = help_url(article.slug, article.locale)
+    return article
+
+
+async def _store_version(tx: Tx, row: Any, *, author_id: int | None, source: str) -> None:
+    await tx.conn.execute(
+        V.insert().values(
+            article_id=row.id,
+            version=row.version,
+            created_at=row.updated_at,
+            author_id=author_id,
+            source=source,
+            **{k: getattr(row, k) for k in VERSIONED},
+        )
+    )
+
+
+def _changed(tx: Tx, row: Any, action: str) -> None:
+    tx.emit(
+        NewEvent(
+            type=CHANGED,
+            payload={
+                "id": row.id,
+                "slug": row.slug,
+                "locale": row.locale,
+                "status": row.status,
+                "version": row.version,
+                "action": action,
+            },
+        )
+    )
+
+
+async def create_article(
+    rt: Runtime, *, data: ArticleCreate, author_id: int | None = None, source: str = "api"
+) -> ArticleRead:
+    """Add an article (version 1)."""
+    async with rt.write() as tx:
+        row = await _insert(tx, data, author_id=author_id, source=source)
+    return _read(row)
+
+
+async def _insert(tx: Tx, data: ArticleCreate, *, author_id: int | None, source: str) -> Any:
+    taken = SlugTaken(f"an article {data.slug!r} in locale {data.locale!r} exists")
+    existing = await tx.conn.execute(select(A.c.id).where(A.c.slug == data.slug, A.c.locale == data.locale))
+    if existing.first():
+        raise taken
+    now = utcnow()
+    with taken_as(taken):
+        inserted = await tx.conn.execute(
+            A.insert()
+            .values(
+                **data.model_dump(mode="json"),
+                **_derived(data),
+                version=1,
+                created_at=now,
+                updated_at=now,
+                updated_by=author_id,
+            )
+            .returning(*A.c)
+        )
+    row = inserted.one()
+    await _store_version(tx, row, author_id=author_id, source=source)
+    _changed(tx, row, "created")
+    return row
+
+
+async def _locked(conn: AsyncConnection, article_id: int) -> Any:
+    stmt = select(A).where(A.c.id == article_id)
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    row = (await conn.execute(stmt)).first()
+    if row is None:
+        raise ArticleNotFound(f"article {article_id} does not exist")
+    return row
+
+
+async def _apply(tx: Tx, row: Any, changes: dict[str, Any], *, author_id: int | None, source: str) -> Any:
+    """Write ``changes`` as the next version of ``row``; the row unchanged when nothing differs."""
+    changes = {k: v for k, v in changes.items() if getattr(row, k) != v}
+    if not changes:
+        return row
+    merged = ArticleFields.model_validate({**{k: getattr(row, k) for k in VERSIONED}, **changes})
+    values = {
+        **changes,
+        **_derived(merged),
+        "version": row.version + 1,
+        "updated_at": utcnow(),
+        "updated_by": author_id,
+    }
+    updated = await tx.conn.execute(update(A).where(A.c.id == row.id).values(**values).returning(*A.c))
+    new = updated.one()
+    await _store_version(tx, new, author_id=author_id, source=source)
+    _changed(tx, new, "updated")
+    return new
+
+
+async def update_article(
+    rt: Runtime, *, article_id: int, data: ArticleUpdate, author_id: int | None = None, source: str = "api"
+) -> ArticleRead:
+    """Change an article's fields as the next version (none when nothing differs)."""
+    async with rt.write() as tx:
+        row = await _locked(tx.conn, article_id)
+        if data.version is not None and data.version != row.version:
+            raise StaleArticle(f"article {article_id} is at version {row.version}, not {data.version}: reload it")
+        changes = data.model_dump(exclude_unset=True, exclude={"version"}, mode="json")
+        changes = {k: v for k, v in changes.items() if v is not None}
+        row = await _apply(tx, row, changes, author_id=author_id, source=source)
+    return _read(row)
+
+
+async def upsert_article(
+    rt: Runtime, *, data: ArticleCreate, author_id: int | None = None, source: str = "import"
+) -> tuple[ArticleRead, Outcome]:
+    """Create the article of ``data.slug`` and ``data.locale``, or update it to ``data`` as a new version."""
+    async with rt.write() as tx:
+        found = await tx.conn.execute(select(A.c.id).where(A.c.slug == data.slug, A.c.locale == data.locale))
+        existing = found.first()
+        if existing is None:
+            return _read(await _insert(tx, data, author_id=author_id, source=source)), "created"
+        row = await _locked(tx.conn, existing.id)
+        changes = data.model_dump(mode="json", exclude={"slug", "locale"})
+        new = await _apply(tx, row, changes, author_id=author_id, source=source)
+    return _read(new), ("unchanged" if new.version == row.version else "updated")
+
+
+async def delete_article(rt: Runtime, *, article_id: int) -> None:
+    """Delete an article with its versions and feedback."""
+    async with rt.write() as tx:
+        row = await _locked(tx.conn, article_id)
+        await tx.conn.execute(delete(A).where(A.c.id == article_id))
+        _changed(tx, row, "deleted")
+
+
+async def get_article(rt: Runtime, *, article_id: int) -> ArticleRead:
+    async with rt.read() as conn:
+        row = (await conn.execute(select(A).where(A.c.id == article_id))).first()
+    if row is None:
+        raise ArticleNotFound(f"article {article_id} does not exist")
+    return _read(row)
+
+
+async def find_published(rt: Runtime, *, article_id: int) -> bool:
+    async with rt.read() as conn:
+        stmt = select(A.c.id).where(A.c.id == article_id, A.c.status == ArticleStatus.PUBLISHED.value)
+        return (await conn.execute(stmt)).first() is not None
+
+
+async def find_article(
+    rt: Runtime, *, slug: str, locale: str | None = None, statuses: Sequence[ArticleStatus] = (ArticleStatus.PUBLISHED,)
+) -> list[ArticleRead]:
+    """Every locale of ``slug`` in one of ``statuses`` (only ``locale`` when given)."""
+    stmt = select(A).where(A.c.slug == slug, A.c.status.in_([s.value for s in statuses]))
+    if locale:
+        stmt = stmt.where(A.c.locale == locale)
+    async with rt.read() as conn:
+        rows = (await conn.execute(stmt.order_by(A.c.locale))).all()
+    return [_read(r) for r in rows]
+
+
+async def list_articles(
+    rt: Runtime,
+    *,
+    statuses: Sequence[ArticleStatus] | None = None,
+    locale: str | None = None,
+    category: str | None = None,
+    offset: int = 0,
+    limit: int = 100,
+) -> list[ArticleSummary]:
+    stmt = select(A.c.id, A.c.slug, A.c.locale, A.c.title, A.c.category, A.c.status, A.c.version, A.c.updated_at)
+    if statuses:
+        stmt = stmt.where(A.c.status.in_([s.value for s in statuses]))
+    if locale:
+        stmt = stmt.where(A.c.locale == locale)
+    if category:
+        stmt = stmt.where(A.c.category == category)
+    stmt = stmt.order_by(A.c.category, A.c.title, A.c.id).offset(offset).limit(limit)
+    async with rt.read() as conn:
+        rows = (await conn.execute(stmt)).all()
+    return [ArticleSummary.model_validate(dict(r._mapping)) for r in rows]
+
+
+async def all_articles(rt: Runtime) -> list[ArticleRead]:
+    """Every article, every locale and status (for export)."""
+    async with rt.read() as conn:
+        rows = (await conn.execute(select(A).order_by(A.c.slug, A.c.locale))).all()
+    return [_read(r) for r in rows]
+
+
+async def categories(rt: Runtime, *, locale: str) -> list[tuple[str, int]]:
+    """The categories of published articles in ``locale``, with their article counts."""
+    stmt = (
+        select(A.c.category, func.count())
+        .where(A.c.status == ArticleStatus.PUBLISHED.value, A.c.locale == locale)
+        .group_by(A.c.category)
+        .order_by(A.c.category)
+    )
+    async with rt.read() as conn:
+        return [(r[0], r[1]) for r in (await conn.execute(stmt)).all()]
+
+
+async def locales_of(rt: Runtime, *, statuses: Sequence[ArticleStatus] = (ArticleStatus.PUBLISHED,)) -> list[str]:
+    stmt = select(A.c.locale).where(A.c.status.in_([s.value for s in statuses])).distinct().order_by(A.c.locale)
+    async with rt.read() as conn:
+        return [r[0] for r in (await conn.execute(stmt)).all()]
+
+
+async def list_versions(rt: Runtime, *, article_id: int) -> list[ArticleVersionRead]:
+    """The article's versions, newest first."""
+    await get_article(rt, article_id=article_id)
+    async with rt.read() as conn:
+        rows = (await conn.execute(select(V).where(V.c.article_id == article_id).order_by(V.c.version.desc()))).all()
+    return [ArticleVersionRead.model_validate(r._mapping) for r in rows]
+
+
+async def get_version(rt: Runtime, *, article_id: int, version: int) -> ArticleVersionRead:
+    async with rt.read() as conn:
+        row = (await conn.execute(select(V).where(V.c.article_id == article_id, V.c.version == version))).first()
+    if row is None:
+        raise VersionNotFound(f"article {article_id} has no version {version}")
+    return ArticleVersionRead.model_validate(row._mapping)
+
+
+async def restore_version(rt: Runtime, *, article_id: int, version: int, author_id: int | None = None) -> ArticleRead:
+    """Make an older version's content the article's next version."""
+    old = await get_version(rt, article_id=article_id, version=version)
+    async with rt.write() as tx:
+        row = await _locked(tx.conn, article_id)
+        fields = old.model_dump(mode="json", include={"title", "body", "category", "tags", "phrasings", "status"})
+        row = await _apply(tx, row, fields, author_id=author_id, source="restore")
+    return _read(row)
+
+
+async def record_feedback(
+    rt: Runtime,
+    *,
+    article_id: int,
+    helpful: bool,
+    query: str,
+    source: str,
+    ticket_id: int | None = None,
+    agent_id: int | None = None,
+) -> None:
+    """Store what an agent or visitor said of an article suggested for ``query`` (the next ranking learns it)."""
+    async with rt.write() as tx:
+        row = await _locked(tx.conn, article_id)
+        await tx.conn.execute(
+            F.insert().values(
+                article_id=article_id,
+                helpful=helpful,
+                query=query.strip()[:500],
+                source=source,
+                ticket_id=ticket_id,
+                agent_id=agent_id,
+                created_at=utcnow(),
+            )
+        )
+        tx.emit(NewEvent(type=FEEDBACK, payload={"id": row.id, "slug": row.slug, "helpful": helpful}))
+
+
+async def deflections(rt: Runtime) -> int:
+    """How many times a visitor said an article offered in the widget solved their question."""
+    stmt = select(func.count()).select_from(F).where(F.c.source == VISITOR)
+    async with rt.read() as conn:
+        return int((await conn.execute(stmt)).scalar_one())
+
+
+async def feedback_counts(rt: Runtime) -> dict[int, tuple[int, int]]:
+    """Article id -> (helpful, not helpful) counts."""
+    stmt = select(F.c.article_id, F.c.helpful, func.count()).group_by(F.c.article_id, F.c.helpful)
+    out: dict[int, tuple[int, int]] = {}
+    async with rt.read() as conn:
+        for article_id, helpful, count in (await conn.execute(stmt)).all():
+            yes, no = out.get(article_id, (0, 0))
+            out[article_id] = (yes + count, no) if helpful else (yes, no + count)
+    return out
+
+
+async def ranking_docs(rt: Runtime, *, article_ids: Sequence[int] | None = None) -> list[Doc]:
+    """What the ranker needs of every published and internal article (or of ``article_ids``), with the
+    wordings agents' and visitors' feedback taught it."""
+    live = [ArticleStatus.PUBLISHED.value, ArticleStatus.INTERNAL.value]
+    stmt = select(A.c.id, A.c.slug, A.c.locale, A.c.title, A.c.status, A.c.body_text, A.c.tags, A.c.phrasings).where(
+        A.c.status.in_(live)
+    )
+    # Agents' word only: visitors' "this solved it" is counted, but anyone on the web could send it, so it
+    # never teaches the ranking.
+    fb = select(F.c.article_id, F.c.helpful, F.c.query).where(F.c.source == AGENT).order_by(F.c.id.desc())
+    if article_ids is not None:
+        stmt = stmt.where(A.c.id.in_(list(article_ids)))
+        fb = fb.where(F.c.article_id.in_(list(article_ids)))
+    async with rt.read() as conn:
+        rows = (await conn.execute(stmt.order_by(A.c.id))).all()
+        feedback = (await conn.execute(fb.where(and_(F.c.query != "")))).all()
+    learned: dict[int, list[str]] = {}
+    rejected: dict[int, list[str]] = {}
+    for article_id, helpful, query in feedback:
+        bucket = (learned if helpful else rejected).setdefault(article_id, [])
+        if len(bucket) < FEEDBACK_PHRASINGS and query not in bucket:
+            bucket.append(query)
+    return [
+        Doc(
+            article_id=r.id,
+            slug=r.slug,
+            locale=r.locale,
+            title=r.title,
+            body=r.body_text,
+            tags=tuple(r.tags or ()),
+            phrasings=tuple(dict.fromkeys([*(r.phrasings or ()), *learned.get(r.id, ())])),
+            rejected=tuple(q for q in rejected.get(r.id, ()) if q not in learned.get(r.id, ())),
+            status=r.status,
+        )
+        for r in rows
+    ]

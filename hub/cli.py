@@ -11,6 +11,8 @@ import typer
 from hub.config import Settings, get_settings
 
 if TYPE_CHECKING:
+    import uvicorn
+
     from ticketing.models import AgentCreate, AgentRead
 
 app = typer.Typer(help="Switchboard: a self-hosted contact center.", no_args_is_help=True)
@@ -38,24 +40,39 @@ def _migrate(settings: Settings) -> None:
 
 
 def _serve(settings: Settings, host: str, port: int) -> None:
-    run_server(settings, host=host, port=port, log_level="info", proxy_headers=True)
+    run_server(settings, host=host, port=port, log_level="info")
+
+
+def server_config(settings: Settings, *, host: str, port: int, **options: Any) -> uvicorn.Config:
+    """uvicorn's configuration of ``switchboard serve`` and ``demo``.
+
+    Forwarded headers (``X-Forwarded-For``, ``X-Forwarded-Proto``) are believed only from the addresses in
+    ``SWITCHBOARD_TRUSTED_PROXIES``; with none (the default) they are ignored. uvicorn's own default believes
+    them from 127.0.0.1, so any local client could claim any address, and a new one for every wrong password.
+    """
+    import uvicorn
+
+    from hub.app import create_app
+    from hub.websocket import ReadAheadWebSocketProtocol
+
+    proxies = settings.trusted_proxies
+    return uvicorn.Config(
+        create_app(settings),
+        host=host,
+        port=port,
+        ws=ReadAheadWebSocketProtocol,
+        ws_per_message_deflate=settings.ws_compression,
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=list(proxies),
+        **options,
+    )
 
 
 def run_server(settings: Settings, *, host: str, port: int, **options: Any) -> None:
     """Serve the app with uvicorn in this process, as ``switchboard serve`` does (benchmarks start it so too)."""
     import uvicorn
 
-    from hub.app import create_app
-    from hub.websocket import ReadAheadWebSocketProtocol
-
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        ws=ReadAheadWebSocketProtocol,
-        ws_per_message_deflate=settings.ws_compression,
-        **options,
-    )
+    uvicorn.Server(server_config(settings, host=host, port=port, **options)).run()
 
 
 @app.command()

@@ -16,11 +16,12 @@ from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.db import utcnow
+from hub.inputs import Id, Input
 
 CHANNELS = ("email", "sms", "whatsapp", "voice", "webchat", "messenger", "instagram", "telegram")
 
 
-class Attachment(BaseModel):
+class Attachment(Input):
     """Metadata of a stored attachment; the bytes live in content-addressed storage under ``sha256``."""
 
     filename: str = Field(max_length=255)
@@ -31,7 +32,7 @@ class Attachment(BaseModel):
     inline: bool = False
 
 
-class Identity(BaseModel):
+class Identity(Input):
     """How the sender is reached: a kind (email, phone, whatsapp, messenger, instagram, telegram, webchat)
     and the raw value; the core normalizes it (E.164, lower-cased email)."""
 
@@ -40,8 +41,9 @@ class Identity(BaseModel):
     name: str | None = Field(default=None, max_length=200)
 
 
-class InboundMessage(BaseModel):
-    """One message received on any channel."""
+class InboundMessage(Input):
+    """One message received on any channel. Its text is cleaned as it is built (``hub.inputs.Input``), so every
+    channel's messages can be stored on either database."""
 
     channel: str
     external_id: str = Field(min_length=1, max_length=512)
@@ -57,7 +59,7 @@ class InboundMessage(BaseModel):
     # thread key go to the same open ticket.
     thread_key: str | None = Field(default=None, max_length=255)
     # A ticket number the sender named (email subject tag); honoured only if the sender takes part in it.
-    ticket_hint: int | None = None
+    ticket_hint: Id | None = None
     queue: str | None = Field(default=None, description="queue name chosen by the adapter (mailbox, IVR)")
     received_at: datetime = Field(default_factory=utcnow)
     metadata: dict[str, Any] = Field(default_factory=dict)

@@ -20,6 +20,7 @@ from hub.db import fetch_all, lock_keys, one_of_param, utcnow
 from hub.errors import Conflict, InvalidInput, SwitchboardError
 from hub.events import EventType, NewEvent
 from hub.group_commit import GroupCommit
+from hub.inputs import is_id
 from hub.runtime import Runtime
 from ticketing import sla
 from ticketing.exceptions import TicketNotFound
@@ -403,8 +404,12 @@ async def agent_typing(rt: Runtime, *, principal: Principal, ticket_id: int, act
 
 
 async def on_console_frame(rt: Runtime, principal: Principal, data: dict[str, Any]) -> None:
-    """Frames the console sends on ``/ws/agent``: ``{"type": "typing", "ticket_id": N, "active": bool}``."""
-    if data.get("type") == "typing" and isinstance(data.get("ticket_id"), int):
-        # A typing frame about a ticket one may not see, or that does not exist, is dropped.
-        with contextlib.suppress(SwitchboardError):
-            await agent_typing(rt, principal=principal, ticket_id=data["ticket_id"], active=bool(data.get("active")))
+    """Frames the console sends on ``/ws/agent``: ``{"type": "typing", "ticket_id": N, "active": bool}``; any
+    other frame is refused (``bad_frame``)."""
+    if data.get("type") != "typing":
+        raise InvalidInput(f"unknown frame type {data.get('type')!r}", code="bad_frame")
+    if not is_id(data.get("ticket_id")):
+        raise InvalidInput("a typing frame needs a ticket_id", code="bad_frame")
+    # A typing frame about a ticket one may not see, or that does not exist, is dropped.
+    with contextlib.suppress(SwitchboardError):
+        await agent_typing(rt, principal=principal, ticket_id=data["ticket_id"], active=bool(data.get("active")))

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from channels.email.models import MailboxRead, MailboxUpdate, QuarantineRead, ReprocessResult
 from channels.email.service import EmailChannel
 from hub.config import MailboxSettings
+from hub.inputs import IdParam
 
 
 async def _channel(request: Request) -> EmailChannel:
@@ -59,7 +60,7 @@ def build_router(*, admin: Callable[..., Any], agent: Callable[..., Any]) -> API
         return await channel.list_quarantine(include_reprocessed=include_reprocessed, limit=limit)
 
     @router.get("/quarantine/{quarantine_id}/raw", dependencies=as_admin)
-    async def quarantined_raw(quarantine_id: int, channel: ChannelDep) -> Response:
+    async def quarantined_raw(quarantine_id: IdParam, channel: ChannelDep) -> Response:
         """The mail exactly as received, to download and inspect."""
         raw = await channel.quarantined_raw(quarantine_id)
         return Response(
@@ -69,7 +70,7 @@ def build_router(*, admin: Callable[..., Any], agent: Callable[..., Any]) -> API
         )
 
     @router.post("/quarantine/{quarantine_id}/reprocess", response_model=ReprocessResult, dependencies=as_admin)
-    async def reprocess(quarantine_id: int, channel: ChannelDep) -> ReprocessResult:
+    async def reprocess(quarantine_id: IdParam, channel: ChannelDep) -> ReprocessResult:
         """Try a quarantined mail again; answers whether it became a message."""
         return await channel.reprocess(quarantine_id)
 

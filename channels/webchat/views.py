@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from channels.webchat.service import MAGIC, AttachmentTooLarge, BadAttachment, VisitorClaims, WebchatService
 from hub.errors import InvalidInput, NotFound, PermissionDenied
+from hub.inputs import Input
 
 router = APIRouter(tags=["webchat"])
 STATIC = Path(__file__).parent / "static"
@@ -27,7 +28,7 @@ def _service(conn: HTTPConnection) -> WebchatService:
     return conn.app.state.webchat  # type: ignore[no-any-return]
 
 
-class VerifiedUser(BaseModel):
+class VerifiedUser(Input):
     """A site's signed-in user, vouched for by an HMAC the site computed with the shared secret."""
 
     user_id: str = Field(min_length=1, max_length=200)
@@ -36,7 +37,7 @@ class VerifiedUser(BaseModel):
     name: str | None = Field(default=None, max_length=200)
 
 
-class SessionCreate(BaseModel):
+class SessionCreate(Input):
     name: str | None = Field(default=None, max_length=200)
     email: str | None = Field(default=None, max_length=320)
     queue: str | None = Field(default=None, max_length=100)

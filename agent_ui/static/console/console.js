@@ -416,7 +416,8 @@ function appendMessage(m) {
       h("span", { class: "who", text: kind === "note" ? `${who} · internal note` : who }),
       h("span", { class: "chan-small", text: m.channel }),
       h("time", { datetime: m.created_at, text: clock(m.created_at) }),
-      kind === "out" ? h("span", { class: `delivery ${m.delivery_status}`, text: m.delivery_status, title: m.delivery_error || "" }) : null),
+      kind === "out" ? h("span", { class: `delivery ${m.delivery_status}`, text: m.delivery_status, title: m.delivery_error || "" }) : null,
+      kind === "out" ? h("span", { class: "delivery-error", text: deliveryProblem(m.delivery_status, m.delivery_error) }) : null),
     m.text ? h("div", { class: "msg-text", text: m.text }) : null,
     atts.length ? h("div", { class: "atts" }, atts) : null);
   $("timeline").append(li);
@@ -426,6 +427,14 @@ function appendMessage(m) {
 function setDelivery(messageId, status, error) {
   const el = document.querySelector(`.msg[data-id="${messageId}"] .delivery`);
   if (el) { el.textContent = status; el.className = `delivery ${status}`; el.title = error || ""; }
+  const problem = document.querySelector(`.msg[data-id="${messageId}"] .delivery-error`);
+  if (problem) problem.textContent = deliveryProblem(status, error);
+}
+
+// Why a reply is not out yet (the last failed attempt, while it is retried) or never will be.
+function deliveryProblem(status, error) {
+  if (!error) return "";
+  return status === "pending" ? `retrying: ${error}` : status === "failed" ? error : "";
 }
 
 function showCustomerTyping(active, name) {

@@ -88,10 +88,10 @@ async def cancel_and_wait(task: asyncio.Task[object], *, grace: float = 5.0, att
             break
         if attempt + 1 < attempts:
             log.warning(
-                "task %s still runs %.0f s after its cancellation; cancelling it again", task.get_name(), grace
+                "task %s still runs %g s after its cancellation; cancelling it again", task.get_name(), grace
             )
     else:
-        log.error("task %s did not stop in %.0f s; left running", task.get_name(), grace * attempts)
+        log.error("task %s did not stop in %g s; left running", task.get_name(), grace * attempts)
         return False
     if not task.cancelled() and task.exception() is not None:
         log.error("task %s failed while stopping", task.get_name(), exc_info=task.exception())

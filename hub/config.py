@@ -22,9 +22,9 @@ Port = Annotated[int, Ge(1), Le(65535)]
 class MailboxSettings(Input):
     """One IMAP-in / SMTP-out mailbox, as given in ``SWITCHBOARD_MAILBOXES``."""
 
-    name: str
-    address: str
-    queue: str
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[^/]+$")
+    address: str = Field(min_length=3, max_length=320)
+    queue: str = Field(min_length=1, max_length=100)
     imap_host: str
     imap_port: Port = 993
     imap_tls: bool = True

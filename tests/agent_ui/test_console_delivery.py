@@ -54,8 +54,9 @@ async def test_a_reply_being_retried_shows_its_last_error(
     reply = agent.locator("#timeline .msg.out").last
     await expect(reply.locator(".delivery")).to_have_text("pending")
     await expect(reply.locator(".delivery-error")).to_have_text("retrying: visitor relay unreachable")
-    await agent.reload()
+    await agent.reload()  # as the API gives it, not only as the event said it
     await agent.locator("#conn.live").wait_for()
+    await agent.locator("#mine .conv-item").first.click()
     reply = agent.locator("#timeline .msg.out").last
     await expect(reply.locator(".delivery-error")).to_have_text("retrying: visitor relay unreachable")
     sender.refusing = False

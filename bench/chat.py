@@ -408,13 +408,13 @@ async def seed(url: str, agents: int, queues: int) -> list[tuple[int, str, str]]
     from hub.config import Settings
     from hub.db import insert_returning_ids
     from hub.runtime import standalone
-    from ticketing import service
+    from ticketing import tables
     from ticketing.models import QueueCreate
+    from ticketing.queues import create_queue
 
     async with standalone(Settings(database_url=url, _env_file=None)) as rt:  # type: ignore[call-arg]
         qids = [
-            (await service.create_queue(rt, data=QueueCreate(name=f"q{i}", channels=["webchat"]))).id
-            for i in range(queues)
+            (await create_queue(rt, data=QueueCreate(name=f"q{i}", channels=["webchat"]))).id for i in range(queues)
         ]
         pw_hash = hash_password("password-123")
         now = datetime.now(UTC)
@@ -434,9 +434,9 @@ async def seed(url: str, agents: int, queues: int) -> list[tuple[int, str, str]]
             for i in range(agents)
         ]
         async with rt.db.begin() as conn:
-            ids = await insert_returning_ids(conn, service.A, rows)
+            ids = await insert_returning_ids(conn, tables.agents, rows)
             await conn.execute(
-                service.AQ.insert(), [{"agent_id": a, "queue_id": qids[i % queues]} for i, a in enumerate(ids)]
+                tables.agent_queues.insert(), [{"agent_id": a, "queue_id": qids[i % queues]} for i, a in enumerate(ids)]
             )
     return [(a, pw_hash, f"q{i % queues}") for i, a in enumerate(ids)]
 

@@ -30,9 +30,10 @@ from channels.email.service import EmailChannel  # noqa: E402
 from hub.config import MailboxSettings, Settings  # noqa: E402
 from hub.runtime import standalone  # noqa: E402
 from tests.channels.email.servers import Dovecot, imap_append  # noqa: E402
-from ticketing import service  # noqa: E402
+from ticketing import tables  # noqa: E402
 from ticketing.ingest import IngestPipeline  # noqa: E402
 from ticketing.models import QueueCreate  # noqa: E402
+from ticketing.queues import create_queue  # noqa: E402
 
 
 def mails(n: int) -> list[bytes]:
@@ -108,7 +109,7 @@ async def run(url: str, n: int, dovecot: Dovecot, attachments: Path, batch: int)
     await append_all(dovecot.port, raws)
     appended = time.perf_counter() - t0
     async with standalone(settings) as rt:
-        await service.create_queue(rt, data=QueueCreate(name="support", channels=["email"]))
+        await create_queue(rt, data=QueueCreate(name="support", channels=["email"]))
         pipeline = IngestPipeline(rt)
         await pipeline.start()
         channel = EmailChannel(rt, pipeline.submit)
@@ -118,7 +119,7 @@ async def run(url: str, n: int, dovecot: Dovecot, attachments: Path, batch: int)
         try:
             while True:
                 async with rt.read() as conn:
-                    count = (await conn.execute(select(func.count()).select_from(service.M))).scalar_one()
+                    count = (await conn.execute(select(func.count()).select_from(tables.messages))).scalar_one()
                 if count and first is None:
                     first = time.perf_counter() - start
                 if count >= n:
@@ -126,7 +127,7 @@ async def run(url: str, n: int, dovecot: Dovecot, attachments: Path, batch: int)
                 await asyncio.sleep(0.01)
             elapsed = time.perf_counter() - start
             async with rt.read() as conn:
-                tickets = (await conn.execute(select(func.count()).select_from(service.T))).scalar_one()
+                tickets = (await conn.execute(select(func.count()).select_from(tables.tickets))).scalar_one()
         finally:
             await channel.stop()
             await pipeline.stop()

@@ -46,9 +46,10 @@ from hub.auth import TokenSigner, hash_password  # noqa: E402
 from hub.config import Settings  # noqa: E402
 from hub.messages import Identity, InboundMessage  # noqa: E402
 from hub.runtime import standalone  # noqa: E402
-from ticketing import service  # noqa: E402
+from ticketing import tables  # noqa: E402
 from ticketing.ingest import ingest_batch  # noqa: E402
 from ticketing.models import QueueCreate  # noqa: E402
+from ticketing.queues import create_queue  # noqa: E402
 
 SECRET = "bench-secret-key-0123456789abcdef"
 
@@ -56,7 +57,7 @@ SECRET = "bench-secret-key-0123456789abcdef"
 async def seed(url: str, agents: int) -> tuple[list[tuple[int, str]], int]:
     """A queue, ``agents`` agents in it (one password hash shared, to skip hundreds of argon2 runs), a ticket."""
     async with standalone(Settings(database_url=url, _env_file=None)) as rt:  # type: ignore[call-arg]
-        queue = await service.create_queue(rt, data=QueueCreate(name="support", channels=["email"]))
+        queue = await create_queue(rt, data=QueueCreate(name="support", channels=["email"]))
         pw_hash = hash_password("password-123")
         now = datetime.now(UTC)
         rows = [
@@ -77,8 +78,8 @@ async def seed(url: str, agents: int) -> tuple[list[tuple[int, str]], int]:
         async with rt.db.begin() as conn:
             from hub.db import insert_returning_ids
 
-            ids = await insert_returning_ids(conn, service.A, rows)
-            await conn.execute(service.AQ.insert(), [{"agent_id": i, "queue_id": queue.id} for i in ids])
+            ids = await insert_returning_ids(conn, tables.agents, rows)
+            await conn.execute(tables.agent_queues.insert(), [{"agent_id": i, "queue_id": queue.id} for i in ids])
         [result] = await ingest_batch(
             rt,
             [

@@ -41,9 +41,11 @@ from hub.config import Settings  # noqa: E402
 from hub.db import Database  # noqa: E402
 from hub.messages import Identity, InboundMessage  # noqa: E402
 from hub.runtime import standalone  # noqa: E402
-from ticketing import service  # noqa: E402
+from ticketing.agents import create_agent  # noqa: E402
 from ticketing.ingest import IngestPipeline  # noqa: E402
 from ticketing.models import AgentCreate, AgentStatus, QueueCreate  # noqa: E402
+from ticketing.queues import create_queue  # noqa: E402
+from ticketing.routing_service import set_agent_status  # noqa: E402
 
 
 def synthetic(n: int, seed: int = 7) -> list[InboundMessage]:
@@ -174,14 +176,14 @@ async def _run_ingest(
 ) -> IngestRun:
     settings = Settings(database_url=url, _env_file=None)  # type: ignore[call-arg]
     async with standalone(settings) as rt:
-        await service.create_queue(
+        await create_queue(
             rt, data=QueueCreate(name="support", channels=["email", "sms", "whatsapp", "webchat", "telegram"])
         )
         for i in range(20):
-            agent = await service.create_agent(
+            agent = await create_agent(
                 rt, data=AgentCreate(username=f"agent{i}", password="password-123", queues=["support"])
             )
-            await service.set_agent_status(rt, agent_id=agent.id, status=AgentStatus.AVAILABLE)
+            await set_agent_status(rt, agent_id=agent.id, status=AgentStatus.AVAILABLE)
         pipeline = IngestPipeline(rt)
         await pipeline.start()
         latencies: list[float] = []

@@ -34,10 +34,13 @@ from hub.messages import Identity, InboundMessage  # noqa: E402
 from hub.runtime import standalone  # noqa: E402
 from hub.workers import FreezeSurvivors, freeze_heap  # noqa: E402
 from ticketing import ingest as ingest_module  # noqa: E402
-from ticketing import service  # noqa: E402
+from ticketing import routing_service, tables  # noqa: E402
 from ticketing.ingest import IngestPipeline, ingest_batch  # noqa: E402
 from ticketing.models import AgentStatus, QueueCreate, TicketStatus, TicketUpdate  # noqa: E402
 from ticketing.permissions import Principal  # noqa: E402
+from ticketing.queues import create_queue  # noqa: E402
+from ticketing.routing_reads import WAITING  # noqa: E402
+from ticketing.ticket_updates import update_ticket  # noqa: E402
 
 SUPERVISOR = Principal(agent_id=0, username="bench", display_name="", role="supervisor", queue_ids=frozenset())
 
@@ -84,7 +87,7 @@ async def setup(rt: object, n_agents: int, n_queues: int) -> list[str]:
     passwords would time argon2, not routing)."""
     names = [f"q{i:02d}" for i in range(n_queues)]
     for i, name in enumerate(names):
-        await service.create_queue(
+        await create_queue(
             rt,  # type: ignore[arg-type]
             data=QueueCreate(
                 name=name,
@@ -96,7 +99,7 @@ async def setup(rt: object, n_agents: int, n_queues: int) -> list[str]:
     pw = hash_password("bench-password")
     now = utcnow()
     async with rt.db.begin() as conn:  # type: ignore[attr-defined]
-        qids = {r.name: r.id for r in await conn.execute(select(service.Q.c.name, service.Q.c.id))}
+        qids = {r.name: r.id for r in await conn.execute(select(tables.queues.c.name, tables.queues.c.id))}
         agents = []
         members = []
         for a in range(n_agents):
@@ -109,19 +112,19 @@ async def setup(rt: object, n_agents: int, n_queues: int) -> list[str]:
                  "missed_offers": 0}
             )  # fmt: skip
             members.append(set(mine))
-        ids = [r.id for r in await conn.execute(service.A.insert().returning(service.A.c.id), agents)]
+        ids = [r.id for r in await conn.execute(tables.agents.insert().returning(tables.agents.c.id), agents)]
         await conn.execute(
-            service.AQ.insert(),
+            tables.agent_queues.insert(),
             [{"agent_id": aid, "queue_id": qids[q]} for aid, qs in zip(ids, members, strict=True) for q in qs],
         )
     return names
 
 
 class Timed:
-    """Wraps ``service.route_tickets`` (every routing pass goes through it) to time each pass."""
+    """Wraps ``routing_service.route_tickets`` (every routing pass goes through it) to time each pass."""
 
     def __init__(self) -> None:
-        self.original = service.route_tickets
+        self.original = routing_service.route_tickets
         self.passes: list[tuple[float, int]] = []  # (seconds, decisions)
 
     async def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -134,7 +137,7 @@ class Timed:
 async def run(url: str, args: argparse.Namespace) -> None:
     settings = Settings(database_url=url, wrap_up_seconds=0, offer_timeout_seconds=3600, _env_file=None)  # type: ignore[call-arg]
     timed = Timed()
-    service.route_tickets = timed  # type: ignore[assignment]
+    routing_service.route_tickets = timed  # type: ignore[assignment]
     ingest_module.route_tickets = timed  # type: ignore[assignment]
     async with standalone(settings) as rt:
         names = await setup(rt, args.agents, args.queues)
@@ -152,7 +155,7 @@ async def run(url: str, args: argparse.Namespace) -> None:
         burst = time.perf_counter() - t0
         await pipeline.stop()
         async with rt.read() as conn:
-            T = service.T
+            T = tables.tickets
             total, offered, queued = (
                 await conn.execute(
                     select(
@@ -192,13 +195,11 @@ async def run(url: str, args: argparse.Namespace) -> None:
                     update(T).where(T.c.id == tid).values(assignee_id=T.c.offered_agent_id, offered_agent_id=None)
                 )
             s = time.perf_counter()
-            await service.update_ticket(
-                rt, ticket_id=tid, principal=SUPERVISOR, data=TicketUpdate(status=TicketStatus.SOLVED)
-            )
+            await update_ticket(rt, ticket_id=tid, principal=SUPERVISOR, data=TicketUpdate(status=TicketStatus.SOLVED))
             latencies.append(time.perf_counter() - s)
         offers = await _count_offers(rt) - offers_before
         async with rt.read() as conn:
-            waiting = (await conn.execute(select(func.count()).select_from(T).where(service._WAITING))).scalar_one()
+            waiting = (await conn.execute(select(func.count()).select_from(T).where(WAITING))).scalar_one()
         decision_ms = [t * 1000 for t, _ in timed.passes]
         tx_ms = [x * 1000 for x in latencies]
         print(
@@ -212,7 +213,7 @@ async def run(url: str, args: argparse.Namespace) -> None:
         print(f"    whole transaction (solve + routing + events + durable commit): p50 {percentile(tx_ms, 50):.2f} ms, "
               f"p99 {percentile(tx_ms, 99):.2f} ms")  # fmt: skip
         survivors.remove()
-    service.route_tickets = timed.original  # type: ignore[assignment]
+    routing_service.route_tickets = timed.original  # type: ignore[assignment]
     ingest_module.route_tickets = timed.original  # type: ignore[assignment]
 
 

@@ -209,12 +209,13 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
     from channels.webchat.views import ChatCORS
     from channels.webchat.views import router as webchat_router
     from ticketing import chat as ticketing_chat
-    from ticketing import service as ticketing_service
     from ticketing.canned import router as canned_router
     from ticketing.deps import authenticate, current_agent
     from ticketing.ingest import IngestPipeline
     from ticketing.models import Ticket
     from ticketing.outbox import OutboxDispatcher
+    from ticketing.queues import load_rules_file
+    from ticketing.routing_service import routing_tick
     from ticketing.views import router as ticketing_router
     from ticketing.views import ws_router as ticketing_ws
 
@@ -246,7 +247,7 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
             freeze_heap()
 
         jobs = [
-            Periodic("routing", settings.routing_tick_seconds, lambda: ticketing_service.routing_tick(rt)),
+            Periodic("routing", settings.routing_tick_seconds, lambda: routing_tick(rt)),
             Periodic("event-pruning", 3600.0, prune),
         ]
         if settings.gc_freeze_seconds > 0:
@@ -259,7 +260,7 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
         await hub.start()
         if settings.routing_rules is not None:
             # A rules file that does not validate stops the start with a message naming the bad field.
-            await ticketing_service.load_rules_file(rt, path=settings.routing_rules)
+            await load_rules_file(rt, path=settings.routing_rules)
         await ingest.start()
         await webchat.start()
         await dispatcher.start()

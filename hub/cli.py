@@ -167,10 +167,10 @@ def agent_create(
 
 async def _create_agent(settings: Settings, data: AgentCreate) -> AgentRead:
     from hub.runtime import standalone
-    from ticketing import service
+    from ticketing.agents import create_agent
 
     async with standalone(settings) as rt:
-        return await service.create_agent(rt, data=data)
+        return await create_agent(rt, data=data)
 
 
 def _redact(url: str) -> str:

@@ -215,10 +215,10 @@ async def login(client: httpx.AsyncClient, username: str, password: str) -> dict
 
 
 async def make_queue(rt: Runtime, name: str, channels: list[str] | None = None) -> int:
-    from ticketing import service
     from ticketing.models import QueueCreate
+    from ticketing.queues import create_queue
 
-    return (await service.create_queue(rt, data=QueueCreate(name=name, channels=channels or []))).id
+    return (await create_queue(rt, data=QueueCreate(name=name, channels=channels or []))).id
 
 
 async def make_agent(
@@ -230,14 +230,15 @@ async def make_agent(
     password: str = "password-123",
     available: bool = False,
 ) -> int:
-    from ticketing import service
+    from ticketing.agents import create_agent
     from ticketing.models import AgentCreate, AgentStatus, Role
+    from ticketing.routing_service import set_agent_status
 
-    agent = await service.create_agent(
+    agent = await create_agent(
         rt, data=AgentCreate(username=username, password=password, role=Role(role), queues=queues or [])
     )
     if available:
-        await service.set_agent_status(rt, agent_id=agent.id, status=AgentStatus.AVAILABLE)
+        await set_agent_status(rt, agent_id=agent.id, status=AgentStatus.AVAILABLE)
     return agent.id
 
 

@@ -28,7 +28,14 @@ from ticketing.identities import normalize
 from ticketing.models import AgentStatus, DeliveryStatus, Direction, IdentityKind, TicketStatus
 from ticketing.outbox import StatusChange, set_delivery_statuses, unmoved_by
 from ticketing.permissions import Principal
-from ticketing.service import AQ, A, C, I, M, Q, T, _check_visible, _iso, _ticket_row, ticket_event
+from ticketing.tables import agent_queues as AQ
+from ticketing.tables import agents as A
+from ticketing.tables import contact_identities as I
+from ticketing.tables import contacts as C
+from ticketing.tables import messages as M
+from ticketing.tables import queues as Q
+from ticketing.tables import tickets as T
+from ticketing.tickets import check_visible, iso, ticket_event, ticket_row
 
 WEBCHAT = "webchat"
 
@@ -55,7 +62,7 @@ def _visible_message(row: Any, names: dict[int, str]) -> dict[str, Any]:
         "agent_name": names.get(row.author_agent_id) if row.author_agent_id else None,
         "delivery_status": row.delivery_status,
         "client_id": (row.meta or {}).get("client_id"),
-        "created_at": _iso(row.created_at),
+        "created_at": iso(row.created_at),
     }
 
 
@@ -392,8 +399,8 @@ async def _mark_delivered(rt: Runtime, receipts: list[tuple[str, list[int]]]) ->
 async def agent_typing(rt: Runtime, *, principal: Principal, ticket_id: int, active: bool) -> None:
     """An agent is (or stopped) typing in a ticket: an ephemeral frame for the customer and other agents."""
     async with rt.read() as conn:
-        row = await _ticket_row(conn, ticket_id)
-    _check_visible(principal, row)
+        row = await ticket_row(conn, ticket_id)
+    check_visible(principal, row)
     await rt.events.broadcast_ephemeral(
         EventType.TYPING,
         {"who": "agent", "name": principal.display_name, "agent_id": principal.agent_id, "active": bool(active)},

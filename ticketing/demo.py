@@ -9,10 +9,12 @@ from sqlalchemy import func, select
 from hub.db import utcnow
 from hub.messages import Identity, InboundMessage
 from hub.runtime import Runtime
-from ticketing import service
+from ticketing import tables
+from ticketing.agents import create_agent
 from ticketing.canned import CannedCreate, create_canned
 from ticketing.ingest import ingest_batch
 from ticketing.models import AgentCreate, QueueCreate, Role
+from ticketing.queues import create_queue
 
 DEMO_LOGINS = [
     ("admin", "admin-demo", Role.ADMIN, "Ada Admin", ["support", "billing"]),
@@ -33,9 +35,9 @@ DEMO_CANNED = [
 async def seed(rt: Runtime) -> bool:
     """Seed once: returns False when the database already has agents."""
     async with rt.read() as conn:
-        if (await conn.execute(select(func.count()).select_from(service.A))).scalar_one():
+        if (await conn.execute(select(func.count()).select_from(tables.agents))).scalar_one():
             return False
-    await service.create_queue(
+    await create_queue(
         rt,
         data=QueueCreate(
             name="support",
@@ -43,9 +45,9 @@ async def seed(rt: Runtime) -> bool:
             channels=["webchat", "email", "sms", "whatsapp", "telegram", "messenger", "voice"],
         ),
     )
-    await service.create_queue(rt, data=QueueCreate(name="billing", description="Invoices and payments", channels=[]))
+    await create_queue(rt, data=QueueCreate(name="billing", description="Invoices and payments", channels=[]))
     for username, password, role, name, queues in DEMO_LOGINS:
-        await service.create_agent(
+        await create_agent(
             rt, data=AgentCreate(username=username, password=password, role=role, display_name=name, queues=queues)
         )
     now = utcnow()

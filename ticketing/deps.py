@@ -9,9 +9,9 @@ from starlette.requests import HTTPConnection
 
 from hub.auth import password_fingerprint
 from hub.deps import bearer_or_cookie, get_runtime, get_signer
+from ticketing.agents import load_principal
 from ticketing.permissions import Principal
 from ticketing.principals import principal_cache
-from ticketing.service import load_principal
 
 
 async def authenticate(conn: HTTPConnection) -> Principal | None:

@@ -54,18 +54,15 @@ from ticketing.identities import CHANNEL_IDENTITY, lookup_kinds, normalize
 from ticketing.models import DeliveryStatus, Direction, TicketStatus
 from ticketing.queue_rules import Rule, RuleSet, first_match
 from ticketing.queue_rules import facts as rule_facts
-from ticketing.service import (
-    _OPEN,
-    C,
-    I,
-    M,
-    Q,
-    T,
-    _message_event,
-    get_routing_rules,
-    route_tickets,
-    ticket_event,
-)
+from ticketing.queues import get_routing_rules
+from ticketing.routing_service import route_tickets
+from ticketing.tables import OPEN_STATUS_VALUES
+from ticketing.tables import contact_identities as I
+from ticketing.tables import contacts as C
+from ticketing.tables import messages as M
+from ticketing.tables import queues as Q
+from ticketing.tables import tickets as T
+from ticketing.tickets import message_event, ticket_event
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +205,7 @@ async def unrouted_ticket_ids(rt: Runtime, limit: int = 10_000) -> list[int]:
         rows = await conn.execute(
             select(T.c.id)
             .where(
-                T.c.status.in_(_OPEN),
+                T.c.status.in_(OPEN_STATUS_VALUES),
                 T.c.queued_at.is_(None),
                 T.c.assignee_id.is_(None),
                 T.c.offered_agent_id.is_(None),
@@ -264,7 +261,7 @@ def _build(dialect: str, name: str) -> Any:
     if name in ("by_key", "by_key_locked"):
         query = (
             select(T.c.id, T.c.channel, T.c.thread_key, T.c.status)
-            .where(one_of_param(dialect, T.c.thread_key, "keys"), T.c.status.in_(_OPEN))
+            .where(one_of_param(dialect, T.c.thread_key, "keys"), T.c.status.in_(OPEN_STATUS_VALUES))
             .order_by(T.c.id)
         )
         return query.with_for_update() if name == "by_key_locked" else query
@@ -489,7 +486,7 @@ async def _store_once(
             if reopened:
                 tx.emit(ticket_event(EventType.TICKET_UPDATED, ticket_rows[t], changes=["status"]))
         for data in msg_rows:
-            tx.emit(_message_event(data, ticket_rows[data["ticket_id"]]))
+            tx.emit(message_event(data, ticket_rows[data["ticket_id"]]))
         waiting = [
             t
             for t, r in ticket_rows.items()
@@ -844,7 +841,7 @@ async def _open_by_contact(conn: Any, contacts: set[int]) -> Any:
     by id."""
     return await conn.execute(
         select(T.c.id, T.c.contact_id, T.c.channel, T.c.status)
-        .where(one_of(conn, T.c.contact_id, contacts), T.c.status.in_(_OPEN), T.c.thread_key.is_(None))
+        .where(one_of(conn, T.c.contact_id, contacts), T.c.status.in_(OPEN_STATUS_VALUES), T.c.thread_key.is_(None))
         .order_by(T.c.id)
     )
 

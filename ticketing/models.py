@@ -179,7 +179,7 @@ class Ticket(SQLModel, table=True):
         Index("ix_tickets_offer_expires_at", "offer_expires_at", **_when_set("offer_expires_at")),
         Index("ix_tickets_thread_key", "thread_key", **_when_set("thread_key")),
         Index("ix_tickets_queue_queued_at", "queue_id", "queued_at"),
-        # Waiting work (held by nobody), in the orders routing reads it: see ticketing.service._waiting_rows.
+        # Waiting work (held by nobody), in the orders routing reads it: see ticketing.routing_reads.waiting_rows.
         Index(
             "ix_tickets_waiting_queued",
             "queue_id",

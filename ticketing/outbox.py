@@ -1,7 +1,7 @@
 """Delivering outbox rows through the channel adapters, with retries and backoff.
 
 Invariants:
-- a reply and its outbox row commit together (``service.reply``), so nothing accepted is lost;
+- a reply and its outbox row commit together (``replies.reply``), so nothing accepted is lost;
 - a row is claimed with a lease (``locked_until``; ``FOR UPDATE SKIP LOCKED`` on PostgreSQL) before it is
   sent, so two dispatchers, in one process or several, never send it at the same time;
 - a temporary failure is retried after ``backoff_base * 2**attempts`` seconds (capped at an hour); a
@@ -26,7 +26,10 @@ from hub.events import EventType, NewEvent
 from hub.messages import DeliveryError, DeliveryResult, OutboundMessage, Sender
 from hub.runtime import Runtime
 from ticketing.models import DeliveryStatus, OutboxStatus
-from ticketing.service import OUTBOX_HANDOFF, M, O, T
+from ticketing.replies import OUTBOX_HANDOFF
+from ticketing.tables import messages as M
+from ticketing.tables import outbox as O
+from ticketing.tables import tickets as T
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +97,7 @@ def backoff_seconds(attempts: int, base: float) -> float:
 
 @dataclass(slots=True)
 class _Handed:
-    """A row leased to this process's dispatcher as its reply committed (``service.OutboxHandoff``): what a
+    """A row leased to this process's dispatcher as its reply committed (``replies.OutboxHandoff``): what a
     claimed row gives ``_deliver`` and the recording, with its message already parsed."""
 
     id: int
@@ -136,7 +139,7 @@ class OutboxDispatcher:
                 log.exception("releasing %d unsent outbox rows failed; they are sent when their lease ends", len(ids))
 
     def hand(self, rows: list[tuple[int, OutboundMessage]]) -> None:
-        """Rows that committed leased to this dispatcher (``service.OutboxHandoff``): sent in its next pass."""
+        """Rows that committed leased to this dispatcher (``replies.OutboxHandoff``): sent in its next pass."""
         self._handed.extend(
             _Handed(outbox_id, message.message_id or 0, message.channel, message) for outbox_id, message in rows
         )

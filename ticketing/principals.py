@@ -2,7 +2,7 @@
 database every time (a busy console answers chats over the REST API many times a second).
 
 An entry is the agent's ``Principal`` and password hash as the database last gave them. It goes stale when the
-agent changes (deactivated, role, queues, password: ``service.update_agent``); then:
+agent changes (deactivated, role, queues, password: ``agents.update_agent``); then:
 - in this process it is dropped before the change's response is sent (``agent_changed``, run after commit);
 - in other processes, when the change's ``agent.updated`` event reaches them through the event hub;
 - whatever else changed the row (a script writing the database directly) is seen within ``TTL_SECONDS``.

@@ -13,7 +13,7 @@ from hub.errors import InvalidInput
 from hub.event_stream import serve_event_stream
 from hub.inputs import DB_INT_MAX, IdParam, Input
 from hub.messages import InboundMessage
-from ticketing import chat, service
+from ticketing import agents, chat, queues, replies, routing_service, ticket_updates, tickets
 from ticketing.deps import CurrentAgent, authenticate
 from ticketing.exceptions import InvalidRoutingConfig
 from ticketing.models import (
@@ -76,7 +76,7 @@ async def login(
             detail=f"too many failed logins; try again in {int(wait) + 1} s",
             headers={"Retry-After": str(int(wait) + 1)},
         )
-    row = await service.agent_for_login(rt, username=body.username)
+    row = await agents.agent_for_login(rt, username=body.username)
     if row is None:
         verify_dummy(body.password)
         ok = False
@@ -96,7 +96,7 @@ async def login(
         secure=rt.settings.public_url.startswith("https"),
         max_age=signer.ttl_seconds,
     )
-    return LoginResponse(token=token, agent=await service.get_agent(rt, agent_id=row.id))
+    return LoginResponse(token=token, agent=await agents.get_agent(rt, agent_id=row.id))
 
 
 @router.post("/auth/logout", status_code=204, tags=["auth"])
@@ -108,7 +108,7 @@ async def logout(response: Response) -> Response:
 
 @router.get("/auth/me", response_model=AgentRead, tags=["auth"])
 async def me(agent: CurrentAgent, rt: RuntimeDep) -> AgentRead:
-    return await service.get_agent(rt, agent_id=agent.agent_id)
+    return await agents.get_agent(rt, agent_id=agent.agent_id)
 
 
 # --- tickets -----------------------------------------------------------------------------------------
@@ -129,7 +129,7 @@ async def list_tickets(
 ) -> TicketPage:
     """Tickets you may see, most recent activity first; filter by status (repeatable), queue, assignee,
     channel or contact."""
-    return await service.list_tickets(
+    return await tickets.list_tickets(
         rt,
         principal=agent,
         status=status,
@@ -145,31 +145,31 @@ async def list_tickets(
 
 @router.get("/tickets/{ticket_id}", response_model=TicketDetail, tags=["tickets"])
 async def get_ticket(ticket_id: IdParam, agent: CurrentAgent, rt: RuntimeDep) -> TicketDetail:
-    return await service.get_ticket(rt, ticket_id=ticket_id, principal=agent)
+    return await tickets.get_ticket(rt, ticket_id=ticket_id, principal=agent)
 
 
 @router.patch("/tickets/{ticket_id}", response_model=TicketRead, tags=["tickets"])
 async def update_ticket(ticket_id: IdParam, body: TicketUpdate, agent: CurrentAgent, rt: RuntimeDep) -> TicketRead:
     """Change status, priority, tags or subject."""
-    return await service.update_ticket(rt, ticket_id=ticket_id, principal=agent, data=body)
+    return await ticket_updates.update_ticket(rt, ticket_id=ticket_id, principal=agent, data=body)
 
 
 @router.post("/tickets/{ticket_id}/reply", response_model=MessageRead, status_code=201, tags=["tickets"])
 async def reply(ticket_id: IdParam, body: ReplyCreate, agent: CurrentAgent, rt: RuntimeDep) -> MessageRead:
     """Reply to the customer on the channel they used; delivered through the outbox."""
-    return await service.reply(rt, ticket_id=ticket_id, principal=agent, text=body.text)
+    return await replies.reply(rt, ticket_id=ticket_id, principal=agent, text=body.text)
 
 
 @router.post("/tickets/{ticket_id}/notes", response_model=MessageRead, status_code=201, tags=["tickets"])
 async def add_note(ticket_id: IdParam, body: NoteCreate, agent: CurrentAgent, rt: RuntimeDep) -> MessageRead:
     """An internal note, never sent to the customer."""
-    return await service.add_note(rt, ticket_id=ticket_id, principal=agent, text=body.text)
+    return await replies.add_note(rt, ticket_id=ticket_id, principal=agent, text=body.text)
 
 
 @router.post("/tickets/{ticket_id}/assign", response_model=TicketRead, tags=["tickets"])
 async def assign(ticket_id: IdParam, body: AssignRequest, agent: CurrentAgent, rt: RuntimeDep) -> TicketRead:
     """Supervisors: assign to an agent, or unassign (``agent_id: null``) to route it again."""
-    return await service.assign(rt, ticket_id=ticket_id, principal=agent, agent_id=body.agent_id)
+    return await ticket_updates.assign(rt, ticket_id=ticket_id, principal=agent, agent_id=body.agent_id)
 
 
 @router.post("/tickets/{ticket_id}/transfer", response_model=TicketRead, tags=["tickets"])
@@ -177,7 +177,7 @@ async def transfer(ticket_id: IdParam, body: TransferRequest, agent: CurrentAgen
     """Hand the ticket to another queue or agent."""
     if body.queue_id is None and body.agent_id is None:
         raise InvalidInput("give queue_id, agent_id or both", code="transfer_target_missing")
-    return await service.transfer(
+    return await ticket_updates.transfer(
         rt, ticket_id=ticket_id, principal=agent, queue_id=body.queue_id, agent_id=body.agent_id
     )
 
@@ -185,27 +185,27 @@ async def transfer(ticket_id: IdParam, body: TransferRequest, agent: CurrentAgen
 @router.post("/tickets/{ticket_id}/accept", response_model=TicketRead, tags=["routing"])
 async def accept(ticket_id: IdParam, agent: CurrentAgent, rt: RuntimeDep) -> TicketRead:
     """Accept the ticket offered to you."""
-    return await service.accept_offer(rt, ticket_id=ticket_id, principal=agent)
+    return await routing_service.accept_offer(rt, ticket_id=ticket_id, principal=agent)
 
 
 @router.post("/tickets/{ticket_id}/decline", status_code=204, tags=["routing"])
 async def decline(ticket_id: IdParam, agent: CurrentAgent, rt: RuntimeDep) -> Response:
     """Decline the ticket offered to you; it is offered to the next agent."""
-    await service.decline_offer(rt, ticket_id=ticket_id, principal=agent)
+    await routing_service.decline_offer(rt, ticket_id=ticket_id, principal=agent)
     return Response(status_code=204)
 
 
 @router.get("/tickets/{ticket_id}/routing", response_model=RoutingExplanation, tags=["routing"])
 async def explain_routing(ticket_id: IdParam, agent: CurrentAgent, rt: RuntimeDep) -> RoutingExplanation:
     """Why the ticket went to its agent (the last routing decision and its reason), or why it still waits."""
-    return await service.explain_routing(rt, ticket_id=ticket_id, principal=agent)
+    return await routing_service.explain_routing(rt, ticket_id=ticket_id, principal=agent)
 
 
 @router.get("/routing/rules", tags=["routing"])
 async def get_routing_rules(agent: CurrentAgent, rt: RuntimeDep) -> dict[str, Any]:
     """The queue-selection rules in force (see the README's routing section)."""
     async with rt.read() as conn:
-        rules = await service.get_routing_rules(conn)
+        rules = await queues.get_routing_rules(conn)
     return rules.model_dump(mode="json", exclude_none=True)
 
 
@@ -217,7 +217,7 @@ async def put_routing_rules(body: dict[str, Any], agent: CurrentAgent, rt: Runti
         rules = parse_rules(body, source="rules")
     except RulesInvalid as exc:
         raise InvalidRoutingConfig(str(exc)) from None
-    await service.set_routing_rules(rt, rules=rules)
+    await queues.set_routing_rules(rt, rules=rules)
     return rules.model_dump(mode="json", exclude_none=True)
 
 
@@ -227,48 +227,48 @@ async def put_routing_rules(body: dict[str, Any], agent: CurrentAgent, rt: Runti
 @router.get("/contacts/{contact_id}", response_model=ContactHistory, tags=["contacts"])
 async def contact_history(contact_id: IdParam, agent: CurrentAgent, rt: RuntimeDep) -> ContactHistory:
     """A contact, its identities and its whole history across channels."""
-    return await service.get_contact_history(rt, contact_id=contact_id, principal=agent)
+    return await tickets.get_contact_history(rt, contact_id=contact_id, principal=agent)
 
 
 @router.get("/queues", response_model=list[QueueRead], tags=["queues"])
 async def list_queues(agent: CurrentAgent, rt: RuntimeDep) -> list[QueueRead]:
-    return await service.list_queues(rt)
+    return await queues.list_queues(rt)
 
 
 @router.post("/queues", response_model=QueueRead, status_code=201, tags=["queues"])
 async def create_queue(body: QueueCreate, agent: CurrentAgent, rt: RuntimeDep) -> QueueRead:
     agent.require_admin()
-    return await service.create_queue(rt, data=body)
+    return await queues.create_queue(rt, data=body)
 
 
 @router.get("/agents", response_model=list[AgentRead], tags=["agents"])
 async def list_agents(agent: CurrentAgent, rt: RuntimeDep) -> list[AgentRead]:
-    return await service.list_agents(rt)
+    return await agents.list_agents(rt)
 
 
 @router.post("/agents", response_model=AgentRead, status_code=201, tags=["agents"])
 async def create_agent(body: AgentCreate, agent: CurrentAgent, rt: RuntimeDep) -> AgentRead:
     agent.require_admin()
-    return await service.create_agent(rt, data=body)
+    return await agents.create_agent(rt, data=body)
 
 
 @router.patch("/queues/{queue_id}", response_model=QueueRead, tags=["queues"])
 async def update_queue(queue_id: IdParam, body: QueueUpdate, agent: CurrentAgent, rt: RuntimeDep) -> QueueRead:
     """Admins: change a queue's skills, priority, business hours, SLA targets or overflow."""
     agent.require_admin()
-    return await service.update_queue(rt, queue_id=queue_id, data=body)
+    return await queues.update_queue(rt, queue_id=queue_id, data=body)
 
 
 @router.post("/agents/{agent_id}/requeue", response_model=list[int], tags=["routing"])
 async def requeue_agent_work(agent_id: IdParam, agent: CurrentAgent, rt: RuntimeDep) -> list[int]:
     """Supervisors: put the agent's open conversations back in their queues; answers the ticket ids."""
-    return await service.requeue_agent_work(rt, agent_id=agent_id, principal=agent)
+    return await routing_service.requeue_agent_work(rt, agent_id=agent_id, principal=agent)
 
 
 @router.put("/agents/me/status", response_model=AgentRead, tags=["agents"])
 async def set_my_status(body: StatusChange, agent: CurrentAgent, rt: RuntimeDep) -> AgentRead:
     """Set your own status: available, away, wrap_up or offline."""
-    return await service.set_agent_status(rt, agent_id=agent.agent_id, status=body.status)
+    return await routing_service.set_agent_status(rt, agent_id=agent.agent_id, status=body.status)
 
 
 @router.put("/agents/{agent_id}/status", response_model=AgentRead, tags=["agents"])
@@ -276,13 +276,13 @@ async def set_status(agent_id: IdParam, body: StatusChange, agent: CurrentAgent,
     """Supervisors: set an agent's status."""
     if agent_id != agent.agent_id:
         agent.require_supervisor()
-    return await service.set_agent_status(rt, agent_id=agent_id, status=body.status)
+    return await routing_service.set_agent_status(rt, agent_id=agent_id, status=body.status)
 
 
 @router.patch("/agents/{agent_id}", response_model=AgentRead, tags=["agents"])
 async def update_agent(agent_id: IdParam, body: AgentUpdate, agent: CurrentAgent, rt: RuntimeDep) -> AgentRead:
     agent.require_admin()
-    return await service.update_agent(rt, agent_id=agent_id, data=body)
+    return await agents.update_agent(rt, agent_id=agent_id, data=body)
 
 
 @router.post("/inbound", response_model=InboundAccepted, tags=["integrations"])

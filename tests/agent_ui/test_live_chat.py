@@ -27,7 +27,9 @@ from tests.agent_ui.conftest import (
 )
 from tests.conftest import LiveServer, login, make_agent, make_queue
 from ticketing.canned import CannedCreate, create_canned
-from ticketing.service import I, O, T
+from ticketing.tables import contact_identities as I
+from ticketing.tables import outbox as O
+from ticketing.tables import tickets as T
 
 
 async def test_customer_and_agent_chat(rt: Runtime, live: LiveServer, browser: Browser, dialogs: Dialogs) -> None:

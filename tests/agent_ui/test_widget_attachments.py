@@ -18,9 +18,9 @@ from hub.runtime import Runtime
 from tests.agent_ui.conftest import Dialogs, agent_login, chatting, customer_says, new_page
 from tests.channels.webchat.test_protocol import png
 from tests.conftest import LiveServer, make_agent, make_queue
-from ticketing import service
 from ticketing.ingest import ingest_batch
 from ticketing.permissions import Principal
+from ticketing.ticket_updates import assign
 
 LIMIT = 64 * 1024
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
@@ -147,7 +147,7 @@ async def test_an_email_document_opens_from_the_console(
         ],
     )
     boss = Principal(agent_id=0, username="root", display_name="Root", role="admin", queue_ids=frozenset())
-    await service.assign(rt, ticket_id=stored.ticket_id, principal=boss, agent_id=alice)  # type: ignore[union-attr]
+    await assign(rt, ticket_id=stored.ticket_id, principal=boss, agent_id=alice)  # type: ignore[union-attr]
 
     _, agent = await new_page(browser, dialogs)
     await agent_login(agent, live.url, "alice")

@@ -32,7 +32,9 @@ from hub.db import (
     update_rows,
 )
 from hub.runtime import Runtime
-from ticketing.service import C, I, T
+from ticketing.tables import contact_identities as I
+from ticketing.tables import contacts as C
+from ticketing.tables import tickets as T
 
 
 async def _contacts(rt: Runtime, n: int) -> list[int]:

@@ -15,10 +15,13 @@ from hub.db import utcnow
 from hub.events import EventType, events_after
 from hub.messages import Identity, InboundMessage
 from hub.runtime import Runtime
-from ticketing import routing, service
+from ticketing import routing, tables
+from ticketing.agents import create_agent
 from ticketing.ingest import ingest_batch
 from ticketing.models import AgentCreate, AgentStatus, QueueCreate, Role
 from ticketing.permissions import Principal
+from ticketing.queues import create_queue
+from ticketing.routing_service import set_agent_status
 
 _ext = itertools.count(1)
 
@@ -46,7 +49,7 @@ def executed(rt: Runtime, pick: Callable[[Any, str, Any], Any]) -> Iterator[list
 
 
 async def queue(rt: Runtime, name: str, **kw: Any) -> int:
-    return (await service.create_queue(rt, data=QueueCreate(name=name, **kw))).id
+    return (await create_queue(rt, data=QueueCreate(name=name, **kw))).id
 
 
 async def agent(
@@ -58,7 +61,7 @@ async def agent(
     capacity: dict[str, int] | None = None,
     available: bool = True,
 ) -> int:
-    a = await service.create_agent(
+    a = await create_agent(
         rt,
         data=AgentCreate(
             username=username,
@@ -70,7 +73,7 @@ async def agent(
         ),
     )
     if available:
-        await service.set_agent_status(rt, agent_id=a.id, status=AgentStatus.AVAILABLE)
+        await set_agent_status(rt, agent_id=a.id, status=AgentStatus.AVAILABLE)
     return a.id
 
 
@@ -113,12 +116,12 @@ async def arrive(rt: Runtime, *messages: InboundMessage) -> list[int]:
 
 async def ticket(rt: Runtime, ticket_id: int) -> Any:
     async with rt.read() as conn:
-        return (await conn.execute(select(service.T).where(service.T.c.id == ticket_id))).one()
+        return (await conn.execute(select(tables.tickets).where(tables.tickets.c.id == ticket_id))).one()
 
 
 async def agent_row(rt: Runtime, agent_id: int) -> Any:
     async with rt.read() as conn:
-        return (await conn.execute(select(service.A).where(service.A.c.id == agent_id))).one()
+        return (await conn.execute(select(tables.agents).where(tables.agents.c.id == agent_id))).one()
 
 
 async def event_types(rt: Runtime, ticket_id: int | None = None) -> list[str]:
@@ -136,7 +139,7 @@ async def backdate(rt: Runtime, ticket_id: int, *, queued_seconds: float = 0, of
     if offer_seconds:
         values["offer_expires_at"] = utcnow() - timedelta(seconds=offer_seconds)
     async with rt.db.begin() as conn:
-        await conn.execute(update(service.T).where(service.T.c.id == ticket_id).values(**values))
+        await conn.execute(update(tables.tickets).where(tables.tickets.c.id == ticket_id).values(**values))
 
 
 async def check_state(rt: Runtime) -> None:
@@ -146,18 +149,18 @@ async def check_state(rt: Runtime) -> None:
         both = (
             await conn.execute(
                 select(func.count())
-                .select_from(service.T)
-                .where(service.T.c.offered_agent_id.is_not(None), service.T.c.assignee_id.is_not(None))
+                .select_from(tables.tickets)
+                .where(tables.tickets.c.offered_agent_id.is_not(None), tables.tickets.c.assignee_id.is_not(None))
             )
         ).scalar_one()
         assert both == 0
-        agents = {r.id: r for r in await conn.execute(select(service.A))}
-        holder = func.coalesce(service.T.c.assignee_id, service.T.c.offered_agent_id)
+        agents = {r.id: r for r in await conn.execute(select(tables.agents))}
+        holder = func.coalesce(tables.tickets.c.assignee_id, tables.tickets.c.offered_agent_id)
         loads = (
             await conn.execute(
-                select(holder, service.T.c.channel, func.count())
-                .where(service.T.c.status.in_(service._OPEN), holder.is_not(None))
-                .group_by(holder, service.T.c.channel)
+                select(holder, tables.tickets.c.channel, func.count())
+                .where(tables.tickets.c.status.in_(tables.OPEN_STATUS_VALUES), holder.is_not(None))
+                .group_by(holder, tables.tickets.c.channel)
             )
         ).all()
     for agent_id, channel, n in loads:

@@ -18,11 +18,13 @@ from hub.config import Settings
 from hub.db import utcnow
 from hub.messages import Identity, InboundMessage
 from hub.runtime import standalone
-from ticketing import service
+from ticketing import tables
 from ticketing.exceptions import OfferNotPending
 from ticketing.ingest import ingest_batch
 from ticketing.models import AgentStatus, TicketStatus, TicketUpdate
 from ticketing.permissions import Principal
+from ticketing.routing_service import accept_offer, decline_offer, expire_offers, routing_tick, set_agent_status
+from ticketing.ticket_updates import update_ticket
 
 CHANNELS = ["webchat", "voice", "email"]
 KINDS = {"webchat": "webchat", "voice": "phone", "email": "email"}
@@ -37,8 +39,8 @@ async def main(url: str, seed: int, start_at: float, seconds: float) -> None:
     settings = Settings(database_url=url, wrap_up_seconds=0, max_missed_offers=3, _env_file=None)  # type: ignore[call-arg]
     async with standalone(settings) as rt:
         async with rt.read() as conn:
-            agents = [r.id for r in await conn.execute(select(service.A.c.id).order_by(service.A.c.id))]
-            queues = [r.name for r in await conn.execute(select(service.Q.c.name).order_by(service.Q.c.id))]
+            agents = [r.id for r in await conn.execute(select(tables.agents.c.id).order_by(tables.agents.c.id))]
+            queues = [r.name for r in await conn.execute(select(tables.queues.c.name).order_by(tables.queues.c.id))]
         await asyncio.sleep(max(0.0, start_at - time.time()))
         deadline = time.monotonic() + seconds
         n = 0
@@ -70,14 +72,14 @@ async def main(url: str, seed: int, start_at: float, seconds: float) -> None:
                 async with rt.read() as conn:
                     offers = (
                         await conn.execute(
-                            select(service.T.c.id, service.T.c.offered_agent_id).where(
-                                service.T.c.offered_agent_id.is_not(None)
+                            select(tables.tickets.c.id, tables.tickets.c.offered_agent_id).where(
+                                tables.tickets.c.offered_agent_id.is_not(None)
                             )
                         )
                     ).all()
                 if offers:
                     tid, holder = rng.choice(offers)
-                    action = service.accept_offer if op == "accept" else service.decline_offer
+                    action = accept_offer if op == "accept" else decline_offer
                     try:
                         await action(rt, ticket_id=tid, principal=_who(holder))
                     except OfferNotPending:
@@ -86,29 +88,28 @@ async def main(url: str, seed: int, start_at: float, seconds: float) -> None:
                 async with rt.read() as conn:
                     held = (
                         await conn.execute(
-                            select(service.T.c.id).where(
-                                service.T.c.assignee_id.is_not(None), service.T.c.status.in_(service._OPEN)
+                            select(tables.tickets.c.id).where(
+                                tables.tickets.c.assignee_id.is_not(None),
+                                tables.tickets.c.status.in_(tables.OPEN_STATUS_VALUES),
                             )
                         )
                     ).all()
                 if held:
                     data = TicketUpdate(status=rng.choice([TicketStatus.SOLVED, TicketStatus.CLOSED]))
-                    await service.update_ticket(
-                        rt, ticket_id=rng.choice(held).id, principal=_who(0, "supervisor"), data=data
-                    )
+                    await update_ticket(rt, ticket_id=rng.choice(held).id, principal=_who(0, "supervisor"), data=data)
             elif op == "status":
                 status = rng.choices(list(AgentStatus), [6, 2, 1, 1])[0]
-                await service.set_agent_status(rt, agent_id=rng.choice(agents), status=status)
+                await set_agent_status(rt, agent_id=rng.choice(agents), status=status)
             elif op == "expire":
                 async with rt.db.begin() as conn:
                     await conn.execute(
-                        update(service.T)
-                        .where(service.T.c.offered_agent_id == rng.choice(agents))
+                        update(tables.tickets)
+                        .where(tables.tickets.c.offered_agent_id == rng.choice(agents))
                         .values(offer_expires_at=utcnow() - timedelta(seconds=1))
                     )
-                await service.expire_offers(rt)
+                await expire_offers(rt)
             else:
-                await service.routing_tick(rt)
+                await routing_tick(rt)
         print(n, flush=True)
 
 

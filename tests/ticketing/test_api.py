@@ -250,13 +250,13 @@ async def test_a_change_made_by_another_process_is_honoured_within_seconds(
     import asyncio
     import time
 
-    from ticketing import service
+    from ticketing.agents import update_agent
     from ticketing.models import AgentUpdate
     from ticketing.principals import TTL_SECONDS
 
     alice = await login(client, "alice", "password-123")
     assert (await client.get("/api/auth/me", headers=alice)).status_code == 200
-    await service.update_agent(rt, agent_id=world["alice"], data=AgentUpdate(active=False))
+    await update_agent(rt, agent_id=world["alice"], data=AgentUpdate(active=False))
     deadline = time.monotonic() + TTL_SECONDS + 2
     while (await client.get("/api/auth/me", headers=alice)).status_code != 401:
         assert time.monotonic() < deadline, "a deactivated agent still authenticates"

@@ -15,22 +15,24 @@ from hub.db import utcnow
 from hub.errors import Conflict
 from hub.runtime import Runtime, Tx
 from tests.conftest import make_agent, make_queue, racing
-from ticketing import canned, service
+from ticketing import canned, tables
+from ticketing.agents import create_agent, update_agent
 from ticketing.canned import CannedCreate
 from ticketing.models import AgentCreate, AgentUpdate, QueueCreate
+from ticketing.queues import create_queue
 
 # (table, its unique column, a row the other transaction inserts, the create under test)
 Case = tuple[Any, str, dict[str, Any], Callable[[Runtime], Awaitable[Any]]]
 
 CASES: dict[str, Case] = {
     "queue": (
-        service.Q,
+        tables.queues,
         "name",
         {"name": "billing", "description": "", "channels": [], "required_skills": {}, "priority": 0},
-        lambda rt: service.create_queue(rt, data=QueueCreate(name="billing")),
+        lambda rt: create_queue(rt, data=QueueCreate(name="billing")),
     ),
     "agent": (
-        service.A,
+        tables.agents,
         "username",
         {
             "username": "alice",
@@ -43,7 +45,7 @@ CASES: dict[str, Case] = {
             "capacity": {},
             "active": True,
         },
-        lambda rt: service.create_agent(rt, data=AgentCreate(username="alice", password="long-enough-1")),
+        lambda rt: create_agent(rt, data=AgentCreate(username="alice", password="long-enough-1")),
     ),
     "canned response": (
         canned.CR,
@@ -95,14 +97,16 @@ async def test_two_edits_of_an_agents_queues_at_once_leave_the_second_edits_queu
     agent = await make_agent(rt, "alice", queues=["support"])
 
     async def other_edit(tx: Tx) -> None:
-        await tx.conn.execute(select(service.A.c.id).where(service.A.c.id == agent).with_for_update())
-        await tx.conn.execute(service.AQ.delete().where(service.AQ.c.agent_id == agent))
-        await tx.conn.execute(service.AQ.insert(), [{"agent_id": agent, "queue_id": q} for q in (support, billing)])
+        await tx.conn.execute(select(tables.agents.c.id).where(tables.agents.c.id == agent).with_for_update())
+        await tx.conn.execute(tables.agent_queues.delete().where(tables.agent_queues.c.agent_id == agent))
+        await tx.conn.execute(
+            tables.agent_queues.insert(), [{"agent_id": agent, "queue_id": q} for q in (support, billing)]
+        )
 
-    edited = await racing(
-        rt, other_edit, service.update_agent(rt, agent_id=agent, data=AgentUpdate(queues=["billing"]))
-    )
+    edited = await racing(rt, other_edit, update_agent(rt, agent_id=agent, data=AgentUpdate(queues=["billing"])))
     assert edited.queue_ids == [billing]
     async with rt.read() as conn:
-        rows = (await conn.execute(select(service.AQ.c.queue_id).where(service.AQ.c.agent_id == agent))).scalars()
+        rows = (
+            await conn.execute(select(tables.agent_queues.c.queue_id).where(tables.agent_queues.c.agent_id == agent))
+        ).scalars()
         assert list(rows) == [billing]

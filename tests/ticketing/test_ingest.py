@@ -13,10 +13,12 @@ from hub.events import events_after
 from hub.messages import Identity, InboundMessage
 from hub.runtime import Runtime, Tx, standalone
 from tests.conftest import make_queue, racing
-from ticketing import service
+from ticketing import tables
 from ticketing.ingest import IngestPipeline, _claim_openings, _Item, ingest_batch, store_batch
 from ticketing.models import TicketStatus, TicketUpdate
 from ticketing.permissions import Principal
+from ticketing.ticket_updates import transfer, update_ticket
+from ticketing.tickets import get_contact_history, get_ticket
 
 ADMIN = Principal(agent_id=0, username="root", display_name="Root", role="admin", queue_ids=frozenset())
 
@@ -49,7 +51,7 @@ async def test_same_external_id_is_stored_once(rt: Runtime) -> None:
     again = await ingest_one(rt, email("<m1@example.com>", text="changed"))
     assert first.created and not again.created  # type: ignore[attr-defined]
     assert again.message_id == first.message_id  # type: ignore[attr-defined]
-    assert await count(rt, service.M) == 1
+    assert await count(rt, tables.messages) == 1
 
 
 async def test_copies_inside_one_batch_are_stored_once(rt: Runtime) -> None:
@@ -57,7 +59,7 @@ async def test_copies_inside_one_batch_are_stored_once(rt: Runtime) -> None:
     results = await ingest_batch(rt, [email("<dup@x>"), email("<dup@x>")])
     assert results[0].message_id == results[1].message_id  # type: ignore[union-attr]
     assert [r.created for r in results] == [True, False]  # type: ignore[union-attr]
-    assert await count(rt, service.M) == 1
+    assert await count(rt, tables.messages) == 1
 
 
 async def test_same_external_id_on_another_channel_is_another_message(rt: Runtime) -> None:
@@ -68,7 +70,7 @@ async def test_same_external_id_on_another_channel_is_another_message(rt: Runtim
     await ingest_one(
         rt, InboundMessage(channel="telegram", external_id="X1", sender=Identity(kind="telegram", value="55"))
     )
-    assert await count(rt, service.M) == 2
+    assert await count(rt, tables.messages) == 2
 
 
 async def test_concurrent_submissions_are_group_committed_and_deduplicated(rt: Runtime) -> None:
@@ -82,8 +84,8 @@ async def test_concurrent_submissions_are_group_committed_and_deduplicated(rt: R
         await pipeline.stop()
     assert len({r.message_id for r in results}) == 50
     assert sum(r.created for r in results) == 50
-    assert await count(rt, service.M) == 50
-    assert await count(rt, service.C) == 50
+    assert await count(rt, tables.messages) == 50
+    assert await count(rt, tables.contacts) == 50
 
 
 async def test_email_address_resolves_case_insensitively_to_one_contact(rt: Runtime) -> None:
@@ -108,7 +110,7 @@ async def test_phone_number_on_sms_voice_and_whatsapp_is_one_contact(rt: Runtime
         rt, InboundMessage(channel="voice", external_id="CA1", sender=Identity(kind="phone", value="4155550123"))
     )
     assert sms.contact_id == wa.contact_id == call.contact_id  # type: ignore[attr-defined]
-    history = await service.get_contact_history(rt, contact_id=sms.contact_id, principal=ADMIN)  # type: ignore[attr-defined]
+    history = await get_contact_history(rt, contact_id=sms.contact_id, principal=ADMIN)  # type: ignore[attr-defined]
     assert {(i.kind, i.value) for i in history.identities} == {("phone", "+14155550123"), ("whatsapp", "+14155550123")}
     assert sorted(t.channel for t in history.tickets) == ["sms", "voice", "whatsapp"]
 
@@ -124,7 +126,7 @@ async def test_invalid_phone_number_is_refused_alone(rt: Runtime) -> None:
     )
     assert isinstance(results[0], Exception) and "phone number" in str(results[0])
     assert not isinstance(results[1], Exception)
-    assert await count(rt, service.M) == 1
+    assert await count(rt, tables.messages) == 1
 
 
 async def test_reply_threads_by_references(rt: Runtime) -> None:
@@ -157,7 +159,7 @@ async def test_open_ticket_of_contact_on_channel_is_reused_until_solved(rt: Runt
     t1 = await ingest_one(rt, InboundMessage(channel="sms", external_id="a", sender=sender))
     t2 = await ingest_one(rt, InboundMessage(channel="sms", external_id="b", sender=sender))
     assert t1.ticket_id == t2.ticket_id  # type: ignore[attr-defined]
-    await service.update_ticket(
+    await update_ticket(
         rt,
         ticket_id=t1.ticket_id,
         principal=ADMIN,  # type: ignore[attr-defined]
@@ -171,14 +173,14 @@ async def test_reply_to_solved_ticket_reopens_it_and_to_closed_opens_linked_tick
     """A referenced solved ticket reopens; a referenced closed ticket gets a new ticket linked to it."""
     first = await ingest_one(rt, email("<s1@x>"))
     tid = first.ticket_id  # type: ignore[attr-defined]
-    await service.update_ticket(rt, ticket_id=tid, principal=ADMIN, data=TicketUpdate(status=TicketStatus.SOLVED))
+    await update_ticket(rt, ticket_id=tid, principal=ADMIN, data=TicketUpdate(status=TicketStatus.SOLVED))
     again = await ingest_one(rt, email("<s2@x>", references=["<s1@x>"]))
     assert again.ticket_id == tid  # type: ignore[attr-defined]
-    assert (await service.get_ticket(rt, ticket_id=tid, principal=ADMIN)).status == "open"
-    await service.update_ticket(rt, ticket_id=tid, principal=ADMIN, data=TicketUpdate(status=TicketStatus.CLOSED))
+    assert (await get_ticket(rt, ticket_id=tid, principal=ADMIN)).status == "open"
+    await update_ticket(rt, ticket_id=tid, principal=ADMIN, data=TicketUpdate(status=TicketStatus.CLOSED))
     late = await ingest_one(rt, email("<s3@x>", references=["<s2@x>"]))
     assert late.ticket_id != tid  # type: ignore[attr-defined]
-    detail = await service.get_ticket(rt, ticket_id=late.ticket_id, principal=ADMIN)  # type: ignore[attr-defined]
+    detail = await get_ticket(rt, ticket_id=late.ticket_id, principal=ADMIN)  # type: ignore[attr-defined]
     assert detail.linked_ticket_id == tid
 
 
@@ -202,8 +204,8 @@ async def test_queue_is_chosen_by_name_then_by_channel(rt: Runtime) -> None:
         rt,
         InboundMessage(channel="webchat", external_id="w", thread_key="k", sender=Identity(kind="webchat", value="v")),
     )
-    t_named = await service.get_ticket(rt, ticket_id=named.ticket_id, principal=ADMIN)  # type: ignore[attr-defined]
-    t_chat = await service.get_ticket(rt, ticket_id=chat.ticket_id, principal=ADMIN)  # type: ignore[attr-defined]
+    t_named = await get_ticket(rt, ticket_id=named.ticket_id, principal=ADMIN)  # type: ignore[attr-defined]
+    t_chat = await get_ticket(rt, ticket_id=chat.ticket_id, principal=ADMIN)  # type: ignore[attr-defined]
     assert (t_named.queue_id, t_chat.queue_id) == (billing, chat_q)
 
 
@@ -235,13 +237,15 @@ async def test_contact_learns_a_name_it_lacked_but_keeps_one_it_has(rt: Runtime)
             channel="sms", external_id="n3", sender=Identity(kind="phone", value="+14155550188", name="Someone Else")
         ),
     )
-    history = await service.get_contact_history(rt, contact_id=anon.contact_id, principal=ADMIN)  # type: ignore[attr-defined]
+    history = await get_contact_history(rt, contact_id=anon.contact_id, principal=ADMIN)  # type: ignore[attr-defined]
     assert history.name == "Rosa"
 
 
 async def _queued_at(rt: Runtime, ticket_id: int) -> object:
     async with rt.read() as conn:
-        return (await conn.execute(select(service.T.c.queued_at).where(service.T.c.id == ticket_id))).scalar_one()
+        return (
+            await conn.execute(select(tables.tickets.c.queued_at).where(tables.tickets.c.id == ticket_id))
+        ).scalar_one()
 
 
 async def test_work_stored_but_never_routed_is_routed_when_the_pipeline_starts(rt: Runtime) -> None:
@@ -311,16 +315,16 @@ async def test_known_visitor_follows_what_happens_to_the_conversations_ticket(rt
     tid = first.ticket_id  # type: ignore[attr-defined]
     assert (second.ticket_id, second.contact_id) == (tid, first.contact_id)  # type: ignore[attr-defined]
 
-    await service.transfer(rt, ticket_id=tid, principal=ADMIN, queue_id=two, agent_id=None)
+    await transfer(rt, ticket_id=tid, principal=ADMIN, queue_id=two, agent_id=None)
     third = await ingest_one(rt, chat("3"))
     assert third.ticket_id == tid  # type: ignore[attr-defined]
     assert (await _message_events(rt))[third.message_id].queue_id == two  # type: ignore[attr-defined]
 
-    await service.update_ticket(rt, ticket_id=tid, principal=ADMIN, data=TicketUpdate(status=TicketStatus.SOLVED))
+    await update_ticket(rt, ticket_id=tid, principal=ADMIN, data=TicketUpdate(status=TicketStatus.SOLVED))
     fourth = await ingest_one(rt, chat("4"))
     assert fourth.ticket_id != tid and fourth.ticket_created  # type: ignore[attr-defined]
     assert fourth.contact_id == first.contact_id  # type: ignore[attr-defined]
-    await service.update_ticket(
+    await update_ticket(
         rt,
         ticket_id=fourth.ticket_id,  # type: ignore[attr-defined]
         principal=ADMIN,
@@ -337,7 +341,7 @@ async def test_known_visitor_sees_what_another_process_changed(rt: Runtime, sett
     first = await ingest_one(rt, chat("1"))
     await ingest_one(rt, chat("2"))
     async with standalone(settings) as other:
-        await service.update_ticket(
+        await update_ticket(
             other,
             ticket_id=first.ticket_id,  # type: ignore[attr-defined]
             principal=ADMIN,
@@ -375,9 +379,9 @@ async def test_two_processes_writing_into_the_same_conversations_store_every_mes
             await here.stop()
             await there.stop()
     assert not [r for r in results if isinstance(r, BaseException)]
-    assert await count(rt, service.M) == 5 + 2 * 8 * 5
+    assert await count(rt, tables.messages) == 5 + 2 * 8 * 5
     async with rt.read() as conn:
-        rows = (await conn.execute(select(service.M.c.external_id, service.M.c.ticket_id))).all()
+        rows = (await conn.execute(select(tables.messages.c.external_id, tables.messages.c.ticket_id))).all()
     for external_id, ticket_id in rows:
         assert ticket_id == tickets["conv-" + external_id.rsplit("-", 1)[1]]
 
@@ -403,7 +407,7 @@ async def test_visitor_of_a_batch_that_rolled_back_is_not_remembered(rt: Runtime
         again = await ingest_one(rt, chat("2"))
         assert again.contact_id != someone.contact_id  # type: ignore[attr-defined]
         async with rt.read() as conn:
-            contacts = set((await conn.execute(select(service.C.c.id))).scalars())
+            contacts = set((await conn.execute(select(tables.contacts.c.id))).scalars())
         assert {again.contact_id, someone.contact_id} <= contacts  # type: ignore[attr-defined]
     finally:
         async with rt.db.begin() as conn:
@@ -432,7 +436,7 @@ async def test_only_work_not_yet_waiting_in_its_queue_goes_to_routing(rt: Runtim
     assert not isinstance(first, Exception)
     async with rt.read() as conn:
         queued_at = (
-            await conn.execute(select(service.T.c.queued_at).where(service.T.c.id == first.ticket_id))
+            await conn.execute(select(tables.tickets.c.queued_at).where(tables.tickets.c.id == first.ticket_id))
         ).scalar()
     assert queued_at is not None
     [again], waiting = await store_batch(rt, [chat(2, "a")])
@@ -459,7 +463,7 @@ async def test_a_customer_writing_into_a_pending_conversation_reopens_it(rt: Run
     [c, s] = await ingest_batch(rt, [chat, sms])
     assert not isinstance(c, Exception) and not isinstance(s, Exception)
     for t in (c.ticket_id, s.ticket_id):
-        await service.update_ticket(rt, ticket_id=t, principal=ADMIN, data=TicketUpdate(status=TicketStatus.PENDING))
+        await update_ticket(rt, ticket_id=t, principal=ADMIN, data=TicketUpdate(status=TicketStatus.PENDING))
     results, waiting = await store_batch(
         rt,
         [chat.model_copy(update={"external_id": "k:2"}), sms.model_copy(update={"external_id": "SM2"})],
@@ -467,7 +471,7 @@ async def test_a_customer_writing_into_a_pending_conversation_reopens_it(rt: Run
     assert [r.ticket_id for r in results] == [c.ticket_id, s.ticket_id]  # type: ignore[union-attr]
     assert sorted(waiting) == sorted([c.ticket_id, s.ticket_id])
     for t in (c.ticket_id, s.ticket_id):
-        assert (await service.get_ticket(rt, ticket_id=t, principal=ADMIN)).status == TicketStatus.OPEN
+        assert (await get_ticket(rt, ticket_id=t, principal=ADMIN)).status == TicketStatus.OPEN
     async with rt.read() as conn:
         updates = [e for e in await events_after(conn, 0) if e.type == "ticket.updated"]
     assert {(e.ticket_id, e.payload["ticket"]["status"]) for e in updates[-2:]} == {
@@ -482,7 +486,7 @@ async def _while_held(rt: Runtime, ticket_id: int, status: TicketStatus, msg: In
 
     async def change(tx: Tx) -> None:
         await tx.conn.execute(
-            service.T.update().where(service.T.c.id == ticket_id).values(status=status.value, closed_at=None)
+            tables.tickets.update().where(tables.tickets.c.id == ticket_id).values(status=status.value, closed_at=None)
         )
 
     [result] = await racing(rt, change, ingest_batch(rt, [msg]))
@@ -509,14 +513,14 @@ async def test_a_message_threads_by_the_ticket_status_in_force_when_it_commits(r
         rt, sms, TicketStatus.SOLVED, InboundMessage(channel="sms", external_id="b", sender=sender)
     )
     assert later.ticket_id != sms  # type: ignore[attr-defined]
-    assert (await service.get_ticket(rt, ticket_id=sms, principal=ADMIN)).status == "solved"
+    assert (await get_ticket(rt, ticket_id=sms, principal=ADMIN)).status == "solved"
 
     mail = (await ingest_one(rt, email("<c1@x>"))).ticket_id  # type: ignore[attr-defined]
-    await service.update_ticket(rt, ticket_id=mail, principal=ADMIN, data=TicketUpdate(status=TicketStatus.SOLVED))
+    await update_ticket(rt, ticket_id=mail, principal=ADMIN, data=TicketUpdate(status=TicketStatus.SOLVED))
     reply = await _while_held(rt, mail, TicketStatus.CLOSED, email("<c2@x>", references=["<c1@x>"]))
     assert reply.ticket_id != mail  # type: ignore[attr-defined]
-    assert (await service.get_ticket(rt, ticket_id=mail, principal=ADMIN)).status == "closed"
-    detail = await service.get_ticket(rt, ticket_id=reply.ticket_id, principal=ADMIN)  # type: ignore[attr-defined]
+    assert (await get_ticket(rt, ticket_id=mail, principal=ADMIN)).status == "closed"
+    detail = await get_ticket(rt, ticket_id=reply.ticket_id, principal=ADMIN)  # type: ignore[attr-defined]
     assert detail.linked_ticket_id == mail
 
 
@@ -525,7 +529,9 @@ async def _opened_elsewhere(rt: Runtime, like: object, msg: InboundMessage) -> o
     that conversation's ticket (it holds the conversation's lock, as ingest takes it, and has inserted the
     ticket, not yet committed); the result once that transaction has committed, and the other's ticket."""
     async with rt.read() as conn:
-        contact = (await conn.execute(select(service.T.c.contact_id).where(service.T.c.id == like))).scalar_one()
+        contact = (
+            await conn.execute(select(tables.tickets.c.contact_id).where(tables.tickets.c.id == like))
+        ).scalar_one()
     opened: list[int] = []
 
     async def open_elsewhere(tx: Tx) -> None:
@@ -535,9 +541,9 @@ async def _opened_elsewhere(rt: Runtime, like: object, msg: InboundMessage) -> o
         opened.append(
             (
                 await tx.conn.execute(
-                    service.T.insert()
+                    tables.tickets.insert()
                     .values(**row, thread_key=msg.thread_key, contact_id=contact, created_at=now, updated_at=now)
-                    .returning(service.T.c.id)
+                    .returning(tables.tickets.c.id)
                 )
             ).scalar_one()
         )
@@ -564,13 +570,15 @@ async def test_a_conversations_first_messages_in_two_processes_open_one_ticket(r
 
     phone = Identity(kind="phone", value="+14155550122")
     sms = (await ingest_one(rt, InboundMessage(channel="sms", external_id="s0", sender=phone))).ticket_id  # type: ignore[attr-defined]
-    await service.update_ticket(rt, ticket_id=sms, principal=ADMIN, data=TicketUpdate(status=TicketStatus.CLOSED))
+    await update_ticket(rt, ticket_id=sms, principal=ADMIN, data=TicketUpdate(status=TicketStatus.CLOSED))
     result, theirs = await _opened_elsewhere(
         rt, sms, InboundMessage(channel="sms", external_id="s1", sender=phone, text="back again")
     )
     assert result.ticket_id == theirs  # type: ignore[attr-defined]
     async with rt.read() as conn:
         open_tickets = (
-            await conn.execute(select(func.count()).where(service.T.c.status == "new", service.T.c.id >= theirs))
+            await conn.execute(
+                select(func.count()).where(tables.tickets.c.status == "new", tables.tickets.c.id >= theirs)
+            )
         ).scalar_one()
     assert open_tickets == 1

@@ -18,12 +18,13 @@ from hub.db import utcnow
 from hub.messages import DeliveryError, DeliveryResult, Identity, InboundMessage, OutboundMessage
 from hub.runtime import Runtime, Tx
 from tests.conftest import LiveServer, login, make_agent, make_queue, racing
-from ticketing import service
 from ticketing.ingest import ingest_batch
 from ticketing.models import DeliveryStatus
 from ticketing.outbox import OutboxDispatcher, StatusChange, backoff_seconds, set_delivery_statuses
 from ticketing.permissions import Principal
-from ticketing.service import M, O
+from ticketing.replies import reply
+from ticketing.tables import messages as M
+from ticketing.tables import outbox as O
 
 
 class FlakySender:
@@ -211,7 +212,7 @@ async def test_a_pass_with_nothing_due_does_not_wait_for_the_writer(rt: Runtime,
         assert await asyncio.wait_for(dispatcher.dispatch_due(), 2) == 0
     bob = await make_agent(rt, "bob", role="supervisor")
     boss = Principal(agent_id=bob, username="bob", display_name="Bob", role="supervisor", queue_ids=frozenset())
-    await service.reply(rt, ticket_id=ticket_id, principal=boss, text="hi")
+    await reply(rt, ticket_id=ticket_id, principal=boss, text="hi")
     assert await asyncio.wait_for(dispatcher.dispatch_due(), 10) == 1
     assert [m.text for m in sender.delivered] == ["hi"]
 
@@ -228,7 +229,7 @@ async def test_two_dispatchers_never_send_the_same_row(rt: Runtime, ticket_id: i
     bob = await make_agent(rt, "bob", role="supervisor")
     boss = Principal(agent_id=bob, username="bob", display_name="Bob", role="supervisor", queue_ids=frozenset())
     texts = [f"reply {i}" for i in range(30)]
-    await asyncio.gather(*(service.reply(rt, ticket_id=ticket_id, principal=boss, text=t) for t in texts))
+    await asyncio.gather(*(reply(rt, ticket_id=ticket_id, principal=boss, text=t) for t in texts))
     senders = [SlowSender(failures=0), SlowSender(failures=0)]
     dispatchers = [OutboxDispatcher(rt, {"sms": s}) for s in senders]
 
@@ -262,7 +263,7 @@ async def test_an_attempt_failing_after_its_lease_ended_leaves_the_row_sent_by_a
 
     bob = await make_agent(rt, "bob", role="supervisor")
     boss = Principal(agent_id=bob, username="bob", display_name="Bob", role="supervisor", queue_ids=frozenset())
-    await service.reply(rt, ticket_id=ticket_id, principal=boss, text="on its way")
+    await reply(rt, ticket_id=ticket_id, principal=boss, text="on its way")
     hung, other = HungSender(), FlakySender(failures=0)
     first = OutboxDispatcher(rt, {"sms": hung})
     first.lease = timedelta(milliseconds=1)
@@ -296,7 +297,7 @@ async def test_a_reply_committed_while_a_pass_runs_is_sent_without_waiting_for_t
             rows = await super()._claim(limit)
             if not rows and not self.raced:
                 self.raced = True  # this pass found nothing; a reply commits before it ends
-                await service.reply(rt, ticket_id=ticket_id, principal=boss, text="during the pass")
+                await reply(rt, ticket_id=ticket_id, principal=boss, text="during the pass")
             return rows
 
     dispatcher = Racing(rt, {"sms": sender})
@@ -330,7 +331,7 @@ async def test_a_reply_is_handed_to_the_running_dispatcher_leased_not_claimed(rt
     await dispatcher.start()
     try:
         await asyncio.sleep(0.05)  # its first pass, which reads the table, is over
-        await service.reply(rt, ticket_id=ticket_id, principal=boss, text="handed over")
+        await reply(rt, ticket_id=ticket_id, principal=boss, text="handed over")
         for _ in range(100):
             if sender.delivered:
                 break
@@ -361,9 +362,9 @@ async def test_rows_handed_but_not_sent_are_freed_when_the_dispatcher_stops(rt: 
 
     dispatcher = OutboxDispatcher(rt, {"sms": Stuck(failures=0)})
     await dispatcher.start()
-    first = await service.reply(rt, ticket_id=ticket_id, principal=boss, text="under way")
+    first = await reply(rt, ticket_id=ticket_id, principal=boss, text="under way")
     await asyncio.wait_for(started.wait(), 5)
-    second = await service.reply(rt, ticket_id=ticket_id, principal=boss, text="still waiting")
+    second = await reply(rt, ticket_id=ticket_id, principal=boss, text="still waiting")
     await dispatcher.stop()
     async with rt.read() as conn:
         leases = {r.message_id: r.locked_until for r in await conn.execute(select(O.c.message_id, O.c.locked_until))}

@@ -11,7 +11,8 @@ from hub.events import EventType, events_after, seq_bounds
 from hub.messages import Identity, InboundMessage
 from hub.runtime import Runtime
 from tests.conftest import make_agent, make_queue
-from ticketing import service
+from ticketing import replies, tables
+from ticketing.agents import load_principal
 from ticketing.exceptions import NoRecipient, NotYourTicket, TicketNotFound
 from ticketing.ingest import ingest_batch
 from ticketing.models import TicketStatus
@@ -37,7 +38,7 @@ async def chat_tickets(rt: Runtime, n: int, queue: str) -> list[int]:
 
 
 async def principal(rt: Runtime, agent_id: int) -> Principal:
-    loaded = await service.load_principal(rt, agent_id=agent_id)
+    loaded = await load_principal(rt, agent_id=agent_id)
     assert loaded is not None
     return loaded[0]
 
@@ -53,7 +54,7 @@ async def test_concurrent_replies_each_get_their_own_message_and_outbox_row(rt: 
     texts = [f"answer {i}" for i in range(len(tickets))] + ["second answer to the first"]
     targets = [*tickets, tickets[0]]
     sent = await asyncio.gather(
-        *(service.reply(rt, ticket_id=t, principal=agent, text=x) for t, x in zip(targets, texts, strict=True))
+        *(replies.reply(rt, ticket_id=t, principal=agent, text=x) for t, x in zip(targets, texts, strict=True))
     )
     assert [m.ticket_id for m in sent] == targets
     assert [m.text for m in sent] == texts
@@ -61,8 +62,8 @@ async def test_concurrent_replies_each_get_their_own_message_and_outbox_row(rt: 
     assert len({m.created_at for m in sent}) < len(sent)  # committed together, not one by one
     assert all(m.direction == "outbound" and m.delivery_status == "pending" for m in sent)
     async with rt.read() as conn:
-        outbox = {r.message_id: r for r in await conn.execute(select(service.O))}
-        rows = {r.id: r for r in await conn.execute(select(service.T).where(service.T.c.id.in_(tickets)))}
+        outbox = {r.message_id: r for r in await conn.execute(select(tables.outbox))}
+        rows = {r.id: r for r in await conn.execute(select(tables.tickets).where(tables.tickets.c.id.in_(tickets)))}
         events = await events_after(conn, before)
     assert set(outbox) == {m.id for m in sent}
     for m in sent:
@@ -98,17 +99,17 @@ async def test_a_refused_reply_does_not_take_the_others_down(rt: Runtime) -> Non
     )
     theirs = results[0].ticket_id  # type: ignore[union-attr]
     outcomes = await asyncio.gather(
-        service.reply(rt, ticket_id=mine[0], principal=agent, text="one"),
-        service.reply(rt, ticket_id=999_999, principal=agent, text="nowhere"),
-        service.reply(rt, ticket_id=theirs, principal=agent, text="not mine"),
-        service.reply(rt, ticket_id=mine[1], principal=agent, text="two"),
+        replies.reply(rt, ticket_id=mine[0], principal=agent, text="one"),
+        replies.reply(rt, ticket_id=999_999, principal=agent, text="nowhere"),
+        replies.reply(rt, ticket_id=theirs, principal=agent, text="not mine"),
+        replies.reply(rt, ticket_id=mine[1], principal=agent, text="two"),
         return_exceptions=True,
     )
     assert isinstance(outcomes[1], TicketNotFound)
     assert isinstance(outcomes[2], NotYourTicket)
     assert [o.text for o in (outcomes[0], outcomes[3])] == ["one", "two"]  # type: ignore[union-attr]
     async with rt.read() as conn:
-        stored = await conn.execute(select(service.M.c.text).where(service.M.c.direction == "outbound"))
+        stored = await conn.execute(select(tables.messages.c.text).where(tables.messages.c.direction == "outbound"))
         assert sorted(t for (t,) in stored) == ["one", "two"]
 
 
@@ -120,18 +121,18 @@ async def test_a_batch_that_fails_in_the_database_is_retried_reply_by_reply(
     await make_queue(rt, "chat", ["webchat"])
     agent = await principal(rt, await make_agent(rt, "ann", queues=["chat"]))
     tickets = await chat_tickets(rt, 3, "chat")
-    real = service._reply_message
+    real = replies._reply_message
 
-    def broken(rt_: Runtime, row: object, last_in: object, request: service._ReplyRequest, now: object) -> object:
+    def broken(rt_: Runtime, row: object, last_in: object, request: replies._ReplyRequest, now: object) -> object:
         msg, outbound = real(rt_, row, last_in, request, now)  # type: ignore[arg-type]
         if request.text == "bad":
             msg["ticket_id"] = 999_999  # a foreign key the database refuses
         return msg, outbound
 
-    monkeypatch.setattr(service, "_reply_message", broken)
+    monkeypatch.setattr(replies, "_reply_message", broken)
     outcomes = await asyncio.gather(
         *(
-            service.reply(rt, ticket_id=t, principal=agent, text=x)
+            replies.reply(rt, ticket_id=t, principal=agent, text=x)
             for t, x in zip(tickets, ["good", "bad", "fine"], strict=True)
         ),
         return_exceptions=True,
@@ -147,6 +148,6 @@ async def test_reply_without_an_inbound_message_is_refused(rt: Runtime) -> None:
     agent = await principal(rt, await make_agent(rt, "ann", queues=["chat"]))
     [ticket] = await chat_tickets(rt, 1, "chat")
     async with rt.write() as tx:
-        await tx.conn.execute(service.M.delete().where(service.M.c.ticket_id == ticket))
+        await tx.conn.execute(tables.messages.delete().where(tables.messages.c.ticket_id == ticket))
     with pytest.raises(NoRecipient):
-        await service.reply(rt, ticket_id=ticket, principal=agent, text="hello?")
+        await replies.reply(rt, ticket_id=ticket, principal=agent, text="hello?")

@@ -15,8 +15,10 @@ from hub.events import events_after
 from hub.runtime import Runtime
 from tests.conftest import _empty_tables
 from tests.ticketing.routing_helpers import SUPERVISOR, agent, arrive, check_state, message, queue, replay_events, who
-from ticketing import service
+from ticketing import tables
 from ticketing.models import AgentStatus, TicketStatus, TicketUpdate
+from ticketing.routing_service import accept_offer, decline_offer, expire_offers, routing_tick, set_agent_status
+from ticketing.ticket_updates import update_ticket
 
 AGENTS = [
     ("ana", ["sales", "support"], {"language:es": 1}, {"webchat": 2, "voice": 1, "email": 1}),
@@ -52,9 +54,9 @@ async def _first(rt: Runtime, column: Any, agent_id: int) -> int | None:
     async with rt.read() as conn:
         row = (
             await conn.execute(
-                select(service.T.c.id)
-                .where(column == agent_id, service.T.c.status.in_(service._OPEN))
-                .order_by(service.T.c.id)
+                select(tables.tickets.c.id)
+                .where(column == agent_id, tables.tickets.c.status.in_(tables.OPEN_STATUS_VALUES))
+                .order_by(tables.tickets.c.id)
                 .limit(1)
             )
         ).first()
@@ -75,33 +77,35 @@ async def _run(rt: Runtime, ops: list[tuple[Any, ...]]) -> None:
         if kind == "arrive":
             await arrive(rt, message(o[1], queue=o[2]))
         elif kind == "status":
-            await service.set_agent_status(rt, agent_id=ids[o[1]], status=o[2])
+            await set_agent_status(rt, agent_id=ids[o[1]], status=o[2])
         elif kind in ("accept", "decline"):
             async with rt.read() as conn:
                 offers = (
                     await conn.execute(
-                        select(service.T.c.id, service.T.c.offered_agent_id)
-                        .where(service.T.c.offered_agent_id.is_not(None))
-                        .order_by(service.T.c.id)
+                        select(tables.tickets.c.id, tables.tickets.c.offered_agent_id)
+                        .where(tables.tickets.c.offered_agent_id.is_not(None))
+                        .order_by(tables.tickets.c.id)
                     )
                 ).all()
             if offers:
                 tid, holder = offers[o[1] % len(offers)]
-                action = service.accept_offer if kind == "accept" else service.decline_offer
+                action = accept_offer if kind == "accept" else decline_offer
                 await action(rt, ticket_id=tid, principal=who(holder))
         elif kind == "solve":
-            tid = await _first(rt, service.T.c.assignee_id, ids[o[1]])
+            tid = await _first(rt, tables.tickets.c.assignee_id, ids[o[1]])
             if tid is not None:
                 data = TicketUpdate(status=TicketStatus.SOLVED)
-                await service.update_ticket(rt, ticket_id=tid, principal=SUPERVISOR, data=data)
+                await update_ticket(rt, ticket_id=tid, principal=SUPERVISOR, data=data)
         elif kind == "timeout":
             async with rt.db.begin() as conn:
                 await conn.execute(
-                    update(service.T).where(service.T.c.offered_agent_id.is_not(None)).values(offer_expires_at=utcnow())
+                    update(tables.tickets)
+                    .where(tables.tickets.c.offered_agent_id.is_not(None))
+                    .values(offer_expires_at=utcnow())
                 )
-            await service.expire_offers(rt)
+            await expire_offers(rt)
         else:
-            await service.routing_tick(rt)
+            await routing_tick(rt)
         await check_state(rt)
     async with rt.read() as conn:
         records = await events_after(conn, 0)

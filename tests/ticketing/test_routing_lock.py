@@ -12,23 +12,24 @@ from sqlalchemy import text
 from hub.db import Database
 from hub.runtime import Runtime
 from tests.ticketing.routing_helpers import agent, arrive, message, queue, ticket, who
-from ticketing import service
+from ticketing import routing_service
 
 
 @contextmanager
 def _lock_statements(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
     """The transaction of each statement taking the routing lock, while the block runs. The lock statement is
-    sent to the driver directly (SQLAlchemy's statement events do not see it): ``service.execute`` is watched."""
+    sent to the driver directly (SQLAlchemy's statement events do not see it): ``routing_service.execute`` is
+    watched."""
     seen: list[Any] = []
-    original = service.execute
+    original = routing_service.execute
 
     async def watched(conn: Any, statement: Any, params: Any = None) -> None:
-        if statement is service._ROUTING_LOCK and params == {"k": service.ROUTING_LOCK_KEY}:
+        if statement is routing_service._ROUTING_LOCK and params == {"k": routing_service.ROUTING_LOCK_KEY}:
             seen.append(conn.sync_connection.get_transaction())
         await original(conn, statement, params)
 
     with monkeypatch.context() as patch:
-        patch.setattr(service, "execute", watched)
+        patch.setattr(routing_service, "execute", watched)
         yield seen
 
 
@@ -38,7 +39,7 @@ async def _lock_free_elsewhere(url: str) -> bool:
     try:
         async with other.begin() as conn:
             stmt = text("SELECT pg_try_advisory_xact_lock(:k)")
-            return bool((await conn.execute(stmt, {"k": service.ROUTING_LOCK_KEY})).scalar_one())
+            return bool((await conn.execute(stmt, {"k": routing_service.ROUTING_LOCK_KEY})).scalar_one())
     finally:
         await other.dispose()
 
@@ -61,17 +62,17 @@ async def test_routing_lock_is_taken_once_per_transaction_and_held_to_its_end(
     with _lock_statements(monkeypatch) as locks:
         async with rt.write() as tx:
             declining = tx.conn.sync_connection.get_transaction()
-            back = await service._return_offers(
-                tx, [(t, offered)], event_type="offer.declined", reason="declined", now=service.utcnow()
+            back = await routing_service._return_offers(
+                tx, [(t, offered)], event_type="offer.declined", reason="declined", now=routing_service.utcnow()
             )
-            await service._take_routing_lock(tx.conn)
+            await routing_service._take_routing_lock(tx.conn)
             assert not await _lock_free_elsewhere(rt.settings.database_url)
-            await service.route_tickets(rt, tx, back, returned=back)
-            await service.route_tickets(rt, tx, agent_ids=[offered])
+            await routing_service.route_tickets(rt, tx, back, returned=back)
+            await routing_service.route_tickets(rt, tx, agent_ids=[offered])
     assert [t for t in locks if t is declining] == [declining]
     assert await _lock_free_elsewhere(rt.settings.database_url)
 
     with _lock_statements(monkeypatch) as locks:
-        await service.decline_offer(rt, ticket_id=t, principal=who((await ticket(rt, t)).offered_agent_id))
+        await routing_service.decline_offer(rt, ticket_id=t, principal=who((await ticket(rt, t)).offered_agent_id))
     assert locks and len({id(t) for t in locks}) == len(locks)  # no transaction took it twice
     assert await _lock_free_elsewhere(rt.settings.database_url)

@@ -13,8 +13,9 @@ from sqlalchemy import bindparam, null, select, text
 from hub.db import Database, JSONType, utcnow
 from hub.runtime import Runtime
 from tests.ticketing.routing_helpers import SUPERVISOR, agent, arrive, executed, message, queue, ticket
-from ticketing import service
+from ticketing import routing_reads, tables
 from ticketing.models import AgentStatus
+from ticketing.routing_service import explain_routing, set_agent_status
 
 
 def _closed_all_week() -> dict[str, Any]:
@@ -50,8 +51,8 @@ def _queue_reads(rt: Runtime) -> AbstractContextManager[list[str]]:
 
 async def _sweep_for(rt: Runtime, agent_id: int) -> None:
     """The agent goes away and comes back: a sweep for that agent's freed capacity."""
-    await service.set_agent_status(rt, agent_id=agent_id, status=AgentStatus.AWAY)
-    await service.set_agent_status(rt, agent_id=agent_id, status=AgentStatus.AVAILABLE)
+    await set_agent_status(rt, agent_id=agent_id, status=AgentStatus.AWAY)
+    await set_agent_status(rt, agent_id=agent_id, status=AgentStatus.AVAILABLE)
 
 
 async def test_a_queue_closed_and_reopened_by_another_process_is_followed_by_the_next_sweep(rt: Runtime) -> None:
@@ -67,7 +68,7 @@ async def test_a_queue_closed_and_reopened_by_another_process_is_followed_by_the
     await _sweep_for(rt, solo)
     row = await ticket(rt, t)
     assert row.offered_agent_id is None
-    explained = await service.explain_routing(rt, ticket_id=t, principal=SUPERVISOR)
+    explained = await explain_routing(rt, ticket_id=t, principal=SUPERVISOR)
     assert explained.now == "outside business hours"
 
     await _set_hours_elsewhere(rt.settings.database_url, q, None)
@@ -120,7 +121,7 @@ async def test_the_queues_fingerprint_changes_with_every_column(rt: Runtime) -> 
     seen = {await _fingerprint(rt)}
     for column, value in changes:
         async with rt.db.begin() as conn:
-            await conn.execute(service.Q.update().where(service.Q.c.id == q).values({column: value}))
+            await conn.execute(tables.queues.update().where(tables.queues.c.id == q).values({column: value}))
         fingerprint = await _fingerprint(rt)
         assert fingerprint not in seen, (column, value)
         seen.add(fingerprint)
@@ -129,4 +130,4 @@ async def test_the_queues_fingerprint_changes_with_every_column(rt: Runtime) -> 
 async def _fingerprint(rt: Runtime) -> str:
     async with rt.read() as conn:
         postgres = conn.dialect.name == "postgresql"
-        return str((await conn.execute(select(service._QUEUES_FINGERPRINT[postgres]))).scalar_one())
+        return str((await conn.execute(select(routing_reads._QUEUES_FINGERPRINT[postgres]))).scalar_one())

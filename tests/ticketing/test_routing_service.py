@@ -29,9 +29,12 @@ from tests.ticketing.routing_helpers import (
     ticket,
     who,
 )
-from ticketing import queue_rules, service
+from ticketing import queue_rules, routing_service, tables
 from ticketing.exceptions import InvalidRoutingConfig, OfferNotPending
 from ticketing.models import AgentStatus, OverflowStepSpec, QueueUpdate, TicketStatus, TicketUpdate
+from ticketing.queues import list_queues, set_routing_rules, update_queue
+from ticketing.ticket_updates import update_ticket
+from ticketing.tickets import get_contact_history
 
 
 async def test_new_work_is_offered_to_a_skilled_agent_with_free_capacity_and_says_why(rt: Runtime) -> None:
@@ -48,12 +51,12 @@ async def test_new_work_is_offered_to_a_skilled_agent_with_free_capacity_and_say
         offered = [e for e in await events_after(conn, 0) if e.type == "ticket.offered"]
     assert offered[-1].payload["reason"] == "the only eligible agent" and offered[-1].agent_id == expert
 
-    await service.set_agent_status(rt, agent_id=expert, status=AgentStatus.AWAY)
+    await routing_service.set_agent_status(rt, agent_id=expert, status=AgentStatus.AWAY)
     row = await ticket(rt, t)
     assert row.offered_agent_id is None  # not to the novice: lacks the skill level
     assert row.routing["decision"] == "queued"
     assert row.routing["reason"] == "no eligible agent: 1 lacks skill billing at level 2, 1 status away"
-    explained = await service.explain_routing(rt, ticket_id=t, principal=SUPERVISOR)
+    explained = await routing_service.explain_routing(rt, ticket_id=t, principal=SUPERVISOR)
     assert explained.state == "waiting" and "lacks skill billing at level 2" in explained.now
     assert novice
 
@@ -67,15 +70,15 @@ async def test_accept_assigns_once_and_a_second_accept_or_another_agent_fails(rt
     offered_to = (await ticket(rt, t)).offered_agent_id
     other = b if offered_to == a else a
     with pytest.raises(OfferNotPending):
-        await service.accept_offer(rt, ticket_id=t, principal=who(other))
-    await service.accept_offer(rt, ticket_id=t, principal=who(offered_to))
+        await routing_service.accept_offer(rt, ticket_id=t, principal=who(other))
+    await routing_service.accept_offer(rt, ticket_id=t, principal=who(offered_to))
     with pytest.raises(OfferNotPending):
-        await service.accept_offer(rt, ticket_id=t, principal=who(offered_to))
+        await routing_service.accept_offer(rt, ticket_id=t, principal=who(offered_to))
     row = await ticket(rt, t)
     assert row.assignee_id == offered_to and row.offered_agent_id is None
     types = await event_types(rt, t)
     assert types.count("offer.accepted") == 1 and types.count("ticket.assigned") == 1
-    explained = await service.explain_routing(rt, ticket_id=t, principal=SUPERVISOR)
+    explained = await routing_service.explain_routing(rt, ticket_id=t, principal=SUPERVISOR)
     assert explained.state == "assigned" and explained.last_decision["decision"] == "offered"  # type: ignore[index]
 
 
@@ -86,10 +89,10 @@ async def test_decline_moves_the_offer_on_and_the_decliner_is_not_offered_it_aga
     b = await agent(rt, "b", ["support"])
     [t] = await arrive(rt, message())
     first = (await ticket(rt, t)).offered_agent_id
-    await service.decline_offer(rt, ticket_id=t, principal=who(first))
+    await routing_service.decline_offer(rt, ticket_id=t, principal=who(first))
     second = (await ticket(rt, t)).offered_agent_id
     assert {first, second} == {a, b}
-    await service.decline_offer(rt, ticket_id=t, principal=who(second))
+    await routing_service.decline_offer(rt, ticket_id=t, principal=who(second))
     row = await ticket(rt, t)
     assert row.offered_agent_id is None and row.routing["decision"] == "queued"
     assert "2 passed on this item" in row.routing["reason"]
@@ -108,11 +111,11 @@ async def test_offer_timeout_moves_on_and_missed_offers_in_a_row_set_the_agent_a
     t1, t2 = await arrive(rt, message(), message())
     assert (await ticket(rt, t1)).offered_agent_id == sleepy == (await ticket(rt, t2)).offered_agent_id
     await backdate(rt, t1, offer_seconds=1)
-    assert await service.expire_offers(rt) == 1
+    assert await routing_service.expire_offers(rt) == 1
     assert (await agent_row(rt, sleepy)).missed_offers == 1
     assert (await agent_row(rt, sleepy)).status == AgentStatus.AVAILABLE
     await backdate(rt, t2, offer_seconds=1)
-    await service.expire_offers(rt)
+    await routing_service.expire_offers(rt)
     assert (await agent_row(rt, sleepy)).status == AgentStatus.AWAY
     async with rt.read() as conn:
         status = [e for e in await events_after(conn, 0) if e.type == "agent.status"][-1]
@@ -128,7 +131,7 @@ async def test_going_away_returns_pending_offers_at_once_to_another_agent(rt: Ru
     [t] = await arrive(rt, message())
     assert (await ticket(rt, t)).offered_agent_id == a
     b = await agent(rt, "b", ["support"])
-    await service.set_agent_status(rt, agent_id=a, status=AgentStatus.OFFLINE)
+    await routing_service.set_agent_status(rt, agent_id=a, status=AgentStatus.OFFLINE)
     assert (await ticket(rt, t)).offered_agent_id == b
     types = await event_types(rt, t)
     assert types[-2:] == ["offer.expired", "ticket.offered"]
@@ -140,12 +143,12 @@ async def test_supervisor_requeues_an_absent_agents_conversations(rt: Runtime) -
     a = await agent(rt, "a", ["support"])
     tickets = await arrive(rt, message(), message())
     for t in tickets:
-        await service.accept_offer(rt, ticket_id=t, principal=who(a))
-    await service.set_agent_status(rt, agent_id=a, status=AgentStatus.OFFLINE)
+        await routing_service.accept_offer(rt, ticket_id=t, principal=who(a))
+    await routing_service.set_agent_status(rt, agent_id=a, status=AgentStatus.OFFLINE)
     with pytest.raises(Exception, match="supervisor"):
-        await service.requeue_agent_work(rt, agent_id=a, principal=who(a))
+        await routing_service.requeue_agent_work(rt, agent_id=a, principal=who(a))
     b = await agent(rt, "b", ["support"])
-    assert await service.requeue_agent_work(rt, agent_id=a, principal=SUPERVISOR) == sorted(tickets)
+    assert await routing_service.requeue_agent_work(rt, agent_id=a, principal=SUPERVISOR) == sorted(tickets)
     for t in tickets:
         row = await ticket(rt, t)
         assert row.assignee_id is None and row.offered_agent_id == b
@@ -158,16 +161,16 @@ async def test_capacity_per_channel_and_a_call_blocks_chats(rt: Runtime) -> None
     a = await agent(rt, "a", ["support"], capacity={"webchat": 2, "voice": 1, "email": 1})
     chats = await arrive(rt, message(), message(), message())
     assert [(await ticket(rt, t)).offered_agent_id for t in chats] == [a, a, None]
-    await service.update_ticket(rt, ticket_id=chats[0], principal=SUPERVISOR, data=TicketUpdate(status="closed"))
+    await update_ticket(rt, ticket_id=chats[0], principal=SUPERVISOR, data=TicketUpdate(status="closed"))
     [call] = await arrive(rt, message("voice"))
     assert (await ticket(rt, call)).offered_agent_id == a
-    await service.update_ticket(rt, ticket_id=chats[1], principal=SUPERVISOR, data=TicketUpdate(status="closed"))
+    await update_ticket(rt, ticket_id=chats[1], principal=SUPERVISOR, data=TicketUpdate(status="closed"))
     async with rt.write() as tx:
-        await service.route_tickets(rt, tx)
+        await routing_service.route_tickets(rt, tx)
     assert (await ticket(rt, chats[2])).offered_agent_id is None  # the call blocks it
     [mail] = await arrive(rt, message("email"))
     assert (await ticket(rt, mail)).offered_agent_id == a
-    explained = await service.explain_routing(rt, ticket_id=chats[2], principal=SUPERVISOR)
+    explained = await routing_service.explain_routing(rt, ticket_id=chats[2], principal=SUPERVISOR)
     assert "busy on voice" in explained.now
     await check_state(rt)
 
@@ -179,15 +182,15 @@ async def test_the_end_of_a_call_offers_the_chats_it_blocked(rt: Runtime, settin
     await queue(rt, "support")
     a = await agent(rt, "a", ["support"], capacity={"webchat": 1, "voice": 1, "email": 1})
     [call] = await arrive(rt, message("voice"))
-    await service.accept_offer(rt, ticket_id=call, principal=who(a))
+    await routing_service.accept_offer(rt, ticket_id=call, principal=who(a))
     chat, mail = await arrive(rt, message(), message("email"))
     assert (await ticket(rt, chat)).offered_agent_id is None  # the call blocks it
-    await service.accept_offer(rt, ticket_id=mail, principal=who(a))
+    await routing_service.accept_offer(rt, ticket_id=mail, principal=who(a))
     [later] = await arrive(rt, message("email"))
     assert (await ticket(rt, later)).offered_agent_id is None  # email capacity is full
-    await service.update_ticket(rt, ticket_id=call, principal=who(a), data=TicketUpdate(status=TicketStatus.SOLVED))
+    await update_ticket(rt, ticket_id=call, principal=who(a), data=TicketUpdate(status=TicketStatus.SOLVED))
     assert (await ticket(rt, chat)).offered_agent_id == a
-    await service.update_ticket(rt, ticket_id=mail, principal=who(a), data=TicketUpdate(status=TicketStatus.SOLVED))
+    await update_ticket(rt, ticket_id=mail, principal=who(a), data=TicketUpdate(status=TicketStatus.SOLVED))
     assert (await ticket(rt, later)).offered_agent_id == a
     await check_state(rt)
 
@@ -202,12 +205,12 @@ async def test_solving_a_chat_while_the_agent_goes_offline_leaves_them_offline(r
     await queue(rt, "support")
     a = await agent(rt, "a", ["support"], capacity={"webchat": 1})
     [chat] = await arrive(rt, message())
-    await service.accept_offer(rt, ticket_id=chat, principal=who(a))
+    await routing_service.accept_offer(rt, ticket_id=chat, principal=who(a))
 
     async def go_offline(tx: Tx) -> None:
-        await service._change_status(rt, tx, a, AgentStatus.OFFLINE)
+        await routing_service._change_status(rt, tx, a, AgentStatus.OFFLINE)
 
-    solving = service.update_ticket(rt, ticket_id=chat, principal=who(a), data=TicketUpdate(status=TicketStatus.SOLVED))
+    solving = update_ticket(rt, ticket_id=chat, principal=who(a), data=TicketUpdate(status=TicketStatus.SOLVED))
     await racing(rt, go_offline, solving)
     row = await agent_row(rt, a)
     assert row.status == AgentStatus.OFFLINE and row.wrap_up_until is None
@@ -221,21 +224,21 @@ async def test_wrap_up_after_a_chat_then_available_again(rt: Runtime, settings: 
     await queue(rt, "support")
     a = await agent(rt, "a", ["support"], capacity={"webchat": 1})
     chat, waiting = await arrive(rt, message(), message())
-    await service.accept_offer(rt, ticket_id=chat, principal=who(a))
-    await service.update_ticket(rt, ticket_id=chat, principal=who(a), data=TicketUpdate(status=TicketStatus.SOLVED))
+    await routing_service.accept_offer(rt, ticket_id=chat, principal=who(a))
+    await update_ticket(rt, ticket_id=chat, principal=who(a), data=TicketUpdate(status=TicketStatus.SOLVED))
     row = await agent_row(rt, a)
     assert row.status == AgentStatus.WRAP_UP and row.wrap_up_until is not None
     assert (await ticket(rt, waiting)).offered_agent_id is None
-    assert await service.end_wrap_ups(rt) == 0
+    assert await routing_service.end_wrap_ups(rt) == 0
     async with rt.db.begin() as conn:
-        await conn.execute(update(service.A).values(wrap_up_until=utcnow() - timedelta(seconds=1)))
-    assert await service.end_wrap_ups(rt) == 1
+        await conn.execute(update(tables.agents).values(wrap_up_until=utcnow() - timedelta(seconds=1)))
+    assert await routing_service.end_wrap_ups(rt) == 1
     assert (await agent_row(rt, a)).status == AgentStatus.AVAILABLE
     assert (await ticket(rt, waiting)).offered_agent_id == a
 
     [mail] = await arrive(rt, message("email"))
-    await service.accept_offer(rt, ticket_id=mail, principal=who(a))
-    await service.update_ticket(rt, ticket_id=mail, principal=who(a), data=TicketUpdate(status=TicketStatus.SOLVED))
+    await routing_service.accept_offer(rt, ticket_id=mail, principal=who(a))
+    await update_ticket(rt, ticket_id=mail, principal=who(a), data=TicketUpdate(status=TicketStatus.SOLVED))
     assert (await agent_row(rt, a)).status == AgentStatus.AVAILABLE
 
 
@@ -245,13 +248,13 @@ async def test_waiting_work_is_offered_by_priority_then_arrival_order(rt: Runtim
     await queue(rt, "support", sla_first_response_seconds=600)
     first, second, urgent, late = await arrive(rt, message(), message(), message(), message())
     async with rt.db.begin() as conn:
-        await conn.execute(update(service.T).where(service.T.c.id == urgent).values(priority="urgent"))
+        await conn.execute(update(tables.tickets).where(tables.tickets.c.id == urgent).values(priority="urgent"))
     await backdate(rt, late, queued_seconds=3600)
     row = await ticket(rt, late)
     assert row.first_response_due_at is not None  # stamped from the queue's SLA when queued
     async with rt.db.begin() as conn:
         await conn.execute(
-            update(service.T).where(service.T.c.id == late).values(first_response_due_at=utcnow())
+            update(tables.tickets).where(tables.tickets.c.id == late).values(first_response_due_at=utcnow())
         )  # at its deadline: urgency 4 on top of normal
     a = await agent(rt, "a", ["support"], capacity={"webchat": 1})
     order = []
@@ -259,9 +262,9 @@ async def test_waiting_work_is_offered_by_priority_then_arrival_order(rt: Runtim
         offered = [t for t in (first, second, urgent, late) if (await ticket(rt, t)).offered_agent_id == a]
         assert len(offered) == 1
         order.append(offered[0])
-        await service.update_ticket(rt, ticket_id=offered[0], principal=SUPERVISOR, data=TicketUpdate(status="closed"))
+        await update_ticket(rt, ticket_id=offered[0], principal=SUPERVISOR, data=TicketUpdate(status="closed"))
         async with rt.write() as tx:
-            await service.route_tickets(rt, tx)
+            await routing_service.route_tickets(rt, tx)
     assert order == [urgent, late, first, second]
 
 
@@ -286,14 +289,14 @@ async def test_overflow_widens_then_drops_a_skill_then_moves_past_max_wait(rt: R
     [t] = await arrive(rt, message(queue="spanish"))
     assert (await ticket(rt, t)).routing["decision"] == "queued"
     await backdate(rt, t, queued_seconds=61)
-    assert await service.apply_overflow(rt) == 1
+    assert await routing_service.apply_overflow(rt) == 1
     row = await ticket(rt, t)
     assert row.overflow_stage == 1 and row.routing["reason"] == "waited 61 s in spanish: widened to general"
-    assert await service.apply_overflow(rt) == 0  # nothing new
-    await service.set_agent_status(rt, agent_id=gen_agent, status=AgentStatus.AVAILABLE)
+    assert await routing_service.apply_overflow(rt) == 0  # nothing new
+    await routing_service.set_agent_status(rt, agent_id=gen_agent, status=AgentStatus.AVAILABLE)
     assert (await ticket(rt, t)).offered_agent_id is None  # widened, but gen lacks the language
     await backdate(rt, t, queued_seconds=60)
-    assert await service.apply_overflow(rt) == 1
+    assert await routing_service.apply_overflow(rt) == 1
     row = await ticket(rt, t)
     assert row.overflow_stage == 2 and row.offered_agent_id == gen_agent
     async with rt.read() as conn:
@@ -301,9 +304,9 @@ async def test_overflow_widens_then_drops_a_skill_then_moves_past_max_wait(rt: R
     assert overflowed[-1].payload["reason"] == "waited 121 s in spanish: widened to general; dropped skill language:es"
 
     [t2] = await arrive(rt, message(queue="spanish"))
-    await service.set_agent_status(rt, agent_id=gen_agent, status=AgentStatus.AWAY)
+    await routing_service.set_agent_status(rt, agent_id=gen_agent, status=AgentStatus.AWAY)
     await backdate(rt, t2, queued_seconds=301)
-    assert await service.apply_overflow(rt) == 1
+    assert await routing_service.apply_overflow(rt) == 1
     row = await ticket(rt, t2)
     assert row.queue_id == backup and row.overflow_stage == 0
     assert row.routing["reason"] == "waited over the maximum of 300 s in spanish: moved to backup"
@@ -318,7 +321,7 @@ async def test_queue_routing_config_is_validated(rt: Runtime) -> None:
     with pytest.raises(InvalidRoutingConfig, match="needs an overflow_queue"):
         await queue(rt, "q2", max_wait_seconds=10)
     q = await queue(rt, "q3", hours={"timezone": "Europe/Madrid", "weekly": {"mon": ["09:00-17:00"]}})
-    updated = await service.update_queue(rt, queue_id=q, data=QueueUpdate(priority=3, sla_first_response_seconds=60))
+    updated = await update_queue(rt, queue_id=q, data=QueueUpdate(priority=3, sla_first_response_seconds=60))
     assert updated.priority == 3 and updated.hours["timezone"] == "Europe/Madrid"  # type: ignore[index]
 
 
@@ -347,7 +350,7 @@ async def test_rules_choose_the_queue_priority_and_skills_of_new_work(rt: Runtim
             "default_queue": "support",
         }
     )
-    await service.set_routing_rules(rt, rules=rules)
+    await set_routing_rules(rt, rules=rules)
     t_bill, t_sales, t_es, t_other = await arrive(
         rt,
         message("email", text="About my invoice"),
@@ -355,7 +358,7 @@ async def test_rules_choose_the_queue_priority_and_skills_of_new_work(rt: Runtim
         message("sms", metadata={"language": "es"}),
         message("sms"),
     )
-    names = {q.id: q.name for q in await service.list_queues(rt)}
+    names = {q.id: q.name for q in await list_queues(rt)}
     assert names[(await ticket(rt, t_bill)).queue_id] == "billing"
     assert names[(await ticket(rt, t_sales)).queue_id] == "sales"
     es = await ticket(rt, t_es)
@@ -364,8 +367,10 @@ async def test_rules_choose_the_queue_priority_and_skills_of_new_work(rt: Runtim
 
     # A known contact's attributes count: make the sms sender a VIP and write again on another channel.
     async with rt.db.begin() as conn:
-        await conn.execute(update(service.C).where(service.C.c.id == es.contact_id).values(attributes={"vip": True}))
-    sender = (await service.get_contact_history(rt, contact_id=es.contact_id, principal=SUPERVISOR)).identities[0]
+        await conn.execute(
+            update(tables.contacts).where(tables.contacts.c.id == es.contact_id).values(attributes={"vip": True})
+        )
+    sender = (await get_contact_history(rt, contact_id=es.contact_id, principal=SUPERVISOR)).identities[0]
     [t_vip] = await arrive(rt, message("whatsapp", sender=sender.value))
     vip = await ticket(rt, t_vip)
     assert names[vip.queue_id] == "vip" and vip.priority == "high"
@@ -373,7 +378,7 @@ async def test_rules_choose_the_queue_priority_and_skills_of_new_work(rt: Runtim
 
     bad = queue_rules.parse_rules({"rules": [{"name": "x", "queue": "nowhere"}]})
     with pytest.raises(InvalidRoutingConfig, match="nowhere"):
-        await service.set_routing_rules(rt, rules=bad)
+        await set_routing_rules(rt, rules=bad)
 
 
 async def test_rules_written_by_two_workers_at_once_both_succeed(rt: Runtime) -> None:
@@ -388,12 +393,14 @@ async def test_rules_written_by_two_workers_at_once_both_succeed(rt: Runtime) ->
 
     async def other_worker(tx: Tx) -> None:
         await tx.conn.execute(
-            service.RR.insert().values(id=1, rules=first.model_dump(mode="json"), source="w1", updated_at=utcnow())
+            tables.routing_rules.insert().values(
+                id=1, rules=first.model_dump(mode="json"), source="w1", updated_at=utcnow()
+            )
         )
 
-    assert await racing(rt, other_worker, service.set_routing_rules(rt, rules=second, source="w2")) == []
+    assert await racing(rt, other_worker, set_routing_rules(rt, rules=second, source="w2")) == []
     async with rt.read() as conn:
-        row = (await conn.execute(select(service.RR.c.source, service.RR.c.rules))).one()
+        row = (await conn.execute(select(tables.routing_rules.c.source, tables.routing_rules.c.rules))).one()
     assert row.source == "w2" and [r["name"] for r in row.rules["rules"]] == ["all"]
 
 
@@ -465,13 +472,13 @@ async def test_work_waits_outside_business_hours_and_is_offered_once_the_queue_o
         queued = [e for e in await events_after(conn, 0) if e.type == "ticket.queued" and e.ticket_id == t]
     assert [e.payload["reason"] for e in queued] == ["outside business hours"]
 
-    await service.set_agent_status(rt, agent_id=late, status=AgentStatus.AVAILABLE)
-    await service.routing_tick(rt)
+    await routing_service.set_agent_status(rt, agent_id=late, status=AgentStatus.AVAILABLE)
+    await routing_service.routing_tick(rt)
     assert (await ticket(rt, t)).offered_agent_id is None
-    explained = await service.explain_routing(rt, ticket_id=t, principal=SUPERVISOR)
+    explained = await routing_service.explain_routing(rt, ticket_id=t, principal=SUPERVISOR)
     assert explained.state == "waiting" and explained.now == "outside business hours"
 
-    await service.update_queue(rt, queue_id=q, data=QueueUpdate(hours=None))
+    await update_queue(rt, queue_id=q, data=QueueUpdate(hours=None))
     assert (await ticket(rt, t)).offered_agent_id in (early, late)
 
 
@@ -487,14 +494,12 @@ async def test_the_routing_tick_does_each_job_that_is_due(rt: Runtime, settings:
     [offered] = await arrive(rt, message(queue="general"))
     [slow] = await arrive(rt, message(queue="slow"))
     [chat] = await arrive(rt, message(queue="chats"))
-    await service.accept_offer(rt, ticket_id=chat, principal=who(wrapping))
-    await service.update_ticket(
-        rt, ticket_id=chat, principal=who(wrapping), data=TicketUpdate(status=TicketStatus.SOLVED)
-    )
+    await routing_service.accept_offer(rt, ticket_id=chat, principal=who(wrapping))
+    await update_ticket(rt, ticket_id=chat, principal=who(wrapping), data=TicketUpdate(status=TicketStatus.SOLVED))
     assert (await ticket(rt, offered)).offered_agent_id == late
     assert (await agent_row(rt, wrapping)).status == AgentStatus.WRAP_UP
 
-    await service.routing_tick(rt)  # nothing due yet
+    await routing_service.routing_tick(rt)  # nothing due yet
     assert (await ticket(rt, offered)).offered_agent_id == late
     assert (await agent_row(rt, wrapping)).status == AgentStatus.WRAP_UP
     assert (await ticket(rt, slow)).overflow_stage == 0
@@ -503,9 +508,11 @@ async def test_the_routing_tick_does_each_job_that_is_due(rt: Runtime, settings:
     await backdate(rt, slow, queued_seconds=61)
     async with rt.db.begin() as conn:
         await conn.execute(
-            update(service.A).where(service.A.c.id == wrapping).values(wrap_up_until=utcnow() - timedelta(seconds=1))
+            update(tables.agents)
+            .where(tables.agents.c.id == wrapping)
+            .values(wrap_up_until=utcnow() - timedelta(seconds=1))
         )
-    await service.routing_tick(rt)
+    await routing_service.routing_tick(rt)
     assert (await ticket(rt, offered)).offered_agent_id is None  # expired: not offered to "late" again at once
     assert (await agent_row(rt, wrapping)).status == AgentStatus.AVAILABLE
     row = await ticket(rt, slow)
@@ -514,8 +521,10 @@ async def test_the_routing_tick_does_each_job_that_is_due(rt: Runtime, settings:
     # Capacity freed outside routing (plain SQL from another tool): the tick's sweep offers the waiting work.
     spare = await agent(rt, "spare", ["general"], available=False)
     async with rt.db.begin() as conn:
-        await conn.execute(update(service.A).where(service.A.c.id == spare).values(status=AgentStatus.AVAILABLE.value))
-    await service.routing_tick(rt)
+        await conn.execute(
+            update(tables.agents).where(tables.agents.c.id == spare).values(status=AgentStatus.AVAILABLE.value)
+        )
+    await routing_service.routing_tick(rt)
     assert (await ticket(rt, offered)).offered_agent_id == spare
     await check_state(rt)
 
@@ -526,6 +535,6 @@ async def test_a_routing_tick_with_nothing_due_does_not_wait_for_the_writer(rt: 
     await queue(rt, "support")
     a = await agent(rt, "a", ["support"])
     [t] = await arrive(rt, message())
-    await service.accept_offer(rt, ticket_id=t, principal=who(a))
+    await routing_service.accept_offer(rt, ticket_id=t, principal=who(a))
     async with rt.db.begin():  # a long write elsewhere in the process holds the writer's turn
-        await asyncio.wait_for(service.routing_tick(rt), 2)
+        await asyncio.wait_for(routing_service.routing_tick(rt), 2)

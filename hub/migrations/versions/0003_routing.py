@@ -39,7 +39,7 @@ def upgrade() -> None:
         batch.create_index("ix_tickets_offered_agent_id", ["offered_agent_id"], unique=False)
         batch.create_index("ix_tickets_offer_expires_at", ["offer_expires_at"], unique=False)
         batch.create_index("ix_tickets_queue_queued_at", ["queue_id", "queued_at"], unique=False)
-        # Partial indexes of waiting work, in the orders routing reads it (ticketing.service._waiting_rows).
+        # Partial indexes of waiting work, in the orders routing reads it (ticketing.routing_reads.waiting_rows).
         for name, columns, where in (
             ("ix_tickets_waiting_queued", ["queue_id", "channel", "queued_at"], _WAITING),
             ("ix_tickets_waiting_due", ["queue_id", "channel", "first_response_due_at"], _WAITING),

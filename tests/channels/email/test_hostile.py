@@ -14,7 +14,7 @@ from hub.runtime import Runtime
 from tests.channels.email.conftest import FIXTURES, SUPPORT, Mail, message, wait_until
 from tests.channels.email.servers import imap_append
 from tests.conftest import LiveServer, login, make_agent, make_queue
-from ticketing import service
+from ticketing import tables
 
 EXPECTED_QUARANTINE = {"binary_garbage.eml", "huge_header_block.eml", "no_sender.eml"}
 FORBIDDEN_IN_HTML = (
@@ -47,18 +47,18 @@ async def test_hostile_corpus_ends_as_tickets_or_in_quarantine_and_never_stops_t
     await mail.append(message("<after-the-storm@example.com>", sender="calm@example.com"))
 
     async def sentinel() -> bool:
-        return await mail.count(service.M, service.M.c.external_id == "<after-the-storm@example.com>") == 1
+        return await mail.count(tables.messages, tables.messages.c.external_id == "<after-the-storm@example.com>") == 1
 
     await wait_until(sentinel, timeout=20, what="the ordinary mail after the hostile ones")
     worker = mail.channel.worker("support")
     assert worker is not None and worker.connected
-    stored = await mail.count(service.M)
+    stored = await mail.count(tables.messages)
     quarantined = await mail.rows(select(QT))
     assert stored + len(quarantined) == len(files) + 1
     assert {q.uid for q in quarantined} == {files.index(f) + 1 for f in files if f.name in EXPECTED_QUARANTINE}
     assert all(q.error for q in quarantined)
 
-    messages = await mail.rows(select(service.M))
+    messages = await mail.rows(select(tables.messages))
     for m in messages:
         html = (m.html or "").lower()
         for needle in FORBIDDEN_IN_HTML:
@@ -201,14 +201,13 @@ async def test_mail_with_nul_characters_becomes_a_clean_ticket(mail: Mail) -> No
     await mail.append(raw, message("<after-nul@example.com>", sender="calm@example.com"))
 
     async def both() -> bool:
-        return await mail.count(service.M) == 2
+        return await mail.count(tables.messages) == 2
 
     await wait_until(both, timeout=20, what="the mail with NULs and the one after it")
     async with mail.rt.read() as conn:
-        row = (
-            await conn.execute(select(service.M).where(service.M.c.external_id == "<nul-chars@example.com>"))
-        ).one()
-        ticket = (await conn.execute(select(service.T).where(service.T.c.id == row.ticket_id))).one()
+        nul = tables.messages.c.external_id == "<nul-chars@example.com>"
+        row = (await conn.execute(select(tables.messages).where(nul))).one()
+        ticket = (await conn.execute(select(tables.tickets).where(tables.tickets.c.id == row.ticket_id))).one()
     assert row.text == "Please help." and "\x00" not in (row.html or "")
     assert ticket.subject == "Printer on fire"
     assert [a["filename"] for a in row.attachments] == ["report.bin"]

@@ -25,9 +25,11 @@ from hub.runtime import Runtime
 from tests.channels.email.conftest import SUPPORT, Mail, mailbox, message, start_mail, wait_until
 from tests.channels.email.servers import Dovecot, SmtpServer
 from tests.conftest import make_agent, make_queue
-from ticketing import service
+from ticketing import tables
 from ticketing.models import TicketStatus, TicketUpdate
 from ticketing.permissions import Principal
+from ticketing.replies import reply
+from ticketing.ticket_updates import update_ticket
 
 ROOT = Path(__file__).parents[3]
 ADMIN = Principal(agent_id=0, username="root", display_name="Root", role="admin", queue_ids=frozenset())
@@ -43,17 +45,17 @@ async def test_appended_mail_becomes_a_ticket_within_two_seconds_through_idle(ma
     await mail.append(message("<first@example.com>"))
     await wait_until(lambda: _has_ticket(mail), timeout=5, what="the ticket")
     assert time.monotonic() - start < 2.0
-    [ticket] = await mail.rows(select(service.T))
+    [ticket] = await mail.rows(select(tables.tickets))
     assert ticket.channel == "email" and ticket.subject == "Printer on fire"
-    [msg] = await mail.rows(select(service.M))
+    [msg] = await mail.rows(select(tables.messages))
     assert msg.external_id == "<first@example.com>" and msg.recipient == SUPPORT
     assert msg.meta["mailbox"] == "support" and msg.meta["raw_sha256"]
-    [queue] = await mail.rows(select(service.Q.c.id).where(service.Q.c.name == "support"))
+    [queue] = await mail.rows(select(tables.queues.c.id).where(tables.queues.c.name == "support"))
     assert ticket.queue_id == queue.id
 
 
 async def _has_ticket(mail: Mail) -> bool:
-    return await mail.count(service.T) > 0
+    return await mail.count(tables.tickets) > 0
 
 
 async def test_agent_reply_carries_threading_headers_and_the_customer_answer_threads_back(mail: Mail) -> None:
@@ -62,10 +64,10 @@ async def test_agent_reply_carries_threading_headers_and_the_customer_answer_thr
     await mail.wait_connected()
     await mail.append(message("<q1@example.com>", body="My printer is on fire."))
     await wait_until(lambda: _has_ticket(mail), what="the ticket")
-    [ticket] = await mail.rows(select(service.T))
+    [ticket] = await mail.rows(select(tables.tickets))
     agent_id = await make_agent(mail.rt, "zoe", queues=["support"])
     agent = Principal(agent_id=agent_id, username="zoe", display_name="Zoe", role="admin", queue_ids=frozenset())
-    sent = await service.reply(mail.rt, ticket_id=ticket.id, principal=agent, text="Unplug it, please.")
+    sent = await reply(mail.rt, ticket_id=ticket.id, principal=agent, text="Unplug it, please.")
     await wait_until(lambda: _captured(mail, 1), what="the reply at the SMTP server")
     out = message_from_bytes(mail.smtp.handler.messages[0].data, policy=policy.default)
     assert out["Message-ID"] == sent.external_id
@@ -86,12 +88,12 @@ async def test_agent_reply_carries_threading_headers_and_the_customer_answer_thr
     )
     await mail.append(answer)
     await wait_until(lambda: _messages(mail, 3), what="the answer")
-    assert await mail.count(service.T) == 1
+    assert await mail.count(tables.tickets) == 1
     # Our own reply fetched back (a Bcc to the mailbox) is recognized as already stored.
     await mail.append(mail.smtp.handler.messages[0].data)
     await mail.append(message("<q3@example.com>", subject="unrelated, new"))
     await wait_until(lambda: _messages(mail, 4), what="the next mail")
-    assert await mail.count(service.M) == 4
+    assert await mail.count(tables.messages) == 4
 
 
 async def _captured(mail: Mail, n: int) -> bool:
@@ -99,11 +101,16 @@ async def _captured(mail: Mail, n: int) -> bool:
 
 
 async def _messages(mail: Mail, n: int) -> bool:
-    return await mail.count(service.M) >= n
+    return await mail.count(tables.messages) >= n
 
 
 async def _status(mail: Mail, message_id: int, status: str) -> bool:
-    return await mail.count(service.M, service.M.c.id == message_id, service.M.c.delivery_status == status) == 1
+    return (
+        await mail.count(
+            tables.messages, tables.messages.c.id == message_id, tables.messages.c.delivery_status == status
+        )
+        == 1
+    )
 
 
 async def test_subject_tag_threads_only_when_the_sender_takes_part(mail: Mail) -> None:
@@ -112,19 +119,17 @@ async def test_subject_tag_threads_only_when_the_sender_takes_part(mail: Mail) -
     await mail.wait_connected()
     await mail.append(message("<t1@example.com>"))
     await wait_until(lambda: _has_ticket(mail), what="the ticket")
-    [ticket] = await mail.rows(select(service.T))
-    await service.update_ticket(
-        mail.rt, ticket_id=ticket.id, principal=ADMIN, data=TicketUpdate(status=TicketStatus.SOLVED)
-    )
+    [ticket] = await mail.rows(select(tables.tickets))
+    await update_ticket(mail.rt, ticket_id=ticket.id, principal=ADMIN, data=TicketUpdate(status=TicketStatus.SOLVED))
     await mail.append(
         message("<t2@example.com>", sender="eve@example.net", subject=f"Re: [#{ticket.id}] let me in"),
         message("<t3@example.com>", subject=f"More on [#{ticket.id}]"),
     )
     await wait_until(lambda: _messages(mail, 3), what="both mails")
-    rows = {r.external_id: r.ticket_id for r in await mail.rows(select(service.M))}
+    rows = {r.external_id: r.ticket_id for r in await mail.rows(select(tables.messages))}
     assert rows["<t3@example.com>"] == ticket.id  # Ann is in ticket N: threads, and reopens it
     assert rows["<t2@example.com>"] != ticket.id
-    [reopened] = await mail.rows(select(service.T.c.status).where(service.T.c.id == ticket.id))
+    [reopened] = await mail.rows(select(tables.tickets.c.status).where(tables.tickets.c.id == ticket.id))
     assert reopened.status == TicketStatus.OPEN
 
 
@@ -133,13 +138,11 @@ async def test_answer_to_a_closed_ticket_opens_a_new_one_linked_to_it(mail: Mail
     await mail.wait_connected()
     await mail.append(message("<c1@example.com>"))
     await wait_until(lambda: _has_ticket(mail), what="the ticket")
-    [ticket] = await mail.rows(select(service.T))
-    await service.update_ticket(
-        mail.rt, ticket_id=ticket.id, principal=ADMIN, data=TicketUpdate(status=TicketStatus.CLOSED)
-    )
+    [ticket] = await mail.rows(select(tables.tickets))
+    await update_ticket(mail.rt, ticket_id=ticket.id, principal=ADMIN, data=TicketUpdate(status=TicketStatus.CLOSED))
     await mail.append(message("<c2@example.com>", headers={"In-Reply-To": "<c1@example.com>"}))
     await wait_until(lambda: _messages(mail, 2), what="the answer")
-    tickets = {t.id: t for t in await mail.rows(select(service.T))}
+    tickets = {t.id: t for t in await mail.rows(select(tables.tickets))}
     assert len(tickets) == 2
     [new] = [t for t in tickets.values() if t.id != ticket.id]
     assert new.linked_ticket_id == ticket.id and tickets[ticket.id].status == TicketStatus.CLOSED
@@ -159,7 +162,7 @@ async def test_restart_resumes_after_the_last_committed_uid(rt: Runtime, dovecot
         await second.wait_connected()
         await wait_until(lambda: _messages(second, 12), what="twelve messages")
         await asyncio.sleep(0.2)
-        assert await second.count(service.M) == 12
+        assert await second.count(tables.messages) == 12
         [state] = await second.rows(select(S))
         assert state.last_uid == 12
     finally:
@@ -181,7 +184,7 @@ async def test_changed_uidvalidity_rescans_without_duplicates(mail: Mail) -> Non
     await wait_until(lambda: _messages(mail, 5), what="the new message")
     [state] = await mail.rows(select(S))
     assert state.uidvalidity != 1 and state.last_uid == 5
-    assert await mail.count(service.M) == 5
+    assert await mail.count(tables.messages) == 5
 
 
 async def test_a_failing_mailbox_never_stops_the_others(
@@ -251,7 +254,7 @@ async def test_a_crash_in_the_middle_of_a_batch_loses_nothing_and_ingests_nothin
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
-    stored = await probe.count(service.M)
+    stored = await probe.count(tables.messages)
     assert 0 < stored < total, f"the crash should come mid-way, but {stored} of {total} were stored"
     [state] = await probe.rows(select(S))
     assert state.last_uid <= stored  # the position never runs ahead of what is committed
@@ -260,7 +263,7 @@ async def test_a_crash_in_the_middle_of_a_batch_loses_nothing_and_ingests_nothin
     try:
         await wait_until(lambda: _messages(mail, total), timeout=30, what="every message after the restart")
         await asyncio.sleep(0.3)
-        ids = [r.external_id for r in await mail.rows(select(service.M.c.external_id))]
+        ids = [r.external_id for r in await mail.rows(select(tables.messages.c.external_id))]
         assert len(ids) == total and len(set(ids)) == total
         [state] = await mail.rows(select(S))
         assert state.last_uid == total
@@ -288,7 +291,7 @@ async def test_the_worker_reconnects_after_the_imap_server_goes_away(mail: Mail)
     await mail.wait_connected(timeout=15)
     await mail.append(message("<after@example.com>"))
     await wait_until(lambda: _messages(mail, 2), what="the mail after the restart")
-    assert await mail.count(service.M) == 2
+    assert await mail.count(tables.messages) == 2
 
 
 async def test_with_several_processes_each_mailbox_is_fetched_by_one_leader(
@@ -315,7 +318,7 @@ async def test_with_several_processes_each_mailbox_is_fetched_by_one_leader(
             await second.append(*(message(f"<l{i}@example.com>") for i in range(5, 8)))
             await wait_until(lambda: _messages(second, 8), what="the new leader's mail")
             await asyncio.sleep(0.3)
-            assert await second.count(service.M) == 8
+            assert await second.count(tables.messages) == 8
         finally:
             await second.stop()
     finally:
@@ -344,7 +347,7 @@ async def test_one_mail_sent_to_two_of_our_mailboxes_is_stored_once(
             return states.get("support") == 1 and states.get("sales") == 1
 
         await wait_until(both_fetched, what="both mailboxes to fetch the mail")
-        assert await mail.count(service.M) == 1
+        assert await mail.count(tables.messages) == 1
     finally:
         await mail.stop()
 

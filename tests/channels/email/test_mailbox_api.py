@@ -10,7 +10,7 @@ from hub.runtime import Runtime
 from tests.channels.email.conftest import message, wait_until
 from tests.channels.email.servers import imap_append
 from tests.conftest import LiveServer, login, make_agent, make_queue
-from ticketing import service
+from ticketing import tables
 
 
 async def test_a_mailbox_added_through_the_api_starts_fetching_and_can_be_changed_and_removed(
@@ -90,7 +90,7 @@ async def _count_messages(rt: object) -> int:
     from sqlalchemy import func, select
 
     async with rt.read() as conn:  # type: ignore[attr-defined]
-        return int((await conn.execute(select(func.count()).select_from(service.M))).scalar_one())
+        return int((await conn.execute(select(func.count()).select_from(tables.messages))).scalar_one())
 
 
 async def _stored_config(rt: Runtime, name: str) -> dict:  # type: ignore[type-arg]

@@ -19,16 +19,18 @@ from hub.runtime import Runtime, Tx
 from tests.channels.email.conftest import Mail, message, start_mail, wait_until
 from tests.channels.email.servers import Dovecot, SmtpServer
 from tests.conftest import make_agent, make_queue, racing
-from ticketing import service
+from ticketing import tables
 from ticketing.models import OutboxStatus
 from ticketing.permissions import Principal
+from ticketing.replies import reply
+from ticketing.tickets import get_ticket
 
 
 async def _ticket_and_agent(mail: Mail) -> tuple[int, Principal]:
     await mail.wait_connected()
     await mail.append(message("<s1@example.com>"))
-    await wait_until(lambda: _count_at_least(mail, service.T, 1), what="the ticket")
-    [ticket] = await mail.rows(select(service.T.c.id))
+    await wait_until(lambda: _count_at_least(mail, tables.tickets, 1), what="the ticket")
+    [ticket] = await mail.rows(select(tables.tickets.c.id))
     agent_id = await make_agent(mail.rt, "zoe", queues=["support"])
     return ticket.id, Principal(
         agent_id=agent_id, username="zoe", display_name="Zoe", role="admin", queue_ids=frozenset()
@@ -44,24 +46,24 @@ async def test_smtp_down_then_up_delivers_the_reply_exactly_once(mail: Mail) -> 
     once, and the message is marked sent."""
     ticket_id, agent = await _ticket_and_agent(mail)
     mail.smtp.stop()
-    sent = await service.reply(mail.rt, ticket_id=ticket_id, principal=agent, text="On its way.")
+    sent = await reply(mail.rt, ticket_id=ticket_id, principal=agent, text="On its way.")
 
     async def retried() -> bool:
-        rows = await mail.rows(select(service.O.c.attempts).where(service.O.c.message_id == sent.id))
+        rows = await mail.rows(select(tables.outbox.c.attempts).where(tables.outbox.c.message_id == sent.id))
         return bool(rows) and rows[0].attempts >= 2
 
     await wait_until(retried, what="two failed attempts")
-    [row] = await mail.rows(select(service.O).where(service.O.c.message_id == sent.id))
+    [row] = await mail.rows(select(tables.outbox).where(tables.outbox.c.message_id == sent.id))
     assert row.status == OutboxStatus.PENDING and "unreachable" in (row.last_error or "")
     mail.smtp.start()
     await wait_until(
-        lambda: _count_at_least(mail, service.O, 1, service.O.c.status == OutboxStatus.SENT), what="delivery"
+        lambda: _count_at_least(mail, tables.outbox, 1, tables.outbox.c.status == OutboxStatus.SENT), what="delivery"
     )
     await asyncio.sleep(0.3)  # a second delivery would show up here
     assert len(mail.smtp.handler.messages) == 1
     out = message_from_bytes(mail.smtp.handler.messages[0].data, policy=policy.default)
     assert out["Message-ID"] == sent.external_id
-    [msg] = await mail.rows(select(service.M).where(service.M.c.id == sent.id))
+    [msg] = await mail.rows(select(tables.messages).where(tables.messages.c.id == sent.id))
     assert msg.delivery_status == "sent"
 
 
@@ -69,15 +71,17 @@ async def test_a_permanent_smtp_failure_marks_the_reply_failed_for_the_agent(mai
     """A 5xx answer is not retried: the message is failed with the server's reason, visible on the ticket."""
     ticket_id, agent = await _ticket_and_agent(mail)
     mail.smtp.handler.refuse_with = "554 5.7.1 message rejected as spam"
-    sent = await service.reply(mail.rt, ticket_id=ticket_id, principal=agent, text="Hello")
+    sent = await reply(mail.rt, ticket_id=ticket_id, principal=agent, text="Hello")
     await wait_until(
-        lambda: _count_at_least(mail, service.M, 1, service.M.c.id == sent.id, service.M.c.delivery_status == "failed"),
+        lambda: _count_at_least(
+            mail, tables.messages, 1, tables.messages.c.id == sent.id, tables.messages.c.delivery_status == "failed"
+        ),
         what="the failure",
     )
-    detail = await service.get_ticket(mail.rt, ticket_id=ticket_id, principal=agent)
+    detail = await get_ticket(mail.rt, ticket_id=ticket_id, principal=agent)
     [failed] = [m for m in detail.messages if m.id == sent.id]
     assert failed.delivery_status == "failed" and "554" in (failed.delivery_error or "")
-    [row] = await mail.rows(select(service.O).where(service.O.c.message_id == sent.id))
+    [row] = await mail.rows(select(tables.outbox).where(tables.outbox.c.message_id == sent.id))
     assert row.status == OutboxStatus.FAILED and row.attempts == 1
 
 
@@ -97,7 +101,7 @@ async def test_new_tickets_are_acknowledged_once_and_an_auto_reply_ping_pong_nev
         assert ack["Auto-Submitted"] == "auto-replied"
         assert ack["In-Reply-To"] == "<p1@example.com>"
         assert smtp.handler.messages[0].recipients == ["robot@example.com"]
-        [ticket] = await mail.rows(select(service.T.c.id))
+        [ticket] = await mail.rows(select(tables.tickets.c.id))
         assert f"[#{ticket.id}]" in ack["Subject"]
 
         # The robot answers our acknowledgement, several times, with and without marking itself.
@@ -119,14 +123,16 @@ async def test_new_tickets_are_acknowledged_once_and_an_auto_reply_ping_pong_nev
             message("<rp@example.com>", sender="bounce@example.net", headers={"Return-Path": "<>"}),
         ]
         await mail.append(*robot_replies, *automatic)
-        await wait_until(lambda: _count_at_least(mail, service.M, 11), what="every mail")
+        await wait_until(lambda: _count_at_least(mail, tables.messages, 11), what="every mail")
         await asyncio.sleep(0.5)  # an acknowledgement would be sent by now
         assert len(smtp.handler.messages) == 1
         assert await mail.count(AR) == 1
         # The robot's answers stayed in its ticket (the subject tag names it and it takes part).
         tickets = {
             r.ticket_id
-            for r in await mail.rows(select(service.M.c.ticket_id).where(service.M.c.sender == "robot@example.com"))
+            for r in await mail.rows(
+                select(tables.messages.c.ticket_id).where(tables.messages.c.sender == "robot@example.com")
+            )
         }
         assert tickets == {ticket.id}
     finally:
@@ -167,7 +173,7 @@ async def test_automatic_replies_counted_at_the_same_moment_keep_to_the_limit(ma
 async def test_a_bounce_attaches_to_the_ticket_of_the_message_it_reports(mail: Mail) -> None:
     """A delivery failure report about one of our replies lands in that reply's ticket, not a new one."""
     ticket_id, agent = await _ticket_and_agent(mail)
-    sent = await service.reply(mail.rt, ticket_id=ticket_id, principal=agent, text="Hello")
+    sent = await reply(mail.rt, ticket_id=ticket_id, principal=agent, text="Hello")
     await wait_until(lambda: _captured(mail, 1), what="the reply")
     bounce = (
         "From: Mail Delivery System <MAILER-DAEMON@mx.example.com>\r\n"
@@ -185,10 +191,12 @@ async def test_a_bounce_attaches_to_the_ticket_of_the_message_it_reports(mail: M
         "--B--\r\n"
     ).encode()
     await mail.append(bounce)
-    await wait_until(lambda: _count_at_least(mail, service.M, 3), what="the bounce")
-    [stored] = await mail.rows(select(service.M).where(service.M.c.external_id == "<bounce-1@mx.example.com>"))
+    await wait_until(lambda: _count_at_least(mail, tables.messages, 3), what="the bounce")
+    [stored] = await mail.rows(
+        select(tables.messages).where(tables.messages.c.external_id == "<bounce-1@mx.example.com>")
+    )
     assert stored.ticket_id == ticket_id and stored.meta.get("bounce") is True
-    assert await mail.count(service.T) == 1
+    assert await mail.count(tables.tickets) == 1
 
 
 def test_templates_are_overridden_per_queue_then_globally(tmp_path: Path) -> None:

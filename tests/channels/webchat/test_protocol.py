@@ -24,7 +24,11 @@ from hub.config import Settings
 from hub.events import events_after
 from hub.runtime import Runtime
 from tests.conftest import LiveServer, login, make_agent, make_queue
-from ticketing.service import C, I, M, Q, T
+from ticketing.tables import contact_identities as I
+from ticketing.tables import contacts as C
+from ticketing.tables import messages as M
+from ticketing.tables import queues as Q
+from ticketing.tables import tickets as T
 
 SECRET = "site-shared-secret-for-tests"
 

@@ -11,7 +11,7 @@ from hub.runtime import Runtime, Tx
 from tests.conftest import make_queue, racing
 from ticketing.chat import AlreadyRated, NotRateable, rate
 from ticketing.ingest import ingest_batch
-from ticketing.service import T
+from ticketing.tables import tickets as T
 
 
 async def _chat(rt: Runtime) -> int:

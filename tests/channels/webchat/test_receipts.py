@@ -14,7 +14,7 @@ from hub.runtime import Runtime
 from tests.conftest import make_queue
 from ticketing.chat import mark_delivered
 from ticketing.ingest import ingest_batch
-from ticketing.service import M
+from ticketing.tables import messages as M
 
 _events = Event.__table__  # type: ignore[attr-defined]
 

@@ -10,7 +10,8 @@ from hub.db import lock_keys, utcnow
 from hub.runtime import Runtime, Tx
 from tests.conftest import racing
 from ticketing.chat import _VISITOR_LOCK_SPACE, link_verified_visitor
-from ticketing.service import C, I
+from ticketing.tables import contact_identities as I
+from ticketing.tables import contacts as C
 
 
 async def contacts(rt: Runtime) -> int:

@@ -1,0 +1,285 @@
+"""Agents' messages on a ticket: replies (group-committed with their outbox rows) and internal notes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import bindparam, case, func, select, update
+
+from hub.db import UTCDateTime, fetch_all, insert_returning_ids, insert_returning_ids_by, one_of_param, utcnow
+from hub.events import EventType
+from hub.group_commit import GroupCommit
+from hub.messages import OutboundMessage
+from hub.runtime import Runtime
+from ticketing.exceptions import NoRecipient, NotYourTicket, TicketNotFound
+from ticketing.models import DeliveryStatus, Direction, MessageRead, TicketStatus
+from ticketing.permissions import Principal
+from ticketing.tables import messages, outbox, tickets
+from ticketing.tickets import check_visible, message_event, ticket_event, ticket_row
+
+
+def new_message_id(domain: str) -> str:
+    return f"<{uuid.uuid4().hex}@{domain}>"
+
+
+async def reply(rt: Runtime, *, ticket_id: int, principal: Principal, text: str) -> MessageRead:
+    """An agent's reply: the message and its outbox row commit together; the dispatcher delivers it.
+
+    Replies arriving together from many agents commit in one transaction (``hub.group_commit``): one
+    transaction each would hold the database's one writer about as long as a whole batch of them does."""
+    group = rt.caches.get("replies")
+    if group is None:
+        group = rt.caches["replies"] = GroupCommit(
+            lambda batch: _store_replies(rt, batch), max_batch=_REPLY_BATCH_MAX, name="reply-batches"
+        )
+    return await group.submit(_ReplyRequest(ticket_id, principal, text))
+
+
+_REPLY_BATCH_MAX = 200
+
+
+@dataclass(frozen=True, slots=True)
+class _ReplyRequest:
+    ticket_id: int
+    principal: Principal
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class _LastInbound:
+    """What a reply takes from the message it answers: the newest inbound message of its ticket, when it has a
+    sender to answer."""
+
+    channel: str
+    external_id: str | None
+    sender: str
+    recipient: str | None
+    meta: dict[str, Any] | None
+
+
+# ``Runtime.caches`` key of the process's running outbox dispatcher (``ticketing.outbox``), which replies are
+# handed to as they commit.
+OUTBOX_HANDOFF = "outbox-handoff"
+
+
+class OutboxHandoff(Protocol):
+    lease: timedelta
+
+    def hand(self, rows: list[tuple[int, OutboundMessage]]) -> None:
+        """Take committed outbox rows (id, message), leased to this dispatcher, for sending."""
+
+
+def _reply_statements(postgres: bool) -> tuple[Any, Any]:
+    """``_store_replies``' statements, built once per dialect: the tickets with the newest inbound message of
+    each (one statement; on PostgreSQL locking the tickets, in id order, so that two batches never wait on each
+    other in a cycle), and the update that answers the tickets' new state."""
+    dialect = "postgresql" if postgres else "sqlite"
+    last_in_id = (
+        select(messages.c.id)
+        .where(messages.c.ticket_id == tickets.c.id, messages.c.direction == Direction.INBOUND.value)
+        .order_by(messages.c.id.desc())
+        .limit(1)
+        .correlate(tickets)
+        .scalar_subquery()
+    )
+    read_tickets = (
+        select(
+            tickets,
+            messages.c.channel.label("in_channel"),
+            messages.c.external_id.label("in_external_id"),
+            messages.c.sender.label("in_sender"),
+            messages.c.recipient.label("in_recipient"),
+            messages.c.meta.label("in_meta"),
+        )
+        .select_from(tickets.outerjoin(messages, messages.c.id == last_in_id))
+        .where(one_of_param(dialect, tickets.c.id, "ids"))
+        .order_by(tickets.c.id)
+    )
+    if postgres:
+        read_tickets = read_tickets.with_for_update(of=tickets)
+    now = bindparam("now", type_=UTCDateTime())
+    replied = (
+        update(tickets)
+        .where(one_of_param(dialect, tickets.c.id, "ids"))
+        .values(
+            updated_at=now,
+            last_message_at=now,
+            first_response_at=func.coalesce(tickets.c.first_response_at, now),
+            status=case((tickets.c.status == TicketStatus.NEW.value, TicketStatus.OPEN.value), else_=tickets.c.status),
+        )
+        .returning(*tickets.c)
+    )
+    return read_tickets, replied
+
+
+_REPLY_STATEMENTS = {postgres: _reply_statements(postgres) for postgres in (False, True)}
+
+
+async def _store_replies(rt: Runtime, batch: Sequence[_ReplyRequest]) -> list[MessageRead | Exception]:
+    """Store a batch of replies in one transaction with a fixed number of statements; one answer per reply, in
+    order. A reply that is refused (no such ticket, not the agent's, nobody to answer) is answered with its
+    error and the others still commit."""
+    now = utcnow()
+    out: list[MessageRead | Exception | None] = [None] * len(batch)
+    async with rt.write() as tx:
+        conn = tx.conn
+        read_tickets, update_tickets = _REPLY_STATEMENTS[conn.dialect.name == "postgresql"]
+        ticket_ids = sorted({r.ticket_id for r in batch})
+        ticket_rows: dict[int, Any] = {}
+        last_in: dict[int, _LastInbound] = {}
+        for r in await fetch_all(conn, read_tickets, {"ids": ticket_ids}):
+            ticket_rows[r.id] = r
+            if r.in_sender:
+                last_in[r.id] = _LastInbound(r.in_channel, r.in_external_id, r.in_sender, r.in_recipient, r.in_meta)
+        rows: list[dict[str, Any]] = []
+        outbound: list[OutboundMessage] = []
+        accepted: list[int] = []  # indexes into batch
+        for i, request in enumerate(batch):
+            ticket_id = request.ticket_id
+            row = ticket_rows.get(ticket_id)
+            try:
+                if row is None:
+                    raise TicketNotFound(f"ticket {ticket_id} does not exist")
+                check_visible(request.principal, row)
+                last = last_in.get(ticket_id)
+                if last is None:
+                    raise NoRecipient(f"ticket {ticket_id} has no inbound message to reply to")
+            except (TicketNotFound, NotYourTicket, NoRecipient) as exc:
+                out[i] = exc
+                continue
+            msg, message = _reply_message(rt, row, last, request, now)
+            rows.append(msg)
+            outbound.append(message)
+            accepted.append(i)
+        if rows:
+            ids = await insert_returning_ids(conn, messages, rows)
+            for msg, message, mid in zip(rows, outbound, ids, strict=True):
+                msg["id"] = message.message_id = mid
+            # With this process's dispatcher running, the rows are leased to it as they are written and handed
+            # to it after the commit: no pass has to find and claim them. Should the process stop before
+            # sending them, any dispatcher claims them once the lease ends.
+            handoff: OutboxHandoff | None = rt.caches.get(OUTBOX_HANDOFF)
+            leased_until = now + handoff.lease if handoff is not None else None
+            # One outbox row per message (message_id is unique): on PostgreSQL one statement reads the keys back.
+            outbox_ids = await insert_returning_ids_by(
+                conn,
+                outbox,
+                [
+                    {
+                        "message_id": m.message_id,
+                        "channel": m.channel,
+                        "payload": m.model_dump(mode="json"),
+                        "status": "pending",
+                        "attempts": 0,
+                        "next_attempt_at": now,
+                        "locked_until": leased_until,
+                        "created_at": now,
+                    }
+                    for m in outbound
+                ],
+                ("message_id",),
+            )
+            replied = sorted({batch[i].ticket_id for i in accepted})  # locked above, on PostgreSQL
+            # The update answers the tickets' new state, for the events.
+            updated = {r.id: r for r in await fetch_all(conn, update_tickets, {"ids": replied, "now": now})}
+            # Each message's event, and after a ticket's last message in this batch, the ticket's new state.
+            last_of = {batch[i].ticket_id: n for n, i in enumerate(accepted)}
+            for n, (i, msg) in enumerate(zip(accepted, rows, strict=True)):
+                ticket = updated[batch[i].ticket_id]
+                tx.emit(message_event(msg, ticket))
+                if last_of[batch[i].ticket_id] == n:
+                    tx.emit(ticket_event(EventType.TICKET_UPDATED, ticket))
+                out[i] = MessageRead.model_validate({**msg, "delivery_error": None})
+            if handoff is not None:
+                handed = list(zip(outbox_ids, outbound, strict=True))
+                tx.after_commit.append(lambda: handoff.hand(handed))
+            else:
+                tx.after_commit.append(rt.outbox_wakeup.set)
+    return [o if o is not None else RuntimeError("reply not answered") for o in out]
+
+
+def _reply_message(
+    rt: Runtime, row: Any, last_in: _LastInbound, request: _ReplyRequest, now: datetime
+) -> tuple[dict[str, Any], OutboundMessage]:
+    """The message row of a reply and what its channel adapter will send (``message_id`` set once stored)."""
+    ticket_id = row.id
+    # A conversation moved to another channel (a chat left for email) is answered there.
+    channel = row.reply_channel or row.channel
+    recipient = row.reply_to or last_in.sender
+    moved = channel != last_in.channel
+    external_id = new_message_id(rt.settings.mail_domain) if channel == "email" else None
+    subject = _reply_subject(row.subject, ticket_id) if channel == "email" else None
+    references = (
+        [*(last_in.meta or {}).get("references", []), last_in.external_id] if last_in.external_id and not moved else []
+    )
+    msg = {
+        "ticket_id": ticket_id,
+        "direction": Direction.OUTBOUND.value,
+        "channel": channel,
+        "external_id": external_id,
+        "author_agent_id": request.principal.agent_id,
+        "sender": None,
+        "recipient": recipient,
+        "subject": subject,
+        "text": request.text,
+        "html": None,
+        "attachments": [],
+        "meta": {"references": references} if references else {},
+        "delivery_status": DeliveryStatus.PENDING.value,
+        "created_at": now,
+        "contact_id": row.contact_id,
+    }
+    outbound = OutboundMessage(
+        message_id=0,
+        ticket_id=ticket_id,
+        channel=channel,
+        recipient=recipient,
+        text=request.text,
+        subject=subject,
+        external_id=external_id,
+        in_reply_to=last_in.external_id if channel == "email" and not moved else None,
+        references=references,
+        sender_address=None if moved else last_in.recipient,
+        agent_name=request.principal.display_name,
+        metadata={"thread_key": row.thread_key} if row.thread_key else {},
+    )
+    return msg, outbound
+
+
+def _reply_subject(subject: str, ticket_id: int) -> str:
+    tag = f"[#{ticket_id}]"
+    base = subject or "Your request"
+    if tag not in base:
+        base = f"{base} {tag}"
+    return base if base.lower().startswith("re:") else f"Re: {base}"
+
+
+async def add_note(rt: Runtime, *, ticket_id: int, principal: Principal, text: str) -> MessageRead:
+    """An internal note: visible to agents only, never sent to the customer."""
+    now = utcnow()
+    async with rt.write() as tx:
+        row = await ticket_row(tx.conn, ticket_id)
+        check_visible(principal, row)
+        msg = {
+            "ticket_id": ticket_id,
+            "direction": Direction.NOTE.value,
+            "channel": row.channel,
+            "author_agent_id": principal.agent_id,
+            "text": text,
+            "attachments": [],
+            "meta": {},
+            "delivery_status": DeliveryStatus.RECEIVED.value,
+            "created_at": now,
+        }
+        msg_row = (await tx.conn.execute(messages.insert().values(**msg).returning(*messages.c))).one()
+        updated = (
+            await tx.conn.execute(
+                update(tickets).where(tickets.c.id == ticket_id).values(updated_at=now).returning(*tickets.c)
+            )
+        ).one()
+        tx.emit(message_event(dict(msg_row._mapping), updated))
+    return MessageRead.model_validate(msg_row._mapping)

@@ -1,0 +1,26 @@
+"""The ticketing tables, each named as in SQL, for Core statements; and the stored values of the open statuses."""
+
+from ticketing.models import (
+    OPEN_STATUSES,
+    Agent,
+    AgentQueue,
+    Contact,
+    ContactIdentity,
+    Message,
+    Outbox,
+    Queue,
+    RoutingRules,
+    Ticket,
+)
+
+tickets = Ticket.__table__  # type: ignore[attr-defined]
+messages = Message.__table__  # type: ignore[attr-defined]
+contacts = Contact.__table__  # type: ignore[attr-defined]
+contact_identities = ContactIdentity.__table__  # type: ignore[attr-defined]
+queues = Queue.__table__  # type: ignore[attr-defined]
+agents = Agent.__table__  # type: ignore[attr-defined]
+agent_queues = AgentQueue.__table__  # type: ignore[attr-defined]
+outbox = Outbox.__table__  # type: ignore[attr-defined]
+routing_rules = RoutingRules.__table__  # type: ignore[attr-defined]
+
+OPEN_STATUS_VALUES = [s.value for s in OPEN_STATUSES]

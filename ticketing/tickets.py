@@ -1,0 +1,232 @@
+"""Reading tickets and contacts, who may see a ticket, and the payloads of ticket and message events."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub.events import EventType, NewEvent
+from hub.runtime import Runtime
+from ticketing.exceptions import ContactNotFound, NotYourTicket, TicketNotFound
+from ticketing.models import (
+    ContactHistory,
+    ContactRead,
+    IdentityRead,
+    MessageRead,
+    TicketDetail,
+    TicketPage,
+    TicketRead,
+)
+from ticketing.permissions import Principal
+from ticketing.tables import contact_identities, contacts, messages, tickets
+
+EVENT_TEXT_LIMIT = 10_000
+
+
+# --- event payloads ---------------------------------------------------------------------------------------
+
+
+def ticket_summary(row: Any) -> dict[str, Any]:
+    m = row._mapping if hasattr(row, "_mapping") else row
+    # The rating is read with get(): a ticket just created is summarized from the values inserted, which leave
+    # the rating out (it has none). Rows read back (routing's claim included) carry it.
+    return {
+        "id": m["id"],
+        "number": f"#{m['id']}",
+        "subject": m["subject"],
+        "status": m["status"],
+        "priority": m["priority"],
+        "channel": m["channel"],
+        "contact_id": m["contact_id"],
+        "queue_id": m["queue_id"],
+        "assignee_id": m["assignee_id"],
+        "offered_agent_id": m["offered_agent_id"],
+        "offer_expires_at": iso(m["offer_expires_at"]),
+        "tags": list(m["tags"] or []),
+        "created_at": iso(m["created_at"]),
+        "updated_at": iso(m["updated_at"]),
+        "last_message_at": iso(m["last_message_at"]),
+        "rating": m.get("rating"),
+        "rating_comment": m.get("rating_comment"),
+    }
+
+
+def message_summary(m: dict[str, Any]) -> dict[str, Any]:
+    text = m.get("text") or ""
+    return {
+        "id": m["id"],
+        "ticket_id": m["ticket_id"],
+        "direction": m["direction"],
+        "channel": m["channel"],
+        "author_agent_id": m.get("author_agent_id"),
+        "sender": m.get("sender"),
+        "subject": m.get("subject"),
+        "text": text[:EVENT_TEXT_LIMIT],
+        "truncated": len(text) > EVENT_TEXT_LIMIT,
+        "attachments": m.get("attachments") or [],
+        "delivery_status": m.get("delivery_status"),
+        "created_at": iso(m.get("created_at")),
+    }
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def ticket_event(type_: str, row: Any, **extra: Any) -> NewEvent:
+    m = row._mapping if hasattr(row, "_mapping") else row
+    return NewEvent(
+        type=type_,
+        payload={"ticket": ticket_summary(m), **extra},
+        ticket_id=m["id"],
+        queue_id=m["queue_id"],
+        agent_id=m["assignee_id"] or m["offered_agent_id"],
+    )
+
+
+def message_event(msg: dict[str, Any], ticket_row: Any) -> NewEvent:
+    t = ticket_row._mapping if hasattr(ticket_row, "_mapping") else ticket_row
+    return NewEvent(
+        type=EventType.MESSAGE_CREATED,
+        payload={"message": message_summary(msg)},
+        ticket_id=t["id"],
+        queue_id=t["queue_id"],
+        agent_id=t["assignee_id"] or t["offered_agent_id"],
+    )
+
+
+# --- reading ----------------------------------------------------------------------------------------------
+
+
+async def ticket_row(conn: AsyncConnection, ticket_id: int, *, lock: bool = False) -> Any:
+    stmt = select(tickets).where(tickets.c.id == ticket_id)
+    if lock and conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    row = (await conn.execute(stmt)).first()
+    if row is None:
+        raise TicketNotFound(f"ticket {ticket_id} does not exist")
+    return row
+
+
+def check_visible(principal: Principal, row: Any) -> None:
+    if not principal.can_see_ticket(
+        queue_id=row.queue_id, assignee_id=row.assignee_id, offered_agent_id=row.offered_agent_id
+    ):
+        raise NotYourTicket(f"ticket {row.id} is not in your queues")
+
+
+async def get_ticket(rt: Runtime, *, ticket_id: int, principal: Principal) -> TicketDetail:
+    """A ticket with its contact and every message, oldest first."""
+    async with rt.read() as conn:
+        row = await ticket_row(conn, ticket_id)
+        check_visible(principal, row)
+        message_rows = (
+            await conn.execute(select(messages).where(messages.c.ticket_id == ticket_id).order_by(messages.c.id))
+        ).all()
+        contact = await _contact_read(conn, row.contact_id)
+    return TicketDetail.model_validate(
+        {**row._mapping, "contact": contact, "messages": [MessageRead.model_validate(m._mapping) for m in message_rows]}
+    )
+
+
+async def list_tickets(
+    rt: Runtime,
+    *,
+    principal: Principal,
+    status: Sequence[str] = (),
+    queue_id: int | None = None,
+    assignee_id: int | None = None,
+    channel: str | None = None,
+    contact_id: int | None = None,
+    mine: bool = False,
+    offset: int = 0,
+    limit: int = 50,
+) -> TicketPage:
+    """Tickets the principal may see, newest activity first."""
+    conds = []
+    if not principal.sees_all:
+        conds.append(
+            or_(
+                tickets.c.queue_id.in_(principal.queue_ids or {-1}),
+                tickets.c.assignee_id == principal.agent_id,
+                tickets.c.offered_agent_id == principal.agent_id,
+            )
+        )
+    if status:
+        conds.append(tickets.c.status.in_(list(status)))
+    if queue_id is not None:
+        conds.append(tickets.c.queue_id == queue_id)
+    if assignee_id is not None:
+        conds.append(tickets.c.assignee_id == assignee_id)
+    if mine:
+        conds.append(tickets.c.assignee_id == principal.agent_id)
+    if channel:
+        conds.append(tickets.c.channel == channel)
+    if contact_id is not None:
+        conds.append(tickets.c.contact_id == contact_id)
+    async with rt.read() as conn:
+        total = (await conn.execute(select(func.count()).select_from(tickets).where(*conds))).scalar_one()
+        rows = (
+            await conn.execute(
+                select(tickets)
+                .where(*conds)
+                .order_by(func.coalesce(tickets.c.last_message_at, tickets.c.created_at).desc(), tickets.c.id.desc())
+                .offset(offset)
+                .limit(limit)
+            )
+        ).all()
+    return TicketPage(
+        items=[TicketRead.model_validate(r._mapping) for r in rows], total=total, offset=offset, limit=limit
+    )
+
+
+async def _contact_read(conn: AsyncConnection, contact_id: int) -> ContactRead:
+    row = (await conn.execute(select(contacts).where(contacts.c.id == contact_id))).first()
+    if row is None:
+        raise ContactNotFound(f"contact {contact_id} does not exist")
+    idents = (
+        await conn.execute(
+            select(contact_identities.c.kind, contact_identities.c.value)
+            .where(contact_identities.c.contact_id == contact_id)
+            .order_by(contact_identities.c.id)
+        )
+    ).all()
+    return ContactRead.model_validate(
+        {**row._mapping, "identities": [IdentityRead(kind=k, value=v) for k, v in idents]}
+    )
+
+
+async def get_contact_history(rt: Runtime, *, contact_id: int, principal: Principal) -> ContactHistory:
+    """A contact with every ticket and message across all channels (the tickets the principal may see)."""
+    async with rt.read() as conn:
+        contact = await _contact_read(conn, contact_id)
+        rows = (
+            await conn.execute(select(tickets).where(tickets.c.contact_id == contact_id).order_by(tickets.c.id))
+        ).all()
+        visible = [
+            r
+            for r in rows
+            if principal.can_see_ticket(
+                queue_id=r.queue_id, assignee_id=r.assignee_id, offered_agent_id=r.offered_agent_id
+            )
+        ]
+        if rows and not visible:
+            raise NotYourTicket(f"contact {contact_id} has no tickets in your queues")
+        ids = [r.id for r in visible]
+        msgs = (
+            (await conn.execute(select(messages).where(messages.c.ticket_id.in_(ids)).order_by(messages.c.id))).all()
+            if ids
+            else []
+        )
+    by_ticket: dict[int, list[MessageRead]] = {}
+    for m in msgs:
+        by_ticket.setdefault(m.ticket_id, []).append(MessageRead.model_validate(m._mapping))
+    details = [
+        TicketDetail.model_validate({**r._mapping, "contact": contact, "messages": by_ticket.get(r.id, [])})
+        for r in visible
+    ]
+    return ContactHistory.model_validate({**contact.model_dump(), "tickets": details})

@@ -259,6 +259,14 @@ class Message(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("channel", "external_id", name="uq_message_channel_external_id"),
         Index("ix_messages_ticket_id_id", "ticket_id", "id"),
+        Index(
+            "ix_messages_ticket_client_key",
+            "ticket_id",
+            "client_key",
+            unique=True,
+            sqlite_where=text("client_key IS NOT NULL"),
+            postgresql_where=text("client_key IS NOT NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -279,6 +287,8 @@ class Message(SQLModel, table=True):
     delivery_error: str | None = None
     received_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # The key an agent's client sent the reply or note with: a send repeated with it answers this message.
+    client_key: str | None = Field(default=None, max_length=64)
 
 
 class Outbox(SQLModel, table=True):
@@ -522,12 +532,23 @@ class StatusChange(Input):
     status: AgentStatus
 
 
+CLIENT_KEY = PField(
+    default=None,
+    min_length=1,
+    max_length=64,
+    description="Any string unique to this message, chosen by the client: sending again with the same key "
+    "(after a network error) stores nothing new and answers the message the first send stored",
+)
+
+
 class ReplyCreate(Input):
     text: str = PField(min_length=1, max_length=100_000)
+    client_key: str | None = CLIENT_KEY
 
 
 class NoteCreate(Input):
     text: str = PField(min_length=1, max_length=100_000)
+    client_key: str | None = CLIENT_KEY
 
 
 class TicketUpdate(Input):

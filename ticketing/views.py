@@ -156,14 +156,17 @@ async def update_ticket(ticket_id: IdParam, body: TicketUpdate, agent: CurrentAg
 
 @router.post("/tickets/{ticket_id}/reply", response_model=MessageRead, status_code=201, tags=["tickets"])
 async def reply(ticket_id: IdParam, body: ReplyCreate, agent: CurrentAgent, rt: RuntimeDep) -> MessageRead:
-    """Reply to the customer on the channel they used; delivered through the outbox."""
-    return await replies.reply(rt, ticket_id=ticket_id, principal=agent, text=body.text)
+    """Reply to the customer on the channel they used; delivered through the outbox. Sent again with the same
+    ``client_key``, it answers the reply already stored (201 again) instead of storing another."""
+    return await replies.reply(rt, ticket_id=ticket_id, principal=agent, text=body.text, client_key=body.client_key)
 
 
 @router.post("/tickets/{ticket_id}/notes", response_model=MessageRead, status_code=201, tags=["tickets"])
 async def add_note(ticket_id: IdParam, body: NoteCreate, agent: CurrentAgent, rt: RuntimeDep) -> MessageRead:
-    """An internal note, never sent to the customer."""
-    return await replies.add_note(rt, ticket_id=ticket_id, principal=agent, text=body.text)
+    """An internal note, never sent to the customer; idempotent on ``client_key`` as replies are."""
+    return await replies.add_note(
+        rt, ticket_id=ticket_id, principal=agent, text=body.text, client_key=body.client_key
+    )
 
 
 @router.post("/tickets/{ticket_id}/assign", response_model=TicketRead, tags=["tickets"])

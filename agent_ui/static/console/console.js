@@ -17,6 +17,7 @@ const state = {
   waitingSince: new Map(), // ticket id -> iso of the oldest unanswered customer message
   current: null, // ticket id
   detail: null,
+  sending: null, // {id, text, mode, key} of the message whose send has not succeeded yet
   shown: new Set(), // message ids in the timeline
   mode: "reply",
   ready: false,
@@ -517,6 +518,17 @@ function setMode(mode) {
   $("send").textContent = mode === "note" ? "Add note" : "Send";
 }
 
+// A key per message being sent, kept until its send succeeds: Send clicked again after a network error (the first
+// request may have been stored all the same) sends the same key, and the server stores the message once.
+function clientKey(id, text, mode) {
+  const s = state.sending;
+  if (s && s.id === id && s.text === text && s.mode === mode) return s.key;
+  const bytes = crypto.getRandomValues(new Uint8Array(16)); // randomUUID needs a secure context
+  const key = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  state.sending = { id, text, mode, key };
+  return key;
+}
+
 async function sendCurrent() {
   const text = $("text").value.trim();
   if (!text || !state.current) return;
@@ -524,7 +536,8 @@ async function sendCurrent() {
   $("send").disabled = true;
   try {
     const path = state.mode === "note" ? `/api/tickets/${id}/notes` : `/api/tickets/${id}/reply`;
-    const m = await api("POST", path, { text });
+    const m = await api("POST", path, { text, client_key: clientKey(id, text, state.mode) });
+    state.sending = null;
     $("text").value = "";
     $("compose-error").textContent = "";
     if (state.current === id) appendMessage(m);

@@ -9,6 +9,8 @@ from datetime import timedelta
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
@@ -23,6 +25,7 @@ from hub.config import Settings, get_settings
 from hub.db import Database, utcnow
 from hub.errors import SwitchboardError
 from hub.events import prune_events
+from hub.inputs import clean
 from hub.messages import Sender
 from hub.metrics import Metrics
 from hub.runtime import Runtime
@@ -305,6 +308,11 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
     @app.exception_handler(SwitchboardError)
     async def _domain_error(_request: Request, exc: SwitchboardError) -> JSONResponse:
         return JSONResponse(exc.answer(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's answer, with the input it echoes cleaned: a lone surrogate in it cannot be encoded (a 500).
+        return JSONResponse({"detail": clean(jsonable_encoder(exc.errors()))}, status_code=422)
 
     @app.exception_handler(BodyTooLarge)
     async def _too_large(_request: Request, exc: BodyTooLarge) -> JSONResponse:

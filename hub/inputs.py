@@ -59,34 +59,60 @@ def clean_text(value: str) -> str:
 def clean(value: Any) -> Any:
     """``value`` with every string in it (dict keys too) cleaned by ``clean_text``. Containers are copied only
     when something in them changed, so clean input comes back as the very same object."""
-    if isinstance(value, str):
+    kind = type(value)
+    if kind is str:
         return clean_text(value)
-    if isinstance(value, dict):
-        changed: dict[Any, Any] | None = None
-        for key, item in value.items():
-            new_key = clean_text(key) if isinstance(key, str) else key
-            new_item = item if isinstance(item, int | float | bool | None) else clean(item)
-            if changed is None and (new_key is not key or new_item is not item):
-                changed = {}
-                for k, v in value.items():
-                    if k is key:
-                        break
-                    changed[k] = v
-            if changed is not None:
-                changed[new_key] = new_item
-        return value if changed is None else changed
-    if isinstance(value, list | tuple):
-        items: list[Any] | None = None
-        for i, item in enumerate(value):
-            new_item = item if isinstance(item, int | float | bool | None) else clean(item)
-            if items is None and new_item is not item:
-                items = list(value[:i])
-            if items is not None:
-                items.append(new_item)
-        if items is None:
-            return value
-        return items if isinstance(value, list) else tuple(items)
+    if kind is dict:
+        return _clean_dict(value)
+    if kind is list or kind is tuple:
+        return _clean_sequence(value)
+    if isinstance(value, str):  # a str subclass (an enum member): as it is, unless it must be cleaned
+        return clean_text(value)
     return value
+
+
+def _clean_dict(value: dict[Any, Any]) -> dict[Any, Any]:
+    # The checks of clean_text inline: a function call per key and value would cost more than the checks.
+    changed: dict[Any, Any] | None = None
+    for key, item in value.items():
+        new_key = key
+        if type(key) is str and ("\x00" in key or not key.isascii()):
+            new_key = clean_text(key)
+        kind = type(item)
+        new_item = item
+        if kind is str:
+            if "\x00" in item or not item.isascii():
+                new_item = clean_text(item)
+        elif kind is dict or kind is list or kind is tuple:
+            new_item = clean(item)
+        if changed is None and (new_key is not key or new_item is not item):
+            changed = {}
+            for k, v in value.items():
+                if k is key:
+                    break
+                changed[k] = v
+        if changed is not None:
+            changed[new_key] = new_item
+    return value if changed is None else changed
+
+
+def _clean_sequence(value: list[Any] | tuple[Any, ...]) -> list[Any] | tuple[Any, ...]:
+    items: list[Any] | None = None
+    for n, item in enumerate(value):
+        kind = type(item)
+        new_item = item
+        if kind is str:
+            if "\x00" in item or not item.isascii():
+                new_item = clean_text(item)
+        elif kind is dict or kind is list or kind is tuple:
+            new_item = clean(item)
+        if items is None and new_item is not item:
+            items = list(value[:n])
+        if items is not None:
+            items.append(new_item)
+    if items is None:
+        return value
+    return items if type(value) is list else tuple(items)
 
 
 class Input(BaseModel):

@@ -52,6 +52,11 @@ class LoginResponse(BaseModel):
     agent: AgentRead
 
 
+class InboundMessageInput(Input, InboundMessage):
+    """A normalized message as the API takes it: the JSON is cleaned before it is validated (``hub.inputs``), for
+    what Python's JSON parser lets through and a channel adapter never produces (a lone surrogate)."""
+
+
 class InboundAccepted(BaseModel):
     message_id: int
     ticket_id: int
@@ -289,7 +294,7 @@ async def update_agent(agent_id: IdParam, body: AgentUpdate, agent: CurrentAgent
 
 
 @router.post("/inbound", response_model=InboundAccepted, tags=["integrations"])
-async def inbound(body: InboundMessage, agent: CurrentAgent, request: Request) -> InboundAccepted:
+async def inbound(body: InboundMessageInput, agent: CurrentAgent, request: Request) -> InboundAccepted:
     """Admins and integrators: ingest a normalized message (idempotent on channel + external_id)."""
     agent.require_admin()
     result = await request.app.state.ingest.submit(body)

@@ -411,7 +411,9 @@ class WebchatService:
             if not isinstance(data, dict):
                 conn.push(_error("bad_frame", "frames must be JSON objects"))
                 continue
-            data = clean(data)
+            if data.get("type") != "message":
+                # A message's text is cleaned once, as its InboundMessage is built (the chat's hot path).
+                data = clean(data)
             try:
                 await self._handle(conn, data)
             except SwitchboardError as exc:

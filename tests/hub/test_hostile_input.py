@@ -276,3 +276,14 @@ async def test_a_chunked_body_over_the_limit_is_413(settings: Settings, world: d
     finally:
         live.stop()
 
+
+
+async def test_a_422_echoing_a_lone_surrogate_is_still_a_422(
+    client: httpx.AsyncClient, world: dict[str, int], api: dict[str, dict[str, str]]
+) -> None:
+    """A refused body whose input holds a lone surrogate answers its 422 (FastAPI echoes the input, which could
+    not be encoded: a 500)."""
+    r = await client.put(
+        "/api/routing/rules", content=b'["\\ud800"]', headers={**api["ada"], "Content-Type": "application/json"}
+    )
+    assert r.status_code == 422 and r.json()["detail"][0]["input"] == ["\ufffd"], r.text

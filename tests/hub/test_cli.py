@@ -189,4 +189,8 @@ def test_a_database_at_the_three_old_heads_upgrades_to_one_history(tmp_path: Pat
 
     assert versions() == {"0002_email", "0004_webchat", "0005_ticket_indexes"}
     upgrade(url)
-    assert versions() == set(ScriptDirectory.from_config(alembic_config(url)).get_heads()) == {"0006_merge_heads"}
+    script = ScriptDirectory.from_config(alembic_config(url))
+    [head] = script.get_heads()
+    assert versions() == {head}
+    # the merge revision, or a later one built on it
+    assert "0006_merge_heads" in {rev.revision for rev in script.iterate_revisions(head, "base")}

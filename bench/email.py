@@ -26,13 +26,14 @@ from pydantic import SecretStr  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from bench._common import PG_DEFAULT, fresh_database  # noqa: E402
-from channels.email.service import EmailChannel  # noqa: E402
+from channels.email.service import EmailService  # noqa: E402
 from hub.config import MailboxSettings, Settings  # noqa: E402
 from hub.runtime import standalone  # noqa: E402
 from tests.channels.email.servers import Dovecot, imap_append  # noqa: E402
 from ticketing import tables  # noqa: E402
 from ticketing.ingest import IngestPipeline  # noqa: E402
 from ticketing.models import QueueCreate  # noqa: E402
+from ticketing.ports import register_ports  # noqa: E402
 from ticketing.queues import create_queue  # noqa: E402
 
 
@@ -109,10 +110,11 @@ async def run(url: str, n: int, dovecot: Dovecot, attachments: Path, batch: int)
     await append_all(dovecot.port, raws)
     appended = time.perf_counter() - t0
     async with standalone(settings) as rt:
+        register_ports(rt)
         await create_queue(rt, data=QueueCreate(name="support", channels=["email"]))
         pipeline = IngestPipeline(rt)
         await pipeline.start()
-        channel = EmailChannel(rt, pipeline.submit)
+        channel = EmailService(rt, pipeline.submit)
         start = time.perf_counter()
         await channel.start()
         first = None

@@ -31,13 +31,13 @@ from hub.auth import hash_password  # noqa: E402
 from hub.config import Settings  # noqa: E402
 from hub.db import utcnow  # noqa: E402
 from hub.messages import Identity, InboundMessage  # noqa: E402
+from hub.principals import Principal  # noqa: E402
 from hub.runtime import standalone  # noqa: E402
 from hub.workers import FreezeSurvivors, freeze_heap  # noqa: E402
 from ticketing import ingest as ingest_module  # noqa: E402
 from ticketing import routing_service, tables  # noqa: E402
 from ticketing.ingest import IngestPipeline, ingest_batch  # noqa: E402
 from ticketing.models import AgentStatus, QueueCreate, TicketStatus, TicketUpdate  # noqa: E402
-from ticketing.permissions import Principal  # noqa: E402
 from ticketing.queues import create_queue  # noqa: E402
 from ticketing.routing_reads import WAITING  # noqa: E402
 from ticketing.ticket_updates import update_ticket  # noqa: E402

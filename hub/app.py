@@ -1,14 +1,22 @@
-"""The application factory: the one place that wires every package together."""
+"""The application factory: the one place that wires every package together.
+
+The channels are named here once, in ``CHANNEL_PACKAGES``; everything else about a channel comes through the
+``channels.base.Channel`` protocol, in a loop. The core registers its ports (``hub.ports``) on the runtime
+before anything starts.
+"""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -21,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.auth import LoginThrottle, TokenSigner, install_log_redaction
 from hub.bus import EventHub, LocalTransport, RedisTransport, Transport
+from hub.channels import SPECS
 from hub.config import Settings, get_settings
 from hub.db import Database, utcnow
 from hub.errors import SwitchboardError
@@ -31,36 +40,68 @@ from hub.metrics import Metrics
 from hub.runtime import Runtime
 from hub.workers import FreezeSurvivors, Periodic, freeze_heap
 
+if TYPE_CHECKING:
+    from channels.base import Channel
+
 log = logging.getLogger(__name__)
+
+# The channels this hub carries, one line each: a package under channels/ whose ``create_channel(settings)``
+# builds its ``channels.base.Channel``. The only place a channel is named (CONTRIBUTING.md: adding a channel).
+CHANNEL_PACKAGES: tuple[str, ...] = (
+    "channels.webchat",
+    "channels.email",
+)
 
 
 def import_all_models() -> None:
-    """Register every table on SQLModel's metadata (for Alembic and tests)."""
-    import channels.email.models  # noqa: F401
+    """Register every table on SQLModel's metadata (for Alembic and tests): the core's, and the ``models``
+    module of each registered channel package that has one."""
     import hub.events  # noqa: F401
     import ticketing.models  # noqa: F401
 
+    for package in CHANNEL_PACKAGES:
+        if importlib.util.find_spec(f"{package}.models") is not None:
+            importlib.import_module(f"{package}.models")
 
-def _chat_backend(rt: Runtime, chat: Any) -> Any:
-    """The ticketing functions the chat channel needs, bound to this process's runtime."""
-    from channels.webchat.service import ChatBackend
 
-    return ChatBackend(
-        conversation=lambda key, after: chat.conversation(rt, thread_key=key, after_message_id=after),
-        availability=lambda queue: chat.availability(rt, queue=queue),
-        rate=lambda key, tid, score, comment: chat.rate(
-            rt, thread_key=key, ticket_id=tid, rating=score, comment=comment
-        ),
-        answer_by_email=lambda key, email, ok: chat.answer_by_email(rt, thread_key=key, email=email, verified=ok),
-        link_verified_visitor=lambda ident, email, name: chat.link_verified_visitor(
-            rt, identity=ident, email=email, name=name
-        ),
-        note_visitor_email=lambda tid, cid, email: chat.note_visitor_email(
-            rt, ticket_id=tid, contact_id=cid, email=email
-        ),
-        mark_delivered=lambda key, ids: chat.mark_delivered(rt, thread_key=key, message_ids=ids),
-        agent_name=lambda agent_id: chat.agent_name(rt, agent_id=agent_id),
-    )
+def build_channels(settings: Settings) -> list[Channel]:
+    """Every registered channel, built with ``settings``; refuses a channel name that ``hub.channels.SPECS``
+    does not declare, or that two channels bring."""
+    from channels.base import build_channel
+
+    channels: list[Channel] = []
+    brought: dict[str, str] = {}
+    for package in CHANNEL_PACKAGES:
+        channel = build_channel(getattr(importlib.import_module(package), "create_channel", None), settings)
+        for spec in channel.specs:
+            if SPECS.get(spec.name) != spec:
+                raise RuntimeError(f"{package} brings channel {spec.name!r}, which hub.channels.SPECS does not declare")
+            if spec.name in brought:
+                raise RuntimeError(f"channel {spec.name!r} is brought by both {brought[spec.name]} and {package}")
+            brought[spec.name] = package
+        channels.append(channel)
+    return channels
+
+
+@dataclass(frozen=True, slots=True)
+class DemoSeed:
+    """What ``seed_demo`` did: whether the core's data was seeded now (False: the database had it already),
+    and the logins to print (username, password, role)."""
+
+    seeded: bool
+    logins: list[tuple[str, str, str]]
+
+
+async def seed_demo(rt: Runtime) -> DemoSeed:
+    """``switchboard demo``'s data: the core's (queues, agents, conversations; once), then each channel's."""
+    from ticketing.demo import DEMO_LOGINS, seed
+    from ticketing.ports import register_ports
+
+    register_ports(rt)
+    seeded = await seed(rt)
+    for channel in build_channels(rt.settings):
+        await channel.seed_demo(rt)
+    return DemoSeed(seeded, [(username, password, role.value) for username, password, role, *_ in DEMO_LOGINS])
 
 
 class BodyLimit:
@@ -202,30 +243,23 @@ async def _noop_receive() -> Message:
 
 
 def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender] | None = None) -> FastAPI:
-    """Build the application. ``senders`` overrides the channel adapters (a test seam)."""
+    """Build the application. ``senders`` overrides the channels' senders (a test seam)."""
     import_all_models()
     from agent_ui.views import router as agent_ui_router
     from agent_ui.views import static_files as agent_ui_static
-    from channels.email.service import EmailChannel
-    from channels.email.views import build_router as email_router
-    from channels.webchat.service import WebchatService
-    from channels.webchat.views import ChatCORS
-    from channels.webchat.views import router as webchat_router
-    from ticketing import chat as ticketing_chat
+    from channels.base import ChannelContext
     from ticketing.canned import router as canned_router
-    from ticketing.deps import authenticate, current_agent
     from ticketing.ingest import IngestPipeline
     from ticketing.models import Ticket
     from ticketing.outbox import OutboxDispatcher
+    from ticketing.ports import register_ports
     from ticketing.queues import load_rules_file
     from ticketing.routing_service import routing_tick
     from ticketing.views import router as ticketing_router
     from ticketing.views import ws_router as ticketing_ws
 
-    async def _admin(principal=Depends(current_agent)) -> None:  # type: ignore[no-untyped-def]  # noqa: B008
-        principal.require_admin()
-
     settings = settings or get_settings()
+    channels = build_channels(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -237,10 +271,9 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
             db, transport, queue_size=settings.ws_send_queue, catch_up_seconds=settings.event_catch_up_seconds
         )
         rt = Runtime(settings=settings, db=db, events=hub, metrics=app.state.metrics)
+        register_ports(rt)
         ingest = IngestPipeline(rt)
-        email = EmailChannel(rt, ingest.submit)
-        webchat = WebchatService(rt, ingest.submit, _chat_backend(rt, ticketing_chat), settings)
-        dispatcher = OutboxDispatcher(rt, {**webchat.senders, **email.senders, **dict(senders or {})})
+        context = ChannelContext(rt=rt, ingest=ingest.submit)
 
         async def prune() -> None:
             async with db.begin() as conn:
@@ -257,17 +290,18 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
             jobs.append(Periodic("gc-freeze", settings.gc_freeze_seconds, freeze))
         app.state.rt = rt
         app.state.ingest = ingest
-        app.state.dispatcher = dispatcher
-        app.state.email = email
-        app.state.webchat = webchat
         await hub.start()
         if settings.routing_rules is not None:
             # A rules file that does not validate stops the start with a message naming the bad field.
             await load_rules_file(rt, path=settings.routing_rules)
         await ingest.start()
-        await webchat.start()
+        for channel in channels:
+            await channel.start(context)
+        delivering = {name: sender for channel in channels for name, sender in channel.senders.items()}
+        for channel in channels:
+            rt.reply_hooks.update(channel.reply_hooks)
+        dispatcher = OutboxDispatcher(rt, {**delivering, **dict(senders or {})})
         await dispatcher.start()
-        await email.start()
         for job in jobs:
             await job.start()
         survivors = FreezeSurvivors()
@@ -280,9 +314,9 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
             survivors.remove()
             for job in jobs:
                 await job.stop()
-            await email.stop()
             await dispatcher.stop()
-            await webchat.stop()
+            for channel in reversed(channels):
+                await channel.stop()
             await ingest.stop()
             await hub.stop()
             await db.dispose()
@@ -301,8 +335,8 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
     app.state.metrics = Metrics()
     app.state.signer = TokenSigner(settings.secret_key.get_secret_value(), settings.token_ttl_seconds)
     app.state.login_throttle = LoginThrottle(settings.login_attempts_per_minute)
-    # the chat channel serves attachments to agents too, without importing ticketing
-    app.state.authenticate_agent = authenticate
+    # Each channel by the names it brings (tests and operators reach a running channel here).
+    app.state.channels = {spec.name: channel for channel in channels for spec in channel.specs}
     install_log_redaction()
 
     @app.exception_handler(SwitchboardError)
@@ -339,18 +373,20 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
 
     app.include_router(ticketing_router)
     app.include_router(ticketing_ws)
-    app.include_router(email_router(admin=_admin, agent=current_agent))
     app.include_router(canned_router)
-    app.include_router(webchat_router)
+    for channel in channels:
+        for router in channel.routers():
+            app.include_router(router)
     app.include_router(agent_ui_router)
     app.mount("/static", agent_ui_static, name="static")
     app.add_middleware(AllowedMethods, routes=app.router.routes)
     app.add_middleware(CleanURL)
-    app.add_middleware(
-        BodyLimit,
-        limit=settings.max_body_bytes,
-        # multipart framing on top of the file itself
-        overrides={"/api/chat/attachments": settings.chat_attachment_max_bytes + 64 * 1024},
-    )
-    app.add_middleware(ChatCORS, origins=settings.chat_allowed_origins)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, overrides=_body_limits(channels))
+    for channel in channels:
+        for middleware in channel.middleware():
+            app.add_middleware(middleware.cls, *middleware.args, **middleware.kwargs)
     return app
+
+
+def _body_limits(channels: Sequence[Channel]) -> dict[str, int]:
+    return {path: limit for channel in channels for path, limit in channel.body_limits().items()}

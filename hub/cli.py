@@ -1,4 +1,11 @@
-"""The ``switchboard`` command line (also ``python -m hub``). Every command reads the same settings."""
+"""The ``switchboard`` command line (also ``python -m hub``). Every command reads the same settings.
+
+This module is the command line's composition root, as ``hub/app.py`` is the application's: it adds each
+package's commands, and imports nothing else from the other packages than their ``cli`` modules (the
+import-linter contract "hub.cli reaches other packages only through their cli modules" in pyproject.toml).
+A package's ``cli`` module defines a typer app and imports the rest of its package inside its commands.
+``demo`` and ``serve`` build the application through ``hub.app``.
+"""
 
 from __future__ import annotations
 
@@ -8,35 +15,21 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from hub.commands import migrate_or_exit, redact_url
 from hub.config import Settings, get_settings
+from ivr_flows.cli import app as ivr_app
+from ticketing.cli import agent_app
 
 if TYPE_CHECKING:
     import uvicorn
 
-    from ticketing.models import AgentCreate, AgentRead
-
 app = typer.Typer(help="Switchboard: a self-hosted contact center.", no_args_is_help=True)
-agent_app = typer.Typer(help="Manage agents, supervisors and admins.", no_args_is_help=True)
+# The packages' commands, one line each.
 app.add_typer(agent_app, name="agent")
+app.add_typer(ivr_app, name="ivr")
 
 HostOpt = Annotated[str, typer.Option(help="Interface to listen on.")]
 PortOpt = Annotated[int, typer.Option(help="TCP port to listen on.")]
-
-
-def _migrate(settings: Settings) -> None:
-    """Bring the database up to date, the first thing every command does: a database that cannot be reached
-    or opened ends the command with what to check, not a traceback."""
-    from sqlalchemy.exc import DBAPIError
-
-    from hub.migrate import upgrade
-
-    try:
-        upgrade(settings.database_url)
-    except (OSError, DBAPIError) as exc:
-        reason = getattr(exc, "orig", None) or exc
-        typer.echo(f"error: cannot open the database {_redact(settings.database_url)}: {reason}", err=True)
-        typer.echo("  check SWITCHBOARD_DATABASE_URL, and that the database server is running", err=True)
-        raise typer.Exit(1) from None
 
 
 def _serve(settings: Settings, host: str, port: int) -> None:
@@ -79,15 +72,15 @@ def run_server(settings: Settings, *, host: str, port: int, **options: Any) -> N
 def migrate() -> None:
     """Apply database migrations (serve and demo do this at start too)."""
     settings = get_settings()
-    _migrate(settings)
-    typer.echo(f"database is up to date: {_redact(settings.database_url)}")
+    migrate_or_exit(settings)
+    typer.echo(f"database is up to date: {redact_url(settings.database_url)}")
 
 
 @app.command()
 def serve(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
     """Run the server (migrating the database first)."""
     settings = get_settings()
-    _migrate(settings)
+    migrate_or_exit(settings)
     _serve(settings, host, port)
 
 
@@ -97,19 +90,17 @@ def demo(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
     settings = get_settings()
     if not settings.is_sqlite:
         typer.echo("note: SWITCHBOARD_DATABASE_URL is not SQLite; the demo seeds that database instead", err=True)
-    _migrate(settings)
-    seeded = asyncio.run(_seed(settings))
+    migrate_or_exit(settings)
+    seeded, logins = asyncio.run(_seed(settings))
     base = f"http://{host}:{port}"
-    from ticketing.demo import DEMO_LOGINS
-
     typer.echo("")
     typer.echo("Switchboard demo" + (" (seeded demo data)" if seeded else " (existing data kept)"))
-    typer.echo(f"  database:    {_redact(settings.database_url)}")
+    typer.echo(f"  database:    {redact_url(settings.database_url)}")
     for label, path in _demo_pages():
         typer.echo(f"  {label + ':':<12} {base}{path}")
     typer.echo("  logins (username / password):")
-    for username, password, role, _name, _queues in DEMO_LOGINS:
-        typer.echo(f"    {username:<11} / {password:<16} ({role.value})")
+    for username, password, role in logins:
+        typer.echo(f"    {username:<11} / {password:<16} ({role})")
     typer.echo("")
     _serve(settings, host, port)
 
@@ -125,58 +116,13 @@ def _demo_pages() -> list[tuple[str, str]]:
     ]
 
 
-async def _seed(settings: Settings) -> bool:
+async def _seed(settings: Settings) -> tuple[bool, list[tuple[str, str, str]]]:
+    from hub.app import seed_demo
     from hub.runtime import standalone
-    from ticketing.demo import seed
 
     async with standalone(settings) as rt:
-        return await seed(rt)
-
-
-@agent_app.command("create")
-def agent_create(
-    username: str,
-    password: Annotated[str, typer.Option(help="At least 8 characters.", prompt=True, hide_input=True)],
-    role: Annotated[str, typer.Option(help="agent, supervisor or admin.")] = "agent",
-    queue: Annotated[list[str] | None, typer.Option(help="Queue to join (repeatable).")] = None,
-    display_name: Annotated[str, typer.Option(help="Name shown to customers.")] = "",
-) -> None:
-    """Create an agent, supervisor or admin."""
-    from pydantic import ValidationError
-
-    from hub.errors import SwitchboardError
-    from ticketing.models import AgentCreate
-
-    settings = get_settings()
-    _migrate(settings)
-    try:
-        # Validated from plain values, so a bad role gets the same message as any other bad field.
-        fields = {"username": username, "password": password, "role": role, "display_name": display_name}
-        data = AgentCreate.model_validate({**fields, "queues": queue or []})
-    except ValidationError as exc:
-        for err in exc.errors():
-            typer.echo(f"error: {'.'.join(str(p) for p in err['loc'])}: {err['msg']}", err=True)
-        raise typer.Exit(2) from None
-    try:
-        agent = asyncio.run(_create_agent(settings, data))
-    except SwitchboardError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
-        raise typer.Exit(1) from None
-    typer.echo(f"created {agent.role} {agent.username} (id {agent.id}), queues: {agent.queue_ids or 'none'}")
-
-
-async def _create_agent(settings: Settings, data: AgentCreate) -> AgentRead:
-    from hub.runtime import standalone
-    from ticketing.agents import create_agent
-
-    async with standalone(settings) as rt:
-        return await create_agent(rt, data=data)
-
-
-def _redact(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
+        seeded = await seed_demo(rt)
+    return seeded.seeded, seeded.logins
 
 
 def main() -> None:

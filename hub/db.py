@@ -1,9 +1,9 @@
 """The database: one async SQLAlchemy engine per process, SQLite (WAL) by default, PostgreSQL in production.
 
-``Database`` owns the engine and the session factory. Hot paths (ingest, the event log) use Core statements
-on ``Database.engine``; everything else uses ``AsyncSession`` through ``Database.session()``. On SQLite the
-writer (``Database.begin``) has an engine of its own (see ``_LoopThreadConnection``), and writers queued
-behind one another share its transactions (see ``_SharedWriter``).
+``Database`` owns the engine. Everything reads and writes with Core statements on connections: readers
+through ``Database.connect``, writers through ``Database.begin`` (``Runtime.read`` and ``Runtime.write``). On
+SQLite the writer has an engine of its own (see ``_LoopThreadConnection``), and writers queued behind one
+another share its transactions (see ``_SharedWriter``).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import IteratorResult, make_url
 from sqlalchemy.engine.result import SimpleResultMetaData
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.types import TypeDecorator
 
@@ -580,18 +580,11 @@ class Database:
         self._shared = _SharedWriter(self._writer) if self.is_sqlite else None
         # PostgreSQL's readers run each statement on its own (autocommit): see ``connect``.
         self._reader = self.engine if self.is_sqlite else self.engine.execution_options(isolation_level="AUTOCOMMIT")
-        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @property
     def engines(self) -> tuple[AsyncEngine, ...]:
         """Every engine of this database (the readers' and, on SQLite, the writer's): for statement events."""
         return (self.engine,) if self._writer is self.engine else (self.engine, self._writer)
-
-    @asynccontextmanager
-    async def session(self) -> AsyncIterator[AsyncSession]:
-        """A session; the caller commits."""
-        async with self._sessions() as session:
-            yield session
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:
@@ -769,7 +762,7 @@ async def insert_rows(
         return
     columns = tuple(rows[0])
     statement = _unnest_insert(table, columns, ignore_conflicts)
-    await conn.execute(statement, {f"c{i}": values for i, values in enumerate(_arrays(table, columns, rows))})
+    await conn.execute(statement, {f"c{i}": values for i, values in enumerate(column_arrays(table, columns, rows))})
 
 
 def _convert_each(values: list[Any], process: Callable[[Any], Any]) -> list[Any]:
@@ -803,7 +796,7 @@ def _driver_rows(dialect: Any, table: Any, columns: Sequence[str], rows: list[di
     return list(zip(*converted, strict=True))
 
 
-def _arrays(table: Any, columns: Sequence[str], rows: list[dict[str, Any]]) -> list[list[Any]]:
+def column_arrays(table: Any, columns: Sequence[str], rows: list[dict[str, Any]]) -> list[list[Any]]:
     """PostgreSQL: one array per column of ``rows``, to bind for ``unnest``. JSON travels as text, cast in
     SQL: SQLAlchemy would read a JSON list as a further array dimension. None is stored as JSON null, as
     SQLAlchemy's JSON type does."""
@@ -815,7 +808,7 @@ def _arrays(table: Any, columns: Sequence[str], rows: list[dict[str, Any]]) -> l
             values = [json_dumps(v) for v in values]
         elif isinstance(col_type, UTCDateTime):
             # Checked and converted here, once per distinct datetime (a batch shares its timestamps), and bound
-            # as a plain timestamptz array (see _array_type): SQLAlchemy would call the decorator per element.
+            # as a plain timestamptz array (see array_type): SQLAlchemy would call the decorator per element.
             values = _convert_each(values, partial(col_type.process_bind_param, dialect=_PG_DIALECT))
         arrays.append(values)
     return arrays
@@ -824,8 +817,8 @@ def _arrays(table: Any, columns: Sequence[str], rows: list[dict[str, Any]]) -> l
 _PG_DIALECT = postgresql.dialect()
 
 
-def _array_type(col_type: Any) -> ARRAY[Any]:
-    """The array type to bind a column's values as (already converted by ``_arrays``)."""
+def array_type(col_type: Any) -> ARRAY[Any]:
+    """The array type to bind a column's values as (already converted by ``column_arrays``)."""
     if isinstance(col_type, JSON):
         return ARRAY(Text())
     if isinstance(col_type, UTCDateTime):
@@ -843,7 +836,8 @@ async def insert_returning_ids_by(
         return await insert_returning_ids(conn, table, rows, pk)
     columns = tuple(rows[0])
     statement = _unnest_insert(table, columns, False, returning=(pk, *unique))
-    result = await conn.execute(statement, {f"c{i}": values for i, values in enumerate(_arrays(table, columns, rows))})
+    arrays = column_arrays(table, columns, rows)
+    result = await conn.execute(statement, {f"c{i}": values for i, values in enumerate(arrays)})
     keys = {tuple(r[1:]): int(r[0]) for r in result}
     return [keys[tuple(row[c] for c in unique)] for row in rows]
 
@@ -868,7 +862,7 @@ def _unnest_insert(
         + (" ON CONFLICT DO NOTHING" if ignore_conflicts else "")
         + (f" RETURNING {', '.join(quote(c) for c in returning)}" if returning else "")
     )
-    binds = [bindparam(n, type_=_array_type(table.c[c].type)) for n, c in zip(names, columns, strict=True)]
+    binds = [bindparam(n, type_=array_type(table.c[c].type)) for n, c in zip(names, columns, strict=True)]
     cached = _UNNEST_INSERTS[key] = text(sql).bindparams(*binds)
     return cached
 
@@ -1121,7 +1115,7 @@ async def update_rows(
             await _sqlite_run(conn, sql, [v for row in chunk for v in row])
         return
     names = (key, *columns)
-    await execute(conn, statement, {f"u{i}": values for i, values in enumerate(_arrays(table, names, rows))})
+    await execute(conn, statement, {f"u{i}": values for i, values in enumerate(column_arrays(table, names, rows))})
 
 
 class _SQLiteUpdate(str):
@@ -1160,7 +1154,7 @@ def _update_statement(dialect: Any, table: Any, key: str, columns: tuple[str, ..
         statement.row = "(" + ", ".join("?" * (len(columns) + 1)) + ")"
     else:
         names = (key, *columns)
-        # JSON travels as text (see _arrays), cast back in SQL.
+        # JSON travels as text (see column_arrays), cast back in SQL.
         sets = ", ".join(
             f"{quote(c)} = u.{quote(c)}" + ("::jsonb" if isinstance(table.c[c].type, JSON) else "") for c in columns
         )
@@ -1168,7 +1162,7 @@ def _update_statement(dialect: Any, table: Any, key: str, columns: tuple[str, ..
             f"UPDATE {name} SET {sets} FROM unnest({', '.join(f':u{i}' for i in range(len(names)))}) "
             f"AS u({', '.join(quote(n) for n in names)}) WHERE {name}.{quote(key)} = u.{quote(key)}{condition}"
         )
-        binds = [bindparam(f"u{i}", type_=_array_type(table.c[n].type)) for i, n in enumerate(names)]
+        binds = [bindparam(f"u{i}", type_=array_type(table.c[n].type)) for i, n in enumerate(names)]
         statement = text(sql).bindparams(*binds)
     if len(_UPDATES) >= _MAX_UPDATES:  # conditions built per call: do not keep them all
         _UPDATES.clear()

@@ -89,7 +89,7 @@ async def serve_event_stream(
             sent_upto = event.seq
         reader = asyncio.create_task(_read(ws, on_message))
         frames = frame_writer(ws)
-        writer = asyncio.create_task(_write(ws, sub, sent_upto, frames.send_frame_now if frames else None))
+        writer = asyncio.create_task(write_events(ws, sub, sent_upto, frames.send_frame_now if frames else None))
         beat = asyncio.create_task(_heartbeat(sub, heartbeat_seconds))
         try:
             # Whichever ends first ends the connection: the client left, or the writer gave up on it.
@@ -119,7 +119,7 @@ async def _heartbeat(sub: Subscriber, seconds: float) -> None:
             sub.last_sent = loop.time()
 
 
-async def _write(ws: WebSocket, sub: Subscriber, sent_upto: int, direct: Callable[[bytes], bool] | None) -> None:
+async def write_events(ws: WebSocket, sub: Subscriber, sent_upto: int, direct: Callable[[bytes], bool] | None) -> None:
     """Send what ``sub`` queues, from after ``sent_upto``; lend ``direct`` (the connection's way to write a
     frame at once, if it has one) to the hub while nothing is queued."""
     # The hot path of fan-out when the socket does not take frames directly: no task or timer per event.

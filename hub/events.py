@@ -14,7 +14,7 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -24,7 +24,7 @@ from sqlalchemy import JSON, BigInteger, Index, bindparam, delete, func, select,
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import Field, SQLModel
 
-from hub.db import BigId, JSONType, UTCDateTime, _array_type, _arrays, insert_returning_ids, utcnow
+from hub.db import BigId, JSONType, UTCDateTime, array_type, column_arrays, insert_returning_ids, utcnow
 
 # Arbitrary constant naming the one advisory lock that orders event appends on PostgreSQL.
 EVENT_LOCK_KEY = 0x5B0A_4D01
@@ -163,7 +163,7 @@ async def append_events(conn: AsyncConnection, events: Sequence[NewEvent]) -> li
         # One statement: the lock, then (under it) the next n seqs in one step rather than one nextval per
         # event (a tenth of the database's CPU time during ingest went to drawing keys one by one), then the
         # rows, the k-th of them numbered last - n + k.
-        params = {f"c{i}": values for i, values in enumerate(_arrays(_events, _APPEND_COLUMNS, rows))}
+        params = {f"c{i}": values for i, values in enumerate(column_arrays(_events, _APPEND_COLUMNS, rows))}
         result = await conn.execute(_APPEND, {"k": EVENT_LOCK_KEY, "n": len(rows), **params})
         last = max(int(r[0]) for r in result)
         seqs = list(range(last - len(rows) + 1, last + 1))
@@ -203,7 +203,7 @@ def _append_statement() -> Any:
         f"unnest({', '.join(':' + n for n in names)}) WITH ORDINALITY AS u({', '.join(names)}, ord) "
         "RETURNING seq"
     )
-    binds = [bindparam(n, type_=_array_type(_events.c[c].type)) for n, c in zip(names, _APPEND_COLUMNS, strict=True)]
+    binds = [bindparam(n, type_=array_type(_events.c[c].type)) for n, c in zip(names, _APPEND_COLUMNS, strict=True)]
     return text(sql).bindparams(bindparam("k", type_=BigInteger()), bindparam("n", type_=BigInteger()), *binds)
 
 
@@ -229,7 +229,3 @@ async def prune_events(conn: AsyncConnection, older_than: datetime) -> int:
         return 0
     result = await conn.execute(delete(_events).where(_events.c.created_at < older_than, _events.c.seq < newest))
     return int(result.rowcount or 0)
-
-
-def filter_visible(events: Iterable[EventRecord], viewer: Viewer) -> list[EventRecord]:
-    return [e for e in events if e.visible_to(viewer)]

@@ -18,8 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from hub.db import utcnow
 from hub.inputs import Id, clean, clean_text
 
-CHANNELS = ("email", "sms", "whatsapp", "voice", "webchat", "messenger", "instagram", "telegram")
-
 
 class Attachment(BaseModel):
     """Metadata of a stored attachment; the bytes live in content-addressed storage under ``sha256``."""
@@ -33,8 +31,8 @@ class Attachment(BaseModel):
 
 
 class Identity(BaseModel):
-    """How the sender is reached: a kind (email, phone, whatsapp, messenger, instagram, telegram, webchat)
-    and the raw value; the core normalizes it (E.164, lower-cased email)."""
+    """How the sender is reached: a kind (``hub.channels.IdentityKind``: email, phone, whatsapp, messenger,
+    instagram, telegram, webchat) and the raw value; the core normalizes it (``hub.channels.NORMALIZATION``)."""
 
     kind: str
     value: str = Field(min_length=1, max_length=320)
@@ -155,3 +153,13 @@ class Sender(Protocol):
     """What a channel adapter implements to deliver replies."""
 
     async def send(self, message: OutboundMessage) -> DeliveryResult: ...
+
+
+class ReplyHook(Protocol):
+    """A channel's part in a reply the core is storing for it: what only the channel knows, set on the outbound
+    message before the message and its outbox row are written from it (email: our Message-ID as
+    ``external_id``, the ``subject`` with the ticket's tag, ``in_reply_to``). The core has filled in the rest,
+    ``references`` included (the answered message's own references, then its id). Called inside the reply's
+    transaction, once per reply: pure and quick, no I/O."""
+
+    def __call__(self, reply: OutboundMessage, *, ticket_subject: str) -> None: ...

@@ -1,4 +1,5 @@
-"""The per-process runtime that service functions receive: settings, database, event hub, metrics.
+"""The per-process runtime that service functions receive: settings, database, event hub, metrics, and the
+core's ports (``hub.ports``: what channels and the knowledge base ask the ticketing core through).
 
 ``Runtime.write()`` is the one way to change state: it opens a transaction, collects the events the change
 produces, appends them last (taking the event-order lock as late as possible), commits, and only then
@@ -19,7 +20,9 @@ from hub.bus import EventHub
 from hub.config import Settings
 from hub.db import Database
 from hub.events import EventRecord, NewEvent, append_events
+from hub.messages import ReplyHook
 from hub.metrics import Metrics
+from hub.ports import Ports
 
 
 @dataclass(slots=True)
@@ -43,8 +46,13 @@ class Runtime:
     metrics: Metrics
     # Set after a commit that queued outbound messages, so the dispatcher sends them without waiting.
     outbox_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
-    # Per-process state that packages keep for this runtime, by name (e.g. ticketing's logged-in agents).
+    # Per-process state that packages keep for this runtime, by name (e.g. the logged-in agents).
     caches: dict[str, Any] = field(default_factory=dict)
+    # The core's ports, registered at start by ``hub/app.py`` (``ticketing.ports.register_ports``).
+    ports: Ports = field(default_factory=Ports)
+    # The channels' hooks on replies stored for them, by channel name (``hub.messages.ReplyHook``), registered
+    # at start by ``hub/app.py``.
+    reply_hooks: dict[str, ReplyHook] = field(default_factory=dict)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Tx]:

@@ -89,7 +89,7 @@ def is_postgres(database_url: str) -> bool:
     return database_url.startswith("postgresql")
 
 
-async def _empty_tables(url: str) -> None:
+async def empty_tables(url: str) -> None:
     db = Database(url)
     try:
         async with db.begin() as conn:
@@ -108,7 +108,7 @@ async def _empty_tables(url: str) -> None:
 @pytest.fixture
 def settings(database_url: str, tmp_path: Any) -> Settings:
     """Settings for one test, on the session database emptied for it."""
-    asyncio.run(_empty_tables(database_url))
+    asyncio.run(empty_tables(database_url))
     return Settings(
         database_url=database_url,
         secret_key="test-secret-key-0123456789",
@@ -124,10 +124,13 @@ def settings(database_url: str, tmp_path: Any) -> Settings:
 
 @pytest.fixture
 async def rt(settings: Settings) -> AsyncIterator[Runtime]:
-    """A started runtime in the test's own event loop (service-level tests)."""
+    """A started runtime in the test's own event loop (service-level tests), with the core's ports."""
+    from ticketing.ports import register_ports
+
     db = Database(settings.database_url)
     hub = EventHub(db, LocalTransport())
     runtime = Runtime(settings=settings, db=db, events=hub, metrics=Metrics())
+    register_ports(runtime)
     await hub.start()
     try:
         yield runtime

@@ -11,11 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from hub.auth import hash_password
 from hub.db import taken_as, utcnow
 from hub.events import NewEvent
+from hub.principals import Principal, forget_principal
 from hub.runtime import Runtime
 from ticketing.exceptions import AgentNotFound, QueueNotFound, UsernameTaken
 from ticketing.models import AgentCreate, AgentRead, AgentStatus, AgentUpdate
-from ticketing.permissions import Principal
-from ticketing.principals import agent_changed
 from ticketing.tables import agent_queues, agents, queues
 
 
@@ -134,7 +133,7 @@ async def update_agent(rt: Runtime, *, agent_id: int, data: AgentUpdate) -> Agen
         result = await agent_read(tx.conn, row)
         tx.emit(NewEvent(type="agent.updated", payload={"agent": _public_agent(result)}, agent_id=agent_id))
         # Before the caller hears of the change: no request of this process authenticates as the old agent.
-        tx.after_commit.append(lambda: agent_changed(rt, agent_id))
+        tx.after_commit.append(lambda: forget_principal(rt, agent_id))
     return result
 
 

@@ -10,12 +10,11 @@ from pydantic import Field as PField
 from sqlalchemy import delete, func, or_, select
 
 from hub.db import taken_as, utcnow
-from hub.deps import RuntimeDep
+from hub.deps import CurrentAgent, RuntimeDep
 from hub.errors import Conflict, NotFound
 from hub.events import NewEvent
 from hub.inputs import IdParam, Input
 from hub.runtime import Runtime
-from ticketing.deps import CurrentAgent
 from ticketing.models import CannedResponse
 
 CR = CannedResponse.__table__  # type: ignore[attr-defined]

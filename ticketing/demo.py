@@ -19,7 +19,7 @@ from ticketing.queues import create_queue
 DEMO_LOGINS = [
     ("admin", "admin-demo", Role.ADMIN, "Ada Admin", ["support", "billing"]),
     ("supervisor", "supervisor-demo", Role.SUPERVISOR, "Sam Supervisor", ["support", "billing"]),
-    ("alice", "agent-demo", Role.AGENT, "Alice Agent", ["support"]),
+    ("alice", "agent-demo", Role.AGENT, "Alice Agent", ["support", "sales"]),
     ("bob", "agent-demo", Role.AGENT, "Bob Agent", ["support", "billing"]),
     ("carol", "agent-demo", Role.AGENT, "Carol Agent", ["billing"]),
 ]
@@ -46,6 +46,8 @@ async def seed(rt: Runtime) -> bool:
         ),
     )
     await create_queue(rt, data=QueueCreate(name="billing", description="Invoices and payments", channels=[]))
+    # The demo phone flow (ivr_flows/flows/demo.yaml) routes to support, billing and sales.
+    await create_queue(rt, data=QueueCreate(name="sales", description="New orders and quotes", channels=[]))
     for username, password, role, name, queues in DEMO_LOGINS:
         await create_agent(
             rt, data=AgentCreate(username=username, password=password, role=role, display_name=name, queues=queues)

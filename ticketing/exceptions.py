@@ -25,14 +25,6 @@ class NotYourTicket(PermissionDenied):
     code = "ticket_forbidden"
 
 
-class AdminOnly(PermissionDenied):
-    code = "admin_only"
-
-
-class SupervisorOnly(PermissionDenied):
-    code = "supervisor_only"
-
-
 class InvalidIdentity(InvalidInput):
     code = "invalid_identity"
 
@@ -63,3 +55,15 @@ class NoRecipient(InvalidInput):
 
 class InvalidRoutingConfig(InvalidInput):
     code = "invalid_routing_config"
+
+
+class AlreadyRated(Conflict):
+    code = "already_rated"
+
+
+class NotRateable(Conflict):
+    code = "not_rateable"
+
+
+class InvalidRating(InvalidInput):
+    code = "invalid_rating"

@@ -6,27 +6,16 @@ from functools import lru_cache
 
 import phonenumbers
 
+from hub.channels import NORMALIZATION, IdentityKind, Normalization, kinds_normalized_as
 from ticketing.exceptions import InvalidIdentity
-from ticketing.models import IdentityKind
 
 # Kinds whose value is a phone number: the same number on SMS, voice and WhatsApp is one person.
-PHONE_KINDS = frozenset({IdentityKind.PHONE, IdentityKind.WHATSAPP})
-
-# Which identity kind a channel's sender has.
-CHANNEL_IDENTITY = {
-    "email": IdentityKind.EMAIL,
-    "sms": IdentityKind.PHONE,
-    "voice": IdentityKind.PHONE,
-    "whatsapp": IdentityKind.WHATSAPP,
-    "messenger": IdentityKind.MESSENGER,
-    "instagram": IdentityKind.INSTAGRAM,
-    "telegram": IdentityKind.TELEGRAM,
-    "webchat": IdentityKind.WEBCHAT,
-}
+PHONE_KINDS = kinds_normalized_as(Normalization.PHONE)
 
 
 def normalize(kind: str, value: str, *, default_region: str = "US") -> tuple[str, str]:
-    """(kind, normalized value): E.164 for phone numbers, lower-cased addresses for email."""
+    """(kind, normalized value), as ``hub.channels.NORMALIZATION`` says: E.164 for phone numbers, lower-cased
+    addresses for email, a provider's id as given."""
     return _normalize(kind, value, default_region)
 
 
@@ -40,7 +29,8 @@ def _normalize(kind: str, value: str, default_region: str) -> tuple[str, str]:
     except ValueError:
         raise InvalidIdentity(f"unknown identity kind {kind!r}") from None
     raw = value.strip()
-    if ident in PHONE_KINDS:
+    how = NORMALIZATION[ident]
+    if how is Normalization.PHONE:
         if raw.lower().startswith("whatsapp:"):
             raw = raw[len("whatsapp:") :]
         try:
@@ -50,7 +40,7 @@ def _normalize(kind: str, value: str, default_region: str) -> tuple[str, str]:
         if not phonenumbers.is_possible_number(number):
             raise InvalidIdentity(f"{value!r} is not a possible phone number")
         return ident.value, phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    if ident is IdentityKind.EMAIL:
+    if how is Normalization.EMAIL:
         local, at, domain = raw.rpartition("@")
         if not at or not local or not domain or " " in raw:
             raise InvalidIdentity(f"{value!r} is not an email address")

@@ -33,6 +33,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, case, delete, null, select, update
 
+from hub.channels import IDENTITY_OF_CHANNEL
 from hub.db import (
     UTCDateTime,
     fetch_all,
@@ -50,7 +51,7 @@ from hub.events import EventType
 from hub.messages import AlsoInTransaction, InboundMessage, IngestResult
 from hub.runtime import Runtime
 from ticketing.exceptions import UnknownChannel
-from ticketing.identities import CHANNEL_IDENTITY, lookup_kinds, normalize
+from ticketing.identities import lookup_kinds, normalize
 from ticketing.models import DeliveryStatus, Direction, TicketStatus
 from ticketing.queue_rules import Rule, RuleSet, first_match
 from ticketing.queue_rules import facts as rule_facts
@@ -286,7 +287,10 @@ def _pairs(pairs: Iterable[tuple[str, str]], names: tuple[str, str] = _MESSAGE_P
 
 
 @dataclass(slots=True)
-class _Item:
+class IngestItem:
+    """One message of a batch as ingest works it through: its place in the batch, its sender's normalized
+    identity, then its contact and ticket as they are resolved."""
+
     index: int
     msg: InboundMessage
     kind: str
@@ -315,7 +319,7 @@ async def store_batch(
 
     On PostgreSQL a ticket the batch threads into may change status (an agent solves or closes it) between
     the read that threads the batch and the lock taken to touch it; or another process may open the ticket
-    of a conversation this batch was about to open (``_claim_openings``). The transaction then rolls back
+    of a conversation this batch was about to open (``claim_openings``). The transaction then rolls back
     and starts again, threading by what is in force (``_Rethread``)."""
     for attempt in range(1, _THREADING_ATTEMPTS + 1):
         try:
@@ -355,13 +359,13 @@ async def _store_once(
         for extra in also:
             await extra(conn)
         # 1. Normalize identities; a message we cannot attribute is refused on its own.
-        items: list[_Item] = []
+        items: list[IngestItem] = []
         first_of: dict[tuple[str, str], int] = {}
         copies: list[tuple[int, int]] = []
         for i, msg in enumerate(messages):
             try:
-                kind = msg.sender.kind or CHANNEL_IDENTITY.get(msg.channel)
-                if msg.channel not in CHANNEL_IDENTITY or kind is None:
+                kind = msg.sender.kind or IDENTITY_OF_CHANNEL.get(msg.channel)
+                if msg.channel not in IDENTITY_OF_CHANNEL or kind is None:
                     raise UnknownChannel(f"unknown channel {msg.channel!r}")
                 kind, value = normalize(kind, msg.sender.value, default_region=region)
             except SwitchboardError as exc:
@@ -372,7 +376,7 @@ async def _store_once(
                 copies.append((i, first_of[key]))
                 continue
             first_of[key] = i
-            items.append(_Item(i, msg, kind, value))
+            items.append(IngestItem(i, msg, kind, value))
         if not items:
             return _finish(out, copies), waiting
 
@@ -381,7 +385,7 @@ async def _store_once(
             (r[3], r[4]): r
             for r in await _run(conn, "stored", _pairs([(it.msg.channel, it.msg.external_id) for it in items]))
         }
-        fresh: list[_Item] = []
+        fresh: list[IngestItem] = []
         for it in items:
             row = stored.get((it.msg.channel, it.msg.external_id))
             if row is None:
@@ -513,18 +517,18 @@ def _finish(
     return out  # type: ignore[return-value]
 
 
-def _count(rt: Runtime, fresh: list[_Item], items: list[_Item]) -> None:
+def _count(rt: Runtime, fresh: list[IngestItem], items: list[IngestItem]) -> None:
     _count_per_channel(rt.metrics.messages_ingested, fresh)
     if len(items) > len(fresh):
         fresh_ids = {id(it) for it in fresh}
         _count_duplicates(rt, [it for it in items if id(it) not in fresh_ids])
 
 
-def _count_duplicates(rt: Runtime, items: list[_Item]) -> None:
+def _count_duplicates(rt: Runtime, items: list[IngestItem]) -> None:
     _count_per_channel(rt.metrics.messages_duplicate, items)
 
 
-def _count_per_channel(counter: Any, items: list[_Item]) -> None:
+def _count_per_channel(counter: Any, items: list[IngestItem]) -> None:
     # One increment per channel and batch, not per message.
     for channel, n in Counter(it.msg.channel for it in items).items():
         counter.labels(channel).inc(n)
@@ -553,7 +557,7 @@ def _remember(cache: _IdentityCache, learned: _IdentityCache) -> None:
 
 
 async def _resolve_contacts(
-    conn: Any, rt: Runtime, fresh: list[_Item], now: Any, cache: _IdentityCache
+    conn: Any, rt: Runtime, fresh: list[IngestItem], now: Any, cache: _IdentityCache
 ) -> _IdentityCache:
     """Set each item's contact; returns what to add to ``cache`` once the transaction commits."""
     # A cached identity is enough unless the message brings a name for a contact we have none for (the
@@ -579,14 +583,14 @@ async def _resolve_contacts(
         else:
             named_contacts.add(contact_id)
 
-    def lookup(it: _Item) -> int | None:
+    def lookup(it: IngestItem) -> int | None:
         for k in (it.kind, *lookup_kinds(it.kind)):
             if (k, it.value) in known:
                 return known[(k, it.value)]
         return None
 
     # One new contact per distinct person not yet known.
-    person_of: dict[tuple[tuple[str, ...], str], _Item] = {}
+    person_of: dict[tuple[tuple[str, ...], str], IngestItem] = {}
     for it in fresh:
         if lookup(it) is None:
             person_of.setdefault((lookup_kinds(it.kind), it.value), it)
@@ -641,7 +645,7 @@ async def _resolve_contacts(
 
 
 async def _thread(
-    conn: Any, fresh: list[_Item], now: Any
+    conn: Any, fresh: list[IngestItem], now: Any
 ) -> tuple[list[tuple[str, dict[str, Any]]], set[int], dict[int, str]]:
     """Decide each message's ticket; returns the tickets to open as (ref, row) pairs, the tickets this
     already locked (PostgreSQL) in the one lock order, ascending id, and the status of each existing ticket
@@ -712,9 +716,9 @@ async def _thread(
             if r.status == TicketStatus.PENDING:
                 pending.add(r.id)
 
-    opening: list[tuple[str, _Item, int | None]] = []
+    opening: list[tuple[str, IngestItem, int | None]] = []
 
-    def open_new(it: _Item, linked_to: int | None = None) -> str:
+    def open_new(it: IngestItem, linked_to: int | None = None) -> str:
         ref = f"new:{len(opening)}"
         opening.append((ref, it, linked_to))
         return ref
@@ -749,7 +753,7 @@ async def _thread(
     if not opening:
         return [], locked, seen
     if conn.dialect.name == "postgresql":
-        await _claim_openings(conn, [it for _, it, linked_to in opening if linked_to is None])
+        await claim_openings(conn, [it for _, it, linked_to in opening if linked_to is None])
 
     # New tickets: the queues and the rules that place them are read only when some are opened.
     queues = (await conn.execute(select(Q.c.id, Q.c.name, Q.c.channels).order_by(Q.c.id))).all()
@@ -804,7 +808,7 @@ async def _thread(
 _OPENING_LOCK_SPACE = 0x1A6E57  # names the locks (``hub.db.lock_keys``) on conversations about to be opened
 
 
-def _opening_key(it: _Item) -> str:
+def _opening_key(it: IngestItem) -> str:
     """What makes two messages one conversation when no ticket holds it yet: the channel's thread key, else
     the contact on the channel (``_thread``)."""
     if it.msg.thread_key:
@@ -812,7 +816,7 @@ def _opening_key(it: _Item) -> str:
     return f"contact\x1f{it.msg.channel}\x1f{it.contact_id}"
 
 
-async def _claim_openings(conn: Any, opening: list[_Item]) -> None:
+async def claim_openings(conn: Any, opening: list[IngestItem]) -> None:
     """PostgreSQL: before opening tickets for conversations that have none, hold each conversation's lock
     until commit, then look again; if another transaction opened one meanwhile, thread again (into it).
 

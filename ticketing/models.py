@@ -14,17 +14,8 @@ from sqlmodel import Field, SQLModel
 
 from hub.db import JSONType, UTCDateTime, utcnow
 from hub.inputs import Count, DbInt, Id, Input
+from hub.principals import Role
 from ticketing.sla import HoursSpec
-
-
-class IdentityKind(StrEnum):
-    EMAIL = "email"
-    PHONE = "phone"
-    WHATSAPP = "whatsapp"
-    MESSENGER = "messenger"
-    INSTAGRAM = "instagram"
-    TELEGRAM = "telegram"
-    WEBCHAT = "webchat"
 
 
 class TicketStatus(StrEnum):
@@ -58,12 +49,6 @@ class DeliveryStatus(StrEnum):
     DELIVERED = "delivered"
     READ = "read"
     FAILED = "failed"
-
-
-class Role(StrEnum):
-    AGENT = "agent"
-    SUPERVISOR = "supervisor"
-    ADMIN = "admin"
 
 
 class AgentStatus(StrEnum):

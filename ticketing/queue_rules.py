@@ -43,8 +43,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from hub.channels import CHANNELS
 from hub.inputs import DbInt, Input
-from hub.messages import CHANNELS
 
 PriorityName = Literal["low", "normal", "high", "urgent"]
 

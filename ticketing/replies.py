@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,16 +13,12 @@ from hub.db import UTCDateTime, fetch_all, insert_returning_ids, insert_returnin
 from hub.events import EventType
 from hub.group_commit import GroupCommit
 from hub.messages import OutboundMessage
+from hub.principals import Principal
 from hub.runtime import Runtime
 from ticketing.exceptions import ClientKeyReused, NoRecipient, NotYourTicket, TicketNotFound
 from ticketing.models import DeliveryStatus, Direction, MessageRead, TicketStatus
-from ticketing.permissions import Principal
 from ticketing.tables import messages, outbox, tickets
 from ticketing.tickets import check_visible, message_event, ticket_event, ticket_row
-
-
-def new_message_id(domain: str) -> str:
-    return f"<{uuid.uuid4().hex}@{domain}>"
 
 
 async def reply(
@@ -250,26 +245,42 @@ async def _store_replies(rt: Runtime, batch: Sequence[_ReplyRequest]) -> list[Me
 def _reply_message(
     rt: Runtime, row: Any, last_in: _LastInbound, request: _ReplyRequest, now: datetime
 ) -> tuple[dict[str, Any], OutboundMessage]:
-    """The message row of a reply and what its channel adapter will send (``message_id`` set once stored)."""
+    """The message row of a reply and what its channel's sender will send (``message_id`` set once stored).
+    The channel's reply hook, if it has one (``Runtime.reply_hooks``), first adds what only the channel knows:
+    an email's Message-ID, subject and In-Reply-To."""
     ticket_id = row.id
     # A conversation moved to another channel (a chat left for email) is answered there.
     channel = row.reply_channel or row.channel
     recipient = row.reply_to or last_in.sender
     moved = channel != last_in.channel
-    external_id = new_message_id(rt.settings.mail_domain) if channel == "email" else None
-    subject = _reply_subject(row.subject, ticket_id) if channel == "email" else None
+    # What the reply answers: the answered message's own references, then its id (none once the conversation
+    # moved to another channel, where those ids mean nothing).
     references = (
         [*(last_in.meta or {}).get("references", []), last_in.external_id] if last_in.external_id and not moved else []
     )
+    outbound = OutboundMessage(
+        message_id=0,
+        ticket_id=ticket_id,
+        channel=channel,
+        recipient=recipient,
+        text=request.text,
+        references=references,
+        sender_address=None if moved else last_in.recipient,
+        agent_name=request.principal.display_name,
+        metadata={"thread_key": row.thread_key} if row.thread_key else {},
+    )
+    hook = rt.reply_hooks.get(channel)
+    if hook is not None:
+        hook(outbound, ticket_subject=row.subject)
     msg = {
         "ticket_id": ticket_id,
         "direction": Direction.OUTBOUND.value,
         "channel": channel,
-        "external_id": external_id,
+        "external_id": outbound.external_id,
         "author_agent_id": request.principal.agent_id,
         "sender": None,
         "recipient": recipient,
-        "subject": subject,
+        "subject": outbound.subject,
         "text": request.text,
         "html": None,
         "attachments": [],
@@ -279,29 +290,7 @@ def _reply_message(
         "contact_id": row.contact_id,
         "client_key": request.client_key,
     }
-    outbound = OutboundMessage(
-        message_id=0,
-        ticket_id=ticket_id,
-        channel=channel,
-        recipient=recipient,
-        text=request.text,
-        subject=subject,
-        external_id=external_id,
-        in_reply_to=last_in.external_id if channel == "email" and not moved else None,
-        references=references,
-        sender_address=None if moved else last_in.recipient,
-        agent_name=request.principal.display_name,
-        metadata={"thread_key": row.thread_key} if row.thread_key else {},
-    )
     return msg, outbound
-
-
-def _reply_subject(subject: str, ticket_id: int) -> str:
-    tag = f"[#{ticket_id}]"
-    base = subject or "Your request"
-    if tag not in base:
-        base = f"{base} {tag}"
-    return base if base.lower().startswith("re:") else f"Re: {base}"
 
 
 async def add_note(

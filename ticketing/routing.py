@@ -32,22 +32,22 @@ from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-DEFAULT_CAPACITY = {
-    "voice": 1,
-    "webchat": 3,
-    "messenger": 3,
-    "instagram": 3,
-    "telegram": 3,
-    "whatsapp": 3,
-    "sms": 3,
-    "email": 5,
+from hub.channels import SPECS, CapacityClass, channels_of
+
+# An agent's capacity per channel unless they have their own: by the channel's capacity class (hub.channels).
+CLASS_CAPACITY: Mapping[CapacityClass, int] = {
+    CapacityClass.VOICE: 1,
+    CapacityClass.CHAT: 3,
+    CapacityClass.MESSAGING: 3,
+    CapacityClass.EMAIL: 5,
 }
+DEFAULT_CAPACITY: Mapping[str, int] = {name: CLASS_CAPACITY[spec.capacity_class] for name, spec in SPECS.items()}
 FALLBACK_CAPACITY = 3
-CHAT_CHANNELS = frozenset({"webchat", "messenger", "instagram", "telegram", "whatsapp", "sms"})
-# Work in hand on the key channel blocks new offers on these channels.
-BLOCKS: Mapping[str, frozenset[str]] = {"voice": CHAT_CHANNELS}
-# Channels whose end (solved, closed) puts the agent in wrap-up: live conversations.
-LIVE_CHANNELS = CHAT_CHANNELS | {"voice"}
+CHAT_CHANNELS = channels_of(CapacityClass.CHAT, CapacityClass.MESSAGING)
+# Work in hand on the key channel blocks new offers on these channels: a call blocks chats and messaging.
+BLOCKS: Mapping[str, frozenset[str]] = {name: CHAT_CHANNELS for name in channels_of(CapacityClass.VOICE)}
+# Channels whose end (solved, closed) puts the agent in wrap-up: conversations, as against email.
+WRAP_UP_CHANNELS = channels_of(CapacityClass.VOICE, CapacityClass.CHAT, CapacityClass.MESSAGING)
 
 
 def freed_by(channel: str) -> frozenset[str]:
@@ -266,13 +266,6 @@ def _best(item: WorkItem, eligible: list[AgentSlot]) -> Decision:
     else:
         reason = f"lowest id of {n} equally idle, equally busy eligible agents"
     return Decision(item.ticket_id, best.agent_id, reason)
-
-
-def choose_agent(item: WorkItem, agents: Iterable[AgentSlot]) -> AgentSlot | None:
-    """The best eligible agent for ``item``, or None when it has to wait."""
-    candidates = list(agents)
-    decision = decide(item, candidates)
-    return next((a for a in candidates if a.agent_id == decision.agent_id), None)
 
 
 def explain_waiting(item: WorkItem, agents: Iterable[AgentSlot]) -> str:

@@ -90,7 +90,7 @@ _ROW_FINGERPRINT = {
 _QUEUE_COLUMNS = tuple(_json_text(c) if c.name in _QUEUE_JSON else c for c in queues.c)
 _READ_QUEUES = {pg: select(*_QUEUE_COLUMNS, fp).order_by(queues.c.id) for pg, fp in _ROW_FINGERPRINT.items()}
 _ordered_row_fingerprints = select(_ROW_FINGERPRINT[False]).order_by(queues.c.id).subquery()
-_QUEUES_FINGERPRINT = {
+QUEUES_FINGERPRINT = {
     True: func.coalesce(
         select(func.aggregate_strings(_ROW_FINGERPRINT[True], "|").aggregate_order_by(queues.c.id)).scalar_subquery(),
         literal_column("''"),
@@ -221,7 +221,7 @@ def _slots_of_agents_statement(postgres: bool) -> Any:
     return union_all(
         members,
         loads,
-        select(literal_column("2"), null(), null(), _QUEUES_FINGERPRINT[postgres], null(), null(), null(), null()),
+        select(literal_column("2"), null(), null(), QUEUES_FINGERPRINT[postgres], null(), null(), null(), null()),
     )
 
 

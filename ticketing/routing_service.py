@@ -12,12 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.db import execute, update_rows, utcnow
 from hub.events import EventType, NewEvent
+from hub.principals import Principal
 from hub.runtime import Runtime, Tx
 from ticketing import routing, sla
 from ticketing.agents import agent_read
 from ticketing.exceptions import AgentNotFound, OfferNotPending
 from ticketing.models import AgentRead, AgentStatus, RoutingExplanation, TicketRead, TicketStatus
-from ticketing.permissions import Principal
 from ticketing.routing_reads import (
     UNHELD,
     WAITING,
@@ -56,13 +56,15 @@ _CANDIDATES_EXTRA = 5
 _MAX_CANDIDATES = 500
 
 
-_ROUTING_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
+# What takes the routing lock on PostgreSQL, sent to the driver directly.
+ROUTING_LOCK_STATEMENT = text("SELECT pg_advisory_xact_lock(:k)")
 # The transactions that hold the routing lock: it is held until the transaction ends, so it is taken once
 # (a transaction that declines an offer routes twice and takes it before both).
 _holding_routing_lock: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
-async def _take_routing_lock(conn: AsyncConnection) -> None:
+async def take_routing_lock(conn: AsyncConnection) -> None:
+    """Hold the routing lock until ``conn``'s transaction ends (once per transaction; see the invariants above)."""
     # On SQLite there is nothing to take: every writing transaction begins IMMEDIATE (``Database.begin``), so
     # it holds the database's write lock from its first statement.
     if conn.dialect.name != "postgresql":
@@ -70,7 +72,7 @@ async def _take_routing_lock(conn: AsyncConnection) -> None:
     transaction = conn.sync_connection.get_transaction() if conn.sync_connection is not None else None
     if transaction is not None and transaction in _holding_routing_lock:
         return
-    await execute(conn, _ROUTING_LOCK, {"k": ROUTING_LOCK_KEY})
+    await execute(conn, ROUTING_LOCK_STATEMENT, {"k": ROUTING_LOCK_KEY})
     if transaction is not None:
         _holding_routing_lock.add(transaction)
 
@@ -130,7 +132,7 @@ async def route_tickets(
     if ticket_ids is not None and not ticket_ids:
         return []
     conn = tx.conn
-    await _take_routing_lock(conn)
+    await take_routing_lock(conn)
     now = utcnow()
     settings = rt.settings
     slots: dict[int, routing.AgentSlot] | None = None
@@ -257,17 +259,6 @@ async def route_tickets(
     return decisions
 
 
-async def waiting_ticket_ids(conn: AsyncConnection, queue_ids: Iterable[int], limit: int = 200) -> list[int]:
-    """Waiting tickets of these queues, oldest first."""
-    queue_ids = list(queue_ids)
-    if not queue_ids:
-        return []
-    rows = await conn.execute(
-        select(tickets.c.id).where(tickets.c.queue_id.in_(queue_ids), WAITING).order_by(tickets.c.id).limit(limit)
-    )
-    return [r[0] for r in rows]
-
-
 async def accept_offer(rt: Runtime, *, ticket_id: int, principal: Principal) -> TicketRead:
     """The offered agent takes the ticket. Atomic: a ticket is never assigned twice."""
     now = utcnow()
@@ -309,7 +300,7 @@ async def accept_offer(rt: Runtime, *, ticket_id: int, principal: Principal) -> 
     return TicketRead.model_validate(row._mapping)
 
 
-async def _return_offers(
+async def return_offers(
     tx: Tx, offers: Sequence[tuple[int, int]], *, event_type: str, reason: str, now: datetime
 ) -> list[int]:
     """Take back pending offers, given as (ticket id, agent id); each agent is remembered as having passed on
@@ -352,13 +343,13 @@ async def decline_offer(rt: Runtime, *, ticket_id: int, principal: Principal) ->
     """The offered agent passes; the offer moves on to the next eligible agent."""
     now = utcnow()
     async with rt.write() as tx:
-        back = await _return_offers(
+        back = await return_offers(
             tx, [(ticket_id, principal.agent_id)], event_type=EventType.OFFER_DECLINED, reason="declined", now=now
         )
         if not back:
             await ticket_row(tx.conn, ticket_id)
             raise OfferNotPending(f"ticket {ticket_id} is not offered to you")
-        await _take_routing_lock(tx.conn)  # before the agent row: see the lock order above
+        await take_routing_lock(tx.conn)  # before the agent row: see the lock order above
         await tx.conn.execute(update(agents).where(agents.c.id == principal.agent_id).values(missed_offers=0))
         await route_tickets(rt, tx, back, returned=back)
         await route_tickets(rt, tx, agent_ids=[principal.agent_id])  # their freed slot, for other work
@@ -386,7 +377,7 @@ async def expire_offers(rt: Runtime) -> int:
     now = utcnow()
     settings = rt.settings
     async with rt.write() as tx:
-        await _take_routing_lock(tx.conn)
+        await take_routing_lock(tx.conn)
         stmt = select(tickets.c.id, tickets.c.offered_agent_id, tickets.c.offer_expires_at).where(
             _offers_to_return(now)
         )
@@ -396,7 +387,7 @@ async def expire_offers(rt: Runtime) -> int:
         if not rows:
             return 0
         late = [(r.id, r.offered_agent_id) for r in rows if r.offer_expires_at is not None and r.offer_expires_at < now]
-        back = await _return_offers(
+        back = await return_offers(
             tx,
             late,
             event_type=EventType.OFFER_EXPIRED,
@@ -405,7 +396,7 @@ async def expire_offers(rt: Runtime) -> int:
         )
         # Offers a status change could not take back at once (their ticket was busy): back now.
         stranded = [(r.id, r.offered_agent_id) for r in rows if r.id not in set(back)]
-        back += await _return_offers(
+        back += await return_offers(
             tx, stranded, event_type=EventType.OFFER_EXPIRED, reason="agent is not available", now=now
         )
         missed: dict[int, int] = {}
@@ -423,20 +414,20 @@ async def expire_offers(rt: Runtime) -> int:
             ).one()
             if settings.max_missed_offers and row.missed_offers >= settings.max_missed_offers:
                 if row.status == AgentStatus.AVAILABLE:
-                    await _change_status(
+                    await change_status(
                         rt, tx, agent_id, AgentStatus.AWAY, reason=f"let {row.missed_offers} offers expire in a row"
                     )
         await route_tickets(rt, tx, back, returned=back)
     return len(back)
 
 
-async def _change_status(
+async def change_status(
     rt: Runtime, tx: Tx, agent_id: int, status: AgentStatus, *, reason: str | None = None
 ) -> AgentRead:
     """Set an agent's status inside ``tx``: available pulls waiting work; any other status returns the
     agent's pending offers to their queues at once (wrap-up ends by itself after ``wrap_up_seconds``).
     An offer whose ticket another transaction holds is returned by the next ``expire_offers``."""
-    await _take_routing_lock(tx.conn)
+    await take_routing_lock(tx.conn)
     now = utcnow()
     values: dict[str, Any] = {"status": status.value, "status_changed_at": now, "wrap_up_until": None}
     if status is AgentStatus.WRAP_UP and rt.settings.wrap_up_seconds > 0:
@@ -462,7 +453,7 @@ async def _change_status(
         if tx.conn.dialect.name == "postgresql":
             stmt = stmt.with_for_update(skip_locked=True)
         offered = [(r.id, agent_id) for r in await tx.conn.execute(stmt)]
-        back = await _return_offers(
+        back = await return_offers(
             tx, offered, event_type=EventType.OFFER_EXPIRED, reason=f"agent is {status.value}", now=now
         )
         await route_tickets(rt, tx, back, returned=back)
@@ -473,17 +464,17 @@ async def set_agent_status(rt: Runtime, *, agent_id: int, status: AgentStatus) -
     """Change an agent's status. Going available pulls waiting work; leaving returns pending offers at once;
     wrap-up ends by itself after ``wrap_up_seconds``."""
     async with rt.write() as tx:
-        return await _change_status(rt, tx, agent_id, status)
+        return await change_status(rt, tx, agent_id, status)
 
 
 async def end_wrap_ups(rt: Runtime) -> int:
     """Agents whose wrap-up time is over become available (and are offered waiting work)."""
     now = utcnow()
     async with rt.write() as tx:
-        await _take_routing_lock(tx.conn)
+        await take_routing_lock(tx.conn)
         due = [r.id for r in await tx.conn.execute(select(agents.c.id).where(_wrap_up_over(now)))]
         for agent_id in due:
-            await _change_status(rt, tx, agent_id, AgentStatus.AVAILABLE, reason="wrap-up over")
+            await change_status(rt, tx, agent_id, AgentStatus.AVAILABLE, reason="wrap-up over")
     return len(due)
 
 
@@ -493,12 +484,12 @@ async def work_done(rt: Runtime, tx: Tx, *, agent_id: int, channel: str) -> None
     # Under the routing lock, taken before the agent row is read (the lock order above): every status change
     # holds it, so the status read is the one in force, not one that a concurrent change (going offline, say)
     # is about to replace and that wrap-up would then overwrite. The ticket row is already locked.
-    await _take_routing_lock(tx.conn)
+    await take_routing_lock(tx.conn)
     status = (await tx.conn.execute(select(agents.c.status).where(agents.c.id == agent_id))).scalar()
     if status != AgentStatus.AVAILABLE:
         return
-    if channel in routing.LIVE_CHANNELS and rt.settings.wrap_up_seconds > 0:
-        await _change_status(rt, tx, agent_id, AgentStatus.WRAP_UP, reason=f"after a {channel} conversation")
+    if channel in routing.WRAP_UP_CHANNELS and rt.settings.wrap_up_seconds > 0:
+        await change_status(rt, tx, agent_id, AgentStatus.WRAP_UP, reason=f"after a {channel} conversation")
     else:
         await route_tickets(rt, tx, agent_ids=[agent_id], channels=routing.freed_by(channel))
 
@@ -515,7 +506,7 @@ async def apply_overflow(rt: Runtime) -> int:
             return 0
     async with rt.write() as tx:
         conn = tx.conn
-        await _take_routing_lock(conn)
+        await take_routing_lock(conn)
         qs = await read_queues(rt, conn)
         due = _overflow_due(qs, now)
         if due is None:

@@ -8,10 +8,10 @@ from sqlalchemy import select, update
 
 from hub.db import utcnow
 from hub.events import EventType
+from hub.principals import Principal
 from hub.runtime import Runtime
 from ticketing.exceptions import AgentNotFound, QueueNotFound
 from ticketing.models import OPEN_STATUSES, TicketRead, TicketStatus, TicketUpdate
-from ticketing.permissions import Principal
 from ticketing.routing_service import route_tickets, routing_decision, work_done
 from ticketing.tables import OPEN_STATUS_VALUES, agents, queues, tickets
 from ticketing.tickets import check_visible, ticket_event, ticket_row

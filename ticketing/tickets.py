@@ -10,6 +10,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.events import EventType, NewEvent
+from hub.principals import Principal
 from hub.runtime import Runtime
 from ticketing.exceptions import ContactNotFound, NotYourTicket, TicketNotFound
 from ticketing.models import (
@@ -21,7 +22,6 @@ from ticketing.models import (
     TicketPage,
     TicketRead,
 )
-from ticketing.permissions import Principal
 from ticketing.tables import contact_identities, contacts, messages, tickets
 
 EVENT_TEXT_LIMIT = 10_000

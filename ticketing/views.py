@@ -8,13 +8,12 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response, WebSocke
 from pydantic import BaseModel, Field
 
 from hub.auth import SESSION_COOKIE, verify_dummy, verify_password
-from hub.deps import RuntimeDep, SignerDep
+from hub.deps import CurrentAgent, RuntimeDep, SignerDep, authenticate
 from hub.errors import InvalidInput
 from hub.event_stream import serve_event_stream
 from hub.inputs import DB_INT_MAX, IdParam, Input
 from hub.messages import InboundMessage
-from ticketing import agents, chat, queues, replies, routing_service, ticket_updates, tickets
-from ticketing.deps import CurrentAgent, authenticate
+from ticketing import agents, conversations, queues, replies, routing_service, ticket_updates, tickets
 from ticketing.exceptions import InvalidRoutingConfig
 from ticketing.models import (
     AgentCreate,
@@ -333,7 +332,7 @@ async def agent_stream(ws: WebSocket, last_seq: Annotated[int | None, Query(ge=0
             last_seq,
             heartbeat_seconds=rt.settings.heartbeat_seconds,
             hello=hello,
-            on_message=lambda data: chat.on_console_frame(rt, principal, data),
+            on_message=lambda data: conversations.on_console_frame(rt, principal, data),
         )
     finally:
         gauge.dec()

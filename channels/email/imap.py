@@ -227,7 +227,7 @@ class MailboxWorker:
         try:
             for start in range(0, len(uids), self.batch):
                 sizes = await self._sizes(client, uids[start : start + self.batch])
-                for uid_chunk in _by_budget(sorted(sizes), sizes, FETCH_BUDGET_BYTES, limit):
+                for uid_chunk in by_budget(sorted(sizes), sizes, FETCH_BUDGET_BYTES, limit):
                     fetched = await self._fetch(client, uid_chunk, sizes, limit)
                     chunk, head = await self._submit(uidvalidity, head, fetched, uid_chunk[-1])
                     if pending is not None:
@@ -435,7 +435,7 @@ class _Chunk:
     submissions: Sequence[asyncio.Future[IngestResult]]
 
 
-def _by_budget(uids: list[int], sizes: dict[int, int], budget: int, limit: int) -> list[list[int]]:
+def by_budget(uids: list[int], sizes: dict[int, int], budget: int, limit: int) -> list[list[int]]:
     """Consecutive runs of ``uids`` whose mails (those within ``limit``) add up to at most ``budget`` bytes."""
     runs: list[list[int]] = []
     run: list[int] = []

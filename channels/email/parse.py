@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from email import policy
 from email.header import decode_header
-from email.message import EmailMessage, Message
+from email.message import Message
 from email.parser import BytesParser
 from email.policy import EmailPolicy
 from email.utils import getaddresses
@@ -519,8 +519,3 @@ def _bounced_message_id(msg: Message, raw: bytes, own_domain: str) -> str | None
     domain = re.escape(own_domain.encode())
     found = re.search(rb"<[^<>\s@]{1,400}@" + domain + rb">", raw, re.I)
     return found.group(0).decode("ascii", "replace") if found else None
-
-
-def headers_of(msg: EmailMessage) -> dict[str, list[str]]:
-    """Lower-cased header names → raw values (for tests and loop checks on built messages)."""
-    return _raw_headers(msg)

@@ -1,6 +1,6 @@
 """The email channel's running part and its admin actions.
 
-``EmailChannel`` runs one ``MailboxWorker`` per mailbox (from ``SWITCHBOARD_MAILBOXES`` and from the admin
+``EmailService`` runs one ``MailboxWorker`` per mailbox (from ``SWITCHBOARD_MAILBOXES`` and from the admin
 API). On PostgreSQL each worker first takes a session advisory lock on a connection of its own, so with
 several processes each mailbox is fetched by exactly one of them; the lock connection is pinged and, if it
 drops, the worker stops until it wins the election again. On SQLite (one process) workers just run. A
@@ -22,17 +22,17 @@ from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import column, func, select, table, text, update
+from sqlalchemy import func, select, text, update
 
 from channels.email.imap import MailboxWorker, lock_key
 from channels.email.models import AR, MB, QT, MailboxRead, MailboxUpdate, QuarantineRead, ReprocessResult, S
 from channels.email.parse import MailboxInfo, MailParseError, ParsedMail, parse_mail
-from channels.email.smtp import SmtpSender, Templates, build_ack, deliver
+from channels.email.smtp import ReplyHeaders, SmtpSender, Templates, build_ack, deliver
 from hub.config import MailboxSettings
-from hub.db import UTCDateTime, lock_keys, taken_as, utcnow
+from hub.db import lock_keys, taken_as, utcnow
 from hub.errors import Conflict, InvalidInput, NotFound
 from hub.files import FileStore, StoredFileMissing
-from hub.messages import Ingest, IngestResult, Sender
+from hub.messages import Ingest, IngestResult, ReplyHook, Sender
 from hub.runtime import Runtime
 from hub.sealing import SealedUnreadable, Sealer, is_sealed
 from hub.workers import cancel_and_wait
@@ -40,14 +40,6 @@ from hub.workers import cancel_and_wait
 log = logging.getLogger(__name__)
 
 QUOTE_MAX_CHARS = 20_000
-_MESSAGES = table(
-    "messages",
-    column("channel"),
-    column("external_id"),
-    column("text"),
-    column("sender"),
-    column("created_at", UTCDateTime()),
-)
 
 
 class QuarantineNotFound(NotFound):
@@ -58,7 +50,7 @@ class MailboxNotFound(NotFound):
     code = "mailbox_not_found"
 
 
-_AUTO_REPLY_LOCK_SPACE = 0xA2E9  # names the locks (``hub.db.lock_keys``) on a recipient's automatic-reply count
+AUTO_REPLY_LOCK_SPACE = 0xA2E9  # names the locks (``hub.db.lock_keys``) on a recipient's automatic-reply count
 
 
 class MailboxNameTaken(Conflict):
@@ -84,16 +76,18 @@ class _Running:
         self.task = task
 
 
-class EmailChannel:
+class EmailService:
     """IMAP workers, the SMTP sender, acknowledgements, quarantine and mailbox administration."""
 
     def __init__(self, rt: Runtime, ingest: Ingest) -> None:
         self.rt = rt
         self.ingest = ingest
+        self.tickets = rt.ports.tickets
         s = rt.settings
         self.store = FileStore(s.attachment_dir)
         self.sealer = Sealer(s.secret_key.get_secret_value())
         self.templates = Templates(s.email_templates_dir)
+        self.reply_headers = ReplyHeaders(s.mail_domain)
         self.sender = SmtpSender(
             mailboxes=lambda: self._boxes,
             templates=self.templates,
@@ -113,6 +107,10 @@ class EmailChannel:
     @property
     def senders(self) -> dict[str, Sender]:
         return {"email": self.sender}
+
+    @property
+    def reply_hooks(self) -> dict[str, ReplyHook]:
+        return {"email": self.reply_headers}
 
     # --- lifecycle -------------------------------------------------------------------------------------------
 
@@ -246,22 +244,14 @@ class EmailChannel:
             await cancel_and_wait(task)
 
     async def _quote(self, message_id: str) -> dict[str, Any] | None:
-        """The stored email a reply answers, to quote under it. (The messages table is read by name: channels
-        do not import the ticketing package.)"""
-        async with self.rt.read() as conn:
-            row = (
-                await conn.execute(
-                    select(_MESSAGES.c.text, _MESSAGES.c.sender, _MESSAGES.c.created_at).where(
-                        _MESSAGES.c.channel == "email", _MESSAGES.c.external_id == message_id
-                    )
-                )
-            ).first()
-        if row is None:
+        """The stored email a reply answers, to quote under it (asked of the core's ``TicketPort``)."""
+        stored = await self.tickets.message_by_external_id(channel="email", external_id=message_id)
+        if stored is None:
             return None
         return {
-            "text": (row.text or "")[:QUOTE_MAX_CHARS],
-            "sender": row.sender,
-            "date": row.created_at.strftime("%Y-%m-%d %H:%M UTC") if row.created_at else None,
+            "text": stored.text[:QUOTE_MAX_CHARS],
+            "sender": stored.sender,
+            "date": stored.created_at.strftime("%Y-%m-%d %H:%M UTC"),
         }
 
     # --- acknowledgements --------------------------------------------------------------------------------
@@ -310,7 +300,7 @@ class EmailChannel:
         async with self.rt.db.begin() as conn:
             # One count-then-insert per recipient at a time: two acknowledgements at once (two mails, two
             # processes) would both count under the limit and both send.
-            await lock_keys(conn, _AUTO_REPLY_LOCK_SPACE, [recipient])
+            await lock_keys(conn, AUTO_REPLY_LOCK_SPACE, [recipient])
             sent = (
                 await conn.execute(
                     select(func.count()).select_from(AR).where(AR.c.recipient == recipient, AR.c.sent_at > since)

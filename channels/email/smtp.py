@@ -53,6 +53,32 @@ def new_message_id(domain: str) -> str:
     return f"<{uuid.uuid4().hex}@{domain}>"
 
 
+def reply_subject(subject: str, ticket_id: int) -> str:
+    """A reply's subject: the ticket's, tagged ``[#N]`` (how an answer that lost its headers finds its ticket),
+    with one ``Re:``."""
+    tag = f"[#{ticket_id}]"
+    base = subject or "Your request"
+    if tag not in base:
+        base = f"{base} {tag}"
+    return base if base.lower().startswith("re:") else f"Re: {base}"
+
+
+class ReplyHeaders:
+    """The email channel's ``hub.messages.ReplyHook``: as the core stores an agent's reply by email, it gets our
+    Message-ID (stored as the message's external id, so the copy fetched back over IMAP is recognized as ours,
+    and a retried delivery sends the same id), the ticket's subject tagged ``[#N]``, and In-Reply-To: the
+    message it answers, the last of its References (none for a conversation moved here from another
+    channel)."""
+
+    def __init__(self, domain: str) -> None:
+        self.domain = domain
+
+    def __call__(self, reply: OutboundMessage, *, ticket_subject: str) -> None:
+        reply.external_id = new_message_id(self.domain)
+        reply.subject = reply_subject(ticket_subject, reply.ticket_id)
+        reply.in_reply_to = reply.references[-1] if reply.references else None
+
+
 def build_reply(
     out: OutboundMessage,
     box: MailboxSettings,

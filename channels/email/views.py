@@ -1,58 +1,58 @@
 """/api/email/...: mailboxes and quarantine for admins, stored attachments for agents. Thin: each endpoint
-authorizes through the dependencies ``hub/app.py`` hands in and calls one ``EmailChannel`` method."""
+authorizes through ``hub.deps`` and calls one method of the channel's running ``EmailService``.
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: FastAPI reads the endpoints' annotations, and ``Service`` is
+local to ``build_router``."""
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from channels.email.models import MailboxRead, MailboxUpdate, QuarantineRead, ReprocessResult
-from channels.email.service import EmailChannel
+from channels.email.service import EmailService
 from hub.config import MailboxSettings
+from hub.deps import current_admin, current_agent
 from hub.inputs import IdParam
 
 
-async def _channel(request: Request) -> EmailChannel:
-    return request.app.state.email  # type: ignore[no-any-return]
-
-
-ChannelDep = Annotated[EmailChannel, Depends(_channel)]
-
-
-def build_router(*, admin: Callable[..., Any], agent: Callable[..., Any]) -> APIRouter:
-    """The router; ``admin`` and ``agent`` are dependencies that refuse anyone else."""
+def build_router(running: Callable[[], EmailService]) -> APIRouter:
+    """The router; ``running`` answers the channel's ``EmailService`` once it has started."""
     router = APIRouter(prefix="/api/email", tags=["email"])
-    as_admin = [Depends(admin)]
+    as_admin = [Depends(current_admin)]
+
+    async def service() -> EmailService:
+        return running()
+
+    Service = Annotated[EmailService, Depends(service)]
 
     @router.get("/mailboxes", response_model=list[MailboxRead], dependencies=as_admin)
-    async def list_mailboxes(channel: ChannelDep) -> list[MailboxRead]:
+    async def list_mailboxes(channel: Service) -> list[MailboxRead]:
         """Every mailbox, from settings and from this API, with its IMAP position and health."""
         return await channel.list_mailboxes()
 
     @router.post("/mailboxes", response_model=MailboxRead, status_code=201, dependencies=as_admin)
-    async def create_mailbox(body: MailboxSettings, channel: ChannelDep) -> MailboxRead:
+    async def create_mailbox(body: MailboxSettings, channel: Service) -> MailboxRead:
         """Add a mailbox; its worker starts at once."""
         return await channel.create_mailbox(body)
 
     @router.get("/mailboxes/{name}", response_model=MailboxRead, dependencies=as_admin)
-    async def get_mailbox(name: str, channel: ChannelDep) -> MailboxRead:
+    async def get_mailbox(name: str, channel: Service) -> MailboxRead:
         return await channel.get_mailbox(name)
 
     @router.patch("/mailboxes/{name}", response_model=MailboxRead, dependencies=as_admin)
-    async def update_mailbox(name: str, body: MailboxUpdate, channel: ChannelDep) -> MailboxRead:
+    async def update_mailbox(name: str, body: MailboxUpdate, channel: Service) -> MailboxRead:
         """Change a mailbox made through this API; its worker restarts with the new settings."""
         return await channel.update_mailbox(name, body)
 
     @router.delete("/mailboxes/{name}", status_code=204, dependencies=as_admin)
-    async def delete_mailbox(name: str, channel: ChannelDep) -> Response:
+    async def delete_mailbox(name: str, channel: Service) -> Response:
         await channel.delete_mailbox(name)
         return Response(status_code=204)
 
     @router.get("/quarantine", response_model=list[QuarantineRead], dependencies=as_admin)
     async def list_quarantine(
-        channel: ChannelDep,
+        channel: Service,
         include_reprocessed: bool = False,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[QuarantineRead]:
@@ -60,7 +60,7 @@ def build_router(*, admin: Callable[..., Any], agent: Callable[..., Any]) -> API
         return await channel.list_quarantine(include_reprocessed=include_reprocessed, limit=limit)
 
     @router.get("/quarantine/{quarantine_id}/raw", dependencies=as_admin)
-    async def quarantined_raw(quarantine_id: IdParam, channel: ChannelDep) -> Response:
+    async def quarantined_raw(quarantine_id: IdParam, channel: Service) -> Response:
         """The mail exactly as received, to download and inspect."""
         raw = await channel.quarantined_raw(quarantine_id)
         return Response(
@@ -70,12 +70,12 @@ def build_router(*, admin: Callable[..., Any], agent: Callable[..., Any]) -> API
         )
 
     @router.post("/quarantine/{quarantine_id}/reprocess", response_model=ReprocessResult, dependencies=as_admin)
-    async def reprocess(quarantine_id: IdParam, channel: ChannelDep) -> ReprocessResult:
+    async def reprocess(quarantine_id: IdParam, channel: Service) -> ReprocessResult:
         """Try a quarantined mail again; answers whether it became a message."""
         return await channel.reprocess(quarantine_id)
 
-    @router.get("/attachments/{sha256}", dependencies=[Depends(agent)])
-    async def attachment(sha256: str, channel: ChannelDep) -> Response:
+    @router.get("/attachments/{sha256}", dependencies=[Depends(current_agent)])
+    async def attachment(sha256: str, channel: Service) -> Response:
         """A stored attachment or inline image, by its content hash."""
         data = await channel.attachment(sha256)
         return Response(

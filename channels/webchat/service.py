@@ -50,7 +50,7 @@ import hmac
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,7 +64,8 @@ from hub.errors import SwitchboardError
 from hub.events import EventRecord, EventType
 from hub.files import FileStore, StoredFileMissing
 from hub.inputs import clean, is_id
-from hub.messages import Attachment, DeliveryResult, Identity, InboundMessage, Ingest, OutboundMessage, Sender
+from hub.messages import Attachment, DeliveryResult, Identity, InboundMessage, Ingest, OutboundMessage
+from hub.ports import ConversationMessage, ConversationState, ConversationTicket
 from hub.runtime import Runtime
 from hub.websocket import frame_writer, text_frame
 
@@ -147,32 +148,37 @@ def verify_identity(secret: str, user_id: str, email: str | None, given: str) ->
     return hmac.compare_digest(identity_hash(secret, user_id, email), given.strip().lower())
 
 
-# --- what the channel needs from the core ---------------------------------------------------------------------
+# --- what the widget is sent ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ChatBackend:
-    """Functions of the ticketing core, handed over by ``hub/app.py`` (channels do not import ticketing).
+def message_frame(m: ConversationMessage) -> dict[str, Any]:
+    """A message as the widget shows it (in ``hello`` and in ``message`` frames)."""
+    return {
+        "id": m.id,
+        "ticket_id": m.ticket_id,
+        "direction": m.direction,
+        "text": m.text,
+        "attachments": m.attachments,
+        "agent_name": m.author_name,
+        "delivery_status": m.delivery_status,
+        "client_id": m.metadata.get("client_id"),
+        "created_at": m.created_at.isoformat(),
+    }
 
-    - ``conversation(thread_key, after_message_id)`` → ``{"ticket": {...} | None, "messages": [...]}``
-    - ``availability(queue)`` → ``{"queue", "available", "agents_available"}``
-    - ``rate(thread_key, ticket_id, rating, comment)``
-    - ``answer_by_email(thread_key, email, verified)`` → ``{"ticket_id", "reply_to", "linked"}``
-    - ``link_verified_visitor(identity, email, name)`` → contact id
-    - ``note_visitor_email(ticket_id, contact_id, email)``: the address an unverified visitor gave, on their
-      contact (never an identity)
-    - ``mark_delivered(thread_key, message_ids)``
-    - ``agent_name(agent_id)`` → the name customers see
-    """
 
-    conversation: Callable[[str, int], Awaitable[dict[str, Any]]]
-    availability: Callable[[str | None], Awaitable[dict[str, Any]]]
-    rate: Callable[[str, int, int, str | None], Awaitable[None]]
-    answer_by_email: Callable[[str, str, bool], Awaitable[dict[str, Any]]]
-    link_verified_visitor: Callable[[str, str | None, str | None], Awaitable[int]]
-    note_visitor_email: Callable[[int, int, str], Awaitable[None]]
-    mark_delivered: Callable[[str, list[int]], Awaitable[None]]
-    agent_name: Callable[[int], Awaitable[str | None]]
+def ticket_state(t: ConversationTicket) -> dict[str, Any]:
+    """What the channel keeps of a conversation's newest ticket, and keeps current from events."""
+    return {
+        "id": t.id,
+        "status": t.status,
+        "queue_id": t.queue_id,
+        "assignee_id": t.assignee_id,
+        "offered_agent_id": t.offered_agent_id,
+        "agent_name": t.assignee_name,
+        "rating": t.rating,
+        # Moved to email because nobody could chat: the widget says where the answer will go.
+        "reply_to": t.reply_to if t.reply_channel == "email" else None,
+    }
 
 
 # --- connections -------------------------------------------------------------------------------------------------
@@ -221,27 +227,25 @@ class _Conversation:
 
 
 class WebchatService:
-    """The running chat channel of one process."""
+    """The running chat channel of one process. It asks the core through the ports (``hub.ports``): the
+    conversation's history and state, rating, receipts and moving to email (``conversations``), verified
+    visitors' contacts (``contacts``), agents' names (``agents``), whether anybody is available (``queues``)."""
 
-    def __init__(self, rt: Runtime, ingest: Ingest, backend: ChatBackend, settings: Settings) -> None:
+    def __init__(self, rt: Runtime, ingest: Ingest, settings: Settings) -> None:
         self.rt = rt
         self.ingest = ingest
-        self.backend = backend
         self.settings = settings
+        ports = rt.ports
+        self.conversations = ports.conversations
+        self.contacts = ports.contacts
+        self.agents = ports.agents
+        self.queues = ports.queues
         self.tokens = VisitorTokens(settings.secret_key.get_secret_value(), settings.chat_visitor_token_ttl_seconds)
         self.storage = ChatAttachments(FileStore(settings.attachment_dir))
         self._conversations: dict[str, _Conversation] = {}
         self._by_ticket: dict[int, str] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.sender = WebchatSender(self)
-
-    @property
-    def senders(self) -> Mapping[str, Sender]:
-        return {CHANNEL: self.sender}
-
-    @property
-    def connection_count(self) -> int:
-        return sum(len(c.connections) for c in self._conversations.values())
 
     async def start(self) -> None:
         self.rt.events.listen(self._on_event)
@@ -279,7 +283,10 @@ class WebchatService:
             identity = f"user:{user_id}"
             email = user_email or email
             name = user_name or name
-            await self.backend.link_verified_visitor(identity, user_email, name)
+            verified_ids = [Identity(kind="webchat", value=identity)]
+            if user_email:
+                verified_ids.append(Identity(kind="email", value=user_email))
+            await self.contacts.link_verified(identities=verified_ids, name=name)
         claims = VisitorClaims(
             visitor_id=visitor_id,
             conversation_id=uuid.uuid4().hex,
@@ -311,10 +318,14 @@ class WebchatService:
         gauge.inc()
         writer: asyncio.Task[None] | None = None
         try:
-            state = await self.backend.conversation(claims.conversation_id, min(max(0, last_message_id), NO_MESSAGES))
+            state = await self.conversations.state(
+                channel=CHANNEL,
+                thread_key=claims.conversation_id,
+                after_message_id=min(max(0, last_message_id), NO_MESSAGES),
+            )
             self._learn(claims.conversation_id, state)
-            for m in state["messages"]:
-                conn.seen.add(m["id"])
+            for m in state.messages:
+                conn.seen.add(m.id)
             await ws.send_text(json_dumps(self._hello(claims, state)))
             direct = frame_writer(ws)
             conn.direct = direct.send_frame_now if direct is not None else None
@@ -332,13 +343,14 @@ class WebchatService:
             if not conv.connections:
                 self._forget(claims.conversation_id)
 
-    def _hello(self, claims: VisitorClaims, state: dict[str, Any]) -> dict[str, Any]:
-        ticket = state.get("ticket")
+    def _hello(self, claims: VisitorClaims, state: ConversationState) -> dict[str, Any]:
+        current = state.current
+        ticket = ticket_state(current) if current is not None else None
         return {
             "type": "hello",
             "conversation_id": claims.conversation_id,
             "visitor": {"name": claims.name, "email": claims.email, "verified": claims.verified},
-            "messages": state["messages"],
+            "messages": [message_frame(m) for m in state.messages],
             "ticket_id": ticket["id"] if ticket else None,
             "status": ticket["status"] if ticket else None,
             "agent": {"name": ticket["agent_name"]} if ticket and ticket.get("agent_name") else None,
@@ -435,22 +447,30 @@ class WebchatService:
                 raise BadFrame("delivered needs message_ids, a list of message ids")
             ids = [i for i in given if is_id(i)][:200]
             if ids:
-                await self.backend.mark_delivered(claims.conversation_id, ids)
+                await self.conversations.mark_delivered(
+                    channel=CHANNEL, thread_key=claims.conversation_id, message_ids=ids
+                )
         elif kind == "rating":
             score, ticket_id = data.get("score"), data.get("ticket_id")
             if type(score) is not int or not is_id(ticket_id):
                 raise BadFrame("a rating needs ticket_id and score (1-5)")
             comment = data.get("comment")
-            await self.backend.rate(
-                claims.conversation_id, ticket_id, score, comment[:2000] if isinstance(comment, str) else None
+            await self.conversations.rate(
+                channel=CHANNEL,
+                thread_key=claims.conversation_id,
+                ticket_id=ticket_id,
+                rating=score,
+                comment=comment[:2000] if isinstance(comment, str) else None,
             )
             conn.push(json_dumps({"type": "rating_saved", "ticket_id": ticket_id}))
         elif kind == "email_fallback":
             email = data.get("email")
             if not isinstance(email, str) or len(email) > 320:
                 raise BadFrame("give an email address")
-            result = await self.backend.answer_by_email(claims.conversation_id, email, claims.verified)
-            self._broadcast(claims.conversation_id, {"type": "email_fallback", "email": result["reply_to"]})
+            result = await self.conversations.reply_by_email(
+                channel=CHANNEL, thread_key=claims.conversation_id, email=email, verified=claims.verified
+            )
+            self._broadcast(claims.conversation_id, {"type": "email_fallback", "email": result.reply_to})
         elif kind == "ping":
             conn.push('{"type": "pong"}')
         else:
@@ -489,13 +509,17 @@ class WebchatService:
             self._by_ticket[result.ticket_id] = claims.conversation_id
             if conv.ticket is None or conv.ticket["id"] < result.ticket_id:
                 # A new ticket (the first message, or writing again after a solve): refresh its state.
-                state = await self.backend.conversation(claims.conversation_id, NO_MESSAGES)
+                state = await self.conversations.state(
+                    channel=CHANNEL, thread_key=claims.conversation_id, after_message_id=NO_MESSAGES
+                )
                 self._learn(claims.conversation_id, state)
         if result.ticket_created and claims.email and not claims.verified:
             # Before the ack, so that an agent who opens the new ticket finds it. A failure costs the agent a
             # hint, not the visitor their message.
             try:
-                await self.backend.note_visitor_email(result.ticket_id, result.contact_id, claims.email)
+                await self.contacts.note_unverified_email(
+                    contact_id=result.contact_id, ticket_id=result.ticket_id, email=claims.email
+                )
             except Exception:
                 log.exception("keeping the pre-chat email of conversation %s failed", claims.conversation_id)
         created = received.isoformat()
@@ -552,15 +576,15 @@ class WebchatService:
 
     # --- conversation state from events --------------------------------------------------------------------------
 
-    def _learn(self, conversation_id: str, state: dict[str, Any]) -> None:
+    def _learn(self, conversation_id: str, state: ConversationState) -> None:
         conv = self._conversations.get(conversation_id)
         if conv is None:
             return
-        for t in state.get("tickets", []):
-            conv.ticket_ids.add(t["id"])
-            self._by_ticket[t["id"]] = conversation_id
-        if state.get("ticket") is not None:
-            conv.ticket = dict(state["ticket"])
+        for t in state.tickets:
+            conv.ticket_ids.add(t.id)
+            self._by_ticket[t.id] = conversation_id
+        if state.current is not None:
+            conv.ticket = ticket_state(state.current)
 
     def _forget(self, conversation_id: str) -> None:
         conv = self._conversations.pop(conversation_id, None)
@@ -632,7 +656,7 @@ class WebchatService:
             self._broadcast(conversation_id, {"type": "reopened", "ticket_id": after["id"]})
 
     async def _announce_agent(self, conversation_id: str, agent_id: int) -> None:
-        name = await self.backend.agent_name(agent_id)
+        name = await self.agents.public_name(agent_id)
         conv = self._conversations.get(conversation_id)
         if conv is not None and conv.ticket is not None:
             conv.ticket["agent_name"] = name
@@ -640,10 +664,12 @@ class WebchatService:
 
     async def _show_message(self, conversation_id: str, message_id: int) -> None:
         """Push one stored message to the conversation's sockets, as the visitor's history shows it."""
-        state = await self.backend.conversation(conversation_id, message_id - 1)
-        for message in state["messages"]:
-            if message["id"] == message_id:
-                self._broadcast(conversation_id, {"type": "message", "message": message}, message_id)
+        state = await self.conversations.state(
+            channel=CHANNEL, thread_key=conversation_id, after_message_id=message_id - 1
+        )
+        for message in state.messages:
+            if message.id == message_id:
+                self._broadcast(conversation_id, {"type": "message", "message": message_frame(message)}, message_id)
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)

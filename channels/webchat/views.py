@@ -1,31 +1,29 @@
 """HTTP and websocket endpoints of the chat channel: widget config, sessions, attachments, ``/widget.js`` and
-``/ws/chat``. Thin: parse, then call the ``WebchatService`` that ``hub/app.py`` put on ``app.state.webchat``."""
+``/ws/chat``. Thin: parse, then call the channel's running ``WebchatService`` (``build_router`` is given the
+channel, which holds it once started).
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: FastAPI reads the endpoints' annotations, and ``Service`` is
+local to ``build_router``."""
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Header, Request, UploadFile, WebSocket
+from fastapi import APIRouter, Depends, File, Header, Request, UploadFile, WebSocket
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field, field_validator
 from starlette.datastructures import MutableHeaders
-from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from channels.webchat.service import MAGIC, AttachmentTooLarge, BadAttachment, VisitorClaims, WebchatService
+from channels.webchat.service import CHANNEL, MAGIC, AttachmentTooLarge, BadAttachment, VisitorClaims, WebchatService
+from hub.deps import authenticate
 from hub.errors import InvalidInput, NotFound, PermissionDenied
 from hub.inputs import Input
 
-router = APIRouter(tags=["webchat"])
 STATIC = Path(__file__).parent / "static"
 
 FIELD_LABELS = {"name": "Your name", "email": "Email address"}
-
-
-def _service(conn: HTTPConnection) -> WebchatService:
-    return conn.app.state.webchat  # type: ignore[no-any-return]
 
 
 class VerifiedUser(Input):
@@ -69,64 +67,6 @@ def _looks_like_email(value: str) -> bool:
     return bool(at and local and "." in domain and " " not in value)
 
 
-@router.get("/api/chat/config")
-async def chat_config(request: Request, queue: str | None = None) -> dict[str, Any]:
-    """What the widget shows before a chat: the pre-chat form and whether anyone is available."""
-    service = _service(request)
-    settings = service.settings
-    availability = await service.backend.availability(queue)
-    return {
-        "title": settings.chat_title,
-        "greeting": settings.chat_greeting,
-        "pre_chat_fields": [
-            {
-                "name": f,
-                "label": FIELD_LABELS.get(f, f),
-                "type": "email" if f == "email" else "text",
-                "required": f in settings.chat_prechat_required,
-            }
-            for f in settings.chat_prechat_fields
-        ],
-        "available": availability["available"],
-        "queue": availability["queue"],
-        "open": availability.get("open", True),
-        "offline_message": settings.chat_offline_message
-        if availability.get("open", True)
-        else settings.chat_closed_message,
-        "max_attachment_bytes": settings.chat_attachment_max_bytes,
-        "attachment_types": sorted({t for _, _, t, _ in MAGIC} | {"image/webp"}),
-        "max_message_chars": settings.chat_max_message_chars,
-        "availability_check_seconds": settings.chat_availability_check_seconds,
-    }
-
-
-@router.post("/api/chat/sessions", response_model=SessionCreated, status_code=201)
-async def start_session(body: SessionCreate, request: Request) -> SessionCreated:
-    """Start a conversation. The pre-chat fields the server requires must be given; a site may pass its
-    signed-in user with ``identity`` (user id and HMAC-SHA256 under ``SWITCHBOARD_CHAT_IDENTITY_SECRET``)."""
-    service = _service(request)
-    settings = service.settings
-    if body.identity is None:
-        for f in settings.chat_prechat_required:
-            if not getattr(body, f, None):
-                raise InvalidInput(f"{FIELD_LABELS.get(f, f)} is required", code="prechat_required")
-    if body.email and not _looks_like_email(body.email):
-        raise InvalidInput("that is not an email address", code="invalid_email")
-    ident = body.identity
-    token, claims = await service.start_session(
-        name=body.name,
-        email=body.email,
-        queue=body.queue,
-        user_id=ident.user_id if ident else None,
-        user_hash=ident.hash if ident else None,
-        user_email=ident.email if ident else None,
-        user_name=ident.name if ident else None,
-    )
-    return SessionCreated(
-        token=token, conversation_id=claims.conversation_id, visitor_id=claims.visitor_id, verified=claims.verified
-    )
-
-
 def _visitor(service: WebchatService, authorization: str | None) -> VisitorClaims:
     token = authorization[7:].strip() if authorization and authorization.lower().startswith("bearer ") else None
     claims = service.tokens.verify(token) if token else None
@@ -135,93 +75,151 @@ def _visitor(service: WebchatService, authorization: str | None) -> VisitorClaim
     return claims
 
 
-@router.post("/api/chat/attachments", response_model=AttachmentRead, status_code=201)
-async def upload_attachment(
-    request: Request,
-    file: Annotated[UploadFile, File()],
-    authorization: Annotated[str | None, Header()] = None,
-) -> AttachmentRead:
-    """A visitor uploads an image (PNG, JPEG, GIF, WebP) or a PDF, checked by its content, up to the size
-    limit; the answer is the reference to put in a message's ``attachments``."""
-    service = _service(request)
-    _visitor(service, authorization)
-    limit = service.settings.chat_attachment_max_bytes
-    data = await file.read(limit + 1)
-    if len(data) > limit:
-        raise AttachmentTooLarge(f"attachments are at most {limit // 1024} KB")
-    if not data:
-        raise BadAttachment("the file is empty")
-    # File I/O off the event loop: the loop also carries every live chat.
-    digest, _ = await asyncio.to_thread(service.storage.save, data)
-    ref = {"sha256": digest, "filename": file.filename or "attachment"}
-    described = await asyncio.to_thread(service.storage.describe, ref)
-    return AttachmentRead(
-        sha256=digest,
-        filename=described.filename,
-        content_type=described.content_type,
-        size=described.size,
-        url=described.url or "",
-    )
-
-
-async def _may_read_attachment(request: Request, sha256: str, token: str | None) -> bool:
+async def _may_read_attachment(request: Request, service: WebchatService, sha256: str, token: str | None) -> bool:
     """A logged-in agent may read any attachment; a visitor only one that a message of their own conversation
-    carries. The agent check is handed in by ``hub/app.py`` (channels do not import ticketing)."""
-    authenticate = getattr(request.app.state, "authenticate_agent", None)
-    if authenticate is not None and await authenticate(request) is not None:
+    carries."""
+    if await authenticate(request) is not None:
         return True
-    service = _service(request)
     claims = service.tokens.verify(token) if token else None
     if claims is None:
         raise PermissionDenied("log in, or give the visitor token of the conversation", code="unauthorized")
-    state = await service.backend.conversation(claims.conversation_id, 0)
-    return any(a.get("sha256") == sha256 for m in state["messages"] for a in m.get("attachments") or [])
+    state = await service.conversations.state(channel=CHANNEL, thread_key=claims.conversation_id)
+    return any(a.get("sha256") == sha256 for m in state.messages for a in m.attachments)
 
 
-@router.get("/api/chat/attachments/{sha256}")
-async def get_attachment(
-    sha256: str,
-    request: Request,
-    token: str | None = None,
-    authorization: Annotated[str | None, Header()] = None,
-) -> Response:
-    """An uploaded attachment, for a logged-in agent or for the visitor whose conversation holds it (visitor
-    token as ``Authorization: Bearer`` or, for an ``<img src>``, as ``?token=``); any other visitor gets 404.
-    Served with its sniffed type, never as HTML, and sandboxed."""
-    bearer = authorization[7:].strip() if authorization and authorization.lower().startswith("bearer ") else None
-    if not await _may_read_attachment(request, sha256, token or bearer):
-        raise NotFound("no such attachment")
-    found = await asyncio.to_thread(_service(request).storage.read, sha256)
-    if found is None:
-        raise NotFound("no such attachment")
-    data, content_type = found
-    disposition = "inline" if content_type.startswith("image/") else "attachment"
-    return Response(
-        data,
-        media_type=content_type,
-        headers={
-            "Content-Disposition": f'{disposition}; filename="{sha256[:12]}"',
-            "X-Content-Type-Options": "nosniff",
-            "Content-Security-Policy": "sandbox; default-src 'none'",
-            "Cache-Control": "private, max-age=31536000, immutable",
-        },
-    )
+def build_router(running: Callable[[], WebchatService]) -> APIRouter:
+    """The channel's endpoints; ``running`` answers the channel's ``WebchatService`` once it has started."""
+    router = APIRouter(tags=["webchat"])
 
+    async def service() -> WebchatService:
+        return running()
 
-@router.get("/widget.js", include_in_schema=False)
-async def widget_js() -> FileResponse:
-    """The embeddable chat widget: one ``<script src=".../widget.js" async></script>`` on any site."""
-    return FileResponse(
-        STATIC / "widget.js",
-        media_type="text/javascript; charset=utf-8",
-        headers={"Cache-Control": "public, max-age=300", "Access-Control-Allow-Origin": "*"},
-    )
+    Service = Annotated[WebchatService, Depends(service)]
 
+    @router.get("/api/chat/config")
+    async def chat_config(service: Service, queue: str | None = None) -> dict[str, Any]:
+        """What the widget shows before a chat: the pre-chat form and whether anyone is available."""
+        settings = service.settings
+        availability = await service.queues.availability(channel=CHANNEL, queue=queue)
+        return {
+            "title": settings.chat_title,
+            "greeting": settings.chat_greeting,
+            "pre_chat_fields": [
+                {
+                    "name": f,
+                    "label": FIELD_LABELS.get(f, f),
+                    "type": "email" if f == "email" else "text",
+                    "required": f in settings.chat_prechat_required,
+                }
+                for f in settings.chat_prechat_fields
+            ],
+            "available": availability.available,
+            "queue": availability.queue,
+            "open": availability.open,
+            "offline_message": settings.chat_offline_message if availability.open else settings.chat_closed_message,
+            "max_attachment_bytes": settings.chat_attachment_max_bytes,
+            "attachment_types": sorted({t for _, _, t, _ in MAGIC} | {"image/webp"}),
+            "max_message_chars": settings.chat_max_message_chars,
+            "availability_check_seconds": settings.chat_availability_check_seconds,
+        }
 
-@router.websocket("/ws/chat")
-async def chat_socket(ws: WebSocket, token: str | None = None, last_message_id: int = 0) -> None:
-    """The widget's socket: see ``channels.webchat.service`` for the protocol."""
-    await _service(ws).serve(ws, token, last_message_id)
+    @router.post("/api/chat/sessions", response_model=SessionCreated, status_code=201)
+    async def start_session(body: SessionCreate, service: Service) -> SessionCreated:
+        """Start a conversation. The pre-chat fields the server requires must be given; a site may pass its
+        signed-in user with ``identity`` (user id and HMAC-SHA256 under ``SWITCHBOARD_CHAT_IDENTITY_SECRET``)."""
+        settings = service.settings
+        if body.identity is None:
+            for f in settings.chat_prechat_required:
+                if not getattr(body, f, None):
+                    raise InvalidInput(f"{FIELD_LABELS.get(f, f)} is required", code="prechat_required")
+        if body.email and not _looks_like_email(body.email):
+            raise InvalidInput("that is not an email address", code="invalid_email")
+        ident = body.identity
+        token, claims = await service.start_session(
+            name=body.name,
+            email=body.email,
+            queue=body.queue,
+            user_id=ident.user_id if ident else None,
+            user_hash=ident.hash if ident else None,
+            user_email=ident.email if ident else None,
+            user_name=ident.name if ident else None,
+        )
+        return SessionCreated(
+            token=token, conversation_id=claims.conversation_id, visitor_id=claims.visitor_id, verified=claims.verified
+        )
+
+    @router.post("/api/chat/attachments", response_model=AttachmentRead, status_code=201)
+    async def upload_attachment(
+        service: Service,
+        file: Annotated[UploadFile, File()],
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> AttachmentRead:
+        """A visitor uploads an image (PNG, JPEG, GIF, WebP) or a PDF, checked by its content, up to the size
+        limit; the answer is the reference to put in a message's ``attachments``."""
+        _visitor(service, authorization)
+        limit = service.settings.chat_attachment_max_bytes
+        data = await file.read(limit + 1)
+        if len(data) > limit:
+            raise AttachmentTooLarge(f"attachments are at most {limit // 1024} KB")
+        if not data:
+            raise BadAttachment("the file is empty")
+        # File I/O off the event loop: the loop also carries every live chat.
+        digest, _ = await asyncio.to_thread(service.storage.save, data)
+        ref = {"sha256": digest, "filename": file.filename or "attachment"}
+        described = await asyncio.to_thread(service.storage.describe, ref)
+        return AttachmentRead(
+            sha256=digest,
+            filename=described.filename,
+            content_type=described.content_type,
+            size=described.size,
+            url=described.url or "",
+        )
+
+    @router.get("/api/chat/attachments/{sha256}")
+    async def get_attachment(
+        sha256: str,
+        request: Request,
+        service: Service,
+        token: str | None = None,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> Response:
+        """An uploaded attachment, for a logged-in agent or for the visitor whose conversation holds it (visitor
+        token as ``Authorization: Bearer`` or, for an ``<img src>``, as ``?token=``); any other visitor gets 404.
+        Served with its sniffed type, never as HTML, and sandboxed."""
+        bearer = authorization[7:].strip() if authorization and authorization.lower().startswith("bearer ") else None
+        if not await _may_read_attachment(request, service, sha256, token or bearer):
+            raise NotFound("no such attachment")
+        found = await asyncio.to_thread(service.storage.read, sha256)
+        if found is None:
+            raise NotFound("no such attachment")
+        data, content_type = found
+        disposition = "inline" if content_type.startswith("image/") else "attachment"
+        return Response(
+            data,
+            media_type=content_type,
+            headers={
+                "Content-Disposition": f'{disposition}; filename="{sha256[:12]}"',
+                "X-Content-Type-Options": "nosniff",
+                "Content-Security-Policy": "sandbox; default-src 'none'",
+                "Cache-Control": "private, max-age=31536000, immutable",
+            },
+        )
+
+    @router.get("/widget.js", include_in_schema=False)
+    async def widget_js() -> FileResponse:
+        """The embeddable chat widget: one ``<script src=".../widget.js" async></script>`` on any site."""
+        return FileResponse(
+            STATIC / "widget.js",
+            media_type="text/javascript; charset=utf-8",
+            headers={"Cache-Control": "public, max-age=300", "Access-Control-Allow-Origin": "*"},
+        )
+
+    @router.websocket("/ws/chat")
+    async def chat_socket(ws: WebSocket, service: Service, token: str | None = None, last_message_id: int = 0) -> None:
+        """The widget's socket: see ``channels.webchat.service`` for the protocol."""
+        await service.serve(ws, token, last_message_id)
+
+    return router
 
 
 class ChatCORS:

@@ -14,12 +14,12 @@ from playwright.async_api import Browser, Page, expect
 from hub.config import Settings
 from hub.files import FileStore
 from hub.messages import Attachment, Identity, InboundMessage
+from hub.principals import Principal
 from hub.runtime import Runtime
 from tests.agent_ui.conftest import Dialogs, agent_login, chatting, customer_says, new_page
 from tests.channels.webchat.test_protocol import png
 from tests.conftest import LiveServer, make_agent, make_queue
 from ticketing.ingest import ingest_batch
-from ticketing.permissions import Principal
 from ticketing.ticket_updates import assign
 
 LIMIT = 64 * 1024

@@ -17,7 +17,7 @@ from websockets.exceptions import ConnectionClosed
 from hub.bus import EventHub, Subscriber
 from hub.config import Settings
 from hub.db import json_dumps, utcnow
-from hub.event_stream import _write
+from hub.event_stream import write_events
 from hub.events import EventRecord, Viewer, events_after
 from hub.runtime import Runtime
 from hub.websocket import text_frame
@@ -121,7 +121,7 @@ async def test_frames_offered_while_the_writer_holds_one_queue_behind_it(rt: Run
     hub = rt.events
     sub = hub.subscribe(None)
     sock, ws = Socket(), HeldWebSocket()
-    writer = asyncio.create_task(_write(ws, sub, hub.last_seq, sock))  # type: ignore[arg-type]
+    writer = asyncio.create_task(write_events(ws, sub, hub.last_seq, sock))  # type: ignore[arg-type]
     try:
         await asyncio.sleep(0)
         assert sub.direct is sock  # waiting, nothing queued: the hub may write directly

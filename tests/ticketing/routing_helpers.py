@@ -14,12 +14,12 @@ from sqlalchemy import event, func, select, update
 from hub.db import utcnow
 from hub.events import EventType, events_after
 from hub.messages import Identity, InboundMessage
+from hub.principals import Principal
 from hub.runtime import Runtime
 from ticketing import routing, tables
 from ticketing.agents import create_agent
 from ticketing.ingest import ingest_batch
 from ticketing.models import AgentCreate, AgentStatus, QueueCreate, Role
-from ticketing.permissions import Principal
 from ticketing.queues import create_queue
 from ticketing.routing_service import set_agent_status
 

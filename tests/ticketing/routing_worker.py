@@ -17,12 +17,12 @@ from sqlalchemy import select, update
 from hub.config import Settings
 from hub.db import utcnow
 from hub.messages import Identity, InboundMessage
+from hub.principals import Principal
 from hub.runtime import standalone
 from ticketing import tables
 from ticketing.exceptions import OfferNotPending
 from ticketing.ingest import ingest_batch
 from ticketing.models import AgentStatus, TicketStatus, TicketUpdate
-from ticketing.permissions import Principal
 from ticketing.routing_service import accept_offer, decline_offer, expire_offers, routing_tick, set_agent_status
 from ticketing.ticket_updates import update_ticket
 

@@ -250,9 +250,9 @@ async def test_a_change_made_by_another_process_is_honoured_within_seconds(
     import asyncio
     import time
 
+    from hub.principals import TTL_SECONDS
     from ticketing.agents import update_agent
     from ticketing.models import AgentUpdate
-    from ticketing.principals import TTL_SECONDS
 
     alice = await login(client, "alice", "password-123")
     assert (await client.get("/api/auth/me", headers=alice)).status_code == 200

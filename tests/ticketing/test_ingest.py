@@ -11,12 +11,12 @@ from hub.config import Settings
 from hub.db import utcnow
 from hub.events import events_after
 from hub.messages import Identity, InboundMessage
+from hub.principals import Principal
 from hub.runtime import Runtime, Tx, standalone
 from tests.conftest import make_queue, racing
 from ticketing import tables
-from ticketing.ingest import IngestPipeline, _claim_openings, _Item, ingest_batch, store_batch
+from ticketing.ingest import IngestItem, IngestPipeline, claim_openings, ingest_batch, store_batch
 from ticketing.models import TicketStatus, TicketUpdate
-from ticketing.permissions import Principal
 from ticketing.ticket_updates import transfer, update_ticket
 from ticketing.tickets import get_contact_history, get_ticket
 
@@ -535,7 +535,7 @@ async def _opened_elsewhere(rt: Runtime, like: object, msg: InboundMessage) -> o
     opened: list[int] = []
 
     async def open_elsewhere(tx: Tx) -> None:
-        await _claim_openings(tx.conn, [_Item(0, msg, "", "", contact_id=contact)])
+        await claim_openings(tx.conn, [IngestItem(0, msg, "", "", contact_id=contact)])
         now = utcnow()
         row = {"subject": "elsewhere", "status": "new", "priority": "normal", "channel": msg.channel, "tags": []}
         opened.append(

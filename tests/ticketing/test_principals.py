@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from hub.events import EventRecord
-from ticketing.permissions import Principal
-from ticketing.principals import PrincipalCache
+from hub.principals import Principal, PrincipalCache
 
 ANN = Principal(agent_id=7, username="ann", display_name="Ann", role="agent", queue_ids=frozenset({1}))
 

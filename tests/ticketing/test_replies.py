@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import select
 
 from hub.events import EventType, events_after, seq_bounds
-from hub.messages import Identity, InboundMessage
+from hub.messages import Identity, InboundMessage, OutboundMessage
+from hub.principals import Principal
 from hub.runtime import Runtime
 from tests.conftest import make_agent, make_queue
 from ticketing import replies, tables
@@ -16,7 +17,6 @@ from ticketing.agents import load_principal
 from ticketing.exceptions import NoRecipient, NotYourTicket, TicketNotFound
 from ticketing.ingest import ingest_batch
 from ticketing.models import TicketStatus
-from ticketing.permissions import Principal
 
 
 async def chat_tickets(rt: Runtime, n: int, queue: str) -> list[int]:
@@ -113,23 +113,19 @@ async def test_a_refused_reply_does_not_take_the_others_down(rt: Runtime) -> Non
         assert sorted(t for (t,) in stored) == ["one", "two"]
 
 
-async def test_a_batch_that_fails_in_the_database_is_retried_reply_by_reply(
-    rt: Runtime, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_batch_that_fails_in_the_database_is_retried_reply_by_reply(rt: Runtime) -> None:
     """When the batch's transaction itself fails, each reply is committed on its own: the one that breaks
     the database gets its error, the others their messages."""
     await make_queue(rt, "chat", ["webchat"])
     agent = await principal(rt, await make_agent(rt, "ann", queues=["chat"]))
     tickets = await chat_tickets(rt, 3, "chat")
-    real = replies._reply_message
 
-    def broken(rt_: Runtime, row: object, last_in: object, request: replies._ReplyRequest, now: object) -> object:
-        msg, outbound = real(rt_, row, last_in, request, now)  # type: ignore[arg-type]
-        if request.text == "bad":
-            msg["ticket_id"] = 999_999  # a foreign key the database refuses
-        return msg, outbound
+    def breaking(reply: OutboundMessage, *, ticket_subject: str) -> None:
+        if reply.text == "bad":
+            # The id of the customer's message on this channel: the database refuses a second message with it.
+            reply.external_id = "conv-1:c1"
 
-    monkeypatch.setattr(replies, "_reply_message", broken)
+    rt.reply_hooks["webchat"] = breaking
     outcomes = await asyncio.gather(
         *(
             replies.reply(rt, ticket_id=t, principal=agent, text=x)

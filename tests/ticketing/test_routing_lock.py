@@ -24,7 +24,7 @@ def _lock_statements(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
     original = routing_service.execute
 
     async def watched(conn: Any, statement: Any, params: Any = None) -> None:
-        if statement is routing_service._ROUTING_LOCK and params == {"k": routing_service.ROUTING_LOCK_KEY}:
+        if statement is routing_service.ROUTING_LOCK_STATEMENT and params == {"k": routing_service.ROUTING_LOCK_KEY}:
             seen.append(conn.sync_connection.get_transaction())
         await original(conn, statement, params)
 
@@ -62,10 +62,10 @@ async def test_routing_lock_is_taken_once_per_transaction_and_held_to_its_end(
     with _lock_statements(monkeypatch) as locks:
         async with rt.write() as tx:
             declining = tx.conn.sync_connection.get_transaction()
-            back = await routing_service._return_offers(
+            back = await routing_service.return_offers(
                 tx, [(t, offered)], event_type="offer.declined", reason="declined", now=routing_service.utcnow()
             )
-            await routing_service._take_routing_lock(tx.conn)
+            await routing_service.take_routing_lock(tx.conn)
             assert not await _lock_free_elsewhere(rt.settings.database_url)
             await routing_service.route_tickets(rt, tx, back, returned=back)
             await routing_service.route_tickets(rt, tx, agent_ids=[offered])

@@ -130,4 +130,4 @@ async def test_the_queues_fingerprint_changes_with_every_column(rt: Runtime) -> 
 async def _fingerprint(rt: Runtime) -> str:
     async with rt.read() as conn:
         postgres = conn.dialect.name == "postgresql"
-        return str((await conn.execute(select(routing_reads._QUEUES_FINGERPRINT[postgres]))).scalar_one())
+        return str((await conn.execute(select(routing_reads.QUEUES_FINGERPRINT[postgres]))).scalar_one())

@@ -208,7 +208,7 @@ async def test_solving_a_chat_while_the_agent_goes_offline_leaves_them_offline(r
     await routing_service.accept_offer(rt, ticket_id=chat, principal=who(a))
 
     async def go_offline(tx: Tx) -> None:
-        await routing_service._change_status(rt, tx, a, AgentStatus.OFFLINE)
+        await routing_service.change_status(rt, tx, a, AgentStatus.OFFLINE)
 
     solving = update_ticket(rt, ticket_id=chat, principal=who(a), data=TicketUpdate(status=TicketStatus.SOLVED))
     await racing(rt, go_offline, solving)

@@ -1,5 +1,5 @@
 """Fixtures for the email channel: a real Dovecot (IMAP) and a real aiosmtpd (SMTP) per test, settings with a
-mailbox pointing at them, and a running ``EmailChannel`` with its ingest pipeline and outbox dispatcher."""
+mailbox pointing at them, and a running ``EmailService`` with its ingest pipeline and outbox dispatcher."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
-from channels.email.service import EmailChannel
+from channels.email.service import EmailService
 from hub.config import MailboxSettings, Settings
 from hub.runtime import Runtime
 from tests.channels.email.servers import Dovecot, SmtpServer, dovecot_available, imap_append
@@ -95,7 +95,7 @@ class Mail:
 
     rt: Runtime
     pipeline: IngestPipeline
-    channel: EmailChannel
+    channel: EmailService
     dispatcher: OutboxDispatcher
     dovecot: Dovecot
     smtp: SmtpServer
@@ -130,7 +130,8 @@ class Mail:
 async def start_mail(rt: Runtime, dovecot: Dovecot, smtp: SmtpServer) -> Mail:
     pipeline = IngestPipeline(rt)
     await pipeline.start()
-    channel = EmailChannel(rt, pipeline.submit)
+    channel = EmailService(rt, pipeline.submit)
+    rt.reply_hooks.update(channel.reply_hooks)
     dispatcher = OutboxDispatcher(rt, channel.senders)
     await dispatcher.start()
     await channel.start()

@@ -16,18 +16,18 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from channels.email.imap import _by_budget
+from channels.email.imap import by_budget
 from channels.email.models import QT, S
 from hub.config import Settings
 from hub.db import Database
 from hub.metrics import Metrics
+from hub.principals import Principal
 from hub.runtime import Runtime
 from tests.channels.email.conftest import SUPPORT, Mail, mailbox, message, start_mail, wait_until
 from tests.channels.email.servers import Dovecot, SmtpServer
 from tests.conftest import make_agent, make_queue
 from ticketing import tables
 from ticketing.models import TicketStatus, TicketUpdate
-from ticketing.permissions import Principal
 from ticketing.replies import reply
 from ticketing.ticket_updates import update_ticket
 
@@ -375,8 +375,8 @@ def test_fetch_chunks_are_bounded_in_bytes() -> None:
     """UIDs are grouped so no round trip fetches more than the budget; a mail over the limit counts as its
     header only; a single mail bigger than the budget still gets a chunk of its own."""
     sizes = {1: 40, 2: 40, 3: 40, 4: 500, 5: 90, 6: 10}
-    assert _by_budget([1, 2, 3, 4, 5, 6], sizes, budget=100, limit=200) == [[1, 2], [3, 4], [5, 6]]
-    assert _by_budget([1, 5], {1: 150, 5: 150}, budget=100, limit=200) == [[1], [5]]
+    assert by_budget([1, 2, 3, 4, 5, 6], sizes, budget=100, limit=200) == [[1, 2], [3, 4], [5, 6]]
+    assert by_budget([1, 5], {1: 150, 5: 150}, budget=100, limit=200) == [[1], [5]]
 
 
 async def test_a_failed_connection_is_logged_once_as_a_warning(

@@ -63,7 +63,7 @@ async def test_a_mailbox_added_through_the_api_starts_fetching_and_can_be_change
         assert (await client.delete("/api/email/mailboxes/sales", headers=admin)).status_code == 204
         names = [b["name"] for b in (await client.get("/api/email/mailboxes", headers=admin)).json()]
         assert names == ["support"]
-        assert server.app.state.email.worker("sales") is None
+        assert server.app.state.channels["email"].service.worker("sales") is None
         assert (await client.delete("/api/email/mailboxes/sales", headers=admin)).status_code == 404
     assert await _count_messages(rt) == 1
 
@@ -116,7 +116,7 @@ async def test_mailbox_passwords_are_sealed_at_rest_and_a_changed_secret_key_say
     await make_queue(rt, "sales", ["email"])
     await make_agent(rt, "root", role="admin")
     new = _sales_mailbox(settings, password="secret2", smtp_password="smtp-pass")
-    channel = server.app.state.email
+    channel = server.app.state.channels["email"].service
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
         admin = await login(client, "root", "password-123")
         assert (await client.post("/api/email/mailboxes", json=new, headers=admin)).status_code == 201

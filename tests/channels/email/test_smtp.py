@@ -10,18 +10,18 @@ import pytest
 from sqlalchemy import select
 
 from channels.email.models import AR
-from channels.email.service import _AUTO_REPLY_LOCK_SPACE
-from channels.email.smtp import Templates, build_reply
+from channels.email.service import AUTO_REPLY_LOCK_SPACE
+from channels.email.smtp import ReplyHeaders, Templates, build_reply
 from hub.config import MailboxSettings, Settings
 from hub.db import lock_keys, utcnow
 from hub.messages import OutboundMessage
+from hub.principals import Principal
 from hub.runtime import Runtime, Tx
 from tests.channels.email.conftest import Mail, message, start_mail, wait_until
 from tests.channels.email.servers import Dovecot, SmtpServer
 from tests.conftest import make_agent, make_queue, racing
 from ticketing import tables
 from ticketing.models import OutboxStatus
-from ticketing.permissions import Principal
 from ticketing.replies import reply
 from ticketing.tickets import get_ticket
 
@@ -164,7 +164,7 @@ async def test_automatic_replies_counted_at_the_same_moment_keep_to_the_limit(ma
         assert await mail.channel.take_auto_reply_slot("loop@example.com", None)
 
     async def last_slot_elsewhere(tx: Tx) -> None:
-        await lock_keys(tx.conn, _AUTO_REPLY_LOCK_SPACE, ["loop@example.com"])
+        await lock_keys(tx.conn, AUTO_REPLY_LOCK_SPACE, ["loop@example.com"])
         await tx.conn.execute(AR.insert().values(recipient="loop@example.com", ticket_id=None, sent_at=utcnow()))
 
     assert await racing(rt, last_slot_elsewhere, mail.channel.take_auto_reply_slot("loop@example.com", None)) is False
@@ -242,3 +242,26 @@ def test_a_reply_quotes_the_message_it_answers_and_escapes_it_in_html() -> None:
     assert "> line one\n> <script>alert(1)</script>" in text and "ann@example.com wrote:" in text
     html = msg.get_body(preferencelist=("html",)).get_content()
     assert "<script>" not in html and "&lt;script&gt;" in html
+
+
+def test_the_channel_sets_a_replys_message_id_subject_tag_and_in_reply_to() -> None:
+    """What the email channel adds to a reply as the core stores it (``ReplyHeaders``, its reply hook): our own
+    Message-ID on the mail domain, the ticket's subject tagged once with one ``Re:``, and In-Reply-To the message
+    it answers (the last of the references the core gave); a chat moved to email answers nothing by id."""
+    hook = ReplyHeaders("mail.example.org")
+    answering = OutboundMessage(
+        message_id=0,
+        ticket_id=9,
+        channel="email",
+        recipient="ann@example.com",
+        text="Thanks!",
+        references=["<first@example.com>", "<theirs@example.com>"],
+    )
+    hook(answering, ticket_subject="Printer on fire")
+    assert answering.external_id is not None and answering.external_id.endswith("@mail.example.org>")
+    assert answering.subject == "Re: Printer on fire [#9]"
+    assert answering.in_reply_to == "<theirs@example.com>"
+    moved = OutboundMessage(message_id=0, ticket_id=9, channel="email", recipient="ann@example.com", text="Hi")
+    hook(moved, ticket_subject="Re: Help [#9]")
+    assert (moved.subject, moved.in_reply_to) == ("Re: Help [#9]", None)
+    assert moved.external_id != answering.external_id

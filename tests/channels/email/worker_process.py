@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 
-from channels.email.service import EmailChannel
+from channels.email.service import EmailService
 from hub.bus import EventHub, LocalTransport
 from hub.config import Settings
 from hub.db import Database
 from hub.metrics import Metrics
 from hub.runtime import Runtime
 from ticketing.ingest import IngestPipeline
+from ticketing.ports import register_ports
 
 
 async def main() -> None:
@@ -19,10 +20,11 @@ async def main() -> None:
     db = Database(settings.database_url)
     hub = EventHub(db, LocalTransport())
     rt = Runtime(settings=settings, db=db, events=hub, metrics=Metrics())
+    register_ports(rt)
     await hub.start()
     pipeline = IngestPipeline(rt)
     await pipeline.start()
-    channel = EmailChannel(rt, pipeline.submit)
+    channel = EmailService(rt, pipeline.submit)
     await channel.start()
     await asyncio.Event().wait()
 

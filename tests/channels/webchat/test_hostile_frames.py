@@ -80,7 +80,7 @@ async def test_a_failing_chat_message_gets_an_error_naming_it(rt: Runtime, live:
     """Whatever goes wrong storing a message, the visitor gets an error frame with its ``client_id`` (which takes
     it off the widget's resend list) and the socket keeps working."""
     await make_queue(rt, "support", channels=["webchat"])
-    service = live.app.state.webchat
+    service = live.app.state.channels["webchat"].service
     real = service.ingest
 
     async def failing(message: Any, **kw: Any) -> Any:

@@ -9,9 +9,16 @@ from sqlalchemy import select, update
 from hub.messages import Identity, InboundMessage
 from hub.runtime import Runtime, Tx
 from tests.conftest import make_queue, racing
-from ticketing.chat import AlreadyRated, NotRateable, rate
+from ticketing.exceptions import AlreadyRated, NotRateable
 from ticketing.ingest import ingest_batch
 from ticketing.tables import tickets as T
+
+
+async def rate(rt: Runtime, *, thread_key: str, ticket_id: int, rating: int, comment: str | None) -> None:
+    """A visitor's rating, as the chat channel hands it to the core."""
+    await rt.ports.conversations.rate(
+        channel="webchat", thread_key=thread_key, ticket_id=ticket_id, rating=rating, comment=comment
+    )
 
 
 async def _chat(rt: Runtime) -> int:
@@ -33,9 +40,13 @@ async def test_a_chat_is_rated_once_it_is_solved_and_only_once(rt: Runtime) -> N
     with pytest.raises(NotRateable):
         await rate(rt, thread_key="c1", ticket_id=tid, rating=5, comment=None)
     await _solve(rt, tid)
-    await rate(rt, thread_key="c1", ticket_id=tid, rating=4, comment="  quick, thanks ")
+    await rt.ports.conversations.rate(
+        channel="webchat", thread_key="c1", ticket_id=tid, rating=4, comment="  quick, thanks "
+    )
     with pytest.raises(AlreadyRated):
-        await rate(rt, thread_key="c1", ticket_id=tid, rating=1, comment="changed my mind")
+        await rt.ports.conversations.rate(
+            channel="webchat", thread_key="c1", ticket_id=tid, rating=1, comment="changed my mind"
+        )
     async with rt.read() as conn:
         row = (await conn.execute(select(T.c.rating, T.c.rating_comment).where(T.c.id == tid))).one()
     assert tuple(row) == (4, "quick, thanks")
@@ -54,7 +65,11 @@ async def test_a_rating_racing_another_does_not_overwrite_it(rt: Runtime) -> Non
         await tx.conn.execute(update(T).where(T.c.id == tid).values(rating=5, rating_comment="first"))
 
     with pytest.raises(AlreadyRated):
-        await racing(rt, first, rate(rt, thread_key="c1", ticket_id=tid, rating=1, comment="second"))
+        await racing(
+            rt,
+            first,
+            rate(rt, thread_key="c1", ticket_id=tid, rating=1, comment="second"),
+        )
     async with rt.read() as conn:
         row = (await conn.execute(select(T.c.rating, T.c.rating_comment).where(T.c.id == tid))).one()
     assert tuple(row) == (5, "first")

@@ -12,9 +12,14 @@ from hub.events import Event, EventType
 from hub.messages import Identity, InboundMessage
 from hub.runtime import Runtime
 from tests.conftest import make_queue
-from ticketing.chat import mark_delivered
 from ticketing.ingest import ingest_batch
 from ticketing.tables import messages as M
+
+
+async def mark_delivered(rt: Runtime, *, thread_key: str, message_ids: list[int]) -> None:
+    """A visitor's receipt, as the chat channel hands it to the core."""
+    await rt.ports.conversations.mark_delivered(channel="webchat", thread_key=thread_key, message_ids=message_ids)
+
 
 _events = Event.__table__  # type: ignore[attr-defined]
 
@@ -77,7 +82,9 @@ async def test_receipts_of_many_visitors_commit_together_and_only_for_their_own_
         ).all()
     assert [e.payload["message_id"] for e in events] == [o1, o2]
     assert events[0].created_at == events[1].created_at  # one transaction
-    await mark_delivered(rt, thread_key="c1", message_ids=[o1])  # a repeated receipt moves nothing
+    await rt.ports.conversations.mark_delivered(
+        channel="webchat", thread_key="c1", message_ids=[o1]
+    )  # a repeated receipt moves nothing
     async with rt.read() as conn:
         again = (await conn.execute(select(_events.c.seq).where(_events.c.type == EventType.MESSAGE_STATUS))).all()
     assert len(again) == 2

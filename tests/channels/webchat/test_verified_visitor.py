@@ -7,11 +7,19 @@ import pytest
 from sqlalchemy import func, select
 
 from hub.db import lock_keys, utcnow
+from hub.messages import Identity
 from hub.runtime import Runtime, Tx
 from tests.conftest import racing
-from ticketing.chat import _VISITOR_LOCK_SPACE, link_verified_visitor
+from ticketing.conversations import VERIFIED_IDENTITY_LOCK_SPACE
 from ticketing.tables import contact_identities as I
 from ticketing.tables import contacts as C
+
+
+async def link_verified_visitor(rt: Runtime, *, identity: str, email: str | None, name: str | None) -> int:
+    """What the chat channel asks the core for a visitor the site vouched for: their user id, and their email
+    address when the site gave it."""
+    identities = [Identity(kind="webchat", value=identity)] + ([Identity(kind="email", value=email)] if email else [])
+    return await rt.ports.contacts.link_verified(identities=identities, name=name)
 
 
 async def contacts(rt: Runtime) -> int:
@@ -36,7 +44,7 @@ async def test_two_first_sessions_at_once_make_one_contact(rt: Runtime) -> None:
     made: list[int] = []
 
     async def other_session(tx: Tx) -> None:
-        await lock_keys(tx.conn, _VISITOR_LOCK_SPACE, ["webchat\x1fuser:7"])
+        await lock_keys(tx.conn, VERIFIED_IDENTITY_LOCK_SPACE, ["webchat\x1fuser:7"])
         now = utcnow()
         contact = (
             await tx.conn.execute(

@@ -1,0 +1,234 @@
+"""Typed ports: what the channels and the knowledge base need from the ticketing core.
+
+A port is a Protocol defined here, in ``hub``, whose methods answer pydantic models (or plain values).
+``ticketing/ports.py`` implements every port and ``hub/app.py`` registers the implementations on the
+runtime when the application starts (``rt.ports``); a CLI command that needs them registers them the same way.
+A package that needs the core asks ``rt.ports.<port>``: it never imports ``ticketing``, never reads its
+tables by name, never receives a bag of functions. A method keeps its keyword-only arguments, and a failure
+is one of the core's exceptions (``hub.errors`` subclasses with stable codes: ``ticket_not_found``,
+``ticket_forbidden``, ...), so a view that lets it through answers what the core's own API answers.
+
+    port              registered as            used by
+    AgentPort         rt.ports.agents          hub.deps (authentication), webchat (the agent's name)
+    ContactPort       rt.ports.contacts        webchat (verified visitors, the pre-chat email)
+    ConversationPort  rt.ports.conversations   webchat (history, rating, receipts, moving to email)
+    QueuePort         rt.ports.queues          webchat (is anybody available)
+    TicketPort        rt.ports.tickets         email (the message a reply quotes); the knowledge base's
+                                               suggestions, being built (who may see a ticket, its text)
+
+Adding a port, or a method to one (CONTRIBUTING.md): the Protocol and its models here; the implementation in
+``ticketing/ports.py`` (calling the core's service functions); a field on ``Ports``; a test of it through
+``rt.ports``. Add what a package uses, or is being written to use; a port nobody calls is dead code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from hub.messages import Identity
+from hub.principals import Principal
+
+
+class PortModel(BaseModel):
+    """What ports answer: typed, and immutable once answered."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+# --- agents -------------------------------------------------------------------------------------------------------
+
+
+class PrincipalRecord(PortModel):
+    """An active agent as a session needs it: who they are, and the password hash their token must match."""
+
+    principal: Principal
+    password_hash: str
+
+
+class AgentPort(Protocol):
+    async def principal(self, agent_id: int) -> PrincipalRecord | None:
+        """The active agent ``agent_id`` (None: no such agent, or deactivated)."""
+
+    async def public_name(self, agent_id: int) -> str | None:
+        """The name customers see for an agent."""
+
+
+# --- contacts -----------------------------------------------------------------------------------------------------
+
+
+class ContactPort(Protocol):
+    async def link_verified(self, *, identities: Sequence[Identity], name: str | None) -> int:
+        """Identities a site vouched for belong to one contact: the contact of the first of them already
+        known, else a new one; the others are added to it unless another contact has them. Answers the
+        contact's id. Call only with identities someone verified."""
+
+    async def note_unverified_email(self, *, contact_id: int, ticket_id: int, email: str) -> None:
+        """An address the customer gave but nobody verified: kept in the contact's attributes (marked not
+        verified) where agents see it, never as an identity. A contact with a verified address keeps it."""
+
+
+# --- conversations ------------------------------------------------------------------------------------------------
+
+
+class ConversationMessage(PortModel):
+    """A message of a conversation as its customer may see it (never an internal note)."""
+
+    id: int
+    ticket_id: int
+    direction: str  # inbound | outbound
+    channel: str
+    text: str
+    attachments: list[dict[str, Any]]
+    author_name: str | None  # the agent who wrote it, as customers see them
+    delivery_status: str
+    metadata: dict[str, Any]
+    created_at: datetime
+
+
+class ConversationTicket(PortModel):
+    """One ticket of a conversation and who holds it."""
+
+    id: int
+    status: str
+    queue_id: int | None
+    assignee_id: int | None
+    offered_agent_id: int | None
+    assignee_name: str | None
+    rating: int | None
+    reply_channel: str | None  # replies go out on another channel (a chat answered by email)
+    reply_to: str | None
+
+
+class ConversationState(PortModel):
+    """A conversation (every ticket of a channel with one thread key): its tickets, oldest first, the newest
+    one, and its messages after a given id."""
+
+    tickets: list[ConversationTicket]
+    messages: list[ConversationMessage]
+
+    @property
+    def current(self) -> ConversationTicket | None:
+        return self.tickets[-1] if self.tickets else None
+
+
+class EmailFallback(PortModel):
+    """A conversation now answered by email: its ticket, the address, and whether it became an identity."""
+
+    ticket_id: int
+    reply_to: str
+    linked: bool
+
+
+class ConversationPort(Protocol):
+    async def state(self, *, channel: str, thread_key: str, after_message_id: int = 0) -> ConversationState:
+        """The conversation as its customer sees it: the messages after ``after_message_id``, no notes."""
+
+    async def rate(self, *, channel: str, thread_key: str, ticket_id: int, rating: int, comment: str | None) -> None:
+        """The customer's satisfaction (1-5) and comment on a solved ticket of their conversation, once."""
+
+    async def reply_by_email(self, *, channel: str, thread_key: str, email: str, verified: bool) -> EmailFallback:
+        """Nobody can answer here now: the conversation's open ticket stays in its queue and is answered by
+        email. The address becomes an identity of the contact only when ``verified`` and nobody else has it."""
+
+    async def mark_delivered(self, *, channel: str, thread_key: str, message_ids: Sequence[int]) -> None:
+        """The customer's app showed these agent messages: their delivery status moves forward to delivered
+        (never back), for the messages of this conversation only. Returns once committed."""
+
+
+# --- queues -------------------------------------------------------------------------------------------------------
+
+
+class QueueAvailability(PortModel):
+    """Whether anybody could answer now in a queue."""
+
+    queue: str | None
+    open: bool  # within its business hours
+    agents_available: int
+    available: bool  # open, and somebody available
+
+
+class QueuePort(Protocol):
+    async def availability(self, *, channel: str, queue: str | None) -> QueueAvailability:
+        """``queue`` by name; without one (or an unknown one), the first queue listing ``channel``, else the
+        first queue."""
+
+
+# --- tickets and messages -----------------------------------------------------------------------------------------
+
+
+class StoredMessage(PortModel):
+    """A stored message, as another message may quote it."""
+
+    id: int
+    ticket_id: int
+    channel: str
+    external_id: str | None
+    sender: str | None
+    text: str
+    created_at: datetime
+
+
+class TicketText(PortModel):
+    """What the customer wrote in a ticket, lately: its subject and its newest inbound messages' text, oldest
+    first."""
+
+    ticket_id: int
+    channel: str
+    subject: str
+    texts: list[str]
+
+
+class TicketPort(Protocol):
+    async def may_see(self, *, principal: Principal, ticket_id: int) -> bool:
+        """Whether the ticket exists and ``principal`` may see it."""
+
+    async def customer_text(self, *, principal: Principal, ticket_id: int, messages: int = 5) -> TicketText:
+        """The ticket's subject and its last ``messages`` inbound texts; raises the core's ``ticket_not_found``
+        (404) or ``ticket_forbidden`` (403) as the ticket API does."""
+
+    async def message_by_external_id(self, *, channel: str, external_id: str) -> StoredMessage | None:
+        """The message stored under the channel's own id (an email's Message-ID), if any."""
+
+
+# --- the registry -------------------------------------------------------------------------------------------------
+
+
+class PortNotRegistered(RuntimeError):
+    """A port was used before the core registered it (``ticketing.ports.register_ports``)."""
+
+
+class _Unregistered:
+    """Stands for a port until the core registers it: any use says which port is missing."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        raise PortNotRegistered(
+            f"rt.ports.{self._name} is not registered: hub/app.py registers the core's ports at start "
+            "(ticketing.ports.register_ports)"
+        )
+
+
+def _unregistered(name: str) -> Any:
+    return field(default_factory=lambda: _Unregistered(name))
+
+
+@dataclass(slots=True)
+class Ports:
+    """The core's ports for one runtime (``Runtime.ports``)."""
+
+    agents: AgentPort = _unregistered("agents")
+    contacts: ContactPort = _unregistered("contacts")
+    conversations: ConversationPort = _unregistered("conversations")
+    queues: QueuePort = _unregistered("queues")
+    tickets: TicketPort = _unregistered("tickets")
+
+    @property
+    def registered(self) -> bool:
+        return not any(isinstance(getattr(self, f.name), _Unregistered) for f in fields(self))

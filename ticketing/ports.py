@@ -1,0 +1,185 @@
+"""The core's side of the ports (``hub.ports``): what channels and the knowledge base ask the ticketing core,
+answered by the service functions. ``register_ports(rt)`` puts them on the runtime; ``hub/app.py`` calls it
+at start (and a command that needs the ports calls it on its runtime).
+
+A method that only hands over to a service function returns that function's coroutine rather than awaiting
+it: the caller's ``await`` runs it, and the port costs no coroutine of its own (receipts and history are read
+for every chat message shown)."""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+from sqlalchemy import select
+
+from hub.messages import Identity
+from hub.ports import (
+    ConversationState,
+    EmailFallback,
+    Ports,
+    PrincipalRecord,
+    QueueAvailability,
+    StoredMessage,
+    TicketText,
+)
+from hub.principals import Principal
+from hub.runtime import Runtime
+from ticketing import agents, conversations, tables
+from ticketing.exceptions import TicketNotFound
+from ticketing.models import Direction
+from ticketing.tickets import check_visible, ticket_row
+
+# The columns ``message_by_external_id`` reads, and the statement, built once.
+_BY_EXTERNAL_ID = select(
+    tables.messages.c.id,
+    tables.messages.c.ticket_id,
+    tables.messages.c.channel,
+    tables.messages.c.external_id,
+    tables.messages.c.sender,
+    tables.messages.c.text,
+    tables.messages.c.created_at,
+)
+
+
+class Agents:
+    """``hub.ports.AgentPort``."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    async def principal(self, agent_id: int) -> PrincipalRecord | None:
+        loaded = await agents.load_principal(self.rt, agent_id=agent_id)
+        if loaded is None:
+            return None
+        principal, password_hash = loaded
+        return PrincipalRecord(principal=principal, password_hash=password_hash)
+
+    def public_name(self, agent_id: int) -> Coroutine[Any, Any, str | None]:
+        return conversations.agent_name(self.rt, agent_id=agent_id)
+
+
+class Contacts:
+    """``hub.ports.ContactPort``."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def link_verified(self, *, identities: Sequence[Identity], name: str | None) -> Coroutine[Any, Any, int]:
+        return conversations.link_verified(self.rt, identities=identities, name=name)
+
+    def note_unverified_email(self, *, contact_id: int, ticket_id: int, email: str) -> Coroutine[Any, Any, None]:
+        return conversations.note_unverified_email(self.rt, ticket_id=ticket_id, contact_id=contact_id, email=email)
+
+
+class Conversations:
+    """``hub.ports.ConversationPort``."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def state(
+        self, *, channel: str, thread_key: str, after_message_id: int = 0
+    ) -> Coroutine[Any, Any, ConversationState]:
+        return conversations.conversation(
+            self.rt, channel=channel, thread_key=thread_key, after_message_id=after_message_id
+        )
+
+    def rate(
+        self, *, channel: str, thread_key: str, ticket_id: int, rating: int, comment: str | None
+    ) -> Coroutine[Any, Any, None]:
+        return conversations.rate(
+            self.rt, channel=channel, thread_key=thread_key, ticket_id=ticket_id, rating=rating, comment=comment
+        )
+
+    def reply_by_email(
+        self, *, channel: str, thread_key: str, email: str, verified: bool
+    ) -> Coroutine[Any, Any, EmailFallback]:
+        return conversations.answer_by_email(
+            self.rt, channel=channel, thread_key=thread_key, email=email, verified=verified
+        )
+
+    def mark_delivered(self, *, channel: str, thread_key: str, message_ids: Sequence[int]) -> Coroutine[Any, Any, None]:
+        # Every widget acknowledges every agent message it shows: the port adds no await of its own.
+        return conversations.mark_delivered(self.rt, channel=channel, thread_key=thread_key, message_ids=message_ids)
+
+
+class Queues:
+    """``hub.ports.QueuePort``."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def availability(self, *, channel: str, queue: str | None) -> Coroutine[Any, Any, QueueAvailability]:
+        return conversations.availability(self.rt, channel=channel, queue=queue)
+
+
+class Tickets:
+    """``hub.ports.TicketPort``."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    async def may_see(self, *, principal: Principal, ticket_id: int) -> bool:
+        async with self.rt.read() as conn:
+            try:
+                row = await ticket_row(conn, ticket_id)
+            except TicketNotFound:
+                return False
+        return principal.can_see_ticket(
+            queue_id=row.queue_id, assignee_id=row.assignee_id, offered_agent_id=row.offered_agent_id
+        )
+
+    async def customer_text(self, *, principal: Principal, ticket_id: int, messages: int = 5) -> TicketText:
+        async with self.rt.read() as conn:
+            row = await ticket_row(conn, ticket_id)
+            check_visible(principal, row)
+            texts = (
+                await conn.execute(
+                    select(tables.messages.c.text)
+                    .where(
+                        tables.messages.c.ticket_id == ticket_id, tables.messages.c.direction == Direction.INBOUND.value
+                    )
+                    .order_by(tables.messages.c.id.desc())
+                    .limit(max(0, messages))
+                )
+            ).scalars()
+            newest_first = [t or "" for t in texts]
+        return TicketText(ticket_id=row.id, channel=row.channel, subject=row.subject or "", texts=newest_first[::-1])
+
+    async def message_by_external_id(self, *, channel: str, external_id: str) -> StoredMessage | None:
+        async with self.rt.read() as conn:
+            row = (
+                await conn.execute(
+                    _BY_EXTERNAL_ID.where(
+                        tables.messages.c.channel == channel, tables.messages.c.external_id == external_id
+                    )
+                )
+            ).first()
+        if row is None:
+            return None
+        return StoredMessage(
+            id=row.id,
+            ticket_id=row.ticket_id,
+            channel=row.channel,
+            external_id=row.external_id,
+            sender=row.sender,
+            text=row.text or "",
+            created_at=row.created_at,
+        )
+
+
+def core_ports(rt: Runtime) -> Ports:
+    """The core's implementation of every port, for ``rt``."""
+    return Ports(
+        agents=Agents(rt),
+        contacts=Contacts(rt),
+        conversations=Conversations(rt),
+        queues=Queues(rt),
+        tickets=Tickets(rt),
+    )
+
+
+def register_ports(rt: Runtime) -> None:
+    """Register the core's ports on ``rt`` (``rt.ports``)."""
+    rt.ports = core_ports(rt)

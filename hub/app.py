@@ -16,10 +16,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 from sqlalchemy import func, select
+from starlette.datastructures import MutableHeaders
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.auth import LoginThrottle, TokenSigner, install_log_redaction
@@ -29,6 +34,7 @@ from hub.config import Settings, get_settings
 from hub.db import Database, utcnow
 from hub.errors import SwitchboardError
 from hub.events import prune_events
+from hub.inputs import clean
 from hub.messages import Sender
 from hub.metrics import Metrics
 from hub.runtime import Runtime
@@ -102,8 +108,12 @@ async def seed_demo(rt: Runtime) -> DemoSeed:
 
 
 class BodyLimit:
-    """Refuse request bodies over ``limit`` bytes with 413, whether or not Content-Length is honest.
-    ``overrides`` gives some paths a limit of their own (attachment uploads)."""
+    """Refuse request bodies over ``limit`` bytes with 413, whether or not Content-Length is honest or given at
+    all (a chunked body). ``overrides`` gives some paths a limit of their own (attachment uploads).
+
+    A body that turns out too large while the app reads it raises ``BodyTooLarge`` from ``receive``: an
+    ``HTTPException``, so FastAPI, which answers 400 to anything else going wrong while it reads a body,
+    passes it on, and the app's handler answers 413."""
 
     def __init__(self, app: ASGIApp, limit: int, overrides: Mapping[str, int] | None = None) -> None:
         self.app = app
@@ -127,24 +137,108 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise _TooLarge
+                    raise BodyTooLarge(limit)
             return message
 
         try:
             await self.app(scope, limited, send)
-        except _TooLarge:
+        except BodyTooLarge:
             await self._refuse(send, limit)
 
     async def _refuse(self, send: Send, limit: int) -> None:
-        response = JSONResponse(
-            {"detail": f"request body is over the limit of {limit} bytes", "code": "body_too_large"},
-            status_code=413,
-        )
-        await response({"type": "http"}, _noop_receive, send)
+        await too_large_response(BodyTooLarge(limit))({"type": "http"}, _noop_receive, send)
 
 
-class _TooLarge(Exception):
-    pass
+class BodyTooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, detail=f"request body is over the limit of {limit} bytes")
+
+
+def too_large_response(exc: BodyTooLarge) -> JSONResponse:
+    return JSONResponse({"detail": exc.detail, "code": "body_too_large"}, status_code=413)
+
+
+class CleanURL:
+    """NUL characters in the URL, which no database can store: a path holding one names nothing (404), and they
+    are dropped from the query string. (Text in bodies and websocket frames is cleaned by ``hub.inputs``.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            if "\x00" in scope["path"]:
+                if scope["type"] == "http":
+                    await JSONResponse({"detail": "Not Found"}, status_code=404)(scope, receive, send)
+                else:
+                    await send({"type": "websocket.close", "code": 1008})
+                return
+            query: bytes = scope.get("query_string", b"")
+            if b"%00" in query or b"\x00" in query:
+                scope = {**scope, "query_string": query.replace(b"%00", b"").replace(b"\x00", b"")}
+        await self.app(scope, receive, send)
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+class AllowedMethods:
+    """``OPTIONS`` answers 204 with ``Allow`` naming every method the path's routes take, and a 405 names them
+    all too (Starlette's names only those of the first route that matched the path)."""
+
+    def __init__(self, app: ASGIApp, routes: list[BaseRoute]) -> None:
+        self.app = app
+        self.routes = routes  # the app's own list: routes added later count too
+
+    def allowed(self, scope: Scope) -> set[str]:
+        # Each method is tried as the router would dispatch it: routes may sit inside included routers.
+        return {
+            method
+            for method in _METHODS
+            if any(route.matches({**scope, "method": method})[0] is Match.FULL for route in self.routes)
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] == "OPTIONS":
+            methods = self.allowed(scope)
+            if methods:
+                allow = ", ".join(sorted(methods | {"OPTIONS"}))
+                await Response(status_code=204, headers={"Allow": allow})(scope, receive, send)
+                return
+
+        async def allow_all(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 405:
+                methods = self.allowed(scope)
+                if methods:
+                    MutableHeaders(scope=message)["Allow"] = ", ".join(sorted(methods | {"OPTIONS"}))
+            await send(message)
+
+        await self.app(scope, receive, allow_all)
+
+
+class FieldError(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationAnswer(BaseModel):
+    """A 422: each input at fault (``loc``: where, ``msg``: what is wrong), as FastAPI's validation errors say it;
+    the domain's 422s add their stable ``code``."""
+
+    detail: list[FieldError]
+    code: str | None = None
+
+
+class ErrorAnswer(BaseModel):
+    """Every error answer: ``detail`` says what is wrong (for a 422, a list naming each field at fault, as
+    FastAPI's validation errors do), ``code`` is stable for programs (not on every error)."""
+
+    detail: str | list[dict[str, Any]]
+    code: str | None = None
 
 
 async def _noop_receive() -> Message:
@@ -242,6 +336,10 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
         summary="Self-hosted contact center: one ticketing core for every channel.",
         version="0.1.0",
         lifespan=lifespan,
+        responses={
+            "4XX": {"model": ErrorAnswer, "description": "The request cannot be done: `detail` says why"},
+            422: {"model": ValidationAnswer, "description": "Invalid input: `detail` names each field at fault"},
+        },
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
@@ -253,7 +351,16 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
 
     @app.exception_handler(SwitchboardError)
     async def _domain_error(_request: Request, exc: SwitchboardError) -> JSONResponse:
-        return JSONResponse({"detail": exc.message, "code": exc.code}, status_code=exc.status)
+        return JSONResponse(exc.answer(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's answer, with the input it echoes cleaned: a lone surrogate in it cannot be encoded (a 500).
+        return JSONResponse({"detail": clean(jsonable_encoder(exc.errors()))}, status_code=422)
+
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(_request: Request, exc: BodyTooLarge) -> JSONResponse:
+        return too_large_response(exc)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz(request: Request) -> dict[str, Any]:
@@ -285,6 +392,8 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
     app.include_router(kb_router)
     app.include_router(kb_public_router)
     app.mount("/static", agent_ui_static, name="static")
+    app.add_middleware(AllowedMethods, routes=app.router.routes)
+    app.add_middleware(CleanURL)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, overrides=_body_limits(channels))
     for channel in channels:
         for middleware in channel.middleware():

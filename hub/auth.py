@@ -91,7 +91,7 @@ class TokenSigner:
 
 
 class LoginThrottle:
-    """At most ``limit`` failed attempts per key (client address + username) in a sliding minute."""
+    """At most ``limit`` failed attempts per key (a username, a client address) in a sliding minute."""
 
     def __init__(self, limit: int, window_seconds: float = 60.0) -> None:
         self.limit = limit

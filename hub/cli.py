@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -21,6 +21,9 @@ from hub.config import Settings, get_settings
 from ivr_flows.cli import app as ivr_app
 from knowledge_base.cli import kb_app
 from ticketing.cli import agent_app
+
+if TYPE_CHECKING:
+    import uvicorn
 
 app = typer.Typer(help="Switchboard: a self-hosted contact center.", no_args_is_help=True)
 # The packages' commands, one line each.
@@ -33,7 +36,32 @@ PortOpt = Annotated[int, typer.Option(help="TCP port to listen on.")]
 
 
 def _serve(settings: Settings, host: str, port: int) -> None:
-    run_server(settings, host=host, port=port, log_level="info", proxy_headers=True)
+    run_server(settings, host=host, port=port, log_level="info")
+
+
+def server_config(settings: Settings, *, host: str, port: int, **options: Any) -> uvicorn.Config:
+    """uvicorn's configuration of ``switchboard serve`` and ``demo``.
+
+    Forwarded headers (``X-Forwarded-For``, ``X-Forwarded-Proto``) are believed only from the addresses in
+    ``SWITCHBOARD_TRUSTED_PROXIES``; with none (the default) they are ignored. uvicorn's own default believes
+    them from 127.0.0.1, so any local client could claim any address, and a new one for every wrong password.
+    """
+    import uvicorn
+
+    from hub.app import create_app
+    from hub.websocket import server_protocol
+
+    proxies = settings.trusted_proxies
+    return uvicorn.Config(
+        create_app(settings),
+        host=host,
+        port=port,
+        ws=server_protocol(settings),
+        ws_per_message_deflate=settings.ws_compression,
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=list(proxies),
+        **options,
+    )
 
 
 def run_server(settings: Settings, *, host: str, port: int, **options: Any) -> None:
@@ -42,19 +70,9 @@ def run_server(settings: Settings, *, host: str, port: int, **options: Any) -> N
     ``GIL_SWITCH_INTERVAL``)."""
     import uvicorn
 
-    from hub.app import create_app
-    from hub.websocket import server_protocol
-
     if settings.is_sqlite:
         shorten_gil_switch_interval()
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        ws=server_protocol(settings),
-        ws_per_message_deflate=settings.ws_compression,
-        **options,
-    )
+    uvicorn.Server(server_config(settings, host=host, port=port, **options)).run()
 
 
 # aiosqlite runs each connection's statements in a thread of its own, which needs the GIL to start a statement

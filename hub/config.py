@@ -8,26 +8,31 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator
+from annotated_types import Ge, Le
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hub.inputs import Input
 
-class MailboxSettings(BaseModel):
+Port = Annotated[int, Ge(1), Le(65535)]
+
+
+class MailboxSettings(Input):
     """One IMAP-in / SMTP-out mailbox, as given in ``SWITCHBOARD_MAILBOXES``."""
 
-    name: str
-    address: str
-    queue: str
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[^/]+$")
+    address: str = Field(min_length=3, max_length=320)
+    queue: str = Field(min_length=1, max_length=100)
     imap_host: str
-    imap_port: int = 993
+    imap_port: Port = 993
     imap_tls: bool = True
     username: str
     password: SecretStr
     folder: str = "INBOX"
     smtp_host: str
-    smtp_port: int = 587
+    smtp_port: Port = 587
     smtp_security: Literal["none", "starttls", "tls"] = "starttls"
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
@@ -68,6 +73,9 @@ class Settings(BaseSettings):
     # hub.websocket.ReadAheadWebSocketProtocol); off: their public APIs only, slower.
     fast_paths: bool = True
     login_attempts_per_minute: int = 10
+    # Addresses (or networks) of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed;
+    # empty: no forwarded header is believed, the client is the peer of the connection.
+    trusted_proxies: list[str] = Field(default_factory=list)
     ingest_batch_max: int = 256
     offer_timeout_seconds: int = 30
     routing_rules: Path | None = Field(default=None, description="YAML file of queue-selection rules")

@@ -14,14 +14,25 @@ from __future__ import annotations
 
 
 class SwitchboardError(Exception):
+    """``loc`` names the input at fault, as FastAPI's validation errors do (``("body", "agent_id")``): a 422
+    answers ``{"detail": [{"loc", "msg", "type"}], "code"}``, the shape of every 422 in the OpenAPI schema;
+    other statuses answer ``{"detail": message, "code"}``."""
+
     status = 400
     code = "error"
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(self, message: str, *, code: str | None = None, loc: tuple[str | int, ...] = ("body",)) -> None:
         super().__init__(message)
         self.message = message
+        self.loc = loc
         if code:
             self.code = code
+
+    def answer(self) -> dict[str, object]:
+        """The JSON body of the HTTP answer."""
+        if self.status == 422:
+            return {"detail": [{"loc": list(self.loc), "msg": self.message, "type": self.code}], "code": self.code}
+        return {"detail": self.message, "code": self.code}
 
 
 class NotFound(SwitchboardError):

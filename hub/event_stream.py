@@ -9,7 +9,9 @@ Frames from the server, all JSON with a ``type``:
 - ``{"type": "error", "code": "resume_too_old"}``, then close, when the client's resume point is no longer
   in the log (or is ahead of it): the client reloads its state and reconnects without ``last_seq``;
 - ``{"type": "error", "code": "queue_overflow"}``, then close, when the client reads too slowly to keep
-  up: it reconnects with its last ``seq`` and loses nothing.
+  up: it reconnects with its last ``seq`` and loses nothing;
+- ``{"type": "error", "code", "message"}``, the connection staying open, for a client frame that is not a JSON
+  object (``bad_json``, ``bad_frame``), is too long (``too_long``), or is refused (the error's code).
 
 Resume: the connection subscribes to the live hub *before* reading the backlog from the log, then drops
 live events it already sent from the backlog, so nothing falls between the two and nothing comes twice.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -33,8 +36,12 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from hub.bus import EventHub, Subscriber
 from hub.db import json_dumps
+from hub.errors import SwitchboardError
 from hub.events import EventRecord, Viewer, events_after, seq_bounds
+from hub.inputs import clean
 from hub.websocket import frame_writer
+
+log = logging.getLogger(__name__)
 
 RESUME_TOO_OLD = "resume_too_old"
 QUEUE_OVERFLOW = "queue_overflow"
@@ -153,15 +160,42 @@ async def write_events(ws: WebSocket, sub: Subscriber, sent_upto: int, direct: C
         sub.last_sent = loop.time()
 
 
+# The largest frame a client may send (the console's frames are a few dozen bytes).
+MAX_CLIENT_FRAME = 64 * 1024
+
+
+def _error(code: str, message: str) -> str:
+    return json_dumps({"type": "error", "code": code, "message": message})
+
+
 async def _read(ws: WebSocket, on_message: Callable[[dict[str, Any]], Awaitable[None]] | None) -> None:
+    """Read the client's frames until it leaves. A frame that is not a JSON object of a known kind, or that
+    ``on_message`` refuses or fails on, gets an ``error`` frame; the connection goes on."""
     while True:
-        raw = await ws.receive_text()
+        message = await ws.receive()
+        if message["type"] == "websocket.disconnect":
+            return
         if on_message is None:
+            continue
+        raw = message.get("text")
+        if raw is None:
+            await ws.send_text(_error("bad_frame", "frames must be JSON text, not binary"))
+            continue
+        if len(raw) > MAX_CLIENT_FRAME:
+            await ws.send_text(_error("too_long", f"frames are at most {MAX_CLIENT_FRAME} characters"))
             continue
         try:
             data = orjson.loads(raw)
         except ValueError:
-            await ws.send_text(json_dumps({"type": "error", "code": "bad_json", "message": "frames must be JSON"}))
+            await ws.send_text(_error("bad_json", "frames must be JSON"))
             continue
-        if isinstance(data, dict):
-            await on_message(data)
+        if not isinstance(data, dict):
+            await ws.send_text(_error("bad_frame", "frames must be JSON objects"))
+            continue
+        try:
+            await on_message(clean(data))
+        except SwitchboardError as exc:
+            await ws.send_text(_error(exc.code, exc.message))
+        except Exception:
+            log.exception("a console frame failed")
+            await ws.send_text(_error("internal", "that could not be done; try again"))

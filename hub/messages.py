@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.db import utcnow
+from hub.inputs import Id, clean, clean_text
 
 
 class Attachment(BaseModel):
@@ -39,7 +40,8 @@ class Identity(BaseModel):
 
 
 class InboundMessage(BaseModel):
-    """One message received on any channel."""
+    """One message received on any channel. Its text (its sender's and attachments' too) is cleaned as it is
+    built (``hub.inputs.clean_text``), so every channel's messages can be stored on either database."""
 
     channel: str
     external_id: str = Field(min_length=1, max_length=512)
@@ -55,10 +57,41 @@ class InboundMessage(BaseModel):
     # thread key go to the same open ticket.
     thread_key: str | None = Field(default=None, max_length=255)
     # A ticket number the sender named (email subject tag); honoured only if the sender takes part in it.
-    ticket_hint: int | None = None
+    ticket_hint: Id | None = None
     queue: str | None = Field(default=None, description="queue name chosen by the adapter (mailbox, IVR)")
     received_at: datetime = Field(default_factory=utcnow)
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _clean_text(self) -> InboundMessage:
+        # Every message of every channel comes through here: the fields are looked at one by one, after they
+        # are validated, instead of walking the input (``hub.inputs.Input``), which cost twice as much. A string
+        # that needs nothing costs two checks (see ``hub.inputs``).
+        fields = self.__dict__
+        for name in _TEXT_FIELDS:
+            value = fields[name]
+            if value is not None and ("\x00" in value or not value.isascii()):
+                fields[name] = clean_text(value)
+        _clean_fields(self.sender.__dict__, ("value", "name"))
+        for attachment in self.attachments:
+            _clean_fields(attachment.__dict__, ("filename", "content_type", "sha256", "url"))
+        if self.references:
+            fields["references"] = clean(self.references)
+        if self.metadata:
+            fields["metadata"] = clean(self.metadata)
+        if not fields["external_id"] or not self.sender.value:
+            raise ValueError("external_id and sender.value must hold more than NUL characters")
+        return self
+
+
+_TEXT_FIELDS = ("channel", "external_id", "recipient", "subject", "text", "html", "thread_key", "queue")
+
+
+def _clean_fields(fields: dict[str, Any], names: tuple[str, ...]) -> None:
+    for name in names:
+        value = fields[name]
+        if value is not None and ("\x00" in value or not value.isascii()):
+            fields[name] = clean_text(value)
 
 
 class OutboundMessage(BaseModel):

@@ -71,22 +71,31 @@ class FreezeSurvivors:
             gc.freeze()
 
 
-async def cancel_and_wait(task: asyncio.Task[object], *, grace: float = 5.0) -> None:
-    """Cancel ``task`` and wait until it has ended, cancelling it again every ``grace`` seconds.
+async def cancel_and_wait(task: asyncio.Task[object], *, grace: float = 5.0, attempts: int = 4) -> bool:
+    """Cancel ``task`` and wait until it has ended, cancelling it again every ``grace`` seconds, ``attempts``
+    times at most; whether it ended.
 
     One cancellation is not always enough: on Python 3.11 ``asyncio.wait_for`` (which libraries such as
     aioimaplib use inside) drops a cancellation that arrives as the awaited result does, and the task runs on.
     The grace period lets a task finish the cleanup its first cancellation started (a logout, a socket close)
-    before it is interrupted again. What the task raised, other than its cancellation, is logged."""
-    task.cancel()
-    while True:
+    before it is interrupted again. A task that outlives every attempt is left running, with an error in the
+    log, so that a stop (of a server, of a test) never hangs on it. What the task raised, other than its
+    cancellation, is logged."""
+    for attempt in range(attempts):
+        task.cancel()
         await asyncio.wait([task], timeout=grace)
         if task.done():
             break
-        log.warning("task %s still runs %.0f s after its cancellation; cancelling it again", task.get_name(), grace)
-        task.cancel()
+        if attempt + 1 < attempts:
+            log.warning(
+                "task %s still runs %g s after its cancellation; cancelling it again", task.get_name(), grace
+            )
+    else:
+        log.error("task %s did not stop in %g s; left running", task.get_name(), grace * attempts)
+        return False
     if not task.cancelled() and task.exception() is not None:
         log.error("task %s failed while stopping", task.get_name(), exc_info=task.exception())
+    return True
 
 
 def raise_if_cancelled() -> None:

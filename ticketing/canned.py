@@ -13,6 +13,7 @@ from hub.db import taken_as, utcnow
 from hub.deps import CurrentAgent, RuntimeDep
 from hub.errors import Conflict, NotFound
 from hub.events import NewEvent
+from hub.inputs import IdParam, Input
 from hub.runtime import Runtime
 from ticketing.models import CannedResponse
 
@@ -27,7 +28,7 @@ class CannedNotFound(NotFound):
     code = "canned_not_found"
 
 
-class CannedCreate(BaseModel):
+class CannedCreate(Input):
     shortcut: str = PField(min_length=1, max_length=50, pattern=r"^[A-Za-z0-9_.-]+$")
     title: str = PField(min_length=1, max_length=200)
     text: str = PField(min_length=1, max_length=20_000)
@@ -104,7 +105,7 @@ async def add_canned(body: CannedCreate, agent: CurrentAgent, rt: RuntimeDep) ->
 
 
 @router.delete("/{canned_id}", status_code=204)
-async def remove_canned(canned_id: int, agent: CurrentAgent, rt: RuntimeDep) -> Response:
+async def remove_canned(canned_id: IdParam, agent: CurrentAgent, rt: RuntimeDep) -> Response:
     agent.require_supervisor()
     await delete_canned(rt, canned_id=canned_id)
     return Response(status_code=204)

@@ -17,9 +17,10 @@ from sqlalchemy import and_, or_, select, update
 
 from hub.channels import IdentityKind
 from hub.db import fetch_all, lock_keys, one_of_param, utcnow
-from hub.errors import SwitchboardError
+from hub.errors import InvalidInput, SwitchboardError
 from hub.events import EventType, NewEvent
 from hub.group_commit import GroupCommit
+from hub.inputs import is_id
 from hub.messages import Identity
 from hub.ports import ConversationMessage, ConversationState, ConversationTicket, EmailFallback, QueueAvailability
 from hub.principals import Principal
@@ -425,8 +426,12 @@ async def agent_typing(rt: Runtime, *, principal: Principal, ticket_id: int, act
 
 
 async def on_console_frame(rt: Runtime, principal: Principal, data: dict[str, Any]) -> None:
-    """Frames the console sends on ``/ws/agent``: ``{"type": "typing", "ticket_id": N, "active": bool}``."""
-    if data.get("type") == "typing" and isinstance(data.get("ticket_id"), int):
-        # A typing frame about a ticket one may not see, or that does not exist, is dropped.
-        with contextlib.suppress(SwitchboardError):
-            await agent_typing(rt, principal=principal, ticket_id=data["ticket_id"], active=bool(data.get("active")))
+    """Frames the console sends on ``/ws/agent``: ``{"type": "typing", "ticket_id": N, "active": bool}``; any
+    other frame is refused (``bad_frame``)."""
+    if data.get("type") != "typing":
+        raise InvalidInput(f"unknown frame type {data.get('type')!r}", code="bad_frame")
+    if not is_id(data.get("ticket_id")):
+        raise InvalidInput("a typing frame needs a ticket_id", code="bad_frame")
+    # A typing frame about a ticket one may not see, or that does not exist, is dropped.
+    with contextlib.suppress(SwitchboardError):
+        await agent_typing(rt, principal=principal, ticket_id=data["ticket_id"], active=bool(data.get("active")))

@@ -45,6 +45,10 @@ class QueueNameTaken(Conflict):
     code = "queue_name_taken"
 
 
+class ClientKeyReused(Conflict):
+    code = "client_key_reused"
+
+
 class NoRecipient(InvalidInput):
     code = "no_recipient"
 

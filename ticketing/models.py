@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic import Field as PField
+from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy import Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from hub.db import JSONType, UTCDateTime, utcnow
+from hub.inputs import Count, DbInt, Id, Input
 from hub.principals import Role
 from ticketing.sla import HoursSpec
 
@@ -242,6 +244,14 @@ class Message(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("channel", "external_id", name="uq_message_channel_external_id"),
         Index("ix_messages_ticket_id_id", "ticket_id", "id"),
+        Index(
+            "ix_messages_ticket_client_key",
+            "ticket_id",
+            "client_key",
+            unique=True,
+            sqlite_where=text("client_key IS NOT NULL"),
+            postgresql_where=text("client_key IS NOT NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -262,6 +272,8 @@ class Message(SQLModel, table=True):
     delivery_error: str | None = None
     received_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # The key an agent's client sent the reply or note with: a send repeated with it answers this message.
+    client_key: str | None = Field(default=None, max_length=64)
 
 
 class Outbox(SQLModel, table=True):
@@ -378,49 +390,55 @@ class ContactHistory(ContactRead):
     tickets: list[TicketDetail]
 
 
-class OverflowStepSpec(BaseModel):
+class OverflowStepSpec(Input):
     """After ``after_seconds`` of waiting: also offer to the agents of ``widen_to``, and stop asking
     ``drop_skills``. Steps add up: step 2 keeps what step 1 did."""
 
     model_config = ConfigDict(extra="forbid")
 
-    after_seconds: int = PField(ge=0)
+    after_seconds: Count
     widen_to: list[str] = []
     drop_skills: list[str] = []
 
 
-class QueueRouting(BaseModel):
+class QueueRouting(Input):
     """A queue's routing configuration, as the API and the admin give it."""
 
     hours: HoursSpec | None = None
-    sla_first_response_seconds: int | None = PField(default=None, gt=0)
-    sla_resolution_seconds: int | None = PField(default=None, gt=0)
+    sla_first_response_seconds: Annotated[DbInt, PField(gt=0)] | None = None
+    sla_resolution_seconds: Annotated[DbInt, PField(gt=0)] | None = None
     overflow: list[OverflowStepSpec] = []
-    max_wait_seconds: int | None = PField(default=None, gt=0)
-    overflow_queue: str | None = None
+    max_wait_seconds: Annotated[DbInt, PField(gt=0)] | None = None
+    overflow_queue: str | None = PField(default=None, max_length=100)
 
     @field_validator("overflow")
     @classmethod
-    def _ordered(cls, steps: list[OverflowStepSpec]) -> list[OverflowStepSpec]:
-        return sorted(steps, key=lambda s: s.after_seconds)
+    def _ordered(cls, steps: list[OverflowStepSpec] | None) -> list[OverflowStepSpec] | None:
+        return None if steps is None else sorted(steps, key=lambda s: s.after_seconds)
 
 
 class QueueCreate(QueueRouting):
     name: str = PField(min_length=1, max_length=100)
     description: str = ""
     channels: list[str] = []
-    required_skills: dict[str, int] = {}
-    priority: int = 0
+    required_skills: dict[str, DbInt] = {}
+    priority: DbInt = 0
 
 
 class QueueUpdate(QueueRouting):
-    """Fields to change; routing fields given replace the old ones (``null`` clears)."""
+    """Fields to change; routing fields given replace the old ones (``null`` clears: ``overflow: null`` is no
+    overflow steps, as ``[]``)."""
 
     description: str | None = None
     channels: list[str] | None = None
-    required_skills: dict[str, int] | None = None
-    priority: int | None = None
+    required_skills: dict[str, DbInt] | None = None
+    priority: DbInt | None = None
     overflow: list[OverflowStepSpec] | None = None  # type: ignore[assignment]
+
+    @field_validator("overflow", mode="before")
+    @classmethod
+    def _null_clears(cls, steps: Any) -> Any:
+        return [] if steps is None else steps
 
 
 class QueueRead(ReadModel):
@@ -451,24 +469,35 @@ class RoutingExplanation(BaseModel):
     now: str
 
 
-class AgentCreate(BaseModel):
+class AgentCreate(Input):
     username: str = PField(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.@-]+$")
     password: str = PField(min_length=8, max_length=256)
-    display_name: str = ""
+    display_name: str = PField(default="", max_length=200)
     role: Role = Role.AGENT
     queues: list[str] = []
-    skills: dict[str, int] = {}
-    capacity: dict[str, int] = {}
+    skills: dict[str, DbInt] = {}
+    capacity: dict[str, Count] = {}
 
 
-class AgentUpdate(BaseModel):
-    display_name: str | None = None
-    role: Role | None = None
+class AgentUpdate(Input):
+    """Fields to change; a field left out stays as it is. ``queues`` and ``password`` may be ``null`` (no
+    change); the others have no empty value, and ``null`` for them is refused, naming the field."""
+
+    display_name: str | SkipJsonSchema[None] = PField(default=None, max_length=200)
+    role: Role | SkipJsonSchema[None] = None
     queues: list[str] | None = None
-    skills: dict[str, int] | None = None
-    capacity: dict[str, int] | None = None
-    active: bool | None = None
+    skills: dict[str, DbInt] | SkipJsonSchema[None] = None
+    capacity: dict[str, Count] | SkipJsonSchema[None] = None
+    active: bool | SkipJsonSchema[None] = None
     password: str | None = PField(default=None, min_length=8, max_length=256)
+
+    @field_validator("display_name", "role", "skills", "capacity", "active", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # Runs only for fields given (defaults are not validated): an explicit null.
+        if value is None:
+            raise ValueError("may be left out, but not null")
+        return value
 
 
 class AgentRead(ReadModel):
@@ -484,19 +513,30 @@ class AgentRead(ReadModel):
     wrap_up_until: datetime | None = None
 
 
-class StatusChange(BaseModel):
+class StatusChange(Input):
     status: AgentStatus
 
 
-class ReplyCreate(BaseModel):
+CLIENT_KEY = PField(
+    default=None,
+    min_length=1,
+    max_length=64,
+    description="Any string unique to this message, chosen by the client: sending again with the same key "
+    "(after a network error) stores nothing new and answers the message the first send stored",
+)
+
+
+class ReplyCreate(Input):
     text: str = PField(min_length=1, max_length=100_000)
+    client_key: str | None = CLIENT_KEY
 
 
-class NoteCreate(BaseModel):
+class NoteCreate(Input):
     text: str = PField(min_length=1, max_length=100_000)
+    client_key: str | None = CLIENT_KEY
 
 
-class TicketUpdate(BaseModel):
+class TicketUpdate(Input):
     status: TicketStatus | None = None
     priority: Priority | None = None
     tags: list[str] | None = None
@@ -513,10 +553,10 @@ class TicketUpdate(BaseModel):
         return cleaned
 
 
-class AssignRequest(BaseModel):
-    agent_id: int | None
+class AssignRequest(Input):
+    agent_id: Id | None
 
 
-class TransferRequest(BaseModel):
-    queue_id: int | None = None
-    agent_id: int | None = None
+class TransferRequest(Input):
+    queue_id: Id | None = None
+    agent_id: Id | None = None

@@ -284,6 +284,8 @@ class OutboxDispatcher:
                         next_attempt_at=now + timedelta(seconds=delay),
                     )
                 )
+                if recorded.rowcount:
+                    await note_retry(tx, row.message_id, error)
         if not recorded.rowcount:
             log.warning(
                 "delivery of message %s over %s failed after its lease ended, and the row was settled meanwhile "
@@ -296,6 +298,36 @@ class OutboxDispatcher:
         outcome = "failed" if permanent else "retry"
         self.rt.metrics.outbox_deliveries.labels(row.channel, outcome).inc()
         log.warning("delivery of message %s over %s %s: %s", row.message_id, row.channel, outcome, error)
+
+
+async def note_retry(tx: Any, message_id: int, error: str) -> None:
+    """A pending message's last failed attempt, on the message (``delivery_error``) and in a ``message.status``
+    event, so the API and the console say why it waits; the next status it moves to replaces the error."""
+    found = (
+        await tx.conn.execute(
+            update(M)
+            .where(M.c.id == message_id, M.c.delivery_status == DeliveryStatus.PENDING.value)
+            .values(delivery_error=error)
+            .returning(M.c.ticket_id)
+        )
+    ).first()
+    if found is None:
+        return
+    ticket = (await tx.conn.execute(select(T.c.queue_id, T.c.assignee_id).where(T.c.id == found.ticket_id))).one()
+    tx.emit(
+        NewEvent(
+            type=EventType.MESSAGE_STATUS,
+            payload={
+                "message_id": message_id,
+                "ticket_id": found.ticket_id,
+                "status": DeliveryStatus.PENDING.value,
+                "error": error,
+            },
+            ticket_id=found.ticket_id,
+            queue_id=ticket.queue_id,
+            agent_id=ticket.assignee_id,
+        )
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hub.channels import CHANNELS
+from hub.inputs import DbInt, Input
 
 PriorityName = Literal["low", "normal", "high", "urgent"]
 
@@ -99,7 +100,7 @@ class Rule(BaseModel):
     when: Match = Match()
     queue: str = Field(min_length=1, max_length=100)
     priority: PriorityName | None = None
-    skills: dict[str, int] = {}
+    skills: dict[str, DbInt] = {}
 
     @field_validator("skills")
     @classmethod
@@ -110,7 +111,7 @@ class Rule(BaseModel):
         return value
 
 
-class RuleSet(BaseModel):
+class RuleSet(Input):
     """The whole configuration; validated as one (rule names are unique)."""
 
     model_config = ConfigDict(extra="forbid")

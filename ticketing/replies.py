@@ -15,14 +15,17 @@ from hub.group_commit import GroupCommit
 from hub.messages import OutboundMessage
 from hub.principals import Principal
 from hub.runtime import Runtime
-from ticketing.exceptions import NoRecipient, NotYourTicket, TicketNotFound
+from ticketing.exceptions import ClientKeyReused, NoRecipient, NotYourTicket, TicketNotFound
 from ticketing.models import DeliveryStatus, Direction, MessageRead, TicketStatus
 from ticketing.tables import messages, outbox, tickets
 from ticketing.tickets import check_visible, message_event, ticket_event, ticket_row
 
 
-async def reply(rt: Runtime, *, ticket_id: int, principal: Principal, text: str) -> MessageRead:
-    """An agent's reply: the message and its outbox row commit together; the dispatcher delivers it.
+async def reply(
+    rt: Runtime, *, ticket_id: int, principal: Principal, text: str, client_key: str | None = None
+) -> MessageRead:
+    """An agent's reply: the message and its outbox row commit together; the dispatcher delivers it. A reply
+    sent again with the ``client_key`` of one already stored on the ticket stores nothing and answers that one.
 
     Replies arriving together from many agents commit in one transaction (``hub.group_commit``): one
     transaction each would hold the database's one writer about as long as a whole batch of them does."""
@@ -31,7 +34,7 @@ async def reply(rt: Runtime, *, ticket_id: int, principal: Principal, text: str)
         group = rt.caches["replies"] = GroupCommit(
             lambda batch: _store_replies(rt, batch), max_batch=_REPLY_BATCH_MAX, name="reply-batches"
         )
-    return await group.submit(_ReplyRequest(ticket_id, principal, text))
+    return await group.submit(_ReplyRequest(ticket_id, principal, text, client_key))
 
 
 _REPLY_BATCH_MAX = 200
@@ -42,6 +45,28 @@ class _ReplyRequest:
     ticket_id: int
     principal: Principal
     text: str
+    client_key: str | None = None
+
+
+def _sent_before(first: Any, principal: Principal, direction: Direction, text: str) -> MessageRead:
+    """The answer to a send repeated with the client key of ``first``: ``first`` itself, when it is the same
+    message from the same agent; a key used for another message is refused."""
+    if first.author_agent_id != principal.agent_id or first.direction != direction.value or first.text != text:
+        raise ClientKeyReused(f"client key {first.client_key!r} was sent with another message on this ticket")
+    return MessageRead.model_validate(first._mapping)
+
+
+async def _keyed_messages(conn: Any, keys: set[tuple[int, str]]) -> dict[tuple[int, str], Any]:
+    """The messages stored with these (ticket id, client key) pairs."""
+    if not keys:
+        return {}
+    ticket_ids = sorted({t for t, _ in keys})
+    found = await conn.execute(
+        select(messages).where(
+            messages.c.ticket_id.in_(ticket_ids), messages.c.client_key.in_(sorted({k for _, k in keys}))
+        )
+    )
+    return {(m.ticket_id, m.client_key): m for m in found if (m.ticket_id, m.client_key) in keys}
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +155,11 @@ async def _store_replies(rt: Runtime, batch: Sequence[_ReplyRequest]) -> list[Me
             ticket_rows[r.id] = r
             if r.in_sender:
                 last_in[r.id] = _LastInbound(r.in_channel, r.in_external_id, r.in_sender, r.in_recipient, r.in_meta)
+        # Read after the tickets are locked (PostgreSQL; SQLite has one writer): a send repeated meanwhile
+        # waits for this one, and then finds its message.
+        earlier = await _keyed_messages(conn, {(r.ticket_id, r.client_key) for r in batch if r.client_key})
+        first_with_key: dict[tuple[int, str], int] = {}  # a key sent twice in this batch: the first's index
+        repeats: list[tuple[int, int]] = []
         rows: list[dict[str, Any]] = []
         outbound: list[OutboundMessage] = []
         accepted: list[int] = []  # indexes into batch
@@ -140,12 +170,22 @@ async def _store_replies(rt: Runtime, batch: Sequence[_ReplyRequest]) -> list[Me
                 if row is None:
                     raise TicketNotFound(f"ticket {ticket_id} does not exist")
                 check_visible(request.principal, row)
+                if request.client_key:
+                    key = (ticket_id, request.client_key)
+                    if key in earlier:
+                        out[i] = _sent_before(earlier[key], request.principal, Direction.OUTBOUND, request.text)
+                        continue
+                    if key in first_with_key:
+                        repeats.append((i, first_with_key[key]))
+                        continue
                 last = last_in.get(ticket_id)
                 if last is None:
                     raise NoRecipient(f"ticket {ticket_id} has no inbound message to reply to")
-            except (TicketNotFound, NotYourTicket, NoRecipient) as exc:
+            except (TicketNotFound, NotYourTicket, NoRecipient, ClientKeyReused) as exc:
                 out[i] = exc
                 continue
+            if request.client_key:
+                first_with_key[(ticket_id, request.client_key)] = i
             msg, message = _reply_message(rt, row, last, request, now)
             rows.append(msg)
             outbound.append(message)
@@ -189,6 +229,11 @@ async def _store_replies(rt: Runtime, batch: Sequence[_ReplyRequest]) -> list[Me
                 if last_of[batch[i].ticket_id] == n:
                     tx.emit(ticket_event(EventType.TICKET_UPDATED, ticket))
                 out[i] = MessageRead.model_validate({**msg, "delivery_error": None})
+            for i, first in repeats:
+                same = batch[first].principal.agent_id == batch[i].principal.agent_id and (
+                    batch[first].text == batch[i].text
+                )
+                out[i] = out[first] if same else ClientKeyReused(f"client key {batch[i].client_key!r} was sent twice")
             if handoff is not None:
                 handed = list(zip(outbox_ids, outbound, strict=True))
                 tx.after_commit.append(lambda: handoff.hand(handed))
@@ -243,16 +288,25 @@ def _reply_message(
         "delivery_status": DeliveryStatus.PENDING.value,
         "created_at": now,
         "contact_id": row.contact_id,
+        "client_key": request.client_key,
     }
     return msg, outbound
 
 
-async def add_note(rt: Runtime, *, ticket_id: int, principal: Principal, text: str) -> MessageRead:
-    """An internal note: visible to agents only, never sent to the customer."""
+async def add_note(
+    rt: Runtime, *, ticket_id: int, principal: Principal, text: str, client_key: str | None = None
+) -> MessageRead:
+    """An internal note: visible to agents only, never sent to the customer. A note sent again with the
+    ``client_key`` of one already stored on the ticket stores nothing and answers that one."""
     now = utcnow()
     async with rt.write() as tx:
-        row = await ticket_row(tx.conn, ticket_id)
+        # Locked when keyed (PostgreSQL): a repeated send waits for this one, then finds its note.
+        row = await ticket_row(tx.conn, ticket_id, lock=client_key is not None)
         check_visible(principal, row)
+        if client_key:
+            earlier = await _keyed_messages(tx.conn, {(ticket_id, client_key)})
+            if earlier:
+                return _sent_before(earlier[(ticket_id, client_key)], principal, Direction.NOTE, text)
         msg = {
             "ticket_id": ticket_id,
             "direction": Direction.NOTE.value,
@@ -263,6 +317,7 @@ async def add_note(rt: Runtime, *, ticket_id: int, principal: Principal, text: s
             "meta": {},
             "delivery_status": DeliveryStatus.RECEIVED.value,
             "created_at": now,
+            "client_key": client_key,
         }
         msg_row = (await tx.conn.execute(messages.insert().values(**msg).returning(*messages.c))).one()
         updated = (

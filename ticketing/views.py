@@ -9,7 +9,9 @@ from pydantic import BaseModel, Field
 
 from hub.auth import SESSION_COOKIE, verify_dummy, verify_password
 from hub.deps import CurrentAgent, RuntimeDep, SignerDep, authenticate
+from hub.errors import InvalidInput
 from hub.event_stream import serve_event_stream
+from hub.inputs import DB_INT_MAX, IdParam, Input
 from hub.messages import InboundMessage
 from ticketing import agents, conversations, queues, replies, routing_service, ticket_updates, tickets
 from ticketing.exceptions import InvalidRoutingConfig
@@ -39,7 +41,7 @@ router = APIRouter(prefix="/api")
 ws_router = APIRouter()
 
 
-class LoginRequest(BaseModel):
+class LoginRequest(Input):
     username: str = Field(min_length=1, max_length=100)
     password: str = Field(min_length=1, max_length=256)
 
@@ -47,6 +49,11 @@ class LoginRequest(BaseModel):
 class LoginResponse(BaseModel):
     token: str
     agent: AgentRead
+
+
+class InboundMessageInput(Input, InboundMessage):
+    """A normalized message as the API takes it: the JSON is cleaned before it is validated (``hub.inputs``), for
+    what Python's JSON parser lets through and a channel adapter never produces (a lone surrogate)."""
 
 
 class InboundAccepted(BaseModel):
@@ -62,8 +69,11 @@ async def login(
 ) -> LoginResponse:
     """Log in with username and password: answers a bearer token and sets the session cookie."""
     throttle = request.app.state.login_throttle
-    key = f"{request.client.host if request.client else '-'}:{body.username.lower()}"
-    wait = throttle.retry_after(key)
+    # Failures count against the username (whoever tries it, from wherever) and against the client (whatever
+    # username it tries). The client's address is the connection's peer, or what a trusted proxy forwarded
+    # (SWITCHBOARD_TRUSTED_PROXIES): never a header anyone can set.
+    keys = (f"user:{body.username.lower()}", f"client:{request.client.host if request.client else '-'}")
+    wait = max(throttle.retry_after(key) for key in keys)
     if wait > 0:
         raise HTTPException(
             429,
@@ -77,9 +87,10 @@ async def login(
     else:
         ok = verify_password(row.password_hash, body.password)
     if not ok:
-        throttle.failed(key)
+        for key in keys:
+            throttle.failed(key)
         raise HTTPException(401, detail="wrong username or password")
-    throttle.succeeded(key)
+    throttle.succeeded(keys[0])
     token = signer.issue(row.id, row.password_hash)
     response.set_cookie(
         SESSION_COOKIE,
@@ -112,12 +123,12 @@ async def list_tickets(
     agent: CurrentAgent,
     rt: RuntimeDep,
     status: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies defaults
-    queue_id: int | None = None,
-    assignee_id: int | None = None,
+    queue_id: IdParam | None = None,
+    assignee_id: IdParam | None = None,
     channel: str | None = None,
-    contact_id: int | None = None,
+    contact_id: IdParam | None = None,
     mine: bool = False,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=DB_INT_MAX)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> TicketPage:
     """Tickets you may see, most recent activity first; filter by status (repeatable), queue, assignee,
@@ -137,59 +148,62 @@ async def list_tickets(
 
 
 @router.get("/tickets/{ticket_id}", response_model=TicketDetail, tags=["tickets"])
-async def get_ticket(ticket_id: int, agent: CurrentAgent, rt: RuntimeDep) -> TicketDetail:
+async def get_ticket(ticket_id: IdParam, agent: CurrentAgent, rt: RuntimeDep) -> TicketDetail:
     return await tickets.get_ticket(rt, ticket_id=ticket_id, principal=agent)
 
 
 @router.patch("/tickets/{ticket_id}", response_model=TicketRead, tags=["tickets"])
-async def update_ticket(ticket_id: int, body: TicketUpdate, agent: CurrentAgent, rt: RuntimeDep) -> TicketRead:
+async def update_ticket(ticket_id: IdParam, body: TicketUpdate, agent: CurrentAgent, rt: RuntimeDep) -> TicketRead:
     """Change status, priority, tags or subject."""
     return await ticket_updates.update_ticket(rt, ticket_id=ticket_id, principal=agent, data=body)
 
 
 @router.post("/tickets/{ticket_id}/reply", response_model=MessageRead, status_code=201, tags=["tickets"])
-async def reply(ticket_id: int, body: ReplyCreate, agent: CurrentAgent, rt: RuntimeDep) -> MessageRead:
-    """Reply to the customer on the channel they used; delivered through the outbox."""
-    return await replies.reply(rt, ticket_id=ticket_id, principal=agent, text=body.text)
+async def reply(ticket_id: IdParam, body: ReplyCreate, agent: CurrentAgent, rt: RuntimeDep) -> MessageRead:
+    """Reply to the customer on the channel they used; delivered through the outbox. Sent again with the same
+    ``client_key``, it answers the reply already stored (201 again) instead of storing another."""
+    return await replies.reply(rt, ticket_id=ticket_id, principal=agent, text=body.text, client_key=body.client_key)
 
 
 @router.post("/tickets/{ticket_id}/notes", response_model=MessageRead, status_code=201, tags=["tickets"])
-async def add_note(ticket_id: int, body: NoteCreate, agent: CurrentAgent, rt: RuntimeDep) -> MessageRead:
-    """An internal note, never sent to the customer."""
-    return await replies.add_note(rt, ticket_id=ticket_id, principal=agent, text=body.text)
+async def add_note(ticket_id: IdParam, body: NoteCreate, agent: CurrentAgent, rt: RuntimeDep) -> MessageRead:
+    """An internal note, never sent to the customer; idempotent on ``client_key`` as replies are."""
+    return await replies.add_note(
+        rt, ticket_id=ticket_id, principal=agent, text=body.text, client_key=body.client_key
+    )
 
 
 @router.post("/tickets/{ticket_id}/assign", response_model=TicketRead, tags=["tickets"])
-async def assign(ticket_id: int, body: AssignRequest, agent: CurrentAgent, rt: RuntimeDep) -> TicketRead:
+async def assign(ticket_id: IdParam, body: AssignRequest, agent: CurrentAgent, rt: RuntimeDep) -> TicketRead:
     """Supervisors: assign to an agent, or unassign (``agent_id: null``) to route it again."""
     return await ticket_updates.assign(rt, ticket_id=ticket_id, principal=agent, agent_id=body.agent_id)
 
 
 @router.post("/tickets/{ticket_id}/transfer", response_model=TicketRead, tags=["tickets"])
-async def transfer(ticket_id: int, body: TransferRequest, agent: CurrentAgent, rt: RuntimeDep) -> TicketRead:
+async def transfer(ticket_id: IdParam, body: TransferRequest, agent: CurrentAgent, rt: RuntimeDep) -> TicketRead:
     """Hand the ticket to another queue or agent."""
     if body.queue_id is None and body.agent_id is None:
-        raise HTTPException(422, detail="give queue_id, agent_id or both")
+        raise InvalidInput("give queue_id, agent_id or both", code="transfer_target_missing")
     return await ticket_updates.transfer(
         rt, ticket_id=ticket_id, principal=agent, queue_id=body.queue_id, agent_id=body.agent_id
     )
 
 
 @router.post("/tickets/{ticket_id}/accept", response_model=TicketRead, tags=["routing"])
-async def accept(ticket_id: int, agent: CurrentAgent, rt: RuntimeDep) -> TicketRead:
+async def accept(ticket_id: IdParam, agent: CurrentAgent, rt: RuntimeDep) -> TicketRead:
     """Accept the ticket offered to you."""
     return await routing_service.accept_offer(rt, ticket_id=ticket_id, principal=agent)
 
 
 @router.post("/tickets/{ticket_id}/decline", status_code=204, tags=["routing"])
-async def decline(ticket_id: int, agent: CurrentAgent, rt: RuntimeDep) -> Response:
+async def decline(ticket_id: IdParam, agent: CurrentAgent, rt: RuntimeDep) -> Response:
     """Decline the ticket offered to you; it is offered to the next agent."""
     await routing_service.decline_offer(rt, ticket_id=ticket_id, principal=agent)
     return Response(status_code=204)
 
 
 @router.get("/tickets/{ticket_id}/routing", response_model=RoutingExplanation, tags=["routing"])
-async def explain_routing(ticket_id: int, agent: CurrentAgent, rt: RuntimeDep) -> RoutingExplanation:
+async def explain_routing(ticket_id: IdParam, agent: CurrentAgent, rt: RuntimeDep) -> RoutingExplanation:
     """Why the ticket went to its agent (the last routing decision and its reason), or why it still waits."""
     return await routing_service.explain_routing(rt, ticket_id=ticket_id, principal=agent)
 
@@ -218,7 +232,7 @@ async def put_routing_rules(body: dict[str, Any], agent: CurrentAgent, rt: Runti
 
 
 @router.get("/contacts/{contact_id}", response_model=ContactHistory, tags=["contacts"])
-async def contact_history(contact_id: int, agent: CurrentAgent, rt: RuntimeDep) -> ContactHistory:
+async def contact_history(contact_id: IdParam, agent: CurrentAgent, rt: RuntimeDep) -> ContactHistory:
     """A contact, its identities and its whole history across channels."""
     return await tickets.get_contact_history(rt, contact_id=contact_id, principal=agent)
 
@@ -246,14 +260,14 @@ async def create_agent(body: AgentCreate, agent: CurrentAgent, rt: RuntimeDep) -
 
 
 @router.patch("/queues/{queue_id}", response_model=QueueRead, tags=["queues"])
-async def update_queue(queue_id: int, body: QueueUpdate, agent: CurrentAgent, rt: RuntimeDep) -> QueueRead:
+async def update_queue(queue_id: IdParam, body: QueueUpdate, agent: CurrentAgent, rt: RuntimeDep) -> QueueRead:
     """Admins: change a queue's skills, priority, business hours, SLA targets or overflow."""
     agent.require_admin()
     return await queues.update_queue(rt, queue_id=queue_id, data=body)
 
 
 @router.post("/agents/{agent_id}/requeue", response_model=list[int], tags=["routing"])
-async def requeue_agent_work(agent_id: int, agent: CurrentAgent, rt: RuntimeDep) -> list[int]:
+async def requeue_agent_work(agent_id: IdParam, agent: CurrentAgent, rt: RuntimeDep) -> list[int]:
     """Supervisors: put the agent's open conversations back in their queues; answers the ticket ids."""
     return await routing_service.requeue_agent_work(rt, agent_id=agent_id, principal=agent)
 
@@ -265,7 +279,7 @@ async def set_my_status(body: StatusChange, agent: CurrentAgent, rt: RuntimeDep)
 
 
 @router.put("/agents/{agent_id}/status", response_model=AgentRead, tags=["agents"])
-async def set_status(agent_id: int, body: StatusChange, agent: CurrentAgent, rt: RuntimeDep) -> AgentRead:
+async def set_status(agent_id: IdParam, body: StatusChange, agent: CurrentAgent, rt: RuntimeDep) -> AgentRead:
     """Supervisors: set an agent's status."""
     if agent_id != agent.agent_id:
         agent.require_supervisor()
@@ -273,13 +287,13 @@ async def set_status(agent_id: int, body: StatusChange, agent: CurrentAgent, rt:
 
 
 @router.patch("/agents/{agent_id}", response_model=AgentRead, tags=["agents"])
-async def update_agent(agent_id: int, body: AgentUpdate, agent: CurrentAgent, rt: RuntimeDep) -> AgentRead:
+async def update_agent(agent_id: IdParam, body: AgentUpdate, agent: CurrentAgent, rt: RuntimeDep) -> AgentRead:
     agent.require_admin()
     return await agents.update_agent(rt, agent_id=agent_id, data=body)
 
 
 @router.post("/inbound", response_model=InboundAccepted, tags=["integrations"])
-async def inbound(body: InboundMessage, agent: CurrentAgent, request: Request) -> InboundAccepted:
+async def inbound(body: InboundMessageInput, agent: CurrentAgent, request: Request) -> InboundAccepted:
     """Admins and integrators: ingest a normalized message (idempotent on channel + external_id)."""
     agent.require_admin()
     result = await request.app.state.ingest.submit(body)
@@ -292,7 +306,7 @@ async def inbound(body: InboundMessage, agent: CurrentAgent, request: Request) -
 
 
 @ws_router.websocket("/ws/agent")
-async def agent_stream(ws: WebSocket, last_seq: int | None = None) -> None:
+async def agent_stream(ws: WebSocket, last_seq: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None) -> None:
     """Console events: see ``hub.event_stream`` for the protocol."""
     principal = await authenticate(ws)
     if principal is None:

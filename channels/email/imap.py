@@ -132,7 +132,10 @@ class MailboxWorker:
                 raise ImapError("the connection to the IMAP server was lost")
         finally:
             for task in (watcher, session):
-                await cancel_and_wait(task)
+                # A session that ended by itself has been dealt with above (its error is the caller's to log
+                # and retry); only one still running is stopped.
+                if not task.done():
+                    await cancel_and_wait(task)
         return self._selected
 
     def _client(self, lost: asyncio.Event) -> aioimaplib.IMAP4:

@@ -10,8 +10,9 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 from sqlalchemy import BigInteger, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from hub.config import MailboxSettings
+from hub.config import MailboxSettings, Port
 from hub.db import JSONType, UTCDateTime, utcnow
+from hub.inputs import Input
 
 
 class MailboxState(SQLModel, table=True):
@@ -126,19 +127,19 @@ class MailboxRead(BaseModel):
         return cls(**data, source=source, **extra)
 
 
-class MailboxUpdate(BaseModel):
+class MailboxUpdate(Input):
     """Fields to change on an API mailbox; unset ones stay."""
 
     address: str | None = None
     queue: str | None = None
     imap_host: str | None = None
-    imap_port: int | None = None
+    imap_port: Port | None = None
     imap_tls: bool | None = None
     username: str | None = None
     password: SecretStr | None = None
     folder: str | None = None
     smtp_host: str | None = None
-    smtp_port: int | None = None
+    smtp_port: Port | None = None
     smtp_security: str | None = None
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None

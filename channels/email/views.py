@@ -13,6 +13,7 @@ from channels.email.models import MailboxRead, MailboxUpdate, QuarantineRead, Re
 from channels.email.service import EmailService
 from hub.config import MailboxSettings
 from hub.deps import current_admin, current_agent
+from hub.inputs import IdParam
 
 
 def build_router(running: Callable[[], EmailService]) -> APIRouter:
@@ -59,7 +60,7 @@ def build_router(running: Callable[[], EmailService]) -> APIRouter:
         return await channel.list_quarantine(include_reprocessed=include_reprocessed, limit=limit)
 
     @router.get("/quarantine/{quarantine_id}/raw", dependencies=as_admin)
-    async def quarantined_raw(quarantine_id: int, channel: Service) -> Response:
+    async def quarantined_raw(quarantine_id: IdParam, channel: Service) -> Response:
         """The mail exactly as received, to download and inspect."""
         raw = await channel.quarantined_raw(quarantine_id)
         return Response(
@@ -69,7 +70,7 @@ def build_router(running: Callable[[], EmailService]) -> APIRouter:
         )
 
     @router.post("/quarantine/{quarantine_id}/reprocess", response_model=ReprocessResult, dependencies=as_admin)
-    async def reprocess(quarantine_id: int, channel: Service) -> ReprocessResult:
+    async def reprocess(quarantine_id: IdParam, channel: Service) -> ReprocessResult:
         """Try a quarantined mail again; answers whether it became a message."""
         return await channel.reprocess(quarantine_id)
 

@@ -63,6 +63,7 @@ from hub.db import json_dumps, utcnow
 from hub.errors import SwitchboardError
 from hub.events import EventRecord, EventType
 from hub.files import FileStore, StoredFileMissing
+from hub.inputs import clean, is_id
 from hub.messages import Attachment, DeliveryResult, Identity, InboundMessage, Ingest, OutboundMessage
 from hub.ports import ConversationMessage, ConversationState, ConversationTicket
 from hub.runtime import Runtime
@@ -393,14 +394,24 @@ class WebchatService:
                         conn.last_sent = now
 
     async def _read(self, conn: Connection) -> None:
+        """Read the visitor's frames until they leave. A frame that is not one (binary, not JSON, not an object,
+        too large), or that fails, gets an ``error`` frame, and the next frame is read as usual: one bad frame
+        never ends the conversation, nor leaves the widget resending it for ever (an error naming its
+        ``client_id`` takes it off the widget's list of messages to send)."""
         while True:
             try:
-                raw = await conn.ws.receive_text()
+                message = await conn.ws.receive()
             except RuntimeError:
                 # A send to this socket failed while this task was busy (the visitor is gone): Starlette then
                 # refuses to read it (``WebSocketDisconnected``, a RuntimeError) instead of handing over the
                 # disconnect. Many widgets closing at once made this an "Exception in ASGI application".
                 return
+            if message["type"] == "websocket.disconnect":
+                return
+            raw = message.get("text")
+            if raw is None:
+                conn.push(_error("bad_frame", "frames must be JSON text, not binary"))
+                continue
             if len(raw) > 4 * self.settings.chat_max_message_chars + 4096:
                 conn.push(_error("too_long", "frame too large"))
                 continue
@@ -412,10 +423,16 @@ class WebchatService:
             if not isinstance(data, dict):
                 conn.push(_error("bad_frame", "frames must be JSON objects"))
                 continue
+            if data.get("type") != "message":
+                # A message's text is cleaned once, as its InboundMessage is built (the chat's hot path).
+                data = clean(data)
             try:
                 await self._handle(conn, data)
             except SwitchboardError as exc:
                 conn.push(_error(exc.code, exc.message, client_id=data.get("client_id")))
+            except Exception:
+                log.exception("a frame of chat %s failed", conn.claims.conversation_id)
+                conn.push(_error("internal", "that could not be done; try again", client_id=data.get("client_id")))
 
     async def _handle(self, conn: Connection, data: dict[str, Any]) -> None:
         kind = data.get("type")
@@ -425,14 +442,17 @@ class WebchatService:
         elif kind == "typing":
             await self._on_typing(conn, bool(data.get("active")))
         elif kind == "delivered":
-            ids = [i for i in data.get("message_ids") or [] if isinstance(i, int)][:200]
+            given = data.get("message_ids")
+            if not isinstance(given, list):
+                raise BadFrame("delivered needs message_ids, a list of message ids")
+            ids = [i for i in given if is_id(i)][:200]
             if ids:
                 await self.conversations.mark_delivered(
                     channel=CHANNEL, thread_key=claims.conversation_id, message_ids=ids
                 )
         elif kind == "rating":
             score, ticket_id = data.get("score"), data.get("ticket_id")
-            if not isinstance(score, int) or not isinstance(ticket_id, int):
+            if type(score) is not int or not is_id(ticket_id):
                 raise BadFrame("a rating needs ticket_id and score (1-5)")
             comment = data.get("comment")
             await self.conversations.rate(

@@ -19,13 +19,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from channels.webchat.service import CHANNEL, MAGIC, AttachmentTooLarge, BadAttachment, VisitorClaims, WebchatService
 from hub.deps import authenticate
 from hub.errors import InvalidInput, NotFound, PermissionDenied
+from hub.inputs import Input
 
 STATIC = Path(__file__).parent / "static"
 
 FIELD_LABELS = {"name": "Your name", "email": "Email address"}
 
 
-class VerifiedUser(BaseModel):
+class VerifiedUser(Input):
     """A site's signed-in user, vouched for by an HMAC the site computed with the shared secret."""
 
     user_id: str = Field(min_length=1, max_length=200)
@@ -34,7 +35,7 @@ class VerifiedUser(BaseModel):
     name: str | None = Field(default=None, max_length=200)
 
 
-class SessionCreate(BaseModel):
+class SessionCreate(Input):
     name: str | None = Field(default=None, max_length=200)
     email: str | None = Field(default=None, max_length=320)
     queue: str | None = Field(default=None, max_length=100)

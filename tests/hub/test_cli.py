@@ -224,8 +224,8 @@ async def test_serve_on_sqlite_shortens_the_gil_switch_interval_and_creating_an_
     """aiosqlite runs statements in threads: with the interpreter's default switch interval (5 ms) a busy event
     loop kept each of them waiting that long for the GIL, twice per statement. The interval is the process's:
     `serve` shortens it on SQLite; creating an engine leaves it alone, and so does `serve` on PostgreSQL."""
-    served: list[dict[str, object]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.append(options))
+    served: list[uvicorn.Config] = []
+    monkeypatch.setattr(uvicorn.Server, "run", lambda server, sockets=None: served.append(server.config))
     sqlite_url = f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"
     before = sys.getswitchinterval()
     sys.setswitchinterval(0.005)
@@ -246,12 +246,12 @@ def test_serve_runs_the_read_ahead_websocket_protocol_only_with_the_fast_paths(
 ) -> None:
     """The read-ahead protocol subclasses uvicorn's internals: with SWITCHBOARD_FAST_PATHS off, `serve` runs
     uvicorn's own protocol on the same websockets core instead."""
-    served: list[dict[str, object]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.append(options))
+    served: list[uvicorn.Config] = []
+    monkeypatch.setattr(uvicorn.Server, "run", lambda server, sockets=None: served.append(server.config))
     url = f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"
     for fast in (True, False):
         run_server(_settings(url, fast_paths=fast), host="127.0.0.1", port=free_port())
-    assert [options["ws"] for options in served] == [ReadAheadWebSocketProtocol, "websockets-sansio"]
+    assert [config.ws for config in served] == [ReadAheadWebSocketProtocol, "websockets-sansio"]
 
 
 def _settings(database_url: str, **values: object) -> Settings:

@@ -4,6 +4,7 @@ retries and backoff, exactly once on success, and marked failed on a permanent e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from datetime import timedelta
 from typing import Any
@@ -377,3 +378,46 @@ async def test_rows_handed_but_not_sent_are_freed_when_the_dispatcher_stops(rt: 
     sender = FlakySender(failures=0)
     assert await OutboxDispatcher(rt, {"sms": sender}).dispatch_due() == 1
     assert [m.text for m in sender.delivered] == ["still waiting"]
+
+
+async def test_a_pending_reply_shows_why_it_waits(ticket_id: int, settings: Settings) -> None:
+    """While a reply is retried after failures, the message carries the last attempt's error (in the API and in
+    a ``message.status`` event the console shows), and the error goes once it is sent."""
+    sender = FlakySender(failures=2)
+    server = LiveServer(settings.model_copy(update={"outbox_backoff_base_seconds": 0.3}), senders={"sms": sender})
+    server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            alice = await login(client, "alice", "password-123")
+            r = await client.post(f"/api/tickets/{ticket_id}/reply", json={"text": "On its way"}, headers=alice)
+            assert r.status_code == 201
+            deadline = time.monotonic() + 10
+            pending = None
+            while time.monotonic() < deadline:
+                detail = (await client.get(f"/api/tickets/{ticket_id}", headers=alice)).json()
+                pending = [m for m in detail["messages"] if m["id"] == r.json()["id"]][0]
+                if pending["delivery_error"] or pending["delivery_status"] != "pending":
+                    break
+                await asyncio.sleep(0.02)
+            assert pending is not None and pending["delivery_status"] == "pending", pending
+            assert pending["delivery_error"] == "smtp: 421 try again later"
+            sent = await wait_for_status(client, alice, ticket_id, "sent")
+            assert sent["delivery_error"] is None
+    finally:
+        server.stop()
+    async with server_events(settings) as events:
+        retries = [e for e in events if e.type == "message.status" and e.payload["status"] == "pending"]
+    assert retries and retries[0].payload["error"] == "smtp: 421 try again later"
+
+
+@contextlib.asynccontextmanager
+async def server_events(settings: Settings) -> Any:
+    from hub.db import Database
+    from hub.events import events_after
+
+    db = Database(settings.database_url)
+    try:
+        async with db.connect() as conn:
+            yield await events_after(conn, 0)
+    finally:
+        await db.dispose()

@@ -1,10 +1,18 @@
 // The REST API, with the session cookie. A 401 sends the agent to the login page.
 export class ApiError extends Error {
   constructor(status, body) {
-    super((body && typeof body.detail === "string" && body.detail) || `HTTP ${status}`);
+    super(errorText(body) || `HTTP ${status}`);
     this.status = status;
     this.code = body && body.code;
   }
+}
+
+// What an error answer says: `detail` is a string, or for a 422 a list of {loc, msg, type}.
+function errorText(body) {
+  const d = body && body.detail;
+  if (typeof d === "string") return d;
+  if (Array.isArray(d) && d.length && typeof d[0].msg === "string") return d.map((e) => e.msg).join("; ");
+  return null;
 }
 
 export async function api(method, path, body) {

@@ -18,6 +18,7 @@ const state = {
   waitingSince: new Map(), // ticket id -> iso of the oldest unanswered customer message
   current: null, // ticket id
   detail: null,
+  sending: null, // {id, text, mode, key} of the message whose send has not succeeded yet
   shown: new Set(), // message ids in the timeline
   mode: "reply",
   ready: false,
@@ -421,7 +422,8 @@ function appendMessage(m) {
       h("span", { class: "who", text: kind === "note" ? `${who} · internal note` : who }),
       h("span", { class: "chan-small", text: m.channel }),
       h("time", { datetime: m.created_at, text: clock(m.created_at) }),
-      kind === "out" ? h("span", { class: `delivery ${m.delivery_status}`, text: m.delivery_status, title: m.delivery_error || "" }) : null),
+      kind === "out" ? h("span", { class: `delivery ${m.delivery_status}`, text: m.delivery_status, title: m.delivery_error || "" }) : null,
+      kind === "out" ? h("span", { class: "delivery-error", text: deliveryProblem(m.delivery_status, m.delivery_error) }) : null),
     m.text ? h("div", { class: "msg-text", text: m.text }) : null,
     atts.length ? h("div", { class: "atts" }, atts) : null);
   $("timeline").append(li);
@@ -431,6 +433,14 @@ function appendMessage(m) {
 function setDelivery(messageId, status, error) {
   const el = document.querySelector(`.msg[data-id="${messageId}"] .delivery`);
   if (el) { el.textContent = status; el.className = `delivery ${status}`; el.title = error || ""; }
+  const problem = document.querySelector(`.msg[data-id="${messageId}"] .delivery-error`);
+  if (problem) problem.textContent = deliveryProblem(status, error);
+}
+
+// Why a reply is not out yet (the last failed attempt, while it is retried) or never will be.
+function deliveryProblem(status, error) {
+  if (!error) return "";
+  return status === "pending" ? `retrying: ${error}` : status === "failed" ? error : "";
 }
 
 function showCustomerTyping(active, name) {
@@ -546,6 +556,17 @@ function setMode(mode) {
   $("send").textContent = mode === "note" ? "Add note" : "Send";
 }
 
+// A key per message being sent, kept until its send succeeds: Send clicked again after a network error (the first
+// request may have been stored all the same) sends the same key, and the server stores the message once.
+function clientKey(id, text, mode) {
+  const s = state.sending;
+  if (s && s.id === id && s.text === text && s.mode === mode) return s.key;
+  const bytes = crypto.getRandomValues(new Uint8Array(16)); // randomUUID needs a secure context
+  const key = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  state.sending = { id, text, mode, key };
+  return key;
+}
+
 async function sendCurrent() {
   const text = $("text").value.trim();
   if (!text || !state.current) return;
@@ -553,7 +574,8 @@ async function sendCurrent() {
   $("send").disabled = true;
   try {
     const path = state.mode === "note" ? `/api/tickets/${id}/notes` : `/api/tickets/${id}/reply`;
-    const m = await api("POST", path, { text });
+    const m = await api("POST", path, { text, client_key: clientKey(id, text, state.mode) });
+    state.sending = null;
     $("text").value = "";
     $("compose-error").textContent = "";
     if (state.current === id) appendMessage(m);

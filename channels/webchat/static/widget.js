@@ -420,7 +420,7 @@ input[type=text], input[type=email], textarea { font: inherit; font-weight: 400;
         method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(payload),
       });
       const body = await r.json();
-      const detail = body.detail && typeof body.detail === "string" ? body.detail : null;
+      const detail = errorText(body);
       if (!r.ok && identity && r.status >= 400 && r.status < 500) {
         // The page named a signed-in user the server would not verify (a wrong or missing hash, or no secret
         // configured): a mistake of the site, not the visitor's. Chat unverified rather than not at all;
@@ -606,6 +606,14 @@ input[type=text], input[type=email], textarea { font: inherit; font-weight: 400;
     }
   }
 
+  // What an error answer says: `detail` is a string, or for a 422 a list of {loc, msg, type}.
+  function errorText(body) {
+    const d = body && body.detail;
+    if (typeof d === "string") return d;
+    if (Array.isArray(d) && d.length && typeof d[0].msg === "string") return d.map((e) => e.msg).join("; ");
+    return null;
+  }
+
   function reset() {
     clearTimeout(state.waitTimer);
     offline.hidden = true;
@@ -739,7 +747,7 @@ input[type=text], input[type=email], textarea { font: inherit; font-weight: 400;
       const r = await fetch(`${origin}/api/chat/attachments`, { method: "POST", headers: { Authorization: `Bearer ${state.token}` }, body: form });
       const body = await r.json().catch(() => ({}));
       if (!r.ok) {
-        const why = r.status === 415 ? ALLOWED : r.status === 413 ? `Files can be at most ${size(max)}.` : typeof body.detail === "string" ? body.detail : "";
+        const why = r.status === 415 ? ALLOWED : r.status === 413 ? `Files can be at most ${size(max)}.` : errorText(body) || "";
         fileError(`“${file.name}” could not be sent. ${why}`.trim());
         return;
       }

@@ -11,7 +11,7 @@ from channels.email.models import QT
 from hub.config import Settings
 from hub.files import FileStore
 from hub.runtime import Runtime
-from tests.channels.email.conftest import FIXTURES, Mail, message, wait_until
+from tests.channels.email.conftest import FIXTURES, SUPPORT, Mail, message, wait_until
 from tests.channels.email.servers import imap_append
 from tests.conftest import LiveServer, login, make_agent, make_queue
 from ticketing import tables
@@ -155,3 +155,60 @@ async def test_attachments_are_served_to_agents_only(server: LiveServer, setting
             assert (await anonymous.get(att["url"])).status_code == 401
         assert (await client.get("/api/email/attachments/" + "0" * 64, headers=agent)).status_code == 404
         assert (await client.get("/api/email/attachments/..%2F..%2Fetc", headers=agent)).status_code == 404
+
+
+async def test_mail_with_nul_characters_becomes_a_clean_ticket(mail: Mail) -> None:
+    """NUL characters that MIME decoding yields (an encoded-word header, a base64 body, a quoted-printable HTML
+    part, an attachment's name) are cleaned as the message is built, so the mail becomes a ticket on either
+    database (PostgreSQL refused the text), and the mailbox goes on with the next mail."""
+    import base64
+
+    raw = "\r\n".join(
+        [
+            "From: =?utf-8?q?Ann=00_Customer?= <nul@example.com>",
+            f"To: {SUPPORT}",
+            "Subject: =?utf-8?q?Printer=00_on_fire?=",
+            "Message-ID: <nul-chars@example.com>",
+            "Date: Mon, 23 Nov 2026 07:00:00 +0000",
+            "MIME-Version: 1.0",
+            'Content-Type: multipart/mixed; boundary="b1"',
+            "",
+            "--b1",
+            'Content-Type: multipart/alternative; boundary="b2"',
+            "",
+            "--b2",
+            "Content-Type: text/plain; charset=utf-8",
+            "Content-Transfer-Encoding: base64",
+            "",
+            base64.b64encode(b"Please\x00 help\x00.").decode(),
+            "--b2",
+            "Content-Type: text/html; charset=utf-8",
+            "Content-Transfer-Encoding: quoted-printable",
+            "",
+            "<p>Please=00 help</p>",
+            "--b2--",
+            "--b1",
+            "Content-Type: application/octet-stream",
+            "Content-Disposition: attachment; filename*=utf-8''re%00port.bin",
+            "Content-Transfer-Encoding: base64",
+            "",
+            base64.b64encode(b"\x00\x01\x02").decode(),
+            "--b1--",
+            "",
+        ]
+    ).encode()
+    await mail.wait_connected()
+    await mail.append(raw, message("<after-nul@example.com>", sender="calm@example.com"))
+
+    async def both() -> bool:
+        return await mail.count(tables.messages) == 2
+
+    await wait_until(both, timeout=20, what="the mail with NULs and the one after it")
+    async with mail.rt.read() as conn:
+        nul = tables.messages.c.external_id == "<nul-chars@example.com>"
+        row = (await conn.execute(select(tables.messages).where(nul))).one()
+        ticket = (await conn.execute(select(tables.tickets).where(tables.tickets.c.id == row.ticket_id))).one()
+    assert row.text == "Please help." and "\x00" not in (row.html or "")
+    assert ticket.subject == "Printer on fire"
+    assert [a["filename"] for a in row.attachments] == ["report.bin"]
+    assert not await mail.rows(select(QT))

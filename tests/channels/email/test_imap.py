@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -376,3 +377,47 @@ def test_fetch_chunks_are_bounded_in_bytes() -> None:
     sizes = {1: 40, 2: 40, 3: 40, 4: 500, 5: 90, 6: 10}
     assert by_budget([1, 2, 3, 4, 5, 6], sizes, budget=100, limit=200) == [[1, 2], [3, 4], [5, 6]]
     assert by_budget([1, 5], {1: 150, 5: 150}, budget=100, limit=200) == [[1], [5]]
+
+
+async def test_a_failed_connection_is_logged_once_as_a_warning(
+    rt: Runtime, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A mailbox whose server refuses the connection logs a warning per attempt and retries; no error with a
+    traceback claiming its session "failed while stopping" (the session had ended by itself)."""
+    from channels.email.imap import MailboxWorker
+    from hub.config import MailboxSettings
+    from hub.files import FileStore
+    from tests.conftest import free_port
+
+    box = MailboxSettings.model_validate(
+        {
+            "name": "refused",
+            "address": "refused@example.com",
+            "queue": "support",
+            "imap_host": "127.0.0.1",
+            "imap_port": free_port(),  # nothing listens there
+            "imap_tls": False,
+            "username": "u",
+            "password": "p",
+            "smtp_host": "127.0.0.1",
+        }
+    )
+
+    async def never(*_args: object, **_kwargs: object) -> object:
+        raise AssertionError("nothing can be ingested")
+
+    worker = MailboxWorker(box, rt=rt, ingest=never, store=FileStore(tmp_path), own_addresses=lambda: [])
+    caplog.set_level("WARNING")
+    task = asyncio.create_task(worker.run())
+
+    async def failed() -> bool:
+        return worker.last_error is not None
+
+    try:
+        await wait_until(failed, what="the refused connection")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert any("refused" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records), caplog.text
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text

@@ -151,7 +151,7 @@ async def test_mailbox_passwords_are_sealed_at_rest_and_a_changed_secret_key_say
         shown = (await client.get("/api/email/mailboxes/sales", headers=admin)).json()
         assert not shown["running"] and "SWITCHBOARD_SECRET_KEY" in shown["error"], shown
         refused = await client.patch("/api/email/mailboxes/sales", json={"folder": "INBOX"}, headers=admin)
-        assert refused.status_code == 422 and "password" in refused.json()["detail"], refused.text
+        assert refused.status_code == 422 and "password" in refused.json()["detail"][0]["msg"], refused.text
         fixed = await client.patch(
             "/api/email/mailboxes/sales", json={"password": "secret2", "smtp_password": "smtp-pass"}, headers=admin
         )

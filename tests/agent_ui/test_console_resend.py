@@ -1,0 +1,46 @@
+"""Send clicked again after a network error, in a real browser: the first request reached the server but its
+answer was lost; the second carries the same client key, so the reply is stored and shown once (issue 19)."""
+
+from __future__ import annotations
+
+from playwright.async_api import Browser, Route, expect
+from sqlalchemy import func, select
+
+from hub.runtime import Runtime
+from tests.agent_ui.conftest import Dialogs, chatting
+from tests.conftest import LiveServer
+from ticketing.tables import messages
+
+
+async def test_send_again_after_a_lost_answer_stores_the_reply_once(
+    rt: Runtime, live: LiveServer, browser: Browser, dialogs: Dialogs
+) -> None:
+    """The console shows the error of the lost answer, keeps the text, and on the second click the server
+    answers the reply it already stored: one message in the database and one in the timeline."""
+    _, agent = await chatting(rt, live, browser, dialogs)
+    keys: list[str] = []
+
+    async def lose_the_first_answer(route: Route) -> None:
+        keys.append(route.request.post_data_json["client_key"])
+        if len(keys) == 1:
+            await route.fetch()  # the server stores the reply...
+            await route.abort("connectionreset")  # ...and its answer never arrives
+        else:
+            await route.continue_()
+
+    await agent.route("**/api/tickets/*/reply", lose_the_first_answer)
+    box = agent.get_by_label("Reply to the customer")
+    await box.fill("Sending twice")
+    await box.press("Enter")
+    await expect(agent.locator("#compose-error")).not_to_have_text("")
+    await expect(box).to_have_value("Sending twice")
+    await agent.get_by_role("button", name="Send").click()
+    await expect(box).to_have_value("")
+    await expect(agent.locator("#timeline .msg.out .msg-text")).to_have_text(["Sending twice"])
+    assert len(keys) == 2 and keys[0] == keys[1]
+    async with rt.read() as conn:
+        stored = await conn.execute(
+            select(func.count()).where(messages.c.direction == "outbound", messages.c.text == "Sending twice")
+        )
+        assert stored.scalar_one() == 1
+    assert dialogs.seen == []

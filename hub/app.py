@@ -263,6 +263,7 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
     from ticketing.queues import load_rules_file
     from ticketing.routing_service import routing_tick
     from ticketing.sla_service import check_breaches
+    from ticketing.supervisor_views import reports_router
     from ticketing.supervisor_views import router as supervisor_router
     from ticketing.views import router as ticketing_router
     from ticketing.views import ws_router as ticketing_ws
@@ -393,6 +394,7 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
     app.include_router(ticketing_ws)
     app.include_router(canned_router)
     app.include_router(supervisor_router)
+    app.include_router(reports_router)
     for channel in channels:
         for router in channel.routers():
             app.include_router(router)

@@ -3,15 +3,19 @@ Supervisors and admins only: an agent gets 403 (``supervisor_only``)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from datetime import date
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Query, Response
+from fastapi.responses import PlainTextResponse
 
 from hub.deps import CurrentSupervisor, RuntimeDep
 from hub.errors import SwitchboardError
 from hub.inputs import Id, IdParam, Input
-from ticketing import supervisor
+from ticketing import charts, reports, supervisor
+from ticketing.forecast import MAX_WEEKS, forecast
 from ticketing.models import AgentRead, AgentStatus, MessageRead, TicketRead
+from ticketing.reports import Bucket, Range, report_range
 from ticketing.wallboard import wallboard
 
 router = APIRouter(prefix="/api/supervisor", tags=["supervisor"])
@@ -75,3 +79,67 @@ async def set_agent_status(
 ) -> AgentRead:
     """Set an agent's status (audited)."""
     return await supervisor.set_status(rt, principal=principal, agent_id=agent_id, status=body.status)
+
+
+@router.get("/forecast")
+async def get_forecast(
+    principal: CurrentSupervisor, rt: RuntimeDep, weeks: Annotated[int, Query(ge=1, le=MAX_WEEKS)] = 4
+) -> dict[str, Any]:
+    """Agents needed per queue and hour of the week (Erlang C; Erlang A where callers give up), from the
+    arrivals and handle times of the last ``weeks`` weeks, beside the agents available now."""
+    return await forecast(rt, weeks=weeks)
+
+
+# --- reports ---------------------------------------------------------------------------------------------
+
+reports_router = APIRouter(prefix="/api/reports", tags=["reports"])
+
+
+async def _range(
+    principal: CurrentSupervisor,
+    rt: RuntimeDep,
+    start: Annotated[date, Query(description="first day (in SWITCHBOARD_SUPERVISOR_TIMEZONE)")],
+    end: Annotated[date, Query(description="last day, included")],
+    bucket: Bucket = "day",
+) -> Range:
+    return report_range(start, end, bucket, rt.settings.supervisor_timezone)
+
+
+RangeDep = Annotated[Range, Depends(_range)]
+QueueFilter = Annotated[IdParam | None, Query(description="only this queue")]
+ChannelFilter = Annotated[str | None, Query(max_length=20, description="only this channel")]
+
+
+@reports_router.get("/summary")
+async def report_summary(
+    r: RangeDep, rt: RuntimeDep, queue_id: QueueFilter = None, channel: ChannelFilter = None
+) -> dict[str, Any]:
+    """Volume by channel and queue, service level, abandonment, ASA, first response, handle and resolution
+    times and CSAT, per bucket and in total, for the days ``start`` to ``end``. A range longer than the bucket
+    allows (31 days by hour, 366 by day, 1830 by week) is refused (422)."""
+    return await reports.summary(rt, r, queue_id=queue_id, channel=channel)
+
+
+@reports_router.get("/summary.csv", response_class=PlainTextResponse)
+async def report_csv(
+    r: RangeDep, rt: RuntimeDep, queue_id: QueueFilter = None, channel: ChannelFilter = None
+) -> Response:
+    """The report as CSV, one row per bucket, queue and channel."""
+    text = await reports.summary_csv(rt, r, queue_id=queue_id, channel=channel)
+    name = f"switchboard-report-{r.labels[0][:10]}-{r.bucket}.csv"
+    return Response(
+        text, media_type="text/csv; charset=utf-8", headers={"Content-Disposition": f'attachment; filename="{name}"'}
+    )
+
+
+@reports_router.get("/chart/{name}.svg", response_class=Response)
+async def report_chart(
+    name: Literal["volume", "service_level", "answered_abandoned", "times"],
+    r: RangeDep,
+    rt: RuntimeDep,
+    queue_id: QueueFilter = None,
+    channel: ChannelFilter = None,
+) -> Response:
+    """One of the report's charts, drawn on the server as SVG."""
+    report = await reports.summary(rt, r, queue_id=queue_id, channel=channel)
+    return Response(charts.report_chart(name, report), media_type="image/svg+xml")

@@ -369,6 +369,11 @@ class Wallboard:
         )
         self._dirty_queues.add(q.id)
 
+    def _reload_soon(self) -> None:
+        if self._reload is None or self._reload.done():
+            with contextlib.suppress(RuntimeError):  # no running loop: a later event reloads
+                self._reload = asyncio.get_running_loop().create_task(self._reload_queues())
+
     async def _reload_queues(self) -> None:
         async with self.rt.read() as conn:
             rows = (await conn.execute(select(queues).order_by(queues.c.id))).all()
@@ -401,9 +406,7 @@ class Wallboard:
         elif kind in ("agent.created", "agent.updated"):
             self._agent_from_payload(payload.get("agent") or {}, now)
         elif kind in ("queue.created", "queue.updated"):
-            if self._reload is None or self._reload.done():
-                with contextlib.suppress(RuntimeError):  # no running loop: a later event reloads
-                    self._reload = asyncio.get_running_loop().create_task(self._reload_queues())
+            self._reload_soon()
         elif kind == "ticket.abandoned":
             ticket = payload.get("ticket") or {}
             key = self._key(ticket.get("queue_id"), ticket.get("channel"))
@@ -423,8 +426,12 @@ class Wallboard:
         self._schedule()
 
     def _key(self, queue_id: Any, channel: Any) -> tuple[int, str] | None:
-        if queue_id is None or channel is None or queue_id not in self.queues:
+        if queue_id is None or channel is None:
             return None
+        if queue_id not in self.queues:
+            # A queue this board has not read yet (its queue.created is being read): defaults until then.
+            self.queues[int(queue_id)] = QueueInfo(int(queue_id), f"queue {queue_id}", [], 60.0, 80, 300.0)
+            self._reload_soon()
         key = (int(queue_id), str(channel))
         if key not in self.figures:
             self.figures[key] = Figures()

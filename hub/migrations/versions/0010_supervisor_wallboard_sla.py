@@ -10,7 +10,7 @@
   threshold T, its target share (percent) and the longest-wait alert threshold.
 
 Revision ID: supervisor_wallboard_sla
-Revises: 0008_message_client_key
+Revises: 0009_audit_log
 """
 
 from collections.abc import Sequence
@@ -21,7 +21,7 @@ from alembic import op
 import hub.db
 
 revision: str = "supervisor_wallboard_sla"
-down_revision: str | None = "0008_message_client_key"
+down_revision: str | None = "0009_audit_log"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

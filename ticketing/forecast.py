@@ -40,7 +40,7 @@ async def forecast(rt: Runtime, *, weeks: int = 4) -> dict[str, Any]:
     start = end - timedelta(weeks=weeks)
     async with rt.read() as conn:
         dialect = conn.dialect.name
-        hour = (_epoch(dialect, tickets.c.created_at) - literal(start.timestamp())) / literal(3600.0)
+        hour = (_epoch(dialect, tickets.c.created_at) - literal(start.timestamp() - 0.001)) / literal(3600.0)
         hour_index = cast(func.floor(hour), Integer) if dialect == "postgresql" else cast(hour, Integer)
         b = hour_index.label("h")
         arrivals = (

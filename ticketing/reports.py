@@ -81,10 +81,13 @@ def _epoch(conn: AsyncConnection, column: Any) -> Any:
 
 
 def _bucket(conn: AsyncConnection, column: Any, r: Range) -> Any:
-    offset = (_epoch(conn, column) - literal(r.start.timestamp())) / literal(float(r.size))
     if conn.dialect.name == "postgresql":
+        offset = (_epoch(conn, column) - literal(r.start.timestamp())) / literal(float(r.size))
         return cast(func.floor(offset), Integer)
-    return cast(offset, Integer)  # never negative in the range: truncation is the floor
+    # julianday() is a float of days: 10:00:00 may come out a hair before; a millisecond more puts it back.
+    # Never negative in the range: truncation is the floor.
+    offset = (_epoch(conn, column) - literal(r.start.timestamp() - 0.001)) / literal(float(r.size))
+    return cast(offset, Integer)
 
 
 def _seconds(conn: AsyncConnection, later: Any, earlier: Any) -> Any:

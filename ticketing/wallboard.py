@@ -188,6 +188,11 @@ class AgentState:
     handled: int = 0
     handle_sum: float = 0.0
 
+    @property
+    def shown(self) -> bool:
+        """On the board: agents, and supervisors or admins who are members of a queue (who take work)."""
+        return self.role == "agent" or bool(self.queue_ids)
+
     def row(self) -> dict[str, Any]:
         channels = set(self.capacity) | set(self.load)
         return {
@@ -619,7 +624,7 @@ class Wallboard:
     def snapshot(self) -> dict[str, Any]:
         now = time.time()
         self._roll_day(now)
-        agents_rows = [a.row() for a in sorted(self.agents.values(), key=lambda a: a.name.lower())]
+        agents_rows = [a.row() for a in sorted(self.agents.values(), key=lambda a: a.name.lower()) if a.shown]
         logged_in = [a for a in self.agents.values() if a.status != "offline"]
         return {
             "seq": self.applied_seq,
@@ -656,8 +661,8 @@ class Wallboard:
             "seq": self.applied_seq,
             "at": _iso(now),
             "queues": [self.queue_row(q, now) for q in sorted(queue_ids) if q in self.queues],
-            "agents": [self.agents[a].row() for a in sorted(agent_ids) if a in self.agents],
-            "removed_agents": sorted(a for a in agent_ids if a not in self.agents),
+            "agents": [self.agents[a].row() for a in sorted(agent_ids) if a in self.agents and self.agents[a].shown],
+            "removed_agents": sorted(a for a in agent_ids if a not in self.agents or not self.agents[a].shown),
             "occupancy": (sum(1 for a in logged_in if any(a.load.values())) / len(logged_in)) if logged_in else None,
             "alerts": list(self.alerts)[-10:],
         }

@@ -251,8 +251,8 @@ async def live_figures(url: str, args: argparse.Namespace, port: int) -> None:
                         waiting[q] = waiting.get(q, 0) + 1
                         r = await client.post(
                             "/api/inbound",
-                            json={"channel": "webchat", "external_id": f"s{i}", "thread_key": f"s{i}",
-                                  "sender": {"kind": "webchat", "value": f"v{i}"}, "text": "hi", "queue": f"q{q - 1:02d}"},
+                            json={"channel": "webchat", "external_id": f"s{i}", "thread_key": f"s{i}", "text": "hi",
+                                  "sender": {"kind": "webchat", "value": f"v{i}"}, "queue": f"q{q - 1:02d}"},
                             headers=admin_headers,
                         )  # fmt: skip
                         if r.status_code == 403:
@@ -275,8 +275,8 @@ async def live_figures(url: str, args: argparse.Namespace, port: int) -> None:
                     else:
                         ticket = pending.pop(0)
                         r = await client.post(
-                            f"/api/supervisor/tickets/{ticket}/reassign", json={"agent_id": rng.randint(1, args.agents)},
-                            headers=headers,
+                            f"/api/supervisor/tickets/{ticket}/reassign",
+                            json={"agent_id": rng.randint(1, args.agents)}, headers=headers,
                         )  # fmt: skip
                         r.raise_for_status()
                         q = r.json()["queue_id"]
@@ -298,8 +298,8 @@ async def live_figures(url: str, args: argparse.Namespace, port: int) -> None:
                 reader.cancel()
             every = [v for vs in latencies.values() for v in vs]
             print(
-                f"  event-to-screen ({args.changes} changes at up to {args.rate}/s): p50 {percentile(every, 50):.0f} ms, "
-                f"p99 {percentile(every, 99):.0f} ms; "
+                f"  event-to-screen ({args.changes} changes at up to {args.rate}/s): "
+                f"p50 {percentile(every, 50):.0f} ms, p99 {percentile(every, 99):.0f} ms; "
                 + ", ".join(
                     f"{k} p50 {percentile(v, 50):.0f}/p99 {percentile(v, 99):.0f} ms" for k, v in latencies.items()
                 )

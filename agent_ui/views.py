@@ -7,10 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.routing import Match
+
+from hub.deps import authenticate
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -76,3 +78,19 @@ async def admin_kb_page(request: Request) -> HTMLResponse:
     """Write and edit knowledge-base articles with a preview and their versions (sends you to /login when you
     are not logged in; saving is for supervisors and admins)."""
     return _page(request, "admin_kb.html")
+
+
+@router.get("/supervisor", response_class=HTMLResponse)
+async def supervisor_page(request: Request) -> Response:
+    """The supervisor's wallboard, actions, reports and forecast: supervisors and admins (sends you to /login
+    when you are not logged in; an agent gets 403)."""
+    principal = await authenticate(request)
+    if principal is None:
+        return RedirectResponse("/login?next=/supervisor", status_code=303)
+    if not principal.sees_all:
+        return HTMLResponse(
+            "<!doctype html><title>Forbidden</title><p>Only supervisors and admins may see this page. "
+            '<a href="/console">Back to the console</a></p>',
+            status_code=403,
+        )
+    return _page(request, "supervisor.html", who=principal.display_name)

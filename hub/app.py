@@ -264,8 +264,12 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
     from ticketing.ports import register_ports
     from ticketing.queues import load_rules_file
     from ticketing.routing_service import routing_tick
+    from ticketing.sla_service import check_breaches
+    from ticketing.supervisor_views import reports_router
+    from ticketing.supervisor_views import router as supervisor_router
     from ticketing.views import router as ticketing_router
     from ticketing.views import ws_router as ticketing_ws
+    from ticketing.wallboard import start_wallboard
 
     settings = settings or get_settings()
     channels = build_channels(settings)
@@ -295,12 +299,15 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
             Periodic("routing", settings.routing_tick_seconds, lambda: routing_tick(rt)),
             Periodic("event-pruning", 3600.0, prune),
         ]
+        if settings.sla_check_seconds > 0:
+            jobs.append(Periodic("sla-breaches", settings.sla_check_seconds, lambda: check_breaches(rt)))
         if settings.gc_freeze_seconds > 0:
             jobs.append(Periodic("gc-freeze", settings.gc_freeze_seconds, freeze))
         app.state.rt = rt
         app.state.ingest = ingest
         kb_index = knowledge_index(rt)
         await hub.start()
+        board = await start_wallboard(rt) if settings.wallboard else None
         if settings.routing_rules is not None:
             # A rules file that does not validate stops the start with a message naming the bad field.
             await load_rules_file(rt, path=settings.routing_rules)
@@ -330,6 +337,8 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
             for channel in reversed(channels):
                 await channel.stop()
             await ingest.stop()
+            if board is not None:
+                board.stop()
             await hub.stop()
             await db.dispose()
 
@@ -386,6 +395,8 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
     app.include_router(ticketing_router)
     app.include_router(ticketing_ws)
     app.include_router(canned_router)
+    app.include_router(supervisor_router)
+    app.include_router(reports_router)
     app.include_router(audit_router)
     for channel in channels:
         for router in channel.routers():

@@ -83,6 +83,12 @@ class Settings(BaseSettings):
     wrap_up_seconds: int = 30
     max_missed_offers: int = 3
     voice_blocks_chats: bool = True
+    # The supervisor's wallboard (ticketing.wallboard): kept up to date from the event stream when on; "today"
+    # on the wallboard and in the reports is the calendar day in ``supervisor_timezone``.
+    wallboard: bool = True
+    supervisor_timezone: str = "UTC"
+    # How often the SLA sweep announces breaches and escalates (ticketing.sla_service); 0 turns it off.
+    sla_check_seconds: float = 15.0
     outbox_max_attempts: int = 8
     outbox_backoff_base_seconds: float = 2.0
     outbox_poll_seconds: float = 1.0

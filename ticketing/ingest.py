@@ -57,6 +57,7 @@ from ticketing.queue_rules import Rule, RuleSet, first_match
 from ticketing.queue_rules import facts as rule_facts
 from ticketing.queues import get_routing_rules
 from ticketing.routing_service import route_tickets
+from ticketing.sla_service import resume_paused
 from ticketing.tables import OPEN_STATUS_VALUES
 from ticketing.tables import contact_identities as I
 from ticketing.tables import contacts as C
@@ -416,6 +417,7 @@ async def _store_once(
             # One statement for every touched ticket, which also reads them back for the events: the whole row
             # for a reopened ticket's event, else what a message's event and routing need.
             if reopen:
+                await resume_paused(conn, reopen, now)  # SLA clocks stopped while pending on the customer
                 touch = update(T).where(one_of(conn, T.c.id, ids)).values(values).returning(*T.c)
                 for full in await conn.execute(touch):
                     ticket_rows[full.id] = full._asdict()

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select, text, update
+from sqlalchemy import and_, exists, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.db import execute, update_rows, utcnow
@@ -196,10 +196,11 @@ async def route_tickets(
         if policy is not None:
             hours = qs.hours[policy.queue_id]
             qrow = qs.rows[policy.queue_id]
-            if r.first_response_due_at is None and qrow.sla_first_response_seconds:
-                stamp["first_response_due_at"] = sla.due_at(hours, r.created_at, qrow.sla_first_response_seconds)
-            if r.resolution_due_at is None and qrow.sla_resolution_seconds:
-                stamp["resolution_due_at"] = sla.due_at(hours, r.created_at, qrow.sla_resolution_seconds)
+            first_target, resolution_target = sla.targets_for(qrow, r.priority)
+            if r.first_response_due_at is None and first_target:
+                stamp["first_response_due_at"] = sla.due_at(hours, r.created_at, first_target)
+            if r.resolution_due_at is None and resolution_target:
+                stamp["resolution_due_at"] = sla.due_at(hours, r.created_at, resolution_target)
         if stamp:
             stamps[r.id] = stamp
         first_due = stamp.get("first_response_due_at", r.first_response_due_at)
@@ -275,6 +276,7 @@ async def accept_offer(rt: Runtime, *, ticket_id: int, principal: Principal) -> 
                     assignee_id=principal.agent_id,
                     offered_agent_id=None,
                     offer_expires_at=None,
+                    answered_at=func.coalesce(tickets.c.answered_at, now),
                     status=TicketStatus.OPEN,
                     updated_at=now,
                 )

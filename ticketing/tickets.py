@@ -25,6 +25,7 @@ from ticketing.models import (
 from ticketing.tables import contact_identities, contacts, messages, tickets
 
 EVENT_TEXT_LIMIT = 10_000
+TICKET_ABANDONED = "ticket.abandoned"
 
 
 # --- event payloads ---------------------------------------------------------------------------------------
@@ -52,6 +53,13 @@ def ticket_summary(row: Any) -> dict[str, Any]:
         "last_message_at": iso(m["last_message_at"]),
         "rating": m.get("rating"),
         "rating_comment": m.get("rating_comment"),
+        # For the wallboard and the console's SLA timers (a ticket just inserted has none of them yet).
+        "queued_at": iso(m.get("queued_at")),
+        "answered_at": iso(m.get("answered_at")),
+        "first_response_at": iso(m.get("first_response_at")),
+        "first_response_due_at": iso(m.get("first_response_due_at")),
+        "resolution_due_at": iso(m.get("resolution_due_at")),
+        "sla_paused_at": iso(m.get("sla_paused_at")),
     }
 
 
@@ -85,6 +93,20 @@ def ticket_event(type_: str, row: Any, **extra: Any) -> NewEvent:
         ticket_id=m["id"],
         queue_id=m["queue_id"],
         agent_id=m["assignee_id"] or m["offered_agent_id"],
+    )
+
+
+def abandoned_event(row: Any, now: datetime) -> NewEvent:
+    """``ticket.abandoned``: the ticket left its queue unanswered (its customer gave up, or it was closed
+    while waiting); ``waited`` is the seconds it waited."""
+    m = row._mapping if hasattr(row, "_mapping") else row
+    queued = m.get("queued_at") or m["created_at"]
+    return NewEvent(
+        type=TICKET_ABANDONED,
+        payload={"ticket": ticket_summary(m), "waited": max(0.0, (now - queued).total_seconds())},
+        ticket_id=m["id"],
+        queue_id=m["queue_id"],
+        agent_id=None,
     )
 
 

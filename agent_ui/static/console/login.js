@@ -10,7 +10,9 @@ form.addEventListener("submit", async (e) => {
   if (!username || !password) { error.textContent = "Enter your username and password."; return; }
   try {
     await api("POST", "/api/auth/login", { username, password });
-    location.href = "/console";
+    // Back where the login was asked for (only a path of this site), else the console.
+    const next = new URLSearchParams(location.search).get("next") || "";
+    location.href = /^\/[A-Za-z0-9_\/-]*$/.test(next) && !next.startsWith("//") ? next : "/console";
   } catch (err) {
     error.textContent = err.message || "Could not log in.";
   }

@@ -201,6 +201,7 @@ class StoredMessage(PortModel):
     sender: str | None
     text: str
     created_at: datetime
+    metadata: dict[str, Any] = {}  # what the channel kept with it (Twilio's media links)
 
 
 class TicketText(PortModel):

@@ -41,6 +41,7 @@ _BY_EXTERNAL_ID = select(
     tables.messages.c.sender,
     tables.messages.c.text,
     tables.messages.c.created_at,
+    tables.messages.c.meta,
 )
 
 
@@ -171,8 +172,8 @@ class Tickets:
             sender=row.sender,
             text=row.text or "",
             created_at=row.created_at,
+            metadata=row.meta or {},
         )
-
 
     def brief(self, *, ticket_id: int) -> Coroutine[Any, Any, TicketBrief | None]:
         return phone.ticket_brief(self.rt, ticket_id=ticket_id)

@@ -4,6 +4,7 @@ admin side (numbers and the flows answering them)."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import delete, insert, select, update
@@ -55,19 +56,28 @@ class TwilioService:
         return row.ticket_id, row.recording_url
 
     async def fetch_recording(self, url: str) -> bytes:
-        """The recording's audio, fetched with the account's credentials (through SWITCHBOARD_TWILIO_API_URL
-        when set)."""
-        token = self.settings.twilio_auth_token.get_secret_value() if self.settings.twilio_auth_token else ""
-        target = url if url.endswith(".mp3") else url + ".mp3"
-        if self.settings.twilio_api_url:
-            from urllib.parse import urlsplit
+        """The recording's audio, fetched with the account's credentials."""
+        content, _ = await self._fetch(url if url.endswith(".mp3") else url + ".mp3")
+        return content
 
-            parts = urlsplit(target)
+    async def fetch_media(self, url: str) -> tuple[bytes, str]:
+        """A message's media and its type, fetched with the account's credentials."""
+        return await self._fetch(url)
+
+    async def _fetch(self, url: str) -> tuple[bytes, str]:
+        """GET a URL of Twilio's API with the account's credentials (through SWITCHBOARD_TWILIO_API_URL when
+        set); only Twilio's own hosts are fetched."""
+        parts = urlsplit(url)
+        if parts.scheme != "https" or not (parts.hostname or "").endswith(".twilio.com"):
+            raise httpx.InvalidURL(f"not a Twilio URL: {url[:100]}")
+        token = self.settings.twilio_auth_token.get_secret_value() if self.settings.twilio_auth_token else ""
+        target = url
+        if self.settings.twilio_api_url:
             target = self.settings.twilio_api_url.rstrip("/") + parts.path
-        async with httpx.AsyncClient(timeout=20) as client:
+        async with httpx.AsyncClient(timeout=20, follow_redirects=True) as client:
             answer = await client.get(target, auth=(self.settings.twilio_account_sid or "", token))
             answer.raise_for_status()
-            return answer.content
+            return answer.content, answer.headers.get("content-type", "application/octet-stream")
 
     # --- numbers and flows --------------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from channels.twilio.service import TwilioService
 from channels.twilio.signatures import DEMO_TOKEN, BadParameters, fingerprint, sign, verified_params
 from hub.deps import CurrentAdmin, CurrentAgent
 from hub.errors import InvalidInput, NotFound, PermissionDenied
-from hub.inputs import Input
+from hub.inputs import IdParam, Input
 
 log = logging.getLogger(__name__)
 XML = "application/xml"
@@ -120,6 +120,43 @@ def build_router(running: Callable[[], TwilioService]) -> APIRouter:
             log.warning("fetching recording of %s failed: %s", call_sid, exc)
             raise NotFound("the recording could not be fetched from Twilio") from None
         return Response(audio, media_type="audio/mpeg", headers={"Cache-Control": "private, max-age=300"})
+
+    @router.get("/api/twilio/media/{message_sid}/{n}", tags=["twilio"], response_class=Response)
+    async def media(
+        message_sid: Annotated[str, Field(max_length=64)],
+        n: Annotated[int, Field(ge=0, le=9)],
+        agent: CurrentAgent,
+        svc: Service,
+    ) -> Response:
+        """A picture or file a customer sent by SMS or WhatsApp, for agents who may see its ticket: fetched
+        from Twilio with the account's credentials (Twilio's media URL is never shown)."""
+        found = None
+        for channel in ("whatsapp", "sms"):
+            found = await svc.rt.ports.tickets.message_by_external_id(channel=channel, external_id=message_sid)
+            if found is not None:
+                break
+        url = (found.metadata.get("twilio_media") or {}).get(str(n)) if found is not None else None
+        if (
+            found is None
+            or not url
+            or not await svc.rt.ports.tickets.may_see(principal=agent, ticket_id=found.ticket_id)
+        ):
+            raise NotFound("no such media")
+        if not svc.rest.configured:
+            raise NotFound("media is kept at Twilio, and Twilio is not configured on this server")
+        try:
+            content, kind = await svc.fetch_media(url)
+        except httpx.HTTPError as exc:
+            log.warning("fetching media of %s failed: %s", message_sid, exc)
+            raise NotFound("the media could not be fetched from Twilio") from None
+        return Response(content, media_type=kind, headers={"Cache-Control": "private, max-age=300"})
+
+    @router.get("/api/twilio/whatsapp/window/{ticket_id}", tags=["twilio"])
+    async def whatsapp_window(ticket_id: IdParam, agent: CurrentAgent, svc: Service) -> dict[str, Any]:
+        """WhatsApp's 24-hour window of a ticket: open or not, and the seconds left (the composer shows it)."""
+        if not await svc.rt.ports.tickets.may_see(principal=agent, ticket_id=ticket_id):
+            raise NotFound("no such ticket")
+        return await svc.messaging.whatsapp_window(ticket_id)
 
     # --- admin: numbers and flows -----------------------------------------------------------------------------
 

@@ -131,6 +131,8 @@ class FakeTwilioApi:
                 api.requests.append(("GET", self.path, {}))
                 if "/Recordings/" in self.path:
                     self._answer(200, b"ID3fake-mp3", "audio/mpeg")
+                elif "/Media/" in self.path:
+                    self._answer(200, b"\xff\xd8fake-jpeg", "image/jpeg")
                 else:
                     self._answer(404, b"{}")
 

@@ -11,7 +11,8 @@ from hub.db import utcnow
 from hub.events import EventType
 from hub.ports import ContactSummary, TicketBrief
 from hub.runtime import Runtime
-from ticketing.exceptions import InvalidIdentity
+from ticketing import agents, replies
+from ticketing.exceptions import AgentNotFound, InvalidIdentity
 from ticketing.identities import lookup_kinds, normalize
 from ticketing.models import DeliveryStatus, Direction, TicketStatus
 from ticketing.outbox import set_delivery_status
@@ -152,6 +153,15 @@ async def abandon(rt: Runtime, *, ticket_id: int, reason: str) -> bool:
         event.agent_id = row.offered_agent_id
         tx.emit(event)
     return True
+
+
+async def send_as(rt: Runtime, *, agent_id: int, ticket_id: int, text: str, client_key: str) -> int:
+    """A message in an agent's name through the outbox (``TicketPort.send_as``)."""
+    loaded = await agents.load_principal(rt, agent_id=agent_id)
+    if loaded is None:
+        raise AgentNotFound(f"agent {agent_id} does not exist")
+    sent = await replies.reply(rt, ticket_id=ticket_id, principal=loaded[0], text=text, client_key=client_key)
+    return sent.id
 
 
 async def move_delivery_status(rt: Runtime, *, message_id: int, status: str, error: str | None = None) -> bool:

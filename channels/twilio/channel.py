@@ -44,7 +44,7 @@ class TwilioChannel:
 
     @property
     def senders(self) -> Mapping[str, Sender]:
-        return {"sms": self.service.sender, "whatsapp": self.service.sender}
+        return {"sms": self.service.sender, "whatsapp": self.service.sender, "voice": self.service.voice}
 
     @property
     def reply_hooks(self) -> Mapping[str, ReplyHook]:

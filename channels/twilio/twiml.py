@@ -104,11 +104,11 @@ def hold_music(*, language: str, music_url: str, text: str | None) -> str:
     return str(vr)
 
 
-def join_room(call_sid: str, *, agent_name: str | None = None) -> str:
+def join_room(call_sid: str, *, greeting: str | None = None) -> str:
     """What an agent's leg (or a called-back customer's) runs: into the caller's room, starting it."""
     vr = VoiceResponse()
-    if agent_name:
-        vr.say(f"Connecting you to the caller, {agent_name}.", language="en-US")
+    if greeting:
+        vr.say(greeting, language="en-US")
     dial = vr.dial()
     dial.conference(room(call_sid), start_conference_on_enter=True, end_conference_on_exit=True, beep=False)
     return str(vr)

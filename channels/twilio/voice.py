@@ -26,9 +26,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import httpx
 from pydantic import ValidationError
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from twilio.base.exceptions import TwilioRestException
 
 from channels.twilio import twiml
 from channels.twilio.flows import DEMO_FLOW, FlowBook, e164
@@ -38,7 +40,15 @@ from hub.config import Settings
 from hub.db import utcnow
 from hub.events import EventRecord, EventType
 from hub.hours import BusinessHours
-from hub.messages import Attachment, Identity, InboundMessage, Ingest
+from hub.messages import (
+    Attachment,
+    DeliveryError,
+    DeliveryResult,
+    Identity,
+    InboundMessage,
+    Ingest,
+    OutboundMessage,
+)
 from hub.runtime import Runtime
 from ivr_flows.actions import Action, Callback, Enqueue, Lookup, Voicemail
 from ivr_flows.engine import Context, new_call, step
@@ -293,7 +303,9 @@ class VoiceService:
                 duration = int(params.get("CallDuration", "") or 0)
             except ValueError:
                 duration = 0
-            values.update(ended_at=now, duration_seconds=max(0, duration), waiting_since=None)
+            values.update(ended_at=now, duration_seconds=max(0, duration))
+            if row.outcome != "callback":  # a callback keeps its place in line after the caller hangs up
+                values["waiting_since"] = None
         async with self.rt.write() as tx:
             done = await tx.conn.execute(
                 update(CALLS).where(CALLS.c.call_sid == sid, CALLS.c.ended_at.is_(None)).values(**values)
@@ -538,7 +550,11 @@ class VoiceService:
             row = (
                 await tx.conn.execute(
                     select(CALLS)
-                    .where(CALLS.c.ticket_id == ticket_id, CALLS.c.answered_at.is_(None), CALLS.c.ended_at.is_(None))
+                    .where(
+                        CALLS.c.ticket_id == ticket_id,
+                        CALLS.c.answered_at.is_(None),
+                        or_(CALLS.c.ended_at.is_(None), CALLS.c.outcome == "callback"),
+                    )
                     .order_by(CALLS.c.created_at.desc())
                     .limit(1)
                 )
@@ -573,18 +589,63 @@ class VoiceService:
         await self._dial_agent(row, agent_id, callback=callback)
         return True
 
-    async def _dial_agent(self, row: Any, agent_id: int, *, callback: bool) -> None:
+    async def _agent_number(self, agent_id: int) -> str | None:
         record = await self.rt.ports.agents.principal(agent_id)
-        number = self.settings.twilio_agent_numbers.get(record.principal.username) if record else None
+        return self.settings.twilio_agent_numbers.get(record.principal.username) if record else None
+
+    async def _dial_agent(self, row: Any, agent_id: int, *, callback: bool) -> None:
+        """Connect the agent: a callback goes through the outbox (``send``: the customer is called, with
+        retries while Twilio's API is down); a waiting caller gets the agent's own phone dialled into their
+        room, when one is configured (else the agent answers in the console: the demo phone hears it)."""
+        if callback:
+            await self.rt.ports.tickets.send_as(
+                agent_id=agent_id,
+                ticket_id=row.ticket_id,
+                text=f"Calling {row.caller} back.",
+                client_key=f"callback:{row.call_sid}"[:64],
+            )
+            return
+        number = await self._agent_number(agent_id)
         if number is None or not self.rest.configured:
-            return  # the agent answers in the console (the demo phone hears them joined)
-        caller_id = row.called or number
+            return
         try:
-            if callback:
-                await self.rest.call(to=row.caller, from_=caller_id, twiml=twiml.join_room(row.call_sid))
-            await self.rest.call(to=number, from_=caller_id, twiml=twiml.join_room(row.call_sid, agent_name=None))
+            await self.rest.call(to=number, from_=row.called or number, twiml=twiml.join_room(row.call_sid))
         except Exception:
             log.exception("dialling agent %s into call %s failed", agent_id, row.call_sid)
+
+    async def send(self, message: OutboundMessage) -> DeliveryResult:
+        """The outbox's deliverer for ``voice``: a callback ticket's message calls the customer back into the
+        call's room, and the agent's own phone too when configured. Anything else written on a voice ticket
+        cannot be delivered by phone."""
+        async with self.rt.read() as conn:
+            row = (
+                await conn.execute(
+                    select(CALLS)
+                    .where(CALLS.c.ticket_id == message.ticket_id, CALLS.c.outcome == "callback")
+                    .order_by(CALLS.c.created_at.desc())
+                    .limit(1)
+                )
+            ).first()
+        if row is None:
+            raise DeliveryError("a written reply cannot go out on a phone call: answer by SMS or email", permanent=True)
+        caller_id = message.sender_address or row.called
+        greeting = twiml.join_room(
+            row.call_sid, greeting="Hello, this is the call back you asked for. Connecting you now."
+        )
+        try:
+            placed = await self.rest.call(to=row.caller, from_=caller_id, twiml=greeting)
+        except TwilioRestException as exc:
+            raise DeliveryError(f"Twilio answered {exc.status}: {exc.msg}", permanent=400 <= exc.status < 500) from None
+        except httpx.HTTPError as exc:
+            raise DeliveryError(f"Twilio API unreachable: {type(exc).__name__}") from None
+        if row.answered_by is not None:
+            number = await self._agent_number(row.answered_by)
+            if number is not None:
+                try:
+                    await self.rest.call(to=number, from_=caller_id, twiml=twiml.join_room(row.call_sid))
+                except Exception:
+                    log.exception("dialling agent %s into callback %s failed", row.answered_by, row.call_sid)
+        return DeliveryResult(provider_id=placed)
 
 
 def _same(column: Any, value: str | None) -> Any:

@@ -273,10 +273,12 @@ async def test_an_agent_accepts_the_call_and_is_dialled_into_the_callers_room(
 
 
 async def test_a_long_wait_offers_a_callback_that_keeps_the_place_in_line(
-    client: httpx.AsyncClient, rt: Runtime
+    client: httpx.AsyncClient, rt: Runtime, api: FakeTwilioApi
 ) -> None:
     """With callers ahead, the estimated wait offers a callback; taking it ends the call, keeps the ticket in
-    its queue (its place in line), and says so on the timeline; the hang-up is not an abandonment."""
+    its queue (its place in line), and says so on the timeline; the hang-up is not an abandonment. The agent
+    who accepts the callback ticket calls the customer back through the outbox (Twilio's REST API, retried
+    while it is down), into the call's room, and is dialled in on their own phone."""
     await queues(rt)
     for n in range(3):  # three callers ahead in billing
         await to_billing_queue(Phone(client, sid("CA", 100 + n), caller=f"+1415555020{n}"))
@@ -294,6 +296,28 @@ async def test_a_long_wait_offers_a_callback_that_keeps_the_place_in_line(
         ).one()
     assert ticket.status != "solved" and ticket.queued_at is not None
     assert any("Callback requested" in t for t in await notes(rt, ticket.id))
+
+    api.down = True
+    alice = await make_agent(rt, "alice", queues=["billing"])
+    r = await client.post(
+        f"/api/tickets/{ticket.id}/assign", json={"agent_id": alice}, headers=await login_sup(client, rt)
+    )
+    assert r.status_code == 200, r.text
+    for _ in range(200):
+        if len(api.posts("/Calls.json")) >= 2:
+            break
+        await asyncio.sleep(0.05)
+    assert len(api.posts("/Calls.json")) >= 2  # tried, and tried again
+    api.down = False
+    for _ in range(400):
+        if any(p.get("To") == "+14155550777" for p in api.posts("/Calls.json")):
+            break
+        await asyncio.sleep(0.05)
+    customer = [p for p in api.posts("/Calls.json") if p["To"] == "+14155550300"]
+    agent_leg = [p for p in api.posts("/Calls.json") if p["To"] == "+14155550777"]
+    assert customer and agent_leg
+    assert f"switchboard-{phone.call_sid}" in customer[-1]["Twiml"] and "call back" in customer[-1]["Twiml"]
+    assert any("Callback to +14155550300 taken by" in t for t in await notes(rt, ticket.id))
 
 
 async def test_a_known_caller_hears_about_their_open_request(client: httpx.AsyncClient, rt: Runtime) -> None:

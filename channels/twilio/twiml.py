@@ -104,6 +104,12 @@ def hold_music(*, language: str, music_url: str, text: str | None) -> str:
     return str(vr)
 
 
+def connected(text: str) -> str:
+    vr = VoiceResponse()
+    vr.say(text, language="en-US")
+    return str(vr)
+
+
 def join_room(call_sid: str, *, greeting: str | None = None) -> str:
     """What an agent's leg (or a called-back customer's) runs: into the caller's room, starting it."""
     vr = VoiceResponse()

@@ -266,6 +266,9 @@ class VoiceService:
             log.warning("twilio wait webhook for unknown call %r: answered with a goodbye", sid[:64])
             return twiml.goodbye()
         call = _call(row, None)
+        if row.answered_by is not None:  # the agent joined (Twilio stops asking then; the demo phone sees it)
+            name = await self.rt.ports.agents.public_name(row.answered_by)
+            return twiml.connected(f"You are now connected to {name or 'an agent'}.")
         text = None
         if call.queue and call.waiting_since is not None:
             position = await self.position(call.queue, call.waiting_since)

@@ -73,6 +73,13 @@ async def demo_page(request: Request, queue: str = "support") -> HTMLResponse:
     return _page(request, "demo.html", csp=csp, widget_src=f"{base}/widget.js", queue=queue[:100])
 
 
+@router.get("/demo/phone", response_class=HTMLResponse)
+async def demo_phone_page(request: Request, number: str = "+14155550199") -> HTMLResponse:
+    """A pretend phone into the demo's phone menu (``switchboard demo``): dial pad, prompts read aloud,
+    transcript. It posts the very webhooks Twilio would, signed by the demo's own signer."""
+    return _page(request, "demo_phone.html", number=number[:20])
+
+
 @router.get("/admin/kb", response_class=HTMLResponse)
 async def admin_kb_page(request: Request) -> HTMLResponse:
     """Write and edit knowledge-base articles with a preview and their versions (sends you to /login when you

@@ -109,7 +109,8 @@ def serve(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
 @app.command()
 def demo(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
     """Run the server on SQLite with demo queues, agents and conversations; prints URLs and logins."""
-    settings = get_settings()
+    # Demo mode: every phone number answers with the demo flow, and the demo phone signs with the demo's token.
+    settings = get_settings().model_copy(update={"demo_mode": True})
     if not settings.is_sqlite:
         typer.echo("note: SWITCHBOARD_DATABASE_URL is not SQLite; the demo seeds that database instead", err=True)
     migrate_or_exit(settings)
@@ -131,6 +132,7 @@ def _demo_pages() -> list[tuple[str, str]]:
     return [
         ("console", "/console"),
         ("chat demo", "/demo"),
+        ("demo phone", "/demo/phone"),
         ("help center", "/help"),
         ("articles", "/admin/kb"),
         ("widget", "/widget.js"),

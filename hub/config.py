@@ -38,6 +38,14 @@ class MailboxSettings(Input):
     smtp_password: SecretStr | None = None
 
 
+class TwilioNumberSettings(Input):
+    """One phone number of the hub's and the flow answering it, as given in ``SWITCHBOARD_TWILIO_NUMBERS``."""
+
+    number: str = Field(min_length=3, max_length=32)
+    flow: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    label: str = Field(default="", max_length=200)
+
+
 class Settings(BaseSettings):
     """All of Switchboard's configuration. See the README's configuration table."""
 
@@ -135,6 +143,35 @@ class Settings(BaseSettings):
     chat_allowed_origins: list[str] = Field(
         default_factory=lambda: ["*"], description="Sites that may embed the widget (CORS for /api/chat)"
     )
+
+    # Phone, SMS and WhatsApp through Twilio (channels/twilio)
+    twilio_account_sid: str | None = Field(default=None, description="Twilio account SID (AC...) for the REST API")
+    twilio_auth_token: SecretStr | None = Field(
+        default=None, description="Twilio auth token: checks X-Twilio-Signature and signs REST calls"
+    )
+    twilio_numbers: list[TwilioNumberSettings] = Field(
+        default_factory=list, description='numbers and the flow answering each: [{"number": "+1...", "flow": "demo"}]'
+    )
+    twilio_flows_dir: Path | None = Field(
+        default=None,
+        description="folder of IVR flow files (<name>.yaml); default: the flows shipped in ivr_flows/flows",
+    )
+    twilio_default_flow: str | None = Field(default=None, description="flow answering a number not configured")
+    twilio_agent_numbers: dict[str, str] = Field(
+        default_factory=dict, description="agents' own phones by username: an accepted call dials the agent there"
+    )
+    twilio_hold_music_url: str = "http://com.twilio.sounds.music.s3.amazonaws.com/MARKOVICHAMP-Borghestral.mp3"
+    twilio_api_url: str | None = Field(
+        default=None, description="send Twilio REST calls to this base URL instead of Twilio's (tests, offline demo)"
+    )
+    twilio_max_param_chars: int = Field(default=4096, ge=64, description="a longer webhook parameter is refused (400)")
+    twilio_whatsapp_window_hours: int = Field(default=24, ge=1)
+    twilio_callback_seconds: int = Field(
+        default=120, ge=1, description="estimated handling time of a call ahead in line (wait estimates)"
+    )
+    # Set by `switchboard demo`: any number answers with the demo flow, and a token of the demo's own signs
+    # the demo phone's webhooks when no auth token is given.
+    demo_mode: bool = False
 
     # Knowledge base (knowledge_base/)
     kb_embedder: Literal["auto", "use", "minilm", "wordllama", "none"] = Field(

@@ -46,6 +46,7 @@ class EventType(StrEnum):
     AGENT_STATUS = "agent.status"
     CONTACT_UPDATED = "contact.updated"
     TYPING = "typing"
+    CALL_ABANDONED = "call.abandoned"
 
 
 class Event(SQLModel, table=True):

@@ -1,7 +1,7 @@
 """twilio: calls by CallSid (the IVR's state between webhooks), numbers and their flows, messages sent
 
 Revision ID: twilio_calls
-Revises: 0008_message_client_key
+Revises: supervisor_wallboard_sla
 """
 
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ from alembic import op
 import hub.db
 
 revision: str = "twilio_calls"
-down_revision: str | None = "0008_message_client_key"
+down_revision: str | None = "supervisor_wallboard_sla"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

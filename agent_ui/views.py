@@ -12,6 +12,8 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.routing import Match
 
+from agent_ui.admin import build_router as build_admin_router
+
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 static_files = StaticFiles(directory=HERE / "static")
@@ -71,8 +73,5 @@ async def demo_page(request: Request, queue: str = "support") -> HTMLResponse:
     return _page(request, "demo.html", csp=csp, widget_src=f"{base}/widget.js", queue=queue[:100])
 
 
-@router.get("/admin/kb", response_class=HTMLResponse)
-async def admin_kb_page(request: Request) -> HTMLResponse:
-    """Write and edit knowledge-base articles with a preview and their versions (sends you to /login when you
-    are not logged in; saving is for supervisors and admins)."""
-    return _page(request, "admin_kb.html")
+# /admin and its pages (the knowledge base's editor among them): agent_ui/admin.py, one list of pages.
+router.include_router(build_admin_router(templates))

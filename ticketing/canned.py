@@ -7,7 +7,7 @@ from datetime import datetime
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict
 from pydantic import Field as PField
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, func, or_, select, update
 
 from hub.db import taken_as, utcnow
 from hub.deps import CurrentAgent, RuntimeDep
@@ -32,6 +32,14 @@ class CannedCreate(Input):
     shortcut: str = PField(min_length=1, max_length=50, pattern=r"^[A-Za-z0-9_.-]+$")
     title: str = PField(min_length=1, max_length=200)
     text: str = PField(min_length=1, max_length=20_000)
+
+
+class CannedUpdate(Input):
+    """Fields to change; a field left out stays as it is."""
+
+    shortcut: str | None = PField(default=None, min_length=1, max_length=50, pattern=r"^[A-Za-z0-9_.-]+$")
+    title: str | None = PField(default=None, min_length=1, max_length=200)
+    text: str | None = PField(default=None, min_length=1, max_length=20_000)
 
 
 class CannedRead(BaseModel):
@@ -80,6 +88,26 @@ async def create_canned(rt: Runtime, *, data: CannedCreate) -> CannedRead:
     return CannedRead.model_validate(row._mapping)
 
 
+async def update_canned(rt: Runtime, *, canned_id: int, data: CannedUpdate) -> CannedRead:
+    """Change a canned response's shortcut, title or text."""
+    values = {k: v for k, v in data.model_dump(exclude_unset=True).items() if v is not None}
+    async with rt.write() as tx:
+        row = (await tx.conn.execute(select(CR).where(CR.c.id == canned_id))).first()
+        if row is None:
+            raise CannedNotFound(f"canned response {canned_id} does not exist")
+        taken = CannedTaken(f"a canned response /{values.get('shortcut')} exists")
+        if "shortcut" in values and values["shortcut"] != row.shortcut:
+            if (await tx.conn.execute(select(CR.c.id).where(CR.c.shortcut == values["shortcut"]))).first():
+                raise taken
+        if values:
+            with taken_as(taken):
+                row = (
+                    await tx.conn.execute(update(CR).where(CR.c.id == canned_id).values(**values).returning(*CR.c))
+                ).one()
+        tx.emit(NewEvent(type="canned.updated", payload={"id": row.id, "shortcut": row.shortcut}))
+    return CannedRead.model_validate(row._mapping)
+
+
 async def delete_canned(rt: Runtime, *, canned_id: int) -> None:
     async with rt.write() as tx:
         done = await tx.conn.execute(delete(CR).where(CR.c.id == canned_id))
@@ -102,6 +130,13 @@ async def add_canned(body: CannedCreate, agent: CurrentAgent, rt: RuntimeDep) ->
     """Supervisors and admins: add a canned response."""
     agent.require_supervisor()
     return await create_canned(rt, data=body)
+
+
+@router.patch("/{canned_id}", response_model=CannedRead)
+async def change_canned(canned_id: IdParam, body: CannedUpdate, agent: CurrentAgent, rt: RuntimeDep) -> CannedRead:
+    """Supervisors and admins: change a canned response."""
+    agent.require_supervisor()
+    return await update_canned(rt, canned_id=canned_id, data=body)
 
 
 @router.delete("/{canned_id}", status_code=204)

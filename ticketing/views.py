@@ -14,13 +14,14 @@ from hub.event_stream import serve_event_stream
 from hub.inputs import DB_INT_MAX, IdParam, Input
 from hub.messages import InboundMessage
 from ticketing import agents, conversations, queues, replies, routing_service, ticket_updates, tickets
-from ticketing.exceptions import InvalidRoutingConfig
 from ticketing.models import (
     AgentCreate,
     AgentRead,
     AgentUpdate,
     AssignRequest,
     ContactHistory,
+    DryRunAnswer,
+    DryRunRequest,
     MessageRead,
     NoteCreate,
     QueueCreate,
@@ -35,7 +36,6 @@ from ticketing.models import (
     TicketUpdate,
     TransferRequest,
 )
-from ticketing.queue_rules import RulesInvalid, parse_rules
 
 router = APIRouter(prefix="/api")
 ws_router = APIRouter()
@@ -220,12 +220,17 @@ async def get_routing_rules(agent: CurrentAgent, rt: RuntimeDep) -> dict[str, An
 async def put_routing_rules(body: dict[str, Any], agent: CurrentAgent, rt: RuntimeDep) -> dict[str, Any]:
     """Admins: replace the queue-selection rules; refused with the reason when they do not validate."""
     agent.require_admin()
-    try:
-        rules = parse_rules(body, source="rules")
-    except RulesInvalid as exc:
-        raise InvalidRoutingConfig(str(exc)) from None
+    rules = queues.validate_rules(body)
     await queues.set_routing_rules(rt, rules=rules)
     return rules.model_dump(mode="json", exclude_none=True)
+
+
+@router.post("/routing/dry-run", response_model=DryRunAnswer, tags=["routing"])
+async def routing_dry_run(body: DryRunRequest, agent: CurrentAgent, rt: RuntimeDep) -> DryRunAnswer:
+    """Admins: which queue a message would go to, and why, under the rules in force or a draft given as
+    ``rules`` (checked as ``PUT /api/routing/rules`` checks them, without saving)."""
+    agent.require_admin()
+    return await queues.dry_run(rt, data=body)
 
 
 # --- contacts, queues, agents ------------------------------------------------------------------------------

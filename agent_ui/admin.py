@@ -53,6 +53,7 @@ ADMIN_CSP = (
     "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
 
+
 def pages_for(principal: Principal) -> list[AdminPage]:
     """The pages ``principal`` may open, in the navigation's order."""
     return [p for p in ADMIN_PAGES if principal.role in p.roles]

@@ -11,7 +11,10 @@ from agent_ui.admin import ADMIN_PAGES
 from hub.runtime import Runtime
 from tests.agent_ui.conftest import Dialogs, new_page
 from tests.conftest import LiveServer, login, make_agent, make_queue
+from ticketing import agents as agent_service
+from ticketing import canned
 from ticketing import queues as queue_service
+from ticketing.queue_rules import RuleSet
 
 
 async def admin_page(browser: Browser, dialogs: Dialogs, live: LiveServer, rt: Runtime, path: str) -> Page:
@@ -21,15 +24,21 @@ async def admin_page(browser: Browser, dialogs: Dialogs, live: LiveServer, rt: R
     await page.goto(f"{live.url}{path}")
     await page.wait_for_url(f"{live.url}/login?next={path}")
     await page.get_by_label("Username").fill("root")
-    await page.get_by_label("Password").fill("password-123")
+    await page.get_by_label("Password", exact=True).fill("password-123")
     await page.get_by_role("button", name="Log in").click()
     await page.wait_for_url(f"{live.url}{path}")
+    await page.locator("body[data-ready]").wait_for(state="attached")
     return page
 
 
 def field_error(page: Page, field: str) -> Locator:
     """The error shown beside the field of the API's ``field`` (its ``loc`` after ``body``, dotted)."""
-    return page.locator(f"[data-field='{field}'] > .field-error")
+    return page.locator(f"[data-field='{field}'] > .field-error, label[data-field='{field}'] + .field-error")
+
+
+async def routing_rules(rt: Runtime) -> RuleSet:
+    async with rt.read() as conn:
+        return await queue_service.get_routing_rules(conn)
 
 
 async def test_roles_on_the_server(rt: Runtime, client: httpx.AsyncClient) -> None:
@@ -137,4 +146,183 @@ async def test_queues_page_creates_edits_and_places_errors(
     await page.get_by_label("Name").fill("support")
     await page.get_by_role("button", name="Save").click()
     await expect(field_error(page, "name")).to_contain_text("a queue named 'support' exists")
+    assert dialogs.seen == []
+
+
+async def test_agents_page_creates_edits_resets_and_deactivates(
+    rt: Runtime, live: LiveServer, browser: Browser, dialogs: Dialogs
+) -> None:
+    await make_queue(rt, "support", ["webchat"])
+    await make_queue(rt, "billing", ["email"])
+    page = await admin_page(browser, dialogs, live, rt, "/admin/agents")
+    await page.get_by_role("button", name="New agent").click()
+    await page.get_by_label("Username").fill("bob")
+    await page.get_by_label("Display name").fill("Bob B.")
+    await page.get_by_role("form", name="Agent").get_by_label("Password").fill("short")
+    await page.get_by_role("button", name="Save").click()
+    await expect(field_error(page, "password")).to_contain_text("at least 8 characters")
+    await page.get_by_role("form", name="Agent").get_by_label("Password").fill("password-456")
+    await page.get_by_label("support").check()
+    await page.get_by_label("Skills").fill("language:es 3\nrefunds 1")
+    await page.get_by_label("webchat", exact=True).fill("2")
+    await page.get_by_role("button", name="Save").click()
+    await expect(page.locator("#saved")).to_have_text("Saved bob")
+    (bob,) = [a for a in await agent_service.list_agents(rt) if a.username == "bob"]
+    assert (bob.display_name, bob.role, bob.skills, bob.capacity) == (
+        "Bob B.",
+        "agent",
+        {"language:es": 3, "refunds": 1},
+        {"webchat": 2},
+    )
+    # Edit: a supervisor in both queues; a bad capacity is refused beside the channel's field.
+    await page.get_by_label("Role").select_option("supervisor")
+    await page.get_by_label("billing").check()
+    await page.get_by_label("email", exact=True).fill("-1")
+    await page.get_by_role("button", name="Save").click()
+    await expect(field_error(page, "capacity.email")).to_contain_text("greater than or equal to 0")
+    await page.get_by_label("email", exact=True).fill("4")
+    await page.get_by_role("button", name="Save").click()
+    await expect(page.locator("#saved")).to_have_text("Saved bob")
+    bob = await agent_service.get_agent(rt, agent_id=bob.id)
+    assert bob.role == "supervisor" and len(bob.queue_ids) == 2 and bob.capacity == {"webchat": 2, "email": 4}
+    # Reset the password: too short is refused beside the field; then bob logs in with the new one.
+    reset = page.get_by_role("form", name="Reset password")
+    await reset.get_by_label("New password").fill("nope")
+    await reset.get_by_role("button", name="Reset password").click()
+    await expect(reset.locator("[data-field='password'] + .field-error")).to_contain_text("at least 8 characters")
+    await reset.get_by_label("New password").fill("brand-new-pass")
+    await reset.get_by_role("button", name="Reset password").click()
+    await expect(page.locator("#reset-done")).to_have_text("New password set for bob")
+    async with httpx.AsyncClient(base_url=live.url) as client:
+        assert (await client.post("/api/auth/login", json={"username": "bob", "password": "brand-new-pass"})).is_success
+        # Deactivated, bob can no longer log in.
+        await page.get_by_role("button", name="Deactivate").click()
+        await expect(page.locator("#saved")).to_have_text("Deactivated bob")
+        r = await client.post("/api/auth/login", json={"username": "bob", "password": "brand-new-pass"})
+        assert r.status_code == 401
+    await expect(page.locator("#items")).to_contain_text("deactivated")
+    # A taken username: the 409 lands beside the username.
+    await page.get_by_role("button", name="New agent").click()
+    await page.get_by_label("Username").fill("bob")
+    await page.get_by_role("form", name="Agent").get_by_label("Password").fill("password-456")
+    await page.get_by_role("button", name="Save").click()
+    await expect(field_error(page, "username")).to_contain_text("username 'bob' is taken")
+    assert dialogs.seen == []
+
+
+async def test_routing_page_validates_dry_runs_and_saves_rules(
+    rt: Runtime, live: LiveServer, browser: Browser, dialogs: Dialogs
+) -> None:
+    await make_queue(rt, "support", ["email", "webchat"])
+    await make_queue(rt, "billing", ["email"])
+    page = await admin_page(browser, dialogs, live, rt, "/admin/routing")
+    await page.get_by_role("button", name="Add rule").click()
+    rule = page.locator("#rules > li").first
+    await rule.get_by_label("Rule name").fill("money")
+    await rule.get_by_label("Any of the words").fill("refund, invoice")
+    await rule.get_by_label("email").check()
+    await rule.get_by_label("Set priority").select_option("high")
+    # No queue chosen: refused beside the rule's queue, before anything is saved.
+    await page.get_by_role("button", name="Check").click()
+    await expect(field_error(page, "rules.0.queue")).to_contain_text("at least 1 character")
+    await rule.get_by_label("Send to queue").select_option("billing")
+    await page.get_by_role("button", name="Add rule").click()
+    second = page.locator("#rules > li").nth(1)
+    await second.get_by_label("Rule name").fill("money")
+    await second.get_by_label("Send to queue").select_option("support")
+    await page.get_by_role("button", name="Save rules").click()
+    await expect(page.locator("#editor .form-error")).to_contain_text("two rules are named 'money'")
+    await second.get_by_label("Rule name").fill("spanish")
+    await second.get_by_label("Language").fill("es")
+    await page.get_by_label("Default queue").select_option("support")
+    # The dry run answers for the draft, rule by rule, before it is saved.
+    dry = page.get_by_role("form", name="Dry run")
+    await dry.get_by_label("Channel").select_option("email")
+    await dry.get_by_label("Subject").fill("Where is my refund?")
+    await dry.get_by_role("button", name="Dry run").click()
+    answer = page.locator("#answer")
+    await expect(answer).to_contain_text("This message would go to queue billing")
+    await expect(answer).to_contain_text("rule 'money' matched: the channel is email and the words refund are in")
+    await dry.get_by_label("Channel").select_option("webchat")
+    await dry.get_by_label("Language").fill("es")
+    await dry.get_by_role("button", name="Dry run").click()
+    await expect(answer).to_contain_text("This message would go to queue support")
+    await expect(answer).to_contain_text("money: skipped — the channel is webchat, not email")
+    await expect(answer).to_contain_text("spanish: matches — the language is es")
+    assert (await routing_rules(rt)).rules == []  # nothing saved yet
+    await page.get_by_role("button", name="Save rules").click()
+    await expect(page.locator("#saved")).to_have_text("Rules saved")
+    saved_rules = await routing_rules(rt)
+    assert [(r.name, r.queue, r.priority) for r in saved_rules.rules] == [
+        ("money", "billing", "high"),
+        ("spanish", "support", None),
+    ]
+    assert saved_rules.default_queue == "support"
+    assert saved_rules.rules[0].when.keywords == ["refund", "invoice"]
+    # Reloaded, the page shows what was saved.
+    await page.reload()
+    await expect(page.locator("#rules > li").first.get_by_label("Rule name")).to_have_value("money")
+    await expect(page.locator("#rules > li").nth(1).get_by_label("Language")).to_have_value("es")
+    assert dialogs.seen == []
+
+
+async def test_canned_page_creates_edits_deletes_and_refuses(
+    rt: Runtime, live: LiveServer, browser: Browser, dialogs: Dialogs
+) -> None:
+    page = await admin_page(browser, dialogs, live, rt, "/admin/canned")
+    await page.get_by_label("Shortcut").fill("bad shortcut!")
+    await page.get_by_label("Title").fill("Hello")
+    await page.get_by_label("Text").fill("Hi, how can I help?")
+    await page.get_by_role("button", name="Save").click()
+    await expect(field_error(page, "shortcut")).to_contain_text("should match pattern")
+    await page.get_by_label("Shortcut").fill("hello")
+    await page.get_by_role("button", name="Save").click()
+    await expect(page.locator("#saved")).to_have_text("Saved /hello")
+    await page.get_by_label("Text").fill("Hello! How can I help you today?")
+    await page.get_by_role("button", name="Save").click()
+    await expect(page.locator("#saved")).to_have_text("Saved /hello")
+    (item,) = await canned.search_canned(rt)
+    assert (item.shortcut, item.text) == ("hello", "Hello! How can I help you today?")
+    await page.get_by_role("button", name="New canned response").click()
+    await page.get_by_label("Shortcut").fill("hello")
+    await page.get_by_label("Title").fill("Again")
+    await page.get_by_label("Text").fill("x")
+    await page.get_by_role("button", name="Save").click()
+    await expect(field_error(page, "shortcut")).to_contain_text("/hello exists")
+    await page.get_by_role("button", name="/hello").click()
+    await page.get_by_role("button", name="Delete").click()
+    await expect(page.locator("#saved")).to_have_text("Deleted /hello")
+    assert await canned.search_canned(rt) == []
+    assert dialogs.seen == []
+
+
+async def test_mailboxes_page_creates_edits_and_refuses(
+    rt: Runtime, live: LiveServer, browser: Browser, dialogs: Dialogs
+) -> None:
+    await make_queue(rt, "support", ["email"])
+    page = await admin_page(browser, dialogs, live, rt, "/admin/mailboxes")
+    await page.get_by_label("Name", exact=True).fill("help")
+    await page.get_by_label("Address (From)").fill("help@shop.test")
+    await page.get_by_label("IMAP host").fill("127.0.0.1")
+    await page.get_by_label("IMAP port").fill("99999")
+    await page.get_by_label("IMAP over TLS").uncheck()
+    await page.get_by_label("IMAP username", exact=True).fill("help")
+    await page.get_by_label("IMAP password", exact=True).fill("secret")
+    await page.get_by_label("SMTP host").fill("127.0.0.1")
+    await page.get_by_role("button", name="Save").click()
+    await expect(field_error(page, "imap_port")).to_contain_text("less than or equal to 65535")
+    await page.get_by_label("IMAP port").fill("1")  # nothing listens there: the worker reports its error
+    await page.get_by_role("button", name="Save").click()
+    await expect(page.locator("#saved")).to_have_text("Saved help")
+    await page.get_by_label("Folder").fill("Support")
+    await page.get_by_label("SMTP security").select_option("none")
+    await page.get_by_role("button", name="Save").click()
+    await expect(page.locator("#saved")).to_have_text("Saved help")
+    async with httpx.AsyncClient(base_url=live.url) as client:
+        headers = await login(client, "root", "password-123")
+        box = (await client.get("/api/email/mailboxes/help", headers=headers)).json()
+        assert (box["folder"], box["smtp_security"], box["imap_port"], box["imap_tls"]) == ("Support", "none", 1, False)
+        await page.get_by_role("button", name="Delete").click()
+        await expect(page.locator("#saved")).to_have_text("Deleted help")
+        assert (await client.get("/api/email/mailboxes", headers=headers)).json() == []
     assert dialogs.seen == []

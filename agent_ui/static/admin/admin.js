@@ -15,10 +15,15 @@ const CONFLICT_FIELDS = {
 
 export function clearErrors(form) {
   form.querySelectorAll(".field-error").forEach((e) => e.remove());
-  form.querySelectorAll("[aria-invalid]").forEach((e) => e.removeAttribute("aria-invalid"));
+  form.querySelectorAll("[aria-invalid]").forEach((e) => {
+    e.removeAttribute("aria-invalid");
+    e.removeAttribute("aria-describedby");
+  });
   const general = form.querySelector(".form-error");
   if (general) general.textContent = "";
 }
+
+let errorIds = 0;
 
 function placeError(form, path, msg) {
   // The deepest element whose data-field is the loc or a prefix of it: rules.2.when.channel.0 lands on the
@@ -27,9 +32,15 @@ function placeError(form, path, msg) {
     const key = path.slice(0, n).join(".");
     const target = form.querySelector(`[data-field="${CSS.escape(key)}"]`);
     if (target) {
-      target.append(h("p", { class: "field-error", role: "alert", text: msg }));
+      // Beside a label, not inside it: the field keeps its name, and the error is its description.
+      const error = h("p", { class: "field-error", role: "alert", id: `err-${++errorIds}`, text: msg });
+      if (target.tagName === "LABEL") target.after(error);
+      else target.append(error);
       const input = target.matches("input, select, textarea") ? target : target.querySelector("input, select, textarea");
-      if (input) input.setAttribute("aria-invalid", "true");
+      if (input) {
+        input.setAttribute("aria-invalid", "true");
+        input.setAttribute("aria-describedby", error.id);
+      }
       return true;
     }
   }
@@ -44,8 +55,11 @@ export function showErrors(form, err) {
   const unplaced = [];
   const detail = err && err.body && err.body.detail;
   if (err instanceof ApiError && err.status === 422 && Array.isArray(detail)) {
-    for (const e of detail) {
-      const loc = Array.isArray(e.loc) ? e.loc : [];
+    // A field that may also be null (pydantic's union) adds "Input should be None" beside the real error,
+    // and names the union's member in the loc (capacity.dict[str,...].email): neither is for people.
+    const real = detail.length > 1 ? detail.filter((e) => e.msg !== "Input should be None") : detail;
+    for (const e of real) {
+      const loc = (Array.isArray(e.loc) ? e.loc : []).filter((p) => typeof p === "number" || !/[[\]]/.test(p));
       const path = loc[0] === "body" ? loc.slice(1) : loc;
       const msg = String(e.msg || "invalid").replace(/^Value error, /, "");
       if (!path.length || !placeError(form, path, msg)) unplaced.push(path.length ? `${path.join(".")}: ${msg}` : msg);
@@ -108,4 +122,9 @@ export function renderList(ul, items, { label, sub, isActive, onOpen }) {
   ul.replaceChildren(...items.map((it) => h("li", {}, h("button", {
     type: "button", class: isActive(it) ? "active" : "", onclick: () => onOpen(it),
   }, label(it), sub ? h("span", { class: "sub", text: sub(it) }) : null))));
+}
+
+// The page has loaded its data (tests wait for this before typing into a form the first load would reset).
+export function ready() {
+  document.body.dataset.ready = "true";
 }

@@ -2,6 +2,7 @@
 import {
   $, api, h, showErrors, clearErrors, saved, parseLevels, formatLevels, numberOrNull, checkedValues, setChecked,
   renderList,
+  ready,
 } from "./admin.js";
 
 const form = $("editor");
@@ -77,6 +78,7 @@ async function load(openId) {
 
 form.addEventListener("submit", async (e) => {
   e.preventDefault();
+  saved("Saving…");
   try {
     const a = current ? await api("PATCH", `/api/agents/${current.id}`, body()) : await api("POST", "/api/agents", body());
     await load(a.id);
@@ -106,4 +108,4 @@ reset.addEventListener("submit", async (e) => {
   }
 });
 $("new").addEventListener("click", () => fill(null));
-load(null);
+load(null).then(ready);

@@ -1,5 +1,5 @@
 // Canned responses: GET/POST /api/canned, PATCH/DELETE /api/canned/{id}.
-import { $, api, showErrors, clearErrors, saved, renderList } from "./admin.js";
+import { $, api, showErrors, clearErrors, saved, renderList, ready } from "./admin.js";
 
 const form = $("editor");
 let items = [];
@@ -26,6 +26,7 @@ async function load(openId) {
 
 form.addEventListener("submit", async (e) => {
   e.preventDefault();
+  saved("Saving…");
   const data = { shortcut: form.shortcut.value.trim(), title: form.title.value.trim(), text: form.text.value };
   try {
     const c = current ? await api("PATCH", `/api/canned/${current.id}`, data) : await api("POST", "/api/canned", data);
@@ -46,4 +47,4 @@ $("delete").addEventListener("click", async () => {
   }
 });
 $("new").addEventListener("click", () => fill(null));
-load(null);
+load(null).then(ready);

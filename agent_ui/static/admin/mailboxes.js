@@ -1,6 +1,6 @@
 // Mailboxes (the email channel): /api/email/mailboxes (list, create, change, delete) and /api/email/quarantine.
 // Passwords are write-only: the API never answers them; left empty on an edit they stay as they are.
-import { $, api, h, showErrors, clearErrors, saved, numberOrNull, renderList } from "./admin.js";
+import { $, api, h, showErrors, clearErrors, saved, numberOrNull, renderList, ready } from "./admin.js";
 import { clock } from "../console/dom.js";
 
 const form = $("editor");
@@ -67,6 +67,7 @@ async function load(openName) {
 
 form.addEventListener("submit", async (e) => {
   e.preventDefault();
+  saved("Saving…");
   try {
     const m = current
       ? await api("PATCH", `/api/email/mailboxes/${encodeURIComponent(current.name)}`, body())
@@ -88,4 +89,4 @@ $("delete").addEventListener("click", async () => {
   }
 });
 $("new").addEventListener("click", () => fill(null));
-load(null);
+load(null).then(ready);

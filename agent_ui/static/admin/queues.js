@@ -2,6 +2,7 @@
 import {
   $, api, h, showErrors, clearErrors, saved, parseLevels, formatLevels, splitList, numberOrNull,
   checkedValues, setChecked, renderList,
+  ready,
 } from "./admin.js";
 
 const DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
@@ -110,6 +111,7 @@ async function load(openId) {
 
 form.addEventListener("submit", async (e) => {
   e.preventDefault();
+  saved("Saving…");
   try {
     const q = current ? await api("PATCH", `/api/queues/${current.id}`, body()) : await api("POST", "/api/queues", body());
     await load(q.id);
@@ -120,4 +122,4 @@ form.addEventListener("submit", async (e) => {
 });
 $("add-step").addEventListener("click", () => $("steps").append(stepRow()));
 $("new").addEventListener("click", () => fill(null));
-load(null);
+load(null).then(ready);

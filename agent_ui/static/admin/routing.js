@@ -1,5 +1,5 @@
 // Routing rules: GET/PUT /api/routing/rules, and POST /api/routing/dry-run with the draft on the page.
-import { $, api, h, showErrors, clearErrors, saved, parseLevels, formatLevels, splitList } from "./admin.js";
+import { $, api, h, showErrors, clearErrors, saved, parseLevels, formatLevels, splitList, ready } from "./admin.js";
 
 const form = $("editor");
 const dry = $("dry");
@@ -151,6 +151,7 @@ $("check").addEventListener("click", async () => {
 });
 form.addEventListener("submit", async (e) => {
   e.preventDefault();
+  saved("Saving…");
   clearErrors(form);
   try {
     await api("PUT", "/api/routing/rules", draft());
@@ -161,4 +162,4 @@ form.addEventListener("submit", async (e) => {
   }
 });
 $("add-rule").addEventListener("click", () => { $("rules").append(ruleRow()); renumber(); });
-load();
+load().then(ready);

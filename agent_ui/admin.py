@@ -45,6 +45,7 @@ ADMIN_PAGES: tuple[AdminPage, ...] = (
     AdminPage("canned", "Canned responses", "admin_canned.html", "Saved answers agents insert with /", SUPERVISORS),
     AdminPage("mailboxes", "Mailboxes", "admin_mailboxes.html", "Email in (IMAP) and out (SMTP), quarantine"),
     AdminPage("kb", "Knowledge base", "admin_kb.html", "Articles for agents and the help center", SUPERVISORS),
+    AdminPage("audit", "Audit log", "admin_audit.html", "Who changed what and when; CSV export"),
 )
 
 # Scripts and styles from this origin only (as the console's).

@@ -9,11 +9,13 @@ from pydantic import BaseModel, ConfigDict
 from pydantic import Field as PField
 from sqlalchemy import delete, func, or_, select, update
 
+from hub import audit
 from hub.db import taken_as, utcnow
 from hub.deps import CurrentAgent, RuntimeDep
 from hub.errors import Conflict, NotFound
 from hub.events import NewEvent
 from hub.inputs import IdParam, Input
+from hub.principals import Principal
 from hub.runtime import Runtime
 from ticketing.models import CannedResponse
 
@@ -74,7 +76,7 @@ async def search_canned(rt: Runtime, *, query: str = "", limit: int = 20) -> lis
     return items[:limit]
 
 
-async def create_canned(rt: Runtime, *, data: CannedCreate) -> CannedRead:
+async def create_canned(rt: Runtime, *, data: CannedCreate, actor: Principal | None = None) -> CannedRead:
     async with rt.write() as tx:
         taken = CannedTaken(f"a canned response /{data.shortcut} exists")
         if (await tx.conn.execute(select(CR.c.id).where(CR.c.shortcut == data.shortcut))).first():
@@ -84,11 +86,16 @@ async def create_canned(rt: Runtime, *, data: CannedCreate) -> CannedRead:
                 CR.insert().values(**data.model_dump(), created_at=utcnow()).returning(*CR.c)
             )
         row = inserted.one()
+        await audit.record(
+            tx.conn, actor=actor, action="canned.create", target=f"canned:{row.id}", detail=data.model_dump()
+        )
         tx.emit(NewEvent(type="canned.created", payload={"id": row.id, "shortcut": row.shortcut}))
     return CannedRead.model_validate(row._mapping)
 
 
-async def update_canned(rt: Runtime, *, canned_id: int, data: CannedUpdate) -> CannedRead:
+async def update_canned(
+    rt: Runtime, *, canned_id: int, data: CannedUpdate, actor: Principal | None = None
+) -> CannedRead:
     """Change a canned response's shortcut, title or text."""
     values = {k: v for k, v in data.model_dump(exclude_unset=True).items() if v is not None}
     async with rt.write() as tx:
@@ -99,6 +106,17 @@ async def update_canned(rt: Runtime, *, canned_id: int, data: CannedUpdate) -> C
         if "shortcut" in values and values["shortcut"] != row.shortcut:
             if (await tx.conn.execute(select(CR.c.id).where(CR.c.shortcut == values["shortcut"]))).first():
                 raise taken
+        await audit.record(
+            tx.conn,
+            actor=actor,
+            action="canned.update",
+            target=f"canned:{canned_id}",
+            detail={
+                "shortcut": row.shortcut,
+                "before": {k: row._mapping[k] for k in values if row._mapping[k] != values[k]},
+                "after": {k: v for k, v in values.items() if row._mapping[k] != v},
+            },
+        )
         if values:
             with taken_as(taken):
                 row = (
@@ -108,11 +126,14 @@ async def update_canned(rt: Runtime, *, canned_id: int, data: CannedUpdate) -> C
     return CannedRead.model_validate(row._mapping)
 
 
-async def delete_canned(rt: Runtime, *, canned_id: int) -> None:
+async def delete_canned(rt: Runtime, *, canned_id: int, actor: Principal | None = None) -> None:
     async with rt.write() as tx:
+        row = (await tx.conn.execute(select(CR).where(CR.c.id == canned_id))).first()
         done = await tx.conn.execute(delete(CR).where(CR.c.id == canned_id))
-        if not done.rowcount:
+        if row is None or not done.rowcount:
             raise CannedNotFound(f"canned response {canned_id} does not exist")
+        detail = {"shortcut": row.shortcut, "title": row.title, "text": row.text}
+        await audit.record(tx.conn, actor=actor, action="canned.delete", target=f"canned:{canned_id}", detail=detail)
         tx.emit(NewEvent(type="canned.deleted", payload={"id": canned_id}))
 
 
@@ -129,18 +150,18 @@ async def list_canned(agent: CurrentAgent, rt: RuntimeDep, q: str = "", limit: i
 async def add_canned(body: CannedCreate, agent: CurrentAgent, rt: RuntimeDep) -> CannedRead:
     """Supervisors and admins: add a canned response."""
     agent.require_supervisor()
-    return await create_canned(rt, data=body)
+    return await create_canned(rt, data=body, actor=agent)
 
 
 @router.patch("/{canned_id}", response_model=CannedRead)
 async def change_canned(canned_id: IdParam, body: CannedUpdate, agent: CurrentAgent, rt: RuntimeDep) -> CannedRead:
     """Supervisors and admins: change a canned response."""
     agent.require_supervisor()
-    return await update_canned(rt, canned_id=canned_id, data=body)
+    return await update_canned(rt, canned_id=canned_id, data=body, actor=agent)
 
 
 @router.delete("/{canned_id}", status_code=204)
 async def remove_canned(canned_id: IdParam, agent: CurrentAgent, rt: RuntimeDep) -> Response:
     agent.require_supervisor()
-    await delete_canned(rt, canned_id=canned_id)
+    await delete_canned(rt, canned_id=canned_id, actor=agent)
     return Response(status_code=204)

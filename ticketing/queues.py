@@ -8,8 +8,10 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub import audit
 from hub.db import taken_as, utcnow
 from hub.events import NewEvent
+from hub.principals import Principal
 from hub.runtime import Runtime
 from ticketing import queue_rules
 from ticketing.exceptions import InvalidRoutingConfig, QueueNameTaken, QueueNotFound
@@ -42,7 +44,7 @@ async def _check_queue_routing(conn: AsyncConnection, name: str, values: dict[st
         )
 
 
-async def create_queue(rt: Runtime, *, data: QueueCreate) -> QueueRead:
+async def create_queue(rt: Runtime, *, data: QueueCreate, actor: Principal | None = None) -> QueueRead:
     """A queue, with its routing configuration (skills, priority, business hours, SLA, overflow)."""
     values = data.model_dump(mode="json")
     async with rt.write() as tx:
@@ -53,11 +55,12 @@ async def create_queue(rt: Runtime, *, data: QueueCreate) -> QueueRead:
         with taken_as(taken):
             inserted = await tx.conn.execute(queues.insert().values(**values, created_at=utcnow()).returning(*queues.c))
         row = inserted.one()
+        await audit.record(tx.conn, actor=actor, action="queue.create", target=f"queue:{row.id}", detail=values)
         tx.emit(NewEvent(type="queue.created", payload={"queue": {"id": row.id, "name": row.name}}, queue_id=row.id))
     return QueueRead.model_validate(row._mapping)
 
 
-async def update_queue(rt: Runtime, *, queue_id: int, data: QueueUpdate) -> QueueRead:
+async def update_queue(rt: Runtime, *, queue_id: int, data: QueueUpdate, actor: Principal | None = None) -> QueueRead:
     """Change a queue's settings; waiting work is routed again under the new ones."""
     values = data.model_dump(mode="json", exclude_unset=True)
     for key in ("description", "channels", "required_skills", "priority", "overflow"):
@@ -68,6 +71,20 @@ async def update_queue(rt: Runtime, *, queue_id: int, data: QueueUpdate) -> Queu
         if row is None:
             raise QueueNotFound(f"queue {queue_id} does not exist")
         await _check_queue_routing(tx.conn, row.name, {**row._mapping, **values})
+        # What changed: a form sends every field, the log keeps those whose value differs (no overflow steps is
+        # null or [] alike).
+        changed = [k for k, v in values.items() if row._mapping[k] != v and (row._mapping[k] or v)]
+        await audit.record(
+            tx.conn,
+            actor=actor,
+            action="queue.update",
+            target=f"queue:{queue_id}",
+            detail={
+                "name": row.name,
+                "before": {k: row._mapping[k] for k in changed},
+                "after": {k: values[k] for k in changed},
+            },
+        )
         if values:
             row = (
                 await tx.conn.execute(
@@ -95,7 +112,12 @@ async def get_routing_rules(conn: AsyncConnection) -> queue_rules.RuleSet:
 
 
 async def set_routing_rules(
-    rt: Runtime, *, rules: queue_rules.RuleSet, source: str = "api", strict: bool = True
+    rt: Runtime,
+    *,
+    rules: queue_rules.RuleSet,
+    source: str = "api",
+    strict: bool = True,
+    actor: Principal | None = None,
 ) -> list[str]:
     """Store the queue-selection rules every process uses. ``strict``: a rule naming a queue that does not
     exist is refused; otherwise such names are returned (the rule is skipped until the queue exists)."""
@@ -108,6 +130,8 @@ async def set_routing_rules(
             )
         value = rules.model_dump(mode="json", exclude_none=True)
         now = utcnow()
+        detail = {"source": source, **value}
+        await audit.record(tx.conn, actor=actor, action="routing.rules_update", target="routing:rules", detail=detail)
         # One row, id 1; workers starting together with a rules file may all write it at once.
         await tx.conn.execute(
             rt.db.upsert(routing_rules, {"id": 1, "rules": value, "source": source, "updated_at": now}, ["id"])

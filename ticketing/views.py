@@ -219,7 +219,7 @@ async def put_routing_rules(body: dict[str, Any], agent: CurrentAgent, rt: Runti
     """Admins: replace the queue-selection rules; refused with the reason when they do not validate."""
     agent.require_admin()
     rules = queues.validate_rules(body)
-    await queues.set_routing_rules(rt, rules=rules)
+    await queues.set_routing_rules(rt, rules=rules, actor=agent)
     return rules.model_dump(mode="json", exclude_none=True)
 
 
@@ -248,7 +248,7 @@ async def list_queues(agent: CurrentAgent, rt: RuntimeDep) -> list[QueueRead]:
 @router.post("/queues", response_model=QueueRead, status_code=201, tags=["queues"])
 async def create_queue(body: QueueCreate, agent: CurrentAgent, rt: RuntimeDep) -> QueueRead:
     agent.require_admin()
-    return await queues.create_queue(rt, data=body)
+    return await queues.create_queue(rt, data=body, actor=agent)
 
 
 @router.get("/agents", response_model=list[AgentRead], tags=["agents"])
@@ -259,14 +259,14 @@ async def list_agents(agent: CurrentAgent, rt: RuntimeDep) -> list[AgentRead]:
 @router.post("/agents", response_model=AgentRead, status_code=201, tags=["agents"])
 async def create_agent(body: AgentCreate, agent: CurrentAgent, rt: RuntimeDep) -> AgentRead:
     agent.require_admin()
-    return await agents.create_agent(rt, data=body)
+    return await agents.create_agent(rt, data=body, actor=agent)
 
 
 @router.patch("/queues/{queue_id}", response_model=QueueRead, tags=["queues"])
 async def update_queue(queue_id: IdParam, body: QueueUpdate, agent: CurrentAgent, rt: RuntimeDep) -> QueueRead:
     """Admins: change a queue's skills, priority, business hours, SLA targets or overflow."""
     agent.require_admin()
-    return await queues.update_queue(rt, queue_id=queue_id, data=body)
+    return await queues.update_queue(rt, queue_id=queue_id, data=body, actor=agent)
 
 
 @router.post("/agents/{agent_id}/requeue", response_model=list[int], tags=["routing"])
@@ -292,7 +292,7 @@ async def set_status(agent_id: IdParam, body: StatusChange, agent: CurrentAgent,
 @router.patch("/agents/{agent_id}", response_model=AgentRead, tags=["agents"])
 async def update_agent(agent_id: IdParam, body: AgentUpdate, agent: CurrentAgent, rt: RuntimeDep) -> AgentRead:
     agent.require_admin()
-    return await agents.update_agent(rt, agent_id=agent_id, data=body)
+    return await agents.update_agent(rt, agent_id=agent_id, data=body, actor=agent)
 
 
 @router.post("/inbound", response_model=InboundAccepted, tags=["integrations"])

@@ -60,7 +60,7 @@ export function showErrors(form, err) {
     const real = detail.length > 1 ? detail.filter((e) => e.msg !== "Input should be None") : detail;
     for (const e of real) {
       const loc = (Array.isArray(e.loc) ? e.loc : []).filter((p) => typeof p === "number" || !/[[\]]/.test(p));
-      const path = loc[0] === "body" ? loc.slice(1) : loc;
+      const path = loc[0] === "body" || loc[0] === "query" ? loc.slice(1) : loc;
       const msg = String(e.msg || "invalid").replace(/^Value error, /, "");
       if (!path.length || !placeError(form, path, msg)) unplaced.push(path.length ? `${path.join(".")}: ${msg}` : msg);
     }

@@ -1,4 +1,7 @@
-"""Agent accounts: creating, changing and listing agents, and the agent behind a login or a token."""
+"""Agent accounts: creating, changing and listing agents, and the agent behind a login or a token.
+
+A change made by a person (``actor``: the API's caller) is written to the audit log (``hub.audit``) in its own
+transaction; seeds, the CLI and a rules file read at start pass no actor and are not audited."""
 
 from __future__ import annotations
 
@@ -102,13 +105,14 @@ async def create_agent(rt: Runtime, *, data: AgentCreate, actor: Principal | Non
         if qids:
             await tx.conn.execute(agent_queues.insert(), [{"agent_id": row.id, "queue_id": q} for q in qids])
         result = await agent_read(tx.conn, row)
-        await audit.record(
-            tx.conn,
-            actor=actor,
-            action="agent.create",
-            target=f"agent:{row.id}",
-            detail=data.model_dump(mode="json", exclude={"password"}),
-        )
+        if actor is not None:
+            await audit.record(
+                tx.conn,
+                actor=actor,
+                action="agent.create",
+                target=f"agent:{row.id}",
+                detail=data.model_dump(mode="json", exclude={"password"}),
+            )
         tx.emit(NewEvent(type="agent.created", payload={"agent": _public_agent(result)}, agent_id=row.id))
     return result
 
@@ -140,7 +144,8 @@ async def update_agent(rt: Runtime, *, agent_id: int, data: AgentUpdate, actor: 
             if qids:
                 await tx.conn.execute(agent_queues.insert(), [{"agent_id": agent_id, "queue_id": q} for q in qids])
         result = await agent_read(tx.conn, row)
-        await _audit_update(tx.conn, actor, old, result, password_reset=bool(data.password))
+        if actor is not None:
+            await _audit_update(tx.conn, actor, old, result, password_reset=bool(data.password))
         tx.emit(NewEvent(type="agent.updated", payload={"agent": _public_agent(result)}, agent_id=agent_id))
         # Before the caller hears of the change: no request of this process authenticates as the old agent.
         tx.after_commit.append(lambda: forget_principal(rt, agent_id))

@@ -1,4 +1,7 @@
-"""Canned responses: saved answers agents insert by typing ``/`` and a few letters in the console."""
+"""Canned responses: saved answers agents insert by typing ``/`` and a few letters in the console.
+
+A change made by a person (``actor``: the API's caller) is written to the audit log (``hub.audit``) in its own
+transaction; seeds, the CLI and a rules file read at start pass no actor and are not audited."""
 
 from __future__ import annotations
 
@@ -86,9 +89,10 @@ async def create_canned(rt: Runtime, *, data: CannedCreate, actor: Principal | N
                 CR.insert().values(**data.model_dump(), created_at=utcnow()).returning(*CR.c)
             )
         row = inserted.one()
-        await audit.record(
-            tx.conn, actor=actor, action="canned.create", target=f"canned:{row.id}", detail=data.model_dump()
-        )
+        if actor is not None:
+            await audit.record(
+                tx.conn, actor=actor, action="canned.create", target=f"canned:{row.id}", detail=data.model_dump()
+            )
         tx.emit(NewEvent(type="canned.created", payload={"id": row.id, "shortcut": row.shortcut}))
     return CannedRead.model_validate(row._mapping)
 
@@ -106,17 +110,18 @@ async def update_canned(
         if "shortcut" in values and values["shortcut"] != row.shortcut:
             if (await tx.conn.execute(select(CR.c.id).where(CR.c.shortcut == values["shortcut"]))).first():
                 raise taken
-        await audit.record(
-            tx.conn,
-            actor=actor,
-            action="canned.update",
-            target=f"canned:{canned_id}",
-            detail={
-                "shortcut": row.shortcut,
-                "before": {k: row._mapping[k] for k in values if row._mapping[k] != values[k]},
-                "after": {k: v for k, v in values.items() if row._mapping[k] != v},
-            },
-        )
+        if actor is not None:
+            await audit.record(
+                tx.conn,
+                actor=actor,
+                action="canned.update",
+                target=f"canned:{canned_id}",
+                detail={
+                    "shortcut": row.shortcut,
+                    "before": {k: row._mapping[k] for k in values if row._mapping[k] != values[k]},
+                    "after": {k: v for k, v in values.items() if row._mapping[k] != v},
+                },
+            )
         if values:
             with taken_as(taken):
                 row = (
@@ -133,7 +138,10 @@ async def delete_canned(rt: Runtime, *, canned_id: int, actor: Principal | None 
         if row is None or not done.rowcount:
             raise CannedNotFound(f"canned response {canned_id} does not exist")
         detail = {"shortcut": row.shortcut, "title": row.title, "text": row.text}
-        await audit.record(tx.conn, actor=actor, action="canned.delete", target=f"canned:{canned_id}", detail=detail)
+        if actor is not None:
+            await audit.record(
+                tx.conn, actor=actor, action="canned.delete", target=f"canned:{canned_id}", detail=detail
+            )
         tx.emit(NewEvent(type="canned.deleted", payload={"id": canned_id}))
 
 

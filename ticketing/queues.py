@@ -1,4 +1,7 @@
-"""Queues (creating, changing, listing them) and the stored rules that pick a new ticket's queue."""
+"""Queues (creating, changing, listing them) and the stored rules that pick a new ticket's queue.
+
+A change made by a person (``actor``: the API's caller) is written to the audit log (``hub.audit``) in its own
+transaction; seeds, the CLI and a rules file read at start pass no actor and are not audited."""
 
 from __future__ import annotations
 
@@ -55,7 +58,8 @@ async def create_queue(rt: Runtime, *, data: QueueCreate, actor: Principal | Non
         with taken_as(taken):
             inserted = await tx.conn.execute(queues.insert().values(**values, created_at=utcnow()).returning(*queues.c))
         row = inserted.one()
-        await audit.record(tx.conn, actor=actor, action="queue.create", target=f"queue:{row.id}", detail=values)
+        if actor is not None:
+            await audit.record(tx.conn, actor=actor, action="queue.create", target=f"queue:{row.id}", detail=values)
         tx.emit(NewEvent(type="queue.created", payload={"queue": {"id": row.id, "name": row.name}}, queue_id=row.id))
     return QueueRead.model_validate(row._mapping)
 
@@ -74,17 +78,18 @@ async def update_queue(rt: Runtime, *, queue_id: int, data: QueueUpdate, actor: 
         # What changed: a form sends every field, the log keeps those whose value differs (no overflow steps is
         # null or [] alike).
         changed = [k for k, v in values.items() if row._mapping[k] != v and (row._mapping[k] or v)]
-        await audit.record(
-            tx.conn,
-            actor=actor,
-            action="queue.update",
-            target=f"queue:{queue_id}",
-            detail={
-                "name": row.name,
-                "before": {k: row._mapping[k] for k in changed},
-                "after": {k: values[k] for k in changed},
-            },
-        )
+        if actor is not None:
+            await audit.record(
+                tx.conn,
+                actor=actor,
+                action="queue.update",
+                target=f"queue:{queue_id}",
+                detail={
+                    "name": row.name,
+                    "before": {k: row._mapping[k] for k in changed},
+                    "after": {k: values[k] for k in changed},
+                },
+            )
         if values:
             row = (
                 await tx.conn.execute(
@@ -131,7 +136,10 @@ async def set_routing_rules(
         value = rules.model_dump(mode="json", exclude_none=True)
         now = utcnow()
         detail = {"source": source, **value}
-        await audit.record(tx.conn, actor=actor, action="routing.rules_update", target="routing:rules", detail=detail)
+        if actor is not None:
+            await audit.record(
+                tx.conn, actor=actor, action="routing.rules_update", target="routing:rules", detail=detail
+            )
         # One row, id 1; workers starting together with a rules file may all write it at once.
         await tx.conn.execute(
             rt.db.upsert(routing_rules, {"id": 1, "rules": value, "source": source, "updated_at": now}, ["id"])

@@ -422,7 +422,10 @@ class EmailService:
                     MB.insert().values(name=data.name, config=self._stored(data), created_at=now, updated_at=now)
                 )
             detail = data.model_dump(mode="json", exclude=set(_SECRETS))
-            await audit.record(conn, actor=actor, action="mailbox.create", target=f"mailbox:{data.name}", detail=detail)
+            if actor is not None:
+                await audit.record(
+                    conn, actor=actor, action="mailbox.create", target=f"mailbox:{data.name}", detail=detail
+                )
         await self.sync()
         return await self.get_mailbox(data.name)
 
@@ -452,13 +455,14 @@ class EmailService:
             given = data.model_dump(mode="json", exclude_unset=True)
             after = {k: ("changed" if k in _SECRETS else v) for k, v in given.items()}
             before = {k: stored.get(k) for k in after if k not in _SECRETS}
-            await audit.record(
-                conn,
-                actor=actor,
-                action="mailbox.update",
-                target=f"mailbox:{name}",
-                detail={"before": before, "after": after},
-            )
+            if actor is not None:
+                await audit.record(
+                    conn,
+                    actor=actor,
+                    action="mailbox.update",
+                    target=f"mailbox:{name}",
+                    detail={"before": before, "after": after},
+                )
         await self.sync()
         return await self.get_mailbox(name)
 
@@ -469,7 +473,8 @@ class EmailService:
             done = await conn.execute(MB.delete().where(MB.c.name == name))
             if not done.rowcount:
                 raise MailboxNotFound(f"mailbox {name!r} does not exist")
-            await audit.record(conn, actor=actor, action="mailbox.delete", target=f"mailbox:{name}")
+            if actor is not None:
+                await audit.record(conn, actor=actor, action="mailbox.delete", target=f"mailbox:{name}")
         await self.sync()
 
 

@@ -132,6 +132,7 @@ def _demo_pages() -> list[tuple[str, str]]:
         ("console", "/console"),
         ("chat demo", "/demo"),
         ("help center", "/help"),
+        ("admin", "/admin"),
         ("articles", "/admin/kb"),
         ("widget", "/widget.js"),
         ("API docs", "/docs"),

@@ -9,7 +9,7 @@ from playwright.async_api import Browser, Locator, Page, expect
 
 from agent_ui.admin import ADMIN_PAGES
 from hub.runtime import Runtime
-from tests.agent_ui.conftest import Dialogs, new_page
+from tests.agent_ui.conftest import Dialogs, agent_login, new_page
 from tests.conftest import LiveServer, login, make_agent, make_queue
 from ticketing import agents as agent_service
 from ticketing import canned
@@ -428,4 +428,23 @@ async def test_audit_page_lists_filters_and_exports(
     await page.get_by_label("Until").fill("2026-12-05T10:00")
     await page.get_by_role("button", name="Show").click()
     await expect(field_error(page, "until")).to_have_text("until is before since")
+    assert dialogs.seen == []
+
+
+async def test_the_console_links_the_admin_for_admins_and_supervisors_only(
+    rt: Runtime, live: LiveServer, browser: Browser, dialogs: Dialogs
+) -> None:
+    await make_agent(rt, "root", role="admin")
+    await make_agent(rt, "sam", role="supervisor")
+    await make_agent(rt, "alice")
+    for username, href in (("root", "/admin"), ("sam", "/admin/kb"), ("alice", None)):
+        _, page = await new_page(browser, dialogs)
+        await agent_login(page, live.url, username)
+        link = page.get_by_role("link", name="Admin")
+        if href is None:
+            await expect(link).to_have_count(0)
+        else:
+            await expect(link).to_have_attribute("href", href)
+            await link.click()
+            await page.wait_for_url(f"{live.url}{href}")
     assert dialogs.seen == []

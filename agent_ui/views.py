@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.routing import Match
 
+from agent_ui.admin import build_router as build_admin_router
 from hub.deps import authenticate
 
 HERE = Path(__file__).parent
@@ -80,13 +81,6 @@ async def demo_phone_page(request: Request, number: str = "+14155550199") -> HTM
     return _page(request, "demo_phone.html", number=number[:20])
 
 
-@router.get("/admin/kb", response_class=HTMLResponse)
-async def admin_kb_page(request: Request) -> HTMLResponse:
-    """Write and edit knowledge-base articles with a preview and their versions (sends you to /login when you
-    are not logged in; saving is for supervisors and admins)."""
-    return _page(request, "admin_kb.html")
-
-
 @router.get("/supervisor", response_class=HTMLResponse)
 async def supervisor_page(request: Request) -> Response:
     """The supervisor's wallboard, actions, reports and forecast: supervisors and admins (sends you to /login
@@ -101,3 +95,7 @@ async def supervisor_page(request: Request) -> Response:
             status_code=403,
         )
     return _page(request, "supervisor.html", who=principal.display_name)
+
+
+# /admin and its pages (the knowledge base's editor among them): agent_ui/admin.py, one list of pages.
+router.include_router(build_admin_router(templates))

@@ -32,6 +32,7 @@ from hub.bus import EventHub, LocalTransport, RedisTransport, Transport
 from hub.channels import SPECS
 from hub.config import Settings, get_settings
 from hub.db import Database, utcnow
+from hub.docs import install_docs
 from hub.errors import SwitchboardError
 from hub.events import prune_events
 from hub.inputs import clean
@@ -348,6 +349,8 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
         summary="Self-hosted contact center: one ticketing core for every channel.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # hub.docs serves /docs and /redoc with their assets from this hub (no CDN)
+        redoc_url=None,
         responses={
             "4XX": {"model": ErrorAnswer, "description": "The request cannot be done: `detail` says why"},
             422: {"model": ValidationAnswer, "description": "Invalid input: `detail` names each field at fault"},
@@ -407,6 +410,7 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
     app.include_router(kb_router)
     app.include_router(kb_public_router)
     app.mount("/static", agent_ui_static, name="static")
+    install_docs(app)
     app.add_middleware(AllowedMethods, routes=app.router.routes)
     app.add_middleware(CleanURL)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, overrides=_body_limits(channels))

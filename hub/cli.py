@@ -134,6 +134,7 @@ def _demo_pages() -> list[tuple[str, str]]:
         ("chat demo", "/demo"),
         ("demo phone", "/demo/phone"),
         ("help center", "/help"),
+        ("admin", "/admin"),
         ("articles", "/admin/kb"),
         ("widget", "/widget.js"),
         ("API docs", "/docs"),

@@ -53,8 +53,7 @@ from hub.runtime import Runtime
 from ticketing.exceptions import UnknownChannel
 from ticketing.identities import lookup_kinds, normalize
 from ticketing.models import DeliveryStatus, Direction, TicketStatus
-from ticketing.queue_rules import Rule, RuleSet, first_match
-from ticketing.queue_rules import facts as rule_facts
+from ticketing.queue_rules import pick_queue
 from ticketing.queues import get_routing_rules
 from ticketing.routing_service import route_tickets
 from ticketing.sla_service import resume_paused
@@ -713,7 +712,19 @@ async def _thread(
         }
     new: list[tuple[str, dict[str, Any]]] = []
     for ref, it, linked_to in opening:
-        queue_id, rule = _pick_queue(it.msg, by_name, queues, rules, attributes.get(it.contact_id))
+        msg = it.msg
+        queue_id, rule, _ = pick_queue(
+            rules,
+            by_name,
+            queues,
+            channel=msg.channel,
+            recipient=msg.recipient,
+            metadata=msg.metadata,
+            subject=msg.subject,
+            text=msg.text,
+            adapter_queue=msg.queue,
+            contact_attributes=attributes.get(it.contact_id),
+        )
         subject = it.msg.subject or _first_line(it.msg.text) or f"{it.msg.channel} conversation"
         new.append(
             (
@@ -792,37 +803,6 @@ async def _open_by_contact(conn: Any, contacts: set[int]) -> Any:
         .where(one_of(conn, T.c.contact_id, contacts), T.c.status.in_(OPEN_STATUS_VALUES), T.c.thread_key.is_(None))
         .order_by(T.c.id)
     )
-
-
-def _pick_queue(
-    msg: InboundMessage,
-    by_name: dict[str, int],
-    queues: Sequence[Any],
-    rules: RuleSet,
-    attributes: dict[str, Any] | None,
-) -> tuple[int | None, Rule | None]:
-    """The queue for new work, and the rule that chose it: the first matching rule (see
-    ``ticketing.queue_rules``), else the adapter's queue, the default queue, the channel's, the first."""
-    if rules.rules:
-        facts = rule_facts(
-            channel=msg.channel,
-            recipient=msg.recipient,
-            metadata=msg.metadata,
-            subject=msg.subject,
-            text=msg.text,
-            contact_attributes=attributes,
-        )
-        rule = first_match(rules, facts, by_name)
-        if rule is not None:
-            return by_name[rule.queue], rule
-    if msg.queue and msg.queue in by_name:
-        return by_name[msg.queue], None
-    if rules.default_queue and rules.default_queue in by_name:
-        return by_name[rules.default_queue], None
-    for q in queues:
-        if msg.channel in (q.channels or []):
-            return int(q.id), None
-    return (int(queues[0].id) if queues else None), None
 
 
 def _first_line(text: str) -> str:

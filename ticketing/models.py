@@ -12,6 +12,7 @@ from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy import Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
+from hub.channels import CHANNELS
 from hub.db import JSONType, UTCDateTime, utcnow
 from hub.inputs import Count, DbInt, Id, Input
 from hub.principals import Role
@@ -508,6 +509,51 @@ class RoutingExplanation(BaseModel):
     overflow_stage: int
     last_decision: dict[str, Any] | None
     now: str
+
+
+class DryRunMessage(Input):
+    """A message as routing sees it when it opens a ticket."""
+
+    channel: str = PField(min_length=1, max_length=20)
+    recipient: str | None = PField(default=None, max_length=320)
+    subject: str | None = PField(default=None, max_length=500)
+    text: str = PField(default="", max_length=100_000)
+    ivr_choice: str | None = PField(default=None, max_length=20)
+    language: str | None = PField(default=None, max_length=20)
+    contact: dict[str, Any] = {}
+    queue: str | None = PField(default=None, max_length=100, description="the adapter's queue (a mailbox's)")
+
+    @field_validator("channel")
+    @classmethod
+    def _known_channel(cls, value: str) -> str:
+        if value not in CHANNELS:
+            raise ValueError(f"unknown channel {value!r}; use one of {', '.join(CHANNELS)}")
+        return value
+
+
+class DryRunRequest(Input):
+    """``rules``: a draft rule set to try (the body of ``PUT /api/routing/rules``); left out, the rules in force."""
+
+    message: DryRunMessage
+    rules: dict[str, Any] | None = None
+
+
+class DryRunStep(BaseModel):
+    rule: str
+    matched: bool
+    reason: str
+
+
+class DryRunAnswer(BaseModel):
+    """Where the message would go (``queue``), which rule sent it there, and why, rule by rule."""
+
+    queue_id: int | None
+    queue: str | None
+    rule: str | None
+    priority: str | None
+    skills: dict[str, int]
+    reason: str
+    steps: list[DryRunStep]
 
 
 class AgentCreate(Input):

@@ -14,13 +14,14 @@ from hub.event_stream import serve_event_stream
 from hub.inputs import DB_INT_MAX, IdParam, Input
 from hub.messages import InboundMessage
 from ticketing import agents, conversations, queues, replies, routing_service, ticket_updates, tickets
-from ticketing.exceptions import InvalidRoutingConfig
 from ticketing.models import (
     AgentCreate,
     AgentRead,
     AgentUpdate,
     AssignRequest,
     ContactHistory,
+    DryRunAnswer,
+    DryRunRequest,
     MessageRead,
     NoteCreate,
     QueueCreate,
@@ -35,7 +36,6 @@ from ticketing.models import (
     TicketUpdate,
     TransferRequest,
 )
-from ticketing.queue_rules import RulesInvalid, parse_rules
 
 router = APIRouter(prefix="/api")
 ws_router = APIRouter()
@@ -168,9 +168,7 @@ async def reply(ticket_id: IdParam, body: ReplyCreate, agent: CurrentAgent, rt: 
 @router.post("/tickets/{ticket_id}/notes", response_model=MessageRead, status_code=201, tags=["tickets"])
 async def add_note(ticket_id: IdParam, body: NoteCreate, agent: CurrentAgent, rt: RuntimeDep) -> MessageRead:
     """An internal note, never sent to the customer; idempotent on ``client_key`` as replies are."""
-    return await replies.add_note(
-        rt, ticket_id=ticket_id, principal=agent, text=body.text, client_key=body.client_key
-    )
+    return await replies.add_note(rt, ticket_id=ticket_id, principal=agent, text=body.text, client_key=body.client_key)
 
 
 @router.post("/tickets/{ticket_id}/assign", response_model=TicketRead, tags=["tickets"])
@@ -220,12 +218,17 @@ async def get_routing_rules(agent: CurrentAgent, rt: RuntimeDep) -> dict[str, An
 async def put_routing_rules(body: dict[str, Any], agent: CurrentAgent, rt: RuntimeDep) -> dict[str, Any]:
     """Admins: replace the queue-selection rules; refused with the reason when they do not validate."""
     agent.require_admin()
-    try:
-        rules = parse_rules(body, source="rules")
-    except RulesInvalid as exc:
-        raise InvalidRoutingConfig(str(exc)) from None
-    await queues.set_routing_rules(rt, rules=rules)
+    rules = queues.validate_rules(body)
+    await queues.set_routing_rules(rt, rules=rules, actor=agent)
     return rules.model_dump(mode="json", exclude_none=True)
+
+
+@router.post("/routing/dry-run", response_model=DryRunAnswer, tags=["routing"])
+async def routing_dry_run(body: DryRunRequest, agent: CurrentAgent, rt: RuntimeDep) -> DryRunAnswer:
+    """Admins: which queue a message would go to, and why, under the rules in force or a draft given as
+    ``rules`` (checked as ``PUT /api/routing/rules`` checks them, without saving)."""
+    agent.require_admin()
+    return await queues.dry_run(rt, data=body)
 
 
 # --- contacts, queues, agents ------------------------------------------------------------------------------
@@ -245,7 +248,7 @@ async def list_queues(agent: CurrentAgent, rt: RuntimeDep) -> list[QueueRead]:
 @router.post("/queues", response_model=QueueRead, status_code=201, tags=["queues"])
 async def create_queue(body: QueueCreate, agent: CurrentAgent, rt: RuntimeDep) -> QueueRead:
     agent.require_admin()
-    return await queues.create_queue(rt, data=body)
+    return await queues.create_queue(rt, data=body, actor=agent)
 
 
 @router.get("/agents", response_model=list[AgentRead], tags=["agents"])
@@ -256,14 +259,14 @@ async def list_agents(agent: CurrentAgent, rt: RuntimeDep) -> list[AgentRead]:
 @router.post("/agents", response_model=AgentRead, status_code=201, tags=["agents"])
 async def create_agent(body: AgentCreate, agent: CurrentAgent, rt: RuntimeDep) -> AgentRead:
     agent.require_admin()
-    return await agents.create_agent(rt, data=body)
+    return await agents.create_agent(rt, data=body, actor=agent)
 
 
 @router.patch("/queues/{queue_id}", response_model=QueueRead, tags=["queues"])
 async def update_queue(queue_id: IdParam, body: QueueUpdate, agent: CurrentAgent, rt: RuntimeDep) -> QueueRead:
     """Admins: change a queue's skills, priority, business hours, SLA targets or overflow."""
     agent.require_admin()
-    return await queues.update_queue(rt, queue_id=queue_id, data=body)
+    return await queues.update_queue(rt, queue_id=queue_id, data=body, actor=agent)
 
 
 @router.post("/agents/{agent_id}/requeue", response_model=list[int], tags=["routing"])
@@ -289,7 +292,7 @@ async def set_status(agent_id: IdParam, body: StatusChange, agent: CurrentAgent,
 @router.patch("/agents/{agent_id}", response_model=AgentRead, tags=["agents"])
 async def update_agent(agent_id: IdParam, body: AgentUpdate, agent: CurrentAgent, rt: RuntimeDep) -> AgentRead:
     agent.require_admin()
-    return await agents.update_agent(rt, agent_id=agent_id, data=body)
+    return await agents.update_agent(rt, agent_id=agent_id, data=body, actor=agent)
 
 
 @router.post("/inbound", response_model=InboundAccepted, tags=["integrations"])

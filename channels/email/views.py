@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from channels.email.models import MailboxRead, MailboxUpdate, QuarantineRead, ReprocessResult
 from channels.email.service import EmailService
 from hub.config import MailboxSettings
-from hub.deps import current_admin, current_agent
+from hub.deps import CurrentAdmin, current_admin, current_agent
 from hub.inputs import IdParam
 
 
@@ -31,23 +31,23 @@ def build_router(running: Callable[[], EmailService]) -> APIRouter:
         """Every mailbox, from settings and from this API, with its IMAP position and health."""
         return await channel.list_mailboxes()
 
-    @router.post("/mailboxes", response_model=MailboxRead, status_code=201, dependencies=as_admin)
-    async def create_mailbox(body: MailboxSettings, channel: Service) -> MailboxRead:
+    @router.post("/mailboxes", response_model=MailboxRead, status_code=201)
+    async def create_mailbox(body: MailboxSettings, channel: Service, me: CurrentAdmin) -> MailboxRead:
         """Add a mailbox; its worker starts at once."""
-        return await channel.create_mailbox(body)
+        return await channel.create_mailbox(body, actor=me)
 
     @router.get("/mailboxes/{name}", response_model=MailboxRead, dependencies=as_admin)
     async def get_mailbox(name: str, channel: Service) -> MailboxRead:
         return await channel.get_mailbox(name)
 
-    @router.patch("/mailboxes/{name}", response_model=MailboxRead, dependencies=as_admin)
-    async def update_mailbox(name: str, body: MailboxUpdate, channel: Service) -> MailboxRead:
+    @router.patch("/mailboxes/{name}", response_model=MailboxRead)
+    async def update_mailbox(name: str, body: MailboxUpdate, channel: Service, me: CurrentAdmin) -> MailboxRead:
         """Change a mailbox made through this API; its worker restarts with the new settings."""
-        return await channel.update_mailbox(name, body)
+        return await channel.update_mailbox(name, body, actor=me)
 
-    @router.delete("/mailboxes/{name}", status_code=204, dependencies=as_admin)
-    async def delete_mailbox(name: str, channel: Service) -> Response:
-        await channel.delete_mailbox(name)
+    @router.delete("/mailboxes/{name}", status_code=204)
+    async def delete_mailbox(name: str, channel: Service, me: CurrentAdmin) -> Response:
+        await channel.delete_mailbox(name, actor=me)
         return Response(status_code=204)
 
     @router.get("/quarantine", response_model=list[QuarantineRead], dependencies=as_admin)

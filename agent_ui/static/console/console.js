@@ -46,6 +46,11 @@ const stream = new EventStream({
 async function boot() {
   state.me = await api("GET", "/api/auth/me");
   $("me").textContent = state.me.display_name || state.me.username;
+  // The admin pages: all of them for admins, the knowledge base's and canned responses' for supervisors.
+  if (state.me.role === "admin" || state.me.role === "supervisor") {
+    $("admin-link").href = state.me.role === "admin" ? "/admin" : "/admin/kb";
+    $("admin-link").hidden = false;
+  }
   showStatus(state.me.status);
   stream.start(null);
   [state.queues, state.agents] = await Promise.all([api("GET", "/api/queues"), api("GET", "/api/agents")]);

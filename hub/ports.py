@@ -11,10 +11,12 @@ is one of the core's exceptions (``hub.errors`` subclasses with stable codes: ``
     port              registered as            used by
     AgentPort         rt.ports.agents          hub.deps (authentication), webchat (the agent's name)
     ContactPort       rt.ports.contacts        webchat (verified visitors, the pre-chat email)
-    ConversationPort  rt.ports.conversations   webchat (history, rating, receipts, moving to email)
+    ConversationPort  rt.ports.conversations   webchat (history, rating, receipts, moving to email);
+                                               hub.file_access (a visitor's files)
     QueuePort         rt.ports.queues          webchat (is anybody available)
     TicketPort        rt.ports.tickets         email (the message a reply quotes); the knowledge base's
-                                               suggestions, being built (who may see a ticket, its text)
+                                               suggestions (who may see a ticket, its text); hub.file_access
+                                               (who may read a stored file)
 
 Adding a port, or a method to one (CONTRIBUTING.md): the Protocol and its models here; the implementation in
 ``ticketing/ports.py`` (calling the core's service functions); a field on ``Ports``; a test of it through
@@ -139,6 +141,10 @@ class ConversationPort(Protocol):
         """The customer's app showed these agent messages: their delivery status moves forward to delivered
         (never back), for the messages of this conversation only. Returns once committed."""
 
+    async def carries_file(self, *, channel: str, thread_key: str, sha256: str) -> bool:
+        """Whether a message of this conversation that its customer sees (never a note) carries the stored file
+        ``sha256``. Ask through ``hub.file_access``, not directly."""
+
 
 # --- queues -------------------------------------------------------------------------------------------------------
 
@@ -193,6 +199,10 @@ class TicketPort(Protocol):
 
     async def message_by_external_id(self, *, channel: str, external_id: str) -> StoredMessage | None:
         """The message stored under the channel's own id (an email's Message-ID), if any."""
+
+    async def may_read_file(self, *, principal: Principal, sha256: str) -> bool:
+        """Whether a message carrying the stored file ``sha256`` is in a ticket ``principal`` may see. Ask
+        through ``hub.file_access``, not directly."""
 
 
 # --- the registry -------------------------------------------------------------------------------------------------

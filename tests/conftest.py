@@ -47,7 +47,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _pg_admin(url: str, statement: str) -> None:
+def pg_admin(url: str, statement: str) -> None:
+    """Run ``statement`` on the PostgreSQL server of ``url``, connected to its ``postgres`` database (creating
+    and dropping test databases)."""
     parsed = make_url(url)
 
     async def run() -> None:
@@ -77,13 +79,13 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
         return
     name = f"switchboard_test_{uuid.uuid4().hex[:10]}"
-    _pg_admin(configured, f'CREATE DATABASE "{name}"')
+    pg_admin(configured, f'CREATE DATABASE "{name}"')
     url = make_url(configured).set(database=name).render_as_string(hide_password=False)
     try:
         upgrade(url)
         yield url
     finally:
-        _pg_admin(configured, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        pg_admin(configured, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

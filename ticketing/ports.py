@@ -25,7 +25,7 @@ from hub.ports import (
 )
 from hub.principals import Principal
 from hub.runtime import Runtime
-from ticketing import agents, conversations, tables
+from ticketing import agents, conversations, message_files, tables
 from ticketing.exceptions import TicketNotFound
 from ticketing.models import Direction
 from ticketing.tickets import check_visible, ticket_row
@@ -103,6 +103,9 @@ class Conversations:
         # Every widget acknowledges every agent message it shows: the port adds no await of its own.
         return conversations.mark_delivered(self.rt, channel=channel, thread_key=thread_key, message_ids=message_ids)
 
+    def carries_file(self, *, channel: str, thread_key: str, sha256: str) -> Coroutine[Any, Any, bool]:
+        return message_files.conversation_carries_file(self.rt, channel=channel, thread_key=thread_key, sha256=sha256)
+
 
 class Queues:
     """``hub.ports.QueuePort``."""
@@ -167,6 +170,9 @@ class Tickets:
             text=row.text or "",
             created_at=row.created_at,
         )
+
+    def may_read_file(self, *, principal: Principal, sha256: str) -> Coroutine[Any, Any, bool]:
+        return message_files.may_read_file(self.rt, principal=principal, sha256=sha256)
 
 
 def core_ports(rt: Runtime) -> Ports:

@@ -30,6 +30,7 @@ from hub.bus import EventHub, LocalTransport
 from hub.cli import shorten_gil_switch_interval
 from hub.config import Settings
 from hub.db import Database
+from hub.events import require_payload_models
 from hub.messages import Sender
 from hub.metrics import Metrics
 from hub.migrate import upgrade
@@ -37,6 +38,9 @@ from hub.runtime import Runtime, Tx
 from hub.websocket import server_protocol
 
 import_all_models()
+# Every event the suite appends must have a payload model (CONTRIBUTING.md, "Events"): a new event type
+# without one fails the tests that append it.
+require_payload_models()
 
 R = TypeVar("R")
 

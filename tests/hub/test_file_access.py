@@ -25,7 +25,7 @@ from hub.migrate import upgrade
 from hub.principals import Principal
 from hub.runtime import Runtime
 from tests.channels.webchat.test_protocol import chat_url, png, recv, say, session
-from tests.conftest import LiveServer, pg_admin, login, make_agent, make_queue
+from tests.conftest import LiveServer, login, make_agent, make_queue, pg_admin
 from ticketing import message_files, tables
 from ticketing.ingest import ingest_batch
 from ticketing.models import Direction

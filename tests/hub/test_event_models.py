@@ -27,6 +27,7 @@ from hub.events import (
     UnregisteredEvent,
     events_after,
     parse_payload,
+    require_payload_models,
     seq_bounds,
 )
 from hub.messages import Identity, InboundMessage
@@ -418,6 +419,28 @@ async def test_an_unregistered_or_misshapen_payload_is_refused(rt: Runtime) -> N
                 tx.emit(event)
     async with rt.read() as conn:
         assert await events_after(conn, 0) == []
+
+
+async def test_a_running_hub_checks_fields_and_appends_unregistered_types_with_a_warning(
+    rt: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Outside the suite's strict mode (a running hub, on the hot paths), a payload's fields are checked
+    against its model's (a missing or unknown one is refused), and an event type without a model is appended
+    with a warning rather than losing the change."""
+    require_payload_models(False)
+    try:
+        for payload in ({}, {"id": 7, "extra": 1}):
+            with pytest.raises(InvalidEventPayload):
+                async with rt.write() as tx:
+                    tx.emit(NewEvent(type="canned.deleted", payload=payload))
+        async with rt.write() as tx:
+            tx.emit(NewEvent(type="canned.deleted", payload={"id": 7}))
+            tx.emit(NewEvent(type="not.modelled.yet", payload={"x": 1}))
+    finally:
+        require_payload_models(True)
+    async with rt.read() as conn:
+        assert [e.type for e in await events_after(conn, 0)] == ["canned.deleted", "not.modelled.yet"]
+    assert "'not.modelled.yet' has no payload model" in caplog.text
 
 
 def test_payload_models_parse_what_they_check() -> None:

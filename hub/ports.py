@@ -12,12 +12,13 @@ is one of the core's exceptions (``hub.errors`` subclasses with stable codes: ``
     AgentPort         rt.ports.agents          hub.deps (authentication), webchat (the agent's name)
     ContactPort       rt.ports.contacts        webchat (verified visitors, the pre-chat email); twilio (the IVR's
                                                lookup: the caller's name and open requests)
-    ConversationPort  rt.ports.conversations   webchat (history, rating, receipts, moving to email)
+    ConversationPort  rt.ports.conversations   webchat (history, rating, receipts, moving to email);
+                                               hub.file_access (a visitor's files)
     QueuePort         rt.ports.queues          webchat (is anybody available)
     TicketPort        rt.ports.tickets         email (the message a reply quotes); the knowledge base's
-                                               suggestions, being built (who may see a ticket, its text);
-                                               twilio (a call's timeline, abandoned calls, delivery receipts,
-                                               WhatsApp's window)
+                                               suggestions (who may see a ticket, its text); twilio (a call's
+                                               timeline, abandoned calls, delivery receipts, WhatsApp's window);
+                                               hub.file_access (who may read a stored file)
 
 Adding a port, or a method to one (CONTRIBUTING.md): the Protocol and its models here; the implementation in
 ``ticketing/ports.py`` (calling the core's service functions); a field on ``Ports``; a test of it through
@@ -169,6 +170,10 @@ class ConversationPort(Protocol):
         """The customer's app showed these agent messages: their delivery status moves forward to delivered
         (never back), for the messages of this conversation only. Returns once committed."""
 
+    async def carries_file(self, *, channel: str, thread_key: str, sha256: str) -> bool:
+        """Whether a message of this conversation that its customer sees (never a note) carries the stored file
+        ``sha256``. Ask through ``hub.file_access``, not directly."""
+
 
 # --- queues -------------------------------------------------------------------------------------------------------
 
@@ -247,6 +252,10 @@ class TicketPort(Protocol):
     async def set_delivery_status(self, *, message_id: int, status: str, error: str | None = None) -> bool:
         """A provider's receipt for an outbound message: its delivery status moves forward (never back; failed
         is final), with the core's ``message.status`` event. Answers whether it moved."""
+
+    async def may_read_file(self, *, principal: Principal, sha256: str) -> bool:
+        """Whether a message carrying the stored file ``sha256`` is in a ticket ``principal`` may see. Ask
+        through ``hub.file_access``, not directly."""
 
 
 # --- the registry -------------------------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ from hub.events import EventType
 from hub.group_commit import GroupCommit
 from hub.messages import AlsoInTransaction, InboundMessage, IngestResult
 from hub.runtime import Runtime
+from ticketing import message_files
 from ticketing.exceptions import UnknownChannel
 from ticketing.identities import lookup_kinds, normalize
 from ticketing.models import DeliveryStatus, Direction, TicketStatus
@@ -392,6 +393,7 @@ async def _store_once(
                 created=True,
                 ticket_created=int(it.ticket_ref) in new_ids.values(),
             )
+        await message_files.record(conn, msg_rows)
 
         # 7. Existing tickets: new activity; a customer writing again reopens a pending or solved ticket.
         new_id_set = set(new_ids.values())

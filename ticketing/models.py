@@ -295,6 +295,17 @@ class Message(SQLModel, table=True):
     client_key: str | None = Field(default=None, max_length=64)
 
 
+class MessageFile(SQLModel, table=True):
+    """A stored file (``hub.files``) that a message carries: an attachment, an inline image, an email's raw bytes.
+    Whoever may see one of a file's messages may read the file, and nobody else (``ticketing.message_files``).
+    Written in the transaction that stores the message; keyed by the file first, the way it is looked up."""
+
+    __tablename__ = "message_files"
+
+    sha256: str = Field(primary_key=True, max_length=64)
+    message_id: int = Field(primary_key=True, foreign_key="messages.id")
+
+
 class Outbox(SQLModel, table=True):
     """One outbound message waiting for, or done with, delivery through its channel adapter."""
 

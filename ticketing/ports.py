@@ -27,7 +27,7 @@ from hub.ports import (
 )
 from hub.principals import Principal
 from hub.runtime import Runtime
-from ticketing import agents, conversations, phone, tables
+from ticketing import agents, conversations, message_files, phone, tables
 from ticketing.exceptions import TicketNotFound
 from ticketing.models import Direction
 from ticketing.tickets import check_visible, ticket_row
@@ -108,6 +108,9 @@ class Conversations:
     def mark_delivered(self, *, channel: str, thread_key: str, message_ids: Sequence[int]) -> Coroutine[Any, Any, None]:
         # Every widget acknowledges every agent message it shows: the port adds no await of its own.
         return conversations.mark_delivered(self.rt, channel=channel, thread_key=thread_key, message_ids=message_ids)
+
+    def carries_file(self, *, channel: str, thread_key: str, sha256: str) -> Coroutine[Any, Any, bool]:
+        return message_files.conversation_carries_file(self.rt, channel=channel, thread_key=thread_key, sha256=sha256)
 
 
 class Queues:
@@ -191,6 +194,9 @@ class Tickets:
         self, *, message_id: int, status: str, error: str | None = None
     ) -> Coroutine[Any, Any, bool]:
         return phone.move_delivery_status(self.rt, message_id=message_id, status=status, error=error)
+
+    def may_read_file(self, *, principal: Principal, sha256: str) -> Coroutine[Any, Any, bool]:
+        return message_files.may_read_file(self.rt, principal=principal, sha256=sha256)
 
 
 def core_ports(rt: Runtime) -> Ports:

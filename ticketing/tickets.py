@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.events import EventType, NewEvent
@@ -141,6 +141,17 @@ def check_visible(principal: Principal, row: Any) -> None:
         raise NotYourTicket(f"ticket {row.id} is not in your queues")
 
 
+def visible_tickets(principal: Principal) -> ColumnElement[bool] | None:
+    """``Principal.can_see_ticket`` as a condition on ``tickets`` (None: the principal sees every ticket)."""
+    if principal.sees_all:
+        return None
+    return or_(
+        tickets.c.queue_id.in_(principal.queue_ids or {-1}),
+        tickets.c.assignee_id == principal.agent_id,
+        tickets.c.offered_agent_id == principal.agent_id,
+    )
+
+
 async def get_ticket(rt: Runtime, *, ticket_id: int, principal: Principal) -> TicketDetail:
     """A ticket with its contact and every message, oldest first."""
     async with rt.read() as conn:
@@ -170,14 +181,9 @@ async def list_tickets(
 ) -> TicketPage:
     """Tickets the principal may see, newest activity first."""
     conds = []
-    if not principal.sees_all:
-        conds.append(
-            or_(
-                tickets.c.queue_id.in_(principal.queue_ids or {-1}),
-                tickets.c.assignee_id == principal.agent_id,
-                tickets.c.offered_agent_id == principal.agent_id,
-            )
-        )
+    visible = visible_tickets(principal)
+    if visible is not None:
+        conds.append(visible)
     if status:
         conds.append(tickets.c.status.in_(list(status)))
     if queue_id is not None:

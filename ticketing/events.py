@@ -181,8 +181,8 @@ class QueueChanged(EventPayload):
     queue: QueueName
 
 
-@event_payload("canned.created")
-class CannedCreated(EventPayload):
+@event_payload("canned.created", "canned.updated")
+class CannedChanged(EventPayload):
     id: int
     shortcut: str
 
@@ -198,3 +198,36 @@ class RoutingRulesUpdated(EventPayload):
 
     source: str
     rules: int
+
+
+@event_payload("ticket.escalated")
+class TicketEscalated(TicketChanged):
+    """The SLA sweep raised the ticket's priority (``ticketing.sla_service``): from ``from_priority``."""
+
+    reason: str
+    from_priority: str
+
+
+@event_payload("sla.breached")
+class SlaBreached(EventPayload):
+    """A ticket passed an SLA target (``target``: first_response or resolution) due at ``due_at``."""
+
+    ticket_id: int
+    target: str
+    due_at: datetime
+    late_seconds: int
+    priority: str
+
+
+@event_payload(EventType.CALL_ABANDONED)
+class CallAbandoned(TicketChanged):
+    """A caller hung up while waiting in the queue (``ticketing.phone.abandon``); the ticket is solved."""
+
+    reason: str
+
+
+@event_payload("ticket.abandoned")
+class TicketAbandoned(TicketChanged):
+    """The ticket left its queue unanswered (``ticketing.tickets.abandoned_event``) after ``waited`` seconds."""
+
+    waited: float

@@ -17,7 +17,7 @@ from ticketing.identities import lookup_kinds, normalize
 from ticketing.models import DeliveryStatus, Direction, TicketStatus
 from ticketing.outbox import set_delivery_status
 from ticketing.tables import OPEN_STATUS_VALUES, contact_identities, contacts, messages, tickets
-from ticketing.tickets import message_event, ticket_event, ticket_row
+from ticketing.tickets import abandoned_event, message_event, ticket_event, ticket_row
 
 OPEN_TICKETS_LISTED = 10
 
@@ -141,6 +141,7 @@ async def abandon(rt: Runtime, *, ticket_id: int, reason: str) -> bool:
                     offered_agent_id=None,
                     offer_expires_at=None,
                     queued_at=None,
+                    abandoned_at=now,
                     tags=tags,
                     updated_at=now,
                 )
@@ -148,6 +149,9 @@ async def abandon(rt: Runtime, *, ticket_id: int, reason: str) -> bool:
             )
         ).one()
         tx.emit(ticket_event(EventType.TICKET_UPDATED, updated, changes=["offered_agent_id", "status", "tags"]))
+        # Counted by the wallboard and the reports as any ticket that left its queue unanswered.
+        # (its wait measured from when it was queued: the updated row no longer says)
+        tx.emit(abandoned_event({**updated._mapping, "queued_at": row.queued_at}, now))
         # Sent to the agent the ticket was offered to as well, so their console drops the offer.
         event = ticket_event(EventType.CALL_ABANDONED, updated, reason=reason)
         event.agent_id = row.offered_agent_id

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
+from hub.db import utcnow
 from hub.events import (
     EPHEMERAL_TYPES,
     EVENT_PAYLOADS,
@@ -36,15 +38,28 @@ from hub.runtime import Runtime
 from knowledge_base import service as kb
 from knowledge_base.models import ArticleCreate, ArticleUpdate
 from tests.ticketing.routing_helpers import agent, arrive, backdate, message, queue
-from ticketing import agents, canned, conversations, queues, replies, routing_service, ticket_updates, tickets
+from ticketing import (
+    agents,
+    canned,
+    conversations,
+    phone,
+    queues,
+    replies,
+    routing_service,
+    sla_service,
+    tables,
+    ticket_updates,
+    tickets,
+)
 from ticketing import events as te
-from ticketing.canned import CannedCreate
+from ticketing.canned import CannedCreate, CannedUpdate
 from ticketing.models import (
     AgentStatus,
     AgentUpdate,
     DeliveryStatus,
     OverflowStepSpec,
     QueueUpdate,
+    TicketStatus,
     TicketUpdate,
 )
 from ticketing.outbox import StatusChange, set_delivery_statuses
@@ -122,6 +137,8 @@ def apply(s: State, event: EventRecord) -> None:
         s.messages[p.message_id].update(delivery_status=p.status, delivery_error=p.error)
     elif isinstance(p, te.OfferAccepted):
         pass  # the ticket's new state follows in ticket.assigned
+    elif isinstance(p, te.SlaBreached):
+        pass  # the wallboard's alert; the escalated priority follows in ticket.escalated
     elif isinstance(p, te.OfferTakenBack):
         ticket = s.tickets[p.ticket_id]
         ticket.update(offered_agent_id=None, offer_expires_at=None)
@@ -135,7 +152,7 @@ def apply(s: State, event: EventRecord) -> None:
         s.agents[p.agent.id] = p.agent.model_dump()
     elif isinstance(p, te.QueueChanged):
         s.queues[p.queue.id] = p.queue.name
-    elif isinstance(p, te.CannedCreated):
+    elif isinstance(p, te.CannedChanged):
         s.canned[p.id] = p.shortcut
     elif isinstance(p, te.CannedDeleted):
         s.canned.pop(p.id, None)
@@ -364,7 +381,37 @@ async def test_canned_created_and_deleted(rt: Runtime) -> None:
         created.append(row.id)
 
     await check(rt, create, "canned.created")
+    change = CannedUpdate(shortcut="hello")
+    await check(rt, lambda: canned.update_canned(rt, canned_id=created[0], data=change), "canned.updated")
     await check(rt, lambda: canned.delete_canned(rt, canned_id=created[0]), "canned.deleted")
+
+
+async def test_sla_breached_and_ticket_escalated(rt: Runtime, support: int) -> None:
+    await queues.update_queue(rt, queue_id=support, data=QueueUpdate(sla_first_response_seconds=60))
+    [ticket_id] = await arrive(rt, _email(1))
+    async with rt.db.begin() as conn:
+        await conn.execute(
+            update(tables.tickets)
+            .where(tables.tickets.c.id == ticket_id)
+            .values(first_response_due_at=utcnow() - timedelta(seconds=30))
+        )
+    await check(rt, lambda: sla_service.check_breaches(rt), "sla.breached", "ticket.escalated")
+
+
+async def test_ticket_abandoned(rt: Runtime, support: int) -> None:
+    [ticket_id] = await arrive(rt, _email(1))
+    solve = TicketUpdate(status=TicketStatus.SOLVED)  # while it waits in its queue
+    await check(
+        rt,
+        lambda: ticket_updates.update_ticket(rt, ticket_id=ticket_id, principal=ROOT, data=solve),
+        "ticket.abandoned",
+    )
+
+
+async def test_call_abandoned(rt: Runtime) -> None:
+    await queue(rt, "phones", channels=["voice"])
+    [ticket_id] = await arrive(rt, message("voice", queue="phones"))
+    await check(rt, lambda: phone.abandon(rt, ticket_id=ticket_id, reason="hung up"), EventType.CALL_ABANDONED)
 
 
 async def test_routing_rules_updated(rt: Runtime, support: int) -> None:

@@ -232,12 +232,16 @@ async def test_a_caller_who_hangs_up_while_waiting_is_abandoned(client: httpx.As
     assert (await phone.hang_up(duration=95)).status_code == 200
     [ticket] = await voice_tickets(rt)
     assert ticket.status == "solved" and "abandoned" in ticket.tags and ticket.queued_at is None
+    assert ticket.abandoned_at is not None  # the wallboard's and the reports' abandoned
     async with rt.read() as conn:
         abandoned = (
             await conn.execute(select(func.count()).select_from(EVENTS).where(EVENTS.c.type == "call.abandoned"))
         ).scalar_one()
+        counted = (
+            await conn.execute(select(func.count()).select_from(EVENTS).where(EVENTS.c.type == "ticket.abandoned"))
+        ).scalar_one()
         row = (await conn.execute(select(CALLS).where(CALLS.c.call_sid == phone.call_sid))).one()
-    assert abandoned == 1
+    assert abandoned == 1 and counted == 1
     assert row.ended_at is not None and row.duration_seconds == 95 and row.waiting_since is None
     assert any("abandoned" in n for n in await notes(rt, ticket.id))
 

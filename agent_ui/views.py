@@ -7,10 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.routing import Match
+
+from hub.mail_catcher import read_mailbox
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -47,6 +49,15 @@ async def index() -> RedirectResponse:
     return RedirectResponse("/console")
 
 
+@router.get("/favicon.ico")
+async def favicon() -> FileResponse:
+    """The icon browsers ask every page's origin for."""
+    return FileResponse(HERE / "static" / "favicon.ico", media_type="image/x-icon", headers=_LONG_CACHE)
+
+
+_LONG_CACHE = {"Cache-Control": "public, max-age=86400"}
+
+
 @router.get("/login", response_class=HTMLResponse)
 async def login_page(request: Request) -> HTMLResponse:
     """The console's login form."""
@@ -68,7 +79,22 @@ async def demo_page(request: Request, queue: str = "support") -> HTMLResponse:
         "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
         "connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'"
     )
-    return _page(request, "demo.html", csp=csp, widget_src=f"{base}/widget.js", queue=queue[:100])
+    return _page(
+        request,
+        "demo.html",
+        csp=csp,
+        widget_src=f"{base}/widget.js",
+        queue=queue[:100],
+        demo_mode=request.app.state.settings.demo_mode,
+    )
+
+
+@router.get("/demo/mailbox", response_class=HTMLResponse)
+async def demo_mailbox_page(request: Request) -> HTMLResponse:
+    """The mail the demo sent: what its local SMTP catcher received (``switchboard demo`` runs one; a server
+    without one shows an empty page saying so)."""
+    directory = request.app.state.settings.demo_mailbox_dir
+    return _page(request, "demo_mailbox.html", catching=directory is not None, mails=read_mailbox(directory))
 
 
 @router.get("/admin/kb", response_class=HTMLResponse)

@@ -424,6 +424,7 @@ function appendMessage(m) {
       h("time", { datetime: m.created_at, text: clock(m.created_at) }),
       kind === "out" ? h("span", { class: `delivery ${m.delivery_status}`, text: m.delivery_status, title: m.delivery_error || "" }) : null,
       kind === "out" ? h("span", { class: "delivery-error", text: deliveryProblem(m.delivery_status, m.delivery_error) }) : null),
+    m.subject ? h("div", { class: "msg-subject", text: m.subject }) : null,
     m.text ? h("div", { class: "msg-text", text: m.text }) : null,
     atts.length ? h("div", { class: "atts" }, atts) : null);
   $("timeline").append(li);
@@ -459,7 +460,7 @@ function renderContact(c) {
     h("ul", { class: "identities" }, c.identities.map((i) => h("li", {}, h("span", { class: "muted", text: `${i.kind} ` }), h("span", { text: label(i) })))),
   ];
   if (Object.keys(c.attributes || {}).length) {
-    parts.push(h("dl", { class: "attrs" }, Object.entries(c.attributes).map(([k, v]) => [h("dt", { text: k }), h("dd", { text: String(v) })])));
+    parts.push(h("dl", { class: "attrs" }, Object.entries(c.attributes).flatMap(([k, v]) => [h("dt", { text: k }), h("dd", { text: String(v) })])));
   }
   box.replaceChildren(...parts);
 }

@@ -397,6 +397,28 @@ function renderHead() {
   const open = OPEN.has(t.status);
   $("solve-btn").disabled = !open;
   $("transfer-btn").disabled = !open;
+  const link = $("conv-link");
+  link.replaceChildren();
+  if (t.linked_ticket_id) {
+    link.append("Follows ", h("a", { href: `#ticket-${t.linked_ticket_id}`, text: `#${t.linked_ticket_id}`,
+      onclick: (ev) => { ev.preventDefault(); openTicket(t.linked_ticket_id); } }), " (the customer wrote again after it was solved)");
+  }
+  link.hidden = !t.linked_ticket_id;
+  updateComposer();
+}
+
+// A solved or closed ticket takes no reply (the customer's next message opens a new ticket, linked to it);
+// internal notes still go on it.
+function updateComposer() {
+  const t = state.detail;
+  const shut = !!t && !OPEN.has(t.status) && state.mode === "reply";
+  $("text").disabled = shut;
+  $("send").disabled = shut;
+  const why = $("composer-closed");
+  why.hidden = !shut;
+  why.textContent = shut
+    ? `This ticket is ${t.status}: replying is off. The customer's next message opens a new ticket, linked to this one. Internal notes still work.`
+    : "";
 }
 
 function agentName(id) {
@@ -478,7 +500,7 @@ async function loadHistory(t) {
       h("summary", {},
         h("span", { class: `chan chan-${x.channel}`, text: x.channel }),
         h("span", { class: "subject", text: x.subject || `#${x.id}` }),
-        h("span", { class: "muted small", text: ` #${x.id} · ${x.status} · ${clock(x.created_at)}` })),
+        h("span", { class: "muted small", text: ` #${x.id} · ${x.status} · ${clock(x.created_at)}${x.linked_ticket_id ? ` · follows #${x.linked_ticket_id}` : ""}` })),
       h("ol", { class: "mini-timeline" }, x.messages.map((m) => h("li", { class: `mini ${m.direction}` },
         h("span", { class: "muted small", text: `${m.direction === "inbound" ? "customer" : m.direction === "note" ? "note" : "agent"} · ${clock(m.created_at)} ` }),
         h("span", { text: m.text })))));
@@ -555,6 +577,7 @@ function setMode(mode) {
   $("composer").classList.toggle("note-mode", mode === "note");
   $("text").setAttribute("aria-label", mode === "note" ? "Internal note (not sent to the customer)" : "Reply to the customer");
   $("send").textContent = mode === "note" ? "Add note" : "Send";
+  updateComposer();
 }
 
 // A key per message being sent, kept until its send succeeds: Send clicked again after a network error (the first

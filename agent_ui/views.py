@@ -51,8 +51,8 @@ async def index() -> RedirectResponse:
 
 @router.get("/favicon.ico")
 async def favicon() -> FileResponse:
-    """The icon browsers ask every page's origin for."""
-    return FileResponse(HERE / "static" / "favicon.ico", media_type="image/x-icon", headers=_LONG_CACHE)
+    """The icon browsers ask every page's origin for: an SVG (every current browser takes one by its type)."""
+    return FileResponse(HERE / "static" / "favicon.svg", media_type="image/svg+xml", headers=_LONG_CACHE)
 
 
 _LONG_CACHE = {"Cache-Control": "public, max-age=86400"}

@@ -181,9 +181,9 @@ async def test_metrics_need_the_token_when_no_address_is_allowed(settings: Setti
 
 async def test_favicon_is_served(client: httpx.AsyncClient) -> None:
     r = await client.get("/favicon.ico")
-    assert r.status_code == 200 and r.headers["content-type"] == "image/x-icon" and r.content[:4] == b"\0\0\1\0"
+    assert r.status_code == 200 and r.headers["content-type"] == "image/svg+xml" and r.text.startswith("<svg")
     page = await client.get("/login")
-    assert '<link rel="icon" href="/favicon.ico">' in page.text
+    assert '<link rel="icon" href="/favicon.ico" type="image/svg+xml">' in page.text
 
 
 # --- 4. the demo's mail goes to a local catcher, listed at /demo/mailbox ----------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response, WebSocket
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, WebSocket
 from pydantic import BaseModel, Field
 
 from hub.auth import SESSION_COOKIE, verify_dummy, verify_password
@@ -13,7 +13,7 @@ from hub.errors import InvalidInput
 from hub.event_stream import serve_event_stream
 from hub.inputs import DB_INT_MAX, IdParam, Input
 from hub.messages import InboundMessage
-from ticketing import agents, conversations, queues, replies, routing_service, ticket_updates, tickets
+from ticketing import agents, conversations, queues, replies, routing_service, ticket_updates, tickets, workspace
 from ticketing.exceptions import InvalidRoutingConfig
 from ticketing.models import (
     AgentCreate,
@@ -23,6 +23,7 @@ from ticketing.models import (
     ContactHistory,
     MessageRead,
     NoteCreate,
+    Priority,
     QueueCreate,
     QueueRead,
     QueueUpdate,
@@ -36,6 +37,7 @@ from ticketing.models import (
     TransferRequest,
 )
 from ticketing.queue_rules import RulesInvalid, parse_rules
+from ticketing.workspace import SlaState, Sort, View, ViewCount, ViewFilters
 
 router = APIRouter(prefix="/api")
 ws_router = APIRouter()
@@ -145,6 +147,54 @@ async def list_tickets(
         offset=offset,
         limit=limit,
     )
+
+
+ChannelFilter = Annotated[str | None, Query(max_length=20, description="only this channel")]
+TagFilter = Annotated[str | None, Query(max_length=50, description="only tickets with this tag")]
+
+
+def _view_filters(
+    channel: ChannelFilter = None,
+    queue_id: IdParam | None = None,
+    priority: Priority | None = None,
+    tag: TagFilter = None,
+    sla: SlaState | None = None,
+) -> ViewFilters:
+    return ViewFilters(channel=channel, queue_id=queue_id, priority=priority, tag=tag, sla=sla)
+
+
+ViewFiltersDep = Annotated[ViewFilters, Depends(_view_filters)]
+
+
+@router.get("/views", response_model=list[ViewCount], tags=["views"])
+async def list_views(agent: CurrentAgent, rt: RuntimeDep, filters: ViewFiltersDep) -> list[ViewCount]:
+    """Your views (waiting in your queues, unassigned, mine, pending on the customer, solved recently; all open
+    for supervisors), each with how many tickets it holds under the filters."""
+    return await workspace.view_counts(rt, principal=agent, filters=filters)
+
+
+@router.get("/views/{view}", response_model=TicketPage, tags=["views"])
+async def view_tickets(
+    view: View,
+    agent: CurrentAgent,
+    rt: RuntimeDep,
+    filters: ViewFiltersDep,
+    sort: Sort = Sort.NEWEST,
+    offset: Annotated[int, Query(ge=0, le=DB_INT_MAX)] = 0,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> TicketPage:
+    """A view's tickets, filtered by channel, queue, priority, tag and SLA state, sorted newest (activity),
+    oldest, priority or due (SLA deadline)."""
+    return await workspace.view_tickets(
+        rt, principal=agent, view=view, filters=filters, sort=sort, offset=offset, limit=limit
+    )
+
+
+@router.post("/tickets/{ticket_id}/pull", response_model=TicketRead, tags=["views"])
+async def pull(ticket_id: IdParam, agent: CurrentAgent, rt: RuntimeDep) -> TicketRead:
+    """Take a waiting ticket of your queues (from a view): within your capacity on its channel, and only while
+    nobody holds it; 409 with the reason otherwise."""
+    return await routing_service.pull_ticket(rt, ticket_id=ticket_id, principal=agent)
 
 
 @router.get("/tickets/{ticket_id}", response_model=TicketDetail, tags=["tickets"])

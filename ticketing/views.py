@@ -13,7 +13,17 @@ from hub.errors import InvalidInput
 from hub.event_stream import serve_event_stream
 from hub.inputs import DB_INT_MAX, IdParam, Input
 from hub.messages import InboundMessage
-from ticketing import agents, conversations, queues, replies, routing_service, ticket_updates, tickets, workspace
+from ticketing import (
+    agents,
+    conversations,
+    queues,
+    replies,
+    routing_service,
+    search,
+    ticket_updates,
+    tickets,
+    workspace,
+)
 from ticketing.exceptions import InvalidRoutingConfig
 from ticketing.models import (
     AgentCreate,
@@ -33,10 +43,12 @@ from ticketing.models import (
     TicketDetail,
     TicketPage,
     TicketRead,
+    TicketStatus,
     TicketUpdate,
     TransferRequest,
 )
 from ticketing.queue_rules import RulesInvalid, parse_rules
+from ticketing.search import TicketSearchResult
 from ticketing.workspace import SlaState, Sort, View, ViewCount, ViewFilters
 
 router = APIRouter(prefix="/api")
@@ -187,6 +199,32 @@ async def view_tickets(
     oldest, priority or due (SLA deadline)."""
     return await workspace.view_tickets(
         rt, principal=agent, view=view, filters=filters, sort=sort, offset=offset, limit=limit
+    )
+
+
+@router.get("/search/tickets", response_model=TicketSearchResult, tags=["views"])
+async def search_tickets(
+    agent: CurrentAgent,
+    rt: RuntimeDep,
+    q: Annotated[str, Query(max_length=search.MAX_QUERY_CHARS, description="words, or a ticket number (#12)")] = "",
+    status: Annotated[list[TicketStatus], Query()] = [],  # noqa: B006 - FastAPI copies defaults
+    contact_id: IdParam | None = None,
+    tag: TagFilter = None,
+    channel: ChannelFilter = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> TicketSearchResult:
+    """Tickets you may see whose subject or messages hold every word of ``q`` (the last one also as a prefix),
+    or whose number it is, newest first; filtered by status (repeatable), contact, tag and channel. Each hit
+    carries HTML-escaped highlights (``<mark>`` around the matches)."""
+    return await search.search_tickets(
+        rt,
+        principal=agent,
+        query=q,
+        status=[s.value for s in status],
+        contact_id=contact_id,
+        tag=tag,
+        channel=channel,
+        limit=limit,
     )
 
 

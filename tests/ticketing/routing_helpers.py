@@ -81,6 +81,18 @@ def who(agent_id: int, role: str = "agent") -> Principal:
     return Principal(agent_id=agent_id, username=f"agent{agent_id}", display_name="", role=role, queue_ids=frozenset())
 
 
+async def member(rt: Runtime, agent_id: int, role: str = "agent") -> Principal:
+    """The agent as the API sees them: with their queues."""
+    async with rt.read() as conn:
+        qs = frozenset(
+            r.queue_id
+            for r in await conn.execute(
+                select(tables.agent_queues.c.queue_id).where(tables.agent_queues.c.agent_id == agent_id)
+            )
+        )
+    return Principal(agent_id=agent_id, username=f"a{agent_id}", display_name="", role=role, queue_ids=qs)
+
+
 SUPERVISOR = Principal(agent_id=0, username="sup", display_name="Sup", role="supervisor", queue_ids=frozenset())
 
 

@@ -25,6 +25,7 @@ from tests.ticketing.routing_helpers import (
     agent_row,
     arrive,
     check_state,
+    member,
     message,
     queue,
     replay_events,
@@ -36,18 +37,6 @@ from ticketing.models import AgentStatus, Priority, TicketStatus, TicketUpdate
 from ticketing.routing_service import accept_offer, expire_offers, pull_ticket, set_agent_status
 from ticketing.ticket_updates import update_ticket
 from ticketing.workspace import SlaState, Sort, View, ViewFilters, view_counts, view_tickets
-
-
-async def member(rt: Runtime, agent_id: int, role: str = "agent") -> Principal:
-    """The agent as the API sees them (with their queues)."""
-    async with rt.read() as conn:
-        qs = frozenset(
-            r.queue_id
-            for r in await conn.execute(
-                select(tables.agent_queues.c.queue_id).where(tables.agent_queues.c.agent_id == agent_id)
-            )
-        )
-    return Principal(agent_id=agent_id, username=f"a{agent_id}", display_name="", role=role, queue_ids=qs)
 
 
 async def counts(rt: Runtime, principal: Principal, **filters: Any) -> dict[str, int]:

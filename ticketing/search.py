@@ -2,8 +2,8 @@
 filtered by status, contact, tag and channel, within the tickets the agent may see.
 
 The full-text indexes are made by migration ``workspace_ticket_search``: on SQLite FTS5 tables kept by
-triggers (``messages_fts``, ``tickets_fts``), on PostgreSQL GIN indexes on the 'simple' tsvector of the same
-text. Only the query's words reach them, letters and digits only, each one quoted for FTS5 and ANDed
+triggers (``messages_fts``, ``tickets_fts``), on PostgreSQL stored 'simple' tsvector columns (``search_vector``)
+with GIN indexes. Only the query's words reach them, letters and digits only, each one quoted for FTS5 and ANDed
 (the last also as a prefix: it may be half typed); nothing else of the query is ever parsed as FTS5 or tsquery
 syntax, so quotes, operators, brackets or emoji in a query are just not searched for. Matches are read newest
 first (FTS5 walks its index in rowid order; a LIMIT stops it), grouped by ticket.
@@ -36,6 +36,7 @@ TICKET_SEARCH_TABLES = frozenset(
     for suffix in ("", "_data", "_idx", "_docsize", "_config")
 )
 TICKET_SEARCH_INDEXES = frozenset({"ix_messages_search", "ix_tickets_search"})
+TICKET_SEARCH_COLUMNS = frozenset({("messages", "search_vector"), ("tickets", "search_vector")})
 
 MAX_QUERY_CHARS = 200
 MAX_WORDS = 8
@@ -44,9 +45,9 @@ CANDIDATES = 200  # newest matching messages read per search, grouped into ticke
 SNIPPET_CHARS = 160
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _NUMBER = re.compile(r"^\s*#?(\d{1,9})\s*$")
-# The same expressions as the migration's indexes (PostgreSQL uses an expression index for that expression only).
-_PG_MESSAGE_VECTOR = "to_tsvector('simple'::regconfig, coalesce(messages.subject, '') || ' ' || messages.text)"
-_PG_TICKET_VECTOR = "to_tsvector('simple'::regconfig, tickets.subject)"
+# PostgreSQL: the migration's stored tsvector columns (no model declares them).
+_PG_MESSAGE_VECTOR = "messages.search_vector"
+_PG_TICKET_VECTOR = "tickets.search_vector"
 _MESSAGES_FTS = table("messages_fts", column("rowid"))
 _TICKETS_FTS = table("tickets_fts", column("rowid"))
 

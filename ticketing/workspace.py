@@ -46,7 +46,8 @@ VIEW_NAMES = {
     View.MINE: "Mine",
     View.PENDING: "Pending on the customer",
     View.ALL_OPEN: "All open",
-    View.SOLVED_RECENTLY: f"Solved in the last {SOLVED_RECENTLY_DAYS} days",
+    # Not "Solved ...": a button named so would make "Solve" ambiguous to whoever finds buttons by name.
+    View.SOLVED_RECENTLY: f"Done in the last {SOLVED_RECENTLY_DAYS} days",
 }
 SUPERVISOR_VIEWS = frozenset({View.ALL_OPEN})
 

@@ -166,6 +166,11 @@ async def search_tickets(
     words = query_words(query)
     number = _NUMBER.match(query)
     async with rt.read() as conn:
+        if conn.dialect.name == "postgresql":
+            # Plan each search for its own words: a prepared statement's generic plan, made without knowing them,
+            # walked every message backwards for a rare word (80 ms at 200,000 messages) where the GIN index
+            # answers at once. For this transaction only.
+            await conn.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
         conds: list[Any] = [scope(principal)]
         if status:
             conds.append(tickets.c.status.in_(list(status)))

@@ -7,13 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.routing import Match
 
 from agent_ui.admin import build_router as build_admin_router
 from hub.deps import authenticate
+from hub.mail_catcher import read_mailbox
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -50,6 +51,15 @@ async def index() -> RedirectResponse:
     return RedirectResponse("/console")
 
 
+@router.get("/favicon.ico")
+async def favicon() -> FileResponse:
+    """The icon browsers ask every page's origin for: an SVG (every current browser takes one by its type)."""
+    return FileResponse(HERE / "static" / "favicon.svg", media_type="image/svg+xml", headers=_LONG_CACHE)
+
+
+_LONG_CACHE = {"Cache-Control": "public, max-age=86400"}
+
+
 @router.get("/login", response_class=HTMLResponse)
 async def login_page(request: Request) -> HTMLResponse:
     """The console's login form."""
@@ -71,7 +81,22 @@ async def demo_page(request: Request, queue: str = "support") -> HTMLResponse:
         "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
         "connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'"
     )
-    return _page(request, "demo.html", csp=csp, widget_src=f"{base}/widget.js", queue=queue[:100])
+    return _page(
+        request,
+        "demo.html",
+        csp=csp,
+        widget_src=f"{base}/widget.js",
+        queue=queue[:100],
+        demo_mode=request.app.state.settings.demo_mode,
+    )
+
+
+@router.get("/demo/mailbox", response_class=HTMLResponse)
+async def demo_mailbox_page(request: Request) -> HTMLResponse:
+    """The mail the demo sent: what its local SMTP catcher received (``switchboard demo`` runs one; a server
+    without one shows an empty page saying so)."""
+    directory = request.app.state.settings.demo_mailbox_dir
+    return _page(request, "demo_mailbox.html", catching=directory is not None, mails=read_mailbox(directory))
 
 
 @router.get("/demo/phone", response_class=HTMLResponse)

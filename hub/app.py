@@ -37,7 +37,7 @@ from hub.errors import SwitchboardError
 from hub.events import prune_events
 from hub.inputs import clean
 from hub.messages import Sender
-from hub.metrics import Metrics
+from hub.metrics import Metrics, MetricsGate
 from hub.runtime import Runtime
 from hub.workers import FreezeSurvivors, Periodic, freeze_heap
 
@@ -94,12 +94,13 @@ class DemoSeed:
 
     seeded: bool
     logins: list[tuple[str, str, str]]
+    available: tuple[str, str] | None = None  # the login of the agent the demo starts available
 
 
 async def seed_demo(rt: Runtime) -> DemoSeed:
     """``switchboard demo``'s data: the core's (queues, agents, conversations; once), then each channel's."""
     from knowledge_base.demo import seed as seed_articles
-    from ticketing.demo import DEMO_LOGINS, seed
+    from ticketing.demo import DEMO_LOGINS, make_available, seed
     from ticketing.ports import register_ports
 
     register_ports(rt)
@@ -107,7 +108,10 @@ async def seed_demo(rt: Runtime) -> DemoSeed:
     await seed_articles(rt)  # the shop's knowledge base, into an empty one
     for channel in build_channels(rt.settings):
         await channel.seed_demo(rt)
-    return DemoSeed(seeded, [(username, password, role.value) for username, password, role, *_ in DEMO_LOGINS])
+    available = await make_available(rt)
+    return DemoSeed(
+        seeded, [(username, password, role.value) for username, password, role, *_ in DEMO_LOGINS], available
+    )
 
 
 class BodyLimit:
@@ -384,8 +388,13 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
             await conn.execute(select(1))
         return {"status": "ok", "database": rt.db.engine.dialect.name, "last_seq": rt.events.last_seq}
 
+    metrics_gate = MetricsGate(settings.metrics_token, settings.metrics_allow)
+
     @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
     async def metrics(request: Request) -> PlainTextResponse:
+        """Prometheus metrics, for a scraper with the bearer token (SWITCHBOARD_METRICS_TOKEN) or from an address
+        in SWITCHBOARD_METRICS_ALLOW (this machine by default)."""
+        metrics_gate.check(request)
         rt: Runtime = request.app.state.rt
         table = Ticket.__table__  # type: ignore[attr-defined]
         async with rt.read() as conn:

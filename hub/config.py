@@ -6,6 +6,7 @@ run beside a running server works on the same database.
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -84,6 +85,14 @@ class Settings(BaseSettings):
     # Addresses (or networks) of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed;
     # empty: no forwarded header is believed, the client is the peer of the connection.
     trusted_proxies: list[str] = Field(default_factory=list)
+    # Who may read /metrics (it shows ticket counts): a scraper sending ``Authorization: Bearer <metrics_token>``,
+    # or one whose address is in ``metrics_allow`` (addresses or networks; by default this machine only, so a
+    # local Prometheus works without a setting). Behind a reverse proxy on this machine, set trusted_proxies too,
+    # or every client looks local.
+    metrics_token: SecretStr | None = Field(default=None, description="Bearer token that may read /metrics")
+    metrics_allow: list[str] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1"], description="Addresses or networks that may read /metrics"
+    )
     ingest_batch_max: int = 256
     offer_timeout_seconds: int = 30
     routing_rules: Path | None = Field(default=None, description="YAML file of queue-selection rules")
@@ -101,6 +110,16 @@ class Settings(BaseSettings):
     outbox_backoff_base_seconds: float = 2.0
     outbox_poll_seconds: float = 1.0
     mail_domain: str = "switchboard.local"
+    # Where replies by email go out when no mailbox is configured: a send-only SMTP server (no TLS, no login;
+    # a local relay). `switchboard demo` points it at its own mail catcher, whose mail /demo/mailbox lists.
+    outgoing_smtp_host: str | None = None
+    outgoing_smtp_port: Port = 25
+    outgoing_email_from: str | None = Field(default=None, description="From address (default support@mail_domain)")
+    # `switchboard demo` sets this: the demo pages say how to try things (which login answers chats, where the
+    # mail goes), any phone number answers with the demo flow, and a token of the demo's own signs the demo
+    # phone's webhooks when no Twilio auth token is given. A plain `serve` shows the pretend shop without them.
+    demo_mode: bool = False
+    demo_mailbox_dir: Path | None = Field(default=None, description="The demo mail catcher's messages (/demo/mailbox)")
     default_phone_region: str = "US"
     mailboxes: list[MailboxSettings] = Field(default_factory=list)
     # Files of every channel (email attachments, inline images and raw messages; chat uploads) are stored by
@@ -169,9 +188,6 @@ class Settings(BaseSettings):
     twilio_callback_seconds: int = Field(
         default=120, ge=1, description="estimated handling time of a call ahead in line (wait estimates)"
     )
-    # Set by `switchboard demo`: any number answers with the demo flow, and a token of the demo's own signs
-    # the demo phone's webhooks when no auth token is given.
-    demo_mode: bool = False
 
     # Knowledge base (knowledge_base/)
     kb_embedder: Literal["auto", "use", "minilm", "wordllama", "none"] = Field(
@@ -220,6 +236,16 @@ class Settings(BaseSettings):
             listed = ", ".join(shown or []) or "none"
             raise ValueError(f"{', '.join(missing)} is not among SWITCHBOARD_CHAT_PRECHAT_FIELDS ({listed})")
         return required
+
+    @field_validator("metrics_allow")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an address or network (write 10.0.0.0/8 or 192.0.2.7)") from None
+        return value
 
     @field_validator("public_url")
     @classmethod

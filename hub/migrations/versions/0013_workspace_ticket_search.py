@@ -2,7 +2,7 @@
 kept by triggers; PostgreSQL: stored 'simple' tsvector columns with GIN indexes)
 
 Revision ID: workspace_ticket_search
-Revises: 0008_message_client_key
+Revises: files_scope_message_files
 """
 
 from collections.abc import Sequence
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "workspace_ticket_search"
-down_revision: str | None = "0008_message_client_key"
+down_revision: str | None = "files_scope_message_files"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

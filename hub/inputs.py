@@ -39,6 +39,7 @@ Id = Annotated[int, Strict(), Ge(1), Le(DB_INT_MAX)]
 IdParam = Annotated[int, Ge(1), Le(DB_INT_MAX)]
 """A row id in a path or query parameter (text in the URL, so not strict)."""
 
+
 def is_id(value: Any) -> TypeGuard[int]:
     """Whether ``value`` (from a parsed websocket frame) is a row id: a JSON integer, not a boolean, in range."""
     return type(value) is int and 1 <= value <= DB_INT_MAX

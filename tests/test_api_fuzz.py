@@ -102,9 +102,7 @@ def _fuzz_operation(operation: Any, mode: GenerationMode, url: str, headers: dic
 @pytest.mark.timeout(600)
 # schemathesis's generation of invalid data draws from `random` (its concern, not the API's)
 @pytest.mark.filterwarnings("ignore:Do not use the `random` module:hypothesis.errors.HypothesisDeprecationWarning")
-async def test_no_request_gets_a_server_error_or_an_answer_outside_the_schema(
-    rt: Runtime, settings: Settings
-) -> None:
+async def test_no_request_gets_a_server_error_or_an_answer_outside_the_schema(rt: Runtime, settings: Settings) -> None:
     """schemathesis's valid and invalid requests to every operation, as a logged-in admin, on a world with a
     queue, agents and a ticket: no 5xx, and status, content type and body as the OpenAPI schema says."""
     await make_queue(rt, "support", channels=["email", "webchat"])

@@ -20,7 +20,6 @@ from ticketing.models import (
     AgentRead,
     AgentUpdate,
     AssignRequest,
-    ContactHistory,
     MessageRead,
     NoteCreate,
     QueueCreate,
@@ -168,9 +167,7 @@ async def reply(ticket_id: IdParam, body: ReplyCreate, agent: CurrentAgent, rt: 
 @router.post("/tickets/{ticket_id}/notes", response_model=MessageRead, status_code=201, tags=["tickets"])
 async def add_note(ticket_id: IdParam, body: NoteCreate, agent: CurrentAgent, rt: RuntimeDep) -> MessageRead:
     """An internal note, never sent to the customer; idempotent on ``client_key`` as replies are."""
-    return await replies.add_note(
-        rt, ticket_id=ticket_id, principal=agent, text=body.text, client_key=body.client_key
-    )
+    return await replies.add_note(rt, ticket_id=ticket_id, principal=agent, text=body.text, client_key=body.client_key)
 
 
 @router.post("/tickets/{ticket_id}/assign", response_model=TicketRead, tags=["tickets"])
@@ -228,13 +225,7 @@ async def put_routing_rules(body: dict[str, Any], agent: CurrentAgent, rt: Runti
     return rules.model_dump(mode="json", exclude_none=True)
 
 
-# --- contacts, queues, agents ------------------------------------------------------------------------------
-
-
-@router.get("/contacts/{contact_id}", response_model=ContactHistory, tags=["contacts"])
-async def contact_history(contact_id: IdParam, agent: CurrentAgent, rt: RuntimeDep) -> ContactHistory:
-    """A contact, its identities and its whole history across channels."""
-    return await tickets.get_contact_history(rt, contact_id=contact_id, principal=agent)
+# --- queues, agents (contacts: ticketing.contact_views) ----------------------------------------------------
 
 
 @router.get("/queues", response_model=list[QueueRead], tags=["queues"])

@@ -78,10 +78,12 @@ def _file_refs(message: Any) -> list[tuple[str, str]]:
     return refs
 
 
-async def export_contact(rt: Runtime, *, contact_id: int, principal: Principal) -> dict[str, Any]:
-    """Supervisors and admins: everything stored about the contact, as JSON: the contact, its identities,
-    notes, merges, every ticket with every message, and every stored file they refer to (base64)."""
-    principal.require_supervisor()
+async def export_contact(rt: Runtime, *, contact_id: int, principal: Principal | None) -> dict[str, Any]:
+    """Supervisors and admins (``principal``; None: the command line): everything stored about the contact, as
+    JSON: the contact, its identities, notes, merges, every ticket with every message, and every stored file
+    they refer to (base64)."""
+    if principal is not None:
+        principal.require_supervisor()
     store = FileStore(rt.settings.attachment_dir)
     async with rt.read() as conn:
         row = await contact_row(conn, contact_id)

@@ -56,6 +56,7 @@ CHANNEL_PACKAGES: tuple[str, ...] = (
 def import_all_models() -> None:
     """Register every table on SQLModel's metadata (for Alembic and tests): the core's, and the ``models``
     module of each registered channel package that has one."""
+    import hub.audit  # noqa: F401
     import hub.events  # noqa: F401
     import knowledge_base.models  # noqa: F401
     import ticketing.models  # noqa: F401
@@ -251,6 +252,7 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
     from agent_ui.views import router as agent_ui_router
     from agent_ui.views import static_files as agent_ui_static
     from channels.base import ChannelContext
+    from hub.audit import router as audit_router
     from knowledge_base.help import router as help_router
     from knowledge_base.suggest import knowledge_index
     from knowledge_base.views import public_router as kb_public_router
@@ -395,6 +397,7 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
     app.include_router(ticketing_router)
     app.include_router(ticketing_ws)
     app.include_router(canned_router)
+    app.include_router(audit_router)
     app.include_router(contacts_router)
     for channel in channels:
         for router in channel.routers():

@@ -22,6 +22,9 @@ import hypothesis
 import hypothesis.errors
 import pytest
 import schemathesis
+import schemathesis.transport.asgi
+import schemathesis.transport.requests
+import schemathesis.transport.wsgi  # noqa: F401
 from hypothesis import HealthCheck, Phase
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
@@ -37,6 +40,11 @@ from hub.messages import Identity, InboundMessage
 from hub.runtime import Runtime
 from tests.conftest import LiveServer, free_port, make_agent, make_queue
 from ticketing.ingest import ingest_batch
+
+# schemathesis imports its transports lazily, on the first call; that import would then happen in the fuzzing
+# thread, where pytest's assertion rewriting compiles it while the server's thread runs: CPython 3.11's AST
+# compiler is not safe for that ("SystemError: AST constructor recursion depth mismatch"). So they are imported
+# above, at collection.
 
 EXAMPLES = int(os.environ.get("SWITCHBOARD_FUZZ_EXAMPLES", "25"))
 SEED = int(os.environ.get("SWITCHBOARD_FUZZ_SEED") or random.randrange(2**32))

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import and_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub import audit
 from hub.db import utcnow
 from hub.errors import Conflict, NotFound
 from hub.events import EventType, NewEvent
@@ -135,8 +136,17 @@ async def update_contact(rt: Runtime, *, contact_id: int, principal: Principal, 
         if values:
             values["updated_at"] = utcnow()
             await tx.conn.execute(update(contacts).where(contacts.c.id == contact_id).values(**values))
+            fields_changed = sorted(k for k in values if k != "updated_at")
             tx.emit(
-                NewEvent(type=EventType.CONTACT_UPDATED, payload={"contact_id": contact_id, "fields": sorted(values)})
+                NewEvent(type=EventType.CONTACT_UPDATED, payload={"contact_id": contact_id, "fields": fields_changed})
+            )
+            # The field names only: the values are personal data, which an erase must be able to remove.
+            await audit.record(
+                tx.conn,
+                actor=principal,
+                action="contact.update",
+                target=f"contact:{contact_id}",
+                detail={"fields": fields_changed},
             )
         return await ticket_reads.contact_read(tx.conn, contact_id)
 
@@ -162,6 +172,11 @@ async def add_contact_note(rt: Runtime, *, contact_id: int, principal: Principal
 
 
 # --- merge and undo -------------------------------------------------------------------------------------
+
+
+def _counts(moved: dict[str, Any]) -> dict[str, int]:
+    """How many of each kind of thing a merge moved: counts for the audit log, never the values."""
+    return {key: len(moved.get(key) or []) for key in ("identities", "tickets", "messages", "notes", "attributes")}
 
 
 async def _ids(conn: AsyncConnection, stmt: Any) -> list[int]:
@@ -248,6 +263,13 @@ async def merge_contacts(rt: Runtime, *, survivor_id: int, merged_id: int, princ
             ).scalar_one()
         )
         tx.emit(contact_event(EventType.CONTACT_MERGED, [survivor_id, merged_id], merge_id=merge_id))
+        await audit.record(
+            conn,
+            actor=principal,
+            action="contact.merge",
+            target=f"contact:{survivor_id}",
+            detail={"merge_id": merge_id, "merged": merged_id, **_counts(moved)},
+        )
     return MergeRead(
         id=merge_id,
         survivor_id=survivor_id,
@@ -309,4 +331,11 @@ async def undo_merge(rt: Runtime, *, merge_id: int, principal: Principal) -> Mer
             .values(undone_at=now, undone_by=principal.agent_id)
         )
         tx.emit(contact_event(EventType.CONTACT_UNMERGED, [s_id, m_id], merge_id=merge_id))
+        await audit.record(
+            conn,
+            actor=principal,
+            action="contact.merge_undo",
+            target=f"contact:{s_id}",
+            detail={"merge_id": merge_id, "restored": m_id, **_counts(moved)},
+        )
         return MergeRead.model_validate({**merge._mapping, "undone_at": now})

@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from sqlalchemy import String, and_, cast, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub import audit
 from hub.channels import SPECS
 from hub.db import utcnow
 from hub.errors import Conflict
@@ -130,6 +131,14 @@ async def export_contact(rt: Runtime, *, contact_id: int, principal: Principal |
                 files[sha] = {"sha256": sha, "name": what, "missing": True}
                 continue
             files[sha] = {"sha256": sha, "name": what, "size": len(data), "base64": base64.b64encode(data).decode()}
+    async with rt.db.begin() as conn:
+        await audit.record(
+            conn,
+            actor=principal,
+            action="contact.export",
+            target=f"contact:{contact_id}",
+            detail={"tickets": len(ticket_rows), "messages": len(msg_rows), "files": len(files)},
+        )
     return {
         "format": "switchboard-contact-export/1",
         "exported_at": utcnow().isoformat(),
@@ -317,6 +326,13 @@ async def erase_contact(rt: Runtime, *, contact_id: int, principal: Principal) -
             .values(name=None, attributes={}, updated_at=now, erased_at=now, deleted_at=now)
         )
         tx.emit(contact_event(EventType.CONTACT_ERASED, family))
+        await audit.record(
+            conn,
+            actor=principal,
+            action="contact.erase",
+            target=f"contact:{contact_id}",
+            detail={"contacts": family, "tickets": erased.tickets, "messages": erased.messages},
+        )
     async with rt.read() as conn:
         gone = await _unreferenced(conn, erased.shas)
     removed = _remove_files(rt, gone)
@@ -346,6 +362,14 @@ async def erase_expired_tickets(rt: Runtime, *, older_than: timedelta, batch: in
                 stmt = stmt.with_for_update(skip_locked=True)
             ids = [int(r[0]) for r in await tx.conn.execute(stmt)]
             erased = await _erase_tickets(tx.conn, ids, utcnow())
+            if ids:
+                await audit.record(
+                    tx.conn,
+                    actor=None,
+                    action="ticket.retention_erase",
+                    target=f"tickets:{len(ids)}",
+                    detail={"tickets": ids, "older_than_days": older_than.days},
+                )
         if erased.shas:
             async with rt.read() as conn:
                 _remove_files(rt, await _unreferenced(conn, erased.shas))

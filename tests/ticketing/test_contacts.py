@@ -11,6 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import String, cast, func, select, update
 
+from hub import audit
 from hub.db import utcnow
 from hub.events import events_after
 from hub.files import FileStore
@@ -234,6 +235,13 @@ async def test_merge_moves_everything_and_undo_puts_it_back(rt: Runtime) -> None
 
     with pytest.raises(MergeNotUndoable):
         await undo_merge(rt, merge_id=merge.id, principal=sup)
+    async with rt.read() as conn:
+        logged = await audit.entries(conn, action="contact.merge")
+    assert [(e.action, e.actor, e.target) for e in logged] == [
+        ("contact.merge_undo", "sam", f"contact:{email_contact}"),
+        ("contact.merge", "sam", f"contact:{email_contact}"),
+    ]
+    assert logged[1].detail["merged"] == phone_contact and logged[1].detail["tickets"] == 2
 
 
 async def test_after_a_merge_the_next_message_lands_on_the_survivor(rt: Runtime) -> None:
@@ -336,6 +344,12 @@ async def test_export_holds_everything_and_erase_leaves_nothing_findable(rt: Run
     assert await search_contacts(rt, query="maria.garcia@example.com") == []
     with pytest.raises(ContactGone):
         await erase_contact(rt, contact_id=contact_id, principal=adm)
+    async with rt.read() as conn:
+        logged = {e.action: e for e in await audit.entries(conn, target=f"contact:{contact_id}")}
+    assert logged["contact.export"].actor == "sam" and logged["contact.erase"].actor == "ada"
+    assert logged["contact.erase"].detail["tickets"] == summary.tickets
+    # the audit log keeps what was done, not the personal data that was erased
+    assert "maria" not in str([e.detail for e in logged.values()]).lower()
 
 
 async def test_erase_is_refused_during_an_open_chat(rt: Runtime) -> None:
@@ -363,6 +377,9 @@ async def test_retention_erases_only_tickets_closed_long_enough_ago(rt: Runtime)
         M = tables.messages
         texts = dict((await conn.execute(select(M.c.ticket_id, M.c.text))).all())
     assert texts[tickets["email"]] == "" and texts[tickets["sms"]] == "change address"
+    async with rt.read() as conn:
+        (entry,) = await audit.entries(conn, action="ticket.retention_erase")
+    assert entry.actor == "system" and entry.detail["tickets"] == [tickets["email"]]
 
 
 # --- the API -------------------------------------------------------------------------------------------

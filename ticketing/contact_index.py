@@ -6,8 +6,9 @@ index is built from the database on first use and kept up to date by reading, be
 changed since it last looked: contacts whose ``updated_at`` moved and identities created since (both indexed).
 Every change to a contact (rename, merge, undo, erase) moves its ``updated_at``; ingest adds identities (their
 ``created_at``) and contacts (their ``updated_at``). Each process keeps its own index and reads the same rows,
-so all processes agree without messages between them. The look-back window (``REREAD_SECONDS``) covers a
-transaction that stamped its rows a little before it committed.
+so all processes agree without messages between them. A refresh reads rows stamped since the previous refresh
+started, less a look-back window (``REREAD_SECONDS``) for a transaction that stamped its rows a little before it
+committed, or a writer whose clock is a little behind.
 
 Search ranks, per contact, the best of: an identity equal to the query once normalized (an address
 lower-cased, a phone number in any format through ``phonenumbers`` to E.164, a handle without its ``@``: 100),
@@ -25,10 +26,11 @@ from __future__ import annotations
 import asyncio
 import re
 import unicodedata
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import chain
 from typing import Any
 
 import phonenumbers
@@ -37,6 +39,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.channels import NORMALIZATION, Normalization
+from hub.db import one_of, utcnow
 from hub.runtime import Runtime
 from ticketing.identities import PHONE_KINDS, identity_read
 from ticketing.models import ContactHit, DuplicateRead
@@ -46,6 +49,8 @@ from ticketing.tables import contacts as C
 REREAD_SECONDS = 5.0
 QUERY_MAX_CHARS = 200
 NAME_CUTOFF = 70.0
+WORD_MATCHES = 20  # name words like each query word, at most
+NAME_CANDIDATES = 300  # contacts ranked by their whole name, at most
 SAME_NAME_SCORE = 70
 MAX_BLOCK = 200  # a block larger than this (a very common name) is compared in its first MAX_BLOCK only
 _PHONE_KIND_VALUES = frozenset(k.value for k in PHONE_KINDS)
@@ -103,6 +108,8 @@ class Entry:
     identities: list[tuple[str, str]]
     unverified: list[tuple[str, str]]  # ("email" | "phone", value) given but not verified (attributes)
     keys: set[str] = field(default_factory=set)
+    ident_ids: list[int] = field(default_factory=list)
+    key: str = ""  # the name as compared (name_key)
 
 
 def entry_keys(entry: Entry, region: str) -> set[str]:
@@ -144,82 +151,103 @@ class ContactIndex:
 
     def __init__(self, region: str = "US") -> None:
         self.region = region
+        self._seen: datetime | None = None  # when the last refresh started
+        self._lock = asyncio.Lock()
+        self.version = 0  # moves whenever entries are read again
+        self._clear()
+
+    def _clear(self) -> None:
         self.entries: dict[int, Entry] = {}
         # Parallel lists for rapidfuzz: a slot of a contact gone or changed holds None (rapidfuzz skips it).
-        self._name_slot: dict[int, int] = {}
-        self._names: list[str | None] = []
-        self._name_owner: list[int] = []
+        # Name words: each distinct word once (rapidfuzz compares the query's words with these), and the
+        # contacts whose name has it.
+        self._word_slot: dict[str, int] = {}
+        self._words: list[str | None] = []
+        self._postings: dict[str, set[int]] = {}
+        self._by_start: dict[str, set[str]] = defaultdict(set)  # name words by their first two letters
         self._email_slots: dict[int, list[int]] = {}
         self._emails: list[str | None] = []
         self._email_owner: list[int] = []
         self._by_value: dict[tuple[str, str], set[int]] = defaultdict(set)
         self._by_key: dict[str, set[int]] = defaultdict(set)
         self._by_phone_tail: dict[str, set[int]] = defaultdict(set)
-        self._seen_contacts: datetime | None = None
-        self._seen_identities: datetime | None = None
-        self._lock = asyncio.Lock()
-        self.version = 0  # moves whenever an entry changes
+        self._stamps: dict[int, datetime] = {}  # contact id -> updated_at as last read (deleted ones too)
+        self._identity_owner: dict[int, int] = {}  # identity id -> contact id, as last read
 
     # --- keeping up to date ---------------------------------------------------------------------------
 
     async def refresh(self, conn: AsyncConnection) -> None:
-        """Read what changed since the last refresh (everything, the first time)."""
+        """Read what changed since the last refresh (everything, the first time). A row seen already with the
+        same stamp (a contact's ``updated_at``, an identity's owner) is not read again."""
         async with self._lock:
-            if self._seen_contacts is None:
+            started = utcnow()
+            if self._seen is None:
                 await self._load(conn, None)
-                return
-            back = timedelta(seconds=REREAD_SECONDS)
-            changed = {
-                r[0] for r in await conn.execute(select(C.c.id).where(C.c.updated_at >= self._seen_contacts - back))
-            }
-            assert self._seen_identities is not None
-            changed |= {
-                r[0]
-                for r in await conn.execute(
-                    select(I.c.contact_id).where(I.c.created_at >= self._seen_identities - back)
-                )
-            }
-            if changed:
-                await self._load(conn, changed)
+            else:
+                since = self._seen - timedelta(seconds=REREAD_SECONDS)
+                changed = {
+                    cid
+                    for cid, stamp in await conn.execute(select(C.c.id, C.c.updated_at).where(C.c.updated_at >= since))
+                    if self._stamps.get(cid) != stamp
+                }
+                changed |= {
+                    cid
+                    for iid, cid in await conn.execute(select(I.c.id, I.c.contact_id).where(I.c.created_at >= since))
+                    if self._identity_owner.get(iid) != cid
+                }
+                if changed:
+                    await self._load(conn, changed)
+            self._seen = started
 
     async def _load(self, conn: AsyncConnection, ids: set[int] | None) -> None:
         cstmt = select(C.c.id, C.c.name, C.c.attributes, C.c.deleted_at, C.c.updated_at)
-        istmt = select(I.c.contact_id, I.c.kind, I.c.value, I.c.created_at).order_by(I.c.id)
+        istmt = select(I.c.id, I.c.contact_id, I.c.kind, I.c.value).order_by(I.c.id)
         if ids is not None:
-            cstmt = cstmt.where(C.c.id.in_(ids))
-            istmt = istmt.where(I.c.contact_id.in_(ids))
+            cstmt = cstmt.where(one_of(conn, C.c.id, ids))
+            istmt = istmt.where(one_of(conn, I.c.contact_id, ids))
         rows = (await conn.execute(cstmt)).all()
         idents: dict[int, list[tuple[str, str]]] = defaultdict(list)
-        newest_identity = self._seen_identities
-        for cid, kind, value, created in await conn.execute(istmt):
+        ident_ids: dict[int, list[int]] = defaultdict(list)
+        for iid, cid, kind, value in await conn.execute(istmt):
             idents[cid].append((kind, value))
-            if newest_identity is None or created > newest_identity:
-                newest_identity = created
-        newest_contact = self._seen_contacts
-        for cid, name, attributes, deleted_at, updated_at in rows:
-            if newest_contact is None or updated_at > newest_contact:
-                newest_contact = updated_at
+            ident_ids[cid].append(iid)
+        for cid, name, attributes, deleted_at, stamp in rows:
+            self._stamps[cid] = stamp
             if deleted_at is not None:
                 self._drop(cid)
             else:
-                self._put(Entry(cid, name, idents.get(cid, []), unverified_details(attributes)))
+                self._put(
+                    Entry(cid, name, idents.get(cid, []), unverified_details(attributes), ident_ids=ident_ids[cid])
+                )
         if ids is not None:
             for gone in ids - {r[0] for r in rows}:
                 self._drop(gone)
-        from hub.db import utcnow
-
-        now = utcnow()
-        self._seen_contacts = newest_contact or now
-        self._seen_identities = newest_identity or now
         self.version += 1
+        if len(self._emails) > 4 * len(self.entries) + 10_000 or len(self._words) > 2 * len(self._postings) + 10_000:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Rebuild the lists without the slots of contacts gone or changed."""
+        entries, stamps = list(self.entries.values()), self._stamps
+        self._clear()
+        self._stamps = stamps
+        for entry in entries:
+            self._put(entry)
 
     def _drop(self, cid: int) -> None:
         old = self.entries.pop(cid, None)
         if old is None:
             return
-        slot = self._name_slot.pop(cid, None)
-        if slot is not None:
-            self._names[slot] = None
+        for iid in old.ident_ids:
+            self._identity_owner.pop(iid, None)
+        for word in set(old.key.split()):
+            owners = self._postings.get(word)
+            if owners is not None:
+                owners.discard(cid)
+                if not owners:  # the word's slot is free again
+                    del self._postings[word]
+                    self._words[self._word_slot.pop(word)] = None
+                    self._by_start[word[:2]].discard(word)
         for slot in self._email_slots.pop(cid, []):
             self._emails[slot] = None
         for kind, value in old.identities:
@@ -234,12 +262,18 @@ class ContactIndex:
     def _put(self, entry: Entry) -> None:
         self._drop(entry.id)
         entry.keys = entry_keys(entry, self.region)
+        entry.key = name_key(entry.name)
         self.entries[entry.id] = entry
-        key = name_key(entry.name)
-        if key:
-            self._name_slot[entry.id] = len(self._names)
-            self._names.append(key)
-            self._name_owner.append(entry.id)
+        for iid in entry.ident_ids:
+            self._identity_owner[iid] = entry.id
+        for word in set(entry.key.split()):
+            owners = self._postings.get(word)
+            if owners is None:
+                owners = self._postings[word] = set()
+                self._word_slot[word] = len(self._words)
+                self._words.append(word)
+                self._by_start[word[:2]].add(word)
+            owners.add(entry.id)
         slots = []
         for kind, value in entry.identities:
             self._by_value[(kind, value)].add(entry.id)
@@ -295,12 +329,47 @@ class ContactIndex:
             hit(self._by_value.get((kind, handle), ()), 100, f"{kind} {handle}")
         key = "" if is_address else name_key(q)  # an address is not compared with names
         if key:
-            for value, score, slot in process.extract(
-                key, self._names, scorer=fuzz.WRatio, processor=None, limit=limit, score_cutoff=NAME_CUTOFF
-            ):
-                hit((self._name_owner[slot],), score, f"name {self.entries[self._name_owner[slot]].name or value}")
+            for cid, score in self._name_matches(key, limit):
+                hit((cid,), score, f"name {self.entries[cid].name}")
         ranked = sorted(best.items(), key=lambda item: (-item[1][0], item[0]))[:limit]
         return [(cid, round(score, 1), matched) for cid, (score, matched) in ranked]
+
+    def _name_matches(self, key: str, limit: int) -> list[tuple[int, float]]:
+        """Contacts whose name is like ``key``: each query word finds the name words like it (rapidfuzz over the
+        distinct words, not over every contact), the contacts with the most such words are the candidates, and
+        those are ranked by the whole name's similarity (WRatio: typos, word order and missing words)."""
+        words = key.split()[:6]
+        matched: list[set[int]] = []
+        for n, word in enumerate(words):
+            cutoff = 100.0 if len(word) < 3 else 75.0 if len(word) < 6 else 70.0
+            close = [
+                found
+                for found, _, _ in process.extract(
+                    word, self._words, scorer=fuzz.ratio, processor=None, limit=WORD_MATCHES, score_cutoff=cutoff
+                )
+            ]
+            if n == len(words) - 1 and len(word) >= 3:  # the last word may be half typed: the words it starts
+                close += self._prefixed(word)
+            if close:
+                matched.append(set().union(*(self._postings.get(w, ()) for w in close)))
+        if not matched:
+            return []
+        # Candidates: the contacts whose name has a word like most of the query's words (counted in C).
+        votes = Counter(chain.from_iterable(matched))
+        candidates = [cid for cid, _ in votes.most_common(NAME_CANDIDATES)]
+        names = [self.entries[c].key for c in candidates]
+        ranked = process.extract(key, names, scorer=fuzz.WRatio, processor=None, limit=limit, score_cutoff=NAME_CUTOFF)
+        return [(candidates[i], score) for _, score, i in ranked]
+
+    def _prefixed(self, word: str) -> list[str]:
+        """Name words that start with ``word`` (at most WORD_MATCHES)."""
+        out = []
+        for candidate in self._by_start.get(word[:2], ()):
+            if candidate.startswith(word) and candidate != word:
+                out.append(candidate)
+                if len(out) >= WORD_MATCHES:
+                    break
+        return out
 
     def hits(self, found: list[tuple[int, float, str]]) -> list[ContactHit]:
         out = []

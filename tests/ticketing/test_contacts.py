@@ -95,6 +95,12 @@ async def test_search_finds_names_with_typos_and_phones_in_any_format(rt: Runtim
     hits = await search_contacts(rt, query="Mraia Gracia")
     assert hits and hits[0].name == "Maria Garcia"
     assert {h.name for h in hits[:2]} == {"Maria Garcia"}
+    hits = await search_contacts(rt, query="garcia maria")  # word order
+    assert {h.name for h in hits[:2]} == {"Maria Garcia"}
+    hits = await search_contacts(rt, query="Maria Garc")  # still being typed
+    assert {h.name for h in hits[:2]} == {"Maria Garcia"}
+    hits = await search_contacts(rt, query="Marco Garza")
+    assert hits[0].name == "Marco Garza"
     for q in ("(415) 555-0123", "+1 415 555 0123", "4155550123", "001-415-555-0123"):
         hits = await search_contacts(rt, query=q)
         assert hits[0].id == phone_contact and hits[0].score == 100, q

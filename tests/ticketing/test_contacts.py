@@ -445,3 +445,30 @@ async def test_contact_api_page_search_edit_merge_undo_and_refusals(
 
 async def test_index_is_per_runtime(rt: Runtime) -> None:
     assert contact_index(rt) is contact_index(rt)
+
+
+async def test_the_server_runs_the_retention_worker_when_retention_is_set(rt: Runtime) -> None:
+    """With SWITCHBOARD_RETENTION_DAYS set, a running server erases a ticket closed longer ago by itself (the
+    background worker), and leaves an open one alone."""
+    import asyncio
+    import time
+
+    email_contact, phone_contact, tickets = await maria(rt)
+    async with rt.write() as tx:
+        T = tables.tickets
+        old = utcnow() - timedelta(days=10)
+        await tx.conn.execute(update(T).where(T.c.id == tickets["email"]).values(status="closed", closed_at=old))
+    live = LiveServer(rt.settings.model_copy(update={"retention_days": 7, "retention_check_seconds": 0.1})).start()
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            async with rt.read() as conn:
+                M = tables.messages
+                texts = dict((await conn.execute(select(M.c.ticket_id, M.c.text))).all())
+            if texts[tickets["email"]] == "":
+                break
+            assert time.monotonic() < deadline, "the retention worker did not run"
+            await asyncio.sleep(0.1)
+    finally:
+        live.stop()
+    assert texts[tickets["sms"]] == "change address"

@@ -50,13 +50,16 @@ LAST = (
     "Leroy Moreau Laurent Lefebvre Michel Nielsen Jensen Hansen Pedersen Andersen Larsen Ivanov Petrov Sidorov "
     "Novak Kowalski Nowak Wisniewski Horvat Kovac Garcia-Lopez O'Brien McCarthy Murphy Kelly Byrne Walsh"
 ).split()
+SYLLABLES = "ka ro vin del mar tan ber lo shi gu na ten fel ho ria mon sa ki dor pe lan tu vo chen wa li ber so".split()
 COMPANIES = [f"firm{i}.example" for i in range(400)]
 FREE = ["gmail.com", "yahoo.com", "hotmail.com", "outlook.com", "web.de"]
 SUPERVISOR = Principal(agent_id=1, username="bench", display_name="", role="supervisor", queue_ids=frozenset())
 
 
 def person(rng: random.Random, i: int) -> tuple[str, str, str]:
-    first, last = rng.choice(FIRST), rng.choice(LAST)
+    first = rng.choice(FIRST)
+    # Real customer lists have many more surnames than a list of common ones: most are made of syllables.
+    last = rng.choice(LAST) if rng.random() < 0.3 else "".join(rng.choices(SYLLABLES, k=3)).capitalize()
     if rng.random() < 0.3:
         domain = rng.choice(COMPANIES)
     else:

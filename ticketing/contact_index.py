@@ -52,7 +52,9 @@ NAME_CUTOFF = 70.0
 WORD_MATCHES = 20  # name words like each query word, at most
 NAME_CANDIDATES = 300  # contacts ranked by their whole name, at most
 SAME_NAME_SCORE = 70
-MAX_BLOCK = 200  # a block larger than this (a very common name) is compared in its first MAX_BLOCK only
+MAX_BLOCK = 200  # a block larger than this (a company's domain) is compared in its first MAX_BLOCK only
+# A full name shared by more contacts than this is a common name, not a sign of one person: not compared.
+NAME_BLOCK_MAX = 8
 _PHONE_KIND_VALUES = frozenset(k.value for k in PHONE_KINDS)
 _OPAQUE_KINDS = frozenset(k.value for k, how in NORMALIZATION.items() if how is Normalization.OPAQUE)
 # Free-mail domains say nothing about who someone is: sharing one is no sign of being the same person.
@@ -63,13 +65,17 @@ FREE_MAIL = frozenset(
 _PHONE_CHARS = re.compile(r"^[+()\d\s./-]+$")
 
 
+_NOT_WORD = re.compile(r"[^\w\s]")
+
+
 def name_key(name: str | None) -> str:
     """A name compared without case, accents, punctuation or extra spaces."""
     if not name:
         return ""
-    decomposed = unicodedata.normalize("NFKD", name)
-    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    return " ".join(re.sub(r"[^\w\s]", " ", plain.casefold()).split())
+    if not name.isascii():
+        decomposed = unicodedata.normalize("NFKD", name)
+        name = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return " ".join(_NOT_WORD.sub(" ", name.casefold()).split())
 
 
 def canonical_email(address: str) -> str:
@@ -115,7 +121,7 @@ class Entry:
 def entry_keys(entry: Entry, region: str) -> set[str]:
     """The blocking keys of a contact: contacts sharing one are compared as possible duplicates."""
     keys: set[str] = set()
-    n = name_key(entry.name)
+    n = entry.key or name_key(entry.name)
     if len(n.split()) >= 2:
         keys.add("name:" + " ".join(sorted(n.split())))
     for kind, value in [*entry.identities, *entry.unverified]:
@@ -165,9 +171,11 @@ class ContactIndex:
         self._words: list[str | None] = []
         self._postings: dict[str, set[int]] = {}
         self._by_start: dict[str, set[str]] = defaultdict(set)  # name words by their first two letters
-        self._email_slots: dict[int, list[int]] = {}
-        self._emails: list[str | None] = []
-        self._email_owner: list[int] = []
+        # Addresses by domain (a typo is looked for among the addresses at the query's domain only).
+        self._email_slots: dict[int, list[tuple[str, int]]] = {}
+        self._emails: dict[str, list[str | None]] = defaultdict(list)
+        self._email_owner: dict[str, list[int]] = defaultdict(list)
+        self._email_count = 0
         self._by_value: dict[tuple[str, str], set[int]] = defaultdict(set)
         self._by_key: dict[str, set[int]] = defaultdict(set)
         self._by_phone_tail: dict[str, set[int]] = defaultdict(set)
@@ -223,7 +231,7 @@ class ContactIndex:
             for gone in ids - {r[0] for r in rows}:
                 self._drop(gone)
         self.version += 1
-        if len(self._emails) > 4 * len(self.entries) + 10_000 or len(self._words) > 2 * len(self._postings) + 10_000:
+        if self._email_count > 4 * len(self.entries) + 10_000 or len(self._words) > 2 * len(self._postings) + 10_000:
             self._compact()
 
     def _compact(self) -> None:
@@ -248,8 +256,8 @@ class ContactIndex:
                     del self._postings[word]
                     self._words[self._word_slot.pop(word)] = None
                     self._by_start[word[:2]].discard(word)
-        for slot in self._email_slots.pop(cid, []):
-            self._emails[slot] = None
+        for domain, slot in self._email_slots.pop(cid, []):
+            self._emails[domain][slot] = None
         for kind, value in old.identities:
             self._by_value[(kind, value)].discard(cid)
             if kind in _PHONE_KIND_VALUES:
@@ -261,8 +269,8 @@ class ContactIndex:
 
     def _put(self, entry: Entry) -> None:
         self._drop(entry.id)
-        entry.keys = entry_keys(entry, self.region)
         entry.key = name_key(entry.name)
+        entry.keys = entry_keys(entry, self.region)
         self.entries[entry.id] = entry
         for iid in entry.ident_ids:
             self._identity_owner[iid] = entry.id
@@ -278,9 +286,11 @@ class ContactIndex:
         for kind, value in entry.identities:
             self._by_value[(kind, value)].add(entry.id)
             if kind == "email":
-                slots.append(len(self._emails))
-                self._emails.append(value)
-                self._email_owner.append(entry.id)
+                domain = value.rpartition("@")[2]
+                slots.append((domain, len(self._emails[domain])))
+                self._emails[domain].append(value)
+                self._email_owner[domain].append(entry.id)
+                self._email_count += 1
             elif kind in _PHONE_KIND_VALUES:
                 self._by_phone_tail[_tail(value)].add(entry.id)
         if slots:
@@ -309,10 +319,12 @@ class ContactIndex:
         if is_address:
             hit(self._by_value.get(("email", lowered), ()), 100, f"email {lowered}")
             hit(self._by_value.get(("unverified:email", lowered), ()), 85, f"email {lowered} (not verified)")
-            for value, score, slot in process.extract(
-                lowered, self._emails, scorer=fuzz.ratio, processor=None, limit=limit, score_cutoff=80
-            ):
-                hit((self._email_owner[slot],), score * 0.95, f"email {value}")
+            domain = lowered.rpartition("@")[2]
+            if not best and domain in self._emails:  # no exact match: a typo, looked for at that domain
+                for value, score, slot in process.extract(
+                    lowered, self._emails[domain], scorer=fuzz.ratio, processor=None, limit=limit, score_cutoff=80
+                ):
+                    hit((self._email_owner[domain][slot],), score * 0.95, f"email {value}")
         e164 = phone_e164(q, self.region)
         if e164:
             for kind in _PHONE_KIND_VALUES:
@@ -396,7 +408,7 @@ class ContactIndex:
         others: set[int] = set()
         for key in entry.keys:
             members = self._by_key.get(key, set())
-            if len(members) <= MAX_BLOCK:
+            if len(members) <= (NAME_BLOCK_MAX if key.startswith("name:") else MAX_BLOCK):
                 others |= members
         others.discard(contact_id)
         found = [self.pair(entry, self.entries[o]) for o in sorted(others) if o in self.entries]
@@ -433,7 +445,7 @@ class ContactIndex:
         a_keys, b_keys = a.keys, b.keys
         shared_domains = sorted(k[7:] for k in a_keys & b_keys if k.startswith("domain:"))
         shared_phone = any(k.startswith("phone:") for k in a_keys & b_keys)
-        an, bn = name_key(a.name), name_key(b.name)
+        an, bn = a.key or name_key(a.name), b.key or name_key(b.name)
         if an and bn:
             score = name_score if name_score is not None else fuzz.token_sort_ratio(an, bn)
             if shared_domains and score >= 85:
@@ -457,7 +469,11 @@ class ContactIndex:
         """Every suggested pair (each once, lower id first), most likely first. Compares within blocks only:
         names by ``process.cdist`` over each block at once."""
         pairs: dict[tuple[int, int], DuplicateRead] = {}
-        blocks = [(key, sorted(m)) for key, m in self._by_key.items() if len(m) > 1]
+        blocks = [
+            (key, sorted(m))
+            for key, m in self._by_key.items()
+            if len(m) > 1 and not (key.startswith("name:") and len(m) > NAME_BLOCK_MAX)
+        ]
         for done, (key, members) in enumerate(blocks, 1):
             members = [m for m in members if m in self.entries][:MAX_BLOCK]
             names = [name_key(self.entries[m].name) for m in members]
@@ -481,10 +497,16 @@ class ContactIndex:
 
     @property
     def block_count(self) -> int:
-        return sum(1 for m in self._by_key.values() if len(m) > 1)
+        return sum(
+            1
+            for key, m in self._by_key.items()
+            if len(m) > 1 and not (key.startswith("name:") and len(m) > NAME_BLOCK_MAX)
+        )
 
 
 def _tail(e164: str) -> str:
+    if e164[1:].isdigit():  # E.164, as stored: "+" and digits
+        return e164[-7:]
     return "".join(ch for ch in e164 if ch.isdigit())[-7:]
 
 

@@ -88,7 +88,7 @@ async def _dedupe(settings: Settings) -> list[list[Any]]:
     from hub.runtime import standalone
     from ticketing.contact_index import ContactIndex
 
-    index = ContactIndex(settings.default_phone_region)
+    index = ContactIndex(settings.default_phone_region, scan_only=True)
     async with standalone(settings) as rt:
         typer.echo("reading contacts...", err=True)
         async with rt.read() as conn:

@@ -155,8 +155,10 @@ class ContactIndex:
     """This process's picture of every live contact (see the module docstring). Not thread-safe: used from the
     event loop only; ``refresh`` is serialized by a lock."""
 
-    def __init__(self, region: str = "US") -> None:
+    def __init__(self, region: str = "US", *, scan_only: bool = False) -> None:
         self.region = region
+        # Only what ``scan`` needs (entries and blocks), not the search's structures: the dedupe command.
+        self.scan_only = scan_only
         self._seen: datetime | None = None  # when the last refresh started
         self._lock = asyncio.Lock()
         self.version = 0  # moves whenever entries are read again
@@ -272,6 +274,10 @@ class ContactIndex:
         entry.key = name_key(entry.name)
         entry.keys = entry_keys(entry, self.region)
         self.entries[entry.id] = entry
+        for k in entry.keys:
+            self._by_key[k].add(entry.id)
+        if self.scan_only:
+            return
         for iid in entry.ident_ids:
             self._identity_owner[iid] = entry.id
         for word in set(entry.key.split()):
@@ -297,8 +303,6 @@ class ContactIndex:
             self._email_slots[entry.id] = slots
         for kind, value in entry.unverified:
             self._by_value[("unverified:" + kind, _unverified_value(kind, value, self.region))].add(entry.id)
-        for k in entry.keys:
-            self._by_key[k].add(entry.id)
 
     # --- search ---------------------------------------------------------------------------------------
 

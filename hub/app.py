@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 CHANNEL_PACKAGES: tuple[str, ...] = (
     "channels.webchat",
     "channels.email",
+    "channels.social",
 )
 
 

@@ -46,6 +46,7 @@ class EventType(StrEnum):
     AGENT_STATUS = "agent.status"
     CONTACT_UPDATED = "contact.updated"
     TYPING = "typing"
+    CHANNEL_HEALTH = "channel.health"  # a channel account's health changed (channels/social): everyone sees it
 
 
 class Event(SQLModel, table=True):

@@ -11,7 +11,8 @@ is one of the core's exceptions (``hub.errors`` subclasses with stable codes: ``
     port              registered as            used by
     AgentPort         rt.ports.agents          hub.deps (authentication), webchat (the agent's name)
     ContactPort       rt.ports.contacts        webchat (verified visitors, the pre-chat email)
-    ConversationPort  rt.ports.conversations   webchat (history, rating, receipts, moving to email)
+    ConversationPort  rt.ports.conversations   webchat (history, rating, receipts, moving to email); social
+                                               (providers' delivery and read receipts)
     QueuePort         rt.ports.queues          webchat (is anybody available)
     TicketPort        rt.ports.tickets         email (the message a reply quotes); the knowledge base's
                                                suggestions, being built (who may see a ticket, its text)
@@ -124,6 +125,18 @@ class EmailFallback(PortModel):
     linked: bool
 
 
+class ProviderReceipt(PortModel):
+    """A provider's receipt for one of our messages: by the id it gave the message when it took it
+    (``hub.messages.DeliveryResult.provider_id``), or, for providers that acknowledge "everything up to a time"
+    (Messenger's watermarks), by the recipient and that time (``before``)."""
+
+    provider_id: str | None = None
+    status: str  # sent | delivered | read | failed
+    error: str | None = None
+    recipient: str | None = None
+    before: datetime | None = None
+
+
 class ConversationPort(Protocol):
     async def state(self, *, channel: str, thread_key: str, after_message_id: int = 0) -> ConversationState:
         """The conversation as its customer sees it: the messages after ``after_message_id``, no notes."""
@@ -138,6 +151,10 @@ class ConversationPort(Protocol):
     async def mark_delivered(self, *, channel: str, thread_key: str, message_ids: Sequence[int]) -> None:
         """The customer's app showed these agent messages: their delivery status moves forward to delivered
         (never back), for the messages of this conversation only. Returns once committed."""
+
+    async def advance(self, *, channel: str, receipts: Sequence[ProviderReceipt]) -> int:
+        """Providers' receipts: each named message's delivery status moves forward (never back; failed is
+        final, with the provider's reason). Answers how many messages moved. Returns once committed."""
 
 
 # --- queues -------------------------------------------------------------------------------------------------------

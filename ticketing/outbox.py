@@ -24,8 +24,9 @@ from sqlalchemy import Integer, bindparam, or_, select, update
 from hub.db import UTCDateTime, fetch_all, one_of_param, update_rows, utcnow
 from hub.events import EventType, NewEvent
 from hub.messages import DeliveryError, DeliveryResult, OutboundMessage, Sender
+from hub.ports import ProviderReceipt
 from hub.runtime import Runtime
-from ticketing.models import DeliveryStatus, OutboxStatus
+from ticketing.models import DeliveryStatus, Direction, OutboxStatus
 from ticketing.replies import OUTBOX_HANDOFF
 from ticketing.tables import messages as M
 from ticketing.tables import outbox as O
@@ -255,6 +256,20 @@ class OutboxDispatcher:
                     for row, _, result in sent
                 ],
             )
+            # The provider's id becomes the message's external id (when the channel gave it none, as email's
+            # Message-ID): receipts find the message by it through the (channel, external_id) index.
+            named = [
+                {"mid": row.message_id, "pid": result.provider_id[:512]}
+                for row, _, result in sent
+                if result.provider_id
+            ]
+            if named:
+                await tx.conn.execute(
+                    update(M)
+                    .where(M.c.id == bindparam("mid"), M.c.external_id.is_(None))
+                    .values(external_id=bindparam("pid")),
+                    named,
+                )
         for row, _, _ in sent:
             self.rt.metrics.outbox_deliveries.labels(row.channel, "sent").inc()
 
@@ -328,6 +343,53 @@ async def note_retry(tx: Any, message_id: int, error: str) -> None:
             agent_id=ticket.assignee_id,
         )
     )
+
+
+# How many messages one watermark receipt ("read up to") may move at most.
+_WATERMARK_LIMIT = 200
+
+
+async def advance_by_provider(rt: Runtime, *, channel: str, receipts: Sequence[ProviderReceipt]) -> int:
+    """``hub.ports.ConversationPort.advance``: providers' receipts move our messages' delivery status forward.
+    A receipt names a message by the provider's id (the message's external id, set when it was sent), or by
+    its recipient and a time: every message to them sent until then."""
+    if not receipts:
+        return 0
+    async with rt.write() as tx:
+        conn = tx.conn
+        changes: list[StatusChange] = []
+        ids = sorted({r.provider_id for r in receipts if r.provider_id})
+        by_provider: dict[str, int] = {}
+        if ids:
+            found = await conn.execute(
+                select(M.c.id, M.c.external_id).where(
+                    M.c.channel == channel, M.c.external_id.in_(ids), M.c.direction == Direction.OUTBOUND.value
+                )
+            )
+            by_provider = {r.external_id: r.id for r in found}
+        for r in receipts:
+            status = DeliveryStatus(r.status)
+            error = r.error if status == DeliveryStatus.FAILED else None
+            if r.provider_id:
+                if r.provider_id in by_provider:
+                    changes.append(StatusChange(by_provider[r.provider_id], status, error))
+                continue
+            if r.recipient and r.before is not None:
+                found = await conn.execute(
+                    select(M.c.id)
+                    .where(
+                        M.c.channel == channel,
+                        M.c.recipient == r.recipient,
+                        M.c.direction == Direction.OUTBOUND.value,
+                        M.c.created_at <= r.before,
+                        M.c.delivery_status.not_in(unmoved_by(status)),
+                    )
+                    .order_by(M.c.id.desc())
+                    .limit(_WATERMARK_LIMIT)
+                )
+                changes.extend(StatusChange(row.id, status) for row in found)
+        changes.sort(key=lambda c: c.message_id)
+        return len(await set_delivery_statuses(tx, changes))
 
 
 @dataclass(frozen=True, slots=True)

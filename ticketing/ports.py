@@ -19,13 +19,14 @@ from hub.ports import (
     EmailFallback,
     Ports,
     PrincipalRecord,
+    ProviderReceipt,
     QueueAvailability,
     StoredMessage,
     TicketText,
 )
 from hub.principals import Principal
 from hub.runtime import Runtime
-from ticketing import agents, conversations, tables
+from ticketing import agents, conversations, outbox, tables
 from ticketing.exceptions import TicketNotFound
 from ticketing.models import Direction
 from ticketing.tickets import check_visible, ticket_row
@@ -102,6 +103,9 @@ class Conversations:
     def mark_delivered(self, *, channel: str, thread_key: str, message_ids: Sequence[int]) -> Coroutine[Any, Any, None]:
         # Every widget acknowledges every agent message it shows: the port adds no await of its own.
         return conversations.mark_delivered(self.rt, channel=channel, thread_key=thread_key, message_ids=message_ids)
+
+    def advance(self, *, channel: str, receipts: Sequence[ProviderReceipt]) -> Coroutine[Any, Any, int]:
+        return outbox.advance_by_provider(self.rt, channel=channel, receipts=receipts)
 
 
 class Queues:

@@ -1,0 +1,436 @@
+"""The running social channel: Meta's and Telegram's webhooks in, replies out through each provider's API.
+
+Inbound (``meta_webhook``, ``telegram_webhook``): the signature or secret is checked on the raw bytes before
+anything is parsed; the whole body is parsed before anything is stored (a bad entry refuses the batch, so
+nothing is half-stored); then every message of the batch is handed to ingest at once, where the group commit
+stores them in one transaction or a few (``ticketing.ingest``), and the answer waits for the commit. A
+retried batch is stored once: each message's external id is the provider's (``mid``, ``wamid``,
+``<bot>:<update_id>``, the comment id). Receipts move our messages' delivery status forward only
+(``rt.ports.conversations.advance``).
+
+Outbound (``senders``): one ``hub.messages.Sender`` per channel name, POSTing with httpx to
+``SWITCHBOARD_META_GRAPH_URL`` / ``SWITCHBOARD_TELEGRAM_API_URL``. What the provider answers decides the
+outbox's next step (``classify``): 5xx, 429, Meta's throttling codes and network errors are retried with
+backoff; a refused token (Meta error 190 and kin, Telegram 401) fails the message with "token expired —
+reconnect the page in Admin" and raises the account's health alert; any other 4xx fails it with the
+provider's own reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from channels.social import meta, telegram
+from channels.social.health import TOKEN_EXPIRED_TEXT, AccountHealth, Health, HealthStatus
+from hub.config import Settings
+from hub.db import utcnow
+from hub.errors import InvalidInput, NotFound, PermissionDenied, SwitchboardError
+from hub.files import FileStore, StoredFileMissing
+from hub.messages import DeliveryError, DeliveryResult, InboundMessage, Ingest, OutboundMessage, Sender
+from hub.ports import ProviderReceipt
+from hub.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+class UnknownAccount(NotFound):
+    code = "unknown_account"
+
+
+class BadWebhook(InvalidInput):
+    code = "bad_webhook"
+
+
+class BadSignature(PermissionDenied):
+    code = "bad_signature"
+
+
+class NotConfigured(NotFound):
+    code = "not_configured"
+
+
+# Meta's error codes for a token that expired, was revoked, or lost a permission: the page must be reconnected.
+TOKEN_CODES = frozenset({190, 102, 463, 467, 10, 200, 230})
+# Meta's throttling codes (answered with 400 or 403, not 429): retried.
+THROTTLE_CODES = frozenset({4, 17, 32, 613, 80001, 80002, 80004, 80006, 130429, 131048, 131056})
+WINDOW_CODES = frozenset({131047, 10_000_551})  # WhatsApp re-engagement; outside the allowed window
+
+
+class SocialService:
+    def __init__(
+        self, rt: Runtime, ingest: Ingest, settings: Settings, client: httpx.AsyncClient | None = None
+    ) -> None:
+        self.rt = rt
+        self.ingest = ingest
+        self.settings = settings
+        self.pages = {p.page_id: meta.Account(p.page_id, p.queue, p.kind) for p in settings.meta_pages}
+        self.page_tokens = {p.page_id: p.access_token.get_secret_value() for p in settings.meta_pages}
+        self.numbers = {
+            n.phone_number_id: meta.Account(n.phone_number_id, n.queue, "whatsapp") for n in settings.whatsapp_numbers
+        }
+        self.number_tokens = {n.phone_number_id: n.access_token.get_secret_value() for n in settings.whatsapp_numbers}
+        self.bots = {b.name: b for b in settings.telegram_bots}
+        self.health = Health(
+            rt,
+            [AccountHealth(p.kind, p.page_id, p.queue) for p in settings.meta_pages]
+            + [AccountHealth("whatsapp", n.phone_number_id, n.queue) for n in settings.whatsapp_numbers]
+            + [AccountHealth("telegram", b.name, b.queue) for b in settings.telegram_bots],
+        )
+        self.client = client or httpx.AsyncClient(timeout=settings.social_send_timeout_seconds)
+        self.files = FileStore(settings.attachment_dir)
+        self.senders: dict[str, Sender] = {
+            "whatsapp": _Send(self, self.send_whatsapp),
+            "messenger": _Send(self, self.send_page),
+            "instagram": _Send(self, self.send_page),
+            "comments": _Send(self, self.send_comment),
+            "telegram": _Send(self, self.send_telegram),
+        }
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self.settings.social_silence_seconds > 0:
+            self._sweeper = asyncio.create_task(self._sweep(), name="social-silence")
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        await self.client.aclose()
+
+    async def _sweep(self) -> None:
+        every = max(1.0, min(60.0, self.settings.social_silence_seconds / 4))
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.health.sweep_silence(self.settings.social_silence_seconds)
+            except Exception:
+                log.exception("social silence sweep failed")
+
+    # --- inbound ----------------------------------------------------------------------------------------------
+
+    def verify_challenge(self, mode: str | None, token: str | None, challenge: str | None) -> str:
+        expected = self.settings.meta_verify_token
+        if expected is None:
+            raise NotConfigured("SWITCHBOARD_META_VERIFY_TOKEN is not set: Meta's webhook is not configured here")
+        if mode != "subscribe" or token is None or challenge is None:
+            raise BadSignature("hub.mode=subscribe, hub.verify_token and hub.challenge are expected")
+        if not meta.hmac.compare_digest(expected.get_secret_value().encode(), token.encode()):
+            raise BadSignature("wrong verify token")
+        return challenge
+
+    async def meta_webhook(self, body: bytes, signature: str | None) -> dict[str, int]:
+        secret = self.settings.meta_app_secret
+        if secret is None:
+            raise NotConfigured("SWITCHBOARD_META_APP_SECRET is not set: Meta's webhook is not configured here")
+        if not meta.signature_ok(secret.get_secret_value().encode(), body, signature):
+            log.warning("Meta webhook refused: %s X-Hub-Signature-256", "wrong" if signature else "no")
+            raise BadSignature("X-Hub-Signature-256 is missing or does not match the body")
+        try:
+            parsed = meta.parse(meta.load(body), self.pages, self.numbers)
+        except meta.BadPayload as exc:
+            log.warning("Meta webhook refused: %s", exc)
+            raise BadWebhook(str(exc)) from None
+        except meta.UnknownAccount as exc:
+            log.warning("Meta webhook refused: %s", exc)
+            raise UnknownAccount(str(exc)) from None
+        for channel, account in parsed.accounts:
+            await self._heard(channel, account)
+        stored = await self._store(parsed.messages)
+        advanced = await self._receipts(parsed.receipts)
+        return {"messages": len(parsed.messages), "stored": stored, "receipts": advanced, "skipped": parsed.skipped}
+
+    async def telegram_webhook(self, bot_name: str, body: bytes, secret: str | None) -> dict[str, int]:
+        bot = self.bots.get(bot_name)
+        if bot is None:
+            log.warning("Telegram webhook for unknown bot %r refused", bot_name[:64])
+            raise UnknownAccount(f"no Telegram bot {bot_name[:64]!r} is configured (SWITCHBOARD_TELEGRAM_BOTS)")
+        if not telegram.secret_ok(bot.secret_token.get_secret_value(), secret):
+            log.warning("Telegram webhook for %s refused: %s secret token", bot_name, "wrong" if secret else "no")
+            raise BadSignature("X-Telegram-Bot-Api-Secret-Token is missing or wrong")
+        try:
+            message = telegram.parse(telegram.load(body), bot=bot.name, queue=bot.queue)
+        except meta.BadPayload as exc:
+            raise BadWebhook(str(exc)) from None
+        await self._heard("telegram", bot.name)
+        stored = await self._store([message] if message else [])
+        return {"messages": 1 if message else 0, "stored": stored, "receipts": 0, "skipped": 0 if message else 1}
+
+    async def _heard(self, channel: str, account: str) -> None:
+        cleared = self.health.heard(channel, account)
+        if cleared is not None:
+            await self.health.set(cleared, HealthStatus.OK, None)
+
+    async def _store(self, messages: list[InboundMessage]) -> int:
+        """Hand the batch to ingest at once (one group commit, or a few); answers how many were new. Raises when
+        any failed, so the provider sends the batch again (what was stored is found, not stored twice)."""
+        if not messages:
+            return 0
+        results = await asyncio.gather(*(self.ingest(m) for m in messages), return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            for exc in failed[:3]:
+                log.error("social message not stored: %r", exc)
+            first = failed[0]
+            if isinstance(first, SwitchboardError):
+                raise first
+            raise RuntimeError(f"{len(failed)} of {len(messages)} messages were not stored") from first
+        return sum(1 for r in results if not isinstance(r, BaseException) and r.created)
+
+    async def _receipts(self, receipts: list[meta.Receipt]) -> int:
+        if not receipts:
+            return 0
+        by_channel: dict[str, list[ProviderReceipt]] = {}
+        for r in receipts:
+            status = {"sent": "sent", "delivered": "delivered", "read": "read", "failed": "failed"}.get(r.status)
+            if status is None:
+                continue
+            by_channel.setdefault(r.channel, []).append(
+                ProviderReceipt(
+                    provider_id=r.provider_id or None,
+                    status=status,
+                    error=r.error,
+                    recipient=r.recipient,
+                    before=r.watermark,
+                )
+            )
+        moved = 0
+        for channel, changes in by_channel.items():
+            moved += await self.rt.ports.conversations.advance(channel=channel, receipts=changes)
+        return moved
+
+    # --- outbound ---------------------------------------------------------------------------------------------
+
+    async def send_whatsapp(self, message: OutboundMessage) -> tuple[str, str, DeliveryResult]:
+        number = message.sender_address or ""
+        token = self.number_tokens.get(number)
+        if token is None:
+            raise DeliveryError(f"WhatsApp number {number!r} is not configured any more", permanent=True)
+        body: dict[str, Any] = {
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": message.recipient.lstrip("+"),
+        }
+        template = message.metadata.get("template")
+        if isinstance(template, dict):
+            body["type"] = "template"
+            body["template"] = {
+                "name": template.get("name"),
+                "language": {"code": template.get("language") or "en_US"},
+                "components": [
+                    {
+                        "type": "body",
+                        "parameters": [{"type": "text", "text": str(v)} for v in template.get("variables") or []],
+                    }
+                ],
+            }
+        else:
+            body["type"] = "text"
+            body["text"] = {"body": message.text, "preview_url": False}
+        answer = await self._post_graph("whatsapp", number, f"{number}/messages", token, json_body=body)
+        ids = [m.get("id") for m in answer.get("messages") or [] if isinstance(m, dict)]
+        return "whatsapp", number, DeliveryResult(provider_id=str(ids[0]) if ids else None)
+
+    async def send_page(self, message: OutboundMessage) -> tuple[str, str, DeliveryResult]:
+        page = message.sender_address or ""
+        token = self.page_tokens.get(page)
+        channel = message.channel
+        if token is None:
+            raise DeliveryError(f"{channel} page {page!r} is not configured any more", permanent=True)
+        body: dict[str, Any] = {"recipient": {"id": message.recipient}, "message": {"text": message.text}}
+        tag = message.metadata.get("tag")
+        if tag:
+            body["messaging_type"] = "MESSAGE_TAG"
+            body["tag"] = tag
+        else:
+            body["messaging_type"] = "RESPONSE"
+        answer = await self._post_graph(channel, page, f"{page}/messages", token, json_body=body)
+        return channel, page, DeliveryResult(provider_id=_str(answer.get("message_id")))
+
+    async def send_comment(self, message: OutboundMessage) -> tuple[str, str, DeliveryResult]:
+        """A reply to a public comment, as a comment under it (Facebook: ``/{comment}/comments``, Instagram:
+        ``/{comment}/replies``)."""
+        page = message.sender_address or ""
+        token = self.page_tokens.get(page)
+        if token is None:
+            raise DeliveryError(f"page {page!r} is not configured any more", permanent=True)
+        comment_id = message.references[-1] if message.references else None
+        if not comment_id:
+            raise DeliveryError("no comment to answer", permanent=True)
+        kind = self.pages[page].kind
+        path = f"{comment_id}/replies" if kind == "instagram" else f"{comment_id}/comments"
+        answer = await self._post_graph(kind, page, path, token, json_body={"message": message.text})
+        return kind, page, DeliveryResult(provider_id=_str(answer.get("id")))
+
+    async def private_reply(self, *, page: str, comment_id: str, text: str) -> str | None:
+        """A private message answering a public comment (once per comment, within 7 days: Meta enforces)."""
+        token = self.page_tokens.get(page)
+        if token is None:
+            raise NotConfigured(f"page {page!r} is not configured")
+        kind = self.pages[page].kind
+        answer = await self._post_graph(
+            kind,
+            page,
+            f"{page}/messages",
+            token,
+            json_body={"recipient": {"comment_id": comment_id}, "message": {"text": text}},
+        )
+        return _str(answer.get("message_id"))
+
+    async def send_telegram(self, message: OutboundMessage) -> tuple[str, str, DeliveryResult]:
+        bot = self.bots.get(message.sender_address or "")
+        if bot is None:
+            raise DeliveryError(f"Telegram bot {message.sender_address!r} is not configured any more", permanent=True)
+        base = f"{self.settings.telegram_api_url}/bot{bot.token.get_secret_value()}"
+        chat_id = message.recipient
+        provider_id: str | None = None
+        # Files are uploaded (multipart), never sent as URLs Telegram would have to fetch from us.
+        for attachment in message.attachments:
+            if not attachment.sha256:
+                continue
+            try:
+                data = self.files.get(attachment.sha256)
+            except (StoredFileMissing, OSError):
+                raise DeliveryError(
+                    f"attachment {attachment.filename!r} is missing from storage", permanent=True
+                ) from None
+            method, field_name = (
+                ("sendPhoto", "photo") if attachment.content_type.startswith("image/") else ("sendDocument", "document")
+            )
+            answer = await self._post_telegram(
+                bot.name,
+                f"{base}/{method}",
+                data={"chat_id": chat_id},
+                files={field_name: (attachment.filename, data, attachment.content_type)},
+            )
+            provider_id = _telegram_id(answer)
+        if message.text.strip():
+            answer = await self._post_telegram(
+                bot.name, f"{base}/sendMessage", json_body={"chat_id": chat_id, "text": message.text}
+            )
+            provider_id = _telegram_id(answer)
+        return (
+            "telegram",
+            bot.name,
+            DeliveryResult(provider_id=f"{bot.name}:{chat_id}:{provider_id}" if provider_id else None),
+        )
+
+    async def _post_graph(
+        self, channel: str, account: str, path: str, token: str, *, json_body: dict[str, Any]
+    ) -> dict[str, Any]:
+        url = f"{self.settings.meta_graph_url}/{path}"
+        try:
+            response = await self.client.post(url, json=json_body, headers={"Authorization": f"Bearer {token}"})
+        except httpx.HTTPError as exc:
+            raise DeliveryError(f"Meta did not answer: {type(exc).__name__}") from None
+        return await self._judge(channel, account, response, _meta_error(response))
+
+    async def _post_telegram(
+        self,
+        bot: str,
+        url: str,
+        *,
+        json_body: dict[str, Any] | None = None,
+        data: dict[str, Any] | None = None,
+        files: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        try:
+            response = await self.client.post(url, json=json_body, data=data, files=files)
+        except httpx.HTTPError as exc:
+            raise DeliveryError(f"Telegram did not answer: {type(exc).__name__}") from None
+        return await self._judge("telegram", bot, response, _telegram_error(response))
+
+    async def _judge(
+        self, channel: str, account: str, response: httpx.Response, error: tuple[int | None, str] | None
+    ) -> dict[str, Any]:
+        """The provider's answer as the outbox's next step (see the module docstring)."""
+        status = response.status_code
+        health = self.health.get(channel, account)
+        code, reason = error or (None, response.reason_phrase or "")
+        provider = "Telegram" if channel == "telegram" else "Meta"
+        if 200 <= status < 300 and error is None:
+            if health is not None:
+                health.last_sent_at = utcnow()
+                if health.status in (HealthStatus.TOKEN_EXPIRED, HealthStatus.FAILING):
+                    await self.health.set(health, HealthStatus.OK, None)
+            try:
+                answer = response.json()
+            except ValueError:
+                return {}
+            return answer if isinstance(answer, dict) else {}
+        said = f"{provider} error {code}: {reason}" if code is not None else f"{provider} answered {status}: {reason}"
+        token_refused = (code in TOKEN_CODES and channel != "telegram") or (channel == "telegram" and status == 401)
+        if token_refused:
+            text = TOKEN_EXPIRED_TEXT.get(channel, "token expired — reconnect the account in Admin")
+            if health is not None:
+                await self.health.set(health, HealthStatus.TOKEN_EXPIRED, f"{text} ({said})")
+            raise DeliveryError(f"{text} ({said})", permanent=True)
+        if status == 429 or status >= 500 or (code in THROTTLE_CODES and channel != "telegram"):
+            raise DeliveryError(f"{said}; retrying", permanent=False)
+        if code in WINDOW_CODES:
+            raise DeliveryError(
+                f"outside the customer's messaging window: send an approved template ({said})", permanent=True
+            )
+        raise DeliveryError(said, permanent=True)
+
+
+def _str(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
+def _telegram_id(answer: dict[str, Any]) -> str | None:
+    result = answer.get("result")
+    return _str(result.get("message_id")) if isinstance(result, dict) else None
+
+
+def _meta_error(response: httpx.Response) -> tuple[int | None, str] | None:
+    if 200 <= response.status_code < 300:
+        return None
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(error, dict):
+        return None
+    code = error.get("code") if isinstance(error.get("code"), int) else None
+    message = str(error.get("error_user_msg") or error.get("message") or response.reason_phrase)[:500]
+    return code, message
+
+
+def _telegram_error(response: httpx.Response) -> tuple[int | None, str] | None:
+    try:
+        answer = response.json()
+    except ValueError:
+        return None if 200 <= response.status_code < 300 else (None, response.reason_phrase or "")
+    if isinstance(answer, dict) and answer.get("ok") is False:
+        code = answer.get("error_code") if isinstance(answer.get("error_code"), int) else None
+        return code, str(answer.get("description") or "")[:500]
+    return None
+
+
+class _Send:
+    """A channel name's ``Sender``: one of the service's send functions."""
+
+    def __init__(self, service: SocialService, send: Any) -> None:
+        self.service = service
+        self._send = send
+
+    async def send(self, message: OutboundMessage) -> DeliveryResult:
+        _channel, _account, result = await self._send(message)
+        return result  # type: ignore[no-any-return]
+
+
+def accounts_view(service: SocialService) -> list[dict[str, object]]:
+    """Every configured account and its health, without its secrets."""
+    return [h.as_dict() for h in service.health.accounts.values()]
+
+
+def _dumps(value: Mapping[str, Any]) -> str:
+    return json.dumps(value, separators=(",", ":"))

@@ -125,12 +125,12 @@ class EmailFallback(PortModel):
     linked: bool
 
 
-class ProviderReceipt(PortModel):
-    """A provider's receipt for one of our messages: by the id it gave the message when it took it
-    (``hub.messages.DeliveryResult.provider_id``), or, for providers that acknowledge "everything up to a time"
-    (Messenger's watermarks), by the recipient and that time (``before``)."""
+class DeliveryReceipt(PortModel):
+    """A provider's receipt for one of our messages: by the message's id (the channel keeps which provider id
+    is which message), or, for providers that acknowledge "everything up to a time" (Messenger's watermarks),
+    by the recipient and that time (``before``)."""
 
-    provider_id: str | None = None
+    message_id: int | None = None
     status: str  # sent | delivered | read | failed
     error: str | None = None
     recipient: str | None = None
@@ -152,7 +152,7 @@ class ConversationPort(Protocol):
         """The customer's app showed these agent messages: their delivery status moves forward to delivered
         (never back), for the messages of this conversation only. Returns once committed."""
 
-    async def advance(self, *, channel: str, receipts: Sequence[ProviderReceipt]) -> int:
+    async def advance(self, *, channel: str, receipts: Sequence[DeliveryReceipt]) -> int:
         """Providers' receipts: each named message's delivery status moves forward (never back; failed is
         final, with the provider's reason). Answers how many messages moved. Returns once committed."""
 

@@ -24,7 +24,7 @@ from sqlalchemy import Integer, bindparam, or_, select, update
 from hub.db import UTCDateTime, fetch_all, one_of_param, update_rows, utcnow
 from hub.events import EventType, NewEvent
 from hub.messages import DeliveryError, DeliveryResult, OutboundMessage, Sender
-from hub.ports import ProviderReceipt
+from hub.ports import DeliveryReceipt
 from hub.runtime import Runtime
 from ticketing.models import DeliveryStatus, Direction, OutboxStatus
 from ticketing.replies import OUTBOX_HANDOFF
@@ -256,20 +256,6 @@ class OutboxDispatcher:
                     for row, _, result in sent
                 ],
             )
-            # The provider's id becomes the message's external id (when the channel gave it none, as email's
-            # Message-ID): receipts find the message by it through the (channel, external_id) index.
-            named = [
-                {"mid": row.message_id, "pid": result.provider_id[:512]}
-                for row, _, result in sent
-                if result.provider_id
-            ]
-            if named:
-                await tx.conn.execute(
-                    update(M)
-                    .where(M.c.id == bindparam("mid"), M.c.external_id.is_(None))
-                    .values(external_id=bindparam("pid")),
-                    named,
-                )
         for row, _, _ in sent:
             self.rt.metrics.outbox_deliveries.labels(row.channel, "sent").inc()
 
@@ -349,30 +335,28 @@ async def note_retry(tx: Any, message_id: int, error: str) -> None:
 _WATERMARK_LIMIT = 200
 
 
-async def advance_by_provider(rt: Runtime, *, channel: str, receipts: Sequence[ProviderReceipt]) -> int:
+async def advance(rt: Runtime, *, channel: str, receipts: Sequence[DeliveryReceipt]) -> int:
     """``hub.ports.ConversationPort.advance``: providers' receipts move our messages' delivery status forward.
-    A receipt names a message by the provider's id (the message's external id, set when it was sent), or by
-    its recipient and a time: every message to them sent until then."""
+    A receipt names a message of ``channel`` by its id, or by its recipient and a time: every message to them
+    sent until then."""
     if not receipts:
         return 0
     async with rt.write() as tx:
         conn = tx.conn
         changes: list[StatusChange] = []
-        ids = sorted({r.provider_id for r in receipts if r.provider_id})
-        by_provider: dict[str, int] = {}
+        ids = sorted({r.message_id for r in receipts if r.message_id})
+        ours: set[int] = set()
         if ids:
             found = await conn.execute(
-                select(M.c.id, M.c.external_id).where(
-                    M.c.channel == channel, M.c.external_id.in_(ids), M.c.direction == Direction.OUTBOUND.value
-                )
+                select(M.c.id).where(M.c.id.in_(ids), M.c.channel == channel, M.c.direction == Direction.OUTBOUND.value)
             )
-            by_provider = {r.external_id: r.id for r in found}
+            ours = {r.id for r in found}
         for r in receipts:
             status = DeliveryStatus(r.status)
             error = r.error if status == DeliveryStatus.FAILED else None
-            if r.provider_id:
-                if r.provider_id in by_provider:
-                    changes.append(StatusChange(by_provider[r.provider_id], status, error))
+            if r.message_id:
+                if r.message_id in ours:
+                    changes.append(StatusChange(r.message_id, status, error))
                 continue
             if r.recipient and r.before is not None:
                 found = await conn.execute(

@@ -16,10 +16,10 @@ from sqlalchemy import select
 from hub.messages import Identity
 from hub.ports import (
     ConversationState,
+    DeliveryReceipt,
     EmailFallback,
     Ports,
     PrincipalRecord,
-    ProviderReceipt,
     QueueAvailability,
     StoredMessage,
     TicketText,
@@ -104,8 +104,8 @@ class Conversations:
         # Every widget acknowledges every agent message it shows: the port adds no await of its own.
         return conversations.mark_delivered(self.rt, channel=channel, thread_key=thread_key, message_ids=message_ids)
 
-    def advance(self, *, channel: str, receipts: Sequence[ProviderReceipt]) -> Coroutine[Any, Any, int]:
-        return outbox.advance_by_provider(self.rt, channel=channel, receipts=receipts)
+    def advance(self, *, channel: str, receipts: Sequence[DeliveryReceipt]) -> Coroutine[Any, Any, int]:
+        return outbox.advance(self.rt, channel=channel, receipts=receipts)
 
 
 class Queues:

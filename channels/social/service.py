@@ -20,24 +20,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 
 from channels.social import meta, telegram
 from channels.social.health import TOKEN_EXPIRED_TEXT, AccountHealth, Health, HealthStatus
+from channels.social.models import SocialDelivery
 from hub.config import Settings
-from hub.db import utcnow
+from hub.db import insert_rows, utcnow
 from hub.errors import InvalidInput, NotFound, PermissionDenied, SwitchboardError
 from hub.files import FileStore, StoredFileMissing
 from hub.messages import DeliveryError, DeliveryResult, InboundMessage, Ingest, OutboundMessage, Sender
-from hub.ports import ProviderReceipt
+from hub.ports import DeliveryReceipt
 from hub.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+D = SocialDelivery.__table__  # type: ignore[attr-defined]
 
 
 class UnknownAccount(NotFound):
@@ -187,18 +189,32 @@ class SocialService:
     async def _receipts(self, receipts: list[meta.Receipt]) -> int:
         if not receipts:
             return 0
-        by_channel: dict[str, list[ProviderReceipt]] = {}
+        named = {(r.channel, r.provider_id) for r in receipts if r.provider_id}
+        ours: dict[tuple[str, str], int] = {}
+        if named:
+            async with self.rt.read() as conn:
+                for channel in {c for c, _ in named}:
+                    found = await conn.execute(
+                        select(D.c.provider_id, D.c.message_id).where(
+                            D.c.channel == channel, D.c.provider_id.in_(sorted(p for c, p in named if c == channel))
+                        )
+                    )
+                    ours.update({(channel, row.provider_id): row.message_id for row in found})
+        by_channel: dict[str, list[DeliveryReceipt]] = {}
         for r in receipts:
             status = {"sent": "sent", "delivered": "delivered", "read": "read", "failed": "failed"}.get(r.status)
             if status is None:
                 continue
+            message_id = ours.get((r.channel, r.provider_id)) if r.provider_id else None
+            if r.provider_id and message_id is None:
+                continue  # not one of ours (sent from another tool on the same number), or not recorded yet
             by_channel.setdefault(r.channel, []).append(
-                ProviderReceipt(
-                    provider_id=r.provider_id or None,
+                DeliveryReceipt(
+                    message_id=message_id,
                     status=status,
                     error=r.error,
-                    recipient=r.recipient,
-                    before=r.watermark,
+                    recipient=None if message_id else r.recipient,
+                    before=None if message_id else r.watermark,
                 )
             )
         moved = 0
@@ -416,21 +432,27 @@ def _telegram_error(response: httpx.Response) -> tuple[int | None, str] | None:
 
 
 class _Send:
-    """A channel name's ``Sender``: one of the service's send functions."""
+    """A channel name's ``Sender``: one of the service's send functions; what the provider called the message
+    is kept (``social_deliveries``) so that its receipts find it."""
 
     def __init__(self, service: SocialService, send: Any) -> None:
         self.service = service
         self._send = send
 
     async def send(self, message: OutboundMessage) -> DeliveryResult:
-        _channel, _account, result = await self._send(message)
+        channel, _account, result = await self._send(message)
+        if result.provider_id and message.message_id:
+            row = {
+                "channel": channel,
+                "provider_id": result.provider_id[:255],
+                "message_id": message.message_id,
+                "created_at": utcnow(),
+            }
+            async with self.service.rt.db.begin() as conn:
+                await insert_rows(conn, D, [row], ignore_conflicts=True)
         return result  # type: ignore[no-any-return]
 
 
 def accounts_view(service: SocialService) -> list[dict[str, object]]:
     """Every configured account and its health, without its secrets."""
     return [h.as_dict() for h in service.health.accounts.values()]
-
-
-def _dumps(value: Mapping[str, Any]) -> str:
-    return json.dumps(value, separators=(",", ":"))

@@ -64,6 +64,7 @@ def parse(data: dict[str, Any], *, bot: str, queue: str) -> InboundMessage | Non
         external_id=f"{bot}:{data['update_id']}",
         sender=Identity(kind="telegram", value=str(chat_id), name=name[:200] if name else None),
         recipient=bot,
+        subject=f"Telegram: {name or ('@' + str(username) if username else chat_id)}",
         text=text,
         attachments=attachments,
         thread_key=f"tg:{bot}:{chat_id}",

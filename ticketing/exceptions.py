@@ -53,6 +53,16 @@ class NoRecipient(InvalidInput):
     code = "no_recipient"
 
 
+class OutsideWindow(InvalidInput):
+    """Free text refused: the customer's messaging window on the channel is closed (``hub.windows``)."""
+
+    code = "outside_messaging_window"
+
+
+class UnknownTemplate(InvalidInput):
+    code = "unknown_template"
+
+
 class InvalidRoutingConfig(InvalidInput):
     code = "invalid_routing_config"
 

@@ -144,7 +144,7 @@ class SocialService:
             log.warning("Meta webhook refused: %s", exc)
             raise UnknownAccount(str(exc)) from None
         for channel, account in parsed.accounts:
-            await self._heard(channel, account)
+            await self.heard(channel, account)
         stored = await self._store(parsed.messages)
         advanced = await self._receipts(parsed.receipts)
         return {"messages": len(parsed.messages), "stored": stored, "receipts": advanced, "skipped": parsed.skipped}
@@ -161,11 +161,12 @@ class SocialService:
             message = telegram.parse(telegram.load(body), bot=bot.name, queue=bot.queue)
         except meta.BadPayload as exc:
             raise BadWebhook(str(exc)) from None
-        await self._heard("telegram", bot.name)
+        await self.heard("telegram", bot.name)
         stored = await self._store([message] if message else [])
         return {"messages": 1 if message else 0, "stored": stored, "receipts": 0, "skipped": 0 if message else 1}
 
-    async def _heard(self, channel: str, account: str) -> None:
+    async def heard(self, channel: str, account: str) -> None:
+        """A webhook for the account arrived: a silent account is ok again."""
         cleared = self.health.heard(channel, account)
         if cleared is not None:
             await self.health.set(cleared, HealthStatus.OK, None)

@@ -3,6 +3,7 @@
 import { api } from "./api.js";
 import { ago, attachmentUrl, clock, h } from "./dom.js";
 import { EventStream } from "./stream.js";
+import { healthEvent, loadHealth, showWindow, tickWindow, windowMode } from "./window.js";
 
 const $ = (id) => document.getElementById(id);
 const OPEN = new Set(["new", "open", "pending"]);
@@ -50,6 +51,7 @@ async function boot() {
   stream.start(null);
   [state.queues, state.agents] = await Promise.all([api("GET", "/api/queues"), api("GET", "/api/agents")]);
   await loadState();
+  loadHealth();
   setInterval(tick, 1000);
 }
 
@@ -198,6 +200,7 @@ function apply(e) {
         if (m.direction === "inbound") {
           showCustomerTyping(false);
           loadSuggestions({ id: m.ticket_id }, $("text").value);
+          showWindow(m.ticket_id, templateSent); // the customer wrote: their window opens again
         }
       }
       break;
@@ -210,6 +213,9 @@ function apply(e) {
       break;
     case "agent.status":
       if (d.agent_id === me) showStatus(d.status);
+      break;
+    case "channel.health":
+      healthEvent(d);
       break;
     default:
       break;
@@ -288,6 +294,7 @@ function countdown(o) {
 }
 
 function tick() {
+  tickWindow();
   for (const [id, o] of state.offers) {
     const el = document.querySelector(`[data-countdown="${id}"]`);
     if (el) el.textContent = countdown(o);
@@ -380,11 +387,19 @@ async function openTicket(id, { keepComposer = false } = {}) {
   markSeen(id, Math.max(0, ...state.shown));
   showCustomerTyping(false);
   if (changed && !keepComposer) { $("text").value = ""; setMode("reply"); }
+  if (changed) showWindow(id, templateSent);
   $("text").focus();
   renderContact(t.contact);
   loadHistory(t);
   if (changed) { $("suggestions").replaceChildren(); $("no-suggestions").hidden = false; }
   loadSuggestions(t);
+}
+
+// A template reply the window's picker stored (window.js).
+function templateSent(m) {
+  if (state.current === m.ticket_id) appendMessage(m);
+  state.waitingSince.delete(m.ticket_id);
+  renderLists();
 }
 
 function renderHead() {
@@ -554,6 +569,7 @@ function setMode(mode) {
   $("composer").classList.toggle("note-mode", mode === "note");
   $("text").setAttribute("aria-label", mode === "note" ? "Internal note (not sent to the customer)" : "Reply to the customer");
   $("send").textContent = mode === "note" ? "Add note" : "Send";
+  windowMode(mode);
 }
 
 // A key per message being sent, kept until its send succeeds: Send clicked again after a network error (the first

@@ -540,6 +540,11 @@ class ReplyCreate(Input):
     text: str = PField(default="", max_length=100_000)
     client_key: str | None = CLIENT_KEY
     template: TemplateChoice | None = None
+    private: bool = PField(
+        default=False,
+        description="On a public comment (channel comments): answer its author privately, once per comment and "
+        "within 7 days of it, instead of with a public comment",
+    )
 
     @model_validator(mode="after")
     def _text_or_template(self) -> ReplyCreate:

@@ -39,6 +39,7 @@ async def reply(
     text: str,
     client_key: str | None = None,
     template: TemplateChoice | None = None,
+    private: bool = False,
 ) -> MessageRead:
     """An agent's reply: the message and its outbox row commit together; the dispatcher delivers it. A reply
     sent again with the ``client_key`` of one already stored on the ticket stores nothing and answers that one.
@@ -54,7 +55,7 @@ async def reply(
         group = rt.caches["replies"] = GroupCommit(
             lambda batch: _store_replies(rt, batch), max_batch=_REPLY_BATCH_MAX, name="reply-batches"
         )
-    return await group.submit(_ReplyRequest(ticket_id, principal, text, client_key, template))
+    return await group.submit(_ReplyRequest(ticket_id, principal, text, client_key, template, private))
 
 
 _REPLY_BATCH_MAX = 200
@@ -67,6 +68,7 @@ class _ReplyRequest:
     text: str
     client_key: str | None = None
     template: TemplateChoice | None = None
+    private: bool = False  # a channel with public and private answers (comments): the private one
 
 
 def _sent_before(first: Any, principal: Principal, direction: Direction, text: str) -> MessageRead:
@@ -308,6 +310,8 @@ def _windowed(
         raise OutsideWindow(state.reason or "the messaging window is closed", loc=("body", "text"))
     elif state.status == WindowStatus.TAGGED and state.tag:
         extra["tag"] = state.tag
+    if request.private:
+        extra["private"] = True
     return text, extra
 
 

@@ -163,7 +163,13 @@ async def reply(ticket_id: IdParam, body: ReplyCreate, agent: CurrentAgent, rt: 
     """Reply to the customer on the channel they used; delivered through the outbox. Sent again with the same
     ``client_key``, it answers the reply already stored (201 again) instead of storing another."""
     return await replies.reply(
-        rt, ticket_id=ticket_id, principal=agent, text=body.text, client_key=body.client_key, template=body.template
+        rt,
+        ticket_id=ticket_id,
+        principal=agent,
+        text=body.text,
+        client_key=body.client_key,
+        template=body.template,
+        private=body.private,
     )
 
 
@@ -178,9 +184,7 @@ async def reply_window(ticket_id: IdParam, agent: CurrentAgent, rt: RuntimeDep) 
 @router.post("/tickets/{ticket_id}/notes", response_model=MessageRead, status_code=201, tags=["tickets"])
 async def add_note(ticket_id: IdParam, body: NoteCreate, agent: CurrentAgent, rt: RuntimeDep) -> MessageRead:
     """An internal note, never sent to the customer; idempotent on ``client_key`` as replies are."""
-    return await replies.add_note(
-        rt, ticket_id=ticket_id, principal=agent, text=body.text, client_key=body.client_key
-    )
+    return await replies.add_note(rt, ticket_id=ticket_id, principal=agent, text=body.text, client_key=body.client_key)
 
 
 @router.post("/tickets/{ticket_id}/assign", response_model=TicketRead, tags=["tickets"])

@@ -21,14 +21,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 
 from channels.social import meta, telegram
 from channels.social.health import TOKEN_EXPIRED_TEXT, AccountHealth, Health, HealthStatus
-from channels.social.models import SocialDelivery
+from channels.social.models import PrivateReply, SocialDelivery
 from hub.config import Settings
 from hub.db import insert_rows, utcnow
 from hub.errors import InvalidInput, NotFound, PermissionDenied, SwitchboardError
@@ -40,6 +41,8 @@ from hub.runtime import Runtime
 log = logging.getLogger(__name__)
 
 D = SocialDelivery.__table__  # type: ignore[attr-defined]
+P = PrivateReply.__table__  # type: ignore[attr-defined]
+PRIVATE_REPLY_WINDOW = timedelta(days=7)
 
 
 class UnknownAccount(NotFound):
@@ -272,8 +275,8 @@ class SocialService:
         return channel, page, DeliveryResult(provider_id=_str(answer.get("message_id")))
 
     async def send_comment(self, message: OutboundMessage) -> tuple[str, str, DeliveryResult]:
-        """A reply to a public comment, as a comment under it (Facebook: ``/{comment}/comments``, Instagram:
-        ``/{comment}/replies``)."""
+        """A reply to a public comment: a comment under it (Facebook: ``/{comment}/comments``, Instagram:
+        ``/{comment}/replies``), or, asked ``private``, a private message to its author (``private_reply``)."""
         page = message.sender_address or ""
         token = self.page_tokens.get(page)
         if token is None:
@@ -282,24 +285,54 @@ class SocialService:
         if not comment_id:
             raise DeliveryError("no comment to answer", permanent=True)
         kind = self.pages[page].kind
+        if message.metadata.get("private"):
+            return await self.private_reply(message, page=page, comment_id=comment_id, token=token)
         path = f"{comment_id}/replies" if kind == "instagram" else f"{comment_id}/comments"
         answer = await self._post_graph(kind, page, path, token, json_body={"message": message.text})
         return kind, page, DeliveryResult(provider_id=_str(answer.get("id")))
 
-    async def private_reply(self, *, page: str, comment_id: str, text: str) -> str | None:
-        """A private message answering a public comment (once per comment, within 7 days: Meta enforces)."""
-        token = self.page_tokens.get(page)
-        if token is None:
-            raise NotConfigured(f"page {page!r} is not configured")
+    async def private_reply(
+        self, message: OutboundMessage, *, page: str, comment_id: str, token: str
+    ) -> tuple[str, str, DeliveryResult]:
+        """A private message answering a public comment: Meta allows one per comment, within 7 days of it. The
+        comment is claimed (``social_private_replies``) before the call and released if the call fails."""
         kind = self.pages[page].kind
-        answer = await self._post_graph(
-            kind,
-            page,
-            f"{page}/messages",
-            token,
-            json_body={"recipient": {"comment_id": comment_id}, "message": {"text": text}},
-        )
-        return _str(answer.get("message_id"))
+        comment = await self.rt.ports.tickets.message_by_external_id(channel="comments", external_id=comment_id)
+        if comment is not None and utcnow() - comment.created_at > PRIVATE_REPLY_WINDOW:
+            days = (utcnow() - comment.created_at).days
+            raise DeliveryError(
+                f"a private reply is possible within 7 days of the comment; this one is {days} days old", permanent=True
+            )
+        claim = {
+            "comment_id": comment_id,
+            "page_id": page,
+            "ticket_id": message.ticket_id,
+            "agent_id": None,
+            "provider_id": None,
+            "text": message.text,
+            "sent_at": utcnow(),
+        }
+        async with self.rt.db.begin() as conn:
+            taken = await conn.execute(select(P.c.comment_id).where(P.c.comment_id == comment_id))
+            if taken.first() is not None:
+                raise DeliveryError("this comment was already answered privately (Meta allows one)", permanent=True)
+            await insert_rows(conn, P, [claim], ignore_conflicts=True)
+        try:
+            answer = await self._post_graph(
+                kind,
+                page,
+                f"{page}/messages",
+                token,
+                json_body={"recipient": {"comment_id": comment_id}, "message": {"text": message.text}},
+            )
+        except DeliveryError:
+            async with self.rt.db.begin() as conn:
+                await conn.execute(delete(P).where(P.c.comment_id == comment_id))
+            raise
+        provider_id = _str(answer.get("message_id"))
+        async with self.rt.db.begin() as conn:
+            await conn.execute(update(P).where(P.c.comment_id == comment_id).values(provider_id=provider_id))
+        return kind, page, DeliveryResult(provider_id=provider_id)
 
     async def send_telegram(self, message: OutboundMessage) -> tuple[str, str, DeliveryResult]:
         bot = self.bots.get(message.sender_address or "")

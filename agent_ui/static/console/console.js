@@ -412,6 +412,7 @@ function renderHead() {
   const open = OPEN.has(t.status);
   $("solve-btn").disabled = !open;
   $("transfer-btn").disabled = !open;
+  $("private-option").hidden = t.channel !== "comments";
 }
 
 function agentName(id) {
@@ -590,9 +591,12 @@ async function sendCurrent() {
   $("send").disabled = true;
   try {
     const path = state.mode === "note" ? `/api/tickets/${id}/notes` : `/api/tickets/${id}/reply`;
-    const m = await api("POST", path, { text, client_key: clientKey(id, text, state.mode) });
+    const body = { text, client_key: clientKey(id, text, state.mode) };
+    if (state.mode === "reply" && !$("private-option").hidden && $("private").checked) body.private = true;
+    const m = await api("POST", path, body);
     state.sending = null;
     $("text").value = "";
+    $("private").checked = false;
     $("compose-error").textContent = "";
     if (state.current === id) appendMessage(m);
     if (state.mode === "reply") state.waitingSince.delete(id);

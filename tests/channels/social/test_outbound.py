@@ -331,3 +331,24 @@ async def test_messenger_window_tags_human_agent_replies_up_to_7_days(
         f"/api/tickets/{gone}/reply", json={"template": {"name": "order_update", "variables": ["a", "b"]}}, headers=auth
     )
     assert template.status_code == 422 and template.json()["code"] == "unknown_template"
+
+
+async def test_comment_tickets_are_answered_publicly_or_once_privately(
+    hub: httpx.AsyncClient, rt: Runtime, provider: Provider
+) -> None:
+    """A reply on a comments ticket is a comment under the customer's comment; with ``private`` it is a private
+    message to its author, and a second private one fails with the reason."""
+    auth = await _agent(rt, hub)
+    await _post(hub, json.dumps(fixture("page_feed_comment.json")).encode())
+    ticket = await _ticket_of(rt, "111_222")
+    public = await hub.post(f"/api/tickets/{ticket}/reply", json={"text": "Sorry to hear!"}, headers=auth)
+    assert (await _settled(rt, public.json()["id"])).delivery_status == "sent"
+    private = await hub.post(
+        f"/api/tickets/{ticket}/reply", json={"text": "Here is your tracking link", "private": True}, headers=auth
+    )
+    assert (await _settled(rt, private.json()["id"])).delivery_status == "sent"
+    again = await hub.post(f"/api/tickets/{ticket}/reply", json={"text": "and again", "private": True}, headers=auth)
+    refused = await _settled(rt, again.json()["id"])
+    assert refused.delivery_status == "failed" and "already answered privately" in refused.delivery_error
+    assert [c.path for c in provider.calls] == ["/graph/111_222/comments", f"/graph/{PAGE}/messages"]
+    assert provider.calls[1].json()["recipient"] == {"comment_id": "111_222"}

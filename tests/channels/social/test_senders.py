@@ -7,14 +7,15 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from channels.social.health import HealthStatus
 from channels.social.service import SocialService
 from hub.config import Settings
+from hub.db import utcnow
 from hub.events import Event, EventType
 from hub.files import FileStore
-from hub.messages import Attachment, DeliveryError, InboundMessage, IngestResult, OutboundMessage
+from hub.messages import Attachment, DeliveryError, Identity, InboundMessage, IngestResult, OutboundMessage
 from hub.runtime import Runtime
 from tests.channels.social.conftest import BOT, NUMBER, PAGE, Provider
 
@@ -138,3 +139,64 @@ async def test_a_silent_webhook_raises_the_alert_and_the_next_webhook_clears_it(
             for e in await conn.execute(select(_events).where(_events.c.type == EventType.CHANNEL_HEALTH))
         ]
     assert ("whatsapp", "silent") in events and events[-1] == ("whatsapp", "ok")
+
+
+def _private(comment_id: str) -> OutboundMessage:
+    return OutboundMessage(
+        message_id=0,
+        ticket_id=1,
+        channel="comments",
+        recipient="7100000001",
+        sender_address=PAGE,
+        text="We sent you the tracking link privately.",
+        references=[comment_id],
+        metadata={"private": True},
+    )
+
+
+async def test_a_private_reply_goes_once_per_comment_and_a_failed_one_can_be_retried(
+    service: SocialService, provider: Provider
+) -> None:
+    """Asked private, the reply is a message to the comment's author ({page}/messages, recipient.comment_id);
+    a second private reply to the same comment is refused without calling Meta; a call that failed does not
+    use up the one private reply."""
+    provider.script.append((500, {"error": {"message": "try later", "code": 2}}))
+    with pytest.raises(DeliveryError) as failed:
+        await service.senders["comments"].send(_private("111_222"))
+    assert not failed.value.permanent
+    await service.senders["comments"].send(_private("111_222"))
+    with pytest.raises(DeliveryError) as again:
+        await service.senders["comments"].send(_private("111_222"))
+    assert again.value.permanent and "already answered privately" in str(again.value)
+    assert len(provider.calls) == 2
+    assert provider.calls[-1].path == f"/graph/{PAGE}/messages"
+    assert provider.calls[-1].json() == {
+        "recipient": {"comment_id": "111_222"},
+        "message": {"text": "We sent you the tracking link privately."},
+    }
+
+
+async def test_a_private_reply_is_refused_after_7_days(service: SocialService, provider: Provider, rt: Runtime) -> None:
+    """A comment older than 7 days gets no private reply (Meta would refuse it): final, and Meta is not called."""
+    from tests.conftest import make_queue
+    from ticketing.ingest import ingest_batch
+    from ticketing.tables import messages as M
+
+    await make_queue(rt, "social")
+    comment = InboundMessage(
+        channel="comments",
+        external_id="111_old",
+        sender=Identity(kind="messenger", value="7100000002"),
+        recipient=PAGE,
+        text="old comment",
+        thread_key="cm:PAGE_ID:post:7100000002",
+    )
+    await ingest_batch(rt, [comment])
+    async with rt.write() as tx:
+        await tx.conn.execute(
+            update(M).where(M.c.external_id == "111_old").values(created_at=utcnow() - timedelta(days=8))
+        )
+    with pytest.raises(DeliveryError) as late:
+        await service.senders["comments"].send(_private("111_old"))
+    assert late.value.permanent and "within 7 days" in str(late.value)
+    assert provider.calls == []

@@ -135,8 +135,8 @@ def with_social(settings: Settings, provider_url: str, **more: Any) -> Settings:
 
 
 @pytest.fixture
-def social_settings(settings: Settings, provider: Provider) -> Settings:
-    return with_social(settings, provider.url)
+def social_settings(settings: Settings, provider: Provider, tmp_path: Path) -> Settings:
+    return with_social(settings, provider.url, attachment_dir=tmp_path / "attachments")
 
 
 @pytest.fixture

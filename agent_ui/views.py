@@ -71,6 +71,13 @@ async def demo_page(request: Request, queue: str = "support") -> HTMLResponse:
     return _page(request, "demo.html", csp=csp, widget_src=f"{base}/widget.js", queue=queue[:100])
 
 
+@router.get("/admin/social", response_class=HTMLResponse)
+async def admin_social_page(request: Request) -> HTMLResponse:
+    """Social channels: every page, account, number and bot with its health, the webhook URLs to set up, the
+    approved templates, and reconnecting a page whose token expired (the data is admins' only)."""
+    return _page(request, "admin_social.html")
+
+
 @router.get("/admin/kb", response_class=HTMLResponse)
 async def admin_kb_page(request: Request) -> HTMLResponse:
     """Write and edit knowledge-base articles with a preview and their versions (sends you to /login when you

@@ -1,5 +1,5 @@
-"""Tables of the social channels: which of our messages each provider id is (for receipts), and the private
-replies sent to public comments (Meta allows one per comment)."""
+"""Tables of the social channels: which of our messages each provider id is (for receipts), the private
+replies sent to public comments (Meta allows one per comment), and access tokens replaced in the admin page."""
 
 from __future__ import annotations
 
@@ -35,3 +35,15 @@ class PrivateReply(SQLModel, table=True):
     provider_id: str | None = Field(default=None, max_length=255)
     text: str = Field(default="", sa_type=Text)
     sent_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class AccountToken(SQLModel, table=True):
+    """An access token an admin gave for an account after its configured one expired (the page reconnected):
+    it overrides the setting's, sealed at rest (``hub.sealing``)."""
+
+    __tablename__ = "social_tokens"
+
+    channel: str = Field(primary_key=True, max_length=20)
+    account: str = Field(primary_key=True, max_length=64)
+    sealed_token: str = Field(sa_type=Text)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

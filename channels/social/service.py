@@ -29,7 +29,7 @@ from sqlalchemy import delete, select, update
 
 from channels.social import meta, telegram
 from channels.social.health import TOKEN_EXPIRED_TEXT, AccountHealth, Health, HealthStatus
-from channels.social.models import PrivateReply, SocialDelivery
+from channels.social.models import AccountToken, PrivateReply, SocialDelivery
 from hub.config import Settings
 from hub.db import insert_rows, utcnow
 from hub.errors import InvalidInput, NotFound, PermissionDenied, SwitchboardError
@@ -37,11 +37,15 @@ from hub.files import FileStore, StoredFileMissing
 from hub.messages import DeliveryError, DeliveryResult, InboundMessage, Ingest, OutboundMessage, Sender
 from hub.ports import DeliveryReceipt
 from hub.runtime import Runtime
+from hub.sealing import SealedUnreadable, Sealer
 
 log = logging.getLogger(__name__)
 
 D = SocialDelivery.__table__  # type: ignore[attr-defined]
 P = PrivateReply.__table__  # type: ignore[attr-defined]
+K = AccountToken.__table__  # type: ignore[attr-defined]
+# How often a process reads the tokens admins replaced (another process may have taken the new one).
+TOKEN_REFRESH_SECONDS = 30.0
 PRIVATE_REPLY_WINDOW = timedelta(days=7)
 
 
@@ -97,11 +101,12 @@ class SocialService:
             "comments": _Send(self, self.send_comment),
             "telegram": _Send(self, self.send_telegram),
         }
+        self.sealer = Sealer(settings.secret_key.get_secret_value())
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        if self.settings.social_silence_seconds > 0:
-            self._sweeper = asyncio.create_task(self._sweep(), name="social-silence")
+        await self.load_tokens()
+        self._sweeper = asyncio.create_task(self._sweep(), name="social-sweep")
 
     async def stop(self) -> None:
         if self._sweeper is not None:
@@ -111,13 +116,52 @@ class SocialService:
         await self.client.aclose()
 
     async def _sweep(self) -> None:
-        every = max(1.0, min(60.0, self.settings.social_silence_seconds / 4))
+        silence = self.settings.social_silence_seconds
+        every = max(1.0, min(TOKEN_REFRESH_SECONDS, silence / 4)) if silence > 0 else TOKEN_REFRESH_SECONDS
         while True:
             await asyncio.sleep(every)
             try:
-                await self.health.sweep_silence(self.settings.social_silence_seconds)
+                await self.load_tokens()
+                await self.health.sweep_silence(silence)
             except Exception:
-                log.exception("social silence sweep failed")
+                log.exception("social sweep failed")
+
+    def _tokens_of(self, channel: str) -> dict[str, str] | None:
+        if channel in ("messenger", "instagram"):
+            return self.page_tokens
+        if channel == "whatsapp":
+            return self.number_tokens
+        return None
+
+    async def load_tokens(self) -> None:
+        """The tokens admins replaced (``social_tokens``) override the configured ones."""
+        async with self.rt.read() as conn:
+            rows = list(await conn.execute(select(K.c.channel, K.c.account, K.c.sealed_token)))
+        for row in rows:
+            tokens = self._tokens_of(row.channel)
+            if tokens is not None and row.account in tokens:
+                try:
+                    tokens[row.account] = self.sealer.open(row.sealed_token)
+                except SealedUnreadable:
+                    log.error("the token saved for %s %s cannot be opened: set it again", row.channel, row.account)
+            elif row.channel == "telegram" and row.account in self.bots:
+                log.warning("Telegram bot tokens are replaced in SWITCHBOARD_TELEGRAM_BOTS, not here")
+
+    async def replace_token(self, *, channel: str, account: str, token: str) -> AccountHealth:
+        """An admin reconnected a page or number: its new token is kept (sealed) and used from now on, by every
+        process (each reads the table every ``TOKEN_REFRESH_SECONDS``); the account's token alert clears."""
+        tokens = self._tokens_of(channel)
+        health = self.health.get(channel, account)
+        if tokens is None or account not in tokens or health is None:
+            raise UnknownAccount(f"no {channel} account {account!r} is configured")
+        row = {"channel": channel, "account": account, "sealed_token": self.sealer.seal(token), "updated_at": utcnow()}
+        async with self.rt.db.begin() as conn:
+            await conn.execute(delete(K).where(K.c.channel == channel, K.c.account == account))
+            await insert_rows(conn, K, [row])
+        tokens[account] = token
+        if health.status == HealthStatus.TOKEN_EXPIRED:
+            await self.health.set(health, HealthStatus.OK, None)
+        return health
 
     # --- inbound ----------------------------------------------------------------------------------------------
 

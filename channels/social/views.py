@@ -4,14 +4,15 @@ the admin API. Thin: read the raw body, then call the channel's running ``Social
 No ``from __future__ import annotations`` here: FastAPI reads the endpoints' annotations."""
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from channels.social.service import SocialService, accounts_view
 from hub.deps import CurrentAdmin, CurrentAgent
+from hub.inputs import Input
 
 
 class WebhookAccepted(BaseModel):
@@ -33,6 +34,28 @@ class AccountRead(BaseModel):
     since: str | None
     last_webhook_at: str | None
     last_sent_at: str | None
+
+
+class TokenReplace(Input):
+    """A new access token for a page, Instagram account or WhatsApp number (from Meta's Business settings)."""
+
+    access_token: str = Field(min_length=10, max_length=2000, pattern=r"^[A-Za-z0-9_.|:-]+$")
+
+
+class TelegramHook(BaseModel):
+    bot: str
+    url: str
+
+
+class SocialSetup(BaseModel):
+    """What to enter at Meta and Telegram: the webhook URLs, and whether the secrets are set here."""
+
+    meta_webhook_url: str
+    meta_app_secret_set: bool
+    meta_verify_token_set: bool
+    telegram_webhooks: list[TelegramHook]
+    graph_url: str
+    telegram_api_url: str
 
 
 class TemplateRead(BaseModel):
@@ -85,6 +108,32 @@ def build_router(service: Callable[[], SocialService]) -> list[APIRouter]:
     async def accounts(svc: Service, admin: CurrentAdmin) -> list[dict[str, object]]:
         """Every configured page, Instagram account, WhatsApp number and bot with its health (no secrets)."""
         return accounts_view(svc)
+
+    @api.put("/accounts/{channel}/{account}/token", response_model=AccountRead)
+    async def replace_token(
+        svc: Service,
+        admin: CurrentAdmin,
+        channel: Annotated[Literal["messenger", "instagram", "whatsapp"], Path()],
+        account: Annotated[str, Path(max_length=64)],
+        body: TokenReplace,
+    ) -> dict[str, object]:
+        """Reconnect a page or number: its new access token (kept sealed) is used from now on; the token alert
+        clears. Telegram bots' tokens are set in SWITCHBOARD_TELEGRAM_BOTS."""
+        health = await svc.replace_token(channel=channel, account=account, token=body.access_token)
+        return health.as_dict()
+
+    @api.get("/setup", response_model=SocialSetup)
+    async def setup(svc: Service, admin: CurrentAdmin) -> SocialSetup:
+        """The webhook URLs to give Meta and Telegram (from SWITCHBOARD_PUBLIC_URL)."""
+        base = svc.settings.public_url
+        return SocialSetup(
+            meta_webhook_url=f"{base}/webhooks/meta",
+            meta_app_secret_set=svc.settings.meta_app_secret is not None,
+            meta_verify_token_set=svc.settings.meta_verify_token is not None,
+            telegram_webhooks=[TelegramHook(bot=b, url=f"{base}/webhooks/telegram/{b}") for b in svc.bots],
+            graph_url=svc.settings.meta_graph_url,
+            telegram_api_url=svc.settings.telegram_api_url,
+        )
 
     @api.get("/health", response_model=list[AccountRead])
     async def health(svc: Service, agent: CurrentAgent) -> list[dict[str, object]]:

@@ -1,4 +1,5 @@
-"""social: provider ids of the messages we sent (receipts find them), private replies to comments (one each)
+"""social: provider ids of the messages we sent (receipts find them), private replies to comments (one each),
+access tokens replaced in the admin page (sealed)
 
 Revision ID: social_tables
 Revises: 0008_message_client_key
@@ -37,8 +38,17 @@ def upgrade() -> None:
         sa.Column("sent_at", hub.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("comment_id"),
     )
+    op.create_table(
+        "social_tokens",
+        sa.Column("channel", sa.String(length=20), nullable=False),
+        sa.Column("account", sa.String(length=64), nullable=False),
+        sa.Column("sealed_token", sa.Text(), nullable=False),
+        sa.Column("updated_at", hub.db.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("channel", "account"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("social_tokens")
     op.drop_table("social_private_replies")
     op.drop_table("social_deliveries")

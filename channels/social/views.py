@@ -74,7 +74,15 @@ def build_router(service: Callable[[], SocialService]) -> list[APIRouter]:
     hooks = APIRouter(prefix="/webhooks", tags=["webhooks"])
     api = APIRouter(prefix="/api/social", tags=["social"])
 
-    @hooks.get("/meta", response_class=PlainTextResponse)
+    @hooks.get(
+        "/meta",
+        responses={
+            200: {
+                "description": "The challenge, as plain text",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
+        },
+    )
     async def meta_handshake(
         svc: Service,
         mode: Annotated[str | None, Query(alias="hub.mode", max_length=40)] = None,

@@ -22,13 +22,18 @@ NAMES = ("whatsapp", "messenger", "instagram", "telegram", "comments")
 class SocialChannel:
     """Brings ``whatsapp`` (Cloud API), ``messenger``, ``instagram``, ``telegram`` and ``comments``; its settings
     are ``SWITCHBOARD_META_*``, ``SWITCHBOARD_WHATSAPP_*``, ``SWITCHBOARD_TELEGRAM_*`` and
-    ``SWITCHBOARD_SOCIAL_*``."""
+    ``SWITCHBOARD_SOCIAL_*``.
 
-    specs: Sequence[ChannelSpec] = tuple(SPECS[name] for name in NAMES)
+    ``whatsapp`` is brought only when ``SWITCHBOARD_WHATSAPP_NUMBERS`` names a number: one registered channel
+    brings a name, and a hub whose WhatsApp goes through Twilio leaves it to the Twilio channel."""
+
     settings_section = "social"
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.specs: Sequence[ChannelSpec] = tuple(
+            SPECS[name] for name in NAMES if name != "whatsapp" or settings.whatsapp_numbers
+        )
         self._service: SocialService | None = None
 
     @property
@@ -48,7 +53,8 @@ class SocialChannel:
 
     @property
     def senders(self) -> Mapping[str, Sender]:
-        return self.service.senders
+        brought = {spec.name for spec in self.specs}
+        return {name: sender for name, sender in self.service.senders.items() if name in brought}
 
     @property
     def reply_hooks(self) -> Mapping[str, ReplyHook]:

@@ -197,6 +197,8 @@ class Settings(BaseSettings):
     social_silence_seconds: float = Field(default=0.0, ge=0)
     social_max_webhook_bytes: int = Field(default=1_048_576, ge=1024)
     social_send_timeout_seconds: float = Field(default=20.0, gt=0)
+    # How long a webhook waits for its messages' files (fetched before the messages are stored).
+    social_media_timeout_seconds: float = Field(default=10.0, gt=0)
 
     # Knowledge base (knowledge_base/)
     kb_embedder: Literal["auto", "use", "minilm", "wordllama", "none"] = Field(

@@ -34,7 +34,7 @@ from hub.config import Settings
 from hub.db import insert_rows, utcnow
 from hub.errors import InvalidInput, NotFound, PermissionDenied, SwitchboardError
 from hub.files import FileStore, StoredFileMissing
-from hub.messages import DeliveryError, DeliveryResult, InboundMessage, Ingest, OutboundMessage, Sender
+from hub.messages import Attachment, DeliveryError, DeliveryResult, InboundMessage, Ingest, OutboundMessage, Sender
 from hub.ports import DeliveryReceipt
 from hub.runtime import Runtime
 from hub.sealing import SealedUnreadable, Sealer
@@ -192,6 +192,7 @@ class SocialService:
             raise UnknownAccount(str(exc)) from None
         for channel, account in parsed.accounts:
             await self.heard(channel, account)
+        await self.fetch_media(parsed.messages)
         stored = await self._store(parsed.messages)
         advanced = await self._receipts(parsed.receipts)
         return {"messages": len(parsed.messages), "stored": stored, "receipts": advanced, "skipped": parsed.skipped}
@@ -209,6 +210,7 @@ class SocialService:
         except meta.BadPayload as exc:
             raise BadWebhook(str(exc)) from None
         await self.heard("telegram", bot.name)
+        await self.fetch_media([message] if message else [])
         stored = await self._store([message] if message else [])
         return {"messages": 1 if message else 0, "stored": stored, "receipts": 0, "skipped": 0 if message else 1}
 
@@ -217,6 +219,86 @@ class SocialService:
         cleared = self.health.heard(channel, account)
         if cleared is not None:
             await self.health.set(cleared, HealthStatus.OK, None)
+
+    async def fetch_media(self, messages: list[InboundMessage]) -> None:
+        """The files of a batch's messages, fetched with the account's credentials (WhatsApp: the media id
+        through Graph, with the number's token; Telegram: getFile, with the bot's token; Messenger and
+        Instagram: the attachment's URL) and stored by content hash like email attachments, all at once and
+        within ``SWITCHBOARD_SOCIAL_MEDIA_TIMEOUT_SECONDS``. A file that cannot be fetched leaves the message
+        as it is (it still says what was sent), logged; a message already stored is not fetched again."""
+        jobs = [
+            (message, attachment)
+            for message in messages
+            for attachment in message.attachments
+            if attachment.sha256 is None
+        ]
+        if not jobs:
+            return
+        ids = [(m.channel, m.external_id) for m, _ in jobs]
+        known = await self._already_stored(ids)
+        jobs = [(m, a) for m, a in jobs if (m.channel, m.external_id) not in known]
+        try:
+            async with asyncio.timeout(self.settings.social_media_timeout_seconds):
+                results = await asyncio.gather(*(self._fetch(m, a) for m, a in jobs), return_exceptions=True)
+        except TimeoutError:
+            log.warning("fetching %d files of a webhook took too long; the rest are left as they are", len(jobs))
+            return
+        for (message, attachment), result in zip(jobs, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning(
+                    "file %r of %s %s not fetched: %s",
+                    attachment.filename,
+                    message.channel,
+                    message.external_id,
+                    result,
+                )
+
+    async def _already_stored(self, ids: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        found = set()
+        for channel, external_id in set(ids):
+            if await self.rt.ports.tickets.message_by_external_id(channel=channel, external_id=external_id):
+                found.add((channel, external_id))
+        return found
+
+    async def _fetch(self, message: InboundMessage, attachment: Attachment) -> None:
+        headers: dict[str, str] = {}
+        if message.channel == "whatsapp":
+            token = self.number_tokens.get(message.recipient or "")
+            media_id = message.metadata.get("media_id")
+            if token is None or not media_id:
+                return
+            headers = {"Authorization": f"Bearer {token}"}
+            info = await self.client.get(f"{self.settings.meta_graph_url}/{media_id}", headers=headers)
+            info.raise_for_status()
+            url = info.json().get("url")
+        elif message.channel == "telegram":
+            bot = self.bots.get(message.recipient or "")
+            file_id = message.metadata.get("file_id")
+            if bot is None or not file_id:
+                return
+            base = self.settings.telegram_api_url
+            token = bot.token.get_secret_value()
+            info = await self.client.get(f"{base}/bot{token}/getFile", params={"file_id": file_id})
+            info.raise_for_status()
+            path = (info.json().get("result") or {}).get("file_path")
+            url = f"{base}/file/bot{token}/{path}" if path else None
+        else:
+            url = attachment.url
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            return
+        limit = self.settings.attachment_max_bytes
+        data = bytearray()
+        async with self.client.stream("GET", url, headers=headers) as response:
+            response.raise_for_status()
+            async for chunk in response.aiter_bytes():
+                data += chunk
+                if len(data) > limit:
+                    raise ValueError(f"over SWITCHBOARD_ATTACHMENT_MAX_BYTES ({limit})")
+            content_type = response.headers.get("content-type", "").split(";")[0].strip()
+        attachment.sha256 = await asyncio.to_thread(self.files.put, bytes(data))
+        attachment.size = len(data)
+        if content_type and attachment.content_type in ("application/octet-stream", "image/*", "video/*", "audio/*"):
+            attachment.content_type = content_type[:255]
 
     async def _store(self, messages: list[InboundMessage]) -> int:
         """Hand the batch to ingest at once (one group commit, or a few); answers how many were new. Raises when

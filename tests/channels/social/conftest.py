@@ -26,6 +26,7 @@ APP_SECRET = "meta-app-secret-for-tests"
 VERIFY_TOKEN = "verify-me-please"
 TG_SECRET = "tg-secret_token-1"
 PAGE, IG, NUMBER, BOT = "PAGE_ID", "IG_ID", "106540352242922", "shop"
+MEDIA = b"\xff\xd8\xff\xe0 a customer's photo " + bytes(range(256))
 
 
 def fixture(name: str) -> dict[str, Any]:
@@ -94,6 +95,31 @@ def provider() -> Iterator[Provider]:
             data = json.dumps(answer).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:  # noqa: N802
+            """Media: Graph's media lookup, Telegram's getFile, and the files themselves (``MEDIA``)."""
+            state.calls.append(Call("GET", self.path, dict(self.headers), b""))
+            path = self.path.split("?")[0]
+            if path.startswith("/media/") or path.startswith("/tg/file/"):
+                data, kind = MEDIA, "image/jpeg"
+            elif path.startswith("/tg/") and path.endswith("/getFile"):
+                data, kind = (
+                    json.dumps({"ok": True, "result": {"file_path": "photos/file_1.jpg"}}).encode(),
+                    "application/json",
+                )
+            elif path.startswith("/graph/"):
+                media_id = path.rsplit("/", 1)[-1]
+                answer = {"url": f"{state.url}/media/{media_id}", "mime_type": "image/jpeg", "id": media_id}
+                data, kind = json.dumps(answer).encode(), "application/json"
+            else:
+                self.send_response(404)
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)

@@ -52,7 +52,7 @@ def _import_all(package: Any) -> None:
 # assertion rewriting (schemathesis is a pytest plugin), their compile failed with "AST constructor recursion depth
 # mismatch" (Python 3.11). Imported here first, they are not compiled there.
 _import_all(schemathesis)
-_import_all(hypothesis.strategies)
+_import_all(hypothesis)
 OURS = ("/webhooks/meta", "/webhooks/telegram/", "/api/social/", "/api/tickets/{ticket_id}/window")
 
 

@@ -283,11 +283,13 @@ def _windowed(
     """What the channel's messaging window makes of a reply (``hub.windows``): its text (a template's, filled in)
     and what the sender must know (the template, the tag). Raises ``OutsideWindow`` for free text after the
     window closed, ``UnknownTemplate`` for a template that is not configured or not filled in."""
+    rule = rule_of(channel)
+    if rule is None and request.template is None and not request.private:
+        return request.text, {}  # most replies: a channel without a window, plain text
     state = window_state(channel, last_in.at, now)
     extra: dict[str, Any] = {}
     text = request.text
     if request.template is not None:
-        rule = rule_of(channel)
         if rule is None or not rule.templates:
             raise UnknownTemplate(f"{channel} has no message templates", loc=("body", "template"))
         chosen = request.template

@@ -46,6 +46,7 @@ P = PrivateReply.__table__  # type: ignore[attr-defined]
 K = AccountToken.__table__  # type: ignore[attr-defined]
 # How often a process reads the tokens admins replaced (another process may have taken the new one).
 TOKEN_REFRESH_SECONDS = 30.0
+NAME_CACHE_MAX = 50_000
 PRIVATE_REPLY_WINDOW = timedelta(days=7)
 
 
@@ -103,6 +104,7 @@ class SocialService:
         }
         self.sealer = Sealer(settings.secret_key.get_secret_value())
         self._sweeper: asyncio.Task[None] | None = None
+        self._names: dict[str, str] = {}  # profile names looked up, by sender id ("" when Meta gave none)
 
     async def start(self) -> None:
         await self.load_tokens()
@@ -192,7 +194,7 @@ class SocialService:
             raise UnknownAccount(str(exc)) from None
         for channel, account in parsed.accounts:
             await self.heard(channel, account)
-        await self.fetch_media(parsed.messages)
+        await asyncio.gather(self.fetch_media(parsed.messages), self.fetch_names(parsed.messages))
         stored = await self._store(parsed.messages)
         advanced = await self._receipts(parsed.receipts)
         return {"messages": len(parsed.messages), "stored": stored, "receipts": advanced, "skipped": parsed.skipped}
@@ -252,6 +254,47 @@ class SocialService:
                     message.external_id,
                     result,
                 )
+
+    async def fetch_names(self, messages: list[InboundMessage]) -> None:
+        """Messenger and Instagram webhooks carry no name: the sender's profile name is asked of Graph with the
+        page's token (``GET /{psid}?fields=name``; Instagram: ``name,username``), once per sender and process,
+        and set on the message's identity, whence the contact gets it. A lookup Meta refuses (the permission
+        is optional) leaves the sender unnamed."""
+        wanted = {
+            (m.sender.value, m.recipient or "", m.channel)
+            for m in messages
+            if m.channel in ("messenger", "instagram") and not m.sender.name and m.sender.value not in self._names
+        }
+        if wanted:
+            try:
+                async with asyncio.timeout(self.settings.social_media_timeout_seconds):
+                    await asyncio.gather(*(self._lookup_name(*w) for w in wanted), return_exceptions=True)
+            except TimeoutError:
+                log.warning("looking up %d profile names took too long", len(wanted))
+        for m in messages:
+            if m.channel in ("messenger", "instagram") and not m.sender.name:
+                name = self._names.get(m.sender.value)
+                if name:
+                    m.sender.name = name[:200]
+
+    async def _lookup_name(self, user: str, page: str, channel: str) -> None:
+        token = self.page_tokens.get(page)
+        if token is None:
+            return
+        fields = "name,username" if channel == "instagram" else "name"
+        response = await self.client.get(
+            f"{self.settings.meta_graph_url}/{user}",
+            params={"fields": fields},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        if response.status_code != 200:
+            log.debug("no profile name for %s %s: %s", channel, user, response.status_code)
+            return
+        answer = response.json()
+        name = answer.get("name") or answer.get("username") if isinstance(answer, dict) else None
+        if len(self._names) > NAME_CACHE_MAX:
+            self._names.clear()
+        self._names[user] = str(name) if name else ""
 
     async def _already_stored(self, ids: list[tuple[str, str]]) -> set[tuple[str, str]]:
         found = set()

@@ -110,6 +110,10 @@ def provider() -> Iterator[Provider]:
                     json.dumps({"ok": True, "result": {"file_path": "photos/file_1.jpg"}}).encode(),
                     "application/json",
                 )
+            elif path.startswith("/graph/") and "fields=" in self.path:
+                user = path.rsplit("/", 1)[-1]  # a profile: Instagram's has a username only
+                answer = {"username": f"ig_{user}"} if "username" in self.path else {"name": f"Profile {user}"}
+                data, kind = json.dumps({**answer, "id": user}).encode(), "application/json"
             elif path.startswith("/graph/"):
                 media_id = path.rsplit("/", 1)[-1]
                 answer = {"url": f"{state.url}/media/{media_id}", "mime_type": "image/jpeg", "id": media_id}

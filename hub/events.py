@@ -59,6 +59,7 @@ class EventType(StrEnum):
     CONTACT_ERASED = "contact.erased"
     TYPING = "typing"
     CALL_ABANDONED = "call.abandoned"
+    CHANNEL_HEALTH = "channel.health"  # a channel account's health changed (channels/social): everyone sees it
 
 
 # Event types that are never appended: ephemeral frames (``EventHub.broadcast_ephemeral``), with no row and no seq.

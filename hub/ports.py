@@ -13,7 +13,8 @@ is one of the core's exceptions (``hub.errors`` subclasses with stable codes: ``
     ContactPort       rt.ports.contacts        webchat (verified visitors, the pre-chat email); twilio (the IVR's
                                                lookup: the caller's name and open requests)
     ConversationPort  rt.ports.conversations   webchat (history, rating, receipts, moving to email);
-                                               hub.file_access (a visitor's files)
+                                               hub.file_access (a visitor's files); social (providers' delivery
+                                               and read receipts)
     QueuePort         rt.ports.queues          webchat (is anybody available)
     TicketPort        rt.ports.tickets         email (the message a reply quotes); the knowledge base's
                                                suggestions (who may see a ticket, its text); twilio (a call's
@@ -155,6 +156,18 @@ class EmailFallback(PortModel):
     linked: bool
 
 
+class DeliveryReceipt(PortModel):
+    """A provider's receipt for one of our messages: by the message's id (the channel keeps which provider id
+    is which message), or, for providers that acknowledge "everything up to a time" (Messenger's watermarks),
+    by the recipient and that time (``before``)."""
+
+    message_id: int | None = None
+    status: str  # sent | delivered | read | failed
+    error: str | None = None
+    recipient: str | None = None
+    before: datetime | None = None
+
+
 class ConversationPort(Protocol):
     async def state(self, *, channel: str, thread_key: str, after_message_id: int = 0) -> ConversationState:
         """The conversation as its customer sees it: the messages after ``after_message_id``, no notes."""
@@ -173,6 +186,10 @@ class ConversationPort(Protocol):
     async def carries_file(self, *, channel: str, thread_key: str, sha256: str) -> bool:
         """Whether a message of this conversation that its customer sees (never a note) carries the stored file
         ``sha256``. Ask through ``hub.file_access``, not directly."""
+
+    async def advance(self, *, channel: str, receipts: Sequence[DeliveryReceipt]) -> int:
+        """Providers' receipts: each named message's delivery status moves forward (never back; failed is
+        final, with the provider's reason). Answers how many messages moved. Returns once committed."""
 
 
 # --- queues -------------------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from hub.messages import Identity
 from hub.ports import (
     ContactSummary,
     ConversationState,
+    DeliveryReceipt,
     EmailFallback,
     Ports,
     PrincipalRecord,
@@ -27,7 +28,7 @@ from hub.ports import (
 )
 from hub.principals import Principal
 from hub.runtime import Runtime
-from ticketing import agents, conversations, message_files, phone, tables
+from ticketing import agents, conversations, message_files, outbox, phone, tables
 from ticketing.exceptions import TicketNotFound
 from ticketing.models import Direction
 from ticketing.tickets import check_visible, ticket_row
@@ -111,6 +112,9 @@ class Conversations:
 
     def carries_file(self, *, channel: str, thread_key: str, sha256: str) -> Coroutine[Any, Any, bool]:
         return message_files.conversation_carries_file(self.rt, channel=channel, thread_key=thread_key, sha256=sha256)
+
+    def advance(self, *, channel: str, receipts: Sequence[DeliveryReceipt]) -> Coroutine[Any, Any, int]:
+        return outbox.advance(self.rt, channel=channel, receipts=receipts)
 
 
 class Queues:

@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
+from channels.social.events import ChannelHealthChanged
+from channels.social.health import AccountHealth, Health, HealthStatus
 from hub.db import utcnow
 from hub.events import (
     EPHEMERAL_TYPES,
@@ -141,6 +143,8 @@ def apply(s: State, event: EventRecord) -> None:
         s.messages[p.message_id].update(delivery_status=p.status, delivery_error=p.error)
     elif isinstance(p, te.OfferAccepted):
         pass  # the ticket's new state follows in ticket.assigned
+    elif isinstance(p, ChannelHealthChanged):
+        pass  # the console's alert: no state the REST API reads (GET /api/social/accounts answers it live)
     elif isinstance(p, te.SlaBreached):
         pass  # the wallboard's alert; the escalated priority follows in ticket.escalated
     elif isinstance(p, te.OfferTakenBack):
@@ -466,6 +470,14 @@ async def test_contact_updated_merged_unmerged_and_erased(rt: Runtime, support: 
     await check(rt, merge, EventType.CONTACT_MERGED)
     await check(rt, lambda: contacts.undo_merge(rt, merge_id=merges[0], principal=admin), EventType.CONTACT_UNMERGED)
     await check(rt, lambda: gdpr.erase_contact(rt, contact_id=merged, principal=admin), EventType.CONTACT_ERASED)
+
+
+async def test_channel_health(rt: Runtime) -> None:
+    page = AccountHealth(channel="messenger", account="1001", queue="support")
+    health = Health(rt, [page])
+    await check(
+        rt, lambda: health.set(page, HealthStatus.TOKEN_EXPIRED, "Error validating access token"), "channel.health"
+    )
 
 
 async def test_routing_rules_updated(rt: Runtime, support: int) -> None:

@@ -3,6 +3,7 @@
 import { api } from "./api.js";
 import { ago, attachmentUrl, clock, h } from "./dom.js";
 import { EventStream } from "./stream.js";
+import { healthEvent, loadHealth, showWindow, tickWindow, windowMode } from "./window.js";
 
 const $ = (id) => document.getElementById(id);
 const OPEN = new Set(["new", "open", "pending"]);
@@ -60,6 +61,7 @@ async function boot() {
   await loadState();
   fillViewFilters();
   loadViews();
+  loadHealth();
   setInterval(tick, 1000);
 }
 
@@ -208,6 +210,7 @@ function apply(e) {
         if (m.direction === "inbound") {
           showCustomerTyping(false);
           loadSuggestions({ id: m.ticket_id }, $("text").value);
+          showWindow(m.ticket_id, templateSent); // the customer wrote: their window opens again
         }
       }
       break;
@@ -220,6 +223,9 @@ function apply(e) {
       break;
     case "agent.status":
       if (d.agent_id === me) showStatus(d.status);
+      break;
+    case "channel.health":
+      healthEvent(d);
       break;
     default:
       break;
@@ -310,6 +316,7 @@ function countdown(o) {
 }
 
 function tick() {
+  tickWindow();
   for (const [id, o] of state.offers) {
     const el = document.querySelector(`[data-countdown="${id}"]`);
     if (el) el.textContent = countdown(o);
@@ -543,11 +550,19 @@ async function openTicket(id, { keepComposer = false } = {}) {
   markSeen(id, Math.max(0, ...state.shown));
   showCustomerTyping(false);
   if (changed && !keepComposer) { $("text").value = ""; setMode("reply"); }
+  if (changed) showWindow(id, templateSent);
   $("text").focus();
   renderContact(t.contact);
   loadHistory(t);
   if (changed) { $("suggestions").replaceChildren(); $("no-suggestions").hidden = false; }
   loadSuggestions(t);
+}
+
+// A template reply the window's picker stored (window.js).
+function templateSent(m) {
+  if (state.current === m.ticket_id) appendMessage(m);
+  state.waitingSince.delete(m.ticket_id);
+  renderLists();
 }
 
 function renderHead() {
@@ -567,6 +582,7 @@ function renderHead() {
       onclick: (ev) => { ev.preventDefault(); openTicket(t.linked_ticket_id); } }), " (the customer wrote again after it was solved)");
   }
   link.hidden = !t.linked_ticket_id;
+  $("private-option").hidden = t.channel !== "comments";
   updateComposer();
 }
 
@@ -575,8 +591,12 @@ function renderHead() {
 function updateComposer() {
   const t = state.detail;
   const shut = !!t && !OPEN.has(t.status) && state.mode === "reply";
-  $("text").disabled = shut;
-  $("send").disabled = shut;
+  // Off as well while the customer's messaging window is closed (window.js sets data-window-shut).
+  const composer = $("composer");
+  composer.dataset.shut = shut ? "1" : "";
+  const off = shut || composer.dataset.windowShut === "1";
+  $("text").disabled = off;
+  $("send").disabled = off;
   const why = $("composer-closed");
   why.hidden = !shut;
   why.textContent = shut
@@ -744,6 +764,7 @@ function setMode(mode) {
   $("text").setAttribute("aria-label", mode === "note" ? "Internal note (not sent to the customer)" : "Reply to the customer");
   $("send").textContent = mode === "note" ? "Add note" : "Send";
   updateComposer();
+  windowMode(mode);
 }
 
 // A key per message being sent, kept until its send succeeds: Send clicked again after a network error (the first
@@ -764,9 +785,12 @@ async function sendCurrent() {
   $("send").disabled = true;
   try {
     const path = state.mode === "note" ? `/api/tickets/${id}/notes` : `/api/tickets/${id}/reply`;
-    const m = await api("POST", path, { text, client_key: clientKey(id, text, state.mode) });
+    const body = { text, client_key: clientKey(id, text, state.mode) };
+    if (state.mode === "reply" && !$("private-option").hidden && $("private").checked) body.private = true;
+    const m = await api("POST", path, body);
     state.sending = null;
     $("text").value = "";
+    $("private").checked = false;
     $("compose-error").textContent = "";
     if (state.current === id) appendMessage(m);
     if (state.mode === "reply") state.waitingSince.delete(id);

@@ -11,7 +11,8 @@ is one of the core's exceptions (``hub.errors`` subclasses with stable codes: ``
     port              registered as            used by
     AgentPort         rt.ports.agents          hub.deps (authentication), webchat (the agent's name)
     ContactPort       rt.ports.contacts        webchat (verified visitors, the pre-chat email)
-    ConversationPort  rt.ports.conversations   webchat (history, rating, receipts, moving to email)
+    ConversationPort  rt.ports.conversations   webchat (history, rating, receipts, moving to email, closing
+                                               a conversation an article of the knowledge base answered)
     QueuePort         rt.ports.queues          webchat (is anybody available)
     TicketPort        rt.ports.tickets         email (the message a reply quotes); the knowledge base's
                                                suggestions, being built (who may see a ticket, its text)
@@ -102,6 +103,7 @@ class ConversationTicket(PortModel):
     rating: int | None
     reply_channel: str | None  # replies go out on another channel (a chat answered by email)
     reply_to: str | None
+    deflected: bool = False  # closed by its customer: a knowledge-base article answered them (nothing to rate)
 
 
 class ConversationState(PortModel):
@@ -138,6 +140,14 @@ class ConversationPort(Protocol):
     async def mark_delivered(self, *, channel: str, thread_key: str, message_ids: Sequence[int]) -> None:
         """The customer's app showed these agent messages: their delivery status moves forward to delivered
         (never back), for the messages of this conversation only. Returns once committed."""
+
+    async def close_deflected(
+        self, *, channel: str, thread_key: str, article_id: int, article_title: str
+    ) -> int | None:
+        """The customer says an article offered by self-service answered their question: the conversation's
+        open ticket closes as deflected (status closed, the tag ``deflected``, an internal note naming the
+        article, no rating asked; an agent it was offered or assigned to is freed). Answers the ticket's id;
+        None when the conversation has no open ticket (nothing was asked yet: nothing to close)."""
 
 
 # --- queues -------------------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ Without an embedder the embedding terms are absent and the lexical weights of ``
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 import unicodedata
@@ -134,6 +135,30 @@ class Bm25:
             idf = math.log(1 + (self.n - len(rows) + 0.5) / (len(rows) + 0.5))
             self.postings[term] = (ids, (idf * tf * (self.k1 + 1) / (tf + norm[ids])).astype(np.float32))
 
+    def extended(self, documents: Sequence[Sequence[str]]) -> Bm25:
+        """A copy with ``documents`` appended (positions from ``n`` on). Their weights use the document
+        frequencies and mean length as they are now, and the rows already scored keep theirs: close to a
+        rebuild for a few documents among many, at the cost of the changed documents' terms only."""
+        new = copy.copy(self)
+        lengths = np.array([len(d) for d in documents], dtype=np.float32)
+        new.lengths = np.concatenate([self.lengths, lengths])
+        new.n = self.n + len(documents)
+        norm = self.k1 * (1 - self.b + self.b * lengths / (self.avg or 1.0))
+        added: dict[str, list[tuple[int, int]]] = {}
+        for offset, doc in enumerate(documents):
+            for term, count in Counter(doc).items():
+                added.setdefault(term, []).append((offset, count))
+        new.postings = dict(self.postings)
+        for term, rows in added.items():
+            ids = np.array([self.n + r[0] for r in rows], dtype=np.int64)
+            tf = np.array([r[1] for r in rows], dtype=np.float32)
+            old_ids, old_weights = self.postings.get(term, (np.zeros(0, np.int64), np.zeros(0, np.float32)))
+            df = len(old_ids) + len(rows)
+            idf = math.log(1 + (new.n - df + 0.5) / (df + 0.5))
+            weights = (idf * tf * (self.k1 + 1) / (tf + norm[ids - self.n])).astype(np.float32)
+            new.postings[term] = (np.concatenate([old_ids, ids]), np.concatenate([old_weights, weights]))
+        return new
+
     def scores(self, query: Iterable[str]) -> Vector:
         out = np.zeros(self.n, dtype=np.float32)
         for term in query:
@@ -161,9 +186,11 @@ class RankCache:
         # per article and embedder: its sentences' vectors (a matrix) and their normalised mean
         self._embedded: dict[tuple[str, Doc], tuple[Vector, Vector]] = {}
 
-    def embedded(self, docs: Sequence[Doc], embedder: Embedder) -> list[tuple[Vector, Vector]]:
-        """Each article's sentence vectors and centroid, embedding only the sentences not seen before."""
-        old, fresh = self._embedded, {}
+    def embedded(self, docs: Sequence[Doc], embedder: Embedder, *, forget: bool = True) -> list[tuple[Vector, Vector]]:
+        """Each article's sentence vectors and centroid, embedding only the sentences not seen before; with
+        ``forget``, articles not among ``docs`` are forgotten (a full build)."""
+        old = self._embedded
+        fresh = {} if forget else old
         missing = [d for d in docs if (embedder.name, d) not in old]
         texts = list(dict.fromkeys(t for d in missing for t in (d.title, *d.phrasings) if t not in self.vectors))
         for start in range(0, len(texts), 256):
@@ -182,8 +209,11 @@ class RankCache:
         self._embedded = fresh
         return [fresh[(embedder.name, d)] for d in docs]
 
-    def prepare(self, docs: Sequence[Doc]) -> list[Prepared]:
-        old, fresh = self._docs, {}
+    def prepare(self, docs: Sequence[Doc], *, forget: bool = True) -> list[Prepared]:
+        """Each article's terms and folded sentences; with ``forget``, articles not among ``docs`` are
+        forgotten (a full build)."""
+        old = self._docs
+        fresh = {} if forget else old
         for d in docs:
             item = old.get(d)
             if item is None:
@@ -193,7 +223,7 @@ class RankCache:
                     [fold(x) for x in (d.title, *d.phrasings)],
                 )
             fresh[d] = item
-        self._docs = fresh  # articles gone or changed are forgotten
+        self._docs = fresh
         return [fresh[d] for d in docs]
 
 
@@ -205,7 +235,9 @@ class Ranked:
 
 
 class RankIndex:
-    """An immutable ranking index over ``docs``; rebuild (cheaply, re-using embeddings) to change it."""
+    """An immutable ranking index over ``docs``. ``updated`` gives a new one with some articles changed, at the
+    cost of those articles: their old rows are masked (``dead``) and their new versions appended. A full build
+    (re-using the cache's terms and embeddings) starts afresh."""
 
     def __init__(
         self,
@@ -236,8 +268,63 @@ class RankIndex:
         self.phrase_vectors: Vector | None = None
         self.rejected_vectors: Vector | None = None
         self.rejected_owner: npt.NDArray[np.int64] | None = None
+        # Rows of articles changed or removed since the full build (``updated``), and the row of each article.
+        self.dead: npt.NDArray[np.int64] | None = None
+        self.appended = 0
+        self.rows = {d.article_id: i for i, d in enumerate(self.docs)}
         if embedder is not None and self.docs:
             self._embed(embedder)
+
+    @property
+    def live(self) -> int:
+        """How many articles the index ranks."""
+        return len(self.docs) - (len(self.dead) if self.dead is not None else 0)
+
+    def updated(self, changed: Sequence[Doc], removed: Iterable[int] = ()) -> RankIndex:
+        """A new index where the articles of ``changed`` (new ones, or new versions) are ranked as they are now
+        and the articles ``removed`` (ids) are not ranked at all. This one is left as it was (readers may be
+        using it). Costs the changed articles' terms and sentences, not a rebuild: their old rows are masked and
+        the new ones appended, weighted with the term statistics of the full build (``appended`` says how many
+        rows were added since; a full build, from time to time, starts afresh)."""
+        changed, removed = list(changed), set(removed)
+        if not self.docs:
+            return RankIndex(changed, self.embedder, weights=self.weights, cache=self.cache)
+        new = copy.copy(self)
+        gone = [self.rows[a] for a in {*removed, *(d.article_id for d in changed)} if a in self.rows]
+        new.rows = dict(self.rows)
+        for article_id in removed:
+            new.rows.pop(article_id, None)
+        if gone:
+            dead = np.array(gone, dtype=np.int64)
+            new.dead = dead if self.dead is None else np.union1d(self.dead, dead)
+        if not changed:
+            return new
+        first = len(self.docs)
+        prepared = self.cache.prepare(changed, forget=False)
+        new.docs = [*self.docs, *changed]
+        new.appended = self.appended + len(changed)
+        for offset, d in enumerate(changed):
+            new.rows[d.article_id] = first + offset
+        new.bm25 = self.bm25.extended([p[0] for p in prepared])
+        new.questions = self.questions.extended([p[1] for p in prepared])
+        unknown = {t for p in prepared for t in p[0]} - self._known
+        if unknown:
+            new.vocabulary = sorted([*self.vocabulary, *unknown])
+            new._known = frozenset(new.vocabulary)
+        sentences = [(d.title, *d.phrasings) for d in changed]
+        new.sentences = [*self.sentences, *sentences]
+        new.folded = [*self.folded, *(p[2] for p in prepared)]
+        sizes = np.array([len(g) for g in sentences], dtype=np.int64)
+        base = int(self.ends[-1]) if len(self.ends) else 0  # the sentence rows so far
+        starts = base + np.cumsum(np.concatenate([[0], sizes[:-1]])).astype(np.int64)
+        new.starts = np.concatenate([self.starts, starts]).astype(np.int64)
+        new.ends = np.concatenate([self.ends, starts + sizes]).astype(np.int64)
+        if self.embedder is not None and self.centroids is not None and self.phrase_vectors is not None:
+            embedded = self.cache.embedded(changed, self.embedder, forget=False)
+            new.centroids = np.vstack([self.centroids, *(c[None, :] for _, c in embedded)])
+            new.phrase_vectors = np.vstack([self.phrase_vectors, *(m for m, _ in embedded)])
+            new._embed_rejected(self.embedder)
+        return new
 
     def _vectors(self, embedder: Embedder, texts: Sequence[str]) -> Vector:
         vectors = self.cache.vectors
@@ -255,7 +342,12 @@ class RankIndex:
         self.centroids = np.stack([centroid for _, centroid in embedded])
         # each article's sentences are contiguous rows, from self.starts
         self.phrase_vectors = np.vstack([matrix for matrix, _ in embedded])
-        rejected = [(i, text) for i, d in enumerate(self.docs) for text in d.rejected]
+        self._embed_rejected(embedder)
+
+    def _embed_rejected(self, embedder: Embedder) -> None:
+        dead = set(self.dead.tolist()) if self.dead is not None else set()
+        rejected = [(i, text) for i, d in enumerate(self.docs) if i not in dead for text in d.rejected]
+        self.rejected_vectors = self.rejected_owner = None
         if rejected:
             self.rejected_vectors = self._vectors(embedder, [t for _, t in rejected])
             self.rejected_owner = np.array([i for i, _ in rejected], dtype=np.int64)
@@ -284,19 +376,27 @@ class RankIndex:
         slug."""
         if not self.docs:
             return []
+        dead = self.dead
         if bm25_only:
             raw = self.bm25.scores(tokens(query))
+            if dead is not None:
+                raw[dead] = 0.0
             order = np.argsort(-raw, kind="stable")
             return self._collapse(order, raw, {}, limit, keep_zero=False, statuses=statuses)
         w = self.weights
         terms = self.query_terms(query)
-        bm25 = _scaled(self.bm25.scores(terms))
-        questions = _scaled(self.questions.scores(terms))
+        bm25_raw, questions_raw = self.bm25.scores(terms), self.questions.scores(terms)
+        if dead is not None:
+            bm25_raw[dead] = questions_raw[dead] = 0.0
+        bm25 = _scaled(bm25_raw)
+        questions = _scaled(questions_raw)
         total = w.bm25 * bm25 + w.questions * questions
         parts: dict[str, Vector] = {"bm25": bm25, "questions": questions}
         if self.embedder is not None and self.centroids is not None and self.phrase_vectors is not None:
             q = self.embedder.encode([query])[0]
             centroid = self.centroids @ q
+            if dead is not None:
+                centroid[dead] = -1.0  # the lowest cosine: never a front-runner
             total = total + w.centroid * centroid
             nearest = np.full(len(self.docs), -1.0, dtype=np.float32)
             if len(self.docs) <= 2 * CANDIDATES:
@@ -316,6 +416,8 @@ class RankIndex:
                 np.maximum.at(penalty, self.rejected_owner, np.where(close >= NEGATIVE_THRESHOLD, close, 0.0))
                 total = total - w.negative * penalty
                 parts["negative"] = -penalty
+        if dead is not None:
+            total[dead] = -np.inf
         if w.fuzzy:
             runners = np.argsort(-total, kind="stable")[:FRONT_RUNNERS]
             fuzzy = np.zeros(len(self.docs), dtype=np.float32)
@@ -341,7 +443,7 @@ class RankIndex:
         out: list[Ranked] = []
         seen: set[str] = set()
         for i in order:
-            if not keep_zero and total[i] <= 0:
+            if (not keep_zero and total[i] <= 0) or total[i] == -np.inf:
                 break
             doc = self.docs[i]
             if doc.slug in seen or (statuses is not None and doc.status not in statuses):

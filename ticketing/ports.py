@@ -103,6 +103,13 @@ class Conversations:
         # Every widget acknowledges every agent message it shows: the port adds no await of its own.
         return conversations.mark_delivered(self.rt, channel=channel, thread_key=thread_key, message_ids=message_ids)
 
+    def close_deflected(
+        self, *, channel: str, thread_key: str, article_id: int, article_title: str
+    ) -> Coroutine[Any, Any, int | None]:
+        return conversations.close_deflected(
+            self.rt, channel=channel, thread_key=thread_key, article_id=article_id, article_title=article_title
+        )
+
 
 class Queues:
     """``hub.ports.QueuePort``."""

@@ -581,6 +581,14 @@ input[type=text], input[type=email], textarea { font: inherit; font-weight: 400;
         systemLine("Thank you for your feedback!");
         break;
       case "reopened": rating.hidden = true; break;
+      case "deflected": // closed by this visitor's "This solved it" (here or in another tab): nobody is awaited
+        if (f.ticket_id) {
+          state.ticketId = null; // the next message opens a new ticket (its ack says which)
+          clearTimeout(state.waitTimer);
+          offline.hidden = true;
+          rating.hidden = true;
+        }
+        break;
       case "email_fallback":
         state.emailWanted = f.email;
         save();
@@ -711,10 +719,13 @@ input[type=text], input[type=email], textarea { font: inherit; font-weight: 400;
       answers.hidden = items.length === 0 || !!state.agentName;
     } catch { /* no answers this time */ }
   }
+  // "This solved it": the knowledge base counts the deflection, and a conversation already waiting for an agent
+  // closes as deflected (the `solved` frame; the server answers `deflected`). Writing again opens a new one.
   async function solved(article, q) {
     answers.hidden = true;
     input.value = "";
     autosize();
+    send({ type: "solved", article_id: article.id, title: article.title });
     try {
       await fetch(`${origin}/api/kb/public/solved`, {
         method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ article_id: article.id, query: q }),

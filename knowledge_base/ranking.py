@@ -176,6 +176,38 @@ def _scaled(scores: Vector) -> Vector:
 Prepared = tuple[list[str], list[str], list[str]]
 
 
+class Rows:
+    """A matrix that grows by appending rows without copying the rows it has: ``matrix`` is a view of the first
+    ``n`` rows of a larger buffer. ``appended`` writes after them and answers a new ``Rows``; this one (and
+    any reader of its view) still sees its ``n`` rows, which never change. Only the newest of the ``Rows``
+    sharing a buffer may append in place (the buffer's ``used`` count says which); any other copies."""
+
+    def __init__(self, matrix: Vector, *, _buffer: Vector | None = None, _used: list[int] | None = None) -> None:
+        self.n = len(matrix)
+        self._buffer = matrix if _buffer is None else _buffer
+        self._used = [self.n] if _used is None else _used
+        self.matrix = self._buffer[: self.n]
+
+    @classmethod
+    def with_room(cls, matrix: Vector) -> Rows:
+        """``matrix``'s rows, with room after them for about an eighth more."""
+        n = len(matrix)
+        buffer = np.empty((n + n // 8 + 64, matrix.shape[1]), dtype=np.float32)
+        buffer[:n] = matrix
+        return cls(buffer[:n], _buffer=buffer)
+
+    def appended(self, rows: Vector) -> Rows:
+        total = self.n + len(rows)
+        buffer, used = self._buffer, self._used
+        if used[0] != self.n or total > len(buffer):
+            buffer = np.empty((max(total, self.n + self.n // 4 + 64), rows.shape[1]), dtype=np.float32)
+            buffer[: self.n] = self.matrix
+            used = [self.n]
+        buffer[self.n : total] = rows
+        used[0] = total
+        return Rows(buffer[:total], _buffer=buffer, _used=used)
+
+
 class RankCache:
     """What ``RankIndex`` computed per article (its terms, its folded sentences) and per sentence (its
     embedding), kept from one build to the next."""
@@ -266,6 +298,8 @@ class RankIndex:
         self.ends = self.starts + np.array([len(g) for g in self.sentences], dtype=np.int64)
         self.centroids: Vector | None = None
         self.phrase_vectors: Vector | None = None
+        self._centroid_rows: Rows | None = None
+        self._phrase_rows: Rows | None = None
         self.rejected_vectors: Vector | None = None
         self.rejected_owner: npt.NDArray[np.int64] | None = None
         # Rows of articles changed or removed since the full build (``updated``), and the row of each article.
@@ -319,10 +353,11 @@ class RankIndex:
         starts = base + np.cumsum(np.concatenate([[0], sizes[:-1]])).astype(np.int64)
         new.starts = np.concatenate([self.starts, starts]).astype(np.int64)
         new.ends = np.concatenate([self.ends, starts + sizes]).astype(np.int64)
-        if self.embedder is not None and self.centroids is not None and self.phrase_vectors is not None:
+        if self.embedder is not None and self._centroid_rows is not None and self._phrase_rows is not None:
             embedded = self.cache.embedded(changed, self.embedder, forget=False)
-            new.centroids = np.vstack([self.centroids, *(c[None, :] for _, c in embedded)])
-            new.phrase_vectors = np.vstack([self.phrase_vectors, *(m for m, _ in embedded)])
+            new._centroid_rows = self._centroid_rows.appended(np.stack([c for _, c in embedded]))
+            new._phrase_rows = self._phrase_rows.appended(np.vstack([m for m, _ in embedded]))
+            new.centroids, new.phrase_vectors = new._centroid_rows.matrix, new._phrase_rows.matrix
             new._embed_rejected(self.embedder)
         return new
 
@@ -339,9 +374,10 @@ class RankIndex:
 
     def _embed(self, embedder: Embedder) -> None:
         embedded = self.cache.embedded(self.docs, embedder)
-        self.centroids = np.stack([centroid for _, centroid in embedded])
+        self._centroid_rows = Rows.with_room(np.stack([centroid for _, centroid in embedded]))
         # each article's sentences are contiguous rows, from self.starts
-        self.phrase_vectors = np.vstack([matrix for matrix, _ in embedded])
+        self._phrase_rows = Rows.with_room(np.vstack([matrix for matrix, _ in embedded]))
+        self.centroids, self.phrase_vectors = self._centroid_rows.matrix, self._phrase_rows.matrix
         self._embed_rejected(embedder)
 
     def _embed_rejected(self, embedder: Embedder) -> None:
@@ -419,7 +455,7 @@ class RankIndex:
         if dead is not None:
             total[dead] = -np.inf
         if w.fuzzy:
-            runners = np.argsort(-total, kind="stable")[:FRONT_RUNNERS]
+            runners = _top(total, FRONT_RUNNERS)
             fuzzy = np.zeros(len(self.docs), dtype=np.float32)
             text = fold(query)
             for i in runners:
@@ -427,8 +463,16 @@ class RankIndex:
                 fuzzy[i] = (best[1] if best else 0.0) / 100.0
             total = total + w.fuzzy * fuzzy
             parts["fuzzy"] = fuzzy
-        order = np.argsort(-total, kind="stable")
-        return self._collapse(order, total, parts, limit, keep_zero=self.embedder is not None, statuses=statuses)
+        # The best few in order (a full sort of 10,000 scores costs more than the rest of the arithmetic); all of
+        # them only when filters and repeated slugs leave fewer than ``limit``.
+        keep_zero = self.embedder is not None
+        front = _top(total, 4 * limit + 64)
+        order = front[np.argsort(-total[front], kind="stable")]
+        out = self._collapse(order, total, parts, limit, keep_zero=keep_zero, statuses=statuses)
+        if len(out) < limit and len(order) < len(total):
+            order = np.argsort(-total, kind="stable")
+            out = self._collapse(order, total, parts, limit, keep_zero=keep_zero, statuses=statuses)
+        return out
 
     def _collapse(
         self,
@@ -456,8 +500,11 @@ class RankIndex:
 
 
 def _top(scores: Vector, k: int) -> npt.NDArray[np.int64]:
-    """Indices of the ``k`` highest scores, in no order."""
-    return np.argpartition(-scores, k)[:k] if len(scores) > k else np.arange(len(scores))
+    """Indices of the ``k`` highest scores, in increasing index order (so that a stable sort by score breaks
+    ties as a full sort would)."""
+    if len(scores) <= k:
+        return np.arange(len(scores))
+    return np.sort(np.argpartition(-scores, k)[:k])
 
 
 def _bisect_prefix(words: Sequence[str], prefix: str) -> int:

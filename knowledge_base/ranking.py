@@ -16,6 +16,11 @@ The score of an article for a query is a weighted sum (weights in ``Weights``, t
 - ``negative``: minus the cosine with the closest wording an agent marked "not helpful" for the article,
   counted above a threshold only.
 
+The cosines of ``centroid`` and ``nearest`` are taken after a light linear layer learned from the articles'
+own wordings when the index is built (``Weights.whiten``, see ``within_class_projection``): directions in
+which the phrasings of one article differ among themselves (how a question is put rather than what it asks)
+count less. On the tuning set, with ``use``: top-3 89.8 % → 91.7 %, MRR 0.847 → 0.858.
+
 Without an embedder the embedding terms are absent and the lexical weights of ``LEXICAL_WEIGHTS`` apply.
 """
 
@@ -93,19 +98,43 @@ class Weights:
     centroid: float
     nearest: float
     negative: float
+    # The linear layer's regularisation, in units of the mean within-article variance (0: no layer).
+    whiten: float = 0.0
 
 
 # Tuned per embedder with bench/kb_tune.py on eval-tune.jsonl (figures in the README's knowledge-base section).
 # ``negative`` is not tuned (the eval sets carry no feedback): a wording an agent rejected costs the article a
 # full point, more than the usual gap between the first and second article.
 EMBEDDING_WEIGHTS = {
-    "use": Weights(bm25=0.5, questions=0.0, fuzzy=0.1, centroid=1.0, nearest=1.0, negative=1.0),
+    "use": Weights(bm25=0.5, questions=0.0, fuzzy=0.1, centroid=1.0, nearest=1.0, negative=1.0, whiten=20.0),
     "minilm": Weights(bm25=0.15, questions=0.0, fuzzy=0.1, centroid=1.0, nearest=1.0, negative=1.0),
 }
 LEXICAL_WEIGHTS = Weights(bm25=0.3, questions=0.6, fuzzy=0.8, centroid=0.0, nearest=0.0, negative=0.0)
 NEGATIVE_THRESHOLD = 0.8  # a rejected wording counts against an article only when the query is this close to it
 FRONT_RUNNERS = 30  # articles that get the fuzzy score
 CANDIDATES = 200  # in a large knowledge base, articles compared with each of their phrasings (twice this)
+
+
+def within_class_projection(groups: Sequence[Vector], strength: float) -> Vector | None:
+    """The light linear layer, learned from the articles' own sentences: ``(Sw + λI)⁻¹``, where ``Sw`` is the
+    scatter of each article's title and phrasings around their mean and ``λ`` is ``strength`` times its mean
+    eigenvalue. Sentences are multiplied by it before their cosines are taken. None when no article has two
+    sentences (nothing to learn from)."""
+    deviations = [g - g.mean(axis=0) for g in groups if len(g) > 1]
+    if not deviations or strength <= 0:
+        return None
+    x = np.vstack(deviations).astype(np.float64)
+    scatter = (x.T @ x) / len(x)
+    lam = strength * float(np.trace(scatter)) / scatter.shape[0]
+    if lam <= 0:
+        return None
+    values, vectors = np.linalg.eigh(scatter)
+    return ((vectors / (values + lam)) @ vectors.T).astype(np.float32)
+
+
+def _unit_rows(matrix: Vector) -> Vector:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return (matrix / np.where(norms == 0, 1.0, norms)).astype(np.float32)
 
 
 def weights_for(embedder: Embedder | None) -> Weights:
@@ -300,6 +329,7 @@ class RankIndex:
         self.phrase_vectors: Vector | None = None
         self._centroid_rows: Rows | None = None
         self._phrase_rows: Rows | None = None
+        self.projection: Vector | None = None  # the linear layer (``within_class_projection``)
         self.rejected_vectors: Vector | None = None
         self.rejected_owner: npt.NDArray[np.int64] | None = None
         # Rows of articles changed or removed since the full build (``updated``), and the row of each article.
@@ -355,8 +385,9 @@ class RankIndex:
         new.ends = np.concatenate([self.ends, starts + sizes]).astype(np.int64)
         if self.embedder is not None and self._centroid_rows is not None and self._phrase_rows is not None:
             embedded = self.cache.embedded(changed, self.embedder, forget=False)
-            new._centroid_rows = self._centroid_rows.appended(np.stack([c for _, c in embedded]))
-            new._phrase_rows = self._phrase_rows.appended(np.vstack([m for m, _ in embedded]))
+            phrases, centroids = self._projected(embedded)  # the layer of the full build
+            new._centroid_rows = self._centroid_rows.appended(centroids)
+            new._phrase_rows = self._phrase_rows.appended(phrases)
             new.centroids, new.phrase_vectors = new._centroid_rows.matrix, new._phrase_rows.matrix
             new._embed_rejected(self.embedder)
         return new
@@ -374,11 +405,23 @@ class RankIndex:
 
     def _embed(self, embedder: Embedder) -> None:
         embedded = self.cache.embedded(self.docs, embedder)
-        self._centroid_rows = Rows.with_room(np.stack([centroid for _, centroid in embedded]))
+        matrices = [matrix for matrix, _ in embedded]
+        self.projection = within_class_projection(matrices, self.weights.whiten)
+        phrases, centroids = self._projected(embedded)
+        self._centroid_rows = Rows.with_room(centroids)
         # each article's sentences are contiguous rows, from self.starts
-        self._phrase_rows = Rows.with_room(np.vstack([matrix for matrix, _ in embedded]))
+        self._phrase_rows = Rows.with_room(phrases)
         self.centroids, self.phrase_vectors = self._centroid_rows.matrix, self._phrase_rows.matrix
         self._embed_rejected(embedder)
+
+    def _projected(self, embedded: Sequence[tuple[Vector, Vector]]) -> tuple[Vector, Vector]:
+        """The articles' sentence rows and centroids through the linear layer (as embedded without one)."""
+        phrases = np.vstack([matrix for matrix, _ in embedded])
+        if self.projection is None:
+            return phrases, np.stack([centroid for _, centroid in embedded])
+        phrases = _unit_rows(phrases @ self.projection)
+        starts = np.cumsum([0] + [len(m) for m, _ in embedded[:-1]]).astype(np.int64)
+        return phrases, _unit_rows(np.add.reduceat(phrases, starts, axis=0))
 
     def _embed_rejected(self, embedder: Embedder) -> None:
         dead = set(self.dead.tolist()) if self.dead is not None else set()
@@ -429,7 +472,8 @@ class RankIndex:
         total = w.bm25 * bm25 + w.questions * questions
         parts: dict[str, Vector] = {"bm25": bm25, "questions": questions}
         if self.embedder is not None and self.centroids is not None and self.phrase_vectors is not None:
-            q = self.embedder.encode([query])[0]
+            raw = self.embedder.encode([query])[0]
+            q = raw if self.projection is None else _unit_rows((raw @ self.projection)[None, :])[0]
             centroid = self.centroids @ q
             if dead is not None:
                 centroid[dead] = -1.0  # the lowest cosine: never a front-runner
@@ -447,7 +491,7 @@ class RankIndex:
             total = total + w.nearest * nearest
             parts |= {"centroid": centroid, "nearest": nearest}
             if self.rejected_vectors is not None and self.rejected_owner is not None and w.negative:
-                close = self.rejected_vectors @ q
+                close = self.rejected_vectors @ raw  # rejected wordings compare as embedded (the threshold's scale)
                 penalty = np.zeros(len(self.docs), dtype=np.float32)
                 np.maximum.at(penalty, self.rejected_owner, np.where(close >= NEGATIVE_THRESHOLD, close, 0.0))
                 total = total - w.negative * penalty

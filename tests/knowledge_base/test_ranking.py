@@ -14,7 +14,7 @@ from knowledge_base.demo import ARTICLES, TEST_SET, TUNE_SET
 from knowledge_base.embedders import load_embedder
 from knowledge_base.evaluation import evaluate, read_cases
 from knowledge_base.files import read_folder
-from knowledge_base.ranking import Doc, RankIndex, Vector, tokens
+from knowledge_base.ranking import Doc, RankIndex, Vector, tokens, within_class_projection
 from knowledge_base.render import to_text
 from knowledge_base.suggest import embedder_for
 from tests.knowledge_base.frozen import FrozenEmbedder, sample_sentences
@@ -52,7 +52,25 @@ def test_fused_ranking_beats_bm25_on_the_sample_test_set() -> None:
     ours, bm25 = result["switchboard"], result["bm25"]
     assert ours.top1 - bm25.top1 >= 0.05
     assert ours.top3 - bm25.top3 >= 0.05
-    assert ours.top1 >= 0.78 and ours.top3 >= 0.90
+    assert ours.top1 >= 0.78 and ours.top3 >= 0.94  # 92.7 % top-3 without the linear layer
+
+
+def test_the_linear_layer_shrinks_what_varies_within_an_article() -> None:
+    """``within_class_projection``: a direction in which an article's own sentences differ is scaled down
+    against one in which only different articles differ; no article with two sentences, no layer."""
+    rng = np.random.default_rng(3)
+    groups = []
+    for article in range(6):
+        centre = np.zeros(4, dtype=np.float32)
+        centre[1] = article  # articles differ along axis 1
+        wordings = np.repeat(centre[None, :], 5, axis=0)
+        wordings[:, 0] = rng.normal(0, 1, 5)  # their wordings along axis 0
+        groups.append(wordings + rng.normal(0, 0.01, (5, 4)).astype(np.float32))
+    layer = within_class_projection(groups, strength=0.1)
+    assert layer is not None
+    assert abs(layer[0, 0]) * 10 < abs(layer[1, 1])
+    assert within_class_projection([g[:1] for g in groups], strength=0.1) is None
+    assert within_class_projection(groups, strength=0.0) is None
 
 
 # Loading the Universal Sentence Encoder is seconds on a quiet machine, a minute or more on a loaded one.

@@ -24,6 +24,7 @@ from sqlalchemy import Column, ForeignKey, Index, Integer, LargeBinary, Text, Un
 from sqlmodel import Field, SQLModel
 
 from hub.db import JSONType, UTCDateTime, utcnow
+from hub.inputs import Count, Id, Input
 
 DEFAULT_LOCALE = "en"
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,119}$"
@@ -126,16 +127,10 @@ class Embedding(SQLModel, table=True):
 # --- API schemas --------------------------------------------------------------------------------------
 
 
-def _no_nul(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
-
-
 def _clean_list(values: list[str], *, most: int, longest: int, what: str) -> list[str]:
     out: list[str] = []
     for value in values:
-        value = _no_nul(value).strip()
+        value = value.strip()
         if not value:
             continue
         if len(value) > longest:
@@ -147,7 +142,7 @@ def _clean_list(values: list[str], *, most: int, longest: int, what: str) -> lis
     return out
 
 
-class ArticleFields(BaseModel):
+class ArticleFields(Input):
     title: str = PField(min_length=1, max_length=300)
     body: str = PField(default="", max_length=MAX_BODY_CHARS)
     category: str = PField(default="General", min_length=1, max_length=100)
@@ -159,15 +154,10 @@ class ArticleFields(BaseModel):
     @field_validator("title", "category", mode="after")
     @classmethod
     def _stripped(cls, value: str) -> str:
-        value = _no_nul(value).strip()
+        value = value.strip()
         if not value:
             raise ValueError("must not be blank")
         return value
-
-    @field_validator("body", mode="after")
-    @classmethod
-    def _body(cls, value: str) -> str:
-        return _no_nul(value)
 
     @field_validator("tags", mode="after")
     @classmethod
@@ -184,7 +174,7 @@ class ArticleCreate(ArticleFields):
     slug: str = PField(pattern=SLUG_PATTERN, description="lower-case letters, digits, - and _")
 
 
-class ArticleUpdate(BaseModel):
+class ArticleUpdate(Input):
     """Fields to change; ``version`` (optional) refuses the change with 409 when the article moved on."""
 
     title: str | None = PField(default=None, min_length=1, max_length=300)
@@ -193,19 +183,14 @@ class ArticleUpdate(BaseModel):
     tags: list[str] | None = None
     status: ArticleStatus | None = None
     phrasings: list[str] | None = None
-    version: int | None = None
-
-    @field_validator("body", mode="after")
-    @classmethod
-    def _text(cls, value: str | None) -> str | None:
-        return None if value is None else _no_nul(value)
+    version: Count | None = None
 
     @field_validator("title", "category", mode="after")
     @classmethod
     def _stripped(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        value = _no_nul(value).strip()
+        value = value.strip()
         if not value:
             raise ValueError("must not be blank")
         return value
@@ -284,10 +269,10 @@ class SearchHit(BaseModel):
     url: str = ""
 
 
-class FeedbackCreate(BaseModel):
-    article_id: int
+class FeedbackCreate(Input):
+    article_id: Id
     helpful: bool
-    ticket_id: int | None = None
+    ticket_id: Id | None = None
     query: str | None = PField(default=None, max_length=MAX_PHRASING_CHARS)
 
 

@@ -1,7 +1,7 @@
 """knowledge base: stored sentence embeddings, so a restart or an edit embeds only sentences never seen before
 
 Revision ID: kb2_embeddings
-Revises: 0008_message_client_key
+Revises: contacts_merge_notes
 """
 
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ from alembic import op
 import hub.db
 
 revision: str = "kb2_embeddings"
-down_revision: str | None = "0008_message_client_key"
+down_revision: str | None = "contacts_merge_notes"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

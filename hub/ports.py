@@ -12,9 +12,9 @@ is one of the core's exceptions (``hub.errors`` subclasses with stable codes: ``
     AgentPort         rt.ports.agents          hub.deps (authentication), webchat (the agent's name)
     ContactPort       rt.ports.contacts        webchat (verified visitors, the pre-chat email); twilio (the IVR's
                                                lookup: the caller's name and open requests)
-    ConversationPort  rt.ports.conversations   webchat (history, rating, receipts, moving to email);
-                                               hub.file_access (a visitor's files); social (providers' delivery
-                                               and read receipts)
+    ConversationPort  rt.ports.conversations   webchat (history, rating, receipts, moving to email, closing a
+                                               conversation a knowledge-base article answered); hub.file_access
+                                               (a visitor's files); social (providers' delivery and read receipts)
     QueuePort         rt.ports.queues          webchat (is anybody available)
     TicketPort        rt.ports.tickets         email (the message a reply quotes); the knowledge base's
                                                suggestions (who may see a ticket, its text); twilio (a call's
@@ -134,6 +134,7 @@ class ConversationTicket(PortModel):
     rating: int | None
     reply_channel: str | None  # replies go out on another channel (a chat answered by email)
     reply_to: str | None
+    deflected: bool = False  # closed by its customer: a knowledge-base article answered them (nothing to rate)
 
 
 class ConversationState(PortModel):
@@ -190,6 +191,14 @@ class ConversationPort(Protocol):
     async def advance(self, *, channel: str, receipts: Sequence[DeliveryReceipt]) -> int:
         """Providers' receipts: each named message's delivery status moves forward (never back; failed is
         final, with the provider's reason). Answers how many messages moved. Returns once committed."""
+
+    async def close_deflected(
+        self, *, channel: str, thread_key: str, article_id: int, article_title: str
+    ) -> int | None:
+        """The customer says an article offered by self-service answered their question: the conversation's
+        open ticket closes as deflected (status closed, the tag ``deflected``, an internal note naming the
+        article, no rating asked; an agent it was offered or assigned to is freed). Answers the ticket's id;
+        None when the conversation has no open ticket (nothing was asked yet: nothing to close)."""
 
 
 # --- queues -------------------------------------------------------------------------------------------------------

@@ -56,10 +56,16 @@ class TicketCreated(TicketChanged):
     pass
 
 
+class Deflection(EventPayload):
+    """The knowledge-base article its customer said answered them (``ticketing.conversations.close_deflected``)."""
+
+    article_id: int
+
+
 @event_payload(EventType.TICKET_UPDATED)
 class TicketUpdated(TicketChanged):
     """``changes``: the fields changed (``transfer`` for a transfer, with where it came from); a rating brings
-    its ``rating`` and ``comment``."""
+    its ``rating`` and ``comment``; a conversation its customer closed with an article, ``deflected``."""
 
     changes: list[str] = []
     from_queue_id: int | None = None
@@ -67,6 +73,7 @@ class TicketUpdated(TicketChanged):
     from_agent_id: int | None = None
     rating: int | None = None
     comment: str | None = None
+    deflected: Deflection | None = None
 
 
 @event_payload(EventType.TICKET_ASSIGNED)

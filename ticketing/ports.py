@@ -116,6 +116,13 @@ class Conversations:
     def advance(self, *, channel: str, receipts: Sequence[DeliveryReceipt]) -> Coroutine[Any, Any, int]:
         return outbox.advance(self.rt, channel=channel, receipts=receipts)
 
+    def close_deflected(
+        self, *, channel: str, thread_key: str, article_id: int, article_title: str
+    ) -> Coroutine[Any, Any, int | None]:
+        return conversations.close_deflected(
+            self.rt, channel=channel, thread_key=thread_key, article_id=article_id, article_title=article_title
+        )
+
 
 class Queues:
     """``hub.ports.QueuePort``."""

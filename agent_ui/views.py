@@ -7,10 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.routing import Match
+
+from hub.errors import NotFound
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -76,6 +78,28 @@ async def demo_phone_page(request: Request, number: str = "+14155550199") -> HTM
     """A pretend phone into the demo's phone menu (``switchboard demo``): dial pad, prompts read aloud,
     transcript. It posts the very webhooks Twilio would, signed by the demo's own signer."""
     return _page(request, "demo_phone.html", number=number[:20])
+
+
+# Mermaid draws SVG with inline styles.
+PHONE_ADMIN_CSP = CONSOLE_CSP.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
+
+
+@router.get("/admin/phone", response_class=HTMLResponse)
+def admin_phone_page(request: Request) -> HTMLResponse:
+    """The phone numbers and the IVR flow answering each, every flow as a diagram (admins; sends you to
+    /login when you are not logged in)."""
+    settings = request.app.state.settings
+    mermaid = settings.mermaid_js is not None and Path(settings.mermaid_js).is_file()
+    return _page(request, "admin_phone.html", csp=PHONE_ADMIN_CSP, public_url=settings.public_url, mermaid=mermaid)
+
+
+@router.get("/admin/phone/mermaid.js")
+def mermaid_js(request: Request) -> FileResponse:
+    """The hub's own copy of Mermaid (``SWITCHBOARD_MERMAID_JS``), for the flow diagrams: never a CDN."""
+    path = request.app.state.settings.mermaid_js
+    if path is None or not Path(path).is_file():
+        raise NotFound("no copy of Mermaid is configured (SWITCHBOARD_MERMAID_JS)")
+    return FileResponse(path, media_type="text/javascript", headers={"Cache-Control": "public, max-age=86400"})
 
 
 @router.get("/admin/kb", response_class=HTMLResponse)

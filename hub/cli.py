@@ -135,6 +135,7 @@ def _demo_pages() -> list[tuple[str, str]]:
         ("demo phone", "/demo/phone"),
         ("help center", "/help"),
         ("articles", "/admin/kb"),
+        ("phone", "/admin/phone"),
         ("widget", "/widget.js"),
         ("API docs", "/docs"),
         ("health", "/healthz"),

@@ -163,6 +163,9 @@ class Settings(BaseSettings):
     twilio_callback_seconds: int = Field(
         default=120, ge=1, description="estimated handling time of a call ahead in line (wait estimates)"
     )
+    mermaid_js: Path | None = Field(
+        default=None, description="a copy of mermaid.min.js the hub serves to draw the IVR flows on /admin/phone"
+    )
     # Set by `switchboard demo`: any number answers with the demo flow, and a token of the demo's own signs
     # the demo phone's webhooks when no auth token is given.
     demo_mode: bool = False

@@ -158,6 +158,17 @@ def build_router(running: Callable[[], TwilioService]) -> APIRouter:
             raise NotFound("no such ticket")
         return await svc.messaging.whatsapp_window(ticket_id)
 
+    @router.get("/api/twilio/tickets/{ticket_id}/call", tags=["twilio"])
+    async def ticket_call(ticket_id: IdParam, agent: CurrentAgent, svc: Service) -> dict[str, Any]:
+        """The newest call of a voice ticket, for the console's screen pop: the caller, the IVR path, the wait,
+        who answered, and the caller's contact with their open tickets."""
+        if not await svc.rt.ports.tickets.may_see(principal=agent, ticket_id=ticket_id):
+            raise NotFound("no such ticket")
+        found = await svc.voice.call_of_ticket(ticket_id)
+        if found is None:
+            raise NotFound("no call on this ticket")
+        return found
+
     # --- admin: numbers and flows -----------------------------------------------------------------------------
 
     @router.get("/api/twilio/numbers", tags=["twilio"])

@@ -529,6 +529,35 @@ class VoiceService:
                 metadata={"call_sid": call.sid, "call_event": "callback", "callback_number": call.caller},
             )
 
+    async def call_of_ticket(self, ticket_id: int) -> dict[str, Any] | None:
+        """The newest call of a ticket, with the caller's contact (the console's screen pop)."""
+        async with self.rt.read() as conn:
+            row = (
+                await conn.execute(
+                    select(CALLS).where(CALLS.c.ticket_id == ticket_id).order_by(CALLS.c.created_at.desc()).limit(1)
+                )
+            ).first()
+        if row is None:
+            return None
+        call = _call(row, None)
+        contact = await self.rt.ports.contacts.summary(kind="phone", value=row.caller)
+        return {
+            "call_sid": row.call_sid,
+            "caller": row.caller,
+            "called": row.called,
+            "flow": row.flow,
+            "ivr_path": call.state.path,
+            "language": call.state.language,
+            "queue": row.queue,
+            "outcome": row.outcome,
+            "status": row.status,
+            "waiting_since": row.waiting_since.isoformat() if row.waiting_since else None,
+            "answered_at": row.answered_at.isoformat() if row.answered_at else None,
+            "answered_by": row.answered_by,
+            "duration_seconds": row.duration_seconds,
+            "contact": contact.model_dump(mode="json") if contact.contact_id is not None else None,
+        }
+
     # --- agents -------------------------------------------------------------------------------------------------
 
     def _on_event(self, event: EventRecord, _text: str) -> None:

@@ -50,6 +50,10 @@ async def test_the_demo_phone_walks_the_menu_and_reaches_an_agent(
 
     offer = agent.locator(".offer")
     await offer.wait_for()
+    pop = offer.locator(".screen-pop")  # the screen pop: caller, menu path, what else they have open
+    await expect(pop).to_contain_text("Caller: +14155550142")
+    await expect(pop).to_contain_text("Menu: choose_language:en › main_menu:2 › support")
+    await expect(pop).to_contain_text("Nothing else open")
     await offer.get_by_role("button", name="Accept").click()
     await expect(agent.locator("#timeline")).to_contain_text("main_menu:2")  # the IVR path, on screen
     await expect(phone.locator("#status")).to_have_text("Connected to an agent", timeout=15_000)

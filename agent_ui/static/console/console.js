@@ -150,6 +150,9 @@ function apply(e) {
     case "offer.expired":
       if (d.agent_id === me) state.offers.delete(d.ticket_id);
       break;
+    case "call.abandoned": // the caller hung up while the call was offered
+      if (d.ticket) state.offers.delete(d.ticket.id);
+      break;
     case "ticket.assigned":
     case "ticket.updated":
     case "ticket.created": {
@@ -229,6 +232,7 @@ function renderLists() {
         h("span", { class: `chan chan-${t.channel}`, text: t.channel }),
         h("span", { class: "countdown", "data-countdown": id, text: countdown(o) })),
       h("div", { class: "subject", text: t.subject || `Ticket #${id}` }),
+      t.channel === "voice" ? screenPop(id) : null,
       h("div", { class: "offer-actions" },
         h("button", { class: "btn primary", type: "button", text: "Accept", title: "Accept (Alt+A)", onclick: () => accept(id) }),
         h("button", { class: "btn", type: "button", text: "Decline", title: "Decline (Alt+D)", onclick: () => decline(id) }))));
@@ -332,6 +336,27 @@ function notify() {
 }
 
 // --- offers ------------------------------------------------------------------------------------------------------------
+
+// A call's screen pop: who is calling, what they chose in the phone menu, how long they have waited, and what
+// else they have open (GET /api/twilio/tickets/{id}/call), loaded once per offer.
+const pops = new Map();
+
+function screenPop(id) {
+  const box = h("div", { class: "screen-pop", dataset: { pop: id } });
+  const fill = (c) => {
+    if (!c) return;
+    const who = c.contact && c.contact.name ? `${c.contact.name} (${c.caller})` : c.caller;
+    const open = c.contact ? c.contact.open_tickets.filter((t) => t.id !== id) : [];
+    box.replaceChildren(
+      h("div", { class: "pop-caller", text: `Caller: ${who}` }),
+      h("div", { class: "pop-path", text: `Menu: ${c.ivr_path.join(" › ")}` }),
+      h("div", { class: "pop-history", text: open.length
+        ? `Also open: ${open.map((t) => `#${t.id} ${t.subject}`).join("; ")}` : "Nothing else open" }));
+  };
+  if (pops.has(id)) fill(pops.get(id));
+  else api("GET", `/api/twilio/tickets/${id}/call`).then((c) => { pops.set(id, c); fill(c); }).catch(() => {});
+  return box;
+}
 
 async function accept(id) {
   try {

@@ -36,6 +36,7 @@ from channels.twilio import twiml
 from channels.twilio.flows import DEMO_FLOW, FlowBook, e164
 from channels.twilio.models import TwilioCall, TwilioNumber
 from channels.twilio.rest import Rest
+from channels.twilio.signatures import BadParameters
 from hub.config import Settings
 from hub.db import utcnow
 from hub.events import EventRecord, EventType
@@ -126,7 +127,16 @@ def _call(row: Any, flow: Flow | None) -> Call:
 
 
 def engine_input(kind: str, params: dict[str, str]) -> Input:
-    """The engine's input from an action URL's parameters."""
+    """The engine's input from an action URL's parameters; malformed ones (keys that are no keys, a recording
+    URL of kilobytes) raise ``BadParameters`` (400)."""
+    try:
+        return _engine_input(kind, params)
+    except ValidationError as exc:
+        where = ".".join(str(p) for p in exc.errors()[0]["loc"]) if exc.errors() else kind
+        raise BadParameters(f"malformed {kind} parameters ({where})") from None
+
+
+def _engine_input(kind: str, params: dict[str, str]) -> Input:
     if kind == "gather":
         digits = params.get("Digits", "")
         said = params.get("SpeechResult", "").strip()

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import httpx
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
 from pydantic import Field
 
@@ -106,7 +106,7 @@ def build_router(running: Callable[[], TwilioService]) -> APIRouter:
     # --- recordings -------------------------------------------------------------------------------------------
 
     @router.get("/api/twilio/recordings/{call_sid}", tags=["twilio"], response_class=Response)
-    async def recording(call_sid: Annotated[str, Field(max_length=64)], agent: CurrentAgent, svc: Service) -> Response:
+    async def recording(call_sid: Annotated[str, Path(max_length=64)], agent: CurrentAgent, svc: Service) -> Response:
         """A voicemail's recording, for agents who may see its ticket: fetched from Twilio with the account's
         credentials and passed through (the recording's own URL is never shown)."""
         found = await svc.voice_recording(call_sid)
@@ -123,8 +123,8 @@ def build_router(running: Callable[[], TwilioService]) -> APIRouter:
 
     @router.get("/api/twilio/media/{message_sid}/{n}", tags=["twilio"], response_class=Response)
     async def media(
-        message_sid: Annotated[str, Field(max_length=64)],
-        n: Annotated[int, Field(ge=0, le=9)],
+        message_sid: Annotated[str, Path(max_length=64)],
+        n: Annotated[int, Path(ge=0, le=9)],
         agent: CurrentAgent,
         svc: Service,
     ) -> Response:
@@ -178,7 +178,7 @@ def build_router(running: Callable[[], TwilioService]) -> APIRouter:
 
     @router.put("/api/twilio/numbers/{number}", tags=["twilio"])
     async def set_number(
-        number: Annotated[str, Field(max_length=32)], body: NumberSet, agent: CurrentAdmin, svc: Service
+        number: Annotated[str, Path(max_length=32)], body: NumberSet, agent: CurrentAdmin, svc: Service
     ) -> dict[str, Any]:
         """Answer ``number`` (E.164) with the flow named ``flow``: a flow file that exists and lints."""
         normal = e164(number, svc.settings.default_phone_region)
@@ -188,7 +188,7 @@ def build_router(running: Callable[[], TwilioService]) -> APIRouter:
 
     @router.delete("/api/twilio/numbers/{number}", tags=["twilio"], status_code=204)
     async def delete_number(
-        number: Annotated[str, Field(max_length=32)], agent: CurrentAdmin, svc: Service
+        number: Annotated[str, Path(max_length=32)], agent: CurrentAdmin, svc: Service
     ) -> Response:
         """Stop answering ``number`` with a flow set through the API."""
         await svc.delete_number(e164(number, svc.settings.default_phone_region) or number)

@@ -71,3 +71,51 @@ async def test_the_demo_signer_exists_only_in_demo_mode(rt: Runtime, server: Liv
     async with httpx.AsyncClient(base_url=server.url) as client:
         r = await client.post("/api/twilio/demo/sign", json={"path": "/webhooks/twilio/voice", "params": {}})
     assert r.status_code == 403
+
+
+async def test_the_composer_shows_whatsapps_window(
+    rt: Runtime, demo_live: LiveServer, browser: Browser, dialogs: Dialogs
+) -> None:
+    """A WhatsApp conversation shows the time left for free text; once 24 hours have passed, that a reply
+    will be refused."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from hub.db import utcnow
+    from hub.messages import Identity, InboundMessage
+    from ticketing.ingest import ingest_batch
+    from ticketing.tables import messages
+
+    await make_queue(rt, "support", ["whatsapp"])
+    sup = await make_agent(rt, "sup", role="supervisor")
+    [r] = await ingest_batch(
+        rt,
+        [
+            InboundMessage(
+                channel="whatsapp",
+                external_id="MM1",
+                sender=Identity(kind="whatsapp", value="whatsapp:+14155550142"),
+                recipient="whatsapp:+14155550199",
+                text="photo of the label",
+            )
+        ],
+    )
+    assert not isinstance(r, Exception)
+    from ticketing.tables import tickets
+
+    async with rt.write() as tx:
+        await tx.conn.execute(update(tickets).where(tickets.c.id == r.ticket_id).values(assignee_id=sup))
+    _, page = await new_page(browser, dialogs)
+    await agent_login(page, demo_live.url, "sup")
+    await page.locator(f'#mine li[data-id="{r.ticket_id}"]').click()
+    window = page.locator("#wa-window")
+    await expect(window).to_contain_text("WhatsApp window: 23 h")
+    async with rt.write() as tx:
+        await tx.conn.execute(
+            update(messages).where(messages.c.id == r.message_id).values(created_at=utcnow() - timedelta(hours=25))
+        )
+    await page.reload()
+    await page.locator(f'#mine li[data-id="{r.ticket_id}"]').click()
+    await expect(window).to_contain_text("WhatsApp window closed")
+    assert dialogs.seen == []

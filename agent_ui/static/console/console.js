@@ -407,9 +407,30 @@ async function openTicket(id, { keepComposer = false } = {}) {
   if (changed && !keepComposer) { $("text").value = ""; setMode("reply"); }
   $("text").focus();
   renderContact(t.contact);
+  showWhatsAppWindow(t);
   loadHistory(t);
   if (changed) { $("suggestions").replaceChildren(); $("no-suggestions").hidden = false; }
   loadSuggestions(t);
+}
+
+// WhatsApp takes free text only within 24 hours of the customer's last message: the composer says how long is
+// left (GET /api/twilio/whatsapp/window/{id}), and that outside it the reply will be refused.
+async function showWhatsAppWindow(t) {
+  const box = $("wa-window");
+  box.hidden = true;
+  if (t.channel !== "whatsapp") return;
+  let w;
+  try { w = await api("GET", `/api/twilio/whatsapp/window/${t.id}`); } catch { return; }
+  if (state.current !== t.id) return;
+  if (w.open) {
+    const h = Math.floor(w.seconds_left / 3600), m = Math.floor((w.seconds_left % 3600) / 60);
+    box.textContent = `WhatsApp window: ${h} h ${m} min left for free text`;
+    box.className = "wa-window";
+  } else {
+    box.textContent = "WhatsApp window closed: the customer has not written for 24 hours, so a free-text reply will be refused (only an approved template may be sent)";
+    box.className = "wa-window closed";
+  }
+  box.hidden = false;
 }
 
 function renderHead() {

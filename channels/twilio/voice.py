@@ -333,7 +333,7 @@ class VoiceService:
         path = " > ".join(call.state.path)
         waited = int((now - call.waiting_since).total_seconds()) if call.waiting_since is not None else None
         meta = {"call_sid": call.sid, "ivr_path": call.state.path, "duration_seconds": duration}
-        if call.outcome == "hold" and call.answered_at is None and call.waiting_since is not None:
+        if call.outcome != "callback" and call.answered_at is None and call.waiting_since is not None:
             await self.rt.ports.tickets.abandon(ticket_id=call.ticket_id, reason="caller hung up while waiting")
             await self.rt.ports.tickets.add_timeline(
                 ticket_id=call.ticket_id,

@@ -338,3 +338,24 @@ async def test_a_known_caller_hears_about_their_open_request(client: httpx.Async
     await phone.press("1")
     await phone.press("4")
     assert any("is being worked on" in t for t in phone.texts)
+
+
+async def test_hanging_up_at_the_callback_offer_abandons_the_waiting_call(
+    client: httpx.AsyncClient, rt: Runtime
+) -> None:
+    """A caller already in line who hangs up while hearing the callback offer is abandoned too: no agent is
+    offered a call nobody is on."""
+    await queues(rt)
+    for n in range(3):
+        await to_billing_queue(Phone(client, sid("CA", 200 + n), caller=f"+1415555021{n}"))
+    phone = Phone(client, sid("CA", 13), caller="+14155550301")
+    await to_billing_queue(phone)
+    assert "To be called back" in " ".join(phone.texts)
+    await phone.hang_up(duration=40)
+    async with rt.read() as conn:
+        ticket = (
+            await conn.execute(
+                select(tickets).join(CALLS, CALLS.c.ticket_id == tickets.c.id).where(CALLS.c.call_sid == phone.call_sid)
+            )
+        ).one()
+    assert ticket.status == "solved" and "abandoned" in ticket.tags

@@ -169,7 +169,7 @@ async def agents_answer(
         await asyncio.gather(*(accept(t) for t in offered))
         for event in answered.values():
             event.set()
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.5)
 
 
 async def run(url: str, calls: int) -> dict[str, Any]:

@@ -9,15 +9,16 @@ is one of the core's exceptions (``hub.errors`` subclasses with stable codes: ``
 ``ticket_forbidden``, ...), so a view that lets it through answers what the core's own API answers.
 
     port              registered as            used by
-    AgentPort         rt.ports.agents          hub.deps (authentication), webchat (the agent's name)
+    AgentPort         rt.ports.agents          hub.deps (authentication), webchat and twilio (the agent's name;
+                                               twilio: whose phone to dial)
     ContactPort       rt.ports.contacts        webchat (verified visitors, the pre-chat email); twilio (the IVR's
                                                lookup: the caller's name and open requests)
     ConversationPort  rt.ports.conversations   webchat (history, rating, receipts, moving to email)
-    QueuePort         rt.ports.queues          webchat (is anybody available)
+    QueuePort         rt.ports.queues          webchat (is anybody available), twilio (is the queue open)
     TicketPort        rt.ports.tickets         email (the message a reply quotes); the knowledge base's
                                                suggestions, being built (who may see a ticket, its text);
-                                               twilio (a call's timeline, abandoned calls, delivery receipts,
-                                               WhatsApp's window)
+                                               twilio (a call's timeline, abandoned calls, the callback
+                                               through the outbox, delivery receipts, WhatsApp's window)
 
 Adding a port, or a method to one (CONTRIBUTING.md): the Protocol and its models here; the implementation in
 ``ticketing/ports.py`` (calling the core's service functions); a field on ``Ports``; a test of it through

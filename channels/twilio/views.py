@@ -187,9 +187,7 @@ def build_router(running: Callable[[], TwilioService]) -> APIRouter:
         return await svc.set_number(normal, body.flow, body.label)
 
     @router.delete("/api/twilio/numbers/{number}", tags=["twilio"], status_code=204)
-    async def delete_number(
-        number: Annotated[str, Path(max_length=32)], agent: CurrentAdmin, svc: Service
-    ) -> Response:
+    async def delete_number(number: Annotated[str, Path(max_length=32)], agent: CurrentAdmin, svc: Service) -> Response:
         """Stop answering ``number`` with a flow set through the API."""
         await svc.delete_number(e164(number, svc.settings.default_phone_region) or number)
         return Response(status_code=204)

@@ -154,6 +154,9 @@ class Settings(BaseSettings):
     twilio_agent_numbers: dict[str, str] = Field(
         default_factory=dict, description="agents' own phones by username: an accepted call dials the agent there"
     )
+    twilio_dial_numbers: dict[str, str] = Field(
+        default_factory=dict, description="outside numbers the flows' dial nodes name (number_name), E.164 by name"
+    )
     twilio_hold_music_url: str = "http://com.twilio.sounds.music.s3.amazonaws.com/MARKOVICHAMP-Borghestral.mp3"
     twilio_api_url: str | None = Field(
         default=None, description="send Twilio REST calls to this base URL instead of Twilio's (tests, offline demo)"

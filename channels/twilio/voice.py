@@ -51,7 +51,7 @@ from hub.messages import (
     OutboundMessage,
 )
 from hub.runtime import Runtime
-from ivr_flows.actions import Action, Callback, Enqueue, Lookup, Voicemail
+from ivr_flows.actions import Action, Callback, Dial, Enqueue, Lookup, Voicemail
 from ivr_flows.engine import Context, new_call, step
 from ivr_flows.inputs import (
     CallStarted,
@@ -376,6 +376,17 @@ class VoiceService:
                 answer = await self._lookup(call)
             elif isinstance(last, Enqueue):
                 answer = await self._enqueue(call, last, state, values)
+            elif isinstance(last, Dial) and not last.number:
+                number = self.settings.twilio_dial_numbers.get(last.number_name or "")
+                if number:
+                    actions = [*actions[:-1], last.model_copy(update={"number": number})]
+                    break
+                log.warning(
+                    "call %s: the flow dials %r, which SWITCHBOARD_TWILIO_DIAL_NUMBERS does not name",
+                    call.sid,
+                    last.number_name,
+                )
+                answer = DialDone(status="failed")
             else:
                 break
             state, more = self._step(flow, state, answer, context)

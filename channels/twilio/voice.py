@@ -170,12 +170,20 @@ class VoiceService:
         self.rest = rest
         self.flows = FlowBook(settings)
         self._hours: dict[str, tuple[float, BusinessHours | None]] = {}
+        self._hours_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.step_seconds: list[float] = []  # engine step times, kept by the benchmark (None: not kept)
         self.keep_step_times = False
 
     async def start(self) -> None:
         self.rt.events.listen(self._on_event)
+        # The flows the numbers name, loaded (and linted) now rather than by the first caller of each.
+        names = {n.flow for n in self.settings.twilio_numbers} | {self.settings.twilio_default_flow or ""}
+        if self.settings.demo_mode:
+            names.add(DEMO_FLOW)
+        for name in sorted(names - {""}):
+            if self.flows.get(name) is None:
+                log.warning("the flow %r that SWITCHBOARD_TWILIO_* names is not in %s", name, self.flows.names())
 
     async def stop(self) -> None:
         self.rt.events.unlisten(self._on_event)
@@ -208,15 +216,21 @@ class VoiceService:
         return name or self.settings.twilio_default_flow
 
     async def _context(self, flow: Flow) -> Context:
-        now = time.monotonic()
-        hours: dict[str, BusinessHours | None] = {}
-        for queue in _queues_of(flow):
-            cached = self._hours.get(queue)
-            if cached is None or cached[0] < now:
-                available = await self.rt.ports.queues.availability(channel=CHANNEL, queue=queue)
-                cached = self._hours[queue] = (now + HOURS_TTL, None if available.open else NEVER_OPEN)
-            hours[queue] = cached[1]
-        return Context(now=utcnow(), hours=hours)
+        """The time and the flow's queues' opening hours (whether each is open, asked of the core at most every
+        ``HOURS_TTL`` seconds, by one webhook while the others wait for its answer)."""
+        queues = _queues_of(flow)
+        if any(self._stale(q) for q in queues):
+            async with self._hours_lock:
+                for queue in queues:
+                    if self._stale(queue):
+                        available = await self.rt.ports.queues.availability(channel=CHANNEL, queue=queue)
+                        expires = time.monotonic() + HOURS_TTL
+                        self._hours[queue] = (expires, None if available.open else NEVER_OPEN)
+        return Context(now=utcnow(), hours={q: self._hours[q][1] for q in queues})
+
+    def _stale(self, queue: str) -> bool:
+        cached = self._hours.get(queue)
+        return cached is None or cached[0] < time.monotonic()
 
     # --- webhooks -----------------------------------------------------------------------------------------------
 

@@ -6,10 +6,11 @@ No ``from __future__ import annotations`` here: FastAPI reads the endpoints' ann
 import logging
 import re
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Annotated, Any
 
 import httpx
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import Field
 
@@ -17,6 +18,7 @@ from channels.twilio import twiml
 from channels.twilio.flows import FLOW_NAME, e164
 from channels.twilio.service import TwilioService
 from channels.twilio.signatures import DEMO_TOKEN, BadParameters, fingerprint, sign, verified_params
+from hub.db import utcnow
 from hub.deps import CurrentAdmin, CurrentAgent
 from hub.errors import InvalidInput, NotFound, PermissionDenied
 from hub.inputs import IdParam, Input
@@ -168,6 +170,15 @@ def build_router(running: Callable[[], TwilioService]) -> APIRouter:
         if found is None:
             raise NotFound("no call on this ticket")
         return found
+
+    @router.get("/api/twilio/calls/summary", tags=["twilio"])
+    async def calls_summary(
+        agent: CurrentAgent, svc: Service, hours: Annotated[int, Query(ge=1, le=24 * 31)] = 24
+    ) -> dict[str, Any]:
+        """Supervisors: the calls of the last ``hours`` hours — answered, abandoned (hung up waiting for an
+        agent), and how the others ended."""
+        agent.require_supervisor()
+        return await svc.voice.summary(utcnow() - timedelta(hours=hours))
 
     # --- admin: numbers and flows -----------------------------------------------------------------------------
 

@@ -349,6 +349,10 @@ class VoiceService:
         meta = {"call_sid": call.sid, "ivr_path": call.state.path, "duration_seconds": duration}
         if call.outcome != "callback" and call.answered_at is None and call.waiting_since is not None:
             await self.rt.ports.tickets.abandon(ticket_id=call.ticket_id, reason="caller hung up while waiting")
+            async with self.rt.write() as tx:
+                await tx.conn.execute(
+                    update(CALLS).where(CALLS.c.call_sid == call.sid).values(outcome="abandoned", updated_at=now)
+                )
             await self.rt.ports.tickets.add_timeline(
                 ticket_id=call.ticket_id,
                 text=f"Call abandoned: the caller hung up after waiting {waited} s. IVR: {path}",
@@ -591,6 +595,29 @@ class VoiceService:
             "answered_by": row.answered_by,
             "duration_seconds": row.duration_seconds,
             "contact": contact.model_dump(mode="json") if contact.contact_id is not None else None,
+        }
+
+    async def summary(self, since: datetime) -> dict[str, Any]:
+        """Calls that started since ``since``: how many, by how they ended (``abandoned``: hung up waiting for
+        an agent), answered, and the average wait of the answered ones."""
+        async with self.rt.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(CALLS.c.outcome, CALLS.c.answered_at, CALLS.c.created_at, CALLS.c.ended_at).where(
+                        CALLS.c.created_at >= since
+                    )
+                )
+            ).all()
+        outcomes: dict[str, int] = {}
+        for r in rows:
+            key = r.outcome or ("in progress" if r.ended_at is None else "ended in the menu")
+            outcomes[key] = outcomes.get(key, 0) + 1
+        return {
+            "since": since.isoformat(),
+            "calls": len(rows),
+            "answered": sum(1 for r in rows if r.answered_at is not None),
+            "abandoned": outcomes.get("abandoned", 0),
+            "outcomes": outcomes,
         }
 
     # --- agents -------------------------------------------------------------------------------------------------

@@ -243,6 +243,8 @@ async def test_a_caller_who_hangs_up_while_waiting_is_abandoned(client: httpx.As
     assert abandoned == 1
     assert row.ended_at is not None and row.duration_seconds == 95 and row.waiting_since is None
     assert any("abandoned" in n for n in await notes(rt, ticket.id))
+    summary = (await client.get("/api/twilio/calls/summary", headers=await login_sup(client, rt))).json()
+    assert summary["calls"] == 1 and summary["abandoned"] == 1 and summary["answered"] == 0
 
 
 async def test_an_agent_accepts_the_call_and_is_dialled_into_the_callers_room(

@@ -46,6 +46,16 @@ class TwilioNumberSettings(Input):
     label: str = Field(default="", max_length=200)
 
 
+class WhatsAppTemplate(Input):
+    """An approved WhatsApp template (Twilio's Content API), as given in ``SWITCHBOARD_TWILIO_WHATSAPP_TEMPLATES``:
+    its name for agents, its content SID, its text with ``{{1}}``-style variables, and the variables' labels."""
+
+    name: str = Field(min_length=1, max_length=100)
+    content_sid: str = Field(pattern=r"^HX[0-9a-fA-F]{32}$")
+    text: str = Field(default="", max_length=2000)
+    variables: list[str] = Field(default_factory=list, max_length=10)
+
+
 class Settings(BaseSettings):
     """All of Switchboard's configuration. See the README's configuration table."""
 
@@ -163,6 +173,9 @@ class Settings(BaseSettings):
     )
     twilio_max_param_chars: int = Field(default=4096, ge=64, description="a longer webhook parameter is refused (400)")
     twilio_whatsapp_window_hours: int = Field(default=24, ge=1)
+    twilio_whatsapp_templates: list[WhatsAppTemplate] = Field(
+        default_factory=list, description="approved WhatsApp templates agents may send outside the 24-hour window"
+    )
     twilio_callback_seconds: int = Field(
         default=120, ge=1, description="estimated handling time of a call ahead in line (wait estimates)"
     )

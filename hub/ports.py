@@ -239,10 +239,13 @@ class TicketPort(Protocol):
         offer, is solved and tagged ``abandoned``, and a ``call.abandoned`` event is appended (supervisors
         count them). Only a ticket nobody has accepted; answers whether it was abandoned."""
 
-    async def send_as(self, *, agent_id: int, ticket_id: int, text: str, client_key: str) -> int:
+    async def send_as(
+        self, *, agent_id: int, ticket_id: int, text: str, client_key: str, metadata: dict[str, Any] | None = None
+    ) -> int:
         """A message to the customer on the ticket's channel in the agent's name, through the outbox (delivered
         by the channel's sender, retried with backoff): what a channel does for an agent (the phone's callback
-        call). Idempotent on ``client_key`` per ticket. Answers the message's id; raises the core's
+        call, a WhatsApp template). ``metadata`` reaches the sender (``OutboundMessage.metadata``) and stays on
+        the message. Idempotent on ``client_key`` per ticket. Answers the message's id; raises the core's
         ``ticket_not_found`` or ``agent_not_found``."""
 
     async def set_delivery_status(self, *, message_id: int, status: str, error: str | None = None) -> bool:

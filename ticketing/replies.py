@@ -22,7 +22,13 @@ from ticketing.tickets import check_visible, message_event, ticket_event, ticket
 
 
 async def reply(
-    rt: Runtime, *, ticket_id: int, principal: Principal, text: str, client_key: str | None = None
+    rt: Runtime,
+    *,
+    ticket_id: int,
+    principal: Principal,
+    text: str,
+    client_key: str | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> MessageRead:
     """An agent's reply: the message and its outbox row commit together; the dispatcher delivers it. A reply
     sent again with the ``client_key`` of one already stored on the ticket stores nothing and answers that one.
@@ -34,7 +40,7 @@ async def reply(
         group = rt.caches["replies"] = GroupCommit(
             lambda batch: _store_replies(rt, batch), max_batch=_REPLY_BATCH_MAX, name="reply-batches"
         )
-    return await group.submit(_ReplyRequest(ticket_id, principal, text, client_key))
+    return await group.submit(_ReplyRequest(ticket_id, principal, text, client_key, metadata))
 
 
 _REPLY_BATCH_MAX = 200
@@ -46,6 +52,7 @@ class _ReplyRequest:
     principal: Principal
     text: str
     client_key: str | None = None
+    metadata: dict[str, Any] | None = None  # for the channel's sender (a WhatsApp template), kept on the message
 
 
 def _sent_before(first: Any, principal: Principal, direction: Direction, text: str) -> MessageRead:
@@ -267,7 +274,7 @@ def _reply_message(
         references=references,
         sender_address=None if moved else last_in.recipient,
         agent_name=request.principal.display_name,
-        metadata={"thread_key": row.thread_key} if row.thread_key else {},
+        metadata={**(request.metadata or {}), **({"thread_key": row.thread_key} if row.thread_key else {})},
     )
     hook = rt.reply_hooks.get(channel)
     if hook is not None:
@@ -284,7 +291,7 @@ def _reply_message(
         "text": request.text,
         "html": None,
         "attachments": [],
-        "meta": {"references": references} if references else {},
+        "meta": {**(request.metadata or {}), **({"references": references} if references else {})},
         "delivery_status": DeliveryStatus.PENDING.value,
         "created_at": now,
         "contact_id": row.contact_id,

@@ -5,6 +5,7 @@ No ``from __future__ import annotations`` here: FastAPI reads the endpoints' ann
 
 import logging
 import re
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Any
@@ -33,6 +34,16 @@ class NumberSet(Input):
 
     flow: str = Field(min_length=1, max_length=100, pattern=FLOW_NAME.pattern)
     label: str = Field(default="", max_length=200)
+
+
+class TemplateSend(Input):
+    """An approved WhatsApp template to send: its name, its variables by number (``{"1": "Maria"}``)."""
+
+    name: str = Field(min_length=1, max_length=100)
+    variables: dict[Annotated[str, Field(pattern=r"^[0-9]{1,2}$")], Annotated[str, Field(max_length=500)]] = Field(
+        default_factory=dict, max_length=10
+    )
+    client_key: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 class DemoSignRequest(Input):
@@ -159,6 +170,28 @@ def build_router(running: Callable[[], TwilioService]) -> APIRouter:
         if not await svc.rt.ports.tickets.may_see(principal=agent, ticket_id=ticket_id):
             raise NotFound("no such ticket")
         return await svc.messaging.whatsapp_window(ticket_id)
+
+    @router.get("/api/twilio/whatsapp/templates", tags=["twilio"])
+    async def whatsapp_templates(agent: CurrentAgent, svc: Service) -> list[dict[str, Any]]:
+        """The approved WhatsApp templates agents may send outside the 24-hour window."""
+        return svc.messaging.templates()
+
+    @router.post("/api/twilio/whatsapp/{ticket_id}/template", tags=["twilio"], status_code=201)
+    async def whatsapp_template(
+        ticket_id: IdParam, body: TemplateSend, agent: CurrentAgent, svc: Service
+    ) -> dict[str, int]:
+        """Send an approved template (by name, with its variables) to a WhatsApp conversation, at any time:
+        through the outbox, in the agent's name; idempotent on ``client_key``."""
+        if not await svc.rt.ports.tickets.may_see(principal=agent, ticket_id=ticket_id):
+            raise NotFound("no such ticket")
+        message_id = await svc.messaging.send_template(
+            agent_id=agent.agent_id,
+            ticket_id=ticket_id,
+            name=body.name,
+            variables=body.variables,
+            client_key=body.client_key or uuid.uuid4().hex,
+        )
+        return {"message_id": message_id}
 
     @router.get("/api/twilio/tickets/{ticket_id}/call", tags=["twilio"])
     async def ticket_call(ticket_id: IdParam, agent: CurrentAgent, svc: Service) -> dict[str, Any]:

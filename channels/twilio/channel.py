@@ -50,6 +50,9 @@ class TwilioChannel:
 
     @property
     def senders(self) -> Mapping[str, Sender]:
+        # Without a Twilio account nothing can be delivered: the outbox then says no adapter is configured.
+        if not self.service.rest.configured:
+            return {}
         return {"sms": self.service.sender, "whatsapp": self.service.sender, "voice": self.service.voice}
 
     @property

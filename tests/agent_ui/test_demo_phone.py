@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.async_api import Browser, expect
 
-from hub.config import Settings
+from hub.config import Settings, WhatsAppTemplate
 from hub.runtime import Runtime
 from tests.agent_ui.conftest import Dialogs, agent_login, new_page, set_available, shot
 from tests.conftest import LiveServer, make_agent, make_queue
@@ -17,7 +17,14 @@ from tests.conftest import LiveServer, make_agent, make_queue
 @pytest.fixture
 def demo_live(settings: Settings) -> Iterator[LiveServer]:
     """A hub in demo mode with no Twilio token: the demo's own token signs the demo phone's webhooks."""
-    server = LiveServer(settings.model_copy(update={"demo_mode": True, "offer_timeout_seconds": 60})).start()
+    template = WhatsAppTemplate(
+        name="order update",
+        content_sid="HX" + "c" * 32,
+        text="Hi {{1}}, there is news about your order {{2}}.",
+        variables=["name", "order"],
+    )
+    update = {"demo_mode": True, "offer_timeout_seconds": 60, "twilio_whatsapp_templates": [template]}
+    server = LiveServer(settings.model_copy(update=update)).start()
     try:
         yield server
     finally:
@@ -118,4 +125,10 @@ async def test_the_composer_shows_whatsapps_window(
     await page.reload()
     await page.locator(f'#mine li[data-id="{r.ticket_id}"]').click()
     await expect(window).to_contain_text("WhatsApp window closed")
+    # An approved template can still go out: picked, its variables filled in, sent through the outbox.
+    await window.get_by_label("Template").select_option("order update")
+    await window.get_by_label("name").fill("Maria")
+    await window.get_by_label("order").fill("4411")
+    await window.get_by_role("button", name="Send template").click()
+    await expect(page.locator("#timeline")).to_contain_text("Hi Maria, there is news about your order 4411.")
     assert dialogs.seen == []

@@ -429,8 +429,34 @@ async function showWhatsAppWindow(t) {
   } else {
     box.textContent = "WhatsApp window closed: the customer has not written for 24 hours, so a free-text reply will be refused (only an approved template may be sent)";
     box.className = "wa-window closed";
+    let templates = [];
+    try { templates = await api("GET", "/api/twilio/whatsapp/templates"); } catch { templates = []; }
+    if (templates.length && state.current === t.id) box.append(templatePicker(t.id, templates));
   }
   box.hidden = false;
+}
+
+// An approved template, its variables filled in, sent through the outbox (POST /api/twilio/whatsapp/{id}/template).
+function templatePicker(ticketId, templates) {
+  const select = h("select", { "aria-label": "Template" },
+    ...templates.map((tp) => h("option", { value: tp.name, text: tp.name })));
+  const fields = h("span", { class: "wa-vars" });
+  const fill = () => {
+    const tp = templates.find((x) => x.name === select.value);
+    fields.replaceChildren(...(tp ? tp.variables : []).map((label, i) =>
+      h("input", { "aria-label": label, placeholder: label, "data-var": String(i + 1), maxlength: 500 })));
+  };
+  select.addEventListener("change", fill);
+  fill();
+  const send = h("button", { class: "btn", type: "button", text: "Send template", onclick: async () => {
+    const variables = {};
+    for (const input of fields.querySelectorAll("input")) variables[input.dataset.var] = input.value;
+    try {
+      await api("POST", `/api/twilio/whatsapp/${ticketId}/template`, { name: select.value, variables });
+      flash("Template sent");
+    } catch (err) { flash(err.message); }
+  } });
+  return h("div", { class: "wa-templates" }, select, fields, send);
 }
 
 function renderHead() {

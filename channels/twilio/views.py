@@ -22,7 +22,7 @@ from channels.twilio.signatures import DEMO_TOKEN, BadParameters, fingerprint, s
 from hub.db import utcnow
 from hub.deps import CurrentAdmin, CurrentAgent
 from hub.errors import InvalidInput, NotFound, PermissionDenied
-from hub.inputs import IdParam, Input
+from hub.inputs import Id, IdParam, Input
 
 log = logging.getLogger(__name__)
 XML = "application/xml"
@@ -44,6 +44,12 @@ class TemplateSend(Input):
         default_factory=dict, max_length=10
     )
     client_key: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+class WarmTransfer(Input):
+    """The colleague to bring into the call."""
+
+    agent_id: Id
 
 
 class DemoSignRequest(Input):
@@ -192,6 +198,21 @@ def build_router(running: Callable[[], TwilioService]) -> APIRouter:
             client_key=body.client_key or uuid.uuid4().hex,
         )
         return {"message_id": message_id}
+
+    @router.post("/api/twilio/tickets/{ticket_id}/listen", tags=["twilio"])
+    async def listen_in(ticket_id: IdParam, agent: CurrentAgent, svc: Service) -> dict[str, str]:
+        """A supervisor listens in on a live call: their own phone is dialled into the call's room, muted."""
+        agent.require_supervisor()
+        return {"call_sid": await svc.voice.bring_in(ticket_id, agent.agent_id, listen_only=True)}
+
+    @router.post("/api/twilio/tickets/{ticket_id}/warm-transfer", tags=["twilio"])
+    async def warm_transfer(
+        ticket_id: IdParam, body: WarmTransfer, agent: CurrentAgent, svc: Service
+    ) -> dict[str, str]:
+        """The agent on a call brings a colleague into the room (their own phone) to hand the caller over."""
+        if not await svc.rt.ports.tickets.may_see(principal=agent, ticket_id=ticket_id):
+            raise NotFound("no such ticket")
+        return {"call_sid": await svc.voice.bring_in(ticket_id, body.agent_id, listen_only=False)}
 
     @router.get("/api/twilio/tickets/{ticket_id}/call", tags=["twilio"])
     async def ticket_call(ticket_id: IdParam, agent: CurrentAgent, svc: Service) -> dict[str, Any]:

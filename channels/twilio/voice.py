@@ -39,6 +39,7 @@ from channels.twilio.rest import Rest
 from channels.twilio.signatures import BadParameters
 from hub.config import Settings
 from hub.db import utcnow
+from hub.errors import InvalidInput, NotFound
 from hub.events import EventRecord, EventType
 from hub.hours import BusinessHours
 from hub.messages import (
@@ -622,6 +623,46 @@ class VoiceService:
 
     # --- agents -------------------------------------------------------------------------------------------------
 
+    async def bring_in(self, ticket_id: int, agent_id: int, *, listen_only: bool) -> str:
+        """Dial another agent into a live call's room: a supervisor listening in (muted), or a colleague taking
+        a warm transfer (they talk with the caller and the first agent, who may then leave). Answers the new
+        leg's CallSid; the agent needs their own number (``SWITCHBOARD_TWILIO_AGENT_NUMBERS``)."""
+        async with self.rt.read() as conn:
+            row = (
+                await conn.execute(
+                    select(CALLS)
+                    .where(CALLS.c.ticket_id == ticket_id, CALLS.c.answered_at.is_not(None), CALLS.c.ended_at.is_(None))
+                    .order_by(CALLS.c.created_at.desc())
+                    .limit(1)
+                )
+            ).first()
+        if row is None:
+            raise NotFound("no call in progress on this ticket")
+        number = await self._agent_number(agent_id)
+        if number is None:
+            raise InvalidInput(
+                "that agent has no phone of their own (SWITCHBOARD_TWILIO_AGENT_NUMBERS)", code="no_agent_phone"
+            )
+        if not self.rest.configured:
+            raise InvalidInput("Twilio is not configured on this server", code="twilio_not_configured")
+        greeting = None if listen_only else twiml.JOINING
+        placed = await self.rest.call(
+            to=number,
+            from_=row.called or number,
+            twiml=twiml.join_room(row.call_sid, greeting=greeting, listen_only=listen_only),
+        )
+        name = await self.rt.ports.agents.public_name(agent_id)
+        await self.rt.ports.tickets.add_timeline(
+            ticket_id=ticket_id,
+            text=f"{name or 'An agent'} {'listens in' if listen_only else 'joins the call (warm transfer)'}.",
+            metadata={
+                "call_sid": row.call_sid,
+                "call_event": "listen" if listen_only else "warm_transfer",
+                "agent_id": agent_id,
+            },
+        )
+        return placed
+
     def _on_event(self, event: EventRecord, _text: str) -> None:
         if event.type not in (EventType.TICKET_ASSIGNED, EventType.OFFER_ACCEPTED) or event.ticket_id is None:
             return
@@ -724,7 +765,7 @@ class VoiceService:
             raise DeliveryError("a written reply cannot go out on a phone call: answer by SMS or email", permanent=True)
         caller_id = message.sender_address or row.called
         greeting = twiml.join_room(
-            row.call_sid, greeting="Hello, this is the call back you asked for. Connecting you now."
+            row.call_sid, greeting="Hello, this is the call back you asked for. Connecting you now.", customer=True
         )
         try:
             placed = await self.rest.call(to=row.caller, from_=caller_id, twiml=greeting)

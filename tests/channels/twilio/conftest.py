@@ -29,7 +29,7 @@ def twilio_settings(settings: Settings, api: FakeTwilioApi) -> Settings:
             "twilio_auth_token": __import__("pydantic").SecretStr(TOKEN),
             "twilio_api_url": api.url,
             "twilio_numbers": [TwilioNumberSettings(number="+14155550199", flow="demo")],
-            "twilio_agent_numbers": {"alice": "+14155550777"},
+            "twilio_agent_numbers": {"alice": "+14155550777", "sup": "+14155550888"},
             "twilio_whatsapp_templates": [
                 WhatsAppTemplate(
                     name="order update",

@@ -361,3 +361,39 @@ async def test_hanging_up_at_the_callback_offer_abandons_the_waiting_call(
             )
         ).one()
     assert ticket.status == "solved" and "abandoned" in ticket.tags
+
+
+async def test_a_supervisor_listens_in_and_a_colleague_takes_a_warm_transfer(
+    client: httpx.AsyncClient, rt: Runtime, api: FakeTwilioApi
+) -> None:
+    """On a call in progress, a supervisor's own phone joins the caller's room muted; a colleague brought in for a
+    warm transfer joins it speaking, and neither's leaving ends the room; both are on the timeline."""
+    await queues(rt)
+    alice = await make_agent(rt, "alice", queues=["billing"], available=True)
+    phone = Phone(client, sid("CA", 14))
+    await to_billing_queue(phone)
+    [ticket] = await voice_tickets(rt)
+    r = await client.post(f"/api/tickets/{ticket.id}/accept", headers=await login(client, "alice", "password-123"))
+    assert r.status_code == 200
+    for _ in range(100):
+        if api.posts("/Calls.json"):
+            break
+        await asyncio.sleep(0.05)
+    sup_headers = await login_sup(client, rt)
+
+    r = await client.post(f"/api/twilio/tickets/{ticket.id}/listen", headers=sup_headers)
+    assert r.status_code == 200, r.text
+    listening = api.posts("/Calls.json")[-1]
+    assert listening["To"] == "+14155550888" and 'muted="true"' in listening["Twiml"]
+    assert 'startConferenceOnEnter="false"' in listening["Twiml"]
+    alice_headers = await login(client, "alice", "password-123")
+    r = await client.post(f"/api/twilio/tickets/{ticket.id}/listen", headers=alice_headers)
+    assert r.status_code == 403  # supervisors only
+    r = await client.post(
+        f"/api/twilio/tickets/{ticket.id}/warm-transfer", json={"agent_id": alice}, headers=alice_headers
+    )
+    assert r.status_code == 200, r.text
+    joined = api.posts("/Calls.json")[-1]
+    assert joined["To"] == "+14155550777" and f"switchboard-{phone.call_sid}" in joined["Twiml"]
+    assert 'endConferenceOnExit="false"' in joined["Twiml"] and "handing a caller over" in joined["Twiml"]
+    assert any("warm transfer" in n for n in await notes(rt, ticket.id))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -173,8 +173,6 @@ class VoiceService:
         self._hours: dict[str, tuple[float, BusinessHours | None]] = {}
         self._hours_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.step_seconds: list[float] = []  # engine step times, kept by the benchmark (None: not kept)
-        self.keep_step_times = False
 
     async def start(self) -> None:
         self.rt.events.listen(self._on_event)
@@ -377,12 +375,7 @@ class VoiceService:
             return (await conn.execute(select(CALLS).where(CALLS.c.call_sid == sid))).first()
 
     def _step(self, flow: Flow, state: CallState, event: Input, context: Context) -> tuple[CallState, list[Action]]:
-        if not self.keep_step_times:
-            return step(flow, state, event, context)
-        t = time.perf_counter()
-        out = step(flow, state, event, context)
-        self.step_seconds.append(time.perf_counter() - t)
-        return out
+        return step(flow, state, event, context)
 
     async def _advance(self, call: Call, flow: Flow, event: Input, key: str, *, new: bool = False) -> str:
         context = await self._context(flow)
@@ -794,6 +787,3 @@ def _queues_of(flow: Flow) -> list[str]:
         if isinstance(queue, str):
             names.add(queue)
     return sorted(names)
-
-
-Answer = Callable[[dict[str, str]], Awaitable[str]]

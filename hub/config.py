@@ -96,6 +96,16 @@ class MessageTemplate(Input):
     channels: list[str] = Field(default_factory=lambda: ["whatsapp"])
 
 
+class WhatsAppTemplate(Input):
+    """An approved WhatsApp template (Twilio's Content API), as given in ``SWITCHBOARD_TWILIO_WHATSAPP_TEMPLATES``:
+    its name for agents, its content SID, its text with ``{{1}}``-style variables, and the variables' labels."""
+
+    name: str = Field(min_length=1, max_length=100)
+    content_sid: str = Field(pattern=r"^HX[0-9a-fA-F]{32}$")
+    text: str = Field(default="", max_length=2000)
+    variables: list[str] = Field(default_factory=list, max_length=10)
+
+
 class Settings(BaseSettings):
     """All of Switchboard's configuration. See the README's configuration table."""
 
@@ -234,12 +244,18 @@ class Settings(BaseSettings):
     twilio_agent_numbers: dict[str, str] = Field(
         default_factory=dict, description="agents' own phones by username: an accepted call dials the agent there"
     )
+    twilio_dial_numbers: dict[str, str] = Field(
+        default_factory=dict, description="outside numbers the flows' dial nodes name (number_name), E.164 by name"
+    )
     twilio_hold_music_url: str = "http://com.twilio.sounds.music.s3.amazonaws.com/MARKOVICHAMP-Borghestral.mp3"
     twilio_api_url: str | None = Field(
         default=None, description="send Twilio REST calls to this base URL instead of Twilio's (tests, offline demo)"
     )
     twilio_max_param_chars: int = Field(default=4096, ge=64, description="a longer webhook parameter is refused (400)")
     twilio_whatsapp_window_hours: int = Field(default=24, ge=1)
+    twilio_whatsapp_templates: list[WhatsAppTemplate] = Field(
+        default_factory=list, description="approved WhatsApp templates agents may send outside the 24-hour window"
+    )
     twilio_callback_seconds: int = Field(
         default=120, ge=1, description="estimated handling time of a call ahead in line (wait estimates)"
     )
@@ -264,6 +280,9 @@ class Settings(BaseSettings):
     social_send_timeout_seconds: float = Field(default=20.0, gt=0)
     # How long a webhook waits for its messages' files (fetched before the messages are stored).
     social_media_timeout_seconds: float = Field(default=10.0, gt=0)
+    mermaid_js: Path | None = Field(
+        default=None, description="a copy of mermaid.min.js the hub serves to draw the IVR flows on /admin/phone"
+    )
 
     # Knowledge base (knowledge_base/)
     kb_embedder: Literal["auto", "use", "minilm", "wordllama", "none"] = Field(

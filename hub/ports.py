@@ -9,17 +9,19 @@ is one of the core's exceptions (``hub.errors`` subclasses with stable codes: ``
 ``ticket_forbidden``, ...), so a view that lets it through answers what the core's own API answers.
 
     port              registered as            used by
-    AgentPort         rt.ports.agents          hub.deps (authentication), webchat (the agent's name)
+    AgentPort         rt.ports.agents          hub.deps (authentication), webchat and twilio (the agent's name;
+                                               twilio: whose phone to dial)
     ContactPort       rt.ports.contacts        webchat (verified visitors, the pre-chat email); twilio (the IVR's
                                                lookup: the caller's name and open requests)
     ConversationPort  rt.ports.conversations   webchat (history, rating, receipts, moving to email, closing a
                                                conversation a knowledge-base article answered); hub.file_access
                                                (a visitor's files); social (providers' delivery and read receipts)
-    QueuePort         rt.ports.queues          webchat (is anybody available)
+    QueuePort         rt.ports.queues          webchat (is anybody available), twilio (is the queue open)
     TicketPort        rt.ports.tickets         email (the message a reply quotes); the knowledge base's
                                                suggestions (who may see a ticket, its text); twilio (a call's
-                                               timeline, abandoned calls, delivery receipts, WhatsApp's window);
-                                               hub.file_access (who may read a stored file)
+                                               timeline, abandoned calls, the callback through the outbox,
+                                               delivery receipts, WhatsApp's window); hub.file_access (who may
+                                               read a stored file)
 
 Adding a port, or a method to one (CONTRIBUTING.md): the Protocol and its models here; the implementation in
 ``ticketing/ports.py`` (calling the core's service functions); a field on ``Ports``; a test of it through
@@ -269,10 +271,13 @@ class TicketPort(Protocol):
         offer, is solved and tagged ``abandoned``, and a ``call.abandoned`` event is appended (supervisors
         count them). Only a ticket nobody has accepted; answers whether it was abandoned."""
 
-    async def send_as(self, *, agent_id: int, ticket_id: int, text: str, client_key: str) -> int:
+    async def send_as(
+        self, *, agent_id: int, ticket_id: int, text: str, client_key: str, metadata: dict[str, Any] | None = None
+    ) -> int:
         """A message to the customer on the ticket's channel in the agent's name, through the outbox (delivered
         by the channel's sender, retried with backoff): what a channel does for an agent (the phone's callback
-        call). Idempotent on ``client_key`` per ticket. Answers the message's id; raises the core's
+        call, a WhatsApp template). ``metadata`` reaches the sender (``OutboundMessage.metadata``) and stays on
+        the message. Idempotent on ``client_key`` per ticket. Answers the message's id; raises the core's
         ``ticket_not_found`` or ``agent_not_found``."""
 
     async def set_delivery_status(self, *, message_id: int, status: str, error: str | None = None) -> bool:

@@ -198,8 +198,12 @@ class Tickets:
     def abandon(self, *, ticket_id: int, reason: str) -> Coroutine[Any, Any, bool]:
         return phone.abandon(self.rt, ticket_id=ticket_id, reason=reason)
 
-    def send_as(self, *, agent_id: int, ticket_id: int, text: str, client_key: str) -> Coroutine[Any, Any, int]:
-        return phone.send_as(self.rt, agent_id=agent_id, ticket_id=ticket_id, text=text, client_key=client_key)
+    def send_as(
+        self, *, agent_id: int, ticket_id: int, text: str, client_key: str, metadata: dict[str, Any] | None = None
+    ) -> Coroutine[Any, Any, int]:
+        return phone.send_as(
+            self.rt, agent_id=agent_id, ticket_id=ticket_id, text=text, client_key=client_key, metadata=metadata
+        )
 
     def set_delivery_status(
         self, *, message_id: int, status: str, error: str | None = None

@@ -41,6 +41,7 @@ async def reply(
     client_key: str | None = None,
     template: TemplateChoice | None = None,
     private: bool = False,
+    metadata: dict[str, Any] | None = None,
 ) -> MessageRead:
     """An agent's reply: the message and its outbox row commit together; the dispatcher delivers it. A reply
     sent again with the ``client_key`` of one already stored on the ticket stores nothing and answers that one.
@@ -56,7 +57,7 @@ async def reply(
         group = rt.caches["replies"] = GroupCommit(
             lambda batch: _store_replies(rt, batch), max_batch=_REPLY_BATCH_MAX, name="reply-batches"
         )
-    return await group.submit(_ReplyRequest(ticket_id, principal, text, client_key, template, private))
+    return await group.submit(_ReplyRequest(ticket_id, principal, text, client_key, template, private, metadata))
 
 
 _REPLY_BATCH_MAX = 200
@@ -70,6 +71,7 @@ class _ReplyRequest:
     client_key: str | None = None
     template: TemplateChoice | None = None
     private: bool = False  # a channel with public and private answers (comments): the private one
+    metadata: dict[str, Any] | None = None  # for the channel's sender (a WhatsApp template), kept on the message
 
 
 def _sent_before(first: Any, principal: Principal, direction: Direction, text: str) -> MessageRead:
@@ -353,7 +355,7 @@ def _reply_message(
         references=references,
         sender_address=None if moved else last_in.recipient,
         agent_name=request.principal.display_name,
-        metadata={**({"thread_key": row.thread_key} if row.thread_key else {}), **extra},
+        metadata={**(request.metadata or {}), **({"thread_key": row.thread_key} if row.thread_key else {}), **extra},
     )
     hook = rt.reply_hooks.get(channel)
     if hook is not None:
@@ -370,7 +372,7 @@ def _reply_message(
         "text": text,
         "html": None,
         "attachments": [],
-        "meta": {**({"references": references} if references else {}), **extra},
+        "meta": {**(request.metadata or {}), **({"references": references} if references else {}), **extra},
         "delivery_status": DeliveryStatus.PENDING.value,
         "created_at": now,
         "contact_id": row.contact_id,

@@ -162,6 +162,9 @@ function apply(e) {
     case "offer.expired":
       if (d.agent_id === me) state.offers.delete(d.ticket_id);
       break;
+    case "call.abandoned": // the caller hung up while the call was offered
+      if (d.ticket) state.offers.delete(d.ticket.id);
+      break;
     case "ticket.assigned":
     case "ticket.updated":
     case "ticket.created": {
@@ -257,6 +260,7 @@ function renderLists() {
         h("span", { class: `chan chan-${t.channel}`, text: t.channel }),
         h("span", { class: "countdown", "data-countdown": id, text: countdown(o) })),
       h("div", { class: "subject", text: t.subject || `Ticket #${id}` }),
+      t.channel === "voice" ? screenPop(id) : null,
       h("div", { class: "offer-actions" },
         h("button", { class: "btn primary", type: "button", text: "Accept", title: "Accept (Alt+A)", onclick: () => accept(id) }),
         h("button", { class: "btn", type: "button", text: "Decline", title: "Decline (Alt+D)", onclick: () => decline(id) }))));
@@ -361,6 +365,27 @@ function notify() {
 }
 
 // --- offers ------------------------------------------------------------------------------------------------------------
+
+// A call's screen pop: who is calling, what they chose in the phone menu, how long they have waited, and what
+// else they have open (GET /api/twilio/tickets/{id}/call), loaded once per offer.
+const pops = new Map();
+
+function screenPop(id) {
+  const box = h("div", { class: "screen-pop", dataset: { pop: id } });
+  const fill = (c) => {
+    if (!c) return;
+    const who = c.contact && c.contact.name ? `${c.contact.name} (${c.caller})` : c.caller;
+    const open = c.contact ? c.contact.open_tickets.filter((t) => t.id !== id) : [];
+    box.replaceChildren(
+      h("div", { class: "pop-caller", text: `Caller: ${who}` }),
+      h("div", { class: "pop-path", text: `Menu: ${c.ivr_path.join(" › ")}` }),
+      h("div", { class: "pop-history", text: open.length
+        ? `Also open: ${open.map((t) => `#${t.id} ${t.subject}`).join("; ")}` : "Nothing else open" }));
+  };
+  if (pops.has(id)) fill(pops.get(id));
+  else api("GET", `/api/twilio/tickets/${id}/call`).then((c) => { pops.set(id, c); fill(c); }).catch(() => {});
+  return box;
+}
 
 async function accept(id) {
   try {
@@ -553,6 +578,7 @@ async function openTicket(id, { keepComposer = false } = {}) {
   if (changed) showWindow(id, templateSent);
   $("text").focus();
   renderContact(t.contact);
+  showWhatsAppWindow(t);
   loadHistory(t);
   if (changed) { $("suggestions").replaceChildren(); $("no-suggestions").hidden = false; }
   loadSuggestions(t);
@@ -563,6 +589,52 @@ function templateSent(m) {
   if (state.current === m.ticket_id) appendMessage(m);
   state.waitingSince.delete(m.ticket_id);
   renderLists();
+}
+
+// WhatsApp takes free text only within 24 hours of the customer's last message: the composer says how long is
+// left (GET /api/twilio/whatsapp/window/{id}), and that outside it the reply will be refused.
+async function showWhatsAppWindow(t) {
+  const box = $("wa-window");
+  box.hidden = true;
+  if (t.channel !== "whatsapp") return;
+  let w;
+  try { w = await api("GET", `/api/twilio/whatsapp/window/${t.id}`); } catch { return; }
+  if (state.current !== t.id) return;
+  if (w.open) {
+    const h = Math.floor(w.seconds_left / 3600), m = Math.floor((w.seconds_left % 3600) / 60);
+    box.textContent = `WhatsApp window: ${h} h ${m} min left for free text`;
+    box.className = "wa-window";
+  } else {
+    box.textContent = "WhatsApp window closed: the customer has not written for 24 hours, so a free-text reply will be refused (only an approved template may be sent)";
+    box.className = "wa-window closed";
+    let templates = [];
+    try { templates = await api("GET", "/api/twilio/whatsapp/templates"); } catch { templates = []; }
+    if (templates.length && state.current === t.id) box.append(templatePicker(t.id, templates));
+  }
+  box.hidden = false;
+}
+
+// An approved template, its variables filled in, sent through the outbox (POST /api/twilio/whatsapp/{id}/template).
+function templatePicker(ticketId, templates) {
+  const select = h("select", { "aria-label": "Template" },
+    ...templates.map((tp) => h("option", { value: tp.name, text: tp.name })));
+  const fields = h("span", { class: "wa-vars" });
+  const fill = () => {
+    const tp = templates.find((x) => x.name === select.value);
+    fields.replaceChildren(...(tp ? tp.variables : []).map((label, i) =>
+      h("input", { "aria-label": label, placeholder: label, "data-var": String(i + 1), maxlength: 500 })));
+  };
+  select.addEventListener("change", fill);
+  fill();
+  const send = h("button", { class: "btn", type: "button", text: "Send template", onclick: async () => {
+    const variables = {};
+    for (const input of fields.querySelectorAll("input")) variables[input.dataset.var] = input.value;
+    try {
+      await api("POST", `/api/twilio/whatsapp/${ticketId}/template`, { name: select.value, variables });
+      flash("Template sent");
+    } catch (err) { flash(err.message); }
+  } });
+  return h("div", { class: "wa-templates" }, select, fields, send);
 }
 
 function renderHead() {

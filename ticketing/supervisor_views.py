@@ -120,7 +120,11 @@ async def report_summary(
     return await reports.summary(rt, r, queue_id=queue_id, channel=channel)
 
 
-@reports_router.get("/summary.csv", response_class=PlainTextResponse)
+@reports_router.get(
+    "/summary.csv",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "the report as CSV"}},
+)
 async def report_csv(
     r: RangeDep, rt: RuntimeDep, queue_id: QueueFilter = None, channel: ChannelFilter = None
 ) -> Response:
@@ -132,7 +136,11 @@ async def report_csv(
     )
 
 
-@reports_router.get("/chart/{name}.svg", response_class=Response)
+@reports_router.get(
+    "/chart/{name}.svg",
+    response_class=Response,
+    responses={200: {"content": {"image/svg+xml": {"schema": {"type": "string"}}}, "description": "an SVG chart"}},
+)
 async def report_chart(
     name: Literal["volume", "service_level", "answered_abandoned", "times"],
     r: RangeDep,

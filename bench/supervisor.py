@@ -141,6 +141,8 @@ async def seed(url: str, args: argparse.Namespace) -> dict[str, Any]:
                     rating=rng.choice([None, None, 3, 4, 5]),
                 )
             tickets.append(t)
+        # As a real hub stores them: in the order they were created (history first, then today's waiting).
+        tickets.sort(key=lambda t: t["created_at"])
         await chunked(conn, tables.tickets, tickets)
         total_tickets = len(tickets)
         for start in range(0, args.messages, 50_000):

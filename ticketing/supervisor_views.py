@@ -7,7 +7,6 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
-from fastapi.responses import PlainTextResponse
 
 from hub.deps import CurrentSupervisor, RuntimeDep
 from hub.errors import SwitchboardError
@@ -122,7 +121,7 @@ async def report_summary(
 
 @reports_router.get(
     "/summary.csv",
-    response_class=PlainTextResponse,
+    response_class=Response,
     responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "the report as CSV"}},
 )
 async def report_csv(

@@ -389,7 +389,8 @@ async def measure(kind: str, url: str, args: argparse.Namespace) -> None:
     # the bench's supervisor ingests through /api/inbound: make it an admin
     async with standalone(settings_for(url)) as rt, rt.db.begin() as conn:
         await conn.execute(tables.agents.update().where(tables.agents.c.username == "boss").values(role="admin"))
-    await live_figures(url, args, args.port)
+    if not args.ingest_only:
+        await live_figures(url, args, args.port)
     rates: dict[bool, list[float]] = {False: [], True: []}
     for round_ in range(args.ingest_rounds):
         for on in (False, True):
@@ -436,6 +437,7 @@ def main() -> None:
     p.add_argument("--ingest", type=int, default=5000)
     p.add_argument("--ingest-rounds", type=int, default=2)
     p.add_argument("--port", type=int, default=8799)
+    p.add_argument("--ingest-only", action="store_true", help="skip the live server: only the ingest comparison")
     p.add_argument("--db", default="sqlite,postgres")
     p.add_argument("--pg-url", default=os.environ.get("SWITCHBOARD_BENCH_POSTGRES_URL", PG_DEFAULT))
     args = p.parse_args()

@@ -16,8 +16,9 @@ from ticketing import tables
 from ticketing.agents import create_agent
 from ticketing.canned import CannedCreate, create_canned
 from ticketing.ingest import ingest_batch
-from ticketing.models import AgentCreate, QueueCreate, Role
+from ticketing.models import AgentCreate, AgentStatus, QueueCreate, Role
 from ticketing.queues import create_queue
+from ticketing.routing_service import set_agent_status
 
 DEMO_LOGINS = [
     ("admin", "admin-demo", Role.ADMIN, "Ada Admin", ["support", "billing"]),
@@ -26,6 +27,10 @@ DEMO_LOGINS = [
     ("bob", "agent-demo", Role.AGENT, "Bob Agent", ["support", "billing"]),
     ("carol", "agent-demo", Role.AGENT, "Carol Agent", ["billing"]),
 ]
+
+# The agent who is available whenever the demo starts, so a chat opened on /demo reaches a person (log in as them
+# at /console to answer) instead of always taking the "answer by email" path.
+DEMO_AVAILABLE = ("alice", "agent-demo")
 
 DEMO_CANNED = [
     ("hello", "Greeting", "Hi, thanks for reaching out! Let me look into this for you."),
@@ -192,3 +197,19 @@ def _sender(channel: str, i: int) -> str:
 async def _rows(rt: Runtime, stmt: Any) -> list[Any]:
     async with rt.read() as conn:
         return list((await conn.execute(stmt)).all())
+
+
+async def make_available(rt: Runtime) -> tuple[str, str] | None:
+    """Set the demo's available agent (``DEMO_AVAILABLE``) available; answers their login, or None when the
+    database has no such active agent (a demo database someone changed)."""
+    username = DEMO_AVAILABLE[0]
+    async with rt.read() as conn:
+        row = (
+            await conn.execute(
+                select(tables.agents.c.id).where(tables.agents.c.username == username, tables.agents.c.active.is_(True))
+            )
+        ).first()
+    if row is None:
+        return None
+    await set_agent_status(rt, agent_id=row.id, status=AgentStatus.AVAILABLE)
+    return DEMO_AVAILABLE

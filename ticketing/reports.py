@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Integer, case, cast, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.audit import spreadsheet_safe
+from hub.csv_export import spreadsheet_safe
 from hub.errors import SwitchboardError
 from hub.runtime import Runtime
 from ticketing.tables import queues, tickets

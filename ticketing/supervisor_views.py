@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 
+from hub.csv_export import CSV_ANSWER, CsvResponse
 from hub.deps import CurrentSupervisor, RuntimeDep
 from hub.errors import SwitchboardError
 from hub.inputs import Id, IdParam, Input
@@ -119,20 +120,14 @@ async def report_summary(
     return await reports.summary(rt, r, queue_id=queue_id, channel=channel)
 
 
-@reports_router.get(
-    "/summary.csv",
-    response_class=Response,
-    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "the report as CSV"}},
-)
+@reports_router.get("/summary.csv", responses=CSV_ANSWER)
 async def report_csv(
     r: RangeDep, rt: RuntimeDep, queue_id: QueueFilter = None, channel: ChannelFilter = None
 ) -> Response:
     """The report as CSV, one row per bucket, queue and channel."""
     text = await reports.summary_csv(rt, r, queue_id=queue_id, channel=channel)
     name = f"switchboard-report-{r.labels[0][:10]}-{r.bucket}.csv"
-    return Response(
-        text, media_type="text/csv; charset=utf-8", headers={"Content-Disposition": f'attachment; filename="{name}"'}
-    )
+    return CsvResponse(text, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 @reports_router.get(

@@ -10,9 +10,9 @@ form.addEventListener("submit", async (e) => {
   if (!username || !password) { error.textContent = "Enter your username and password."; return; }
   try {
     await api("POST", "/api/auth/login", { username, password });
-    // Back where the login was asked for (only a path of this site), else the console.
+    // Back where the login was asked for (/admin/queues, say): a path on this site only.
     const next = new URLSearchParams(location.search).get("next") || "";
-    location.href = /^\/[A-Za-z0-9_\/-]*$/.test(next) && !next.startsWith("//") ? next : "/console";
+    location.href = /^\/(?![\/\\])/.test(next) ? next : "/console";
   } catch (err) {
     error.textContent = err.message || "Could not log in.";
   }

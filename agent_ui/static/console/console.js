@@ -320,6 +320,7 @@ function countdown(o) {
 }
 
 function tick() {
+  if (state.detail) renderSla();
   tickWindow();
   for (const [id, o] of state.offers) {
     const el = document.querySelector(`[data-countdown="${id}"]`);
@@ -647,6 +648,7 @@ function renderHead() {
   const open = OPEN.has(t.status);
   $("solve-btn").disabled = !open;
   $("transfer-btn").disabled = !open;
+  renderSla();
   const link = $("conv-link");
   link.replaceChildren();
   if (t.linked_ticket_id) {
@@ -674,6 +676,27 @@ function updateComposer() {
   why.textContent = shut
     ? `This ticket is ${t.status}: replying is off. The customer's next message opens a new ticket, linked to this one. Internal notes still work.`
     : "";
+}
+
+
+// The ticket's SLA deadlines as timers: time left (or how late) to the first response and the resolution;
+// stopped while pending on the customer.
+function renderSla() {
+  const t = state.detail;
+  const el = $("conv-sla");
+  if (!t || !OPEN.has(t.status)) { el.textContent = ""; return; }
+  const parts = [];
+  const timer = (label, due) => {
+    const left = Math.round((new Date(due).getTime() - Date.now()) / 1000);
+    const span = (s) => (s >= 3600 ? `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m` : s >= 60 ? `${Math.floor(s / 60)}m ${s % 60}s` : `${s}s`);
+    return left >= 0 ? `${label} due in ${span(left)}` : `${label} overdue by ${span(-left)}`;
+  };
+  if (t.first_response_due_at && !t.first_response_at) parts.push(timer("First response", t.first_response_due_at));
+  if (t.resolution_due_at) parts.push(timer("Resolution", t.resolution_due_at));
+  if (t.sla_paused_at) parts.push("SLA paused (pending on the customer)");
+  el.textContent = parts.length ? `⏱ ${parts.join(" · ")}` : "";
+  const late = parts.some((p) => p.includes("overdue"));
+  el.classList.toggle("late", late);
 }
 
 function agentName(id) {

@@ -78,7 +78,9 @@ class TicketUpdated(TicketChanged):
 
 @event_payload(EventType.TICKET_ASSIGNED)
 class TicketAssigned(TicketChanged):
-    pass
+    """``pulled``: the agent took it from a view (``routing_service.pull_ticket``), not from an offer."""
+
+    pulled: bool = False
 
 
 @event_payload(EventType.TICKET_OFFERED)

@@ -11,7 +11,7 @@ from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.db import taken_as, utcnow
-from hub.events import NewEvent
+from hub.events import EventPayload, NewEvent, event_payload
 from hub.runtime import Runtime, Tx
 from knowledge_base.exceptions import ArticleNotFound, SlugTaken, StaleArticle, VersionNotFound
 from knowledge_base.models import (
@@ -35,6 +35,29 @@ F = Feedback.__table__  # type: ignore[attr-defined]
 
 CHANGED = "kb.article.changed"
 FEEDBACK = "kb.feedback"
+
+
+@event_payload(CHANGED)
+class ArticleChanged(EventPayload):
+    """An article was created, edited, published, archived or deleted (``action``); its state after."""
+
+    id: int
+    slug: str
+    locale: str
+    status: str
+    version: int
+    action: str
+
+
+@event_payload(FEEDBACK)
+class ArticleFeedback(EventPayload):
+    """An agent or reader said whether an article helped."""
+
+    id: int
+    slug: str
+    helpful: bool
+
+
 # Wordings from feedback an article keeps for ranking: the newest ones.
 FEEDBACK_PHRASINGS = 30
 VERSIONED = ("slug", "locale", "title", "body", "category", "tags", "phrasings", "status")

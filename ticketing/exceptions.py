@@ -84,3 +84,11 @@ class NotRateable(Conflict):
 
 class InvalidRating(InvalidInput):
     code = "invalid_rating"
+
+
+class AtCapacity(Conflict):
+    code = "at_capacity"
+
+
+class TicketTaken(Conflict):
+    code = "ticket_taken"

@@ -108,6 +108,13 @@ class Queue(SQLModel, table=True):
     overflow: list[dict[str, Any]] | None = Field(default=None, sa_type=JSONType)
     max_wait_seconds: int | None = None
     overflow_queue: str | None = Field(default=None, max_length=100)
+    # SLA targets per priority, overriding the two above: {"urgent": {"first_response_seconds": 900, ...}}.
+    sla_policies: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
+    # The wallboard's service level: the share (percent, ``service_level_target``) of work answered within
+    # ``service_level_seconds``; and how long the longest wait may get before the wallboard alerts.
+    service_level_seconds: int = 60
+    service_level_target: int = 80
+    wait_alert_seconds: int = 300
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
@@ -165,6 +172,9 @@ class Ticket(SQLModel, table=True):
         Index("ix_tickets_offer_expires_at", "offer_expires_at", **_when_set("offer_expires_at")),
         Index("ix_tickets_thread_key", "thread_key", **_when_set("thread_key")),
         Index("ix_tickets_queue_queued_at", "queue_id", "queued_at"),
+        Index("ix_tickets_created_at", "created_at"),
+        Index("ix_tickets_answered_at", "answered_at"),
+        Index("ix_tickets_solved_at", "solved_at"),
         # Waiting work (held by nobody), in the orders routing reads it: see ticketing.routing_reads.waiting_rows.
         Index(
             "ix_tickets_waiting_queued",
@@ -227,6 +237,14 @@ class Ticket(SQLModel, table=True):
     routing: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
     solved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Supervision (ticketing.wallboard, ticketing.reports, ticketing.sla): when an agent first took the ticket,
+    # when it left its queue unanswered, since when its SLA clocks are paused (pending on the customer), and
+    # when each SLA breach was announced.
+    answered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    abandoned_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    sla_paused_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    first_response_breached_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    resolution_breached_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class RoutingRules(SQLModel, table=True):
@@ -275,6 +293,17 @@ class Message(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     # The key an agent's client sent the reply or note with: a send repeated with it answers this message.
     client_key: str | None = Field(default=None, max_length=64)
+
+
+class MessageFile(SQLModel, table=True):
+    """A stored file (``hub.files``) that a message carries: an attachment, an inline image, an email's raw bytes.
+    Whoever may see one of a file's messages may read the file, and nobody else (``ticketing.message_files``).
+    Written in the transaction that stores the message; keyed by the file first, the way it is looked up."""
+
+    __tablename__ = "message_files"
+
+    sha256: str = Field(primary_key=True, max_length=64)
+    message_id: int = Field(primary_key=True, foreign_key="messages.id")
 
 
 class Outbox(SQLModel, table=True):
@@ -366,6 +395,10 @@ class TicketRead(ReadModel):
     first_response_at: datetime | None
     first_response_due_at: datetime | None
     resolution_due_at: datetime | None
+    answered_at: datetime | None = None
+    sla_paused_at: datetime | None = None
+    first_response_breached_at: datetime | None = None
+    resolution_breached_at: datetime | None = None
     rating: int | None = None
     rating_comment: str | None = None
     reply_channel: str | None = None
@@ -402,12 +435,27 @@ class OverflowStepSpec(Input):
     drop_skills: list[str] = []
 
 
+class SlaTargets(Input):
+    """First-response and resolution targets, in seconds of the queue's business time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    first_response_seconds: Annotated[DbInt, PField(gt=0)] | None = None
+    resolution_seconds: Annotated[DbInt, PField(gt=0)] | None = None
+
+
 class QueueRouting(Input):
     """A queue's routing configuration, as the API and the admin give it."""
 
     hours: HoursSpec | None = None
     sla_first_response_seconds: Annotated[DbInt, PField(gt=0)] | None = None
     sla_resolution_seconds: Annotated[DbInt, PField(gt=0)] | None = None
+    sla_policies: dict[Priority, SlaTargets] | None = PField(
+        default=None, description="Targets per priority (low, normal, high, urgent), overriding the queue's own"
+    )
+    service_level_seconds: Annotated[int, PField(gt=0, le=86_400)] | None = None
+    service_level_target: Annotated[int, PField(ge=1, le=100)] | None = None
+    wait_alert_seconds: Annotated[int, PField(gt=0, le=30 * 86_400)] | None = None
     overflow: list[OverflowStepSpec] = []
     max_wait_seconds: Annotated[DbInt, PField(gt=0)] | None = None
     overflow_queue: str | None = PField(default=None, max_length=100)
@@ -455,6 +503,10 @@ class QueueRead(ReadModel):
     overflow: list[dict[str, Any]] | None = None
     max_wait_seconds: int | None = None
     overflow_queue: str | None = None
+    sla_policies: dict[str, Any] | None = None
+    service_level_seconds: int = 60
+    service_level_target: int = 80
+    wait_alert_seconds: int = 300
 
 
 class RoutingExplanation(BaseModel):

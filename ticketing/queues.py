@@ -24,6 +24,9 @@ from ticketing.tables import queues, routing_rules
 
 log = logging.getLogger(__name__)
 
+# Columns with a stored default: left out (or null) on create and update, they keep it.
+_DEFAULTED = ("service_level_seconds", "service_level_target", "wait_alert_seconds")
+
 
 async def _check_queue_routing(conn: AsyncConnection, name: str, values: dict[str, Any]) -> None:
     """Overflow targets must name existing queues (or the queue itself, for a widening step)."""
@@ -50,6 +53,9 @@ async def _check_queue_routing(conn: AsyncConnection, name: str, values: dict[st
 async def create_queue(rt: Runtime, *, data: QueueCreate, actor: Principal | None = None) -> QueueRead:
     """A queue, with its routing configuration (skills, priority, business hours, SLA, overflow)."""
     values = data.model_dump(mode="json")
+    for key in _DEFAULTED:
+        if values.get(key) is None:
+            values.pop(key, None)
     async with rt.write() as tx:
         taken = QueueNameTaken(f"a queue named {data.name!r} exists")
         if (await tx.conn.execute(select(queues.c.id).where(queues.c.name == data.name))).first():
@@ -67,7 +73,7 @@ async def create_queue(rt: Runtime, *, data: QueueCreate, actor: Principal | Non
 async def update_queue(rt: Runtime, *, queue_id: int, data: QueueUpdate, actor: Principal | None = None) -> QueueRead:
     """Change a queue's settings; waiting work is routed again under the new ones."""
     values = data.model_dump(mode="json", exclude_unset=True)
-    for key in ("description", "channels", "required_skills", "priority", "overflow"):
+    for key in ("description", "channels", "required_skills", "priority", "overflow", *_DEFAULTED):
         if key in values and values[key] is None:
             del values[key]
     async with rt.write() as tx:

@@ -15,6 +15,7 @@ from hub.group_commit import GroupCommit
 from hub.messages import OutboundMessage
 from hub.principals import Principal
 from hub.runtime import Runtime
+from ticketing import message_files
 from ticketing.exceptions import ClientKeyReused, NoRecipient, NotYourTicket, TicketNotFound
 from ticketing.models import DeliveryStatus, Direction, MessageRead, TicketStatus
 from ticketing.tables import messages, outbox, tickets
@@ -194,6 +195,7 @@ async def _store_replies(rt: Runtime, batch: Sequence[_ReplyRequest]) -> list[Me
             ids = await insert_returning_ids(conn, messages, rows)
             for msg, message, mid in zip(rows, outbound, ids, strict=True):
                 msg["id"] = message.message_id = mid
+            await message_files.record(conn, rows)
             # With this process's dispatcher running, the rows are leased to it as they are written and handed
             # to it after the commit: no pass has to find and claim them. Should the process stop before
             # sending them, any dispatcher claims them once the lease ends.
@@ -320,6 +322,7 @@ async def add_note(
             "client_key": client_key,
         }
         msg_row = (await tx.conn.execute(messages.insert().values(**msg).returning(*messages.c))).one()
+        await message_files.record(tx.conn, [dict(msg_row._mapping)])
         updated = (
             await tx.conn.execute(
                 update(tickets).where(tickets.c.id == ticket_id).values(updated_at=now).returning(*tickets.c)

@@ -7,6 +7,7 @@ from ticketing.models import (
     Contact,
     ContactIdentity,
     Message,
+    MessageFile,
     Outbox,
     Queue,
     RoutingRules,
@@ -15,6 +16,7 @@ from ticketing.models import (
 
 tickets = Ticket.__table__  # type: ignore[attr-defined]
 messages = Message.__table__  # type: ignore[attr-defined]
+message_files = MessageFile.__table__  # type: ignore[attr-defined]
 contacts = Contact.__table__  # type: ignore[attr-defined]
 contact_identities = ContactIdentity.__table__  # type: ignore[attr-defined]
 queues = Queue.__table__  # type: ignore[attr-defined]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response, WebSocket
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, WebSocket
 from pydantic import BaseModel, Field
 
 from hub.auth import SESSION_COOKIE, verify_dummy, verify_password
@@ -13,7 +13,17 @@ from hub.errors import InvalidInput
 from hub.event_stream import serve_event_stream
 from hub.inputs import DB_INT_MAX, IdParam, Input
 from hub.messages import InboundMessage
-from ticketing import agents, conversations, queues, replies, routing_service, ticket_updates, tickets
+from ticketing import (
+    agents,
+    conversations,
+    queues,
+    replies,
+    routing_service,
+    search,
+    ticket_updates,
+    tickets,
+    workspace,
+)
 from ticketing.models import (
     AgentCreate,
     AgentRead,
@@ -24,6 +34,7 @@ from ticketing.models import (
     DryRunRequest,
     MessageRead,
     NoteCreate,
+    Priority,
     QueueCreate,
     QueueRead,
     QueueUpdate,
@@ -33,9 +44,12 @@ from ticketing.models import (
     TicketDetail,
     TicketPage,
     TicketRead,
+    TicketStatus,
     TicketUpdate,
     TransferRequest,
 )
+from ticketing.search import TicketSearchResult
+from ticketing.workspace import SlaState, Sort, View, ViewCount, ViewFilters
 
 router = APIRouter(prefix="/api")
 ws_router = APIRouter()
@@ -145,6 +159,80 @@ async def list_tickets(
         offset=offset,
         limit=limit,
     )
+
+
+ChannelFilter = Annotated[str | None, Query(max_length=20, description="only this channel")]
+TagFilter = Annotated[str | None, Query(max_length=50, description="only tickets with this tag")]
+
+
+def _view_filters(
+    channel: ChannelFilter = None,
+    queue_id: IdParam | None = None,
+    priority: Priority | None = None,
+    tag: TagFilter = None,
+    sla: SlaState | None = None,
+) -> ViewFilters:
+    return ViewFilters(channel=channel, queue_id=queue_id, priority=priority, tag=tag, sla=sla)
+
+
+ViewFiltersDep = Annotated[ViewFilters, Depends(_view_filters)]
+
+
+@router.get("/views", response_model=list[ViewCount], tags=["views"])
+async def list_views(agent: CurrentAgent, rt: RuntimeDep, filters: ViewFiltersDep) -> list[ViewCount]:
+    """Your views (waiting in your queues, unassigned, mine, pending on the customer, solved recently; all open
+    for supervisors), each with how many tickets it holds under the filters."""
+    return await workspace.view_counts(rt, principal=agent, filters=filters)
+
+
+@router.get("/views/{view}", response_model=TicketPage, tags=["views"])
+async def view_tickets(
+    view: View,
+    agent: CurrentAgent,
+    rt: RuntimeDep,
+    filters: ViewFiltersDep,
+    sort: Sort = Sort.NEWEST,
+    offset: Annotated[int, Query(ge=0, le=DB_INT_MAX)] = 0,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> TicketPage:
+    """A view's tickets, filtered by channel, queue, priority, tag and SLA state, sorted newest (activity),
+    oldest, priority or due (SLA deadline)."""
+    return await workspace.view_tickets(
+        rt, principal=agent, view=view, filters=filters, sort=sort, offset=offset, limit=limit
+    )
+
+
+@router.get("/search/tickets", response_model=TicketSearchResult, tags=["views"])
+async def search_tickets(
+    agent: CurrentAgent,
+    rt: RuntimeDep,
+    q: Annotated[str, Query(max_length=search.MAX_QUERY_CHARS, description="words, or a ticket number (#12)")] = "",
+    status: Annotated[list[TicketStatus], Query()] = [],  # noqa: B006 - FastAPI copies defaults
+    contact_id: IdParam | None = None,
+    tag: TagFilter = None,
+    channel: ChannelFilter = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> TicketSearchResult:
+    """Tickets you may see whose subject or messages hold every word of ``q`` (the last one also as a prefix),
+    or whose number it is, newest first; filtered by status (repeatable), contact, tag and channel. Each hit
+    carries HTML-escaped highlights (``<mark>`` around the matches)."""
+    return await search.search_tickets(
+        rt,
+        principal=agent,
+        query=q,
+        status=[s.value for s in status],
+        contact_id=contact_id,
+        tag=tag,
+        channel=channel,
+        limit=limit,
+    )
+
+
+@router.post("/tickets/{ticket_id}/pull", response_model=TicketRead, tags=["views"])
+async def pull(ticket_id: IdParam, agent: CurrentAgent, rt: RuntimeDep) -> TicketRead:
+    """Take a waiting ticket of your queues (from a view): within your capacity on its channel, and only while
+    nobody holds it; 409 with the reason otherwise."""
+    return await routing_service.pull_ticket(rt, ticket_id=ticket_id, principal=agent)
 
 
 @router.get("/tickets/{ticket_id}", response_model=TicketDetail, tags=["tickets"])

@@ -27,7 +27,7 @@ from sqlalchemy import func, select, text, update
 from channels.email.imap import MailboxWorker, lock_key
 from channels.email.models import AR, MB, QT, MailboxRead, MailboxUpdate, QuarantineRead, ReprocessResult, S
 from channels.email.parse import MailboxInfo, MailParseError, ParsedMail, parse_mail
-from channels.email.smtp import ReplyHeaders, SmtpSender, Templates, build_ack, deliver
+from channels.email.smtp import ReplyHeaders, SmtpSender, Templates, build_ack, deliver, outgoing_mailbox
 from hub import audit
 from hub.config import MailboxSettings
 from hub.db import lock_keys, taken_as, utcnow
@@ -96,6 +96,7 @@ class EmailService:
             domain=s.mail_domain,
             timeout=s.email_timeout_seconds,
             quote=self._quote,
+            outgoing=outgoing_mailbox(s),
         )
         self._boxes: dict[str, MailboxSettings] = {b.name: b for b in s.mailboxes}
         self._from_settings = {b.name for b in s.mailboxes}

@@ -14,6 +14,7 @@ from starlette.routing import Match
 
 from agent_ui.admin import build_router as build_admin_router
 from hub.deps import authenticate
+from hub.inputs import IdParam
 from hub.mail_catcher import read_mailbox
 
 HERE = Path(__file__).parent
@@ -70,6 +71,19 @@ async def login_page(request: Request) -> HTMLResponse:
 async def console_page(request: Request) -> HTMLResponse:
     """The agent console (sends you to /login when you are not logged in)."""
     return _page(request, "console.html", kb_suggest=_serves(request.app, "GET", "/api/kb/suggest"))
+
+
+@router.get("/console/contacts", response_class=HTMLResponse)
+async def contacts_page(request: Request, q: str = "") -> HTMLResponse:
+    """Contact search (name, email, phone in any format, handle; typos forgiven), and for supervisors the
+    possible duplicates (sends you to /login when you are not logged in)."""
+    return _page(request, "contacts.html", contact_id=None, query=q[:200])
+
+
+@router.get("/console/contacts/{contact_id}", response_class=HTMLResponse)
+async def contact_page(request: Request, contact_id: IdParam) -> HTMLResponse:
+    """One contact across every channel: identities, attributes, notes, one timeline, duplicates and merges."""
+    return _page(request, "contacts.html", contact_id=contact_id, query="")
 
 
 @router.get("/demo", response_class=HTMLResponse)

@@ -264,6 +264,8 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
     from knowledge_base.views import public_router as kb_public_router
     from knowledge_base.views import router as kb_router
     from ticketing.canned import router as canned_router
+    from ticketing.contact_views import router as contacts_router
+    from ticketing.gdpr import erase_expired_tickets
     from ticketing.ingest import IngestPipeline
     from ticketing.models import Ticket
     from ticketing.outbox import OutboxDispatcher
@@ -309,6 +311,15 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
             jobs.append(Periodic("sla-breaches", settings.sla_check_seconds, lambda: check_breaches(rt)))
         if settings.gc_freeze_seconds > 0:
             jobs.append(Periodic("gc-freeze", settings.gc_freeze_seconds, freeze))
+        if settings.retention_days is not None:
+            older_than = timedelta(days=settings.retention_days)
+            jobs.append(
+                Periodic(
+                    "retention",
+                    settings.retention_check_seconds,
+                    lambda: erase_expired_tickets(rt, older_than=older_than),
+                )
+            )
         app.state.rt = rt
         app.state.ingest = ingest
         kb_index = knowledge_index(rt)
@@ -411,6 +422,7 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
     app.include_router(supervisor_router)
     app.include_router(reports_router)
     app.include_router(audit_router)
+    app.include_router(contacts_router)
     for channel in channels:
         for router in channel.routers():
             app.include_router(router)

@@ -179,4 +179,3 @@ async def export_audit(
         media_type=CsvResponse.media_type,
         headers={"Content-Disposition": 'attachment; filename="audit.csv"'},
     )
-

@@ -20,7 +20,7 @@ from hub.commands import migrate_or_exit, redact_url
 from hub.config import Settings, get_settings
 from ivr_flows.cli import app as ivr_app
 from knowledge_base.cli import kb_app
-from ticketing.cli import agent_app
+from ticketing.cli import agent_app, contacts_app
 
 if TYPE_CHECKING:
     import uvicorn
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Switchboard: a self-hosted contact center.", no_args_is_help=True)
 # The packages' commands, one line each.
 app.add_typer(agent_app, name="agent")
+app.add_typer(contacts_app, name="contacts")
 app.add_typer(ivr_app, name="ivr")
 app.add_typer(kb_app, name="kb")
 

@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     token_ttl_seconds: int = 12 * 3600
     max_body_bytes: int = 1_048_576
     event_retention_seconds: int = 7 * 24 * 3600
+    # GDPR retention: the messages (text, attachments, files) of tickets solved or closed more than this many
+    # days ago are erased by a background worker; the tickets stay as anonymous counts. None: kept forever.
+    retention_days: int | None = Field(
+        default=None, ge=1, le=36_500, description="erase messages of tickets closed more than N days ago"
+    )
+    retention_check_seconds: float = Field(default=3600.0, gt=0)
     heartbeat_seconds: float = 25.0
     # How often a quiet process checks the event log for events a transport did not bring (CLI writes,
     # a Redis hiccup). Gaps in seq are filled at once regardless.

@@ -54,6 +54,9 @@ class EventType(StrEnum):
     TICKET_REQUEUED = "ticket.requeued"
     AGENT_STATUS = "agent.status"
     CONTACT_UPDATED = "contact.updated"
+    CONTACT_MERGED = "contact.merged"
+    CONTACT_UNMERGED = "contact.unmerged"
+    CONTACT_ERASED = "contact.erased"
     TYPING = "typing"
     CALL_ABANDONED = "call.abandoned"
 

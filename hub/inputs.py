@@ -41,7 +41,6 @@ IdParam = Annotated[int, Ge(1), Le(DB_INT_MAX)]
 """A row id in a path or query parameter (text in the URL, so not strict)."""
 
 
-
 def _in_utc(value: datetime) -> datetime:
     try:
         return value.astimezone(UTC)

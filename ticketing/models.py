@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic import Field as PField
 from pydantic.json_schema import SkipJsonSchema
-from sqlalchemy import Index, Text, UniqueConstraint, text
+from sqlalchemy import ForeignKey, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from hub.channels import CHANNELS
@@ -69,20 +69,62 @@ class OutboxStatus(StrEnum):
 
 
 class Contact(SQLModel, table=True):
+    """One customer. A contact merged into another (``merged_into_id``) or erased (``erased_at``) is kept as a
+    row with ``deleted_at`` set: a merge can be undone, and an erased contact's tickets still count in reports.
+    ``updated_at`` moves with every change to the contact or its identities (the search index reads what
+    changed since it last looked, ``ticketing.contact_search``)."""
+
     __tablename__ = "contacts"
+    __table_args__ = (Index("ix_contacts_updated_at", "updated_at"),)
 
     id: int | None = Field(default=None, primary_key=True)
     name: str | None = Field(default=None, max_length=200)
     attributes: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    merged_into_id: int | None = Field(
+        default=None, sa_column_args=[ForeignKey("contacts.id", name="fk_contacts_merged_into_id")]
+    )
+    erased_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class ContactNote(SQLModel, table=True):
+    """An agent's internal note on a contact (not on one ticket): never shown to the customer."""
+
+    __tablename__ = "contact_notes"
+
+    id: int | None = Field(default=None, primary_key=True)
+    contact_id: int = Field(foreign_key="contacts.id", index=True)
+    author_agent_id: int | None = Field(default=None, foreign_key="agents.id")
+    text: str = Field(sa_type=Text)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ContactMerge(SQLModel, table=True):
+    """One merge of ``merged_id`` into ``survivor_id``, and exactly what moved (``moved``: identity, ticket,
+    message and note ids, attribute keys added, whether the name was taken), so that it can be undone."""
+
+    __tablename__ = "contact_merges"
+
+    id: int | None = Field(default=None, primary_key=True)
+    survivor_id: int = Field(foreign_key="contacts.id", index=True)
+    merged_id: int = Field(foreign_key="contacts.id", index=True)
+    moved: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    agent_id: int | None = Field(default=None, foreign_key="agents.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    undone_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    undone_by: int | None = Field(default=None, foreign_key="agents.id")
 
 
 class ContactIdentity(SQLModel, table=True):
     """One way to reach a contact; (kind, value) is unique, so an address always resolves to one contact."""
 
     __tablename__ = "contact_identities"
-    __table_args__ = (UniqueConstraint("kind", "value", name="uq_identity_kind_value"),)
+    __table_args__ = (
+        UniqueConstraint("kind", "value", name="uq_identity_kind_value"),
+        Index("ix_contact_identities_created_at", "created_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     contact_id: int = Field(foreign_key="contacts.id", index=True)
@@ -245,6 +287,8 @@ class Ticket(SQLModel, table=True):
     sla_paused_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     first_response_breached_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     resolution_breached_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Set when the ticket's messages were erased (GDPR, retention): it still counts in reports, anonymously.
+    erased_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class RoutingRules(SQLModel, table=True):
@@ -347,6 +391,10 @@ class ReadModel(BaseModel):
 class IdentityRead(ReadModel):
     kind: str
     value: str
+    # The channels this identity reaches the contact on, and whether someone vouched for it (a channel's
+    # provider or a site's signed-in user; a website visitor's id is not verified).
+    channels: list[str] = []
+    verified: bool = True
 
 
 class ContactRead(ReadModel):
@@ -355,6 +403,10 @@ class ContactRead(ReadModel):
     attributes: dict[str, Any]
     identities: list[IdentityRead] = []
     created_at: datetime
+    updated_at: datetime | None = None
+    deleted_at: datetime | None = None
+    merged_into_id: int | None = None
+    erased_at: datetime | None = None
 
 
 class MessageRead(ReadModel):
@@ -420,8 +472,71 @@ class TicketPage(BaseModel):
     limit: int
 
 
+class ContactNoteRead(ReadModel):
+    id: int
+    contact_id: int
+    author_agent_id: int | None
+    text: str
+    created_at: datetime
+
+
+class DuplicateRead(BaseModel):
+    """A contact that may be the same person as another: a suggestion only, never joined automatically."""
+
+    contact_id: int
+    other_id: int
+    other_name: str | None
+    score: int  # 0-100: how sure
+    reasons: list[str]
+
+
+class MergeRead(ReadModel):
+    id: int
+    survivor_id: int
+    merged_id: int
+    moved: dict[str, Any]
+    agent_id: int | None
+    created_at: datetime
+    undone_at: datetime | None = None
+
+
 class ContactHistory(ContactRead):
     tickets: list[TicketDetail]
+    notes: list[ContactNoteRead] = []
+    duplicates: list[DuplicateRead] = []
+    merges: list[MergeRead] = []
+
+
+class ContactHit(BaseModel):
+    """One search result: the contact, how well it matched (0-100) and on what."""
+
+    id: int
+    name: str | None
+    identities: list[IdentityRead]
+    score: float
+    matched: str
+
+
+AttributeValue = Annotated[str, PField(max_length=2000)] | bool | DbInt | None
+
+
+class ContactUpdate(Input):
+    """Fields to change. ``attributes`` replaces them all (give the whole set)."""
+
+    name: str | None = PField(default=None, max_length=200)
+    attributes: dict[Annotated[str, PField(min_length=1, max_length=100)], AttributeValue] | None = PField(
+        default=None, max_length=100
+    )
+
+
+class ContactNoteCreate(Input):
+    text: str = PField(min_length=1, max_length=20_000)
+
+
+class MergeRequest(Input):
+    """Merge contact ``contact_id`` into the contact of the URL, which survives."""
+
+    contact_id: Id
 
 
 class OverflowStepSpec(Input):

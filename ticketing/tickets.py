@@ -13,10 +13,10 @@ from hub.events import EventType, NewEvent
 from hub.principals import Principal
 from hub.runtime import Runtime
 from ticketing.exceptions import ContactNotFound, NotYourTicket, TicketNotFound
+from ticketing.identities import identity_read
 from ticketing.models import (
     ContactHistory,
     ContactRead,
-    IdentityRead,
     MessageRead,
     TicketDetail,
     TicketPage,
@@ -160,7 +160,7 @@ async def get_ticket(rt: Runtime, *, ticket_id: int, principal: Principal) -> Ti
         message_rows = (
             await conn.execute(select(messages).where(messages.c.ticket_id == ticket_id).order_by(messages.c.id))
         ).all()
-        contact = await _contact_read(conn, row.contact_id)
+        contact = await contact_read(conn, row.contact_id)
     return TicketDetail.model_validate(
         {**row._mapping, "contact": contact, "messages": [MessageRead.model_validate(m._mapping) for m in message_rows]}
     )
@@ -212,7 +212,7 @@ async def list_tickets(
     )
 
 
-async def _contact_read(conn: AsyncConnection, contact_id: int) -> ContactRead:
+async def contact_read(conn: AsyncConnection, contact_id: int) -> ContactRead:
     row = (await conn.execute(select(contacts).where(contacts.c.id == contact_id))).first()
     if row is None:
         raise ContactNotFound(f"contact {contact_id} does not exist")
@@ -223,15 +223,13 @@ async def _contact_read(conn: AsyncConnection, contact_id: int) -> ContactRead:
             .order_by(contact_identities.c.id)
         )
     ).all()
-    return ContactRead.model_validate(
-        {**row._mapping, "identities": [IdentityRead(kind=k, value=v) for k, v in idents]}
-    )
+    return ContactRead.model_validate({**row._mapping, "identities": [identity_read(k, v) for k, v in idents]})
 
 
 async def get_contact_history(rt: Runtime, *, contact_id: int, principal: Principal) -> ContactHistory:
     """A contact with every ticket and message across all channels (the tickets the principal may see)."""
     async with rt.read() as conn:
-        contact = await _contact_read(conn, contact_id)
+        contact = await contact_read(conn, contact_id)
         rows = (
             await conn.execute(select(tickets).where(tickets.c.contact_id == contact_id).order_by(tickets.c.id))
         ).all()

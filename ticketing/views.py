@@ -29,7 +29,6 @@ from ticketing.models import (
     AgentRead,
     AgentUpdate,
     AssignRequest,
-    ContactHistory,
     DryRunAnswer,
     DryRunRequest,
     MessageRead,
@@ -319,13 +318,7 @@ async def routing_dry_run(body: DryRunRequest, agent: CurrentAgent, rt: RuntimeD
     return await queues.dry_run(rt, data=body)
 
 
-# --- contacts, queues, agents ------------------------------------------------------------------------------
-
-
-@router.get("/contacts/{contact_id}", response_model=ContactHistory, tags=["contacts"])
-async def contact_history(contact_id: IdParam, agent: CurrentAgent, rt: RuntimeDep) -> ContactHistory:
-    """A contact, its identities and its whole history across channels."""
-    return await tickets.get_contact_history(rt, contact_id=contact_id, principal=agent)
+# --- queues, agents (contacts: ticketing.contact_views) ----------------------------------------------------
 
 
 @router.get("/queues", response_model=list[QueueRead], tags=["queues"])

@@ -636,6 +636,9 @@ function showCustomerTyping(active, name) {
 }
 
 function renderContact(c) {
+  const link = $("contact-page");
+  link.href = `/console/contacts/${c.id}`;
+  link.hidden = false;
   const box = $("contact");
   box.className = "contact";
   const label = (i) => (i.kind === "webchat" && i.value.startsWith("visitor:") ? "website visitor (not verified)"

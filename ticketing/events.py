@@ -35,6 +35,13 @@ class TicketSummary(EventPayload):
     last_message_at: datetime | None
     rating: int | None
     rating_comment: str | None
+    # For the wallboard and the console's SLA timers (a ticket just inserted has none of them yet).
+    queued_at: datetime | None = None
+    answered_at: datetime | None = None
+    first_response_at: datetime | None = None
+    first_response_due_at: datetime | None = None
+    resolution_due_at: datetime | None = None
+    sla_paused_at: datetime | None = None
 
 
 class TicketChanged(EventPayload):

@@ -444,6 +444,7 @@ class TicketRead(ReadModel):
     created_at: datetime
     updated_at: datetime
     last_message_at: datetime | None
+    queued_at: datetime | None = None  # since when it waits in its queue (None: held by an agent, or closed)
     first_response_at: datetime | None
     first_response_due_at: datetime | None
     resolution_due_at: datetime | None

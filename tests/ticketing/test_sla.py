@@ -109,10 +109,12 @@ async def test_per_priority_targets_stamp_deadlines_and_pending_pauses_them(rt: 
     moved = (resumed.first_response_due_at - row.first_response_due_at).total_seconds()
     assert 299 <= moved <= 302
     # a customer writing to a pending ticket resumes its clocks too
-    [t3] = await arrive(rt, message("email", queue="support", sender="pat@example.com"))
+    first = message("email", queue="support", sender="pat@example.com")
+    [t3] = await arrive(rt, first)
     await update_ticket(rt, ticket_id=t3, principal=SUPERVISOR, data=TicketUpdate(status=TicketStatus.PENDING))
     assert (await ticket(rt, t3)).sla_paused_at is not None
-    assert await arrive(rt, message("email", queue="support", sender="pat@example.com")) == [t3]
+    answer = message("email", queue="support", sender="pat@example.com", references=[first.external_id])
+    assert await arrive(rt, answer) == [t3]
     back = await ticket(rt, t3)
     assert back.status == "open" and back.sla_paused_at is None
 

@@ -44,6 +44,7 @@ ADMIN_PAGES: tuple[AdminPage, ...] = (
     AdminPage("routing", "Routing rules", "admin_routing.html", "Which queue new work goes to, with a dry run"),
     AdminPage("canned", "Canned responses", "admin_canned.html", "Saved answers agents insert with /", SUPERVISORS),
     AdminPage("mailboxes", "Mailboxes", "admin_mailboxes.html", "Email in (IMAP) and out (SMTP), quarantine"),
+    AdminPage("social", "Social channels", "admin_social.html", "Pages, accounts, numbers, bots: health, webhooks"),
     AdminPage("kb", "Knowledge base", "admin_kb.html", "Articles for agents and the help center", SUPERVISORS),
     AdminPage("audit", "Audit log", "admin_audit.html", "Who changed what and when; CSV export"),
 )

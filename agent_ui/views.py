@@ -16,6 +16,7 @@ from agent_ui.admin import build_router as build_admin_router
 from hub.deps import authenticate
 from hub.inputs import IdParam
 from hub.mail_catcher import read_mailbox
+from hub.errors import NotFound
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -138,3 +139,26 @@ async def supervisor_page(request: Request) -> Response:
 
 # /admin and its pages (the knowledge base's editor among them): agent_ui/admin.py, one list of pages.
 router.include_router(build_admin_router(templates))
+
+# Mermaid draws SVG with inline styles.
+PHONE_ADMIN_CSP = CONSOLE_CSP.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
+
+
+@router.get("/admin/phone", response_class=HTMLResponse)
+def admin_phone_page(request: Request) -> HTMLResponse:
+    """The phone numbers and the IVR flow answering each, every flow as a diagram (admins; sends you to
+    /login when you are not logged in)."""
+    settings = request.app.state.settings
+    mermaid = settings.mermaid_js is not None and Path(settings.mermaid_js).is_file()
+    return _page(request, "admin_phone.html", csp=PHONE_ADMIN_CSP, public_url=settings.public_url, mermaid=mermaid)
+
+
+@router.get("/admin/phone/mermaid.js")
+def mermaid_js(request: Request) -> FileResponse:
+    """The hub's own copy of Mermaid (``SWITCHBOARD_MERMAID_JS``), for the flow diagrams: never a CDN."""
+    path = request.app.state.settings.mermaid_js
+    if path is None or not Path(path).is_file():
+        raise NotFound("no copy of Mermaid is configured (SWITCHBOARD_MERMAID_JS)")
+    return FileResponse(path, media_type="text/javascript", headers={"Cache-Control": "public, max-age=86400"})
+
+

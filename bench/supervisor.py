@@ -141,6 +141,8 @@ async def seed(url: str, args: argparse.Namespace) -> dict[str, Any]:
                     rating=rng.choice([None, None, 3, 4, 5]),
                 )
             tickets.append(t)
+        # As a real hub stores them: in the order they were created (history first, then today's waiting).
+        tickets.sort(key=lambda t: t["created_at"])
         await chunked(conn, tables.tickets, tickets)
         total_tickets = len(tickets)
         for start in range(0, args.messages, 50_000):
@@ -358,37 +360,68 @@ async def ingest_throughput(url: str, n: int, board_on: bool, offset: int) -> fl
     return n / elapsed
 
 
-async def main_for(kind: str, args: argparse.Namespace) -> None:
+def main_for(kind: str, args: argparse.Namespace) -> None:
     with fresh_database(kind, args.pg_url) as url:
-        print(f"{kind}:")
+        asyncio.run(measure(kind, url, args))
+
+
+async def measure(kind: str, url: str, args: argparse.Namespace) -> None:
+    print(f"{kind}:")
+    t = time.perf_counter()
+    await seed(url, args)
+    print(
+        f"  seeded {args.queues} queues, {args.agents} agents, {args.waiting} waiting, {args.tickets} history "
+        f"tickets, {args.messages} messages in {time.perf_counter() - t:.0f} s"
+    )
+    async with standalone(settings_for(url)) as rt:
+        board = Wallboard(rt)
         t = time.perf_counter()
-        await seed(url, args)
-        print(
-            f"  seeded {args.queues} queues, {args.agents} agents, {args.waiting} waiting, {args.tickets} history "
-            f"tickets, {args.messages} messages in {time.perf_counter() - t:.0f} s"
-        )
-        async with standalone(settings_for(url)) as rt:
-            board = Wallboard(rt)
-            t = time.perf_counter()
-            await board.load()
-            load_ms = (time.perf_counter() - t) * 1000
-            t = time.perf_counter()
-            board.snapshot()
-            snap_ms = (time.perf_counter() - t) * 1000
-        print(f"  wallboard's load from the tables: {load_ms:.0f} ms; a snapshot from memory: {snap_ms:.1f} ms")
-        # the bench's supervisor ingests through /api/inbound: make it an admin
-        async with standalone(settings_for(url)) as rt, rt.db.begin() as conn:
-            await conn.execute(tables.agents.update().where(tables.agents.c.username == "boss").values(role="admin"))
+        await board.load()
+        load_ms = (time.perf_counter() - t) * 1000
+        t = time.perf_counter()
+        board.snapshot()
+        snap_ms = (time.perf_counter() - t) * 1000
+        per_event = listener_cost(board)
+    print(
+        f"  wallboard's load from the tables: {load_ms:.0f} ms; a snapshot from memory: {snap_ms:.1f} ms; "
+        f"the listener's cost per event: {per_event:.1f} µs"
+    )
+    # the bench's supervisor ingests through /api/inbound: make it an admin
+    async with standalone(settings_for(url)) as rt, rt.db.begin() as conn:
+        await conn.execute(tables.agents.update().where(tables.agents.c.username == "boss").values(role="admin"))
+    if not args.ingest_only:
         await live_figures(url, args, args.port)
-        rates: dict[bool, list[float]] = {False: [], True: []}
-        for round_ in range(args.ingest_rounds):
-            for on in (False, True):
-                rates[on].append(await ingest_throughput(url, args.ingest, on, offset=round_ * 2 + int(on)))
-        off, on = max(rates[False]), max(rates[True])
-        print(
-            f"  ingest ({args.ingest} emails per run, best of {args.ingest_rounds}): wallboard off {off:.0f}/s, "
-            f"on {on:.0f}/s ({(on - off) / off * 100:+.1f} %)"
-        )
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    for round_ in range(args.ingest_rounds):
+        for on in (False, True):
+            rates[on].append(await ingest_throughput(url, args.ingest, on, offset=round_ * 2 + int(on)))
+    off, on = max(rates[False]), max(rates[True])
+    print(
+        f"  ingest ({args.ingest} emails per run, best of {args.ingest_rounds}): wallboard off {off:.0f}/s, "
+        f"on {on:.0f}/s ({(on - off) / off * 100:+.1f} %)"
+    )
+
+
+def listener_cost(board: Wallboard, n: int = 30_000) -> float:
+    """Microseconds the wallboard's listener takes per event, over a mix of what ingest and routing emit: a
+    ticket created, a message, the ticket queued (no websocket connected, so nothing is pushed)."""
+    from hub.events import EventRecord
+
+    now = utcnow()
+    events = []
+    for i in range(n // 3):
+        ticket = {"id": 10_000_000 + i, "status": "new", "queue_id": 1, "channel": "email", "assignee_id": None,
+                  "offered_agent_id": None, "queued_at": None, "first_response_due_at": None}  # fmt: skip
+        queued = {**ticket, "queued_at": now.isoformat()}
+        events += [
+            EventRecord(seq=0, type="ticket.created", payload={"ticket": ticket}, created_at=now, ticket_id=i),
+            EventRecord(seq=0, type="message.created", payload={"message": {"id": i}}, created_at=now, ticket_id=i),
+            EventRecord(seq=0, type="ticket.queued", payload={"ticket": queued}, created_at=now, ticket_id=i),
+        ]
+    t = time.perf_counter()
+    for event in events:
+        board.apply(event)
+    return (time.perf_counter() - t) / len(events) * 1e6
 
 
 def main() -> None:
@@ -404,11 +437,12 @@ def main() -> None:
     p.add_argument("--ingest", type=int, default=5000)
     p.add_argument("--ingest-rounds", type=int, default=2)
     p.add_argument("--port", type=int, default=8799)
+    p.add_argument("--ingest-only", action="store_true", help="skip the live server: only the ingest comparison")
     p.add_argument("--db", default="sqlite,postgres")
     p.add_argument("--pg-url", default=os.environ.get("SWITCHBOARD_BENCH_POSTGRES_URL", PG_DEFAULT))
     args = p.parse_args()
     for kind in args.db.split(","):
-        asyncio.run(main_for(kind.strip(), args))
+        main_for(kind.strip(), args)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from twilio.request_validator import RequestValidator
 from bench._common import PG_DEFAULT, fresh_database, percentile
 
 SECRET = "bench-secret-key-0123456789abcdef"
+HOLD_LOOP_SECONDS = 30.0  # Twilio asks the wait URL again when its TwiML (an announcement, hold music) ends
 TOKEN = "bench-twilio-token"
 SERVE = (
     "from hub.cli import run_server; from hub.config import Settings;"
@@ -86,6 +87,7 @@ class Line:
         self.public = public
         self.validator = RequestValidator(TOKEN)
         self.latencies: list[float] = []
+        self.by_kind: dict[str, list[float]] = {}
         self.errors: list[str] = []
 
     async def post(self, url: str, params: dict[str, str]) -> ET.Element:
@@ -94,7 +96,9 @@ class Line:
         signature = self.validator.compute_signature(url, params)
         t = time.perf_counter()
         r = await self.http.post(url.removeprefix(self.public), data=params, headers={"X-Twilio-Signature": signature})
-        self.latencies.append(time.perf_counter() - t)
+        took = time.perf_counter() - t
+        self.latencies.append(took)
+        self.by_kind.setdefault(url.split("/webhooks/twilio/")[-1].split("?")[0], []).append(took)
         if r.status_code != 200:
             self.errors.append(f"{url} -> {r.status_code}")
             raise RuntimeError(r.text[:200])
@@ -123,13 +127,16 @@ async def one_call(line: Line, n: int, answered: dict[str, asyncio.Event], to_ag
         gather = root.find(".//Gather")
         assert gather is not None, ET.tostring(root)
         root = await line.post(str(gather.get("action")), dict(live, Digits="2"))
-    event = answered.setdefault(sid, asyncio.Event())
-    while True:  # Twilio's hold loop: the wait URL, again each time its music ends
+    event = answered[sid]
+    while True:  # Twilio's hold loop: the wait URL, again each time its music ends (HOLD_LOOP_SECONDS)
         wait = await line.post("/webhooks/twilio/voice/wait", live)
         if wait.find("Play") is None:
             break
-        try:
-            await asyncio.wait_for(event.wait(), 2.0)
+        if event.is_set():  # accepted: the hub connects the agent in a moment
+            await asyncio.sleep(0.2)
+            continue
+        try:  # an agent accepting the call ends the wait at once (Twilio: the agent joins the room)
+            await asyncio.wait_for(event.wait(), HOLD_LOOP_SECONDS)
         except TimeoutError:
             pass
     to_agent.append(time.perf_counter() - started)
@@ -165,11 +172,14 @@ async def agents_answer(
             a = await http.post(f"/api/tickets/{t['id']}/accept", headers={"Authorization": f"Bearer {token}"})
             if a.status_code == 200:
                 accepted.add(t["id"])
+                # The ticket's subject names the caller, +1415556NNNN: call NNNN hears the agent join.
+                n = int(t["subject"][-4:]) if t["subject"][-4:].isdigit() else None
+                event = answered.get(f"CA{n:032x}") if n is not None else None
+                if event is not None:
+                    event.set()
 
         await asyncio.gather(*(accept(t) for t in offered))
-        for event in answered.values():
-            event.set()
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.5)
 
 
 async def run(url: str, calls: int) -> dict[str, Any]:
@@ -214,7 +224,7 @@ async def run(url: str, calls: int) -> dict[str, Any]:
                         tables.agents.update().where(tables.agents.c.id == sup_id).values(role="supervisor")
                     )
             line = Line(http, public)
-            answered: dict[str, asyncio.Event] = {}
+            answered = {f"CA{n:032x}": asyncio.Event() for n in range(calls)}
             to_agent: list[float] = []
             done = asyncio.Event()
             answering = asyncio.create_task(agents_answer(http, tokens, tokens[sup_id], answered, calls, done))
@@ -250,6 +260,9 @@ def main() -> None:
         f"webhook latency: p50 {percentile(ms, 50):.1f} ms, p99 {percentile(ms, 99):.1f} ms, max {max(ms):.1f} ms "
         "(goal: p99 under 50 ms)"
     )
+    for kind, values in sorted(line.by_kind.items()):
+        kms = [x * 1000 for x in values]
+        print(f"  {kind}: {len(kms)} webhooks, p50 {percentile(kms, 50):.1f} ms, p99 {percentile(kms, 99):.1f} ms")
     if r["to_agent"]:
         secs = r["to_agent"]
         print(

@@ -52,6 +52,7 @@ CHANNEL_PACKAGES: tuple[str, ...] = (
     "channels.webchat",
     "channels.email",
     "channels.twilio",
+    "channels.social",
 )
 
 

@@ -174,6 +174,7 @@ def _demo_pages() -> list[tuple[str, str]]:
         ("wallboard", "/supervisor"),
         ("admin", "/admin"),
         ("articles", "/admin/kb"),
+        ("phone", "/admin/phone"),
         ("widget", "/widget.js"),
         ("API docs", "/docs"),
         ("health", "/healthz"),

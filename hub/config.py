@@ -47,6 +47,65 @@ class TwilioNumberSettings(Input):
     label: str = Field(default="", max_length=200)
 
 
+class MetaPageSettings(Input):
+    """One Facebook page or Instagram account, as given in ``SWITCHBOARD_META_PAGES``: its id (the page's id, or
+    the Instagram account's id that Meta names as the recipient), the page access token that sends for it, the
+    queue its conversations and comments go to, and which app it is."""
+
+    page_id: str = Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_.-]+$")
+    access_token: SecretStr
+    queue: str = Field(min_length=1, max_length=100)
+    kind: Literal["messenger", "instagram"] = "messenger"
+
+
+class WhatsAppNumberSettings(Input):
+    """One WhatsApp Cloud API number, as given in ``SWITCHBOARD_WHATSAPP_NUMBERS``."""
+
+    phone_number_id: str = Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_.-]+$")
+    access_token: SecretStr
+    queue: str = Field(min_length=1, max_length=100)
+
+
+class TelegramBotSettings(Input):
+    """One Telegram bot, as given in ``SWITCHBOARD_TELEGRAM_BOTS``: its name (the webhook is
+    ``/webhooks/telegram/{name}``), its API token, the secret token Telegram sends with every update, its queue."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    token: SecretStr
+    secret_token: SecretStr = Field(description="1-256 characters of A-Z a-z 0-9 _ -")
+    queue: str = Field(min_length=1, max_length=100)
+
+    @field_validator("secret_token")
+    @classmethod
+    def _telegram_alphabet(cls, value: SecretStr) -> SecretStr:
+        import re
+
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value.get_secret_value()):
+            raise ValueError("Telegram accepts 1-256 characters of A-Z a-z 0-9 _ - as a secret token")
+        return value
+
+
+class MessageTemplate(Input):
+    """An approved message template (WhatsApp), as given in ``SWITCHBOARD_WHATSAPP_TEMPLATES``: the only thing
+    an agent may send outside the customer's messaging window. ``body`` shows the text with ``{{1}}``,
+    ``{{2}}``... where the variables go."""
+
+    name: str = Field(min_length=1, max_length=512, pattern=r"^[a-z0-9_]+$")
+    language: str = Field(default="en_US", min_length=2, max_length=15)
+    body: str = Field(min_length=1, max_length=1024)
+    channels: list[str] = Field(default_factory=lambda: ["whatsapp"])
+
+
+class WhatsAppTemplate(Input):
+    """An approved WhatsApp template (Twilio's Content API), as given in ``SWITCHBOARD_TWILIO_WHATSAPP_TEMPLATES``:
+    its name for agents, its content SID, its text with ``{{1}}``-style variables, and the variables' labels."""
+
+    name: str = Field(min_length=1, max_length=100)
+    content_sid: str = Field(pattern=r"^HX[0-9a-fA-F]{32}$")
+    text: str = Field(default="", max_length=2000)
+    variables: list[str] = Field(default_factory=list, max_length=10)
+
+
 class Settings(BaseSettings):
     """All of Switchboard's configuration. See the README's configuration table."""
 
@@ -185,14 +244,44 @@ class Settings(BaseSettings):
     twilio_agent_numbers: dict[str, str] = Field(
         default_factory=dict, description="agents' own phones by username: an accepted call dials the agent there"
     )
+    twilio_dial_numbers: dict[str, str] = Field(
+        default_factory=dict, description="outside numbers the flows' dial nodes name (number_name), E.164 by name"
+    )
     twilio_hold_music_url: str = "http://com.twilio.sounds.music.s3.amazonaws.com/MARKOVICHAMP-Borghestral.mp3"
     twilio_api_url: str | None = Field(
         default=None, description="send Twilio REST calls to this base URL instead of Twilio's (tests, offline demo)"
     )
     twilio_max_param_chars: int = Field(default=4096, ge=64, description="a longer webhook parameter is refused (400)")
     twilio_whatsapp_window_hours: int = Field(default=24, ge=1)
+    twilio_whatsapp_templates: list[WhatsAppTemplate] = Field(
+        default_factory=list, description="approved WhatsApp templates agents may send outside the 24-hour window"
+    )
     twilio_callback_seconds: int = Field(
         default=120, ge=1, description="estimated handling time of a call ahead in line (wait estimates)"
+    )
+
+    # Social messaging (channels/social): Meta's Messenger, Instagram and WhatsApp Cloud API, Telegram bots
+    meta_app_secret: SecretStr | None = Field(
+        default=None, description="Meta app secret: checks X-Hub-Signature-256 on /webhooks/meta"
+    )
+    meta_verify_token: SecretStr | None = Field(
+        default=None, description="The token Meta's webhook set-up sends (hub.verify_token) to GET /webhooks/meta"
+    )
+    meta_pages: list[MetaPageSettings] = Field(default_factory=list)
+    whatsapp_numbers: list[WhatsAppNumberSettings] = Field(default_factory=list)
+    telegram_bots: list[TelegramBotSettings] = Field(default_factory=list)
+    meta_graph_url: str = Field(default="https://graph.facebook.com/v21.0", description="Graph API base URL")
+    telegram_api_url: str = Field(default="https://api.telegram.org", description="Telegram Bot API base URL")
+    # Approved templates agents may send outside a messaging window (hub.windows).
+    whatsapp_templates: list[MessageTemplate] = Field(default_factory=list)
+    # A configured account none of whose webhooks arrived for this long is reported silent (0: never).
+    social_silence_seconds: float = Field(default=0.0, ge=0)
+    social_max_webhook_bytes: int = Field(default=1_048_576, ge=1024)
+    social_send_timeout_seconds: float = Field(default=20.0, gt=0)
+    # How long a webhook waits for its messages' files (fetched before the messages are stored).
+    social_media_timeout_seconds: float = Field(default=10.0, gt=0)
+    mermaid_js: Path | None = Field(
+        default=None, description="a copy of mermaid.min.js the hub serves to draw the IVR flows on /admin/phone"
     )
 
     # Knowledge base (knowledge_base/)
@@ -252,6 +341,11 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"{item!r} is not an address or network (write 10.0.0.0/8 or 192.0.2.7)") from None
         return value
+
+    @field_validator("meta_graph_url", "telegram_api_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
 
     @field_validator("public_url")
     @classmethod

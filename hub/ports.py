@@ -9,16 +9,19 @@ is one of the core's exceptions (``hub.errors`` subclasses with stable codes: ``
 ``ticket_forbidden``, ...), so a view that lets it through answers what the core's own API answers.
 
     port              registered as            used by
-    AgentPort         rt.ports.agents          hub.deps (authentication), webchat (the agent's name)
+    AgentPort         rt.ports.agents          hub.deps (authentication), webchat and twilio (the agent's name;
+                                               twilio: whose phone to dial)
     ContactPort       rt.ports.contacts        webchat (verified visitors, the pre-chat email); twilio (the IVR's
                                                lookup: the caller's name and open requests)
-    ConversationPort  rt.ports.conversations   webchat (history, rating, receipts, moving to email);
-                                               hub.file_access (a visitor's files)
-    QueuePort         rt.ports.queues          webchat (is anybody available)
+    ConversationPort  rt.ports.conversations   webchat (history, rating, receipts, moving to email, closing a
+                                               conversation a knowledge-base article answered); hub.file_access
+                                               (a visitor's files); social (providers' delivery and read receipts)
+    QueuePort         rt.ports.queues          webchat (is anybody available), twilio (is the queue open)
     TicketPort        rt.ports.tickets         email (the message a reply quotes); the knowledge base's
                                                suggestions (who may see a ticket, its text); twilio (a call's
-                                               timeline, abandoned calls, delivery receipts, WhatsApp's window);
-                                               hub.file_access (who may read a stored file)
+                                               timeline, abandoned calls, the callback through the outbox,
+                                               delivery receipts, WhatsApp's window); hub.file_access (who may
+                                               read a stored file)
 
 Adding a port, or a method to one (CONTRIBUTING.md): the Protocol and its models here; the implementation in
 ``ticketing/ports.py`` (calling the core's service functions); a field on ``Ports``; a test of it through
@@ -133,6 +136,7 @@ class ConversationTicket(PortModel):
     rating: int | None
     reply_channel: str | None  # replies go out on another channel (a chat answered by email)
     reply_to: str | None
+    deflected: bool = False  # closed by its customer: a knowledge-base article answered them (nothing to rate)
 
 
 class ConversationState(PortModel):
@@ -155,6 +159,18 @@ class EmailFallback(PortModel):
     linked: bool
 
 
+class DeliveryReceipt(PortModel):
+    """A provider's receipt for one of our messages: by the message's id (the channel keeps which provider id
+    is which message), or, for providers that acknowledge "everything up to a time" (Messenger's watermarks),
+    by the recipient and that time (``before``)."""
+
+    message_id: int | None = None
+    status: str  # sent | delivered | read | failed
+    error: str | None = None
+    recipient: str | None = None
+    before: datetime | None = None
+
+
 class ConversationPort(Protocol):
     async def state(self, *, channel: str, thread_key: str, after_message_id: int = 0) -> ConversationState:
         """The conversation as its customer sees it: the messages after ``after_message_id``, no notes."""
@@ -173,6 +189,18 @@ class ConversationPort(Protocol):
     async def carries_file(self, *, channel: str, thread_key: str, sha256: str) -> bool:
         """Whether a message of this conversation that its customer sees (never a note) carries the stored file
         ``sha256``. Ask through ``hub.file_access``, not directly."""
+
+    async def advance(self, *, channel: str, receipts: Sequence[DeliveryReceipt]) -> int:
+        """Providers' receipts: each named message's delivery status moves forward (never back; failed is
+        final, with the provider's reason). Answers how many messages moved. Returns once committed."""
+
+    async def close_deflected(
+        self, *, channel: str, thread_key: str, article_id: int, article_title: str
+    ) -> int | None:
+        """The customer says an article offered by self-service answered their question: the conversation's
+        open ticket closes as deflected (status closed, the tag ``deflected``, an internal note naming the
+        article, no rating asked; an agent it was offered or assigned to is freed). Answers the ticket's id;
+        None when the conversation has no open ticket (nothing was asked yet: nothing to close)."""
 
 
 # --- queues -------------------------------------------------------------------------------------------------------
@@ -243,10 +271,13 @@ class TicketPort(Protocol):
         offer, is solved and tagged ``abandoned``, and a ``call.abandoned`` event is appended (supervisors
         count them). Only a ticket nobody has accepted; answers whether it was abandoned."""
 
-    async def send_as(self, *, agent_id: int, ticket_id: int, text: str, client_key: str) -> int:
+    async def send_as(
+        self, *, agent_id: int, ticket_id: int, text: str, client_key: str, metadata: dict[str, Any] | None = None
+    ) -> int:
         """A message to the customer on the ticket's channel in the agent's name, through the outbox (delivered
         by the channel's sender, retried with backoff): what a channel does for an agent (the phone's callback
-        call). Idempotent on ``client_key`` per ticket. Answers the message's id; raises the core's
+        call, a WhatsApp template). ``metadata`` reaches the sender (``OutboundMessage.metadata``) and stays on
+        the message. Idempotent on ``client_key`` per ticket. Answers the message's id; raises the core's
         ``ticket_not_found`` or ``agent_not_found``."""
 
     async def set_delivery_status(self, *, message_id: int, status: str, error: str | None = None) -> bool:

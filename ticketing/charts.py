@@ -32,7 +32,7 @@ def _frame(title: str, labels: Sequence[str], top: float, unit: str) -> list[str
     for i in range(5):
         y = TOP + h - h * i / 4
         value = top * i / 4
-        text = f"{value:.0f}" if top >= 4 else f"{value:.2f}"
+        text = f"{value:g}" if top >= 4 else f"{value:.2f}"
         out.append(f'<line x1="{LEFT}" y1="{y:.1f}" x2="{LEFT + w}" y2="{y:.1f}" stroke="#e5e7eb"/>')
         out.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{escape(text + unit)}</text>')
     n = max(1, len(labels))
@@ -48,9 +48,9 @@ def _frame(title: str, labels: Sequence[str], top: float, unit: str) -> list[str
     return out
 
 
-def _legend(names: Sequence[str]) -> list[str]:
+def _legend(names: Sequence[str], title: str) -> list[str]:
     out = []
-    x = LEFT + 220
+    x = LEFT + 8 * len(title) + 24  # after the title
     for i, name in enumerate(names[: len(PALETTE)]):
         out.append(f'<rect x="{x}" y="10" width="10" height="10" fill="{PALETTE[i]}"/>')
         out.append(f'<text x="{x + 14}" y="19">{escape(name)}</text>')
@@ -80,7 +80,7 @@ def bar_chart(title: str, labels: Sequence[str], series: Mapping[str, Sequence[f
                 f'<rect x="{x:.1f}" y="{base:.1f}" width="{bar:.1f}" height="{height:.1f}" fill="{PALETTE[k]}">'
                 f"<title>{escape(f'{labels[i]} {name}: {v:g}')}</title></rect>"
             )
-    out += _legend(names)
+    out += _legend(names, title)
     out.append("</svg>")
     return "\n".join(out)
 
@@ -117,7 +117,7 @@ def line_chart(
             )
         if path:
             out.append(_polyline(PALETTE[k], path))
-    out += _legend(names)
+    out += _legend(names, title)
     out.append("</svg>")
     return "\n".join(out)
 

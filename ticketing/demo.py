@@ -164,6 +164,7 @@ async def seed_history(rt: Runtime, days: int = 14) -> None:
                 raise result
             wait = timedelta(seconds=int(5 + 150 * luck**2))
             values: dict[str, object] = {"created_at": start, "queued_at": start, "updated_at": start + wait}
+            values["last_message_at"] = start  # older than the sample conversations: they list first
             if luck > 0.9:  # gave up waiting
                 values.update(status="closed", abandoned_at=start + wait, closed_at=start + wait)
             else:

@@ -16,6 +16,7 @@ computed by uniformization.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -52,12 +53,13 @@ def erlang_a(arrival_rate: float, aht: float, patience: float, agents: int, targ
     for k in range(1, n + 1):
         weights.append(weights[-1] * a / k)
     k = n
-    while weights[-1] > 1e-16 * sum(weights) or k < n + 10:
+    total = sum(weights)
+    while weights[-1] > 1e-12 * total or k < n + 10:
         k += 1
         weights.append(weights[-1] * lam / (n * mu + (k - n) * theta))
+        total += weights[-1]
         if k > n + 100_000:
             break
-    total = sum(weights)
     p = [w / total for w in weights]
     queue = p[n:]  # an arrival finds j = 0, 1, ... callers waiting (k = n + j)
     p_wait = sum(queue)
@@ -67,6 +69,7 @@ def erlang_a(arrival_rate: float, aht: float, patience: float, agents: int, targ
     jmax = len(queue) - 1
     big = n * mu + (jmax + 1) * theta
     steps = int(big * target_seconds + 10 * math.sqrt(big * target_seconds) + 20)
+    jmax = min(jmax, steps)  # more phases than steps cannot be passed: those positions add nothing
     served = [0.0] * (jmax + 1)  # P(reached an agent within the steps so far | j ahead)
     within = [0.0] * (jmax + 1)
     poisson = math.exp(-big * target_seconds)
@@ -79,12 +82,13 @@ def erlang_a(arrival_rate: float, aht: float, patience: float, agents: int, targ
         poisson *= big * target_seconds / step
         within = [w + poisson * s for w, s in zip(within, served, strict=True)]
     # P(answered within T | j ahead) = sum over n of Poisson(n; big T) x P(answered within n steps), g_0 = 0.
-    answered_within = (1 - p_wait) + sum(pj * within[j] for j, pj in enumerate(queue))
+    answered_within = (1 - p_wait) + sum(pj * within[j] for j, pj in enumerate(queue[: jmax + 1]))
     mean_wait = sum(pj * j for j, pj in enumerate(queue)) / lam  # Little: time in queue, over all arrivals
     occupancy = (lam * (1 - p_abandon)) * aht / n
     return Staffing(n, a, p_wait, answered_within, mean_wait, min(1.0, occupancy), p_abandon)
 
 
+@functools.lru_cache(maxsize=4096)
 def agents_needed(
     arrival_rate: float,
     aht: float,
@@ -95,7 +99,7 @@ def agents_needed(
     max_agents: int = 10_000,
 ) -> int:
     """The fewest agents whose service level meets ``target_level`` (0-1), by Erlang C, or by Erlang A when
-    ``patience`` is given."""
+    ``patience`` is given. Remembered: a forecast asks the same question for many hours of the week."""
     if arrival_rate <= 0:
         return 0
     n = max(1, math.floor(arrival_rate * aht) + (0 if patience else 1))

@@ -56,16 +56,24 @@ class TicketCreated(TicketChanged):
     pass
 
 
+class Deflection(EventPayload):
+    """The knowledge-base article its customer said answered them (``ticketing.conversations.close_deflected``)."""
+
+    article_id: int
+
+
 @event_payload(EventType.TICKET_UPDATED)
 class TicketUpdated(TicketChanged):
     """``changes``: the fields changed (``transfer`` for a transfer, with where it came from); a rating brings
-    its ``rating`` and ``comment``."""
+    its ``rating`` and ``comment``; a conversation its customer closed with an article, ``deflected``."""
 
     changes: list[str] = []
     from_queue_id: int | None = None
+    erased: bool = False  # closed because its contact was erased
     from_agent_id: int | None = None
     rating: int | None = None
     comment: str | None = None
+    deflected: Deflection | None = None
 
 
 @event_payload(EventType.TICKET_ASSIGNED)
@@ -150,12 +158,34 @@ class AgentStatusChanged(EventPayload):
 
 
 @event_payload(EventType.CONTACT_UPDATED)
-class ContactEmail(EventPayload):
-    """A conversation's contact gave an email address (``linked``: it became an identity of the contact)."""
+class ContactUpdated(EventPayload):
+    """A contact changed: a conversation's contact gave an ``email`` address (``linked``: it became an identity of
+    the contact); an agent changed its ``fields`` (names only: the values are personal data); or added the
+    contact note ``note_id``."""
 
     contact_id: int
-    email: str
-    linked: bool
+    email: str | None = None
+    linked: bool | None = None
+    fields: list[str] = []
+    note_id: int | None = None
+
+
+@event_payload(EventType.CONTACT_MERGED, EventType.CONTACT_UNMERGED)
+class ContactsMerged(EventPayload):
+    """``contact_ids`` = [survivor, merged]; merged: ``ticket_ids`` moved from the merged contact to the survivor;
+    unmerged (the merge ``merge_id`` undone): ``ticket_ids`` moved back."""
+
+    contact_ids: list[int]
+    merge_id: int
+    ticket_ids: list[int] = []
+
+
+@event_payload(EventType.CONTACT_ERASED)
+class ContactErased(EventPayload):
+    """The contacts ``contact_ids`` (one and those merged into it) were erased: their tickets' text is blank
+    (``ticketing.gdpr``); the tickets still open were closed, each in its own ``ticket.updated``."""
+
+    contact_ids: list[int]
 
 
 class AgentSummary(EventPayload):

@@ -53,6 +53,16 @@ class NoRecipient(InvalidInput):
     code = "no_recipient"
 
 
+class OutsideWindow(InvalidInput):
+    """Free text refused: the customer's messaging window on the channel is closed (``hub.windows``)."""
+
+    code = "outside_messaging_window"
+
+
+class UnknownTemplate(InvalidInput):
+    code = "unknown_template"
+
+
 class InvalidRoutingConfig(InvalidInput):
     """Routing configuration that does not hold; ``errors`` may name several fields at fault, each as
     ``(loc, msg)``, answered as one 422 listing them all."""

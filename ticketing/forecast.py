@@ -89,10 +89,11 @@ async def forecast(rt: Runtime, *, weeks: int = 4) -> dict[str, Any]:
     out = []
     for q in queue_rows:
         stats = per_queue.get(q.id)
-        aht = float(stats.aht) if stats is not None and stats.aht else DEFAULT_AHT
+        # Whole seconds: the forecast's Erlang calls are remembered by their arguments (ticketing.erlang).
+        aht = float(round(stats.aht)) if stats is not None and stats.aht else DEFAULT_AHT
         patience = None
         if stats is not None and stats.abandoned and stats.waited:
-            patience = max(1.0, float(stats.waited) / int(stats.abandoned))
+            patience = float(max(1, round(float(stats.waited) / int(stats.abandoned))))
         target = q.service_level_target / 100
         hours = []
         for (weekday, hour), n in sorted(counts.get(q.id, {}).items()):

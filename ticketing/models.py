@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from pydantic import Field as PField
 from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy import ForeignKey, Index, Text, UniqueConstraint, text
@@ -740,9 +740,31 @@ CLIENT_KEY = PField(
 )
 
 
+class TemplateChoice(Input):
+    """An approved template (``SWITCHBOARD_WHATSAPP_TEMPLATES``) and the values of its ``{{1}}``, ``{{2}}``..."""
+
+    name: str = PField(min_length=1, max_length=512)
+    variables: list[Annotated[str, PField(max_length=1024)]] = PField(default_factory=list, max_length=20)
+
+
 class ReplyCreate(Input):
-    text: str = PField(min_length=1, max_length=100_000)
+    """A reply: free ``text``, or a ``template`` (the only thing a closed WhatsApp window lets through), whose
+    text is then the template's with its variables filled in."""
+
+    text: str = PField(default="", max_length=100_000)
     client_key: str | None = CLIENT_KEY
+    template: TemplateChoice | None = None
+    private: bool = PField(
+        default=False,
+        description="On a public comment (channel comments): answer its author privately, once per comment and "
+        "within 7 days of it, instead of with a public comment",
+    )
+
+    @model_validator(mode="after")
+    def _text_or_template(self) -> ReplyCreate:
+        if not self.text and self.template is None:
+            raise ValueError("a reply needs text or a template")
+        return self
 
 
 class NoteCreate(Input):

@@ -159,12 +159,22 @@ async def abandon(rt: Runtime, *, ticket_id: int, reason: str) -> bool:
     return True
 
 
-async def send_as(rt: Runtime, *, agent_id: int, ticket_id: int, text: str, client_key: str) -> int:
+async def send_as(
+    rt: Runtime,
+    *,
+    agent_id: int,
+    ticket_id: int,
+    text: str,
+    client_key: str,
+    metadata: dict[str, Any] | None = None,
+) -> int:
     """A message in an agent's name through the outbox (``TicketPort.send_as``)."""
     loaded = await agents.load_principal(rt, agent_id=agent_id)
     if loaded is None:
         raise AgentNotFound(f"agent {agent_id} does not exist")
-    sent = await replies.reply(rt, ticket_id=ticket_id, principal=loaded[0], text=text, client_key=client_key)
+    sent = await replies.reply(
+        rt, ticket_id=ticket_id, principal=loaded[0], text=text, client_key=client_key, metadata=metadata
+    )
     return sent.id
 
 

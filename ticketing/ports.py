@@ -17,6 +17,7 @@ from hub.messages import Identity
 from hub.ports import (
     ContactSummary,
     ConversationState,
+    DeliveryReceipt,
     EmailFallback,
     Ports,
     PrincipalRecord,
@@ -27,7 +28,7 @@ from hub.ports import (
 )
 from hub.principals import Principal
 from hub.runtime import Runtime
-from ticketing import agents, conversations, message_files, phone, tables
+from ticketing import agents, conversations, message_files, outbox, phone, tables
 from ticketing.exceptions import TicketNotFound
 from ticketing.models import Direction
 from ticketing.tickets import check_visible, ticket_row
@@ -112,6 +113,16 @@ class Conversations:
     def carries_file(self, *, channel: str, thread_key: str, sha256: str) -> Coroutine[Any, Any, bool]:
         return message_files.conversation_carries_file(self.rt, channel=channel, thread_key=thread_key, sha256=sha256)
 
+    def advance(self, *, channel: str, receipts: Sequence[DeliveryReceipt]) -> Coroutine[Any, Any, int]:
+        return outbox.advance(self.rt, channel=channel, receipts=receipts)
+
+    def close_deflected(
+        self, *, channel: str, thread_key: str, article_id: int, article_title: str
+    ) -> Coroutine[Any, Any, int | None]:
+        return conversations.close_deflected(
+            self.rt, channel=channel, thread_key=thread_key, article_id=article_id, article_title=article_title
+        )
+
 
 class Queues:
     """``hub.ports.QueuePort``."""
@@ -187,8 +198,12 @@ class Tickets:
     def abandon(self, *, ticket_id: int, reason: str) -> Coroutine[Any, Any, bool]:
         return phone.abandon(self.rt, ticket_id=ticket_id, reason=reason)
 
-    def send_as(self, *, agent_id: int, ticket_id: int, text: str, client_key: str) -> Coroutine[Any, Any, int]:
-        return phone.send_as(self.rt, agent_id=agent_id, ticket_id=ticket_id, text=text, client_key=client_key)
+    def send_as(
+        self, *, agent_id: int, ticket_id: int, text: str, client_key: str, metadata: dict[str, Any] | None = None
+    ) -> Coroutine[Any, Any, int]:
+        return phone.send_as(
+            self.rt, agent_id=agent_id, ticket_id=ticket_id, text=text, client_key=client_key, metadata=metadata
+        )
 
     def set_delivery_status(
         self, *, message_id: int, status: str, error: str | None = None

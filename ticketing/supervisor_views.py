@@ -130,7 +130,11 @@ async def report_csv(
     return CsvResponse(text, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
-@reports_router.get("/chart/{name}.svg", response_class=Response)
+@reports_router.get(
+    "/chart/{name}.svg",
+    response_class=Response,
+    responses={200: {"content": {"image/svg+xml": {"schema": {"type": "string"}}}, "description": "an SVG chart"}},
+)
 async def report_chart(
     name: Literal["volume", "service_level", "answered_abandoned", "times"],
     r: RangeDep,

@@ -249,7 +249,23 @@ async def update_ticket(ticket_id: IdParam, body: TicketUpdate, agent: CurrentAg
 async def reply(ticket_id: IdParam, body: ReplyCreate, agent: CurrentAgent, rt: RuntimeDep) -> MessageRead:
     """Reply to the customer on the channel they used; delivered through the outbox. Sent again with the same
     ``client_key``, it answers the reply already stored (201 again) instead of storing another."""
-    return await replies.reply(rt, ticket_id=ticket_id, principal=agent, text=body.text, client_key=body.client_key)
+    return await replies.reply(
+        rt,
+        ticket_id=ticket_id,
+        principal=agent,
+        text=body.text,
+        client_key=body.client_key,
+        template=body.template,
+        private=body.private,
+    )
+
+
+@router.get("/tickets/{ticket_id}/window", response_model=replies.ReplyWindow, tags=["tickets"])
+async def reply_window(ticket_id: IdParam, agent: CurrentAgent, rt: RuntimeDep) -> replies.ReplyWindow:
+    """The customer's messaging window on the ticket's channel (WhatsApp, Messenger, Instagram): open (free text
+    until ``closes_at``), tagged (a human agent's reply, until ``closes_at``) or closed (only ``templates``); a
+    channel without one answers ``none``."""
+    return await replies.reply_window(rt, ticket_id=ticket_id, principal=agent)
 
 
 @router.post("/tickets/{ticket_id}/notes", response_model=MessageRead, status_code=201, tags=["tickets"])

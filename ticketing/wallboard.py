@@ -221,6 +221,8 @@ class Wallboard:
         self.zone = ZoneInfo(rt.settings.supervisor_timezone)
         self.queues: dict[int, QueueInfo] = {}
         self.figures: dict[tuple[int, str], Figures] = {}
+        self.by_queue: dict[int, dict[str, Figures]] = {}  # the same figures, by queue then channel
+        self.members: dict[int, set[int]] = {}  # queue -> its agents
         self.tickets: dict[int, TicketState] = {}
         self.agents: dict[int, AgentState] = {}
         self.counted: set[tuple[int, str]] = set()  # (ticket, "q"/"o") counted today: queued / outcome
@@ -331,6 +333,8 @@ class Wallboard:
                 capacity=dict(a.capacity or {}),
                 queue_ids=sorted(by_agent.get(a.id, [])),
             )
+            for qid in self.agents[a.id].queue_ids:
+                self.members.setdefault(qid, set()).add(a.id)
         for r in done_rows:
             queued = _ts(r.queued_at) or _ts(r.created_at) or now
             key = self._key(r.queue_id, r.channel)
@@ -439,7 +443,7 @@ class Wallboard:
             self._reload_soon()
         key = (int(queue_id), str(channel))
         if key not in self.figures:
-            self.figures[key] = Figures()
+            self.figures[key] = self.by_queue.setdefault(key[0], {})[key[1]] = Figures()
         return key
 
     def _wait(self, ticket_id: int, state: TicketState, queued: float, due: float | None, *, count: bool) -> None:
@@ -543,8 +547,12 @@ class Wallboard:
         except (KeyError, TypeError, ValueError):
             return
         if not a.get("active", True):
-            if self.agents.pop(agent_id, None) is not None:
+            gone = self.agents.pop(agent_id, None)
+            if gone is not None:
+                for q in gone.queue_ids:
+                    self.members.get(q, set()).discard(agent_id)
                 self._dirty_agents.add(agent_id)
+                self._dirty_queues.update(gone.queue_ids)
             return
         agent = self.agents.get(agent_id)
         if agent is None:
@@ -555,7 +563,11 @@ class Wallboard:
         agent.name = str(a.get("display_name") or a.get("username") or agent.name)
         agent.role = str(a.get("role") or agent.role)
         agent.capacity = dict(a.get("capacity") or {})
+        for q in agent.queue_ids:
+            self.members.get(q, set()).discard(agent_id)
         agent.queue_ids = sorted(int(q) for q in a.get("queue_ids") or [])
+        for q in agent.queue_ids:
+            self.members.setdefault(q, set()).add(agent_id)
         self._agent_changed(agent)
 
     def _agent_changed(self, agent: AgentState) -> None:
@@ -579,11 +591,12 @@ class Wallboard:
 
     def queue_row(self, queue_id: int, now: float) -> dict[str, Any]:
         q = self.queues[queue_id]
-        parts = {ch: f for (qid, ch), f in self.figures.items() if qid == queue_id}
+        parts = self.by_queue.get(queue_id, {})
         total = summarize(list(parts.values()), now)
         counts = {"available": 0, "busy": 0, "away": 0, "wrap_up": 0, "offline": 0}
-        for a in self.agents.values():
-            if queue_id not in a.queue_ids:
+        for agent_id in self.members.get(queue_id, ()):
+            a = self.agents.get(agent_id)
+            if a is None:
                 continue
             if a.status == "available":
                 counts["busy" if any(a.load.values()) else "available"] += 1

@@ -6,15 +6,21 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from fastapi import APIRouter
+from sqlalchemy import insert, select
 from starlette.middleware import Middleware
 
 from channels.base import ChannelContext
+from channels.twilio.flows import DEMO_FLOW
+from channels.twilio.models import TwilioNumber
 from channels.twilio.service import TwilioService
 from channels.twilio.views import build_router
 from hub.channels import SPECS, ChannelSpec
 from hub.config import Settings
+from hub.db import utcnow
 from hub.messages import ReplyHook, Sender
 from hub.runtime import Runtime
+
+DEMO_NUMBER = "+14155550199"  # the number /demo/phone calls
 
 
 class TwilioChannel:
@@ -44,6 +50,9 @@ class TwilioChannel:
 
     @property
     def senders(self) -> Mapping[str, Sender]:
+        # Without a Twilio account nothing can be delivered: the outbox then says no adapter is configured.
+        if not self.service.rest.configured:
+            return {}
         return {"sms": self.service.sender, "whatsapp": self.service.sender, "voice": self.service.voice}
 
     @property
@@ -59,4 +68,14 @@ class TwilioChannel:
             await self._service.stop()
 
     async def seed_demo(self, rt: Runtime) -> None:
-        return None
+        """The demo's phone number, answered by the demo flow (in the demo any number is), shown on
+        /admin/phone; seeded once."""
+        numbers = TwilioNumber.__table__  # type: ignore[attr-defined]
+        async with rt.write() as tx:
+            if (await tx.conn.execute(select(numbers.c.number).where(numbers.c.number == DEMO_NUMBER))).first():
+                return
+            await tx.conn.execute(
+                insert(numbers).values(
+                    number=DEMO_NUMBER, flow=DEMO_FLOW, label="Demo line (call it on /demo/phone)", created_at=utcnow()
+                )
+            )

@@ -9,6 +9,7 @@ channel's own: no shared mechanism for it exists on main yet.)"""
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime, timedelta
 
@@ -20,11 +21,12 @@ from channels.twilio.models import TwilioMessage
 from channels.twilio.rest import Rest
 from hub.config import Settings
 from hub.db import utcnow
+from hub.errors import InvalidInput
 from hub.messages import Attachment, DeliveryError, DeliveryResult, Identity, InboundMessage, Ingest, OutboundMessage
 from hub.runtime import Runtime
 
 log = logging.getLogger(__name__)
-
+TEMPLATE = "twilio_template"  # a reply's metadata key: the approved template it is sent as
 SENT = TwilioMessage.__table__  # type: ignore[attr-defined]
 WHATSAPP = "whatsapp:"
 MAX_MEDIA = 10
@@ -107,7 +109,8 @@ class Messaging:
     async def send(self, message: OutboundMessage) -> DeliveryResult:
         """Deliver a reply (the outbox's ``Sender``); WhatsApp's free text only inside the 24-hour window."""
         whatsapp = message.channel == "whatsapp"
-        if whatsapp:
+        template = message.metadata.get(TEMPLATE) if whatsapp else None
+        if whatsapp and not template:
             brief = await self.rt.ports.tickets.brief(ticket_id=message.ticket_id)
             left = window_left(
                 brief.last_inbound_at if brief else None, utcnow(), self.settings.twilio_whatsapp_window_hours
@@ -123,12 +126,18 @@ class Messaging:
             raise DeliveryError("no number to send from: set SWITCHBOARD_TWILIO_NUMBERS", permanent=True)
         if whatsapp:
             to, from_ = _wa(to), _wa(from_)
-        sid = await self.rest.message(
-            to=to,
-            from_=from_,
-            body=message.text,
-            status_callback=f"{self.settings.public_url}/webhooks/twilio/messaging/status",
-        )
+        callback = f"{self.settings.public_url}/webhooks/twilio/messaging/status"
+        if template:  # an approved template goes out at any time (Twilio's Content API)
+            sid = await self.rest.message(
+                to=to,
+                from_=from_,
+                body=None,
+                status_callback=callback,
+                content_sid=template["content_sid"],
+                content_variables=json.dumps(template.get("variables") or {}),
+            )
+        else:
+            sid = await self.rest.message(to=to, from_=from_, body=message.text, status_callback=callback)
         try:
             async with self.rt.write() as tx:
                 await tx.conn.execute(
@@ -165,6 +174,33 @@ class Messaging:
         if core == "failed":
             error = f"Twilio: {status}" + (f" (error {params['ErrorCode'][:20]})" if params.get("ErrorCode") else "")
         await self.rt.ports.tickets.set_delivery_status(message_id=row.message_id, status=core, error=error)
+
+    async def send_template(
+        self, *, agent_id: int, ticket_id: int, name: str, variables: dict[str, str], client_key: str
+    ) -> int:
+        """An approved template (``SWITCHBOARD_TWILIO_WHATSAPP_TEMPLATES``, by name) to a WhatsApp conversation,
+        through the outbox in the agent's name; the message shows the template's text with the variables."""
+        found = next((t for t in self.settings.twilio_whatsapp_templates if t.name == name), None)
+        if found is None:
+            raise InvalidInput(f"no WhatsApp template named {name!r}", code="unknown_template", loc=("body", "name"))
+        brief = await self.rt.ports.tickets.brief(ticket_id=ticket_id)
+        if brief is None or brief.channel != "whatsapp":
+            raise InvalidInput(
+                "templates are for WhatsApp conversations", code="not_whatsapp", loc=("path", "ticket_id")
+            )
+        text = found.text or found.name
+        for key, value in variables.items():
+            text = text.replace("{{" + key + "}}", value)
+        return await self.rt.ports.tickets.send_as(
+            agent_id=agent_id,
+            ticket_id=ticket_id,
+            text=text,
+            client_key=client_key,
+            metadata={TEMPLATE: {"name": found.name, "content_sid": found.content_sid, "variables": variables}},
+        )
+
+    def templates(self) -> list[dict[str, object]]:
+        return [t.model_dump() for t in self.settings.twilio_whatsapp_templates]
 
     async def whatsapp_window(self, ticket_id: int) -> dict[str, object]:
         brief = await self.rt.ports.tickets.brief(ticket_id=ticket_id)

@@ -83,7 +83,7 @@ class Rest:
         call = await self.client.calls.create_async(to=to, from_=from_, twiml=twiml)
         return str(call.sid)
 
-    async def message(self, *, to: str, from_: str, body: str, status_callback: str, **extra: Any) -> str:
+    async def message(self, *, to: str, from_: str, body: str | None, status_callback: str, **extra: Any) -> str:
         """Send an SMS or WhatsApp message; answers its MessageSid. A refusal of the API (4xx) is permanent,
         anything else (5xx, the network) is retried by the outbox."""
         if self.client is None:
@@ -91,8 +91,9 @@ class Rest:
                 "Twilio is not configured (SWITCHBOARD_TWILIO_ACCOUNT_SID, _AUTH_TOKEN)", permanent=True
             )
         try:
+            fields = {"body": body} if body is not None else {}
             message = await self.client.messages.create_async(
-                to=to, from_=from_, body=body, status_callback=status_callback, **extra
+                to=to, from_=from_, status_callback=status_callback, **fields, **extra
             )
         except TwilioRestException as exc:
             raise DeliveryError(f"Twilio answered {exc.status}: {exc.msg}", permanent=400 <= exc.status < 500) from None

@@ -110,14 +110,25 @@ def connected(text: str) -> str:
     return str(vr)
 
 
-def join_room(call_sid: str, *, greeting: str | None = None) -> str:
-    """What an agent's leg (or a called-back customer's) runs: into the caller's room, starting it."""
+def join_room(call_sid: str, *, greeting: str | None = None, listen_only: bool = False, customer: bool = False) -> str:
+    """What a leg dialled into the caller's room runs: an agent's (starting the room; their leaving ends
+    nothing, so a colleague brought in by a warm transfer stays with the caller), a supervisor listening in
+    (muted), or a called-back customer's (whose leaving ends the room, as the caller's does)."""
     vr = VoiceResponse()
     if greeting:
         vr.say(greeting, language="en-US")
     dial = vr.dial()
-    dial.conference(room(call_sid), start_conference_on_enter=True, end_conference_on_exit=True, beep=False)
+    dial.conference(
+        room(call_sid),
+        start_conference_on_enter=not listen_only,
+        end_conference_on_exit=customer,
+        muted=listen_only or None,
+        beep=False,
+    )
     return str(vr)
+
+
+JOINING = "A colleague is handing a caller over to you."
 
 
 def empty() -> str:

@@ -5,11 +5,13 @@ No ``from __future__ import annotations`` here: FastAPI reads the endpoints' ann
 
 import logging
 import re
+import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Annotated, Any
 
 import httpx
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import Field
 
@@ -17,9 +19,10 @@ from channels.twilio import twiml
 from channels.twilio.flows import FLOW_NAME, e164
 from channels.twilio.service import TwilioService
 from channels.twilio.signatures import DEMO_TOKEN, BadParameters, fingerprint, sign, verified_params
+from hub.db import utcnow
 from hub.deps import CurrentAdmin, CurrentAgent
 from hub.errors import InvalidInput, NotFound, PermissionDenied
-from hub.inputs import IdParam, Input
+from hub.inputs import Id, IdParam, Input
 
 log = logging.getLogger(__name__)
 XML = "application/xml"
@@ -31,6 +34,22 @@ class NumberSet(Input):
 
     flow: str = Field(min_length=1, max_length=100, pattern=FLOW_NAME.pattern)
     label: str = Field(default="", max_length=200)
+
+
+class TemplateSend(Input):
+    """An approved WhatsApp template to send: its name, its variables by number (``{"1": "Maria"}``)."""
+
+    name: str = Field(min_length=1, max_length=100)
+    variables: dict[Annotated[str, Field(pattern=r"^[0-9]{1,2}$")], Annotated[str, Field(max_length=500)]] = Field(
+        default_factory=dict, max_length=10
+    )
+    client_key: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+class WarmTransfer(Input):
+    """The colleague to bring into the call."""
+
+    agent_id: Id
 
 
 class DemoSignRequest(Input):
@@ -106,7 +125,7 @@ def build_router(running: Callable[[], TwilioService]) -> APIRouter:
     # --- recordings -------------------------------------------------------------------------------------------
 
     @router.get("/api/twilio/recordings/{call_sid}", tags=["twilio"], response_class=Response)
-    async def recording(call_sid: Annotated[str, Field(max_length=64)], agent: CurrentAgent, svc: Service) -> Response:
+    async def recording(call_sid: Annotated[str, Path(max_length=64)], agent: CurrentAgent, svc: Service) -> Response:
         """A voicemail's recording, for agents who may see its ticket: fetched from Twilio with the account's
         credentials and passed through (the recording's own URL is never shown)."""
         found = await svc.voice_recording(call_sid)
@@ -123,8 +142,8 @@ def build_router(running: Callable[[], TwilioService]) -> APIRouter:
 
     @router.get("/api/twilio/media/{message_sid}/{n}", tags=["twilio"], response_class=Response)
     async def media(
-        message_sid: Annotated[str, Field(max_length=64)],
-        n: Annotated[int, Field(ge=0, le=9)],
+        message_sid: Annotated[str, Path(max_length=64)],
+        n: Annotated[int, Path(ge=0, le=9)],
         agent: CurrentAgent,
         svc: Service,
     ) -> Response:
@@ -158,6 +177,63 @@ def build_router(running: Callable[[], TwilioService]) -> APIRouter:
             raise NotFound("no such ticket")
         return await svc.messaging.whatsapp_window(ticket_id)
 
+    @router.get("/api/twilio/whatsapp/templates", tags=["twilio"])
+    async def whatsapp_templates(agent: CurrentAgent, svc: Service) -> list[dict[str, Any]]:
+        """The approved WhatsApp templates agents may send outside the 24-hour window."""
+        return svc.messaging.templates()
+
+    @router.post("/api/twilio/whatsapp/{ticket_id}/template", tags=["twilio"], status_code=201)
+    async def whatsapp_template(
+        ticket_id: IdParam, body: TemplateSend, agent: CurrentAgent, svc: Service
+    ) -> dict[str, int]:
+        """Send an approved template (by name, with its variables) to a WhatsApp conversation, at any time:
+        through the outbox, in the agent's name; idempotent on ``client_key``."""
+        if not await svc.rt.ports.tickets.may_see(principal=agent, ticket_id=ticket_id):
+            raise NotFound("no such ticket")
+        message_id = await svc.messaging.send_template(
+            agent_id=agent.agent_id,
+            ticket_id=ticket_id,
+            name=body.name,
+            variables=body.variables,
+            client_key=body.client_key or uuid.uuid4().hex,
+        )
+        return {"message_id": message_id}
+
+    @router.post("/api/twilio/tickets/{ticket_id}/listen", tags=["twilio"])
+    async def listen_in(ticket_id: IdParam, agent: CurrentAgent, svc: Service) -> dict[str, str]:
+        """A supervisor listens in on a live call: their own phone is dialled into the call's room, muted."""
+        agent.require_supervisor()
+        return {"call_sid": await svc.voice.bring_in(ticket_id, agent.agent_id, listen_only=True)}
+
+    @router.post("/api/twilio/tickets/{ticket_id}/warm-transfer", tags=["twilio"])
+    async def warm_transfer(
+        ticket_id: IdParam, body: WarmTransfer, agent: CurrentAgent, svc: Service
+    ) -> dict[str, str]:
+        """The agent on a call brings a colleague into the room (their own phone) to hand the caller over."""
+        if not await svc.rt.ports.tickets.may_see(principal=agent, ticket_id=ticket_id):
+            raise NotFound("no such ticket")
+        return {"call_sid": await svc.voice.bring_in(ticket_id, body.agent_id, listen_only=False)}
+
+    @router.get("/api/twilio/tickets/{ticket_id}/call", tags=["twilio"])
+    async def ticket_call(ticket_id: IdParam, agent: CurrentAgent, svc: Service) -> dict[str, Any]:
+        """The newest call of a voice ticket, for the console's screen pop: the caller, the IVR path, the wait,
+        who answered, and the caller's contact with their open tickets."""
+        if not await svc.rt.ports.tickets.may_see(principal=agent, ticket_id=ticket_id):
+            raise NotFound("no such ticket")
+        found = await svc.voice.call_of_ticket(ticket_id)
+        if found is None:
+            raise NotFound("no call on this ticket")
+        return found
+
+    @router.get("/api/twilio/calls/summary", tags=["twilio"])
+    async def calls_summary(
+        agent: CurrentAgent, svc: Service, hours: Annotated[int, Query(ge=1, le=24 * 31)] = 24
+    ) -> dict[str, Any]:
+        """Supervisors: the calls of the last ``hours`` hours — answered, abandoned (hung up waiting for an
+        agent), and how the others ended."""
+        agent.require_supervisor()
+        return await svc.voice.summary(utcnow() - timedelta(hours=hours))
+
     # --- admin: numbers and flows -----------------------------------------------------------------------------
 
     @router.get("/api/twilio/numbers", tags=["twilio"])
@@ -167,7 +243,7 @@ def build_router(running: Callable[[], TwilioService]) -> APIRouter:
 
     @router.put("/api/twilio/numbers/{number}", tags=["twilio"])
     async def set_number(
-        number: Annotated[str, Field(max_length=32)], body: NumberSet, agent: CurrentAdmin, svc: Service
+        number: Annotated[str, Path(max_length=32)], body: NumberSet, agent: CurrentAdmin, svc: Service
     ) -> dict[str, Any]:
         """Answer ``number`` (E.164) with the flow named ``flow``: a flow file that exists and lints."""
         normal = e164(number, svc.settings.default_phone_region)
@@ -176,9 +252,7 @@ def build_router(running: Callable[[], TwilioService]) -> APIRouter:
         return await svc.set_number(normal, body.flow, body.label)
 
     @router.delete("/api/twilio/numbers/{number}", tags=["twilio"], status_code=204)
-    async def delete_number(
-        number: Annotated[str, Field(max_length=32)], agent: CurrentAdmin, svc: Service
-    ) -> Response:
+    async def delete_number(number: Annotated[str, Path(max_length=32)], agent: CurrentAdmin, svc: Service) -> Response:
         """Stop answering ``number`` with a flow set through the API."""
         await svc.delete_number(e164(number, svc.settings.default_phone_region) or number)
         return Response(status_code=204)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -36,8 +36,10 @@ from channels.twilio import twiml
 from channels.twilio.flows import DEMO_FLOW, FlowBook, e164
 from channels.twilio.models import TwilioCall, TwilioNumber
 from channels.twilio.rest import Rest
+from channels.twilio.signatures import BadParameters
 from hub.config import Settings
 from hub.db import utcnow
+from hub.errors import InvalidInput, NotFound
 from hub.events import EventRecord, EventType
 from hub.hours import BusinessHours
 from hub.messages import (
@@ -50,7 +52,7 @@ from hub.messages import (
     OutboundMessage,
 )
 from hub.runtime import Runtime
-from ivr_flows.actions import Action, Callback, Enqueue, Lookup, Voicemail
+from ivr_flows.actions import Action, Callback, Dial, Enqueue, Lookup, Voicemail
 from ivr_flows.engine import Context, new_call, step
 from ivr_flows.inputs import (
     CallStarted,
@@ -126,7 +128,16 @@ def _call(row: Any, flow: Flow | None) -> Call:
 
 
 def engine_input(kind: str, params: dict[str, str]) -> Input:
-    """The engine's input from an action URL's parameters."""
+    """The engine's input from an action URL's parameters; malformed ones (keys that are no keys, a recording
+    URL of kilobytes) raise ``BadParameters`` (400)."""
+    try:
+        return _engine_input(kind, params)
+    except ValidationError as exc:
+        where = ".".join(str(p) for p in exc.errors()[0]["loc"]) if exc.errors() else kind
+        raise BadParameters(f"malformed {kind} parameters ({where})") from None
+
+
+def _engine_input(kind: str, params: dict[str, str]) -> Input:
     if kind == "gather":
         digits = params.get("Digits", "")
         said = params.get("SpeechResult", "").strip()
@@ -160,12 +171,18 @@ class VoiceService:
         self.rest = rest
         self.flows = FlowBook(settings)
         self._hours: dict[str, tuple[float, BusinessHours | None]] = {}
+        self._hours_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.step_seconds: list[float] = []  # engine step times, kept by the benchmark (None: not kept)
-        self.keep_step_times = False
 
     async def start(self) -> None:
         self.rt.events.listen(self._on_event)
+        # The flows the numbers name, loaded (and linted) now rather than by the first caller of each.
+        names = {n.flow for n in self.settings.twilio_numbers} | {self.settings.twilio_default_flow or ""}
+        if self.settings.demo_mode:
+            names.add(DEMO_FLOW)
+        for name in sorted(names - {""}):
+            if self.flows.get(name) is None:
+                log.warning("the flow %r that SWITCHBOARD_TWILIO_* names is not in %s", name, self.flows.names())
 
     async def stop(self) -> None:
         self.rt.events.unlisten(self._on_event)
@@ -198,15 +215,21 @@ class VoiceService:
         return name or self.settings.twilio_default_flow
 
     async def _context(self, flow: Flow) -> Context:
-        now = time.monotonic()
-        hours: dict[str, BusinessHours | None] = {}
-        for queue in _queues_of(flow):
-            cached = self._hours.get(queue)
-            if cached is None or cached[0] < now:
-                available = await self.rt.ports.queues.availability(channel=CHANNEL, queue=queue)
-                cached = self._hours[queue] = (now + HOURS_TTL, None if available.open else NEVER_OPEN)
-            hours[queue] = cached[1]
-        return Context(now=utcnow(), hours=hours)
+        """The time and the flow's queues' opening hours (whether each is open, asked of the core at most every
+        ``HOURS_TTL`` seconds, by one webhook while the others wait for its answer)."""
+        queues = _queues_of(flow)
+        if any(self._stale(q) for q in queues):
+            async with self._hours_lock:
+                for queue in queues:
+                    if self._stale(queue):
+                        available = await self.rt.ports.queues.availability(channel=CHANNEL, queue=queue)
+                        expires = time.monotonic() + HOURS_TTL
+                        self._hours[queue] = (expires, None if available.open else NEVER_OPEN)
+        return Context(now=utcnow(), hours={q: self._hours[q][1] for q in queues})
+
+    def _stale(self, queue: str) -> bool:
+        cached = self._hours.get(queue)
+        return cached is None or cached[0] < time.monotonic()
 
     # --- webhooks -----------------------------------------------------------------------------------------------
 
@@ -323,8 +346,12 @@ class VoiceService:
         path = " > ".join(call.state.path)
         waited = int((now - call.waiting_since).total_seconds()) if call.waiting_since is not None else None
         meta = {"call_sid": call.sid, "ivr_path": call.state.path, "duration_seconds": duration}
-        if call.outcome == "hold" and call.answered_at is None and call.waiting_since is not None:
+        if call.outcome != "callback" and call.answered_at is None and call.waiting_since is not None:
             await self.rt.ports.tickets.abandon(ticket_id=call.ticket_id, reason="caller hung up while waiting")
+            async with self.rt.write() as tx:
+                await tx.conn.execute(
+                    update(CALLS).where(CALLS.c.call_sid == call.sid).values(outcome="abandoned", updated_at=now)
+                )
             await self.rt.ports.tickets.add_timeline(
                 ticket_id=call.ticket_id,
                 text=f"Call abandoned: the caller hung up after waiting {waited} s. IVR: {path}",
@@ -348,12 +375,7 @@ class VoiceService:
             return (await conn.execute(select(CALLS).where(CALLS.c.call_sid == sid))).first()
 
     def _step(self, flow: Flow, state: CallState, event: Input, context: Context) -> tuple[CallState, list[Action]]:
-        if not self.keep_step_times:
-            return step(flow, state, event, context)
-        t = time.perf_counter()
-        out = step(flow, state, event, context)
-        self.step_seconds.append(time.perf_counter() - t)
-        return out
+        return step(flow, state, event, context)
 
     async def _advance(self, call: Call, flow: Flow, event: Input, key: str, *, new: bool = False) -> str:
         context = await self._context(flow)
@@ -366,6 +388,17 @@ class VoiceService:
                 answer = await self._lookup(call)
             elif isinstance(last, Enqueue):
                 answer = await self._enqueue(call, last, state, values)
+            elif isinstance(last, Dial) and not last.number:
+                number = self.settings.twilio_dial_numbers.get(last.number_name or "")
+                if number:
+                    actions = [*actions[:-1], last.model_copy(update={"number": number})]
+                    break
+                log.warning(
+                    "call %s: the flow dials %r, which SWITCHBOARD_TWILIO_DIAL_NUMBERS does not name",
+                    call.sid,
+                    last.number_name,
+                )
+                answer = DialDone(status="failed")
             else:
                 break
             state, more = self._step(flow, state, answer, context)
@@ -529,7 +562,99 @@ class VoiceService:
                 metadata={"call_sid": call.sid, "call_event": "callback", "callback_number": call.caller},
             )
 
+    async def call_of_ticket(self, ticket_id: int) -> dict[str, Any] | None:
+        """The newest call of a ticket, with the caller's contact (the console's screen pop)."""
+        async with self.rt.read() as conn:
+            row = (
+                await conn.execute(
+                    select(CALLS).where(CALLS.c.ticket_id == ticket_id).order_by(CALLS.c.created_at.desc()).limit(1)
+                )
+            ).first()
+        if row is None:
+            return None
+        call = _call(row, None)
+        contact = await self.rt.ports.contacts.summary(kind="phone", value=row.caller)
+        return {
+            "call_sid": row.call_sid,
+            "caller": row.caller,
+            "called": row.called,
+            "flow": row.flow,
+            "ivr_path": call.state.path,
+            "language": call.state.language,
+            "queue": row.queue,
+            "outcome": row.outcome,
+            "status": row.status,
+            "waiting_since": row.waiting_since.isoformat() if row.waiting_since else None,
+            "answered_at": row.answered_at.isoformat() if row.answered_at else None,
+            "answered_by": row.answered_by,
+            "duration_seconds": row.duration_seconds,
+            "contact": contact.model_dump(mode="json") if contact.contact_id is not None else None,
+        }
+
+    async def summary(self, since: datetime) -> dict[str, Any]:
+        """Calls that started since ``since``: how many, by how they ended (``abandoned``: hung up waiting for
+        an agent), answered, and the average wait of the answered ones."""
+        async with self.rt.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(CALLS.c.outcome, CALLS.c.answered_at, CALLS.c.created_at, CALLS.c.ended_at).where(
+                        CALLS.c.created_at >= since
+                    )
+                )
+            ).all()
+        outcomes: dict[str, int] = {}
+        for r in rows:
+            key = r.outcome or ("in progress" if r.ended_at is None else "ended in the menu")
+            outcomes[key] = outcomes.get(key, 0) + 1
+        return {
+            "since": since.isoformat(),
+            "calls": len(rows),
+            "answered": sum(1 for r in rows if r.answered_at is not None),
+            "abandoned": outcomes.get("abandoned", 0),
+            "outcomes": outcomes,
+        }
+
     # --- agents -------------------------------------------------------------------------------------------------
+
+    async def bring_in(self, ticket_id: int, agent_id: int, *, listen_only: bool) -> str:
+        """Dial another agent into a live call's room: a supervisor listening in (muted), or a colleague taking
+        a warm transfer (they talk with the caller and the first agent, who may then leave). Answers the new
+        leg's CallSid; the agent needs their own number (``SWITCHBOARD_TWILIO_AGENT_NUMBERS``)."""
+        async with self.rt.read() as conn:
+            row = (
+                await conn.execute(
+                    select(CALLS)
+                    .where(CALLS.c.ticket_id == ticket_id, CALLS.c.answered_at.is_not(None), CALLS.c.ended_at.is_(None))
+                    .order_by(CALLS.c.created_at.desc())
+                    .limit(1)
+                )
+            ).first()
+        if row is None:
+            raise NotFound("no call in progress on this ticket")
+        number = await self._agent_number(agent_id)
+        if number is None:
+            raise InvalidInput(
+                "that agent has no phone of their own (SWITCHBOARD_TWILIO_AGENT_NUMBERS)", code="no_agent_phone"
+            )
+        if not self.rest.configured:
+            raise InvalidInput("Twilio is not configured on this server", code="twilio_not_configured")
+        greeting = None if listen_only else twiml.JOINING
+        placed = await self.rest.call(
+            to=number,
+            from_=row.called or number,
+            twiml=twiml.join_room(row.call_sid, greeting=greeting, listen_only=listen_only),
+        )
+        name = await self.rt.ports.agents.public_name(agent_id)
+        await self.rt.ports.tickets.add_timeline(
+            ticket_id=ticket_id,
+            text=f"{name or 'An agent'} {'listens in' if listen_only else 'joins the call (warm transfer)'}.",
+            metadata={
+                "call_sid": row.call_sid,
+                "call_event": "listen" if listen_only else "warm_transfer",
+                "agent_id": agent_id,
+            },
+        )
+        return placed
 
     def _on_event(self, event: EventRecord, _text: str) -> None:
         if event.type not in (EventType.TICKET_ASSIGNED, EventType.OFFER_ACCEPTED) or event.ticket_id is None:
@@ -633,7 +758,7 @@ class VoiceService:
             raise DeliveryError("a written reply cannot go out on a phone call: answer by SMS or email", permanent=True)
         caller_id = message.sender_address or row.called
         greeting = twiml.join_room(
-            row.call_sid, greeting="Hello, this is the call back you asked for. Connecting you now."
+            row.call_sid, greeting="Hello, this is the call back you asked for. Connecting you now.", customer=True
         )
         try:
             placed = await self.rest.call(to=row.caller, from_=caller_id, twiml=greeting)
@@ -662,6 +787,3 @@ def _queues_of(flow: Flow) -> list[str]:
         if isinstance(queue, str):
             names.add(queue)
     return sorted(names)
-
-
-Answer = Callable[[dict[str, str]], Awaitable[str]]

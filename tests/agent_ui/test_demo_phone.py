@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.async_api import Browser, expect
 
-from hub.config import Settings
+from hub.config import Settings, WhatsAppTemplate
 from hub.runtime import Runtime
 from tests.agent_ui.conftest import Dialogs, agent_login, new_page, set_available, shot
 from tests.conftest import LiveServer, make_agent, make_queue
@@ -17,7 +17,14 @@ from tests.conftest import LiveServer, make_agent, make_queue
 @pytest.fixture
 def demo_live(settings: Settings) -> Iterator[LiveServer]:
     """A hub in demo mode with no Twilio token: the demo's own token signs the demo phone's webhooks."""
-    server = LiveServer(settings.model_copy(update={"demo_mode": True, "offer_timeout_seconds": 60})).start()
+    template = WhatsAppTemplate(
+        name="order update",
+        content_sid="HX" + "c" * 32,
+        text="Hi {{1}}, there is news about your order {{2}}.",
+        variables=["name", "order"],
+    )
+    update = {"demo_mode": True, "offer_timeout_seconds": 60, "twilio_whatsapp_templates": [template]}
+    server = LiveServer(settings.model_copy(update=update)).start()
     try:
         yield server
     finally:
@@ -50,6 +57,10 @@ async def test_the_demo_phone_walks_the_menu_and_reaches_an_agent(
 
     offer = agent.locator(".offer")
     await offer.wait_for()
+    pop = offer.locator(".screen-pop")  # the screen pop: caller, menu path, what else they have open
+    await expect(pop).to_contain_text("Caller: +14155550142")
+    await expect(pop).to_contain_text("Menu: choose_language:en › main_menu:2 › support")
+    await expect(pop).to_contain_text("Nothing else open")
     await offer.get_by_role("button", name="Accept").click()
     await expect(agent.locator("#timeline")).to_contain_text("main_menu:2")  # the IVR path, on screen
     await expect(phone.locator("#status")).to_have_text("Connected to an agent", timeout=15_000)
@@ -67,3 +78,57 @@ async def test_the_demo_signer_exists_only_in_demo_mode(rt: Runtime, server: Liv
     async with httpx.AsyncClient(base_url=server.url) as client:
         r = await client.post("/api/twilio/demo/sign", json={"path": "/webhooks/twilio/voice", "params": {}})
     assert r.status_code == 403
+
+
+async def test_the_composer_shows_whatsapps_window(
+    rt: Runtime, demo_live: LiveServer, browser: Browser, dialogs: Dialogs
+) -> None:
+    """A WhatsApp conversation shows the time left for free text; once 24 hours have passed, that a reply
+    will be refused."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from hub.db import utcnow
+    from hub.messages import Identity, InboundMessage
+    from ticketing.ingest import ingest_batch
+    from ticketing.tables import messages
+
+    await make_queue(rt, "support", ["whatsapp"])
+    sup = await make_agent(rt, "sup", role="supervisor")
+    [r] = await ingest_batch(
+        rt,
+        [
+            InboundMessage(
+                channel="whatsapp",
+                external_id="MM1",
+                sender=Identity(kind="whatsapp", value="whatsapp:+14155550142"),
+                recipient="whatsapp:+14155550199",
+                text="photo of the label",
+            )
+        ],
+    )
+    assert not isinstance(r, Exception)
+    from ticketing.tables import tickets
+
+    async with rt.write() as tx:
+        await tx.conn.execute(update(tickets).where(tickets.c.id == r.ticket_id).values(assignee_id=sup))
+    _, page = await new_page(browser, dialogs)
+    await agent_login(page, demo_live.url, "sup")
+    await page.locator(f'#mine li[data-id="{r.ticket_id}"]').click()
+    window = page.locator("#wa-window")
+    await expect(window).to_contain_text("WhatsApp window: 23 h")
+    async with rt.write() as tx:
+        await tx.conn.execute(
+            update(messages).where(messages.c.id == r.message_id).values(created_at=utcnow() - timedelta(hours=25))
+        )
+    await page.reload()
+    await page.locator(f'#mine li[data-id="{r.ticket_id}"]').click()
+    await expect(window).to_contain_text("WhatsApp window closed")
+    # An approved template can still go out: picked, its variables filled in, sent through the outbox.
+    await window.get_by_label("Template").select_option("order update")
+    await window.get_by_label("name").fill("Maria")
+    await window.get_by_label("order").fill("4411")
+    await window.get_by_role("button", name="Send template").click()
+    await expect(page.locator("#timeline")).to_contain_text("Hi Maria, there is news about your order 4411.")
+    assert dialogs.seen == []

@@ -100,3 +100,32 @@ async def test_an_agent_is_refused_the_supervisor_page(
     await page.wait_for_url(f"{live.url}/supervisor")
     await expect(page.locator("body")).to_contain_text("Only supervisors and admins")
     assert await page.locator("#queues").count() == 0
+
+
+async def test_the_console_shows_a_tickets_sla_timers(
+    rt: Runtime, live: LiveServer, browser: Browser, dialogs: Dialogs
+) -> None:
+    from ticketing.models import QueueUpdate
+    from ticketing.queues import update_queue
+
+    qid = await make_queue(rt, "support", ["webchat"])
+    await update_queue(
+        rt, queue_id=qid, data=QueueUpdate(sla_first_response_seconds=3600, sla_resolution_seconds=8 * 3600)
+    )
+    await make_agent(rt, "alice", queues=["support"])
+    await make_agent(rt, "ada", role="admin")
+    async with httpx.AsyncClient(base_url=live.url, timeout=10) as client:
+        admin = await login(client, "ada", "password-123")
+        agent = await login(client, "alice", "password-123")
+        await client.put("/api/agents/me/status", json={"status": "available"}, headers=agent)
+        ticket = (await client.post("/api/inbound", json=inbound(7), headers=admin)).json()["ticket_id"]
+        assert (await client.post(f"/api/tickets/{ticket}/accept", headers=agent)).status_code == 200
+    _, page = await new_page(browser, dialogs)
+    await page.goto(f"{live.url}/login")
+    await page.get_by_label("Username").fill("alice")
+    await page.get_by_label("Password").fill("password-123")
+    await page.get_by_role("button", name="Log in").click()
+    await page.wait_for_url(f"{live.url}/console")
+    await page.locator("#mine li").first.click()
+    await expect(page.locator("#conv-sla")).to_contain_text("First response due in 59m")
+    await expect(page.locator("#conv-sla")).to_contain_text("Resolution due in 7h 59m")

@@ -80,6 +80,11 @@ def test_demo_serves_seeded_data_and_agent_create_adds_to_it(tmp_path: Path) -> 
         ).json()
         assert tickets["total"] >= 4
         assert {t["channel"] for t in tickets["items"]} >= {"email", "sms", "whatsapp", "telegram"}
+        # the demo phone, and the number it calls, answered by the demo flow
+        assert f"{base}/demo/phone" in printed and f"{base}/admin/phone" in printed
+        r = httpx.post(f"{base}/api/auth/login", json={"username": "admin", "password": logins["admin"]})
+        numbers = httpx.get(f"{base}/api/twilio/numbers", headers={"Authorization": f"Bearer {r.json()['token']}"})
+        assert [(n["number"], n["flow"]) for n in numbers.json()] == [("+14155550199", "demo")]
         # the demo shop's knowledge base: on the help center, and suggested for a customer's words
         assert f"{base}/help" in printed
         assert '<a href="/help/track-your-order">Track your order</a>' in httpx.get(f"{base}/help").text

@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
+from channels.social.events import ChannelHealthChanged
+from channels.social.health import AccountHealth, Health, HealthStatus
 from hub.db import utcnow
 from hub.events import (
     EPHEMERAL_TYPES,
@@ -37,11 +39,14 @@ from hub.principals import Principal
 from hub.runtime import Runtime
 from knowledge_base import service as kb
 from knowledge_base.models import ArticleCreate, ArticleUpdate
+from tests.conftest import make_agent
 from tests.ticketing.routing_helpers import agent, arrive, backdate, message, queue
 from ticketing import (
     agents,
     canned,
+    contacts,
     conversations,
+    gdpr,
     phone,
     queues,
     replies,
@@ -56,6 +61,7 @@ from ticketing.canned import CannedCreate, CannedUpdate
 from ticketing.models import (
     AgentStatus,
     AgentUpdate,
+    ContactUpdate,
     DeliveryStatus,
     OverflowStepSpec,
     QueueUpdate,
@@ -137,6 +143,8 @@ def apply(s: State, event: EventRecord) -> None:
         s.messages[p.message_id].update(delivery_status=p.status, delivery_error=p.error)
     elif isinstance(p, te.OfferAccepted):
         pass  # the ticket's new state follows in ticket.assigned
+    elif isinstance(p, ChannelHealthChanged):
+        pass  # the console's alert: no state the REST API reads (GET /api/social/accounts answers it live)
     elif isinstance(p, te.SlaBreached):
         pass  # the wallboard's alert; the escalated priority follows in ticket.escalated
     elif isinstance(p, te.OfferTakenBack):
@@ -146,8 +154,24 @@ def apply(s: State, event: EventRecord) -> None:
             ticket["assignee_id"] = None
     elif isinstance(p, te.AgentStatusChanged):
         s.agents[p.agent_id].update(status=p.status, wrap_up_until=p.wrap_up_until)
-    elif isinstance(p, te.ContactEmail):
-        s.contact_emails[p.contact_id] = (p.email, p.linked)
+    elif isinstance(p, te.ContactUpdated):
+        if p.email is not None:  # a name, attributes or a note: no client state (the address only as given)
+            s.contact_emails[p.contact_id] = (p.email, bool(p.linked))
+    elif isinstance(p, te.ContactsMerged):
+        survivor, merged = p.contact_ids
+        owner = survivor if event.type == EventType.CONTACT_MERGED else merged
+        for ticket_id in p.ticket_ids:
+            s.tickets[ticket_id]["contact_id"] = owner
+        _drop_contacts_without_tickets(s)
+    elif isinstance(p, te.ContactErased):
+        erased = {t for t, ticket in s.tickets.items() if ticket["contact_id"] in p.contact_ids}
+        for t in erased:
+            s.tickets[t].update(subject="", rating_comment=None)
+        for m in s.messages.values():
+            if m["ticket_id"] in erased:
+                m.update(text="", subject=None, sender=None, attachments=[], delivery_error=None)
+        for contact_id in p.contact_ids:
+            s.contact_emails.pop(contact_id, None)
     elif isinstance(p, te.AgentChanged):
         s.agents[p.agent.id] = p.agent.model_dump()
     elif isinstance(p, te.QueueChanged):
@@ -169,6 +193,14 @@ def apply(s: State, event: EventRecord) -> None:
         s.feedback[p.id] = (yes + 1, no) if p.helpful else (yes, no + 1)
     else:
         raise AssertionError(f"the reducer does not know {event.type}")
+
+
+def _drop_contacts_without_tickets(s: State) -> None:
+    """The state keeps a contact's address while one of its tickets is in the state (``fetch`` reads contacts
+    through their tickets)."""
+    owners = {t["contact_id"] for t in s.tickets.values()}
+    for contact_id in [c for c in s.contact_emails if c not in owners]:
+        del s.contact_emails[contact_id]
 
 
 async def check(rt: Runtime, change: Callable[[], Awaitable[Any]], *types: str) -> list[str]:
@@ -412,6 +444,40 @@ async def test_call_abandoned(rt: Runtime) -> None:
     await queue(rt, "phones", channels=["voice"])
     [ticket_id] = await arrive(rt, message("voice", queue="phones"))
     await check(rt, lambda: phone.abandon(rt, ticket_id=ticket_id, reason="hung up"), EventType.CALL_ABANDONED)
+
+
+async def test_contact_updated_merged_unmerged_and_erased(rt: Runtime, support: int) -> None:
+    [first, second] = await arrive(rt, _email(1), _email(2))
+    ada = await make_agent(rt, "ada", role="admin")  # a note's author is an agent
+    admin = Principal(agent_id=ada, username="ada", display_name="Ada", role="admin", queue_ids=frozenset())
+    survivor, merged = [
+        (await tickets.get_ticket(rt, ticket_id=t, principal=admin)).contact_id for t in (first, second)
+    ]
+    rename = ContactUpdate(name="Ann Example")
+    await check(
+        rt,
+        lambda: contacts.update_contact(rt, contact_id=survivor, principal=admin, data=rename),
+        EventType.CONTACT_UPDATED,
+    )
+    await check(
+        rt, lambda: contacts.add_contact_note(rt, contact_id=survivor, principal=admin, text="VIP"), "contact.updated"
+    )
+    merges: list[int] = []
+
+    async def merge() -> None:
+        merges.append((await contacts.merge_contacts(rt, survivor_id=survivor, merged_id=merged, principal=admin)).id)
+
+    await check(rt, merge, EventType.CONTACT_MERGED)
+    await check(rt, lambda: contacts.undo_merge(rt, merge_id=merges[0], principal=admin), EventType.CONTACT_UNMERGED)
+    await check(rt, lambda: gdpr.erase_contact(rt, contact_id=merged, principal=admin), EventType.CONTACT_ERASED)
+
+
+async def test_channel_health(rt: Runtime) -> None:
+    page = AccountHealth(channel="messenger", account="1001", queue="support")
+    health = Health(rt, [page])
+    await check(
+        rt, lambda: health.set(page, HealthStatus.TOKEN_EXPIRED, "Error validating access token"), "channel.health"
+    )
 
 
 async def test_routing_rules_updated(rt: Runtime, support: int) -> None:

@@ -3,6 +3,7 @@
 import { api } from "./api.js";
 import { ago, attachmentUrl, clock, h } from "./dom.js";
 import { EventStream } from "./stream.js";
+import { healthEvent, loadHealth, showWindow, tickWindow, windowMode } from "./window.js";
 
 const $ = (id) => document.getElementById(id);
 const OPEN = new Set(["new", "open", "pending"]);
@@ -60,6 +61,7 @@ async function boot() {
   await loadState();
   fillViewFilters();
   loadViews();
+  loadHealth();
   setInterval(tick, 1000);
 }
 
@@ -160,6 +162,9 @@ function apply(e) {
     case "offer.expired":
       if (d.agent_id === me) state.offers.delete(d.ticket_id);
       break;
+    case "call.abandoned": // the caller hung up while the call was offered
+      if (d.ticket) state.offers.delete(d.ticket.id);
+      break;
     case "ticket.assigned":
     case "ticket.updated":
     case "ticket.created": {
@@ -208,6 +213,7 @@ function apply(e) {
         if (m.direction === "inbound") {
           showCustomerTyping(false);
           loadSuggestions({ id: m.ticket_id }, $("text").value);
+          showWindow(m.ticket_id, templateSent); // the customer wrote: their window opens again
         }
       }
       break;
@@ -220,6 +226,9 @@ function apply(e) {
       break;
     case "agent.status":
       if (d.agent_id === me) showStatus(d.status);
+      break;
+    case "channel.health":
+      healthEvent(d);
       break;
     default:
       break;
@@ -251,6 +260,7 @@ function renderLists() {
         h("span", { class: `chan chan-${t.channel}`, text: t.channel }),
         h("span", { class: "countdown", "data-countdown": id, text: countdown(o) })),
       h("div", { class: "subject", text: t.subject || `Ticket #${id}` }),
+      t.channel === "voice" ? screenPop(id) : null,
       h("div", { class: "offer-actions" },
         h("button", { class: "btn primary", type: "button", text: "Accept", title: "Accept (Alt+A)", onclick: () => accept(id) }),
         h("button", { class: "btn", type: "button", text: "Decline", title: "Decline (Alt+D)", onclick: () => decline(id) }))));
@@ -310,6 +320,8 @@ function countdown(o) {
 }
 
 function tick() {
+  if (state.detail) renderSla();
+  tickWindow();
   for (const [id, o] of state.offers) {
     const el = document.querySelector(`[data-countdown="${id}"]`);
     if (el) el.textContent = countdown(o);
@@ -354,6 +366,27 @@ function notify() {
 }
 
 // --- offers ------------------------------------------------------------------------------------------------------------
+
+// A call's screen pop: who is calling, what they chose in the phone menu, how long they have waited, and what
+// else they have open (GET /api/twilio/tickets/{id}/call), loaded once per offer.
+const pops = new Map();
+
+function screenPop(id) {
+  const box = h("div", { class: "screen-pop", dataset: { pop: id } });
+  const fill = (c) => {
+    if (!c) return;
+    const who = c.contact && c.contact.name ? `${c.contact.name} (${c.caller})` : c.caller;
+    const open = c.contact ? c.contact.open_tickets.filter((t) => t.id !== id) : [];
+    box.replaceChildren(
+      h("div", { class: "pop-caller", text: `Caller: ${who}` }),
+      h("div", { class: "pop-path", text: `Menu: ${c.ivr_path.join(" › ")}` }),
+      h("div", { class: "pop-history", text: open.length
+        ? `Also open: ${open.map((t) => `#${t.id} ${t.subject}`).join("; ")}` : "Nothing else open" }));
+  };
+  if (pops.has(id)) fill(pops.get(id));
+  else api("GET", `/api/twilio/tickets/${id}/call`).then((c) => { pops.set(id, c); fill(c); }).catch(() => {});
+  return box;
+}
 
 async function accept(id) {
   try {
@@ -543,11 +576,66 @@ async function openTicket(id, { keepComposer = false } = {}) {
   markSeen(id, Math.max(0, ...state.shown));
   showCustomerTyping(false);
   if (changed && !keepComposer) { $("text").value = ""; setMode("reply"); }
+  if (changed) showWindow(id, templateSent);
   $("text").focus();
   renderContact(t.contact);
+  showWhatsAppWindow(t);
   loadHistory(t);
   if (changed) { $("suggestions").replaceChildren(); $("no-suggestions").hidden = false; }
   loadSuggestions(t);
+}
+
+// A template reply the window's picker stored (window.js).
+function templateSent(m) {
+  if (state.current === m.ticket_id) appendMessage(m);
+  state.waitingSince.delete(m.ticket_id);
+  renderLists();
+}
+
+// WhatsApp takes free text only within 24 hours of the customer's last message: the composer says how long is
+// left (GET /api/twilio/whatsapp/window/{id}), and that outside it the reply will be refused.
+async function showWhatsAppWindow(t) {
+  const box = $("wa-window");
+  box.hidden = true;
+  if (t.channel !== "whatsapp") return;
+  let w;
+  try { w = await api("GET", `/api/twilio/whatsapp/window/${t.id}`); } catch { return; }
+  if (state.current !== t.id) return;
+  if (w.open) {
+    const h = Math.floor(w.seconds_left / 3600), m = Math.floor((w.seconds_left % 3600) / 60);
+    box.textContent = `WhatsApp window: ${h} h ${m} min left for free text`;
+    box.className = "wa-window";
+  } else {
+    box.textContent = "WhatsApp window closed: the customer has not written for 24 hours, so a free-text reply will be refused (only an approved template may be sent)";
+    box.className = "wa-window closed";
+    let templates = [];
+    try { templates = await api("GET", "/api/twilio/whatsapp/templates"); } catch { templates = []; }
+    if (templates.length && state.current === t.id) box.append(templatePicker(t.id, templates));
+  }
+  box.hidden = false;
+}
+
+// An approved template, its variables filled in, sent through the outbox (POST /api/twilio/whatsapp/{id}/template).
+function templatePicker(ticketId, templates) {
+  const select = h("select", { "aria-label": "Template" },
+    ...templates.map((tp) => h("option", { value: tp.name, text: tp.name })));
+  const fields = h("span", { class: "wa-vars" });
+  const fill = () => {
+    const tp = templates.find((x) => x.name === select.value);
+    fields.replaceChildren(...(tp ? tp.variables : []).map((label, i) =>
+      h("input", { "aria-label": label, placeholder: label, "data-var": String(i + 1), maxlength: 500 })));
+  };
+  select.addEventListener("change", fill);
+  fill();
+  const send = h("button", { class: "btn", type: "button", text: "Send template", onclick: async () => {
+    const variables = {};
+    for (const input of fields.querySelectorAll("input")) variables[input.dataset.var] = input.value;
+    try {
+      await api("POST", `/api/twilio/whatsapp/${ticketId}/template`, { name: select.value, variables });
+      flash("Template sent");
+    } catch (err) { flash(err.message); }
+  } });
+  return h("div", { class: "wa-templates" }, select, fields, send);
 }
 
 function renderHead() {
@@ -560,6 +648,7 @@ function renderHead() {
   const open = OPEN.has(t.status);
   $("solve-btn").disabled = !open;
   $("transfer-btn").disabled = !open;
+  renderSla();
   const link = $("conv-link");
   link.replaceChildren();
   if (t.linked_ticket_id) {
@@ -567,6 +656,7 @@ function renderHead() {
       onclick: (ev) => { ev.preventDefault(); openTicket(t.linked_ticket_id); } }), " (the customer wrote again after it was solved)");
   }
   link.hidden = !t.linked_ticket_id;
+  $("private-option").hidden = t.channel !== "comments";
   updateComposer();
 }
 
@@ -575,13 +665,38 @@ function renderHead() {
 function updateComposer() {
   const t = state.detail;
   const shut = !!t && !OPEN.has(t.status) && state.mode === "reply";
-  $("text").disabled = shut;
-  $("send").disabled = shut;
+  // Off as well while the customer's messaging window is closed (window.js sets data-window-shut).
+  const composer = $("composer");
+  composer.dataset.shut = shut ? "1" : "";
+  const off = shut || composer.dataset.windowShut === "1";
+  $("text").disabled = off;
+  $("send").disabled = off;
   const why = $("composer-closed");
   why.hidden = !shut;
   why.textContent = shut
     ? `This ticket is ${t.status}: replying is off. The customer's next message opens a new ticket, linked to this one. Internal notes still work.`
     : "";
+}
+
+
+// The ticket's SLA deadlines as timers: time left (or how late) to the first response and the resolution;
+// stopped while pending on the customer.
+function renderSla() {
+  const t = state.detail;
+  const el = $("conv-sla");
+  if (!t || !OPEN.has(t.status)) { el.textContent = ""; return; }
+  const parts = [];
+  const timer = (label, due) => {
+    const left = Math.round((new Date(due).getTime() - Date.now()) / 1000);
+    const span = (s) => (s >= 3600 ? `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m` : s >= 60 ? `${Math.floor(s / 60)}m ${s % 60}s` : `${s}s`);
+    return left >= 0 ? `${label} due in ${span(left)}` : `${label} overdue by ${span(-left)}`;
+  };
+  if (t.first_response_due_at && !t.first_response_at) parts.push(timer("First response", t.first_response_due_at));
+  if (t.resolution_due_at) parts.push(timer("Resolution", t.resolution_due_at));
+  if (t.sla_paused_at) parts.push("SLA paused (pending on the customer)");
+  el.textContent = parts.length ? `⏱ ${parts.join(" · ")}` : "";
+  const late = parts.some((p) => p.includes("overdue"));
+  el.classList.toggle("late", late);
 }
 
 function agentName(id) {
@@ -744,6 +859,7 @@ function setMode(mode) {
   $("text").setAttribute("aria-label", mode === "note" ? "Internal note (not sent to the customer)" : "Reply to the customer");
   $("send").textContent = mode === "note" ? "Add note" : "Send";
   updateComposer();
+  windowMode(mode);
 }
 
 // A key per message being sent, kept until its send succeeds: Send clicked again after a network error (the first
@@ -764,9 +880,12 @@ async function sendCurrent() {
   $("send").disabled = true;
   try {
     const path = state.mode === "note" ? `/api/tickets/${id}/notes` : `/api/tickets/${id}/reply`;
-    const m = await api("POST", path, { text, client_key: clientKey(id, text, state.mode) });
+    const body = { text, client_key: clientKey(id, text, state.mode) };
+    if (state.mode === "reply" && !$("private-option").hidden && $("private").checked) body.private = true;
+    const m = await api("POST", path, body);
     state.sending = null;
     $("text").value = "";
+    $("private").checked = false;
     $("compose-error").textContent = "";
     if (state.current === id) appendMessage(m);
     if (state.mode === "reply") state.waitingSince.delete(id);

@@ -178,6 +178,8 @@ async function loadReport() {
   try {
     const r = await api("GET", `/api/reports/summary?${qs}`);
     const t = r.totals;
+    // Deflections are the knowledge base's count (all time), from its API where it is mounted.
+    try { t.deflections = (await api("GET", "/api/kb/stats")).deflections; } catch { t.deflections = null; }
     const tiles = [
       ["Tickets", t.volume], ["Answered", t.answered], ["Abandoned", t.abandoned],
       ["Service level", pct(t.service_level)], ["Abandonment", pct(t.abandonment)],

@@ -461,7 +461,7 @@ input[type=text], input[type=email], textarea { font: inherit; font-weight: 400;
   // again if someone comes back.
   function checkWaiting(fresh = true) {
     clearTimeout(state.waitTimer);
-    if (!state.token || !state.ticketId || state.agentName || state.emailWanted) { offline.hidden = true; return; }
+    if (!state.token || !state.ticketId || state.solved || state.agentName || state.emailWanted) { offline.hidden = true; return; }
     fetchConfig(fresh).then((c) => {
       if (state.agentName || state.emailWanted) return;
       if (!c.available && offline.hidden) {
@@ -586,6 +586,16 @@ input[type=text], input[type=email], textarea { font: inherit; font-weight: 400;
         systemLine("Thank you for your feedback!");
         break;
       case "reopened": rating.hidden = true; state.solved = false; setSubtitle(); break;
+      case "deflected": // closed by this visitor's "This solved it" (here or in another tab): nobody to wait for,
+        // nothing to rate; writing again starts a new conversation (its ack says so)
+        if (f.ticket_id) {
+          state.solved = true;
+          clearTimeout(state.waitTimer);
+          offline.hidden = true;
+          rating.hidden = true;
+          setSubtitle();
+        }
+        break;
       case "email_fallback":
         state.emailWanted = f.email;
         save();
@@ -734,10 +744,13 @@ input[type=text], input[type=email], textarea { font: inherit; font-weight: 400;
       answers.hidden = items.length === 0 || !!state.agentName;
     } catch { /* no answers this time */ }
   }
+  // "This solved it": the knowledge base counts the deflection, and a conversation already waiting for an agent
+  // closes as deflected (the `solved` frame; the server answers `deflected`). Writing again opens a new one.
   async function solved(article, q) {
     answers.hidden = true;
     input.value = "";
     autosize();
+    send({ type: "solved", article_id: article.id, title: article.title });
     try {
       await fetch(`${origin}/api/kb/public/solved`, {
         method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ article_id: article.id, query: q }),

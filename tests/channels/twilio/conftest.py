@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from hub.config import Settings, TwilioNumberSettings
+from hub.config import Settings, TwilioNumberSettings, WhatsAppTemplate
 from tests.channels.twilio.helpers import ACCOUNT, TOKEN, FakeTwilioApi
 from tests.conftest import LiveServer
 
@@ -29,7 +29,15 @@ def twilio_settings(settings: Settings, api: FakeTwilioApi) -> Settings:
             "twilio_auth_token": __import__("pydantic").SecretStr(TOKEN),
             "twilio_api_url": api.url,
             "twilio_numbers": [TwilioNumberSettings(number="+14155550199", flow="demo")],
-            "twilio_agent_numbers": {"alice": "+14155550777"},
+            "twilio_agent_numbers": {"alice": "+14155550777", "sup": "+14155550888"},
+            "twilio_whatsapp_templates": [
+                WhatsAppTemplate(
+                    name="order update",
+                    content_sid="HX" + "c" * 32,
+                    text="Hi {{1}}, there is news about your order {{2}}.",
+                    variables=["name", "order"],
+                )
+            ],
         }
     )
 

@@ -4,6 +4,7 @@ stand-in for Twilio's REST API, and status callbacks that arrive out of order.""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -116,6 +117,10 @@ async def _has(api: FakeTwilioApi, suffix: str) -> bool:
     return bool(api.posts(suffix))
 
 
+async def _count(api: FakeTwilioApi, n: int) -> bool:
+    return len(api.posts("/Messages.json")) >= n
+
+
 async def test_whatsapp_with_media_inside_and_outside_the_24_hour_window(
     client: httpx.AsyncClient, rt: Runtime, api: FakeTwilioApi
 ) -> None:
@@ -159,6 +164,25 @@ async def test_whatsapp_with_media_inside_and_outside_the_24_hour_window(
     await wait_for(failed)
     assert "24-hour window" in (await message(rt, late)).delivery_error
     assert len(api.posts("/Messages.json")) == 1  # nothing more reached Twilio
+
+    # An approved template goes out at any time, as Twilio's Content API takes it.
+    templates = (await client.get("/api/twilio/whatsapp/templates", headers=headers)).json()
+    assert [t["name"] for t in templates] == ["order update"]
+    r = await client.post(
+        f"/api/twilio/whatsapp/{ticket.id}/template",
+        json={"name": "order update", "variables": {"1": "Maria", "2": "4411"}, "client_key": "t1"},
+        headers=headers,
+    )
+    assert r.status_code == 201, r.text
+    templated = r.json()["message_id"]
+    await wait_for(lambda: _count(api, 2))
+    sent = api.posts("/Messages.json")[-1]
+    assert sent["ContentSid"] == "HX" + "c" * 32 and "Body" not in sent
+    assert json.loads(sent["ContentVariables"]) == {"1": "Maria", "2": "4411"}
+    row = await message(rt, templated)
+    assert row.text == "Hi Maria, there is news about your order 4411."
+    bad = await client.post(f"/api/twilio/whatsapp/{ticket.id}/template", json={"name": "nope"}, headers=headers)
+    assert bad.status_code == 422
 
 
 async def test_replies_are_retried_while_the_twilio_api_is_down(

@@ -181,6 +181,9 @@ async def test_malformed_or_oversized_parameters_are_refused_with_400(client: ht
     assert r.status_code == 400, r.text
     huge = phone.params(CallerName="x" * 5000)
     assert (await phone.post("/webhooks/twilio/voice", huge)).status_code == 400
+    await phone.dial()  # a real call, then keys that are no keys on its gather
+    r = await phone.post(phone.action(), phone.params(Digits="1; DROP TABLE"))
+    assert r.status_code == 400, r.text
     url = "http://testserver.local/webhooks/twilio/voice"
     from twilio.request_validator import RequestValidator
 
@@ -191,7 +194,7 @@ async def test_malformed_or_oversized_parameters_are_refused_with_400(client: ht
         headers={"X-Twilio-Signature": signature, "Content-Type": "application/json"},
     )
     assert r.status_code == 400
-    assert await count(rt, CALLS) == 0
+    assert await count(rt, tickets) == 0
 
 
 async def test_closed_queue_takes_a_voicemail_that_agents_play_through_the_hub(
@@ -244,6 +247,8 @@ async def test_a_caller_who_hangs_up_while_waiting_is_abandoned(client: httpx.As
     assert abandoned == 1 and counted == 1
     assert row.ended_at is not None and row.duration_seconds == 95 and row.waiting_since is None
     assert any("abandoned" in n for n in await notes(rt, ticket.id))
+    summary = (await client.get("/api/twilio/calls/summary", headers=await login_sup(client, rt))).json()
+    assert summary["calls"] == 1 and summary["abandoned"] == 1 and summary["answered"] == 0
 
 
 async def test_an_agent_accepts_the_call_and_is_dialled_into_the_callers_room(
@@ -339,3 +344,60 @@ async def test_a_known_caller_hears_about_their_open_request(client: httpx.Async
     await phone.press("1")
     await phone.press("4")
     assert any("is being worked on" in t for t in phone.texts)
+
+
+async def test_hanging_up_at_the_callback_offer_abandons_the_waiting_call(
+    client: httpx.AsyncClient, rt: Runtime
+) -> None:
+    """A caller already in line who hangs up while hearing the callback offer is abandoned too: no agent is
+    offered a call nobody is on."""
+    await queues(rt)
+    for n in range(3):
+        await to_billing_queue(Phone(client, sid("CA", 200 + n), caller=f"+1415555021{n}"))
+    phone = Phone(client, sid("CA", 13), caller="+14155550301")
+    await to_billing_queue(phone)
+    assert "To be called back" in " ".join(phone.texts)
+    await phone.hang_up(duration=40)
+    async with rt.read() as conn:
+        ticket = (
+            await conn.execute(
+                select(tickets).join(CALLS, CALLS.c.ticket_id == tickets.c.id).where(CALLS.c.call_sid == phone.call_sid)
+            )
+        ).one()
+    assert ticket.status == "solved" and "abandoned" in ticket.tags
+
+
+async def test_a_supervisor_listens_in_and_a_colleague_takes_a_warm_transfer(
+    client: httpx.AsyncClient, rt: Runtime, api: FakeTwilioApi
+) -> None:
+    """On a call in progress, a supervisor's own phone joins the caller's room muted; a colleague brought in for a
+    warm transfer joins it speaking, and neither's leaving ends the room; both are on the timeline."""
+    await queues(rt)
+    alice = await make_agent(rt, "alice", queues=["billing"], available=True)
+    phone = Phone(client, sid("CA", 14))
+    await to_billing_queue(phone)
+    [ticket] = await voice_tickets(rt)
+    r = await client.post(f"/api/tickets/{ticket.id}/accept", headers=await login(client, "alice", "password-123"))
+    assert r.status_code == 200
+    for _ in range(100):
+        if api.posts("/Calls.json"):
+            break
+        await asyncio.sleep(0.05)
+    sup_headers = await login_sup(client, rt)
+
+    r = await client.post(f"/api/twilio/tickets/{ticket.id}/listen", headers=sup_headers)
+    assert r.status_code == 200, r.text
+    listening = api.posts("/Calls.json")[-1]
+    assert listening["To"] == "+14155550888" and 'muted="true"' in listening["Twiml"]
+    assert 'startConferenceOnEnter="false"' in listening["Twiml"]
+    alice_headers = await login(client, "alice", "password-123")
+    r = await client.post(f"/api/twilio/tickets/{ticket.id}/listen", headers=alice_headers)
+    assert r.status_code == 403  # supervisors only
+    r = await client.post(
+        f"/api/twilio/tickets/{ticket.id}/warm-transfer", json={"agent_id": alice}, headers=alice_headers
+    )
+    assert r.status_code == 200, r.text
+    joined = api.posts("/Calls.json")[-1]
+    assert joined["To"] == "+14155550777" and f"switchboard-{phone.call_sid}" in joined["Twiml"]
+    assert 'endConferenceOnExit="false"' in joined["Twiml"] and "handing a caller over" in joined["Twiml"]
+    assert any("warm transfer" in n for n in await notes(rt, ticket.id))

@@ -14,9 +14,9 @@ from starlette.routing import Match
 
 from agent_ui.admin import build_router as build_admin_router
 from hub.deps import authenticate
+from hub.errors import NotFound
 from hub.inputs import IdParam
 from hub.mail_catcher import read_mailbox
-from hub.errors import NotFound
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")

@@ -4,6 +4,8 @@ send a visitor without a login to /login, which returns them there."""
 
 from __future__ import annotations
 
+import re
+
 import httpx
 from playwright.async_api import Browser, Locator, Page, expect
 
@@ -106,15 +108,22 @@ async def test_queues_page_creates_edits_and_places_errors(
     await page.get_by_label("Timezone").fill("Europe/Madrid")
     await page.get_by_label("Monday").fill("09:00-13:00, 14:00-18:00")
     await page.get_by_label("Holidays").fill("2026-12-25")
-    await page.get_by_label("First response within (seconds)").fill("3600")
+    await page.get_by_label("First response within (seconds)", exact=True).fill("3600")
+    await page.get_by_label("urgent priority: first response within (seconds)").fill("600")
+    await page.get_by_label("Answer this share (%)").fill("150")
     await page.get_by_role("button", name="Add overflow step").click()
     await page.get_by_label("After (seconds of waiting)").fill("120")
     await page.get_by_label("Also offer to queues (comma-separated)").fill("support")
     await page.get_by_label("Maximum wait (seconds)").fill("900")
     await page.get_by_label("Then move the work to").select_option("support")
     await page.get_by_role("button", name="Save").click()
+    await expect(field_error(page, "service_level_target")).to_contain_text("less than or equal to 100")
+    await page.get_by_label("Answer this share (%)").fill("90")
+    await page.get_by_role("button", name="Save").click()
     await expect(page.locator("#saved")).to_have_text("Saved billing")
     (q,) = [q for q in await queue_service.list_queues(rt) if q.name == "billing"]
+    assert q.sla_policies == {"urgent": {"first_response_seconds": 600, "resolution_seconds": None}}
+    assert (q.service_level_target, q.service_level_seconds, q.wait_alert_seconds) == (90, 60, 300)
     assert q.channels == ["email", "webchat"] and q.required_skills == {"billing": 2, "language:es": 1}
     assert q.hours == {
         "timezone": "Europe/Madrid",
@@ -124,7 +133,7 @@ async def test_queues_page_creates_edits_and_places_errors(
     assert (q.sla_first_response_seconds, q.max_wait_seconds, q.overflow_queue) == (3600, 900, "support")
     assert q.overflow == [{"after_seconds": 120, "widen_to": ["support"], "drop_skills": []}]
     # Edit: priority and an overlapping interval, refused beside Monday's field; then fixed.
-    await page.get_by_label("Priority").fill("5")
+    await page.get_by_label(re.compile("^Priority")).fill("5")
     await page.get_by_label("Monday").fill("09:00-13:00, 12:00-18:00")
     await page.get_by_label("Timezone").fill("Mars/Olympus")
     await page.get_by_role("button", name="Save").click()
@@ -397,7 +406,7 @@ async def test_audit_page_lists_filters_and_exports(
     qid = await make_queue(rt, "support")
     page = await admin_page(browser, dialogs, live, rt, "/admin/queues")
     await page.get_by_role("button", name="support").click()
-    await page.get_by_label("Priority").fill("7")
+    await page.get_by_label(re.compile("^Priority")).fill("7")
     await page.get_by_role("button", name="Save").click()
     await expect(page.locator("#saved")).to_have_text("Saved support")
     # Another change, through the API with the page's session: the rules.

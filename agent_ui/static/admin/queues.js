@@ -6,6 +6,8 @@ import {
 } from "./admin.js";
 
 const DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+const PRIORITIES = ["low", "normal", "high", "urgent"];
+const TARGETS = ["first_response_seconds", "resolution_seconds"];
 const form = $("editor");
 let queues = [];
 let current = null;
@@ -58,6 +60,15 @@ function fill(q) {
   form.holidays.value = hours && hours.holidays ? hours.holidays.join("\n") : "";
   form.sla_first_response_seconds.value = q && q.sla_first_response_seconds ? q.sla_first_response_seconds : "";
   form.sla_resolution_seconds.value = q && q.sla_resolution_seconds ? q.sla_resolution_seconds : "";
+  for (const p of PRIORITIES) {
+    for (const t of TARGETS) {
+      const v = q && q.sla_policies && q.sla_policies[p] ? q.sla_policies[p][t] : null;
+      form[`sla_${p}_${t}`].value = v ?? "";
+    }
+  }
+  form.service_level_target.value = q ? q.service_level_target : 80;
+  form.service_level_seconds.value = q ? q.service_level_seconds : 60;
+  form.wait_alert_seconds.value = q ? q.wait_alert_seconds : 300;
   $("steps").replaceChildren();
   for (const s of (q && q.overflow) || []) $("steps").append(stepRow(s));
   form.max_wait_seconds.value = q && q.max_wait_seconds ? q.max_wait_seconds : "";
@@ -81,6 +92,15 @@ function body() {
     widen_to: splitList(li.querySelector("[name=widen_to]").value),
     drop_skills: splitList(li.querySelector("[name=drop_skills]").value),
   }));
+  const policies = {};
+  for (const p of PRIORITIES) {
+    const targets = {};
+    for (const t of TARGETS) {
+      const v = numberOrNull(form[`sla_${p}_${t}`]);
+      if (v !== null) targets[t] = v;
+    }
+    if (Object.keys(targets).length) policies[p] = targets;
+  }
   const data = {
     description: form.description.value,
     channels: checkedValues($("channels")),
@@ -89,6 +109,10 @@ function body() {
     hours,
     sla_first_response_seconds: numberOrNull(form.sla_first_response_seconds),
     sla_resolution_seconds: numberOrNull(form.sla_resolution_seconds),
+    sla_policies: Object.keys(policies).length ? policies : null,
+    service_level_target: numberOrNull(form.service_level_target),
+    service_level_seconds: numberOrNull(form.service_level_seconds),
+    wait_alert_seconds: numberOrNull(form.wait_alert_seconds),
     overflow,
     max_wait_seconds: numberOrNull(form.max_wait_seconds),
     overflow_queue: form.overflow_queue.value || null,

@@ -66,6 +66,7 @@ function ruleRow(rule = { name: "", when: {}, queue: "" }) {
 }
 
 function renumber() {
+  $("no-rules").hidden = $("rules").children.length > 0;
   [...$("rules").children].forEach((li, n) => {
     li.dataset.field = `rules.${n}`;
     li.querySelectorAll("[data-field]").forEach((el) => { el.dataset.field = el.dataset.field.replace(/^rules\.\d+/, `rules.${n}`); });

@@ -28,7 +28,8 @@ SUPERVISORS = frozenset({Role.SUPERVISOR.value, Role.ADMIN.value})
 @dataclass(frozen=True, slots=True)
 class AdminPage:
     """One page of the admin: ``/admin/<slug>``, rendered from ``agent_ui/templates/<template>`` (which
-    extends ``admin_base.html``), shown to and served to the ``roles`` given."""
+    extends ``admin_base.html``), shown to and served to the ``roles`` given. A page without a template has a
+    route of its own elsewhere and is only listed here."""
 
     slug: str
     title: str
@@ -44,6 +45,8 @@ ADMIN_PAGES: tuple[AdminPage, ...] = (
     AdminPage("routing", "Routing rules", "admin_routing.html", "Which queue new work goes to, with a dry run"),
     AdminPage("canned", "Canned responses", "admin_canned.html", "Saved answers agents insert with /", SUPERVISORS),
     AdminPage("mailboxes", "Mailboxes", "admin_mailboxes.html", "Email in (IMAP) and out (SMTP), quarantine"),
+    # Served by its own route (agent_ui.views: it draws the flows with the hub's Mermaid): listed only.
+    AdminPage("phone", "Phone numbers", "", "Numbers and the IVR flow answering each, as diagrams"),
     AdminPage("social", "Social channels", "admin_social.html", "Pages, accounts, numbers, bots: health, webhooks"),
     AdminPage("kb", "Knowledge base", "admin_kb.html", "Articles for agents and the help center", SUPERVISORS),
     AdminPage("audit", "Audit log", "admin_audit.html", "Who changed what and when; CSV export"),
@@ -93,6 +96,8 @@ def build_router(templates: Jinja2Templates) -> APIRouter:
         return await _render(request, templates, None, ADMINS)
 
     for page in ADMIN_PAGES:
+        if not page.template:
+            continue
         router.add_api_route(
             f"/admin/{page.slug}",
             _page_endpoint(templates, page),

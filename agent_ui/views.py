@@ -4,6 +4,7 @@ the rest only through the HTTP and websocket API."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request
@@ -32,8 +33,10 @@ CONSOLE_CSP = (
 )
 
 
-def _page(request: Request, name: str, csp: str | None = CONSOLE_CSP, **context: object) -> HTMLResponse:
-    response = templates.TemplateResponse(request, name, context)
+def _page(
+    request: Request, name: str, csp: str | None = CONSOLE_CSP, status_code: int = 200, **context: object
+) -> HTMLResponse:
+    response = templates.TemplateResponse(request, name, context, status_code=status_code)
     if csp:
         response.headers["Content-Security-Policy"] = csp
     response.headers["X-Content-Type-Options"] = "nosniff"
@@ -145,11 +148,16 @@ PHONE_ADMIN_CSP = CONSOLE_CSP.replace("style-src 'self'", "style-src 'self' 'uns
 
 
 @router.get("/admin/phone", response_class=HTMLResponse)
-def admin_phone_page(request: Request) -> HTMLResponse:
-    """The phone numbers and the IVR flow answering each, every flow as a diagram (admins; sends you to
-    /login when you are not logged in)."""
+async def admin_phone_page(request: Request) -> Response:
+    """The phone numbers and the IVR flow answering each, every flow as a diagram (admins, checked on the
+    server as the admin shell's pages are: no login is sent to /login, another role gets 403)."""
+    principal = await authenticate(request)
+    if principal is None:
+        return RedirectResponse("/login?next=/admin/phone", status_code=303)
+    if principal.role != "admin":
+        return _page(request, "admin_forbidden.html", principal=principal, title="Phone numbers", status_code=403)
     settings = request.app.state.settings
-    mermaid = settings.mermaid_js is not None and Path(settings.mermaid_js).is_file()
+    mermaid = settings.mermaid_js is not None and await asyncio.to_thread(Path(settings.mermaid_js).is_file)
     return _page(request, "admin_phone.html", csp=PHONE_ADMIN_CSP, public_url=settings.public_url, mermaid=mermaid)
 
 
@@ -160,5 +168,3 @@ def mermaid_js(request: Request) -> FileResponse:
     if path is None or not Path(path).is_file():
         raise NotFound("no copy of Mermaid is configured (SWITCHBOARD_MERMAID_JS)")
     return FileResponse(path, media_type="text/javascript", headers={"Cache-Control": "public, max-age=86400"})
-
-

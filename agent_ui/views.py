@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.routing import Match
 
+from agent_ui.admin import ADMIN_PAGES, pages_for
 from agent_ui.admin import build_router as build_admin_router
 from hub.deps import authenticate
 from hub.errors import NotFound
@@ -158,7 +159,17 @@ async def admin_phone_page(request: Request) -> Response:
         return _page(request, "admin_forbidden.html", principal=principal, title="Phone numbers", status_code=403)
     settings = request.app.state.settings
     mermaid = settings.mermaid_js is not None and await asyncio.to_thread(Path(settings.mermaid_js).is_file)
-    return _page(request, "admin_phone.html", csp=PHONE_ADMIN_CSP, public_url=settings.public_url, mermaid=mermaid)
+    return _page(
+        request,
+        "admin_phone.html",
+        csp=PHONE_ADMIN_CSP,
+        public_url=settings.public_url,
+        mermaid=mermaid,
+        # the admin shell's header and navigation
+        principal=principal,
+        pages=pages_for(principal),
+        current=next(p for p in ADMIN_PAGES if p.slug == "phone"),
+    )
 
 
 @router.get("/admin/phone/mermaid.js")

@@ -30,6 +30,7 @@ from hub.runtime import Runtime
 from ticketing import tickets as ticket_reads
 from ticketing.contact_index import suggested_duplicates
 from ticketing.exceptions import ContactNotFound, NotYourTicket
+from ticketing.ingest import forget_identities
 from ticketing.models import ContactHistory, ContactNoteRead, ContactRead, ContactUpdate, MergeRead
 from ticketing.tables import contact_identities, contact_merges, contact_notes, contacts, messages, tickets
 
@@ -263,6 +264,7 @@ async def merge_contacts(rt: Runtime, *, survivor_id: int, merged_id: int, princ
             ).scalar_one()
         )
         tx.emit(contact_event(EventType.CONTACT_MERGED, [survivor_id, merged_id], merge_id=merge_id))
+        tx.after_commit.append(lambda: forget_identities(rt, (survivor_id, merged_id)))
         await audit.record(
             conn,
             actor=principal,
@@ -331,6 +333,7 @@ async def undo_merge(rt: Runtime, *, merge_id: int, principal: Principal) -> Mer
             .values(undone_at=now, undone_by=principal.agent_id)
         )
         tx.emit(contact_event(EventType.CONTACT_UNMERGED, [s_id, m_id], merge_id=merge_id))
+        tx.after_commit.append(lambda: forget_identities(rt, (s_id, m_id)))
         await audit.record(
             conn,
             actor=principal,

@@ -6,9 +6,10 @@ index is built from the database on first use and kept up to date by reading, be
 changed since it last looked: contacts whose ``updated_at`` moved and identities created since (both indexed).
 Every change to a contact (rename, merge, undo, erase) moves its ``updated_at``; ingest adds identities (their
 ``created_at``) and contacts (their ``updated_at``). Each process keeps its own index and reads the same rows,
-so all processes agree without messages between them. A refresh reads rows stamped since the previous refresh
-started, less a look-back window (``REREAD_SECONDS``) for a transaction that stamped its rows a little before it
-committed, or a writer whose clock is a little behind.
+so all processes agree without messages between them, within ``REFRESH_EVERY_SECONDS`` (a search that soon
+after the last refresh uses the index as it is; this process's own changes to contacts take effect at once).
+A refresh reads rows stamped since the previous refresh started, less a look-back window (``REREAD_SECONDS``)
+for a transaction that stamped its rows a little before it committed, or a writer whose clock is a little behind.
 
 Search ranks, per contact, the best of: an identity equal to the query once normalized (an address
 lower-cased, a phone number in any format through ``phonenumbers`` to E.164, a handle without its ``@``: 100),
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
@@ -47,6 +49,9 @@ from ticketing.tables import contact_identities as I
 from ticketing.tables import contacts as C
 
 REREAD_SECONDS = 5.0
+# Searches within this long of a refresh use the index as it is: another process's change (a new contact, a
+# rename) shows within this time; this process's own changes to contacts mark the index stale at once.
+REFRESH_EVERY_SECONDS = 0.5
 QUERY_MAX_CHARS = 200
 NAME_CUTOFF = 70.0
 WORD_MATCHES = 20  # name words like each query word, at most
@@ -160,6 +165,7 @@ class ContactIndex:
         # Only what ``scan`` needs (entries and blocks), not the search's structures: the dedupe command.
         self.scan_only = scan_only
         self._seen: datetime | None = None  # when the last refresh started
+        self._fresh_until = 0.0  # monotonic time until which a refresh is skipped
         self._lock = asyncio.Lock()
         self.version = 0  # moves whenever entries are read again
         self._clear()
@@ -189,7 +195,11 @@ class ContactIndex:
     async def refresh(self, conn: AsyncConnection) -> None:
         """Read what changed since the last refresh (everything, the first time). A row seen already with the
         same stamp (a contact's ``updated_at``, an identity's owner) is not read again."""
+        if time.monotonic() < self._fresh_until:
+            return
         async with self._lock:
+            if time.monotonic() < self._fresh_until:
+                return  # refreshed while this one waited
             started = utcnow()
             if self._seen is None:
                 await self._load(conn, None)
@@ -208,6 +218,11 @@ class ContactIndex:
                 if changed:
                     await self._load(conn, changed)
             self._seen = started
+            self._fresh_until = time.monotonic() + REFRESH_EVERY_SECONDS
+
+    def mark_stale(self) -> None:
+        """Read what changed at the next use (call after this process changed a contact)."""
+        self._fresh_until = 0.0
 
     async def _load(self, conn: AsyncConnection, ids: set[int] | None) -> None:
         cstmt = select(C.c.id, C.c.name, C.c.attributes, C.c.deleted_at, C.c.updated_at)
@@ -518,6 +533,13 @@ def _unverified_value(kind: str, value: str, region: str) -> str:
     if kind == "email":
         return value.lower()
     return phone_e164(value, region) or value
+
+
+def contacts_changed(rt: Runtime) -> None:
+    """This process changed contacts (a rename, a merge, an erase): its next search reads the change."""
+    index = rt.caches.get("contacts.index")
+    if isinstance(index, ContactIndex):
+        index.mark_stale()
 
 
 def contact_index(rt: Runtime) -> ContactIndex:

@@ -32,6 +32,7 @@ from hub.events import EventType
 from hub.files import FileStore, StoredFileMissing
 from hub.principals import Principal
 from hub.runtime import Runtime
+from ticketing.contact_index import contacts_changed
 from ticketing.contacts import ContactGone, contact_event, contact_row, gone_reason
 from ticketing.identities import identity_read
 from ticketing.ingest import forget_identities
@@ -328,6 +329,7 @@ async def erase_contact(rt: Runtime, *, contact_id: int, principal: Principal) -
         )
         tx.emit(contact_event(EventType.CONTACT_ERASED, family))
         tx.after_commit.append(lambda: forget_identities(rt, family))
+        tx.after_commit.append(lambda: contacts_changed(rt))
         await audit.record(
             conn,
             actor=principal,

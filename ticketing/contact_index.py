@@ -175,8 +175,11 @@ class ContactIndex:
         # Parallel lists for rapidfuzz: a slot of a contact gone or changed holds None (rapidfuzz skips it).
         # Name words: each distinct word once (rapidfuzz compares the query's words with these), and the
         # contacts whose name has it.
+        # by first letter: a query word is compared with the words starting as it does, or with its second
+        # letter (two first letters swapped), not with the whole vocabulary
         self._word_slot: dict[str, int] = {}
-        self._words: list[str | None] = []
+        self._words: dict[str, list[str | None]] = defaultdict(list)
+        self._word_count = 0
         self._postings: dict[str, set[int]] = {}
         self._by_start: dict[str, set[str]] = defaultdict(set)  # name words by their first two letters
         # Addresses by domain (a typo is looked for among the addresses at the query's domain only).
@@ -197,6 +200,8 @@ class ContactIndex:
         same stamp (a contact's ``updated_at``, an identity's owner) is not read again."""
         if time.monotonic() < self._fresh_until:
             return
+        if self._seen is not None and self._lock.locked():
+            return  # a refresh or a scan holds the index: use it as it is rather than wait
         async with self._lock:
             if time.monotonic() < self._fresh_until:
                 return  # refreshed while this one waited
@@ -219,6 +224,11 @@ class ContactIndex:
                     await self._load(conn, changed)
             self._seen = started
             self._fresh_until = time.monotonic() + REFRESH_EVERY_SECONDS
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        """Held while the index changes (``refresh``); hold it to read the index from another thread."""
+        return self._lock
 
     def mark_stale(self) -> None:
         """Read what changed at the next use (call after this process changed a contact)."""
@@ -248,7 +258,7 @@ class ContactIndex:
             for gone in ids - {r[0] for r in rows}:
                 self._drop(gone)
         self.version += 1
-        if self._email_count > 4 * len(self.entries) + 10_000 or len(self._words) > 2 * len(self._postings) + 10_000:
+        if self._email_count > 4 * len(self.entries) + 10_000 or self._word_count > 2 * len(self._postings) + 10_000:
             self._compact()
 
     def _compact(self) -> None:
@@ -271,7 +281,7 @@ class ContactIndex:
                 owners.discard(cid)
                 if not owners:  # the word's slot is free again
                     del self._postings[word]
-                    self._words[self._word_slot.pop(word)] = None
+                    self._words[word[0]][self._word_slot.pop(word)] = None
                     self._by_start[word[:2]].discard(word)
         for domain, slot in self._email_slots.pop(cid, []):
             self._emails[domain][slot] = None
@@ -299,8 +309,9 @@ class ContactIndex:
             owners = self._postings.get(word)
             if owners is None:
                 owners = self._postings[word] = set()
-                self._word_slot[word] = len(self._words)
-                self._words.append(word)
+                self._word_slot[word] = len(self._words[word[0]])
+                self._words[word[0]].append(word)
+                self._word_count += 1
                 self._by_start[word[:2]].add(word)
             owners.add(entry.id)
         slots = []
@@ -359,6 +370,8 @@ class ContactIndex:
         for kind in _OPAQUE_KINDS:
             hit(self._by_value.get((kind, handle), ()), 100, f"{kind} {handle}")
         key = "" if is_address else name_key(q)  # an address is not compared with names
+        if key and not any(ch.isalpha() for ch in key):
+            key = ""  # nor a number (a phone number, a chat id): names have letters
         if key:
             for cid, score in self._name_matches(key, limit):
                 hit((cid,), score, f"name {self.entries[cid].name}")
@@ -375,8 +388,14 @@ class ContactIndex:
             cutoff = 100.0 if len(word) < 3 else 75.0 if len(word) < 6 else 70.0
             close = [
                 found
+                for start in dict.fromkeys(word[:2])
                 for found, _, _ in process.extract(
-                    word, self._words, scorer=fuzz.ratio, processor=None, limit=WORD_MATCHES, score_cutoff=cutoff
+                    word,
+                    self._words.get(start, ()),
+                    scorer=fuzz.ratio,
+                    processor=None,
+                    limit=WORD_MATCHES,
+                    score_cutoff=cutoff,
                 )
             ]
             if n == len(words) - 1 and len(word) >= 3:  # the last word may be half typed: the words it starts
@@ -574,5 +593,10 @@ async def all_duplicates(rt: Runtime, *, limit: int = 500) -> list[DuplicateRead
         await index.refresh(conn)
     cached = rt.caches.get("contacts.duplicates")
     if cached is None or cached[0] != index.version:
-        cached = rt.caches["contacts.duplicates"] = (index.version, index.scan())
+        # Seconds for a large list: in a thread, so the event loop goes on serving. Holding the lock keeps
+        # refreshes (the only writers) out meanwhile; searches read the index as it is.
+        async with index.lock:
+            version = index.version
+            pairs = await asyncio.to_thread(index.scan)
+        cached = rt.caches["contacts.duplicates"] = (version, pairs)
     return list(cached[1][:limit])

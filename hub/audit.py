@@ -29,6 +29,7 @@ from sqlalchemy import Index, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import Field, SQLModel
 
+from hub.csv_export import CSV_ANSWER, CsvResponse, spreadsheet_safe
 from hub.db import JSONType, UTCDateTime, utcnow
 from hub.deps import CurrentAdmin, RuntimeDep
 from hub.errors import InvalidInput
@@ -112,13 +113,6 @@ async def entries(
     return [AuditRead.model_validate(dict(row._mapping)) for row in rows]
 
 
-def spreadsheet_safe(value: object) -> str:
-    """A CSV cell a spreadsheet shows as text: one starting with =, +, -, @ (or a tab or carriage return, which
-    some strip first) would run as a formula, so it gets a leading apostrophe."""
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 def to_csv(rows: list[AuditRead]) -> Iterator[str]:
     """The entries as CSV lines, header first, every cell spreadsheet-safe."""
     buffer = io.StringIO()
@@ -164,7 +158,7 @@ async def list_audit(
         )
 
 
-@router.get("/audit.csv", response_class=StreamingResponse)
+@router.get("/audit.csv", responses=CSV_ANSWER)
 async def export_audit(
     me: CurrentAdmin,
     rt: RuntimeDep,
@@ -182,6 +176,6 @@ async def export_audit(
         )
     return StreamingResponse(
         to_csv(rows),
-        media_type="text/csv; charset=utf-8",
+        media_type=CsvResponse.media_type,
         headers={"Content-Disposition": 'attachment; filename="audit.csv"'},
     )

@@ -13,7 +13,11 @@ here once, with:
 - ``capacity_class``: how routing counts the work (an agent's default capacity per class, and a call in hand
   blocks chats and messaging, see ``ticketing.routing``);
 - ``live``: the customer is on the line or in an open window, waiting for the answer (a call, the chat
-  widget), rather than writing asynchronously (email, SMS, the messaging apps).
+  widget), rather than writing asynchronously (email, SMS, the messaging apps);
+- ``window``: the messaging window the provider enforces (``hub.windows``), if any: WhatsApp answers free text
+  only within 24 hours of the customer's last message (then approved templates only), Messenger and Instagram
+  within 24 hours, or 7 days for a human agent's reply tagged ``HUMAN_AGENT``. The same rule holds whoever
+  carries the name (Twilio's WhatsApp or Meta's Cloud API).
 
 A name is what the customer uses, not who carries it: WhatsApp is ``whatsapp`` whether Twilio or Meta's
 Cloud API carries a hub's numbers, and one registered channel brings it (``hub/app.py`` refuses to start with
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from types import MappingProxyType
 
@@ -73,6 +78,23 @@ NORMALIZATION: Mapping[IdentityKind, Normalization] = MappingProxyType(
 
 
 @dataclass(frozen=True, slots=True)
+class WindowRule:
+    """How long after the customer's last message a reply may be free text (``free``), and, for channels that
+    have one, how much longer a human agent's reply may be with the provider's ``tag``; after that only an
+    approved template (``templates``), or nothing."""
+
+    free: timedelta
+    tagged: timedelta | None = None
+    tag: str | None = None
+    templates: bool = False
+
+
+DAY = timedelta(hours=24)
+WHATSAPP_WINDOW = WindowRule(free=DAY, templates=True)
+META_WINDOW = WindowRule(free=DAY, tagged=timedelta(days=7), tag="HUMAN_AGENT")
+
+
+@dataclass(frozen=True, slots=True)
 class ChannelSpec:
     """One channel name and the facts the core needs about it (see the module docstring)."""
 
@@ -80,6 +102,7 @@ class ChannelSpec:
     identity_kind: IdentityKind
     capacity_class: CapacityClass
     live: bool
+    window: WindowRule | None = None
 
 
 SPECS: Mapping[str, ChannelSpec] = MappingProxyType(
@@ -88,12 +111,15 @@ SPECS: Mapping[str, ChannelSpec] = MappingProxyType(
         for spec in (
             ChannelSpec("email", IdentityKind.EMAIL, CapacityClass.EMAIL, live=False),
             ChannelSpec("sms", IdentityKind.PHONE, CapacityClass.MESSAGING, live=False),
-            ChannelSpec("whatsapp", IdentityKind.WHATSAPP, CapacityClass.MESSAGING, live=False),
+            ChannelSpec("whatsapp", IdentityKind.WHATSAPP, CapacityClass.MESSAGING, live=False, window=WHATSAPP_WINDOW),
             ChannelSpec("voice", IdentityKind.PHONE, CapacityClass.VOICE, live=True),
             ChannelSpec("webchat", IdentityKind.WEBCHAT, CapacityClass.CHAT, live=True),
-            ChannelSpec("messenger", IdentityKind.MESSENGER, CapacityClass.MESSAGING, live=False),
-            ChannelSpec("instagram", IdentityKind.INSTAGRAM, CapacityClass.MESSAGING, live=False),
+            ChannelSpec("messenger", IdentityKind.MESSENGER, CapacityClass.MESSAGING, live=False, window=META_WINDOW),
+            ChannelSpec("instagram", IdentityKind.INSTAGRAM, CapacityClass.MESSAGING, live=False, window=META_WINDOW),
             ChannelSpec("telegram", IdentityKind.TELEGRAM, CapacityClass.MESSAGING, live=False),
+            # Public comments on a company's Facebook page posts and Instagram media (answered as comments, and
+            # once privately): the sender's identity kind says which (messenger or instagram).
+            ChannelSpec("comments", IdentityKind.MESSENGER, CapacityClass.MESSAGING, live=False),
         )
     }
 )

@@ -6,6 +6,7 @@ run beside a running server works on the same database.
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -36,6 +37,63 @@ class MailboxSettings(Input):
     smtp_security: Literal["none", "starttls", "tls"] = "starttls"
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
+
+
+class TwilioNumberSettings(Input):
+    """One phone number of the hub's and the flow answering it, as given in ``SWITCHBOARD_TWILIO_NUMBERS``."""
+
+    number: str = Field(min_length=3, max_length=32)
+    flow: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    label: str = Field(default="", max_length=200)
+
+
+class MetaPageSettings(Input):
+    """One Facebook page or Instagram account, as given in ``SWITCHBOARD_META_PAGES``: its id (the page's id, or
+    the Instagram account's id that Meta names as the recipient), the page access token that sends for it, the
+    queue its conversations and comments go to, and which app it is."""
+
+    page_id: str = Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_.-]+$")
+    access_token: SecretStr
+    queue: str = Field(min_length=1, max_length=100)
+    kind: Literal["messenger", "instagram"] = "messenger"
+
+
+class WhatsAppNumberSettings(Input):
+    """One WhatsApp Cloud API number, as given in ``SWITCHBOARD_WHATSAPP_NUMBERS``."""
+
+    phone_number_id: str = Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_.-]+$")
+    access_token: SecretStr
+    queue: str = Field(min_length=1, max_length=100)
+
+
+class TelegramBotSettings(Input):
+    """One Telegram bot, as given in ``SWITCHBOARD_TELEGRAM_BOTS``: its name (the webhook is
+    ``/webhooks/telegram/{name}``), its API token, the secret token Telegram sends with every update, its queue."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    token: SecretStr
+    secret_token: SecretStr = Field(description="1-256 characters of A-Z a-z 0-9 _ -")
+    queue: str = Field(min_length=1, max_length=100)
+
+    @field_validator("secret_token")
+    @classmethod
+    def _telegram_alphabet(cls, value: SecretStr) -> SecretStr:
+        import re
+
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value.get_secret_value()):
+            raise ValueError("Telegram accepts 1-256 characters of A-Z a-z 0-9 _ - as a secret token")
+        return value
+
+
+class MessageTemplate(Input):
+    """An approved message template (WhatsApp), as given in ``SWITCHBOARD_WHATSAPP_TEMPLATES``: the only thing
+    an agent may send outside the customer's messaging window. ``body`` shows the text with ``{{1}}``,
+    ``{{2}}``... where the variables go."""
+
+    name: str = Field(min_length=1, max_length=512, pattern=r"^[a-z0-9_]+$")
+    language: str = Field(default="en_US", min_length=2, max_length=15)
+    body: str = Field(min_length=1, max_length=1024)
+    channels: list[str] = Field(default_factory=lambda: ["whatsapp"])
 
 
 class Settings(BaseSettings):
@@ -82,6 +140,14 @@ class Settings(BaseSettings):
     # Addresses (or networks) of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed;
     # empty: no forwarded header is believed, the client is the peer of the connection.
     trusted_proxies: list[str] = Field(default_factory=list)
+    # Who may read /metrics (it shows ticket counts): a scraper sending ``Authorization: Bearer <metrics_token>``,
+    # or one whose address is in ``metrics_allow`` (addresses or networks; by default this machine only, so a
+    # local Prometheus works without a setting). Behind a reverse proxy on this machine, set trusted_proxies too,
+    # or every client looks local.
+    metrics_token: SecretStr | None = Field(default=None, description="Bearer token that may read /metrics")
+    metrics_allow: list[str] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1"], description="Addresses or networks that may read /metrics"
+    )
     ingest_batch_max: int = 256
     offer_timeout_seconds: int = 30
     routing_rules: Path | None = Field(default=None, description="YAML file of queue-selection rules")
@@ -89,10 +155,26 @@ class Settings(BaseSettings):
     wrap_up_seconds: int = 30
     max_missed_offers: int = 3
     voice_blocks_chats: bool = True
+    # The supervisor's wallboard (ticketing.wallboard): kept up to date from the event stream when on; "today"
+    # on the wallboard and in the reports is the calendar day in ``supervisor_timezone``.
+    wallboard: bool = True
+    supervisor_timezone: str = "UTC"
+    # How often the SLA sweep announces breaches and escalates (ticketing.sla_service); 0 turns it off.
+    sla_check_seconds: float = 15.0
     outbox_max_attempts: int = 8
     outbox_backoff_base_seconds: float = 2.0
     outbox_poll_seconds: float = 1.0
     mail_domain: str = "switchboard.local"
+    # Where replies by email go out when no mailbox is configured: a send-only SMTP server (no TLS, no login;
+    # a local relay). `switchboard demo` points it at its own mail catcher, whose mail /demo/mailbox lists.
+    outgoing_smtp_host: str | None = None
+    outgoing_smtp_port: Port = 25
+    outgoing_email_from: str | None = Field(default=None, description="From address (default support@mail_domain)")
+    # `switchboard demo` sets this: the demo pages say how to try things (which login answers chats, where the
+    # mail goes), any phone number answers with the demo flow, and a token of the demo's own signs the demo
+    # phone's webhooks when no Twilio auth token is given. A plain `serve` shows the pretend shop without them.
+    demo_mode: bool = False
+    demo_mailbox_dir: Path | None = Field(default=None, description="The demo mail catcher's messages (/demo/mailbox)")
     default_phone_region: str = "US"
     mailboxes: list[MailboxSettings] = Field(default_factory=list)
     # Files of every channel (email attachments, inline images and raw messages; chat uploads) are stored by
@@ -135,6 +217,53 @@ class Settings(BaseSettings):
     chat_allowed_origins: list[str] = Field(
         default_factory=lambda: ["*"], description="Sites that may embed the widget (CORS for /api/chat)"
     )
+
+    # Phone, SMS and WhatsApp through Twilio (channels/twilio)
+    twilio_account_sid: str | None = Field(default=None, description="Twilio account SID (AC...) for the REST API")
+    twilio_auth_token: SecretStr | None = Field(
+        default=None, description="Twilio auth token: checks X-Twilio-Signature and signs REST calls"
+    )
+    twilio_numbers: list[TwilioNumberSettings] = Field(
+        default_factory=list, description='numbers and the flow answering each: [{"number": "+1...", "flow": "demo"}]'
+    )
+    twilio_flows_dir: Path | None = Field(
+        default=None,
+        description="folder of IVR flow files (<name>.yaml); default: the flows shipped in ivr_flows/flows",
+    )
+    twilio_default_flow: str | None = Field(default=None, description="flow answering a number not configured")
+    twilio_agent_numbers: dict[str, str] = Field(
+        default_factory=dict, description="agents' own phones by username: an accepted call dials the agent there"
+    )
+    twilio_hold_music_url: str = "http://com.twilio.sounds.music.s3.amazonaws.com/MARKOVICHAMP-Borghestral.mp3"
+    twilio_api_url: str | None = Field(
+        default=None, description="send Twilio REST calls to this base URL instead of Twilio's (tests, offline demo)"
+    )
+    twilio_max_param_chars: int = Field(default=4096, ge=64, description="a longer webhook parameter is refused (400)")
+    twilio_whatsapp_window_hours: int = Field(default=24, ge=1)
+    twilio_callback_seconds: int = Field(
+        default=120, ge=1, description="estimated handling time of a call ahead in line (wait estimates)"
+    )
+
+    # Social messaging (channels/social): Meta's Messenger, Instagram and WhatsApp Cloud API, Telegram bots
+    meta_app_secret: SecretStr | None = Field(
+        default=None, description="Meta app secret: checks X-Hub-Signature-256 on /webhooks/meta"
+    )
+    meta_verify_token: SecretStr | None = Field(
+        default=None, description="The token Meta's webhook set-up sends (hub.verify_token) to GET /webhooks/meta"
+    )
+    meta_pages: list[MetaPageSettings] = Field(default_factory=list)
+    whatsapp_numbers: list[WhatsAppNumberSettings] = Field(default_factory=list)
+    telegram_bots: list[TelegramBotSettings] = Field(default_factory=list)
+    meta_graph_url: str = Field(default="https://graph.facebook.com/v21.0", description="Graph API base URL")
+    telegram_api_url: str = Field(default="https://api.telegram.org", description="Telegram Bot API base URL")
+    # Approved templates agents may send outside a messaging window (hub.windows).
+    whatsapp_templates: list[MessageTemplate] = Field(default_factory=list)
+    # A configured account none of whose webhooks arrived for this long is reported silent (0: never).
+    social_silence_seconds: float = Field(default=0.0, ge=0)
+    social_max_webhook_bytes: int = Field(default=1_048_576, ge=1024)
+    social_send_timeout_seconds: float = Field(default=20.0, gt=0)
+    # How long a webhook waits for its messages' files (fetched before the messages are stored).
+    social_media_timeout_seconds: float = Field(default=10.0, gt=0)
 
     # Knowledge base (knowledge_base/)
     kb_embedder: Literal["auto", "use", "minilm", "wordllama", "none"] = Field(
@@ -183,6 +312,21 @@ class Settings(BaseSettings):
             listed = ", ".join(shown or []) or "none"
             raise ValueError(f"{', '.join(missing)} is not among SWITCHBOARD_CHAT_PRECHAT_FIELDS ({listed})")
         return required
+
+    @field_validator("metrics_allow")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an address or network (write 10.0.0.0/8 or 192.0.2.7)") from None
+        return value
+
+    @field_validator("meta_graph_url", "telegram_api_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
 
     @field_validator("public_url")
     @classmethod

@@ -4,7 +4,7 @@ An article is one locale of one slug: ``(slug, locale)`` is unique, and the tran
 its slug. Every change to an article stores its new state as a numbered version, so the history can be read
 and an older version restored. ``kb_feedback`` holds what agents said of suggestions (and visitors of
 self-service answers): helpful wordings become extra phrasings for ranking, unhelpful ones count against
-the article for close wordings.
+the article for close wordings. ``kb_embeddings`` keeps the sentence embeddings the ranking computed.
 
 Full-text search: on SQLite an FTS5 table ``kb_articles_fts`` (external content, kept in step by triggers); on
 PostgreSQL a generated ``tsvector`` column ``search_vector`` with a GIN index. Both are made by the migration
@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic import Field as PField
-from sqlalchemy import Column, ForeignKey, Index, Integer, Text, UniqueConstraint
+from sqlalchemy import Column, ForeignKey, Index, Integer, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from hub.db import JSONType, UTCDateTime, utcnow
@@ -108,6 +108,19 @@ class Feedback(SQLModel, table=True):
     source: str = Field(max_length=20)  # agent (console) or visitor (widget self-service)
     ticket_id: int | None = None
     agent_id: int | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Embedding(SQLModel, table=True):
+    """A sentence's embedding (an article's title or phrasing, a wording from feedback), stored once computed so
+    that a restart, another process or an edit embeds only sentences never seen before. Keyed by the embedder
+    and the SHA-256 of the sentence; ``vector`` is float32, little-endian."""
+
+    __tablename__ = "kb_embeddings"
+
+    embedder: str = Field(max_length=40, primary_key=True)
+    text_hash: str = Field(max_length=64, primary_key=True)
+    vector: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 

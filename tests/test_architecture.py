@@ -95,7 +95,8 @@ def test_the_core_reads_its_channel_facts_from_the_one_table() -> None:
         assert Match(channel=[name]).channel == [name]
     assert set(NORMALIZATION) == set(IdentityKind)
     # A call in hand blocks every chat and messaging channel, not email; they are the ones that wrap up.
-    assert routing.BLOCKS == {"voice": frozenset({"webchat", "sms", "whatsapp", "messenger", "instagram", "telegram"})}
+    messaging = {"webchat", "sms", "whatsapp", "messenger", "instagram", "telegram", "comments"}
+    assert routing.BLOCKS == {"voice": frozenset(messaging)}
     assert routing.WRAP_UP_CHANNELS == routing.BLOCKS["voice"] | {"voice"}
 
 

@@ -264,7 +264,9 @@ async def merge_contacts(rt: Runtime, *, survivor_id: int, merged_id: int, princ
                 )
             ).scalar_one()
         )
-        tx.emit(contact_event(EventType.CONTACT_MERGED, [survivor_id, merged_id], merge_id=merge_id))
+        tx.emit(
+            contact_event(EventType.CONTACT_MERGED, [survivor_id, merged_id], merge_id=merge_id, ticket_ids=ticket_ids)
+        )
         tx.after_commit.append(lambda: forget_identities(rt, (survivor_id, merged_id)))
         tx.after_commit.append(lambda: contacts_changed(rt))
         await audit.record(
@@ -306,6 +308,7 @@ async def undo_merge(rt: Runtime, *, merge_id: int, principal: Principal) -> Mer
             raise MergeNotUndoable(gone_reason(merged) + "; the merge cannot be undone")
         moved = merge.moved or {}
         s_id, m_id = survivor.id, merged.id
+        moved_back: list[int] = []  # the tickets, for the event
         for table, key in (
             (contact_identities, "identities"),
             (tickets, "tickets"),
@@ -314,9 +317,14 @@ async def undo_merge(rt: Runtime, *, merge_id: int, principal: Principal) -> Mer
         ):
             ids = [int(i) for i in moved.get(key) or []]
             if ids:
-                await conn.execute(
-                    update(table).where(and_(table.c.id.in_(ids), table.c.contact_id == s_id)).values(contact_id=m_id)
+                result = await conn.execute(
+                    update(table)
+                    .where(and_(table.c.id.in_(ids), table.c.contact_id == s_id))
+                    .values(contact_id=m_id)
+                    .returning(table.c.id)
                 )
+                if table is tickets:
+                    moved_back = sorted(int(r[0]) for r in result)
         now = utcnow()
         attributes = dict(survivor.attributes or {})
         for k, v in (moved.get("attributes") or {}).items():
@@ -334,7 +342,7 @@ async def undo_merge(rt: Runtime, *, merge_id: int, principal: Principal) -> Mer
             .where(contact_merges.c.id == merge_id)
             .values(undone_at=now, undone_by=principal.agent_id)
         )
-        tx.emit(contact_event(EventType.CONTACT_UNMERGED, [s_id, m_id], merge_id=merge_id))
+        tx.emit(contact_event(EventType.CONTACT_UNMERGED, [s_id, m_id], merge_id=merge_id, ticket_ids=moved_back))
         tx.after_commit.append(lambda: forget_identities(rt, (s_id, m_id)))
         tx.after_commit.append(lambda: contacts_changed(rt))
         await audit.record(

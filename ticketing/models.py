@@ -6,12 +6,13 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from pydantic import Field as PField
 from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy import ForeignKey, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
+from hub.channels import CHANNELS
 from hub.db import JSONType, UTCDateTime, utcnow
 from hub.inputs import Count, DbInt, Id, Input
 from hub.principals import Role
@@ -149,6 +150,13 @@ class Queue(SQLModel, table=True):
     overflow: list[dict[str, Any]] | None = Field(default=None, sa_type=JSONType)
     max_wait_seconds: int | None = None
     overflow_queue: str | None = Field(default=None, max_length=100)
+    # SLA targets per priority, overriding the two above: {"urgent": {"first_response_seconds": 900, ...}}.
+    sla_policies: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
+    # The wallboard's service level: the share (percent, ``service_level_target``) of work answered within
+    # ``service_level_seconds``; and how long the longest wait may get before the wallboard alerts.
+    service_level_seconds: int = 60
+    service_level_target: int = 80
+    wait_alert_seconds: int = 300
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
@@ -206,6 +214,9 @@ class Ticket(SQLModel, table=True):
         Index("ix_tickets_offer_expires_at", "offer_expires_at", **_when_set("offer_expires_at")),
         Index("ix_tickets_thread_key", "thread_key", **_when_set("thread_key")),
         Index("ix_tickets_queue_queued_at", "queue_id", "queued_at"),
+        Index("ix_tickets_created_at", "created_at"),
+        Index("ix_tickets_answered_at", "answered_at"),
+        Index("ix_tickets_solved_at", "solved_at"),
         # Waiting work (held by nobody), in the orders routing reads it: see ticketing.routing_reads.waiting_rows.
         Index(
             "ix_tickets_waiting_queued",
@@ -268,6 +279,14 @@ class Ticket(SQLModel, table=True):
     routing: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
     solved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Supervision (ticketing.wallboard, ticketing.reports, ticketing.sla): when an agent first took the ticket,
+    # when it left its queue unanswered, since when its SLA clocks are paused (pending on the customer), and
+    # when each SLA breach was announced.
+    answered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    abandoned_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    sla_paused_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    first_response_breached_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    resolution_breached_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     # Set when the ticket's messages were erased (GDPR, retention): it still counts in reports, anonymously.
     erased_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
@@ -318,6 +337,17 @@ class Message(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     # The key an agent's client sent the reply or note with: a send repeated with it answers this message.
     client_key: str | None = Field(default=None, max_length=64)
+
+
+class MessageFile(SQLModel, table=True):
+    """A stored file (``hub.files``) that a message carries: an attachment, an inline image, an email's raw bytes.
+    Whoever may see one of a file's messages may read the file, and nobody else (``ticketing.message_files``).
+    Written in the transaction that stores the message; keyed by the file first, the way it is looked up."""
+
+    __tablename__ = "message_files"
+
+    sha256: str = Field(primary_key=True, max_length=64)
+    message_id: int = Field(primary_key=True, foreign_key="messages.id")
 
 
 class Outbox(SQLModel, table=True):
@@ -414,9 +444,14 @@ class TicketRead(ReadModel):
     created_at: datetime
     updated_at: datetime
     last_message_at: datetime | None
+    queued_at: datetime | None = None  # since when it waits in its queue (None: held by an agent, or closed)
     first_response_at: datetime | None
     first_response_due_at: datetime | None
     resolution_due_at: datetime | None
+    answered_at: datetime | None = None
+    sla_paused_at: datetime | None = None
+    first_response_breached_at: datetime | None = None
+    resolution_breached_at: datetime | None = None
     rating: int | None = None
     rating_comment: str | None = None
     reply_channel: str | None = None
@@ -516,12 +551,27 @@ class OverflowStepSpec(Input):
     drop_skills: list[str] = []
 
 
+class SlaTargets(Input):
+    """First-response and resolution targets, in seconds of the queue's business time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    first_response_seconds: Annotated[DbInt, PField(gt=0)] | None = None
+    resolution_seconds: Annotated[DbInt, PField(gt=0)] | None = None
+
+
 class QueueRouting(Input):
     """A queue's routing configuration, as the API and the admin give it."""
 
     hours: HoursSpec | None = None
     sla_first_response_seconds: Annotated[DbInt, PField(gt=0)] | None = None
     sla_resolution_seconds: Annotated[DbInt, PField(gt=0)] | None = None
+    sla_policies: dict[Priority, SlaTargets] | None = PField(
+        default=None, description="Targets per priority (low, normal, high, urgent), overriding the queue's own"
+    )
+    service_level_seconds: Annotated[int, PField(gt=0, le=86_400)] | None = None
+    service_level_target: Annotated[int, PField(ge=1, le=100)] | None = None
+    wait_alert_seconds: Annotated[int, PField(gt=0, le=30 * 86_400)] | None = None
     overflow: list[OverflowStepSpec] = []
     max_wait_seconds: Annotated[DbInt, PField(gt=0)] | None = None
     overflow_queue: str | None = PField(default=None, max_length=100)
@@ -569,6 +619,10 @@ class QueueRead(ReadModel):
     overflow: list[dict[str, Any]] | None = None
     max_wait_seconds: int | None = None
     overflow_queue: str | None = None
+    sla_policies: dict[str, Any] | None = None
+    service_level_seconds: int = 60
+    service_level_target: int = 80
+    wait_alert_seconds: int = 300
 
 
 class RoutingExplanation(BaseModel):
@@ -582,6 +636,51 @@ class RoutingExplanation(BaseModel):
     overflow_stage: int
     last_decision: dict[str, Any] | None
     now: str
+
+
+class DryRunMessage(Input):
+    """A message as routing sees it when it opens a ticket."""
+
+    channel: str = PField(min_length=1, max_length=20)
+    recipient: str | None = PField(default=None, max_length=320)
+    subject: str | None = PField(default=None, max_length=500)
+    text: str = PField(default="", max_length=100_000)
+    ivr_choice: str | None = PField(default=None, max_length=20)
+    language: str | None = PField(default=None, max_length=20)
+    contact: dict[str, Any] = {}
+    queue: str | None = PField(default=None, max_length=100, description="the adapter's queue (a mailbox's)")
+
+    @field_validator("channel")
+    @classmethod
+    def _known_channel(cls, value: str) -> str:
+        if value not in CHANNELS:
+            raise ValueError(f"unknown channel {value!r}; use one of {', '.join(CHANNELS)}")
+        return value
+
+
+class DryRunRequest(Input):
+    """``rules``: a draft rule set to try (the body of ``PUT /api/routing/rules``); left out, the rules in force."""
+
+    message: DryRunMessage
+    rules: dict[str, Any] | None = None
+
+
+class DryRunStep(BaseModel):
+    rule: str
+    matched: bool
+    reason: str
+
+
+class DryRunAnswer(BaseModel):
+    """Where the message would go (``queue``), which rule sent it there, and why, rule by rule."""
+
+    queue_id: int | None
+    queue: str | None
+    rule: str | None
+    priority: str | None
+    skills: dict[str, int]
+    reason: str
+    steps: list[DryRunStep]
 
 
 class AgentCreate(Input):
@@ -641,9 +740,31 @@ CLIENT_KEY = PField(
 )
 
 
+class TemplateChoice(Input):
+    """An approved template (``SWITCHBOARD_WHATSAPP_TEMPLATES``) and the values of its ``{{1}}``, ``{{2}}``..."""
+
+    name: str = PField(min_length=1, max_length=512)
+    variables: list[Annotated[str, PField(max_length=1024)]] = PField(default_factory=list, max_length=20)
+
+
 class ReplyCreate(Input):
-    text: str = PField(min_length=1, max_length=100_000)
+    """A reply: free ``text``, or a ``template`` (the only thing a closed WhatsApp window lets through), whose
+    text is then the template's with its variables filled in."""
+
+    text: str = PField(default="", max_length=100_000)
     client_key: str | None = CLIENT_KEY
+    template: TemplateChoice | None = None
+    private: bool = PField(
+        default=False,
+        description="On a public comment (channel comments): answer its author privately, once per comment and "
+        "within 7 days of it, instead of with a public comment",
+    )
+
+    @model_validator(mode="after")
+    def _text_or_template(self) -> ReplyCreate:
+        if not self.text and self.template is None:
+            raise ValueError("a reply needs text or a template")
+        return self
 
 
 class NoteCreate(Input):

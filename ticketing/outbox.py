@@ -24,8 +24,9 @@ from sqlalchemy import Integer, bindparam, or_, select, update
 from hub.db import UTCDateTime, fetch_all, one_of_param, update_rows, utcnow
 from hub.events import EventType, NewEvent
 from hub.messages import DeliveryError, DeliveryResult, OutboundMessage, Sender
+from hub.ports import DeliveryReceipt
 from hub.runtime import Runtime
-from ticketing.models import DeliveryStatus, OutboxStatus
+from ticketing.models import DeliveryStatus, Direction, OutboxStatus
 from ticketing.replies import OUTBOX_HANDOFF
 from ticketing.tables import messages as M
 from ticketing.tables import outbox as O
@@ -328,6 +329,51 @@ async def note_retry(tx: Any, message_id: int, error: str) -> None:
             agent_id=ticket.assignee_id,
         )
     )
+
+
+# How many messages one watermark receipt ("read up to") may move at most.
+_WATERMARK_LIMIT = 200
+
+
+async def advance(rt: Runtime, *, channel: str, receipts: Sequence[DeliveryReceipt]) -> int:
+    """``hub.ports.ConversationPort.advance``: providers' receipts move our messages' delivery status forward.
+    A receipt names a message of ``channel`` by its id, or by its recipient and a time: every message to them
+    sent until then."""
+    if not receipts:
+        return 0
+    async with rt.write() as tx:
+        conn = tx.conn
+        changes: list[StatusChange] = []
+        ids = sorted({r.message_id for r in receipts if r.message_id})
+        ours: set[int] = set()
+        if ids:
+            found = await conn.execute(
+                select(M.c.id).where(M.c.id.in_(ids), M.c.channel == channel, M.c.direction == Direction.OUTBOUND.value)
+            )
+            ours = {r.id for r in found}
+        for r in receipts:
+            status = DeliveryStatus(r.status)
+            error = r.error if status == DeliveryStatus.FAILED else None
+            if r.message_id:
+                if r.message_id in ours:
+                    changes.append(StatusChange(r.message_id, status, error))
+                continue
+            if r.recipient and r.before is not None:
+                found = await conn.execute(
+                    select(M.c.id)
+                    .where(
+                        M.c.channel == channel,
+                        M.c.recipient == r.recipient,
+                        M.c.direction == Direction.OUTBOUND.value,
+                        M.c.created_at <= r.before,
+                        M.c.delivery_status.not_in(unmoved_by(status)),
+                    )
+                    .order_by(M.c.id.desc())
+                    .limit(_WATERMARK_LIMIT)
+                )
+                changes.extend(StatusChange(row.id, status) for row in found)
+        changes.sort(key=lambda c: c.message_id)
+        return len(await set_delivery_statuses(tx, changes))
 
 
 @dataclass(frozen=True, slots=True)

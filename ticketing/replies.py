@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -9,23 +10,44 @@ from typing import Any, Protocol
 
 from sqlalchemy import bindparam, case, func, select, update
 
+from hub.config import MessageTemplate
 from hub.db import UTCDateTime, fetch_all, insert_returning_ids, insert_returning_ids_by, one_of_param, utcnow
 from hub.events import EventType
 from hub.group_commit import GroupCommit
 from hub.messages import OutboundMessage
 from hub.principals import Principal
 from hub.runtime import Runtime
-from ticketing.exceptions import ClientKeyReused, NoRecipient, NotYourTicket, TicketNotFound
-from ticketing.models import DeliveryStatus, Direction, MessageRead, TicketStatus
+from hub.windows import WindowState, WindowStatus, rule_of, window_state
+from ticketing import message_files
+from ticketing.exceptions import (
+    ClientKeyReused,
+    NoRecipient,
+    NotYourTicket,
+    OutsideWindow,
+    TicketNotFound,
+    UnknownTemplate,
+)
+from ticketing.models import DeliveryStatus, Direction, MessageRead, TemplateChoice, TicketStatus
 from ticketing.tables import messages, outbox, tickets
 from ticketing.tickets import check_visible, message_event, ticket_event, ticket_row
 
 
 async def reply(
-    rt: Runtime, *, ticket_id: int, principal: Principal, text: str, client_key: str | None = None
+    rt: Runtime,
+    *,
+    ticket_id: int,
+    principal: Principal,
+    text: str,
+    client_key: str | None = None,
+    template: TemplateChoice | None = None,
+    private: bool = False,
 ) -> MessageRead:
     """An agent's reply: the message and its outbox row commit together; the dispatcher delivers it. A reply
     sent again with the ``client_key`` of one already stored on the ticket stores nothing and answers that one.
+
+    On a channel with a messaging window (``hub.windows``), free text after the window closed is refused
+    (``OutsideWindow``, before anything is stored); a ``template`` goes through where the channel allows it, its
+    text filled in from the configured template. A reply in a tagged window carries the tag to the sender.
 
     Replies arriving together from many agents commit in one transaction (``hub.group_commit``): one
     transaction each would hold the database's one writer about as long as a whole batch of them does."""
@@ -34,7 +56,7 @@ async def reply(
         group = rt.caches["replies"] = GroupCommit(
             lambda batch: _store_replies(rt, batch), max_batch=_REPLY_BATCH_MAX, name="reply-batches"
         )
-    return await group.submit(_ReplyRequest(ticket_id, principal, text, client_key))
+    return await group.submit(_ReplyRequest(ticket_id, principal, text, client_key, template, private))
 
 
 _REPLY_BATCH_MAX = 200
@@ -46,6 +68,8 @@ class _ReplyRequest:
     principal: Principal
     text: str
     client_key: str | None = None
+    template: TemplateChoice | None = None
+    private: bool = False  # a channel with public and private answers (comments): the private one
 
 
 def _sent_before(first: Any, principal: Principal, direction: Direction, text: str) -> MessageRead:
@@ -79,6 +103,7 @@ class _LastInbound:
     sender: str
     recipient: str | None
     meta: dict[str, Any] | None
+    at: datetime | None = None  # when the customer wrote it
 
 
 # ``Runtime.caches`` key of the process's running outbox dispatcher (``ticketing.outbox``), which replies are
@@ -114,6 +139,7 @@ def _reply_statements(postgres: bool) -> tuple[Any, Any]:
             messages.c.sender.label("in_sender"),
             messages.c.recipient.label("in_recipient"),
             messages.c.meta.label("in_meta"),
+            func.coalesce(messages.c.received_at, messages.c.created_at).label("in_at"),
         )
         .select_from(tickets.outerjoin(messages, messages.c.id == last_in_id))
         .where(one_of_param(dialect, tickets.c.id, "ids"))
@@ -154,7 +180,9 @@ async def _store_replies(rt: Runtime, batch: Sequence[_ReplyRequest]) -> list[Me
         for r in await fetch_all(conn, read_tickets, {"ids": ticket_ids}):
             ticket_rows[r.id] = r
             if r.in_sender:
-                last_in[r.id] = _LastInbound(r.in_channel, r.in_external_id, r.in_sender, r.in_recipient, r.in_meta)
+                last_in[r.id] = _LastInbound(
+                    r.in_channel, r.in_external_id, r.in_sender, r.in_recipient, r.in_meta, r.in_at
+                )
         # Read after the tickets are locked (PostgreSQL; SQLite has one writer): a send repeated meanwhile
         # waits for this one, and then finds its message.
         earlier = await _keyed_messages(conn, {(r.ticket_id, r.client_key) for r in batch if r.client_key})
@@ -181,12 +209,20 @@ async def _store_replies(rt: Runtime, batch: Sequence[_ReplyRequest]) -> list[Me
                 last = last_in.get(ticket_id)
                 if last is None:
                     raise NoRecipient(f"ticket {ticket_id} has no inbound message to reply to")
-            except (TicketNotFound, NotYourTicket, NoRecipient, ClientKeyReused) as exc:
+                extra = _windowed(rt, row.reply_channel or row.channel, last, request, now)
+            except (
+                TicketNotFound,
+                NotYourTicket,
+                NoRecipient,
+                ClientKeyReused,
+                OutsideWindow,
+                UnknownTemplate,
+            ) as exc:
                 out[i] = exc
                 continue
             if request.client_key:
                 first_with_key[(ticket_id, request.client_key)] = i
-            msg, message = _reply_message(rt, row, last, request, now)
+            msg, message = _reply_message(rt, row, last, request, now, extra)
             rows.append(msg)
             outbound.append(message)
             accepted.append(i)
@@ -194,6 +230,7 @@ async def _store_replies(rt: Runtime, batch: Sequence[_ReplyRequest]) -> list[Me
             ids = await insert_returning_ids(conn, messages, rows)
             for msg, message, mid in zip(rows, outbound, ids, strict=True):
                 msg["id"] = message.message_id = mid
+            await message_files.record(conn, rows)
             # With this process's dispatcher running, the rows are leased to it as they are written and handed
             # to it after the commit: no pass has to find and claim them. Should the process stop before
             # sending them, any dispatcher claims them once the lease ends.
@@ -242,8 +279,56 @@ async def _store_replies(rt: Runtime, batch: Sequence[_ReplyRequest]) -> list[Me
     return [o if o is not None else RuntimeError("reply not answered") for o in out]
 
 
+def _windowed(
+    rt: Runtime, channel: str, last_in: _LastInbound, request: _ReplyRequest, now: datetime
+) -> tuple[str, dict[str, Any]]:
+    """What the channel's messaging window makes of a reply (``hub.windows``): its text (a template's, filled in)
+    and what the sender must know (the template, the tag). Raises ``OutsideWindow`` for free text after the
+    window closed, ``UnknownTemplate`` for a template that is not configured or not filled in."""
+    rule = rule_of(channel)
+    if rule is None and request.template is None and not request.private:
+        return request.text, {}  # most replies: a channel without a window, plain text
+    state = window_state(channel, last_in.at, now)
+    extra: dict[str, Any] = {}
+    text = request.text
+    if request.template is not None:
+        if rule is None or not rule.templates:
+            raise UnknownTemplate(f"{channel} has no message templates", loc=("body", "template"))
+        chosen = request.template
+        found = next(
+            (t for t in rt.settings.whatsapp_templates if t.name == chosen.name and channel in t.channels), None
+        )
+        if found is None:
+            raise UnknownTemplate(
+                f"no approved template {chosen.name!r} for {channel}", loc=("body", "template", "name")
+            )
+        wanted = max((int(n) for n in _PLACEHOLDER.findall(found.body)), default=0)
+        if len(chosen.variables) != wanted or any(not v.strip() for v in chosen.variables):
+            raise UnknownTemplate(
+                f"template {found.name!r} takes {wanted} variable(s), each filled in",
+                loc=("body", "template", "variables"),
+            )
+        text = _PLACEHOLDER.sub(lambda m: chosen.variables[int(m.group(1)) - 1], found.body)
+        extra["template"] = {"name": found.name, "language": found.language, "variables": list(chosen.variables)}
+    elif state.status == WindowStatus.CLOSED:
+        raise OutsideWindow(state.reason or "the messaging window is closed", loc=("body", "text"))
+    elif state.status == WindowStatus.TAGGED and state.tag:
+        extra["tag"] = state.tag
+    if request.private:
+        extra["private"] = True
+    return text, extra
+
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([1-9][0-9]?)\s*\}\}")
+
+
 def _reply_message(
-    rt: Runtime, row: Any, last_in: _LastInbound, request: _ReplyRequest, now: datetime
+    rt: Runtime,
+    row: Any,
+    last_in: _LastInbound,
+    request: _ReplyRequest,
+    now: datetime,
+    windowed: tuple[str, dict[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], OutboundMessage]:
     """The message row of a reply and what its channel's sender will send (``message_id`` set once stored).
     The channel's reply hook, if it has one (``Runtime.reply_hooks``), first adds what only the channel knows:
@@ -258,16 +343,17 @@ def _reply_message(
     references = (
         [*(last_in.meta or {}).get("references", []), last_in.external_id] if last_in.external_id and not moved else []
     )
+    text, extra = windowed or (request.text, {})
     outbound = OutboundMessage(
         message_id=0,
         ticket_id=ticket_id,
         channel=channel,
         recipient=recipient,
-        text=request.text,
+        text=text,
         references=references,
         sender_address=None if moved else last_in.recipient,
         agent_name=request.principal.display_name,
-        metadata={"thread_key": row.thread_key} if row.thread_key else {},
+        metadata={**({"thread_key": row.thread_key} if row.thread_key else {}), **extra},
     )
     hook = rt.reply_hooks.get(channel)
     if hook is not None:
@@ -281,16 +367,47 @@ def _reply_message(
         "sender": None,
         "recipient": recipient,
         "subject": outbound.subject,
-        "text": request.text,
+        "text": text,
         "html": None,
         "attachments": [],
-        "meta": {"references": references} if references else {},
+        "meta": {**({"references": references} if references else {}), **extra},
         "delivery_status": DeliveryStatus.PENDING.value,
         "created_at": now,
         "contact_id": row.contact_id,
         "client_key": request.client_key,
     }
     return msg, outbound
+
+
+class ReplyWindow(WindowState):
+    """A ticket's messaging window now (``hub.windows``), with the templates an agent may send on its channel."""
+
+    ticket_id: int
+    templates: list[MessageTemplate] = []
+
+
+async def reply_window(rt: Runtime, *, ticket_id: int, principal: Principal) -> ReplyWindow:
+    """How long, and how, the agent may still answer the ticket's customer on its channel."""
+    async with rt.read() as conn:
+        row = await ticket_row(conn, ticket_id)
+        check_visible(principal, row)
+        at = (
+            await conn.execute(
+                select(func.coalesce(messages.c.received_at, messages.c.created_at))
+                .where(messages.c.ticket_id == ticket_id, messages.c.direction == Direction.INBOUND.value)
+                .order_by(messages.c.id.desc())
+                .limit(1)
+            )
+        ).scalar()
+    channel = row.reply_channel or row.channel
+    state = window_state(channel, at, utcnow())
+    rule = rule_of(channel)
+    templates = (
+        [t for t in rt.settings.whatsapp_templates if channel in t.channels]
+        if rule is not None and rule.templates
+        else []
+    )
+    return ReplyWindow(**state.model_dump(), ticket_id=ticket_id, templates=templates)
 
 
 async def add_note(
@@ -320,6 +437,7 @@ async def add_note(
             "client_key": client_key,
         }
         msg_row = (await tx.conn.execute(messages.insert().values(**msg).returning(*messages.c))).one()
+        await message_files.record(tx.conn, [dict(msg_row._mapping)])
         updated = (
             await tx.conn.execute(
                 update(tickets).where(tickets.c.id == ticket_id).values(updated_at=now).returning(*tickets.c)

@@ -9,6 +9,7 @@ from ticketing.models import (
     ContactMerge,
     ContactNote,
     Message,
+    MessageFile,
     Outbox,
     Queue,
     RoutingRules,
@@ -17,6 +18,7 @@ from ticketing.models import (
 
 tickets = Ticket.__table__  # type: ignore[attr-defined]
 messages = Message.__table__  # type: ignore[attr-defined]
+message_files = MessageFile.__table__  # type: ignore[attr-defined]
 contacts = Contact.__table__  # type: ignore[attr-defined]
 contact_identities = ContactIdentity.__table__  # type: ignore[attr-defined]
 contact_notes = ContactNote.__table__  # type: ignore[attr-defined]

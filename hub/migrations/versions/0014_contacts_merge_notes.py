@@ -2,7 +2,7 @@
 indexes the contact search index refreshes itself by; tickets' erased_at (GDPR erase, retention)
 
 Revision ID: contacts_merge_notes
-Revises: 0009_audit_log
+Revises: workspace_ticket_search
 """
 
 from collections.abc import Sequence
@@ -13,7 +13,7 @@ from alembic import op
 import hub.db
 
 revision: str = "contacts_merge_notes"
-down_revision: str | None = "0009_audit_log"
+down_revision: str | None = "workspace_ticket_search"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

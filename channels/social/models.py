@@ -1,0 +1,49 @@
+"""Tables of the social channels: which of our messages each provider id is (for receipts), the private
+replies sent to public comments (Meta allows one per comment), and access tokens replaced in the admin page."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Text
+from sqlmodel import Field, SQLModel
+
+from hub.db import UTCDateTime, utcnow
+
+
+class SocialDelivery(SQLModel, table=True):
+    """A message we sent and the id its provider gave it (a wamid, a Messenger mid): receipts name the provider's
+    id, the core knows the message's."""
+
+    __tablename__ = "social_deliveries"
+
+    channel: str = Field(primary_key=True, max_length=20)
+    provider_id: str = Field(primary_key=True, max_length=255)
+    message_id: int
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class PrivateReply(SQLModel, table=True):
+    """A private reply to a public comment: at most one per comment (the primary key holds it so)."""
+
+    __tablename__ = "social_private_replies"
+
+    comment_id: str = Field(primary_key=True, max_length=255)
+    page_id: str = Field(max_length=64)
+    ticket_id: int
+    agent_id: int | None = None
+    provider_id: str | None = Field(default=None, max_length=255)
+    text: str = Field(default="", sa_type=Text)
+    sent_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class AccountToken(SQLModel, table=True):
+    """An access token an admin gave for an account after its configured one expired (the page reconnected):
+    it overrides the setting's, sealed at rest (``hub.sealing``)."""
+
+    __tablename__ = "social_tokens"
+
+    channel: str = Field(primary_key=True, max_length=20)
+    account: str = Field(primary_key=True, max_length=64)
+    sealed_token: str = Field(sa_type=Text)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -1,0 +1,661 @@
+"""The running social channel: Meta's and Telegram's webhooks in, replies out through each provider's API.
+
+Inbound (``meta_webhook``, ``telegram_webhook``): the signature or secret is checked on the raw bytes before
+anything is parsed; the whole body is parsed before anything is stored (a bad entry refuses the batch, so
+nothing is half-stored); then every message of the batch is handed to ingest at once, where the group commit
+stores them in one transaction or a few (``ticketing.ingest``), and the answer waits for the commit. A
+retried batch is stored once: each message's external id is the provider's (``mid``, ``wamid``,
+``<bot>:<update_id>``, the comment id). Receipts move our messages' delivery status forward only
+(``rt.ports.conversations.advance``).
+
+Outbound (``senders``): one ``hub.messages.Sender`` per channel name, POSTing with httpx to
+``SWITCHBOARD_META_GRAPH_URL`` / ``SWITCHBOARD_TELEGRAM_API_URL``. What the provider answers decides the
+outbox's next step (``classify``): 5xx, 429, Meta's throttling codes and network errors are retried with
+backoff; a refused token (Meta error 190 and kin, Telegram 401) fails the message with "token expired —
+reconnect the page in Admin" and raises the account's health alert; any other 4xx fails it with the
+provider's own reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import delete, select, update
+
+from channels.social import meta, telegram
+from channels.social.health import TOKEN_EXPIRED_TEXT, AccountHealth, Health, HealthStatus
+from channels.social.models import AccountToken, PrivateReply, SocialDelivery
+from hub.config import Settings
+from hub.db import insert_rows, utcnow
+from hub.errors import InvalidInput, NotFound, PermissionDenied, SwitchboardError
+from hub.files import FileStore, StoredFileMissing
+from hub.messages import Attachment, DeliveryError, DeliveryResult, InboundMessage, Ingest, OutboundMessage, Sender
+from hub.ports import DeliveryReceipt
+from hub.runtime import Runtime
+from hub.sealing import SealedUnreadable, Sealer
+
+log = logging.getLogger(__name__)
+
+D = SocialDelivery.__table__  # type: ignore[attr-defined]
+P = PrivateReply.__table__  # type: ignore[attr-defined]
+K = AccountToken.__table__  # type: ignore[attr-defined]
+# How often a process reads the tokens admins replaced (another process may have taken the new one).
+TOKEN_REFRESH_SECONDS = 30.0
+NAME_CACHE_MAX = 50_000
+PRIVATE_REPLY_WINDOW = timedelta(days=7)
+
+
+class UnknownAccount(NotFound):
+    code = "unknown_account"
+
+
+class BadWebhook(InvalidInput):
+    code = "bad_webhook"
+
+
+class BadSignature(PermissionDenied):
+    code = "bad_signature"
+
+
+class NotConfigured(NotFound):
+    code = "not_configured"
+
+
+# Meta's error codes for a token that expired, was revoked, or lost a permission: the page must be reconnected.
+TOKEN_CODES = frozenset({190, 102, 463, 467, 10, 200, 230})
+# Meta's throttling codes (answered with 400 or 403, not 429): retried.
+THROTTLE_CODES = frozenset({4, 17, 32, 613, 80001, 80002, 80004, 80006, 130429, 131048, 131056})
+WINDOW_CODES = frozenset({131047, 10_000_551})  # WhatsApp re-engagement; outside the allowed window
+
+
+class SocialService:
+    def __init__(
+        self, rt: Runtime, ingest: Ingest, settings: Settings, client: httpx.AsyncClient | None = None
+    ) -> None:
+        self.rt = rt
+        self.ingest = ingest
+        self.settings = settings
+        self.pages = {p.page_id: meta.Account(p.page_id, p.queue, p.kind) for p in settings.meta_pages}
+        self.page_tokens = {p.page_id: p.access_token.get_secret_value() for p in settings.meta_pages}
+        self.numbers = {
+            n.phone_number_id: meta.Account(n.phone_number_id, n.queue, "whatsapp") for n in settings.whatsapp_numbers
+        }
+        self.number_tokens = {n.phone_number_id: n.access_token.get_secret_value() for n in settings.whatsapp_numbers}
+        self.bots = {b.name: b for b in settings.telegram_bots}
+        self.health = Health(
+            rt,
+            [AccountHealth(p.kind, p.page_id, p.queue) for p in settings.meta_pages]
+            + [AccountHealth("whatsapp", n.phone_number_id, n.queue) for n in settings.whatsapp_numbers]
+            + [AccountHealth("telegram", b.name, b.queue) for b in settings.telegram_bots],
+        )
+        self.client = client or httpx.AsyncClient(timeout=settings.social_send_timeout_seconds)
+        self.files = FileStore(settings.attachment_dir)
+        self.senders: dict[str, Sender] = {
+            "whatsapp": _Send(self, self.send_whatsapp),
+            "messenger": _Send(self, self.send_page),
+            "instagram": _Send(self, self.send_page),
+            "comments": _Send(self, self.send_comment),
+            "telegram": _Send(self, self.send_telegram),
+        }
+        self.sealer = Sealer(settings.secret_key.get_secret_value())
+        self._sweeper: asyncio.Task[None] | None = None
+        self._names: dict[str, str] = {}  # profile names looked up, by sender id ("" when Meta gave none)
+
+    async def start(self) -> None:
+        await self.load_tokens()
+        self._sweeper = asyncio.create_task(self._sweep(), name="social-sweep")
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        await self.client.aclose()
+
+    async def _sweep(self) -> None:
+        silence = self.settings.social_silence_seconds
+        every = max(1.0, min(TOKEN_REFRESH_SECONDS, silence / 4)) if silence > 0 else TOKEN_REFRESH_SECONDS
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.load_tokens()
+                await self.health.sweep_silence(silence)
+            except Exception:
+                log.exception("social sweep failed")
+
+    def _tokens_of(self, channel: str) -> dict[str, str] | None:
+        if channel in ("messenger", "instagram"):
+            return self.page_tokens
+        if channel == "whatsapp":
+            return self.number_tokens
+        return None
+
+    async def load_tokens(self) -> None:
+        """The tokens admins replaced (``social_tokens``) override the configured ones."""
+        async with self.rt.read() as conn:
+            rows = list(await conn.execute(select(K.c.channel, K.c.account, K.c.sealed_token)))
+        for row in rows:
+            tokens = self._tokens_of(row.channel)
+            if tokens is not None and row.account in tokens:
+                try:
+                    tokens[row.account] = self.sealer.open(row.sealed_token)
+                except SealedUnreadable:
+                    log.error("the token saved for %s %s cannot be opened: set it again", row.channel, row.account)
+            elif row.channel == "telegram" and row.account in self.bots:
+                log.warning("Telegram bot tokens are replaced in SWITCHBOARD_TELEGRAM_BOTS, not here")
+
+    async def replace_token(self, *, channel: str, account: str, token: str) -> AccountHealth:
+        """An admin reconnected a page or number: its new token is kept (sealed) and used from now on, by every
+        process (each reads the table every ``TOKEN_REFRESH_SECONDS``); the account's token alert clears."""
+        tokens = self._tokens_of(channel)
+        health = self.health.get(channel, account)
+        if tokens is None or account not in tokens or health is None:
+            raise UnknownAccount(f"no {channel} account {account!r} is configured")
+        row = {"channel": channel, "account": account, "sealed_token": self.sealer.seal(token), "updated_at": utcnow()}
+        async with self.rt.db.begin() as conn:
+            await conn.execute(delete(K).where(K.c.channel == channel, K.c.account == account))
+            await insert_rows(conn, K, [row])
+        tokens[account] = token
+        if health.status == HealthStatus.TOKEN_EXPIRED:
+            await self.health.set(health, HealthStatus.OK, None)
+        return health
+
+    # --- inbound ----------------------------------------------------------------------------------------------
+
+    def verify_challenge(self, mode: str | None, token: str | None, challenge: str | None) -> str:
+        expected = self.settings.meta_verify_token
+        if expected is None:
+            raise NotConfigured("SWITCHBOARD_META_VERIFY_TOKEN is not set: Meta's webhook is not configured here")
+        if mode != "subscribe" or token is None or challenge is None:
+            raise BadSignature("hub.mode=subscribe, hub.verify_token and hub.challenge are expected")
+        if not meta.hmac.compare_digest(expected.get_secret_value().encode(), token.encode()):
+            raise BadSignature("wrong verify token")
+        return challenge
+
+    async def meta_webhook(self, body: bytes, signature: str | None) -> dict[str, int]:
+        secret = self.settings.meta_app_secret
+        if secret is None:
+            raise NotConfigured("SWITCHBOARD_META_APP_SECRET is not set: Meta's webhook is not configured here")
+        if not meta.signature_ok(secret.get_secret_value().encode(), body, signature):
+            log.warning("Meta webhook refused: %s X-Hub-Signature-256", "wrong" if signature else "no")
+            raise BadSignature("X-Hub-Signature-256 is missing or does not match the body")
+        try:
+            parsed = meta.parse(meta.load(body), self.pages, self.numbers)
+        except meta.BadPayload as exc:
+            log.warning("Meta webhook refused: %s", exc)
+            raise BadWebhook(str(exc)) from None
+        except meta.UnknownAccount as exc:
+            log.warning("Meta webhook refused: %s", exc)
+            raise UnknownAccount(str(exc)) from None
+        for channel, account in parsed.accounts:
+            await self.heard(channel, account)
+        await asyncio.gather(self.fetch_media(parsed.messages), self.fetch_names(parsed.messages))
+        stored = await self._store(parsed.messages)
+        advanced = await self._receipts(parsed.receipts)
+        return {"messages": len(parsed.messages), "stored": stored, "receipts": advanced, "skipped": parsed.skipped}
+
+    async def telegram_webhook(self, bot_name: str, body: bytes, secret: str | None) -> dict[str, int]:
+        bot = self.bots.get(bot_name)
+        if bot is None:
+            log.warning("Telegram webhook for unknown bot %r refused", bot_name[:64])
+            raise UnknownAccount(f"no Telegram bot {bot_name[:64]!r} is configured (SWITCHBOARD_TELEGRAM_BOTS)")
+        if not telegram.secret_ok(bot.secret_token.get_secret_value(), secret):
+            log.warning("Telegram webhook for %s refused: %s secret token", bot_name, "wrong" if secret else "no")
+            raise BadSignature("X-Telegram-Bot-Api-Secret-Token is missing or wrong")
+        try:
+            message = telegram.parse(telegram.load(body), bot=bot.name, queue=bot.queue)
+        except meta.BadPayload as exc:
+            raise BadWebhook(str(exc)) from None
+        await self.heard("telegram", bot.name)
+        await self.fetch_media([message] if message else [])
+        stored = await self._store([message] if message else [])
+        return {"messages": 1 if message else 0, "stored": stored, "receipts": 0, "skipped": 0 if message else 1}
+
+    async def heard(self, channel: str, account: str) -> None:
+        """A webhook for the account arrived: a silent account is ok again."""
+        cleared = self.health.heard(channel, account)
+        if cleared is not None:
+            await self.health.set(cleared, HealthStatus.OK, None)
+
+    async def fetch_media(self, messages: list[InboundMessage]) -> None:
+        """The files of a batch's messages, fetched with the account's credentials (WhatsApp: the media id
+        through Graph, with the number's token; Telegram: getFile, with the bot's token; Messenger and
+        Instagram: the attachment's URL) and stored by content hash like email attachments, all at once and
+        within ``SWITCHBOARD_SOCIAL_MEDIA_TIMEOUT_SECONDS``. A file that cannot be fetched leaves the message
+        as it is (it still says what was sent), logged; a message already stored is not fetched again."""
+        jobs = [
+            (message, attachment)
+            for message in messages
+            for attachment in message.attachments
+            if attachment.sha256 is None
+        ]
+        if not jobs:
+            return
+        ids = [(m.channel, m.external_id) for m, _ in jobs]
+        known = await self._already_stored(ids)
+        jobs = [(m, a) for m, a in jobs if (m.channel, m.external_id) not in known]
+        try:
+            async with asyncio.timeout(self.settings.social_media_timeout_seconds):
+                results = await asyncio.gather(*(self._fetch(m, a) for m, a in jobs), return_exceptions=True)
+        except TimeoutError:
+            log.warning("fetching %d files of a webhook took too long; the rest are left as they are", len(jobs))
+            return
+        for (message, attachment), result in zip(jobs, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning(
+                    "file %r of %s %s not fetched: %s",
+                    attachment.filename,
+                    message.channel,
+                    message.external_id,
+                    result,
+                )
+
+    async def fetch_names(self, messages: list[InboundMessage]) -> None:
+        """Messenger and Instagram webhooks carry no name: the sender's profile name is asked of Graph with the
+        page's token (``GET /{psid}?fields=name``; Instagram: ``name,username``), once per sender and process,
+        and set on the message's identity, whence the contact gets it. A lookup Meta refuses (the permission
+        is optional) leaves the sender unnamed."""
+        wanted = {
+            (m.sender.value, m.recipient or "", m.channel)
+            for m in messages
+            if m.channel in ("messenger", "instagram") and not m.sender.name and m.sender.value not in self._names
+        }
+        if wanted:
+            try:
+                async with asyncio.timeout(self.settings.social_media_timeout_seconds):
+                    await asyncio.gather(*(self._lookup_name(*w) for w in wanted), return_exceptions=True)
+            except TimeoutError:
+                log.warning("looking up %d profile names took too long", len(wanted))
+        for m in messages:
+            if m.channel in ("messenger", "instagram") and not m.sender.name:
+                name = self._names.get(m.sender.value)
+                if name:
+                    m.sender.name = name[:200]
+
+    async def _lookup_name(self, user: str, page: str, channel: str) -> None:
+        token = self.page_tokens.get(page)
+        if token is None:
+            return
+        fields = "name,username" if channel == "instagram" else "name"
+        response = await self.client.get(
+            f"{self.settings.meta_graph_url}/{user}",
+            params={"fields": fields},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        if response.status_code != 200:
+            log.debug("no profile name for %s %s: %s", channel, user, response.status_code)
+            return
+        answer = response.json()
+        name = answer.get("name") or answer.get("username") if isinstance(answer, dict) else None
+        if len(self._names) > NAME_CACHE_MAX:
+            self._names.clear()
+        self._names[user] = str(name) if name else ""
+
+    async def _already_stored(self, ids: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        found = set()
+        for channel, external_id in set(ids):
+            if await self.rt.ports.tickets.message_by_external_id(channel=channel, external_id=external_id):
+                found.add((channel, external_id))
+        return found
+
+    async def _fetch(self, message: InboundMessage, attachment: Attachment) -> None:
+        headers: dict[str, str] = {}
+        if message.channel == "whatsapp":
+            token = self.number_tokens.get(message.recipient or "")
+            media_id = message.metadata.get("media_id")
+            if token is None or not media_id:
+                return
+            headers = {"Authorization": f"Bearer {token}"}
+            info = await self.client.get(f"{self.settings.meta_graph_url}/{media_id}", headers=headers)
+            info.raise_for_status()
+            url = info.json().get("url")
+        elif message.channel == "telegram":
+            bot = self.bots.get(message.recipient or "")
+            file_id = message.metadata.get("file_id")
+            if bot is None or not file_id:
+                return
+            base = self.settings.telegram_api_url
+            token = bot.token.get_secret_value()
+            info = await self.client.get(f"{base}/bot{token}/getFile", params={"file_id": file_id})
+            info.raise_for_status()
+            path = (info.json().get("result") or {}).get("file_path")
+            url = f"{base}/file/bot{token}/{path}" if path else None
+        else:
+            url = attachment.url
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            return
+        limit = self.settings.attachment_max_bytes
+        data = bytearray()
+        async with self.client.stream("GET", url, headers=headers) as response:
+            response.raise_for_status()
+            async for chunk in response.aiter_bytes():
+                data += chunk
+                if len(data) > limit:
+                    raise ValueError(f"over SWITCHBOARD_ATTACHMENT_MAX_BYTES ({limit})")
+            content_type = response.headers.get("content-type", "").split(";")[0].strip()
+        attachment.sha256 = await asyncio.to_thread(self.files.put, bytes(data))
+        attachment.size = len(data)
+        if content_type and attachment.content_type in ("application/octet-stream", "image/*", "video/*", "audio/*"):
+            attachment.content_type = content_type[:255]
+
+    async def _store(self, messages: list[InboundMessage]) -> int:
+        """Hand the batch to ingest at once (one group commit, or a few); answers how many were new. Raises when
+        any failed, so the provider sends the batch again (what was stored is found, not stored twice)."""
+        if not messages:
+            return 0
+        results = await asyncio.gather(*(self.ingest(m) for m in messages), return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            for exc in failed[:3]:
+                log.error("social message not stored: %r", exc)
+            first = failed[0]
+            if isinstance(first, SwitchboardError):
+                raise first
+            raise RuntimeError(f"{len(failed)} of {len(messages)} messages were not stored") from first
+        return sum(1 for r in results if not isinstance(r, BaseException) and r.created)
+
+    async def _receipts(self, receipts: list[meta.Receipt]) -> int:
+        if not receipts:
+            return 0
+        named = {(r.channel, r.provider_id) for r in receipts if r.provider_id}
+        ours: dict[tuple[str, str], int] = {}
+        if named:
+            async with self.rt.read() as conn:
+                for channel in {c for c, _ in named}:
+                    found = await conn.execute(
+                        select(D.c.provider_id, D.c.message_id).where(
+                            D.c.channel == channel, D.c.provider_id.in_(sorted(p for c, p in named if c == channel))
+                        )
+                    )
+                    ours.update({(channel, row.provider_id): row.message_id for row in found})
+        by_channel: dict[str, list[DeliveryReceipt]] = {}
+        for r in receipts:
+            status = {"sent": "sent", "delivered": "delivered", "read": "read", "failed": "failed"}.get(r.status)
+            if status is None:
+                continue
+            message_id = ours.get((r.channel, r.provider_id)) if r.provider_id else None
+            if r.provider_id and message_id is None:
+                continue  # not one of ours (sent from another tool on the same number), or not recorded yet
+            by_channel.setdefault(r.channel, []).append(
+                DeliveryReceipt(
+                    message_id=message_id,
+                    status=status,
+                    error=r.error,
+                    recipient=None if message_id else r.recipient,
+                    before=None if message_id else r.watermark,
+                )
+            )
+        moved = 0
+        for channel, changes in by_channel.items():
+            moved += await self.rt.ports.conversations.advance(channel=channel, receipts=changes)
+        return moved
+
+    # --- outbound ---------------------------------------------------------------------------------------------
+
+    async def send_whatsapp(self, message: OutboundMessage) -> tuple[str, str, DeliveryResult]:
+        number = message.sender_address or ""
+        token = self.number_tokens.get(number)
+        if token is None:
+            raise DeliveryError(f"WhatsApp number {number!r} is not configured any more", permanent=True)
+        body: dict[str, Any] = {
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": message.recipient.lstrip("+"),
+        }
+        template = message.metadata.get("template")
+        if isinstance(template, dict):
+            body["type"] = "template"
+            body["template"] = {
+                "name": template.get("name"),
+                "language": {"code": template.get("language") or "en_US"},
+                "components": [
+                    {
+                        "type": "body",
+                        "parameters": [{"type": "text", "text": str(v)} for v in template.get("variables") or []],
+                    }
+                ],
+            }
+        else:
+            body["type"] = "text"
+            body["text"] = {"body": message.text, "preview_url": False}
+        answer = await self._post_graph("whatsapp", number, f"{number}/messages", token, json_body=body)
+        ids = [m.get("id") for m in answer.get("messages") or [] if isinstance(m, dict)]
+        return "whatsapp", number, DeliveryResult(provider_id=str(ids[0]) if ids else None)
+
+    async def send_page(self, message: OutboundMessage) -> tuple[str, str, DeliveryResult]:
+        page = message.sender_address or ""
+        token = self.page_tokens.get(page)
+        channel = message.channel
+        if token is None:
+            raise DeliveryError(f"{channel} page {page!r} is not configured any more", permanent=True)
+        body: dict[str, Any] = {"recipient": {"id": message.recipient}, "message": {"text": message.text}}
+        tag = message.metadata.get("tag")
+        if tag:
+            body["messaging_type"] = "MESSAGE_TAG"
+            body["tag"] = tag
+        else:
+            body["messaging_type"] = "RESPONSE"
+        answer = await self._post_graph(channel, page, f"{page}/messages", token, json_body=body)
+        return channel, page, DeliveryResult(provider_id=_str(answer.get("message_id")))
+
+    async def send_comment(self, message: OutboundMessage) -> tuple[str, str, DeliveryResult]:
+        """A reply to a public comment: a comment under it (Facebook: ``/{comment}/comments``, Instagram:
+        ``/{comment}/replies``), or, asked ``private``, a private message to its author (``private_reply``)."""
+        page = message.sender_address or ""
+        token = self.page_tokens.get(page)
+        if token is None:
+            raise DeliveryError(f"page {page!r} is not configured any more", permanent=True)
+        comment_id = message.references[-1] if message.references else None
+        if not comment_id:
+            raise DeliveryError("no comment to answer", permanent=True)
+        kind = self.pages[page].kind
+        if message.metadata.get("private"):
+            return await self.private_reply(message, page=page, comment_id=comment_id, token=token)
+        path = f"{comment_id}/replies" if kind == "instagram" else f"{comment_id}/comments"
+        answer = await self._post_graph(kind, page, path, token, json_body={"message": message.text})
+        return kind, page, DeliveryResult(provider_id=_str(answer.get("id")))
+
+    async def private_reply(
+        self, message: OutboundMessage, *, page: str, comment_id: str, token: str
+    ) -> tuple[str, str, DeliveryResult]:
+        """A private message answering a public comment: Meta allows one per comment, within 7 days of it. The
+        comment is claimed (``social_private_replies``) before the call and released if the call fails."""
+        kind = self.pages[page].kind
+        comment = await self.rt.ports.tickets.message_by_external_id(channel="comments", external_id=comment_id)
+        if comment is not None and utcnow() - comment.created_at > PRIVATE_REPLY_WINDOW:
+            days = (utcnow() - comment.created_at).days
+            raise DeliveryError(
+                f"a private reply is possible within 7 days of the comment; this one is {days} days old", permanent=True
+            )
+        claim = {
+            "comment_id": comment_id,
+            "page_id": page,
+            "ticket_id": message.ticket_id,
+            "agent_id": None,
+            "provider_id": None,
+            "text": message.text,
+            "sent_at": utcnow(),
+        }
+        async with self.rt.db.begin() as conn:
+            taken = await conn.execute(select(P.c.comment_id).where(P.c.comment_id == comment_id))
+            if taken.first() is not None:
+                raise DeliveryError("this comment was already answered privately (Meta allows one)", permanent=True)
+            await insert_rows(conn, P, [claim], ignore_conflicts=True)
+        try:
+            answer = await self._post_graph(
+                kind,
+                page,
+                f"{page}/messages",
+                token,
+                json_body={"recipient": {"comment_id": comment_id}, "message": {"text": message.text}},
+            )
+        except DeliveryError:
+            async with self.rt.db.begin() as conn:
+                await conn.execute(delete(P).where(P.c.comment_id == comment_id))
+            raise
+        provider_id = _str(answer.get("message_id"))
+        async with self.rt.db.begin() as conn:
+            await conn.execute(update(P).where(P.c.comment_id == comment_id).values(provider_id=provider_id))
+        return kind, page, DeliveryResult(provider_id=provider_id)
+
+    async def send_telegram(self, message: OutboundMessage) -> tuple[str, str, DeliveryResult]:
+        bot = self.bots.get(message.sender_address or "")
+        if bot is None:
+            raise DeliveryError(f"Telegram bot {message.sender_address!r} is not configured any more", permanent=True)
+        base = f"{self.settings.telegram_api_url}/bot{bot.token.get_secret_value()}"
+        chat_id = message.recipient
+        provider_id: str | None = None
+        # Files are uploaded (multipart), never sent as URLs Telegram would have to fetch from us.
+        for attachment in message.attachments:
+            if not attachment.sha256:
+                continue
+            try:
+                data = self.files.get(attachment.sha256)
+            except (StoredFileMissing, OSError):
+                raise DeliveryError(
+                    f"attachment {attachment.filename!r} is missing from storage", permanent=True
+                ) from None
+            method, field_name = (
+                ("sendPhoto", "photo") if attachment.content_type.startswith("image/") else ("sendDocument", "document")
+            )
+            answer = await self._post_telegram(
+                bot.name,
+                f"{base}/{method}",
+                data={"chat_id": chat_id},
+                files={field_name: (attachment.filename, data, attachment.content_type)},
+            )
+            provider_id = _telegram_id(answer)
+        if message.text.strip():
+            answer = await self._post_telegram(
+                bot.name, f"{base}/sendMessage", json_body={"chat_id": chat_id, "text": message.text}
+            )
+            provider_id = _telegram_id(answer)
+        return (
+            "telegram",
+            bot.name,
+            DeliveryResult(provider_id=f"{bot.name}:{chat_id}:{provider_id}" if provider_id else None),
+        )
+
+    async def _post_graph(
+        self, channel: str, account: str, path: str, token: str, *, json_body: dict[str, Any]
+    ) -> dict[str, Any]:
+        url = f"{self.settings.meta_graph_url}/{path}"
+        try:
+            response = await self.client.post(url, json=json_body, headers={"Authorization": f"Bearer {token}"})
+        except httpx.HTTPError as exc:
+            raise DeliveryError(f"Meta did not answer: {type(exc).__name__}") from None
+        return await self._judge(channel, account, response, _meta_error(response))
+
+    async def _post_telegram(
+        self,
+        bot: str,
+        url: str,
+        *,
+        json_body: dict[str, Any] | None = None,
+        data: dict[str, Any] | None = None,
+        files: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        try:
+            response = await self.client.post(url, json=json_body, data=data, files=files)
+        except httpx.HTTPError as exc:
+            raise DeliveryError(f"Telegram did not answer: {type(exc).__name__}") from None
+        return await self._judge("telegram", bot, response, _telegram_error(response))
+
+    async def _judge(
+        self, channel: str, account: str, response: httpx.Response, error: tuple[int | None, str] | None
+    ) -> dict[str, Any]:
+        """The provider's answer as the outbox's next step (see the module docstring)."""
+        status = response.status_code
+        health = self.health.get(channel, account)
+        code, reason = error or (None, response.reason_phrase or "")
+        provider = "Telegram" if channel == "telegram" else "Meta"
+        if 200 <= status < 300 and error is None:
+            if health is not None:
+                health.last_sent_at = utcnow()
+                if health.status in (HealthStatus.TOKEN_EXPIRED, HealthStatus.FAILING):
+                    await self.health.set(health, HealthStatus.OK, None)
+            try:
+                answer = response.json()
+            except ValueError:
+                return {}
+            return answer if isinstance(answer, dict) else {}
+        said = f"{provider} error {code}: {reason}" if code is not None else f"{provider} answered {status}: {reason}"
+        token_refused = (code in TOKEN_CODES and channel != "telegram") or (channel == "telegram" and status == 401)
+        if token_refused:
+            text = TOKEN_EXPIRED_TEXT.get(channel, "token expired — reconnect the account in Admin")
+            if health is not None:
+                await self.health.set(health, HealthStatus.TOKEN_EXPIRED, f"{text} ({said})")
+            raise DeliveryError(f"{text} ({said})", permanent=True)
+        if status == 429 or status >= 500 or (code in THROTTLE_CODES and channel != "telegram"):
+            raise DeliveryError(f"{said}; retrying", permanent=False)
+        if code in WINDOW_CODES:
+            raise DeliveryError(
+                f"outside the customer's messaging window: send an approved template ({said})", permanent=True
+            )
+        raise DeliveryError(said, permanent=True)
+
+
+def _str(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
+def _telegram_id(answer: dict[str, Any]) -> str | None:
+    result = answer.get("result")
+    return _str(result.get("message_id")) if isinstance(result, dict) else None
+
+
+def _meta_error(response: httpx.Response) -> tuple[int | None, str] | None:
+    if 200 <= response.status_code < 300:
+        return None
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(error, dict):
+        return None
+    code = error.get("code") if isinstance(error.get("code"), int) else None
+    message = str(error.get("error_user_msg") or error.get("message") or response.reason_phrase)[:500]
+    return code, message
+
+
+def _telegram_error(response: httpx.Response) -> tuple[int | None, str] | None:
+    try:
+        answer = response.json()
+    except ValueError:
+        return None if 200 <= response.status_code < 300 else (None, response.reason_phrase or "")
+    if isinstance(answer, dict) and answer.get("ok") is False:
+        code = answer.get("error_code") if isinstance(answer.get("error_code"), int) else None
+        return code, str(answer.get("description") or "")[:500]
+    return None
+
+
+class _Send:
+    """A channel name's ``Sender``: one of the service's send functions; what the provider called the message
+    is kept (``social_deliveries``) so that its receipts find it."""
+
+    def __init__(self, service: SocialService, send: Any) -> None:
+        self.service = service
+        self._send = send
+
+    async def send(self, message: OutboundMessage) -> DeliveryResult:
+        channel, _account, result = await self._send(message)
+        if result.provider_id and message.message_id:
+            row = {
+                "channel": channel,
+                "provider_id": result.provider_id[:255],
+                "message_id": message.message_id,
+                "created_at": utcnow(),
+            }
+            async with self.service.rt.db.begin() as conn:
+                await insert_rows(conn, D, [row], ignore_conflicts=True)
+        return result  # type: ignore[no-any-return]
+
+
+def accounts_view(service: SocialService) -> list[dict[str, object]]:
+    """Every configured account and its health, without its secrets."""
+    return [h.as_dict() for h in service.health.accounts.values()]

@@ -1,0 +1,202 @@
+"""The social senders and health on their own (a ``SocialService`` on the test's runtime, the provider stand-in):
+Telegram media as multipart uploads, comment replies, silent webhooks."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from channels.social.health import HealthStatus
+from channels.social.service import SocialService
+from hub.config import Settings
+from hub.db import utcnow
+from hub.events import Event, EventType
+from hub.files import FileStore
+from hub.messages import Attachment, DeliveryError, Identity, InboundMessage, IngestResult, OutboundMessage
+from hub.runtime import Runtime
+from tests.channels.social.conftest import BOT, NUMBER, PAGE, Provider
+
+_events = Event.__table__  # type: ignore[attr-defined]
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+
+
+async def _no_ingest(message: InboundMessage, **_: object) -> IngestResult:
+    raise AssertionError("nothing is ingested here")
+
+
+@pytest.fixture
+async def service(rt: Runtime, social_settings: Settings) -> AsyncIterator[SocialService]:
+    rt.settings = social_settings
+    svc = SocialService(rt, _no_ingest, social_settings)
+    yield svc
+    await svc.stop()
+
+
+async def test_telegram_files_are_uploaded_as_multipart_not_as_urls(
+    service: SocialService, provider: Provider, social_settings: Settings
+) -> None:
+    """An image goes up with sendPhoto, a PDF with sendDocument, each as a multipart file upload of the stored
+    bytes (Telegram cannot fetch our private URLs); the text follows with sendMessage."""
+    store = FileStore(social_settings.attachment_dir)
+    image, pdf = store.put(PNG), store.put(b"%PDF-1.4 a receipt")
+    message = OutboundMessage(
+        message_id=0,
+        ticket_id=1,
+        channel="telegram",
+        recipient="1111111",
+        sender_address=BOT,
+        text="Here you go",
+        attachments=[
+            Attachment(filename="photo.png", content_type="image/png", size=len(PNG), sha256=image),
+            Attachment(filename="receipt.pdf", content_type="application/pdf", size=18, sha256=pdf),
+        ],
+    )
+    result = await service.senders["telegram"].send(message)
+    assert result.provider_id is not None
+    photo, document, text = provider.calls
+    assert photo.path == "/tg/bot123456:ABC/sendPhoto"
+    assert photo.headers["Content-Type"].startswith("multipart/form-data")
+    assert PNG in photo.body and b'name="photo"; filename="photo.png"' in photo.body
+    assert b'name="chat_id"' in photo.body and b"1111111" in photo.body
+    assert document.path == "/tg/bot123456:ABC/sendDocument"
+    assert b"%PDF-1.4 a receipt" in document.body and b'filename="receipt.pdf"' in document.body
+    assert text.path == "/tg/bot123456:ABC/sendMessage" and text.json()["text"] == "Here you go"
+    assert all(b"http" not in c.body for c in (photo, document))
+
+
+async def test_telegram_unauthorized_marks_the_bot_and_fails_permanently(
+    service: SocialService, provider: Provider
+) -> None:
+    """Telegram's 401 (a revoked bot token): a permanent failure saying what to do, and the bot's alert."""
+    provider.script.append((401, {"ok": False, "error_code": 401, "description": "Unauthorized"}))
+    message = OutboundMessage(
+        message_id=0, ticket_id=1, channel="telegram", recipient="1", sender_address=BOT, text="hi"
+    )
+    with pytest.raises(DeliveryError) as failed:
+        await service.senders["telegram"].send(message)
+    assert failed.value.permanent
+    assert str(failed.value).startswith("token rejected — check the bot's token in Admin")
+    health = service.health.get("telegram", BOT)
+    assert health is not None and health.status == HealthStatus.TOKEN_EXPIRED
+
+
+async def test_telegram_429_is_retried_and_403_blocked_is_final(service: SocialService, provider: Provider) -> None:
+    provider.script.extend(
+        [
+            (429, {"ok": False, "error_code": 429, "description": "Too Many Requests: retry after 3"}),
+            (403, {"ok": False, "error_code": 403, "description": "Forbidden: bot was blocked by the user"}),
+        ]
+    )
+    message = OutboundMessage(
+        message_id=0, ticket_id=1, channel="telegram", recipient="1", sender_address=BOT, text="hi"
+    )
+    with pytest.raises(DeliveryError) as throttled:
+        await service.senders["telegram"].send(message)
+    assert not throttled.value.permanent
+    with pytest.raises(DeliveryError) as blocked:
+        await service.senders["telegram"].send(message)
+    assert blocked.value.permanent and "bot was blocked by the user" in str(blocked.value)
+
+
+async def test_comment_replies_go_under_the_comment(service: SocialService, provider: Provider) -> None:
+    """A reply on a comments ticket is a comment under the customer's comment ({graph}/{comment}/comments)."""
+    message = OutboundMessage(
+        message_id=0,
+        ticket_id=1,
+        channel="comments",
+        recipient="7100000001",
+        sender_address=PAGE,
+        text="Sorry! We sent you a message.",
+        references=["111_222"],
+    )
+    await service.senders["comments"].send(message)
+    [call] = provider.calls
+    assert call.path == "/graph/111_222/comments"
+    assert call.json() == {"message": "Sorry! We sent you a message."}
+    assert call.headers["Authorization"] == "Bearer page-token"
+
+
+async def test_a_silent_webhook_raises_the_alert_and_the_next_webhook_clears_it(
+    service: SocialService, rt: Runtime
+) -> None:
+    """An account that heard nothing for longer than configured turns silent (an event every console sees);
+    its next webhook turns it ok again."""
+    number = service.health.get("whatsapp", NUMBER)
+    assert number is not None
+    service.health.started_at -= timedelta(minutes=30)
+    await service.health.sweep_silence(600)
+    assert number.status == HealthStatus.SILENT
+    assert service.health.get("telegram", BOT).status == HealthStatus.SILENT  # type: ignore[union-attr]
+    await service.heard("whatsapp", NUMBER)
+    assert number.status == HealthStatus.OK
+    async with rt.read() as conn:
+        events = [
+            (e.payload["channel"], e.payload["status"])
+            for e in await conn.execute(select(_events).where(_events.c.type == EventType.CHANNEL_HEALTH))
+        ]
+    assert ("whatsapp", "silent") in events and events[-1] == ("whatsapp", "ok")
+
+
+def _private(comment_id: str) -> OutboundMessage:
+    return OutboundMessage(
+        message_id=0,
+        ticket_id=1,
+        channel="comments",
+        recipient="7100000001",
+        sender_address=PAGE,
+        text="We sent you the tracking link privately.",
+        references=[comment_id],
+        metadata={"private": True},
+    )
+
+
+async def test_a_private_reply_goes_once_per_comment_and_a_failed_one_can_be_retried(
+    service: SocialService, provider: Provider
+) -> None:
+    """Asked private, the reply is a message to the comment's author ({page}/messages, recipient.comment_id);
+    a second private reply to the same comment is refused without calling Meta; a call that failed does not
+    use up the one private reply."""
+    provider.script.append((500, {"error": {"message": "try later", "code": 2}}))
+    with pytest.raises(DeliveryError) as failed:
+        await service.senders["comments"].send(_private("111_222"))
+    assert not failed.value.permanent
+    await service.senders["comments"].send(_private("111_222"))
+    with pytest.raises(DeliveryError) as again:
+        await service.senders["comments"].send(_private("111_222"))
+    assert again.value.permanent and "already answered privately" in str(again.value)
+    assert len(provider.calls) == 2
+    assert provider.calls[-1].path == f"/graph/{PAGE}/messages"
+    assert provider.calls[-1].json() == {
+        "recipient": {"comment_id": "111_222"},
+        "message": {"text": "We sent you the tracking link privately."},
+    }
+
+
+async def test_a_private_reply_is_refused_after_7_days(service: SocialService, provider: Provider, rt: Runtime) -> None:
+    """A comment older than 7 days gets no private reply (Meta would refuse it): final, and Meta is not called."""
+    from tests.conftest import make_queue
+    from ticketing.ingest import ingest_batch
+    from ticketing.tables import messages as M
+
+    await make_queue(rt, "social")
+    comment = InboundMessage(
+        channel="comments",
+        external_id="111_old",
+        sender=Identity(kind="messenger", value="7100000002"),
+        recipient=PAGE,
+        text="old comment",
+        thread_key="cm:PAGE_ID:post:7100000002",
+    )
+    await ingest_batch(rt, [comment])
+    async with rt.write() as tx:
+        await tx.conn.execute(
+            update(M).where(M.c.external_id == "111_old").values(created_at=utcnow() - timedelta(days=8))
+        )
+    with pytest.raises(DeliveryError) as late:
+        await service.senders["comments"].send(_private("111_old"))
+    assert late.value.permanent and "within 7 days" in str(late.value)
+    assert provider.calls == []

@@ -484,7 +484,7 @@ class ContactIndex:
         shared_domains = sorted(k[7:] for k in a_keys & b_keys if k.startswith("domain:"))
         shared_phone = any(k.startswith("phone:") for k in a_keys & b_keys)
         an, bn = a.key or name_key(a.name), b.key or name_key(b.name)
-        if an and bn:
+        if an and bn and _digits(an) == _digits(bn):  # "Customer 12" and "Customer 13" are two people
             score = name_score if name_score is not None else fuzz.token_sort_ratio(an, bn)
             if shared_domains and score >= 85:
                 reasons.append((int(score * 0.9), f"similar names ({score:.0f}%) at {shared_domains[0]}"))
@@ -540,6 +540,10 @@ class ContactIndex:
             for key, m in self._by_key.items()
             if len(m) > 1 and not (key.startswith("name:") and len(m) > NAME_BLOCK_MAX)
         )
+
+
+def _digits(text: str) -> str:
+    return "".join(ch for ch in text if ch.isdigit())
 
 
 def _tail(e164: str) -> str:

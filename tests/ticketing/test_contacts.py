@@ -169,7 +169,7 @@ async def test_demo_maria_is_suggested_as_a_duplicate_and_nothing_is_joined(rt: 
 def test_duplicate_rules_and_the_scan_compare_within_blocks() -> None:
     """Same address in another form (Gmail dots), a visitor's pre-chat email matching a known contact, similar
     names at a company domain, a phone number given in a form: all suggested; different people at one
-    free-mail domain are not."""
+    free-mail domain are not, nor names that differ only in their numbers."""
     index = ContactIndex("US")
     from ticketing.contact_index import Entry
 
@@ -184,6 +184,8 @@ def test_duplicate_rules_and_the_scan_compare_within_blocks() -> None:
         Entry(8, None, [("phone", "+14155550199")], []),
         Entry(9, "Pat Kim", [("email", "pat@gmail.com")], []),
         Entry(10, "Joe Ray", [("email", "joe@gmail.com")], []),
+        Entry(11, "Customer 12", [("email", "c12@shop.example.net")], []),
+        Entry(12, "Customer 13", [("email", "c13@shop.example.net")], []),
     ]
     for e in rows:
         index._put(e)

@@ -6,9 +6,10 @@ index is built from the database on first use and kept up to date by reading, be
 changed since it last looked: contacts whose ``updated_at`` moved and identities created since (both indexed).
 Every change to a contact (rename, merge, undo, erase) moves its ``updated_at``; ingest adds identities (their
 ``created_at``) and contacts (their ``updated_at``). Each process keeps its own index and reads the same rows,
-so all processes agree without messages between them. A refresh reads rows stamped since the previous refresh
-started, less a look-back window (``REREAD_SECONDS``) for a transaction that stamped its rows a little before it
-committed, or a writer whose clock is a little behind.
+so all processes agree without messages between them, within ``REFRESH_EVERY_SECONDS`` (a search that soon
+after the last refresh uses the index as it is; this process's own changes to contacts take effect at once).
+A refresh reads rows stamped since the previous refresh started, less a look-back window (``REREAD_SECONDS``)
+for a transaction that stamped its rows a little before it committed, or a writer whose clock is a little behind.
 
 Search ranks, per contact, the best of: an identity equal to the query once normalized (an address
 lower-cased, a phone number in any format through ``phonenumbers`` to E.164, a handle without its ``@``: 100),
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
@@ -47,6 +49,9 @@ from ticketing.tables import contact_identities as I
 from ticketing.tables import contacts as C
 
 REREAD_SECONDS = 5.0
+# Searches within this long of a refresh use the index as it is: another process's change (a new contact, a
+# rename) shows within this time; this process's own changes to contacts mark the index stale at once.
+REFRESH_EVERY_SECONDS = 0.5
 QUERY_MAX_CHARS = 200
 NAME_CUTOFF = 70.0
 WORD_MATCHES = 20  # name words like each query word, at most
@@ -160,6 +165,7 @@ class ContactIndex:
         # Only what ``scan`` needs (entries and blocks), not the search's structures: the dedupe command.
         self.scan_only = scan_only
         self._seen: datetime | None = None  # when the last refresh started
+        self._fresh_until = 0.0  # monotonic time until which a refresh is skipped
         self._lock = asyncio.Lock()
         self.version = 0  # moves whenever entries are read again
         self._clear()
@@ -169,8 +175,11 @@ class ContactIndex:
         # Parallel lists for rapidfuzz: a slot of a contact gone or changed holds None (rapidfuzz skips it).
         # Name words: each distinct word once (rapidfuzz compares the query's words with these), and the
         # contacts whose name has it.
+        # by first letter: a query word is compared with the words starting as it does, or with its second
+        # letter (two first letters swapped), not with the whole vocabulary
         self._word_slot: dict[str, int] = {}
-        self._words: list[str | None] = []
+        self._words: dict[str, list[str | None]] = defaultdict(list)
+        self._word_count = 0
         self._postings: dict[str, set[int]] = {}
         self._by_start: dict[str, set[str]] = defaultdict(set)  # name words by their first two letters
         # Addresses by domain (a typo is looked for among the addresses at the query's domain only).
@@ -189,7 +198,13 @@ class ContactIndex:
     async def refresh(self, conn: AsyncConnection) -> None:
         """Read what changed since the last refresh (everything, the first time). A row seen already with the
         same stamp (a contact's ``updated_at``, an identity's owner) is not read again."""
+        if time.monotonic() < self._fresh_until:
+            return
+        if self._seen is not None and self._lock.locked():
+            return  # a refresh or a scan holds the index: use it as it is rather than wait
         async with self._lock:
+            if time.monotonic() < self._fresh_until:
+                return  # refreshed while this one waited
             started = utcnow()
             if self._seen is None:
                 await self._load(conn, None)
@@ -208,6 +223,16 @@ class ContactIndex:
                 if changed:
                     await self._load(conn, changed)
             self._seen = started
+            self._fresh_until = time.monotonic() + REFRESH_EVERY_SECONDS
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        """Held while the index changes (``refresh``); hold it to read the index from another thread."""
+        return self._lock
+
+    def mark_stale(self) -> None:
+        """Read what changed at the next use (call after this process changed a contact)."""
+        self._fresh_until = 0.0
 
     async def _load(self, conn: AsyncConnection, ids: set[int] | None) -> None:
         cstmt = select(C.c.id, C.c.name, C.c.attributes, C.c.deleted_at, C.c.updated_at)
@@ -233,7 +258,7 @@ class ContactIndex:
             for gone in ids - {r[0] for r in rows}:
                 self._drop(gone)
         self.version += 1
-        if self._email_count > 4 * len(self.entries) + 10_000 or len(self._words) > 2 * len(self._postings) + 10_000:
+        if self._email_count > 4 * len(self.entries) + 10_000 or self._word_count > 2 * len(self._postings) + 10_000:
             self._compact()
 
     def _compact(self) -> None:
@@ -256,7 +281,7 @@ class ContactIndex:
                 owners.discard(cid)
                 if not owners:  # the word's slot is free again
                     del self._postings[word]
-                    self._words[self._word_slot.pop(word)] = None
+                    self._words[word[0]][self._word_slot.pop(word)] = None
                     self._by_start[word[:2]].discard(word)
         for domain, slot in self._email_slots.pop(cid, []):
             self._emails[domain][slot] = None
@@ -284,8 +309,9 @@ class ContactIndex:
             owners = self._postings.get(word)
             if owners is None:
                 owners = self._postings[word] = set()
-                self._word_slot[word] = len(self._words)
-                self._words.append(word)
+                self._word_slot[word] = len(self._words[word[0]])
+                self._words[word[0]].append(word)
+                self._word_count += 1
                 self._by_start[word[:2]].add(word)
             owners.add(entry.id)
         slots = []
@@ -344,6 +370,8 @@ class ContactIndex:
         for kind in _OPAQUE_KINDS:
             hit(self._by_value.get((kind, handle), ()), 100, f"{kind} {handle}")
         key = "" if is_address else name_key(q)  # an address is not compared with names
+        if key and not any(ch.isalpha() for ch in key):
+            key = ""  # nor a number (a phone number, a chat id): names have letters
         if key:
             for cid, score in self._name_matches(key, limit):
                 hit((cid,), score, f"name {self.entries[cid].name}")
@@ -360,8 +388,14 @@ class ContactIndex:
             cutoff = 100.0 if len(word) < 3 else 75.0 if len(word) < 6 else 70.0
             close = [
                 found
+                for start in dict.fromkeys(word[:2])
                 for found, _, _ in process.extract(
-                    word, self._words, scorer=fuzz.ratio, processor=None, limit=WORD_MATCHES, score_cutoff=cutoff
+                    word,
+                    self._words.get(start, ()),
+                    scorer=fuzz.ratio,
+                    processor=None,
+                    limit=WORD_MATCHES,
+                    score_cutoff=cutoff,
                 )
             ]
             if n == len(words) - 1 and len(word) >= 3:  # the last word may be half typed: the words it starts
@@ -450,7 +484,7 @@ class ContactIndex:
         shared_domains = sorted(k[7:] for k in a_keys & b_keys if k.startswith("domain:"))
         shared_phone = any(k.startswith("phone:") for k in a_keys & b_keys)
         an, bn = a.key or name_key(a.name), b.key or name_key(b.name)
-        if an and bn:
+        if an and bn and _digits(an) == _digits(bn):  # "Customer 12" and "Customer 13" are two people
             score = name_score if name_score is not None else fuzz.token_sort_ratio(an, bn)
             if shared_domains and score >= 85:
                 reasons.append((int(score * 0.9), f"similar names ({score:.0f}%) at {shared_domains[0]}"))
@@ -508,6 +542,10 @@ class ContactIndex:
         )
 
 
+def _digits(text: str) -> str:
+    return "".join(ch for ch in text if ch.isdigit())
+
+
 def _tail(e164: str) -> str:
     if e164[1:].isdigit():  # E.164, as stored: "+" and digits
         return e164[-7:]
@@ -518,6 +556,13 @@ def _unverified_value(kind: str, value: str, region: str) -> str:
     if kind == "email":
         return value.lower()
     return phone_e164(value, region) or value
+
+
+def contacts_changed(rt: Runtime) -> None:
+    """This process changed contacts (a rename, a merge, an erase): its next search reads the change."""
+    index = rt.caches.get("contacts.index")
+    if isinstance(index, ContactIndex):
+        index.mark_stale()
 
 
 def contact_index(rt: Runtime) -> ContactIndex:
@@ -552,5 +597,10 @@ async def all_duplicates(rt: Runtime, *, limit: int = 500) -> list[DuplicateRead
         await index.refresh(conn)
     cached = rt.caches.get("contacts.duplicates")
     if cached is None or cached[0] != index.version:
-        cached = rt.caches["contacts.duplicates"] = (index.version, index.scan())
+        # Seconds for a large list: in a thread, so the event loop goes on serving. Holding the lock keeps
+        # refreshes (the only writers) out meanwhile; searches read the index as it is.
+        async with index.lock:
+            version = index.version
+            pairs = await asyncio.to_thread(index.scan)
+        cached = rt.caches["contacts.duplicates"] = (version, pairs)
     return list(cached[1][:limit])

@@ -28,8 +28,9 @@ from hub.events import EventType, NewEvent
 from hub.principals import Principal
 from hub.runtime import Runtime
 from ticketing import tickets as ticket_reads
-from ticketing.contact_index import suggested_duplicates
+from ticketing.contact_index import contacts_changed, suggested_duplicates
 from ticketing.exceptions import ContactNotFound, NotYourTicket
+from ticketing.ingest import forget_identities
 from ticketing.models import ContactHistory, ContactNoteRead, ContactRead, ContactUpdate, MergeRead
 from ticketing.tables import contact_identities, contact_merges, contact_notes, contacts, messages, tickets
 
@@ -136,6 +137,7 @@ async def update_contact(rt: Runtime, *, contact_id: int, principal: Principal, 
         if values:
             values["updated_at"] = utcnow()
             await tx.conn.execute(update(contacts).where(contacts.c.id == contact_id).values(**values))
+            tx.after_commit.append(lambda: contacts_changed(rt))
             fields_changed = sorted(k for k in values if k != "updated_at")
             tx.emit(
                 NewEvent(type=EventType.CONTACT_UPDATED, payload={"contact_id": contact_id, "fields": fields_changed})
@@ -265,6 +267,8 @@ async def merge_contacts(rt: Runtime, *, survivor_id: int, merged_id: int, princ
         tx.emit(
             contact_event(EventType.CONTACT_MERGED, [survivor_id, merged_id], merge_id=merge_id, ticket_ids=ticket_ids)
         )
+        tx.after_commit.append(lambda: forget_identities(rt, (survivor_id, merged_id)))
+        tx.after_commit.append(lambda: contacts_changed(rt))
         await audit.record(
             conn,
             actor=principal,
@@ -339,6 +343,8 @@ async def undo_merge(rt: Runtime, *, merge_id: int, principal: Principal) -> Mer
             .values(undone_at=now, undone_by=principal.agent_id)
         )
         tx.emit(contact_event(EventType.CONTACT_UNMERGED, [s_id, m_id], merge_id=merge_id, ticket_ids=moved_back))
+        tx.after_commit.append(lambda: forget_identities(rt, (s_id, m_id)))
+        tx.after_commit.append(lambda: contacts_changed(rt))
         await audit.record(
             conn,
             actor=principal,

@@ -32,8 +32,10 @@ from hub.events import EventType
 from hub.files import FileStore, StoredFileMissing
 from hub.principals import Principal
 from hub.runtime import Runtime
+from ticketing.contact_index import contacts_changed
 from ticketing.contacts import ContactGone, contact_event, contact_row, gone_reason
 from ticketing.identities import identity_read
+from ticketing.ingest import forget_identities
 from ticketing.models import OPEN_STATUSES, ContactNoteRead, MessageRead, TicketRead, TicketStatus
 from ticketing.tables import contact_identities, contact_merges, contact_notes, contacts, messages, outbox, tickets
 from ticketing.tickets import ticket_event
@@ -326,6 +328,8 @@ async def erase_contact(rt: Runtime, *, contact_id: int, principal: Principal) -
             .values(name=None, attributes={}, updated_at=now, erased_at=now, deleted_at=now)
         )
         tx.emit(contact_event(EventType.CONTACT_ERASED, family))
+        tx.after_commit.append(lambda: forget_identities(rt, family))
+        tx.after_commit.append(lambda: contacts_changed(rt))
         await audit.record(
             conn,
             actor=principal,

@@ -503,12 +503,23 @@ class _IdentityCache(dict[tuple[str, str], tuple[int, bool]]):
     def on_event(self, event: EventRecord, _text: str) -> None:
         """Event hub listener: identities moved between contacts, in this process or another (through Redis
         with several processes): forget every entry of the contacts named."""
-        if event.type not in IDENTITY_MOVES:
-            return
-        moved = set(event.payload.get("contact_ids") or ())
+        if event.type in IDENTITY_MOVES:
+            self.forget(event.payload.get("contact_ids") or ())
+
+    def forget(self, contact_ids: Iterable[int]) -> None:
+        moved = set(contact_ids)
         self.generation += 1
         for key in [k for k, (cid, _) in self.items() if cid in moved]:
             del self[key]
+
+
+def forget_identities(rt: Runtime, contact_ids: Iterable[int]) -> None:
+    """Drop this process's cached identities of ``contact_ids`` at once: call after committing a change that
+    moves identities between contacts (a merge, its undo, an erase). Other processes follow the change's event,
+    which may reach this process's listener only later (the event hub delivers in order, not always at once)."""
+    cache = rt.caches.get("ingest.identities")
+    if isinstance(cache, _IdentityCache):
+        cache.forget(contact_ids)
 
 
 def _identity_cache(rt: Runtime) -> _IdentityCache:

@@ -352,3 +352,31 @@ async def test_comment_tickets_are_answered_publicly_or_once_privately(
     assert refused.delivery_status == "failed" and "already answered privately" in refused.delivery_error
     assert [c.path for c in provider.calls] == ["/graph/111_222/comments", f"/graph/{PAGE}/messages"]
     assert provider.calls[1].json()["recipient"] == {"comment_id": "111_222"}
+
+
+async def test_messenger_delivery_and_read_watermarks_move_replies_forward(
+    hub: httpx.AsyncClient, rt: Runtime, provider: Provider
+) -> None:
+    """Messenger's delivery receipt names our message ids; its read receipt says "everything up to this time":
+    both move the reply forward, and a late delivery receipt does not move it back."""
+    auth = await _agent(rt, hub)
+    await _post(hub, _messenger("m_in_w", age=timedelta(minutes=2), sender="2400099"))
+    ticket = await _ticket_of(rt, "m_in_w")
+    r = await hub.post(f"/api/tickets/{ticket}/reply", json={"text": "on its way"}, headers=auth)
+    row = await _settled(rt, r.json()["id"])
+    assert row.delivery_status == "sent"
+    mid = "m_out_1"  # what the stand-in answered to the first send
+
+    def receipt(kind: str, body: dict[str, Any]) -> bytes:
+        now = int(utcnow().timestamp() * 1000) + 1000
+        event = {"sender": {"id": "2400099"}, "recipient": {"id": PAGE}, "timestamp": now, kind: body}
+        return encode({"object": "page", "entry": [{"id": PAGE, "time": now, "messaging": [event]}]})
+
+    now = int(utcnow().timestamp() * 1000) + 1000
+    assert (await _post(hub, receipt("delivery", {"mids": [mid], "watermark": now})))["receipts"] == 1
+    assert (await _settled(rt, row.id, not_in=("sent",))).delivery_status == "delivered"
+    assert (await _post(hub, receipt("read", {"watermark": now})))["receipts"] == 1
+    assert (await _settled(rt, row.id, not_in=("delivered",))).delivery_status == "read"
+    assert (await _post(hub, receipt("delivery", {"mids": [mid], "watermark": now})))["receipts"] == 0
+    async with rt.read() as conn:
+        assert (await conn.execute(select(M.c.delivery_status).where(M.c.id == row.id))).scalar_one() == "read"

@@ -7,10 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.routing import Match
+
+from agent_ui.admin import build_router as build_admin_router
+from hub.deps import authenticate
+from hub.inputs import IdParam
+from hub.mail_catcher import read_mailbox
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -47,6 +52,15 @@ async def index() -> RedirectResponse:
     return RedirectResponse("/console")
 
 
+@router.get("/favicon.ico")
+async def favicon() -> FileResponse:
+    """The icon browsers ask every page's origin for: an SVG (every current browser takes one by its type)."""
+    return FileResponse(HERE / "static" / "favicon.svg", media_type="image/svg+xml", headers=_LONG_CACHE)
+
+
+_LONG_CACHE = {"Cache-Control": "public, max-age=86400"}
+
+
 @router.get("/login", response_class=HTMLResponse)
 async def login_page(request: Request) -> HTMLResponse:
     """The console's login form."""
@@ -59,6 +73,19 @@ async def console_page(request: Request) -> HTMLResponse:
     return _page(request, "console.html", kb_suggest=_serves(request.app, "GET", "/api/kb/suggest"))
 
 
+@router.get("/console/contacts", response_class=HTMLResponse)
+async def contacts_page(request: Request, q: str = "") -> HTMLResponse:
+    """Contact search (name, email, phone in any format, handle; typos forgiven), and for supervisors the
+    possible duplicates (sends you to /login when you are not logged in)."""
+    return _page(request, "contacts.html", contact_id=None, query=q[:200])
+
+
+@router.get("/console/contacts/{contact_id}", response_class=HTMLResponse)
+async def contact_page(request: Request, contact_id: IdParam) -> HTMLResponse:
+    """One contact across every channel: identities, attributes, notes, one timeline, duplicates and merges."""
+    return _page(request, "contacts.html", contact_id=contact_id, query="")
+
+
 @router.get("/demo", response_class=HTMLResponse)
 async def demo_page(request: Request, queue: str = "support") -> HTMLResponse:
     """A pretend shop that embeds the chat widget with one script tag, as any customer's site would."""
@@ -68,18 +95,46 @@ async def demo_page(request: Request, queue: str = "support") -> HTMLResponse:
         "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
         "connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'"
     )
-    return _page(request, "demo.html", csp=csp, widget_src=f"{base}/widget.js", queue=queue[:100])
+    return _page(
+        request,
+        "demo.html",
+        csp=csp,
+        widget_src=f"{base}/widget.js",
+        queue=queue[:100],
+        demo_mode=request.app.state.settings.demo_mode,
+    )
 
 
-@router.get("/admin/social", response_class=HTMLResponse)
-async def admin_social_page(request: Request) -> HTMLResponse:
-    """Social channels: every page, account, number and bot with its health, the webhook URLs to set up, the
-    approved templates, and reconnecting a page whose token expired (the data is admins' only)."""
-    return _page(request, "admin_social.html")
+@router.get("/demo/mailbox", response_class=HTMLResponse)
+async def demo_mailbox_page(request: Request) -> HTMLResponse:
+    """The mail the demo sent: what its local SMTP catcher received (``switchboard demo`` runs one; a server
+    without one shows an empty page saying so)."""
+    directory = request.app.state.settings.demo_mailbox_dir
+    return _page(request, "demo_mailbox.html", catching=directory is not None, mails=read_mailbox(directory))
 
 
-@router.get("/admin/kb", response_class=HTMLResponse)
-async def admin_kb_page(request: Request) -> HTMLResponse:
-    """Write and edit knowledge-base articles with a preview and their versions (sends you to /login when you
-    are not logged in; saving is for supervisors and admins)."""
-    return _page(request, "admin_kb.html")
+@router.get("/demo/phone", response_class=HTMLResponse)
+async def demo_phone_page(request: Request, number: str = "+14155550199") -> HTMLResponse:
+    """A pretend phone into the demo's phone menu (``switchboard demo``): dial pad, prompts read aloud,
+    transcript. It posts the very webhooks Twilio would, signed by the demo's own signer."""
+    return _page(request, "demo_phone.html", number=number[:20])
+
+
+@router.get("/supervisor", response_class=HTMLResponse)
+async def supervisor_page(request: Request) -> Response:
+    """The supervisor's wallboard, actions, reports and forecast: supervisors and admins (sends you to /login
+    when you are not logged in; an agent gets 403)."""
+    principal = await authenticate(request)
+    if principal is None:
+        return RedirectResponse("/login?next=/supervisor", status_code=303)
+    if not principal.sees_all:
+        return HTMLResponse(
+            "<!doctype html><title>Forbidden</title><p>Only supervisors and admins may see this page. "
+            '<a href="/console">Back to the console</a></p>',
+            status_code=403,
+        )
+    return _page(request, "supervisor.html", who=principal.display_name)
+
+
+# /admin and its pages (the knowledge base's editor among them): agent_ui/admin.py, one list of pages.
+router.include_router(build_admin_router(templates))

@@ -91,8 +91,9 @@ def main() -> None:
                 for b, q, f in itertools.product((0.0, 0.3, 0.6, 1.0), (0.0, 0.3, 0.6, 1.0), (0.0, 0.2, 0.4, 0.8))
             ]
         else:
+            whiten = weights_for(embedder).whiten  # the linear layer is learned when the index is built
             grid = [
-                Weights(b, q, f, c, n, 1.0)
+                Weights(b, q, f, c, n, 1.0, whiten)
                 for b, q, f, c, n in itertools.product(
                     (0.0, 0.15, 0.3, 0.5), (0.0, 0.15, 0.3, 0.5), (0.0, 0.1, 0.2, 0.4), (1.0,), (0.0, 0.3, 0.6, 1.0)
                 )

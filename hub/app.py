@@ -32,11 +32,12 @@ from hub.bus import EventHub, LocalTransport, RedisTransport, Transport
 from hub.channels import SPECS
 from hub.config import Settings, get_settings
 from hub.db import Database, utcnow
+from hub.docs import install_docs
 from hub.errors import SwitchboardError
 from hub.events import prune_events
 from hub.inputs import clean
 from hub.messages import Sender
-from hub.metrics import Metrics
+from hub.metrics import Metrics, MetricsGate
 from hub.runtime import Runtime
 from hub.workers import FreezeSurvivors, Periodic, freeze_heap
 
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 CHANNEL_PACKAGES: tuple[str, ...] = (
     "channels.webchat",
     "channels.email",
+    "channels.twilio",
     "channels.social",
 )
 
@@ -57,6 +59,7 @@ CHANNEL_PACKAGES: tuple[str, ...] = (
 def import_all_models() -> None:
     """Register every table on SQLModel's metadata (for Alembic and tests): the core's, and the ``models``
     module of each registered channel package that has one."""
+    import hub.audit  # noqa: F401
     import hub.events  # noqa: F401
     import knowledge_base.models  # noqa: F401
     import ticketing.models  # noqa: F401
@@ -92,12 +95,13 @@ class DemoSeed:
 
     seeded: bool
     logins: list[tuple[str, str, str]]
+    available: tuple[str, str] | None = None  # the login of the agent the demo starts available
 
 
 async def seed_demo(rt: Runtime) -> DemoSeed:
     """``switchboard demo``'s data: the core's (queues, agents, conversations; once), then each channel's."""
     from knowledge_base.demo import seed as seed_articles
-    from ticketing.demo import DEMO_LOGINS, seed
+    from ticketing.demo import DEMO_LOGINS, make_available, seed
     from ticketing.ports import register_ports
 
     register_ports(rt)
@@ -105,7 +109,10 @@ async def seed_demo(rt: Runtime) -> DemoSeed:
     await seed_articles(rt)  # the shop's knowledge base, into an empty one
     for channel in build_channels(rt.settings):
         await channel.seed_demo(rt)
-    return DemoSeed(seeded, [(username, password, role.value) for username, password, role, *_ in DEMO_LOGINS])
+    available = await make_available(rt)
+    return DemoSeed(
+        seeded, [(username, password, role.value) for username, password, role, *_ in DEMO_LOGINS], available
+    )
 
 
 class BodyLimit:
@@ -252,19 +259,26 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
     from agent_ui.views import router as agent_ui_router
     from agent_ui.views import static_files as agent_ui_static
     from channels.base import ChannelContext
+    from hub.audit import router as audit_router
     from knowledge_base.help import router as help_router
     from knowledge_base.suggest import knowledge_index
     from knowledge_base.views import public_router as kb_public_router
     from knowledge_base.views import router as kb_router
     from ticketing.canned import router as canned_router
+    from ticketing.contact_views import router as contacts_router
+    from ticketing.gdpr import erase_expired_tickets
     from ticketing.ingest import IngestPipeline
     from ticketing.models import Ticket
     from ticketing.outbox import OutboxDispatcher
     from ticketing.ports import register_ports
     from ticketing.queues import load_rules_file
     from ticketing.routing_service import routing_tick
+    from ticketing.sla_service import check_breaches
+    from ticketing.supervisor_views import reports_router
+    from ticketing.supervisor_views import router as supervisor_router
     from ticketing.views import router as ticketing_router
     from ticketing.views import ws_router as ticketing_ws
+    from ticketing.wallboard import start_wallboard
 
     settings = settings or get_settings()
     channels = build_channels(settings)
@@ -294,12 +308,24 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
             Periodic("routing", settings.routing_tick_seconds, lambda: routing_tick(rt)),
             Periodic("event-pruning", 3600.0, prune),
         ]
+        if settings.sla_check_seconds > 0:
+            jobs.append(Periodic("sla-breaches", settings.sla_check_seconds, lambda: check_breaches(rt)))
         if settings.gc_freeze_seconds > 0:
             jobs.append(Periodic("gc-freeze", settings.gc_freeze_seconds, freeze))
+        if settings.retention_days is not None:
+            older_than = timedelta(days=settings.retention_days)
+            jobs.append(
+                Periodic(
+                    "retention",
+                    settings.retention_check_seconds,
+                    lambda: erase_expired_tickets(rt, older_than=older_than),
+                )
+            )
         app.state.rt = rt
         app.state.ingest = ingest
         kb_index = knowledge_index(rt)
         await hub.start()
+        board = await start_wallboard(rt) if settings.wallboard else None
         if settings.routing_rules is not None:
             # A rules file that does not validate stops the start with a message naming the bad field.
             await load_rules_file(rt, path=settings.routing_rules)
@@ -329,6 +355,8 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
             for channel in reversed(channels):
                 await channel.stop()
             await ingest.stop()
+            if board is not None:
+                board.stop()
             await hub.stop()
             await db.dispose()
 
@@ -337,6 +365,8 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
         summary="Self-hosted contact center: one ticketing core for every channel.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # hub.docs serves /docs and /redoc with their assets from this hub (no CDN)
+        redoc_url=None,
         responses={
             "4XX": {"model": ErrorAnswer, "description": "The request cannot be done: `detail` says why"},
             422: {"model": ValidationAnswer, "description": "Invalid input: `detail` names each field at fault"},
@@ -370,8 +400,13 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
             await conn.execute(select(1))
         return {"status": "ok", "database": rt.db.engine.dialect.name, "last_seq": rt.events.last_seq}
 
+    metrics_gate = MetricsGate(settings.metrics_token, settings.metrics_allow)
+
     @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
     async def metrics(request: Request) -> PlainTextResponse:
+        """Prometheus metrics, for a scraper with the bearer token (SWITCHBOARD_METRICS_TOKEN) or from an address
+        in SWITCHBOARD_METRICS_ALLOW (this machine by default)."""
+        metrics_gate.check(request)
         rt: Runtime = request.app.state.rt
         table = Ticket.__table__  # type: ignore[attr-defined]
         async with rt.read() as conn:
@@ -385,6 +420,10 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
     app.include_router(ticketing_router)
     app.include_router(ticketing_ws)
     app.include_router(canned_router)
+    app.include_router(supervisor_router)
+    app.include_router(reports_router)
+    app.include_router(audit_router)
+    app.include_router(contacts_router)
     for channel in channels:
         for router in channel.routers():
             app.include_router(router)
@@ -393,6 +432,7 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
     app.include_router(kb_router)
     app.include_router(kb_public_router)
     app.mount("/static", agent_ui_static, name="static")
+    install_docs(app)
     app.add_middleware(AllowedMethods, routes=app.router.routes)
     app.add_middleware(CleanURL)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, overrides=_body_limits(channels))

@@ -20,14 +20,18 @@ from hub.commands import migrate_or_exit, redact_url
 from hub.config import Settings, get_settings
 from ivr_flows.cli import app as ivr_app
 from knowledge_base.cli import kb_app
-from ticketing.cli import agent_app
+from ticketing.cli import agent_app, contacts_app
 
 if TYPE_CHECKING:
     import uvicorn
 
+    from hub.app import DemoSeed
+    from hub.mail_catcher import MailCatcher
+
 app = typer.Typer(help="Switchboard: a self-hosted contact center.", no_args_is_help=True)
 # The packages' commands, one line each.
 app.add_typer(agent_app, name="agent")
+app.add_typer(contacts_app, name="contacts")
 app.add_typer(ivr_app, name="ivr")
 app.add_typer(kb_app, name="kb")
 
@@ -109,44 +113,81 @@ def serve(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
 @app.command()
 def demo(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
     """Run the server on SQLite with demo queues, agents and conversations; prints URLs and logins."""
-    settings = get_settings()
+    # Demo mode: every phone number answers with the demo flow, and the demo phone signs with the demo's token.
+    settings = get_settings().model_copy(update={"demo_mode": True})
     if not settings.is_sqlite:
         typer.echo("note: SWITCHBOARD_DATABASE_URL is not SQLite; the demo seeds that database instead", err=True)
     migrate_or_exit(settings)
-    seeded, logins = asyncio.run(_seed(settings))
+    seed = asyncio.run(_seed(settings))
+    settings, catcher = demo_settings(settings)
     base = f"http://{host}:{port}"
     typer.echo("")
-    typer.echo("Switchboard demo" + (" (seeded demo data)" if seeded else " (existing data kept)"))
+    typer.echo("Switchboard demo" + (" (seeded demo data)" if seed.seeded else " (existing data kept)"))
     typer.echo(f"  database:    {redact_url(settings.database_url)}")
     for label, path in _demo_pages():
         typer.echo(f"  {label + ':':<12} {base}{path}")
     typer.echo("  logins (username / password):")
-    for username, password, role in logins:
+    for username, password, role in seed.logins:
         typer.echo(f"    {username:<11} / {password:<16} ({role})")
     typer.echo("")
-    _serve(settings, host, port)
+    if seed.available:
+        username, password = seed.available
+        typer.echo(
+            f"  To answer as an agent: open {base}/console in another window and log in as {username} / {password}"
+        )
+        typer.echo(f"  ({username} is available now), then chat from {base}/demo: the chat is offered in the console.")
+    if catcher is not None:
+        typer.echo(f"  Mail the demo sends goes to a local mail catcher (port {catcher.port}): {base}/demo/mailbox")
+    typer.echo("")
+    try:
+        _serve(settings, host, port)
+    finally:
+        if catcher is not None:
+            catcher.stop()
+
+
+def demo_settings(settings: Settings) -> tuple[Settings, MailCatcher | None]:
+    """The demo's settings: its pages' hints on (``demo_mode``); unless mail is configured, outgoing email to a
+    local SMTP catcher it starts (``hub.mail_catcher``, shown at /demo/mailbox); and, unless set, an available
+    agent nobody is logged in as is never set away for the offers they miss (``max_missed_offers`` 0), so the
+    demo's chat still reaches "a person" when a newcomer opens it minutes after the start."""
+    from hub.mail_catcher import MailCatcher
+
+    update: dict[str, Any] = {"demo_mode": True}
+    if "max_missed_offers" not in settings.model_fields_set:
+        update["max_missed_offers"] = 0
+    catcher = None
+    if not settings.mailboxes and not settings.outgoing_smtp_host:
+        directory = settings.demo_mailbox_dir or settings.attachment_dir.parent / "demo-mailbox"
+        catcher = MailCatcher(directory).start()
+        update |= {"outgoing_smtp_host": catcher.host, "outgoing_smtp_port": catcher.port}
+        update["demo_mailbox_dir"] = directory
+    return settings.model_copy(update=update), catcher
 
 
 def _demo_pages() -> list[tuple[str, str]]:
     return [
         ("console", "/console"),
         ("chat demo", "/demo"),
+        ("demo phone", "/demo/phone"),
         ("help center", "/help"),
+        ("wallboard", "/supervisor"),
+        ("admin", "/admin"),
         ("articles", "/admin/kb"),
         ("widget", "/widget.js"),
         ("API docs", "/docs"),
         ("health", "/healthz"),
+        ("mailbox", "/demo/mailbox"),
         ("metrics", "/metrics"),
     ]
 
 
-async def _seed(settings: Settings) -> tuple[bool, list[tuple[str, str, str]]]:
+async def _seed(settings: Settings) -> DemoSeed:
     from hub.app import seed_demo
     from hub.runtime import standalone
 
     async with standalone(settings) as rt:
-        seeded = await seed_demo(rt)
-    return seeded.seeded, seeded.logins
+        return await seed_demo(rt)
 
 
 def main() -> None:

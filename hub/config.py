@@ -6,6 +6,7 @@ run beside a running server works on the same database.
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -36,6 +37,14 @@ class MailboxSettings(Input):
     smtp_security: Literal["none", "starttls", "tls"] = "starttls"
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
+
+
+class TwilioNumberSettings(Input):
+    """One phone number of the hub's and the flow answering it, as given in ``SWITCHBOARD_TWILIO_NUMBERS``."""
+
+    number: str = Field(min_length=3, max_length=32)
+    flow: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    label: str = Field(default="", max_length=200)
 
 
 class MetaPageSettings(Input):
@@ -109,6 +118,12 @@ class Settings(BaseSettings):
     token_ttl_seconds: int = 12 * 3600
     max_body_bytes: int = 1_048_576
     event_retention_seconds: int = 7 * 24 * 3600
+    # GDPR retention: the messages (text, attachments, files) of tickets solved or closed more than this many
+    # days ago are erased by a background worker; the tickets stay as anonymous counts. None: kept forever.
+    retention_days: int | None = Field(
+        default=None, ge=1, le=36_500, description="erase messages of tickets closed more than N days ago"
+    )
+    retention_check_seconds: float = Field(default=3600.0, gt=0)
     heartbeat_seconds: float = 25.0
     # How often a quiet process checks the event log for events a transport did not bring (CLI writes,
     # a Redis hiccup). Gaps in seq are filled at once regardless.
@@ -125,6 +140,14 @@ class Settings(BaseSettings):
     # Addresses (or networks) of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed;
     # empty: no forwarded header is believed, the client is the peer of the connection.
     trusted_proxies: list[str] = Field(default_factory=list)
+    # Who may read /metrics (it shows ticket counts): a scraper sending ``Authorization: Bearer <metrics_token>``,
+    # or one whose address is in ``metrics_allow`` (addresses or networks; by default this machine only, so a
+    # local Prometheus works without a setting). Behind a reverse proxy on this machine, set trusted_proxies too,
+    # or every client looks local.
+    metrics_token: SecretStr | None = Field(default=None, description="Bearer token that may read /metrics")
+    metrics_allow: list[str] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1"], description="Addresses or networks that may read /metrics"
+    )
     ingest_batch_max: int = 256
     offer_timeout_seconds: int = 30
     routing_rules: Path | None = Field(default=None, description="YAML file of queue-selection rules")
@@ -132,10 +155,26 @@ class Settings(BaseSettings):
     wrap_up_seconds: int = 30
     max_missed_offers: int = 3
     voice_blocks_chats: bool = True
+    # The supervisor's wallboard (ticketing.wallboard): kept up to date from the event stream when on; "today"
+    # on the wallboard and in the reports is the calendar day in ``supervisor_timezone``.
+    wallboard: bool = True
+    supervisor_timezone: str = "UTC"
+    # How often the SLA sweep announces breaches and escalates (ticketing.sla_service); 0 turns it off.
+    sla_check_seconds: float = 15.0
     outbox_max_attempts: int = 8
     outbox_backoff_base_seconds: float = 2.0
     outbox_poll_seconds: float = 1.0
     mail_domain: str = "switchboard.local"
+    # Where replies by email go out when no mailbox is configured: a send-only SMTP server (no TLS, no login;
+    # a local relay). `switchboard demo` points it at its own mail catcher, whose mail /demo/mailbox lists.
+    outgoing_smtp_host: str | None = None
+    outgoing_smtp_port: Port = 25
+    outgoing_email_from: str | None = Field(default=None, description="From address (default support@mail_domain)")
+    # `switchboard demo` sets this: the demo pages say how to try things (which login answers chats, where the
+    # mail goes), any phone number answers with the demo flow, and a token of the demo's own signs the demo
+    # phone's webhooks when no Twilio auth token is given. A plain `serve` shows the pretend shop without them.
+    demo_mode: bool = False
+    demo_mailbox_dir: Path | None = Field(default=None, description="The demo mail catcher's messages (/demo/mailbox)")
     default_phone_region: str = "US"
     mailboxes: list[MailboxSettings] = Field(default_factory=list)
     # Files of every channel (email attachments, inline images and raw messages; chat uploads) are stored by
@@ -177,6 +216,32 @@ class Settings(BaseSettings):
     chat_attachment_max_bytes: int = 5 * 1024 * 1024
     chat_allowed_origins: list[str] = Field(
         default_factory=lambda: ["*"], description="Sites that may embed the widget (CORS for /api/chat)"
+    )
+
+    # Phone, SMS and WhatsApp through Twilio (channels/twilio)
+    twilio_account_sid: str | None = Field(default=None, description="Twilio account SID (AC...) for the REST API")
+    twilio_auth_token: SecretStr | None = Field(
+        default=None, description="Twilio auth token: checks X-Twilio-Signature and signs REST calls"
+    )
+    twilio_numbers: list[TwilioNumberSettings] = Field(
+        default_factory=list, description='numbers and the flow answering each: [{"number": "+1...", "flow": "demo"}]'
+    )
+    twilio_flows_dir: Path | None = Field(
+        default=None,
+        description="folder of IVR flow files (<name>.yaml); default: the flows shipped in ivr_flows/flows",
+    )
+    twilio_default_flow: str | None = Field(default=None, description="flow answering a number not configured")
+    twilio_agent_numbers: dict[str, str] = Field(
+        default_factory=dict, description="agents' own phones by username: an accepted call dials the agent there"
+    )
+    twilio_hold_music_url: str = "http://com.twilio.sounds.music.s3.amazonaws.com/MARKOVICHAMP-Borghestral.mp3"
+    twilio_api_url: str | None = Field(
+        default=None, description="send Twilio REST calls to this base URL instead of Twilio's (tests, offline demo)"
+    )
+    twilio_max_param_chars: int = Field(default=4096, ge=64, description="a longer webhook parameter is refused (400)")
+    twilio_whatsapp_window_hours: int = Field(default=24, ge=1)
+    twilio_callback_seconds: int = Field(
+        default=120, ge=1, description="estimated handling time of a call ahead in line (wait estimates)"
     )
 
     # Social messaging (channels/social): Meta's Messenger, Instagram and WhatsApp Cloud API, Telegram bots
@@ -247,6 +312,16 @@ class Settings(BaseSettings):
             listed = ", ".join(shown or []) or "none"
             raise ValueError(f"{', '.join(missing)} is not among SWITCHBOARD_CHAT_PRECHAT_FIELDS ({listed})")
         return required
+
+    @field_validator("metrics_allow")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an address or network (write 10.0.0.0/8 or 192.0.2.7)") from None
+        return value
 
     @field_validator("meta_graph_url", "telegram_api_url")
     @classmethod

@@ -91,3 +91,13 @@ async def current_admin(conn: HTTPConnection) -> Principal:
 
 CurrentAgent = Annotated[Principal, Depends(current_agent)]
 CurrentAdmin = Annotated[Principal, Depends(current_admin)]
+
+
+async def current_supervisor(conn: HTTPConnection) -> Principal:
+    """The logged-in agent if a supervisor or admin; 401 without a login, 403 (``supervisor_only``) for an agent."""
+    principal = await current_agent(conn)
+    principal.require_supervisor()
+    return principal
+
+
+CurrentSupervisor = Annotated[Principal, Depends(current_supervisor)]

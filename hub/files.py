@@ -4,6 +4,9 @@ inline images and raw messages, chat widget uploads.
 A file's name is the SHA-256 of its bytes (``root/ab/cd/abcd…``), so the same attachment received twice is
 stored once and a re-fetched message finds its files already there. Files are written to a temporary name and
 renamed, so a reader never sees half a file; they are written before the database commit that refers to them.
+
+Who may read a stored file is decided by the messages that carry it (``hub.file_access``): ``carried_files``
+says which files a message carries, and the core records them as it stores the message.
 """
 
 from __future__ import annotations
@@ -12,9 +15,30 @@ import hashlib
 import os
 import re
 import tempfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 _SHA = re.compile(r"^[0-9a-f]{64}$")
+
+
+# Message metadata keys whose value is a stored file of that message (an email's raw bytes, under the email
+# channel's ``raw_sha256``). A channel that keeps another file of a message in its metadata adds its key here.
+FILE_METADATA_KEYS = ("raw_sha256",)
+
+
+def is_sha256(value: object) -> bool:
+    """Whether ``value`` names a stored file (64 lower-case hex digits)."""
+    return isinstance(value, str) and _SHA.match(value) is not None
+
+
+def carried_files(attachments: Iterable[Mapping[str, Any]] | None, metadata: Mapping[str, Any] | None) -> set[str]:
+    """The stored files a message carries: its attachments' (and inline images') ``sha256``, and its metadata's
+    ``FILE_METADATA_KEYS``. Malformed entries are none."""
+    found: list[object] = [a.get("sha256") for a in attachments or () if isinstance(a, Mapping)]
+    if metadata:
+        found.extend(metadata.get(key) for key in FILE_METADATA_KEYS)
+    return {sha for sha in found if isinstance(sha, str) and is_sha256(sha)}
 
 
 class StoredFileMissing(Exception):

@@ -126,6 +126,28 @@ class BusinessHours:
             day += timedelta(days=1)
         return None
 
+    def open_seconds(self, start: datetime, end: datetime) -> float:
+        """Seconds of open time between ``start`` and ``end`` (0 when ``end`` is not after ``start``)."""
+        if end <= start:
+            return 0.0
+        total = 0.0
+        day = start.astimezone(self.zone).date() - timedelta(days=1)
+        last = end.astimezone(self.zone).date()
+        while day <= last:
+            for s, e in self._spans(day):
+                s, e = max(s, start), min(e, end)
+                if e > s:
+                    total += (e - s).total_seconds()
+            day += timedelta(days=1)
+        return total
+
+
+def open_seconds(hours: BusinessHours | None, start: datetime, end: datetime) -> float:
+    """Seconds of open time between two moments (no hours: all of it)."""
+    if hours is None:
+        return max(0.0, (end - start).total_seconds())
+    return hours.open_seconds(start, end)
+
 
 def is_open(hours: BusinessHours | None, at: datetime) -> bool:
     """Whether a queue with these hours is open at ``at`` (no hours: always)."""

@@ -18,10 +18,11 @@ the URL's text, so the strictness stays with bodies.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeGuard
 
 from annotated_types import Ge, Le
-from pydantic import BaseModel, Strict, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Strict, model_validator
 
 # PostgreSQL's ``integer``: the narrowest integer column either database has.
 DB_INT_MIN = -(2**31)
@@ -38,6 +39,19 @@ Id = Annotated[int, Strict(), Ge(1), Le(DB_INT_MAX)]
 
 IdParam = Annotated[int, Ge(1), Le(DB_INT_MAX)]
 """A row id in a path or query parameter (text in the URL, so not strict)."""
+
+
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time is outside the range a database stores") from None
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+"""A point in time given with its offset (``2026-12-06T13:00:00Z``, ``...+01:00``), read as UTC: the columns
+store timezone-aware UTC, so a time without an offset is refused (422) rather than guessed."""
+
 
 def is_id(value: Any) -> TypeGuard[int]:
     """Whether ``value`` (from a parsed websocket frame) is a row id: a JSON integer, not a boolean, in range."""

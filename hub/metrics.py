@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
+from collections.abc import Sequence
+
+from fastapi import HTTPException, Request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from pydantic import SecretStr
 
 
 class Metrics:
@@ -36,3 +42,40 @@ class Metrics:
             ["channel", "outcome"],
             registry=self.registry,
         )
+
+
+class MetricsGate:
+    """Who may read ``/metrics``: a request with ``Authorization: Bearer <token>`` (when a token is set), or one
+    from an address in ``allow`` (addresses or networks). Anyone else gets 401 with a ``WWW-Authenticate``
+    challenge, as Prometheus' ``authorization`` scrape setting expects."""
+
+    def __init__(self, token: SecretStr | None, allow: Sequence[str]) -> None:
+        self._token = token.get_secret_value().encode() if token and token.get_secret_value() else None
+        self._allow = [ipaddress.ip_network(a, strict=False) for a in allow]
+
+    def allows(self, *, authorization: str | None, client: str | None) -> bool:
+        if self._token is not None and authorization:
+            scheme, _, given = authorization.partition(" ")
+            if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self._token):
+                return True
+        if client and self._allow:
+            try:
+                address = ipaddress.ip_address(client)
+            except ValueError:
+                return False
+            if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+                address = address.ipv4_mapped
+            return any(address.version == net.version and address in net for net in self._allow)
+        return False
+
+    def check(self, request: Request) -> None:
+        """Raise 401 unless the request may read the metrics."""
+        if not self.allows(
+            authorization=request.headers.get("authorization"), client=request.client.host if request.client else None
+        ):
+            raise HTTPException(
+                401,
+                detail="metrics need a bearer token (SWITCHBOARD_METRICS_TOKEN) or an allowed address "
+                "(SWITCHBOARD_METRICS_ALLOW)",
+                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+            )

@@ -10,12 +10,16 @@ is one of the core's exceptions (``hub.errors`` subclasses with stable codes: ``
 
     port              registered as            used by
     AgentPort         rt.ports.agents          hub.deps (authentication), webchat (the agent's name)
-    ContactPort       rt.ports.contacts        webchat (verified visitors, the pre-chat email)
-    ConversationPort  rt.ports.conversations   webchat (history, rating, receipts, moving to email); social
-                                               (providers' delivery and read receipts)
+    ContactPort       rt.ports.contacts        webchat (verified visitors, the pre-chat email); twilio (the IVR's
+                                               lookup: the caller's name and open requests)
+    ConversationPort  rt.ports.conversations   webchat (history, rating, receipts, moving to email, closing a
+                                               conversation a knowledge-base article answered); hub.file_access
+                                               (a visitor's files); social (providers' delivery and read receipts)
     QueuePort         rt.ports.queues          webchat (is anybody available)
     TicketPort        rt.ports.tickets         email (the message a reply quotes); the knowledge base's
-                                               suggestions, being built (who may see a ticket, its text)
+                                               suggestions (who may see a ticket, its text); twilio (a call's
+                                               timeline, abandoned calls, delivery receipts, WhatsApp's window);
+                                               hub.file_access (who may read a stored file)
 
 Adding a port, or a method to one (CONTRIBUTING.md): the Protocol and its models here; the implementation in
 ``ticketing/ports.py`` (calling the core's service functions); a field on ``Ports``; a test of it through
@@ -62,7 +66,34 @@ class AgentPort(Protocol):
 # --- contacts -----------------------------------------------------------------------------------------------------
 
 
+class TicketBrief(PortModel):
+    """A ticket as a channel needs it at a glance: who holds it, and when its customer last wrote."""
+
+    id: int
+    subject: str
+    status: str
+    channel: str
+    contact_id: int
+    queue_id: int | None
+    assignee_id: int | None
+    last_inbound_at: datetime | None  # the customer's newest message (WhatsApp's 24-hour window counts from it)
+
+
+class ContactSummary(PortModel):
+    """Who a phone number or address is: the contact (None: unknown), their name, their open tickets (newest
+    first)."""
+
+    contact_id: int | None
+    name: str | None
+    open_tickets: list[TicketBrief]
+
+
 class ContactPort(Protocol):
+    async def summary(self, *, kind: str, value: str) -> ContactSummary:
+        """The contact reached as (kind, value), normalized as ingest does (a phone number in E.164, the same
+        person under SMS, voice and WhatsApp), with their open tickets; an unknown or unparseable value
+        answers ``contact_id=None``."""
+
     async def link_verified(self, *, identities: Sequence[Identity], name: str | None) -> int:
         """Identities a site vouched for belong to one contact: the contact of the first of them already
         known, else a new one; the others are added to it unless another contact has them. Answers the
@@ -103,6 +134,7 @@ class ConversationTicket(PortModel):
     rating: int | None
     reply_channel: str | None  # replies go out on another channel (a chat answered by email)
     reply_to: str | None
+    deflected: bool = False  # closed by its customer: a knowledge-base article answered them (nothing to rate)
 
 
 class ConversationState(PortModel):
@@ -152,9 +184,21 @@ class ConversationPort(Protocol):
         """The customer's app showed these agent messages: their delivery status moves forward to delivered
         (never back), for the messages of this conversation only. Returns once committed."""
 
+    async def carries_file(self, *, channel: str, thread_key: str, sha256: str) -> bool:
+        """Whether a message of this conversation that its customer sees (never a note) carries the stored file
+        ``sha256``. Ask through ``hub.file_access``, not directly."""
+
     async def advance(self, *, channel: str, receipts: Sequence[DeliveryReceipt]) -> int:
         """Providers' receipts: each named message's delivery status moves forward (never back; failed is
         final, with the provider's reason). Answers how many messages moved. Returns once committed."""
+
+    async def close_deflected(
+        self, *, channel: str, thread_key: str, article_id: int, article_title: str
+    ) -> int | None:
+        """The customer says an article offered by self-service answered their question: the conversation's
+        open ticket closes as deflected (status closed, the tag ``deflected``, an internal note naming the
+        article, no rating asked; an agent it was offered or assigned to is freed). Answers the ticket's id;
+        None when the conversation has no open ticket (nothing was asked yet: nothing to close)."""
 
 
 # --- queues -------------------------------------------------------------------------------------------------------
@@ -188,6 +232,7 @@ class StoredMessage(PortModel):
     sender: str | None
     text: str
     created_at: datetime
+    metadata: dict[str, Any] = {}  # what the channel kept with it (Twilio's media links)
 
 
 class TicketText(PortModel):
@@ -210,6 +255,33 @@ class TicketPort(Protocol):
 
     async def message_by_external_id(self, *, channel: str, external_id: str) -> StoredMessage | None:
         """The message stored under the channel's own id (an email's Message-ID), if any."""
+
+    async def brief(self, *, ticket_id: int) -> TicketBrief | None:
+        """The ticket at a glance (None: no such ticket)."""
+
+    async def add_timeline(self, *, ticket_id: int, text: str, metadata: dict[str, Any]) -> int:
+        """A line of the ticket's timeline written by the system (a call answered, ended, a voicemail): an
+        internal note with no author, ``metadata`` kept on it. Answers the note's id; raises the core's
+        ``ticket_not_found``."""
+
+    async def abandon(self, *, ticket_id: int, reason: str) -> bool:
+        """The customer gave up waiting (a caller hung up in the queue): the ticket leaves its queue and any
+        offer, is solved and tagged ``abandoned``, and a ``call.abandoned`` event is appended (supervisors
+        count them). Only a ticket nobody has accepted; answers whether it was abandoned."""
+
+    async def send_as(self, *, agent_id: int, ticket_id: int, text: str, client_key: str) -> int:
+        """A message to the customer on the ticket's channel in the agent's name, through the outbox (delivered
+        by the channel's sender, retried with backoff): what a channel does for an agent (the phone's callback
+        call). Idempotent on ``client_key`` per ticket. Answers the message's id; raises the core's
+        ``ticket_not_found`` or ``agent_not_found``."""
+
+    async def set_delivery_status(self, *, message_id: int, status: str, error: str | None = None) -> bool:
+        """A provider's receipt for an outbound message: its delivery status moves forward (never back; failed
+        is final), with the core's ``message.status`` event. Answers whether it moved."""
+
+    async def may_read_file(self, *, principal: Principal, sha256: str) -> bool:
+        """Whether a message carrying the stored file ``sha256`` is in a ticket ``principal`` may see. Ask
+        through ``hub.file_access``, not directly."""
 
 
 # --- the registry -------------------------------------------------------------------------------------------------

@@ -87,9 +87,7 @@ async def cancel_and_wait(task: asyncio.Task[object], *, grace: float = 5.0, att
         if task.done():
             break
         if attempt + 1 < attempts:
-            log.warning(
-                "task %s still runs %g s after its cancellation; cancelling it again", task.get_name(), grace
-            )
+            log.warning("task %s still runs %g s after its cancellation; cancelling it again", task.get_name(), grace)
     else:
         log.error("task %s did not stop in %g s; left running", task.get_name(), grace * attempts)
         return False

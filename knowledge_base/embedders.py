@@ -132,11 +132,25 @@ _BUILDERS: dict[str, Callable[[], Embedder]] = {
 }
 
 
+def one_blas_thread() -> None:
+    """Limit the process's BLAS (numpy's matrix products) to one thread. Ranking multiplies one query vector
+    by many rows, a product bound by memory, not arithmetic: a second thread only adds waiting, and on a busy
+    machine it waits for a core. With 10,000 articles on a loaded 2-core machine a suggestion's p99 was 1.8 s
+    with OpenBLAS's two threads (``bench/kb.py``); the web server answers many queries side by side anyway."""
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=1, user_api="blas")
+    except Exception as exc:  # threadpoolctl missing or failing: slower under load, never broken
+        log.warning("knowledge base: could not limit BLAS to one thread (%s)", exc)
+
+
 def load_embedder(name: str = "auto") -> Embedder | None:
     """The embedder named (``auto``: the best installed, ``none``: no embedder), or None with one warning
-    when it cannot be loaded."""
+    when it cannot be loaded. Loading one limits the process's BLAS to one thread (``one_blas_thread``)."""
     if name == "none":
         return None
+    one_blas_thread()
     names = PREFERENCE if name == "auto" else (name,)
     failures: list[str] = []
     for candidate in names:

@@ -4,7 +4,7 @@ An article is one locale of one slug: ``(slug, locale)`` is unique, and the tran
 its slug. Every change to an article stores its new state as a numbered version, so the history can be read
 and an older version restored. ``kb_feedback`` holds what agents said of suggestions (and visitors of
 self-service answers): helpful wordings become extra phrasings for ranking, unhelpful ones count against
-the article for close wordings.
+the article for close wordings. ``kb_embeddings`` keeps the sentence embeddings the ranking computed.
 
 Full-text search: on SQLite an FTS5 table ``kb_articles_fts`` (external content, kept in step by triggers); on
 PostgreSQL a generated ``tsvector`` column ``search_vector`` with a GIN index. Both are made by the migration
@@ -20,10 +20,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic import Field as PField
-from sqlalchemy import Column, ForeignKey, Index, Integer, Text, UniqueConstraint
+from sqlalchemy import Column, ForeignKey, Index, Integer, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from hub.db import JSONType, UTCDateTime, utcnow
+from hub.inputs import Count, Id, Input
 
 DEFAULT_LOCALE = "en"
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,119}$"
@@ -110,19 +111,26 @@ class Feedback(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+class Embedding(SQLModel, table=True):
+    """A sentence's embedding (an article's title or phrasing, a wording from feedback), stored once computed so
+    that a restart, another process or an edit embeds only sentences never seen before. Keyed by the embedder
+    and the SHA-256 of the sentence; ``vector`` is float32, little-endian."""
+
+    __tablename__ = "kb_embeddings"
+
+    embedder: str = Field(max_length=40, primary_key=True)
+    text_hash: str = Field(max_length=64, primary_key=True)
+    vector: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
 # --- API schemas --------------------------------------------------------------------------------------
-
-
-def _no_nul(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
 
 
 def _clean_list(values: list[str], *, most: int, longest: int, what: str) -> list[str]:
     out: list[str] = []
     for value in values:
-        value = _no_nul(value).strip()
+        value = value.strip()
         if not value:
             continue
         if len(value) > longest:
@@ -134,7 +142,7 @@ def _clean_list(values: list[str], *, most: int, longest: int, what: str) -> lis
     return out
 
 
-class ArticleFields(BaseModel):
+class ArticleFields(Input):
     title: str = PField(min_length=1, max_length=300)
     body: str = PField(default="", max_length=MAX_BODY_CHARS)
     category: str = PField(default="General", min_length=1, max_length=100)
@@ -146,15 +154,10 @@ class ArticleFields(BaseModel):
     @field_validator("title", "category", mode="after")
     @classmethod
     def _stripped(cls, value: str) -> str:
-        value = _no_nul(value).strip()
+        value = value.strip()
         if not value:
             raise ValueError("must not be blank")
         return value
-
-    @field_validator("body", mode="after")
-    @classmethod
-    def _body(cls, value: str) -> str:
-        return _no_nul(value)
 
     @field_validator("tags", mode="after")
     @classmethod
@@ -171,7 +174,7 @@ class ArticleCreate(ArticleFields):
     slug: str = PField(pattern=SLUG_PATTERN, description="lower-case letters, digits, - and _")
 
 
-class ArticleUpdate(BaseModel):
+class ArticleUpdate(Input):
     """Fields to change; ``version`` (optional) refuses the change with 409 when the article moved on."""
 
     title: str | None = PField(default=None, min_length=1, max_length=300)
@@ -180,19 +183,14 @@ class ArticleUpdate(BaseModel):
     tags: list[str] | None = None
     status: ArticleStatus | None = None
     phrasings: list[str] | None = None
-    version: int | None = None
-
-    @field_validator("body", mode="after")
-    @classmethod
-    def _text(cls, value: str | None) -> str | None:
-        return None if value is None else _no_nul(value)
+    version: Count | None = None
 
     @field_validator("title", "category", mode="after")
     @classmethod
     def _stripped(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        value = _no_nul(value).strip()
+        value = value.strip()
         if not value:
             raise ValueError("must not be blank")
         return value
@@ -271,10 +269,10 @@ class SearchHit(BaseModel):
     url: str = ""
 
 
-class FeedbackCreate(BaseModel):
-    article_id: int
+class FeedbackCreate(Input):
+    article_id: Id
     helpful: bool
-    ticket_id: int | None = None
+    ticket_id: Id | None = None
     query: str | None = PField(default=None, max_length=MAX_PHRASING_CHARS)
 
 

@@ -16,11 +16,17 @@ The score of an article for a query is a weighted sum (weights in ``Weights``, t
 - ``negative``: minus the cosine with the closest wording an agent marked "not helpful" for the article,
   counted above a threshold only.
 
+The cosines of ``centroid`` and ``nearest`` are taken after a light linear layer learned from the articles'
+own wordings when the index is built (``Weights.whiten``, see ``within_class_projection``): directions in
+which the phrasings of one article differ among themselves (how a question is put rather than what it asks)
+count less. On the tuning set, with ``use``: top-3 89.8 % → 91.7 %, MRR 0.847 → 0.858.
+
 Without an embedder the embedding terms are absent and the lexical weights of ``LEXICAL_WEIGHTS`` apply.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 import unicodedata
@@ -92,19 +98,43 @@ class Weights:
     centroid: float
     nearest: float
     negative: float
+    # The linear layer's regularisation, in units of the mean within-article variance (0: no layer).
+    whiten: float = 0.0
 
 
 # Tuned per embedder with bench/kb_tune.py on eval-tune.jsonl (figures in the README's knowledge-base section).
 # ``negative`` is not tuned (the eval sets carry no feedback): a wording an agent rejected costs the article a
 # full point, more than the usual gap between the first and second article.
 EMBEDDING_WEIGHTS = {
-    "use": Weights(bm25=0.5, questions=0.0, fuzzy=0.1, centroid=1.0, nearest=1.0, negative=1.0),
+    "use": Weights(bm25=0.5, questions=0.0, fuzzy=0.1, centroid=1.0, nearest=1.0, negative=1.0, whiten=20.0),
     "minilm": Weights(bm25=0.15, questions=0.0, fuzzy=0.1, centroid=1.0, nearest=1.0, negative=1.0),
 }
 LEXICAL_WEIGHTS = Weights(bm25=0.3, questions=0.6, fuzzy=0.8, centroid=0.0, nearest=0.0, negative=0.0)
 NEGATIVE_THRESHOLD = 0.8  # a rejected wording counts against an article only when the query is this close to it
 FRONT_RUNNERS = 30  # articles that get the fuzzy score
 CANDIDATES = 200  # in a large knowledge base, articles compared with each of their phrasings (twice this)
+
+
+def within_class_projection(groups: Sequence[Vector], strength: float) -> Vector | None:
+    """The light linear layer, learned from the articles' own sentences: ``(Sw + λI)⁻¹``, where ``Sw`` is the
+    scatter of each article's title and phrasings around their mean and ``λ`` is ``strength`` times its mean
+    eigenvalue. Sentences are multiplied by it before their cosines are taken. None when no article has two
+    sentences (nothing to learn from)."""
+    deviations = [g - g.mean(axis=0) for g in groups if len(g) > 1]
+    if not deviations or strength <= 0:
+        return None
+    x = np.vstack(deviations).astype(np.float64)
+    scatter = (x.T @ x) / len(x)
+    lam = strength * float(np.trace(scatter)) / scatter.shape[0]
+    if lam <= 0:
+        return None
+    values, vectors = np.linalg.eigh(scatter)
+    return ((vectors / (values + lam)) @ vectors.T).astype(np.float32)
+
+
+def _unit_rows(matrix: Vector) -> Vector:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return (matrix / np.where(norms == 0, 1.0, norms)).astype(np.float32)
 
 
 def weights_for(embedder: Embedder | None) -> Weights:
@@ -134,6 +164,30 @@ class Bm25:
             idf = math.log(1 + (self.n - len(rows) + 0.5) / (len(rows) + 0.5))
             self.postings[term] = (ids, (idf * tf * (self.k1 + 1) / (tf + norm[ids])).astype(np.float32))
 
+    def extended(self, documents: Sequence[Sequence[str]]) -> Bm25:
+        """A copy with ``documents`` appended (positions from ``n`` on). Their weights use the document
+        frequencies and mean length as they are now, and the rows already scored keep theirs: close to a
+        rebuild for a few documents among many, at the cost of the changed documents' terms only."""
+        new = copy.copy(self)
+        lengths = np.array([len(d) for d in documents], dtype=np.float32)
+        new.lengths = np.concatenate([self.lengths, lengths])
+        new.n = self.n + len(documents)
+        norm = self.k1 * (1 - self.b + self.b * lengths / (self.avg or 1.0))
+        added: dict[str, list[tuple[int, int]]] = {}
+        for offset, doc in enumerate(documents):
+            for term, count in Counter(doc).items():
+                added.setdefault(term, []).append((offset, count))
+        new.postings = dict(self.postings)
+        for term, rows in added.items():
+            ids = np.array([self.n + r[0] for r in rows], dtype=np.int64)
+            tf = np.array([r[1] for r in rows], dtype=np.float32)
+            old_ids, old_weights = self.postings.get(term, (np.zeros(0, np.int64), np.zeros(0, np.float32)))
+            df = len(old_ids) + len(rows)
+            idf = math.log(1 + (new.n - df + 0.5) / (df + 0.5))
+            weights = (idf * tf * (self.k1 + 1) / (tf + norm[ids - self.n])).astype(np.float32)
+            new.postings[term] = (np.concatenate([old_ids, ids]), np.concatenate([old_weights, weights]))
+        return new
+
     def scores(self, query: Iterable[str]) -> Vector:
         out = np.zeros(self.n, dtype=np.float32)
         for term in query:
@@ -151,6 +205,38 @@ def _scaled(scores: Vector) -> Vector:
 Prepared = tuple[list[str], list[str], list[str]]
 
 
+class Rows:
+    """A matrix that grows by appending rows without copying the rows it has: ``matrix`` is a view of the first
+    ``n`` rows of a larger buffer. ``appended`` writes after them and answers a new ``Rows``; this one (and
+    any reader of its view) still sees its ``n`` rows, which never change. Only the newest of the ``Rows``
+    sharing a buffer may append in place (the buffer's ``used`` count says which); any other copies."""
+
+    def __init__(self, matrix: Vector, *, _buffer: Vector | None = None, _used: list[int] | None = None) -> None:
+        self.n = len(matrix)
+        self._buffer = matrix if _buffer is None else _buffer
+        self._used = [self.n] if _used is None else _used
+        self.matrix = self._buffer[: self.n]
+
+    @classmethod
+    def with_room(cls, matrix: Vector) -> Rows:
+        """``matrix``'s rows, with room after them for about an eighth more."""
+        n = len(matrix)
+        buffer = np.empty((n + n // 8 + 64, matrix.shape[1]), dtype=np.float32)
+        buffer[:n] = matrix
+        return cls(buffer[:n], _buffer=buffer)
+
+    def appended(self, rows: Vector) -> Rows:
+        total = self.n + len(rows)
+        buffer, used = self._buffer, self._used
+        if used[0] != self.n or total > len(buffer):
+            buffer = np.empty((max(total, self.n + self.n // 4 + 64), rows.shape[1]), dtype=np.float32)
+            buffer[: self.n] = self.matrix
+            used = [self.n]
+        buffer[self.n : total] = rows
+        used[0] = total
+        return Rows(buffer[:total], _buffer=buffer, _used=used)
+
+
 class RankCache:
     """What ``RankIndex`` computed per article (its terms, its folded sentences) and per sentence (its
     embedding), kept from one build to the next."""
@@ -161,9 +247,11 @@ class RankCache:
         # per article and embedder: its sentences' vectors (a matrix) and their normalised mean
         self._embedded: dict[tuple[str, Doc], tuple[Vector, Vector]] = {}
 
-    def embedded(self, docs: Sequence[Doc], embedder: Embedder) -> list[tuple[Vector, Vector]]:
-        """Each article's sentence vectors and centroid, embedding only the sentences not seen before."""
-        old, fresh = self._embedded, {}
+    def embedded(self, docs: Sequence[Doc], embedder: Embedder, *, forget: bool = True) -> list[tuple[Vector, Vector]]:
+        """Each article's sentence vectors and centroid, embedding only the sentences not seen before; with
+        ``forget``, articles not among ``docs`` are forgotten (a full build)."""
+        old = self._embedded
+        fresh = {} if forget else old
         missing = [d for d in docs if (embedder.name, d) not in old]
         texts = list(dict.fromkeys(t for d in missing for t in (d.title, *d.phrasings) if t not in self.vectors))
         for start in range(0, len(texts), 256):
@@ -182,8 +270,11 @@ class RankCache:
         self._embedded = fresh
         return [fresh[(embedder.name, d)] for d in docs]
 
-    def prepare(self, docs: Sequence[Doc]) -> list[Prepared]:
-        old, fresh = self._docs, {}
+    def prepare(self, docs: Sequence[Doc], *, forget: bool = True) -> list[Prepared]:
+        """Each article's terms and folded sentences; with ``forget``, articles not among ``docs`` are
+        forgotten (a full build)."""
+        old = self._docs
+        fresh = {} if forget else old
         for d in docs:
             item = old.get(d)
             if item is None:
@@ -193,7 +284,7 @@ class RankCache:
                     [fold(x) for x in (d.title, *d.phrasings)],
                 )
             fresh[d] = item
-        self._docs = fresh  # articles gone or changed are forgotten
+        self._docs = fresh
         return [fresh[d] for d in docs]
 
 
@@ -205,7 +296,9 @@ class Ranked:
 
 
 class RankIndex:
-    """An immutable ranking index over ``docs``; rebuild (cheaply, re-using embeddings) to change it."""
+    """An immutable ranking index over ``docs``. ``updated`` gives a new one with some articles changed, at the
+    cost of those articles: their old rows are masked (``dead``) and their new versions appended. A full build
+    (re-using the cache's terms and embeddings) starts afresh."""
 
     def __init__(
         self,
@@ -234,10 +327,70 @@ class RankIndex:
         self.ends = self.starts + np.array([len(g) for g in self.sentences], dtype=np.int64)
         self.centroids: Vector | None = None
         self.phrase_vectors: Vector | None = None
+        self._centroid_rows: Rows | None = None
+        self._phrase_rows: Rows | None = None
+        self.projection: Vector | None = None  # the linear layer (``within_class_projection``)
         self.rejected_vectors: Vector | None = None
         self.rejected_owner: npt.NDArray[np.int64] | None = None
+        # Rows of articles changed or removed since the full build (``updated``), and the row of each article.
+        self.dead: npt.NDArray[np.int64] | None = None
+        self.appended = 0
+        self.rows = {d.article_id: i for i, d in enumerate(self.docs)}
         if embedder is not None and self.docs:
             self._embed(embedder)
+
+    @property
+    def live(self) -> int:
+        """How many articles the index ranks."""
+        return len(self.docs) - (len(self.dead) if self.dead is not None else 0)
+
+    def updated(self, changed: Sequence[Doc], removed: Iterable[int] = ()) -> RankIndex:
+        """A new index where the articles of ``changed`` (new ones, or new versions) are ranked as they are now
+        and the articles ``removed`` (ids) are not ranked at all. This one is left as it was (readers may be
+        using it). Costs the changed articles' terms and sentences, not a rebuild: their old rows are masked and
+        the new ones appended, weighted with the term statistics of the full build (``appended`` says how many
+        rows were added since; a full build, from time to time, starts afresh)."""
+        changed, removed = list(changed), set(removed)
+        if not self.docs:
+            return RankIndex(changed, self.embedder, weights=self.weights, cache=self.cache)
+        new = copy.copy(self)
+        gone = [self.rows[a] for a in {*removed, *(d.article_id for d in changed)} if a in self.rows]
+        new.rows = dict(self.rows)
+        for article_id in removed:
+            new.rows.pop(article_id, None)
+        if gone:
+            dead = np.array(gone, dtype=np.int64)
+            new.dead = dead if self.dead is None else np.union1d(self.dead, dead)
+        if not changed:
+            return new
+        first = len(self.docs)
+        prepared = self.cache.prepare(changed, forget=False)
+        new.docs = [*self.docs, *changed]
+        new.appended = self.appended + len(changed)
+        for offset, d in enumerate(changed):
+            new.rows[d.article_id] = first + offset
+        new.bm25 = self.bm25.extended([p[0] for p in prepared])
+        new.questions = self.questions.extended([p[1] for p in prepared])
+        unknown = {t for p in prepared for t in p[0]} - self._known
+        if unknown:
+            new.vocabulary = sorted([*self.vocabulary, *unknown])
+            new._known = frozenset(new.vocabulary)
+        sentences = [(d.title, *d.phrasings) for d in changed]
+        new.sentences = [*self.sentences, *sentences]
+        new.folded = [*self.folded, *(p[2] for p in prepared)]
+        sizes = np.array([len(g) for g in sentences], dtype=np.int64)
+        base = int(self.ends[-1]) if len(self.ends) else 0  # the sentence rows so far
+        starts = base + np.cumsum(np.concatenate([[0], sizes[:-1]])).astype(np.int64)
+        new.starts = np.concatenate([self.starts, starts]).astype(np.int64)
+        new.ends = np.concatenate([self.ends, starts + sizes]).astype(np.int64)
+        if self.embedder is not None and self._centroid_rows is not None and self._phrase_rows is not None:
+            embedded = self.cache.embedded(changed, self.embedder, forget=False)
+            phrases, centroids = self._projected(embedded)  # the layer of the full build
+            new._centroid_rows = self._centroid_rows.appended(centroids)
+            new._phrase_rows = self._phrase_rows.appended(phrases)
+            new.centroids, new.phrase_vectors = new._centroid_rows.matrix, new._phrase_rows.matrix
+            new._embed_rejected(self.embedder)
+        return new
 
     def _vectors(self, embedder: Embedder, texts: Sequence[str]) -> Vector:
         vectors = self.cache.vectors
@@ -252,10 +405,28 @@ class RankIndex:
 
     def _embed(self, embedder: Embedder) -> None:
         embedded = self.cache.embedded(self.docs, embedder)
-        self.centroids = np.stack([centroid for _, centroid in embedded])
+        matrices = [matrix for matrix, _ in embedded]
+        self.projection = within_class_projection(matrices, self.weights.whiten)
+        phrases, centroids = self._projected(embedded)
+        self._centroid_rows = Rows.with_room(centroids)
         # each article's sentences are contiguous rows, from self.starts
-        self.phrase_vectors = np.vstack([matrix for matrix, _ in embedded])
-        rejected = [(i, text) for i, d in enumerate(self.docs) for text in d.rejected]
+        self._phrase_rows = Rows.with_room(phrases)
+        self.centroids, self.phrase_vectors = self._centroid_rows.matrix, self._phrase_rows.matrix
+        self._embed_rejected(embedder)
+
+    def _projected(self, embedded: Sequence[tuple[Vector, Vector]]) -> tuple[Vector, Vector]:
+        """The articles' sentence rows and centroids through the linear layer (as embedded without one)."""
+        phrases = np.vstack([matrix for matrix, _ in embedded])
+        if self.projection is None:
+            return phrases, np.stack([centroid for _, centroid in embedded])
+        phrases = _unit_rows(phrases @ self.projection)
+        starts = np.cumsum([0] + [len(m) for m, _ in embedded[:-1]]).astype(np.int64)
+        return phrases, _unit_rows(np.add.reduceat(phrases, starts, axis=0))
+
+    def _embed_rejected(self, embedder: Embedder) -> None:
+        dead = set(self.dead.tolist()) if self.dead is not None else set()
+        rejected = [(i, text) for i, d in enumerate(self.docs) if i not in dead for text in d.rejected]
+        self.rejected_vectors = self.rejected_owner = None
         if rejected:
             self.rejected_vectors = self._vectors(embedder, [t for _, t in rejected])
             self.rejected_owner = np.array([i for i, _ in rejected], dtype=np.int64)
@@ -284,19 +455,28 @@ class RankIndex:
         slug."""
         if not self.docs:
             return []
+        dead = self.dead
         if bm25_only:
             raw = self.bm25.scores(tokens(query))
+            if dead is not None:
+                raw[dead] = 0.0
             order = np.argsort(-raw, kind="stable")
             return self._collapse(order, raw, {}, limit, keep_zero=False, statuses=statuses)
         w = self.weights
         terms = self.query_terms(query)
-        bm25 = _scaled(self.bm25.scores(terms))
-        questions = _scaled(self.questions.scores(terms))
+        bm25_raw, questions_raw = self.bm25.scores(terms), self.questions.scores(terms)
+        if dead is not None:
+            bm25_raw[dead] = questions_raw[dead] = 0.0
+        bm25 = _scaled(bm25_raw)
+        questions = _scaled(questions_raw)
         total = w.bm25 * bm25 + w.questions * questions
         parts: dict[str, Vector] = {"bm25": bm25, "questions": questions}
         if self.embedder is not None and self.centroids is not None and self.phrase_vectors is not None:
-            q = self.embedder.encode([query])[0]
+            raw = self.embedder.encode([query])[0]
+            q = raw if self.projection is None else _unit_rows((raw @ self.projection)[None, :])[0]
             centroid = self.centroids @ q
+            if dead is not None:
+                centroid[dead] = -1.0  # the lowest cosine: never a front-runner
             total = total + w.centroid * centroid
             nearest = np.full(len(self.docs), -1.0, dtype=np.float32)
             if len(self.docs) <= 2 * CANDIDATES:
@@ -311,13 +491,15 @@ class RankIndex:
             total = total + w.nearest * nearest
             parts |= {"centroid": centroid, "nearest": nearest}
             if self.rejected_vectors is not None and self.rejected_owner is not None and w.negative:
-                close = self.rejected_vectors @ q
+                close = self.rejected_vectors @ raw  # rejected wordings compare as embedded (the threshold's scale)
                 penalty = np.zeros(len(self.docs), dtype=np.float32)
                 np.maximum.at(penalty, self.rejected_owner, np.where(close >= NEGATIVE_THRESHOLD, close, 0.0))
                 total = total - w.negative * penalty
                 parts["negative"] = -penalty
+        if dead is not None:
+            total[dead] = -np.inf
         if w.fuzzy:
-            runners = np.argsort(-total, kind="stable")[:FRONT_RUNNERS]
+            runners = _top(total, FRONT_RUNNERS)
             fuzzy = np.zeros(len(self.docs), dtype=np.float32)
             text = fold(query)
             for i in runners:
@@ -325,8 +507,16 @@ class RankIndex:
                 fuzzy[i] = (best[1] if best else 0.0) / 100.0
             total = total + w.fuzzy * fuzzy
             parts["fuzzy"] = fuzzy
-        order = np.argsort(-total, kind="stable")
-        return self._collapse(order, total, parts, limit, keep_zero=self.embedder is not None, statuses=statuses)
+        # The best few in order (a full sort of 10,000 scores costs more than the rest of the arithmetic); all of
+        # them only when filters and repeated slugs leave fewer than ``limit``.
+        keep_zero = self.embedder is not None
+        front = _top(total, 4 * limit + 64)
+        order = front[np.argsort(-total[front], kind="stable")]
+        out = self._collapse(order, total, parts, limit, keep_zero=keep_zero, statuses=statuses)
+        if len(out) < limit and len(order) < len(total):
+            order = np.argsort(-total, kind="stable")
+            out = self._collapse(order, total, parts, limit, keep_zero=keep_zero, statuses=statuses)
+        return out
 
     def _collapse(
         self,
@@ -341,7 +531,7 @@ class RankIndex:
         out: list[Ranked] = []
         seen: set[str] = set()
         for i in order:
-            if not keep_zero and total[i] <= 0:
+            if (not keep_zero and total[i] <= 0) or total[i] == -np.inf:
                 break
             doc = self.docs[i]
             if doc.slug in seen or (statuses is not None and doc.status not in statuses):
@@ -354,8 +544,11 @@ class RankIndex:
 
 
 def _top(scores: Vector, k: int) -> npt.NDArray[np.int64]:
-    """Indices of the ``k`` highest scores, in no order."""
-    return np.argpartition(-scores, k)[:k] if len(scores) > k else np.arange(len(scores))
+    """Indices of the ``k`` highest scores, in increasing index order (so that a stable sort by score breaks
+    ties as a full sort would)."""
+    if len(scores) <= k:
+        return np.arange(len(scores))
+    return np.sort(np.argpartition(-scores, k)[:k])
 
 
 def _bisect_prefix(words: Sequence[str], prefix: str) -> int:

@@ -40,9 +40,9 @@ def check_query(query: str | None) -> str:
     """The query stripped; empty or longer than ``MAX_QUERY_CHARS`` is refused (422)."""
     q = (query or "").replace("\x00", " ").strip()
     if not q:
-        raise InvalidQuery("q: the search query is empty")
+        raise InvalidQuery("the search query is empty", loc=("query", "q"))
     if len(q) > MAX_QUERY_CHARS:
-        raise InvalidQuery(f"q: the search query is longer than {MAX_QUERY_CHARS} characters")
+        raise InvalidQuery(f"the search query is longer than {MAX_QUERY_CHARS} characters", loc=("query", "q"))
     return q
 
 

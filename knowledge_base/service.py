@@ -4,6 +4,7 @@ index up to date, see ``suggest.py``)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -11,7 +12,7 @@ from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.db import taken_as, utcnow
-from hub.events import NewEvent
+from hub.events import EventPayload, NewEvent, event_payload
 from hub.runtime import Runtime, Tx
 from knowledge_base.exceptions import ArticleNotFound, SlugTaken, StaleArticle, VersionNotFound
 from knowledge_base.models import (
@@ -24,6 +25,7 @@ from knowledge_base.models import (
     ArticleUpdate,
     ArticleVersion,
     ArticleVersionRead,
+    Embedding,
     Feedback,
 )
 from knowledge_base.ranking import Doc
@@ -32,9 +34,33 @@ from knowledge_base.render import to_html, to_text
 A = Article.__table__  # type: ignore[attr-defined]
 V = ArticleVersion.__table__  # type: ignore[attr-defined]
 F = Feedback.__table__  # type: ignore[attr-defined]
+E = Embedding.__table__  # type: ignore[attr-defined]
 
 CHANGED = "kb.article.changed"
 FEEDBACK = "kb.feedback"
+
+
+@event_payload(CHANGED)
+class ArticleChanged(EventPayload):
+    """An article was created, edited, published, archived or deleted (``action``); its state after."""
+
+    id: int
+    slug: str
+    locale: str
+    status: str
+    version: int
+    action: str
+
+
+@event_payload(FEEDBACK)
+class ArticleFeedback(EventPayload):
+    """An agent or reader said whether an article helped."""
+
+    id: int
+    slug: str
+    helpful: bool
+
+
 # Wordings from feedback an article keeps for ranking: the newest ones.
 FEEDBACK_PHRASINGS = 30
 VERSIONED = ("slug", "locale", "title", "body", "category", "tags", "phrasings", "status")
@@ -371,3 +397,41 @@ async def ranking_docs(rt: Runtime, *, article_ids: Sequence[int] | None = None)
         )
         for r in rows
     ]
+
+
+# --- stored embeddings ----------------------------------------------------------------------------------------
+
+EMBEDDING_BATCH = 500  # rows per statement (an IN list, or one transaction of inserts)
+
+
+def text_hash(text: str) -> str:
+    """The key a sentence's embedding is stored under."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+async def stored_embeddings(rt: Runtime, *, embedder: str, hashes: Sequence[str] | None = None) -> dict[str, bytes]:
+    """The stored vectors of ``embedder`` (all of them, or those of ``hashes``), by sentence hash."""
+    out: dict[str, bytes] = {}
+    stmt = select(E.c.text_hash, E.c.vector).where(E.c.embedder == embedder)
+    async with rt.read() as conn:
+        if hashes is None:
+            out.update((h, bytes(v)) for h, v in (await conn.execute(stmt)).all())
+            return out
+        wanted = list(dict.fromkeys(hashes))
+        for start in range(0, len(wanted), EMBEDDING_BATCH):
+            chunk = wanted[start : start + EMBEDDING_BATCH]
+            out.update((h, bytes(v)) for h, v in (await conn.execute(stmt.where(E.c.text_hash.in_(chunk)))).all())
+    return out
+
+
+async def store_embeddings(rt: Runtime, *, embedder: str, vectors: dict[str, bytes]) -> None:
+    """Keep freshly computed vectors (by sentence hash); one already stored, by another process say, stays."""
+    items = list(vectors.items())
+    now = utcnow()
+    for start in range(0, len(items), EMBEDDING_BATCH):
+        rows = [
+            {"embedder": embedder, "text_hash": h, "vector": v, "created_at": now}
+            for h, v in items[start : start + EMBEDDING_BATCH]
+        ]
+        async with rt.write() as tx:
+            await tx.conn.execute(rt.db.insert_ignore(E), rows)

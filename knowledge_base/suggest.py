@@ -3,8 +3,9 @@
 ``knowledge_index(rt)`` gives the runtime's ``KnowledgeIndex``. It is built once (in a worker thread, the
 sentence embedder loaded then, once per process and embedder name), then refreshed after every
 ``kb.article.changed`` or ``kb.feedback`` event, from this process or another: only the articles named are
-read again and only sentences not seen before are embedded. Readers always get a complete index: the one
-being built replaces the old in one assignment.
+read again and re-indexed (``RankIndex.updated``; a full build now and then), and only sentences never seen
+before are embedded (the others are read from ``kb_embeddings``). Readers always get a complete index: the
+new one replaces the old in one assignment.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel
 
 from hub.events import EventRecord
@@ -27,6 +29,10 @@ from knowledge_base.ranking import Doc, RankCache, RankIndex
 log = logging.getLogger(__name__)
 
 AGENT_VISIBLE = frozenset({"published", "internal"})
+# A full build once the articles changed since the last one (see ``RankIndex.updated``) exceed this many, or
+# this share of all articles: their rows are weighted with term statistics that drift as articles change.
+REBUILD_AFTER = 50
+REBUILD_SHARE = 0.1
 
 
 class Suggestion(BaseModel):
@@ -74,6 +80,7 @@ class KnowledgeIndex:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._embedding: asyncio.Task[None] | None = None
+        self._sizes: dict[str, int] = {}
 
     @property
     def embedder(self) -> Embedder | None:
@@ -101,15 +108,28 @@ class KnowledgeIndex:
                 return
             changed = sorted(self._dirty)
             self._dirty.clear()
+            fresh = await service.ranking_docs(self.rt, article_ids=changed)
             for article_id in changed:
                 self._docs.pop(article_id, None)
-            for doc in await service.ranking_docs(self.rt, article_ids=changed):
+            for doc in fresh:
                 self._docs[doc.article_id] = doc
-            await self._rebuild(self.index.embedder)
+            index, embedder = self.index, self.index.embedder
+            if index.appended + len(fresh) > max(REBUILD_AFTER, REBUILD_SHARE * len(self._docs)):
+                await self._rebuild(embedder)
+                return
+            # The usual case: a few articles changed, and only they cost time (an edit ranks within a second
+            # in 10,000 articles, where a full build takes several).
+            missing = await self._load_stored(embedder, fresh) if embedder is not None else []
+            kept = {d.article_id for d in fresh}
+            self.index = await asyncio.to_thread(index.updated, fresh, [a for a in changed if a not in kept])
+            self.built_at = time.monotonic()
+            if embedder is not None and missing:
+                await self._store_new(embedder, missing)
 
     async def _embed(self) -> None:
-        """Load the embedder and embed every title and phrasing, in the background: for a large knowledge base
-        this takes minutes (embeddings are not stored), and the lexical index answers meanwhile."""
+        """Load the embedder and embed every title and phrasing, in the background, and the lexical index answers
+        meanwhile: embeddings are stored (``kb_embeddings``), so only sentences never embedded before cost time
+        (for a large knowledge base, minutes the first time; reading them back, seconds)."""
         try:
             embedder = await asyncio.to_thread(embedder_for, self.embedder_name)
             if embedder is not None:
@@ -120,8 +140,48 @@ class KnowledgeIndex:
 
     async def _rebuild(self, embedder: Embedder | None) -> None:
         docs = sorted(self._docs.values(), key=lambda d: d.article_id)
+        missing: list[str] = []
+        if embedder is not None:
+            missing = await self._load_stored(embedder, docs)
         self.index = await asyncio.to_thread(RankIndex, docs, embedder, cache=self._cache)
         self.built_at = time.monotonic()
+        if embedder is not None and missing:
+            await self._store_new(embedder, missing)
+
+    async def _load_stored(self, embedder: Embedder, docs: Sequence[Doc]) -> list[str]:
+        """Put the stored embeddings of the sentences the cache lacks into it (all of the embedder's, the first
+        time); answers the sentences still to embed."""
+        vectors = self._cache.vectors
+        wanted = {t for d in docs for t in (d.title, *d.phrasings, *d.rejected)}
+        missing = [t for t in wanted if t not in vectors]
+        if not missing:
+            return []
+        hashes = {service.text_hash(t): t for t in missing}
+        stored = await service.stored_embeddings(
+            self.rt, embedder=embedder.name, hashes=None if not vectors else list(hashes)
+        )
+        dimensions = await asyncio.to_thread(self._dimensions, embedder)
+        for key, blob in stored.items():
+            text = hashes.get(key)
+            if text is not None and len(blob) == 4 * dimensions:
+                vectors[text] = np.frombuffer(blob, dtype="<f4").astype(np.float32)
+        return [t for t in missing if t not in vectors]
+
+    async def _store_new(self, embedder: Embedder, texts: Sequence[str]) -> None:
+        """Keep the vectors just computed, for the next start, the other processes and the next edit."""
+        vectors = self._cache.vectors
+        fresh = {service.text_hash(t): vectors[t].astype("<f4").tobytes() for t in texts if t in vectors}
+        try:
+            await service.store_embeddings(self.rt, embedder=embedder.name, vectors=fresh)
+        except Exception:
+            log.exception("knowledge base: storing %d sentence embeddings failed; they are computed again", len(fresh))
+
+    def _dimensions(self, embedder: Embedder) -> int:
+        """The embedder's vector length (a stored vector of another length, from another version of its
+        package, is embedded again)."""
+        if embedder.name not in self._sizes:
+            self._sizes[embedder.name] = int(embedder.encode(["dimensions"]).shape[1])
+        return self._sizes[embedder.name]
 
     async def ready(self) -> RankIndex:
         """The index once the embedder (if any) has been applied: for commands and tests that want the full
@@ -192,9 +252,7 @@ def customer_query(texts: Sequence[str], draft: str = "") -> str:
     return joined
 
 
-async def suggest(
-    rt: Runtime, *, query: str, limit: int, statuses: frozenset[str] = AGENT_VISIBLE
-) -> list[Suggestion]:
+async def suggest(rt: Runtime, *, query: str, limit: int, statuses: frozenset[str] = AGENT_VISIBLE) -> list[Suggestion]:
     """The best articles for ``query``: published and internal ones for agents, with scores."""
     if not query.strip():
         return []

@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from pydantic import Field as PField
 
 from hub.deps import CurrentAgent, RuntimeDep
+from hub.inputs import Count, Id, IdParam, Input
 from knowledge_base import service
 from knowledge_base.exceptions import ArticleNotFound
 from knowledge_base.models import (
@@ -57,8 +58,8 @@ class Answer(BaseModel):
     score: float
 
 
-class Solved(BaseModel):
-    article_id: int
+class Solved(Input):
+    article_id: Id
     query: str = PField(default="", max_length=500)
 
 
@@ -68,14 +69,14 @@ class Stats(BaseModel):
     embedder: str | None
 
 
-class FeedbackRequest(BaseModel):
-    article_id: int
+class FeedbackRequest(Input):
+    article_id: Id
     helpful: bool
     query: str = PField(min_length=1, max_length=500, description="the customer's words it was suggested for")
-    ticket_id: int | None = None
+    ticket_id: Id | None = None
 
 
-class PreviewRequest(BaseModel):
+class PreviewRequest(Input):
     body: str = PField(max_length=MAX_BODY_CHARS)
 
 
@@ -93,7 +94,7 @@ async def list_articles(
     status: Annotated[list[ArticleStatus] | None, Query()] = None,
     locale: str | None = None,
     category: str | None = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Count, Query()] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[ArticleSummary]:
     """Articles of every status (or those asked), by category and title."""
@@ -110,36 +111,36 @@ async def create_article(body: ArticleCreate, me: CurrentAgent, rt: RuntimeDep) 
 
 
 @router.get("/articles/{article_id}", response_model=ArticleRead)
-async def get_article(article_id: int, me: CurrentAgent, rt: RuntimeDep) -> ArticleRead:
+async def get_article(article_id: IdParam, me: CurrentAgent, rt: RuntimeDep) -> ArticleRead:
     return await service.get_article(rt, article_id=article_id)
 
 
 @router.patch("/articles/{article_id}", response_model=ArticleRead)
-async def update_article(article_id: int, body: ArticleUpdate, me: CurrentAgent, rt: RuntimeDep) -> ArticleRead:
+async def update_article(article_id: IdParam, body: ArticleUpdate, me: CurrentAgent, rt: RuntimeDep) -> ArticleRead:
     """Supervisors and admins: change an article; with ``version``, 409 when someone saved meanwhile."""
     me.require_supervisor()
     return await service.update_article(rt, article_id=article_id, data=body, author_id=me.agent_id)
 
 
 @router.delete("/articles/{article_id}", status_code=204)
-async def delete_article(article_id: int, me: CurrentAgent, rt: RuntimeDep) -> Response:
+async def delete_article(article_id: IdParam, me: CurrentAgent, rt: RuntimeDep) -> Response:
     me.require_supervisor()
     await service.delete_article(rt, article_id=article_id)
     return Response(status_code=204)
 
 
 @router.get("/articles/{article_id}/versions", response_model=list[ArticleVersionRead])
-async def list_versions(article_id: int, me: CurrentAgent, rt: RuntimeDep) -> list[ArticleVersionRead]:
+async def list_versions(article_id: IdParam, me: CurrentAgent, rt: RuntimeDep) -> list[ArticleVersionRead]:
     return await service.list_versions(rt, article_id=article_id)
 
 
 @router.get("/articles/{article_id}/versions/{version}", response_model=ArticleVersionRead)
-async def get_version(article_id: int, version: int, me: CurrentAgent, rt: RuntimeDep) -> ArticleVersionRead:
+async def get_version(article_id: IdParam, version: IdParam, me: CurrentAgent, rt: RuntimeDep) -> ArticleVersionRead:
     return await service.get_version(rt, article_id=article_id, version=version)
 
 
 @router.post("/articles/{article_id}/versions/{version}/restore", response_model=ArticleRead)
-async def restore_version(article_id: int, version: int, me: CurrentAgent, rt: RuntimeDep) -> ArticleRead:
+async def restore_version(article_id: IdParam, version: IdParam, me: CurrentAgent, rt: RuntimeDep) -> ArticleRead:
     """Supervisors and admins: make an older version's content the next version."""
     me.require_supervisor()
     return await service.restore_version(rt, article_id=article_id, version=version, author_id=me.agent_id)
@@ -172,7 +173,7 @@ async def preview(body: PreviewRequest, me: CurrentAgent) -> PreviewRead:
 async def suggestions(
     me: CurrentAgent,
     rt: RuntimeDep,
-    ticket_id: int,
+    ticket_id: IdParam,
     draft: Annotated[str, Query(max_length=2000, description="the agent's reply being written")] = "",
 ) -> Suggestions:
     """The best articles (published and internal) for the customer's newest messages in a ticket the agent may

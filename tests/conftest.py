@@ -30,6 +30,7 @@ from hub.bus import EventHub, LocalTransport
 from hub.cli import shorten_gil_switch_interval
 from hub.config import Settings
 from hub.db import Database
+from hub.events import require_payload_models
 from hub.messages import Sender
 from hub.metrics import Metrics
 from hub.migrate import upgrade
@@ -37,6 +38,9 @@ from hub.runtime import Runtime, Tx
 from hub.websocket import server_protocol
 
 import_all_models()
+# Every event the suite appends must have a payload model (CONTRIBUTING.md, "Events"): a new event type
+# without one fails the tests that append it.
+require_payload_models()
 
 R = TypeVar("R")
 
@@ -47,7 +51,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _pg_admin(url: str, statement: str) -> None:
+def pg_admin(url: str, statement: str) -> None:
+    """Run ``statement`` on the PostgreSQL server of ``url``, connected to its ``postgres`` database (creating
+    and dropping test databases)."""
     parsed = make_url(url)
 
     async def run() -> None:
@@ -77,13 +83,13 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
         return
     name = f"switchboard_test_{uuid.uuid4().hex[:10]}"
-    _pg_admin(configured, f'CREATE DATABASE "{name}"')
+    pg_admin(configured, f'CREATE DATABASE "{name}"')
     url = make_url(configured).set(database=name).render_as_string(hide_password=False)
     try:
         upgrade(url)
         yield url
     finally:
-        _pg_admin(configured, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        pg_admin(configured, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

@@ -1,4 +1,7 @@
-"""Agent accounts: creating, changing and listing agents, and the agent behind a login or a token."""
+"""Agent accounts: creating, changing and listing agents, and the agent behind a login or a token.
+
+A change made by a person (``actor``: the API's caller) is written to the audit log (``hub.audit``) in its own
+transaction; seeds, the CLI and a rules file read at start pass no actor and are not audited."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub import audit
 from hub.auth import hash_password
 from hub.db import taken_as, utcnow
 from hub.events import NewEvent
@@ -71,7 +75,7 @@ async def _queue_ids_by_name(conn: AsyncConnection, names: Sequence[str]) -> lis
     return [rows[n] for n in names]
 
 
-async def create_agent(rt: Runtime, *, data: AgentCreate) -> AgentRead:
+async def create_agent(rt: Runtime, *, data: AgentCreate, actor: Principal | None = None) -> AgentRead:
     """A new agent, supervisor or admin, member of the named queues."""
     pw_hash = hash_password(data.password)
     async with rt.write() as tx:
@@ -101,6 +105,14 @@ async def create_agent(rt: Runtime, *, data: AgentCreate) -> AgentRead:
         if qids:
             await tx.conn.execute(agent_queues.insert(), [{"agent_id": row.id, "queue_id": q} for q in qids])
         result = await agent_read(tx.conn, row)
+        if actor is not None:
+            await audit.record(
+                tx.conn,
+                actor=actor,
+                action="agent.create",
+                target=f"agent:{row.id}",
+                detail=data.model_dump(mode="json", exclude={"password"}),
+            )
         tx.emit(NewEvent(type="agent.created", payload={"agent": _public_agent(result)}, agent_id=row.id))
     return result
 
@@ -109,13 +121,14 @@ def _public_agent(agent: AgentRead) -> dict[str, Any]:
     return agent.model_dump(mode="json")
 
 
-async def update_agent(rt: Runtime, *, agent_id: int, data: AgentUpdate) -> AgentRead:
+async def update_agent(rt: Runtime, *, agent_id: int, data: AgentUpdate, actor: Principal | None = None) -> AgentRead:
     values: dict[str, Any] = data.model_dump(exclude_unset=True, exclude={"queues", "password"})
     if "role" in values and values["role"] is not None:
         values["role"] = values["role"].value
     if data.password:
         values["password_hash"] = hash_password(data.password)
     async with rt.write() as tx:
+        old = await _audited_state(tx.conn, agent_id)
         if values:
             done = await tx.conn.execute(update(agents).where(agents.c.id == agent_id).values(**values))
             if not done.rowcount:
@@ -131,10 +144,42 @@ async def update_agent(rt: Runtime, *, agent_id: int, data: AgentUpdate) -> Agen
             if qids:
                 await tx.conn.execute(agent_queues.insert(), [{"agent_id": agent_id, "queue_id": q} for q in qids])
         result = await agent_read(tx.conn, row)
+        if actor is not None:
+            await _audit_update(tx.conn, actor, old, result, password_reset=bool(data.password))
         tx.emit(NewEvent(type="agent.updated", payload={"agent": _public_agent(result)}, agent_id=agent_id))
         # Before the caller hears of the change: no request of this process authenticates as the old agent.
         tx.after_commit.append(lambda: forget_principal(rt, agent_id))
     return result
+
+
+_AUDITED = ("display_name", "role", "skills", "capacity", "active", "queue_ids")
+
+
+async def _audited_state(conn: AsyncConnection, agent_id: int) -> dict[str, Any] | None:
+    row = (await conn.execute(select(agents).where(agents.c.id == agent_id))).first()
+    return None if row is None else (await agent_read(conn, row)).model_dump(mode="json", include=set(_AUDITED))
+
+
+async def _audit_update(
+    conn: AsyncConnection, actor: Principal | None, old: dict[str, Any] | None, new: AgentRead, *, password_reset: bool
+) -> None:
+    """One entry naming what changed (old and new values; a password only as reset)."""
+    after = new.model_dump(mode="json", include=set(_AUDITED))
+    changed = [k for k in _AUDITED if old is None or old.get(k) != after[k]]
+    detail: dict[str, Any] = {
+        "username": new.username,
+        "before": {k: old.get(k) for k in changed} if old else {},
+        "after": {k: after[k] for k in changed},
+    }
+    if password_reset:
+        detail["password"] = "reset"
+    if changed == ["active"]:
+        action = "agent.reactivate" if new.active else "agent.deactivate"
+    elif password_reset and not changed:
+        action = "agent.password_reset"
+    else:
+        action = "agent.update"
+    await audit.record(conn, actor=actor, action=action, target=f"agent:{new.id}", detail=detail)
 
 
 async def list_agents(rt: Runtime) -> list[AgentRead]:

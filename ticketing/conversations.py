@@ -30,6 +30,7 @@ from ticketing.exceptions import AlreadyRated, InvalidRating, NotRateable, Ticke
 from ticketing.identities import normalize
 from ticketing.models import AgentStatus, DeliveryStatus, Direction, TicketStatus
 from ticketing.outbox import StatusChange, set_delivery_statuses, unmoved_by
+from ticketing.routing_service import work_done
 from ticketing.tables import (
     OPEN_STATUS_VALUES,
     agent_queues,
@@ -40,7 +41,9 @@ from ticketing.tables import (
     queues,
     tickets,
 )
-from ticketing.tickets import check_visible, ticket_event, ticket_row
+from ticketing.tickets import check_visible, message_event, ticket_event, ticket_row
+
+DEFLECTED = "deflected"  # the tag of a ticket its customer closed: a knowledge-base article answered them
 
 
 def _visible_message(row: Any, names: dict[int, str]) -> ConversationMessage:
@@ -111,6 +114,7 @@ def _ticket_state(t: Any, names: dict[int, str]) -> ConversationTicket:
         rating=t.rating,
         reply_channel=t.reply_channel,
         reply_to=t.reply_to,
+        deflected=DEFLECTED in (t.tags or ()),
     )
 
 
@@ -253,6 +257,74 @@ async def answer_by_email(rt: Runtime, *, channel: str, thread_key: str, email: 
             now=now,
         )
     return EmailFallback(ticket_id=row.id, reply_to=address, linked=linked)
+
+
+async def close_deflected(
+    rt: Runtime, *, channel: str, thread_key: str, article_id: int, article_title: str
+) -> int | None:
+    """The customer says an article answered their question: the conversation's open ticket is closed as
+    deflected (status closed, the tag ``deflected``, an internal note naming the article for agents), an agent
+    it was offered to loses the offer and one it was assigned to is freed. Answers the ticket's id, or None
+    when the conversation has no open ticket (the customer had asked nothing yet)."""
+    now = utcnow()
+    title = " ".join(article_title.split())[:300] or f"#{article_id}"
+    async with rt.write() as tx:
+        # Locked (PostgreSQL): an agent accepting or a message reopening it meanwhile acts on the closed row.
+        row = (
+            await tx.conn.execute(
+                select(tickets)
+                .where(
+                    tickets.c.channel == channel,
+                    tickets.c.thread_key == thread_key,
+                    tickets.c.status.in_(OPEN_STATUS_VALUES),
+                )
+                .order_by(tickets.c.id.desc())
+                .limit(1)
+                .with_for_update()
+            )
+        ).first()
+        if row is None:
+            return None
+        updated = (
+            await tx.conn.execute(
+                update(tickets)
+                .where(tickets.c.id == row.id)
+                .values(
+                    status=TicketStatus.CLOSED.value,
+                    closed_at=now,
+                    offered_agent_id=None,
+                    offer_expires_at=None,
+                    tags=list(dict.fromkeys([*(row.tags or []), DEFLECTED])),
+                    updated_at=now,
+                )
+                .returning(*tickets.c)
+            )
+        ).one()
+        note = {
+            "ticket_id": row.id,
+            "direction": Direction.NOTE.value,
+            "channel": row.channel,
+            "author_agent_id": None,
+            "text": f"The customer closed this conversation: the article “{title}” (#{article_id}) answered "
+            "their question.",
+            "attachments": [],
+            "meta": {"deflected_by": article_id},
+            "delivery_status": DeliveryStatus.RECEIVED.value,
+            "created_at": now,
+        }
+        stored = (await tx.conn.execute(messages.insert().values(**note).returning(*messages.c))).one()
+        tx.emit(
+            ticket_event(
+                EventType.TICKET_UPDATED,
+                updated,
+                changes=["closed_at", "status", "tags"],
+                deflected={"article_id": article_id},
+            )
+        )
+        tx.emit(message_event(dict(stored._mapping), updated))
+        if row.assignee_id is not None:
+            await work_done(rt, tx, agent_id=row.assignee_id, channel=row.channel)
+    return int(row.id)
 
 
 async def _record_contact_email(

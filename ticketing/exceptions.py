@@ -64,7 +64,24 @@ class UnknownTemplate(InvalidInput):
 
 
 class InvalidRoutingConfig(InvalidInput):
+    """Routing configuration that does not hold; ``errors`` may name several fields at fault, each as
+    ``(loc, msg)``, answered as one 422 listing them all."""
+
     code = "invalid_routing_config"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        loc: tuple[str | int, ...] = ("body",),
+        errors: list[tuple[tuple[str | int, ...], str]] | None = None,
+    ) -> None:
+        super().__init__(message, loc=loc)
+        self.errors = errors or [(loc, message)]
+
+    def answer(self) -> dict[str, object]:
+        detail = [{"loc": list(loc), "msg": msg, "type": self.code} for loc, msg in self.errors]
+        return {"detail": detail, "code": self.code}
 
 
 class AlreadyRated(Conflict):
@@ -77,3 +94,11 @@ class NotRateable(Conflict):
 
 class InvalidRating(InvalidInput):
     code = "invalid_rating"
+
+
+class AtCapacity(Conflict):
+    code = "at_capacity"
+
+
+class TicketTaken(Conflict):
+    code = "ticket_taken"

@@ -6,8 +6,9 @@ from functools import lru_cache
 
 import phonenumbers
 
-from hub.channels import NORMALIZATION, IdentityKind, Normalization, kinds_normalized_as
+from hub.channels import NORMALIZATION, SPECS, IdentityKind, Normalization, kinds_normalized_as
 from ticketing.exceptions import InvalidIdentity
+from ticketing.models import IdentityRead
 
 # Kinds whose value is a phone number: the same number on SMS, voice and WhatsApp is one person.
 PHONE_KINDS = kinds_normalized_as(Normalization.PHONE)
@@ -58,3 +59,22 @@ def lookup_kinds(kind: str) -> tuple[str, ...]:
     if kind in PHONE_KINDS:
         return _PHONE_LOOKUP
     return (kind,)
+
+
+_CHANNELS_OF_KIND: dict[str, list[str]] = {}
+for _spec in SPECS.values():
+    _CHANNELS_OF_KIND.setdefault(_spec.identity_kind.value, []).append(_spec.name)
+
+
+def is_verified(kind: str, value: str) -> bool:
+    """Whether someone vouched for the identity: a channel's provider did for an address, a number or a social
+    id; a website visitor's id is only a cookie (``webchat`` ``visitor:…``), a site's signed-in user
+    (``user:…``) was vouched for by the site's signature."""
+    return not (kind == IdentityKind.WEBCHAT.value and not value.startswith("user:"))
+
+
+def identity_read(kind: str, value: str) -> IdentityRead:
+    """An identity as the API shows it: with the channels it reaches the contact on and whether it is verified."""
+    return IdentityRead(
+        kind=kind, value=value, channels=_CHANNELS_OF_KIND.get(kind, []), verified=is_verified(kind, value)
+    )

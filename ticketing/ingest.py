@@ -8,8 +8,9 @@ takes its neighbours down and the caller of each gets its own answer.
 
 Per message, in that transaction: resolve the contact from the sender's identity; thread into the ticket
 it belongs to (references to earlier messages, then a ticket number the sender named if they take part in
-that ticket, then the channel's thread key, then the contact's open ticket on that channel) or open a new
-one; store the message; append events.
+that ticket, then the channel's thread key, then the contact's open ticket on that channel; for email, the
+contact's open email ticket of the same subject, since a new subject without a reference is a new matter) or
+open a new one; store the message (its HTML sanitized, whatever the adapter did); append events.
 
 Then routing, in a transaction of its own: the tickets nobody holds are offered or queued. The pipeline runs
 the two stages side by side (routing is the group commit's second stage): while one batch is routed, the next
@@ -25,14 +26,16 @@ the same moment makes the batch fail on the unique constraint and the per-messag
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import nh3
 from sqlalchemy import bindparam, case, delete, null, select, update
 
-from hub.channels import IDENTITY_OF_CHANNEL
+from hub.channels import IDENTITY_OF_CHANNEL, SPECS, CapacityClass
 from hub.db import (
     UTCDateTime,
     fetch_all,
@@ -46,17 +49,18 @@ from hub.db import (
     utcnow,
 )
 from hub.errors import Conflict, SwitchboardError
-from hub.events import EventType
+from hub.events import EventRecord, EventType
 from hub.group_commit import GroupCommit
 from hub.messages import AlsoInTransaction, InboundMessage, IngestResult
 from hub.runtime import Runtime
+from ticketing import message_files
 from ticketing.exceptions import UnknownChannel
 from ticketing.identities import lookup_kinds, normalize
 from ticketing.models import DeliveryStatus, Direction, TicketStatus
-from ticketing.queue_rules import Rule, RuleSet, first_match
-from ticketing.queue_rules import facts as rule_facts
+from ticketing.queue_rules import pick_queue
 from ticketing.queues import get_routing_rules
 from ticketing.routing_service import route_tickets
+from ticketing.sla_service import resume_paused
 from ticketing.tables import OPEN_STATUS_VALUES
 from ticketing.tables import contact_identities as I
 from ticketing.tables import contacts as C
@@ -341,6 +345,7 @@ async def _store_once(
 
         # 3. Contacts: find by identity (a phone number is one person on SMS, voice and WhatsApp), else create.
         identities = _identity_cache(rt)
+        generation = identities.generation
         learned = await _resolve_contacts(conn, rt, fresh, now, identities)
 
         # 4. Threading.
@@ -371,7 +376,7 @@ async def _store_once(
                 "recipient": it.msg.recipient,
                 "subject": it.msg.subject,
                 "text": it.msg.text,
-                "html": it.msg.html,
+                "html": sanitize_html(it.msg.html) if it.msg.html else None,
                 "attachments": [a.model_dump(mode="json") for a in it.msg.attachments],
                 "meta": {**it.msg.metadata, **({"references": it.msg.references} if it.msg.references else {})},
                 "delivery_status": DeliveryStatus.RECEIVED.value,
@@ -392,6 +397,7 @@ async def _store_once(
                 created=True,
                 ticket_created=int(it.ticket_ref) in new_ids.values(),
             )
+        await message_files.record(conn, msg_rows)
 
         # 7. Existing tickets: new activity; a customer writing again reopens a pending or solved ticket.
         new_id_set = set(new_ids.values())
@@ -416,6 +422,7 @@ async def _store_once(
             # One statement for every touched ticket, which also reads them back for the events: the whole row
             # for a reopened ticket's event, else what a message's event and routing need.
             if reopen:
+                await resume_paused(conn, reopen, now)  # SLA clocks stopped while pending on the customer
                 touch = update(T).where(one_of(conn, T.c.id, ids)).values(values).returning(*T.c)
                 for full in await conn.execute(touch):
                     ticket_rows[full.id] = full._asdict()
@@ -442,7 +449,7 @@ async def _store_once(
         ]
         tx.after_commit.append(lambda: _count(rt, fresh, items))
         if learned:
-            tx.after_commit.append(lambda: _remember(identities, learned))
+            tx.after_commit.append(lambda: _remember(identities, learned, generation))
     return _finish(out, copies), waiting
 
 
@@ -476,23 +483,49 @@ def _count_per_channel(counter: Any, items: list[IngestItem]) -> None:
         counter.labels(channel).inc(n)
 
 
-# (identity kind, value) -> (contact id, whether that contact is known to have a name), per runtime.
-_IdentityCache = dict[tuple[str, str], tuple[int, bool]]
+# Events after which identities belong to other contacts than before: a merge, its undo, an erase.
+IDENTITY_MOVES = frozenset({EventType.CONTACT_MERGED, EventType.CONTACT_UNMERGED, EventType.CONTACT_ERASED})
 _IDENTITY_CACHE_MAX = 100_000
 
 
+class _IdentityCache(dict[tuple[str, str], tuple[int, bool]]):
+    """(identity kind, value) -> (contact id, whether that contact is known to have a name), per runtime.
+
+    ``generation`` counts the identity moves heard (``IDENTITY_MOVES``): an ingest remembers what it learned
+    only if none was heard while it ran, since what it read may be what the move changed."""
+
+    __slots__ = ("generation",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.generation = 0
+
+    def on_event(self, event: EventRecord, _text: str) -> None:
+        """Event hub listener: identities moved between contacts, in this process or another (through Redis
+        with several processes): forget every entry of the contacts named."""
+        if event.type not in IDENTITY_MOVES:
+            return
+        moved = set(event.payload.get("contact_ids") or ())
+        self.generation += 1
+        for key in [k for k, (cid, _) in self.items() if cid in moved]:
+            del self[key]
+
+
 def _identity_cache(rt: Runtime) -> _IdentityCache:
-    """The identities this process has seen committed, and their contacts. An identity's contact never changes
-    (identities are only ever added, contacts never deleted once an identity points to them), so an entry
-    stays true in every process without being checked again: a message from a known identity needs no
-    lookup. Entries are added after their transaction commits, never before."""
-    cache: _IdentityCache | None = rt.caches.get("ingest.identities")
-    if cache is None:
-        cache = rt.caches["ingest.identities"] = {}
+    """The identities this process has seen committed, and their contacts. An identity's contact changes only
+    by a merge, its undo or an erase, whose events drop the entries concerned in every process (``on_event``),
+    so an entry is true without being checked again: a message from a known identity needs no lookup. Entries
+    are added after their transaction commits, never before."""
+    cache = rt.caches.get("ingest.identities")
+    if not isinstance(cache, _IdentityCache):
+        cache = rt.caches["ingest.identities"] = _IdentityCache()
+        rt.events.listen(cache.on_event)
     return cache
 
 
-def _remember(cache: _IdentityCache, learned: _IdentityCache) -> None:
+def _remember(cache: _IdentityCache, learned: dict[tuple[str, str], tuple[int, bool]], generation: int) -> None:
+    if cache.generation != generation:
+        return
     if len(cache) + len(learned) > _IDENTITY_CACHE_MAX:
         cache.clear()
     cache.update(learned)
@@ -500,7 +533,7 @@ def _remember(cache: _IdentityCache, learned: _IdentityCache) -> None:
 
 async def _resolve_contacts(
     conn: Any, rt: Runtime, fresh: list[IngestItem], now: Any, cache: _IdentityCache
-) -> _IdentityCache:
+) -> dict[tuple[str, str], tuple[int, bool]]:
     """Set each item's contact; returns what to add to ``cache`` once the transaction commits."""
     # A cached identity is enough unless the message brings a name for a contact we have none for (the
     # lookup below learns it).
@@ -650,10 +683,10 @@ async def _thread(
                 locked.add(ticket_id)
     # The contact's open conversation on the channel: only for messages without a thread key.
     contacts = {it.contact_id for it in fresh if not it.msg.thread_key}
-    by_contact: dict[tuple[int, str], int] = {}
+    by_contact: dict[tuple[Any, ...], int] = {}
     if contacts:
         for r in await _open_by_contact(conn, contacts):
-            by_contact[(r.contact_id, r.channel)] = r.id
+            by_contact[_contact_conversation(r.contact_id, r.channel, r.subject)] = r.id
             saw(r.id, r.status)
             if r.status == TicketStatus.PENDING:
                 pending.add(r.id)
@@ -687,7 +720,7 @@ async def _thread(
                 by_key[key] = open_new(it)  # type: ignore[assignment]
             it.ticket_ref = by_key[key]
         else:
-            ckey = (it.contact_id, it.msg.channel)
+            ckey = _contact_conversation(it.contact_id, it.msg.channel, it.msg.subject)
             if ckey not in by_contact:
                 by_contact[ckey] = open_new(it)  # type: ignore[assignment]
             it.ticket_ref = by_contact[ckey]
@@ -696,6 +729,15 @@ async def _thread(
         return [], locked, seen
     if conn.dialect.name == "postgresql":
         await claim_openings(conn, [it for _, it, linked_to in opening if linked_to is None])
+
+    # A conversation whose ticket was solved or closed goes on in a new ticket, linked to the one before.
+    continuing = {(it.msg.channel, it.msg.thread_key) for _, it, to in opening if to is None and it.msg.thread_key}
+    if continuing:
+        follows = await _previous_tickets(conn, continuing)
+        opening = [
+            (ref, it, follows.get((it.msg.channel, it.msg.thread_key)) if to is None and it.msg.thread_key else to)
+            for ref, it, to in opening
+        ]
 
     # New tickets: the queues and the rules that place them are read only when some are opened.
     queues = (await conn.execute(select(Q.c.id, Q.c.name, Q.c.channels).order_by(Q.c.id))).all()
@@ -711,7 +753,19 @@ async def _thread(
         }
     new: list[tuple[str, dict[str, Any]]] = []
     for ref, it, linked_to in opening:
-        queue_id, rule = _pick_queue(it.msg, by_name, queues, rules, attributes.get(it.contact_id))
+        msg = it.msg
+        queue_id, rule, _ = pick_queue(
+            rules,
+            by_name,
+            queues,
+            channel=msg.channel,
+            recipient=msg.recipient,
+            metadata=msg.metadata,
+            subject=msg.subject,
+            text=msg.text,
+            adapter_queue=msg.queue,
+            contact_attributes=attributes.get(it.contact_id),
+        )
         subject = it.msg.subject or _first_line(it.msg.text) or f"{it.msg.channel} conversation"
         new.append(
             (
@@ -752,10 +806,59 @@ _OPENING_LOCK_SPACE = 0x1A6E57  # names the locks (``hub.db.lock_keys``) on conv
 
 def _opening_key(it: IngestItem) -> str:
     """What makes two messages one conversation when no ticket holds it yet: the channel's thread key, else
-    the contact on the channel (``_thread``)."""
+    the contact on the channel (and for email the subject: ``_contact_conversation``)."""
     if it.msg.thread_key:
         return f"key\x1f{it.msg.channel}\x1f{it.msg.thread_key}"
-    return f"contact\x1f{it.msg.channel}\x1f{it.contact_id}"
+    return "contact\x1f" + "\x1f".join(map(str, _contact_conversation(it.contact_id, it.msg.channel, it.msg.subject)))
+
+
+EMAIL_CHANNELS = frozenset(name for name, spec in SPECS.items() if spec.capacity_class == CapacityClass.EMAIL)
+# Reply and forward prefixes in the languages mail clients write them (Re, Fwd, AW, WG, SV, VS, Antw, RIF, ...),
+# with a counter ("Re[2]:"), and a ticket tag ("[#12]"): none of it makes a subject another matter.
+_SUBJECT_NOISE = re.compile(r"^\s*(?:(?:re|fw|fwd|aw|wg|sv|vs|antw|rif|tr|r)\s*(?:\[\d+\])?\s*:\s*|\[#\d+\]\s*)", re.I)
+
+
+def subject_key(subject: str | None) -> str:
+    """A subject as email threading compares it: without reply/forward prefixes and ticket tags, case and
+    spacing folded."""
+    text = subject or ""
+    while True:
+        stripped = _SUBJECT_NOISE.sub("", text, count=1)
+        if stripped == text:
+            break
+        text = stripped
+    return " ".join(re.sub(r"\[#\d+\]", " ", text).split()).casefold()
+
+
+def _contact_conversation(contact_id: int, channel: str, subject: str | None) -> tuple[Any, ...]:
+    """Which open ticket a message without a thread key (and without a reference) goes on: the contact's
+    conversation on the channel (SMS, messaging); for email the contact's open ticket of the same subject, so a
+    customer writing about a second matter opens a second ticket instead of burying it in the first."""
+    if channel in EMAIL_CHANNELS:
+        return (contact_id, channel, subject_key(subject))
+    return (contact_id, channel)
+
+
+async def _previous_tickets(conn: Any, keys: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """The newest ticket of each (channel, thread key) conversation: asked only when a conversation opens a new
+    ticket, which then follows that one (no open ticket holds the key, so it is solved or closed)."""
+    if not keys:
+        return {}
+    rows = await conn.execute(
+        select(T.c.channel, T.c.thread_key, T.c.id)
+        .where(one_of(conn, T.c.thread_key, {k for _, k in keys}))
+        .order_by(T.c.id)
+    )
+    return {(r.channel, r.thread_key): r.id for r in rows if (r.channel, r.thread_key) in keys}
+
+
+_HTML_LINK_REL = "noopener noreferrer nofollow"
+
+
+def sanitize_html(html: str) -> str:
+    """HTML as the core stores it: cleaned with nh3 (no script, event handler, ``javascript:`` URL or style
+    that could act in an agent's browser), whatever the adapter or API client that handed it did."""
+    return nh3.clean(html, link_rel=_HTML_LINK_REL)
 
 
 async def claim_openings(conn: Any, opening: list[IngestItem]) -> None:
@@ -775,9 +878,12 @@ async def claim_openings(conn: Any, opening: list[IngestItem]) -> None:
         for _, channel, thread_key, _ in await _run(conn, "by_key", {"keys": list({k for _, k in keyed})})
     ):
         raise _Rethread
-    by_contact = {(it.contact_id, it.msg.channel) for it in opening if not it.msg.thread_key}
+    by_contact = {
+        _contact_conversation(it.contact_id, it.msg.channel, it.msg.subject) for it in opening if not it.msg.thread_key
+    }
     if by_contact and any(
-        (r.contact_id, r.channel) in by_contact for r in await _open_by_contact(conn, {c for c, _ in by_contact})
+        _contact_conversation(r.contact_id, r.channel, r.subject) in by_contact
+        for r in await _open_by_contact(conn, {c[0] for c in by_contact})
     ):
         raise _Rethread
 
@@ -786,41 +892,10 @@ async def _open_by_contact(conn: Any, contacts: set[int]) -> Any:
     """The open tickets of ``contacts`` that no thread key holds (each a contact's conversation on a channel),
     by id."""
     return await conn.execute(
-        select(T.c.id, T.c.contact_id, T.c.channel, T.c.status)
+        select(T.c.id, T.c.contact_id, T.c.channel, T.c.status, T.c.subject)
         .where(one_of(conn, T.c.contact_id, contacts), T.c.status.in_(OPEN_STATUS_VALUES), T.c.thread_key.is_(None))
         .order_by(T.c.id)
     )
-
-
-def _pick_queue(
-    msg: InboundMessage,
-    by_name: dict[str, int],
-    queues: Sequence[Any],
-    rules: RuleSet,
-    attributes: dict[str, Any] | None,
-) -> tuple[int | None, Rule | None]:
-    """The queue for new work, and the rule that chose it: the first matching rule (see
-    ``ticketing.queue_rules``), else the adapter's queue, the default queue, the channel's, the first."""
-    if rules.rules:
-        facts = rule_facts(
-            channel=msg.channel,
-            recipient=msg.recipient,
-            metadata=msg.metadata,
-            subject=msg.subject,
-            text=msg.text,
-            contact_attributes=attributes,
-        )
-        rule = first_match(rules, facts, by_name)
-        if rule is not None:
-            return by_name[rule.queue], rule
-    if msg.queue and msg.queue in by_name:
-        return by_name[msg.queue], None
-    if rules.default_queue and rules.default_queue in by_name:
-        return by_name[rules.default_queue], None
-    for q in queues:
-        if msg.channel in (q.channels or []):
-            return int(q.id), None
-    return (int(queues[0].id) if queues else None), None
 
 
 def _first_line(text: str) -> str:

@@ -9,9 +9,10 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from pydantic import Field as PField
 from pydantic.json_schema import SkipJsonSchema
-from sqlalchemy import Index, Text, UniqueConstraint, text
+from sqlalchemy import ForeignKey, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
+from hub.channels import CHANNELS
 from hub.db import JSONType, UTCDateTime, utcnow
 from hub.inputs import Count, DbInt, Id, Input
 from hub.principals import Role
@@ -68,20 +69,62 @@ class OutboxStatus(StrEnum):
 
 
 class Contact(SQLModel, table=True):
+    """One customer. A contact merged into another (``merged_into_id``) or erased (``erased_at``) is kept as a
+    row with ``deleted_at`` set: a merge can be undone, and an erased contact's tickets still count in reports.
+    ``updated_at`` moves with every change to the contact or its identities (the search index reads what
+    changed since it last looked, ``ticketing.contact_search``)."""
+
     __tablename__ = "contacts"
+    __table_args__ = (Index("ix_contacts_updated_at", "updated_at"),)
 
     id: int | None = Field(default=None, primary_key=True)
     name: str | None = Field(default=None, max_length=200)
     attributes: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    merged_into_id: int | None = Field(
+        default=None, sa_column_args=[ForeignKey("contacts.id", name="fk_contacts_merged_into_id")]
+    )
+    erased_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class ContactNote(SQLModel, table=True):
+    """An agent's internal note on a contact (not on one ticket): never shown to the customer."""
+
+    __tablename__ = "contact_notes"
+
+    id: int | None = Field(default=None, primary_key=True)
+    contact_id: int = Field(foreign_key="contacts.id", index=True)
+    author_agent_id: int | None = Field(default=None, foreign_key="agents.id")
+    text: str = Field(sa_type=Text)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ContactMerge(SQLModel, table=True):
+    """One merge of ``merged_id`` into ``survivor_id``, and exactly what moved (``moved``: identity, ticket,
+    message and note ids, attribute keys added, whether the name was taken), so that it can be undone."""
+
+    __tablename__ = "contact_merges"
+
+    id: int | None = Field(default=None, primary_key=True)
+    survivor_id: int = Field(foreign_key="contacts.id", index=True)
+    merged_id: int = Field(foreign_key="contacts.id", index=True)
+    moved: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    agent_id: int | None = Field(default=None, foreign_key="agents.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    undone_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    undone_by: int | None = Field(default=None, foreign_key="agents.id")
 
 
 class ContactIdentity(SQLModel, table=True):
     """One way to reach a contact; (kind, value) is unique, so an address always resolves to one contact."""
 
     __tablename__ = "contact_identities"
-    __table_args__ = (UniqueConstraint("kind", "value", name="uq_identity_kind_value"),)
+    __table_args__ = (
+        UniqueConstraint("kind", "value", name="uq_identity_kind_value"),
+        Index("ix_contact_identities_created_at", "created_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     contact_id: int = Field(foreign_key="contacts.id", index=True)
@@ -107,6 +150,13 @@ class Queue(SQLModel, table=True):
     overflow: list[dict[str, Any]] | None = Field(default=None, sa_type=JSONType)
     max_wait_seconds: int | None = None
     overflow_queue: str | None = Field(default=None, max_length=100)
+    # SLA targets per priority, overriding the two above: {"urgent": {"first_response_seconds": 900, ...}}.
+    sla_policies: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
+    # The wallboard's service level: the share (percent, ``service_level_target``) of work answered within
+    # ``service_level_seconds``; and how long the longest wait may get before the wallboard alerts.
+    service_level_seconds: int = 60
+    service_level_target: int = 80
+    wait_alert_seconds: int = 300
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
@@ -164,6 +214,9 @@ class Ticket(SQLModel, table=True):
         Index("ix_tickets_offer_expires_at", "offer_expires_at", **_when_set("offer_expires_at")),
         Index("ix_tickets_thread_key", "thread_key", **_when_set("thread_key")),
         Index("ix_tickets_queue_queued_at", "queue_id", "queued_at"),
+        Index("ix_tickets_created_at", "created_at"),
+        Index("ix_tickets_answered_at", "answered_at"),
+        Index("ix_tickets_solved_at", "solved_at"),
         # Waiting work (held by nobody), in the orders routing reads it: see ticketing.routing_reads.waiting_rows.
         Index(
             "ix_tickets_waiting_queued",
@@ -226,6 +279,16 @@ class Ticket(SQLModel, table=True):
     routing: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
     solved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Supervision (ticketing.wallboard, ticketing.reports, ticketing.sla): when an agent first took the ticket,
+    # when it left its queue unanswered, since when its SLA clocks are paused (pending on the customer), and
+    # when each SLA breach was announced.
+    answered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    abandoned_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    sla_paused_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    first_response_breached_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    resolution_breached_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Set when the ticket's messages were erased (GDPR, retention): it still counts in reports, anonymously.
+    erased_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class RoutingRules(SQLModel, table=True):
@@ -276,6 +339,17 @@ class Message(SQLModel, table=True):
     client_key: str | None = Field(default=None, max_length=64)
 
 
+class MessageFile(SQLModel, table=True):
+    """A stored file (``hub.files``) that a message carries: an attachment, an inline image, an email's raw bytes.
+    Whoever may see one of a file's messages may read the file, and nobody else (``ticketing.message_files``).
+    Written in the transaction that stores the message; keyed by the file first, the way it is looked up."""
+
+    __tablename__ = "message_files"
+
+    sha256: str = Field(primary_key=True, max_length=64)
+    message_id: int = Field(primary_key=True, foreign_key="messages.id")
+
+
 class Outbox(SQLModel, table=True):
     """One outbound message waiting for, or done with, delivery through its channel adapter."""
 
@@ -317,6 +391,10 @@ class ReadModel(BaseModel):
 class IdentityRead(ReadModel):
     kind: str
     value: str
+    # The channels this identity reaches the contact on, and whether someone vouched for it (a channel's
+    # provider or a site's signed-in user; a website visitor's id is not verified).
+    channels: list[str] = []
+    verified: bool = True
 
 
 class ContactRead(ReadModel):
@@ -325,6 +403,10 @@ class ContactRead(ReadModel):
     attributes: dict[str, Any]
     identities: list[IdentityRead] = []
     created_at: datetime
+    updated_at: datetime | None = None
+    deleted_at: datetime | None = None
+    merged_into_id: int | None = None
+    erased_at: datetime | None = None
 
 
 class MessageRead(ReadModel):
@@ -362,9 +444,14 @@ class TicketRead(ReadModel):
     created_at: datetime
     updated_at: datetime
     last_message_at: datetime | None
+    queued_at: datetime | None = None  # since when it waits in its queue (None: held by an agent, or closed)
     first_response_at: datetime | None
     first_response_due_at: datetime | None
     resolution_due_at: datetime | None
+    answered_at: datetime | None = None
+    sla_paused_at: datetime | None = None
+    first_response_breached_at: datetime | None = None
+    resolution_breached_at: datetime | None = None
     rating: int | None = None
     rating_comment: str | None = None
     reply_channel: str | None = None
@@ -386,8 +473,71 @@ class TicketPage(BaseModel):
     limit: int
 
 
+class ContactNoteRead(ReadModel):
+    id: int
+    contact_id: int
+    author_agent_id: int | None
+    text: str
+    created_at: datetime
+
+
+class DuplicateRead(BaseModel):
+    """A contact that may be the same person as another: a suggestion only, never joined automatically."""
+
+    contact_id: int
+    other_id: int
+    other_name: str | None
+    score: int  # 0-100: how sure
+    reasons: list[str]
+
+
+class MergeRead(ReadModel):
+    id: int
+    survivor_id: int
+    merged_id: int
+    moved: dict[str, Any]
+    agent_id: int | None
+    created_at: datetime
+    undone_at: datetime | None = None
+
+
 class ContactHistory(ContactRead):
     tickets: list[TicketDetail]
+    notes: list[ContactNoteRead] = []
+    duplicates: list[DuplicateRead] = []
+    merges: list[MergeRead] = []
+
+
+class ContactHit(BaseModel):
+    """One search result: the contact, how well it matched (0-100) and on what."""
+
+    id: int
+    name: str | None
+    identities: list[IdentityRead]
+    score: float
+    matched: str
+
+
+AttributeValue = Annotated[str, PField(max_length=2000)] | bool | DbInt | None
+
+
+class ContactUpdate(Input):
+    """Fields to change. ``attributes`` replaces them all (give the whole set)."""
+
+    name: str | None = PField(default=None, max_length=200)
+    attributes: dict[Annotated[str, PField(min_length=1, max_length=100)], AttributeValue] | None = PField(
+        default=None, max_length=100
+    )
+
+
+class ContactNoteCreate(Input):
+    text: str = PField(min_length=1, max_length=20_000)
+
+
+class MergeRequest(Input):
+    """Merge contact ``contact_id`` into the contact of the URL, which survives."""
+
+    contact_id: Id
 
 
 class OverflowStepSpec(Input):
@@ -401,12 +551,27 @@ class OverflowStepSpec(Input):
     drop_skills: list[str] = []
 
 
+class SlaTargets(Input):
+    """First-response and resolution targets, in seconds of the queue's business time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    first_response_seconds: Annotated[DbInt, PField(gt=0)] | None = None
+    resolution_seconds: Annotated[DbInt, PField(gt=0)] | None = None
+
+
 class QueueRouting(Input):
     """A queue's routing configuration, as the API and the admin give it."""
 
     hours: HoursSpec | None = None
     sla_first_response_seconds: Annotated[DbInt, PField(gt=0)] | None = None
     sla_resolution_seconds: Annotated[DbInt, PField(gt=0)] | None = None
+    sla_policies: dict[Priority, SlaTargets] | None = PField(
+        default=None, description="Targets per priority (low, normal, high, urgent), overriding the queue's own"
+    )
+    service_level_seconds: Annotated[int, PField(gt=0, le=86_400)] | None = None
+    service_level_target: Annotated[int, PField(ge=1, le=100)] | None = None
+    wait_alert_seconds: Annotated[int, PField(gt=0, le=30 * 86_400)] | None = None
     overflow: list[OverflowStepSpec] = []
     max_wait_seconds: Annotated[DbInt, PField(gt=0)] | None = None
     overflow_queue: str | None = PField(default=None, max_length=100)
@@ -454,6 +619,10 @@ class QueueRead(ReadModel):
     overflow: list[dict[str, Any]] | None = None
     max_wait_seconds: int | None = None
     overflow_queue: str | None = None
+    sla_policies: dict[str, Any] | None = None
+    service_level_seconds: int = 60
+    service_level_target: int = 80
+    wait_alert_seconds: int = 300
 
 
 class RoutingExplanation(BaseModel):
@@ -467,6 +636,51 @@ class RoutingExplanation(BaseModel):
     overflow_stage: int
     last_decision: dict[str, Any] | None
     now: str
+
+
+class DryRunMessage(Input):
+    """A message as routing sees it when it opens a ticket."""
+
+    channel: str = PField(min_length=1, max_length=20)
+    recipient: str | None = PField(default=None, max_length=320)
+    subject: str | None = PField(default=None, max_length=500)
+    text: str = PField(default="", max_length=100_000)
+    ivr_choice: str | None = PField(default=None, max_length=20)
+    language: str | None = PField(default=None, max_length=20)
+    contact: dict[str, Any] = {}
+    queue: str | None = PField(default=None, max_length=100, description="the adapter's queue (a mailbox's)")
+
+    @field_validator("channel")
+    @classmethod
+    def _known_channel(cls, value: str) -> str:
+        if value not in CHANNELS:
+            raise ValueError(f"unknown channel {value!r}; use one of {', '.join(CHANNELS)}")
+        return value
+
+
+class DryRunRequest(Input):
+    """``rules``: a draft rule set to try (the body of ``PUT /api/routing/rules``); left out, the rules in force."""
+
+    message: DryRunMessage
+    rules: dict[str, Any] | None = None
+
+
+class DryRunStep(BaseModel):
+    rule: str
+    matched: bool
+    reason: str
+
+
+class DryRunAnswer(BaseModel):
+    """Where the message would go (``queue``), which rule sent it there, and why, rule by rule."""
+
+    queue_id: int | None
+    queue: str | None
+    rule: str | None
+    priority: str | None
+    skills: dict[str, int]
+    reason: str
+    steps: list[DryRunStep]
 
 
 class AgentCreate(Input):

@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from hub.messages import Identity
 from hub.ports import (
+    ContactSummary,
     ConversationState,
     DeliveryReceipt,
     EmailFallback,
@@ -22,11 +23,12 @@ from hub.ports import (
     PrincipalRecord,
     QueueAvailability,
     StoredMessage,
+    TicketBrief,
     TicketText,
 )
 from hub.principals import Principal
 from hub.runtime import Runtime
-from ticketing import agents, conversations, outbox, tables
+from ticketing import agents, conversations, message_files, outbox, phone, tables
 from ticketing.exceptions import TicketNotFound
 from ticketing.models import Direction
 from ticketing.tickets import check_visible, ticket_row
@@ -40,6 +42,7 @@ _BY_EXTERNAL_ID = select(
     tables.messages.c.sender,
     tables.messages.c.text,
     tables.messages.c.created_at,
+    tables.messages.c.meta,
 )
 
 
@@ -71,6 +74,9 @@ class Contacts:
 
     def note_unverified_email(self, *, contact_id: int, ticket_id: int, email: str) -> Coroutine[Any, Any, None]:
         return conversations.note_unverified_email(self.rt, ticket_id=ticket_id, contact_id=contact_id, email=email)
+
+    def summary(self, *, kind: str, value: str) -> Coroutine[Any, Any, ContactSummary]:
+        return phone.contact_summary(self.rt, kind=kind, value=value)
 
 
 class Conversations:
@@ -104,8 +110,18 @@ class Conversations:
         # Every widget acknowledges every agent message it shows: the port adds no await of its own.
         return conversations.mark_delivered(self.rt, channel=channel, thread_key=thread_key, message_ids=message_ids)
 
+    def carries_file(self, *, channel: str, thread_key: str, sha256: str) -> Coroutine[Any, Any, bool]:
+        return message_files.conversation_carries_file(self.rt, channel=channel, thread_key=thread_key, sha256=sha256)
+
     def advance(self, *, channel: str, receipts: Sequence[DeliveryReceipt]) -> Coroutine[Any, Any, int]:
         return outbox.advance(self.rt, channel=channel, receipts=receipts)
+
+    def close_deflected(
+        self, *, channel: str, thread_key: str, article_id: int, article_title: str
+    ) -> Coroutine[Any, Any, int | None]:
+        return conversations.close_deflected(
+            self.rt, channel=channel, thread_key=thread_key, article_id=article_id, article_title=article_title
+        )
 
 
 class Queues:
@@ -170,7 +186,28 @@ class Tickets:
             sender=row.sender,
             text=row.text or "",
             created_at=row.created_at,
+            metadata=row.meta or {},
         )
+
+    def brief(self, *, ticket_id: int) -> Coroutine[Any, Any, TicketBrief | None]:
+        return phone.ticket_brief(self.rt, ticket_id=ticket_id)
+
+    def add_timeline(self, *, ticket_id: int, text: str, metadata: dict[str, Any]) -> Coroutine[Any, Any, int]:
+        return phone.add_timeline(self.rt, ticket_id=ticket_id, text=text, metadata=metadata)
+
+    def abandon(self, *, ticket_id: int, reason: str) -> Coroutine[Any, Any, bool]:
+        return phone.abandon(self.rt, ticket_id=ticket_id, reason=reason)
+
+    def send_as(self, *, agent_id: int, ticket_id: int, text: str, client_key: str) -> Coroutine[Any, Any, int]:
+        return phone.send_as(self.rt, agent_id=agent_id, ticket_id=ticket_id, text=text, client_key=client_key)
+
+    def set_delivery_status(
+        self, *, message_id: int, status: str, error: str | None = None
+    ) -> Coroutine[Any, Any, bool]:
+        return phone.move_delivery_status(self.rt, message_id=message_id, status=status, error=error)
+
+    def may_read_file(self, *, principal: Principal, sha256: str) -> Coroutine[Any, Any, bool]:
+        return message_files.may_read_file(self.rt, principal=principal, sha256=sha256)
 
 
 def core_ports(rt: Runtime) -> Ports:

@@ -35,7 +35,7 @@ priority and add required skills. Without a match: the adapter's queue (a mailbo
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -50,7 +50,12 @@ PriorityName = Literal["low", "normal", "high", "urgent"]
 
 
 class RulesInvalid(ValueError):
-    """A rule set that does not validate; the message names each bad field."""
+    """A rule set that does not validate; the message names each bad field, and ``errors`` holds each as
+    ``(loc, msg)`` (``loc`` a path into the rule set: ``("rules", 2, "queue")``) for answers that place them."""
+
+    def __init__(self, message: str, errors: list[tuple[tuple[str | int, ...], str]] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or []
 
 
 def _listify(value: Any) -> Any:
@@ -150,7 +155,8 @@ def parse_rules(data: Any, *, source: str = "rules") -> RuleSet:
     try:
         return RuleSet.model_validate(data)
     except ValidationError as exc:
-        raise RulesInvalid(f"{source}: {_describe(exc)}") from None
+        errors = [(tuple(err["loc"]), err["msg"].removeprefix("Value error, ")) for err in exc.errors()]
+        raise RulesInvalid(f"{source}: {_describe(exc)}", errors) from None
 
 
 def load_rules_file(path: str | Path) -> RuleSet:
@@ -224,3 +230,87 @@ def first_match(rules: RuleSet, f: Facts, known_queues: Mapping[str, int]) -> Ru
         if rule.queue in known_queues and matches(rule, f):
             return rule
     return None
+
+
+# How ``pick_queue`` chose, in its order of preference.
+BY_RULE, BY_ADAPTER, BY_DEFAULT = "rule", "adapter", "default"
+BY_CHANNEL, BY_FIRST, NO_QUEUE = "channel", "first", "none"
+
+
+def pick_queue(
+    rules: RuleSet,
+    by_name: Mapping[str, int],
+    queues: Sequence[Any],
+    *,
+    channel: str,
+    recipient: str | None,
+    metadata: Mapping[str, Any],
+    subject: str | None,
+    text: str,
+    adapter_queue: str | None,
+    contact_attributes: Mapping[str, Any] | None,
+) -> tuple[int | None, Rule | None, str]:
+    """The queue for new work, the rule that chose it, and how it was chosen (``BY_RULE`` ...): the first
+    matching rule, else the adapter's queue (a mailbox's, an IVR's), the default queue, the first queue that
+    lists the channel, the first queue. ``queues`` are rows with ``id`` and ``channels``, in id order."""
+    if rules.rules:
+        f = facts(
+            channel=channel,
+            recipient=recipient,
+            metadata=metadata,
+            subject=subject,
+            text=text,
+            contact_attributes=contact_attributes,
+        )
+        rule = first_match(rules, f, by_name)
+        if rule is not None:
+            return by_name[rule.queue], rule, BY_RULE
+    if adapter_queue and adapter_queue in by_name:
+        return by_name[adapter_queue], None, BY_ADAPTER
+    if rules.default_queue and rules.default_queue in by_name:
+        return by_name[rules.default_queue], None, BY_DEFAULT
+    for q in queues:
+        if channel in (q.channels or []):
+            return int(q.id), None, BY_CHANNEL
+    return (int(queues[0].id) if queues else None), None, (BY_FIRST if queues else NO_QUEUE)
+
+
+def why_not(rule: Rule, f: Facts, known_queues: Mapping[str, int]) -> str | None:
+    """Why ``rule`` does not take a message with these facts (None: it does); the first condition that fails."""
+    if rule.queue not in known_queues:
+        return f"its queue {rule.queue!r} does not exist"
+    w = rule.when
+    if w.channel is not None and f.channel not in w.channel:
+        return f"the channel is {f.channel}, not {' or '.join(w.channel)}"
+    if w.recipient is not None and (f.recipient or "").lower() not in {r.lower() for r in w.recipient}:
+        return f"it came in on {f.recipient or 'no address'}, not {' or '.join(w.recipient)}"
+    if w.ivr_choice is not None and f.ivr_choice not in w.ivr_choice:
+        return f"the phone menu choice is {f.ivr_choice or 'none'}, not {' or '.join(w.ivr_choice)}"
+    if w.language is not None and (f.language or "").lower() not in {x.lower() for x in w.language}:
+        return f"the language is {f.language or 'unknown'}, not {' or '.join(w.language)}"
+    for k, v in (w.contact or {}).items():
+        if f.contact.get(k) != v:
+            return f"the contact's {k} is {f.contact.get(k)!r}, not {v!r}"
+    if w.keywords is not None and not any(_word_in(k, f.text) for k in w.keywords):
+        return f"none of the words {', '.join(w.keywords)} is in the subject or text"
+    return None
+
+
+def why_matched(rule: Rule, f: Facts) -> str:
+    """The conditions of a matching ``rule`` that held, in words."""
+    w = rule.when
+    held = []
+    if w.channel is not None:
+        held.append(f"the channel is {f.channel}")
+    if w.recipient is not None:
+        held.append(f"it came in on {f.recipient}")
+    if w.ivr_choice is not None:
+        held.append(f"the phone menu choice is {f.ivr_choice}")
+    if w.language is not None:
+        held.append(f"the language is {f.language}")
+    for k, v in (w.contact or {}).items():
+        held.append(f"the contact's {k} is {v!r}")
+    if w.keywords is not None:
+        found = [k for k in w.keywords if _word_in(k, f.text)]
+        held.append(f"the words {', '.join(found)} are in the subject or text")
+    return " and ".join(held) if held else "it has no conditions"

@@ -1,4 +1,7 @@
-"""Queues (creating, changing, listing them) and the stored rules that pick a new ticket's queue."""
+"""Queues (creating, changing, listing them) and the stored rules that pick a new ticket's queue.
+
+A change made by a person (``actor``: the API's caller) is written to the audit log (``hub.audit``) in its own
+transaction; seeds, the CLI and a rules file read at start pass no actor and are not audited."""
 
 from __future__ import annotations
 
@@ -8,16 +11,21 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub import audit
 from hub.db import taken_as, utcnow
 from hub.events import NewEvent
+from hub.principals import Principal
 from hub.runtime import Runtime
 from ticketing import queue_rules
 from ticketing.exceptions import InvalidRoutingConfig, QueueNameTaken, QueueNotFound
-from ticketing.models import QueueCreate, QueueRead, QueueUpdate
+from ticketing.models import DryRunAnswer, DryRunRequest, DryRunStep, QueueCreate, QueueRead, QueueUpdate
 from ticketing.routing_service import route_tickets
 from ticketing.tables import queues, routing_rules
 
 log = logging.getLogger(__name__)
+
+# Columns with a stored default: left out (or null) on create and update, they keep it.
+_DEFAULTED = ("service_level_seconds", "service_level_target", "wait_alert_seconds")
 
 
 async def _check_queue_routing(conn: AsyncConnection, name: str, values: dict[str, Any]) -> None:
@@ -26,16 +34,28 @@ async def _check_queue_routing(conn: AsyncConnection, name: str, values: dict[st
     named = {q for step in values.get("overflow") or [] for q in step.get("widen_to", [])}
     if values.get("overflow_queue"):
         named.add(values["overflow_queue"])
+    errors: list[tuple[tuple[str | int, ...], str]] = []
+    for n, step in enumerate(values.get("overflow") or []):
+        missing = [q for q in step.get("widen_to", []) if q not in known]
+        if missing:
+            errors.append((("body", "overflow", n, "widen_to"), f"no queue named {', '.join(missing)}"))
+    if values.get("overflow_queue") and values["overflow_queue"] not in known:
+        errors.append((("body", "overflow_queue"), f"no queue named {values['overflow_queue']}"))
     unknown = sorted(named - known)
     if unknown:
-        raise InvalidRoutingConfig(f"overflow names queues that do not exist: {', '.join(unknown)}")
+        raise InvalidRoutingConfig(f"overflow names queues that do not exist: {', '.join(unknown)}", errors=errors)
     if values.get("max_wait_seconds") and not values.get("overflow_queue"):
-        raise InvalidRoutingConfig("max_wait_seconds needs an overflow_queue to move the work to")
+        raise InvalidRoutingConfig(
+            "max_wait_seconds needs an overflow_queue to move the work to", loc=("body", "overflow_queue")
+        )
 
 
-async def create_queue(rt: Runtime, *, data: QueueCreate) -> QueueRead:
+async def create_queue(rt: Runtime, *, data: QueueCreate, actor: Principal | None = None) -> QueueRead:
     """A queue, with its routing configuration (skills, priority, business hours, SLA, overflow)."""
     values = data.model_dump(mode="json")
+    for key in _DEFAULTED:
+        if values.get(key) is None:
+            values.pop(key, None)
     async with rt.write() as tx:
         taken = QueueNameTaken(f"a queue named {data.name!r} exists")
         if (await tx.conn.execute(select(queues.c.id).where(queues.c.name == data.name))).first():
@@ -44,14 +64,16 @@ async def create_queue(rt: Runtime, *, data: QueueCreate) -> QueueRead:
         with taken_as(taken):
             inserted = await tx.conn.execute(queues.insert().values(**values, created_at=utcnow()).returning(*queues.c))
         row = inserted.one()
+        if actor is not None:
+            await audit.record(tx.conn, actor=actor, action="queue.create", target=f"queue:{row.id}", detail=values)
         tx.emit(NewEvent(type="queue.created", payload={"queue": {"id": row.id, "name": row.name}}, queue_id=row.id))
     return QueueRead.model_validate(row._mapping)
 
 
-async def update_queue(rt: Runtime, *, queue_id: int, data: QueueUpdate) -> QueueRead:
+async def update_queue(rt: Runtime, *, queue_id: int, data: QueueUpdate, actor: Principal | None = None) -> QueueRead:
     """Change a queue's settings; waiting work is routed again under the new ones."""
     values = data.model_dump(mode="json", exclude_unset=True)
-    for key in ("description", "channels", "required_skills", "priority", "overflow"):
+    for key in ("description", "channels", "required_skills", "priority", "overflow", *_DEFAULTED):
         if key in values and values[key] is None:
             del values[key]
     async with rt.write() as tx:
@@ -59,6 +81,21 @@ async def update_queue(rt: Runtime, *, queue_id: int, data: QueueUpdate) -> Queu
         if row is None:
             raise QueueNotFound(f"queue {queue_id} does not exist")
         await _check_queue_routing(tx.conn, row.name, {**row._mapping, **values})
+        # What changed: a form sends every field, the log keeps those whose value differs (no overflow steps is
+        # null or [] alike).
+        changed = [k for k, v in values.items() if row._mapping[k] != v and (row._mapping[k] or v)]
+        if actor is not None:
+            await audit.record(
+                tx.conn,
+                actor=actor,
+                action="queue.update",
+                target=f"queue:{queue_id}",
+                detail={
+                    "name": row.name,
+                    "before": {k: row._mapping[k] for k in changed},
+                    "after": {k: values[k] for k in changed},
+                },
+            )
         if values:
             row = (
                 await tx.conn.execute(
@@ -86,7 +123,12 @@ async def get_routing_rules(conn: AsyncConnection) -> queue_rules.RuleSet:
 
 
 async def set_routing_rules(
-    rt: Runtime, *, rules: queue_rules.RuleSet, source: str = "api", strict: bool = True
+    rt: Runtime,
+    *,
+    rules: queue_rules.RuleSet,
+    source: str = "api",
+    strict: bool = True,
+    actor: Principal | None = None,
 ) -> list[str]:
     """Store the queue-selection rules every process uses. ``strict``: a rule naming a queue that does not
     exist is refused; otherwise such names are returned (the rule is skipped until the queue exists)."""
@@ -94,15 +136,109 @@ async def set_routing_rules(
         known = {n for (n,) in await tx.conn.execute(select(queues.c.name))}
         unknown = sorted(rules.queue_names() - known)
         if unknown and strict:
-            raise InvalidRoutingConfig(f"rules name queues that do not exist: {', '.join(unknown)}")
+            raise InvalidRoutingConfig(
+                f"rules name queues that do not exist: {', '.join(unknown)}", errors=unknown_queue_errors(rules, known)
+            )
         value = rules.model_dump(mode="json", exclude_none=True)
         now = utcnow()
+        detail = {"source": source, **value}
+        if actor is not None:
+            await audit.record(
+                tx.conn, actor=actor, action="routing.rules_update", target="routing:rules", detail=detail
+            )
         # One row, id 1; workers starting together with a rules file may all write it at once.
         await tx.conn.execute(
             rt.db.upsert(routing_rules, {"id": 1, "rules": value, "source": source, "updated_at": now}, ["id"])
         )
         tx.emit(NewEvent(type="routing.rules_updated", payload={"source": source, "rules": len(rules.rules)}))
     return unknown
+
+
+def unknown_queue_errors(rules: queue_rules.RuleSet, known: set[str]) -> list[tuple[tuple[str | int, ...], str]]:
+    """Where a rule set names a queue that does not exist, each as ``(loc, msg)``."""
+    errors: list[tuple[tuple[str | int, ...], str]] = [
+        (("body", "rules", n, "queue"), f"no queue named {rule.queue}")
+        for n, rule in enumerate(rules.rules)
+        if rule.queue not in known
+    ]
+    if rules.default_queue and rules.default_queue not in known:
+        errors.append((("body", "default_queue"), f"no queue named {rules.default_queue}"))
+    return errors
+
+
+def validate_rules(data: Any, *, loc: tuple[str | int, ...] = ("body",)) -> queue_rules.RuleSet:
+    """A rule set from the API; refused with every field at fault located under ``loc``."""
+    try:
+        return queue_rules.parse_rules(data, source="rules")
+    except queue_rules.RulesInvalid as exc:
+        errors = [((*loc, *where), msg) for where, msg in exc.errors]
+        raise InvalidRoutingConfig(str(exc), errors=errors or None) from None
+
+
+async def dry_run(rt: Runtime, *, data: DryRunRequest) -> DryRunAnswer:
+    """Where a message would go and why, under the rules given (or those in force); changes nothing."""
+    async with rt.read() as conn:
+        rows = (await conn.execute(select(queues.c.id, queues.c.name, queues.c.channels).order_by(queues.c.id))).all()
+        if data.rules is None:
+            rules = await get_routing_rules(conn)
+        else:
+            rules = validate_rules(data.rules, loc=("body", "rules"))
+    by_name = {r.name: r.id for r in rows}
+    names = {r.id: r.name for r in rows}
+    m = data.message
+    metadata: dict[str, Any] = {}
+    if m.ivr_choice is not None:
+        metadata["ivr_choice"] = m.ivr_choice
+    if m.language is not None:
+        metadata["language"] = m.language
+    queue_id, rule, how = queue_rules.pick_queue(
+        rules,
+        by_name,
+        rows,
+        channel=m.channel,
+        recipient=m.recipient,
+        metadata=metadata,
+        subject=m.subject,
+        text=m.text,
+        adapter_queue=m.queue,
+        contact_attributes=m.contact,
+    )
+    f = queue_rules.facts(
+        channel=m.channel,
+        recipient=m.recipient,
+        metadata=metadata,
+        subject=m.subject,
+        text=m.text,
+        contact_attributes=m.contact,
+    )
+    steps = []
+    for r in rules.rules:
+        if r is rule:
+            steps.append(DryRunStep(rule=r.name, matched=True, reason=queue_rules.why_matched(r, f)))
+            break
+        steps.append(DryRunStep(rule=r.name, matched=False, reason=queue_rules.why_not(r, f, by_name) or ""))
+    queue = names.get(queue_id) if queue_id is not None else None
+    if rule is not None:
+        reason = f"rule {rule.name!r} matched: {queue_rules.why_matched(rule, f)}"
+    elif how == queue_rules.BY_ADAPTER:
+        reason = f"no rule matched, and the message came with the queue {queue} (its mailbox's or phone menu's)"
+    elif how == queue_rules.BY_DEFAULT:
+        reason = "no rule matched: the rules' default queue"
+    elif how == queue_rules.BY_CHANNEL:
+        reason = f"no rule matched and there is no default queue: the first queue that takes {m.channel}"
+    elif how == queue_rules.BY_FIRST:
+        reason = f"no rule matched, no default queue, and no queue takes {m.channel}: the first queue"
+    else:
+        reason = "there are no queues"
+    return DryRunAnswer(
+        queue_id=queue_id,
+        queue=queue,
+        rule=rule.name if rule else None,
+        priority=rule.priority if rule else None,
+        skills=dict(rule.skills) if rule else {},
+        reason=reason,
+        steps=steps,
+    )
 
 
 async def load_rules_file(rt: Runtime, *, path: Any) -> None:

@@ -18,6 +18,7 @@ from hub.messages import OutboundMessage
 from hub.principals import Principal
 from hub.runtime import Runtime
 from hub.windows import WindowState, WindowStatus, rule_of, window_state
+from ticketing import message_files
 from ticketing.exceptions import (
     ClientKeyReused,
     NoRecipient,
@@ -229,6 +230,7 @@ async def _store_replies(rt: Runtime, batch: Sequence[_ReplyRequest]) -> list[Me
             ids = await insert_returning_ids(conn, messages, rows)
             for msg, message, mid in zip(rows, outbound, ids, strict=True):
                 msg["id"] = message.message_id = mid
+            await message_files.record(conn, rows)
             # With this process's dispatcher running, the rows are leased to it as they are written and handed
             # to it after the commit: no pass has to find and claim them. Should the process stop before
             # sending them, any dispatcher claims them once the lease ends.
@@ -435,6 +437,7 @@ async def add_note(
             "client_key": client_key,
         }
         msg_row = (await tx.conn.execute(messages.insert().values(**msg).returning(*messages.c))).one()
+        await message_files.record(tx.conn, [dict(msg_row._mapping)])
         updated = (
             await tx.conn.execute(
                 update(tickets).where(tickets.c.id == ticket_id).values(updated_at=now).returning(*tickets.c)

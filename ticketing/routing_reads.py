@@ -332,6 +332,7 @@ _CLAIM_COLUMNS = (
             "id", "subject", "status", "priority", "channel", "contact_id", "queue_id", "assignee_id",
             "offered_agent_id", "offer_expires_at", "tags", "created_at", "updated_at", "last_message_at",
             "first_response_at", "first_response_due_at", "resolution_due_at", "queued_at", "overflow_stage",
+            "answered_at", "sla_paused_at",
             "skills", "routing", "rating", "rating_comment",
         )
     ),

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select, text, update
+from sqlalchemy import and_, case, exists, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.db import execute, update_rows, utcnow
@@ -16,7 +16,7 @@ from hub.principals import Principal
 from hub.runtime import Runtime, Tx
 from ticketing import routing, sla
 from ticketing.agents import agent_read
-from ticketing.exceptions import AgentNotFound, OfferNotPending
+from ticketing.exceptions import AgentNotFound, AtCapacity, NotYourTicket, OfferNotPending, TicketTaken
 from ticketing.models import AgentRead, AgentStatus, RoutingExplanation, TicketRead, TicketStatus
 from ticketing.routing_reads import (
     UNHELD,
@@ -196,10 +196,11 @@ async def route_tickets(
         if policy is not None:
             hours = qs.hours[policy.queue_id]
             qrow = qs.rows[policy.queue_id]
-            if r.first_response_due_at is None and qrow.sla_first_response_seconds:
-                stamp["first_response_due_at"] = sla.due_at(hours, r.created_at, qrow.sla_first_response_seconds)
-            if r.resolution_due_at is None and qrow.sla_resolution_seconds:
-                stamp["resolution_due_at"] = sla.due_at(hours, r.created_at, qrow.sla_resolution_seconds)
+            first_target, resolution_target = sla.targets_for(qrow, r.priority)
+            if r.first_response_due_at is None and first_target:
+                stamp["first_response_due_at"] = sla.due_at(hours, r.created_at, first_target)
+            if r.resolution_due_at is None and resolution_target:
+                stamp["resolution_due_at"] = sla.due_at(hours, r.created_at, resolution_target)
         if stamp:
             stamps[r.id] = stamp
         first_due = stamp.get("first_response_due_at", r.first_response_due_at)
@@ -275,6 +276,7 @@ async def accept_offer(rt: Runtime, *, ticket_id: int, principal: Principal) -> 
                     assignee_id=principal.agent_id,
                     offered_agent_id=None,
                     offer_expires_at=None,
+                    answered_at=func.coalesce(tickets.c.answered_at, now),
                     status=TicketStatus.OPEN,
                     updated_at=now,
                 )
@@ -297,6 +299,77 @@ async def accept_offer(rt: Runtime, *, ticket_id: int, principal: Principal) -> 
             )
         )
         tx.emit(ticket_event(EventType.TICKET_ASSIGNED, row, by=principal.agent_id))
+    return TicketRead.model_validate(row._mapping)
+
+
+async def pull_ticket(rt: Runtime, *, ticket_id: int, principal: Principal) -> TicketRead:
+    """The agent takes a waiting ticket of one of their queues from a view, as routing would have offered it:
+    under the routing lock, within their capacity on its channel, and only while nobody holds it (a conditional
+    UPDATE, so two agents pulling at once, or a pull racing an offer, assign it once). A ticket offered to the
+    agent is accepted instead. Refused (409) when it is held, closed, or the agent is at capacity; 403 when it
+    is not in their queues."""
+    now = utcnow()
+    async with rt.write() as tx:
+        conn = tx.conn
+        # The ticket row first, then the routing lock (the lock order above): nobody changes it meanwhile.
+        current = await ticket_row(conn, ticket_id, lock=True)
+        if current.offered_agent_id == principal.agent_id and current.assignee_id is None:
+            pass  # their own offer: taken below like any pull, under the same conditions
+        elif current.queue_id not in principal.queue_ids:
+            check_visible(principal, current)
+            raise NotYourTicket(f"ticket {ticket_id} is not in your queues")
+        await take_routing_lock(conn)  # before the agent row and the loads: see the lock order above
+        slots, _ = await slots_of_agents(conn, [principal.agent_id], voice_blocks_chats=rt.settings.voice_blocks_chats)
+        slot = slots.get(principal.agent_id)
+        if slot is None:
+            raise AgentNotFound(f"agent {principal.agent_id} does not exist or is not active")
+        mine = current.offered_agent_id == principal.agent_id and current.assignee_id is None
+        # The agent's own offer already counts in their load; anything else needs a free slot.
+        if not mine and slot.free(current.channel) <= 0:
+            blocker = slot.blocked(current.channel)
+            raise AtCapacity(
+                f"you are at capacity on {current.channel}"
+                + (f" (a {blocker} item in hand blocks it)" if blocker else f" ({slot.limit(current.channel)} at once)")
+            )
+        held = tickets.c.offered_agent_id == principal.agent_id if mine else tickets.c.offered_agent_id.is_(None)
+        row = (
+            await conn.execute(
+                update(tickets)
+                .where(
+                    tickets.c.id == ticket_id,
+                    tickets.c.assignee_id.is_(None),
+                    held,
+                    tickets.c.status.in_(OPEN_STATUS_VALUES),
+                )
+                .values(
+                    assignee_id=principal.agent_id,
+                    offered_agent_id=None,
+                    offer_expires_at=None,
+                    status=case(
+                        (tickets.c.status == TicketStatus.NEW.value, TicketStatus.OPEN.value), else_=tickets.c.status
+                    ),
+                    routing=routing_decision("pulled", "taken from a view", now, agent_id=principal.agent_id),
+                    updated_at=now,
+                )
+                .returning(*tickets.c)
+            )
+        ).first()
+        if row is None:
+            raise TicketTaken(f"ticket {ticket_id} is no longer waiting (someone took it, or it was offered or closed)")
+        await conn.execute(
+            update(agents).where(agents.c.id == principal.agent_id).values(last_assigned_at=now, missed_offers=0)
+        )
+        if mine:
+            tx.emit(
+                NewEvent(
+                    type=EventType.OFFER_ACCEPTED,
+                    payload={"ticket_id": ticket_id, "agent_id": principal.agent_id},
+                    ticket_id=ticket_id,
+                    queue_id=row.queue_id,
+                    agent_id=principal.agent_id,
+                )
+            )
+        tx.emit(ticket_event(EventType.TICKET_ASSIGNED, row, by=principal.agent_id, pulled=not mine))
     return TicketRead.model_validate(row._mapping)
 
 
@@ -373,7 +446,7 @@ def _wrap_up_over(now: datetime) -> Any:
 
 async def expire_offers(rt: Runtime) -> int:
     """Move offers past their deadline on to the next agent; an agent who lets ``max_missed_offers`` expire in
-    a row is set away. Returns the number expired."""
+    a row is set away (offers made together, a burst, count as one). Returns the number expired."""
     now = utcnow()
     settings = rt.settings
     async with rt.write() as tx:
@@ -399,11 +472,15 @@ async def expire_offers(rt: Runtime) -> int:
         back += await return_offers(
             tx, stranded, event_type=EventType.OFFER_EXPIRED, reason="agent is not available", now=now
         )
-        missed: dict[int, int] = {}
+        # A burst (the offers one routing pass made an agent, going available say: they share their deadline)
+        # let expire counts as one miss, not one per offer: six offers at once missed once are one absence.
+        deadline_of = {r.id: r.offer_expires_at for r in rows}
+        bursts: dict[int, set[datetime]] = {}
         for ticket_id, agent_id in late:
             if ticket_id in back:
-                missed[agent_id] = missed.get(agent_id, 0) + 1
-        for agent_id, n in missed.items():
+                bursts.setdefault(agent_id, set()).add(deadline_of[ticket_id])
+        for agent_id, deadlines in bursts.items():
+            n = len(deadlines)
             row = (
                 await tx.conn.execute(
                     update(agents)

@@ -6,7 +6,10 @@ from ticketing.models import (
     AgentQueue,
     Contact,
     ContactIdentity,
+    ContactMerge,
+    ContactNote,
     Message,
+    MessageFile,
     Outbox,
     Queue,
     RoutingRules,
@@ -15,8 +18,11 @@ from ticketing.models import (
 
 tickets = Ticket.__table__  # type: ignore[attr-defined]
 messages = Message.__table__  # type: ignore[attr-defined]
+message_files = MessageFile.__table__  # type: ignore[attr-defined]
 contacts = Contact.__table__  # type: ignore[attr-defined]
 contact_identities = ContactIdentity.__table__  # type: ignore[attr-defined]
+contact_notes = ContactNote.__table__  # type: ignore[attr-defined]
+contact_merges = ContactMerge.__table__  # type: ignore[attr-defined]
 queues = Queue.__table__  # type: ignore[attr-defined]
 agents = Agent.__table__  # type: ignore[attr-defined]
 agent_queues = AgentQueue.__table__  # type: ignore[attr-defined]

@@ -6,17 +6,17 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.events import EventType, NewEvent
 from hub.principals import Principal
 from hub.runtime import Runtime
 from ticketing.exceptions import ContactNotFound, NotYourTicket, TicketNotFound
+from ticketing.identities import identity_read
 from ticketing.models import (
     ContactHistory,
     ContactRead,
-    IdentityRead,
     MessageRead,
     TicketDetail,
     TicketPage,
@@ -25,6 +25,7 @@ from ticketing.models import (
 from ticketing.tables import contact_identities, contacts, messages, tickets
 
 EVENT_TEXT_LIMIT = 10_000
+TICKET_ABANDONED = "ticket.abandoned"
 
 
 # --- event payloads ---------------------------------------------------------------------------------------
@@ -52,6 +53,13 @@ def ticket_summary(row: Any) -> dict[str, Any]:
         "last_message_at": iso(m["last_message_at"]),
         "rating": m.get("rating"),
         "rating_comment": m.get("rating_comment"),
+        # For the wallboard and the console's SLA timers (a ticket just inserted has none of them yet).
+        "queued_at": iso(m.get("queued_at")),
+        "answered_at": iso(m.get("answered_at")),
+        "first_response_at": iso(m.get("first_response_at")),
+        "first_response_due_at": iso(m.get("first_response_due_at")),
+        "resolution_due_at": iso(m.get("resolution_due_at")),
+        "sla_paused_at": iso(m.get("sla_paused_at")),
     }
 
 
@@ -88,6 +96,20 @@ def ticket_event(type_: str, row: Any, **extra: Any) -> NewEvent:
     )
 
 
+def abandoned_event(row: Any, now: datetime) -> NewEvent:
+    """``ticket.abandoned``: the ticket left its queue unanswered (its customer gave up, or it was closed
+    while waiting); ``waited`` is the seconds it waited."""
+    m = row._mapping if hasattr(row, "_mapping") else row
+    queued = m.get("queued_at") or m["created_at"]
+    return NewEvent(
+        type=TICKET_ABANDONED,
+        payload={"ticket": ticket_summary(m), "waited": max(0.0, (now - queued).total_seconds())},
+        ticket_id=m["id"],
+        queue_id=m["queue_id"],
+        agent_id=None,
+    )
+
+
 def message_event(msg: dict[str, Any], ticket_row: Any) -> NewEvent:
     t = ticket_row._mapping if hasattr(ticket_row, "_mapping") else ticket_row
     return NewEvent(
@@ -119,6 +141,17 @@ def check_visible(principal: Principal, row: Any) -> None:
         raise NotYourTicket(f"ticket {row.id} is not in your queues")
 
 
+def visible_tickets(principal: Principal) -> ColumnElement[bool] | None:
+    """``Principal.can_see_ticket`` as a condition on ``tickets`` (None: the principal sees every ticket)."""
+    if principal.sees_all:
+        return None
+    return or_(
+        tickets.c.queue_id.in_(principal.queue_ids or {-1}),
+        tickets.c.assignee_id == principal.agent_id,
+        tickets.c.offered_agent_id == principal.agent_id,
+    )
+
+
 async def get_ticket(rt: Runtime, *, ticket_id: int, principal: Principal) -> TicketDetail:
     """A ticket with its contact and every message, oldest first."""
     async with rt.read() as conn:
@@ -127,7 +160,7 @@ async def get_ticket(rt: Runtime, *, ticket_id: int, principal: Principal) -> Ti
         message_rows = (
             await conn.execute(select(messages).where(messages.c.ticket_id == ticket_id).order_by(messages.c.id))
         ).all()
-        contact = await _contact_read(conn, row.contact_id)
+        contact = await contact_read(conn, row.contact_id)
     return TicketDetail.model_validate(
         {**row._mapping, "contact": contact, "messages": [MessageRead.model_validate(m._mapping) for m in message_rows]}
     )
@@ -148,14 +181,9 @@ async def list_tickets(
 ) -> TicketPage:
     """Tickets the principal may see, newest activity first."""
     conds = []
-    if not principal.sees_all:
-        conds.append(
-            or_(
-                tickets.c.queue_id.in_(principal.queue_ids or {-1}),
-                tickets.c.assignee_id == principal.agent_id,
-                tickets.c.offered_agent_id == principal.agent_id,
-            )
-        )
+    visible = visible_tickets(principal)
+    if visible is not None:
+        conds.append(visible)
     if status:
         conds.append(tickets.c.status.in_(list(status)))
     if queue_id is not None:
@@ -184,7 +212,7 @@ async def list_tickets(
     )
 
 
-async def _contact_read(conn: AsyncConnection, contact_id: int) -> ContactRead:
+async def contact_read(conn: AsyncConnection, contact_id: int) -> ContactRead:
     row = (await conn.execute(select(contacts).where(contacts.c.id == contact_id))).first()
     if row is None:
         raise ContactNotFound(f"contact {contact_id} does not exist")
@@ -195,15 +223,13 @@ async def _contact_read(conn: AsyncConnection, contact_id: int) -> ContactRead:
             .order_by(contact_identities.c.id)
         )
     ).all()
-    return ContactRead.model_validate(
-        {**row._mapping, "identities": [IdentityRead(kind=k, value=v) for k, v in idents]}
-    )
+    return ContactRead.model_validate({**row._mapping, "identities": [identity_read(k, v) for k, v in idents]})
 
 
 async def get_contact_history(rt: Runtime, *, contact_id: int, principal: Principal) -> ContactHistory:
     """A contact with every ticket and message across all channels (the tickets the principal may see)."""
     async with rt.read() as conn:
-        contact = await _contact_read(conn, contact_id)
+        contact = await contact_read(conn, contact_id)
         rows = (
             await conn.execute(select(tickets).where(tickets.c.contact_id == contact_id).order_by(tickets.c.id))
         ).all()

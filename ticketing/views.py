@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response, WebSocket
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, WebSocket
 from pydantic import BaseModel, Field
 
 from hub.auth import SESSION_COOKIE, verify_dummy, verify_password
@@ -13,16 +13,27 @@ from hub.errors import InvalidInput
 from hub.event_stream import serve_event_stream
 from hub.inputs import DB_INT_MAX, IdParam, Input
 from hub.messages import InboundMessage
-from ticketing import agents, conversations, queues, replies, routing_service, ticket_updates, tickets
-from ticketing.exceptions import InvalidRoutingConfig
+from ticketing import (
+    agents,
+    conversations,
+    queues,
+    replies,
+    routing_service,
+    search,
+    ticket_updates,
+    tickets,
+    workspace,
+)
 from ticketing.models import (
     AgentCreate,
     AgentRead,
     AgentUpdate,
     AssignRequest,
-    ContactHistory,
+    DryRunAnswer,
+    DryRunRequest,
     MessageRead,
     NoteCreate,
+    Priority,
     QueueCreate,
     QueueRead,
     QueueUpdate,
@@ -32,10 +43,12 @@ from ticketing.models import (
     TicketDetail,
     TicketPage,
     TicketRead,
+    TicketStatus,
     TicketUpdate,
     TransferRequest,
 )
-from ticketing.queue_rules import RulesInvalid, parse_rules
+from ticketing.search import TicketSearchResult
+from ticketing.workspace import SlaState, Sort, View, ViewCount, ViewFilters
 
 router = APIRouter(prefix="/api")
 ws_router = APIRouter()
@@ -147,6 +160,80 @@ async def list_tickets(
     )
 
 
+ChannelFilter = Annotated[str | None, Query(max_length=20, description="only this channel")]
+TagFilter = Annotated[str | None, Query(max_length=50, description="only tickets with this tag")]
+
+
+def _view_filters(
+    channel: ChannelFilter = None,
+    queue_id: IdParam | None = None,
+    priority: Priority | None = None,
+    tag: TagFilter = None,
+    sla: SlaState | None = None,
+) -> ViewFilters:
+    return ViewFilters(channel=channel, queue_id=queue_id, priority=priority, tag=tag, sla=sla)
+
+
+ViewFiltersDep = Annotated[ViewFilters, Depends(_view_filters)]
+
+
+@router.get("/views", response_model=list[ViewCount], tags=["views"])
+async def list_views(agent: CurrentAgent, rt: RuntimeDep, filters: ViewFiltersDep) -> list[ViewCount]:
+    """Your views (waiting in your queues, unassigned, mine, pending on the customer, solved recently; all open
+    for supervisors), each with how many tickets it holds under the filters."""
+    return await workspace.view_counts(rt, principal=agent, filters=filters)
+
+
+@router.get("/views/{view}", response_model=TicketPage, tags=["views"])
+async def view_tickets(
+    view: View,
+    agent: CurrentAgent,
+    rt: RuntimeDep,
+    filters: ViewFiltersDep,
+    sort: Sort = Sort.NEWEST,
+    offset: Annotated[int, Query(ge=0, le=DB_INT_MAX)] = 0,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> TicketPage:
+    """A view's tickets, filtered by channel, queue, priority, tag and SLA state, sorted newest (activity),
+    oldest, priority or due (SLA deadline)."""
+    return await workspace.view_tickets(
+        rt, principal=agent, view=view, filters=filters, sort=sort, offset=offset, limit=limit
+    )
+
+
+@router.get("/search/tickets", response_model=TicketSearchResult, tags=["views"])
+async def search_tickets(
+    agent: CurrentAgent,
+    rt: RuntimeDep,
+    q: Annotated[str, Query(max_length=search.MAX_QUERY_CHARS, description="words, or a ticket number (#12)")] = "",
+    status: Annotated[list[TicketStatus], Query()] = [],  # noqa: B006 - FastAPI copies defaults
+    contact_id: IdParam | None = None,
+    tag: TagFilter = None,
+    channel: ChannelFilter = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> TicketSearchResult:
+    """Tickets you may see whose subject or messages hold every word of ``q`` (the last one also as a prefix),
+    or whose number it is, newest first; filtered by status (repeatable), contact, tag and channel. Each hit
+    carries HTML-escaped highlights (``<mark>`` around the matches)."""
+    return await search.search_tickets(
+        rt,
+        principal=agent,
+        query=q,
+        status=[s.value for s in status],
+        contact_id=contact_id,
+        tag=tag,
+        channel=channel,
+        limit=limit,
+    )
+
+
+@router.post("/tickets/{ticket_id}/pull", response_model=TicketRead, tags=["views"])
+async def pull(ticket_id: IdParam, agent: CurrentAgent, rt: RuntimeDep) -> TicketRead:
+    """Take a waiting ticket of your queues (from a view): within your capacity on its channel, and only while
+    nobody holds it; 409 with the reason otherwise."""
+    return await routing_service.pull_ticket(rt, ticket_id=ticket_id, principal=agent)
+
+
 @router.get("/tickets/{ticket_id}", response_model=TicketDetail, tags=["tickets"])
 async def get_ticket(ticket_id: IdParam, agent: CurrentAgent, rt: RuntimeDep) -> TicketDetail:
     return await tickets.get_ticket(rt, ticket_id=ticket_id, principal=agent)
@@ -234,21 +321,20 @@ async def get_routing_rules(agent: CurrentAgent, rt: RuntimeDep) -> dict[str, An
 async def put_routing_rules(body: dict[str, Any], agent: CurrentAgent, rt: RuntimeDep) -> dict[str, Any]:
     """Admins: replace the queue-selection rules; refused with the reason when they do not validate."""
     agent.require_admin()
-    try:
-        rules = parse_rules(body, source="rules")
-    except RulesInvalid as exc:
-        raise InvalidRoutingConfig(str(exc)) from None
-    await queues.set_routing_rules(rt, rules=rules)
+    rules = queues.validate_rules(body)
+    await queues.set_routing_rules(rt, rules=rules, actor=agent)
     return rules.model_dump(mode="json", exclude_none=True)
 
 
-# --- contacts, queues, agents ------------------------------------------------------------------------------
+@router.post("/routing/dry-run", response_model=DryRunAnswer, tags=["routing"])
+async def routing_dry_run(body: DryRunRequest, agent: CurrentAgent, rt: RuntimeDep) -> DryRunAnswer:
+    """Admins: which queue a message would go to, and why, under the rules in force or a draft given as
+    ``rules`` (checked as ``PUT /api/routing/rules`` checks them, without saving)."""
+    agent.require_admin()
+    return await queues.dry_run(rt, data=body)
 
 
-@router.get("/contacts/{contact_id}", response_model=ContactHistory, tags=["contacts"])
-async def contact_history(contact_id: IdParam, agent: CurrentAgent, rt: RuntimeDep) -> ContactHistory:
-    """A contact, its identities and its whole history across channels."""
-    return await tickets.get_contact_history(rt, contact_id=contact_id, principal=agent)
+# --- queues, agents (contacts: ticketing.contact_views) ----------------------------------------------------
 
 
 @router.get("/queues", response_model=list[QueueRead], tags=["queues"])
@@ -259,7 +345,7 @@ async def list_queues(agent: CurrentAgent, rt: RuntimeDep) -> list[QueueRead]:
 @router.post("/queues", response_model=QueueRead, status_code=201, tags=["queues"])
 async def create_queue(body: QueueCreate, agent: CurrentAgent, rt: RuntimeDep) -> QueueRead:
     agent.require_admin()
-    return await queues.create_queue(rt, data=body)
+    return await queues.create_queue(rt, data=body, actor=agent)
 
 
 @router.get("/agents", response_model=list[AgentRead], tags=["agents"])
@@ -270,14 +356,14 @@ async def list_agents(agent: CurrentAgent, rt: RuntimeDep) -> list[AgentRead]:
 @router.post("/agents", response_model=AgentRead, status_code=201, tags=["agents"])
 async def create_agent(body: AgentCreate, agent: CurrentAgent, rt: RuntimeDep) -> AgentRead:
     agent.require_admin()
-    return await agents.create_agent(rt, data=body)
+    return await agents.create_agent(rt, data=body, actor=agent)
 
 
 @router.patch("/queues/{queue_id}", response_model=QueueRead, tags=["queues"])
 async def update_queue(queue_id: IdParam, body: QueueUpdate, agent: CurrentAgent, rt: RuntimeDep) -> QueueRead:
     """Admins: change a queue's skills, priority, business hours, SLA targets or overflow."""
     agent.require_admin()
-    return await queues.update_queue(rt, queue_id=queue_id, data=body)
+    return await queues.update_queue(rt, queue_id=queue_id, data=body, actor=agent)
 
 
 @router.post("/agents/{agent_id}/requeue", response_model=list[int], tags=["routing"])
@@ -303,7 +389,7 @@ async def set_status(agent_id: IdParam, body: StatusChange, agent: CurrentAgent,
 @router.patch("/agents/{agent_id}", response_model=AgentRead, tags=["agents"])
 async def update_agent(agent_id: IdParam, body: AgentUpdate, agent: CurrentAgent, rt: RuntimeDep) -> AgentRead:
     agent.require_admin()
-    return await agents.update_agent(rt, agent_id=agent_id, data=body)
+    return await agents.update_agent(rt, agent_id=agent_id, data=body, actor=agent)
 
 
 @router.post("/inbound", response_model=InboundAccepted, tags=["integrations"])

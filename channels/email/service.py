@@ -27,12 +27,14 @@ from sqlalchemy import func, select, text, update
 from channels.email.imap import MailboxWorker, lock_key
 from channels.email.models import AR, MB, QT, MailboxRead, MailboxUpdate, QuarantineRead, ReprocessResult, S
 from channels.email.parse import MailboxInfo, MailParseError, ParsedMail, parse_mail
-from channels.email.smtp import ReplyHeaders, SmtpSender, Templates, build_ack, deliver
+from channels.email.smtp import ReplyHeaders, SmtpSender, Templates, build_ack, deliver, outgoing_mailbox
+from hub import audit
 from hub.config import MailboxSettings
 from hub.db import lock_keys, taken_as, utcnow
 from hub.errors import Conflict, InvalidInput, NotFound
 from hub.files import FileStore, StoredFileMissing
 from hub.messages import Ingest, IngestResult, ReplyHook, Sender
+from hub.principals import Principal
 from hub.runtime import Runtime
 from hub.sealing import SealedUnreadable, Sealer, is_sealed
 from hub.workers import cancel_and_wait
@@ -94,6 +96,7 @@ class EmailService:
             domain=s.mail_domain,
             timeout=s.email_timeout_seconds,
             quote=self._quote,
+            outgoing=outgoing_mailbox(s),
         )
         self._boxes: dict[str, MailboxSettings] = {b.name: b for b in s.mailboxes}
         self._from_settings = {b.name for b in s.mailboxes}
@@ -407,7 +410,7 @@ class EmailService:
                 return box
         raise MailboxNotFound(f"mailbox {name!r} does not exist")
 
-    async def create_mailbox(self, data: MailboxSettings) -> MailboxRead:
+    async def create_mailbox(self, data: MailboxSettings, *, actor: Principal | None = None) -> MailboxRead:
         if data.name in self._from_settings:
             raise MailboxNameTaken(f"mailbox {data.name!r} is configured in SWITCHBOARD_MAILBOXES")
         now = utcnow()
@@ -419,10 +422,15 @@ class EmailService:
                 await conn.execute(
                     MB.insert().values(name=data.name, config=self._stored(data), created_at=now, updated_at=now)
                 )
+            detail = data.model_dump(mode="json", exclude=set(_SECRETS))
+            if actor is not None:
+                await audit.record(
+                    conn, actor=actor, action="mailbox.create", target=f"mailbox:{data.name}", detail=detail
+                )
         await self.sync()
         return await self.get_mailbox(data.name)
 
-    async def update_mailbox(self, name: str, data: MailboxUpdate) -> MailboxRead:
+    async def update_mailbox(self, name: str, data: MailboxUpdate, *, actor: Principal | None = None) -> MailboxRead:
         if name in self._from_settings:
             raise MailboxReadOnly(f"mailbox {name!r} is configured in SWITCHBOARD_MAILBOXES; change it there")
         async with self.rt.db.begin() as conn:
@@ -444,16 +452,30 @@ class EmailService:
             await conn.execute(
                 update(MB).where(MB.c.id == row.id).values(config=self._stored(box), updated_at=utcnow())
             )
+            # What changed, passwords only as "changed".
+            given = data.model_dump(mode="json", exclude_unset=True)
+            after = {k: ("changed" if k in _SECRETS else v) for k, v in given.items()}
+            before = {k: stored.get(k) for k in after if k not in _SECRETS}
+            if actor is not None:
+                await audit.record(
+                    conn,
+                    actor=actor,
+                    action="mailbox.update",
+                    target=f"mailbox:{name}",
+                    detail={"before": before, "after": after},
+                )
         await self.sync()
         return await self.get_mailbox(name)
 
-    async def delete_mailbox(self, name: str) -> None:
+    async def delete_mailbox(self, name: str, *, actor: Principal | None = None) -> None:
         if name in self._from_settings:
             raise MailboxReadOnly(f"mailbox {name!r} is configured in SWITCHBOARD_MAILBOXES; remove it there")
         async with self.rt.db.begin() as conn:
             done = await conn.execute(MB.delete().where(MB.c.name == name))
             if not done.rowcount:
                 raise MailboxNotFound(f"mailbox {name!r} does not exist")
+            if actor is not None:
+                await audit.record(conn, actor=actor, action="mailbox.delete", target=f"mailbox:{name}")
         await self.sync()
 
 

@@ -21,8 +21,9 @@ from typing import Any
 
 import aiosmtplib
 import jinja2
+from pydantic import SecretStr
 
-from hub.config import MailboxSettings
+from hub.config import MailboxSettings, Settings
 from hub.db import utcnow
 from hub.messages import DeliveryError, DeliveryResult, OutboundMessage
 
@@ -170,6 +171,24 @@ async def deliver(box: MailboxSettings, msg: EmailMessage, *, timeout_seconds: f
         raise DeliveryError(f"SMTP server unreachable: {type(exc).__name__}: {exc}") from exc
 
 
+def outgoing_mailbox(settings: Settings) -> MailboxSettings | None:
+    """The send-only server for replies when no mailbox is configured (``SWITCHBOARD_OUTGOING_SMTP_HOST``; the
+    demo points it at its mail catcher), as a mailbox without IMAP: it is never polled, only sent through."""
+    if not settings.outgoing_smtp_host:
+        return None
+    return MailboxSettings(
+        name="outgoing",
+        address=settings.outgoing_email_from or f"support@{settings.mail_domain}",
+        queue="-",
+        imap_host="-",
+        username="-",
+        password=SecretStr("-"),
+        smtp_host=settings.outgoing_smtp_host,
+        smtp_port=settings.outgoing_smtp_port,
+        smtp_security="none",
+    )
+
+
 class SmtpSender:
     """Delivers email replies through the SMTP server of the mailbox the customer wrote to."""
 
@@ -181,8 +200,10 @@ class SmtpSender:
         domain: str,
         timeout: float,
         quote: Callable[[str], Awaitable[Mapping[str, Any] | None]] | None = None,
+        outgoing: MailboxSettings | None = None,
     ) -> None:
         self._mailboxes = mailboxes
+        self._outgoing = outgoing
         self._quote = quote
         self.templates = templates
         self.domain = domain
@@ -193,8 +214,14 @@ class SmtpSender:
         by_address = {b.address.lower(): b for b in boxes.values()}
         if address and address.lower() in by_address:
             return by_address[address.lower()]
+        if not boxes and self._outgoing is not None:
+            return self._outgoing
         if not boxes:
-            raise DeliveryError("no mailbox is configured to send email from", permanent=True)
+            raise DeliveryError(
+                "no mailbox is configured to send email from (SWITCHBOARD_MAILBOXES, the email admin API, or "
+                "SWITCHBOARD_OUTGOING_SMTP_HOST)",
+                permanent=True,
+            )
         return next(iter(boxes.values()))
 
     async def send(self, message: OutboundMessage) -> DeliveryResult:

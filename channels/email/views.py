@@ -1,5 +1,6 @@
-"""/api/email/...: mailboxes and quarantine for admins, stored attachments for agents. Thin: each endpoint
-authorizes through ``hub.deps`` and calls one method of the channel's running ``EmailService``.
+"""/api/email/...: mailboxes and quarantine for admins, stored attachments for the agents who may see them
+(``hub.file_access``). Thin: each endpoint authorizes through ``hub.deps`` and calls one method of the channel's
+running ``EmailService``.
 
 No ``from __future__ import annotations`` here: FastAPI reads the endpoints' annotations, and ``Service`` is
 local to ``build_router``."""
@@ -12,7 +13,8 @@ from fastapi import APIRouter, Depends, Query, Response
 from channels.email.models import MailboxRead, MailboxUpdate, QuarantineRead, ReprocessResult
 from channels.email.service import EmailService
 from hub.config import MailboxSettings
-from hub.deps import current_admin, current_agent
+from hub.deps import CurrentAdmin, current_admin
+from hub.file_access import ReadableFile
 from hub.inputs import IdParam
 
 
@@ -31,23 +33,23 @@ def build_router(running: Callable[[], EmailService]) -> APIRouter:
         """Every mailbox, from settings and from this API, with its IMAP position and health."""
         return await channel.list_mailboxes()
 
-    @router.post("/mailboxes", response_model=MailboxRead, status_code=201, dependencies=as_admin)
-    async def create_mailbox(body: MailboxSettings, channel: Service) -> MailboxRead:
+    @router.post("/mailboxes", response_model=MailboxRead, status_code=201)
+    async def create_mailbox(body: MailboxSettings, channel: Service, me: CurrentAdmin) -> MailboxRead:
         """Add a mailbox; its worker starts at once."""
-        return await channel.create_mailbox(body)
+        return await channel.create_mailbox(body, actor=me)
 
     @router.get("/mailboxes/{name}", response_model=MailboxRead, dependencies=as_admin)
     async def get_mailbox(name: str, channel: Service) -> MailboxRead:
         return await channel.get_mailbox(name)
 
-    @router.patch("/mailboxes/{name}", response_model=MailboxRead, dependencies=as_admin)
-    async def update_mailbox(name: str, body: MailboxUpdate, channel: Service) -> MailboxRead:
+    @router.patch("/mailboxes/{name}", response_model=MailboxRead)
+    async def update_mailbox(name: str, body: MailboxUpdate, channel: Service, me: CurrentAdmin) -> MailboxRead:
         """Change a mailbox made through this API; its worker restarts with the new settings."""
-        return await channel.update_mailbox(name, body)
+        return await channel.update_mailbox(name, body, actor=me)
 
-    @router.delete("/mailboxes/{name}", status_code=204, dependencies=as_admin)
-    async def delete_mailbox(name: str, channel: Service) -> Response:
-        await channel.delete_mailbox(name)
+    @router.delete("/mailboxes/{name}", status_code=204)
+    async def delete_mailbox(name: str, channel: Service, me: CurrentAdmin) -> Response:
+        await channel.delete_mailbox(name, actor=me)
         return Response(status_code=204)
 
     @router.get("/quarantine", response_model=list[QuarantineRead], dependencies=as_admin)
@@ -74,9 +76,10 @@ def build_router(running: Callable[[], EmailService]) -> APIRouter:
         """Try a quarantined mail again; answers whether it became a message."""
         return await channel.reprocess(quarantine_id)
 
-    @router.get("/attachments/{sha256}", dependencies=[Depends(current_agent)])
-    async def attachment(sha256: str, channel: Service) -> Response:
-        """A stored attachment or inline image, by its content hash."""
+    @router.get("/attachments/{sha256}")
+    async def attachment(sha256: ReadableFile, channel: Service) -> Response:
+        """A stored attachment, inline image or raw mail, by its content hash, for an agent who may see a message
+        that carries it (``hub.file_access``); 404 for anyone else."""
         data = await channel.attachment(sha256)
         return Response(
             data,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from channels.social import events as _events  # noqa: F401 - registers the channel.health payload model
 from hub.db import utcnow
 from hub.events import EventType, NewEvent
 from hub.runtime import Runtime

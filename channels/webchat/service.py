@@ -9,7 +9,9 @@ Frames from the visitor (JSON, each with a ``type``):
 - ``message`` ``{client_id, text, attachments: [sha256]}``: stored through ingest (idempotent on the
   conversation and ``client_id``, so a resend after a reconnect is stored once), then acknowledged;
 - ``typing`` ``{active}``; ``delivered`` ``{message_ids}``; ``rating`` ``{ticket_id, score, comment}``;
-  ``email_fallback`` ``{email}`` (nobody can chat: answer this conversation by email); ``ping``.
+  ``email_fallback`` ``{email}`` (nobody can chat: answer this conversation by email); ``solved``
+  ``{article_id, title}`` (an article the widget offered answered the question: the open ticket closes as
+  deflected); ``ping``.
 
 Frames to the visitor:
 - ``hello`` first, with every visible message after the client's ``last_message_id`` (all of them on a
@@ -17,7 +19,8 @@ Frames to the visitor:
 - ``ack`` ``{client_id, message_id, status: "sent", created_at}`` once a message is committed;
 - ``message`` ``{message}``: an agent's reply, or the visitor's own message written in another tab;
 - ``agent_joined`` ``{name}``, ``agent_left``, ``typing`` ``{active, name}``, ``rating_request``
-  ``{ticket_id}``, ``rating_saved``, ``email_fallback`` ``{email}``, ``heartbeat``, ``pong``;
+  ``{ticket_id}``, ``rating_saved``, ``email_fallback`` ``{email}``, ``deflected`` ``{ticket_id}`` (the
+  visitor closed the conversation with ``solved``: no rating is asked), ``heartbeat``, ``pong``;
 - ``error`` ``{code, message, client_id?}``: ``unauthorized`` (bad or expired token; closes 4401),
   ``bad_frame``, ``too_long``, ``bad_attachment``, ``rate_limited``, and the domain errors' codes.
 
@@ -178,6 +181,7 @@ def ticket_state(t: ConversationTicket) -> dict[str, Any]:
         "rating": t.rating,
         # Moved to email because nobody could chat: the widget says where the answer will go.
         "reply_to": t.reply_to if t.reply_channel == "email" else None,
+        "deflected": t.deflected,
     }
 
 
@@ -471,6 +475,15 @@ class WebchatService:
                 channel=CHANNEL, thread_key=claims.conversation_id, email=email, verified=claims.verified
             )
             self._broadcast(claims.conversation_id, {"type": "email_fallback", "email": result.reply_to})
+        elif kind == "solved":
+            article_id, title = data.get("article_id"), data.get("title")
+            if not is_id(article_id) or not isinstance(title, str):
+                raise BadFrame("solved needs article_id and title")
+            ticket_id = await self.conversations.close_deflected(
+                channel=CHANNEL, thread_key=claims.conversation_id, article_id=article_id, article_title=title[:300]
+            )
+            # The ticket's event tells every tab of the conversation; this one hears it even with none closed.
+            conn.push(json_dumps({"type": "deflected", "ticket_id": ticket_id}))
         elif kind == "ping":
             conn.push('{"type": "pong"}')
         else:
@@ -641,6 +654,8 @@ class WebchatService:
             return  # an older ticket of this conversation
         after = {**before, **{k: summary.get(k) for k in ("id", "status", "queue_id", "assignee_id")}}
         after["offered_agent_id"] = summary.get("offered_agent_id")
+        if summary["id"] != before.get("id"):
+            after["deflected"] = False  # a new ticket of the conversation: the customer wrote again
         if "rating" in event.payload:
             after["rating"] = event.payload["rating"]
         conv.ticket = after
@@ -649,7 +664,11 @@ class WebchatService:
         elif before.get("assignee_id") and not after.get("assignee_id"):
             after["agent_name"] = None
             self._broadcast(conversation_id, {"type": "agent_left"})
-        if after.get("status") in ("solved", "closed") and before.get("status") not in ("solved", "closed"):
+        if "deflected" in event.payload:
+            # The visitor closed it themselves (``solved``): an article answered them, nothing to rate.
+            after["deflected"] = True
+            self._broadcast(conversation_id, {"type": "deflected", "ticket_id": after["id"]})
+        elif after.get("status") in ("solved", "closed") and before.get("status") not in ("solved", "closed"):
             if after.get("rating") is None:
                 self._broadcast(conversation_id, {"type": "rating_request", "ticket_id": after["id"]})
         elif after.get("status") not in ("solved", "closed") and before.get("status") in ("solved", "closed"):
@@ -711,7 +730,12 @@ class WebchatService:
 
 
 def _wants_rating(ticket: dict[str, Any] | None) -> bool:
-    return bool(ticket and ticket["status"] in ("solved", "closed") and ticket.get("rating") is None)
+    return bool(
+        ticket
+        and ticket["status"] in ("solved", "closed")
+        and ticket.get("rating") is None
+        and not ticket.get("deflected")
+    )
 
 
 def _error(code: str, message: str, client_id: Any = None) -> str:

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from channels.webchat.service import CHANNEL, MAGIC, AttachmentTooLarge, BadAttachment, VisitorClaims, WebchatService
 from hub.deps import authenticate
 from hub.errors import InvalidInput, NotFound, PermissionDenied
+from hub.file_access import Conversation, require_readable_file
 from hub.inputs import Input
 
 STATIC = Path(__file__).parent / "static"
@@ -75,16 +76,19 @@ def _visitor(service: WebchatService, authorization: str | None) -> VisitorClaim
     return claims
 
 
-async def _may_read_attachment(request: Request, service: WebchatService, sha256: str, token: str | None) -> bool:
-    """A logged-in agent may read any attachment; a visitor only one that a message of their own conversation
-    carries."""
-    if await authenticate(request) is not None:
-        return True
+async def _require_readable(request: Request, service: WebchatService, sha256: str, token: str | None) -> None:
+    """A logged-in agent who may see a message carrying the file, or the visitor whose conversation carries it
+    (``hub.file_access``); 401 for neither a login nor a visitor token, else 404."""
+    principal = await authenticate(request)
     claims = service.tokens.verify(token) if token else None
-    if claims is None:
+    if principal is None and claims is None:
         raise PermissionDenied("log in, or give the visitor token of the conversation", code="unauthorized")
-    state = await service.conversations.state(channel=CHANNEL, thread_key=claims.conversation_id)
-    return any(a.get("sha256") == sha256 for m in state.messages for a in m.attachments)
+    await require_readable_file(
+        service.rt,
+        sha256=sha256,
+        principal=principal,
+        conversation=Conversation(CHANNEL, claims.conversation_id) if claims is not None else None,
+    )
 
 
 def build_router(running: Callable[[], WebchatService]) -> APIRouter:
@@ -183,12 +187,12 @@ def build_router(running: Callable[[], WebchatService]) -> APIRouter:
         token: str | None = None,
         authorization: Annotated[str | None, Header()] = None,
     ) -> Response:
-        """An uploaded attachment, for a logged-in agent or for the visitor whose conversation holds it (visitor
-        token as ``Authorization: Bearer`` or, for an ``<img src>``, as ``?token=``); any other visitor gets 404.
+        """An uploaded attachment, for a logged-in agent who may see a message carrying it or for the visitor
+        whose conversation holds it (visitor token as ``Authorization: Bearer`` or, for an ``<img src>``, as
+        ``?token=``); anyone else gets 404.
         Served with its sniffed type, never as HTML, and sandboxed."""
         bearer = authorization[7:].strip() if authorization and authorization.lower().startswith("bearer ") else None
-        if not await _may_read_attachment(request, service, sha256, token or bearer):
-            raise NotFound("no such attachment")
+        await _require_readable(request, service, sha256, token or bearer)
         found = await asyncio.to_thread(service.storage.read, sha256)
         if found is None:
             raise NotFound("no such attachment")

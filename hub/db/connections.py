@@ -79,4 +79,3 @@ async def _run_to_completion(awaitable: Any) -> None:
             break
     if cancelled is not None:
         raise cancelled
-

@@ -237,4 +237,3 @@ def _unique_violation(orig: BaseException | None) -> bool:
     if isinstance(orig, sqlite3.IntegrityError):
         return orig.sqlite_errorcode == sqlite3.SQLITE_CONSTRAINT_UNIQUE
     return getattr(orig, "sqlstate", None) == _PG_UNIQUE_VIOLATION
-

@@ -295,4 +295,3 @@ async def execute(conn: AsyncConnection, statement: Any, params: Mapping[str, An
     """Run a statement built once and kept, for its effect (rows it returns are dropped), sent to the driver
     directly as ``fetch_all`` sends queries."""
     await _fetch(conn, statement, params, want_rows=False)
-

@@ -335,4 +335,3 @@ class _SharedTransaction:
                 answered.set_result(None)
             else:
                 answered.set_exception(error if isinstance(error, Exception) else _interrupted(error))
-

@@ -70,4 +70,3 @@ def json_dumps(value: Any) -> str:
     the event payloads every change writes. Keys that are not strings (an int id) become strings, as with
     the standard library."""
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
-

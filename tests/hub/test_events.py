@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import asyncio
 
-from hub.events import NewEvent, append_events, events_after
+from hub.events import EventPayload, NewEvent, append_events, event_payload, events_after
 from hub.runtime import Runtime
+
+
+@event_payload("test")
+class TestEvent(EventPayload):
+    """The payload of these tests' own events (every appended type has a model)."""
+
+    __test__ = False  # not a test class, for pytest
+
+    batch: int | None = None
+    n: int | None = None
+    doomed: bool = False
 
 
 class _Rollback(Exception):

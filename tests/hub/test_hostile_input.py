@@ -277,7 +277,6 @@ async def test_a_chunked_body_over_the_limit_is_413(settings: Settings, world: d
         live.stop()
 
 
-
 async def test_a_422_echoing_a_lone_surrogate_is_still_a_422(
     client: httpx.AsyncClient, world: dict[str, int], api: dict[str, dict[str, str]]
 ) -> None:

@@ -18,6 +18,7 @@ from ticketing.agents import load_principal, update_agent
 from ticketing.exceptions import NotYourTicket, TicketNotFound
 from ticketing.ingest import ingest_batch
 from ticketing.replies import add_note
+from ticketing.tickets import get_ticket
 
 
 def inbound(n: int, *, channel: str = "email", thread: str | None = None, text: str = "") -> InboundMessage:
@@ -105,6 +106,42 @@ async def test_conversation_and_queue_ports_answer_typed_state(rt: Runtime) -> N
     assert (await rt.ports.conversations.state(channel="email", thread_key="c1")).tickets == []
     availability = await rt.ports.queues.availability(channel="webchat", queue=None)
     assert (availability.queue, availability.available, availability.agents_available) == ("support", True, 1)
+
+
+async def test_a_conversation_an_article_answered_closes_as_deflected(rt: Runtime) -> None:
+    """``close_deflected``: the conversation's open ticket (offered to an agent meanwhile) closes, tagged
+    ``deflected``, the offer withdrawn, with a note naming the article that agents see and the customer never
+    does; its state says deflected. Without an open ticket nothing closes (None). Writing again opens a new
+    ticket, not deflected."""
+    await make_queue(rt, "support", ["webchat"])
+    ann = await agent(rt, "ann", queues=["support"], available=True)
+    port = rt.ports.conversations
+    assert await port.close_deflected(channel="webchat", thread_key="c1", article_id=7, article_title="Returns") is None
+    [r1] = await ingest_batch(rt, [inbound(1, channel="webchat", thread="c1")])
+    tid = r1.ticket_id  # type: ignore[union-attr]
+    assert (await get_ticket(rt, ticket_id=tid, principal=ann)).offered_agent_id == ann.agent_id
+
+    closed = await port.close_deflected(
+        channel="webchat", thread_key="c1", article_id=7, article_title="  Return\nan item "
+    )
+    assert closed == tid
+    ticket = await get_ticket(rt, ticket_id=tid, principal=ann)
+    assert (ticket.status, ticket.tags, ticket.offered_agent_id) == ("closed", ["deflected"], None)
+    [note] = [m for m in ticket.messages if m.direction == "note"]
+    assert "“Return an item” (#7) answered" in note.text
+    state = await port.state(channel="webchat", thread_key="c1")
+    assert state.current is not None and state.current.deflected and state.current.status == "closed"
+    assert [m.direction for m in state.messages] == ["inbound"]
+    # closed already: a second "this solved it" finds nothing open
+    assert await port.close_deflected(channel="webchat", thread_key="c1", article_id=7, article_title="x") is None
+    # another conversation is untouched by this one's deflection
+    [other] = await ingest_batch(rt, [inbound(1, channel="webchat", thread="c2")])
+    assert (await get_ticket(rt, ticket_id=other.ticket_id, principal=ann)).status != "closed"  # type: ignore[union-attr]
+
+    [r2] = await ingest_batch(rt, [inbound(2, channel="webchat", thread="c1")])
+    assert r2.ticket_id != tid  # type: ignore[union-attr]
+    state = await port.state(channel="webchat", thread_key="c1")
+    assert state.current is not None and state.current.id == r2.ticket_id and not state.current.deflected  # type: ignore[union-attr]
 
 
 async def test_agent_port_loads_active_agents_only(rt: Runtime) -> None:

@@ -169,7 +169,7 @@ def test_test_failures_show_what_differs_and_where(tmp_path: Path) -> None:
     assert "PASS  sales by key" in out and "FAIL  wrong expectation" in out and "FAIL  wrong outcome" in out
     assert f"{tmp_path / 'menu.tests.yaml'}:7" in out
     assert 'step 1 (press 2), line 9: expected to hear "Welcome to support"' in out
-    assert '  heard: nothing' in out
+    assert "  heard: nothing" in out
     assert "outcome, line 14:" in out
     assert "  - expected: queued to support (priority high)" in out and "  + actual:   queued to sales" in out
     assert "priority: expected high, got None" in out

@@ -403,8 +403,9 @@ def test_lookup_results_feed_conditions_and_prompts(result: LookupResult, said: 
 
 
 WAITING = flow(
-    BASE.replace("  to_sales:\n    type: transfer\n    queue: sales\n", "")
-    .replace("next: to_support}", "next: call_me}")
+    BASE.replace("  to_sales:\n    type: transfer\n    queue: sales\n", "").replace(
+        "next: to_support}", "next: call_me}"
+    )
     + more_nodes(
         """
         to_sales:

@@ -100,9 +100,7 @@ def flows(draw: st.DrawFn) -> Flow:
                 node["queue"] = "q"
             node.update(open=draw(target), closed=draw(target))
         elif kind == "branch":
-            cond = draw(
-                st.sampled_from([{"var": "tickets.open", "gt": 0}, {"var": "queue.position", "is_set": True}])
-            )
+            cond = draw(st.sampled_from([{"var": "tickets.open", "gt": 0}, {"var": "queue.position", "is_set": True}]))
             node.update(cases=[{"when": cond, "next": draw(target)}], **{"else": draw(target)})
         elif kind == "set":
             node.update(

@@ -77,7 +77,6 @@ async def test_bad_input_is_refused_and_nothing_is_stored(
         {**ARTICLE, "slug": "Not A Slug!"},
         {**ARTICLE, "title": "   "},
         {**ARTICLE, "status": "secret"},
-        {**ARTICLE, "body": "nul \x00 byte"},
         {**ARTICLE, "phrasings": ["x" * 501]},
         {**ARTICLE, "locale": "english please"},
     ]
@@ -87,6 +86,9 @@ async def test_bad_input_is_refused_and_nothing_is_stored(
     taken = await kb_client.post("/api/kb/articles", json={**ARTICLE, "slug": "returns"}, headers=sam)
     assert taken.status_code == 409 and taken.json()["code"] == "article_slug_taken"
     assert len(await service.all_articles(rt)) == before
+    # Text no database can store is cleaned where it enters (hub.inputs), as in every other body.
+    nul = await kb_client.post("/api/kb/articles", json={**ARTICLE, "body": "nul \x00 byte"}, headers=sam)
+    assert nul.status_code == 201 and nul.json()["body"] == "nul  byte"
     blank = await kb_client.patch(f"/api/kb/articles/{articles['returns:en']}", json={"title": " "}, headers=sam)
     assert blank.status_code == 422
     assert (await kb_client.patch("/api/kb/articles/999999", json={"title": "x"}, headers=sam)).status_code == 404
@@ -105,7 +107,8 @@ async def test_search_finds_misspelled_words_and_refuses_empty_or_huge_queries(
     assert [(h["slug"], h["locale"]) for h in de] == [("returns", "de")]
     for q in ("", "   ", "x" * 201):
         r = await kb_client.get("/api/kb/search", params={"q": q}, headers=alice)
-        assert r.status_code == 422 and r.json()["detail"].startswith("q: ")
+        assert r.status_code == 422
+        assert [e["loc"] for e in r.json()["detail"]] == [["query", "q"]]
 
 
 async def test_preview_sanitizes_hostile_markdown(staff: None, kb_client: httpx.AsyncClient) -> None:

@@ -21,10 +21,17 @@ async def test_panel_suggests_updates_inserts_and_takes_feedback(
     await expect(panel.first).to_contain_text("score")
     await panel.first.get_by_role("button", name="Return an item", exact=True).click()
     await expect(agent.locator("#text")).to_have_value(f"Return an item: {kb_server.url}/help/returns")
+    await agent.locator("#text").fill("")
+    await panel.first.get_by_role("button", name="Insert the text of Return an item").click()
+    await expect(agent.locator("#text")).to_have_value("You can return any item within 30 days. Print the free label.")
+    await agent.locator("#text").fill(f"Return an item: {kb_server.url}/help/returns")
     await panel.first.get_by_role("button", name="Return an item is helpful").click()
     await expect(panel.first).to_contain_text("Thanks: marked helpful")
     helpful = await service.feedback_counts(rt)
     assert helpful[articles["returns:en"]] == (1, 0)
+    # the customer's wording became one of the article's phrasings for the ranking
+    [taught] = await service.ranking_docs(rt, article_ids=[articles["returns:en"]])
+    assert "how do I send the teapot back" in taught.phrasings
 
     await agent.locator("#text").press("Enter")  # the reply goes out, the composer is empty again
     await expect(agent.locator("#timeline .msg.out")).to_have_count(1)

@@ -1,16 +1,21 @@
 """Self-service in the widget, in Chromium: while the visitor types, before an agent joins, articles that may
-answer are offered; "This solved it" thanks them and is counted as a deflection. Drafts and internal articles
-are never offered, and the public answers refuse empty or huge queries."""
+answer are offered; "This solved it" thanks them, is counted as a deflection, and closes a conversation that
+was waiting for an agent as deflected. Drafts and internal articles are never offered, and the public answers
+refuse empty or huge queries."""
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 from playwright.async_api import Browser, expect
+from sqlalchemy import select
 
 from hub.runtime import Runtime
 from knowledge_base import service
-from tests.agent_ui.conftest import Dialogs, new_page, start_chat
+from tests.agent_ui.conftest import Dialogs, customer_says, new_page, start_chat
 from tests.conftest import LiveServer, make_agent, make_queue
+from ticketing.tables import tickets as T
 
 
 async def test_public_answers_offer_published_articles_only(
@@ -47,4 +52,49 @@ async def test_widget_offers_articles_while_typing_and_counts_a_deflection(
     await expect(offered).to_be_hidden()
     await expect(page.get_by_label("Type your message")).to_have_value("")
     assert await service.deflections(rt) == 1
+    assert dialogs.seen == []
+
+
+async def _chat_tickets(rt: Runtime) -> list[tuple[int, str, list[str]]]:
+    async with rt.read() as conn:
+        rows = (await conn.execute(select(T.c.id, T.c.status, T.c.tags).where(T.c.channel == "webchat"))).all()
+    return [(r.id, r.status, list(r.tags)) for r in sorted(rows)]
+
+
+async def test_this_solved_it_closes_a_waiting_conversation_as_deflected(
+    rt: Runtime, articles: dict[str, int], kb_server: LiveServer, browser: Browser, dialogs: Dialogs
+) -> None:
+    """A visitor who asked and is waiting for an agent, then finds the answer among the offered articles: their
+    ticket closes as deflected (tagged, offered to nobody), no rating is asked, the deflection is counted; writing
+    again opens a new ticket."""
+    await make_queue(rt, "support", ["webchat"])
+    await make_agent(rt, "alice", queues=["support"], available=True)
+    _, page = await new_page(browser, dialogs)
+    await start_chat(page, kb_server.url)
+    await customer_says(page, "hello, I have a question about my order")
+    await expect(page.locator(".msg.in .state")).to_have_text("Sent")
+    [(waiting, status, _)] = await _chat_tickets(rt)
+    assert status in ("new", "open")
+
+    await page.get_by_label("Type your message").fill("how can I send an item back to you")
+    offered = page.get_by_role("region", name="Articles that may answer your question")
+    await offered.get_by_role("button", name="“Return an item” solved my question").click()
+    await expect(page.get_by_text("Glad “Return an item” helped!")).to_be_visible()
+    for _ in range(200):  # the frame is handled after the click returns: up to 10 s on a loaded machine
+        if (await _chat_tickets(rt))[0][1] == "closed":
+            break
+        await asyncio.sleep(0.05)
+    assert await _chat_tickets(rt) == [(waiting, "closed", ["deflected"])]
+    assert await service.deflections(rt) == 1
+    await expect(page.get_by_role("form", name="Rate this conversation")).to_be_hidden()
+    await page.reload()  # a fresh page's hello asks no rating of the deflected ticket either (reopened by itself)
+    await expect(page.get_by_label("Type your message")).to_be_visible()
+    await expect(page.get_by_text("hello, I have a question")).to_be_visible()
+    await expect(page.get_by_role("form", name="Rate this conversation")).to_be_hidden()
+    await expect(page.get_by_text("This conversation was marked as solved")).to_have_count(0)
+
+    await customer_says(page, "one more thing: do you ship to Norway?")
+    await expect(page.locator(".msg.in .state").last).to_have_text("Sent")
+    after = await _chat_tickets(rt)
+    assert len(after) == 2 and after[1][1] in ("new", "open") and "deflected" not in after[1][2]
     assert dialogs.seen == []

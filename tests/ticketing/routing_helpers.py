@@ -81,6 +81,18 @@ def who(agent_id: int, role: str = "agent") -> Principal:
     return Principal(agent_id=agent_id, username=f"agent{agent_id}", display_name="", role=role, queue_ids=frozenset())
 
 
+async def member(rt: Runtime, agent_id: int, role: str = "agent") -> Principal:
+    """The agent as the API sees them: with their queues."""
+    async with rt.read() as conn:
+        qs = frozenset(
+            r.queue_id
+            for r in await conn.execute(
+                select(tables.agent_queues.c.queue_id).where(tables.agent_queues.c.agent_id == agent_id)
+            )
+        )
+    return Principal(agent_id=agent_id, username=f"a{agent_id}", display_name="", role=role, queue_ids=qs)
+
+
 SUPERVISOR = Principal(agent_id=0, username="sup", display_name="Sup", role="supervisor", queue_ids=frozenset())
 
 
@@ -171,7 +183,8 @@ async def check_state(rt: Runtime) -> None:
 def replay_events(records: list[Any], capacity: Mapping[int, Mapping[str, int]]) -> dict[str, int]:
     """Replay the event log in ``seq`` (commit) order and check, at every step: a ticket is offered only
     when nobody holds it (never to two agents at once), accepted only by the agent it was offered to and
-    at most once, and no agent ever holds more than its capacity per channel. Returns counts per type."""
+    at most once, pulled from a view only when nobody holds it, and no agent ever holds more than its
+    capacity per channel. Returns counts per type."""
     holder: dict[int, tuple[int, str]] = {}  # ticket -> (agent, channel)
     accepted: dict[int, int] = {}
     load: dict[tuple[int, str], int] = {}
@@ -193,6 +206,17 @@ def replay_events(records: list[Any], capacity: Mapping[int, Mapping[str, int]])
             load[key] = load.get(key, 0) + 1
             slot = routing.AgentSlot(agent_id=key[0], queue_ids=frozenset(), capacity=dict(capacity[key[0]]))
             assert load[key] <= slot.limit(key[1]), f"agent {key[0]} over capacity on {key[1]}"
+        elif e.type == EventType.TICKET_ASSIGNED and p.get("pulled"):
+            # Taken from a view: only while nobody held it, at most once, within the puller's capacity.
+            t = p["ticket"]
+            assert e.ticket_id not in holder, f"ticket {e.ticket_id} pulled while held by {holder[e.ticket_id]}"
+            assert e.ticket_id not in accepted, f"ticket {e.ticket_id} assigned twice"
+            key = (t["assignee_id"], t["channel"])
+            holder[e.ticket_id] = key
+            load[key] = load.get(key, 0) + 1
+            slot = routing.AgentSlot(agent_id=key[0], queue_ids=frozenset(), capacity=dict(capacity[key[0]]))
+            assert load[key] <= slot.limit(key[1]), f"agent {key[0]} over capacity on {key[1]} by a pull"
+            accepted[e.ticket_id] = key[0]
         elif e.type == EventType.OFFER_ACCEPTED:
             assert holder.get(e.ticket_id, (None,))[0] == p["agent_id"], f"ticket {e.ticket_id} accepted unoffered"
             assert e.ticket_id not in accepted, f"ticket {e.ticket_id} assigned twice"

@@ -22,11 +22,19 @@ from hub.messages import Identity, InboundMessage
 from hub.principals import Principal
 from hub.runtime import standalone
 from ticketing import tables
-from ticketing.exceptions import OfferNotPending
+from ticketing.exceptions import AtCapacity, OfferNotPending, TicketTaken
 from ticketing.ingest import ingest_batch
 from ticketing.models import AgentStatus, TicketStatus, TicketUpdate
-from ticketing.routing_service import accept_offer, decline_offer, expire_offers, routing_tick, set_agent_status
+from ticketing.routing_service import (
+    accept_offer,
+    decline_offer,
+    expire_offers,
+    pull_ticket,
+    routing_tick,
+    set_agent_status,
+)
 from ticketing.ticket_updates import update_ticket
+from ticketing.workspace import Sort, View, ViewFilters, view_tickets
 
 MIN_OPERATIONS = 300
 EXTRA_SECONDS = 50.0
@@ -45,13 +53,16 @@ async def main(url: str, seed: int, start_at: float, seconds: float) -> None:
         async with rt.read() as conn:
             agents = [r.id for r in await conn.execute(select(tables.agents.c.id).order_by(tables.agents.c.id))]
             queues = [r.name for r in await conn.execute(select(tables.queues.c.name).order_by(tables.queues.c.id))]
+            members: dict[int, set[int]] = {a: set() for a in agents}
+            for m in await conn.execute(select(tables.agent_queues)):
+                members.setdefault(m.agent_id, set()).add(m.queue_id)
         await asyncio.sleep(max(0.0, start_at - time.time()))
         deadline = time.monotonic() + seconds
         n = 0
         while (now := time.monotonic()) < deadline or (n < MIN_OPERATIONS and now < deadline + EXTRA_SECONDS):
             n += 1
             op = rng.choices(
-                ["arrive", "accept", "decline", "solve", "status", "expire", "tick"], [6, 4, 2, 2, 1, 1, 2]
+                ["arrive", "accept", "decline", "solve", "status", "expire", "tick", "pull"], [6, 4, 2, 2, 1, 1, 2, 3]
             )[0]
             if op == "arrive":
                 batch = []
@@ -88,6 +99,21 @@ async def main(url: str, seed: int, start_at: float, seconds: float) -> None:
                         await action(rt, ticket_id=tid, principal=_who(holder))
                     except OfferNotPending:
                         pass  # the other process got there first: expected
+            elif op == "pull":
+                # An agent takes a ticket from their waiting view (the other process may pull it, offer it, or
+                # fill the agent's capacity at the same moment).
+                aid = rng.choice(agents)
+                puller = Principal(
+                    agent_id=aid, username=f"a{aid}", display_name="", role="agent", queue_ids=frozenset(members[aid])
+                )
+                page = await view_tickets(
+                    rt, principal=puller, view=View.WAITING, filters=ViewFilters(), sort=rng.choice(list(Sort))
+                )
+                if page.items:
+                    try:
+                        await pull_ticket(rt, ticket_id=rng.choice(page.items).id, principal=puller)
+                    except (AtCapacity, TicketTaken):
+                        pass  # full, or someone got there first: expected
             elif op == "solve":
                 async with rt.read() as conn:
                     held = (

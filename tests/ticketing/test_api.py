@@ -143,7 +143,9 @@ async def test_reply_note_status_tags_and_history(client: httpx.AsyncClient, wor
     assert [m["direction"] for m in detail["messages"]] == ["inbound", "outbound", "note"]
     assert detail["first_response_at"] is not None
     history = (await client.get(f"/api/contacts/{detail['contact_id']}", headers=alice)).json()
-    assert history["identities"] == [{"kind": "email", "value": "ann@example.com"}]
+    assert history["identities"] == [
+        {"kind": "email", "value": "ann@example.com", "channels": ["email"], "verified": True}
+    ]
     assert [t["id"] for t in history["tickets"]] == [tid]
 
 

@@ -1,5 +1,5 @@
-"""Property-based: random sequences of arrivals, status changes, accepts, declines, timeouts, solves and
-routing ticks never break the routing invariants, on the real database."""
+"""Property-based: random sequences of arrivals, status changes, accepts, declines, timeouts, solves, pulls
+from the console's views and routing ticks never break the routing invariants, on the real database."""
 
 from __future__ import annotations
 
@@ -13,13 +13,23 @@ from sqlalchemy import select, update
 
 from hub.db import utcnow
 from hub.events import events_after
+from hub.principals import Principal
 from hub.runtime import Runtime
 from tests.conftest import empty_tables
 from tests.ticketing.routing_helpers import SUPERVISOR, agent, arrive, check_state, message, queue, replay_events, who
 from ticketing import tables
+from ticketing.exceptions import AtCapacity, NotYourTicket, TicketTaken
 from ticketing.models import AgentStatus, TicketStatus, TicketUpdate
-from ticketing.routing_service import accept_offer, decline_offer, expire_offers, routing_tick, set_agent_status
+from ticketing.routing_service import (
+    accept_offer,
+    decline_offer,
+    expire_offers,
+    pull_ticket,
+    routing_tick,
+    set_agent_status,
+)
 from ticketing.ticket_updates import update_ticket
+from ticketing.workspace import Sort, View, ViewFilters, view_tickets, views_for
 
 AGENTS = [
     ("ana", ["sales", "support"], {"language:es": 1}, {"webchat": 2, "voice": 1, "email": 1}),
@@ -40,6 +50,8 @@ op = st.one_of(
     st.tuples(st.just("solve"), st.integers(0, 3)),
     st.tuples(st.just("timeout")),
     st.tuples(st.just("tick")),
+    # an agent takes a ticket from a view: the waiting view's first, or one offered to someone else
+    st.tuples(st.just("pull"), st.integers(0, 3), st.sampled_from(list(View)), st.integers(0, 5)),
 )
 
 
@@ -73,6 +85,18 @@ async def _run(rt: Runtime, ops: list[tuple[Any, ...]]) -> None:
         for i, (name, queues, skills, cap) in enumerate(AGENTS)
     ]
     capacity = {aid: cap for aid, (_, _, _, cap) in zip(ids, AGENTS, strict=True)}
+    async with rt.read() as conn:
+        memberships = (await conn.execute(select(tables.agent_queues))).all()
+    principals = [
+        Principal(
+            agent_id=aid,
+            username=name,
+            display_name=name,
+            role="agent",
+            queue_ids=frozenset(m.queue_id for m in memberships if m.agent_id == aid),
+        )
+        for aid, (name, *_) in zip(ids, AGENTS, strict=True)
+    ]
     for o in ops:
         kind = o[0]
         if kind == "arrive":
@@ -92,6 +116,16 @@ async def _run(rt: Runtime, ops: list[tuple[Any, ...]]) -> None:
                 tid, holder = offers[o[1] % len(offers)]
                 action = accept_offer if kind == "accept" else decline_offer
                 await action(rt, ticket_id=tid, principal=who(holder))
+        elif kind == "pull":
+            puller = principals[o[1]]
+            if o[2] in views_for(puller):
+                page = await view_tickets(rt, principal=puller, view=o[2], filters=ViewFilters(), sort=Sort.OLDEST)
+                if page.items:
+                    try:
+                        await pull_ticket(rt, ticket_id=page.items[o[3] % len(page.items)].id, principal=puller)
+                        note_event("pulled")
+                    except (AtCapacity, TicketTaken, NotYourTicket):
+                        note_event("pull refused")
         elif kind == "solve":
             tid = await _first(rt, tables.tickets.c.assignee_id, ids[o[1]])
             if tid is not None:
@@ -127,7 +161,8 @@ async def _run(rt: Runtime, ops: list[tuple[Any, ...]]) -> None:
 @given(st.lists(op, min_size=1, max_size=30))
 async def test_random_routing_sequences_keep_the_invariants(rt: Runtime, ops: list[tuple[Any, ...]]) -> None:
     """After every step: no ticket both offered and assigned, no agent over capacity on any channel; over the
-    whole event log: never offered to two agents at once, never assigned twice, never over capacity."""
+    whole event log: never offered to two agents at once, never assigned twice (by an accept or a pull from a
+    view), never over capacity."""
     rt.settings.wrap_up_seconds = 0 if len(ops) % 2 else 30
     rt.settings.max_missed_offers = 2
     await _run(rt, ops)

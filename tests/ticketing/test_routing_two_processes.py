@@ -21,10 +21,10 @@ SECONDS = 12.0
 
 async def test_two_processes_routing_at_once_keep_every_invariant(rt: Runtime, is_postgres: bool) -> None:
     """Two processes, each with its own engine, ingest bursts, accept, decline, expire, solve, change agent
-    status and run routing ticks against the same database at the same time. Afterwards: no agent over
-    capacity and nothing both offered and assigned (database), and, replaying the shared event log in
-    commit order, no ticket ever offered to two agents at once, none assigned twice, no agent ever over
-    capacity on any channel."""
+    status, pull tickets from their views and run routing ticks against the same database at the same time.
+    Afterwards: no agent over capacity and nothing both offered and assigned (database), and, replaying the
+    shared event log in commit order, no ticket ever offered to two agents at once, none assigned twice (by
+    an accept or a pull), no agent ever over capacity on any channel."""
     if not is_postgres:
         pytest.skip("several processes share a database only on PostgreSQL (SQLite is one process)")
     await queue(rt, "support")
@@ -67,3 +67,5 @@ async def test_two_processes_routing_at_once_keep_every_invariant(rt: Runtime, i
     counts = replay_events(records, capacity)
     assert counts.get("ticket.offered", 0) > 50 and counts.get("offer.accepted", 0) > 10, counts
     assert counts.get("offer.declined", 0) > 0 and counts.get("offer.expired", 0) > 0, counts
+    pulled = sum(1 for e in records if e.type == "ticket.assigned" and e.payload.get("pulled"))
+    assert pulled > 0, "no ticket was pulled from a view"

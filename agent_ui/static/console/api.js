@@ -4,6 +4,7 @@ export class ApiError extends Error {
     super(errorText(body) || `HTTP ${status}`);
     this.status = status;
     this.code = body && body.code;
+    this.body = body;
   }
 }
 
@@ -23,7 +24,7 @@ export async function api(method, path, body) {
   }
   const r = await fetch(path, init);
   if (r.status === 401 && !path.startsWith("/api/auth/login")) {
-    location.href = "/login";
+    location.href = `/login?next=${encodeURIComponent(location.pathname)}`;
     throw new ApiError(401, null);
   }
   const text = await r.text();

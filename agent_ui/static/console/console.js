@@ -30,6 +30,9 @@ const state = {
   customerTyping: null,
   canned: [],
   cannedIndex: 0,
+  views: [], // [{id, name, count}]
+  view: null, // the view shown, by id
+  viewsTimer: null,
 };
 
 const stream = new EventStream({
@@ -47,10 +50,17 @@ const stream = new EventStream({
 async function boot() {
   state.me = await api("GET", "/api/auth/me");
   $("me").textContent = state.me.display_name || state.me.username;
+  // The admin pages: all of them for admins, the knowledge base's and canned responses' for supervisors.
+  if (state.me.role === "admin" || state.me.role === "supervisor") {
+    $("admin-link").href = state.me.role === "admin" ? "/admin" : "/admin/kb";
+    $("admin-link").hidden = false;
+  }
   showStatus(state.me.status);
   stream.start(null);
   [state.queues, state.agents] = await Promise.all([api("GET", "/api/queues"), api("GET", "/api/agents")]);
   await loadState();
+  fillViewFilters();
+  loadViews();
   loadHealth();
   setInterval(tick, 1000);
 }
@@ -220,6 +230,7 @@ function apply(e) {
     default:
       break;
   }
+  if (/^(ticket|offer)\./.test(e.type)) refreshViews();
   renderLists();
 }
 
@@ -228,6 +239,17 @@ function apply(e) {
 function renderLists() {
   const offers = $("offers");
   offers.replaceChildren();
+  // A burst (several offers at once, as on going available): one "accept all" per channel. Routing offered them
+  // within the agent's capacity on each channel, so taking them all stays within it.
+  if (state.offers.size > 1) {
+    const byChannel = new Map();
+    for (const [id, o] of state.offers) byChannel.set(o.ticket.channel, [...(byChannel.get(o.ticket.channel) || []), id]);
+    offers.append(h("li", { class: "offer-burst" },
+      h("div", { class: "small", text: `${state.offers.size} offers at once` }),
+      h("div", { class: "burst-actions" }, [...byChannel].map(([channel, ids]) => h("button", {
+        class: "btn primary", type: "button", text: `Accept all ${ids.length} ${channel}`, onclick: () => acceptAll(ids),
+      })))));
+  }
   for (const [id, o] of state.offers) {
     const t = o.ticket;
     offers.append(h("li", { class: "offer", dataset: { id } },
@@ -354,10 +376,151 @@ async function accept(id) {
   }
 }
 
+async function acceptAll(ids) {
+  let first = null;
+  for (const id of ids) {
+    try {
+      const t = await api("POST", `/api/tickets/${id}/accept`);
+      state.mine.set(t.id, t);
+      first = first || t.id;
+    } catch (err) { flash(err.message); }
+    state.offers.delete(id);
+  }
+  renderLists();
+  if (first) await openTicket(first);
+}
+
 async function decline(id) {
   try { await api("POST", `/api/tickets/${id}/decline`); } catch (err) { flash(err.message); }
   state.offers.delete(id);
   renderLists();
+}
+
+// --- views and search --------------------------------------------------------------------------------------------------
+
+const CHANNELS = ["webchat", "email", "sms", "whatsapp", "voice", "messenger", "instagram", "telegram"];
+
+function fillViewFilters() {
+  const channels = new Set(CHANNELS);
+  for (const q of state.queues) for (const c of q.channels || []) channels.add(c);
+  $("vf-channel").append(...[...channels].map((c) => h("option", { value: c, text: c })));
+  $("vf-queue").append(...state.queues.map((q) => h("option", { value: q.id, text: q.name })));
+}
+
+function viewQuery() {
+  const p = new URLSearchParams();
+  const add = (key, value) => { if (value) p.set(key, value); };
+  add("channel", $("vf-channel").value);
+  add("queue_id", $("vf-queue").value);
+  add("priority", $("vf-priority").value);
+  add("sla", $("vf-sla").value);
+  add("tag", $("vf-tag").value.trim());
+  return p;
+}
+
+async function loadViews() {
+  try { state.views = await api("GET", `/api/views?${viewQuery()}`); } catch { return; }
+  renderViews();
+}
+
+function renderViews() {
+  $("views").replaceChildren(...state.views.map((v) => h("li", {},
+    h("button", {
+      class: "view-btn", type: "button", "aria-pressed": String(state.view === v.id), dataset: { view: v.id },
+      onclick: () => selectView(v.id),
+    }, h("span", { text: v.name }), h("span", { class: "count", text: String(v.count) })))));
+}
+
+async function selectView(id) {
+  state.view = state.view === id ? null : id;
+  renderViews();
+  $("view-panel").hidden = !state.view;
+  if (state.view) await loadView();
+}
+
+async function loadView() {
+  const id = state.view;
+  if (!id) return;
+  const p = viewQuery();
+  p.set("sort", $("vf-sort").value);
+  p.set("limit", "50");
+  let page;
+  try { page = await api("GET", `/api/views/${id}?${p}`); } catch (err) { $("view-status").textContent = err.message; return; }
+  if (state.view !== id) return;
+  const shown = page.items.length;
+  $("view-status").textContent = `${page.total} ticket${page.total === 1 ? "" : "s"}${page.total > shown ? `, the first ${shown} shown` : ""}`;
+  $("view-tickets").replaceChildren(...page.items.map(viewItem));
+}
+
+function viewItem(t) {
+  const waiting = !t.assignee_id && !t.offered_agent_id && OPEN.has(t.status) && (state.me.queue_ids || []).includes(t.queue_id);
+  const mineOffer = t.offered_agent_id === state.me.id && !t.assignee_id;
+  const holder = t.assignee_id ? `with ${t.assignee_id === state.me.id ? "you" : agentName(t.assignee_id)}` : t.offered_agent_id ? "offered" : "waiting";
+  return h("li", { class: "conv-item view-item", dataset: { id: t.id }, onclick: () => openTicket(t.id) },
+    h("div", { class: "row" },
+      h("span", { class: `chan chan-${t.channel}`, text: t.channel }),
+      h("span", { class: "subject", text: t.subject || `#${t.id}` }),
+      waiting || mineOffer ? h("button", {
+        class: "btn take", type: "button", text: "Take", "aria-label": `Take #${t.id}`,
+        onclick: (ev) => { ev.stopPropagation(); pull(t.id); },
+      }) : null),
+    h("div", { class: "row muted small" },
+      h("span", { text: `#${t.id} · ${t.status} · ${t.priority}` }),
+      h("span", { text: holder })));
+}
+
+async function pull(id) {
+  try {
+    const t = await api("POST", `/api/tickets/${id}/pull`);
+    state.offers.delete(id);
+    state.mine.set(t.id, t);
+    renderLists();
+    await openTicket(t.id);
+  } catch (err) { flash(err.message); }
+  refreshViews();
+}
+
+function refreshViews() {
+  clearTimeout(state.viewsTimer);
+  state.viewsTimer = setTimeout(() => { loadViews(); loadView(); }, 300);
+}
+
+for (const id of ["vf-channel", "vf-queue", "vf-priority", "vf-sla", "vf-sort"]) $(id).addEventListener("change", refreshViews);
+$("vf-tag").addEventListener("input", refreshViews);
+
+$("search-form").addEventListener("submit", (e) => { e.preventDefault(); runSearch(); });
+
+async function runSearch() {
+  const q = $("search-q").value.trim();
+  if (!q) { $("search-results").replaceChildren(); $("search-status").textContent = ""; return; }
+  let r;
+  try { r = await api("GET", `/api/search/tickets?q=${encodeURIComponent(q)}&limit=20`); } catch (err) { $("search-status").textContent = err.message; return; }
+  if ($("search-q").value.trim() !== q) return; // a newer search is on its way
+  $("search-status").textContent = r.items.length ? `${r.items.length} found` : "Nothing found.";
+  $("search-results").replaceChildren(...r.items.map((hit) => h("li", {
+    class: "conv-item search-hit", dataset: { id: hit.ticket.id }, onclick: () => openTicket(hit.ticket.id),
+  },
+  h("div", { class: "row" },
+    h("span", { class: `chan chan-${hit.ticket.channel}`, text: hit.ticket.channel }),
+    h("span", { class: "subject" }, marked(hit.subject_html))),
+  h("div", { class: "row muted small" }, h("span", { text: `#${hit.ticket.id} · ${hit.ticket.status}` })),
+  hit.snippet_html ? h("div", { class: "snippet" }, marked(hit.snippet_html)) : null)));
+}
+
+// The server's highlights are escaped text with <mark> around the matches. They are rebuilt here as text nodes and
+// <mark> elements, so nothing in them is ever parsed as HTML by the console.
+function marked(escaped) {
+  const out = [];
+  let inMark = false;
+  for (const part of escaped.split(/(<mark>|<\/mark>)/)) {
+    if (part === "<mark>") inMark = true;
+    else if (part === "</mark>") inMark = false;
+    else if (part) {
+      const plain = part.replace(/&(lt|gt|quot|#x27|#39|amp);/g, (_, e) => ({ lt: "<", gt: ">", quot: "\"", "#x27": "'", "#39": "'", amp: "&" })[e]);
+      out.push(inMark ? h("mark", { text: plain }) : plain);
+    }
+  }
+  return out;
 }
 
 function flash(text) {
@@ -412,7 +575,33 @@ function renderHead() {
   const open = OPEN.has(t.status);
   $("solve-btn").disabled = !open;
   $("transfer-btn").disabled = !open;
+  const link = $("conv-link");
+  link.replaceChildren();
+  if (t.linked_ticket_id) {
+    link.append("Follows ", h("a", { href: `#ticket-${t.linked_ticket_id}`, text: `#${t.linked_ticket_id}`,
+      onclick: (ev) => { ev.preventDefault(); openTicket(t.linked_ticket_id); } }), " (the customer wrote again after it was solved)");
+  }
+  link.hidden = !t.linked_ticket_id;
   $("private-option").hidden = t.channel !== "comments";
+  updateComposer();
+}
+
+// A solved or closed ticket takes no reply (the customer's next message opens a new ticket, linked to it);
+// internal notes still go on it.
+function updateComposer() {
+  const t = state.detail;
+  const shut = !!t && !OPEN.has(t.status) && state.mode === "reply";
+  // Off as well while the customer's messaging window is closed (window.js sets data-window-shut).
+  const composer = $("composer");
+  composer.dataset.shut = shut ? "1" : "";
+  const off = shut || composer.dataset.windowShut === "1";
+  $("text").disabled = off;
+  $("send").disabled = off;
+  const why = $("composer-closed");
+  why.hidden = !shut;
+  why.textContent = shut
+    ? `This ticket is ${t.status}: replying is off. The customer's next message opens a new ticket, linked to this one. Internal notes still work.`
+    : "";
 }
 
 function agentName(id) {
@@ -440,6 +629,7 @@ function appendMessage(m) {
       h("time", { datetime: m.created_at, text: clock(m.created_at) }),
       kind === "out" ? h("span", { class: `delivery ${m.delivery_status}`, text: m.delivery_status, title: m.delivery_error || "" }) : null,
       kind === "out" ? h("span", { class: "delivery-error", text: deliveryProblem(m.delivery_status, m.delivery_error) }) : null),
+    m.subject ? h("div", { class: "msg-subject", text: m.subject }) : null,
     m.text ? h("div", { class: "msg-text", text: m.text }) : null,
     atts.length ? h("div", { class: "atts" }, atts) : null);
   $("timeline").append(li);
@@ -466,6 +656,9 @@ function showCustomerTyping(active, name) {
 }
 
 function renderContact(c) {
+  const link = $("contact-page");
+  link.href = `/console/contacts/${c.id}`;
+  link.hidden = false;
   const box = $("contact");
   box.className = "contact";
   const label = (i) => (i.kind === "webchat" && i.value.startsWith("visitor:") ? "website visitor (not verified)"
@@ -475,7 +668,7 @@ function renderContact(c) {
     h("ul", { class: "identities" }, c.identities.map((i) => h("li", {}, h("span", { class: "muted", text: `${i.kind} ` }), h("span", { text: label(i) })))),
   ];
   if (Object.keys(c.attributes || {}).length) {
-    parts.push(h("dl", { class: "attrs" }, Object.entries(c.attributes).map(([k, v]) => [h("dt", { text: k }), h("dd", { text: String(v) })])));
+    parts.push(h("dl", { class: "attrs" }, Object.entries(c.attributes).flatMap(([k, v]) => [h("dt", { text: k }), h("dd", { text: String(v) })])));
   }
   box.replaceChildren(...parts);
 }
@@ -493,7 +686,7 @@ async function loadHistory(t) {
       h("summary", {},
         h("span", { class: `chan chan-${x.channel}`, text: x.channel }),
         h("span", { class: "subject", text: x.subject || `#${x.id}` }),
-        h("span", { class: "muted small", text: ` #${x.id} · ${x.status} · ${clock(x.created_at)}` })),
+        h("span", { class: "muted small", text: ` #${x.id} · ${x.status} · ${clock(x.created_at)}${x.linked_ticket_id ? ` · follows #${x.linked_ticket_id}` : ""}` })),
       h("ol", { class: "mini-timeline" }, x.messages.map((m) => h("li", { class: `mini ${m.direction}` },
         h("span", { class: "muted small", text: `${m.direction === "inbound" ? "customer" : m.direction === "note" ? "note" : "agent"} · ${clock(m.created_at)} ` }),
         h("span", { text: m.text })))));
@@ -570,6 +763,7 @@ function setMode(mode) {
   $("composer").classList.toggle("note-mode", mode === "note");
   $("text").setAttribute("aria-label", mode === "note" ? "Internal note (not sent to the customer)" : "Reply to the customer");
   $("send").textContent = mode === "note" ? "Add note" : "Send";
+  updateComposer();
   windowMode(mode);
 }
 

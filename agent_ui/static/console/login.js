@@ -10,7 +10,9 @@ form.addEventListener("submit", async (e) => {
   if (!username || !password) { error.textContent = "Enter your username and password."; return; }
   try {
     await api("POST", "/api/auth/login", { username, password });
-    location.href = "/console";
+    // Back where the login was asked for (/admin/queues, say): a path on this site only.
+    const next = new URLSearchParams(location.search).get("next") || "";
+    location.href = /^\/(?![\/\\])/.test(next) ? next : "/console";
   } catch (err) {
     error.textContent = err.message || "Could not log in.";
   }

@@ -85,8 +85,12 @@ function render() {
 // Outside the window free text is refused by the server anyway: the composer says so before the agent types.
 function setFreeText(allowed) {
   const text = $("text");
-  text.disabled = !allowed;
-  $("send").disabled = !allowed;
+  // A solved ticket's composer stays off whatever the window (console.js updateComposer sets data-shut).
+  const composer = $("composer");
+  composer.dataset.windowShut = allowed ? "" : "1";
+  const off = !allowed || composer.dataset.shut === "1";
+  text.disabled = off;
+  $("send").disabled = off;
   text.placeholder = allowed
     ? "Write a reply… Enter sends, Shift+Enter for a new line, / for canned responses"
     : "The customer's messaging window is closed: free text cannot be sent";

@@ -43,6 +43,7 @@
     unread: 0,
     ticketId: null,
     agentName: null,
+    solved: false, // the conversation's ticket is solved or closed: the next message starts a new one
     typingTimer: null,
     typingSent: 0,
     typingActive: false,
@@ -254,7 +255,8 @@ input[type=text], input[type=email], textarea { font: inherit; font-weight: 400;
   // --- showing things -----------------------------------------------------------------------------------------------
   function scrollDown() { body.scrollTop = body.scrollHeight; }
   function setSubtitle() {
-    if (state.agentName && state.emailWanted) subtitle.textContent = `${state.agentName} will answer you by email`;
+    if (state.solved) subtitle.textContent = "Solved · write again to start a new conversation";
+    else if (state.agentName && state.emailWanted) subtitle.textContent = `${state.agentName} will answer you by email`;
     else if (state.agentName) subtitle.textContent = `You are chatting with ${state.agentName}`;
     else if (state.emailWanted) subtitle.textContent = "We will answer by email";
     else if (state.config && !state.config.available) subtitle.textContent = state.config.open === false ? "We are closed right now" : "We are away right now";
@@ -459,7 +461,7 @@ input[type=text], input[type=email], textarea { font: inherit; font-weight: 400;
   // again if someone comes back.
   function checkWaiting(fresh = true) {
     clearTimeout(state.waitTimer);
-    if (!state.token || !state.ticketId || state.agentName || state.emailWanted) { offline.hidden = true; return; }
+    if (!state.token || !state.ticketId || state.solved || state.agentName || state.emailWanted) { offline.hidden = true; return; }
     fetchConfig(fresh).then((c) => {
       if (state.agentName || state.emailWanted) return;
       if (!c.available && offline.hidden) {
@@ -524,8 +526,10 @@ input[type=text], input[type=email], textarea { font: inherit; font-weight: 400;
         state.ticketId = f.ticket_id || state.ticketId;
         if (f.agent && f.agent.name) state.agentName = f.agent.name;
         if (f.email_fallback) { state.emailWanted = f.email_fallback; offline.hidden = true; save(); }
+        state.solved = f.status === "solved" || f.status === "closed";
         setSubtitle();
         if (f.rating_request && f.ticket_id) askRating(f.ticket_id);
+        else if (state.solved && !log.querySelector(".system.solved")) solvedLine();
         for (const p of state.pending) { // resend what was never acknowledged: stored once by client_id
           if (!state.byClient.has(p.client_id)) renderMessage({ ...p, direction: "inbound" });
           send({ type: "message", client_id: p.client_id, text: p.text, attachments: p.attachments || [] });
@@ -543,6 +547,7 @@ input[type=text], input[type=email], textarea { font: inherit; font-weight: 400;
         if (el) stored(el, f.message_id, acked && acked.attachments);
         if (f.message_id > state.lastId) state.lastId = f.message_id;
         const first = !state.ticketId;
+        if (!first && f.ticket_id && f.ticket_id !== state.ticketId) newConversation();
         state.ticketId = f.ticket_id;
         if (first && state.emailWanted) sendFallback();
         else if (first) checkWaiting(false);
@@ -580,7 +585,17 @@ input[type=text], input[type=email], textarea { font: inherit; font-weight: 400;
         rating.hidden = true;
         systemLine("Thank you for your feedback!");
         break;
-      case "reopened": rating.hidden = true; break;
+      case "reopened": rating.hidden = true; state.solved = false; setSubtitle(); break;
+      case "deflected": // closed by this visitor's "This solved it" (here or in another tab): nobody to wait for,
+        // nothing to rate; writing again starts a new conversation (its ack says so)
+        if (f.ticket_id) {
+          state.solved = true;
+          clearTimeout(state.waitTimer);
+          offline.hidden = true;
+          rating.hidden = true;
+          setSubtitle();
+        }
+        break;
       case "email_fallback":
         state.emailWanted = f.email;
         save();
@@ -621,6 +636,7 @@ input[type=text], input[type=email], textarea { font: inherit; font-weight: 400;
     state.pending = [];
     state.emailWanted = null;
     state.ticketId = null;
+    state.solved = false;
     state.agentName = null;
     state.lastId = 0;
     state.shown.clear();
@@ -641,9 +657,26 @@ input[type=text], input[type=email], textarea { font: inherit; font-weight: 400;
   function askRating(ticketId) {
     rating.dataset.ticket = String(ticketId);
     rating.hidden = false;
-    systemLine("This conversation was marked as solved.");
+    state.solved = true;
+    setSubtitle();
+    solvedLine();
     log.after(rating);
     scrollDown();
+  }
+  function solvedLine() {
+    log.append(h("div", { class: "system solved", role: "status", text: "This conversation was marked as solved." }));
+    scrollDown();
+  }
+  // The visitor wrote after their conversation was solved: the server opened a new one (linked to the old one
+  // for the agent); say so, and forget the old one's agent and email answer.
+  function newConversation() {
+    state.solved = false;
+    state.agentName = null;
+    state.emailWanted = null;
+    save();
+    rating.hidden = true;
+    systemLine("A new conversation has started. We will be with you shortly.");
+    setSubtitle();
   }
   rating.addEventListener("submit", (e) => {
     e.preventDefault();
@@ -711,10 +744,13 @@ input[type=text], input[type=email], textarea { font: inherit; font-weight: 400;
       answers.hidden = items.length === 0 || !!state.agentName;
     } catch { /* no answers this time */ }
   }
+  // "This solved it": the knowledge base counts the deflection, and a conversation already waiting for an agent
+  // closes as deflected (the `solved` frame; the server answers `deflected`). Writing again opens a new one.
   async function solved(article, q) {
     answers.hidden = true;
     input.value = "";
     autosize();
+    send({ type: "solved", article_id: article.id, title: article.title });
     try {
       await fetch(`${origin}/api/kb/public/solved`, {
         method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ article_id: article.id, query: q }),

@@ -100,7 +100,8 @@ async def test_a_failing_chat_message_gets_an_error_naming_it(rt: Runtime, live:
 
 
 async def test_bad_console_frames_get_an_error_and_events_keep_coming(
-    rt: Runtime, live: LiveServer  # noqa: F811
+    rt: Runtime,
+    live: LiveServer,  # noqa: F811
 ) -> None:
     """On ``/ws/agent`` every bad frame gets an error frame (binary, not JSON, not an object, an unknown type,
     a ticket id of the wrong type or beyond the column, too large), a frame with NUL in it is taken as the

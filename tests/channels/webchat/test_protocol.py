@@ -199,6 +199,47 @@ async def test_agent_reply_typing_rating_flow(rt: Runtime, live: LiveServer, htt
     assert (ticket["rating"], ticket["rating_comment"]) == (4, "quick, thanks")
 
 
+async def test_solved_closes_the_waiting_conversation_as_deflected(
+    rt: Runtime, live: LiveServer, http: httpx.AsyncClient
+) -> None:
+    """``solved`` (an article the widget offered answered the visitor): before anything was asked it closes
+    nothing (``deflected`` with no ticket); once a ticket waits, offered to an agent, it closes as deflected:
+    every tab hears ``deflected``, never a rating request, and the agent's stream sees the ticket closed and
+    the offer gone. A malformed ``solved`` is a bad frame."""
+    await make_queue(rt, "support", ["webchat"])
+    await make_agent(rt, "alice", queues=["support"], available=True)
+    headers = await login(http, "alice", "password-123")
+    s = await session(http)
+    async with (
+        connect(chat_url(live, s["token"])) as ws,
+        connect(chat_url(live, s["token"])) as other_tab,
+        connect(f"{live.ws_url}/ws/agent?token={headers['Authorization'].split()[1]}") as agent,
+    ):
+        await recv(ws, "hello")
+        await recv(other_tab, "hello")
+        await recv(agent, "hello")
+        await ws.send(json.dumps({"type": "solved", "article_id": 3, "title": "Return an item"}))
+        assert await recv(ws, "deflected") == {"type": "deflected", "ticket_id": None}
+        await ws.send(json.dumps({"type": "solved", "title": "no article"}))
+        assert (await recv(ws, "error"))["code"] == "bad_frame"
+
+        tid = (await say(ws, "m1", "how do I send this back?"))["ticket_id"]
+        await recv(agent, "ticket.offered")
+        await ws.send(json.dumps({"type": "solved", "article_id": 3, "title": "Return an item"}))
+        assert (await recv(other_tab, "deflected"))["ticket_id"] == tid
+        closed = await recv(agent, "ticket.updated")
+        assert (closed["data"]["ticket"]["status"], closed["data"]["ticket"]["offered_agent_id"]) == ("closed", None)
+        assert closed["data"]["ticket"]["tags"] == ["deflected"]
+        frames = []
+        with pytest.raises(TimeoutError):
+            while True:
+                frames.append(await recv(ws, "rating_request", timeout=0.5))
+        assert frames == []
+    ticket = (await http.get(f"/api/tickets/{tid}", headers=headers)).json()
+    assert ticket["status"] == "closed" and ticket["tags"] == ["deflected"]
+    assert any(m["direction"] == "note" and "Return an item" in m["text"] for m in ticket["messages"])
+
+
 async def test_attachments_are_checked_by_content_and_size(live: LiveServer, http: httpx.AsyncClient) -> None:
     """A PNG is stored and can be sent; HTML named .png, an oversized file and an upload without a visitor
     token are refused; once sent, the stored file is served to its visitor with its sniffed type, sandboxed."""

@@ -2,7 +2,7 @@
 access tokens replaced in the admin page (sealed)
 
 Revision ID: social_tables
-Revises: 0008_message_client_key
+Revises: contacts_merge_notes
 """
 
 from collections.abc import Sequence
@@ -13,7 +13,7 @@ from alembic import op
 import hub.db
 
 revision: str = "social_tables"
-down_revision: str | None = "0008_message_client_key"
+down_revision: str | None = "contacts_merge_notes"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

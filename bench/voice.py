@@ -1,0 +1,266 @@
+"""The phone path under load: ``--calls`` concurrent pretend calls, each walking the demo menu through the
+signed Twilio webhooks of one `switchboard serve` process (English, technical support) into the queue, holding
+there (the wait URL, as Twilio's hold loop asks it) until an agent accepts the offered call over the REST API,
+then hanging up (the status callback). Prints the webhook latency p50/p99 (every signed webhook: the voice
+webhook, gathers, the hold loop, status callbacks), the time from dialling to an agent, and the IVR engine's
+step time (``bench/ivr.py``'s figure, measured in this process).
+
+Goal on the 2-core machine, SQLite and PostgreSQL: webhook p99 under 50 ms, an engine step under 1 ms.
+
+    .venv/bin/python bench/voice.py [--calls 200] [--db sqlite|postgres]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+if sys.path and os.path.basename(os.path.abspath(sys.path[0])) == "bench":
+    sys.path[0] = os.path.dirname(os.path.abspath(sys.path[0]))
+
+import argparse
+import asyncio
+import subprocess
+import tempfile
+import time
+from datetime import UTC, datetime
+from typing import Any
+from xml.etree import ElementTree as ET
+
+import httpx
+from twilio.request_validator import RequestValidator
+
+from bench._common import PG_DEFAULT, fresh_database, percentile
+
+SECRET = "bench-secret-key-0123456789abcdef"
+TOKEN = "bench-twilio-token"
+SERVE = (
+    "from hub.cli import run_server; from hub.config import Settings;"
+    "run_server(Settings(), host='127.0.0.1', port={port}, log_level='warning', access_log=False, backlog=4096)"
+)
+
+
+async def seed(url: str, agents: int) -> list[tuple[int, str]]:
+    """The demo's queues, and ``agents`` available agents in support, one call each."""
+    from hub.auth import hash_password
+    from hub.config import Settings
+    from hub.db import insert_returning_ids
+    from hub.runtime import standalone
+    from ticketing import tables
+    from ticketing.models import QueueCreate
+    from ticketing.queues import create_queue
+
+    async with standalone(Settings(database_url=url, _env_file=None)) as rt:  # type: ignore[call-arg]
+        ids = [
+            (await create_queue(rt, data=QueueCreate(name=n, channels=["voice"]))).id
+            for n in ("support", "billing", "sales")
+        ]
+        pw_hash = hash_password("password-123")
+        now = datetime.now(UTC)
+        rows = [
+            {
+                "username": f"agent{i}",
+                "display_name": f"Agent {i}",
+                "password_hash": pw_hash,
+                "role": "agent",
+                "status": "available",
+                "status_changed_at": now,
+                "skills": {},
+                "capacity": {"voice": 1},
+                "active": True,
+                "created_at": now,
+            }
+            for i in range(agents)
+        ]
+        async with rt.db.begin() as conn:
+            agent_ids = await insert_returning_ids(conn, tables.agents, rows)
+            await conn.execute(tables.agent_queues.insert(), [{"agent_id": a, "queue_id": ids[0]} for a in agent_ids])
+    return [(a, pw_hash) for a in agent_ids]
+
+
+class Line:
+    """Signed webhooks to one server, with every latency kept."""
+
+    def __init__(self, http: httpx.AsyncClient, public: str) -> None:
+        self.http = http
+        self.public = public
+        self.validator = RequestValidator(TOKEN)
+        self.latencies: list[float] = []
+        self.errors: list[str] = []
+
+    async def post(self, url: str, params: dict[str, str]) -> ET.Element:
+        if url.startswith("/"):
+            url = self.public + url
+        signature = self.validator.compute_signature(url, params)
+        t = time.perf_counter()
+        r = await self.http.post(url.removeprefix(self.public), data=params, headers={"X-Twilio-Signature": signature})
+        self.latencies.append(time.perf_counter() - t)
+        if r.status_code != 200:
+            self.errors.append(f"{url} -> {r.status_code}")
+            raise RuntimeError(r.text[:200])
+        return ET.fromstring(r.text) if r.text.strip() else ET.Element("Response")
+
+
+async def one_call(line: Line, n: int, answered: dict[str, asyncio.Event], to_agent: list[float]) -> None:
+    sid = f"CA{n:032x}"
+    base = {
+        "AccountSid": "AC" + "b" * 32,
+        "ApiVersion": "2010-04-01",
+        "CallSid": sid,
+        "From": f"+1415556{n:04d}",
+        "To": "+14155550199",
+        "Direction": "inbound",
+        "CallStatus": "ringing",
+    }
+    started = time.perf_counter()
+    root = await line.post("/webhooks/twilio/voice", base)
+    live = dict(base, CallStatus="in-progress")
+    for key in ("1", "2"):  # English, technical support
+        gather = root.find(".//Gather")
+        assert gather is not None
+        root = await line.post(str(gather.get("action")), dict(live, Digits=key))
+    while root.find(".//Conference") is None:  # a long wait offers a callback: keep holding (2)
+        gather = root.find(".//Gather")
+        assert gather is not None, ET.tostring(root)
+        root = await line.post(str(gather.get("action")), dict(live, Digits="2"))
+    event = answered.setdefault(sid, asyncio.Event())
+    while True:  # Twilio's hold loop: the wait URL, again each time its music ends
+        wait = await line.post("/webhooks/twilio/voice/wait", live)
+        if wait.find("Play") is None:
+            break
+        try:
+            await asyncio.wait_for(event.wait(), 2.0)
+        except TimeoutError:
+            pass
+    to_agent.append(time.perf_counter() - started)
+    await line.post(
+        "/webhooks/twilio/voice/status", dict(base, CallStatus="completed", CallDuration="30", SequenceNumber="4")
+    )
+
+
+async def agents_answer(
+    http: httpx.AsyncClient,
+    tokens: dict[int, str],
+    sup: str,
+    answered: dict[str, asyncio.Event],
+    total: int,
+    done: asyncio.Event,
+) -> None:
+    """Accept every offered voice ticket as the agent it is offered to."""
+    accepted: set[int] = set()
+    while len(accepted) < total and not done.is_set():
+        items: list[dict[str, Any]] = []
+        for offset in range(0, total, 200):
+            r = await http.get(
+                "/api/tickets",
+                params={"channel": "voice", "limit": 200, "offset": offset},
+                headers={"Authorization": f"Bearer {sup}"},
+            )
+            r.raise_for_status()
+            items += r.json()["items"]
+        offered = [t for t in items if t["offered_agent_id"] and t["id"] not in accepted]
+
+        async def accept(t: dict[str, Any]) -> None:
+            token = tokens[t["offered_agent_id"]]
+            a = await http.post(f"/api/tickets/{t['id']}/accept", headers={"Authorization": f"Bearer {token}"})
+            if a.status_code == 200:
+                accepted.add(t["id"])
+
+        await asyncio.gather(*(accept(t) for t in offered))
+        for event in answered.values():
+            event.set()
+        await asyncio.sleep(0.2)
+
+
+async def run(url: str, calls: int) -> dict[str, Any]:
+    from hub.auth import TokenSigner
+
+    credentials = await seed(url, calls)
+    signer = TokenSigner(SECRET, 3600)
+    tokens = {a: signer.issue(a, h) for a, h in credentials}
+    port = 19500 + os.getpid() % 400
+    public = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "SWITCHBOARD_DATABASE_URL": url,
+        "SWITCHBOARD_SECRET_KEY": SECRET,
+        "SWITCHBOARD_PUBLIC_URL": public,
+        "SWITCHBOARD_TWILIO_AUTH_TOKEN": TOKEN,
+        "SWITCHBOARD_TWILIO_DEFAULT_FLOW": "demo",
+        "SWITCHBOARD_OFFER_TIMEOUT_SECONDS": "600",
+        "SWITCHBOARD_ATTACHMENT_DIR": tempfile.mkdtemp(prefix="bench-att-"),
+    }
+    log = tempfile.NamedTemporaryFile(prefix="bench-voice-", suffix=".log", delete=False)
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVE.format(port=port)], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        async with httpx.AsyncClient(base_url=public, timeout=60, limits=httpx.Limits(max_connections=calls)) as http:
+            for _ in range(600):
+                try:
+                    await http.get("/healthz")
+                    break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+            # A supervisor's token to see the offers: the first agent, made a supervisor.
+            from hub.config import Settings
+            from hub.runtime import standalone
+            from ticketing import tables
+
+            async with standalone(Settings(database_url=url, _env_file=None)) as rt:  # type: ignore[call-arg]
+                async with rt.db.begin() as conn:
+                    sup_id = credentials[0][0]
+                    await conn.execute(
+                        tables.agents.update().where(tables.agents.c.id == sup_id).values(role="supervisor")
+                    )
+            line = Line(http, public)
+            answered: dict[str, asyncio.Event] = {}
+            to_agent: list[float] = []
+            done = asyncio.Event()
+            answering = asyncio.create_task(agents_answer(http, tokens, tokens[sup_id], answered, calls, done))
+            t0 = time.perf_counter()
+            results = await asyncio.gather(
+                *(one_call(line, n, answered, to_agent) for n in range(calls)), return_exceptions=True
+            )
+            wall = time.perf_counter() - t0
+            done.set()
+            await answering
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    failed = [r for r in results if isinstance(r, BaseException)]
+    return {"line": line, "to_agent": to_agent, "wall": wall, "failed": failed, "log": log.name}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--pg-url", default=PG_DEFAULT)
+    args = parser.parse_args()
+    with fresh_database(args.db, args.pg_url) as url:
+        r = asyncio.run(run(url, args.calls))
+    line: Line = r["line"]
+    ms = [x * 1000 for x in line.latencies]
+    print(
+        f"{args.calls} concurrent calls on {args.db}: {len(ms)} signed webhooks in {r['wall']:.1f} s, "
+        f"{len(r['failed'])} calls failed ({line.errors[:3]})"
+    )
+    print(
+        f"webhook latency: p50 {percentile(ms, 50):.1f} ms, p99 {percentile(ms, 99):.1f} ms, max {max(ms):.1f} ms "
+        "(goal: p99 under 50 ms)"
+    )
+    if r["to_agent"]:
+        secs = r["to_agent"]
+        print(
+            f"dial to agent: p50 {percentile(secs, 50):.2f} s, p99 {percentile(secs, 99):.2f} s "
+            f"({len(secs)} calls answered)"
+        )
+    from bench.ivr import engine_step_times
+
+    for text in engine_step_times(50).lines():
+        print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""The wallboard's figures, from seeded rows (its first load) and from the event stream (kept up to date),
+against values computed by hand."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+
+from hub.db import utcnow
+from hub.runtime import Runtime
+from tests.ticketing.routing_helpers import SUPERVISOR, agent, arrive, message, queue, ticket, who
+from ticketing import routing_service, tables
+from ticketing.models import AgentStatus, QueueUpdate, TicketStatus, TicketUpdate
+from ticketing.queues import update_queue
+from ticketing.ticket_updates import update_ticket
+from ticketing.wallboard import Wallboard, service_level, start_wallboard
+
+
+def test_service_level_counts_abandoned_after_the_threshold_only() -> None:
+    # 8 answered, 6 of them within T; 3 abandoned after T (those abandoned within T count on neither side)
+    assert service_level(6, 8, 3) == pytest.approx(6 / 11)
+    assert service_level(0, 0, 0) is None
+
+
+def _queue_row(board: Wallboard, name: str) -> dict[str, Any]:
+    return next(q for q in board.snapshot()["queues"] if q["name"] == name)
+
+
+def _agent_row(board: Wallboard, agent_id: int) -> dict[str, Any]:
+    return next(a for a in board.snapshot()["agents"] if a["id"] == agent_id)
+
+
+async def _set(rt: Runtime, ticket_id: int, **values: Any) -> None:
+    async with rt.write() as tx:
+        await tx.conn.execute(update(tables.tickets).where(tables.tickets.c.id == ticket_id).values(**values))
+
+
+async def test_first_load_computes_every_figure_from_seeded_rows(rt: Runtime) -> None:
+    """Five tickets today in a queue with T = 60 s: answered after 30 s and after 90 s, abandoned after 10 s
+    and after 120 s, one still waiting for 200 s; one more answered after 45 s and solved 100 s later.
+    SL = answered within T / (answered + abandoned after T) = 2 / (3 + 1); abandonment = 2 / 6;
+    ASA = (30 + 90 + 45) / 3 = 55 s; AHT of the agent = 100 s."""
+    now = utcnow()
+    if (now - now.replace(hour=0, minute=0, second=0, microsecond=0)).total_seconds() < 600:
+        pytest.skip("too close to midnight UTC: the seeded times would fall on two days")
+    qid = await queue(rt, "sales", channels=["email"])
+    await update_queue(rt, queue_id=qid, data=QueueUpdate(service_level_seconds=60, service_level_target=80))
+    ada = await agent(rt, "ada", ["sales"])
+    ids = await arrive(rt, *(message("email", queue="sales") for _ in range(6)))
+    base = now - timedelta(seconds=400)
+    at = lambda s: base + timedelta(seconds=s)  # noqa: E731
+    closed = {"status": "solved", "assignee_id": None, "offered_agent_id": None}
+    await _set(rt, ids[0], queued_at=at(0), answered_at=at(30), assignee_id=ada, offered_agent_id=None)
+    await _set(rt, ids[1], queued_at=at(0), answered_at=at(90), assignee_id=ada, offered_agent_id=None)
+    await _set(rt, ids[2], queued_at=at(0), abandoned_at=at(10), **closed)
+    await _set(rt, ids[3], queued_at=at(0), abandoned_at=at(120), **closed)
+    await _set(rt, ids[4], queued_at=at(200), assignee_id=None, offered_agent_id=None)
+    await _set(
+        rt, ids[5], queued_at=at(0), answered_at=at(45), solved_at=at(145), status="solved", assignee_id=ada,
+        offered_agent_id=None,
+    )  # fmt: skip
+    board = await start_wallboard(rt)
+    try:
+        q = _queue_row(board, "sales")
+        assert q["queued_today"] == 6
+        assert q["answered_today"] == 3 and q["abandoned_today"] == 2
+        assert q["service_level_today"] == pytest.approx(2 / 4)
+        assert q["service_level_30m"] == pytest.approx(2 / 4)
+        assert q["abandonment_today"] == pytest.approx(2 / 6)
+        assert q["asa_today"] == pytest.approx(55.0, abs=0.01)
+        assert q["waiting"] == 1
+        assert q["longest_wait"] == pytest.approx(200, abs=5)
+        assert q["channels"]["email"]["waiting"] == 1
+        a = _agent_row(board, ada)
+        assert a["handled_today"] == 1 and a["aht_today"] == pytest.approx(100.0, abs=0.01)
+        assert a["load"]["email"] == 2
+        # SL 50 % is under the 80 % target: the queue alerts
+        assert any("under the target" in text for text in q["alerts"])
+    finally:
+        board.stop()
+
+
+async def _until(check: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("the wallboard did not change")
+        await asyncio.sleep(0.01)
+
+
+async def test_events_move_the_figures_arrival_answer_abandon_and_status(rt: Runtime) -> None:
+    qid = await queue(rt, "support", channels=["webchat"])
+    ada = await agent(rt, "ada", ["support"])
+    board = await start_wallboard(rt)
+    try:
+        [t1] = await arrive(rt, message("webchat", queue="support"))
+        await _until(lambda: _queue_row(board, "support")["waiting"] == 1)
+        assert _queue_row(board, "support")["queued_today"] == 1
+        # the agent goes available: offered (still waiting), then accepts: answered
+        await routing_service.set_agent_status(rt, agent_id=ada, status=AgentStatus.AVAILABLE)
+        await _until(lambda: _agent_row(board, ada)["status"] == "available")
+        assert (await ticket(rt, t1)).offered_agent_id == ada
+        assert _queue_row(board, "support")["waiting"] == 1
+        await routing_service.accept_offer(rt, ticket_id=t1, principal=who(ada))
+        await _until(lambda: _queue_row(board, "support")["answered_today"] == 1)
+        q = _queue_row(board, "support")
+        assert q["waiting"] == 0 and q["service_level_today"] == 1.0
+        assert _agent_row(board, ada)["load"]["webchat"] == 1
+        assert q["agents"]["busy"] == 1
+        assert (await ticket(rt, t1)).answered_at is not None
+        # solved: handled, the load freed
+        await update_ticket(rt, ticket_id=t1, principal=who(ada), data=TicketUpdate(status=TicketStatus.SOLVED))
+        await _until(lambda: _agent_row(board, ada)["handled_today"] == 1)
+        assert _agent_row(board, ada)["load"].get("webchat", 0) == 0
+        # the agent goes away; a new ticket waits and is closed unanswered: abandoned
+        await routing_service.set_agent_status(rt, agent_id=ada, status=AgentStatus.AWAY)
+        await _until(lambda: _agent_row(board, ada)["status"] == "away")
+        assert _queue_row(board, "support")["agents"]["away"] == 1
+        [t2] = await arrive(rt, message("webchat", queue="support"))
+        await _until(lambda: _queue_row(board, "support")["waiting"] == 1)
+        await update_ticket(rt, ticket_id=t2, principal=SUPERVISOR, data=TicketUpdate(status=TicketStatus.CLOSED))
+        await _until(lambda: _queue_row(board, "support")["abandoned_today"] == 1)
+        q = _queue_row(board, "support")
+        assert q["waiting"] == 0 and q["queued_today"] == 2
+        assert q["abandonment_today"] == pytest.approx(1 / 2)
+        # abandoned within T (60 s by default): the service level stays 1 / 1
+        assert q["service_level_today"] == 1.0
+        assert (await ticket(rt, t2)).abandoned_at is not None
+        assert qid == q["id"]
+    finally:
+        board.stop()

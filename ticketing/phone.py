@@ -1,0 +1,174 @@
+"""What the phone and messaging channels ask of the core beyond ingest (``hub.ports``): who a caller is, a
+ticket at a glance, the system's lines on a ticket's timeline, abandoned calls, and providers' receipts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select, update
+
+from hub.db import utcnow
+from hub.events import EventType
+from hub.ports import ContactSummary, TicketBrief
+from hub.runtime import Runtime
+from ticketing import agents, replies
+from ticketing.exceptions import AgentNotFound, InvalidIdentity
+from ticketing.identities import lookup_kinds, normalize
+from ticketing.models import DeliveryStatus, Direction, TicketStatus
+from ticketing.outbox import set_delivery_status
+from ticketing.tables import OPEN_STATUS_VALUES, contact_identities, contacts, messages, tickets
+from ticketing.tickets import abandoned_event, message_event, ticket_event, ticket_row
+
+OPEN_TICKETS_LISTED = 10
+
+
+def _last_inbound() -> Any:
+    return (
+        select(func.max(messages.c.created_at))
+        .where(messages.c.ticket_id == tickets.c.id, messages.c.direction == Direction.INBOUND.value)
+        .correlate(tickets)
+        .scalar_subquery()
+    )
+
+
+def _brief(row: Any) -> TicketBrief:
+    return TicketBrief(
+        id=row.id,
+        subject=row.subject or "",
+        status=row.status,
+        channel=row.channel,
+        contact_id=row.contact_id,
+        queue_id=row.queue_id,
+        assignee_id=row.assignee_id,
+        last_inbound_at=row.last_inbound_at,
+    )
+
+
+_BRIEF_COLUMNS = (
+    tickets.c.id,
+    tickets.c.subject,
+    tickets.c.status,
+    tickets.c.channel,
+    tickets.c.contact_id,
+    tickets.c.queue_id,
+    tickets.c.assignee_id,
+)
+
+
+async def contact_summary(rt: Runtime, *, kind: str, value: str) -> ContactSummary:
+    """The contact reached as (kind, value) and their open tickets, newest first (``ContactPort.summary``)."""
+    try:
+        kind, value = normalize(kind, value, default_region=rt.settings.default_phone_region)
+    except InvalidIdentity:
+        return ContactSummary(contact_id=None, name=None, open_tickets=[])
+    async with rt.read() as conn:
+        found = (
+            await conn.execute(
+                select(contacts.c.id, contacts.c.name)
+                .join(contact_identities, contact_identities.c.contact_id == contacts.c.id)
+                .where(contact_identities.c.kind.in_(lookup_kinds(kind)), contact_identities.c.value == value)
+                .order_by(contact_identities.c.id)
+                .limit(1)
+            )
+        ).first()
+        if found is None:
+            return ContactSummary(contact_id=None, name=None, open_tickets=[])
+        rows = (
+            await conn.execute(
+                select(*_BRIEF_COLUMNS, _last_inbound().label("last_inbound_at"))
+                .where(tickets.c.contact_id == found.id, tickets.c.status.in_(OPEN_STATUS_VALUES))
+                .order_by(tickets.c.id.desc())
+                .limit(OPEN_TICKETS_LISTED)
+            )
+        ).all()
+    return ContactSummary(contact_id=found.id, name=found.name, open_tickets=[_brief(r) for r in rows])
+
+
+async def ticket_brief(rt: Runtime, *, ticket_id: int) -> TicketBrief | None:
+    """A ticket at a glance (``TicketPort.brief``)."""
+    async with rt.read() as conn:
+        row = (
+            await conn.execute(
+                select(*_BRIEF_COLUMNS, _last_inbound().label("last_inbound_at")).where(tickets.c.id == ticket_id)
+            )
+        ).first()
+    return None if row is None else _brief(row)
+
+
+async def add_timeline(rt: Runtime, *, ticket_id: int, text: str, metadata: dict[str, Any]) -> int:
+    """A system note on the ticket's timeline (``TicketPort.add_timeline``)."""
+    now = utcnow()
+    async with rt.write() as tx:
+        row = await ticket_row(tx.conn, ticket_id)
+        msg = {
+            "ticket_id": ticket_id,
+            "direction": Direction.NOTE.value,
+            "channel": row.channel,
+            "author_agent_id": None,
+            "text": text,
+            "attachments": [],
+            "meta": {"system": True, **metadata},
+            "delivery_status": DeliveryStatus.RECEIVED.value,
+            "created_at": now,
+        }
+        msg_row = (await tx.conn.execute(messages.insert().values(**msg).returning(*messages.c))).one()
+        updated = (
+            await tx.conn.execute(
+                update(tickets).where(tickets.c.id == ticket_id).values(updated_at=now).returning(*tickets.c)
+            )
+        ).one()
+        tx.emit(message_event(dict(msg_row._mapping), updated))
+    return int(msg_row.id)
+
+
+async def abandon(rt: Runtime, *, ticket_id: int, reason: str) -> bool:
+    """The customer gave up waiting (``TicketPort.abandon``)."""
+    now = utcnow()
+    async with rt.write() as tx:
+        row = await ticket_row(tx.conn, ticket_id, lock=True)
+        if row.assignee_id is not None or row.status not in OPEN_STATUS_VALUES:
+            return False
+        tags = list(row.tags or [])
+        if "abandoned" not in tags:
+            tags.append("abandoned")
+        updated = (
+            await tx.conn.execute(
+                update(tickets)
+                .where(tickets.c.id == ticket_id)
+                .values(
+                    status=TicketStatus.SOLVED.value,
+                    solved_at=now,
+                    offered_agent_id=None,
+                    offer_expires_at=None,
+                    queued_at=None,
+                    abandoned_at=now,
+                    tags=tags,
+                    updated_at=now,
+                )
+                .returning(*tickets.c)
+            )
+        ).one()
+        tx.emit(ticket_event(EventType.TICKET_UPDATED, updated, changes=["offered_agent_id", "status", "tags"]))
+        # Counted by the wallboard and the reports as any ticket that left its queue unanswered.
+        # (its wait measured from when it was queued: the updated row no longer says)
+        tx.emit(abandoned_event({**updated._mapping, "queued_at": row.queued_at}, now))
+        # Sent to the agent the ticket was offered to as well, so their console drops the offer.
+        event = ticket_event(EventType.CALL_ABANDONED, updated, reason=reason)
+        event.agent_id = row.offered_agent_id
+        tx.emit(event)
+    return True
+
+
+async def send_as(rt: Runtime, *, agent_id: int, ticket_id: int, text: str, client_key: str) -> int:
+    """A message in an agent's name through the outbox (``TicketPort.send_as``)."""
+    loaded = await agents.load_principal(rt, agent_id=agent_id)
+    if loaded is None:
+        raise AgentNotFound(f"agent {agent_id} does not exist")
+    sent = await replies.reply(rt, ticket_id=ticket_id, principal=loaded[0], text=text, client_key=client_key)
+    return sent.id
+
+
+async def move_delivery_status(rt: Runtime, *, message_id: int, status: str, error: str | None = None) -> bool:
+    """A provider's receipt (``TicketPort.set_delivery_status``)."""
+    async with rt.write() as tx:
+        return await set_delivery_status(tx, message_id, DeliveryStatus(status), error=error)

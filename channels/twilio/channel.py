@@ -24,13 +24,20 @@ DEMO_NUMBER = "+14155550199"  # the number /demo/phone calls
 
 
 class TwilioChannel:
-    """Brings ``voice``, ``sms`` and ``whatsapp``; its settings are ``SWITCHBOARD_TWILIO_*``."""
+    """Brings ``voice``, ``sms`` and ``whatsapp``; its settings are ``SWITCHBOARD_TWILIO_*``.
 
-    specs: Sequence[ChannelSpec] = (SPECS["voice"], SPECS["sms"], SPECS["whatsapp"])
+    ``whatsapp`` is left to Meta's Cloud API (``channels/social``) when ``SWITCHBOARD_WHATSAPP_NUMBERS`` names a
+    number: one registered channel brings a name, and a hub carries its WhatsApp through one provider."""
+
     settings_section = "twilio"
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.specs: Sequence[ChannelSpec] = (
+            (SPECS["voice"], SPECS["sms"])
+            if settings.whatsapp_numbers
+            else (SPECS["voice"], SPECS["sms"], SPECS["whatsapp"])
+        )
         self._service: TwilioService | None = None
 
     @property
@@ -53,7 +60,10 @@ class TwilioChannel:
         # Without a Twilio account nothing can be delivered: the outbox then says no adapter is configured.
         if not self.service.rest.configured:
             return {}
-        return {"sms": self.service.sender, "whatsapp": self.service.sender, "voice": self.service.voice}
+        senders: dict[str, Sender] = {"sms": self.service.sender, "voice": self.service.voice}
+        if SPECS["whatsapp"] in self.specs:
+            senders["whatsapp"] = self.service.sender
+        return senders
 
     @property
     def reply_hooks(self) -> Mapping[str, ReplyHook]:

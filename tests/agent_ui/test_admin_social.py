@@ -76,10 +76,10 @@ async def test_admin_sees_accounts_and_reconnects_a_page(
         r = await client.post(f"/api/tickets/{tickets[0]['id']}/reply", json={"text": "hello"}, headers=auth)
         assert r.status_code == 201, r.text
         for _ in range(300):
-            if provider.calls:
+            if provider.sent:
                 break
             await page.wait_for_timeout(50)
-        assert provider.calls[-1].headers["Authorization"] == "Bearer EAAGnewPageToken123"
+        assert provider.sent[-1].headers["Authorization"] == "Bearer EAAGnewPageToken123"
         # Agents may not read or change the accounts; unknown accounts are named.
         agent = await login(client, "ann", "password-123")
         assert (await client.get("/api/social/accounts", headers=agent)).status_code == 403

@@ -94,7 +94,7 @@ async def test_window_countdown_template_picker_and_token_alert(
     sent = agent.locator("#timeline .msg.out").last
     await expect(sent.locator(".msg-text")).to_have_text("Hello Maria, your order A-17 has news.")
     await expect(sent.locator(".delivery")).to_have_text("sent", timeout=15_000)
-    call = provider.calls[-1].json()
+    call = provider.sent[-1].json()
     assert call["type"] == "template" and call["template"]["name"] == "order_update"
 
     # The number's token expired: the message says what to do, and the alert shows above the console.

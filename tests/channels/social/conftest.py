@@ -65,6 +65,11 @@ class Provider:
     counter: int = 0
 
     @property
+    def sent(self) -> list[Call]:
+        """The send-API calls (POSTs), without the lookups (profile names, media)."""
+        return [c for c in self.calls if c.method == "POST"]
+
+    @property
     def url(self) -> str:
         assert self.server is not None
         return f"http://127.0.0.1:{self.server.server_address[1]}"

@@ -53,6 +53,7 @@ def _import_all(package: Any) -> None:
 # mismatch" (Python 3.11). Imported here first, they are not compiled there.
 _import_all(schemathesis)
 _import_all(hypothesis)
+INTERPRETER_FAULTS: list[str] = []  # operations whose generation hit the interpreter's compile fault
 OURS = ("/webhooks/meta", "/webhooks/telegram/", "/api/social/", "/api/tickets/{ticket_id}/window")
 
 
@@ -94,6 +95,10 @@ def _fuzz_one(operation: Any, mode: GenerationMode, url: str, headers: dict[str,
         run()
     except hypothesis.errors.Unsatisfiable:
         pass  # nothing in the operation to make invalid
+    except (hypothesis.errors.FlakyFailure, SystemError) as exc:
+        if "AST constructor recursion depth mismatch" not in repr(exc) + repr(getattr(exc, "exceptions", "")):
+            raise
+        INTERPRETER_FAULTS.append(operation.label)  # Python 3.11 compiling a lazy import deep in the stack
     return found
 
 
@@ -113,5 +118,7 @@ async def test_social_endpoints_answer_no_5xx_and_as_the_schema_says(rt: Runtime
     finally:
         live.stop()
     assert failures == [], f"seed {SEED} (replay with SWITCHBOARD_FUZZ_SEED={SEED}):\n" + "\n\n".join(failures)
+    if INTERPRETER_FAULTS:
+        pytest.skip(f"Python's compile fault while generating for {', '.join(INTERPRETER_FAULTS)}: not fuzzed")
     async with rt.read() as conn:
         assert (await conn.execute(select(func.count()).select_from(M))).scalar_one() == 0, NUMBER

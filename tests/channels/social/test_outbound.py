@@ -144,7 +144,7 @@ async def test_whatsapp_reply_goes_to_the_cloud_api_and_receipts_only_move_forwa
     assert r.status_code == 201, r.text
     row = await _settled(rt, r.json()["id"])
     assert row.delivery_status == "sent"
-    [call] = provider.calls
+    [call] = provider.sent
     assert call.path == f"/graph/{NUMBER}/messages"
     assert call.headers["Authorization"] == "Bearer wa-token"
     assert call.json() == {
@@ -176,7 +176,7 @@ async def test_messenger_and_telegram_replies_reach_their_apis(
         r = await hub.post(f"/api/tickets/{ticket}/reply", json={"text": text}, headers=auth)
         assert r.status_code == 201, r.text
         assert (await _settled(rt, r.json()["id"])).delivery_status == "sent"
-    page_call, bot_call = provider.calls
+    page_call, bot_call = provider.sent
     assert page_call.path == f"/graph/{PAGE}/messages"
     assert page_call.headers["Authorization"] == "Bearer page-token"
     assert page_call.json() == {
@@ -199,8 +199,8 @@ async def test_5xx_and_429_are_retried_then_sent(hub: httpx.AsyncClient, rt: Run
     r = await hub.post(f"/api/tickets/{ticket}/reply", json={"text": "third time lucky"}, headers=auth)
     row = await _settled(rt, r.json()["id"])
     assert row.delivery_status == "sent", row.delivery_error
-    assert len(provider.calls) == 3
-    assert {c.json()["text"]["body"] for c in provider.calls} == {"third time lucky"}
+    assert len(provider.sent) == 3
+    assert {c.json()["text"]["body"] for c in provider.sent} == {"third time lucky"}
 
 
 async def test_a_4xx_fails_the_message_with_the_providers_reason(
@@ -217,7 +217,7 @@ async def test_a_4xx_fails_the_message_with_the_providers_reason(
     row = await _settled(rt, r.json()["id"])
     assert row.delivery_status == "failed"
     assert row.delivery_error == "Meta error 100: (#100) Invalid parameter"
-    assert len(provider.calls) == 1
+    assert len(provider.sent) == 1
 
 
 async def test_an_expired_token_fails_the_message_and_raises_the_alert(
@@ -295,9 +295,9 @@ async def test_whatsapp_window_free_text_until_24h_then_templates_only(
     assert sent.status_code == 201, sent.text
     assert sent.json()["text"] == "Hello Wanda, your order A-17 has news."
     await _settled(rt, sent.json()["id"])
-    texts = [c.json().get("text", {}).get("body") for c in provider.calls]
+    texts = [c.json().get("text", {}).get("body") for c in provider.sent]
     assert "too late" not in texts
-    template_call = next(c.json() for c in provider.calls if c.json()["type"] == "template")
+    template_call = next(c.json() for c in provider.sent if c.json()["type"] == "template")
     assert template_call["template"] == {
         "name": "order_update",
         "language": {"code": "en_US"},
@@ -323,8 +323,8 @@ async def test_messenger_window_tags_human_agent_replies_up_to_7_days(
     r = await hub.post(f"/api/tickets/{tagged}/reply", json={"text": "a human here"}, headers=auth)
     assert r.status_code == 201
     await _settled(rt, r.json()["id"])
-    assert provider.calls[-1].json()["messaging_type"] == "MESSAGE_TAG"
-    assert provider.calls[-1].json()["tag"] == "HUMAN_AGENT"
+    assert provider.sent[-1].json()["messaging_type"] == "MESSAGE_TAG"
+    assert provider.sent[-1].json()["tag"] == "HUMAN_AGENT"
     refused = await hub.post(f"/api/tickets/{gone}/reply", json={"text": "too late"}, headers=auth)
     assert refused.status_code == 422 and refused.json()["code"] == "outside_messaging_window"
     template = await hub.post(
@@ -350,5 +350,33 @@ async def test_comment_tickets_are_answered_publicly_or_once_privately(
     again = await hub.post(f"/api/tickets/{ticket}/reply", json={"text": "and again", "private": True}, headers=auth)
     refused = await _settled(rt, again.json()["id"])
     assert refused.delivery_status == "failed" and "already answered privately" in refused.delivery_error
-    assert [c.path for c in provider.calls] == ["/graph/111_222/comments", f"/graph/{PAGE}/messages"]
-    assert provider.calls[1].json()["recipient"] == {"comment_id": "111_222"}
+    assert [c.path for c in provider.sent] == ["/graph/111_222/comments", f"/graph/{PAGE}/messages"]
+    assert provider.sent[1].json()["recipient"] == {"comment_id": "111_222"}
+
+
+async def test_messenger_delivery_and_read_watermarks_move_replies_forward(
+    hub: httpx.AsyncClient, rt: Runtime, provider: Provider
+) -> None:
+    """Messenger's delivery receipt names our message ids; its read receipt says "everything up to this time":
+    both move the reply forward, and a late delivery receipt does not move it back."""
+    auth = await _agent(rt, hub)
+    await _post(hub, _messenger("m_in_w", age=timedelta(minutes=2), sender="2400099"))
+    ticket = await _ticket_of(rt, "m_in_w")
+    r = await hub.post(f"/api/tickets/{ticket}/reply", json={"text": "on its way"}, headers=auth)
+    row = await _settled(rt, r.json()["id"])
+    assert row.delivery_status == "sent"
+    mid = "m_out_1"  # what the stand-in answered to the first send
+
+    def receipt(kind: str, body: dict[str, Any]) -> bytes:
+        now = int(utcnow().timestamp() * 1000) + 1000
+        event = {"sender": {"id": "2400099"}, "recipient": {"id": PAGE}, "timestamp": now, kind: body}
+        return encode({"object": "page", "entry": [{"id": PAGE, "time": now, "messaging": [event]}]})
+
+    now = int(utcnow().timestamp() * 1000) + 1000
+    assert (await _post(hub, receipt("delivery", {"mids": [mid], "watermark": now})))["receipts"] == 1
+    assert (await _settled(rt, row.id, not_in=("sent",))).delivery_status == "delivered"
+    assert (await _post(hub, receipt("read", {"watermark": now})))["receipts"] == 1
+    assert (await _settled(rt, row.id, not_in=("delivered",))).delivery_status == "read"
+    assert (await _post(hub, receipt("delivery", {"mids": [mid], "watermark": now})))["receipts"] == 0
+    async with rt.read() as conn:
+        assert (await conn.execute(select(M.c.delivery_status).where(M.c.id == row.id))).scalar_one() == "read"

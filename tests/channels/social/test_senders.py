@@ -57,7 +57,7 @@ async def test_telegram_files_are_uploaded_as_multipart_not_as_urls(
     )
     result = await service.senders["telegram"].send(message)
     assert result.provider_id is not None
-    photo, document, text = provider.calls
+    photo, document, text = provider.sent
     assert photo.path == "/tg/bot123456:ABC/sendPhoto"
     assert photo.headers["Content-Type"].startswith("multipart/form-data")
     assert PNG in photo.body and b'name="photo"; filename="photo.png"' in photo.body
@@ -114,7 +114,7 @@ async def test_comment_replies_go_under_the_comment(service: SocialService, prov
         references=["111_222"],
     )
     await service.senders["comments"].send(message)
-    [call] = provider.calls
+    [call] = provider.sent
     assert call.path == "/graph/111_222/comments"
     assert call.json() == {"message": "Sorry! We sent you a message."}
     assert call.headers["Authorization"] == "Bearer page-token"
@@ -168,9 +168,9 @@ async def test_a_private_reply_goes_once_per_comment_and_a_failed_one_can_be_ret
     with pytest.raises(DeliveryError) as again:
         await service.senders["comments"].send(_private("111_222"))
     assert again.value.permanent and "already answered privately" in str(again.value)
-    assert len(provider.calls) == 2
-    assert provider.calls[-1].path == f"/graph/{PAGE}/messages"
-    assert provider.calls[-1].json() == {
+    assert len(provider.sent) == 2
+    assert provider.sent[-1].path == f"/graph/{PAGE}/messages"
+    assert provider.sent[-1].json() == {
         "recipient": {"comment_id": "111_222"},
         "message": {"text": "We sent you the tracking link privately."},
     }
@@ -199,4 +199,4 @@ async def test_a_private_reply_is_refused_after_7_days(service: SocialService, p
     with pytest.raises(DeliveryError) as late:
         await service.senders["comments"].send(_private("111_old"))
     assert late.value.permanent and "within 7 days" in str(late.value)
-    assert provider.calls == []
+    assert provider.sent == []

@@ -66,6 +66,16 @@ def embedder_for(name: str) -> Embedder | None:
         return _embedders[name]
 
 
+def install_embedder(name: str, embedder: Embedder | None) -> Embedder | None:
+    """Make ``embedder`` the process's embedder of that name (a model of one's own; tests), or with None forget
+    it (the next ``embedder_for`` loads it again); answers the one it replaces (None when there was none)."""
+    with _embedders_lock:
+        previous = _embedders.pop(name, None)
+        if embedder is not None:
+            _embedders[name] = embedder
+        return previous
+
+
 class KnowledgeIndex:
     """The ranking index of one runtime's articles (published and internal)."""
 

@@ -4,7 +4,7 @@ re-indexes only the edited article (and embeds only its new sentences)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import pytest
 
@@ -28,10 +28,11 @@ class CountingEmbedder(WordHashEmbedder):
 
 
 @pytest.fixture
-def counting(monkeypatch: pytest.MonkeyPatch) -> CountingEmbedder:
+def counting() -> Iterator[CountingEmbedder]:
     embedder = CountingEmbedder()
-    monkeypatch.setitem(suggest._embedders, embedder.name, embedder)
-    return embedder
+    previous = suggest.install_embedder(embedder.name, embedder)
+    yield embedder
+    suggest.install_embedder(embedder.name, previous)
 
 
 def index_of(rt: Runtime, embedder: CountingEmbedder) -> KnowledgeIndex:

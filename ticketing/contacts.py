@@ -30,7 +30,7 @@ from hub.runtime import Runtime
 from ticketing import tickets as ticket_reads
 from ticketing.contact_index import contacts_changed, suggested_duplicates
 from ticketing.exceptions import ContactNotFound, NotYourTicket
-from ticketing.ingest import forget_identities
+from ticketing.identity_cache import forget_identities
 from ticketing.models import ContactHistory, ContactNoteRead, ContactRead, ContactUpdate, MergeRead
 from ticketing.tables import contact_identities, contact_merges, contact_notes, contacts, messages, tickets
 

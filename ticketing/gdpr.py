@@ -35,7 +35,7 @@ from hub.runtime import Runtime
 from ticketing.contact_index import contacts_changed
 from ticketing.contacts import ContactGone, contact_event, contact_row, gone_reason
 from ticketing.identities import identity_read
-from ticketing.ingest import forget_identities
+from ticketing.identity_cache import forget_identities
 from ticketing.models import OPEN_STATUSES, ContactNoteRead, MessageRead, TicketRead, TicketStatus
 from ticketing.tables import contact_identities, contact_merges, contact_notes, contacts, messages, outbox, tickets
 from ticketing.tickets import ticket_event

@@ -49,13 +49,14 @@ from hub.db import (
     utcnow,
 )
 from hub.errors import Conflict, SwitchboardError
-from hub.events import EventRecord, EventType
+from hub.events import EventType
 from hub.group_commit import GroupCommit
 from hub.messages import AlsoInTransaction, InboundMessage, IngestResult
 from hub.runtime import Runtime
 from ticketing import message_files
 from ticketing.exceptions import UnknownChannel
 from ticketing.identities import lookup_kinds, normalize
+from ticketing.identity_cache import IdentityCache, identity_cache, remember
 from ticketing.models import DeliveryStatus, Direction, TicketStatus
 from ticketing.queue_rules import pick_queue
 from ticketing.queues import get_routing_rules
@@ -344,7 +345,7 @@ async def _store_once(
             return _finish(out, copies), waiting
 
         # 3. Contacts: find by identity (a phone number is one person on SMS, voice and WhatsApp), else create.
-        identities = _identity_cache(rt)
+        identities = identity_cache(rt)
         generation = identities.generation
         learned = await _resolve_contacts(conn, rt, fresh, now, identities)
 
@@ -449,7 +450,7 @@ async def _store_once(
         ]
         tx.after_commit.append(lambda: _count(rt, fresh, items))
         if learned:
-            tx.after_commit.append(lambda: _remember(identities, learned, generation))
+            tx.after_commit.append(lambda: remember(identities, learned, generation))
     return _finish(out, copies), waiting
 
 
@@ -483,67 +484,8 @@ def _count_per_channel(counter: Any, items: list[IngestItem]) -> None:
         counter.labels(channel).inc(n)
 
 
-# Events after which identities belong to other contacts than before: a merge, its undo, an erase.
-IDENTITY_MOVES = frozenset({EventType.CONTACT_MERGED, EventType.CONTACT_UNMERGED, EventType.CONTACT_ERASED})
-_IDENTITY_CACHE_MAX = 100_000
-
-
-class _IdentityCache(dict[tuple[str, str], tuple[int, bool]]):
-    """(identity kind, value) -> (contact id, whether that contact is known to have a name), per runtime.
-
-    ``generation`` counts the identity moves heard (``IDENTITY_MOVES``): an ingest remembers what it learned
-    only if none was heard while it ran, since what it read may be what the move changed."""
-
-    __slots__ = ("generation",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.generation = 0
-
-    def on_event(self, event: EventRecord, _text: str) -> None:
-        """Event hub listener: identities moved between contacts, in this process or another (through Redis
-        with several processes): forget every entry of the contacts named."""
-        if event.type in IDENTITY_MOVES:
-            self.forget(event.payload.get("contact_ids") or ())
-
-    def forget(self, contact_ids: Iterable[int]) -> None:
-        moved = set(contact_ids)
-        self.generation += 1
-        for key in [k for k, (cid, _) in self.items() if cid in moved]:
-            del self[key]
-
-
-def forget_identities(rt: Runtime, contact_ids: Iterable[int]) -> None:
-    """Drop this process's cached identities of ``contact_ids`` at once: call after committing a change that
-    moves identities between contacts (a merge, its undo, an erase). Other processes follow the change's event,
-    which may reach this process's listener only later (the event hub delivers in order, not always at once)."""
-    cache = rt.caches.get("ingest.identities")
-    if isinstance(cache, _IdentityCache):
-        cache.forget(contact_ids)
-
-
-def _identity_cache(rt: Runtime) -> _IdentityCache:
-    """The identities this process has seen committed, and their contacts. An identity's contact changes only
-    by a merge, its undo or an erase, whose events drop the entries concerned in every process (``on_event``),
-    so an entry is true without being checked again: a message from a known identity needs no lookup. Entries
-    are added after their transaction commits, never before."""
-    cache = rt.caches.get("ingest.identities")
-    if not isinstance(cache, _IdentityCache):
-        cache = rt.caches["ingest.identities"] = _IdentityCache()
-        rt.events.listen(cache.on_event)
-    return cache
-
-
-def _remember(cache: _IdentityCache, learned: dict[tuple[str, str], tuple[int, bool]], generation: int) -> None:
-    if cache.generation != generation:
-        return
-    if len(cache) + len(learned) > _IDENTITY_CACHE_MAX:
-        cache.clear()
-    cache.update(learned)
-
-
 async def _resolve_contacts(
-    conn: Any, rt: Runtime, fresh: list[IngestItem], now: Any, cache: _IdentityCache
+    conn: Any, rt: Runtime, fresh: list[IngestItem], now: Any, cache: IdentityCache
 ) -> dict[tuple[str, str], tuple[int, bool]]:
     """Set each item's contact; returns what to add to ``cache`` once the transaction commits."""
     # A cached identity is enough unless the message brings a name for a contact we have none for (the

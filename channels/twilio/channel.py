@@ -18,13 +18,18 @@ from hub.runtime import Runtime
 
 
 class TwilioChannel:
-    """Brings ``voice``, ``sms`` and ``whatsapp``; its settings are ``SWITCHBOARD_TWILIO_*``."""
+    """Brings ``voice``, ``sms`` and ``whatsapp``; its settings are ``SWITCHBOARD_TWILIO_*``.
 
-    specs: Sequence[ChannelSpec] = (SPECS["voice"], SPECS["sms"], SPECS["whatsapp"])
+    ``whatsapp`` only while no WhatsApp Cloud API number is configured (``SWITCHBOARD_WHATSAPP_NUMBERS``): one
+    registered channel brings a name, and then the social channel brings it."""
+
     settings_section = "twilio"
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.specs: Sequence[ChannelSpec] = tuple(
+            SPECS[name] for name in ("voice", "sms", "whatsapp") if name != "whatsapp" or not settings.whatsapp_numbers
+        )
         self._service: TwilioService | None = None
 
     @property
@@ -44,7 +49,13 @@ class TwilioChannel:
 
     @property
     def senders(self) -> Mapping[str, Sender]:
-        return {"sms": self.service.sender, "whatsapp": self.service.sender, "voice": self.service.voice}
+        senders: dict[str, Sender] = {
+            "sms": self.service.sender,
+            "whatsapp": self.service.sender,
+            "voice": self.service.voice,
+        }
+        brought = {spec.name for spec in self.specs}
+        return {name: sender for name, sender in senders.items() if name in brought}
 
     @property
     def reply_hooks(self) -> Mapping[str, ReplyHook]:

@@ -176,7 +176,9 @@ async def test_messenger_and_telegram_replies_reach_their_apis(
         r = await hub.post(f"/api/tickets/{ticket}/reply", json={"text": text}, headers=auth)
         assert r.status_code == 201, r.text
         assert (await _settled(rt, r.json()["id"])).delivery_status == "sent"
-    page_call, bot_call = provider.calls
+    profile_call, page_call, bot_call = provider.calls  # the Messenger sender's name, asked once on arrival
+    assert (profile_call.method, profile_call.path) == ("GET", "/graph/2400001?fields=name")
+    assert profile_call.headers["Authorization"] == "Bearer page-token"
     assert page_call.path == f"/graph/{PAGE}/messages"
     assert page_call.headers["Authorization"] == "Bearer page-token"
     assert page_call.json() == {

@@ -186,8 +186,8 @@ IDENTITY_KINDS = {"webchat": "webchat", "email": "email", "sms": "phone"}
 
 # Past customers' names: distinct, and no two alike enough for `contacts dedupe` (their addresses share a
 # domain), so the demo's one duplicate to review stays Maria Garcia.
-_FIRST = ("Amara", "Bruno", "Chiara", "Dmitri", "Elif", "Farid", "Greta", "Hiroshi", "Ingrid", "Jonas", "Kemal")
-_FIRST += ("Lucia", "Mateo", "Yusuf", "Oskar", "Priya", "Quentin", "Wanda", "Sven", "Beatrix")
+_FIRST = "Amara Bruno Chiara Dmitri Elif Farid Greta Hiroshi Ingrid Jonas Kemal Lucia Mateo Yusuf Oskar Priya".split()
+_FIRST += ["Quentin", "Wanda", "Sven", "Beatrix"]
 _LAST = ("Okafor", "Lindqvist", "Moreau", "Tanaka", "Kowalski", "Haddad", "Byrne", "Esposito", "Nakamura", "Van Dijk")
 
 

@@ -30,7 +30,8 @@ class CountingEmbedder(WordHashEmbedder):
 @pytest.fixture
 def counting(monkeypatch: pytest.MonkeyPatch) -> CountingEmbedder:
     embedder = CountingEmbedder()
-    monkeypatch.setitem(suggest._embedders, embedder.name, embedder)
+    real = suggest.embedder_for
+    monkeypatch.setattr(suggest, "embedder_for", lambda name: embedder if name == embedder.name else real(name))
     return embedder
 
 

@@ -78,7 +78,9 @@ class TicketUpdated(TicketChanged):
 
 @event_payload(EventType.TICKET_ASSIGNED)
 class TicketAssigned(TicketChanged):
-    pass
+    """``pulled``: the agent took it from a view (the workspace's pull), not offered it by routing."""
+
+    pulled: bool = False
 
 
 @event_payload(EventType.TICKET_OFFERED)

@@ -148,7 +148,7 @@ async def seed_history(rt: Runtime, days: int = 14) -> None:
             channel=channel,
             external_id=f"demo-history-{i}",
             thread_key=f"demo-history-{i}" if channel == "webchat" else None,
-            sender=Identity(kind=IDENTITY_KINDS[channel], value=_sender(channel, i), name=f"Customer {i}"),
+            sender=Identity(kind=IDENTITY_KINDS[channel], value=_sender(channel, i), name=_history_name(i)),
             recipient="support@switchboard.local" if channel == "email" else None,
             subject="Question about my order" if channel == "email" else None,
             text="Hello, I have a question about my order.",
@@ -184,6 +184,16 @@ async def seed_history(rt: Runtime, days: int = 14) -> None:
 
 
 IDENTITY_KINDS = {"webchat": "webchat", "email": "email", "sms": "phone"}
+
+# Past customers' names: distinct, and no two alike enough for `contacts dedupe` (their addresses share a
+# domain), so the demo's one duplicate to review stays Maria Garcia.
+_FIRST = "Amara Bruno Chiara Dmitri Elif Farid Greta Hiroshi Ingrid Jonas Kemal Lucia Mateo Yusuf Oskar Priya".split()
+_FIRST += ["Quentin", "Wanda", "Sven", "Beatrix"]
+_LAST = ("Okafor", "Lindqvist", "Moreau", "Tanaka", "Kowalski", "Haddad", "Byrne", "Esposito", "Nakamura", "Van Dijk")
+
+
+def _history_name(i: int) -> str:
+    return f"{_FIRST[i % len(_FIRST)]} {_LAST[(i // len(_FIRST) + i) % len(_LAST)]}"
 
 
 def _sender(channel: str, i: int) -> str:

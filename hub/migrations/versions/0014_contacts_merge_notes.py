@@ -19,14 +19,20 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("contacts") as batch:
-        batch.add_column(sa.Column("deleted_at", hub.db.UTCDateTime(timezone=True), nullable=True))
-        batch.add_column(sa.Column("merged_into_id", sa.Integer(), nullable=True))
-        batch.add_column(sa.Column("erased_at", hub.db.UTCDateTime(timezone=True), nullable=True))
-        batch.create_foreign_key("fk_contacts_merged_into_id", "contacts", ["merged_into_id"], ["id"])
-        batch.create_index("ix_contacts_updated_at", ["updated_at"])
-    with op.batch_alter_table("tickets") as batch:
-        batch.add_column(sa.Column("erased_at", hub.db.UTCDateTime(timezone=True), nullable=True))
+    # Plain ADD COLUMNs (the foreign key inline): on SQLite a batch that creates a constraint copies the table
+    # and drops the old one, which its foreign keys refuse once contacts are stored.
+    op.add_column("contacts", sa.Column("deleted_at", hub.db.UTCDateTime(timezone=True), nullable=True))
+    if op.get_bind().dialect.name == "sqlite":  # Alembic alters no constraint there; SQLite adds one inline
+        op.execute(
+            "ALTER TABLE contacts ADD COLUMN merged_into_id INTEGER "
+            "CONSTRAINT fk_contacts_merged_into_id REFERENCES contacts (id)"
+        )
+    else:
+        op.add_column("contacts", sa.Column("merged_into_id", sa.Integer(), nullable=True))
+        op.create_foreign_key("fk_contacts_merged_into_id", "contacts", "contacts", ["merged_into_id"], ["id"])
+    op.add_column("contacts", sa.Column("erased_at", hub.db.UTCDateTime(timezone=True), nullable=True))
+    op.create_index("ix_contacts_updated_at", "contacts", ["updated_at"])
+    op.add_column("tickets", sa.Column("erased_at", hub.db.UTCDateTime(timezone=True), nullable=True))
     op.create_index("ix_contact_identities_created_at", "contact_identities", ["created_at"])
     op.create_table(
         "contact_notes",

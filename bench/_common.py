@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmarks: a fresh, migrated database and percentiles."""
+"""Helpers shared by the benchmarks: a fresh, migrated database, agent rows to bulk-insert, and percentiles."""
 
 from __future__ import annotations
 
@@ -8,14 +8,39 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 from sqlalchemy.engine import make_url
 
+from hub.auth import hash_password
 from hub.cli import shorten_gil_switch_interval
 from hub.migrate import upgrade
 
 PG_DEFAULT = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+
+
+def agent_rows(count: int, *, status: str, capacity: dict[str, int]) -> list[dict[str, Any]]:
+    """``count`` agents (agent0, agent1...) for ``tables.agents``, all with password "password-123" through one
+    shared hash (hundreds of argon2 runs would dominate the seeding)."""
+    pw_hash = hash_password("password-123")
+    now = datetime.now(UTC)
+    return [
+        {
+            "username": f"agent{i}",
+            "display_name": f"Agent {i}",
+            "password_hash": pw_hash,
+            "role": "agent",
+            "status": status,
+            "status_changed_at": now,
+            "skills": {},
+            "capacity": capacity,
+            "active": True,
+            "created_at": now,
+        }
+        for i in range(count)
+    ]
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -39,13 +39,12 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx  # noqa: E402
 from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
 
-from bench._common import PG_DEFAULT, fresh_database, percentile  # noqa: E402
+from bench._common import PG_DEFAULT, agent_rows, fresh_database, percentile  # noqa: E402
 
 SECRET = "bench-secret-key-0123456789abcdef"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -404,7 +403,6 @@ async def idle_memory(target: Target, count: int) -> dict[str, float]:
 
 async def seed(url: str, agents: int, queues: int) -> list[tuple[int, str, str]]:
     """``queues`` chat queues, ``agents`` agents spread over them with room for every conversation."""
-    from hub.auth import hash_password
     from hub.config import Settings
     from hub.db import insert_returning_ids
     from hub.runtime import standalone
@@ -416,29 +414,13 @@ async def seed(url: str, agents: int, queues: int) -> list[tuple[int, str, str]]
         qids = [
             (await create_queue(rt, data=QueueCreate(name=f"q{i}", channels=["webchat"]))).id for i in range(queues)
         ]
-        pw_hash = hash_password("password-123")
-        now = datetime.now(UTC)
-        rows = [
-            {
-                "username": f"agent{i}",
-                "display_name": f"Agent {i}",
-                "password_hash": pw_hash,
-                "role": "agent",
-                "status": "available",
-                "status_changed_at": now,
-                "skills": {},
-                "capacity": {"webchat": 100_000},
-                "active": True,
-                "created_at": now,
-            }
-            for i in range(agents)
-        ]
+        rows = agent_rows(agents, status="available", capacity={"webchat": 100_000})
         async with rt.db.begin() as conn:
             ids = await insert_returning_ids(conn, tables.agents, rows)
             await conn.execute(
                 tables.agent_queues.insert(), [{"agent_id": a, "queue_id": qids[i % queues]} for i, a in enumerate(ids)]
             )
-    return [(a, pw_hash, f"q{i % queues}") for i, a in enumerate(ids)]
+    return [(a, row["password_hash"], f"q{i % queues}") for i, (a, row) in enumerate(zip(ids, rows, strict=True))]
 
 
 def stop(server: subprocess.Popen[bytes], signal: int = 15) -> None:

@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 # The repository root instead of bench/, which a script run puts first and where bench/email.py would shadow
 # the standard library's email package.
@@ -41,8 +41,8 @@ from websockets.frames import Frame, Opcode  # noqa: E402
 from websockets.http11 import Response  # noqa: E402
 from websockets.uri import parse_uri  # noqa: E402
 
-from bench._common import PG_DEFAULT, fresh_database, percentile  # noqa: E402
-from hub.auth import TokenSigner, hash_password  # noqa: E402
+from bench._common import PG_DEFAULT, agent_rows, fresh_database, percentile  # noqa: E402
+from hub.auth import TokenSigner  # noqa: E402
 from hub.config import Settings  # noqa: E402
 from hub.messages import Identity, InboundMessage  # noqa: E402
 from hub.runtime import standalone  # noqa: E402
@@ -58,23 +58,7 @@ async def seed(url: str, agents: int) -> tuple[list[tuple[int, str]], int]:
     """A queue, ``agents`` agents in it (one password hash shared, to skip hundreds of argon2 runs), a ticket."""
     async with standalone(Settings(database_url=url, _env_file=None)) as rt:  # type: ignore[call-arg]
         queue = await create_queue(rt, data=QueueCreate(name="support", channels=["email"]))
-        pw_hash = hash_password("password-123")
-        now = datetime.now(UTC)
-        rows = [
-            {
-                "username": f"agent{i}",
-                "display_name": f"Agent {i}",
-                "password_hash": pw_hash,
-                "role": "agent",
-                "status": "offline",
-                "status_changed_at": now,
-                "skills": {},
-                "capacity": {},
-                "active": True,
-                "created_at": now,
-            }
-            for i in range(agents)
-        ]
+        rows = agent_rows(agents, status="offline", capacity={})
         async with rt.db.begin() as conn:
             from hub.db import insert_returning_ids
 
@@ -92,7 +76,7 @@ async def seed(url: str, agents: int) -> tuple[list[tuple[int, str]], int]:
                 )
             ],
         )
-    return [(i, pw_hash) for i in ids], result.ticket_id  # type: ignore[union-attr]
+    return [(i, row["password_hash"]) for i, row in zip(ids, rows, strict=True)], result.ticket_id  # type: ignore[union-attr]
 
 
 # Linux: the kernel's receive time of a socket's data, as ancillary data of recvmsg (not in Python's socket).

@@ -23,14 +23,13 @@ import asyncio
 import subprocess
 import tempfile
 import time
-from datetime import UTC, datetime
 from typing import Any
 from xml.etree import ElementTree as ET
 
 import httpx
 from twilio.request_validator import RequestValidator
 
-from bench._common import PG_DEFAULT, fresh_database, percentile
+from bench._common import PG_DEFAULT, agent_rows, fresh_database, percentile
 
 SECRET = "bench-secret-key-0123456789abcdef"
 HOLD_LOOP_SECONDS = 30.0  # Twilio asks the wait URL again when its TwiML (an announcement, hold music) ends
@@ -43,7 +42,6 @@ SERVE = (
 
 async def seed(url: str, agents: int) -> list[tuple[int, str]]:
     """The demo's queues, and ``agents`` available agents in support, one call each."""
-    from hub.auth import hash_password
     from hub.config import Settings
     from hub.db import insert_returning_ids
     from hub.runtime import standalone
@@ -56,27 +54,11 @@ async def seed(url: str, agents: int) -> list[tuple[int, str]]:
             (await create_queue(rt, data=QueueCreate(name=n, channels=["voice"]))).id
             for n in ("support", "billing", "sales")
         ]
-        pw_hash = hash_password("password-123")
-        now = datetime.now(UTC)
-        rows = [
-            {
-                "username": f"agent{i}",
-                "display_name": f"Agent {i}",
-                "password_hash": pw_hash,
-                "role": "agent",
-                "status": "available",
-                "status_changed_at": now,
-                "skills": {},
-                "capacity": {"voice": 1},
-                "active": True,
-                "created_at": now,
-            }
-            for i in range(agents)
-        ]
+        rows = agent_rows(agents, status="available", capacity={"voice": 1})
         async with rt.db.begin() as conn:
             agent_ids = await insert_returning_ids(conn, tables.agents, rows)
             await conn.execute(tables.agent_queues.insert(), [{"agent_id": a, "queue_id": ids[0]} for a in agent_ids])
-    return [(a, pw_hash) for a in agent_ids]
+    return [(a, row["password_hash"]) for a, row in zip(agent_ids, rows, strict=True)]
 
 
 class Line:

@@ -48,6 +48,8 @@ ADMIN_PAGES: tuple[AdminPage, ...] = (
     # Served by its own route (agent_ui.views: it draws the flows with the hub's Mermaid): listed only.
     AdminPage("phone", "Phone numbers", "", "Numbers and the IVR flow answering each, as diagrams"),
     AdminPage("social", "Social channels", "admin_social.html", "Pages, accounts, numbers, bots: health, webhooks"),
+    AdminPage("quarantine", "Quarantine", "admin_quarantine.html", "Messages that could not be stored: look, retry"),
+    AdminPage("templates", "Message templates", "admin_templates.html", "Approved WhatsApp templates, their variables"),
     AdminPage("kb", "Knowledge base", "admin_kb.html", "Articles for agents and the help center", SUPERVISORS),
     AdminPage("audit", "Audit log", "admin_audit.html", "Who changed what and when; CSV export"),
 )

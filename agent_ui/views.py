@@ -125,6 +125,24 @@ async def demo_phone_page(request: Request, number: str = "+14155550199") -> HTM
     return _page(request, "demo_phone.html", number=number[:20])
 
 
+@router.get("/demo/social", response_class=HTMLResponse)
+async def demo_social_page(request: Request) -> HTMLResponse:
+    """A pretend messaging app (``switchboard demo``): write as a Messenger, Instagram, WhatsApp or Telegram
+    customer. Its messages go through the real, signed webhooks; the agent's replies come back from the demo's
+    stand-in for the providers' send APIs."""
+    settings = request.app.state.settings
+    pages = {p.kind: p.page_id for p in reversed(settings.meta_pages)}  # the first of each kind
+    apps = {
+        "messenger": pages.get("messenger"),
+        "instagram": pages.get("instagram"),
+        "whatsapp": settings.whatsapp_numbers[0].phone_number_id if settings.whatsapp_numbers else None,
+        "telegram": settings.telegram_bots[0].name if settings.telegram_bots else None,
+    }
+    return _page(
+        request, "demo_social.html", apps=apps, ready=settings.demo_mode and settings.demo_social_dir is not None
+    )
+
+
 @router.get("/supervisor", response_class=HTMLResponse)
 async def supervisor_page(request: Request) -> Response:
     """The supervisor's wallboard, actions, reports and forecast: supervisors and admins (sends you to /login

@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmarks: a fresh, migrated database, agent rows to bulk-insert, and percentiles."""
+"""Helpers shared by the benchmarks: a fresh, migrated database, agent rows to bulk-insert, percentiles, and a
+process's CPU time."""
 
 from __future__ import annotations
 
@@ -41,6 +42,16 @@ def agent_rows(count: int, *, status: str, capacity: dict[str, int]) -> list[dic
         }
         for i in range(count)
     ]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds process ``pid`` has used so far (Linux's /proc); 0 if it is gone or unreadable."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], p: float) -> float:

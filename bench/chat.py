@@ -44,7 +44,7 @@ from typing import Any
 import httpx  # noqa: E402
 from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
 
-from bench._common import PG_DEFAULT, agent_rows, fresh_database, percentile  # noqa: E402
+from bench._common import PG_DEFAULT, agent_rows, cpu_seconds, fresh_database, percentile  # noqa: E402
 
 SECRET = "bench-secret-key-0123456789abcdef"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -249,12 +249,6 @@ def rss_mb(pid: int) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        parts = f.read().rsplit(")", 1)[1].split()
-    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def profile(args: argparse.Namespace, pid: int, path: str) -> subprocess.Popen[bytes]:

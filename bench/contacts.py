@@ -33,7 +33,7 @@ from hub.db import insert_rows, utcnow  # noqa: E402
 from hub.principals import Principal  # noqa: E402
 from hub.runtime import Runtime, standalone  # noqa: E402
 from ticketing import tables  # noqa: E402
-from ticketing.contact_index import ContactIndex, search_contacts  # noqa: E402
+from ticketing.contact_index import ContactIndex, built_index, search_contacts  # noqa: E402
 from ticketing.contacts import merge_contacts  # noqa: E402
 
 FIRST = (
@@ -173,8 +173,11 @@ async def run(kind: str, url: str, n: int, queries: int, merges: int) -> None:
         print(f"  written in {time.perf_counter() - t:.1f} s")
 
         t = time.perf_counter()
-        await search_contacts(rt, query="warm up")
-        print(f"  search index first build: {time.perf_counter() - t:.2f} s")
+        await built_index(rt)
+        print(
+            f"  search index first build (in the background; searches meanwhile use the database): "
+            f"{time.perf_counter() - t:.2f} s"
+        )
         kinds = {
             "misspelt name": lambda: typo(rng, rng.choice(samples["names"])),
             "phone, other format": lambda: phone_format(rng, rng.choice(samples["phones"])),
@@ -188,7 +191,7 @@ async def run(kind: str, url: str, n: int, queries: int, merges: int) -> None:
             for _ in range(queries // len(kinds)):
                 q = make()
                 t = time.perf_counter()
-                hits = await search_contacts(rt, query=q)
+                hits = await search_contacts(rt, query=q, principal=SUPERVISOR)
                 times.append((time.perf_counter() - t) * 1000)
                 found_first += bool(hits)
             all_times += times

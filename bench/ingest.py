@@ -36,11 +36,12 @@ sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 from sqlalchemy import event, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from bench._common import PG_DEFAULT, fresh_database, percentile, pg_admin  # noqa: E402
+from bench._common import PG_DEFAULT, cpu_seconds, fresh_database, percentile, pg_admin  # noqa: E402
 from hub.config import Settings  # noqa: E402
 from hub.db import Database  # noqa: E402
 from hub.messages import Identity, InboundMessage  # noqa: E402
 from hub.runtime import standalone  # noqa: E402
+from hub.workers import FreezeSurvivors, freeze_heap  # noqa: E402
 from ticketing.agents import create_agent  # noqa: E402
 from ticketing.ingest import IngestPipeline  # noqa: E402
 from ticketing.models import AgentCreate, AgentStatus, QueueCreate  # noqa: E402
@@ -62,7 +63,9 @@ def synthetic(n: int, seed: int = 7) -> list[InboundMessage]:
                 channel="email",
                 external_id=f"<bench-{i}@example.com>",
                 sender=Identity(kind="email", value=f"person{p}@example.com", name=f"Person {p}"),
-                subject=f"Question {i}",
+                # One subject per person: an email threads into its sender's open ticket of the same subject
+                # (a new subject is a new matter), so a person's second email is threaded, as the mix intends.
+                subject=f"Question from person {p}",
                 text=f"Hello, this is message {i}. " * 5,
             )
         elif kind in ("sms", "whatsapp"):
@@ -122,16 +125,6 @@ def _chat_message(conversation: int, k: int) -> InboundMessage:
     )
 
 
-def _proc_cpu(pid: int) -> float:
-    """CPU seconds (user + system) a process has used so far; 0 if it is gone or not readable."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def _server_cpu(rt: Any) -> dict[int, float]:
     """PostgreSQL: CPU seconds used so far by each server process connected to the bench's database (the
     bench runs on the database's machine). Empty on SQLite, which runs inside this process."""
@@ -141,7 +134,7 @@ async def _server_cpu(rt: Any) -> dict[int, float]:
         pids = (
             await conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"))
         ).scalars()
-        return {pid: _proc_cpu(pid) for pid in pids}
+        return {pid: cpu_seconds(pid) for pid in pids}
 
 
 def _batches(rt: Any) -> int:
@@ -234,6 +227,13 @@ async def _run_ingest(
             nonlocal statements
             statements += 1
 
+        # The garbage collector as the server has it (hub/app.py): what the start built, frozen, and each full
+        # collection's survivors frozen after it. Without it a full collection walks the whole heap, this
+        # harness's pre-built messages included, and stalls every message in flight for 100 ms or more.
+        survivors = FreezeSurvivors()
+        if settings.gc_freeze_seconds > 0:
+            freeze_heap()
+            survivors.install()
         batches_before = _batches(rt)
         server_before = await _server_cpu(rt)
         for engine in rt.db.engines:
@@ -243,6 +243,7 @@ async def _run_ingest(
         started = time.perf_counter()
         await asyncio.gather(*workers)
         elapsed = time.perf_counter() - started
+        survivors.remove()
         for engine in rt.db.engines:
             event.remove(engine.sync_engine, "before_cursor_execute", count)
         batches = _batches(rt) - batches_before

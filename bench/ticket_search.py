@@ -120,18 +120,24 @@ async def fill(rt: Runtime, n_messages: int, rng: random.Random, words: list[str
     return queue_ids
 
 
-def queries(rng: random.Random, words: list[str], n: int, n_tickets: int) -> list[tuple[str, dict[str, object]]]:
+def queries(rng: random.Random, words: list[str], n: int, n_tickets: int) -> list[tuple[str, str, dict[str, object]]]:
+    """(kind, query, filters) as an agent would type them."""
     rare = words[len(words) // 2 :]
-    kinds = [
-        lambda: (rng.choice(rare), {}),
-        lambda: (f"{rng.choice(COMMON)} {rng.choice(rare)}", {}),
-        lambda: (rng.choice(COMMON), {}),
-        lambda: (rng.choice(rare)[:3], {}),
-        lambda: (f"#{rng.randint(1, n_tickets)}", {}),
-        lambda: (rng.choice(rare), {"status": ["open", "pending"]}),
-        lambda: ("zzzzqqqq", {}),
-    ]
-    return [rng.choice(kinds)() for _ in range(n)]
+    kinds = {
+        "rare word": lambda: (rng.choice(rare), {}),
+        "two words": lambda: (f"{rng.choice(COMMON)} {rng.choice(rare)}", {}),
+        "common word": lambda: (rng.choice(COMMON), {}),
+        "prefix": lambda: (rng.choice(rare)[:3], {}),
+        "number": lambda: (f"#{rng.randint(1, n_tickets)}", {}),
+        "word + status": lambda: (rng.choice(rare), {"status": ["open", "pending"]}),
+        "no match": lambda: ("zzzzqqqq", {}),
+    }
+    out = []
+    for _ in range(n):
+        kind = rng.choice(list(kinds))
+        q, kw = kinds[kind]()
+        out.append((kind, q, kw))
+    return out
 
 
 async def run(url: str, n_messages: int, n_queries: int) -> dict[str, float]:
@@ -144,18 +150,29 @@ async def run(url: str, n_messages: int, n_queries: int) -> dict[str, float]:
         fill_s = time.perf_counter() - t0
         agent = Principal(agent_id=1, username="a", display_name="", role="agent", queue_ids=frozenset(queue_ids[:1]))
         qs = queries(rng, words, n_queries, max(1, n_messages // 10))
-        for q, kw in qs[:20]:  # warm the caches
+        for _, q, kw in qs[:20]:  # warm the caches
             await search_tickets(rt, principal=SUPERVISOR, query=q, **kw)  # type: ignore[arg-type]
         out: dict[str, float] = {"fill_s": fill_s}
+        print(f"  load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
         for label, who in (("supervisor", SUPERVISOR), ("agent", agent)):
             times = []
-            for q, kw in qs:
+            by_kind: dict[str, list[float]] = {}
+            for kind, q, kw in qs:
                 t = time.perf_counter()
                 await search_tickets(rt, principal=who, query=q, **kw)  # type: ignore[arg-type]
                 times.append((time.perf_counter() - t) * 1000)
+                by_kind.setdefault(kind, []).append(times[-1])
             out[f"{label}_p50_ms"] = percentile(times, 50)
             out[f"{label}_p99_ms"] = percentile(times, 99)
             out[f"{label}_max_ms"] = max(times)
+            # Which kind of query the slow ones are (each kind's p99 is its worst few of ~40).
+            print(
+                f"  as {label}, by kind: "
+                + ", ".join(
+                    f"{k} p50 {percentile(v, 50):.0f} / p99 {percentile(v, 99):.0f} ms" for k, v in by_kind.items()
+                )
+            )
+        print(f"  load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
     return out
 
 

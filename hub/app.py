@@ -272,10 +272,13 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
     from ticketing.outbox import OutboxDispatcher
     from ticketing.ports import register_ports
     from ticketing.queues import load_rules_file
+    from ticketing.report_rollup import catch_up as catch_up_reports
     from ticketing.routing_service import routing_tick
     from ticketing.sla_service import check_breaches
     from ticketing.supervisor_views import reports_router
     from ticketing.supervisor_views import router as supervisor_router
+    from ticketing.templates import router as templates_router
+    from ticketing.templates import seed_from_settings as seed_templates
     from ticketing.views import router as ticketing_router
     from ticketing.views import ws_router as ticketing_ws
     from ticketing.wallboard import start_wallboard
@@ -307,6 +310,7 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
         jobs = [
             Periodic("routing", settings.routing_tick_seconds, lambda: routing_tick(rt)),
             Periodic("event-pruning", 3600.0, prune),
+            Periodic("report-rollup", settings.report_rollup_seconds, lambda: catch_up_reports(rt, build=True)),
         ]
         if settings.sla_check_seconds > 0:
             jobs.append(Periodic("sla-breaches", settings.sla_check_seconds, lambda: check_breaches(rt)))
@@ -329,6 +333,9 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
         if settings.routing_rules is not None:
             # A rules file that does not validate stops the start with a message naming the bad field.
             await load_rules_file(rt, path=settings.routing_rules)
+        for warning in settings.deprecations():
+            log.warning(warning)
+        await seed_templates(rt)  # SWITCHBOARD_WHATSAPP_TEMPLATES: the ones the table does not have yet
         await ingest.start()
         for channel in channels:
             await channel.start(context)
@@ -357,6 +364,7 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
             await ingest.stop()
             if board is not None:
                 board.stop()
+            await rt.stop_tasks()
             await hub.stop()
             await db.dispose()
 
@@ -420,6 +428,7 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
     app.include_router(ticketing_router)
     app.include_router(ticketing_ws)
     app.include_router(canned_router)
+    app.include_router(templates_router)
     app.include_router(supervisor_router)
     app.include_router(reports_router)
     app.include_router(audit_router)
@@ -435,12 +444,16 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
     install_docs(app)
     app.add_middleware(AllowedMethods, routes=app.router.routes)
     app.add_middleware(CleanURL)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, overrides=_body_limits(channels))
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, overrides=_body_limits(settings, channels))
     for channel in channels:
         for middleware in channel.middleware():
             app.add_middleware(middleware.cls, *middleware.args, **middleware.kwargs)
     return app
 
 
-def _body_limits(channels: Sequence[Channel]) -> dict[str, int]:
-    return {path: limit for channel in channels for path, limit in channel.body_limits().items()}
+def _body_limits(settings: Settings, channels: Sequence[Channel]) -> dict[str, int]:
+    from ticketing.reply_files import UPLOAD_PATH
+
+    # an agent's upload for a reply: the file, with room for the form's boundaries and fields
+    own = {UPLOAD_PATH: settings.reply_attachment_max_bytes + 64 * 1024}
+    return own | {path: limit for channel in channels for path, limit in channel.body_limits().items()}

@@ -25,6 +25,7 @@ from ticketing.cli import agent_app, contacts_app
 if TYPE_CHECKING:
     import uvicorn
 
+    from hub.api_catcher import ApiCatcher
     from hub.app import DemoSeed
     from hub.mail_catcher import MailCatcher
 
@@ -120,6 +121,7 @@ def demo(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
     migrate_or_exit(settings)
     seed = asyncio.run(_seed(settings))
     settings, catcher = demo_settings(settings)
+    settings, social = demo_social_settings(settings)
     base = f"http://{host}:{port}"
     typer.echo("")
     typer.echo("Switchboard demo" + (" (seeded demo data)" if seed.seeded else " (existing data kept)"))
@@ -138,12 +140,16 @@ def demo(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
         typer.echo(f"  ({username} is available now), then chat from {base}/demo: the chat is offered in the console.")
     if catcher is not None:
         typer.echo(f"  Mail the demo sends goes to a local mail catcher (port {catcher.port}): {base}/demo/mailbox")
+    if social is not None:
+        typer.echo(f"  Write as a Messenger, Instagram, WhatsApp or Telegram customer: {base}/demo/social")
     typer.echo("")
     try:
         _serve(settings, host, port)
     finally:
         if catcher is not None:
             catcher.stop()
+        if social is not None:
+            social.stop()
 
 
 def demo_settings(settings: Settings) -> tuple[Settings, MailCatcher | None]:
@@ -165,11 +171,63 @@ def demo_settings(settings: Settings) -> tuple[Settings, MailCatcher | None]:
     return settings.model_copy(update=update), catcher
 
 
+def demo_social_settings(settings: Settings) -> tuple[Settings, ApiCatcher | None]:
+    """Unless social accounts or Meta's app secret are configured, the demo's own accounts (a Facebook page, an
+    Instagram account, a WhatsApp number and a Telegram bot, answered in the support queue, their secrets the
+    demo's own: ``hub.config.DEMO_SOCIAL``), sending to a
+    local catcher it starts, whose calls the pretend app (/demo/social) shows as the agent's replies; and a demo
+    WhatsApp template unless templates are configured."""
+    from pydantic import SecretStr
+
+    from hub.api_catcher import ApiCatcher
+    from hub.config import (
+        DEMO_SOCIAL,
+        MessageTemplate,
+        MetaPageSettings,
+        TelegramBotSettings,
+        WhatsAppNumberSettings,
+    )
+
+    if settings.meta_pages or settings.whatsapp_numbers or settings.telegram_bots or settings.meta_app_secret:
+        return settings, None
+    directory = settings.demo_social_dir or settings.attachment_dir.parent / "demo-social"
+    catcher = ApiCatcher(directory).start()
+    demo, token = DEMO_SOCIAL, SecretStr("demo-access-token")
+    update: dict[str, Any] = {
+        "meta_app_secret": SecretStr(demo.meta_app_secret),
+        "meta_verify_token": SecretStr("switchboard-demo-verify-token"),
+        "meta_pages": [
+            MetaPageSettings(page_id=demo.page, access_token=token, queue=demo.queue, kind="messenger"),
+            MetaPageSettings(page_id=demo.instagram, access_token=token, queue=demo.queue, kind="instagram"),
+        ],
+        "whatsapp_numbers": [
+            WhatsAppNumberSettings(phone_number_id=demo.whatsapp, access_token=token, queue=demo.queue)
+        ],
+        "telegram_bots": [
+            TelegramBotSettings(
+                name=demo.bot,
+                token=SecretStr("123456789:switchboard-demo-bot-token"),
+                secret_token=SecretStr(demo.telegram_secret),
+                queue=demo.queue,
+            )
+        ],
+        "meta_graph_url": f"{catcher.url}/graph",
+        "telegram_api_url": f"{catcher.url}/telegram",
+        "demo_social_dir": directory,
+    }
+    if not settings.whatsapp_templates:
+        update["whatsapp_templates"] = [
+            MessageTemplate(name="order_update", body="Hello {{1}}, there is news about your order {{2}}.")
+        ]
+    return settings.model_copy(update=update), catcher
+
+
 def _demo_pages() -> list[tuple[str, str]]:
     return [
         ("console", "/console"),
         ("chat demo", "/demo"),
         ("demo phone", "/demo/phone"),
+        ("social app", "/demo/social"),
         ("help center", "/help"),
         ("wallboard", "/supervisor"),
         ("admin", "/admin"),

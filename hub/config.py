@@ -7,12 +7,14 @@ run beside a running server works on the same database.
 from __future__ import annotations
 
 import ipaddress
+import re
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
 from annotated_types import Ge, Le
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hub.inputs import Input
@@ -94,16 +96,43 @@ class MessageTemplate(Input):
     language: str = Field(default="en_US", min_length=2, max_length=15)
     body: str = Field(min_length=1, max_length=1024)
     channels: list[str] = Field(default_factory=lambda: ["whatsapp"])
+    # WhatsApp through Twilio sends a template by its Content API SID (Meta's Cloud API by name and language).
+    content_sid: str | None = Field(default=None, pattern=r"^HX[0-9a-fA-F]{32}$")
 
 
-class WhatsAppTemplate(Input):
-    """An approved WhatsApp template (Twilio's Content API), as given in ``SWITCHBOARD_TWILIO_WHATSAPP_TEMPLATES``:
-    its name for agents, its content SID, its text with ``{{1}}``-style variables, and the variables' labels."""
+class LegacyWhatsAppTemplate(Input):
+    """A template in the shape the removed ``SWITCHBOARD_TWILIO_WHATSAPP_TEMPLATES`` took (a deployment that
+    still sets it keeps its templates: ``Settings`` turns each into a ``MessageTemplate``)."""
 
     name: str = Field(min_length=1, max_length=100)
     content_sid: str = Field(pattern=r"^HX[0-9a-fA-F]{32}$")
-    text: str = Field(default="", max_length=2000)
+    text: str = Field(default="", max_length=1024)
     variables: list[str] = Field(default_factory=list, max_length=10)
+
+    def current(self) -> MessageTemplate:
+        """The same template as ``SWITCHBOARD_WHATSAPP_TEMPLATES`` takes it: the name made a template name
+        (lower case, digits and _), the text its body (or, when it had none, its variables' places)."""
+        name = re.sub(r"[^a-z0-9_]+", "_", self.name.lower()).strip("_") or "template"
+        body = self.text or " ".join(f"{{{{{n}}}}}" for n in range(1, len(self.variables) + 1)) or self.name
+        return MessageTemplate(name=name, body=body, channels=["whatsapp"], content_sid=self.content_sid)
+
+
+@dataclass(frozen=True, slots=True)
+class DemoSocial:
+    """The social accounts ``switchboard demo`` configures when none are (``hub.cli.demo_social_settings``).
+    Their secrets are the demo's own: the pretend app (/demo/social) has its webhooks signed with them, and only
+    with them (a configured app secret or bot secret is never lent to the demo's signer)."""
+
+    meta_app_secret: str = "switchboard-demo-meta-app-secret"
+    telegram_secret: str = "switchboard-demo-telegram-secret"
+    page: str = "100000000000001"
+    instagram: str = "17841400000000001"
+    whatsapp: str = "100000000000002"
+    bot: str = "demo_bot"
+    queue: str = "support"
+
+
+DEMO_SOCIAL = DemoSocial()
 
 
 class Settings(BaseSettings):
@@ -166,8 +195,12 @@ class Settings(BaseSettings):
     max_missed_offers: int = 3
     voice_blocks_chats: bool = True
     # The supervisor's wallboard (ticketing.wallboard): kept up to date from the event stream when on; "today"
-    # on the wallboard and in the reports is the calendar day in ``supervisor_timezone``.
+    # on the wallboard and in the reports is the calendar day in each queue's business-hours timezone, or in
+    # ``supervisor_timezone`` for a queue whose hours name none.
     wallboard: bool = True
+    # How often the reports' hourly rollup takes in new events (ticketing.report_rollup); a report also
+    # catches up before it reads, so this only keeps that catching-up short.
+    report_rollup_seconds: float = Field(default=2.0, gt=0)
     supervisor_timezone: str = "UTC"
     # How often the SLA sweep announces breaches and escalates (ticketing.sla_service); 0 turns it off.
     sla_check_seconds: float = 15.0
@@ -185,12 +218,17 @@ class Settings(BaseSettings):
     # phone's webhooks when no Twilio auth token is given. A plain `serve` shows the pretend shop without them.
     demo_mode: bool = False
     demo_mailbox_dir: Path | None = Field(default=None, description="The demo mail catcher's messages (/demo/mailbox)")
+    # The calls the demo's stand-in for Meta's and Telegram's send APIs caught (hub.api_catcher): the agents'
+    # social replies the pretend app (/demo/social) shows.
+    demo_social_dir: Path | None = Field(default=None, description="The demo's caught social replies (/demo/social)")
     default_phone_region: str = "US"
     mailboxes: list[MailboxSettings] = Field(default_factory=list)
     # Files of every channel (email attachments, inline images and raw messages; chat uploads) are stored by
     # content hash under attachment_dir (hub/files.py).
     attachment_dir: Path = Field(default_factory=lambda: Path.cwd() / "attachments")
     attachment_max_bytes: int = 25 * 1024 * 1024
+    # Files agents attach to their replies (POST /api/reply-attachments): at most this large each.
+    reply_attachment_max_bytes: int = 10 * 1024 * 1024
     email_max_message_bytes: int = 50 * 1024 * 1024
     email_fetch_batch: int = 200
     email_poll_seconds: float = 60.0
@@ -247,15 +285,19 @@ class Settings(BaseSettings):
     twilio_dial_numbers: dict[str, str] = Field(
         default_factory=dict, description="outside numbers the flows' dial nodes name (number_name), E.164 by name"
     )
+    # The browser phone (Twilio's Voice JavaScript SDK in the console): an API key the hub signs access tokens with.
+    twilio_api_key_sid: str | None = Field(
+        default=None, pattern=r"^SK[0-9a-fA-F]{32}$", description="API key SID (SK...) for the browser phone's tokens"
+    )
+    twilio_api_key_secret: SecretStr | None = Field(default=None, description="that API key's secret")
+    twilio_browser_token_seconds: int = Field(
+        default=3600, ge=60, le=86400, description="how long a browser phone's access token lasts (renewed before)"
+    )
     twilio_hold_music_url: str = "http://com.twilio.sounds.music.s3.amazonaws.com/MARKOVICHAMP-Borghestral.mp3"
     twilio_api_url: str | None = Field(
         default=None, description="send Twilio REST calls to this base URL instead of Twilio's (tests, offline demo)"
     )
     twilio_max_param_chars: int = Field(default=4096, ge=64, description="a longer webhook parameter is refused (400)")
-    twilio_whatsapp_window_hours: int = Field(default=24, ge=1)
-    twilio_whatsapp_templates: list[WhatsAppTemplate] = Field(
-        default_factory=list, description="approved WhatsApp templates agents may send outside the 24-hour window"
-    )
     twilio_callback_seconds: int = Field(
         default=120, ge=1, description="estimated handling time of a call ahead in line (wait estimates)"
     )
@@ -274,6 +316,14 @@ class Settings(BaseSettings):
     telegram_api_url: str = Field(default="https://api.telegram.org", description="Telegram Bot API base URL")
     # Approved templates agents may send outside a messaging window (hub.windows).
     whatsapp_templates: list[MessageTemplate] = Field(default_factory=list)
+    # Deprecated names (removed once without an alias): read still, folded into whatsapp_templates, warned about
+    # at start (``deprecations``). WhatsApp's window is 24 hours by its own rule, so the hours are ignored.
+    twilio_whatsapp_templates: list[LegacyWhatsAppTemplate] = Field(
+        default_factory=list, description="deprecated: use SWITCHBOARD_WHATSAPP_TEMPLATES"
+    )
+    twilio_whatsapp_window_hours: int | None = Field(
+        default=None, ge=1, description="deprecated and ignored: WhatsApp's window is always 24 hours"
+    )
     # A configured account none of whose webhooks arrived for this long is reported silent (0: never).
     social_silence_seconds: float = Field(default=0.0, ge=0)
     social_max_webhook_bytes: int = Field(default=1_048_576, ge=1024)
@@ -351,6 +401,33 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _legacy_templates(self) -> Settings:
+        """The templates of SWITCHBOARD_TWILIO_WHATSAPP_TEMPLATES join SWITCHBOARD_WHATSAPP_TEMPLATES (a name and
+        language both give: the new setting's wins)."""
+        have = {(t.name, t.language) for t in self.whatsapp_templates}
+        for legacy in self.twilio_whatsapp_templates:
+            template = legacy.current()
+            if (template.name, template.language) not in have:
+                have.add((template.name, template.language))
+                self.whatsapp_templates.append(template)
+        return self
+
+    def deprecations(self) -> list[str]:
+        """What the start logs about deprecated settings still in use."""
+        found = []
+        if self.twilio_whatsapp_templates:
+            found.append(
+                "SWITCHBOARD_TWILIO_WHATSAPP_TEMPLATES is deprecated: its templates were read as "
+                "SWITCHBOARD_WHATSAPP_TEMPLATES (name, language, body, content_sid); move them there"
+            )
+        if self.twilio_whatsapp_window_hours is not None:
+            found.append(
+                "SWITCHBOARD_TWILIO_WHATSAPP_WINDOW_HOURS is deprecated and ignored: WhatsApp's window is always "
+                f"24 hours (it was set to {self.twilio_whatsapp_window_hours}); remove it"
+            )
+        return found
 
     @property
     def is_sqlite(self) -> bool:

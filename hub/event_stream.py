@@ -1,7 +1,8 @@
 """The server side of the event-stream websocket protocol (``/ws/agent``).
 
 Frames from the server, all JSON with a ``type``:
-- ``{"type": "hello", "seq": N, ...}`` first: N is the newest event this process has delivered;
+- ``{"type": "hello", "seq": N, ...}`` first: N is the client's resume point, without ``last_seq`` the newest
+  event in the log (or that this process has delivered, if later), so no event from before hello follows it;
 - every event visible to the client, as ``EventRecord.frame()`` (``type`` is the event type, plus ``seq``);
 - ephemeral frames visible to the client (typing indicators), shaped like events with ``seq`` 0: never
   resumed, never counted in the client's resume point;
@@ -60,28 +61,34 @@ async def serve_event_stream(
     """Run one accepted websocket until it closes."""
     sub = hub.subscribe(viewer)
     try:
-        sent_upto = hub.last_seq if last_seq is None else last_seq
         backlog = []
-        if last_seq is not None:
-            async with hub.db.connect() as conn:
-                oldest, newest = await seq_bounds(conn)
+        too_old = False
+        async with hub.db.connect() as conn:
+            oldest, newest = await seq_bounds(conn)
+            if last_seq is None:
+                # A fresh client starts at the log's newest event, not at what this process has delivered: events
+                # another process wrote reach this hub later (SQLite has no push between processes), and the
+                # client loads its state over REST after hello, so those older events would roll that state back.
+                sent_upto = max(hub.last_seq, newest)
+            else:
+                sent_upto = last_seq
                 too_old = last_seq < oldest - 1 or last_seq > max(newest, hub.last_seq)
                 if not too_old:
                     backlog = await events_after(conn, last_seq, limit=1_000_000)
-            if too_old:
-                await ws.send_text(
-                    json_dumps(
-                        {
-                            "type": "error",
-                            "code": RESUME_TOO_OLD,
-                            "message": "resume point is no longer kept; reload and reconnect",
-                            "oldest_seq": oldest,
-                            "newest_seq": newest,
-                        }
-                    )
+        if too_old:
+            await ws.send_text(
+                json_dumps(
+                    {
+                        "type": "error",
+                        "code": RESUME_TOO_OLD,
+                        "message": "resume point is no longer kept; reload and reconnect",
+                        "oldest_seq": oldest,
+                        "newest_seq": newest,
+                    }
                 )
-                await ws.close(code=4000)
-                return
+            )
+            await ws.close(code=4000)
+            return
         await ws.send_text(json_dumps({"type": "hello", "seq": max(sent_upto, hub.last_seq), **(hello or {})}))
         for event in backlog:
             if event.visible_to(viewer):

@@ -41,6 +41,26 @@ def carried_files(attachments: Iterable[Mapping[str, Any]] | None, metadata: Map
     return {sha for sha in found if isinstance(sha, str) and is_sha256(sha)}
 
 
+# File types people send each other in a conversation, recognized by their first bytes, never by their name or
+# declared type: (magic, offset, content type).
+SAFE_TYPES: tuple[tuple[bytes, int, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", 0, "image/png"),
+    (b"\xff\xd8\xff", 0, "image/jpeg"),
+    (b"GIF87a", 0, "image/gif"),
+    (b"GIF89a", 0, "image/gif"),
+    (b"%PDF-", 0, "application/pdf"),
+    (b"WEBP", 8, "image/webp"),  # after "RIFF" and a length
+)
+
+
+def sniff_safe_type(head: bytes) -> str | None:
+    """The type of a file by its first bytes (16 are enough), when it is one of ``SAFE_TYPES``; else None."""
+    for magic, offset, content_type in SAFE_TYPES:
+        if head[offset : offset + len(magic)] == magic and (content_type != "image/webp" or head[:4] == b"RIFF"):
+            return content_type
+    return None
+
+
 class StoredFileMissing(Exception):
     pass
 

@@ -152,3 +152,17 @@ def open_seconds(hours: BusinessHours | None, start: datetime, end: datetime) ->
 def is_open(hours: BusinessHours | None, at: datetime) -> bool:
     """Whether a queue with these hours is open at ``at`` (no hours: always)."""
     return hours is None or hours.is_open(at)
+
+
+def calendar_zone(spec: Mapping[str, Any] | None, default: str) -> str:
+    """The timezone of a queue's calendar days (its "today" on the wallboard, its days in reports): the one its
+    business hours name, else ``default`` (``SWITCHBOARD_SUPERVISOR_TIMEZONE``)."""
+    zone = (spec or {}).get("timezone")
+    return zone if isinstance(zone, str) and zone else default
+
+
+def local_midnight(day: date, zone: ZoneInfo) -> datetime:
+    """The UTC moment a local calendar day begins (23 or 25 hours before the next across a DST change); a
+    midnight that does not exist locally (a DST jump at 00:00) is the moment of the jump: zoneinfo reads a
+    time in the gap with the offset before it (fold 0)."""
+    return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)

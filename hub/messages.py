@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.db import utcnow
-from hub.inputs import Id, clean, clean_text
+from hub.inputs import DbInt, Id, clean, clean_text
 
 
 class Attachment(BaseModel):
@@ -59,6 +59,12 @@ class InboundMessage(BaseModel):
     # A ticket number the sender named (email subject tag); honoured only if the sender takes part in it.
     ticket_hint: Id | None = None
     queue: str | None = Field(default=None, description="queue name chosen by the adapter (mailbox, IVR)")
+    # What the adapter asks of routing for this work (an IVR's ``set`` nodes): a priority, and skills added to the
+    # queue's (``{"spanish": 1}``). A queue-selection rule's own priority wins; its skills are added to these.
+    priority: Literal["low", "normal", "high", "urgent"] | None = None
+    skills: dict[Annotated[str, Field(min_length=1, max_length=100)], DbInt] = Field(
+        default_factory=dict, max_length=20
+    )
     received_at: datetime = Field(default_factory=utcnow)
     metadata: dict[str, Any] = Field(default_factory=dict)
 

@@ -15,7 +15,8 @@ is one of the core's exceptions (``hub.errors`` subclasses with stable codes: ``
                                                lookup: the caller's name and open requests)
     ConversationPort  rt.ports.conversations   webchat (history, rating, receipts, moving to email, closing a
                                                conversation a knowledge-base article answered); hub.file_access
-                                               (a visitor's files); social (providers' delivery and read receipts)
+                                               (a visitor's files: to read, to upload and
+                                               attach); social (providers' delivery and read receipts)
     QueuePort         rt.ports.queues          webchat (is anybody available), twilio (is the queue open)
     TicketPort        rt.ports.tickets         email (the message a reply quotes); the knowledge base's
                                                suggestions (who may see a ticket, its text); twilio (a call's
@@ -30,13 +31,14 @@ Adding a port, or a method to one (CONTRIBUTING.md): the Protocol and its models
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from hub.config import MessageTemplate
 from hub.messages import Identity
 from hub.principals import Principal
 
@@ -190,6 +192,14 @@ class ConversationPort(Protocol):
         """Whether a message of this conversation that its customer sees (never a note) carries the stored file
         ``sha256``. Ask through ``hub.file_access``, not directly."""
 
+    async def record_upload(self, *, channel: str, thread_key: str, sha256: str) -> None:
+        """The customer of this conversation uploaded the stored file ``sha256`` (to send it in a message).
+        Returns once committed. Through ``hub.file_access``, not directly."""
+
+    async def attachable(self, *, channel: str, thread_key: str, sha256s: Collection[str]) -> set[str]:
+        """Those of ``sha256s`` a new message of this conversation may carry: uploaded in it, or already carried
+        by a message of it its customer sees. Ask through ``hub.file_access``, not directly."""
+
     async def advance(self, *, channel: str, receipts: Sequence[DeliveryReceipt]) -> int:
         """Providers' receipts: each named message's delivery status moves forward (never back; failed is
         final, with the provider's reason). Answers how many messages moved. Returns once committed."""
@@ -271,6 +281,22 @@ class TicketPort(Protocol):
         offer, is solved and tagged ``abandoned``, and a ``call.abandoned`` event is appended (supervisors
         count them). Only a ticket nobody has accepted; answers whether it was abandoned."""
 
+    async def call_answered(self, *, ticket_id: int, at: datetime) -> bool:
+        """The agent who took a call's ticket picked up at ``at`` (their phone leg answered): the ticket's
+        ``answered_at`` (service level, ASA and the wallboard count from it), with a ``ticket.updated`` event.
+        Taking a call's ticket does not stamp it. Answers whether it was stamped now (not before)."""
+
+    async def call_missed(self, *, ticket_id: int, agent_id: int, reason: str) -> bool:
+        """The agent who took a call's ticket did not pick up (busy, no answer): the ticket goes back to its
+        queue keeping its place in line and is offered to another agent. Only a ticket still held by
+        ``agent_id`` (answered before, for a repeat call, or not); answers whether it went back."""
+
+    async def call_again(self, *, ticket_id: int, reason: str) -> int | None:
+        """The customer rang again and the new call joined their open ticket, which an agent holds: answers
+        that agent when they are available (the new call is theirs); otherwise the ticket goes back to its
+        queue, keeping its place, and routing offers it to another agent (None; None also when no one holds
+        it)."""
+
     async def send_as(
         self, *, agent_id: int, ticket_id: int, text: str, client_key: str, metadata: dict[str, Any] | None = None
     ) -> int:
@@ -287,6 +313,10 @@ class TicketPort(Protocol):
     async def may_read_file(self, *, principal: Principal, sha256: str) -> bool:
         """Whether a message carrying the stored file ``sha256`` is in a ticket ``principal`` may see. Ask
         through ``hub.file_access``, not directly."""
+
+    async def message_templates(self, *, channel: str | None = None) -> list[MessageTemplate]:
+        """The approved message templates in force (for ``channel``, when given), as the admin page edits them
+        and ``SWITCHBOARD_WHATSAPP_TEMPLATES`` seeds them."""
 
 
 # --- the registry -------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ publishes them. A change that raises rolls back and publishes nothing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +23,7 @@ from hub.events import EventRecord, NewEvent, append_events
 from hub.messages import ReplyHook
 from hub.metrics import Metrics
 from hub.ports import Ports
+from hub.workers import cancel_and_wait
 
 
 @dataclass(slots=True)
@@ -53,6 +54,22 @@ class Runtime:
     # The channels' hooks on replies stored for them, by channel name (``hub.messages.ReplyHook``), registered
     # at start by ``hub/app.py``.
     reply_hooks: dict[str, ReplyHook] = field(default_factory=dict)
+    # Work this runtime started in the background (``spawn``), until it ends or ``stop_tasks`` stops it.
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
+        """Run ``coro`` in the background for as long as this runtime runs: whoever stops the runtime stops it
+        first (``stop_tasks``), before the database goes; a task still reading when the engine was disposed kept
+        its connection checked out, and PostgreSQL's was never closed."""
+        task = asyncio.create_task(coro, name=name)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def stop_tasks(self) -> None:
+        """Cancel what ``spawn`` started and wait until each has ended."""
+        for task in list(self.tasks):
+            await cancel_and_wait(task)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Tx]:
@@ -91,6 +108,10 @@ async def standalone(settings: Settings) -> AsyncIterator[Runtime]:
     """A runtime for a CLI command or script: no server, no live subscribers."""
     db = Database(settings.database_url, fast_paths=settings.fast_paths)
     try:
-        yield Runtime(settings=settings, db=db, events=EventHub(db, _NoPublish()), metrics=Metrics())
+        runtime = Runtime(settings=settings, db=db, events=EventHub(db, _NoPublish()), metrics=Metrics())
+        try:
+            yield runtime
+        finally:
+            await runtime.stop_tasks()
     finally:
         await db.dispose()

@@ -16,6 +16,7 @@ Whichever channel package carries the name (Meta's Cloud API or Twilio for ``wha
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 
@@ -42,6 +43,15 @@ class WindowState(BaseModel):
     tag: str | None = None  # what a reply now carries (tagged)
     templates_allowed: bool = False  # closed, and templates may still be sent
     reason: str | None = None  # why free text is refused (closed)
+
+
+# Where a template's variables go: {{1}}, {{2}}...
+PLACEHOLDER = re.compile(r"\{\{\s*([1-9][0-9]?)\s*\}\}")
+
+
+def variables_of(body: str) -> int:
+    """How many values a template's body takes: its highest ``{{n}}``."""
+    return max((int(n) for n in PLACEHOLDER.findall(body)), default=0)
 
 
 def rule_of(channel: str) -> WindowRule | None:

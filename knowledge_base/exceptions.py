@@ -13,6 +13,10 @@ class VersionNotFound(NotFound):
     code = "article_version_not_found"
 
 
+class WordingNotFound(NotFound):
+    code = "learned_wording_not_found"
+
+
 class SlugTaken(Conflict):
     code = "article_slug_taken"
 

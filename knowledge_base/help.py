@@ -4,7 +4,8 @@ answer 404, as if they did not exist).
 
 Language: ``?lang=xx`` (the switcher's links) wins, then the browser's ``Accept-Language``, among the locales
 that have published articles; an article is shown in the best of its own translations. Every page has a
-``<title>``, a meta description, a canonical link and ``hreflang`` alternates for search engines.
+``<title>``, a meta description, a canonical link and ``hreflang`` alternates for search engines, and
+``/help/sitemap.xml`` lists every published page.
 
 Templates live in ``knowledge_base/templates/help/`` (the knowledge base's public surface, beside its code).
 """
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+from xml.sax.saxutils import escape as xml_escape
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
@@ -200,7 +202,7 @@ async def help_search(request: Request, rt: RuntimeDep, q: str = "", category: s
     context: dict[str, Any] = {"query": q[:200], "hits": [], "error": None, "robots": "noindex"}
     status = 200
     try:
-        index = await knowledge_index(rt).current()
+        index = await knowledge_index(rt).available()
         hits = await search(rt, query=q, statuses=PUBLIC, index=index, locale=locale, category=category)
         context["hits"] = [{**h.model_dump(), "href": _href(f"/help/{h.slug}", h.locale)} for h in hits]
     except SwitchboardError as exc:
@@ -211,7 +213,9 @@ async def help_search(request: Request, rt: RuntimeDep, q: str = "", category: s
 
 
 async def _related(rt: Runtime, article: ArticleRead) -> list[dict[str, str]]:
-    index = await knowledge_index(rt).current()
+    index = await knowledge_index(rt).available()
+    if index is None:
+        return []  # the index's first build is not in yet: the page goes without related articles
     about = f"{article.title}. {' '.join(article.phrasings[:3])}"
     ranked = index.rank(about, limit=4, statuses=frozenset({ArticleStatus.PUBLISHED.value}))
     return [
@@ -219,6 +223,32 @@ async def _related(rt: Runtime, article: ArticleRead) -> list[dict[str, str]]:
         for r in ranked
         if r.doc.slug != article.slug and r.doc.locale == article.locale
     ][:3]
+
+
+# The sitemaps protocol's limit of URLs in one file.
+SITEMAP_URLS = 50_000
+
+
+@router.get("/help/sitemap.xml")
+async def help_sitemap(request: Request, rt: RuntimeDep) -> Response:
+    """For search engines (the sitemaps.org protocol): the front page and each category's in every language that
+    has published articles, and every published article in each of its languages, with its last change. The
+    URLs are the pages' canonical links."""
+    base = request.app.state.settings.public_url
+    summaries = await service.list_articles(rt, statuses=PUBLIC, limit=SITEMAP_URLS)
+    entries: dict[str, str | None] = {}
+    for code in sorted({s.locale for s in summaries}):
+        entries[_href("/help", code)] = None
+    for s in summaries:
+        entries.setdefault(_href(f"/help/category/{quote(s.category)}", s.locale), None)
+    for s in summaries:
+        entries[_href(f"/help/{quote(s.slug)}", s.locale)] = s.updated_at.date().isoformat()
+    lines = ['<?xml version="1.0" encoding="UTF-8"?>', '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">']
+    for path, lastmod in list(entries.items())[:SITEMAP_URLS]:
+        changed = f"<lastmod>{lastmod}</lastmod>" if lastmod else ""
+        lines.append(f"<url><loc>{xml_escape(base + path)}</loc>{changed}</url>")
+    lines.append("</urlset>")
+    return Response("\n".join(lines) + "\n", media_type="application/xml", headers={"Cache-Control": "max-age=300"})
 
 
 @router.get("/help/{slug}", response_class=HTMLResponse)

@@ -269,6 +269,15 @@ class SearchHit(BaseModel):
     url: str = ""
 
 
+class LearnedWording(BaseModel):
+    """A customer's wording the ranking learned for an article from agents marking the article helpful for it."""
+
+    id: int = PField(description="the newest feedback that taught it; DELETE .../learned/{id} drops the wording")
+    wording: str
+    times: int = PField(description="how many times agents marked the article helpful for these words")
+    last_at: datetime
+
+
 class FeedbackCreate(Input):
     article_id: Id
     helpful: bool

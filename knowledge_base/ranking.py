@@ -485,8 +485,12 @@ class RankIndex:
                 # Every phrasing of every article is the costliest product (10,000 articles: 60,000 rows): only
                 # the front-runners by the other scores, and by their centroid alone, get it.
                 picked = np.union1d(_top(total, CANDIDATES), _top(centroid, CANDIDATES))
-                rows = np.concatenate([np.arange(self.starts[i], self.ends[i]) for i in picked])
-                firsts = np.cumsum([0] + [int(self.ends[i] - self.starts[i]) for i in picked[:-1]])
+                # Their rows, without a Python loop over the ~400 picked (a fifth of a ranking's CPU time when
+                # it was one): each picked article's rows start at ``firsts`` in ``rows``, so row k of it is
+                # k + (its start - its first).
+                sizes = self.ends[picked] - self.starts[picked]
+                firsts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+                rows = np.repeat(self.starts[picked] - firsts, sizes) + np.arange(int(sizes.sum()))
                 nearest[picked] = np.maximum.reduceat(self.phrase_vectors[rows] @ q, firsts)
             total = total + w.nearest * nearest
             parts |= {"centroid": centroid, "nearest": nearest}

@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub import audit
 from hub.db import taken_as, utcnow
 from hub.events import EventPayload, NewEvent, event_payload
+from hub.principals import Principal
 from hub.runtime import Runtime, Tx
-from knowledge_base.exceptions import ArticleNotFound, SlugTaken, StaleArticle, VersionNotFound
+from knowledge_base.exceptions import ArticleNotFound, SlugTaken, StaleArticle, VersionNotFound, WordingNotFound
 from knowledge_base.models import (
     Article,
     ArticleCreate,
@@ -27,6 +30,7 @@ from knowledge_base.models import (
     ArticleVersionRead,
     Embedding,
     Feedback,
+    LearnedWording,
 )
 from knowledge_base.ranking import Doc
 from knowledge_base.render import to_html, to_text
@@ -42,7 +46,8 @@ FEEDBACK = "kb.feedback"
 
 @event_payload(CHANGED)
 class ArticleChanged(EventPayload):
-    """An article was created, edited, published, archived or deleted (``action``); its state after."""
+    """An article was created, edited, published, archived or deleted, or lost a wording learned from feedback
+    (``action``: created, updated, deleted, wording_dropped); its state after."""
 
     id: int
     slug: str
@@ -116,12 +121,25 @@ def _changed(tx: Tx, row: Any, action: str) -> None:
     )
 
 
+async def _audit(tx: Tx, actor: Principal | None, action: str, row: Any, **detail: Any) -> None:
+    """A person's change to an article, in the admins' audit log (imports and seeds pass no actor)."""
+    if actor is not None:
+        info = {"slug": row.slug, "locale": row.locale, "title": row.title, "version": row.version, **detail}
+        await audit.record(tx.conn, actor=actor, action=action, target=f"article:{row.id}", detail=info)
+
+
 async def create_article(
-    rt: Runtime, *, data: ArticleCreate, author_id: int | None = None, source: str = "api"
+    rt: Runtime,
+    *,
+    data: ArticleCreate,
+    author_id: int | None = None,
+    source: str = "api",
+    actor: Principal | None = None,
 ) -> ArticleRead:
     """Add an article (version 1)."""
     async with rt.write() as tx:
         row = await _insert(tx, data, author_id=author_id, source=source)
+        await _audit(tx, actor, "kb.article_create", row)
     return _read(row)
 
 
@@ -181,7 +199,13 @@ async def _apply(tx: Tx, row: Any, changes: dict[str, Any], *, author_id: int | 
 
 
 async def update_article(
-    rt: Runtime, *, article_id: int, data: ArticleUpdate, author_id: int | None = None, source: str = "api"
+    rt: Runtime,
+    *,
+    article_id: int,
+    data: ArticleUpdate,
+    author_id: int | None = None,
+    source: str = "api",
+    actor: Principal | None = None,
 ) -> ArticleRead:
     """Change an article's fields as the next version (none when nothing differs)."""
     async with rt.write() as tx:
@@ -190,7 +214,11 @@ async def update_article(
             raise StaleArticle(f"article {article_id} is at version {row.version}, not {data.version}: reload it")
         changes = data.model_dump(exclude_unset=True, exclude={"version"}, mode="json")
         changes = {k: v for k, v in changes.items() if v is not None}
+        before = row
         row = await _apply(tx, row, changes, author_id=author_id, source=source)
+        if row.version != before.version:  # nothing differed: no new version, nothing to log
+            fields = sorted(k for k in changes if getattr(before, k, None) != getattr(row, k, None))
+            await _audit(tx, actor, "kb.article_update", row, fields=fields)
     return _read(row)
 
 
@@ -209,11 +237,12 @@ async def upsert_article(
     return _read(new), ("unchanged" if new.version == row.version else "updated")
 
 
-async def delete_article(rt: Runtime, *, article_id: int) -> None:
+async def delete_article(rt: Runtime, *, article_id: int, actor: Principal | None = None) -> None:
     """Delete an article with its versions and feedback."""
     async with rt.write() as tx:
         row = await _locked(tx.conn, article_id)
         await tx.conn.execute(delete(A).where(A.c.id == article_id))
+        await _audit(tx, actor, "kb.article_delete", row)
         _changed(tx, row, "deleted")
 
 
@@ -265,6 +294,15 @@ async def list_articles(
     return [ArticleSummary.model_validate(dict(r._mapping)) for r in rows]
 
 
+async def plain_texts(rt: Runtime, *, article_ids: Sequence[int]) -> dict[int, str]:
+    """The bodies of ``article_ids`` as plain text."""
+    if not article_ids:
+        return {}
+    stmt = select(A.c.id, A.c.body_text).where(A.c.id.in_(list(article_ids)))
+    async with rt.read() as conn:
+        return {r.id: r.body_text for r in (await conn.execute(stmt)).all()}
+
+
 async def all_articles(rt: Runtime) -> list[ArticleRead]:
     """Every article, every locale and status (for export)."""
     async with rt.read() as conn:
@@ -306,13 +344,16 @@ async def get_version(rt: Runtime, *, article_id: int, version: int) -> ArticleV
     return ArticleVersionRead.model_validate(row._mapping)
 
 
-async def restore_version(rt: Runtime, *, article_id: int, version: int, author_id: int | None = None) -> ArticleRead:
+async def restore_version(
+    rt: Runtime, *, article_id: int, version: int, author_id: int | None = None, actor: Principal | None = None
+) -> ArticleRead:
     """Make an older version's content the article's next version."""
     old = await get_version(rt, article_id=article_id, version=version)
     async with rt.write() as tx:
         row = await _locked(tx.conn, article_id)
         fields = old.model_dump(mode="json", include={"title", "body", "category", "tags", "phrasings", "status"})
         row = await _apply(tx, row, fields, author_id=author_id, source="restore")
+        await _audit(tx, actor, "kb.article_restore", row, restored=version)
     return _read(row)
 
 
@@ -361,6 +402,28 @@ async def feedback_counts(rt: Runtime) -> dict[int, tuple[int, int]]:
     return out
 
 
+def _learned_wordings(feedback: Sequence[Any]) -> tuple[dict[int, list[str]], dict[int, list[str]]]:
+    """Per article, the wordings agents marked helpful (learned) and not helpful (rejected), newest first, at most
+    ``FEEDBACK_PHRASINGS`` of each: ``feedback`` is (article id, helpful, query) rows, newest first."""
+    learned: dict[int, list[str]] = {}
+    rejected: dict[int, list[str]] = {}
+    for article_id, helpful, query in feedback:
+        bucket = (learned if helpful else rejected).setdefault(article_id, [])
+        if len(bucket) < FEEDBACK_PHRASINGS and query not in bucket:
+            bucket.append(query)
+    return learned, rejected
+
+
+def _taught() -> Any:
+    """Agents' feedback with a wording, newest first. Agents' word only: visitors' "this solved it" is counted,
+    but anyone on the web could send it, so it never teaches the ranking. A dropped wording is blanked."""
+    return (
+        select(F.c.article_id, F.c.helpful, F.c.query)
+        .where(F.c.source == AGENT, F.c.query != "")
+        .order_by(F.c.id.desc())
+    )
+
+
 async def ranking_docs(rt: Runtime, *, article_ids: Sequence[int] | None = None) -> list[Doc]:
     """What the ranker needs of every published and internal article (or of ``article_ids``), with the
     wordings agents' and visitors' feedback taught it."""
@@ -368,21 +431,14 @@ async def ranking_docs(rt: Runtime, *, article_ids: Sequence[int] | None = None)
     stmt = select(A.c.id, A.c.slug, A.c.locale, A.c.title, A.c.status, A.c.body_text, A.c.tags, A.c.phrasings).where(
         A.c.status.in_(live)
     )
-    # Agents' word only: visitors' "this solved it" is counted, but anyone on the web could send it, so it
-    # never teaches the ranking.
-    fb = select(F.c.article_id, F.c.helpful, F.c.query).where(F.c.source == AGENT).order_by(F.c.id.desc())
+    fb = _taught()
     if article_ids is not None:
         stmt = stmt.where(A.c.id.in_(list(article_ids)))
         fb = fb.where(F.c.article_id.in_(list(article_ids)))
     async with rt.read() as conn:
         rows = (await conn.execute(stmt.order_by(A.c.id))).all()
-        feedback = (await conn.execute(fb.where(and_(F.c.query != "")))).all()
-    learned: dict[int, list[str]] = {}
-    rejected: dict[int, list[str]] = {}
-    for article_id, helpful, query in feedback:
-        bucket = (learned if helpful else rejected).setdefault(article_id, [])
-        if len(bucket) < FEEDBACK_PHRASINGS and query not in bucket:
-            bucket.append(query)
+        feedback = (await conn.execute(fb)).all()
+    learned, rejected = _learned_wordings(feedback)
     return [
         Doc(
             article_id=r.id,
@@ -397,6 +453,53 @@ async def ranking_docs(rt: Runtime, *, article_ids: Sequence[int] | None = None)
         )
         for r in rows
     ]
+
+
+async def learned_wordings(rt: Runtime, *, article_id: int) -> list[LearnedWording]:
+    """The customers' wordings the ranking learned for an article from agents marking it helpful (those it
+    ranks by, newest first), beside the article's own phrasings: the admin's "also asked as" shows them."""
+    article = await get_article(rt, article_id=article_id)
+    stmt = (
+        select(F.c.id, F.c.query, F.c.created_at)
+        .where(F.c.article_id == article_id, F.c.source == AGENT, F.c.helpful.is_(True), F.c.query != "")
+        .order_by(F.c.id.desc())
+    )
+    async with rt.read() as conn:
+        rows = (await conn.execute(stmt)).all()
+    learned, _ = _learned_wordings([(article_id, True, r.query) for r in rows])
+    ranked = set(learned.get(article_id, ()))
+    out: dict[str, LearnedWording] = {}
+    for row in rows:
+        if row.query in article.phrasings or row.query not in ranked:
+            continue
+        if row.query in out:
+            out[row.query].times += 1
+        else:
+            out[row.query] = LearnedWording(id=row.id, wording=row.query, times=1, last_at=row.created_at)
+    return list(out.values())
+
+
+async def drop_learned_wording(
+    rt: Runtime, *, article_id: int, wording_id: int, actor: Principal | None = None
+) -> None:
+    """Make the ranking unlearn a wording (``wording_id``: the id ``learned_wordings`` gave it): every agent's
+    "helpful" with that wording for the article keeps its vote but loses its words, so the ranking reads it no
+    more; the article's index entry is refreshed (and the wording's stored embedding pruned) after commit."""
+    async with rt.write() as tx:
+        row = await _locked(tx.conn, article_id)
+        stmt = select(F.c.query).where(
+            F.c.id == wording_id, F.c.article_id == article_id, F.c.source == AGENT, F.c.helpful.is_(True)
+        )
+        found = (await tx.conn.execute(stmt)).first()
+        if found is None or not found.query:
+            raise WordingNotFound(f"article {article_id} learned no wording {wording_id}")
+        await tx.conn.execute(
+            update(F)
+            .where(F.c.article_id == article_id, F.c.source == AGENT, F.c.helpful.is_(True), F.c.query == found.query)
+            .values(query="")
+        )
+        await _audit(tx, actor, "kb.wording_drop", row, wording=found.query)
+        _changed(tx, row, "wording_dropped")
 
 
 # --- stored embeddings ----------------------------------------------------------------------------------------
@@ -435,3 +538,24 @@ async def store_embeddings(rt: Runtime, *, embedder: str, vectors: dict[str, byt
         ]
         async with rt.write() as tx:
             await tx.conn.execute(rt.db.insert_ignore(E), rows)
+
+
+async def stored_hashes(rt: Runtime, *, before: datetime) -> set[str]:
+    """The sentence hashes with a vector stored (by any embedder) before ``before``."""
+    stmt = select(E.c.text_hash).where(E.c.created_at < before).distinct()
+    async with rt.read() as conn:
+        return {h for (h,) in (await conn.execute(stmt)).all()}
+
+
+async def prune_embeddings(rt: Runtime, *, hashes: Sequence[str], before: datetime) -> int:
+    """Delete the stored vectors (of every embedder) of sentences no article uses any more, stored before
+    ``before`` (when the caller read the articles: a vector stored since may be another process's, for a
+    sentence used again meanwhile). Answers how many rows went."""
+    wanted = list(dict.fromkeys(hashes))
+    gone = 0
+    for start in range(0, len(wanted), EMBEDDING_BATCH):
+        chunk = wanted[start : start + EMBEDDING_BATCH]
+        async with rt.write() as tx:
+            result = await tx.conn.execute(delete(E).where(E.c.text_hash.in_(chunk), E.c.created_at < before))
+            gone += result.rowcount or 0
+    return gone

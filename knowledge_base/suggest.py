@@ -6,6 +6,16 @@ sentence embedder loaded then, once per process and embedder name), then refresh
 read again and re-indexed (``RankIndex.updated``; a full build now and then), and only sentences never seen
 before are embedded (the others are read from ``kb_embeddings``). Readers always get a complete index: the
 new one replaces the old in one assignment.
+
+A start never makes a request wait for the build (seconds to a minute for 10,000 articles on a busy machine):
+``available()`` answers None until the first build is in, and suggestions, the widget's answers and search rank
+by the database's full text alone meanwhile (``by_full_text``).
+
+Stored embeddings are pruned as the sentences they belong to go out of use: the index counts, per sentence,
+the articles using it (title, phrasings, wordings learned or rejected from feedback); when an edit, a deletion,
+a dropped wording or an article leaving the published and internal ones brings a sentence's count to zero, its
+vector goes from memory and from ``kb_embeddings`` (of every embedder). What changed while no process ran is
+swept once the first build is in (``_sweep``).
 """
 
 from __future__ import annotations
@@ -14,17 +24,23 @@ import asyncio
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel
 
+from hub.db import utcnow
 from hub.events import EventRecord
 from hub.runtime import Runtime
 from knowledge_base import service
 from knowledge_base.embedders import Embedder, load_embedder
+from knowledge_base.exceptions import InvalidQuery
+from knowledge_base.models import ArticleStatus
 from knowledge_base.ranking import Doc, RankCache, RankIndex
+from knowledge_base.search import MAX_QUERY_CHARS, search
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +49,9 @@ AGENT_VISIBLE = frozenset({"published", "internal"})
 # this share of all articles: their rows are weighted with term statistics that drift as articles change.
 REBUILD_AFTER = 50
 REBUILD_SHARE = 0.1
+# How long a request waits for the index's first build (a small knowledge base's takes milliseconds) before it
+# ranks by the database's full text alone.
+BUILD_GRACE = 0.25
 
 
 class Suggestion(BaseModel):
@@ -91,6 +110,9 @@ class KnowledgeIndex:
         self._task: asyncio.Task[None] | None = None
         self._embedding: asyncio.Task[None] | None = None
         self._sizes: dict[str, int] = {}
+        self._uses: Counter[str] = Counter()  # sentence -> how many of the articles in ``_docs`` use it
+        self._pruning: set[asyncio.Task[None]] = set()
+        self._rebuilding = False
 
     @property
     def embedder(self) -> Embedder | None:
@@ -103,26 +125,40 @@ class KnowledgeIndex:
         assert self.index is not None
         return self.index
 
+    async def available(self) -> RankIndex | None:
+        """The index for a request that must not wait for a build: None while the first one is not in after
+        ``BUILD_GRACE`` (it is started in the background if it was not; callers rank by the database's full text
+        meanwhile), then the index, brought up to date first when articles changed (a few articles:
+        milliseconds; while a full build runs, the index as it is, the build reading them afterwards)."""
+        if self.index is None:
+            if self._task is None or self._task.done():
+                self._task = asyncio.get_running_loop().create_task(self._refresh_soon())
+            await asyncio.wait({self._task}, timeout=BUILD_GRACE)
+            return self.index
+        if self._dirty and not self._rebuilding:
+            await self.refresh()
+        return self.index
+
     async def refresh(self) -> None:
         """Build the index (first by words alone, see ``_embed``), or read the changed articles again."""
         async with self._lock:
+            read_at = utcnow()
             if self.index is None:
                 docs = await service.ranking_docs(self.rt)
                 self._dirty.clear()
                 self._docs = {d.article_id: d for d in docs}
+                self._uses = Counter(t for d in docs for t in sentences(d))
                 self.index = await asyncio.to_thread(RankIndex, docs, None, cache=self._cache)
                 self.built_at = time.monotonic()
-                self._embedding = asyncio.get_running_loop().create_task(self._embed())
+                self._embedding = asyncio.get_running_loop().create_task(self._embed(read_at))
                 return
             if not self._dirty:
                 return
             changed = sorted(self._dirty)
             self._dirty.clear()
             fresh = await service.ranking_docs(self.rt, article_ids=changed)
-            for article_id in changed:
-                self._docs.pop(article_id, None)
-            for doc in fresh:
-                self._docs[doc.article_id] = doc
+            unused = self._replace(changed, fresh)
+            self._prune_soon(unused, read_at)
             index, embedder = self.index, self.index.embedder
             if index.appended + len(fresh) > max(REBUILD_AFTER, REBUILD_SHARE * len(self._docs)):
                 await self._rebuild(embedder)
@@ -136,10 +172,59 @@ class KnowledgeIndex:
             if embedder is not None and missing:
                 await self._store_new(embedder, missing)
 
-    async def _embed(self) -> None:
+    def _replace(self, changed: Sequence[int], fresh: Sequence[Doc]) -> list[str]:
+        """Put the articles read again (``fresh``: those of ``changed`` still published or internal) in place of
+        their old versions; answers the sentences no article uses any more (forgotten from memory here)."""
+        dropped: list[str] = []
+        for article_id in changed:
+            old = self._docs.pop(article_id, None)
+            if old is not None:
+                dropped.extend(sentences(old))
+                self._uses.subtract(sentences(old))
+        for doc in fresh:
+            self._docs[doc.article_id] = doc
+            self._uses.update(sentences(doc))
+        unused = [t for t in dict.fromkeys(dropped) if self._uses[t] <= 0]
+        for text in unused:
+            del self._uses[text]
+            self._cache.vectors.pop(text, None)
+        return unused
+
+    def _prune_soon(self, unused: Sequence[str], read_at: datetime) -> None:
+        """Delete the stored vectors of ``unused`` sentences after the refresh (not on a request's time)."""
+        if unused:
+            task = asyncio.get_running_loop().create_task(self._prune(unused, read_at))
+            self._pruning.add(task)
+            task.add_done_callback(self._pruning.discard)
+
+    async def _prune(self, unused: Sequence[str], read_at: datetime) -> None:
+        try:
+            hashes = [service.text_hash(t) for t in unused]
+            await service.prune_embeddings(self.rt, hashes=hashes, before=read_at)
+        except Exception:
+            log.exception("knowledge base: pruning %d unused sentence embeddings failed", len(unused))
+
+    async def _sweep(self, read_at: datetime) -> None:
+        """Prune the stored vectors of sentences no article used when the first build read them (left by changes
+        made while no process ran, or by a process that stopped before pruning)."""
+        stored = await service.stored_hashes(self.rt, before=read_at)
+        used = list(self._uses)
+        wanted = await asyncio.to_thread(lambda: {service.text_hash(t) for t in used})
+        unused = stored - wanted
+        if unused:
+            gone = await service.prune_embeddings(self.rt, hashes=sorted(unused), before=read_at)
+            log.info("knowledge base: pruned %d stored embeddings no article uses", gone)
+
+    async def pruned(self) -> None:
+        """Wait for the pruning started so far (for tests and commands)."""
+        while self._pruning:
+            await asyncio.gather(*self._pruning, return_exceptions=True)
+
+    async def _embed(self, read_at: datetime) -> None:
         """Load the embedder and embed every title and phrasing, in the background, and the lexical index answers
         meanwhile: embeddings are stored (``kb_embeddings``), so only sentences never embedded before cost time
-        (for a large knowledge base, minutes the first time; reading them back, seconds)."""
+        (for a large knowledge base, minutes the first time; reading them back, seconds). Then sweep the stored
+        vectors no article uses."""
         try:
             embedder = await asyncio.to_thread(embedder_for, self.embedder_name)
             if embedder is not None:
@@ -147,13 +232,21 @@ class KnowledgeIndex:
                     await self._rebuild(embedder)
         except Exception:
             log.exception("knowledge base: embedding the articles failed; ranking by words alone")
+        try:
+            await self._sweep(read_at)
+        except Exception:
+            log.exception("knowledge base: sweeping unused sentence embeddings failed")
 
     async def _rebuild(self, embedder: Embedder | None) -> None:
         docs = sorted(self._docs.values(), key=lambda d: d.article_id)
         missing: list[str] = []
-        if embedder is not None:
-            missing = await self._load_stored(embedder, docs)
-        self.index = await asyncio.to_thread(RankIndex, docs, embedder, cache=self._cache)
+        self._rebuilding = True
+        try:
+            if embedder is not None:
+                missing = await self._load_stored(embedder, docs)
+            self.index = await asyncio.to_thread(RankIndex, docs, embedder, cache=self._cache)
+        finally:
+            self._rebuilding = False
         self.built_at = time.monotonic()
         if embedder is not None and missing:
             await self._store_new(embedder, missing)
@@ -226,13 +319,18 @@ class KnowledgeIndex:
         self._task = asyncio.get_running_loop().create_task(self._refresh_soon())
 
     async def stop(self) -> None:
-        for task in (self._task, self._embedding):
+        for task in (self._task, self._embedding, *self._pruning):
             if task is not None and not task.done():
                 task.cancel()
                 try:
                     await task
                 except (asyncio.CancelledError, Exception):
                     pass
+
+
+def sentences(doc: Doc) -> tuple[str, ...]:
+    """An article's sentences the ranking embeds (and stores the vectors of)."""
+    return (doc.title, *doc.phrasings, *doc.rejected)
 
 
 def knowledge_index(rt: Runtime) -> KnowledgeIndex:
@@ -263,10 +361,13 @@ def customer_query(texts: Sequence[str], draft: str = "") -> str:
 
 
 async def suggest(rt: Runtime, *, query: str, limit: int, statuses: frozenset[str] = AGENT_VISIBLE) -> list[Suggestion]:
-    """The best articles for ``query``: published and internal ones for agents, with scores."""
+    """The best articles for ``query``: published and internal ones for agents, with scores (by the database's
+    full text alone while the index's first build runs)."""
     if not query.strip():
         return []
-    index = await knowledge_index(rt).current()
+    index = await knowledge_index(rt).available()
+    if index is None:
+        return await by_full_text(rt, query=query, limit=limit, statuses=statuses)
     return [
         Suggestion(
             id=r.doc.article_id,
@@ -282,8 +383,40 @@ async def suggest(rt: Runtime, *, query: str, limit: int, statuses: frozenset[st
     ]
 
 
+async def by_full_text(rt: Runtime, *, query: str, limit: int, statuses: frozenset[str]) -> list[Suggestion]:
+    """Suggestions from the database's full-text search alone (the ranking index not built yet): its newest
+    ``MAX_QUERY_CHARS`` of ``query``, one article per slug."""
+    words = query.strip()
+    if len(words) > MAX_QUERY_CHARS:
+        words = words[-MAX_QUERY_CHARS:].split(" ", 1)[-1]
+    try:
+        hits = await search(
+            rt, query=words, statuses=[ArticleStatus(s) for s in sorted(statuses)], index=None, limit=3 * limit
+        )
+    except InvalidQuery:
+        return []
+    texts = await service.plain_texts(rt, article_ids=[h.id for h in hits])
+    out: list[Suggestion] = []
+    for hit in hits:
+        if any(s.slug == hit.slug for s in out):
+            continue
+        out.append(
+            Suggestion(
+                id=hit.id,
+                slug=hit.slug,
+                locale=hit.locale,
+                title=hit.title,
+                status=hit.status.value,
+                url=hit.url,
+                score=hit.score,
+                text=texts.get(hit.id, "")[:2000],
+            )
+        )
+    return out[:limit]
+
+
 def describe(index: KnowledgeIndex) -> dict[str, Any]:
     return {
-        "articles": len(index.index.docs) if index.index else 0,
+        "articles": index.index.live if index.index else 0,
         "embedder": index.embedder.name if index.embedder else None,
     }

@@ -9,6 +9,8 @@ preview for agents; writing is for supervisors and admins.
     GET    /api/kb/articles/{id}/versions                                the versions, newest first
     GET    /api/kb/articles/{id}/versions/{n}                            one version
     POST   /api/kb/articles/{id}/versions/{n}/restore                    its content as the next version
+    GET    /api/kb/articles/{id}/learned                                 wordings learned from agents' feedback
+    DELETE /api/kb/articles/{id}/learned/{wording}                       the ranking unlearns one
     GET    /api/kb/search?q=[&status=&locale=&category=&limit=]          ranked hits with HTML-safe snippets
     POST   /api/kb/preview {"body"}                                      {"html"}: the Markdown as it will show
     GET    /api/kb/suggest?ticket_id=N[&draft=]                          articles for the customer's words
@@ -36,6 +38,7 @@ from knowledge_base.models import (
     ArticleSummary,
     ArticleUpdate,
     ArticleVersionRead,
+    LearnedWording,
     SearchHit,
 )
 from knowledge_base.render import to_html
@@ -107,7 +110,7 @@ async def list_articles(
 async def create_article(body: ArticleCreate, me: CurrentAgent, rt: RuntimeDep) -> ArticleRead:
     """Supervisors and admins: add an article (409 when its slug and locale exist)."""
     me.require_supervisor()
-    return await service.create_article(rt, data=body, author_id=me.agent_id)
+    return await service.create_article(rt, data=body, author_id=me.agent_id, actor=me)
 
 
 @router.get("/articles/{article_id}", response_model=ArticleRead)
@@ -119,13 +122,13 @@ async def get_article(article_id: IdParam, me: CurrentAgent, rt: RuntimeDep) -> 
 async def update_article(article_id: IdParam, body: ArticleUpdate, me: CurrentAgent, rt: RuntimeDep) -> ArticleRead:
     """Supervisors and admins: change an article; with ``version``, 409 when someone saved meanwhile."""
     me.require_supervisor()
-    return await service.update_article(rt, article_id=article_id, data=body, author_id=me.agent_id)
+    return await service.update_article(rt, article_id=article_id, data=body, author_id=me.agent_id, actor=me)
 
 
 @router.delete("/articles/{article_id}", status_code=204)
 async def delete_article(article_id: IdParam, me: CurrentAgent, rt: RuntimeDep) -> Response:
     me.require_supervisor()
-    await service.delete_article(rt, article_id=article_id)
+    await service.delete_article(rt, article_id=article_id, actor=me)
     return Response(status_code=204)
 
 
@@ -143,7 +146,23 @@ async def get_version(article_id: IdParam, version: IdParam, me: CurrentAgent, r
 async def restore_version(article_id: IdParam, version: IdParam, me: CurrentAgent, rt: RuntimeDep) -> ArticleRead:
     """Supervisors and admins: make an older version's content the next version."""
     me.require_supervisor()
-    return await service.restore_version(rt, article_id=article_id, version=version, author_id=me.agent_id)
+    return await service.restore_version(rt, article_id=article_id, version=version, author_id=me.agent_id, actor=me)
+
+
+@router.get("/articles/{article_id}/learned", response_model=list[LearnedWording])
+async def learned_wordings(article_id: IdParam, me: CurrentAgent, rt: RuntimeDep) -> list[LearnedWording]:
+    """The customers' wordings the ranking learned for the article from agents' "helpful", newest first (the
+    admin page shows them under "also asked as")."""
+    return await service.learned_wordings(rt, article_id=article_id)
+
+
+@router.delete("/articles/{article_id}/learned/{wording_id}", status_code=204)
+async def drop_learned_wording(article_id: IdParam, wording_id: IdParam, me: CurrentAgent, rt: RuntimeDep) -> Response:
+    """Supervisors and admins: the ranking unlearns a wording (a "helpful" given by mistake); 404 when the
+    article did not learn it."""
+    me.require_supervisor()
+    await service.drop_learned_wording(rt, article_id=article_id, wording_id=wording_id, actor=me)
+    return Response(status_code=204)
 
 
 @router.get("/search", response_model=list[SearchHit])
@@ -158,7 +177,7 @@ async def search_articles(
 ) -> list[SearchHit]:
     """Typo-tolerant full-text search (published and internal articles unless ``status`` says otherwise);
     an empty query or one over 200 characters is refused with 422."""
-    index = await knowledge_index(rt).current()
+    index = await knowledge_index(rt).available()
     statuses = tuple(status) if status else AGENT_STATUSES
     return await search(rt, query=q, statuses=statuses, index=index, locale=locale, category=category, limit=limit)
 
@@ -204,7 +223,7 @@ async def feedback(body: FeedbackRequest, me: CurrentAgent, rt: RuntimeDep) -> R
 async def stats(me: CurrentAgent, rt: RuntimeDep) -> Stats:
     """Self-service deflections counted, and what the ranking runs on."""
     index = knowledge_index(rt)
-    await index.current()
+    await index.available()
     info = describe(index)
     return Stats(deflections=await service.deflections(rt), articles=info["articles"], embedder=info["embedder"])
 
@@ -218,19 +237,11 @@ async def answers(rt: RuntimeDep, q: str = "", locale: str | None = None) -> lis
     """What the widget offers while a visitor types: the best published articles for their words (anyone may
     ask; drafts and internal articles never answer). An empty query or one over 200 characters: 422."""
     query = check_query(q)
-    index = await knowledge_index(rt).current()
-    ranked = index.rank(query, limit=ANSWERS * 2, statuses=PUBLISHED_ONLY)
-    preferred = [r for r in ranked if not locale or r.doc.locale == locale] or ranked
+    offered = await suggest(rt, query=query, limit=ANSWERS * 2, statuses=PUBLISHED_ONLY)
+    preferred = [s for s in offered if not locale or s.locale == locale] or offered
     return [
-        Answer(
-            id=r.doc.article_id,
-            slug=r.doc.slug,
-            title=r.doc.title,
-            url=service.help_url(r.doc.slug, r.doc.locale),
-            excerpt=_cut(r.doc.body),
-            score=round(r.score, 4),
-        )
-        for r in preferred[:ANSWERS]
+        Answer(id=s.id, slug=s.slug, title=s.title, url=s.url, excerpt=_cut(s.text), score=s.score)
+        for s in preferred[:ANSWERS]
     ]
 
 

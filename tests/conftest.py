@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
@@ -143,6 +144,7 @@ async def rt(settings: Settings) -> AsyncIterator[Runtime]:
     try:
         yield runtime
     finally:
+        await runtime.stop_tasks()
         await hub.stop()
         await db.dispose()
 
@@ -281,3 +283,17 @@ async def redis_url() -> str:
     except Exception:  # pragma: no cover - Redis is part of the test setup
         pytest.skip(f"Redis is not running at {REDIS_URL}")
     return REDIS_URL
+
+
+@pytest.fixture
+def fresh_database_url(database_url: str, tmp_path: Path) -> Iterator[str]:
+    """An empty database of the same kind as the session's, for running the migrations step by step."""
+    if database_url.startswith("sqlite"):
+        yield f"sqlite+aiosqlite:///{tmp_path / 'migrating.db'}"
+        return
+    name = f"switchboard_mig_{uuid.uuid4().hex[:10]}"
+    pg_admin(database_url, f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(database_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        pg_admin(database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

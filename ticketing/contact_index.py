@@ -25,11 +25,13 @@ batch ``process.cdist``; no pair of contacts outside a block is ever compared.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import chain
@@ -37,25 +39,36 @@ from typing import Any
 
 import phonenumbers
 from rapidfuzz import fuzz, process
-from sqlalchemy import select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.channels import NORMALIZATION, Normalization
 from hub.db import one_of, utcnow
+from hub.errors import Conflict
+from hub.folding import fold
+from hub.principals import Principal
 from hub.runtime import Runtime
 from ticketing.identities import PHONE_KINDS, identity_read
-from ticketing.models import ContactHit, DuplicateRead
+from ticketing.models import ContactHit, ContactIndexState, DuplicateRead
 from ticketing.tables import contact_identities as I
 from ticketing.tables import contacts as C
+from ticketing.tables import tickets as T
+from ticketing.tickets import visible_tickets
+
+log = logging.getLogger(__name__)
 
 REREAD_SECONDS = 5.0
+# The first build reads and indexes this many contacts at a time (``ContactIndex.build``).
+BUILD_CHUNK = 5_000
 # Searches within this long of a refresh use the index as it is: another process's change (a new contact, a
 # rename) shows within this time; this process's own changes to contacts mark the index stale at once.
 REFRESH_EVERY_SECONDS = 0.5
 QUERY_MAX_CHARS = 200
 NAME_CUTOFF = 70.0
 WORD_MATCHES = 20  # name words like each query word, at most
-NAME_CANDIDATES = 300  # contacts ranked by their whole name, at most
+NAME_CANDIDATES = 300  # contacts ranked by their whole name, at most, beyond those matching every word
+MATCH_ALL_CANDIDATES = 600  # contacts with a name word like each query word, ranked by their whole name
+WORD_POOL = 2000  # contacts counted per query word (its closest words' first)
 SAME_NAME_SCORE = 70
 MAX_BLOCK = 200  # a block larger than this (a company's domain) is compared in its first MAX_BLOCK only
 # A full name shared by more contacts than this is a common name, not a sign of one person: not compared.
@@ -168,6 +181,8 @@ class ContactIndex:
         self._fresh_until = 0.0  # monotonic time until which a refresh is skipped
         self._lock = asyncio.Lock()
         self.version = 0  # moves whenever entries are read again
+        self.build_chunk = BUILD_CHUNK
+        self.progress = (0, 0)  # contacts put in the index by the first build, of how many
         self._clear()
 
     def _clear(self) -> None:
@@ -241,9 +256,14 @@ class ContactIndex:
             cstmt = cstmt.where(one_of(conn, C.c.id, ids))
             istmt = istmt.where(one_of(conn, I.c.contact_id, ids))
         rows = (await conn.execute(cstmt)).all()
+        self._apply(rows, (await conn.execute(istmt)).all(), ids)
+
+    def _apply(self, rows: Sequence[Any], ident_rows: Sequence[Any], ids: set[int] | None) -> None:
+        """Put the contacts read (``rows``, with their identities ``ident_rows``) in the index; of ``ids`` (those
+        asked for), the ones not read are gone."""
         idents: dict[int, list[tuple[str, str]]] = defaultdict(list)
         ident_ids: dict[int, list[int]] = defaultdict(list)
-        for iid, cid, kind, value in await conn.execute(istmt):
+        for iid, cid, kind, value in ident_rows:
             idents[cid].append((kind, value))
             ident_ids[cid].append(iid)
         for cid, name, attributes, deleted_at, stamp in rows:
@@ -260,6 +280,50 @@ class ContactIndex:
         self.version += 1
         if self._email_count > 4 * len(self.entries) + 10_000 or self._word_count > 2 * len(self._postings) + 10_000:
             self._compact()
+
+    @property
+    def ready(self) -> bool:
+        """Whether the index holds every contact (the first build is over)."""
+        return self._seen is not None
+
+    async def build(self, read: Callable[[], AbstractAsyncContextManager[AsyncConnection]]) -> None:
+        """The first load, without holding up the event loop: the contacts are read ``BUILD_CHUNK`` at a time (each
+        chunk in its own short read, by id), and put in the index in a worker thread; ``progress`` says how far
+        it got. Nothing reads the index meanwhile (searches fall back, see ``search_contacts``). What changed
+        during the build is read by the next ``refresh``, as after any load: from when the build started."""
+        async with self._lock:
+            if self._seen is not None:
+                return
+            started = utcnow()
+            async with read() as conn:
+                total = (await conn.execute(select(func.count()).select_from(C))).scalar_one()
+            self.progress = (0, total)
+            after = 0
+            while True:
+                async with read() as conn:
+                    rows = (
+                        await conn.execute(
+                            select(C.c.id, C.c.name, C.c.attributes, C.c.deleted_at, C.c.updated_at)
+                            .where(C.c.id > after)
+                            .order_by(C.c.id)
+                            .limit(self.build_chunk)
+                        )
+                    ).all()
+                    if not rows:
+                        break
+                    idents = (
+                        await conn.execute(
+                            select(I.c.id, I.c.contact_id, I.c.kind, I.c.value)
+                            .where(I.c.contact_id > after, I.c.contact_id <= rows[-1][0])
+                            .order_by(I.c.id)
+                        )
+                    ).all()
+                await asyncio.to_thread(self._apply, rows, idents, None)
+                after = rows[-1][0]
+                self.progress = (self.progress[0] + len(rows), max(total, self.progress[0] + len(rows)))
+            self._seen = started
+            self._fresh_until = 0.0  # the next use reads what changed since the build started
+            self.progress = (self.progress[0], self.progress[0])
 
     def _compact(self) -> None:
         """Rebuild the lists without the slots of contacts gone or changed."""
@@ -380,33 +444,58 @@ class ContactIndex:
 
     def _name_matches(self, key: str, limit: int) -> list[tuple[int, float]]:
         """Contacts whose name is like ``key``: each query word finds the name words like it (rapidfuzz over the
-        distinct words, not over every contact), the contacts with the most such words are the candidates, and
-        those are ranked by the whole name's similarity (WRatio: typos, word order and missing words)."""
+        distinct words, not over every contact); the candidates are the contacts whose name has a word like each
+        of the query's words, then those with the most such words (the closest words' contacts first); they are
+        ranked by the whole name's similarity (WRatio: typos, word order and missing words).
+
+        The cost is bounded by ``NAME_CANDIDATES`` and ``WORD_POOL``, not by how common a name is: a common
+        first name's words hold thousands of contacts at 100,000, and counting votes over all of them was most
+        of a slow search's time."""
         words = key.split()[:6]
-        matched: list[set[int]] = []
+        pools: list[list[int]] = []  # per query word: the contacts of its close words, closest words first
+        sets: list[set[int]] = []
         for n, word in enumerate(words):
             cutoff = 100.0 if len(word) < 3 else 75.0 if len(word) < 6 else 70.0
-            close = [
-                found
-                for start in dict.fromkeys(word[:2])
-                for found, _, _ in process.extract(
-                    word,
-                    self._words.get(start, ()),
-                    scorer=fuzz.ratio,
-                    processor=None,
-                    limit=WORD_MATCHES,
-                    score_cutoff=cutoff,
-                )
-            ]
+            close = sorted(
+                (
+                    (score, found)
+                    for start in dict.fromkeys(word[:2])
+                    for found, score, _ in process.extract(
+                        word,
+                        self._words.get(start, ()),
+                        scorer=fuzz.ratio,
+                        processor=None,
+                        limit=WORD_MATCHES,
+                        score_cutoff=cutoff,
+                    )
+                ),
+                key=lambda f: -f[0],
+            )
+            found_words = [w for _, w in close]
             if n == len(words) - 1 and len(word) >= 3:  # the last word may be half typed: the words it starts
-                close += self._prefixed(word)
-            if close:
-                matched.append(set().union(*(self._postings.get(w, ()) for w in close)))
-        if not matched:
+                found_words += self._prefixed(word)
+            if not found_words:
+                continue
+            postings = [self._postings.get(w, ()) for w in found_words]
+            sets.append(set().union(*postings))
+            pool: list[int] = []
+            for owners in postings:
+                pool.extend(owners)
+                if len(pool) >= WORD_POOL:
+                    break
+            pools.append(pool[:WORD_POOL])
+        if not sets:
             return []
-        # Candidates: the contacts whose name has a word like most of the query's words (counted in C).
-        votes = Counter(chain.from_iterable(matched))
-        candidates = [cid for cid, _ in votes.most_common(NAME_CANDIDATES)]
+        # Those with a word like each query word (C-speed set intersection, smallest set first), then the most
+        # votes among the closest words' contacts.
+        order = sorted(range(len(sets)), key=lambda i: len(sets[i]))
+        both = sets[order[0]].intersection(*(sets[i] for i in order[1:])) if len(sets) > 1 else set()
+        # Ranked by WRatio (some microseconds each), so at most MATCH_ALL_CANDIDATES of them: those reached by
+        # the closest words of the rarest query word first.
+        candidates = [cid for cid in dict.fromkeys(pools[order[0]]) if cid in both][:MATCH_ALL_CANDIDATES]
+        if len(candidates) < NAME_CANDIDATES:
+            votes = Counter(chain.from_iterable(dict.fromkeys(p) for p in pools))
+            candidates += [cid for cid, _ in votes.most_common(NAME_CANDIDATES) if cid not in both]
         names = [self.entries[c].key for c in candidates]
         ranked = process.extract(key, names, scorer=fuzz.WRatio, processor=None, limit=limit, score_cutoff=NAME_CUTOFF)
         return [(candidates[i], score) for _, score, i in ranked]
@@ -573,28 +662,197 @@ def contact_index(rt: Runtime) -> ContactIndex:
     return index
 
 
-async def search_contacts(rt: Runtime, *, query: str, limit: int = 20) -> list[ContactHit]:
-    """Contacts matching ``query`` (a name, an email address, a phone number in any format, a handle), best
-    first; typos are forgiven."""
-    index = contact_index(rt)
-    async with rt.read() as conn:
-        await index.refresh(conn)
-    return index.hits(index.search(query, limit=limit))
+class IndexBuilding(Conflict):
+    """The contact index is still being built (its first build, in the background); asked again shortly, it answers."""
+
+    code = "contact_index_building"
 
 
-async def suggested_duplicates(rt: Runtime, *, contact_id: int) -> list[DuplicateRead]:
-    """Contacts that may be the same person as ``contact_id`` (suggestions: nothing is joined)."""
+_BUILD_TASK = "contacts.index.build"
+# An agent's search ranks this many contacts before those they may not see are left out.
+SCOPED_CANDIDATES = 200
+
+
+# A search in the first moment of the index's first build waits this long for it: a small database (a laptop,
+# the demo) is indexed by then, and its searches are never the database's fallback.
+FIRST_BUILD_WAIT_SECONDS = 1.0
+
+
+def ready_index(rt: Runtime) -> ContactIndex | None:
+    """This runtime's index when its first build is over; else None, with the build started in the background
+    (once: a build that failed is started again by the next call)."""
     index = contact_index(rt)
+    if index.ready:
+        return index
+    task = rt.caches.get(_BUILD_TASK)
+    if task is None or (task.done() and not index.ready):
+        task = rt.caches[_BUILD_TASK] = rt.spawn(index.build(rt.read), name="contact-index-build")
+        task.add_done_callback(_log_failure)
+        rt.caches[_BUILD_TASK + ".started"] = time.monotonic()
+    return None
+
+
+async def _index_soon(rt: Runtime) -> ContactIndex | None:
+    """``ready_index``, waiting for the first build while it is within its first ``FIRST_BUILD_WAIT_SECONDS``."""
+    index = ready_index(rt)
+    if index is None:
+        left = rt.caches[_BUILD_TASK + ".started"] + FIRST_BUILD_WAIT_SECONDS - time.monotonic()
+        if left > 0:
+            await asyncio.wait({rt.caches[_BUILD_TASK]}, timeout=left)
+            index = ready_index(rt)
+    return index
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("building the contact index failed", exc_info=task.exception())
+
+
+async def built_index(rt: Runtime, *, wait: float | None = None) -> ContactIndex:
+    """This runtime's index, built (waiting for its first build, at most ``wait`` seconds: ``IndexBuilding``)."""
+    index = ready_index(rt)
+    if index is None:
+        try:
+            await asyncio.wait_for(asyncio.shield(rt.caches[_BUILD_TASK]), wait)
+        except TimeoutError:
+            done, total = contact_index(rt).progress
+            raise IndexBuilding(
+                f"the contact index is being built ({done} of {total} contacts); ask again shortly"
+            ) from None
+        index = contact_index(rt)
     async with rt.read() as conn:
         await index.refresh(conn)
-    return index.duplicates_of(contact_id)
+    return index
+
+
+def index_state(rt: Runtime) -> ContactIndexState:
+    """Whether searches use the index yet, and how far its first build got (starting it if need be)."""
+    ready = ready_index(rt) is not None
+    done, total = contact_index(rt).progress
+    return ContactIndexState(state="ready" if ready else "building", indexed=done, total=total)
+
+
+async def visible_contacts(conn: AsyncConnection, principal: Principal, ids: Iterable[int]) -> set[int]:
+    """Of ``ids``, the contacts ``principal`` may see, as ``ticketing.contacts.check_may_see`` says: supervisors
+    and admins every one; an agent those with a ticket the agent may see (in their queues, assigned or offered
+    to them), or with no ticket at all."""
+    wanted = set(ids)
+    cond = visible_tickets(principal)
+    if cond is None or not wanted:
+        return wanted
+    seen = func.max(case((cond, 1), else_=0))
+    rows = (
+        await conn.execute(
+            select(T.c.contact_id, seen).where(one_of(conn, T.c.contact_id, wanted)).group_by(T.c.contact_id)
+        )
+    ).all()
+    return wanted - {cid for cid, may in rows if not may}
+
+
+async def search_contacts(rt: Runtime, *, query: str, principal: Principal, limit: int = 20) -> list[ContactHit]:
+    """Contacts matching ``query`` (a name, an email address, a phone number in any format, a handle) that
+    ``principal`` may see (``visible_contacts``), best first; typos are forgiven. While the index is first
+    built, the database answers instead: exact addresses, numbers and handles, and names holding every word
+    (``index_state`` says how far the build got)."""
+    index = await _index_soon(rt)
+    scoped = not principal.sees_all
+    async with rt.read() as conn:
+        if index is None:
+            return await _unindexed_search(conn, query, principal, limit, rt.settings.default_phone_region)
+        await index.refresh(conn)
+        found = index.search(query, limit=max(limit, SCOPED_CANDIDATES) if scoped else limit)
+        if scoped and found:
+            allowed = await visible_contacts(conn, principal, [cid for cid, _, _ in found])
+            found = [f for f in found if f[0] in allowed]
+    return index.hits(found[:limit])
+
+
+async def _unindexed_search(
+    conn: AsyncConnection, query: str, principal: Principal, limit: int, region: str
+) -> list[ContactHit]:
+    """What the database finds while the index is first built: an identity equal to the query once normalized
+    (100), and contacts whose name holds every word of it (60; case and accents aside, as the index: the name and
+    the words both folded by ``switchboard_fold`` and lower-cased, so "elodie" finds "ÉLODIE" and "José" finds
+    "JOSE"; SQLite's ``lower`` knows ASCII letters only, which folding leaves the accented Latin ones)."""
+    q = " ".join(query[:QUERY_MAX_CHARS].split())
+    if not q:
+        return []
+    lowered = q.lower()
+    handle = q[1:] if q.startswith("@") else q
+    pairs = [(kind, handle) for kind in sorted(_OPAQUE_KINDS)]
+    if "@" in lowered.strip("@"):
+        pairs.append(("email", lowered))
+    e164 = phone_e164(q, region)
+    if e164:
+        pairs += [(kind, e164) for kind in sorted(_PHONE_KIND_VALUES)]
+    best: dict[int, tuple[float, str]] = {}
+    for cid, kind, value in await conn.execute(
+        select(I.c.contact_id, I.c.kind, I.c.value)
+        .where(or_(*(and_(I.c.kind == k, I.c.value == v) for k, v in pairs)))
+        .limit(limit * 5)
+    ):
+        best.setdefault(cid, (100.0, f"{kind} {value}"))
+    words = [fold(w) for w in _NOT_WORD.sub(" ", lowered).split() if any(ch.isalpha() for ch in w)][:6]
+    if words and "@" not in lowered:
+        # The words hold letters, digits and "_" only (``_NOT_WORD``): "_" is the one LIKE wildcard to escape.
+        # Folded before lower-cased, as the words were lower-cased before folded: "É" -> "E" -> "e", "é" -> "e".
+        folded_name = func.lower(func.switchboard_fold(C.c.name))
+        conds = [folded_name.like("%" + w.replace("_", "\\_") + "%", escape="\\") for w in words]
+        for cid, name in await conn.execute(
+            select(C.c.id, C.c.name).where(C.c.deleted_at.is_(None), *conds).order_by(C.c.id).limit(limit * 5)
+        ):
+            best.setdefault(cid, (60.0, f"name {name} (whole words only while the index is built)"))
+    if not best:
+        return []
+    live = {
+        cid: name
+        for cid, name in await conn.execute(
+            select(C.c.id, C.c.name).where(one_of(conn, C.c.id, best), C.c.deleted_at.is_(None))
+        )
+    }
+    allowed = await visible_contacts(conn, principal, live)
+    ranked = sorted((cid for cid in best if cid in allowed), key=lambda c: (-best[c][0], c))[:limit]
+    idents: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    if ranked:
+        for cid, kind, value in await conn.execute(
+            select(I.c.contact_id, I.c.kind, I.c.value).where(one_of(conn, I.c.contact_id, ranked)).order_by(I.c.id)
+        ):
+            idents[cid].append((kind, value))
+    return [
+        ContactHit(
+            id=cid,
+            name=live[cid],
+            identities=[identity_read(k, v) for k, v in idents[cid]],
+            score=best[cid][0],
+            matched=best[cid][1],
+        )
+        for cid in ranked
+    ]
+
+
+async def suggested_duplicates(rt: Runtime, *, contact_id: int, principal: Principal) -> list[DuplicateRead]:
+    """Contacts that may be the same person as ``contact_id`` and that ``principal`` may see (suggestions:
+    nothing is joined). None while the index is first built."""
+    index = await _index_soon(rt)
+    if index is None:
+        return []
+    async with rt.read() as conn:
+        await index.refresh(conn)
+        found = index.duplicates_of(contact_id)
+        if found and not principal.sees_all:
+            allowed = await visible_contacts(conn, principal, [d.other_id for d in found])
+            found = [d for d in found if d.other_id in allowed]
+    return found
+
+
+# How long the supervisors' list of duplicates waits for the index's first build before answering that it is
+# being built.
+DUPLICATES_WAIT_SECONDS = 10.0
 
 
 async def all_duplicates(rt: Runtime, *, limit: int = 500) -> list[DuplicateRead]:
     """Every suggested pair, most likely first (for supervisors to review). Cached until a contact changes."""
-    index = contact_index(rt)
-    async with rt.read() as conn:
-        await index.refresh(conn)
+    index = await built_index(rt, wait=DUPLICATES_WAIT_SECONDS)
     cached = rt.caches.get("contacts.duplicates")
     if cached is None or cached[0] != index.version:
         # Seconds for a large list: in a thread, so the event loop goes on serving. Holding the lock keeps

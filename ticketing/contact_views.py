@@ -13,10 +13,11 @@ from hub.db import json_dumps
 from hub.deps import CurrentAgent, RuntimeDep
 from hub.inputs import IdParam
 from ticketing import contacts, gdpr
-from ticketing.contact_index import all_duplicates, search_contacts
+from ticketing.contact_index import all_duplicates, index_state, search_contacts
 from ticketing.models import (
     ContactHistory,
     ContactHit,
+    ContactIndexState,
     ContactNoteCreate,
     ContactNoteRead,
     ContactRead,
@@ -36,8 +37,17 @@ async def search(
     q: Annotated[str, Query(max_length=1000)] = "",
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> list[ContactHit]:
-    """Contacts by name, email address, phone number (any format) or handle, typos forgiven; best first."""
-    return await search_contacts(rt, query=q, limit=limit)
+    """Contacts by name, email address, phone number (any format) or handle, typos forgiven; best first. An agent
+    finds the contacts they may open (with a ticket in their queues, assigned or offered to them, or with no
+    ticket); supervisors and admins every contact. While the index is first built (``GET
+    /api/contacts/index``), exact addresses, numbers, handles and whole name words only."""
+    return await search_contacts(rt, query=q, principal=agent, limit=limit)
+
+
+@router.get("/index", response_model=ContactIndexState)
+async def index(agent: CurrentAgent, rt: RuntimeDep) -> ContactIndexState:
+    """Whether contact search uses its index yet, or how far its first build (in the background) got."""
+    return index_state(rt)
 
 
 @router.get("/duplicates", response_model=list[DuplicateRead])

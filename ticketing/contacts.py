@@ -111,7 +111,9 @@ async def contact_page(rt: Runtime, *, contact_id: int, principal: Principal) ->
                 .order_by(contact_merges.c.id.desc())
             )
         ).all()
-    duplicates = [] if history.deleted_at else await suggested_duplicates(rt, contact_id=contact_id)
+    duplicates = (
+        [] if history.deleted_at else await suggested_duplicates(rt, contact_id=contact_id, principal=principal)
+    )
     return history.model_copy(
         update={
             "notes": [ContactNoteRead.model_validate(n._mapping) for n in notes],

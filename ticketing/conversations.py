@@ -25,7 +25,7 @@ from hub.messages import Identity
 from hub.ports import ConversationMessage, ConversationState, ConversationTicket, EmailFallback, QueueAvailability
 from hub.principals import Principal
 from hub.runtime import Runtime
-from ticketing import sla
+from ticketing import search_index, sla
 from ticketing.exceptions import AlreadyRated, InvalidRating, NotRateable, TicketNotFound
 from ticketing.identities import normalize
 from ticketing.models import AgentStatus, DeliveryStatus, Direction, TicketStatus
@@ -313,6 +313,7 @@ async def close_deflected(
             "created_at": now,
         }
         stored = (await tx.conn.execute(messages.insert().values(**note).returning(*messages.c))).one()
+        await search_index.index_new(tx.conn, tickets=False)
         tx.emit(
             ticket_event(
                 EventType.TICKET_UPDATED,

@@ -51,7 +51,7 @@ async def seed(rt: Runtime) -> bool:
             {
                 "name": "support",
                 "description": "General questions",
-                "channels": ["webchat", "email", "sms", "whatsapp", "telegram", "messenger", "voice"],
+                "channels": ["webchat", "email", "sms", "whatsapp", "telegram", "messenger", "instagram", "voice"],
                 # SLA in business hours, tighter for urgent work; the wallboard's service level: 80 % in 60 s
                 "hours": {"timezone": "UTC", "weekly": {d: ["08:00-20:00"] for d in DAYS[:5]}},
                 "sla_first_response_seconds": 4 * 3600,

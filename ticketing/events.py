@@ -220,6 +220,13 @@ class QueueChanged(EventPayload):
     queue: QueueName
 
 
+@event_payload("queue.deleted")
+class QueueDeleted(EventPayload):
+    """The queue is gone; its closed tickets stay, in no queue (``queue_id`` null)."""
+
+    queue: QueueName
+
+
 @event_payload("canned.created", "canned.updated")
 class CannedChanged(EventPayload):
     id: int

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hub.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from hub.errors import Conflict, InvalidInput, NotFound, PermissionDenied, SwitchboardError
 
 
 class TicketNotFound(NotFound):
@@ -45,8 +45,21 @@ class QueueNameTaken(Conflict):
     code = "queue_name_taken"
 
 
+class QueueInUse(Conflict):
+    """A queue that still holds open work, or that another queue's overflow or a routing rule names."""
+
+    code = "queue_in_use"
+
+
 class ClientKeyReused(Conflict):
     code = "client_key_reused"
+
+
+class TicketNotOpen(Conflict):
+    """A reply to a solved or closed ticket: it takes no reply until it is reopened (as the console says); an
+    internal note still goes on it."""
+
+    code = "ticket_not_open"
 
 
 class NoRecipient(InvalidInput):
@@ -102,3 +115,17 @@ class AtCapacity(Conflict):
 
 class TicketTaken(Conflict):
     code = "ticket_taken"
+
+
+class AttachmentTooLarge(SwitchboardError):
+    status = 413
+    code = "attachment_too_large"
+
+
+class UnsupportedAttachment(SwitchboardError):
+    status = 415
+    code = "unsupported_attachment"
+
+
+class InvalidAttachment(InvalidInput):
+    code = "invalid_attachment"

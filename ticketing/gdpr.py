@@ -5,8 +5,9 @@ What an erase leaves: the contact row (no name, no attributes, marked ``erased_a
 channel, queue, status, priority, tags and times, so reports still count them; every message's text, HTML,
 subject, sender, recipient, attachments and metadata are gone, and so are the identities, the notes on the
 contact, outbound messages not yet sent, the event-log rows of those tickets (they carry message text), and
-the attachment files no other message refers to. Contacts merged into the erased one are erased with it (they
-are the same person), and those merges can no longer be undone.
+the attachment files (and those uploaded in its conversations, sent or not) no other message refers to.
+Contacts merged into the erased one are erased with it (they are the same person), and those merges can no
+longer be undone.
 
 A contact in a live conversation (an open call or chat) is not erased: the conversation would go on with
 half of it gone. The answer says which ticket to end first.
@@ -21,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import String, and_, cast, delete, func, or_, select, update
+from sqlalchemy import String, and_, cast, delete, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub import audit
@@ -37,7 +38,16 @@ from ticketing.contacts import ContactGone, contact_event, contact_row, gone_rea
 from ticketing.identities import identity_read
 from ticketing.identity_cache import forget_identities
 from ticketing.models import OPEN_STATUSES, ContactNoteRead, MessageRead, TicketRead, TicketStatus
-from ticketing.tables import contact_identities, contact_merges, contact_notes, contacts, messages, outbox, tickets
+from ticketing.tables import (
+    contact_identities,
+    contact_merges,
+    contact_notes,
+    contacts,
+    file_uploads,
+    messages,
+    outbox,
+    tickets,
+)
 from ticketing.tickets import ticket_event
 
 log = logging.getLogger(__name__)
@@ -208,6 +218,19 @@ async def _erase_tickets(conn: AsyncConnection, ticket_ids: list[int], now: date
                 delivery_error=None,
             )
         )
+    # The conversations' uploads go too (sent or not), before the tickets forget their thread keys.
+    threads = [
+        tuple(r)
+        for r in await conn.execute(
+            select(tickets.c.channel, tickets.c.thread_key)
+            .where(tickets.c.id.in_(ticket_ids), tickets.c.thread_key.is_not(None))
+            .distinct()
+        )
+    ]
+    if threads:
+        uploaded = tuple_(file_uploads.c.channel, file_uploads.c.thread_key).in_(threads)
+        shas |= set((await conn.execute(select(file_uploads.c.sha256).where(uploaded))).scalars())
+        await conn.execute(delete(file_uploads).where(uploaded))
     await conn.execute(
         update(tickets)
         .where(tickets.c.id.in_(ticket_ids))

@@ -53,7 +53,7 @@ from hub.events import EventType
 from hub.group_commit import GroupCommit
 from hub.messages import AlsoInTransaction, InboundMessage, IngestResult
 from hub.runtime import Runtime
-from ticketing import message_files
+from ticketing import message_files, search_index
 from ticketing.exceptions import UnknownChannel
 from ticketing.identities import lookup_kinds, normalize
 from ticketing.identity_cache import IdentityCache, identity_cache, remember
@@ -399,6 +399,7 @@ async def _store_once(
                 ticket_created=int(it.ticket_ref) in new_ids.values(),
             )
         await message_files.record(conn, msg_rows)
+        await search_index.index_new(conn, tickets=bool(new_ids))
 
         # 7. Existing tickets: new activity; a customer writing again reopens a pending or solved ticket.
         new_id_set = set(new_ids.values())
@@ -430,6 +431,25 @@ async def _store_once(
             else:
                 for r in await _run(conn, "touch", {"ids": ids, "at": now}):
                     ticket_rows[r[0]] = dict(zip(_TOUCHED, r, strict=True))
+
+        # 7b. What an adapter asks of routing (an IVR's priority and skills) also applies to work already waiting
+        # that its message lands on (a caller whose earlier call is still open): routing serves it as asked.
+        asked = [
+            it
+            for it in fresh
+            if (it.msg.priority or it.msg.skills)
+            and int(it.ticket_ref) not in new_id_set
+            and ticket_rows[int(it.ticket_ref)]["assignee_id"] is None
+        ]
+        for it in asked:
+            ticket_id = int(it.ticket_ref)
+            own = (await conn.execute(select(T.c.skills).where(T.c.id == ticket_id))).scalar()
+            change: dict[str, Any] = {"priority": it.msg.priority} if it.msg.priority else {}
+            if it.msg.skills:
+                change["skills"] = {**(own or {}), **it.msg.skills}
+            full = (await conn.execute(update(T).where(T.c.id == ticket_id).values(change).returning(*T.c))).one()
+            ticket_rows[ticket_id] = full._asdict()
+            tx.emit(ticket_event(EventType.TICKET_UPDATED, full, changes=sorted(change)))
 
         # 8. Events; new, reopened and never-queued work nobody holds goes to routing after the commit. Work
         # already waiting in its queue is not routed again for each message: it is offered when capacity frees
@@ -726,8 +746,8 @@ async def _thread(
                 {
                     "subject": subject[:500],
                     "status": TicketStatus.NEW.value,
-                    "priority": rule.priority if rule and rule.priority else "normal",
-                    "skills": dict(rule.skills) if rule and rule.skills else None,
+                    "priority": (rule.priority if rule and rule.priority else None) or msg.priority or "normal",
+                    "skills": _skills(msg.skills, rule.skills if rule else None),
                     "routing": {"decision": "queue", "reason": f"rule {rule.name!r}", "at": now.isoformat()}
                     if rule
                     else None,
@@ -752,6 +772,12 @@ async def _thread(
             )
         )
     return new, locked, seen
+
+
+def _skills(asked: dict[str, int], by_rule: dict[str, int] | None) -> dict[str, int] | None:
+    """A new ticket's own skills: the adapter's (an IVR's) with a queue-selection rule's added over them."""
+    merged = {**asked, **(by_rule or {})}
+    return merged or None
 
 
 _OPENING_LOCK_SPACE = 0x1A6E57  # names the locks (``hub.db.lock_keys``) on conversations about to be opened

@@ -5,22 +5,27 @@ attachments, inline images, an email's raw bytes) into ``message_files`` in the 
 message, for every channel (ingest) and every reply; the reads below answer the ports' ``may_read_file`` and
 ``carries_file``, which ``hub.file_access`` asks for every file route. The answer follows the tickets as they
 move: a ticket transferred to another queue takes its files' readers with it.
+
+Which files a customer's message may carry is bound the same way: ``record_upload`` keeps the conversation an
+upload was made in (``file_uploads``), and ``attachable`` allows a conversation's message only its own uploads
+and the files its messages already carry. Without it, a visitor who knew another conversation's file hash could
+send a message carrying it and then read it as theirs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.db import insert_rows
+from hub.db import insert_rows, utcnow
 from hub.files import FILE_METADATA_KEYS, carried_files, is_sha256
 from hub.principals import Principal
 from hub.runtime import Runtime
 from ticketing.models import Direction
-from ticketing.tables import message_files, messages, tickets
+from ticketing.tables import file_uploads, message_files, messages, tickets
 from ticketing.tickets import visible_tickets
 
 _FILE_KEYS = frozenset(FILE_METADATA_KEYS)
@@ -86,3 +91,51 @@ async def conversation_carries_file(rt: Runtime, *, channel: str, thread_key: st
     )
     async with rt.read() as conn:
         return (await conn.execute(query)).first() is not None
+
+
+async def record_upload(rt: Runtime, *, channel: str, thread_key: str, sha256: str) -> None:
+    """Keep that the file was uploaded in the conversation ``(channel, thread_key)`` (once: an upload repeated is
+    no new row). Returns once committed, so a message sent after the upload's answer finds it."""
+    if not is_sha256(sha256):
+        raise ValueError(f"{sha256!r} is not a SHA-256")
+    row = {"channel": channel, "thread_key": thread_key, "sha256": sha256, "created_at": utcnow()}
+    async with rt.write() as tx:
+        await tx.conn.execute(rt.db.insert_ignore(file_uploads), [row])
+
+
+async def attachable(rt: Runtime, *, channel: str, thread_key: str, sha256s: Collection[str]) -> set[str]:
+    """Those of ``sha256s`` a new message of the conversation may carry: uploaded in it, or carried already by a
+    message of it that its customer sees. Two indexed lookups at most, only for messages with files."""
+    wanted = {sha for sha in sha256s if is_sha256(sha)}
+    if not wanted:
+        return set()
+    async with rt.read() as conn:
+        found = set(
+            (
+                await conn.execute(
+                    select(file_uploads.c.sha256).where(
+                        file_uploads.c.channel == channel,
+                        file_uploads.c.thread_key == thread_key,
+                        file_uploads.c.sha256.in_(sorted(wanted)),
+                    )
+                )
+            ).scalars()
+        )
+        rest = wanted - found
+        if rest:
+            carried = (
+                select(message_files.c.sha256)
+                .select_from(
+                    message_files.join(messages, messages.c.id == message_files.c.message_id).join(
+                        tickets, tickets.c.id == messages.c.ticket_id
+                    )
+                )
+                .where(
+                    message_files.c.sha256.in_(sorted(rest)),
+                    tickets.c.channel == channel,
+                    tickets.c.thread_key == thread_key,
+                    messages.c.direction.in_(_CUSTOMER_VISIBLE),
+                )
+            )
+            found |= set((await conn.execute(carried)).scalars())
+    return found

@@ -9,10 +9,9 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from pydantic import Field as PField
 from pydantic.json_schema import SkipJsonSchema
-from sqlalchemy import ForeignKey, Index, Text, UniqueConstraint, text
+from sqlalchemy import BigInteger, ForeignKey, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
-from hub.channels import CHANNELS
 from hub.db import JSONType, UTCDateTime, utcnow
 from hub.inputs import Count, DbInt, Id, Input
 from hub.principals import Role
@@ -291,6 +290,66 @@ class Ticket(SQLModel, table=True):
     erased_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
+class ReportHour(SQLModel, table=True):
+    """The reports' rollup (ticketing.report_rollup): per UTC hour (hours since the epoch), queue (0: none) and
+    channel, the sums and counts of ``ticketing.reports.FIELDS``, each counted in the hour it happened. Kept
+    from the event log, so a report reads a few narrow rows per hour instead of every ticket of its range."""
+
+    __tablename__ = "report_hours"
+    # On SQLite the rows are stored in key order (a range of hours is read in one sweep, no lookup per row).
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    hour: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    queue_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    channel: str = Field(primary_key=True, max_length=20)
+    volume: int = 0
+    first_responses: int = 0
+    first_response_sum: float = 0.0
+    rated: int = 0
+    rating_sum: int = 0
+    answered: int = 0
+    answered_within: int = 0
+    wait_sum: float = 0.0
+    abandoned: int = 0
+    abandoned_after: int = 0
+    solved: int = 0
+    handle_sum: float = 0.0
+    handled: int = 0
+    resolution_sum: float = 0.0
+    abandon_wait_sum: float = 0.0  # seconds the abandoned waited (the forecast's patience)
+
+
+class ReportTicket(SQLModel, table=True):
+    """What each ticket last added to ``report_hours`` (its cells and their values), so a change to the ticket
+    takes exactly that back before adding what it counts for now."""
+
+    __tablename__ = "report_tickets"
+
+    ticket_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    cells: list[Any] = Field(default_factory=list, sa_type=JSONType)
+
+
+class ReportCursor(SQLModel, table=True):
+    """The last event seq the rollup has taken in (one row, id 1); no row: the rollup was never built."""
+
+    __tablename__ = "report_cursor"
+
+    id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    seq: int = Field(default=0, sa_type=BigInteger)
+
+
+class ReportRecount(SQLModel, table=True):
+    """A queue whose service-level threshold changed: its answered and abandoned tickets are counted again in
+    the rollup, in ticket id order, after ``next_ticket_id`` (``ticketing.report_rollup.recount``)."""
+
+    __tablename__ = "report_recounts"
+
+    queue_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    next_ticket_id: int = 0
+    done: int = 0
+    total: int = 0
+
+
 class RoutingRules(SQLModel, table=True):
     """The queue-selection rules in force (one row), shared by every process; see ticketing.queue_rules."""
 
@@ -350,6 +409,20 @@ class MessageFile(SQLModel, table=True):
     message_id: int = Field(primary_key=True, foreign_key="messages.id")
 
 
+class FileUpload(SQLModel, table=True):
+    """A stored file uploaded in a customer's conversation (a chat visitor's attachment, before it is sent).
+    A message of that conversation may carry only files uploaded in it or already carried by one of its messages
+    (``ticketing.message_files.attachable``): knowing a file's hash never lets anyone attach it, and so read it.
+    Keyed by the conversation first, the way it is looked up as a message is sent."""
+
+    __tablename__ = "file_uploads"
+
+    channel: str = Field(primary_key=True, max_length=20)
+    thread_key: str = Field(primary_key=True, max_length=255)
+    sha256: str = Field(primary_key=True, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
 class Outbox(SQLModel, table=True):
     """One outbound message waiting for, or done with, delivery through its channel adapter."""
 
@@ -379,6 +452,26 @@ class CannedResponse(SQLModel, table=True):
     title: str = Field(max_length=200)
     text: str = Field(sa_type=Text)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class MessageTemplateRow(SQLModel, table=True):
+    """An approved message template (WhatsApp) agents may send outside a messaging window, edited in the admin
+    page; ``SWITCHBOARD_WHATSAPP_TEMPLATES`` seeds it (``ticketing.templates``). A deleted template keeps its
+    row (``deleted_at``), so the seed does not bring it back."""
+
+    __tablename__ = "message_templates"
+    __table_args__ = (UniqueConstraint("name", "language", name="uq_message_templates_name_language"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=512)
+    language: str = Field(max_length=15)
+    body: str = Field(sa_type=Text)
+    channels: list[str] = Field(default_factory=list, sa_type=JSONType)
+    # The template's Twilio Content API SID: WhatsApp through Twilio sends a template by it.
+    content_sid: str | None = Field(default=None, max_length=34)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 # --- API schemas ----------------------------------------------------------------------------------------
@@ -518,6 +611,15 @@ class ContactHit(BaseModel):
     matched: str
 
 
+class ContactIndexState(BaseModel):
+    """Whether contact search uses its index yet: ``building`` while it is first built (``indexed`` of ``total``
+    contacts so far; searches meanwhile find exact addresses, numbers, handles and whole name words only)."""
+
+    state: str
+    indexed: int
+    total: int
+
+
 AttributeValue = Annotated[str, PField(max_length=2000)] | bool | DbInt | None
 
 
@@ -638,51 +740,6 @@ class RoutingExplanation(BaseModel):
     now: str
 
 
-class DryRunMessage(Input):
-    """A message as routing sees it when it opens a ticket."""
-
-    channel: str = PField(min_length=1, max_length=20)
-    recipient: str | None = PField(default=None, max_length=320)
-    subject: str | None = PField(default=None, max_length=500)
-    text: str = PField(default="", max_length=100_000)
-    ivr_choice: str | None = PField(default=None, max_length=20)
-    language: str | None = PField(default=None, max_length=20)
-    contact: dict[str, Any] = {}
-    queue: str | None = PField(default=None, max_length=100, description="the adapter's queue (a mailbox's)")
-
-    @field_validator("channel")
-    @classmethod
-    def _known_channel(cls, value: str) -> str:
-        if value not in CHANNELS:
-            raise ValueError(f"unknown channel {value!r}; use one of {', '.join(CHANNELS)}")
-        return value
-
-
-class DryRunRequest(Input):
-    """``rules``: a draft rule set to try (the body of ``PUT /api/routing/rules``); left out, the rules in force."""
-
-    message: DryRunMessage
-    rules: dict[str, Any] | None = None
-
-
-class DryRunStep(BaseModel):
-    rule: str
-    matched: bool
-    reason: str
-
-
-class DryRunAnswer(BaseModel):
-    """Where the message would go (``queue``), which rule sent it there, and why, rule by rule."""
-
-    queue_id: int | None
-    queue: str | None
-    rule: str | None
-    priority: str | None
-    skills: dict[str, int]
-    reason: str
-    steps: list[DryRunStep]
-
-
 class AgentCreate(Input):
     username: str = PField(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.@-]+$")
     password: str = PField(min_length=8, max_length=256)
@@ -747,6 +804,16 @@ class TemplateChoice(Input):
     variables: list[Annotated[str, PField(max_length=1024)]] = PField(default_factory=list, max_length=20)
 
 
+MAX_REPLY_FILES = 5
+
+
+class ReplyAttachment(Input):
+    """A file uploaded for the ticket (``POST /api/reply-attachments``), named in a reply."""
+
+    id: str = PField(min_length=66, max_length=200, description="the upload's id")
+    filename: str | None = PField(default=None, max_length=200, description='its name ("attachment" when left out)')
+
+
 class ReplyCreate(Input):
     """A reply: free ``text``, or a ``template`` (the only thing a closed WhatsApp window lets through), whose
     text is then the template's with its variables filled in."""
@@ -759,11 +826,16 @@ class ReplyCreate(Input):
         description="On a public comment (channel comments): answer its author privately, once per comment and "
         "within 7 days of it, instead of with a public comment",
     )
+    attachments: list[ReplyAttachment] = PField(
+        default_factory=list,
+        max_length=MAX_REPLY_FILES,
+        description="files uploaded for this ticket (POST /api/reply-attachments), by their ids; email and chat",
+    )
 
     @model_validator(mode="after")
     def _text_or_template(self) -> ReplyCreate:
-        if not self.text and self.template is None:
-            raise ValueError("a reply needs text or a template")
+        if not self.text and self.template is None and not self.attachments:
+            raise ValueError("a reply needs text, a template or an attachment")
         return self
 
 
@@ -787,6 +859,22 @@ class TicketUpdate(Input):
         if any(len(t) > 50 for t in cleaned):
             raise ValueError("a tag is at most 50 characters")
         return cleaned
+
+
+class AcceptOffersRequest(Input):
+    """Offers to take at once (a burst's "accept all")."""
+
+    ticket_ids: list[Id] = PField(min_length=1, max_length=100)
+
+
+class OfferAnswer(BaseModel):
+    """What became of one offer of an ``accept all``: taken (``ticket``), or refused with the reason."""
+
+    ticket_id: int
+    accepted: bool
+    ticket: TicketRead | None = None
+    code: str | None = None
+    detail: str | None = None
 
 
 class AssignRequest(Input):

@@ -3,6 +3,7 @@ ticket at a glance, the system's lines on a ticket's timeline, abandoned calls, 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -11,13 +12,15 @@ from hub.db import utcnow
 from hub.events import EventType
 from hub.ports import ContactSummary, TicketBrief
 from hub.runtime import Runtime
-from ticketing import agents, replies
+from ticketing import agents, replies, search_index
 from ticketing.exceptions import AgentNotFound, InvalidIdentity
 from ticketing.identities import lookup_kinds, normalize
-from ticketing.models import DeliveryStatus, Direction, TicketStatus
+from ticketing.models import AgentStatus, DeliveryStatus, Direction, TicketStatus
 from ticketing.outbox import set_delivery_status
+from ticketing.routing_service import requeue_from_agent
 from ticketing.tables import OPEN_STATUS_VALUES, contact_identities, contacts, messages, tickets
-from ticketing.tickets import abandoned_event, message_event, ticket_event, ticket_row
+from ticketing.tables import agents as agent_rows
+from ticketing.tickets import ANSWERED_BY_CHANNEL, abandoned_event, message_event, ticket_event, ticket_row
 
 OPEN_TICKETS_LISTED = 10
 
@@ -112,6 +115,7 @@ async def add_timeline(rt: Runtime, *, ticket_id: int, text: str, metadata: dict
             "created_at": now,
         }
         msg_row = (await tx.conn.execute(messages.insert().values(**msg).returning(*messages.c))).one()
+        await search_index.index_new(tx.conn, tickets=False)
         updated = (
             await tx.conn.execute(
                 update(tickets).where(tickets.c.id == ticket_id).values(updated_at=now).returning(*tickets.c)
@@ -122,11 +126,14 @@ async def add_timeline(rt: Runtime, *, ticket_id: int, text: str, metadata: dict
 
 
 async def abandon(rt: Runtime, *, ticket_id: int, reason: str) -> bool:
-    """The customer gave up waiting (``TicketPort.abandon``)."""
+    """The customer gave up waiting (``TicketPort.abandon``): also while an agent's phone was ringing for a
+    call they had taken (a call's ticket is answered only when that phone picks up)."""
     now = utcnow()
     async with rt.write() as tx:
         row = await ticket_row(tx.conn, ticket_id, lock=True)
-        if row.assignee_id is not None or row.status not in OPEN_STATUS_VALUES:
+        if row.answered_at is not None or row.status not in OPEN_STATUS_VALUES:
+            return False
+        if row.assignee_id is not None and row.channel not in ANSWERED_BY_CHANNEL:
             return False
         tags = list(row.tags or [])
         if "abandoned" not in tags:
@@ -138,6 +145,7 @@ async def abandon(rt: Runtime, *, ticket_id: int, reason: str) -> bool:
                 .values(
                     status=TicketStatus.SOLVED.value,
                     solved_at=now,
+                    assignee_id=None,
                     offered_agent_id=None,
                     offer_expires_at=None,
                     queued_at=None,
@@ -154,9 +162,49 @@ async def abandon(rt: Runtime, *, ticket_id: int, reason: str) -> bool:
         tx.emit(abandoned_event({**updated._mapping, "queued_at": row.queued_at}, now))
         # Sent to the agent the ticket was offered to as well, so their console drops the offer.
         event = ticket_event(EventType.CALL_ABANDONED, updated, reason=reason)
-        event.agent_id = row.offered_agent_id
+        event.agent_id = row.offered_agent_id or row.assignee_id
         tx.emit(event)
     return True
+
+
+async def call_answered(rt: Runtime, *, ticket_id: int, at: datetime) -> bool:
+    """The agent who took a call's ticket picked up (``TicketPort.call_answered``): its ``answered_at``."""
+    async with rt.write() as tx:
+        updated = (
+            await tx.conn.execute(
+                update(tickets)
+                .where(tickets.c.id == ticket_id, tickets.c.answered_at.is_(None), tickets.c.assignee_id.is_not(None))
+                .values(answered_at=at, updated_at=at)
+                .returning(*tickets.c)
+            )
+        ).first()
+        if updated is None:
+            return False
+        tx.emit(ticket_event(EventType.TICKET_UPDATED, updated, changes=["answered_at"]))
+    return True
+
+
+async def call_missed(rt: Runtime, *, ticket_id: int, agent_id: int, reason: str) -> bool:
+    """The agent who took a call's ticket did not pick up (``TicketPort.call_missed``): the call goes back in
+    line, keeping its place (``queued_at``), and is offered to another agent. The ticket may have been
+    answered before (a repeat call rang its holder): the call's own row says this leg was not."""
+    async with rt.write() as tx:
+        taken = await requeue_from_agent(rt, tx, agent_id=agent_id, reason=reason, only=[tickets.c.id == ticket_id])
+    return bool(taken)
+
+
+async def call_again(rt: Runtime, *, ticket_id: int, reason: str) -> int | None:
+    """A repeat call joined a ticket an agent holds (``TicketPort.call_again``): theirs when they are
+    available, else back to the queue for routing to offer to anyone but them."""
+    async with rt.write() as tx:
+        row = await ticket_row(tx.conn, ticket_id)
+        if row.assignee_id is None or row.status not in OPEN_STATUS_VALUES:
+            return None
+        status = (await tx.conn.execute(select(agent_rows.c.status).where(agent_rows.c.id == row.assignee_id))).scalar()
+        if status == AgentStatus.AVAILABLE.value:
+            return int(row.assignee_id)
+        await requeue_from_agent(rt, tx, agent_id=row.assignee_id, reason=reason, only=[tickets.c.id == ticket_id])
+    return None
 
 
 async def send_as(

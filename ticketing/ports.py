@@ -8,11 +8,13 @@ for every chat message shown)."""
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Sequence
+from collections.abc import Collection, Coroutine, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 
+from hub.config import MessageTemplate
 from hub.messages import Identity
 from hub.ports import (
     ContactSummary,
@@ -28,7 +30,7 @@ from hub.ports import (
 )
 from hub.principals import Principal
 from hub.runtime import Runtime
-from ticketing import agents, conversations, message_files, outbox, phone, tables
+from ticketing import agents, conversations, message_files, outbox, phone, tables, templates
 from ticketing.exceptions import TicketNotFound
 from ticketing.models import Direction
 from ticketing.tickets import check_visible, ticket_row
@@ -112,6 +114,12 @@ class Conversations:
 
     def carries_file(self, *, channel: str, thread_key: str, sha256: str) -> Coroutine[Any, Any, bool]:
         return message_files.conversation_carries_file(self.rt, channel=channel, thread_key=thread_key, sha256=sha256)
+
+    def record_upload(self, *, channel: str, thread_key: str, sha256: str) -> Coroutine[Any, Any, None]:
+        return message_files.record_upload(self.rt, channel=channel, thread_key=thread_key, sha256=sha256)
+
+    def attachable(self, *, channel: str, thread_key: str, sha256s: Collection[str]) -> Coroutine[Any, Any, set[str]]:
+        return message_files.attachable(self.rt, channel=channel, thread_key=thread_key, sha256s=sha256s)
 
     def advance(self, *, channel: str, receipts: Sequence[DeliveryReceipt]) -> Coroutine[Any, Any, int]:
         return outbox.advance(self.rt, channel=channel, receipts=receipts)
@@ -198,6 +206,15 @@ class Tickets:
     def abandon(self, *, ticket_id: int, reason: str) -> Coroutine[Any, Any, bool]:
         return phone.abandon(self.rt, ticket_id=ticket_id, reason=reason)
 
+    def call_answered(self, *, ticket_id: int, at: datetime) -> Coroutine[Any, Any, bool]:
+        return phone.call_answered(self.rt, ticket_id=ticket_id, at=at)
+
+    def call_missed(self, *, ticket_id: int, agent_id: int, reason: str) -> Coroutine[Any, Any, bool]:
+        return phone.call_missed(self.rt, ticket_id=ticket_id, agent_id=agent_id, reason=reason)
+
+    def call_again(self, *, ticket_id: int, reason: str) -> Coroutine[Any, Any, int | None]:
+        return phone.call_again(self.rt, ticket_id=ticket_id, reason=reason)
+
     def send_as(
         self, *, agent_id: int, ticket_id: int, text: str, client_key: str, metadata: dict[str, Any] | None = None
     ) -> Coroutine[Any, Any, int]:
@@ -212,6 +229,10 @@ class Tickets:
 
     def may_read_file(self, *, principal: Principal, sha256: str) -> Coroutine[Any, Any, bool]:
         return message_files.may_read_file(self.rt, principal=principal, sha256=sha256)
+
+    async def message_templates(self, *, channel: str | None = None) -> list[MessageTemplate]:
+        async with self.rt.read() as conn:
+            return await templates.templates_of(conn, channel)
 
 
 def core_ports(rt: Runtime) -> Ports:

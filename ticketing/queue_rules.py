@@ -314,3 +314,51 @@ def why_matched(rule: Rule, f: Facts) -> str:
         found = [k for k in w.keywords if _word_in(k, f.text)]
         held.append(f"the words {', '.join(found)} are in the subject or text")
     return " and ".join(held) if held else "it has no conditions"
+
+
+# --- the dry run's API schemas (POST /api/routing/dry-run) ------------------------------------------------
+
+
+class DryRunMessage(Input):
+    """A message as routing sees it when it opens a ticket."""
+
+    channel: str = Field(min_length=1, max_length=20)
+    recipient: str | None = Field(default=None, max_length=320)
+    subject: str | None = Field(default=None, max_length=500)
+    text: str = Field(default="", max_length=100_000)
+    ivr_choice: str | None = Field(default=None, max_length=20)
+    language: str | None = Field(default=None, max_length=20)
+    contact: dict[str, Any] = {}
+    queue: str | None = Field(default=None, max_length=100, description="the adapter's queue (a mailbox's)")
+
+    @field_validator("channel")
+    @classmethod
+    def _known_channel(cls, value: str) -> str:
+        if value not in CHANNELS:
+            raise ValueError(f"unknown channel {value!r}; use one of {', '.join(CHANNELS)}")
+        return value
+
+
+class DryRunRequest(Input):
+    """``rules``: a draft rule set to try (the body of ``PUT /api/routing/rules``); left out, the rules in force."""
+
+    message: DryRunMessage
+    rules: dict[str, Any] | None = None
+
+
+class DryRunStep(BaseModel):
+    rule: str
+    matched: bool
+    reason: str
+
+
+class DryRunAnswer(BaseModel):
+    """Where the message would go (``queue``), which rule sent it there, and why, rule by rule."""
+
+    queue_id: int | None
+    queue: str | None
+    rule: str | None
+    priority: str | None
+    skills: dict[str, int]
+    reason: str
+    steps: list[DryRunStep]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub import audit
@@ -16,11 +16,12 @@ from hub.db import taken_as, utcnow
 from hub.events import NewEvent
 from hub.principals import Principal
 from hub.runtime import Runtime
-from ticketing import queue_rules
-from ticketing.exceptions import InvalidRoutingConfig, QueueNameTaken, QueueNotFound
-from ticketing.models import DryRunAnswer, DryRunRequest, DryRunStep, QueueCreate, QueueRead, QueueUpdate
+from ticketing import queue_rules, report_rollup
+from ticketing.exceptions import InvalidRoutingConfig, QueueInUse, QueueNameTaken, QueueNotFound
+from ticketing.models import QueueCreate, QueueRead, QueueUpdate
+from ticketing.queue_rules import DryRunAnswer, DryRunRequest, DryRunStep
 from ticketing.routing_service import route_tickets
-from ticketing.tables import queues, routing_rules
+from ticketing.tables import OPEN_STATUS_VALUES, agent_queues, queues, routing_rules, tickets
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +103,64 @@ async def update_queue(rt: Runtime, *, queue_id: int, data: QueueUpdate, actor: 
                     update(queues).where(queues.c.id == queue_id).values(**values).returning(*queues.c)
                 )
             ).one()
+        if "service_level_seconds" in changed:
+            # Reports apply a queue's current threshold to every period: its past hours are counted again.
+            await report_rollup.schedule_recount(tx.conn, queue_id)
         tx.emit(NewEvent(type="queue.updated", payload={"queue": {"id": row.id, "name": row.name}}, queue_id=row.id))
         await route_tickets(rt, tx, queue_ids=[queue_id])
     return QueueRead.model_validate(row._mapping)
+
+
+async def delete_queue(rt: Runtime, *, queue_id: int, actor: Principal | None = None) -> None:
+    """Delete a queue that holds no open work and that no other queue's overflow and no routing rule names
+    (each refused with a 409 that says what to change first). Its agents leave it; its closed tickets stay, in
+    no queue, and the reports count them so."""
+    async with rt.write() as tx:
+        row = (await tx.conn.execute(select(queues).where(queues.c.id == queue_id))).first()
+        if row is None:
+            raise QueueNotFound(f"queue {queue_id} does not exist")
+        open_count = (
+            await tx.conn.execute(
+                select(func.count())
+                .select_from(tickets)
+                .where(tickets.c.queue_id == queue_id, tickets.c.status.in_(OPEN_STATUS_VALUES))
+            )
+        ).scalar() or 0
+        if open_count:
+            raise QueueInUse(
+                f"queue {row.name} has {open_count} open ticket(s): re-queue them to another queue or close them "
+                f"first (the wallboard's Re-queue, or POST /api/supervisor/tickets/{{id}}/requeue)"
+            )
+        others = (await tx.conn.execute(select(queues.c.name, queues.c.overflow, queues.c.overflow_queue))).all()
+        naming = sorted(
+            q.name
+            for q in others
+            if q.name != row.name
+            and (q.overflow_queue == row.name or any(row.name in (s.get("widen_to") or []) for s in q.overflow or []))
+        )
+        if naming:
+            raise QueueInUse(
+                f"queue {row.name} is an overflow target of {', '.join(naming)}: change their overflow first"
+            )
+        rules = await get_routing_rules(tx.conn)
+        known = {q.name for q in others} - {row.name}
+        if unknown_queue_errors(rules, known):
+            raise QueueInUse(f"routing rules send work to queue {row.name}: change the rules first")
+        detached = list((await tx.conn.execute(select(tickets.c.id).where(tickets.c.queue_id == queue_id))).scalars())
+        await tx.conn.execute(update(tickets).where(tickets.c.queue_id == queue_id).values(queue_id=None))
+        await tx.conn.execute(delete(agent_queues).where(agent_queues.c.queue_id == queue_id))
+        await tx.conn.execute(delete(queues).where(queues.c.id == queue_id))
+        # the detached tickets count in no queue from now on, in the reports' rollup too
+        await report_rollup.apply_tickets(tx.conn, detached)
+        if actor is not None:
+            await audit.record(
+                tx.conn,
+                actor=actor,
+                action="queue.delete",
+                target=f"queue:{queue_id}",
+                detail={"name": row.name, "closed_tickets_kept_without_queue": len(detached)},
+            )
+        tx.emit(NewEvent(type="queue.deleted", payload={"queue": {"id": queue_id, "name": row.name}}))
 
 
 async def list_queues(rt: Runtime) -> list[QueueRead]:

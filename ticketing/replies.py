@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,21 +13,23 @@ from hub.config import MessageTemplate
 from hub.db import UTCDateTime, fetch_all, insert_returning_ids, insert_returning_ids_by, one_of_param, utcnow
 from hub.events import EventType
 from hub.group_commit import GroupCommit
-from hub.messages import OutboundMessage
+from hub.messages import Attachment, OutboundMessage
 from hub.principals import Principal
 from hub.runtime import Runtime
-from hub.windows import WindowState, WindowStatus, rule_of, window_state
-from ticketing import message_files
+from hub.windows import PLACEHOLDER, WindowState, WindowStatus, rule_of, variables_of, window_state
+from ticketing import message_files, search_index
 from ticketing.exceptions import (
     ClientKeyReused,
     NoRecipient,
     NotYourTicket,
     OutsideWindow,
     TicketNotFound,
+    TicketNotOpen,
     UnknownTemplate,
 )
 from ticketing.models import DeliveryStatus, Direction, MessageRead, TemplateChoice, TicketStatus
-from ticketing.tables import messages, outbox, tickets
+from ticketing.tables import OPEN_STATUS_VALUES, messages, outbox, tickets
+from ticketing.templates import templates_of
 from ticketing.tickets import check_visible, message_event, ticket_event, ticket_row
 
 
@@ -42,6 +43,7 @@ async def reply(
     template: TemplateChoice | None = None,
     private: bool = False,
     metadata: dict[str, Any] | None = None,
+    attachments: Sequence[Attachment] = (),
 ) -> MessageRead:
     """An agent's reply: the message and its outbox row commit together; the dispatcher delivers it. A reply
     sent again with the ``client_key`` of one already stored on the ticket stores nothing and answers that one.
@@ -57,7 +59,8 @@ async def reply(
         group = rt.caches["replies"] = GroupCommit(
             lambda batch: _store_replies(rt, batch), max_batch=_REPLY_BATCH_MAX, name="reply-batches"
         )
-    return await group.submit(_ReplyRequest(ticket_id, principal, text, client_key, template, private, metadata))
+    request = _ReplyRequest(ticket_id, principal, text, client_key, template, private, metadata, tuple(attachments))
+    return await group.submit(request)
 
 
 _REPLY_BATCH_MAX = 200
@@ -72,6 +75,7 @@ class _ReplyRequest:
     template: TemplateChoice | None = None
     private: bool = False  # a channel with public and private answers (comments): the private one
     metadata: dict[str, Any] | None = None  # for the channel's sender (a WhatsApp template), kept on the message
+    attachments: tuple[Attachment, ...] = ()  # stored files (``ticketing.reply_files``), checked for the ticket
 
 
 def _sent_before(first: Any, principal: Principal, direction: Direction, text: str) -> MessageRead:
@@ -188,6 +192,8 @@ async def _store_replies(rt: Runtime, batch: Sequence[_ReplyRequest]) -> list[Me
         # Read after the tickets are locked (PostgreSQL; SQLite has one writer): a send repeated meanwhile
         # waits for this one, and then finds its message.
         earlier = await _keyed_messages(conn, {(r.ticket_id, r.client_key) for r in batch if r.client_key})
+        # The templates in force (edited in the admin page), read only when a reply of the batch sends one.
+        templates = await templates_of(conn) if any(r.template is not None for r in batch) else []
         first_with_key: dict[tuple[int, str], int] = {}  # a key sent twice in this batch: the first's index
         repeats: list[tuple[int, int]] = []
         rows: list[dict[str, Any]] = []
@@ -208,13 +214,22 @@ async def _store_replies(rt: Runtime, batch: Sequence[_ReplyRequest]) -> list[Me
                     if key in first_with_key:
                         repeats.append((i, first_with_key[key]))
                         continue
+                if row.status not in OPEN_STATUS_VALUES:
+                    # As the console: no reply on a solved or closed ticket (the customer's next message opens
+                    # a new one). A repeated send of a reply stored before the ticket was solved got its answer
+                    # above.
+                    raise TicketNotOpen(
+                        f"ticket {ticket_id} is {row.status}: reopen it first (PATCH /api/tickets/{ticket_id} "
+                        '{"status": "open"}) to reply; internal notes still go on it'
+                    )
                 last = last_in.get(ticket_id)
                 if last is None:
                     raise NoRecipient(f"ticket {ticket_id} has no inbound message to reply to")
-                extra = _windowed(rt, row.reply_channel or row.channel, last, request, now)
+                extra = _windowed(row.reply_channel or row.channel, last, request, now, templates)
             except (
                 TicketNotFound,
                 NotYourTicket,
+                TicketNotOpen,
                 NoRecipient,
                 ClientKeyReused,
                 OutsideWindow,
@@ -233,6 +248,7 @@ async def _store_replies(rt: Runtime, batch: Sequence[_ReplyRequest]) -> list[Me
             for msg, message, mid in zip(rows, outbound, ids, strict=True):
                 msg["id"] = message.message_id = mid
             await message_files.record(conn, rows)
+            await search_index.index_new(conn, tickets=False)
             # With this process's dispatcher running, the rows are leased to it as they are written and handed
             # to it after the commit: no pass has to find and claim them. Should the process stop before
             # sending them, any dispatcher claims them once the lease ends.
@@ -282,11 +298,12 @@ async def _store_replies(rt: Runtime, batch: Sequence[_ReplyRequest]) -> list[Me
 
 
 def _windowed(
-    rt: Runtime, channel: str, last_in: _LastInbound, request: _ReplyRequest, now: datetime
+    channel: str, last_in: _LastInbound, request: _ReplyRequest, now: datetime, templates: list[MessageTemplate]
 ) -> tuple[str, dict[str, Any]]:
     """What the channel's messaging window makes of a reply (``hub.windows``): its text (a template's, filled in)
     and what the sender must know (the template, the tag). Raises ``OutsideWindow`` for free text after the
-    window closed, ``UnknownTemplate`` for a template that is not configured or not filled in."""
+    window closed, ``UnknownTemplate`` for a template that is not in force (``ticketing.templates``) or not
+    filled in."""
     rule = rule_of(channel)
     if rule is None and request.template is None and not request.private:
         return request.text, {}  # most replies: a channel without a window, plain text
@@ -297,21 +314,21 @@ def _windowed(
         if rule is None or not rule.templates:
             raise UnknownTemplate(f"{channel} has no message templates", loc=("body", "template"))
         chosen = request.template
-        found = next(
-            (t for t in rt.settings.whatsapp_templates if t.name == chosen.name and channel in t.channels), None
-        )
+        found = next((t for t in templates if t.name == chosen.name and channel in t.channels), None)
         if found is None:
             raise UnknownTemplate(
                 f"no approved template {chosen.name!r} for {channel}", loc=("body", "template", "name")
             )
-        wanted = max((int(n) for n in _PLACEHOLDER.findall(found.body)), default=0)
+        wanted = variables_of(found.body)
         if len(chosen.variables) != wanted or any(not v.strip() for v in chosen.variables):
             raise UnknownTemplate(
                 f"template {found.name!r} takes {wanted} variable(s), each filled in",
                 loc=("body", "template", "variables"),
             )
-        text = _PLACEHOLDER.sub(lambda m: chosen.variables[int(m.group(1)) - 1], found.body)
+        text = PLACEHOLDER.sub(lambda m: chosen.variables[int(m.group(1)) - 1], found.body)
         extra["template"] = {"name": found.name, "language": found.language, "variables": list(chosen.variables)}
+        if found.content_sid:
+            extra["template"]["content_sid"] = found.content_sid
     elif state.status == WindowStatus.CLOSED:
         raise OutsideWindow(state.reason or "the messaging window is closed", loc=("body", "text"))
     elif state.status == WindowStatus.TAGGED and state.tag:
@@ -319,9 +336,6 @@ def _windowed(
     if request.private:
         extra["private"] = True
     return text, extra
-
-
-_PLACEHOLDER = re.compile(r"\{\{\s*([1-9][0-9]?)\s*\}\}")
 
 
 def _reply_message(
@@ -355,6 +369,7 @@ def _reply_message(
         references=references,
         sender_address=None if moved else last_in.recipient,
         agent_name=request.principal.display_name,
+        attachments=list(request.attachments),
         metadata={**(request.metadata or {}), **({"thread_key": row.thread_key} if row.thread_key else {}), **extra},
     )
     hook = rt.reply_hooks.get(channel)
@@ -371,7 +386,7 @@ def _reply_message(
         "subject": outbound.subject,
         "text": text,
         "html": None,
-        "attachments": [],
+        "attachments": [a.model_dump(mode="json") for a in request.attachments],
         "meta": {**(request.metadata or {}), **({"references": references} if references else {}), **extra},
         "delivery_status": DeliveryStatus.PENDING.value,
         "created_at": now,
@@ -401,14 +416,10 @@ async def reply_window(rt: Runtime, *, ticket_id: int, principal: Principal) -> 
                 .limit(1)
             )
         ).scalar()
-    channel = row.reply_channel or row.channel
+        channel = row.reply_channel or row.channel
+        rule = rule_of(channel)
+        templates = await templates_of(conn, channel) if rule is not None and rule.templates else []
     state = window_state(channel, at, utcnow())
-    rule = rule_of(channel)
-    templates = (
-        [t for t in rt.settings.whatsapp_templates if channel in t.channels]
-        if rule is not None and rule.templates
-        else []
-    )
     return ReplyWindow(**state.model_dump(), ticket_id=ticket_id, templates=templates)
 
 
@@ -440,6 +451,7 @@ async def add_note(
         }
         msg_row = (await tx.conn.execute(messages.insert().values(**msg).returning(*messages.c))).one()
         await message_files.record(tx.conn, [dict(msg_row._mapping)])
+        await search_index.index_new(tx.conn, tickets=False)
         updated = (
             await tx.conn.execute(
                 update(tickets).where(tickets.c.id == ticket_id).values(updated_at=now).returning(*tickets.c)

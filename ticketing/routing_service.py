@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, exists, func, or_, select, text, update
+from sqlalchemy import and_, case, exists, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.db import execute, update_rows, utcnow
@@ -16,8 +16,15 @@ from hub.principals import Principal
 from hub.runtime import Runtime, Tx
 from ticketing import routing, sla
 from ticketing.agents import agent_read
-from ticketing.exceptions import AgentNotFound, AtCapacity, NotYourTicket, OfferNotPending, TicketTaken
-from ticketing.models import AgentRead, AgentStatus, RoutingExplanation, TicketRead, TicketStatus
+from ticketing.exceptions import (
+    AgentNotFound,
+    AtCapacity,
+    NotYourTicket,
+    OfferNotPending,
+    TicketNotFound,
+    TicketTaken,
+)
+from ticketing.models import AgentRead, AgentStatus, OfferAnswer, RoutingExplanation, TicketRead, TicketStatus
 from ticketing.routing_reads import (
     UNHELD,
     WAITING,
@@ -28,7 +35,7 @@ from ticketing.routing_reads import (
     waiting_rows,
 )
 from ticketing.tables import OPEN_STATUS_VALUES, agents, tickets
-from ticketing.tickets import check_visible, ticket_event, ticket_row
+from ticketing.tickets import answered_on_take, check_visible, ticket_event, ticket_row
 
 # The policy is pure (``ticketing.routing``); these functions feed it snapshots and write its decisions.
 # Invariants, in one process on SQLite and across processes on PostgreSQL:
@@ -264,42 +271,93 @@ async def accept_offer(rt: Runtime, *, ticket_id: int, principal: Principal) -> 
     """The offered agent takes the ticket. Atomic: a ticket is never assigned twice."""
     now = utcnow()
     async with rt.write() as tx:
-        row = (
-            await tx.conn.execute(
-                update(tickets)
-                .where(
-                    tickets.c.id == ticket_id,
-                    tickets.c.offered_agent_id == principal.agent_id,
-                    tickets.c.assignee_id.is_(None),
-                )
-                .values(
-                    assignee_id=principal.agent_id,
-                    offered_agent_id=None,
-                    offer_expires_at=None,
-                    answered_at=func.coalesce(tickets.c.answered_at, now),
-                    status=TicketStatus.OPEN,
-                    updated_at=now,
-                )
-                .returning(*tickets.c)
-            )
-        ).first()
+        row = await _take_offer(tx, ticket_id, principal, now)
         if row is None:
             await ticket_row(tx.conn, ticket_id)  # 404 when it does not exist
             raise OfferNotPending(f"ticket {ticket_id} is not offered to you (it expired or was taken)")
-        await tx.conn.execute(
-            update(agents).where(agents.c.id == principal.agent_id).values(last_assigned_at=now, missed_offers=0)
-        )
-        tx.emit(
-            NewEvent(
-                type=EventType.OFFER_ACCEPTED,
-                payload={"ticket_id": ticket_id, "agent_id": principal.agent_id},
-                ticket_id=ticket_id,
-                queue_id=row.queue_id,
-                agent_id=principal.agent_id,
-            )
-        )
-        tx.emit(ticket_event(EventType.TICKET_ASSIGNED, row, by=principal.agent_id))
+        await _offers_taken(tx, principal, now)
     return TicketRead.model_validate(row._mapping)
+
+
+async def accept_offers(rt: Runtime, *, ticket_ids: Sequence[int], principal: Principal) -> list[OfferAnswer]:
+    """Several offers taken in one call (a burst's "accept all"), one answer per distinct ticket, in the order
+    asked. Each offer is taken or refused on its own, as ``accept_offer`` would: one that expired or was taken
+    meanwhile is answered with the reason while the others are still taken. One transaction; the tickets are
+    changed in id order (the lock order on PostgreSQL), each by the same conditional UPDATE as a single accept,
+    so no ticket is assigned twice."""
+    now = utcnow()
+    asked = list(dict.fromkeys(ticket_ids))
+    taken: dict[int, Any] = {}
+    async with rt.write() as tx:
+        for ticket_id in sorted(asked):
+            row = await _take_offer(tx, ticket_id, principal, now)
+            if row is not None:
+                taken[ticket_id] = row
+        refused = [t for t in asked if t not in taken]
+        existing = (
+            set((await tx.conn.execute(select(tickets.c.id).where(tickets.c.id.in_(refused)))).scalars())
+            if refused
+            else set()
+        )
+        if taken:
+            await _offers_taken(tx, principal, now)
+    return [
+        OfferAnswer(ticket_id=t, accepted=True, ticket=TicketRead.model_validate(taken[t]._mapping))
+        if t in taken
+        else OfferAnswer(
+            ticket_id=t,
+            accepted=False,
+            code=OfferNotPending.code if t in existing else TicketNotFound.code,
+            detail=f"ticket {t} is not offered to you (it expired or was taken)"
+            if t in existing
+            else f"ticket {t} does not exist",
+        )
+        for t in asked
+    ]
+
+
+async def _take_offer(tx: Tx, ticket_id: int, principal: Principal, now: datetime) -> Any:
+    """Assign the ticket to ``principal`` if it is offered to them and nobody holds it (one conditional UPDATE),
+    with its events; the updated row, or None when it is not theirs to take."""
+    row = (
+        await tx.conn.execute(
+            update(tickets)
+            .where(
+                tickets.c.id == ticket_id,
+                tickets.c.offered_agent_id == principal.agent_id,
+                tickets.c.assignee_id.is_(None),
+            )
+            .values(
+                assignee_id=principal.agent_id,
+                offered_agent_id=None,
+                offer_expires_at=None,
+                answered_at=answered_on_take(now),
+                status=TicketStatus.OPEN,
+                updated_at=now,
+            )
+            .returning(*tickets.c)
+        )
+    ).first()
+    if row is None:
+        return None
+    tx.emit(
+        NewEvent(
+            type=EventType.OFFER_ACCEPTED,
+            payload={"ticket_id": ticket_id, "agent_id": principal.agent_id},
+            ticket_id=ticket_id,
+            queue_id=row.queue_id,
+            agent_id=principal.agent_id,
+        )
+    )
+    tx.emit(ticket_event(EventType.TICKET_ASSIGNED, row, by=principal.agent_id))
+    return row
+
+
+async def _offers_taken(tx: Tx, principal: Principal, now: datetime) -> None:
+    """The agent took work: longest-idle counts from now, and their missed offers start over."""
+    await tx.conn.execute(
+        update(agents).where(agents.c.id == principal.agent_id).values(last_assigned_at=now, missed_offers=0)
+    )
 
 
 async def pull_ticket(rt: Runtime, *, ticket_id: int, principal: Principal) -> TicketRead:
@@ -673,41 +731,53 @@ async def routing_tick(rt: Runtime) -> None:
             await route_tickets(rt, tx)
 
 
+async def requeue_from_agent(
+    rt: Runtime, tx: Tx, *, agent_id: int, reason: str, only: Sequence[Any] = (), now: datetime | None = None
+) -> list[int]:
+    """Put the open tickets ``agent_id`` holds (narrowed by the ``only`` conditions) back in their queues,
+    keeping their place (``queued_at``), and offer them again to anyone but that agent: the one re-queue step
+    of a supervisor's re-queue and of a call the agent did not pick up. Each gets ``ticket.requeued`` (to the
+    agent) and ``ticket.updated``. The routing lock is taken first (see the lock order above)."""
+    now = now or utcnow()
+    await take_routing_lock(tx.conn)
+    rows = (
+        await tx.conn.execute(
+            update(tickets)
+            .where(tickets.c.assignee_id == agent_id, tickets.c.status.in_(OPEN_STATUS_VALUES), *only)
+            .values(
+                assignee_id=None,
+                offered_agent_id=None,
+                offer_expires_at=None,
+                routing=routing_decision("requeued", reason, now),
+                updated_at=now,
+            )
+            .returning(*tickets.c)
+        )
+    ).all()
+    ids = sorted(r.id for r in rows)
+    for r in rows:
+        tx.emit(
+            NewEvent(
+                type=EventType.TICKET_REQUEUED,
+                payload={"ticket_id": r.id, "agent_id": agent_id, "reason": reason},
+                ticket_id=r.id,
+                queue_id=r.queue_id,
+                agent_id=agent_id,
+            )
+        )
+        tx.emit(ticket_event(EventType.TICKET_UPDATED, r, changes=["assignee_id"]))
+    await route_tickets(rt, tx, ids, exclude={t: {agent_id} for t in ids}, returned=ids)
+    return ids
+
+
 async def requeue_agent_work(rt: Runtime, *, agent_id: int, principal: Principal) -> list[int]:
     """Supervisors: put an agent's open conversations back in their queues (an agent gone for the day)."""
     principal.require_supervisor()
-    now = utcnow()
     async with rt.write() as tx:
         if not (await tx.conn.execute(select(agents.c.id).where(agents.c.id == agent_id))).first():
             raise AgentNotFound(f"agent {agent_id} does not exist")
         reason = f"re-queued by {principal.username} from agent {agent_id}"
-        rows = (
-            await tx.conn.execute(
-                update(tickets)
-                .where(tickets.c.assignee_id == agent_id, tickets.c.status.in_(OPEN_STATUS_VALUES))
-                .values(
-                    assignee_id=None,
-                    offered_agent_id=None,
-                    offer_expires_at=None,
-                    routing=routing_decision("requeued", reason, now),
-                    updated_at=now,
-                )
-                .returning(tickets.c.id, tickets.c.queue_id)
-            )
-        ).all()
-        ids = sorted(r.id for r in rows)
-        for r in rows:
-            tx.emit(
-                NewEvent(
-                    type=EventType.TICKET_REQUEUED,
-                    payload={"ticket_id": r.id, "agent_id": agent_id, "reason": reason},
-                    ticket_id=r.id,
-                    queue_id=r.queue_id,
-                    agent_id=agent_id,
-                )
-            )
-        await route_tickets(rt, tx, ids, exclude={t: {agent_id} for t in ids}, returned=ids)
-    return ids
+        return await requeue_from_agent(rt, tx, agent_id=agent_id, reason=reason)
 
 
 async def explain_routing(rt: Runtime, *, ticket_id: int, principal: Principal) -> RoutingExplanation:

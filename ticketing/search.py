@@ -1,9 +1,13 @@
 """Ticket search for agents: full text over messages (subject and text) and ticket subjects, by number, and
 filtered by status, contact, tag and channel, within the tickets the agent may see.
 
-The full-text indexes are made by migration ``workspace_ticket_search``: on SQLite FTS5 tables kept by
-triggers (``messages_fts``, ``tickets_fts``), on PostgreSQL stored 'simple' tsvector columns (``search_vector``)
-with GIN indexes. Only the query's words reach them, letters and digits only, each one quoted for FTS5 and ANDed
+The full-text indexes are made by migration ``workspace_ticket_search``: on SQLite FTS5 tables
+(``messages_fts``, ``tickets_fts``, filled once per transaction by ``ticketing.search_index``), on PostgreSQL
+stored 'simple' tsvector columns (``search_vector``) with GIN indexes. Both fold diacritics: FTS5's tokenizer
+does, and on PostgreSQL the columns are built from the text folded by ``switchboard_fold`` (migration
+``ticket_search_folded``), the query's words by ``fold``, the same table, so "jose" finds "José" and "josé"
+finds "Jose" on either database.
+Only the query's words reach them, letters and digits only, each one quoted for FTS5 and ANDed
 (the last also as a prefix: it may be half typed); nothing else of the query is ever parsed as FTS5 or tsquery
 syntax, so quotes, operators, brackets or emoji in a query are just not searched for. Matches are read newest
 first (FTS5 walks its index in rowid order; a LIMIT stops it), grouped by ticket.
@@ -23,9 +27,11 @@ from pydantic import BaseModel
 from sqlalchemy import column, func, select, table, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub.folding import fold
 from hub.principals import Principal
 from hub.runtime import Runtime
 from ticketing.models import TicketRead
+from ticketing.search_index import catch_up
 from ticketing.tables import messages, tickets
 from ticketing.workspace import scope, tag_condition
 
@@ -34,7 +40,7 @@ TICKET_SEARCH_TABLES = frozenset(
     f"{table}_fts{suffix}"
     for table in ("messages", "tickets")
     for suffix in ("", "_data", "_idx", "_docsize", "_config")
-)
+) | {"search_index_progress"}
 TICKET_SEARCH_INDEXES = frozenset({"ix_messages_search", "ix_tickets_search"})
 TICKET_SEARCH_COLUMNS = frozenset({("messages", "search_vector"), ("tickets", "search_vector")})
 
@@ -81,25 +87,26 @@ def _fts5_match(words: Sequence[str]) -> str:
 
 
 def _tsquery(words: Sequence[str]) -> str:
-    return " & ".join([*words[:-1], words[-1] + ":*"])
+    folded = [fold(w) for w in words]  # as the stored vectors are (``switchboard_fold``)
+    return " & ".join([*folded[:-1], folded[-1] + ":*"])
 
 
 def highlight(plain: str, words: Sequence[str], length: int | None = None) -> str:
     """``plain`` (or, with ``length``, the part around the first match) HTML-escaped, each word found (the last
-    also as a prefix) in ``<mark>``."""
+    also as a prefix; case and accents aside, as the search) in ``<mark>``."""
     if not words:
         return html.escape(plain[:length] if length else plain)
-    alternatives = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
-    pattern = re.compile(rf"(?<![^\W_])(?:{alternatives})[^\W_]*" if words else "(?!)", re.IGNORECASE)
+    alternatives = "|".join(re.escape(fold(w)) for w in sorted(words, key=len, reverse=True))
+    pattern = re.compile(rf"(?<![^\W_])(?:{alternatives})[^\W_]*", re.IGNORECASE)
     if length is not None and len(plain) > length:
-        first = pattern.search(plain)
+        first = pattern.search(fold(plain))
         start = max(0, (first.start() if first else 0) - length // 4)
         piece = plain[start : start + length]
         plain = ("…" if start else "") + piece + ("…" if start + length < len(plain) else "")
     out, at = [], 0
-    for m in pattern.finditer(plain):
+    for m in pattern.finditer(fold(plain)):  # ``fold`` keeps every character's place
         out.append(html.escape(plain[at : m.start()]))
-        out.append(f"<mark>{html.escape(m.group(0))}</mark>")
+        out.append(f"<mark>{html.escape(plain[m.start() : m.end()])}</mark>")
         at = m.end()
     out.append(html.escape(plain[at:]))
     return "".join(out)
@@ -161,16 +168,18 @@ async def search_tickets(
     limit: int = 20,
 ) -> TicketSearchResult:
     """Tickets the principal may see matching ``query`` (its words in a subject or a message, or a ticket
-    number: ``#12`` or ``12``) and the filters; with no words, the filters alone, newest activity first."""
+    number: ``#12`` or ``12``) and the filters; with no query, the filters alone, newest activity first; a query
+    with no word or number in it finds nothing."""
     query = query[:MAX_QUERY_CHARS]
     words = query_words(query)
     number = _NUMBER.match(query)
+    if words:
+        await catch_up(rt)
+    # Each search is planned for its own words (a generic plan, made without knowing them, walked every message
+    # backwards for a rare word where the GIN index answers at once): the engine's connections plan every
+    # execution (``plan_cache_mode``, ``hub.db.engine``). A ``SET LOCAL`` here cost a round trip and did nothing
+    # on the reads' autocommit connections.
     async with rt.read() as conn:
-        if conn.dialect.name == "postgresql":
-            # Plan each search for its own words: a prepared statement's generic plan, made without knowing them,
-            # walked every message backwards for a rare word (80 ms at 200,000 messages) where the GIN index
-            # answers at once. For this transaction only.
-            await conn.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
         conds: list[Any] = [scope(principal)]
         if status:
             conds.append(tickets.c.status.in_(list(status)))
@@ -193,7 +202,9 @@ async def search_tickets(
                 kind, newest = found.get(ticket_id, ("message", None))
                 if newest is None:
                     found[ticket_id] = (kind, message_id)  # the newest matching message of the ticket
-        elif not number:
+        elif not number and not query.strip():
+            # No query: the filters alone. A query with nothing searchable in it (only symbols or emoji) finds
+            # nothing, rather than every ticket.
             activity = func.coalesce(tickets.c.last_message_at, tickets.c.created_at)
             for r in await conn.execute(
                 select(tickets.c.id).where(*conds).order_by(activity.desc(), tickets.c.id.desc()).limit(limit)

@@ -98,11 +98,15 @@ reports_router = APIRouter(prefix="/api/reports", tags=["reports"])
 async def _range(
     principal: CurrentSupervisor,
     rt: RuntimeDep,
-    start: Annotated[date, Query(description="first day (in SWITCHBOARD_SUPERVISOR_TIMEZONE)")],
+    start: Annotated[date, Query(description="first day (in each queue's timezone)")],
     end: Annotated[date, Query(description="last day, included")],
     bucket: Bucket = "day",
+    queue_id: Annotated[IdParam | None, Query(description="only this queue")] = None,
 ) -> Range:
-    return report_range(start, end, bucket, rt.settings.supervisor_timezone)
+    zone = rt.settings.supervisor_timezone
+    if queue_id is not None:
+        zone = next(iter(await reports.report_zones(rt, queue_id)), zone)
+    return report_range(start, end, bucket, zone)
 
 
 RangeDep = Annotated[Range, Depends(_range)]

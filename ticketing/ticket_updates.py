@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from hub.db import utcnow
 from hub.events import EventType
@@ -15,7 +15,14 @@ from ticketing.models import OPEN_STATUSES, TicketRead, TicketStatus, TicketUpda
 from ticketing.routing_service import route_tickets, routing_decision, work_done
 from ticketing.sla_service import resumed_clocks
 from ticketing.tables import OPEN_STATUS_VALUES, agents, queues, tickets
-from ticketing.tickets import abandoned_event, check_visible, ticket_event, ticket_row
+from ticketing.tickets import (
+    ANSWERED_BY_CHANNEL,
+    abandoned_event,
+    answered_on_take,
+    check_visible,
+    ticket_event,
+    ticket_row,
+)
 
 
 async def update_ticket(rt: Runtime, *, ticket_id: int, principal: Principal, data: TicketUpdate) -> TicketRead:
@@ -97,7 +104,7 @@ async def assign_in(rt: Runtime, tx: Tx, *, ticket_id: int, principal: Principal
                 offered_agent_id=None,
                 offer_expires_at=None,
                 updated_at=now,
-                answered_at=tickets.c.answered_at if agent_id is None else func.coalesce(tickets.c.answered_at, now),
+                answered_at=tickets.c.answered_at if agent_id is None else answered_on_take(now),
                 routing=routing_decision(
                     "assigned" if agent_id else "unassigned", f"by {principal.username}", now, agent_id=agent_id
                 ),
@@ -132,7 +139,7 @@ async def transfer_in(
         "offer_expires_at": None,
         "assignee_id": agent_id,
     }
-    if agent_id is not None and row.answered_at is None:
+    if agent_id is not None and row.answered_at is None and row.channel not in ANSWERED_BY_CHANNEL:
         values["answered_at"] = now
     if queue_id is not None:
         if not (await tx.conn.execute(select(queues.c.id).where(queues.c.id == queue_id))).first():

@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub.channels import SPECS, CapacityClass
 from hub.events import EventType, NewEvent
 from hub.principals import Principal
 from hub.runtime import Runtime
@@ -23,6 +24,20 @@ from ticketing.models import (
     TicketRead,
 )
 from ticketing.tables import contact_identities, contacts, messages, tickets
+
+# A call is answered when the agent's phone leg picks up, which only the channel hears (``TicketPort.call_answered``):
+# taking a call's ticket (accepting, being assigned it) does not stamp ``answered_at`` the way taking other work does.
+ANSWERED_BY_CHANNEL = frozenset(n for n, spec in SPECS.items() if spec.capacity_class == CapacityClass.VOICE)
+
+
+def answered_on_take(now: datetime) -> Any:
+    """``answered_at`` for a ticket an agent takes now: kept as it is for a call (its channel stamps it), else the
+    first time taken."""
+    return case(
+        (tickets.c.channel.in_(sorted(ANSWERED_BY_CHANNEL)), tickets.c.answered_at),
+        else_=func.coalesce(tickets.c.answered_at, now),
+    )
+
 
 EVENT_TEXT_LIMIT = 10_000
 TICKET_ABANDONED = "ticket.abandoned"

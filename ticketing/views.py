@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, WebSocket
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, Response, UploadFile, WebSocket
 from pydantic import BaseModel, Field
 
 from hub.auth import SESSION_COOKIE, verify_dummy, verify_password
@@ -18,6 +18,7 @@ from ticketing import (
     conversations,
     queues,
     replies,
+    reply_files,
     routing_service,
     search,
     ticket_updates,
@@ -25,14 +26,14 @@ from ticketing import (
     workspace,
 )
 from ticketing.models import (
+    AcceptOffersRequest,
     AgentCreate,
     AgentRead,
     AgentUpdate,
     AssignRequest,
-    DryRunAnswer,
-    DryRunRequest,
     MessageRead,
     NoteCreate,
+    OfferAnswer,
     Priority,
     QueueCreate,
     QueueRead,
@@ -47,6 +48,7 @@ from ticketing.models import (
     TicketUpdate,
     TransferRequest,
 )
+from ticketing.queue_rules import DryRunAnswer, DryRunRequest
 from ticketing.search import TicketSearchResult
 from ticketing.workspace import SlaState, Sort, View, ViewCount, ViewFilters
 
@@ -249,6 +251,7 @@ async def update_ticket(ticket_id: IdParam, body: TicketUpdate, agent: CurrentAg
 async def reply(ticket_id: IdParam, body: ReplyCreate, agent: CurrentAgent, rt: RuntimeDep) -> MessageRead:
     """Reply to the customer on the channel they used; delivered through the outbox. Sent again with the same
     ``client_key``, it answers the reply already stored (201 again) instead of storing another."""
+    files = await reply_files.resolve(rt, principal=agent, ticket_id=ticket_id, named=body.attachments)
     return await replies.reply(
         rt,
         ticket_id=ticket_id,
@@ -257,7 +260,27 @@ async def reply(ticket_id: IdParam, body: ReplyCreate, agent: CurrentAgent, rt: 
         client_key=body.client_key,
         template=body.template,
         private=body.private,
+        attachments=files,
     )
+
+
+@router.post(
+    reply_files.UPLOAD_PATH.removeprefix("/api"),
+    response_model=reply_files.UploadedFile,
+    status_code=201,
+    tags=["tickets"],
+)
+async def upload_reply_attachment(
+    ticket_id: Annotated[IdParam, Form()],
+    file: Annotated[UploadFile, File()],
+    agent: CurrentAgent,
+    rt: RuntimeDep,
+) -> reply_files.UploadedFile:
+    """Upload a file to attach to a reply on ``ticket_id`` (one the agent may see): an image (PNG, JPEG, GIF,
+    WebP) or a PDF, checked by its content (415 otherwise), up to ``SWITCHBOARD_REPLY_ATTACHMENT_MAX_BYTES``
+    (413 beyond). Its ``id`` goes in the reply's ``attachments``; it is valid for this ticket only."""
+    data = await file.read(rt.settings.reply_attachment_max_bytes + 1)
+    return await reply_files.upload(rt, principal=agent, ticket_id=ticket_id, data=data, filename=file.filename)
 
 
 @router.get("/tickets/{ticket_id}/window", response_model=replies.ReplyWindow, tags=["tickets"])
@@ -294,6 +317,14 @@ async def transfer(ticket_id: IdParam, body: TransferRequest, agent: CurrentAgen
 async def accept(ticket_id: IdParam, agent: CurrentAgent, rt: RuntimeDep) -> TicketRead:
     """Accept the ticket offered to you."""
     return await routing_service.accept_offer(rt, ticket_id=ticket_id, principal=agent)
+
+
+@router.post("/offers/accept", response_model=list[OfferAnswer], tags=["routing"])
+async def accept_offers(body: AcceptOffersRequest, agent: CurrentAgent, rt: RuntimeDep) -> list[OfferAnswer]:
+    """Accept several offers made to you in one call (a burst's "accept all"): one answer per ticket, in the
+    order given. Each is taken or refused on its own (``accepted: false`` with the ``code`` and ``detail`` a
+    single accept would answer), so one that expired meanwhile does not keep the others from you."""
+    return await routing_service.accept_offers(rt, ticket_ids=body.ticket_ids, principal=agent)
 
 
 @router.post("/tickets/{ticket_id}/decline", status_code=204, tags=["routing"])
@@ -364,6 +395,14 @@ async def update_queue(queue_id: IdParam, body: QueueUpdate, agent: CurrentAgent
     """Admins: change a queue's skills, priority, business hours, SLA targets or overflow."""
     agent.require_admin()
     return await queues.update_queue(rt, queue_id=queue_id, data=body, actor=agent)
+
+
+@router.delete("/queues/{queue_id}", status_code=204, tags=["queues"])
+async def delete_queue(queue_id: IdParam, agent: CurrentAgent, rt: RuntimeDep) -> None:
+    """Admins: delete a queue. Refused (409) while it holds open tickets, while another queue's overflow or a
+    routing rule names it; its closed tickets stay, in no queue."""
+    agent.require_admin()
+    await queues.delete_queue(rt, queue_id=queue_id, actor=agent)
 
 
 @router.post("/agents/{agent_id}/requeue", response_model=list[int], tags=["routing"])

@@ -13,7 +13,9 @@ Definitions (contact-center conventions, as Twilio TaskRouter's and Amazon Conne
 - waiting: open tickets in the queue that no agent holds (offered ones included); longest wait: since the
   oldest of them entered the queue;
 - answered: an agent took the ticket (accepted an offer, was assigned it) for the first time; its wait is
-  from entering the queue to that moment; ASA (average speed of answer) is the mean of those waits;
+  from entering the queue to that moment; a call is answered when the agent's phone picks up (its
+  ``answered_at``, which the phone channel stamps), not when they take it; ASA (average speed of answer) is
+  the mean of those waits;
 - abandoned: the ticket left the queue unanswered (solved or closed while waiting);
 - service level = answered within T / (answered + abandoned after T), T the queue's
   ``service_level_seconds``; work abandoned within T counts on neither side. Over the last 30 minutes and
@@ -21,6 +23,10 @@ Definitions (contact-center conventions, as Twilio TaskRouter's and Amazon Conne
 - abandonment = abandoned / queued (queued: tickets that entered the queue today);
 - AHT (average handle time): from answer to solved or closed, over the agent's tickets finished today;
 - occupancy: the share of the agents who are logged in (not offline) that hold work.
+
+Alerts: a queue under its service-level target or past its longest-wait threshold, a ticket near its
+first-response deadline, SLA breaches and escalations, and a channel account with a problem (the
+``channel.health`` events of channels/social: an expired token, a silent webhook) until it is ok again.
 """
 
 from __future__ import annotations
@@ -37,10 +43,12 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import or_, select
 
-from hub.events import EventRecord
+from hub.events import Event, EventRecord
+from hub.hours import calendar_zone, local_midnight
 from hub.runtime import Runtime
 from ticketing import routing
 from ticketing.tables import OPEN_STATUS_VALUES, agent_queues, agents, queues, tickets
+from ticketing.tickets import ANSWERED_BY_CHANNEL
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +60,10 @@ DUE_WARNING_SECONDS = 15 * 60
 NOBODY = -1
 _OPEN = frozenset(OPEN_STATUS_VALUES)
 _CACHE = "wallboard"
+# The phone channel's tickets (channels/twilio): one held by an agent is a live call, which a supervisor may
+# listen in on (POST /api/twilio/tickets/{id}/listen).
+VOICE = "voice"
+_events = Event.__table__  # type: ignore[attr-defined]
 
 
 def _ts(value: Any) -> float | None:
@@ -93,6 +105,13 @@ class Figures:
     def reset_day(self) -> None:
         self.queued = self.answered = self.answered_within = self.abandoned = self.abandoned_after = 0
         self.wait_sum = 0.0
+
+
+def day_bounds(now: float, zone: ZoneInfo) -> tuple[float, float]:
+    """The bounds (epoch seconds) of the calendar day in ``zone`` that holds ``now``: 23 or 25 hours long
+    across a DST change."""
+    day = datetime.fromtimestamp(now, zone).date()
+    return local_midnight(day, zone).timestamp(), local_midnight(day + timedelta(days=1), zone).timestamp()
 
 
 def service_level(answered_within: int, answered: int, abandoned_after: int) -> float | None:
@@ -162,6 +181,14 @@ class QueueInfo:
     threshold: float
     target: int
     wait_alert: float
+    # "Today" for this queue: the calendar day in its business hours' timezone (ZoneInfo: DST-correct).
+    zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    day_start: float = 0.0
+    day_end: float = 0.0
+    counted: set[tuple[int, str]] = field(default_factory=set)  # (ticket, "q"/"o") counted today
+
+    def set_day(self, now: float) -> None:
+        self.day_start, self.day_end = day_bounds(now, self.zone)
 
 
 @dataclass(slots=True)
@@ -185,6 +212,7 @@ class AgentState:
     queue_ids: list[int]
     active: bool = True
     load: dict[str, int] = field(default_factory=dict)
+    calls: set[int] = field(default_factory=set)  # the voice tickets they hold: live calls a supervisor may join
     handled: int = 0
     handle_sum: float = 0.0
 
@@ -207,6 +235,7 @@ class AgentState:
                 c: self.capacity.get(c, routing.DEFAULT_CAPACITY.get(c, routing.FALLBACK_CAPACITY))
                 for c in sorted(channels)
             },
+            "calls": sorted(self.calls),
             "handled_today": self.handled,
             "aht_today": (self.handle_sum / self.handled) if self.handled else None,
             "busy": sum(self.load.values()) > 0,
@@ -225,10 +254,16 @@ class Wallboard:
         self.members: dict[int, set[int]] = {}  # queue -> its agents
         self.tickets: dict[int, TicketState] = {}
         self.agents: dict[int, AgentState] = {}
-        self.counted: set[tuple[int, str]] = set()  # (ticket, "q"/"o") counted today: queued / outcome
+        # The agents' "today" (handled, AHT): the day in SWITCHBOARD_SUPERVISOR_TIMEZONE; each queue has its own.
         self.day_start = 0.0
         self.day_end = 0.0
+        self.next_roll = 0.0  # the earliest end of a day, the board's or a queue's
         self.alerts: deque[dict[str, Any]] = deque(maxlen=50)  # breaches and escalations, newest last
+        # Channel accounts with a problem (``channel.health`` events of channels/social: an expired token, a
+        # silent webhook), by (channel, account); an account back to "ok" leaves.
+        self.channel_alerts: dict[tuple[str, str], dict[str, Any]] = {}
+        self._channels_dirty = False
+        self._deleted: set[int] = set()  # queues deleted since the start (ids are not reused)
         self.loaded = False
         self.applied_seq = 0
         self._buffer: list[EventRecord] = []
@@ -240,24 +275,26 @@ class Wallboard:
     # --- loading ------------------------------------------------------------------------------------------
 
     def _set_day(self, now: float) -> None:
-        local = datetime.fromtimestamp(now, self.zone)
-        start = datetime.combine(local.date(), datetime.min.time(), tzinfo=self.zone)
-        self.day_start = start.timestamp()
-        self.day_end = datetime.combine(
-            local.date() + timedelta(days=1), datetime.min.time(), tzinfo=self.zone
-        ).timestamp()
+        self.day_start, self.day_end = day_bounds(now, self.zone)
+        self.next_roll = min([self.day_end, *(q.day_end for q in self.queues.values())])
 
     def _roll_day(self, now: float) -> None:
-        if now < self.day_end:
+        """Past midnight (the board's or a queue's own): that day's counts start again from zero."""
+        if now < self.next_roll:
             return
-        self._set_day(now)
-        for f in self.figures.values():
-            f.reset_day()
-        for a in self.agents.values():
-            a.handled, a.handle_sum = 0, 0.0
-        self.counted.clear()
-        self._dirty_queues.update(self.queues)
-        self._dirty_agents.update(self.agents)
+        if now >= self.day_end:
+            self.day_start, self.day_end = day_bounds(now, self.zone)
+            for a in self.agents.values():
+                a.handled, a.handle_sum = 0, 0.0
+            self._dirty_agents.update(self.agents)
+        for q in self.queues.values():
+            if now >= q.day_end:
+                q.set_day(now)
+                q.counted.clear()
+                for f in self.by_queue.get(q.id, {}).values():
+                    f.reset_day()
+                self._dirty_queues.add(q.id)
+        self.next_roll = min([self.day_end, *(q.day_end for q in self.queues.values())])
 
     async def start(self) -> None:
         """Listen first (events during the load are kept and applied after it), then load."""
@@ -273,11 +310,21 @@ class Wallboard:
 
     async def load(self) -> None:
         now = time.time()
-        self._set_day(now)
-        since = datetime.fromtimestamp(min(self.day_start, now - WINDOW_SECONDS), UTC)
         async with self.rt.read() as conn:
             queue_rows = (await conn.execute(select(queues).order_by(queues.c.id))).all()
+        for q in queue_rows:
+            self._queue_from_row(q, now)
+        self._set_day(now)
+        # the earliest "today" of any queue (a day starts up to 14 hours before UTC's)
+        since = datetime.fromtimestamp(min([self.day_start, now - WINDOW_SECONDS, *self._day_starts()]), UTC)
+        async with self.rt.read() as conn:
             agent_rows = (await conn.execute(select(agents).where(agents.c.active.is_(True)))).all()
+            # The accounts' current health: their latest change still in the event log.
+            health_rows = (
+                await conn.execute(
+                    select(_events.c.payload).where(_events.c.type == "channel.health").order_by(_events.c.seq)
+                )
+            ).all()
             members = (await conn.execute(select(agent_queues.c.agent_id, agent_queues.c.queue_id))).all()
             open_rows = (
                 await conn.execute(
@@ -318,8 +365,8 @@ class Wallboard:
                     )
                 )
             ).all()
-        for q in queue_rows:
-            self._queue_from_row(q)
+        for (payload,) in health_rows:
+            self._channel_health(payload or {})
         by_agent: dict[int, list[int]] = {}
         for a, q in members:
             by_agent.setdefault(a, []).append(q)
@@ -340,13 +387,14 @@ class Wallboard:
             key = self._key(r.queue_id, r.channel)
             if key is None:
                 continue
-            if queued >= self.day_start and (r.id, "q") not in self.counted:
-                self.counted.add((r.id, "q"))
+            qi = self.queues[key[0]]
+            if queued >= qi.day_start and (r.id, "q") not in qi.counted:
+                qi.counted.add((r.id, "q"))
                 self.figures[key].queued += 1
             answered = _ts(r.answered_at)
             abandoned = _ts(r.abandoned_at)
             for at, was_answered in ((answered, True), (abandoned, False)):
-                if at is not None and at >= min(self.day_start, now - WINDOW_SECONDS):
+                if at is not None and at >= min(qi.day_start, now - WINDOW_SECONDS):
                     self._outcome(r.id, key, at, was_answered, max(0.0, at - min(queued, at)), now)
             finished = _ts(r.solved_at) or _ts(r.closed_at)
             agent = self.agents.get(r.assignee_id) if r.assignee_id is not None else None
@@ -357,7 +405,7 @@ class Wallboard:
             state = TicketState(queue_id=r.queue_id, channel=r.channel, answered=r.answered_at is not None)
             self.tickets[r.id] = state
             if r.assignee_id is not None:
-                self._hold(state, r.assignee_id, _ts(r.answered_at) or _ts(r.updated_at) or now)
+                self._hold(r.id, state, r.assignee_id, _ts(r.answered_at) or _ts(r.updated_at) or now)
             else:
                 due = _ts(r.first_response_due_at) if r.first_response_at is None else None
                 self._wait(r.id, state, _ts(r.queued_at) or _ts(r.created_at) or now, due, count=False)
@@ -367,15 +415,26 @@ class Wallboard:
         for event in buffered:
             self.apply(event)
 
-    def _queue_from_row(self, q: Any) -> None:
-        self.queues[q.id] = QueueInfo(
+    def _day_starts(self) -> list[float]:
+        return [q.day_start for q in self.queues.values()]
+
+    def _queue_from_row(self, q: Any, now: float) -> None:
+        zone = ZoneInfo(calendar_zone(q.hours, self.rt.settings.supervisor_timezone))
+        old = self.queues.get(q.id)
+        info = QueueInfo(
             id=q.id,
             name=q.name,
             channels=list(q.channels or []),
             threshold=float(q.service_level_seconds),
             target=int(q.service_level_target),
             wait_alert=float(q.wait_alert_seconds),
+            zone=zone,
         )
+        if old is not None:
+            info.counted = old.counted
+        info.set_day(now)
+        self.queues[q.id] = info
+        self.next_roll = min(self.next_roll or info.day_end, info.day_end)
         self._dirty_queues.add(q.id)
 
     def _reload_soon(self) -> None:
@@ -386,8 +445,12 @@ class Wallboard:
     async def _reload_queues(self) -> None:
         async with self.rt.read() as conn:
             rows = (await conn.execute(select(queues).order_by(queues.c.id))).all()
+        now = time.time()
         for q in rows:
-            self._queue_from_row(q)
+            if q.id not in self._deleted:  # a reload read before the deletion was heard
+                self._queue_from_row(q, now)
+        for gone in set(self.queues) - {q.id for q in rows}:
+            self._drop_queue(gone)
         self._schedule()
 
     # --- events -------------------------------------------------------------------------------------------
@@ -416,6 +479,10 @@ class Wallboard:
             self._agent_from_payload(payload.get("agent") or {}, now)
         elif kind in ("queue.created", "queue.updated"):
             self._reload_soon()
+        elif kind == "queue.deleted":
+            self._drop_queue(int((payload.get("queue") or {}).get("id") or 0))
+        elif kind == "channel.health":
+            self._channel_health(payload)
         elif kind == "ticket.abandoned":
             ticket = payload.get("ticket") or {}
             key = self._key(ticket.get("queue_id"), ticket.get("channel"))
@@ -439,7 +506,9 @@ class Wallboard:
             return None
         if queue_id not in self.queues:
             # A queue this board has not read yet (its queue.created is being read): defaults until then.
-            self.queues[int(queue_id)] = QueueInfo(int(queue_id), f"queue {queue_id}", [], 60.0, 80, 300.0)
+            info = QueueInfo(int(queue_id), f"queue {queue_id}", [], 60.0, 80, 300.0, zone=self.zone)
+            info.set_day(time.time())
+            self.queues[int(queue_id)] = info
             self._reload_soon()
         key = (int(queue_id), str(channel))
         if key not in self.figures:
@@ -452,8 +521,9 @@ class Wallboard:
         if key is None:
             return
         self.figures[key].waiting[ticket_id] = (queued, due)
-        if count and queued >= self.day_start and (ticket_id, "q") not in self.counted:
-            self.counted.add((ticket_id, "q"))
+        q = self.queues[key[0]]
+        if count and queued >= q.day_start and (ticket_id, "q") not in q.counted:
+            q.counted.add((ticket_id, "q"))
             self.figures[key].queued += 1
         self._dirty_queues.add(key[0])
 
@@ -464,17 +534,20 @@ class Wallboard:
             self._dirty_queues.add(key[0])
         state.queued_at = None
 
-    def _hold(self, state: TicketState, agent_id: int, at: float) -> None:
+    def _hold(self, ticket_id: int, state: TicketState, agent_id: int, at: float) -> None:
         state.assignee, state.assigned_at = agent_id, at
         agent = self.agents.get(agent_id)
         if agent is not None:
             agent.load[state.channel] = agent.load.get(state.channel, 0) + 1
+            if state.channel == VOICE:
+                agent.calls.add(ticket_id)
             self._agent_changed(agent)
 
-    def _release(self, state: TicketState, now: float, *, finished: bool) -> None:
+    def _release(self, ticket_id: int, state: TicketState, now: float, *, finished: bool) -> None:
         agent = self.agents.get(state.assignee or 0)
         if agent is not None:
             agent.load[state.channel] = max(0, agent.load.get(state.channel, 0) - 1)
+            agent.calls.discard(ticket_id)
             if finished and state.assigned_at is not None:
                 agent.handled += 1
                 agent.handle_sum += max(0.0, now - state.assigned_at)
@@ -484,12 +557,13 @@ class Wallboard:
     def _outcome(
         self, ticket_id: int, key: tuple[int, str], at: float, answered: bool, wait: float, now: float
     ) -> None:
-        if (ticket_id, "o") in self.counted:
+        q = self.queues[key[0]]
+        if (ticket_id, "o") in q.counted:
             return
-        self.counted.add((ticket_id, "o"))
+        q.counted.add((ticket_id, "o"))
         f = self.figures[key]
-        threshold = self.queues[key[0]].threshold
-        if at >= self.day_start:
+        threshold = q.threshold
+        if at >= q.day_start:
             f.outcome(at, answered, wait, threshold)
         elif at >= now - WINDOW_SECONDS:  # yesterday, but within the last 30 minutes
             f.recent.append((at, answered, wait <= threshold))
@@ -518,20 +592,30 @@ class Wallboard:
             if state.queued_at is not None:
                 self._unwait(ticket_id, state)
             if state.assignee is not None:
-                self._release(state, now, finished=True)
+                self._release(ticket_id, state, now, finished=True)
             del self.tickets[ticket_id]
             return
+        answered_by_channel = channel in ANSWERED_BY_CHANNEL
+        if answered_by_channel and not state.answered and t.get("answered_at"):
+            # A call is answered when the agent's phone picked up (its channel stamps answered_at), not when
+            # they took it: its wait runs from entering the queue to that moment.
+            key = self._key(queue_id, channel)
+            at = _ts(t.get("answered_at")) or now
+            entered = _ts(t.get("queued_at")) or _ts(t.get("created_at")) or at
+            if key is not None:
+                self._outcome(ticket_id, key, at, True, max(0.0, at - entered), now)
+            state.answered = True
         if assignee != state.assignee:
             if state.assignee is not None:
-                self._release(state, now, finished=False)
+                self._release(ticket_id, state, now, finished=False)
             if assignee is not None:
                 if state.queued_at is not None:
                     key = self._key(queue_id, channel)
-                    if key is not None and not state.answered:
+                    if key is not None and not state.answered and not answered_by_channel:
                         self._outcome(ticket_id, key, now, True, max(0.0, now - state.queued_at), now)
                     self._unwait(ticket_id, state)
-                state.answered = True
-                self._hold(state, int(assignee), now)
+                state.answered = state.answered or not answered_by_channel
+                self._hold(ticket_id, state, int(assignee), now)
         if assignee is None:
             due = _ts(t.get("first_response_due_at")) if not t.get("first_response_at") else None
             if state.queued_at is None:
@@ -570,6 +654,36 @@ class Wallboard:
             self.members.setdefault(q, set()).add(agent_id)
         self._agent_changed(agent)
 
+    def _drop_queue(self, queue_id: int) -> None:
+        """A deleted queue leaves the board (it held no open work: deletion refuses that)."""
+        self._deleted.add(queue_id)
+        if self.queues.pop(queue_id, None) is None:
+            return
+        for channel in self.by_queue.pop(queue_id, {}):
+            self.figures.pop((queue_id, channel), None)
+        self.members.pop(queue_id, None)
+        for agent in self.agents.values():
+            if queue_id in agent.queue_ids:
+                agent.queue_ids = [q for q in agent.queue_ids if q != queue_id]
+                self._dirty_agents.add(agent.id)
+        self._dirty_queues.add(queue_id)
+
+    def _channel_health(self, p: dict[str, Any]) -> None:
+        key = (str(p.get("channel") or ""), str(p.get("account") or ""))
+        if p.get("status") == "ok":
+            if self.channel_alerts.pop(key, None) is None:
+                return
+        else:
+            self.channel_alerts[key] = {
+                "channel": key[0],
+                "account": key[1],
+                "queue": p.get("queue"),
+                "status": p.get("status"),
+                "detail": p.get("detail"),
+                "since": p.get("since"),
+            }
+        self._channels_dirty = True
+
     def _agent_changed(self, agent: AgentState) -> None:
         self._dirty_agents.add(agent.id)
         self._dirty_queues.update(agent.queue_ids)
@@ -605,6 +719,7 @@ class Wallboard:
         return {
             "id": q.id,
             "name": q.name,
+            "timezone": q.zone.key,
             "service_level_seconds": q.threshold,
             "service_level_target": q.target,
             "wait_alert_seconds": q.wait_alert,
@@ -643,15 +758,17 @@ class Wallboard:
             "seq": self.applied_seq,
             "at": _iso(now),
             "timezone": self.rt.settings.supervisor_timezone,
+            "queue_timezones": {str(q.id): q.zone.key for q in self.queues.values()},
             "window_seconds": WINDOW_SECONDS,
             "queues": [self.queue_row(q, now) for q in sorted(self.queues)],
             "agents": agents_rows,
             "occupancy": (sum(1 for a in logged_in if any(a.load.values())) / len(logged_in)) if logged_in else None,
             "alerts": list(self.alerts),
+            "channel_alerts": list(self.channel_alerts.values()),
         }
 
     def _schedule(self) -> None:
-        if self._push is not None or not (self._dirty_queues or self._dirty_agents):
+        if self._push is not None or not (self._dirty_queues or self._dirty_agents or self._channels_dirty):
             return
         try:
             loop = asyncio.get_running_loop()
@@ -665,6 +782,7 @@ class Wallboard:
         if self.rt.events.subscriber_count == 0:
             self._dirty_queues.clear()
             self._dirty_agents.clear()
+            self._channels_dirty = False
             return
         now = time.time()
         queue_ids, agent_ids = self._dirty_queues, self._dirty_agents
@@ -674,11 +792,15 @@ class Wallboard:
             "seq": self.applied_seq,
             "at": _iso(now),
             "queues": [self.queue_row(q, now) for q in sorted(queue_ids) if q in self.queues],
+            "removed_queues": sorted(q for q in queue_ids if q not in self.queues),
             "agents": [self.agents[a].row() for a in sorted(agent_ids) if a in self.agents and self.agents[a].shown],
             "removed_agents": sorted(a for a in agent_ids if a not in self.agents or not self.agents[a].shown),
             "occupancy": (sum(1 for a in logged_in if any(a.load.values())) / len(logged_in)) if logged_in else None,
             "alerts": list(self.alerts)[-10:],
         }
+        if self._channels_dirty:
+            data["channel_alerts"] = list(self.channel_alerts.values())
+            self._channels_dirty = False
         # Only this process's subscribers: every process keeps its own board from the same events.
         frame = EventRecord(seq=0, type="wallboard.update", payload=data, created_at=datetime.now(UTC), agent_id=NOBODY)
         self.rt.events.receive_ephemeral(frame.frame())

@@ -97,6 +97,7 @@ class EmailService:
             timeout=s.email_timeout_seconds,
             quote=self._quote,
             outgoing=outgoing_mailbox(s),
+            files=self.store.get,
         )
         self._boxes: dict[str, MailboxSettings] = {b.name: b for b in s.mailboxes}
         self._from_settings = {b.name for b in s.mailboxes}

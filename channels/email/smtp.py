@@ -4,7 +4,8 @@ A reply carries our Message-ID (the one stored with the message, so a copy fetch
 recognized as ours), In-Reply-To and References (the parent's References plus the parent), the subject tag
 ``[#N]`` and the From address of the mailbox the customer wrote to. The body comes from Jinja2 templates
 (``reply.txt``/``reply.html``, ``ack.txt``), looked up first per queue (``queues/<queue>/reply.txt``) in
-``SWITCHBOARD_EMAIL_TEMPLATES_DIR``, then in the built-in ones.
+``SWITCHBOARD_EMAIL_TEMPLATES_DIR``, then in the built-in ones. Files the agent attached travel as MIME
+attachments, read from the shared file store.
 
 Errors: a 5xx answer is permanent (``DeliveryError(permanent=True)``: the dispatcher marks the message
 failed); a refused connection, a timeout or a 4xx answer is temporary and retried with backoff.
@@ -12,8 +13,9 @@ failed); a refused connection, a timeout or a 4xx answer is temporary and retrie
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 from pathlib import Path
@@ -25,7 +27,8 @@ from pydantic import SecretStr
 
 from hub.config import MailboxSettings, Settings
 from hub.db import utcnow
-from hub.messages import DeliveryError, DeliveryResult, OutboundMessage
+from hub.files import StoredFileMissing
+from hub.messages import Attachment, DeliveryError, DeliveryResult, OutboundMessage
 
 BUILTIN_TEMPLATES = Path(__file__).parent / "templates"
 MAX_REFERENCES_OUT = 20
@@ -87,8 +90,10 @@ def build_reply(
     *,
     domain: str,
     quote: Mapping[str, Any] | None = None,
+    files: Sequence[tuple[Attachment, bytes]] = (),
 ) -> EmailMessage:
-    """The mail for an agent's reply; ``quote`` (text, sender, date) is the message it answers."""
+    """The mail for an agent's reply; ``quote`` (text, sender, date) is the message it answers; ``files`` the
+    attachments with their bytes."""
     quote = dict(quote or {})
     if quote.get("text"):
         who = quote.get("sender") or "you"
@@ -115,6 +120,9 @@ def build_reply(
     msg["X-Switchboard-Ticket"] = str(out.ticket_id)
     msg.set_content(templates.render("reply.txt", box.queue, **context))
     msg.add_alternative(templates.render("reply.html", box.queue, html=True, **context), subtype="html")
+    for attachment, data in files:
+        maintype, _, subtype = attachment.content_type.partition("/")
+        msg.add_attachment(data, maintype=maintype, subtype=subtype or "octet-stream", filename=attachment.filename)
     return msg
 
 
@@ -201,8 +209,10 @@ class SmtpSender:
         timeout: float,
         quote: Callable[[str], Awaitable[Mapping[str, Any] | None]] | None = None,
         outgoing: MailboxSettings | None = None,
+        files: Callable[[str], bytes] | None = None,
     ) -> None:
         self._mailboxes = mailboxes
+        self._files = files  # a stored file's bytes by its SHA-256 (``hub.files.FileStore.get``)
         self._outgoing = outgoing
         self._quote = quote
         self.templates = templates
@@ -227,6 +237,19 @@ class SmtpSender:
     async def send(self, message: OutboundMessage) -> DeliveryResult:
         box = self.mailbox_for(message.sender_address)
         quote = await self._quote(message.in_reply_to) if self._quote and message.in_reply_to else None
-        msg = build_reply(message, box, self.templates, domain=self.domain, quote=quote)
+        files = await asyncio.to_thread(self._attached, message.attachments)
+        msg = build_reply(message, box, self.templates, domain=self.domain, quote=quote, files=files)
         await deliver(box, msg, timeout_seconds=self.timeout)
         return DeliveryResult(provider_id=str(msg["Message-ID"]))
+
+    def _attached(self, attachments: Sequence[Attachment]) -> list[tuple[Attachment, bytes]]:
+        """The attachments' bytes; one no longer stored (erased meanwhile) fails the delivery for good."""
+        out: list[tuple[Attachment, bytes]] = []
+        for attachment in attachments:
+            if attachment.sha256 is None or self._files is None:
+                raise DeliveryError(f"attachment {attachment.filename!r} has no stored file", permanent=True)
+            try:
+                out.append((attachment, self._files(attachment.sha256)))
+            except StoredFileMissing:
+                raise DeliveryError(f"attachment {attachment.filename!r} is no longer stored", permanent=True) from None
+        return out

@@ -405,6 +405,14 @@ def _comment_change(change: dict[str, Any], channel: str, account: Account, out:
             thread_key=f"cm:{account.id}:{post_id}:{author_id}",
             queue=account.queue,
             received_at=when or datetime.now(UTC),
-            metadata={"account": account.id, "kind": channel, "comment_id": comment_id, "post_id": post_id},
+            metadata={
+                "account": account.id,
+                "kind": channel,
+                "comment_id": comment_id,
+                "post_id": post_id,
+                # When the customer commented (Facebook says; Instagram does not): a private reply's 7 days
+                # count from it, not from when we stored the comment (a late webhook, a quarantine retried).
+                **({"commented_at": when.isoformat()} if when else {}),
+            },
         )
     )

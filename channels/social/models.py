@@ -1,14 +1,16 @@
 """Tables of the social channels: which of our messages each provider id is (for receipts), the private
-replies sent to public comments (Meta allows one per comment), and access tokens replaced in the admin page."""
+replies sent to public comments (Meta allows one per comment), access tokens replaced in the admin page, and the
+messages of a batch ingest refused."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Text
 from sqlmodel import Field, SQLModel
 
-from hub.db import UTCDateTime, utcnow
+from hub.db import JSONType, UTCDateTime, utcnow
 
 
 class SocialDelivery(SQLModel, table=True):
@@ -47,3 +49,30 @@ class AccountToken(SQLModel, table=True):
     account: str = Field(primary_key=True, max_length=64)
     sealed_token: str = Field(sa_type=Text)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class SocialQuarantine(SQLModel, table=True):
+    """A message of a webhook batch that ingest refused (an identity it cannot read, say): kept with the reason
+    instead of failing the batch, which the provider would send again forever. Once per provider id."""
+
+    __tablename__ = "social_quarantine"
+
+    channel: str = Field(primary_key=True, max_length=20)
+    external_id: str = Field(primary_key=True, max_length=255)
+    account: str = Field(default="", max_length=64)
+    reason: str = Field(sa_type=Text)
+    message: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)  # the normalized message, as parsed
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class AccountHealthRow(SQLModel, table=True):
+    """An account's problem as the process that met it said (a token the provider refused, a provider that keeps
+    failing): kept so that every process, and a restarted one, shows the alert until the account is ok again."""
+
+    __tablename__ = "social_account_health"
+
+    channel: str = Field(primary_key=True, max_length=20)
+    account: str = Field(primary_key=True, max_length=64)
+    status: str = Field(max_length=20)
+    detail: str | None = Field(default=None, sa_type=Text)
+    since: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -3,7 +3,8 @@
 Inbound (``meta_webhook``, ``telegram_webhook``): the signature or secret is checked on the raw bytes before
 anything is parsed; the whole body is parsed before anything is stored (a bad entry refuses the batch, so
 nothing is half-stored); then every message of the batch is handed to ingest at once, where the group commit
-stores them in one transaction or a few (``ticketing.ingest``), and the answer waits for the commit. A
+stores them in one transaction or a few (``ticketing.ingest``), and the answer waits for the commit. A message
+ingest refuses is quarantined with its reason (``social_quarantine``) and the batch still answered 200. A
 retried batch is stored once: each message's external id is the provider's (``mid``, ``wamid``,
 ``<bot>:<update_id>``, the comment id). Receipts move our messages' delivery status forward only
 (``rt.ports.conversations.advance``).
@@ -21,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -29,13 +30,15 @@ from sqlalchemy import delete, select, update
 
 from channels.social import meta, telegram
 from channels.social.health import TOKEN_EXPIRED_TEXT, AccountHealth, Health, HealthStatus
-from channels.social.models import AccountToken, PrivateReply, SocialDelivery
+from channels.social.models import AccountToken, PrivateReply, SocialDelivery, SocialQuarantine
+from hub import audit
 from hub.config import Settings
 from hub.db import insert_rows, utcnow
-from hub.errors import InvalidInput, NotFound, PermissionDenied, SwitchboardError
+from hub.errors import Conflict, InvalidInput, NotFound, PermissionDenied, SwitchboardError
 from hub.files import FileStore, StoredFileMissing
 from hub.messages import Attachment, DeliveryError, DeliveryResult, InboundMessage, Ingest, OutboundMessage, Sender
 from hub.ports import DeliveryReceipt
+from hub.principals import Principal
 from hub.runtime import Runtime
 from hub.sealing import SealedUnreadable, Sealer
 
@@ -44,10 +47,12 @@ log = logging.getLogger(__name__)
 D = SocialDelivery.__table__  # type: ignore[attr-defined]
 P = PrivateReply.__table__  # type: ignore[attr-defined]
 K = AccountToken.__table__  # type: ignore[attr-defined]
+Q = SocialQuarantine.__table__  # type: ignore[attr-defined]
 # How often a process reads the tokens admins replaced (another process may have taken the new one).
 TOKEN_REFRESH_SECONDS = 30.0
 NAME_CACHE_MAX = 50_000
 PRIVATE_REPLY_WINDOW = timedelta(days=7)
+PARTS_MAX = 10_000  # replies with files being retried, remembered per process
 
 
 class UnknownAccount(NotFound):
@@ -105,9 +110,11 @@ class SocialService:
         self.sealer = Sealer(settings.secret_key.get_secret_value())
         self._sweeper: asyncio.Task[None] | None = None
         self._names: dict[str, str] = {}  # profile names looked up, by sender id ("" when Meta gave none)
+        self._telegram_parts: dict[int, set[int]] = {}  # files of a reply Telegram took, by message id
 
     async def start(self) -> None:
         await self.load_tokens()
+        await self.health.refresh()
         self._sweeper = asyncio.create_task(self._sweep(), name="social-sweep")
 
     async def stop(self) -> None:
@@ -124,6 +131,7 @@ class SocialService:
             await asyncio.sleep(every)
             try:
                 await self.load_tokens()
+                await self.health.refresh()
                 await self.health.sweep_silence(silence)
             except Exception:
                 log.exception("social sweep failed")
@@ -149,7 +157,9 @@ class SocialService:
             elif row.channel == "telegram" and row.account in self.bots:
                 log.warning("Telegram bot tokens are replaced in SWITCHBOARD_TELEGRAM_BOTS, not here")
 
-    async def replace_token(self, *, channel: str, account: str, token: str) -> AccountHealth:
+    async def replace_token(
+        self, *, channel: str, account: str, token: str, actor: Principal | None = None
+    ) -> AccountHealth:
         """An admin reconnected a page or number: its new token is kept (sealed) and used from now on, by every
         process (each reads the table every ``TOKEN_REFRESH_SECONDS``); the account's token alert clears."""
         tokens = self._tokens_of(channel)
@@ -160,6 +170,8 @@ class SocialService:
         async with self.rt.db.begin() as conn:
             await conn.execute(delete(K).where(K.c.channel == channel, K.c.account == account))
             await insert_rows(conn, K, [row])
+            if actor is not None:  # the token itself never goes into the log
+                await audit.record(conn, actor=actor, action="social.token_replace", target=f"{channel}:{account}")
         tokens[account] = token
         if health.status == HealthStatus.TOKEN_EXPIRED:
             await self.health.set(health, HealthStatus.OK, None)
@@ -195,9 +207,15 @@ class SocialService:
         for channel, account in parsed.accounts:
             await self.heard(channel, account)
         await asyncio.gather(self.fetch_media(parsed.messages), self.fetch_names(parsed.messages))
-        stored = await self._store(parsed.messages)
+        stored, quarantined = await self._store(parsed.messages)
         advanced = await self._receipts(parsed.receipts)
-        return {"messages": len(parsed.messages), "stored": stored, "receipts": advanced, "skipped": parsed.skipped}
+        return {
+            "messages": len(parsed.messages),
+            "stored": stored,
+            "receipts": advanced,
+            "skipped": parsed.skipped,
+            "quarantined": quarantined,
+        }
 
     async def telegram_webhook(self, bot_name: str, body: bytes, secret: str | None) -> dict[str, int]:
         bot = self.bots.get(bot_name)
@@ -213,8 +231,14 @@ class SocialService:
             raise BadWebhook(str(exc)) from None
         await self.heard("telegram", bot.name)
         await self.fetch_media([message] if message else [])
-        stored = await self._store([message] if message else [])
-        return {"messages": 1 if message else 0, "stored": stored, "receipts": 0, "skipped": 0 if message else 1}
+        stored, quarantined = await self._store([message] if message else [])
+        return {
+            "messages": 1 if message else 0,
+            "stored": stored,
+            "receipts": 0,
+            "skipped": 0 if message else 1,
+            "quarantined": quarantined,
+        }
 
     async def heard(self, channel: str, account: str) -> None:
         """A webhook for the account arrived: a silent account is ok again."""
@@ -343,13 +367,16 @@ class SocialService:
         if content_type and attachment.content_type in ("application/octet-stream", "image/*", "video/*", "audio/*"):
             attachment.content_type = content_type[:255]
 
-    async def _store(self, messages: list[InboundMessage]) -> int:
-        """Hand the batch to ingest at once (one group commit, or a few); answers how many were new. Raises when
-        any failed, so the provider sends the batch again (what was stored is found, not stored twice)."""
+    async def _store(self, messages: list[InboundMessage]) -> tuple[int, int]:
+        """Hand the batch to ingest at once (one group commit, or a few); answers how many were new and how many
+        were quarantined. A message ingest refuses (a ``SwitchboardError``: an identity it cannot read, say) is
+        kept in ``social_quarantine`` with the reason and logged, and the rest of the batch is answered as stored:
+        a refused batch would be sent again forever. Any other failure (the database away, a conflict to try
+        again) raises, so the provider sends the batch again (what was stored is found, not stored twice)."""
         if not messages:
-            return 0
+            return 0, 0
         results = await asyncio.gather(*(self.ingest(m) for m in messages), return_exceptions=True)
-        failed = [r for r in results if isinstance(r, BaseException)]
+        failed = [r for r in results if isinstance(r, BaseException) and not _refusal(r)]
         if failed:
             for exc in failed[:3]:
                 log.error("social message not stored: %r", exc)
@@ -357,7 +384,33 @@ class SocialService:
             if isinstance(first, SwitchboardError):
                 raise first
             raise RuntimeError(f"{len(failed)} of {len(messages)} messages were not stored") from first
-        return sum(1 for r in results if not isinstance(r, BaseException) and r.created)
+        refused = [(m, r) for m, r in zip(messages, results, strict=True) if isinstance(r, SwitchboardError)]
+        if refused:
+            await self._quarantine(refused)
+        return sum(1 for r in results if not isinstance(r, BaseException) and r.created), len(refused)
+
+    async def _quarantine(self, refused: list[tuple[InboundMessage, SwitchboardError]]) -> None:
+        rows = []
+        for message, exc in refused:
+            log.warning(
+                "%s message %s quarantined: ingest refused it (%s: %s)",
+                message.channel,
+                message.external_id,
+                exc.code,
+                exc.message,
+            )
+            rows.append(
+                {
+                    "channel": message.channel[:20],
+                    "external_id": message.external_id[:255],
+                    "account": str(message.metadata.get("account") or message.recipient or "")[:64],
+                    "reason": f"{exc.code}: {exc.message}"[:2000],
+                    "message": message.model_dump(mode="json"),
+                    "created_at": utcnow(),
+                }
+            )
+        async with self.rt.db.begin() as conn:
+            await insert_rows(conn, Q, rows, ignore_conflicts=True)  # a replayed batch: kept once
 
     async def _receipts(self, receipts: list[meta.Receipt]) -> int:
         if not receipts:
@@ -467,8 +520,9 @@ class SocialService:
         comment is claimed (``social_private_replies``) before the call and released if the call fails."""
         kind = self.pages[page].kind
         comment = await self.rt.ports.tickets.message_by_external_id(channel="comments", external_id=comment_id)
-        if comment is not None and utcnow() - comment.created_at > PRIVATE_REPLY_WINDOW:
-            days = (utcnow() - comment.created_at).days
+        commented = _commented_at(comment.metadata, comment.created_at) if comment is not None else None
+        if commented is not None and utcnow() - commented > PRIVATE_REPLY_WINDOW:
+            days = (utcnow() - commented).days
             raise DeliveryError(
                 f"a private reply is possible within 7 days of the comment; this one is {days} days old", permanent=True
             )
@@ -510,9 +564,13 @@ class SocialService:
         base = f"{self.settings.telegram_api_url}/bot{bot.token.get_secret_value()}"
         chat_id = message.recipient
         provider_id: str | None = None
+        # A reply with files is several calls; a retry (the outbox's, after a 5xx) skips the parts Telegram took.
+        done = self._telegram_parts.setdefault(message.message_id, set()) if message.message_id else set()
+        if len(self._telegram_parts) > PARTS_MAX:
+            self._telegram_parts.clear()
         # Files are uploaded (multipart), never sent as URLs Telegram would have to fetch from us.
-        for attachment in message.attachments:
-            if not attachment.sha256:
+        for part, attachment in enumerate(message.attachments):
+            if not attachment.sha256 or part in done:
                 continue
             try:
                 data = self.files.get(attachment.sha256)
@@ -530,11 +588,13 @@ class SocialService:
                 files={field_name: (attachment.filename, data, attachment.content_type)},
             )
             provider_id = _telegram_id(answer)
+            done.add(part)
         if message.text.strip():
             answer = await self._post_telegram(
                 bot.name, f"{base}/sendMessage", json_body={"chat_id": chat_id, "text": message.text}
             )
             provider_id = _telegram_id(answer)
+        self._telegram_parts.pop(message.message_id, None)
         return (
             "telegram",
             bot.name,
@@ -602,6 +662,23 @@ class SocialService:
 
 def _str(value: Any) -> str | None:
     return str(value) if value not in (None, "") else None
+
+
+def _commented_at(metadata: dict[str, Any], stored_at: datetime) -> datetime:
+    """When a stored comment was written: what Facebook said (``commented_at``), else when it was stored."""
+    given = metadata.get("commented_at")
+    if isinstance(given, str):
+        with contextlib.suppress(ValueError):
+            parsed = datetime.fromisoformat(given)
+            if parsed.tzinfo is not None:
+                return parsed
+    return stored_at
+
+
+def _refusal(exc: BaseException) -> bool:
+    """Whether ingest refused the message itself (it would refuse it again): quarantined, not retried. A
+    ``Conflict`` says "send it again"."""
+    return isinstance(exc, SwitchboardError) and not isinstance(exc, Conflict)
 
 
 def _telegram_id(answer: dict[str, Any]) -> str | None:

@@ -3,26 +3,35 @@ the admin API. Thin: read the raw body, then call the channel's running ``Social
 
 No ``from __future__ import annotations`` here: FastAPI reads the endpoints' annotations."""
 
+import asyncio
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
+from channels.social import demo, quarantine
+from channels.social.quarantine import QuarantineChannel, QuarantinedDetail, QuarantinePage, ReprocessAnswer
 from channels.social.service import SocialService, accounts_view
+from hub.api_catcher import read_calls
+from hub.config import DEMO_SOCIAL
 from hub.deps import CurrentAdmin, CurrentAgent
-from hub.inputs import Input
+from hub.errors import PermissionDenied
+from hub.inputs import DB_INT_MAX, Input
+from hub.windows import variables_of
 
 
 class WebhookAccepted(BaseModel):
     """What a webhook stored: the messages it carried, how many were new (a retried batch stores none), the
-    receipts that moved a message's status, the events skipped (echoes, edits)."""
+    receipts that moved a message's status, the events skipped (echoes, edits), and the messages ingest refused,
+    kept in quarantine with the reason."""
 
     messages: int
     stored: int
     receipts: int
     skipped: int
+    quarantined: int = 0
 
 
 class AccountRead(BaseModel):
@@ -64,6 +73,26 @@ class TemplateRead(BaseModel):
     body: str
     channels: list[str]
     variables: int
+
+
+class QuarantineKey(Input):
+    """A message in quarantine: its channel and the provider's id of it."""
+
+    channel: QuarantineChannel
+    external_id: str = Field(min_length=1, max_length=255)
+
+
+class DemoSignRequest(Input):
+    """A webhook the pretend social app (/demo/social) is about to post: to Meta's webhook, or to a bot's."""
+
+    to: Literal["meta", "telegram"]
+    bot: str | None = Field(default=None, max_length=64)
+    body: str = Field(min_length=2, max_length=65_536)
+
+
+class DemoSignature(BaseModel):
+    header: str
+    value: str
 
 
 def build_router(service: Callable[[], SocialService]) -> list[APIRouter]:
@@ -127,7 +156,7 @@ def build_router(service: Callable[[], SocialService]) -> list[APIRouter]:
     ) -> dict[str, object]:
         """Reconnect a page or number: its new access token (kept sealed) is used from now on; the token alert
         clears. Telegram bots' tokens are set in SWITCHBOARD_TELEGRAM_BOTS."""
-        health = await svc.replace_token(channel=channel, account=account, token=body.access_token)
+        health = await svc.replace_token(channel=channel, account=account, token=body.access_token, actor=admin)
         return health.as_dict()
 
     @api.get("/setup", response_model=SocialSetup)
@@ -150,7 +179,83 @@ def build_router(service: Callable[[], SocialService]) -> list[APIRouter]:
 
     @api.get("/templates", response_model=list[TemplateRead])
     async def templates(svc: Service, agent: CurrentAgent) -> list[dict[str, Any]]:
-        """The approved templates agents may send outside a messaging window."""
-        return [{**t.model_dump(), "variables": t.body.count("{{")} for t in svc.settings.whatsapp_templates]
+        """The approved templates agents may send outside a messaging window (edited at /admin/templates)."""
+        found = await svc.rt.ports.tickets.message_templates()
+        return [{**t.model_dump(), "variables": variables_of(t.body)} for t in found]
+
+    # --- messages ingest refused (channels.social.quarantine) ------------------------------------------------------
+
+    @api.get("/quarantine", response_model=QuarantinePage)
+    async def list_quarantine(
+        svc: Service,
+        admin: CurrentAdmin,
+        channel: QuarantineChannel | None = None,
+        account: Annotated[str | None, Query(max_length=64)] = None,
+        offset: Annotated[int, Query(ge=0, le=DB_INT_MAX)] = 0,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    ) -> QuarantinePage:
+        """Messages of webhooks that ingest refused, newest first, with the reason; filter by channel and
+        account (page id, number id, bot name)."""
+        return await quarantine.list_quarantined(svc.rt, channel=channel, account=account, offset=offset, limit=limit)
+
+    @api.get("/quarantine/message", response_model=QuarantinedDetail)
+    async def show_quarantined(
+        svc: Service,
+        admin: CurrentAdmin,
+        channel: QuarantineChannel,
+        external_id: Annotated[str, Query(min_length=1, max_length=255)],
+    ) -> QuarantinedDetail:
+        """One refused message, with what was kept of it as text (``raw``: the message as parsed, JSON)."""
+        return await quarantine.get_quarantined(svc.rt, channel=channel, external_id=external_id)
+
+    @api.post("/quarantine/reprocess", response_model=ReprocessAnswer)
+    async def reprocess_quarantined(svc: Service, admin: CurrentAdmin, body: QuarantineKey) -> ReprocessAnswer:
+        """Run a refused message through ingest again (audited): it becomes a message of a ticket and leaves
+        quarantine (once, however often this is asked), or stays with the new reason (``ok`` false)."""
+        return await quarantine.reprocess(
+            svc.rt, svc.ingest, channel=body.channel, external_id=body.external_id, actor=admin, fetch=svc.fetch_media
+        )
+
+    @api.post("/quarantine/discard", status_code=204)
+    async def discard_quarantined(svc: Service, admin: CurrentAdmin, body: QuarantineKey) -> Response:
+        """Throw a refused message away (audited)."""
+        await quarantine.discard(svc.rt, channel=body.channel, external_id=body.external_id, actor=admin)
+        return Response(status_code=204)
+
+    # --- the pretend social app of switchboard demo ---------------------------------------------------------------
+
+    def _demo_only(svc: SocialService) -> None:
+        if not svc.settings.demo_mode or svc.settings.demo_social_dir is None:
+            raise PermissionDenied("the pretend social app works only in switchboard demo", code="demo_only")
+
+    @api.post("/demo/sign", response_model=DemoSignature)
+    async def demo_sign(body: DemoSignRequest, svc: Service) -> DemoSignature:
+        """Only in ``switchboard demo``, with the demo's own accounts: the header that makes a pretend webhook
+        genuine (Meta's ``X-Hub-Signature-256`` over the body, or the bot's secret token). A configured secret
+        is never lent: the demo signs with its own only."""
+        _demo_only(svc)
+        if body.to == "meta":
+            secret = svc.settings.meta_app_secret
+            if secret is None or secret.get_secret_value() != DEMO_SOCIAL.meta_app_secret:
+                raise PermissionDenied("Meta's app secret is not the demo's own", code="demo_only")
+            return DemoSignature(
+                header="X-Hub-Signature-256", value=demo.meta_signature(DEMO_SOCIAL.meta_app_secret, body.body.encode())
+            )
+        bot = svc.bots.get(body.bot or "")
+        if bot is None or bot.secret_token.get_secret_value() != DEMO_SOCIAL.telegram_secret:
+            raise PermissionDenied("that bot is not the demo's own", code="demo_only")
+        return DemoSignature(header="X-Telegram-Bot-Api-Secret-Token", value=DEMO_SOCIAL.telegram_secret)
+
+    @api.get("/demo/replies", response_model=list[demo.DemoReply])
+    async def demo_replies(
+        svc: Service,
+        channel: Annotated[Literal["messenger", "instagram", "whatsapp", "telegram"], Query()],
+        customer: Annotated[str, Query(min_length=1, max_length=64)],
+    ) -> list[demo.DemoReply]:
+        """Only in ``switchboard demo``: what the agents sent the pretend app's customer, as the demo's stand-in
+        for the providers' send APIs caught it (``hub.api_catcher``), oldest first."""
+        _demo_only(svc)
+        calls = await asyncio.to_thread(read_calls, svc.settings.demo_social_dir)
+        return demo.replies_to(calls, channel=channel, customer=customer, pages=svc.pages)
 
     return [hooks, api]

@@ -5,6 +5,8 @@
     signatures.py  X-Twilio-Signature (twilio's RequestValidator) against SWITCHBOARD_PUBLIC_URL; the demo's token
     flows.py       which flow answers a number (SWITCHBOARD_TWILIO_NUMBERS, the admin API; demo: the demo flow)
     twiml.py       the IVR engine's actions → TwiML, with twilio's VoiceResponse only
+    inputs.py      the flow's action URLs' parameters → the IVR engine's inputs
+    phones.py      where an agent answers (browser: the Voice JavaScript SDK and its tokens, or their own number)
     voice.py       VoiceService: each call's state per CallSid, steps, tickets, the queue, voicemail, status
     rest.py        the Twilio REST client (calls to agents and callbacks, messages), capturable in tests
     messaging.py   SMS and WhatsApp: inbound webhook → InboundMessage, replies, receipts, WhatsApp's window

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from pathlib import Path
 
 import phonenumbers
@@ -43,11 +44,21 @@ def e164(value: str, region: str) -> str | None:
 
 
 class FlowBook:
-    """The loaded flows by name, kept while their files do not change."""
+    """The loaded flows by name, kept while their files do not change (looked at, every webhook asking, at most
+    once per ``RECHECK_SECONDS``), and the configured numbers' flows (the numbers parsed once)."""
+
+    RECHECK_SECONDS = 1.0
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._loaded: dict[str, tuple[float, Flow]] = {}
+        self._checked: dict[str, float] = {}  # when each flow's file was last looked at (time.monotonic)
+        region = settings.default_phone_region
+        self._numbers: dict[str, str] = {}
+        for entry in settings.twilio_numbers:
+            number = e164(entry.number, region)
+            if number is not None:
+                self._numbers.setdefault(number, entry.flow)
 
     def names(self) -> list[str]:
         """The flows in the flows folder."""
@@ -67,8 +78,12 @@ class FlowBook:
     def get(self, name: str) -> Flow | None:
         """The flow ``name``, reloaded when its file changed; a file that no longer lints keeps the flow loaded
         before (logged with every error and its line); None when there is none."""
-        path = self.path(name)
         known = self._loaded.get(name)
+        now = time.monotonic()
+        if known is not None and now - self._checked.get(name, 0.0) < self.RECHECK_SECONDS:
+            return known[1]
+        self._checked[name] = now
+        path = self.path(name)
         if path is None:
             return known[1] if known else None
         try:
@@ -91,7 +106,4 @@ class FlowBook:
 
     def configured(self, number: str) -> str | None:
         """The flow named for ``number`` by the settings (the admin API's numbers are looked up by the caller)."""
-        for entry in self.settings.twilio_numbers:
-            if e164(entry.number, self.settings.default_phone_region) == number:
-                return entry.flow
-        return None
+        return self._numbers.get(number)

@@ -2,16 +2,16 @@
 as links the hub serves to agents only), replies leave through the outbox with ``messages.create`` and a status
 callback, and receipts move a message's delivery status forward only (out of order is fine).
 
-WhatsApp only takes free text within 24 hours of the customer's last message (``window``): outside it the
-reply is refused with the reason (a permanent delivery failure the console shows), and
-``GET /api/twilio/whatsapp/window/{ticket_id}`` tells the composer how long is left. (This window is the
-channel's own: no shared mechanism for it exists on main yet.)"""
+WhatsApp only takes free text within 24 hours of the customer's last message: the core's messaging windows
+(``hub.windows``) refuse it before anything is stored, show the composer the time left, and let the agent pick an
+approved template (``SWITCHBOARD_WHATSAPP_TEMPLATES``); a template reaches Twilio's Content API by its
+``content_sid``. A free-text reply whose window closed while it waited in the outbox fails here, permanently,
+with the reason."""
 
 from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timedelta
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -21,12 +21,12 @@ from channels.twilio.models import TwilioMessage
 from channels.twilio.rest import Rest
 from hub.config import Settings
 from hub.db import utcnow
-from hub.errors import InvalidInput
 from hub.messages import Attachment, DeliveryError, DeliveryResult, Identity, InboundMessage, Ingest, OutboundMessage
 from hub.runtime import Runtime
+from hub.windows import WindowStatus, window_state
 
 log = logging.getLogger(__name__)
-TEMPLATE = "twilio_template"  # a reply's metadata key: the approved template it is sent as
+TEMPLATE = "template"  # a reply's metadata key: the approved template it is sent as (``ticketing.replies``)
 SENT = TwilioMessage.__table__  # type: ignore[attr-defined]
 WHATSAPP = "whatsapp:"
 MAX_MEDIA = 10
@@ -47,13 +47,6 @@ STATUS = {
 
 def channel_of(address: str) -> str:
     return "whatsapp" if address.lower().startswith(WHATSAPP) else "sms"
-
-
-def window_left(last_inbound: datetime | None, now: datetime, hours: int) -> timedelta:
-    """How long the customer's 24-hour window stays open (zero or less: closed)."""
-    if last_inbound is None:
-        return timedelta(0)
-    return last_inbound + timedelta(hours=hours) - now
 
 
 class Messaging:
@@ -110,17 +103,18 @@ class Messaging:
         """Deliver a reply (the outbox's ``Sender``); WhatsApp's free text only inside the 24-hour window."""
         whatsapp = message.channel == "whatsapp"
         template = message.metadata.get(TEMPLATE) if whatsapp else None
-        if whatsapp and not template:
-            brief = await self.rt.ports.tickets.brief(ticket_id=message.ticket_id)
-            left = window_left(
-                brief.last_inbound_at if brief else None, utcnow(), self.settings.twilio_whatsapp_window_hours
+        if template is not None and not (isinstance(template, dict) and template.get("content_sid")):
+            name = template.get("name") if isinstance(template, dict) else None
+            raise DeliveryError(
+                f"template {name!r} has no content_sid: Twilio sends WhatsApp templates by their Content API SID "
+                "(SWITCHBOARD_WHATSAPP_TEMPLATES)",
+                permanent=True,
             )
-            if left.total_seconds() <= 0:
-                raise DeliveryError(
-                    "outside WhatsApp's 24-hour window: the customer has not written for 24 hours, so only an approved "
-                    "template may be sent",
-                    permanent=True,
-                )
+        if whatsapp and template is None:
+            brief = await self.rt.ports.tickets.brief(ticket_id=message.ticket_id)
+            window = window_state("whatsapp", brief.last_inbound_at if brief else None, utcnow())
+            if window.status == WindowStatus.CLOSED:
+                raise DeliveryError(window.reason or "outside WhatsApp's 24-hour window", permanent=True)
         to, from_ = message.recipient, message.sender_address or self._default_from()
         if not from_:
             raise DeliveryError("no number to send from: set SWITCHBOARD_TWILIO_NUMBERS", permanent=True)
@@ -134,7 +128,9 @@ class Messaging:
                 body=None,
                 status_callback=callback,
                 content_sid=template["content_sid"],
-                content_variables=json.dumps(template.get("variables") or {}),
+                content_variables=json.dumps(
+                    {str(n): str(v) for n, v in enumerate(template.get("variables") or [], start=1)}
+                ),
             )
         else:
             sid = await self.rest.message(to=to, from_=from_, body=message.text, status_callback=callback)
@@ -174,47 +170,6 @@ class Messaging:
         if core == "failed":
             error = f"Twilio: {status}" + (f" (error {params['ErrorCode'][:20]})" if params.get("ErrorCode") else "")
         await self.rt.ports.tickets.set_delivery_status(message_id=row.message_id, status=core, error=error)
-
-    async def send_template(
-        self, *, agent_id: int, ticket_id: int, name: str, variables: dict[str, str], client_key: str
-    ) -> int:
-        """An approved template (``SWITCHBOARD_TWILIO_WHATSAPP_TEMPLATES``, by name) to a WhatsApp conversation,
-        through the outbox in the agent's name; the message shows the template's text with the variables."""
-        found = next((t for t in self.settings.twilio_whatsapp_templates if t.name == name), None)
-        if found is None:
-            raise InvalidInput(f"no WhatsApp template named {name!r}", code="unknown_template", loc=("body", "name"))
-        brief = await self.rt.ports.tickets.brief(ticket_id=ticket_id)
-        if brief is None or brief.channel != "whatsapp":
-            raise InvalidInput(
-                "templates are for WhatsApp conversations", code="not_whatsapp", loc=("path", "ticket_id")
-            )
-        text = found.text or found.name
-        for key, value in variables.items():
-            text = text.replace("{{" + key + "}}", value)
-        return await self.rt.ports.tickets.send_as(
-            agent_id=agent_id,
-            ticket_id=ticket_id,
-            text=text,
-            client_key=client_key,
-            metadata={TEMPLATE: {"name": found.name, "content_sid": found.content_sid, "variables": variables}},
-        )
-
-    def templates(self) -> list[dict[str, object]]:
-        return [t.model_dump() for t in self.settings.twilio_whatsapp_templates]
-
-    async def whatsapp_window(self, ticket_id: int) -> dict[str, object]:
-        brief = await self.rt.ports.tickets.brief(ticket_id=ticket_id)
-        if brief is None:
-            return {}
-        now = utcnow()
-        left = window_left(brief.last_inbound_at, now, self.settings.twilio_whatsapp_window_hours)
-        return {
-            "ticket_id": ticket_id,
-            "channel": brief.channel,
-            "open": brief.channel != "whatsapp" or left.total_seconds() > 0,
-            "seconds_left": max(0, int(left.total_seconds())) if brief.channel == "whatsapp" else None,
-            "last_inbound_at": brief.last_inbound_at.isoformat() if brief.last_inbound_at else None,
-        }
 
 
 class MessagingSender:

@@ -69,3 +69,15 @@ class TwilioMessage(SQLModel, table=True):
     message_id: int = Field(index=True)
     statuses_seen: list[str] = Field(default_factory=list, sa_type=JSONType)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class TwilioAgentPhone(SQLModel, table=True):
+    """Where an agent answers the calls they accept: ``browser`` (the console, Twilio's Voice JavaScript SDK) or
+    ``phone`` (their own number, ``SWITCHBOARD_TWILIO_AGENT_NUMBERS``). No row: their number when they have one,
+    else the browser when the hub has an API key for it."""
+
+    __tablename__ = "twilio_agent_phones"
+
+    agent_id: int = Field(primary_key=True)
+    answer_on: str = Field(max_length=10)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

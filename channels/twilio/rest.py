@@ -74,13 +74,22 @@ class Rest:
             Client(settings.twilio_account_sid, token, http_client=self._http) if self.configured else None
         )
 
-    async def call(self, *, to: str, from_: str, twiml: str) -> str:
-        """Place a call running ``twiml``; answers its CallSid."""
+    async def call(self, *, to: str, from_: str, twiml: str, status_callback: str | None = None) -> str:
+        """Place a call running ``twiml``; answers its CallSid. With ``status_callback``, Twilio reports there
+        when the call is answered and when it ends (its CallStatus: in-progress, then completed, busy,
+        no-answer, failed or canceled)."""
         if self.client is None:
             raise DeliveryError(
                 "Twilio is not configured (SWITCHBOARD_TWILIO_ACCOUNT_SID, _AUTH_TOKEN)", permanent=True
             )
-        call = await self.client.calls.create_async(to=to, from_=from_, twiml=twiml)
+        extra: dict[str, Any] = {}
+        if status_callback is not None:
+            extra = {
+                "status_callback": status_callback,
+                "status_callback_method": "POST",
+                "status_callback_event": ["answered", "completed"],
+            }
+        call = await self.client.calls.create_async(to=to, from_=from_, twiml=twiml, **extra)
         return str(call.sid)
 
     async def message(self, *, to: str, from_: str, body: str | None, status_callback: str, **extra: Any) -> str:

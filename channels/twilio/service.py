@@ -14,10 +14,12 @@ from channels.twilio.messaging import Messaging, MessagingSender
 from channels.twilio.models import TwilioCall, TwilioNumber
 from channels.twilio.rest import Rest
 from channels.twilio.voice import VoiceService
+from hub import audit
 from hub.config import Settings
 from hub.db import utcnow
 from hub.errors import InvalidInput
 from hub.messages import Ingest
+from hub.principals import Principal
 from hub.runtime import Runtime
 from ivr_flows.errors import FlowInvalid
 from ivr_flows.graph import mermaid
@@ -92,7 +94,7 @@ class TwilioService:
         out += [{"number": r.number, "flow": r.flow, "label": r.label, "source": "api"} for r in rows]
         return out
 
-    async def set_number(self, number: str, flow: str, label: str) -> dict[str, Any]:
+    async def set_number(self, number: str, flow: str, label: str, *, actor: Principal | None = None) -> dict[str, Any]:
         path = self.voice.flows.path(flow)
         if path is None:
             raise InvalidInput(f"no flow named {flow!r} in the flows folder", code="unknown_flow", loc=("body", "flow"))
@@ -101,6 +103,7 @@ class TwilioService:
         except FlowInvalid as exc:
             raise InvalidInput(exc.message, code="flow_invalid", loc=("body", "flow")) from None
         async with self.rt.write() as tx:
+            before = (await tx.conn.execute(select(NUMBERS).where(NUMBERS.c.number == number))).first()
             done = await tx.conn.execute(
                 update(NUMBERS).where(NUMBERS.c.number == number).values(flow=flow, label=label)
             )
@@ -108,11 +111,24 @@ class TwilioService:
                 await tx.conn.execute(
                     insert(NUMBERS).values(number=number, flow=flow, label=label, created_at=utcnow())
                 )
+            if actor is not None:
+                await audit.record(
+                    tx.conn,
+                    actor=actor,
+                    action="phone.number_set",
+                    target=f"number:{number}",
+                    detail={
+                        "before": {"flow": before.flow, "label": before.label} if before is not None else None,
+                        "after": {"flow": flow, "label": label},
+                    },
+                )
         return {"number": number, "flow": flow, "label": label, "source": "api"}
 
-    async def delete_number(self, number: str) -> None:
+    async def delete_number(self, number: str, *, actor: Principal | None = None) -> None:
         async with self.rt.write() as tx:
-            await tx.conn.execute(delete(NUMBERS).where(NUMBERS.c.number == number))
+            gone = await tx.conn.execute(delete(NUMBERS).where(NUMBERS.c.number == number))
+            if actor is not None and gone.rowcount:
+                await audit.record(tx.conn, actor=actor, action="phone.number_delete", target=f"number:{number}")
 
     def flow_summaries(self) -> list[dict[str, Any]]:
         out = []

@@ -5,6 +5,7 @@ notice, so none is refused for being unknown."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 from fastapi import Request
@@ -41,6 +42,12 @@ def auth_tokens(settings: Settings) -> list[str]:
     return tokens
 
 
+@functools.lru_cache(maxsize=8)
+def _validator(token: str) -> RequestValidator:
+    """One validator per token, built once (not per request)."""
+    return RequestValidator(token)
+
+
 def public_url(settings: Settings, request: Request) -> str:
     """The URL Twilio called: the configured public base, the path, and the raw query string."""
     query = request.url.query
@@ -66,7 +73,7 @@ async def verified_params(request: Request, settings: Settings) -> dict[str, str
             raise BadParameters("files are not accepted")
         params[key] = value
     url = public_url(settings, request)
-    if not any(RequestValidator(token).validate(url, form, signature) for token in tokens):
+    if not any(_validator(token).validate(url, form, signature) for token in tokens):
         raise BadSignature("X-Twilio-Signature does not match")
     limit = settings.twilio_max_param_chars
     for key, value in params.items():

@@ -5,10 +5,9 @@ No ``from __future__ import annotations`` here: FastAPI reads the endpoints' ann
 
 import logging
 import re
-import uuid
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import httpx
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -36,20 +35,16 @@ class NumberSet(Input):
     label: str = Field(default="", max_length=200)
 
 
-class TemplateSend(Input):
-    """An approved WhatsApp template to send: its name, its variables by number (``{"1": "Maria"}``)."""
-
-    name: str = Field(min_length=1, max_length=100)
-    variables: dict[Annotated[str, Field(pattern=r"^[0-9]{1,2}$")], Annotated[str, Field(max_length=500)]] = Field(
-        default_factory=dict, max_length=10
-    )
-    client_key: str | None = Field(default=None, min_length=1, max_length=64)
-
-
 class WarmTransfer(Input):
     """The colleague to bring into the call."""
 
     agent_id: Id
+
+
+class PhoneChoice(Input):
+    """Where the agent answers the calls they accept: in the console (browser) or on their own phone."""
+
+    answer_on: Literal["browser", "phone"]
 
 
 class DemoSignRequest(Input):
@@ -93,10 +88,16 @@ def build_router(running: Callable[[], TwilioService]) -> APIRouter:
     @router.post("/webhooks/twilio/voice/{kind}", tags=["twilio"], response_class=Response)
     async def voice_action(kind: str, request: Request, svc: Service) -> Response:
         """The flow's action URLs (gather, record, dial), the hold loop (wait), the caller leaving the room
-        (left) and status callbacks (status); all signed."""
-        if kind not in ("gather", "record", "dial", "wait", "left", "status"):
+        (left), status callbacks (status) and those of the leg ringing an agent's phone (agent); all signed."""
+        if kind not in ("gather", "record", "dial", "wait", "left", "status", "agent"):
             raise NotFound(f"no Twilio voice webhook {kind!r}")
         params = await params_of(request, svc)
+        if kind == "agent":  # the status callback of the leg ringing an agent's phone (the URL names both)
+            call, agent = request.query_params.get("call", ""), request.query_params.get("agent", "")
+            if not SID.match(call) or not agent.isdigit() or len(agent) > 9:
+                raise BadParameters("the agent leg's URL names no call and agent", loc=("query", "call"))
+            await svc.voice.agent_leg(params, call_sid=call, agent_id=int(agent))
+            return _xml(twiml.empty())
         if kind == "status":
             await svc.voice.status(params)
             return _xml(twiml.empty())
@@ -170,40 +171,11 @@ def build_router(running: Callable[[], TwilioService]) -> APIRouter:
             raise NotFound("the media could not be fetched from Twilio") from None
         return Response(content, media_type=kind, headers={"Cache-Control": "private, max-age=300"})
 
-    @router.get("/api/twilio/whatsapp/window/{ticket_id}", tags=["twilio"])
-    async def whatsapp_window(ticket_id: IdParam, agent: CurrentAgent, svc: Service) -> dict[str, Any]:
-        """WhatsApp's 24-hour window of a ticket: open or not, and the seconds left (the composer shows it)."""
-        if not await svc.rt.ports.tickets.may_see(principal=agent, ticket_id=ticket_id):
-            raise NotFound("no such ticket")
-        return await svc.messaging.whatsapp_window(ticket_id)
-
-    @router.get("/api/twilio/whatsapp/templates", tags=["twilio"])
-    async def whatsapp_templates(agent: CurrentAgent, svc: Service) -> list[dict[str, Any]]:
-        """The approved WhatsApp templates agents may send outside the 24-hour window."""
-        return svc.messaging.templates()
-
-    @router.post("/api/twilio/whatsapp/{ticket_id}/template", tags=["twilio"], status_code=201)
-    async def whatsapp_template(
-        ticket_id: IdParam, body: TemplateSend, agent: CurrentAgent, svc: Service
-    ) -> dict[str, int]:
-        """Send an approved template (by name, with its variables) to a WhatsApp conversation, at any time:
-        through the outbox, in the agent's name; idempotent on ``client_key``."""
-        if not await svc.rt.ports.tickets.may_see(principal=agent, ticket_id=ticket_id):
-            raise NotFound("no such ticket")
-        message_id = await svc.messaging.send_template(
-            agent_id=agent.agent_id,
-            ticket_id=ticket_id,
-            name=body.name,
-            variables=body.variables,
-            client_key=body.client_key or uuid.uuid4().hex,
-        )
-        return {"message_id": message_id}
-
     @router.post("/api/twilio/tickets/{ticket_id}/listen", tags=["twilio"])
     async def listen_in(ticket_id: IdParam, agent: CurrentAgent, svc: Service) -> dict[str, str]:
         """A supervisor listens in on a live call: their own phone is dialled into the call's room, muted."""
         agent.require_supervisor()
-        return {"call_sid": await svc.voice.bring_in(ticket_id, agent.agent_id, listen_only=True)}
+        return {"call_sid": await svc.voice.bring_in(ticket_id, agent.agent_id, listen_only=True, actor=agent)}
 
     @router.post("/api/twilio/tickets/{ticket_id}/warm-transfer", tags=["twilio"])
     async def warm_transfer(
@@ -234,6 +206,25 @@ def build_router(running: Callable[[], TwilioService]) -> APIRouter:
         agent.require_supervisor()
         return await svc.voice.summary(utcnow() - timedelta(hours=hours))
 
+    # --- the agent's phone ------------------------------------------------------------------------------------
+
+    @router.get("/api/twilio/phone", tags=["twilio"])
+    async def my_phone(agent: CurrentAgent, svc: Service) -> dict[str, Any]:
+        """Where the calls the agent accepts ring (browser, phone, or console alone), and whether the browser
+        phone works on this server (and why not)."""
+        return await svc.voice.phones.describe(agent.agent_id)
+
+    @router.put("/api/twilio/phone", tags=["twilio"])
+    async def choose_phone(body: PhoneChoice, agent: CurrentAgent, svc: Service) -> dict[str, Any]:
+        """The agent answers their calls in the browser or on their own phone from now on."""
+        return await svc.voice.phones.choose(agent.agent_id, body.answer_on)
+
+    @router.post("/api/twilio/phone/token", tags=["twilio"])
+    async def phone_token(agent: CurrentAgent, svc: Service) -> dict[str, Any]:
+        """An access token for the agent's browser phone (Twilio's Voice JavaScript SDK): incoming calls to
+        ``client:agent-<id>`` only, for ``SWITCHBOARD_TWILIO_BROWSER_TOKEN_SECONDS``."""
+        return svc.voice.phones.token(agent.agent_id)
+
     # --- admin: numbers and flows -----------------------------------------------------------------------------
 
     @router.get("/api/twilio/numbers", tags=["twilio"])
@@ -249,12 +240,12 @@ def build_router(running: Callable[[], TwilioService]) -> APIRouter:
         normal = e164(number, svc.settings.default_phone_region)
         if normal is None:
             raise InvalidInput(f"{number[:32]!r} is not a phone number", code="invalid_number", loc=("path", "number"))
-        return await svc.set_number(normal, body.flow, body.label)
+        return await svc.set_number(normal, body.flow, body.label, actor=agent)
 
     @router.delete("/api/twilio/numbers/{number}", tags=["twilio"], status_code=204)
     async def delete_number(number: Annotated[str, Path(max_length=32)], agent: CurrentAdmin, svc: Service) -> Response:
         """Stop answering ``number`` with a flow set through the API."""
-        await svc.delete_number(e164(number, svc.settings.default_phone_region) or number)
+        await svc.delete_number(e164(number, svc.settings.default_phone_region) or number, actor=agent)
         return Response(status_code=204)
 
     @router.get("/api/twilio/flows", tags=["twilio"])

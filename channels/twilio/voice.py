@@ -12,8 +12,8 @@ A call becomes a ticket (channel ``voice``, the caller's contact by E.164, the s
 WhatsApp) when it reaches a person: queued for an agent, a voicemail, a callback. Its timeline (system notes:
 IVR path, wait, who answered, duration, voicemail) is written through ``rt.ports.tickets``. A caller who hangs
 up while waiting is abandoned (``rt.ports.tickets.abandon``: a ``call.abandoned`` event). When an agent
-accepts a waiting call, they are connected (``connect``): dialled on their own phone into the caller's room
-when ``SWITCHBOARD_TWILIO_AGENT_NUMBERS`` names it, and the call is answered.
+accepts a waiting call, they are connected (``connect``): their browser phone or their own number is dialled into
+the caller's room (``phones.py``), and the call is answered when that leg picks up.
 """
 
 from __future__ import annotations
@@ -24,21 +24,23 @@ import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from pydantic import ValidationError
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from twilio.base.exceptions import TwilioRestException
 
 from channels.twilio import twiml
 from channels.twilio.flows import DEMO_FLOW, FlowBook, e164
+from channels.twilio.inputs import engine_input
 from channels.twilio.models import TwilioCall, TwilioNumber
+from channels.twilio.phones import Phones
 from channels.twilio.rest import Rest
-from channels.twilio.signatures import BadParameters
+from hub import audit
 from hub.config import Settings
-from hub.db import utcnow
+from hub.db import UTCDateTime, fetch_all, fetch_records, utcnow
 from hub.errors import InvalidInput, NotFound
 from hub.events import EventRecord, EventType
 from hub.hours import BusinessHours
@@ -51,19 +53,16 @@ from hub.messages import (
     Ingest,
     OutboundMessage,
 )
+from hub.principals import Principal
 from hub.runtime import Runtime
-from ivr_flows.actions import Action, Callback, Dial, Enqueue, Lookup, Voicemail
+from ivr_flows.actions import Action, Callback, Dial, Enqueue, Handoff, Lookup, Voicemail
 from ivr_flows.engine import Context, new_call, step
 from ivr_flows.inputs import (
     CallStarted,
     DialDone,
-    Digits,
     Input,
     LookupResult,
-    NoInput,
     Queued,
-    RecordingDone,
-    Speech,
     TicketSummary,
 )
 from ivr_flows.schema import Flow
@@ -78,7 +77,36 @@ ENDED = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 HOURS_TTL = 15.0
 NEVER_OPEN = BusinessHours.parse({"timezone": "UTC", "weekly": {}})
 MAX_ADAPTER_STEPS = 10  # Lookup/Enqueue answered in one request, at most this many times
+PRIORITIES: dict[str, Literal["low", "normal", "high", "urgent"]] = {
+    "low": "low",
+    "normal": "normal",
+    "high": "high",
+    "urgent": "urgent",
+}
+SKILL_MAX = 2**31 - 1
 HOLD_TEXT = {"en": "You are number {n} in line. Please hold.", "es": "Usted es el número {n} en la fila."}
+
+
+# The statements every webhook runs, built once and sent to the driver directly (``hub.db.fast``): through
+# SQLAlchemy's execution each cost a statement build, its cache key, and on SQLite four hand-offs to the reader's
+# thread instead of one.
+_ROW = select(CALLS).where(CALLS.c.call_sid == bindparam("sid"))
+_NUMBER_FLOW = select(NUMBERS.c.flow).where(NUMBERS.c.number == bindparam("number"))
+_WAITING = (
+    select(func.count())
+    .select_from(CALLS)
+    .where(CALLS.c.queue == bindparam("queue"), CALLS.c.waiting_since.is_not(None))
+)
+_AHEAD = _WAITING.where(CALLS.c.waiting_since < bindparam("since", type_=UTCDateTime()))
+_OTHERS = CALLS.alias("others")
+_ROW_AND_AHEAD = select(
+    CALLS,
+    select(func.count())
+    .select_from(_OTHERS)
+    .where(_OTHERS.c.queue == CALLS.c.queue, _OTHERS.c.waiting_since < CALLS.c.waiting_since)
+    .scalar_subquery()
+    .label("ahead"),
+).where(CALLS.c.call_sid == bindparam("sid"))
 
 
 class UnknownCall(Exception):
@@ -95,13 +123,14 @@ class Call:
     flow: str
     state: CallState
     steps: int
-    last_request: str | None
-    ticket_id: int | None
-    queue: str | None
-    waiting_since: datetime | None
-    answered_at: datetime | None
-    outcome: str | None
-    ended_at: datetime | None
+    last_request: str | None = None
+    ticket_id: int | None = None
+    queue: str | None = None
+    waiting_since: datetime | None = None
+    answered_at: datetime | None = None
+    outcome: str | None = None
+    ended_at: datetime | None = None
+    rejoined: bool = False  # this request queued the call on a ticket an agent already holds (a repeat call)
 
 
 def _call(row: Any, flow: Flow | None) -> Call:
@@ -127,40 +156,6 @@ def _call(row: Any, flow: Flow | None) -> Call:
     )
 
 
-def engine_input(kind: str, params: dict[str, str]) -> Input:
-    """The engine's input from an action URL's parameters; malformed ones (keys that are no keys, a recording
-    URL of kilobytes) raise ``BadParameters`` (400)."""
-    try:
-        return _engine_input(kind, params)
-    except ValidationError as exc:
-        where = ".".join(str(p) for p in exc.errors()[0]["loc"]) if exc.errors() else kind
-        raise BadParameters(f"malformed {kind} parameters ({where})") from None
-
-
-def _engine_input(kind: str, params: dict[str, str]) -> Input:
-    if kind == "gather":
-        digits = params.get("Digits", "")
-        said = params.get("SpeechResult", "").strip()
-        if digits:
-            return Digits(digits=digits)
-        if said:
-            try:
-                confidence = float(params.get("Confidence", "1") or 1)
-            except ValueError:
-                confidence = 0.0
-            return Speech(text=said[:1000], confidence=min(1.0, max(0.0, confidence)))
-        return NoInput()
-    if kind == "record":
-        url = params.get("RecordingUrl") or None
-        try:
-            seconds = max(0, int(params.get("RecordingDuration", "0") or 0))
-        except ValueError:
-            seconds = 0
-        return RecordingDone(url=url, duration_seconds=seconds, recording_id=params.get("RecordingSid") or None)
-    status = params.get("DialCallStatus", "failed")
-    return DialDone(status=status if status in ("completed", "answered", "busy", "no-answer", "canceled") else "failed")  # type: ignore[arg-type]
-
-
 class VoiceService:
     """The phone line of one hub process (see the module docstring)."""
 
@@ -170,6 +165,7 @@ class VoiceService:
         self.settings = settings
         self.rest = rest
         self.flows = FlowBook(settings)
+        self.phones = Phones(rt, settings, rest)
         self._hours: dict[str, tuple[float, BusinessHours | None]] = {}
         self._hours_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -211,7 +207,8 @@ class VoiceService:
         name = self.flows.configured(called)
         if name is None:
             async with self.rt.read() as conn:
-                name = (await conn.execute(select(NUMBERS.c.flow).where(NUMBERS.c.number == called))).scalar()
+                found = await fetch_all(conn, _NUMBER_FLOW, {"number": called})
+            name = found[0][0] if found else None
         return name or self.settings.twilio_default_flow
 
     async def _context(self, flow: Flow) -> Context:
@@ -247,21 +244,7 @@ class VoiceService:
         if flow is None:
             log.warning("call %s to %s: no flow answers this number (flow %r)", sid, called, name)
             return twiml.goodbye("Sorry, this number cannot take calls right now. Goodbye.")
-        call = Call(
-            sid,
-            caller,
-            called,
-            flow.name if name is None else name,
-            new_call(flow),
-            0,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-        )
+        call = Call(sid, caller, called, flow.name if name is None else name, new_call(flow), 0)
         return await self._advance(
             call, flow, CallStarted(caller=caller[:64] or None, called=called[:64] or None), key, new=True
         )
@@ -284,17 +267,19 @@ class VoiceService:
     async def wait(self, params: dict[str, str]) -> str:
         """The conference's wait URL: the caller's place in line, then hold music."""
         sid = params.get("CallSid", "")
-        row = await self._row(sid)
+        async with self.rt.read() as conn:  # the call and its place in line, in one statement
+            rows = await fetch_records(conn, _ROW_AND_AHEAD, {"sid": sid})
+        row = rows[0] if rows else None
         if row is None:
             log.warning("twilio wait webhook for unknown call %r: answered with a goodbye", sid[:64])
             return twiml.goodbye()
         call = _call(row, None)
-        if row.answered_by is not None:  # the agent joined (Twilio stops asking then; the demo phone sees it)
+        if row.answered_at is not None:  # the agent joined (Twilio stops asking then; the demo phone sees it)
             name = await self.rt.ports.agents.public_name(row.answered_by)
             return twiml.connected(f"You are now connected to {name or 'an agent'}.")
         text = None
         if call.queue and call.waiting_since is not None:
-            position = await self.position(call.queue, call.waiting_since)
+            position = int(row.ahead or 0) + 1
             template = HOLD_TEXT.get(call.state.language, HOLD_TEXT["en"])
             text = template.format(n=position)
         flow = self.flows.get(row.flow)
@@ -313,8 +298,7 @@ class VoiceService:
         sid = params.get("CallSid", "")
         status = params.get("CallStatus", "")[:20]
         seen_key = f"{status}:{params.get('SequenceNumber', '')}"
-        async with self.rt.read() as conn:
-            row = (await conn.execute(select(CALLS).where(CALLS.c.call_sid == sid))).first()
+        row = await self._row(sid)
         if row is None:
             log.info("twilio status %s for unknown call %r ignored", status, sid[:64])
             return
@@ -371,8 +355,10 @@ class VoiceService:
     # --- stepping -----------------------------------------------------------------------------------------------
 
     async def _row(self, sid: str) -> Any:
+        """The call's row (None: unknown), read with a statement built once (every webhook reads it)."""
         async with self.rt.read() as conn:
-            return (await conn.execute(select(CALLS).where(CALLS.c.call_sid == sid))).first()
+            rows = await fetch_records(conn, _ROW, {"sid": sid})
+        return rows[0] if rows else None
 
     def _step(self, flow: Flow, state: CallState, event: Input, context: Context) -> tuple[CallState, list[Action]]:
         return step(flow, state, event, context)
@@ -437,6 +423,7 @@ class VoiceService:
             except IntegrityError:  # the same call's webhook, answered by a racing copy: answer as it did
                 row = await self._row(call.sid)
                 return (row.last_twiml if row is not None else None) or text
+            await self._rejoined(call)
             return text
         async with self.rt.write() as tx:
             stored = await tx.conn.execute(
@@ -447,7 +434,17 @@ class VoiceService:
         if not stored.rowcount:  # another copy of this request stepped the call first
             row = await self._row(call.sid)
             return (row.last_twiml if row is not None else None) or text
+        await self._rejoined(call)
         return text
+
+    async def _rejoined(self, call: Call) -> None:
+        """The call (stored now) joined a ticket an agent holds: no offer or accept will connect it, so the
+        holder takes it when available, else the ticket goes back to routing (whose accept connects it)."""
+        if call.rejoined and call.ticket_id is not None:
+            reason = f"the customer called again ({call.sid})"
+            holder = await self.rt.ports.tickets.call_again(ticket_id=call.ticket_id, reason=reason)
+            if holder is not None:
+                self._spawn(self.connect(call.ticket_id, holder))
 
     async def _lookup(self, call: Call) -> LookupResult:
         summary = await self.rt.ports.contacts.summary(kind="phone", value=call.caller)
@@ -460,12 +457,12 @@ class VoiceService:
 
     async def position(self, queue: str, since: datetime | None) -> int:
         """The caller's place in line: calls waiting in the queue since before them, plus one."""
-        conds = [CALLS.c.queue == queue, CALLS.c.waiting_since.is_not(None)]
-        if since is not None:
-            conds.append(CALLS.c.waiting_since < since)
         async with self.rt.read() as conn:
-            ahead = (await conn.execute(select(func.count()).select_from(CALLS).where(*conds))).scalar_one()
-        return int(ahead) + 1
+            if since is None:
+                rows = await fetch_all(conn, _WAITING, {"queue": queue})
+            else:
+                rows = await fetch_all(conn, _AHEAD, {"queue": queue, "since": since})
+        return int(rows[0][0]) + 1
 
     async def _ingest(
         self,
@@ -475,6 +472,7 @@ class VoiceService:
         queue: str,
         text: str,
         meta: dict[str, Any],
+        handoff: Handoff,
         attachments: list[Attachment] | None = None,
     ) -> int | None:
         message = InboundMessage(
@@ -485,6 +483,8 @@ class VoiceService:
             subject=f"Call from {call.caller}",
             text=text,
             queue=queue,
+            priority=PRIORITIES.get(handoff.priority or ""),
+            skills={k[:100]: min(v, SKILL_MAX) for k, v in list(handoff.skills.items())[:20] if k and v > 0},
             attachments=attachments or [],
             metadata={"call_sid": call.sid, **meta},
         )
@@ -505,7 +505,10 @@ class VoiceService:
             queue=action.queue,
             text=f"Phone call from {call.caller}, waiting in {action.queue}. IVR: {path}",
             meta={**meta, "call_event": "queued", "skills": action.skills, "priority": action.priority},
+            handoff=action,
         )
+        brief = await self.rt.ports.tickets.brief(ticket_id=ticket_id) if ticket_id is not None else None
+        call.rejoined = brief is not None and brief.assignee_id is not None
         since = call.waiting_since or utcnow()
         position = await self.position(action.queue, since if call.waiting_since else None)
         call.ticket_id = ticket_id or call.ticket_id
@@ -526,6 +529,7 @@ class VoiceService:
                 "recording": proxy,
                 "duration_seconds": action.duration_seconds,
             },
+            handoff=action,
             attachments=[
                 Attachment(filename=f"voicemail-{call.sid}.mp3", content_type="audio/mpeg", size=0, url=proxy)
             ],
@@ -550,6 +554,7 @@ class VoiceService:
                     queue=action.queue,
                     text=f"Callback requested by {call.caller}.",
                     meta={**action.metadata, "call_event": "callback"},
+                    handoff=action,
                 )
                 or call.ticket_id
             )
@@ -616,10 +621,13 @@ class VoiceService:
 
     # --- agents -------------------------------------------------------------------------------------------------
 
-    async def bring_in(self, ticket_id: int, agent_id: int, *, listen_only: bool) -> str:
+    async def bring_in(
+        self, ticket_id: int, agent_id: int, *, listen_only: bool, actor: Principal | None = None
+    ) -> str:
         """Dial another agent into a live call's room: a supervisor listening in (muted), or a colleague taking
         a warm transfer (they talk with the caller and the first agent, who may then leave). Answers the new
-        leg's CallSid; the agent needs their own number (``SWITCHBOARD_TWILIO_AGENT_NUMBERS``)."""
+        leg's CallSid; the agent needs their own number (``SWITCHBOARD_TWILIO_AGENT_NUMBERS``). A supervisor's
+        listening in (``actor``) is written to the audit log, as the other supervisor actions are."""
         async with self.rt.read() as conn:
             row = (
                 await conn.execute(
@@ -634,7 +642,8 @@ class VoiceService:
         number = await self._agent_number(agent_id)
         if number is None:
             raise InvalidInput(
-                "that agent has no phone of their own (SWITCHBOARD_TWILIO_AGENT_NUMBERS)", code="no_agent_phone"
+                "that agent has no phone of their own (SWITCHBOARD_TWILIO_AGENT_NUMBERS) and no browser phone",
+                code="no_agent_phone",
             )
         if not self.rest.configured:
             raise InvalidInput("Twilio is not configured on this server", code="twilio_not_configured")
@@ -654,10 +663,24 @@ class VoiceService:
                 "agent_id": agent_id,
             },
         )
+        if actor is not None:
+            async with self.rt.write() as tx:
+                await audit.record(
+                    tx.conn,
+                    actor=actor,
+                    action="ticket.listen_in" if listen_only else "ticket.bring_in",
+                    target=f"ticket:{ticket_id}",
+                    detail={"call_sid": row.call_sid, "leg_sid": placed, "agent_id": agent_id},
+                )
         return placed
 
     def _on_event(self, event: EventRecord, _text: str) -> None:
-        if event.type not in (EventType.TICKET_ASSIGNED, EventType.OFFER_ACCEPTED) or event.ticket_id is None:
+        """An agent took a call's ticket: accepted it, was assigned it, or had it transferred to them (a call
+        already answered stays with whoever answered it: ``connect`` then does nothing)."""
+        taken = event.type in (EventType.TICKET_ASSIGNED, EventType.OFFER_ACCEPTED) or (
+            event.type == EventType.TICKET_UPDATED and "transfer" in (event.payload.get("changes") or [])
+        )
+        if not taken or event.ticket_id is None:
             return
         ticket = event.payload.get("ticket") or {}
         if ticket.get("channel") != CHANNEL or not ticket.get("assignee_id"):
@@ -670,10 +693,12 @@ class VoiceService:
         task.add_done_callback(self._tasks.discard)
 
     async def connect(self, ticket_id: int, agent_id: int) -> bool:
-        """An agent took a call's ticket: the waiting caller is answered by them (once, whichever process hears
-        it first), dialled on their own phone into the caller's room when they have one configured, and the
-        timeline says who answered after how long. A callback ticket calls the customer back instead."""
+        """An agent took a call's ticket (once, whichever process hears it first). When they have a phone of
+        their own (``SWITCHBOARD_TWILIO_AGENT_NUMBERS``) it is dialled into the caller's room and the call is
+        answered when that leg picks up (``agent_leg``: its status callback); otherwise (they answer in the
+        console, the demo phone) it is answered now. A callback ticket calls the customer back instead."""
         now = utcnow()
+        number = await self._agent_number(agent_id)
         async with self.rt.write() as tx:
             row = (
                 await tx.conn.execute(
@@ -681,6 +706,7 @@ class VoiceService:
                     .where(
                         CALLS.c.ticket_id == ticket_id,
                         CALLS.c.answered_at.is_(None),
+                        CALLS.c.answered_by.is_(None),
                         or_(CALLS.c.ended_at.is_(None), CALLS.c.outcome == "callback"),
                     )
                     .order_by(CALLS.c.created_at.desc())
@@ -689,23 +715,39 @@ class VoiceService:
             ).first()
             if row is None:
                 return False
+            callback = row.outcome == "callback"
+            ringing = not callback and number is not None and self.rest.configured
+            values: dict[str, Any] = {"answered_by": agent_id, "updated_at": now}
+            if not ringing:
+                values.update(answered_at=now, waiting_since=None)
             taken = await tx.conn.execute(
                 update(CALLS)
-                .where(CALLS.c.call_sid == row.call_sid, CALLS.c.answered_at.is_(None))
-                .values(answered_at=now, answered_by=agent_id, waiting_since=None, updated_at=now)
+                .where(CALLS.c.call_sid == row.call_sid, CALLS.c.answered_at.is_(None), CALLS.c.answered_by.is_(None))
+                .values(**values)
             )
             if not taken.rowcount:
                 return False
+        if callback:
+            await self._answered(row, agent_id, now, callback=True)
+            await self._call_back(row, agent_id)
+        elif not ringing:
+            await self._answered(row, agent_id, now, callback=False)
+        else:
+            await self._ring_agent(row, agent_id, number or "")
+        return True
+
+    async def _answered(self, row: Any, agent_id: int, now: datetime, *, callback: bool) -> None:
+        """The call is answered by the agent: the ticket's ``answered_at`` and a line on its timeline."""
+        await self.rt.ports.tickets.call_answered(ticket_id=row.ticket_id, at=now)
         name = await self.rt.ports.agents.public_name(agent_id)
         waited = int((now - row.waiting_since).total_seconds()) if row.waiting_since else 0
-        call = _call(row, None)
-        callback = row.outcome == "callback"
+        path = " > ".join(_call(row, None).state.path)
         await self.rt.ports.tickets.add_timeline(
-            ticket_id=ticket_id,
+            ticket_id=row.ticket_id,
             text=(
                 f"Callback to {row.caller} taken by {name or 'an agent'} after {waited} s in line."
                 if callback
-                else f"Answered by {name or 'an agent'} after waiting {waited} s. IVR: {' > '.join(call.state.path)}"
+                else f"Answered by {name or 'an agent'} after waiting {waited} s. IVR: {path}"
             ),
             metadata={
                 "call_sid": row.call_sid,
@@ -714,32 +756,74 @@ class VoiceService:
                 "wait_seconds": waited,
             },
         )
-        await self._dial_agent(row, agent_id, callback=callback)
-        return True
 
-    async def _agent_number(self, agent_id: int) -> str | None:
-        record = await self.rt.ports.agents.principal(agent_id)
-        return self.settings.twilio_agent_numbers.get(record.principal.username) if record else None
-
-    async def _dial_agent(self, row: Any, agent_id: int, *, callback: bool) -> None:
-        """Connect the agent: a callback goes through the outbox (``send``: the customer is called, with
-        retries while Twilio's API is down); a waiting caller gets the agent's own phone dialled into their
-        room, when one is configured (else the agent answers in the console: the demo phone hears it)."""
-        if callback:
-            await self.rt.ports.tickets.send_as(
-                agent_id=agent_id,
-                ticket_id=row.ticket_id,
-                text=f"Calling {row.caller} back.",
-                client_key=f"callback:{row.call_sid}"[:64],
-            )
-            return
-        number = await self._agent_number(agent_id)
-        if number is None or not self.rest.configured:
-            return
+    async def _ring_agent(self, row: Any, agent_id: int, number: str) -> None:
+        """Dial the agent's own phone into the caller's room; its status callback says whether they picked up.
+        A dial Twilio refuses is a leg that did not answer."""
+        report = f"{self.settings.public_url}/webhooks/twilio/voice/agent?call={row.call_sid}&agent={agent_id}"
         try:
-            await self.rest.call(to=number, from_=row.called or number, twiml=twiml.join_room(row.call_sid))
+            await self.rest.call(
+                to=number, from_=row.called or number, twiml=twiml.join_room(row.call_sid), status_callback=report
+            )
         except Exception:
             log.exception("dialling agent %s into call %s failed", agent_id, row.call_sid)
+            await self.agent_leg({"CallStatus": "failed"}, call_sid=row.call_sid, agent_id=agent_id)
+
+    async def agent_leg(self, params: dict[str, str], *, call_sid: str, agent_id: int) -> None:
+        """A status callback of the leg that rings an agent's phone for a waiting caller: picked up (in-progress)
+        answers the call now; busy, no answer, failed or canceled puts the caller back in line, keeping their
+        place, for the next agent. Repeats (Twilio retries) change nothing."""
+        status = params.get("CallStatus", "")[:20]
+        now = utcnow()
+        if status in ("in-progress", "answered"):
+            values: dict[str, Any] = {"answered_at": now, "waiting_since": None, "updated_at": now}
+        elif status in ENDED:
+            values = {"answered_by": None, "updated_at": now}
+        else:
+            return
+        async with self.rt.write() as tx:
+            row = (await tx.conn.execute(select(CALLS).where(CALLS.c.call_sid == call_sid))).first()
+            if row is None or row.ticket_id is None:
+                log.info("twilio agent leg status %s for unknown call %r ignored", status, call_sid[:64])
+                return
+            done = await tx.conn.execute(
+                update(CALLS)
+                .where(
+                    CALLS.c.call_sid == call_sid,
+                    CALLS.c.answered_by == agent_id,
+                    CALLS.c.answered_at.is_(None),
+                    CALLS.c.ended_at.is_(None),
+                )
+                .values(**values)
+            )
+        if not done.rowcount:
+            return
+        if "answered_at" in values:
+            await self._answered(row, agent_id, now, callback=False)
+            return
+        name = await self.rt.ports.agents.public_name(agent_id)
+        reason = f"{name or 'the agent'} did not pick up ({status})"
+        await self.rt.ports.tickets.add_timeline(
+            ticket_id=row.ticket_id,
+            text=f"{reason[:1].upper()}{reason[1:]}: the caller is back in line.",
+            metadata={"call_sid": call_sid, "call_event": "agent_missed", "agent_id": agent_id, "status": status},
+        )
+        await self.rt.ports.tickets.call_missed(ticket_id=row.ticket_id, agent_id=agent_id, reason=reason)
+
+    async def _agent_number(self, agent_id: int) -> str | None:
+        """Where a call to the agent rings: their browser (``client:agent-<id>``) or their own number
+        (``phones.Phones.address``)."""
+        return await self.phones.address(agent_id)
+
+    async def _call_back(self, row: Any, agent_id: int) -> None:
+        """A callback goes through the outbox (``send``: the customer is called, with retries while Twilio's
+        API is down)."""
+        await self.rt.ports.tickets.send_as(
+            agent_id=agent_id,
+            ticket_id=row.ticket_id,
+            text=f"Calling {row.caller} back.",
+            client_key=f"callback:{row.call_sid}"[:64],
+        )
 
     async def send(self, message: OutboundMessage) -> DeliveryResult:
         """The outbox's deliverer for ``voice``: a callback ticket's message calls the customer back into the

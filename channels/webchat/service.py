@@ -6,8 +6,11 @@ names their visitor id, conversation id and sender identity; the token is the on
 conversation, so one visitor can never reach another's.
 
 Frames from the visitor (JSON, each with a ``type``):
-- ``message`` ``{client_id, text, attachments: [sha256]}``: stored through ingest (idempotent on the
-  conversation and ``client_id``, so a resend after a reconnect is stored once), then acknowledged;
+- ``message`` ``{client_id, text, attachments: [{sha256, filename}]}``: stored through ingest (idempotent on
+  the conversation and ``client_id``, so a resend after a reconnect is stored once), then acknowledged. Each
+  attachment must have been uploaded in this conversation (``POST /api/chat/attachments`` with its token) or
+  be carried already by one of its messages; else the message is refused, nothing stored
+  (``attachment_not_uploaded``);
 - ``typing`` ``{active}``; ``delivered`` ``{message_ids}``; ``rating`` ``{ticket_id, score, comment}``;
   ``email_fallback`` ``{email}`` (nobody can chat: answer this conversation by email); ``solved``
   ``{article_id, title}`` (an article the widget offered answered the question: the open ticket closes as
@@ -22,7 +25,8 @@ Frames to the visitor:
   ``{ticket_id}``, ``rating_saved``, ``email_fallback`` ``{email}``, ``deflected`` ``{ticket_id}`` (the
   visitor closed the conversation with ``solved``: no rating is asked), ``heartbeat``, ``pong``;
 - ``error`` ``{code, message, client_id?}``: ``unauthorized`` (bad or expired token; closes 4401),
-  ``bad_frame``, ``too_long``, ``bad_attachment``, ``rate_limited``, and the domain errors' codes.
+  ``bad_frame``, ``too_long``, ``bad_attachment``, ``attachment_not_uploaded``, ``rate_limited``, and the
+  domain errors' codes.
 
 Resume: the widget keeps the id of the newest message it shows and reconnects with ``last_message_id``; the
 server registers the connection for live frames *before* it reads the history, and skips live messages the
@@ -40,6 +44,7 @@ with their code)::
     ├── MessageTooLong         422  too_long
     ├── BadAttachment          415  bad_attachment
     ├── AttachmentTooLarge     413  attachment_too_large
+    ├── AttachmentNotUploaded  403  attachment_not_uploaded  (hub.file_access)
     ├── IdentityRejected       403  identity_rejected
     └── IdentityNotConfigured  422  identity_not_configured
 """
@@ -65,7 +70,9 @@ from hub.config import Settings
 from hub.db import json_dumps, utcnow
 from hub.errors import SwitchboardError
 from hub.events import EventRecord, EventType
-from hub.files import FileStore, StoredFileMissing
+from hub.file_access import Conversation as FileConversation
+from hub.file_access import require_attachable
+from hub.files import FileStore, StoredFileMissing, sniff_safe_type
 from hub.inputs import clean, is_id
 from hub.messages import Attachment, DeliveryResult, Identity, InboundMessage, Ingest, OutboundMessage
 from hub.ports import ConversationMessage, ConversationState, ConversationTicket
@@ -499,6 +506,14 @@ class WebchatService:
         refs = data.get("attachments") or []
         if not isinstance(refs, list) or len(refs) > 5:
             raise BadAttachment("at most 5 attachments per message")
+        if refs:
+            # Only files uploaded in this conversation, or sent in it before: a hash alone attaches nothing (else
+            # the visitor could read any stored file through their own message). Checked before anything is stored.
+            await require_attachable(
+                self.rt,
+                sha256s=[self.storage.reference(ref) for ref in refs],
+                conversation=FileConversation(CHANNEL, claims.conversation_id),
+            )
         attachments = [self.storage.describe(ref) for ref in refs]
         if not text.strip() and not attachments:
             raise BadFrame("an empty message")
@@ -760,25 +775,6 @@ class WebchatSender:
 
 # --- attachments ---------------------------------------------------------------------------------------------------
 
-# Types a visitor may send, recognized by their first bytes, never by the name or the declared type.
-MAGIC: list[tuple[bytes, int, str, str]] = [
-    (b"\x89PNG\r\n\x1a\n", 0, "image/png", ".png"),
-    (b"\xff\xd8\xff", 0, "image/jpeg", ".jpg"),
-    (b"GIF87a", 0, "image/gif", ".gif"),
-    (b"GIF89a", 0, "image/gif", ".gif"),
-    (b"%PDF-", 0, "application/pdf", ".pdf"),
-]
-
-
-def sniff(data: bytes) -> str | None:
-    """The content type of ``data`` by its magic bytes, or None when it is not an allowed type."""
-    for magic, offset, content_type, _ in MAGIC:
-        if data[offset : offset + len(magic)] == magic:
-            return content_type
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return None
-
 
 class ChatAttachments:
     """What a visitor or agent may attach in a chat: images and PDF, checked by their bytes, kept in the shared
@@ -796,7 +792,7 @@ class ChatAttachments:
 
     def save(self, data: bytes) -> tuple[str, str]:
         """Store ``data`` (already size-checked); (sha256, content type)."""
-        content_type = sniff(data)
+        content_type = sniff_safe_type(data[:16])
         if content_type is None:
             raise BadAttachment("only PNG, JPEG, GIF, WebP images and PDF files can be sent")
         return self.store.put(data), content_type
@@ -806,15 +802,19 @@ class ChatAttachments:
             data = self.store.get(self._ref(sha256))
         except StoredFileMissing:
             return None
-        content_type = sniff(data)
+        content_type = sniff_safe_type(data[:16])
         return (data, content_type) if content_type else None
+
+    def reference(self, ref: Any) -> str:
+        """The hash a message's attachment reference (``{"sha256", "filename"}``) names, or ``BadAttachment``."""
+        if not isinstance(ref, dict) or not isinstance(ref.get("sha256"), str):
+            raise BadAttachment("attachments are given as {sha256, filename}")
+        return self._ref(ref["sha256"])
 
     def describe(self, ref: Any) -> Attachment:
         """The stored attachment a message refers to (``{"sha256", "filename"}``); the size and type are read
         from the stored file, not taken from the client."""
-        if not isinstance(ref, dict) or not isinstance(ref.get("sha256"), str):
-            raise BadAttachment("attachments are given as {sha256, filename}")
-        sha = self._ref(ref["sha256"])
+        sha = self.reference(ref)
         try:
             head, size = self.store.head(sha, 16), self.store.size(sha)
         except StoredFileMissing:
@@ -824,7 +824,7 @@ class ChatAttachments:
         filename = "".join(ch for ch in filename if ch.isprintable() and ch not in '/\\"')[:200] or "attachment"
         return Attachment(
             filename=filename,
-            content_type=sniff(head) or "application/octet-stream",
+            content_type=sniff_safe_type(head) or "application/octet-stream",
             size=size,
             sha256=sha,
             url=f"/api/chat/attachments/{sha}",

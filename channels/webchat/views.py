@@ -16,10 +16,11 @@ from pydantic import BaseModel, Field, field_validator
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from channels.webchat.service import CHANNEL, MAGIC, AttachmentTooLarge, BadAttachment, VisitorClaims, WebchatService
+from channels.webchat.service import CHANNEL, AttachmentTooLarge, BadAttachment, VisitorClaims, WebchatService
 from hub.deps import authenticate
 from hub.errors import InvalidInput, NotFound, PermissionDenied
-from hub.file_access import Conversation, require_readable_file
+from hub.file_access import Conversation, record_upload, require_readable_file
+from hub.files import SAFE_TYPES
 from hub.inputs import Input
 
 STATIC = Path(__file__).parent / "static"
@@ -122,7 +123,7 @@ def build_router(running: Callable[[], WebchatService]) -> APIRouter:
             "open": availability.open,
             "offline_message": settings.chat_offline_message if availability.open else settings.chat_closed_message,
             "max_attachment_bytes": settings.chat_attachment_max_bytes,
-            "attachment_types": sorted({t for _, _, t, _ in MAGIC} | {"image/webp"}),
+            "attachment_types": sorted({t for _, _, t in SAFE_TYPES}),
             "max_message_chars": settings.chat_max_message_chars,
             "availability_check_seconds": settings.chat_availability_check_seconds,
         }
@@ -159,8 +160,9 @@ def build_router(running: Callable[[], WebchatService]) -> APIRouter:
         authorization: Annotated[str | None, Header()] = None,
     ) -> AttachmentRead:
         """A visitor uploads an image (PNG, JPEG, GIF, WebP) or a PDF, checked by its content, up to the size
-        limit; the answer is the reference to put in a message's ``attachments``."""
-        _visitor(service, authorization)
+        limit; the answer is the reference to put in a message's ``attachments``. Only messages of this
+        visitor's conversation may carry it."""
+        claims = _visitor(service, authorization)
         limit = service.settings.chat_attachment_max_bytes
         data = await file.read(limit + 1)
         if len(data) > limit:
@@ -169,6 +171,8 @@ def build_router(running: Callable[[], WebchatService]) -> APIRouter:
             raise BadAttachment("the file is empty")
         # File I/O off the event loop: the loop also carries every live chat.
         digest, _ = await asyncio.to_thread(service.storage.save, data)
+        # Bound to this conversation: only its messages may carry the file (``hub.file_access``).
+        await record_upload(service.rt, sha256=digest, conversation=Conversation(CHANNEL, claims.conversation_id))
         ref = {"sha256": digest, "filename": file.filename or "attachment"}
         described = await asyncio.to_thread(service.storage.describe, ref)
         return AttachmentRead(

@@ -25,6 +25,7 @@ from hub.db.connections import connected
 from hub.db.fast import FAST_PATHS_OPTION
 from hub.db.sqlite_writer import WRITE_OPTION, SharedWriter, connect_on_loop_thread, never_busy_wait, settled
 from hub.db.types import json_dumps
+from hub.folding import register_sqlite
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -43,6 +44,7 @@ def _sqlite_connect(dbapi_connection: Any, record: Any) -> None:
     _sqlite_pragmas(dbapi_connection, record)
     # Let SQLAlchemy, not the driver, begin transactions (see _sqlite_begin).
     dbapi_connection.isolation_level = None
+    register_sqlite(dbapi_connection)  # ``switchboard_fold``, as PostgreSQL has it from a migration
 
 
 def _sqlite_begin(conn: Any) -> None:

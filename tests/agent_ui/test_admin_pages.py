@@ -8,6 +8,7 @@ import re
 
 import httpx
 from playwright.async_api import Browser, Locator, Page, expect
+from sqlalchemy import select
 
 from agent_ui.admin import ADMIN_PAGES
 from hub.runtime import Runtime
@@ -456,4 +457,33 @@ async def test_the_console_links_the_admin_for_admins_and_supervisors_only(
             await expect(link).to_have_attribute("href", href)
             await link.click()
             await page.wait_for_url(f"{live.url}{href}")
+    assert dialogs.seen == []
+
+
+async def test_queues_page_deletes_a_free_queue_and_says_why_one_in_use_is_refused(
+    rt: Runtime, live: LiveServer, browser: Browser, dialogs: Dialogs
+) -> None:
+    """Delete on a queue with open work shows the API's reason (409) above the Save button and keeps it; on a
+    free queue it goes from the list and the audit log has it."""
+    from tests.ticketing.routing_helpers import arrive, message
+
+    await make_queue(rt, "busy", ["email"])
+    await make_queue(rt, "spare", ["email"])
+    await arrive(rt, message("email", queue="busy"))
+    page = await admin_page(browser, dialogs, live, rt, "/admin/queues")
+    await page.locator("#items button", has_text="busy").click()
+    await expect(page.locator("#heading")).to_have_text("Queue busy")
+    await page.get_by_role("button", name="Delete queue").click()
+    await expect(page.locator(".form-error")).to_contain_text("queue busy has 1 open ticket(s): re-queue them")
+    await page.locator("#items button", has_text="spare").click()
+    await expect(page.locator("#heading")).to_have_text("Queue spare")
+    await page.get_by_role("button", name="Delete queue").click()
+    await expect(page.locator("#saved")).to_have_text("Deleted spare")
+    await expect(page.locator("#items")).not_to_contain_text("spare")
+    assert [q.name for q in await queue_service.list_queues(rt)] == ["busy"]
+    from hub import audit
+
+    async with rt.read() as conn:
+        actions = [a for (a,) in await conn.execute(select(audit.AuditEntry.__table__.c.action))]  # type: ignore[attr-defined]
+    assert actions.count("queue.delete") == 1
     assert dialogs.seen == []

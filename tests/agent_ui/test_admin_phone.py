@@ -65,14 +65,33 @@ async def test_admin_sets_a_number_and_sees_each_flow(
 
 
 async def test_only_admins_change_numbers(rt: Runtime, phone_live: LiveServer) -> None:
+    """An agent is refused; an admin's changes are in the audit log (before and after)."""
     import httpx
 
+    from hub import audit
     from tests.conftest import login
 
     await make_agent(rt, "alice")
+    await make_agent(rt, "ada", role="admin")
     async with httpx.AsyncClient(base_url=phone_live.url) as client:
         headers = await login(client, "alice", "password-123")
         r = await client.put("/api/twilio/numbers/+14155550123", json={"flow": "demo"}, headers=headers)
         assert r.status_code == 403
+        admin = await login(client, "ada", "password-123")
+        for label in ("", "Sales line"):
+            r = await client.put(
+                "/api/twilio/numbers/+14155550123", json={"flow": "demo", "label": label}, headers=admin
+            )
+            assert r.status_code == 200, r.text
+        assert (await client.delete("/api/twilio/numbers/+14155550123", headers=admin)).status_code == 204
+        async with rt.read() as conn:
+            logged = [(e.actor, e.action, e.target, e.detail) for e in await audit.entries(conn, action="phone.")]
+        assert logged[::-1] == [
+            ("ada", "phone.number_set", "number:+14155550123",
+             {"before": None, "after": {"flow": "demo", "label": ""}}),
+            ("ada", "phone.number_set", "number:+14155550123",
+             {"before": {"flow": "demo", "label": ""}, "after": {"flow": "demo", "label": "Sales line"}}),
+            ("ada", "phone.number_delete", "number:+14155550123", {}),
+        ]  # fmt: skip
         r = await client.get("/admin/phone/mermaid.js")
         assert r.status_code in (200, 404)

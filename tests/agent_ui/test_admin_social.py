@@ -13,6 +13,7 @@ from playwright.async_api import Browser, expect
 from sqlalchemy import select
 
 from channels.social.models import AccountToken
+from hub import audit
 from hub.config import Settings
 from hub.db import utcnow
 from hub.runtime import Runtime
@@ -90,4 +91,8 @@ async def test_admin_sees_accounts_and_reconnects_a_page(
         missing = await client.put("/api/social/accounts/messenger/NOPE/token", json=put, headers=auth)
         assert missing.status_code == 404
         assert json.dumps((await client.get("/api/social/accounts", headers=auth)).json()).count("EAAG") == 0
+    # the reconnection is in the audit log, without the token
+    async with rt.read() as conn:
+        logged = [(e.actor, e.action, e.target, e.detail) for e in await audit.entries(conn, action="social.")]
+    assert logged == [("root", "social.token_replace", f"messenger:{PAGE}", {})]
     assert dialogs.seen == []

@@ -44,8 +44,10 @@ async def test_docs_render_with_other_hosts_blocked(server: LiveServer, browser:
     await expect(page.locator(".swagger-ui .opblock-summary-path").first).to_be_visible()
     await expect(page.locator(".swagger-ui")).to_contain_text("/api/auth/login")
     await page.goto(f"{server.url}/redoc")
-    # ReDoc fetched /openapi.json and drew the API's title and its operations.
-    await expect(page.get_by_role("heading", name=re.compile("^Switchboard")).first).to_be_visible()
+    # ReDoc fetched /openapi.json and drew the API's title and its operations. It lays out the whole schema
+    # before it draws anything: with the API's ~200 operations that takes 5-9 s in headless Chromium on a
+    # 2-core machine, past Playwright's default 5 s.
+    await expect(page.get_by_role("heading", name=re.compile("^Switchboard")).first).to_be_visible(timeout=30_000)
     await expect(page.locator("redoc [data-section-id^='tag/auth/operation/']").first).to_be_attached()
     assert elsewhere == []
     assert dialogs.seen == []

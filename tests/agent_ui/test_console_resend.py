@@ -3,6 +3,8 @@ answer was lost; the second carries the same client key, so the reply is stored 
 
 from __future__ import annotations
 
+import asyncio
+
 from playwright.async_api import Browser, Route, expect
 from sqlalchemy import func, select
 
@@ -43,4 +45,32 @@ async def test_send_again_after_a_lost_answer_stores_the_reply_once(
             select(func.count()).where(messages.c.direction == "outbound", messages.c.text == "Sending twice")
         )
         assert stored.scalar_one() == 1
+    assert dialogs.seen == []
+
+
+async def test_what_is_typed_while_a_reply_is_on_its_way_stays(
+    rt: Runtime, live: LiveServer, browser: Browser, dialogs: Dialogs
+) -> None:
+    """The reply's answer comes back only after the agent has switched to a note and typed it (the customer can
+    see the reply before the agent's request returns): the note's text stays in the composer, and Enter adds it."""
+    _, agent = await chatting(rt, live, browser, dialogs)
+    release = asyncio.Event()
+
+    async def answer_late(route: Route) -> None:
+        response = await route.fetch()  # stored and delivered...
+        await release.wait()  # ...but the answer reaches the console late
+        await route.fulfill(response=response)
+
+    await agent.route("**/api/tickets/*/reply", answer_late)
+    box = agent.locator("#text")
+    await box.fill("The reply")
+    await box.press("Enter")
+    await agent.keyboard.press("Alt+n")
+    await box.fill("A note typed meanwhile")
+    release.set()
+    await expect(agent.locator("#timeline .msg.out .msg-text")).to_have_text(["The reply"])
+    await expect(box).to_have_value("A note typed meanwhile")
+    await box.press("Enter")
+    await expect(agent.locator("#timeline .msg.note .msg-text")).to_have_text(["A note typed meanwhile"])
+    await expect(box).to_have_value("")
     assert dialogs.seen == []

@@ -16,7 +16,16 @@ from hub.config import Settings
 from hub.db import utcnow
 from hub.runtime import Runtime
 from tests.agent_ui.conftest import Dialogs, agent_login, new_page, set_available
-from tests.channels.social.conftest import NUMBER, Provider, encode, provider, sign, social_settings  # noqa: F401
+from tests.channels.social.conftest import (  # noqa: F401
+    BOT,
+    NUMBER,
+    TG_SECRET,
+    Provider,
+    encode,
+    provider,
+    sign,
+    social_settings,
+)
 from tests.conftest import LiveServer, make_agent, make_queue
 
 
@@ -112,4 +121,68 @@ async def test_window_countdown_template_picker_and_token_alert(
     )
     await agent.reload()  # as the API gives it, not only as the event said it
     await expect(agent.locator("#health-alert")).to_contain_text("token expired")
+    assert dialogs.seen == []
+
+
+async def _telegram_customer_writes(live: LiveServer, text: str) -> None:
+    update = {
+        "update_id": 9001,
+        "message": {
+            "message_id": 1,
+            "from": {"id": 7001, "is_bot": False, "first_name": "Tom"},
+            "chat": {"id": 7001, "type": "private"},
+            "date": int(utcnow().timestamp()),
+            "text": text,
+        },
+    }
+    async with httpx.AsyncClient() as client:
+        r = await client.post(
+            f"{live.url}/webhooks/telegram/{BOT}",
+            content=encode(update),
+            headers={"X-Telegram-Bot-Api-Secret-Token": TG_SECRET, "Content-Type": "application/json"},
+        )
+        assert r.status_code == 200, r.text
+
+
+async def test_the_composer_says_when_this_conversations_account_is_unhealthy(
+    rt: Runtime,
+    live: LiveServer,
+    browser: Browser,
+    dialogs: Dialogs,
+    provider: Provider,  # noqa: F811
+) -> None:
+    """The WhatsApp number's token expires while the agent is on its conversation: besides the alert every
+    agent sees, the composer of that conversation says its replies cannot be delivered; a Telegram conversation
+    (a healthy bot) says nothing; back on the WhatsApp one, the warning is there again, and on a reload."""
+    await make_queue(rt, "social", ["whatsapp", "telegram"])
+    await make_agent(rt, "alice", queues=["social"])
+    _, agent = await new_page(browser, dialogs)
+    await agent_login(agent, live.url, "alice")
+    await set_available(agent)
+    await _customer_writes(live, "wamid.health", "4915100000021", timedelta(minutes=5))
+    await _accept(agent, "wamid.health")
+    warning = agent.locator("#ticket-health")
+    await expect(warning).to_be_hidden()
+
+    provider.script.append((401, {"error": {"message": "Session has expired", "type": "OAuthException", "code": 190}}))
+    await agent.get_by_label("Reply to the customer").fill("On its way")
+    await agent.get_by_role("button", name="Send").click()
+    await expect(agent.locator("#timeline .msg.out .delivery").last).to_have_text("failed", timeout=15_000)
+    await expect(warning).to_have_text(
+        f"This conversation's whatsapp account {NUMBER}: token expired — reconnect the WhatsApp number in Admin"
+        " (Meta error 190: Session has expired). Replies on this conversation cannot be delivered until it is"
+        " reconnected in Admin."
+    )
+    whatsapp_ticket = await agent.locator("#mine li.active").get_attribute("data-id")
+
+    await _telegram_customer_writes(live, "hello from telegram")
+    await _accept(agent, "hello from telegram")
+    await expect(warning).to_be_hidden()
+    await expect(agent.locator("#health-alert")).to_contain_text("token expired")  # everyone's alert stays
+
+    await agent.locator(f'#mine li[data-id="{whatsapp_ticket}"]').click()
+    await expect(warning).to_contain_text("cannot be delivered until it is reconnected")
+    await agent.reload()
+    await agent.locator(f'#mine li[data-id="{whatsapp_ticket}"]').click()
+    await expect(warning).to_contain_text("token expired")
     assert dialogs.seen == []

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.async_api import Browser, expect
 
-from hub.config import Settings, WhatsAppTemplate
+from hub.config import MessageTemplate, Settings
 from hub.runtime import Runtime
 from tests.agent_ui.conftest import Dialogs, agent_login, new_page, set_available, shot
 from tests.conftest import LiveServer, make_agent, make_queue
@@ -17,13 +17,10 @@ from tests.conftest import LiveServer, make_agent, make_queue
 @pytest.fixture
 def demo_live(settings: Settings) -> Iterator[LiveServer]:
     """A hub in demo mode with no Twilio token: the demo's own token signs the demo phone's webhooks."""
-    template = WhatsAppTemplate(
-        name="order update",
-        content_sid="HX" + "c" * 32,
-        text="Hi {{1}}, there is news about your order {{2}}.",
-        variables=["name", "order"],
+    template = MessageTemplate(
+        name="order_update", content_sid="HX" + "c" * 32, body="Hi {{1}}, there is news about your order {{2}}."
     )
-    update = {"demo_mode": True, "offer_timeout_seconds": 60, "twilio_whatsapp_templates": [template]}
+    update = {"demo_mode": True, "offer_timeout_seconds": 60, "whatsapp_templates": [template]}
     server = LiveServer(settings.model_copy(update=update)).start()
     try:
         yield server
@@ -83,8 +80,9 @@ async def test_the_demo_signer_exists_only_in_demo_mode(rt: Runtime, server: Liv
 async def test_the_composer_shows_whatsapps_window(
     rt: Runtime, demo_live: LiveServer, browser: Browser, dialogs: Dialogs
 ) -> None:
-    """A WhatsApp conversation shows the time left for free text; once 24 hours have passed, that a reply
-    will be refused."""
+    """A Twilio WhatsApp conversation shows the time left for free text; once 24 hours have passed, that a reply
+    will be refused, and one template picker (the core's messaging window, the same for every channel with a
+    window: no second one of the Twilio channel's) sends an approved template."""
     from datetime import timedelta
 
     from sqlalchemy import update
@@ -116,19 +114,25 @@ async def test_the_composer_shows_whatsapps_window(
     _, page = await new_page(browser, dialogs)
     await agent_login(page, demo_live.url, "sup")
     await page.locator(f'#mine li[data-id="{r.ticket_id}"]').click()
-    window = page.locator("#wa-window")
-    await expect(window).to_contain_text("WhatsApp window: 23 h")
+    window = page.locator("#window")
+    await expect(window).to_contain_text("WhatsApp window open: 23 h")
+    long_ago = utcnow() - timedelta(hours=25)
     async with rt.write() as tx:
         await tx.conn.execute(
-            update(messages).where(messages.c.id == r.message_id).values(created_at=utcnow() - timedelta(hours=25))
+            update(messages).where(messages.c.id == r.message_id).values(created_at=long_ago, received_at=long_ago)
         )
     await page.reload()
     await page.locator(f'#mine li[data-id="{r.ticket_id}"]').click()
     await expect(window).to_contain_text("WhatsApp window closed")
     # An approved template can still go out: picked, its variables filled in, sent through the outbox.
-    await window.get_by_label("Template").select_option("order update")
-    await window.get_by_label("name").fill("Maria")
-    await window.get_by_label("order").fill("4411")
-    await window.get_by_role("button", name="Send template").click()
+    picker = page.locator("#templates")
+    await expect(picker).to_be_visible()
+    await expect(page.get_by_label("Approved template")).to_have_count(1)  # one picker, not a twin
+    await expect(page.get_by_role("button", name="Send template")).to_have_count(1)
+    await expect(page.locator("#wa-window, .wa-templates")).to_have_count(0)
+    await page.get_by_label("Approved template").select_option("order_update")
+    await picker.get_by_label("Template variable 1").fill("Maria")
+    await picker.get_by_label("Template variable 2").fill("4411")
+    await picker.get_by_role("button", name="Send template").click()
     await expect(page.locator("#timeline")).to_contain_text("Hi Maria, there is news about your order 4411.")
     assert dialogs.seen == []

@@ -85,6 +85,16 @@ def test_demo_serves_seeded_data_and_agent_create_adds_to_it(tmp_path: Path) -> 
         r = httpx.post(f"{base}/api/auth/login", json={"username": "admin", "password": logins["admin"]})
         numbers = httpx.get(f"{base}/api/twilio/numbers", headers={"Authorization": f"Bearer {r.json()['token']}"})
         assert [(n["number"], n["flow"]) for n in numbers.json()] == [("+14155550199", "demo")]
+        # the demo's own social accounts, configured and healthy, and the pretend app that writes to them
+        assert f"{base}/demo/social" in printed
+        accounts = httpx.get(f"{base}/api/social/accounts", headers={"Authorization": f"Bearer {r.json()['token']}"})
+        assert sorted((a["channel"], a["status"]) for a in accounts.json()) == [
+            ("instagram", "ok"),
+            ("messenger", "ok"),
+            ("telegram", "ok"),
+            ("whatsapp", "ok"),
+        ]
+        assert 'data-app="telegram" data-account="demo_bot"' in httpx.get(f"{base}/demo/social").text
         # the demo shop's knowledge base: on the help center, and suggested for a customer's words
         assert f"{base}/help" in printed
         assert '<a href="/help/track-your-order">Track your order</a>' in httpx.get(f"{base}/help").text

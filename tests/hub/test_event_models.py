@@ -176,6 +176,11 @@ def apply(s: State, event: EventRecord) -> None:
         s.agents[p.agent.id] = p.agent.model_dump()
     elif isinstance(p, te.QueueChanged):
         s.queues[p.queue.id] = p.queue.name
+    elif isinstance(p, te.QueueDeleted):  # its (closed) tickets stay, in no queue
+        s.queues.pop(p.queue.id, None)
+        for ticket in s.tickets.values():
+            if ticket["queue_id"] == p.queue.id:
+                ticket["queue_id"] = None
     elif isinstance(p, te.CannedChanged):
         s.canned[p.id] = p.shortcut
     elif isinstance(p, te.CannedDeleted):
@@ -403,6 +408,17 @@ async def test_queue_created_and_updated(rt: Runtime) -> None:
     await check(rt, lambda: queue(rt, "sales"), "queue.created")
     [sales] = [q.id for q in await queues.list_queues(rt)]
     await check(rt, lambda: queues.update_queue(rt, queue_id=sales, data=QueueUpdate(name="presales")), "queue.updated")
+
+
+async def test_queue_deleted(rt: Runtime, support: int) -> None:
+    sales = await queue(rt, "sales", channels=["email"])
+    [ticket_id] = await arrive(rt, _email(7))
+    await queues.update_queue(rt, queue_id=sales, data=QueueUpdate(description="soon gone"))
+    async with rt.write() as tx:  # a closed ticket of sales (the support ticket moved there, then closed)
+        await tx.conn.execute(
+            tables.tickets.update().where(tables.tickets.c.id == ticket_id).values(queue_id=sales, status="closed")
+        )
+    await check(rt, lambda: queues.delete_queue(rt, queue_id=sales), "queue.deleted")
 
 
 async def test_canned_created_and_deleted(rt: Runtime) -> None:

@@ -6,26 +6,33 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import uuid
+import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import select
-from sqlalchemy.engine import make_url
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
 from hub.config import Settings
 from hub.db import Database, utcnow
-from hub.file_access import Conversation, FileNotFound, may_read_file, require_readable_file
+from hub.file_access import (
+    AttachmentNotUploaded,
+    Conversation,
+    FileNotFound,
+    may_read_file,
+    record_upload,
+    require_attachable,
+    require_readable_file,
+)
 from hub.files import carried_files
 from hub.messages import Attachment, Identity, InboundMessage
 from hub.migrate import upgrade
 from hub.principals import Principal
 from hub.runtime import Runtime
 from tests.channels.webchat.test_protocol import chat_url, png, recv, say, session
-from tests.conftest import LiveServer, login, make_agent, make_queue, pg_admin
+from tests.conftest import LiveServer, login, make_agent, make_queue
 from ticketing import message_files, tables
 from ticketing.ingest import ingest_batch
 from ticketing.models import Direction
@@ -93,6 +100,118 @@ async def test_a_chat_file_is_served_to_its_queue_and_visitor_and_refused_to_ano
     assert moved.status_code == 200, moved.text
     assert await _statuses(http, sha, bill) == [200, 200]
     assert await _statuses(http, sha, sam) == [404, 404]
+
+
+async def _upload(http: httpx.AsyncClient, token: str, data: bytes) -> str:
+    r = await http.post(
+        "/api/chat/attachments",
+        files={"file": ("pic.png", data, "image/png")},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["sha256"])
+
+
+async def _refused(ws: ClientConnection, client_id: str, sha: str) -> None:
+    """A message carrying ``sha`` gets the ``attachment_not_uploaded`` error naming it, and no ack."""
+    ref = {"sha256": sha, "filename": "mine.png"}
+    await ws.send(json.dumps({"type": "message", "client_id": client_id, "text": "look", "attachments": [ref]}))
+    error = await recv(ws, "error")
+    assert (error["code"], error["client_id"]) == ("attachment_not_uploaded", client_id), error
+    assert "uploaded in this conversation" in error["message"]
+
+
+async def test_a_visitor_cannot_attach_another_conversations_file_by_its_hash(
+    rt: Runtime, live: LiveServer, http: httpx.AsyncClient
+) -> None:
+    """A visitor who knows the hash of a file sent in another conversation (of the same queue) names it in a
+    message: refused with ``attachment_not_uploaded`` before anything is stored, the same answer as for a file
+    never stored, and the file stays unreadable with their token; the socket goes on working. Once they upload
+    the same bytes themselves (they have the file, then) it is theirs to send."""
+    await make_queue(rt, "support", ["webchat"])
+    victim, attacker = await session(http), await session(http, name="Mallory")
+    sha = await _upload(http, victim["token"], png())
+    async with connect(chat_url(live, victim["token"])) as ws:
+        await recv(ws, "hello")
+        await say(ws, "v1", "my passport", attachments=[{"sha256": sha, "filename": "passport.png"}])
+
+    async with connect(chat_url(live, attacker["token"])) as ws:
+        await recv(ws, "hello")
+        await _refused(ws, "a1", sha)
+        await _refused(ws, "a2", hashlib.sha256(b"never stored").hexdigest())
+        state = await rt.ports.conversations.state(channel="webchat", thread_key=attacker["conversation_id"])
+        assert state.messages == [] and state.tickets == []
+        read = await http.get(f"/api/chat/attachments/{sha}", params={"token": attacker["token"]})
+        assert (read.status_code, read.json()["code"]) == (404, "file_not_found")
+        assert (await say(ws, "a3", "still here"))["message_id"]
+        assert await _upload(http, attacker["token"], png()) == sha
+        assert (await say(ws, "a4", "", attachments=[{"sha256": sha, "filename": "x.png"}]))["message_id"]
+    state = await rt.ports.conversations.state(channel="webchat", thread_key=attacker["conversation_id"])
+    assert [m.text for m in state.messages] == ["still here", ""]
+
+
+async def test_an_agent_of_another_queue_cannot_attach_a_chat_file_to_their_queue(
+    rt: Runtime, live: LiveServer, http: httpx.AsyncClient
+) -> None:
+    """An agent of billing who learned the hash of a file sent in a support chat opens a chat of their own into
+    billing and names it: refused, nothing stored in billing, and the file stays unreadable to them through
+    both file routes and through their visitor token."""
+    await make_queue(rt, "support", ["webchat"])
+    await make_queue(rt, "billing", ["webchat"])
+    await make_agent(rt, "bill", queues=["billing"])
+    visitor = await session(http)
+    sha = await _upload(http, visitor["token"], png())
+    async with connect(chat_url(live, visitor["token"])) as ws:
+        await recv(ws, "hello")
+        await say(ws, "v1", "invoice scan", attachments=[{"sha256": sha, "filename": "scan.png"}])
+
+    bill = await login(http, "bill", "password-123")
+    own = await session(http, name="Bill", queue="billing")
+    async with connect(chat_url(live, own["token"])) as ws:
+        await recv(ws, "hello")
+        await _refused(ws, "b1", sha)
+    assert (await http.get("/api/tickets", headers=bill)).json()["items"] == []
+    assert await _statuses(http, sha, bill) == [404, 404]
+    read = await http.get(f"/api/chat/attachments/{sha}", params={"token": own["token"]})
+    assert read.status_code == 404
+
+
+async def test_a_conversation_attaches_its_uploads_and_files_its_messages_carry(rt: Runtime) -> None:
+    """What a new message of a conversation may carry (``require_attachable``): files uploaded in it (once
+    recorded), files a message of it its customer sees carries; not another conversation's, not a file only an
+    internal note carries, not a malformed hash."""
+    from ticketing.replies import add_note
+
+    await make_queue(rt, "support", ["webchat"])
+    sent, uploaded, noted = (hashlib.sha256(x).hexdigest() for x in (b"sent", b"uploaded", b"noted"))
+    [result] = await ingest_batch(
+        rt,
+        [
+            InboundMessage(
+                channel="webchat",
+                external_id="k1:m1",
+                sender=Identity(kind="webchat", value="visitor-k1"),
+                attachments=[Attachment(filename="s.png", content_type="image/png", size=1, sha256=sent)],
+                thread_key="k1",
+            )
+        ],
+    )
+    assert not isinstance(result, Exception), result
+    root = await make_agent(rt, "root", role="admin")
+    admin = Principal(agent_id=root, username="root", display_name="Root", role="admin", queue_ids=frozenset())
+    note = await add_note(rt, ticket_id=result.ticket_id, principal=admin, text="internal file")
+    async with rt.write() as tx:
+        await message_files.record(tx.conn, [{"id": note.id, "attachments": [{"sha256": noted}], "meta": {}}])
+    mine, theirs = Conversation("webchat", "k1"), Conversation("webchat", "k2")
+    await record_upload(rt, sha256=uploaded, conversation=mine)
+    await record_upload(rt, sha256=uploaded, conversation=mine)  # again: still one upload, no error
+
+    await require_attachable(rt, sha256s=[sent, uploaded], conversation=mine)
+    await require_attachable(rt, sha256s=[], conversation=theirs)
+    for refused, conversation in ((sent, theirs), (uploaded, theirs), (noted, mine), ("../etc", mine)):
+        with pytest.raises(AttachmentNotUploaded):
+            await require_attachable(rt, sha256s=[sent, refused], conversation=conversation)
+    assert await rt.ports.conversations.attachable(channel="webchat", thread_key="k1", sha256s=[sent, noted]) == {sent}
 
 
 async def test_email_attachments_and_raw_mail_follow_the_ticket(rt: Runtime) -> None:
@@ -199,20 +318,6 @@ def test_carried_files_reads_attachments_and_the_raw_mail_and_ignores_junk() -> 
     )
     assert found == {a, b}
     assert carried_files(None, None) == set()
-
-
-@pytest.fixture
-def fresh_database_url(database_url: str, tmp_path: Path) -> Iterator[str]:
-    """An empty database of the same kind as the session's, for running the migrations step by step."""
-    if database_url.startswith("sqlite"):
-        yield f"sqlite+aiosqlite:///{tmp_path / 'migrating.db'}"
-        return
-    name = f"switchboard_mig_{uuid.uuid4().hex[:10]}"
-    pg_admin(database_url, f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(database_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        pg_admin(database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_the_migration_records_the_files_of_messages_stored_before_it(fresh_database_url: str) -> None:

@@ -58,3 +58,37 @@ async def test_an_agent_is_refused_the_editor(
     assert response is not None and response.status == 403
     await expect(page.get_by_role("heading", name="Not allowed")).to_be_visible()
     assert await page.get_by_label("Title").count() == 0
+
+
+async def test_learned_wordings_show_under_also_asked_as_and_one_is_dropped(
+    rt: Runtime, articles: dict[str, int], kb_server: LiveServer, browser: Browser, dialogs: Dialogs
+) -> None:
+    """The wordings the ranking learned from agents' "helpful" are listed with the article's "also asked as",
+    marked learned and apart from its own phrasings (which saving keeps as they are); dropping one removes it
+    from the list and from what the ranking reads."""
+    await make_agent(rt, "sam", role="supervisor")
+    returns = articles["returns:en"]
+    for query in ("my teapot wants to go home", "<img src=x onerror=alert(1)> lid"):
+        await service.record_feedback(rt, article_id=returns, helpful=True, query=query, source="agent")
+    _, page = await new_page(browser, dialogs)
+    await agent_login(page, kb_server.url, "sam")
+    await page.goto(f"{kb_server.url}/admin/kb")
+    await page.get_by_role("button", name="Return an item · en · published").click()
+    await expect(page.get_by_label("Also asked as (one question per line)")).to_have_value(
+        "How do I send something back?"
+    )
+    learned = page.get_by_role("list", name="Learned wordings").get_by_role("listitem")
+    await expect(learned).to_have_count(2)
+    await expect(learned.nth(1)).to_contain_text("learned")
+    await expect(learned.nth(1)).to_contain_text("my teapot wants to go home")
+    await expect(learned.nth(0)).to_contain_text("<img src=x onerror=alert(1)> lid")  # text, not markup
+    await page.get_by_role("button", name="Drop learned wording: my teapot wants to go home").click()
+    await expect(learned).to_have_count(1)
+    await expect(learned.first).not_to_contain_text("teapot")
+    [doc] = await service.ranking_docs(rt, article_ids=[returns])
+    assert "my teapot wants to go home" not in doc.phrasings
+    assert "<img src=x onerror=alert(1)> lid" in doc.phrasings
+    await page.get_by_role("button", name="Save").click()  # the article's own phrasings unchanged by the list
+    await expect(page.locator("#saved")).to_contain_text("Version 1")
+    assert (await service.get_article(rt, article_id=returns)).phrasings == ["How do I send something back?"]
+    assert dialogs.seen == []

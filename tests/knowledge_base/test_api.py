@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from hub import audit
 from hub.runtime import Runtime
 from knowledge_base import service
 from tests.conftest import login, make_agent
@@ -30,8 +31,9 @@ ARTICLE = {
 
 
 async def test_articles_are_created_changed_versioned_and_restored(
-    staff: None, articles: dict[str, int], kb_client: httpx.AsyncClient
+    staff: None, articles: dict[str, int], kb_client: httpx.AsyncClient, rt: Runtime
 ) -> None:
+    """Each change made by a person (not a PATCH that changes nothing) is in the admins' audit log."""
     sam = await login(kb_client, "sam", "password-123")
     r = await kb_client.post("/api/kb/articles", json=ARTICLE, headers=sam)
     assert r.status_code == 201, r.text
@@ -53,6 +55,17 @@ async def test_articles_are_created_changed_versioned_and_restored(
     assert (await kb_client.get(f"/api/kb/articles/{aid}/versions/9", headers=sam)).status_code == 404
     assert (await kb_client.delete(f"/api/kb/articles/{aid}", headers=sam)).status_code == 204
     assert (await kb_client.get(f"/api/kb/articles/{aid}", headers=sam)).status_code == 404
+    async with rt.read() as conn:
+        logged = [(e.actor, e.action, e.target, e.detail) for e in await audit.entries(conn, action="kb.")]
+    article = {"slug": "track-your-order", "locale": "en"}
+    assert logged[::-1] == [
+        ("sam", "kb.article_create", f"article:{aid}", {**article, "title": "Track your order", "version": 1}),
+        ("sam", "kb.article_update", f"article:{aid}",
+         {**article, "title": "Track an order", "version": 2, "fields": ["title"]}),
+        ("sam", "kb.article_restore", f"article:{aid}",
+         {**article, "title": "Track your order", "version": 3, "restored": 1}),
+        ("sam", "kb.article_delete", f"article:{aid}", {**article, "title": "Track your order", "version": 3}),
+    ]  # fmt: skip
 
 
 async def test_agents_read_but_only_supervisors_write(
@@ -94,7 +107,7 @@ async def test_bad_input_is_refused_and_nothing_is_stored(
     assert (await kb_client.patch("/api/kb/articles/999999", json={"title": "x"}, headers=sam)).status_code == 404
 
 
-async def test_search_finds_misspelled_words_and_refuses_empty_or_huge_queries(
+async def test_search_finds_misspelled_words_filters_and_refuses_empty_or_huge_queries(
     staff: None, articles: dict[str, int], kb_client: httpx.AsyncClient
 ) -> None:
     alice = await login(kb_client, "alice", "password-123")
@@ -105,6 +118,11 @@ async def test_search_finds_misspelled_words_and_refuses_empty_or_huge_queries(
     assert [h["slug"] for h in drafts] == ["upcoming"]
     de = (await kb_client.get("/api/kb/search", params={"q": "zurücksenden", "locale": "de"}, headers=alice)).json()
     assert [(h["slug"], h["locale"]) for h in de] == [("returns", "de")]
+    days = (await kb_client.get("/api/kb/search", params={"q": "days"}, headers=alice)).json()
+    assert {"returns", "shipping"} <= {h["slug"] for h in days}
+    for category, slug in (("Shipping", "shipping"), ("Returns", "returns")):
+        hits = (await kb_client.get("/api/kb/search", params={"q": "days", "category": category}, headers=alice)).json()
+        assert slug in {h["slug"] for h in hits} and {h["category"] for h in hits} == {category}, category
     for q in ("", "   ", "x" * 201):
         r = await kb_client.get("/api/kb/search", params={"q": q}, headers=alice)
         assert r.status_code == 422
@@ -148,3 +166,38 @@ async def test_agent_feedback_teaches_the_ranking(
         "/api/kb/feedback", json={"article_id": articles["shipping:en"], "helpful": False, "query": ""}, headers=alice
     )
     assert empty.status_code == 422
+
+
+async def test_learned_wordings_are_listed_apart_and_a_supervisor_drops_one(
+    staff: None, articles: dict[str, int], kb_client: httpx.AsyncClient, rt: Runtime
+) -> None:
+    """Wordings agents marked an article helpful for are listed under the article (newest first, counted, not
+    its own phrasings, never visitors' "solved it"); a supervisor drops one and the ranking reads it no more;
+    an agent may not, and an unknown wording is 404."""
+    returns = articles["returns:en"]
+    for query, source in [
+        ("teapot going home", "agent"),
+        ("How do I send something back?", "agent"),
+        ("teapot going home", "agent"),
+        ("lid is cracked", "agent"),
+        ("visitor words", "visitor"),
+    ]:
+        await service.record_feedback(rt, article_id=returns, helpful=True, query=query, source=source)
+    alice = await login(kb_client, "alice", "password-123")
+    sam = await login(kb_client, "sam", "password-123")
+    learned = (await kb_client.get(f"/api/kb/articles/{returns}/learned", headers=alice)).json()
+    assert [(w["wording"], w["times"]) for w in learned] == [("lid is cracked", 1), ("teapot going home", 2)]
+    teapot = learned[1]["id"]
+    assert (await kb_client.delete(f"/api/kb/articles/{returns}/learned/{teapot}", headers=alice)).status_code == 403
+    r = await kb_client.delete(f"/api/kb/articles/{returns}/learned/{teapot}", headers=sam)
+    assert r.status_code == 204
+    after = (await kb_client.get(f"/api/kb/articles/{returns}/learned", headers=alice)).json()
+    assert [w["wording"] for w in after] == ["lid is cracked"]
+    [doc] = await service.ranking_docs(rt, article_ids=[returns])
+    assert "teapot going home" not in doc.phrasings and "lid is cracked" in doc.phrasings
+    assert (await service.feedback_counts(rt))[returns] == (5, 0)  # the votes stay, their words went
+    again = await kb_client.delete(f"/api/kb/articles/{returns}/learned/{teapot}", headers=sam)
+    assert again.status_code == 404 and again.json()["code"] == "learned_wording_not_found"
+    shipping, lid = articles["shipping:en"], learned[0]["id"]
+    other = await kb_client.delete(f"/api/kb/articles/{shipping}/learned/{lid}", headers=sam)
+    assert other.status_code == 404

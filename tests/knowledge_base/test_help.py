@@ -4,6 +4,7 @@ for search engines, search with safe snippets, and clear 422s for empty or huge 
 from __future__ import annotations
 
 import re
+from xml.etree import ElementTree
 
 import httpx
 
@@ -118,3 +119,35 @@ async def test_an_edit_is_searchable_at_once(
     )
     r = await kb_client.get("/help/search", params={"q": "hovercraft"})
     assert '<a href="/help/shipping">Delivery times</a>' in r.text
+
+
+async def test_the_sitemap_lists_every_published_page_and_nothing_else(
+    articles: dict[str, int], kb_client: httpx.AsyncClient
+) -> None:
+    """/help/sitemap.xml (the sitemaps.org protocol) names the front page and the categories in each language
+    and every published article in each of its languages, by their canonical links, each one a page that
+    answers; drafts and internal articles are not in it."""
+    r = await kb_client.get("/help/sitemap.xml")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/xml")
+    ns = {"s": "http://www.sitemaps.org/schemas/sitemap/0.9"}
+    root = ElementTree.fromstring(r.content)
+    locs = [u.findtext("s:loc", namespaces=ns) or "" for u in root.findall("s:url", ns)]
+    base = "http://testserver.local"
+    assert {
+        f"{base}/help",
+        f"{base}/help?lang=de",
+        f"{base}/help/returns",
+        f"{base}/help/returns?lang=de",
+        f"{base}/help/shipping",
+        f"{base}/help/hostile",
+        f"{base}/help/category/Shipping",
+        f"{base}/help/category/R%C3%BCckgabe?lang=de",
+    } <= set(locs)
+    assert len(locs) == len(set(locs))
+    assert not [loc for loc in locs if "goodwill" in loc or "upcoming" in loc or "Internal" in loc]
+    article = next(u for u in root.findall("s:url", ns) if u.findtext("s:loc", namespaces=ns) == f"{base}/help/returns")
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", article.findtext("s:lastmod", namespaces=ns) or "")
+    for loc in locs:
+        page = await kb_client.get(loc.removeprefix(base))
+        assert page.status_code == 200, loc
+        assert f'<link rel="canonical" href="{loc}">' in page.text, loc

@@ -93,3 +93,70 @@ async def test_the_index_is_built_afresh_after_many_edits(
     rebuilt = await kb.current()
     assert rebuilt.appended == 0 and rebuilt.dead is None and rebuilt.live == 5
     assert rebuilt.rank("how long is shipping", limit=1)[0].doc.slug == "shipping"
+
+
+async def stored_texts(rt: Runtime, texts: Sequence[str]) -> set[str]:
+    """Which of ``texts`` have a vector in ``kb_embeddings``."""
+    stored = await service.stored_embeddings(rt, embedder=CountingEmbedder.name)
+    return {t for t in texts if service.text_hash(t) in stored}
+
+
+async def test_stored_embeddings_are_pruned_as_their_sentences_go_out_of_use(
+    rt: Runtime, articles: dict[str, int], counting: CountingEmbedder
+) -> None:
+    """A sentence's stored vector goes when no article uses it any more: a phrasing edited away, an article
+    deleted, a learned wording dropped; a sentence another article still uses keeps its vector."""
+    shared = "How long is shipping?"
+    await service.update_article(rt, article_id=articles["goodwill:en"], data=ArticleUpdate(phrasings=[shared]))
+    await service.record_feedback(
+        rt, article_id=articles["returns:en"], helpful=True, query="my teapot wants to go home", source="agent"
+    )
+    kb = index_of(rt, counting)
+    await kb.ready()
+    watched = [shared, "Delivery times", "Return an item", "How do I send something back?",
+               "my teapot wants to go home", "Secret goodwill credit policy"]  # fmt: skip
+    assert await stored_texts(rt, watched) == set(watched)
+
+    # edited away from shipping, still a phrasing of goodwill: kept
+    await service.update_article(
+        rt, article_id=articles["shipping:en"], data=ArticleUpdate(phrasings=["Will my parcel come on Friday?"])
+    )
+    kb.changed(articles["shipping:en"])
+    await kb.current()
+    await kb.pruned()
+    assert await stored_texts(rt, [shared, "Delivery times", "Will my parcel come on Friday?"]) == {
+        shared,
+        "Delivery times",
+        "Will my parcel come on Friday?",
+    }
+
+    # goodwill deleted: its title and the phrasing nobody else uses go
+    await service.delete_article(rt, article_id=articles["goodwill:en"])
+    kb.changed(articles["goodwill:en"])
+    await kb.current()
+    await kb.pruned()
+    assert await stored_texts(rt, [shared, "Secret goodwill credit policy"]) == set()
+
+    # a learned wording dropped from returns goes; the article's own sentences stay
+    (learned,) = await service.learned_wordings(rt, article_id=articles["returns:en"])
+    await service.drop_learned_wording(rt, article_id=articles["returns:en"], wording_id=learned.id)
+    kb.changed(articles["returns:en"])
+    index = await kb.current()
+    await kb.pruned()
+    assert await stored_texts(rt, watched) == {"Delivery times", "Return an item", "How do I send something back?"}
+    assert "my teapot wants to go home" not in index.rank("teapot go home", limit=1)[0].doc.phrasings
+
+
+async def test_a_start_sweeps_vectors_left_while_no_process_ran(
+    rt: Runtime, articles: dict[str, int], counting: CountingEmbedder
+) -> None:
+    """Articles deleted while no process kept an index leave vectors behind: the next start's first build
+    sweeps every stored vector no published or internal article uses, and keeps the ones they use."""
+    await index_of(rt, counting).ready()
+    await service.delete_article(rt, article_id=articles["shipping:en"])  # nobody listening
+    assert await stored_texts(rt, ["Delivery times", "How long is shipping?"]) == {
+        "Delivery times",
+        "How long is shipping?",
+    }
+    await index_of(rt, counting).ready()
+    assert await stored_texts(rt, ["Delivery times", "How long is shipping?", "Return an item"]) == {"Return an item"}

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
+from knowledge_base import ranking
 from knowledge_base.demo import ARTICLES, TEST_SET, TUNE_SET
 from knowledge_base.embedders import load_embedder
 from knowledge_base.evaluation import evaluate, read_cases
@@ -212,3 +213,24 @@ def test_an_updated_index_ranks_the_changes_like_a_rebuilt_one(embedder: WordHas
     twice = updated.updated([Doc(**{**_fields(edited), "title": "Kettle care again"})])
     assert twice.rank("kettle care again", limit=1)[0].doc.title == "Kettle care again"
     assert twice.live == updated.live
+
+
+def test_a_large_index_compares_phrasings_of_the_front_runners_alone_and_ranks_as_if_it_compared_all(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past ``2 * CANDIDATES`` articles, only the front-runners' phrasings are compared with the query (their
+    rows gathered from articles with different numbers of phrasings): the best articles, their scores and
+    each part of them are those of comparing every phrasing of every article."""
+    docs = [
+        Doc(i, f"{d.slug}-{i}", d.locale, f"{d.title} {i}", d.body, d.tags, d.phrasings[: 1 + i % 5], status=d.status)
+        for i, d in enumerate(demo_docs() * 12)
+    ]
+    assert len(docs) > 2 * ranking.CANDIDATES
+    index = RankIndex(docs, WordHashEmbedder())
+    queries = [c.query for c in read_cases(TEST_SET)[:40]]
+    picked = [index.rank(q, limit=5) for q in queries]
+    monkeypatch.setattr(ranking, "CANDIDATES", len(docs))  # every phrasing of every article
+    for q, got in zip(queries, picked, strict=True):
+        every = index.rank(q, limit=5)
+        assert [(r.doc, r.parts) for r in got] == [(r.doc, r.parts) for r in every], q
+        assert [r.score for r in got] == pytest.approx([r.score for r in every]), q

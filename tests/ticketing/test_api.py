@@ -149,6 +149,33 @@ async def test_reply_note_status_tags_and_history(client: httpx.AsyncClient, wor
     assert [t["id"] for t in history["tickets"]] == [tid]
 
 
+async def test_reply_on_a_solved_or_closed_ticket_is_refused_until_reopened(
+    client: httpx.AsyncClient, world: dict[str, int]
+) -> None:
+    """As in the console, a solved or closed ticket takes no reply: 409 ``ticket_not_open`` saying to reopen it
+    first, nothing stored or queued for sending; a note still goes on it; reopened, it takes the reply. A reply
+    sent before the solve and repeated with its client key still answers the stored one."""
+    alice = await login(client, "alice", "password-123")
+    tid = world["support_ticket"]
+    first = await client.post(f"/api/tickets/{tid}/reply", json={"text": "On it.", "client_key": "k1"}, headers=alice)
+    assert first.status_code == 201
+    for status in ("solved", "closed"):
+        assert (await client.patch(f"/api/tickets/{tid}", json={"status": status}, headers=alice)).status_code == 200
+        r = await client.post(f"/api/tickets/{tid}/reply", json={"text": "One more thing"}, headers=alice)
+        assert r.status_code == 409, r.text
+        assert r.json()["code"] == "ticket_not_open"
+        assert status in r.json()["detail"] and "reopen" in r.json()["detail"]
+    again = await client.post(f"/api/tickets/{tid}/reply", json={"text": "On it.", "client_key": "k1"}, headers=alice)
+    assert again.status_code == 201 and again.json()["id"] == first.json()["id"]
+    r = await client.post(f"/api/tickets/{tid}/notes", json={"text": "customer called back"}, headers=alice)
+    assert r.status_code == 201
+    detail = (await client.get(f"/api/tickets/{tid}", headers=alice)).json()
+    assert [m["direction"] for m in detail["messages"]] == ["inbound", "outbound", "note"]
+    assert (await client.patch(f"/api/tickets/{tid}", json={"status": "open"}, headers=alice)).status_code == 200
+    r = await client.post(f"/api/tickets/{tid}/reply", json={"text": "One more thing"}, headers=alice)
+    assert r.status_code == 201 and r.json()["text"] == "One more thing"
+
+
 async def test_transfer_moves_ticket_to_another_queue(client: httpx.AsyncClient, world: dict[str, int]) -> None:
     """After a transfer to billing, billing's agent sees the ticket and the sender's queue does not."""
     alice = await login(client, "alice", "password-123")

@@ -83,47 +83,51 @@ def test_gmail_addresses_are_compared_without_dots_or_tags() -> None:
 
 
 async def test_search_finds_names_with_typos_and_phones_in_any_format(rt: Runtime) -> None:
-    """Ranking: a misspelt name finds the person first; a phone number typed in any format finds its owner
-    first with a full score; an email address exactly, and with a typo; a handle by its value."""
+    """Ranking: a misspelt name finds the person first, accents and case aside; a phone number typed in any
+    format finds its owner first with a full score; an email address exactly, and with a typo; a handle by its value."""
     email_contact, phone_contact, _ = await maria(rt)
     await ingest(
         rt,
         msg("email", "<o1@x>", "email", "marco.garza@example.net", "Marco Garza", text="hi"),
         msg("email", "<o2@x>", "email", "li.wei@example.org", "Li Wei", text="hi"),
         msg("telegram", "tg1", "telegram", "987654", "Jonas", text="hallo", thread_key="c1"),
+        msg("email", "<o3@x>", "email", "jn@example.org", "José Núñez", text="hola"),
     )
-    hits = await search_contacts(rt, query="Mraia Gracia")
+    for q in ("Jose Nunez", "JOSÉ NÚÑEZ", "nunez", "Josè"):  # accents aside, either way, on both databases
+        hits = await search_contacts(rt, principal=SUPERVISOR, query=q)
+        assert hits and hits[0].name == "José Núñez", q
+    hits = await search_contacts(rt, principal=SUPERVISOR, query="Mraia Gracia")
     assert hits and hits[0].name == "Maria Garcia"
     assert {h.name for h in hits[:2]} == {"Maria Garcia"}
-    hits = await search_contacts(rt, query="garcia maria")  # word order
+    hits = await search_contacts(rt, principal=SUPERVISOR, query="garcia maria")  # word order
     assert {h.name for h in hits[:2]} == {"Maria Garcia"}
-    hits = await search_contacts(rt, query="Maria Garc")  # still being typed
+    hits = await search_contacts(rt, principal=SUPERVISOR, query="Maria Garc")  # still being typed
     assert {h.name for h in hits[:2]} == {"Maria Garcia"}
-    hits = await search_contacts(rt, query="Marco Garza")
+    hits = await search_contacts(rt, principal=SUPERVISOR, query="Marco Garza")
     assert hits[0].name == "Marco Garza"
     for q in ("(415) 555-0123", "+1 415 555 0123", "4155550123", "001-415-555-0123"):
-        hits = await search_contacts(rt, query=q)
+        hits = await search_contacts(rt, principal=SUPERVISOR, query=q)
         assert hits[0].id == phone_contact and hits[0].score == 100, q
-    hits = await search_contacts(rt, query="555-0123")
+    hits = await search_contacts(rt, principal=SUPERVISOR, query="555-0123")
     assert hits[0].id == phone_contact
-    hits = await search_contacts(rt, query="MARIA.GARCIA@EXAMPLE.COM")
+    hits = await search_contacts(rt, principal=SUPERVISOR, query="MARIA.GARCIA@EXAMPLE.COM")
     assert hits[0].id == email_contact and hits[0].score == 100
-    hits = await search_contacts(rt, query="maria.garsia@example.com")
+    hits = await search_contacts(rt, principal=SUPERVISOR, query="maria.garsia@example.com")
     assert hits[0].id == email_contact
-    hits = await search_contacts(rt, query="@987654")
+    hits = await search_contacts(rt, principal=SUPERVISOR, query="@987654")
     assert hits[0].name == "Jonas"
-    assert await search_contacts(rt, query="zzzzqqqq") == []
+    assert await search_contacts(rt, principal=SUPERVISOR, query="zzzzqqqq") == []
 
 
 async def test_search_index_follows_renames_merges_and_new_contacts(rt: Runtime) -> None:
     """The index reads what changed since it last looked: a new contact, a renamed one, a merged one."""
     email_contact, phone_contact, _ = await maria(rt)
-    assert (await search_contacts(rt, query="Maria Garcia"))[0].name == "Maria Garcia"
+    assert (await search_contacts(rt, principal=SUPERVISOR, query="Maria Garcia"))[0].name == "Maria Garcia"
     await ingest(rt, msg("email", "<n@x>", "email", "zoe@example.net", "Zoe Quintero", text="hi"))
     # Ingest's new contacts (and other processes' changes) show at the refresh REFRESH_EVERY_SECONDS later;
     # mark_stale stands for that time having passed.
     contact_index(rt).mark_stale()
-    assert (await search_contacts(rt, query="Zoe Quintero"))[0].name == "Zoe Quintero"
+    assert (await search_contacts(rt, principal=SUPERVISOR, query="Zoe Quintero"))[0].name == "Zoe Quintero"
     async with rt.write() as tx:
         await tx.conn.execute(
             update(tables.contacts)
@@ -131,13 +135,13 @@ async def test_search_index_follows_renames_merges_and_new_contacts(rt: Runtime)
             .values(name="Mary Jones", updated_at=utcnow())
         )
     contact_index(rt).mark_stale()  # a rename by another process, REFRESH_EVERY_SECONDS ago
-    names = {h.name for h in await search_contacts(rt, query="Mary Jones")}
+    names = {h.name for h in await search_contacts(rt, principal=SUPERVISOR, query="Mary Jones")}
     assert "Mary Jones" in names
     sup, _ = await principals(rt)
     await merge_contacts(rt, survivor_id=phone_contact, merged_id=email_contact, principal=sup)
-    ids = {h.id for h in await search_contacts(rt, query="Mary Jones")}
+    ids = {h.id for h in await search_contacts(rt, principal=SUPERVISOR, query="Mary Jones")}
     assert email_contact not in ids
-    hits = await search_contacts(rt, query="maria.garcia@example.com")
+    hits = await search_contacts(rt, principal=SUPERVISOR, query="maria.garcia@example.com")
     assert hits[0].id == phone_contact
 
 
@@ -148,7 +152,7 @@ async def test_search_index_follows_renames_merges_and_new_contacts(rt: Runtime)
 async def test_search_takes_any_query(rt: Runtime, query: str) -> None:
     """FTS syntax, quotes, emoji, LIKE wildcards, huge input: an answer, never an error."""
     await maria(rt)
-    assert isinstance(await search_contacts(rt, query=query), list)
+    assert isinstance(await search_contacts(rt, principal=SUPERVISOR, query=query), list)
 
 
 # --- duplicates ----------------------------------------------------------------------------------------
@@ -352,8 +356,8 @@ async def test_export_holds_everything_and_erase_leaves_nothing_findable(rt: Run
                 assert n == 0, (needle, col)
         events = await events_after(conn, 0, limit=100_000)
     assert not [e for e in events if "X123" in str(e.payload) or "kettle" in str(e.payload)]
-    assert contact_id not in {h.id for h in await search_contacts(rt, query="Maria Garcia")}
-    assert await search_contacts(rt, query="maria.garcia@example.com") == []
+    assert contact_id not in {h.id for h in await search_contacts(rt, principal=SUPERVISOR, query="Maria Garcia")}
+    assert await search_contacts(rt, principal=SUPERVISOR, query="maria.garcia@example.com") == []
     with pytest.raises(ContactGone):
         await erase_contact(rt, contact_id=contact_id, principal=adm)
     async with rt.read() as conn:
@@ -373,6 +377,34 @@ async def test_erase_is_refused_during_an_open_chat(rt: Runtime) -> None:
         await erase_contact(rt, contact_id=r.contact_id, principal=adm)
     async with rt.read() as conn:
         assert (await conn.execute(select(tables.messages.c.text))).scalar() == "hello"
+
+
+async def test_erase_forgets_the_uploads_of_the_contacts_conversations(rt: Runtime, tmp_path: Path) -> None:
+    """Erasing a chat visitor's contact removes the record of what was uploaded in their conversations, sent or
+    not, and those files when no other message refers to them; another conversation's uploads stay."""
+    from hub.file_access import Conversation, record_upload
+
+    rt.settings = rt.settings.model_copy(update={"attachment_dir": tmp_path / "files"})
+    store = FileStore(rt.settings.attachment_dir)
+    sent, unsent, elsewhere = store.put(b"%PDF sent"), store.put(b"%PDF never sent"), store.put(b"%PDF other")
+    await make_queue(rt, "support", channels=["webchat"])
+    mine, theirs = Conversation("webchat", "conv9"), Conversation("webchat", "conv10")
+    for sha in (sent, unsent):
+        await record_upload(rt, sha256=sha, conversation=mine)
+    await record_upload(rt, sha256=elsewhere, conversation=theirs)
+    pdf = Attachment(filename="a.pdf", content_type="application/pdf", size=9, sha256=sent)
+    (r,) = await ingest(
+        rt, msg("webchat", "w9", "webchat", "visitor:nine", "Nin", attachments=[pdf], thread_key="conv9")
+    )
+    async with rt.write() as tx:
+        await tx.conn.execute(update(tables.tickets).where(tables.tickets.c.id == r.ticket_id).values(status="closed"))
+    _, adm = await principals(rt)
+    summary = await erase_contact(rt, contact_id=r.contact_id, principal=adm)
+    assert summary.files_removed == 2
+    assert not store.path(sent).exists() and not store.path(unsent).exists() and store.path(elsewhere).exists()
+    async with rt.read() as conn:
+        left = (await conn.execute(select(tables.file_uploads.c.thread_key, tables.file_uploads.c.sha256))).all()
+    assert [tuple(row) for row in left] == [("conv10", elsewhere)]
 
 
 async def test_retention_erases_only_tickets_closed_long_enough_ago(rt: Runtime) -> None:

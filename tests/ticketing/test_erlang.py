@@ -81,3 +81,32 @@ def test_the_formulas_agree_with_a_simulation(patience: float | None) -> None:
     assert sim["service_level"] == pytest.approx(s.service_level, abs=0.01)
     assert sim["asa"] == pytest.approx(s.asa, rel=0.08)
     assert sim["p_abandon"] == pytest.approx(s.p_abandon, abs=0.005)
+
+
+def test_the_closed_form_answer_within_t_matches_sampled_waits() -> None:
+    """P(answered within T | j callers ahead) in closed form against sampling the phases: the front of the
+    queue moves at N/AHT + m/patience with m callers ahead, and this caller gives up at 1/patience."""
+    from ticketing.erlang import p_answered_within
+
+    service_rate, theta, target = 3 / 180, 1 / 90, 60.0
+    closed = p_answered_within(service_rate, theta, target, 12)
+    rng = random.Random(3)
+    for j in (0, 1, 4, 11):
+        n, hits = 100_000, 0
+        for _ in range(n):
+            reached = sum(rng.expovariate(service_rate + m * theta) for m in range(j + 1))
+            if reached <= target and reached < rng.expovariate(theta):
+                hits += 1
+        assert hits / n == pytest.approx(closed[j], abs=0.006), j
+
+
+def test_erlang_a_stays_exact_for_a_large_centre_and_patient_callers() -> None:
+    """2,000 calls an hour at AHT 180 s (100 Erlangs) on 103-110 agents: with patience near endless, Erlang A
+    gives Erlang C's figures (a = N mu / theta is about 6e8 here: the closed form's terms stay finite)."""
+    rate = 2000 / 3600
+    for agents, target in ((103, 20.0), (110, 60.0)):
+        c = erlang_c(rate, 180.0, agents, target)
+        a = erlang_a(rate, 180.0, 1e9, agents, target)
+        assert a.p_wait == pytest.approx(c.p_wait, abs=1e-5)
+        assert a.service_level == pytest.approx(c.service_level, abs=1e-5)
+        assert 0.5 < c.service_level < 0.999

@@ -582,3 +582,27 @@ async def test_a_conversations_first_messages_in_two_processes_open_one_ticket(r
             )
         ).scalar_one()
     assert open_tickets == 1
+
+
+async def test_an_adapters_priority_and_skills_are_the_new_tickets_and_reach_work_already_waiting(
+    rt: Runtime,
+) -> None:
+    """An adapter's routing asks (an IVR's ``set`` nodes): a new ticket takes the message's priority and skills;
+    a later message of the same conversation, while nobody holds the ticket, sets its priority and adds its
+    skills (with a ticket.updated event naming them)."""
+    await make_queue(rt, "support", channels=["voice"])
+
+    def call(ext: str, **asks: object) -> InboundMessage:
+        return InboundMessage(
+            channel="voice", external_id=ext, sender=Identity(kind="phone", value="+14155550142"), text="call",
+            queue="support", **asks,  # type: ignore[arg-type]
+        )  # fmt: skip
+
+    first = await ingest_one(rt, call("CA1", priority="high", skills={"spanish": 2}))
+    again = await ingest_one(rt, call("CA2", priority="urgent", skills={"billing": 1}))
+    assert again.ticket_id == first.ticket_id  # type: ignore[attr-defined]
+    async with rt.read() as conn:
+        row = (await conn.execute(select(tables.tickets).where(tables.tickets.c.id == first.ticket_id))).one()  # type: ignore[attr-defined]
+        updates = [e for e in await events_after(conn, 0) if e.type == "ticket.updated"]
+    assert row.priority == "urgent" and row.skills == {"spanish": 2, "billing": 1}
+    assert updates and updates[-1].payload["changes"] == ["priority", "skills"]

@@ -11,8 +11,7 @@ from hub.runtime import Runtime
 from tests.conftest import make_queue
 from ticketing import queues
 from ticketing.exceptions import InvalidRoutingConfig
-from ticketing.models import DryRunAnswer, DryRunMessage, DryRunRequest
-from ticketing.queue_rules import parse_rules
+from ticketing.queue_rules import DryRunAnswer, DryRunMessage, DryRunRequest, parse_rules
 
 RULES = {
     "rules": [

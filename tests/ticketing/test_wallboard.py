@@ -134,3 +134,82 @@ async def test_events_move_the_figures_arrival_answer_abandon_and_status(rt: Run
         assert qid == q["id"]
     finally:
         board.stop()
+
+
+def test_a_day_across_a_dst_change_is_25_or_23_hours() -> None:
+    """New York's "today" on the day DST ends (1 Nov 2026) runs 25 hours, from 04:00 UTC to 05:00 UTC the next
+    day; on the day it starts (8 Mar 2026), 23 hours."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from ticketing.wallboard import day_bounds
+
+    ny = ZoneInfo("America/New_York")
+    start, end = day_bounds(datetime(2026, 11, 1, 12, tzinfo=UTC).timestamp(), ny)
+    assert (start, end) == (
+        datetime(2026, 11, 1, 4, tzinfo=UTC).timestamp(),
+        datetime(2026, 11, 2, 5, tzinfo=UTC).timestamp(),
+    )
+    start, end = day_bounds(datetime(2026, 3, 8, 12, tzinfo=UTC).timestamp(), ny)
+    assert end - start == 23 * 3600
+
+
+async def test_each_queue_counts_today_from_its_own_midnight(rt: Runtime) -> None:
+    """Two queues, one at UTC+14 and one at UTC-12 (their days begin two hours apart): a ticket answered just
+    before the later midnight counts today in the queue whose day began earlier, and not in the other."""
+    from zoneinfo import ZoneInfo
+
+    from ticketing.wallboard import day_bounds
+
+    east = await queue(rt, "east", channels=["email"])
+    await update_queue(rt, queue_id=east, data=QueueUpdate(hours={"timezone": "Etc/GMT-14"}))
+    west = await queue(rt, "west", channels=["email"])
+    await update_queue(rt, queue_id=west, data=QueueUpdate(hours={"timezone": "Etc/GMT+12"}))
+    now = time.time()
+    starts = {east: day_bounds(now, ZoneInfo("Etc/GMT-14"))[0], west: day_bounds(now, ZoneInfo("Etc/GMT+12"))[0]}
+    later = max(starts, key=lambda q: starts[q])
+    earlier = east if later == west else west
+    moment = utcnow() - timedelta(seconds=now - starts[later] + 60)  # a minute before the later midnight
+    ids = await arrive(rt, message("email", queue="east"), message("email", queue="west"))
+    for ticket_id in ids:
+        await _set(rt, ticket_id, queued_at=moment, answered_at=moment + timedelta(seconds=5), offered_agent_id=None,
+                   assignee_id=None, status="solved", solved_at=moment + timedelta(seconds=6))  # fmt: skip
+    board = Wallboard(rt)
+    await board.load()
+    rows = {q["id"]: q for q in board.snapshot()["queues"]}
+    assert (rows[earlier]["queued_today"], rows[earlier]["answered_today"]) == (1, 1)
+    assert (rows[later]["queued_today"], rows[later]["answered_today"]) == (0, 0)
+    assert rows[east]["timezone"] == "Etc/GMT-14"
+
+
+def _health(status: str, detail: str | None) -> Any:
+    from hub.events import EventType, NewEvent
+
+    payload = {"channel": "whatsapp", "account": "1555000", "queue": "social", "status": status, "detail": detail,
+               "since": utcnow().isoformat(), "last_webhook_at": None, "last_sent_at": None}  # fmt: skip
+    return NewEvent(type=EventType.CHANNEL_HEALTH, payload=payload)
+
+
+async def test_a_channel_accounts_health_is_a_wallboard_alert_until_it_is_ok(rt: Runtime) -> None:
+    """A ``channel.health`` event with an expired token shows among the wallboard's channel alerts, also on a
+    board loaded later (from the log); the account's return to ok takes the alert away."""
+    import channels.social.events  # noqa: F401 - registers the channel.health payload model
+
+    board = await start_wallboard(rt)
+    try:
+        async with rt.write() as tx:
+            tx.emit(_health("token_expired", "token expired — reconnect the WhatsApp number in Admin"))
+        await _until(lambda: bool(board.snapshot()["channel_alerts"]))
+        [alert] = board.snapshot()["channel_alerts"]
+        assert (alert["channel"], alert["account"], alert["status"]) == ("whatsapp", "1555000", "token_expired")
+        later = Wallboard(rt)
+        await later.load()
+        assert [a["status"] for a in later.snapshot()["channel_alerts"]] == ["token_expired"]
+        async with rt.write() as tx:
+            tx.emit(_health("ok", None))
+        await _until(lambda: board.snapshot()["channel_alerts"] == [])
+        fresh = Wallboard(rt)
+        await fresh.load()
+        assert fresh.snapshot()["channel_alerts"] == []
+    finally:
+        board.stop()

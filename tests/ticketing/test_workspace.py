@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 
 from hub.config import Settings
 from hub.db import utcnow
-from hub.events import events_after
+from hub.events import events_after, seq_bounds
 from hub.principals import Principal
 from hub.runtime import Runtime
 from tests.conftest import empty_tables, login
@@ -24,6 +24,7 @@ from tests.ticketing.routing_helpers import (
     agent,
     agent_row,
     arrive,
+    backdate,
     check_state,
     member,
     message,
@@ -216,6 +217,60 @@ async def test_views_and_pull_over_http(rt: Runtime, client: httpx.AsyncClient) 
     assert r.status_code == 200 and r.json()["assignee_id"] is not None
     again = await client.post(f"/api/tickets/{t}/pull", headers=auth)
     assert again.status_code == 409 and again.json()["code"] == "ticket_taken"
+
+
+async def test_accept_all_takes_each_offer_on_its_own_in_one_call(rt: Runtime, client: httpx.AsyncClient) -> None:
+    """POST /api/offers/accept takes a burst of offers in one call, one answer per ticket in the order asked:
+    each offer still theirs is assigned (with its events, never twice), one that expired or went to someone
+    else meanwhile and one that does not exist are refused with their reasons while the rest are taken; a
+    repeated call takes nothing twice; bad bodies are 422."""
+    await queue(rt, "support")
+    ts = await arrive(rt, *(message("email") for _ in range(4)))
+    ann = await agent(rt, "ann", ["support"], capacity={"email": 4})
+    offered = {r.id for r in [await ticket(rt, t) for t in ts] if r.offered_agent_id == ann}
+    assert offered == set(ts)
+    # One offer expires before she clicks: it goes back to the queue (and nobody else is there to take it).
+    await backdate(rt, ts[1], offer_seconds=1)
+    await expire_offers(rt)
+    auth = await login(client, "ann", "password-123")
+    async with rt.read() as conn:
+        _, before = await seq_bounds(conn)
+    asked = [ts[3], ts[1], 999_999, ts[0], ts[2], ts[0]]
+    r = await client.post("/api/offers/accept", json={"ticket_ids": asked}, headers=auth)
+    assert r.status_code == 200, r.text
+    answers = r.json()
+    assert [a["ticket_id"] for a in answers] == [ts[3], ts[1], 999_999, ts[0], ts[2]]
+    by_id = {a["ticket_id"]: a for a in answers}
+    for t in (ts[0], ts[2], ts[3]):
+        assert by_id[t]["accepted"] and by_id[t]["ticket"]["assignee_id"] == ann
+        assert (await ticket(rt, t)).assignee_id == ann
+    assert by_id[ts[1]]["accepted"] is False and by_id[ts[1]]["code"] == "offer_not_pending"
+    assert "expired or was taken" in by_id[ts[1]]["detail"]
+    assert (await ticket(rt, ts[1])).assignee_id is None
+    assert by_id[999_999] == {
+        "ticket_id": 999_999,
+        "accepted": False,
+        "ticket": None,
+        "code": "ticket_not_found",
+        "detail": "ticket 999999 does not exist",
+    }
+    async with rt.read() as conn:
+        new = await events_after(conn, before)
+    assert sorted(e.ticket_id for e in new if e.type == "offer.accepted") == sorted([ts[0], ts[2], ts[3]])
+    again = (await client.post("/api/offers/accept", json={"ticket_ids": [ts[0]]}, headers=auth)).json()
+    assert again[0]["accepted"] is False and again[0]["code"] == "offer_not_pending"
+    for bad in (
+        {"ticket_ids": []},
+        {"ticket_ids": ["1"]},
+        {"ticket_ids": [0]},
+        {"ticket_ids": list(range(1, 200))},
+        {},
+    ):
+        answer = await client.post("/api/offers/accept", json=bad, headers=auth)
+        assert answer.status_code == 422, bad
+    await check_state(rt)
+    async with rt.read() as conn:
+        replay_events(await events_after(conn, 0), {ann: {"email": 4}})
 
 
 # --- property: views and pulls never exceed capacity nor assign twice ------------------------------------------------

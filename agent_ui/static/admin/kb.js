@@ -1,4 +1,5 @@
-// The knowledge base's admin page: list, write and edit articles with a preview, read and restore versions.
+// The knowledge base's admin page: list, write and edit articles with a preview, read and restore versions, see
+// (and drop) the wordings the ranking learned from agents' feedback.
 // Everything goes through /api/kb; text lands in the DOM as text, except the preview, which is the server's
 // HTML sanitized with nh3 (POST /api/kb/preview) under a CSP that runs no inline script.
 import { api } from "../console/api.js";
@@ -46,6 +47,27 @@ async function open(id) {
   renderList();
   await preview();
   await loadVersions();
+  await loadLearned();
+}
+
+// Learned wordings are not the article's own phrasings (the textarea): they come from feedback, so they are
+// listed apart, marked "learned", each with a button that makes the ranking unlearn it.
+async function loadLearned() {
+  const learned = current ? await api("GET", `/api/kb/articles/${current.id}/learned`) : [];
+  $("learned-box").hidden = learned.length === 0;
+  $("learned").replaceChildren(...learned.map((w) => h("li", {},
+    h("span", { class: "badge", text: "learned" }),
+    h("span", { class: "wording", text: w.wording }),
+    h("span", { class: "muted small", text: `${w.times}× helpful, last ${clock(w.last_at)}` }),
+    h("button", { class: "btn danger", type: "button", text: "Drop", "aria-label": `Drop learned wording: ${w.wording}`,
+      onclick: () => dropLearned(w) }))));
+}
+
+async function dropLearned(w) {
+  try {
+    await api("DELETE", `/api/kb/articles/${current.id}/learned/${w.id}`);
+    await loadLearned();
+  } catch (e) { $("error").textContent = e.message; }
 }
 
 async function loadVersions() {
@@ -98,7 +120,7 @@ form.addEventListener("submit", async (e) => {
   }
 });
 $("preview-btn").addEventListener("click", () => preview().catch((e) => { $("error").textContent = e.message; }));
-$("new").addEventListener("click", () => { current = null; fill(null); $("preview").replaceChildren(); loadVersions(); renderList(); });
+$("new").addEventListener("click", () => { current = null; fill(null); $("preview").replaceChildren(); loadVersions(); loadLearned(); renderList(); });
 $("delete").addEventListener("click", async () => {
   if (!current) return;
   await api("DELETE", `/api/kb/articles/${current.id}`);
@@ -106,6 +128,7 @@ $("delete").addEventListener("click", async () => {
   fill(null);
   $("preview").replaceChildren();
   await loadVersions();
+  await loadLearned();
   await loadList();
 });
 $("filter").addEventListener("input", renderList);

@@ -1,4 +1,5 @@
-// Queues: GET/POST /api/queues, PATCH /api/queues/{id} (the API's own checks; errors beside their field).
+// Queues: GET/POST /api/queues, PATCH/DELETE /api/queues/{id} (the API's own checks; errors beside their field;
+// a queue still in use is refused with the reason, shown above the Save button).
 import {
   $, api, h, showErrors, clearErrors, saved, parseLevels, formatLevels, splitList, numberOrNull,
   checkedValues, setChecked, renderList,
@@ -73,6 +74,7 @@ function fill(q) {
   for (const s of (q && q.overflow) || []) $("steps").append(stepRow(s));
   form.max_wait_seconds.value = q && q.max_wait_seconds ? q.max_wait_seconds : "";
   fillOverflowQueues(q && q.overflow_queue);
+  $("delete").hidden = !q;
   saved(q ? "" : "Not saved yet");
   list();
 }
@@ -140,6 +142,17 @@ form.addEventListener("submit", async (e) => {
     const q = current ? await api("PATCH", `/api/queues/${current.id}`, body()) : await api("POST", "/api/queues", body());
     await load(q.id);
     saved(`Saved ${q.name}`);
+  } catch (err) {
+    showErrors(form, err);
+  }
+});
+$("delete").addEventListener("click", async () => {
+  clearErrors(form);
+  try {
+    await api("DELETE", `/api/queues/${current.id}`);
+    const gone = current.name;
+    await load(null);
+    saved(`Deleted ${gone}`);
   } catch (err) {
     showErrors(form, err);
   }

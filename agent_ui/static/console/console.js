@@ -2,14 +2,16 @@
 // customer wrote is shown with textContent (see dom.js), never parsed as HTML.
 import { api } from "./api.js";
 import { ago, attachmentUrl, clock, h } from "./dom.js";
+import { phoneAccepted, phoneStatus, startPhone } from "./phone.js";
 import { EventStream } from "./stream.js";
-import { healthEvent, loadHealth, showWindow, tickWindow, windowMode } from "./window.js";
+import { healthEvent, loadHealth, showWindow, ticketHealth, tickWindow, windowMode } from "./window.js";
 
 const $ = (id) => document.getElementById(id);
 const OPEN = new Set(["new", "open", "pending"]);
 
 const state = {
   me: null,
+  attached: [], // files uploaded for the reply being written: {id, filename, size}
   suggestAsked: 0, // the newest suggestions request: older answers are dropped
   queues: [],
   agents: [],
@@ -56,6 +58,7 @@ async function boot() {
     $("admin-link").hidden = false;
   }
   showStatus(state.me.status);
+  startPhone();
   stream.start(null);
   [state.queues, state.agents] = await Promise.all([api("GET", "/api/queues"), api("GET", "/api/agents")]);
   await loadState();
@@ -71,6 +74,7 @@ async function boot() {
 function showStatus(status) {
   const known = [...$("status").options].some((o) => o.value === status);
   $("status").value = known ? status : "away";
+  phoneStatus(status);
 }
 
 async function loadState() {
@@ -391,6 +395,7 @@ function screenPop(id) {
 async function accept(id) {
   try {
     const t = await api("POST", `/api/tickets/${id}/accept`);
+    if (t.channel === "voice") phoneAccepted();
     state.offers.delete(id);
     state.mine.set(t.id, t);
     renderLists();
@@ -402,17 +407,25 @@ async function accept(id) {
   }
 }
 
+// One request for the whole group; each offer is taken or refused on its own (one that expired meanwhile is
+// named with its reason, the others are still taken).
 async function acceptAll(ids) {
+  let answers;
+  try {
+    answers = await api("POST", "/api/offers/accept", { ticket_ids: ids });
+  } catch (err) { flash(err.message); return; }
   let first = null;
-  for (const id of ids) {
-    try {
-      const t = await api("POST", `/api/tickets/${id}/accept`);
-      state.mine.set(t.id, t);
-      first = first || t.id;
-    } catch (err) { flash(err.message); }
-    state.offers.delete(id);
+  const refused = [];
+  for (const a of answers) {
+    state.offers.delete(a.ticket_id);
+    if (a.accepted) {
+      if (a.ticket.channel === "voice") phoneAccepted();
+      state.mine.set(a.ticket.id, a.ticket);
+      first = first || a.ticket.id;
+    } else refused.push(`#${a.ticket_id}: ${a.detail}`);
   }
   renderLists();
+  if (refused.length) flash(`Not taken: ${refused.join("; ")}`);
   if (first) await openTicket(first);
 }
 
@@ -576,10 +589,11 @@ async function openTicket(id, { keepComposer = false } = {}) {
   markSeen(id, Math.max(0, ...state.shown));
   showCustomerTyping(false);
   if (changed && !keepComposer) { $("text").value = ""; setMode("reply"); }
+  if (changed) { state.attached = []; renderAttached(); }
   if (changed) showWindow(id, templateSent);
+  ticketHealth(t);
   $("text").focus();
   renderContact(t.contact);
-  showWhatsAppWindow(t);
   loadHistory(t);
   if (changed) { $("suggestions").replaceChildren(); $("no-suggestions").hidden = false; }
   loadSuggestions(t);
@@ -590,52 +604,6 @@ function templateSent(m) {
   if (state.current === m.ticket_id) appendMessage(m);
   state.waitingSince.delete(m.ticket_id);
   renderLists();
-}
-
-// WhatsApp takes free text only within 24 hours of the customer's last message: the composer says how long is
-// left (GET /api/twilio/whatsapp/window/{id}), and that outside it the reply will be refused.
-async function showWhatsAppWindow(t) {
-  const box = $("wa-window");
-  box.hidden = true;
-  if (t.channel !== "whatsapp") return;
-  let w;
-  try { w = await api("GET", `/api/twilio/whatsapp/window/${t.id}`); } catch { return; }
-  if (state.current !== t.id) return;
-  if (w.open) {
-    const h = Math.floor(w.seconds_left / 3600), m = Math.floor((w.seconds_left % 3600) / 60);
-    box.textContent = `WhatsApp window: ${h} h ${m} min left for free text`;
-    box.className = "wa-window";
-  } else {
-    box.textContent = "WhatsApp window closed: the customer has not written for 24 hours, so a free-text reply will be refused (only an approved template may be sent)";
-    box.className = "wa-window closed";
-    let templates = [];
-    try { templates = await api("GET", "/api/twilio/whatsapp/templates"); } catch { templates = []; }
-    if (templates.length && state.current === t.id) box.append(templatePicker(t.id, templates));
-  }
-  box.hidden = false;
-}
-
-// An approved template, its variables filled in, sent through the outbox (POST /api/twilio/whatsapp/{id}/template).
-function templatePicker(ticketId, templates) {
-  const select = h("select", { "aria-label": "Template" },
-    ...templates.map((tp) => h("option", { value: tp.name, text: tp.name })));
-  const fields = h("span", { class: "wa-vars" });
-  const fill = () => {
-    const tp = templates.find((x) => x.name === select.value);
-    fields.replaceChildren(...(tp ? tp.variables : []).map((label, i) =>
-      h("input", { "aria-label": label, placeholder: label, "data-var": String(i + 1), maxlength: 500 })));
-  };
-  select.addEventListener("change", fill);
-  fill();
-  const send = h("button", { class: "btn", type: "button", text: "Send template", onclick: async () => {
-    const variables = {};
-    for (const input of fields.querySelectorAll("input")) variables[input.dataset.var] = input.value;
-    try {
-      await api("POST", `/api/twilio/whatsapp/${ticketId}/template`, { name: select.value, variables });
-      flash("Template sent");
-    } catch (err) { flash(err.message); }
-  } });
-  return h("div", { class: "wa-templates" }, select, fields, send);
 }
 
 function renderHead() {
@@ -671,6 +639,7 @@ function updateComposer() {
   const off = shut || composer.dataset.windowShut === "1";
   $("text").disabled = off;
   $("send").disabled = off;
+  $("attach").disabled = off;
   const why = $("composer-closed");
   why.hidden = !shut;
   why.textContent = shut
@@ -858,6 +827,7 @@ function setMode(mode) {
   $("composer").classList.toggle("note-mode", mode === "note");
   $("text").setAttribute("aria-label", mode === "note" ? "Internal note (not sent to the customer)" : "Reply to the customer");
   $("send").textContent = mode === "note" ? "Add note" : "Send";
+  $("attach-label").hidden = mode === "note"; // notes carry no files
   updateComposer();
   windowMode(mode);
 }
@@ -873,22 +843,59 @@ function clientKey(id, text, mode) {
   return key;
 }
 
+// Files for the reply being written: each uploaded for the open ticket as it is picked (POST
+// /api/reply-attachments, which checks its type and size), then named in the reply by the id the upload gave.
+// An upload is valid for its ticket only: switching tickets drops the list.
+async function attachFiles(files) {
+  const id = state.current;
+  for (const file of files) {
+    const form = new FormData();
+    form.append("ticket_id", String(id));
+    form.append("file", file, file.name);
+    try {
+      const up = await api("POST", "/api/reply-attachments", form);
+      if (state.current === id) state.attached.push({ id: up.id, filename: up.filename, size: up.size });
+      $("compose-error").textContent = "";
+    } catch (err) {
+      $("compose-error").textContent = `${file.name}: ${err.message}`;
+    }
+  }
+  renderAttached();
+}
+
+function renderAttached() {
+  const box = $("attached");
+  box.hidden = state.attached.length === 0;
+  box.replaceChildren(...state.attached.map((a, i) => h("li", {},
+    h("span", { text: `📎 ${a.filename} (${Math.max(1, Math.round(a.size / 1024))} KB)` }),
+    h("button", { class: "btn ghost small", type: "button", text: "×", "aria-label": `Remove ${a.filename}`,
+      onclick: () => { state.attached.splice(i, 1); renderAttached(); } }))));
+}
+
 async function sendCurrent() {
   const text = $("text").value.trim();
-  if (!text || !state.current) return;
+  const mode = state.mode;
+  const files = mode === "reply" ? [...state.attached] : [];
+  if ((!text && !files.length) || !state.current) return;
   const id = state.current;
   $("send").disabled = true;
   try {
-    const path = state.mode === "note" ? `/api/tickets/${id}/notes` : `/api/tickets/${id}/reply`;
-    const body = { text, client_key: clientKey(id, text, state.mode) };
-    if (state.mode === "reply" && !$("private-option").hidden && $("private").checked) body.private = true;
+    const path = mode === "note" ? `/api/tickets/${id}/notes` : `/api/tickets/${id}/reply`;
+    const key = clientKey(id, text + files.map((a) => a.id).join(), mode);
+    const body = { text, client_key: key };
+    if (files.length) body.attachments = files.map((a) => ({ id: a.id, filename: a.filename }));
+    if (mode === "reply" && !$("private-option").hidden && $("private").checked) body.private = true;
     const m = await api("POST", path, body);
-    state.sending = null;
-    $("text").value = "";
-    $("private").checked = false;
+    if (state.sending && state.sending.key === key) state.sending = null;
+    if (files.length) { state.attached = state.attached.filter((a) => !files.includes(a)); renderAttached(); }
+    // What the agent typed while this was on its way (the next note, say) stays in the composer.
+    if (state.current === id && $("text").value.trim() === text) {
+      $("text").value = "";
+      $("private").checked = false;
+    }
     $("compose-error").textContent = "";
     if (state.current === id) appendMessage(m);
-    if (state.mode === "reply") state.waitingSince.delete(id);
+    if (mode === "reply") state.waitingSince.delete(id);
     stopTyping();
     renderLists();
   } catch (err) {
@@ -995,6 +1002,11 @@ $("text").addEventListener("input", () => { typing(); updateCanned(); suggestWhi
 // focus again by then: an older blur's timer closed a popup opened since.
 $("text").addEventListener("blur", () => setTimeout(() => { if (document.activeElement !== $("text")) hideCanned(); }, 150));
 $("composer").addEventListener("submit", (e) => { e.preventDefault(); sendCurrent(); });
+$("attach").addEventListener("change", (e) => {
+  const files = [...e.target.files];
+  e.target.value = ""; // the same file may be picked again
+  attachFiles(files);
+});
 $("mode-reply").addEventListener("click", () => setMode("reply"));
 $("mode-note").addEventListener("click", () => setMode("note"));
 

@@ -26,12 +26,17 @@ async function search(q) {
   const list = $("results");
   list.replaceChildren();
   if (!q.trim()) return;
-  let hits;
+  let hits, index;
   try {
-    hits = await api("GET", `/api/contacts?q=${encodeURIComponent(q)}`);
+    [hits, index] = await Promise.all([
+      api("GET", `/api/contacts?q=${encodeURIComponent(q)}`), api("GET", "/api/contacts/index")]);
   } catch (e) {
     list.append(h("li", { class: "error", text: e.message }));
     return;
+  }
+  // The index's first build (a large database, just started): the database answers meanwhile, exactly.
+  if (index.state === "building") {
+    list.append(h("li", { class: "muted small indexing", text: `Indexing contacts (${index.indexed} of ${index.total}): until it is done, only exact addresses, numbers and whole name words are found, without typos.` }));
   }
   if (!hits.length) list.append(h("li", { class: "muted", text: `No contact matches “${q}”.` }));
   for (const hit of hits) list.append(hitItem(hit));

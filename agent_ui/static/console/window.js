@@ -96,10 +96,17 @@ function setFreeText(allowed) {
     : "The customer's messaging window is closed: free text cannot be sent";
 }
 
+// The picker as last drawn ("ticket:templates"): the window is asked again on the ticket's events, and an
+// unchanged list keeps the agent's choice and the variables typed so far.
+let drawn = "";
+
 function renderTemplates() {
   const st = win.state;
   const select = $("template-name");
   const list = (st && st.templates) || [];
+  const key = `${win.ticketId}:${JSON.stringify(list)}`;
+  if (key === drawn) return;
+  drawn = key;
   select.replaceChildren(...list.map((t) => h("option", { value: t.name, text: `${t.name} (${t.language})` })));
   renderVariables();
 }
@@ -180,4 +187,34 @@ function renderHealth() {
   box.hidden = alerts.size === 0;
   box.replaceChildren(...[...alerts.values()].map((a) =>
     h("p", { text: `${a.channel} ${a.account}: ${a.detail || a.status}` })));
+  renderTicketHealth();
+}
+
+// The open conversation's own account (the page, number or bot its customer wrote to: the recipient of their
+// last message) when it has a problem: the composer says what it means for this reply, above the reply box.
+let ticketAccount = null; // {keys: ["channel:account", ...]}
+
+const CONSEQUENCE = {
+  token_expired: "Replies on this conversation cannot be delivered until it is reconnected in Admin.",
+  silent: "The customer's new messages may not be arriving.",
+  failing: "The provider keeps failing: replies are retried.",
+};
+
+export function ticketHealth(t) {
+  const inbound = [...(t.messages || [])].reverse().find((m) => m.direction === "inbound" && m.recipient);
+  const channel = t.reply_channel || t.channel;
+  // A comment's account is its page or Instagram account, whose health is kept under messenger or instagram.
+  const channels = channel === "comments" ? ["messenger", "instagram"] : [channel];
+  ticketAccount = inbound ? { keys: channels.map((c) => `${c}:${inbound.recipient}`) } : null;
+  renderTicketHealth();
+}
+
+function renderTicketHealth() {
+  const box = $("ticket-health");
+  const a = ticketAccount && ticketAccount.keys.map((k) => alerts.get(k)).find(Boolean);
+  box.hidden = !a;
+  box.textContent = a
+    ? `This conversation's ${a.channel} account ${a.account}: ${a.detail || a.status}. `
+      + `${CONSEQUENCE[a.status] || ""}`.trim()
+    : "";
 }

@@ -9,6 +9,7 @@ import { EventStream } from "../console/stream.js";
 const queues = new Map();
 const agents = new Map();
 let alerts = [];
+let channelAlerts = [];
 let occupancy = null;
 let skew = 0; // server clock minus ours, in ms
 let connectedOnce = false;
@@ -29,9 +30,11 @@ const since = (iso) => (iso ? (now() - new Date(iso).getTime()) / 1000 : null);
 function apply(data) {
   if (data.at) skew = new Date(data.at).getTime() - Date.now();
   for (const q of data.queues || []) queues.set(q.id, q);
+  for (const id of data.removed_queues || []) queues.delete(id);
   for (const a of data.agents || []) agents.set(a.id, a);
   for (const id of data.removed_agents || []) agents.delete(id);
   if (data.alerts) alerts = data.alerts;
+  if (data.channel_alerts) channelAlerts = data.channel_alerts;
   if ("occupancy" in data) occupancy = data.occupancy;
   render();
 }
@@ -102,13 +105,26 @@ function render() {
       h("td", { class: "load", text: load }),
       h("td", { class: "handled", text: a.handled_today }),
       h("td", { text: dur(a.aht_today) }),
-      h("td", { class: "actions-col" }, select));
+      h("td", { class: "actions-col" }, select, ...(a.calls || []).map((id) => listenButton(id, a.name))));
   }));
 
   const list = [];
+  for (const c of channelAlerts) {
+    const what = c.status.replace("_", " ");
+    list.push(h("div", { class: "alert channel", dataset: { channel: c.channel, account: c.account },
+      text: `${c.channel} ${c.account} (${c.queue}): ${c.detail || what}` }));
+  }
   for (const q of queues.values()) for (const text of q.alerts) list.push(h("div", { class: "alert", text: `${q.name}: ${text}` }));
   for (const a of alerts.slice(-5).reverse()) list.push(h("div", { class: "alert info", text: a.text }));
   $("alerts").replaceChildren(...list);
+}
+
+// A live call (a voice ticket the agent holds): the supervisor's own phone joins it muted (channels/twilio).
+function listenButton(id, name) {
+  const b = h("button", { type: "button", class: "btn small listen", dataset: { ticket: id }, text: `Listen in #${id}`,
+    title: `Your phone is dialled into ${name}'s call, muted` });
+  b.addEventListener("click", () => act(() => api("POST", `/api/twilio/tickets/${id}/listen`), `listening in on #${id}: your phone rings`));
+  return b;
 }
 
 function fillSelects() {
@@ -143,6 +159,7 @@ document.querySelectorAll("#ticket-actions [data-act]").forEach((b) => b.addEven
     act(() => api("POST", `/api/supervisor/tickets/${id}/requeue`, q ? { queue_id: parseInt(q, 10) } : {}), `#${id} re-queued`);
   }
   if (kind === "join-visible") act(() => api("POST", `/api/supervisor/tickets/${id}/join`, { mode: "visible" }), `joined #${id}; the customer was told`);
+  if (kind === "listen") act(() => api("POST", `/api/twilio/tickets/${id}/listen`), `listening in on #${id}: your phone rings`);
   if (kind === "join-silent") act(() => api("POST", `/api/supervisor/tickets/${id}/join`, { mode: "silent" }), `joined #${id} silently`);
 }));
 
@@ -168,16 +185,38 @@ if (new URLSearchParams(location.search).get("mode") === "wallboard") document.b
 // --- reports ------------------------------------------------------------------------------------------------
 
 function reportQuery() {
-  return new URLSearchParams({ start: $("r-from").value, end: $("r-to").value, bucket: $("r-bucket").value }).toString();
+  const q = new URLSearchParams({ start: $("r-from").value, end: $("r-to").value, bucket: $("r-bucket").value });
+  if ($("r-queue").value) q.set("queue_id", $("r-queue").value);
+  if ($("r-channel").value) q.set("channel", $("r-channel").value);
+  return q.toString();
+}
+
+// The filters' choices: the queues, and the channels any queue takes (once, when the tab first opens).
+let reportFilters = null;
+function loadReportFilters() {
+  reportFilters ||= api("GET", "/api/queues").then((queues) => {
+    const channels = [...new Set(queues.flatMap((q) => q.channels))].sort();
+    $("r-queue").append(...queues.map((q) => h("option", { value: String(q.id), text: q.name })));
+    $("r-channel").append(...channels.map((c) => h("option", { value: c, text: c })));
+  }).catch(() => { reportFilters = null; });
+  return reportFilters;
 }
 
 async function loadReport() {
   $("r-error").textContent = "";
+  await loadReportFilters();
   const qs = reportQuery();
   $("r-csv").href = `/api/reports/summary.csv?${qs}`;
   try {
     const r = await api("GET", `/api/reports/summary?${qs}`);
     const t = r.totals;
+    // A queue whose service-level threshold changed: its past hours are being counted again under the new one.
+    $("r-recount").hidden = !r.recounting.length;
+    $("r-recount").textContent = r.recounting.length
+      ? "Service level is being recounted under a changed threshold for " +
+        r.recounting.map((q) => `${q.queue} (${q.done} of ${q.total} tickets)`).join(", ") +
+        ": until it is done, those queues' past hours mix the old and the new threshold. Show again to refresh."
+      : "";
     // Deflections are the knowledge base's count (all time), from its API where it is mounted.
     try { t.deflections = (await api("GET", "/api/kb/stats")).deflections; } catch { t.deflections = null; }
     const tiles = [

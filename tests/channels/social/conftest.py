@@ -43,6 +43,21 @@ def encode(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload).encode()
 
 
+def whatsapp_text(wamid: str, text: str, sender: str = "4915112345678") -> dict[str, Any]:
+    """A WhatsApp Cloud API webhook carrying one text message to the test number."""
+    message = {"from": sender, "id": wamid, "timestamp": "1749416383", "type": "text", "text": {"body": text}}
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550001", "phone_number_id": NUMBER},
+        "contacts": [{"profile": {"name": "Bars Tester"}, "wa_id": sender}],
+        "messages": [message],
+    }
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "1", "changes": [{"field": "messages", "value": value}]}],
+    }
+
+
 @dataclass
 class Call:
     method: str

@@ -333,13 +333,40 @@ async def test_messenger_window_tags_human_agent_replies_up_to_7_days(
     assert template.status_code == 422 and template.json()["code"] == "unknown_template"
 
 
+def _comment(*, age: timedelta) -> bytes:
+    """The recorded page comment, written ``age`` ago."""
+    payload = fixture("page_feed_comment.json")
+    for change in payload["entry"][0]["changes"]:
+        change["value"]["created_time"] = int((utcnow() - age).timestamp())
+    return encode(payload)
+
+
+async def test_a_private_reply_counts_its_7_days_from_the_comment_not_from_its_storing(
+    hub: httpx.AsyncClient, rt: Runtime, provider: Provider
+) -> None:
+    """A comment written 8 days ago reaches us only now (a webhook backlog, a quarantined comment tried again):
+    a public answer goes, a private one fails before Meta is asked, saying why."""
+    auth = await _agent(rt, hub)
+    await _post(hub, _comment(age=timedelta(days=8)))
+    ticket = await _ticket_of(rt, "111_222")
+    public = await hub.post(f"/api/tickets/{ticket}/reply", json={"text": "Sorry to hear!"}, headers=auth)
+    assert (await _settled(rt, public.json()["id"])).delivery_status == "sent"
+    private = await hub.post(
+        f"/api/tickets/{ticket}/reply", json={"text": "Here is your tracking link", "private": True}, headers=auth
+    )
+    refused = await _settled(rt, private.json()["id"])
+    assert refused.delivery_status == "failed"
+    assert "within 7 days of the comment; this one is 8 days old" in refused.delivery_error
+    assert [c.path for c in provider.sent] == ["/graph/111_222/comments"]
+
+
 async def test_comment_tickets_are_answered_publicly_or_once_privately(
     hub: httpx.AsyncClient, rt: Runtime, provider: Provider
 ) -> None:
     """A reply on a comments ticket is a comment under the customer's comment; with ``private`` it is a private
     message to its author, and a second private one fails with the reason."""
     auth = await _agent(rt, hub)
-    await _post(hub, json.dumps(fixture("page_feed_comment.json")).encode())
+    await _post(hub, _comment(age=timedelta(hours=2)))
     ticket = await _ticket_of(rt, "111_222")
     public = await hub.post(f"/api/tickets/{ticket}/reply", json={"text": "Sorry to hear!"}, headers=auth)
     assert (await _settled(rt, public.json()["id"])).delivery_status == "sent"
@@ -380,3 +407,45 @@ async def test_messenger_delivery_and_read_watermarks_move_replies_forward(
     assert (await _post(hub, receipt("delivery", {"mids": [mid], "watermark": now})))["receipts"] == 0
     async with rt.read() as conn:
         assert (await conn.execute(select(M.c.delivery_status).where(M.c.id == row.id))).scalar_one() == "read"
+
+
+async def test_an_agents_files_on_a_telegram_reply_are_uploaded_to_the_bot_api(
+    hub: httpx.AsyncClient, rt: Runtime, provider: Provider
+) -> None:
+    """An agent uploads a photo and a PDF for a Telegram ticket and replies naming them: the reply is accepted,
+    and the bot API gets both as multipart uploads of the bytes (sendPhoto, sendDocument), then the text. On
+    WhatsApp, whose sender sends no files, the same reply is refused before anything is stored or sent."""
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+    pdf = b"%PDF-1.4 the receipt"
+    auth = await _agent(rt, hub)
+    body = json.dumps(fixture("telegram_message.json")).encode()
+    headers = {"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": TG_SECRET}
+    assert (await hub.post(f"/webhooks/telegram/{BOT}", content=body, headers=headers)).status_code == 200
+    await _post(hub, _wa("wamid.FILES"))
+
+    async def upload(ticket: int, data: bytes, name: str) -> dict[str, Any]:
+        r = await hub.post(
+            "/api/reply-attachments", data={"ticket_id": str(ticket)}, files={"file": (name, data)}, headers=auth
+        )
+        assert r.status_code == 201, r.text
+        return {"id": r.json()["id"], "filename": name}
+
+    ticket = await _ticket_of(rt, "shop:10000")
+    files = [await upload(ticket, png, "photo.png"), await upload(ticket, pdf, "receipt.pdf")]
+    r = await hub.post(f"/api/tickets/{ticket}/reply", json={"text": "Here you go", "attachments": files}, headers=auth)
+    assert r.status_code == 201, r.text
+    assert (await _settled(rt, r.json()["id"])).delivery_status == "sent"
+    photo, document, text = provider.sent
+    assert photo.path == "/tg/bot123456:ABC/sendPhoto" and photo.headers["Content-Type"].startswith("multipart/")
+    assert png in photo.body and b'filename="photo.png"' in photo.body
+    assert document.path == "/tg/bot123456:ABC/sendDocument" and pdf in document.body
+    assert text.path == "/tg/bot123456:ABC/sendMessage" and text.json()["text"] == "Here you go"
+
+    wa_ticket = await _ticket_of(rt, "wamid.FILES")
+    wa_file = await upload(wa_ticket, pdf, "receipt.pdf")
+    refused = await hub.post(
+        f"/api/tickets/{wa_ticket}/reply", json={"text": "file", "attachments": [wa_file]}, headers=auth
+    )
+    assert refused.status_code == 422 and "cannot carry files" in refused.text
+    await asyncio.sleep(0.3)
+    assert len(provider.sent) == 3

@@ -68,6 +68,40 @@ async def test_telegram_files_are_uploaded_as_multipart_not_as_urls(
     assert all(b"http" not in c.body for c in (photo, document))
 
 
+async def test_a_telegram_reply_retried_after_a_5xx_sends_each_file_once(
+    service: SocialService, provider: Provider, social_settings: Settings
+) -> None:
+    """The photo goes up, the document gets a 500: the send fails to be retried; the retry uploads the document
+    and sends the text, and does not send the photo to the customer a second time."""
+    store = FileStore(social_settings.attachment_dir)
+    image, pdf = store.put(PNG), store.put(b"%PDF-1.4 a receipt")
+    message = OutboundMessage(
+        message_id=77,
+        ticket_id=1,
+        channel="telegram",
+        recipient="1111111",
+        sender_address=BOT,
+        text="Here you go",
+        attachments=[
+            Attachment(filename="photo.png", content_type="image/png", size=len(PNG), sha256=image),
+            Attachment(filename="receipt.pdf", content_type="application/pdf", size=18, sha256=pdf),
+        ],
+    )
+    provider.script.extend(
+        [
+            (200, {"ok": True, "result": {"message_id": 901, "chat": {"id": 1}}}),
+            (500, {"ok": False, "error_code": 500, "description": "Internal Server Error"}),
+        ]
+    )
+    with pytest.raises(DeliveryError) as failed:
+        await service.senders["telegram"].send(message)
+    assert not failed.value.permanent
+    result = await service.senders["telegram"].send(message)
+    assert result.provider_id is not None
+    paths = [c.path.rsplit("/", 1)[-1] for c in provider.sent]
+    assert paths == ["sendPhoto", "sendDocument", "sendDocument", "sendMessage"]
+
+
 async def test_telegram_unauthorized_marks_the_bot_and_fails_permanently(
     service: SocialService, provider: Provider
 ) -> None:
@@ -200,3 +234,34 @@ async def test_a_private_reply_is_refused_after_7_days(service: SocialService, p
         await service.senders["comments"].send(_private("111_old"))
     assert late.value.permanent and "within 7 days" in str(late.value)
     assert provider.sent == []
+
+
+async def test_a_refused_token_is_shown_by_every_process_and_after_a_restart_until_reconnected(
+    service: SocialService, provider: Provider, rt: Runtime, social_settings: Settings
+) -> None:
+    """One process meets Meta's error 190 on a page: another process on the same database, and a process started
+    afterwards, show the page's token alert with the same reason; the reconnect in the first clears it for all."""
+    provider.script.append((401, {"error": {"message": "Session has expired", "code": 190}}))
+    message = OutboundMessage(
+        message_id=0, ticket_id=1, channel="messenger", recipient="2400001", sender_address=PAGE, text="hi"
+    )
+    with pytest.raises(DeliveryError):
+        await service.senders["messenger"].send(message)
+    mine = service.health.get("messenger", PAGE)
+    assert mine is not None and mine.status == HealthStatus.TOKEN_EXPIRED
+    other = SocialService(rt, _no_ingest, social_settings)
+    later = SocialService(rt, _no_ingest, social_settings)
+    try:
+        await other.start()
+        seen = other.health.get("messenger", PAGE)
+        assert seen is not None and seen.status == HealthStatus.TOKEN_EXPIRED
+        assert seen.detail == mine.detail and "Session has expired" in (seen.detail or "")
+        assert other.health.get("whatsapp", NUMBER).status == HealthStatus.OK  # type: ignore[union-attr]
+        await service.replace_token(channel="messenger", account=PAGE, token="EAAGfreshToken123")
+        await other.health.refresh()  # what its sweep does every 30 s
+        assert other.health.get("messenger", PAGE).status == HealthStatus.OK  # type: ignore[union-attr]
+        await later.start()
+        assert later.health.get("messenger", PAGE).status == HealthStatus.OK  # type: ignore[union-attr]
+    finally:
+        await other.stop()
+        await later.stop()

@@ -137,6 +137,35 @@ async def test_a_batch_of_50_entries_delivered_twice_is_stored_once_each(hub: ht
         assert (await conn.execute(select(func.count()).select_from(T))).scalar_one() == 50
 
 
+async def test_a_message_ingest_refuses_is_quarantined_and_the_rest_of_the_batch_stored(
+    hub: httpx.AsyncClient, rt: Runtime
+) -> None:
+    """One message of a batch whose sender is no phone number: ingest refuses it, but the webhook answers 200
+    (Meta would send a refused batch again forever) with the good ones stored and the bad one quarantined with
+    the reason; the same batch again stores and quarantines nothing more."""
+    from channels.social.models import SocialQuarantine
+
+    senders = ["4915100000001", "not-a-phone-number", "4915100000003"]
+    entries = [_whatsapp(f"wamid.Q{i}", f"quarantine {i}", sender=s)["entry"][0] for i, s in enumerate(senders)]
+    body = encode({"object": "whatsapp_business_account", "entry": entries})
+    for attempt in range(2):
+        r = await hub.post("/webhooks/meta", content=body, headers=sign(body))
+        assert r.status_code == 200, r.text
+        assert r.json() == {
+            "messages": 3,
+            "stored": 2 if attempt == 0 else 0,
+            "receipts": 0,
+            "skipped": 0,
+            "quarantined": 1,
+        }
+    assert sorted(m.external_id for m in await _messages(rt)) == ["wamid.Q0", "wamid.Q2"]
+    async with rt.read() as conn:
+        kept = (await conn.execute(select(SocialQuarantine.__table__))).all()  # type: ignore[attr-defined]
+    assert [(q.channel, q.external_id, q.account) for q in kept] == [("whatsapp", "wamid.Q1", NUMBER)]
+    assert kept[0].reason.startswith("invalid_identity: ") and "is not a phone number" in kept[0].reason
+    assert kept[0].message["text"] == "quarantine 1"
+
+
 async def test_every_whatsapp_type_is_shown_and_none_dropped(hub: httpx.AsyncClient, rt: Runtime) -> None:
     """Text, media, location, contacts, interactive replies, buttons, reactions, orders are shown meaningfully;
     a type Meta cannot show us, or one we do not know, as "unsupported message type X"."""
@@ -177,7 +206,7 @@ async def test_messenger_and_instagram_messages_are_stored_and_echoes_skipped(
     body = json.dumps(fixture("messenger.json")).encode()
     r = await hub.post("/webhooks/meta", content=body, headers=sign(body))
     assert r.status_code == 200, r.text
-    assert r.json() == {"messages": 2, "stored": 2, "receipts": 0, "skipped": 1}
+    assert r.json() == {"messages": 2, "stored": 2, "receipts": 0, "skipped": 1, "quarantined": 0}
     body = json.dumps(fixture("instagram.json")).encode()
     r = await hub.post("/webhooks/meta", content=body, headers=sign(body))
     assert r.status_code == 200, r.text

@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from hub.config import Settings, TwilioNumberSettings, WhatsAppTemplate
+from hub.config import MessageTemplate, Settings, TwilioNumberSettings
 from tests.channels.twilio.helpers import ACCOUNT, TOKEN, FakeTwilioApi
 from tests.conftest import LiveServer
 
@@ -30,12 +30,11 @@ def twilio_settings(settings: Settings, api: FakeTwilioApi) -> Settings:
             "twilio_api_url": api.url,
             "twilio_numbers": [TwilioNumberSettings(number="+14155550199", flow="demo")],
             "twilio_agent_numbers": {"alice": "+14155550777", "sup": "+14155550888"},
-            "twilio_whatsapp_templates": [
-                WhatsAppTemplate(
-                    name="order update",
+            "whatsapp_templates": [
+                MessageTemplate(
+                    name="order_update",
                     content_sid="HX" + "c" * 32,
-                    text="Hi {{1}}, there is news about your order {{2}}.",
-                    variables=["name", "order"],
+                    body="Hi {{1}}, there is news about your order {{2}}.",
                 )
             ],
         }

@@ -102,6 +102,22 @@ class Phone:
             self.params(CallStatus="completed", CallDuration=str(duration), SequenceNumber=str(sequence)),
         )
 
+    async def agent_leg(self, placed: dict[str, str], status: str, sequence: int = 1) -> httpx.Response:
+        """The status callback Twilio posts for the leg the hub placed to an agent's phone (``placed``: the
+        REST request that created it, whose StatusCallback names the caller's call and the agent)."""
+        params = recorded("voice_incoming")
+        params.update(
+            CallSid=sid("CA", 0xE000 + int(placed.get("_n", "0") or 0)),
+            From=placed["From"],
+            To=placed["To"],
+            Caller=placed["From"],
+            Called=placed["To"],
+            Direction="outbound-api",
+            CallStatus=status,
+            SequenceNumber=str(sequence),
+        )
+        return await self.post(placed["StatusCallback"], params)
+
     def tags(self) -> list[str]:
         assert self.last is not None
         return [e.tag for e in self.last.iter()]

@@ -126,7 +126,8 @@ async def test_whatsapp_with_media_inside_and_outside_the_24_hour_window(
 ) -> None:
     """A WhatsApp message with a picture: one contact with the same number's SMS and calls, the picture served
     to agents by the hub; a reply inside the window goes out from the WhatsApp number; outside it, free text is
-    refused with the reason, and the window endpoint says it is closed."""
+    refused with the reason (the core's messaging window, the one the console shows), and an approved template
+    (``SWITCHBOARD_WHATSAPP_TEMPLATES`` with its content_sid) goes out through Twilio's Content API."""
     headers = await setup(rt, client)
     wa = recorded("whatsapp_incoming")
     assert (await post(client, "/webhooks/twilio/messaging", wa)).status_code == 200
@@ -140,8 +141,8 @@ async def test_whatsapp_with_media_inside_and_outside_the_24_hour_window(
     assert (await client.get(attachment["url"])).status_code in (401, 403)
     picture = await client.get(attachment["url"], headers=headers)
     assert picture.status_code == 200 and picture.content == b"\xff\xd8fake-jpeg"
-    window = (await client.get(f"/api/twilio/whatsapp/window/{ticket.id}", headers=headers)).json()
-    assert window["open"] is True and window["seconds_left"] > 23 * 3600
+    window = (await client.get(f"/api/tickets/{ticket.id}/window", headers=headers)).json()
+    assert window["status"] == "open" and window["seconds_left"] > 23 * 3600
 
     r = await client.post(f"/api/tickets/{ticket.id}/reply", json={"text": "Thanks, got it!"}, headers=headers)
     assert r.status_code == 201
@@ -149,39 +150,35 @@ async def test_whatsapp_with_media_inside_and_outside_the_24_hour_window(
     [sent] = api.posts("/Messages.json")
     assert sent["To"] == "whatsapp:+14155550142" and sent["From"] == "whatsapp:+14155550199"
 
+    long_ago = utcnow() - timedelta(hours=25)
     async with rt.write() as tx:  # the customer last wrote 25 hours ago
         await tx.conn.execute(
-            update(messages).where(messages.c.id == inbound.id).values(created_at=utcnow() - timedelta(hours=25))
+            update(messages).where(messages.c.id == inbound.id).values(created_at=long_ago, received_at=long_ago)
         )
-    window = (await client.get(f"/api/twilio/whatsapp/window/{ticket.id}", headers=headers)).json()
-    assert window["open"] is False and window["seconds_left"] == 0
+    window = (await client.get(f"/api/tickets/{ticket.id}/window", headers=headers)).json()
+    assert window["status"] == "closed" and window["templates_allowed"] is True
+    assert [t["name"] for t in window["templates"]] == ["order_update"]
     r = await client.post(f"/api/tickets/{ticket.id}/reply", json={"text": "Any news?"}, headers=headers)
-    late = r.json()["id"]
-
-    async def failed() -> bool:
-        return (await message(rt, late)).delivery_status == "failed"
-
-    await wait_for(failed)
-    assert "24-hour window" in (await message(rt, late)).delivery_error
+    assert r.status_code == 422 and "24-hour whatsapp window is closed" in r.text
     assert len(api.posts("/Messages.json")) == 1  # nothing more reached Twilio
 
     # An approved template goes out at any time, as Twilio's Content API takes it.
-    templates = (await client.get("/api/twilio/whatsapp/templates", headers=headers)).json()
-    assert [t["name"] for t in templates] == ["order update"]
     r = await client.post(
-        f"/api/twilio/whatsapp/{ticket.id}/template",
-        json={"name": "order update", "variables": {"1": "Maria", "2": "4411"}, "client_key": "t1"},
+        f"/api/tickets/{ticket.id}/reply",
+        json={"template": {"name": "order_update", "variables": ["Maria", "4411"]}, "client_key": "t1"},
         headers=headers,
     )
     assert r.status_code == 201, r.text
-    templated = r.json()["message_id"]
+    templated = r.json()["id"]
     await wait_for(lambda: _count(api, 2))
     sent = api.posts("/Messages.json")[-1]
     assert sent["ContentSid"] == "HX" + "c" * 32 and "Body" not in sent
     assert json.loads(sent["ContentVariables"]) == {"1": "Maria", "2": "4411"}
     row = await message(rt, templated)
     assert row.text == "Hi Maria, there is news about your order 4411."
-    bad = await client.post(f"/api/twilio/whatsapp/{ticket.id}/template", json={"name": "nope"}, headers=headers)
+    bad = await client.post(
+        f"/api/tickets/{ticket.id}/reply", json={"template": {"name": "nope", "variables": []}}, headers=headers
+    )
     assert bad.status_code == 422
 
 

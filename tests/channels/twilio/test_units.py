@@ -10,8 +10,8 @@ import pytest
 
 from channels.twilio import twiml
 from channels.twilio.flows import FlowBook, e164
+from channels.twilio.inputs import engine_input
 from channels.twilio.signatures import BadParameters, sign
-from channels.twilio.voice import engine_input
 from hub.config import Settings, TwilioNumberSettings
 from ivr_flows.actions import Gather, Hangup, Hold, Record, Say
 from ivr_flows.inputs import DialDone, Digits, NoInput, RecordingDone, Speech

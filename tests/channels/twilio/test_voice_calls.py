@@ -254,8 +254,9 @@ async def test_a_caller_who_hangs_up_while_waiting_is_abandoned(client: httpx.As
 async def test_an_agent_accepts_the_call_and_is_dialled_into_the_callers_room(
     server: LiveServer, client: httpx.AsyncClient, rt: Runtime, api: FakeTwilioApi
 ) -> None:
-    """Routing offers the voice ticket to an available agent; accepting it answers the call: the agent's own
-    phone is called (Twilio REST) into the caller's room, and the timeline says who answered; the end of the
+    """Routing offers the voice ticket to an available agent; accepting it calls the agent's own phone (Twilio
+    REST) into the caller's room; the call is answered when that leg picks up (its signed status callback):
+    then the ticket's answered_at, the timeline says who answered, and the hold loop says so; the end of the
     call closes the record with its duration."""
     await queues(rt)
     await make_agent(rt, "alice", queues=["billing"], available=True)
@@ -273,6 +274,17 @@ async def test_an_agent_accepts_the_call_and_is_dialled_into_the_callers_room(
     [placed] = api.posts("/Calls.json")
     assert placed["To"] == "+14155550777" and placed["From"] == "+14155550199"
     assert f"switchboard-{phone.call_sid}" in placed["Twiml"]
+    assert placed["StatusCallback"].startswith("http://testserver.local/webhooks/twilio/voice/agent?call=")
+    [taken] = await voice_tickets(rt)
+    assert taken.assignee_id is not None and taken.answered_at is None  # ringing: not answered yet
+    assert not any(t.startswith("Answered by") for t in await notes(rt, ticket.id))
+    assert (await phone.agent_leg(placed, "in-progress")).status_code == 200
+    assert (await phone.agent_leg(placed, "in-progress")).status_code == 200  # a retry changes nothing
+    [answered] = await voice_tickets(rt)
+    assert answered.answered_at is not None
+    assert len([t for t in await notes(rt, ticket.id) if t.startswith("Answered by")]) == 1
+    await phone.twiml("/webhooks/twilio/voice/wait", phone.params(CallStatus="in-progress"))
+    assert "You are now connected to" in " ".join(phone.texts)
     await phone.hang_up(duration=200)
     texts = await notes(rt, ticket.id)
     assert any(t.startswith("Answered by") for t in texts)
@@ -383,10 +395,20 @@ async def test_a_supervisor_listens_in_and_a_colleague_takes_a_warm_transfer(
         if api.posts("/Calls.json"):
             break
         await asyncio.sleep(0.05)
+    assert (await phone.agent_leg(api.posts("/Calls.json")[0], "in-progress")).status_code == 200
     sup_headers = await login_sup(client, rt)
 
+    # the live call shows under alice on the wallboard, where the supervisor's Listen in button posts
+    board = (await client.get("/api/supervisor/wallboard", headers=sup_headers)).json()
+    assert next(a for a in board["agents"] if a["id"] == alice)["calls"] == [ticket.id]
     r = await client.post(f"/api/twilio/tickets/{ticket.id}/listen", headers=sup_headers)
     assert r.status_code == 200, r.text
+    # audited, as the other supervisor actions are
+    await make_agent(rt, "root", role="admin")
+    root = await login(client, "root", "password-123")
+    entries = (await client.get("/api/audit", params={"action": "ticket.listen_in"}, headers=root)).json()
+    entries = entries["items"] if isinstance(entries, dict) else entries
+    assert [(e["action"], e["target"]) for e in entries] == [("ticket.listen_in", f"ticket:{ticket.id}")]
     listening = api.posts("/Calls.json")[-1]
     assert listening["To"] == "+14155550888" and 'muted="true"' in listening["Twiml"]
     assert 'startConferenceOnEnter="false"' in listening["Twiml"]

@@ -271,7 +271,7 @@ async def test_attachments_are_checked_by_content_and_size(live: LiveServer, htt
         await ws.send(
             json.dumps({"type": "message", "client_id": "p2", "text": "x", "attachments": [{"sha256": "0" * 64}]})
         )
-        assert (await recv(ws, "error"))["code"] == "bad_attachment"
+        assert (await recv(ws, "error"))["code"] == "attachment_not_uploaded"
 
 
 async def test_verified_visitors_join_their_contact_and_unverified_never_do(

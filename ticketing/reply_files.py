@@ -5,8 +5,10 @@ The id is the file's SHA-256 and a signature (HMAC-SHA256 under ``SWITCHBOARD_SE
 the ticket, so an upload is bound to its ticket without a table: the id of a file uploaded for another ticket,
 or one made up, is refused (422). The bytes go to the shared content-addressed ``FileStore``; once a reply
 carries a file, whoever may see that reply may read it (``hub.file_access``: the ticket's agents, the chat
-visitor of the conversation), and nobody before. Only images (PNG, JPEG, GIF, WebP) and PDF, recognized by their
-bytes (``hub.files.sniff_safe_type``), up to ``reply_attachment_max_bytes`` (413 beyond it, 415 for another type).
+visitor of the conversation), and nobody before. A file for a ticket whose channel takes none
+(``FILE_CHANNELS``) is refused as it is uploaded (422, with the reason). Only images (PNG, JPEG, GIF, WebP) and
+PDF, recognized by their bytes (``hub.files.sniff_safe_type``), up to ``reply_attachment_max_bytes`` (413
+beyond it, 415 for another type).
 """
 
 from __future__ import annotations
@@ -29,10 +31,19 @@ from ticketing.models import ReplyAttachment
 from ticketing.tickets import check_visible, ticket_row
 
 UPLOAD_PATH = "/api/reply-attachments"  # under ticketing's "/api" router: "/reply-attachments"
-# Channels whose senders deliver a reply's files: email (MIME attachments), the chat widget (shown inline) and
-# Telegram (multipart uploads to the bot API: Telegram cannot fetch our private URLs). A reply with files on
-# another channel is refused rather than sent without them.
-FILE_CHANNELS = frozenset({"email", "webchat", "telegram"})
+# Channels whose senders deliver a reply's files: email (MIME attachments), the chat widget (shown inline),
+# Telegram, WhatsApp and Messenger (uploaded as multipart to the provider's API: none of them can fetch our
+# private URLs). A file on another channel is refused when it is uploaded, and a reply naming one, rather than
+# sent without it. What each provider takes of a file (WhatsApp's types and sizes) its sender checks.
+FILE_CHANNELS = frozenset({"email", "webchat", "telegram", "whatsapp", "messenger"})
+# Why a channel takes no files, where an agent can act on more than "cannot".
+WHY_NO_FILES = {
+    "instagram": (
+        "Instagram takes files only as public links Meta downloads, and Switchboard keeps files private; "
+        "put a link in the text instead"
+    ),
+    "comments": "a reply to a public comment carries text only",
+}
 
 
 class UploadedFile(BaseModel):
@@ -49,6 +60,12 @@ def clean_filename(name: str | None) -> str:
     return kept.strip()[:200] or "attachment"
 
 
+def _refuse_files(channel: str, *, loc: tuple[str, ...]) -> None:
+    if channel not in FILE_CHANNELS:
+        why = WHY_NO_FILES.get(channel, "its sender delivers no files")
+        raise InvalidAttachment(f"replies on {channel} cannot carry files: {why}", loc=loc)
+
+
 def _signature(rt: Runtime, ticket_id: int, sha256: str) -> str:
     key = rt.settings.secret_key.get_secret_value().encode()
     return hmac.new(key, f"reply-attachment:{ticket_id}:{sha256}".encode(), hashlib.sha256).hexdigest()[:40]
@@ -59,7 +76,9 @@ async def upload(
 ) -> UploadedFile:
     """Store a file an agent will attach to a reply on ``ticket_id`` (one they may see)."""
     async with rt.read() as conn:
-        check_visible(principal, await ticket_row(conn, ticket_id))
+        row = await ticket_row(conn, ticket_id)
+    check_visible(principal, row)
+    _refuse_files(row.reply_channel or row.channel, loc=("body", "ticket_id"))
     limit = rt.settings.reply_attachment_max_bytes
     if len(data) > limit:
         raise AttachmentTooLarge(f"a reply's attachment is at most {limit // 1024} KB")
@@ -101,8 +120,7 @@ async def resolve(
     channel = row.reply_channel or row.channel
     if len(named) > MAX_FILES:
         raise InvalidAttachment(f"at most {MAX_FILES} attachments per reply", loc=("body", "attachments"))
-    if channel not in FILE_CHANNELS:
-        raise InvalidAttachment(f"replies on {channel} cannot carry files", loc=("body", "attachments"))
+    _refuse_files(channel, loc=("body", "attachments"))
     store = FileStore(rt.settings.attachment_dir)
     out: list[Attachment] = []
     for n, item in enumerate(named):

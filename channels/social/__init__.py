@@ -4,6 +4,7 @@
 
     meta.py      Meta's webhooks, sans I/O: X-Hub-Signature-256, the parse of a batch into messages and receipts
     telegram.py  Telegram updates, sans I/O: the secret token, the parse of an update
+    media.py     what Meta takes of a reply's files, sans I/O: WhatsApp's types and sizes, Messenger's types
     service.py   SocialService: webhooks in (one ingest batch), replies out over httpx, receipts
     health.py    each account's health (expired tokens, silent webhooks) and its ``channel.health`` events
     views.py     /webhooks/meta, /webhooks/telegram/{bot}, /api/social/...

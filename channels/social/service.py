@@ -10,7 +10,11 @@ retried batch is stored once: each message's external id is the provider's (``mi
 (``rt.ports.conversations.advance``).
 
 Outbound (``senders``): one ``hub.messages.Sender`` per channel name, POSTing with httpx to
-``SWITCHBOARD_META_GRAPH_URL`` / ``SWITCHBOARD_TELEGRAM_API_URL``. What the provider answers decides the
+``SWITCHBOARD_META_GRAPH_URL`` / ``SWITCHBOARD_TELEGRAM_API_URL``. A reply's files are uploaded as multipart,
+never handed over as URLs of ours (WhatsApp: to ``{number}/media``, then a message naming the media id;
+Messenger: with the message; Telegram: ``sendPhoto``/``sendDocument``); WhatsApp and Messenger check every
+file against what they take (``media``) before the first call. A reply of several calls retried after a 5xx
+or 429 skips the parts the provider already took (``_Parts``). What the provider answers decides the
 outbox's next step (``classify``): 5xx, 429, Meta's throttling codes and network errors are retried with
 backoff; a refused token (Meta error 190 and kin, Telegram 401) fails the message with "token expired —
 reconnect the page in Admin" and raises the account's health alert; any other 4xx fails it with the
@@ -21,14 +25,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from sqlalchemy import delete, select, update
 
-from channels.social import meta, telegram
+from channels.social import media, meta, telegram
 from channels.social.health import TOKEN_EXPIRED_TEXT, AccountHealth, Health, HealthStatus
 from channels.social.models import AccountToken, PrivateReply, SocialDelivery, SocialQuarantine
 from hub import audit
@@ -52,7 +58,8 @@ Q = SocialQuarantine.__table__  # type: ignore[attr-defined]
 TOKEN_REFRESH_SECONDS = 30.0
 NAME_CACHE_MAX = 50_000
 PRIVATE_REPLY_WINDOW = timedelta(days=7)
-PARTS_MAX = 10_000  # replies with files being retried, remembered per process
+T = TypeVar("T")  # how a provider carries one file (``media``)
+PARTS_MAX = 10_000  # replies sent in several calls being retried, remembered per process
 
 
 class UnknownAccount(NotFound):
@@ -110,7 +117,7 @@ class SocialService:
         self.sealer = Sealer(settings.secret_key.get_secret_value())
         self._sweeper: asyncio.Task[None] | None = None
         self._names: dict[str, str] = {}  # profile names looked up, by sender id ("" when Meta gave none)
-        self._telegram_parts: dict[int, set[int]] = {}  # files of a reply Telegram took, by message id
+        self._parts = _Parts()
 
     async def start(self) -> None:
         await self.load_tokens()
@@ -451,6 +458,9 @@ class SocialService:
     # --- outbound ---------------------------------------------------------------------------------------------
 
     async def send_whatsapp(self, message: OutboundMessage) -> tuple[str, str, DeliveryResult]:
+        """Free text, an approved template, or files: each file uploaded to Graph (``{number}/media``, multipart)
+        and sent as a message naming the media id, the text as the first file's caption where its type takes
+        one, else as its own message after the files."""
         number = message.sender_address or ""
         token = self.number_tokens.get(number)
         if token is None:
@@ -462,6 +472,10 @@ class SocialService:
         }
         template = message.metadata.get("template")
         if isinstance(template, dict):
+            if message.attachments:
+                raise DeliveryError(
+                    "a WhatsApp template carries no files: send them once the customer answers", permanent=True
+                )
             body["type"] = "template"
             body["template"] = {
                 "name": template.get("name"),
@@ -473,28 +487,82 @@ class SocialService:
                     }
                 ],
             }
-        else:
+            answer = await self._post_graph("whatsapp", number, f"{number}/messages", token, json_body=body)
+            return "whatsapp", number, DeliveryResult(provider_id=_wamid(answer))
+        files = self._checked(message, media.whatsapp_media)  # all of them, before the first call
+        text = message.text
+        caption = bool(files) and files[0][1].captioned and bool(text.strip()) and len(text) <= media.CAPTION_MAX
+        taken = self._parts.of("whatsapp", message.message_id)
+        provider_id: str | None = None
+        for part, (attachment, how) in enumerate(files):
+            upload, sent = f"upload:{part}", f"file:{part}"
+            if upload not in taken:  # a media id lasts 30 days: a retry sends the one Graph gave
+                content_type = media.bare_type(attachment.content_type)
+                answer = await self._post_graph(
+                    "whatsapp",
+                    number,
+                    f"{number}/media",
+                    token,
+                    data={"messaging_product": "whatsapp", "type": content_type},
+                    files={"file": (attachment.filename, self._bytes_of(attachment), content_type)},
+                )
+                if not _str(answer.get("id")):
+                    raise DeliveryError(f"Meta kept no media id for {attachment.filename!r}; retrying")
+                taken[upload] = _str(answer.get("id"))
+            if sent not in taken:
+                ref: dict[str, Any] = {"id": taken[upload]}
+                if how.kind == "document":
+                    ref["filename"] = attachment.filename
+                if part == 0 and caption:
+                    ref["caption"] = text
+                answer = await self._post_graph(
+                    "whatsapp", number, f"{number}/messages", token, json_body={**body, "type": how.kind, how.kind: ref}
+                )
+                taken[sent] = _wamid(answer)
+            provider_id = taken[sent] or provider_id
+        if not files or (text.strip() and not caption):
             body["type"] = "text"
-            body["text"] = {"body": message.text, "preview_url": False}
-        answer = await self._post_graph("whatsapp", number, f"{number}/messages", token, json_body=body)
-        ids = [m.get("id") for m in answer.get("messages") or [] if isinstance(m, dict)]
-        return "whatsapp", number, DeliveryResult(provider_id=str(ids[0]) if ids else None)
+            body["text"] = {"body": text, "preview_url": False}
+            answer = await self._post_graph("whatsapp", number, f"{number}/messages", token, json_body=body)
+            provider_id = _wamid(answer)
+        self._parts.forget("whatsapp", message.message_id)
+        return "whatsapp", number, DeliveryResult(provider_id=provider_id)
 
     async def send_page(self, message: OutboundMessage) -> tuple[str, str, DeliveryResult]:
+        """A Messenger or Instagram message: each file (Messenger only) uploaded with a message of its own
+        (multipart ``filedata``), then the text; tagged ``HUMAN_AGENT`` when the window says so."""
         page = message.sender_address or ""
         token = self.page_tokens.get(page)
         channel = message.channel
         if token is None:
             raise DeliveryError(f"{channel} page {page!r} is not configured any more", permanent=True)
-        body: dict[str, Any] = {"recipient": {"id": message.recipient}, "message": {"text": message.text}}
+        if message.attachments and channel == "instagram":
+            raise DeliveryError(media.INSTAGRAM_NO_FILES, permanent=True)
+        files = self._checked(message, media.messenger_type)
         tag = message.metadata.get("tag")
-        if tag:
-            body["messaging_type"] = "MESSAGE_TAG"
-            body["tag"] = tag
-        else:
-            body["messaging_type"] = "RESPONSE"
-        answer = await self._post_graph(channel, page, f"{page}/messages", token, json_body=body)
-        return channel, page, DeliveryResult(provider_id=_str(answer.get("message_id")))
+        kind: dict[str, Any] = {"messaging_type": "MESSAGE_TAG", "tag": tag} if tag else {"messaging_type": "RESPONSE"}
+        taken = self._parts.of(channel, message.message_id)
+        provider_id: str | None = None
+        for part, (attachment, attachment_type) in enumerate(files):
+            sent = f"file:{part}"
+            if sent not in taken:
+                attached = {"attachment": {"type": attachment_type, "payload": {"is_reusable": False}}}
+                answer = await self._post_graph(
+                    channel,
+                    page,
+                    f"{page}/messages",
+                    token,
+                    data={"recipient": json.dumps({"id": message.recipient}), "message": json.dumps(attached), **kind},
+                    files={"filedata": (attachment.filename, self._bytes_of(attachment), attachment.content_type)},
+                )
+                taken[sent] = _str(answer.get("message_id"))
+            provider_id = taken[sent] or provider_id
+        if not files or message.text.strip():
+            body: dict[str, Any] = {"recipient": {"id": message.recipient}, "message": {"text": message.text}, **kind}
+            answer = await self._post_graph(channel, page, f"{page}/messages", token, json_body=body)
+            provider_id = _str(answer.get("message_id"))
+        self._parts.forget(channel, message.message_id)
+        return channel, page, DeliveryResult(provider_id=provider_id)
 
     async def send_comment(self, message: OutboundMessage) -> tuple[str, str, DeliveryResult]:
         """A reply to a public comment: a comment under it (Facebook: ``/{comment}/comments``, Instagram:
@@ -503,6 +571,8 @@ class SocialService:
         token = self.page_tokens.get(page)
         if token is None:
             raise DeliveryError(f"page {page!r} is not configured any more", permanent=True)
+        if message.attachments:
+            raise DeliveryError(media.COMMENTS_NO_FILES, permanent=True)
         comment_id = message.references[-1] if message.references else None
         if not comment_id:
             raise DeliveryError("no comment to answer", permanent=True)
@@ -564,49 +634,81 @@ class SocialService:
         base = f"{self.settings.telegram_api_url}/bot{bot.token.get_secret_value()}"
         chat_id = message.recipient
         provider_id: str | None = None
-        # A reply with files is several calls; a retry (the outbox's, after a 5xx) skips the parts Telegram took.
-        done = self._telegram_parts.setdefault(message.message_id, set()) if message.message_id else set()
-        if len(self._telegram_parts) > PARTS_MAX:
-            self._telegram_parts.clear()
+        taken = self._parts.of("telegram", message.message_id)
         # Files are uploaded (multipart), never sent as URLs Telegram would have to fetch from us.
         for part, attachment in enumerate(message.attachments):
-            if not attachment.sha256 or part in done:
+            sent = f"file:{part}"
+            if not attachment.sha256:
                 continue
-            try:
-                data = self.files.get(attachment.sha256)
-            except (StoredFileMissing, OSError):
-                raise DeliveryError(
-                    f"attachment {attachment.filename!r} is missing from storage", permanent=True
-                ) from None
-            method, field_name = (
-                ("sendPhoto", "photo") if attachment.content_type.startswith("image/") else ("sendDocument", "document")
-            )
-            answer = await self._post_telegram(
-                bot.name,
-                f"{base}/{method}",
-                data={"chat_id": chat_id},
-                files={field_name: (attachment.filename, data, attachment.content_type)},
-            )
-            provider_id = _telegram_id(answer)
-            done.add(part)
+            if sent not in taken:
+                method, field_name = (
+                    ("sendPhoto", "photo")
+                    if attachment.content_type.startswith("image/")
+                    else ("sendDocument", "document")
+                )
+                answer = await self._post_telegram(
+                    bot.name,
+                    f"{base}/{method}",
+                    data={"chat_id": chat_id},
+                    files={field_name: (attachment.filename, self._bytes_of(attachment), attachment.content_type)},
+                )
+                taken[sent] = _telegram_id(answer)
+            provider_id = taken[sent] or provider_id
         if message.text.strip():
             answer = await self._post_telegram(
                 bot.name, f"{base}/sendMessage", json_body={"chat_id": chat_id, "text": message.text}
             )
             provider_id = _telegram_id(answer)
-        self._telegram_parts.pop(message.message_id, None)
+        self._parts.forget("telegram", message.message_id)
         return (
             "telegram",
             bot.name,
             DeliveryResult(provider_id=f"{bot.name}:{chat_id}:{provider_id}" if provider_id else None),
         )
 
+    def _checked(self, message: OutboundMessage, how: Callable[[str, str, int], T]) -> list[tuple[Attachment, T]]:
+        """A reply's files, each with how the provider carries it (``how``: one of ``media``'s checks), all
+        checked before the first call: one the provider cannot take, or one missing from storage, refuses the
+        whole reply with the reason."""
+        checked = []
+        for attachment in message.attachments:
+            if not attachment.sha256:
+                continue  # nothing stored to send (no reply file is without one)
+            try:
+                size = self.files.size(attachment.sha256)
+            except (StoredFileMissing, OSError):
+                raise DeliveryError(
+                    f"attachment {attachment.filename!r} is missing from storage", permanent=True
+                ) from None
+            try:
+                checked.append((attachment, how(attachment.filename, attachment.content_type, size)))
+            except media.Unsendable as exc:
+                raise DeliveryError(str(exc), permanent=True) from None
+        return checked
+
+    def _bytes_of(self, attachment: Attachment) -> bytes:
+        try:
+            return self.files.get(attachment.sha256 or "")
+        except (StoredFileMissing, OSError):
+            raise DeliveryError(f"attachment {attachment.filename!r} is missing from storage", permanent=True) from None
+
     async def _post_graph(
-        self, channel: str, account: str, path: str, token: str, *, json_body: dict[str, Any]
+        self,
+        channel: str,
+        account: str,
+        path: str,
+        token: str,
+        *,
+        json_body: dict[str, Any] | None = None,
+        data: dict[str, Any] | None = None,
+        files: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """One Graph call, JSON or multipart (``data`` and ``files``), judged as the outbox's next step."""
         url = f"{self.settings.meta_graph_url}/{path}"
         try:
-            response = await self.client.post(url, json=json_body, headers={"Authorization": f"Bearer {token}"})
+            response = await self.client.post(
+                url, json=json_body, data=data, files=files, headers={"Authorization": f"Bearer {token}"}
+            )
         except httpx.HTTPError as exc:
             raise DeliveryError(f"Meta did not answer: {type(exc).__name__}") from None
         return await self._judge(channel, account, response, _meta_error(response))
@@ -681,6 +783,12 @@ def _refusal(exc: BaseException) -> bool:
     return isinstance(exc, SwitchboardError) and not isinstance(exc, Conflict)
 
 
+def _wamid(answer: dict[str, Any]) -> str | None:
+    """The id WhatsApp gave the message it took (its receipts name it)."""
+    ids = [m.get("id") for m in answer.get("messages") or [] if isinstance(m, dict)]
+    return _str(ids[0]) if ids else None
+
+
 def _telegram_id(answer: dict[str, Any]) -> str | None:
     result = answer.get("result")
     return _str(result.get("message_id")) if isinstance(result, dict) else None
@@ -709,6 +817,29 @@ def _telegram_error(response: httpx.Response) -> tuple[int | None, str] | None:
         code = answer.get("error_code") if isinstance(answer.get("error_code"), int) else None
         return code, str(answer.get("description") or "")[:500]
     return None
+
+
+class _Parts:
+    """What the provider already took of replies that go out in several calls (each file, then the text), by
+    channel and message id: the outbox's retry after a 5xx or a 429 skips those parts, so the customer never
+    gets one twice. A part is named by its sender (``file:0``, WhatsApp's ``upload:0``) and keeps what the
+    provider answered (a message id, a media id). Kept per process (a retry elsewhere sends again what this
+    one sent) until the reply is sent, for at most ``PARTS_MAX`` replies; a message not yet stored (id 0) is
+    never retried, so nothing is kept for it."""
+
+    def __init__(self) -> None:
+        self._taken: dict[tuple[str, int], dict[str, str | None]] = {}
+
+    def of(self, channel: str, message_id: int) -> dict[str, str | None]:
+        if not message_id:
+            return {}
+        if (channel, message_id) not in self._taken and len(self._taken) >= PARTS_MAX:
+            self._taken.clear()
+        return self._taken.setdefault((channel, message_id), {})
+
+    def forget(self, channel: str, message_id: int) -> None:
+        """The reply is sent whole."""
+        self._taken.pop((channel, message_id), None)
 
 
 class _Send:

@@ -102,6 +102,13 @@ class Messaging:
     async def send(self, message: OutboundMessage) -> DeliveryResult:
         """Deliver a reply (the outbox's ``Sender``); WhatsApp's free text only inside the 24-hour window."""
         whatsapp = message.channel == "whatsapp"
+        if message.attachments:
+            # Twilio takes files only as public URLs it fetches, and ours are private: refused, never dropped.
+            raise DeliveryError(
+                f"{'WhatsApp through Twilio' if whatsapp else 'SMS'} cannot carry this reply's files: "
+                "send it without them",
+                permanent=True,
+            )
         template = message.metadata.get(TEMPLATE) if whatsapp else None
         if template is not None and not (isinstance(template, dict) and template.get("content_sid")):
             name = template.get("name") if isinstance(template, dict) else None

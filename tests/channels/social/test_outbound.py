@@ -413,15 +413,13 @@ async def test_an_agents_files_on_a_telegram_reply_are_uploaded_to_the_bot_api(
     hub: httpx.AsyncClient, rt: Runtime, provider: Provider
 ) -> None:
     """An agent uploads a photo and a PDF for a Telegram ticket and replies naming them: the reply is accepted,
-    and the bot API gets both as multipart uploads of the bytes (sendPhoto, sendDocument), then the text. On
-    WhatsApp, whose sender sends no files, the same reply is refused before anything is stored or sent."""
+    and the bot API gets both as multipart uploads of the bytes (sendPhoto, sendDocument), then the text."""
     png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
     pdf = b"%PDF-1.4 the receipt"
     auth = await _agent(rt, hub)
     body = json.dumps(fixture("telegram_message.json")).encode()
     headers = {"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": TG_SECRET}
     assert (await hub.post(f"/webhooks/telegram/{BOT}", content=body, headers=headers)).status_code == 200
-    await _post(hub, _wa("wamid.FILES"))
 
     async def upload(ticket: int, data: bytes, name: str) -> dict[str, Any]:
         r = await hub.post(
@@ -441,11 +439,59 @@ async def test_an_agents_files_on_a_telegram_reply_are_uploaded_to_the_bot_api(
     assert document.path == "/tg/bot123456:ABC/sendDocument" and pdf in document.body
     assert text.path == "/tg/bot123456:ABC/sendMessage" and text.json()["text"] == "Here you go"
 
-    wa_ticket = await _ticket_of(rt, "wamid.FILES")
-    wa_file = await upload(wa_ticket, pdf, "receipt.pdf")
-    refused = await hub.post(
-        f"/api/tickets/{wa_ticket}/reply", json={"text": "file", "attachments": [wa_file]}, headers=auth
+
+async def test_an_agents_files_on_a_whatsapp_reply_are_uploaded_to_graph(
+    hub: httpx.AsyncClient, rt: Runtime, provider: Provider
+) -> None:
+    """An agent uploads a photo and a PDF for a WhatsApp ticket and replies naming them: each file goes up to
+    {graph}/{number}/media as multipart, then a message names the media id Graph answered (the photo with the
+    text as caption, the PDF as a document), and the reply is sent."""
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+    pdf = b"%PDF-1.4 the receipt"
+    auth = await _agent(rt, hub)
+    await _post(hub, _wa("wamid.FILES"))
+    ticket = await _ticket_of(rt, "wamid.FILES")
+    files = []
+    for data, name in ((png, "photo.png"), (pdf, "receipt.pdf")):
+        r = await hub.post(
+            "/api/reply-attachments", data={"ticket_id": str(ticket)}, files={"file": (name, data)}, headers=auth
+        )
+        assert r.status_code == 201, r.text
+        files.append({"id": r.json()["id"], "filename": name})
+    provider.script.extend(
+        [
+            (200, {"id": "MEDIA_1"}),
+            (200, {"messaging_product": "whatsapp", "messages": [{"id": "wamid.P"}]}),
+            (200, {"id": "MEDIA_2"}),
+            (200, {"messaging_product": "whatsapp", "messages": [{"id": "wamid.D"}]}),
+        ]
     )
-    assert refused.status_code == 422 and "cannot carry files" in refused.text
+    r = await hub.post(f"/api/tickets/{ticket}/reply", json={"text": "Here you go", "attachments": files}, headers=auth)
+    assert r.status_code == 201, r.text
+    assert (await _settled(rt, r.json()["id"])).delivery_status == "sent"
+    up_photo, photo, up_pdf, document = provider.sent
+    assert up_photo.path == up_pdf.path == f"/graph/{NUMBER}/media"
+    assert png in up_photo.body and b"image/png" in up_photo.body
+    assert pdf in up_pdf.body and b"application/pdf" in up_pdf.body
+    assert photo.json()["image"] == {"id": "MEDIA_1", "caption": "Here you go"}
+    assert document.json()["document"] == {"id": "MEDIA_2", "filename": "receipt.pdf"}
+
+
+async def test_a_file_for_an_instagram_ticket_is_refused_as_it_is_uploaded(
+    hub: httpx.AsyncClient, rt: Runtime, provider: Provider
+) -> None:
+    """Instagram takes files only as links Meta downloads: the console's upload for an Instagram ticket is refused
+    (422) with the reason, so the agent knows before writing the reply; nothing is sent."""
+    auth = await _agent(rt, hub)
+    await _post(hub, encode(fixture("instagram.json")))
+    ticket = await _ticket_of(rt, "aWdfZAG1faXRlbToxOklH")
+    refused = await hub.post(
+        "/api/reply-attachments",
+        data={"ticket_id": str(ticket)},
+        files={"file": ("photo.png", b"\x89PNG\r\n\x1a\n" + bytes(64))},
+        headers=auth,
+    )
+    assert refused.status_code == 422, refused.text
+    assert "replies on instagram cannot carry files" in refused.text and "public links" in refused.text
     await asyncio.sleep(0.3)
-    assert len(provider.sent) == 3
+    assert provider.sent == []

@@ -265,3 +265,217 @@ async def test_a_refused_token_is_shown_by_every_process_and_after_a_restart_unt
     finally:
         await other.stop()
         await later.stop()
+
+
+PDF = b"%PDF-1.4 a receipt"
+GIF = b"GIF89a" + bytes(64)
+
+
+def _reply(
+    store: FileStore, channel: str, account: str, files: list[tuple[str, str, bytes]], **more: object
+) -> OutboundMessage:
+    """A reply on ``channel`` carrying ``files`` (name, content type, bytes), stored as reply files are."""
+    attachments = [Attachment(filename=n, content_type=t, size=len(b), sha256=store.put(b)) for n, t, b in files]
+    fields: dict[str, object] = {
+        "message_id": 0,
+        "ticket_id": 1,
+        "channel": channel,
+        "recipient": "4915112345678" if channel == "whatsapp" else "2400001",
+        "sender_address": account,
+        "text": "Here you go",
+        "attachments": attachments,
+        **more,
+    }
+    return OutboundMessage.model_validate(fields)
+
+
+def _parts(call_body: bytes) -> bytes:
+    return call_body.replace(b"\r\n", b"\n")
+
+
+async def test_whatsapp_files_are_uploaded_to_graph_then_sent_by_media_id(
+    service: SocialService, provider: Provider, social_settings: Settings
+) -> None:
+    """Each file goes up to {graph}/{number}/media as multipart (messaging_product, its type, the bytes), then a
+    message of its type names the media id Graph answered: the image carries the text as its caption, the PDF
+    goes as a document with its file name; no URL of ours is handed to Meta, and no separate text message."""
+    store = FileStore(social_settings.attachment_dir)
+    message = _reply(
+        store, "whatsapp", NUMBER, [("photo.png", "image/png", PNG), ("receipt.pdf", "application/pdf", PDF)]
+    )
+    provider.script.extend(
+        [
+            (200, {"id": "MEDIA_PHOTO"}),
+            (200, {"messaging_product": "whatsapp", "messages": [{"id": "wamid.PHOTO"}]}),
+            (200, {"id": "MEDIA_PDF"}),
+            (200, {"messaging_product": "whatsapp", "messages": [{"id": "wamid.PDF"}]}),
+        ]
+    )
+    result = await service.senders["whatsapp"].send(message)
+    assert result.provider_id == "wamid.PDF"
+    up_photo, photo, up_pdf, pdf = provider.sent
+    for upload, data, kind, name in (
+        (up_photo, PNG, "image/png", "photo.png"),
+        (up_pdf, PDF, "application/pdf", "receipt.pdf"),
+    ):
+        assert upload.path == f"/graph/{NUMBER}/media"
+        assert upload.headers["Authorization"] == "Bearer wa-token"
+        assert upload.headers["Content-Type"].startswith("multipart/form-data")
+        body = _parts(upload.body)
+        assert b'name="messaging_product"\n\nwhatsapp\n' in body
+        assert f'name="type"\n\n{kind}\n'.encode() in body
+        assert f'name="file"; filename="{name}"\nContent-Type: {kind}'.encode() in body
+        assert data in upload.body
+    base = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": "4915112345678"}
+    assert photo.path == pdf.path == f"/graph/{NUMBER}/messages"
+    assert photo.json() == {**base, "type": "image", "image": {"id": "MEDIA_PHOTO", "caption": "Here you go"}}
+    assert pdf.json() == {**base, "type": "document", "document": {"id": "MEDIA_PDF", "filename": "receipt.pdf"}}
+    assert all(b"http" not in c.body for c in provider.sent)
+
+
+async def test_whatsapp_text_goes_alone_when_the_first_file_takes_no_caption(
+    service: SocialService, provider: Provider, social_settings: Settings
+) -> None:
+    """Audio carries no caption on WhatsApp: the file goes as audio, then the text as its own message."""
+    store = FileStore(social_settings.attachment_dir)
+    await service.senders["whatsapp"].send(_reply(store, "whatsapp", NUMBER, [("note.mp3", "audio/mpeg", b"ID3 x")]))
+    upload, audio, text = provider.sent
+    assert upload.path == f"/graph/{NUMBER}/media"
+    assert audio.json()["type"] == "audio" and "caption" not in audio.json()["audio"]
+    assert text.json()["text"] == {"body": "Here you go", "preview_url": False}
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "data", "why"),
+    [
+        ("funny.gif", "image/gif", GIF, "WhatsApp does not take GIF images"),
+        ("big.png", "image/png", PNG + bytes(5 * 1024 * 1024), "WhatsApp takes image files up to 5.0 MB"),
+    ],
+    ids=["gif", "image-over-5-MB"],
+)
+async def test_a_file_whatsapp_cannot_take_refuses_the_reply_before_any_call(
+    service: SocialService, provider: Provider, social_settings: Settings, name: str, kind: str, data: bytes, why: str
+) -> None:
+    """A GIF (WhatsApp takes none) or an image over 5 MB: the reply fails for good, naming the file and why, and
+    nothing is sent, not even the reply's other file that WhatsApp would take."""
+    store = FileStore(social_settings.attachment_dir)
+    message = _reply(store, "whatsapp", NUMBER, [("receipt.pdf", "application/pdf", PDF), (name, kind, data)])
+    with pytest.raises(DeliveryError) as refused:
+        await service.senders["whatsapp"].send(message)
+    assert refused.value.permanent
+    assert repr(name) in str(refused.value) and why in str(refused.value)
+    assert provider.sent == []
+
+
+async def test_a_messenger_file_goes_up_with_its_message_as_filedata(
+    service: SocialService, provider: Provider, social_settings: Settings
+) -> None:
+    """Messenger: the file is a multipart POST to {graph}/{page}/messages (recipient, the attachment's type with a
+    non-reusable payload, the HUMAN_AGENT tag the window asked for, and filedata with the bytes); the text
+    follows as its own message with the same tag."""
+    store = FileStore(social_settings.attachment_dir)
+    message = _reply(
+        store, "messenger", PAGE, [("receipt.pdf", "application/pdf", PDF)], metadata={"tag": "HUMAN_AGENT"}
+    )
+    result = await service.senders["messenger"].send(message)
+    assert result.provider_id == "m_out_2"
+    upload, text = provider.sent
+    assert upload.path == text.path == f"/graph/{PAGE}/messages"
+    assert upload.headers["Authorization"] == "Bearer page-token"
+    assert upload.headers["Content-Type"].startswith("multipart/form-data")
+    body = _parts(upload.body)
+    assert b'name="recipient"\n\n{"id": "2400001"}\n' in body
+    assert b'name="message"\n\n{"attachment": {"type": "file", "payload": {"is_reusable": false}}}\n' in body
+    assert b'name="messaging_type"\n\nMESSAGE_TAG\n' in body and b'name="tag"\n\nHUMAN_AGENT\n' in body
+    assert b'name="filedata"; filename="receipt.pdf"\nContent-Type: application/pdf' in body and PDF in upload.body
+    assert text.json() == {
+        "recipient": {"id": "2400001"},
+        "message": {"text": "Here you go"},
+        "messaging_type": "MESSAGE_TAG",
+        "tag": "HUMAN_AGENT",
+    }
+
+
+async def test_a_whatsapp_reply_retried_after_a_5xx_sends_each_part_once(
+    service: SocialService, provider: Provider, social_settings: Settings
+) -> None:
+    """The photo is uploaded and sent, the PDF uploaded, and its message gets a 500: the send fails to be
+    retried; the retry sends the PDF's message with the media id already uploaded, and neither sends the photo
+    again nor uploads anything twice."""
+    store = FileStore(social_settings.attachment_dir)
+    message = _reply(
+        store,
+        "whatsapp",
+        NUMBER,
+        [("photo.png", "image/png", PNG), ("receipt.pdf", "application/pdf", PDF)],
+        message_id=78,
+    )
+    provider.script.extend(
+        [
+            (200, {"id": "MEDIA_PHOTO"}),
+            (200, {"messaging_product": "whatsapp", "messages": [{"id": "wamid.PHOTO"}]}),
+            (200, {"id": "MEDIA_PDF"}),
+            (500, {"error": {"message": "An unknown error has occurred.", "code": 1}}),
+        ]
+    )
+    with pytest.raises(DeliveryError) as failed:
+        await service.senders["whatsapp"].send(message)
+    assert not failed.value.permanent
+    await service.senders["whatsapp"].send(message)
+    paths = [c.path.rsplit("/", 1)[-1] for c in provider.sent]
+    assert paths == ["media", "messages", "media", "messages", "messages"]
+    sent = [c.json() for c in provider.sent if c.path.endswith("/messages")]
+    assert [s["type"] for s in sent] == ["image", "document", "document"]
+    assert sent[-1]["document"]["id"] == "MEDIA_PDF"
+
+
+async def test_a_messenger_reply_retried_after_a_429_sends_the_file_once(
+    service: SocialService, provider: Provider, social_settings: Settings
+) -> None:
+    """The file is taken, the text after it is throttled (429): the retry sends the text only."""
+    store = FileStore(social_settings.attachment_dir)
+    message = _reply(store, "messenger", PAGE, [("photo.png", "image/png", PNG)], message_id=79)
+    provider.script.extend(
+        [
+            (200, {"recipient_id": "2400001", "message_id": "m_photo"}),
+            (429, {"error": {"message": "Calls to this api have exceeded the rate limit.", "code": 613}}),
+        ]
+    )
+    with pytest.raises(DeliveryError) as throttled:
+        await service.senders["messenger"].send(message)
+    assert not throttled.value.permanent
+    await service.senders["messenger"].send(message)
+    assert [c.headers["Content-Type"].split(";")[0] for c in provider.sent] == [
+        "multipart/form-data",
+        "application/json",
+        "application/json",
+    ]
+    assert sum(PNG in c.body for c in provider.sent) == 1
+
+
+@pytest.mark.parametrize(
+    ("channel", "account", "more", "why"),
+    [
+        ("instagram", "IG_ID", {}, "Instagram takes a message's files only as public links"),
+        ("comments", PAGE, {"references": ["111_222"]}, "a reply to a public comment carries text only"),
+        ("comments", PAGE, {"references": ["111_333"], "metadata": {"private": True}}, "carries text only"),
+    ],
+    ids=["instagram", "public-comment", "private-reply"],
+)
+async def test_instagram_and_comment_replies_with_files_are_refused_and_nothing_is_sent(
+    service: SocialService,
+    provider: Provider,
+    social_settings: Settings,
+    channel: str,
+    account: str,
+    more: dict[str, object],
+    why: str,
+) -> None:
+    """Instagram and comment replies take files only as URLs Meta fetches, and ours are private: the reply fails
+    for good with a reason the agent can act on, and Meta is not called (no text without its files)."""
+    store = FileStore(social_settings.attachment_dir)
+    message = _reply(store, channel, account, [("photo.png", "image/png", PNG)], **more)
+    with pytest.raises(DeliveryError) as refused:
+        await service.senders[channel].send(message)
+    assert refused.value.permanent and why in str(refused.value)
+    assert provider.sent == []

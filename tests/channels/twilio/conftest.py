@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -20,11 +21,12 @@ def api() -> Iterator[FakeTwilioApi]:
 
 
 @pytest.fixture
-def twilio_settings(settings: Settings, api: FakeTwilioApi) -> Settings:
+def twilio_settings(settings: Settings, api: FakeTwilioApi, tmp_path: Path) -> Settings:
     """The test settings with a Twilio account (token ``TOKEN``) whose REST API is the local fake, one number
-    answered by the demo flow, and an agent's own phone."""
+    answered by the demo flow, and an agent's own phone; files stored under the test's own directory."""
     return settings.model_copy(
         update={
+            "attachment_dir": tmp_path / "attachments",
             "twilio_account_sid": ACCOUNT,
             "twilio_auth_token": __import__("pydantic").SecretStr(TOKEN),
             "twilio_api_url": api.url,

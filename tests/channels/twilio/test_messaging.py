@@ -205,3 +205,34 @@ async def test_replies_are_retried_while_the_twilio_api_is_down(
         return (await message(rt, reply_id)).delivery_status == "sent"
 
     await wait_for(sent, timeout=20)
+
+
+async def test_a_reply_with_files_on_whatsapp_through_twilio_fails_with_the_reason_not_without_them(
+    client: httpx.AsyncClient, rt: Runtime, api: FakeTwilioApi
+) -> None:
+    """WhatsApp takes reply files (Meta's Cloud API sends them), but Twilio takes files only as public URLs it
+    fetches: a reply with a file on a Twilio-carried WhatsApp fails for good with the reason, and nothing goes
+    to Twilio (not the text without its file)."""
+    headers = await setup(rt, client)
+    assert (await post(client, "/webhooks/twilio/messaging", recorded("whatsapp_incoming"))).status_code == 200
+    ticket = await ticket_of(rt, "whatsapp")
+    up = await client.post(
+        "/api/reply-attachments",
+        data={"ticket_id": str(ticket.id)},
+        files={"file": ("receipt.pdf", b"%PDF-1.4 receipt")},
+        headers=headers,
+    )
+    assert up.status_code == 201, up.text
+    r = await client.post(
+        f"/api/tickets/{ticket.id}/reply",
+        json={"text": "Your receipt", "attachments": [{"id": up.json()["id"], "filename": "receipt.pdf"}]},
+        headers=headers,
+    )
+    assert r.status_code == 201, r.text
+
+    async def failed() -> bool:
+        return (await message(rt, r.json()["id"])).delivery_status == "failed"
+
+    await wait_for(failed)
+    assert "cannot carry this reply's files" in (await message(rt, r.json()["id"])).delivery_error
+    assert api.posts("/Messages.json") == []

@@ -76,3 +76,16 @@ class AccountHealthRow(SQLModel, table=True):
     status: str = Field(max_length=20)
     detail: str | None = Field(default=None, sa_type=Text)
     since: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class AccountHeardRow(SQLModel, table=True):
+    """When any process last heard a webhook for an account, and since when the account is configured (silence
+    is counted from there while none came): the webhooks of an account reach one process behind a load
+    balancer, so each process judges silence from this, not from what it heard itself."""
+
+    __tablename__ = "social_account_heard"
+
+    channel: str = Field(primary_key=True, max_length=20)
+    account: str = Field(primary_key=True, max_length=64)
+    configured_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_webhook_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

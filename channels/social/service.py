@@ -82,6 +82,8 @@ class NotConfigured(NotFound):
 TOKEN_CODES = frozenset({190, 102, 463, 467, 10, 200, 230})
 # Meta's throttling codes (answered with 400 or 403, not 429): retried.
 THROTTLE_CODES = frozenset({4, 17, 32, 613, 80001, 80002, 80004, 80006, 130429, 131048, 131056})
+# The problems a message the provider took clears (not silence: that is about webhooks coming in).
+SENDING_CLEARS = frozenset({HealthStatus.TOKEN_EXPIRED, HealthStatus.FAILING})
 WINDOW_CODES = frozenset({131047, 10_000_551})  # WhatsApp re-engagement; outside the allowed window
 
 
@@ -104,6 +106,7 @@ class SocialService:
             [AccountHealth(p.kind, p.page_id, p.queue) for p in settings.meta_pages]
             + [AccountHealth("whatsapp", n.phone_number_id, n.queue) for n in settings.whatsapp_numbers]
             + [AccountHealth("telegram", b.name, b.queue) for b in settings.telegram_bots],
+            silence_seconds=settings.social_silence_seconds,
         )
         self.client = client or httpx.AsyncClient(timeout=settings.social_send_timeout_seconds)
         self.files = FileStore(settings.attachment_dir)
@@ -121,7 +124,7 @@ class SocialService:
 
     async def start(self) -> None:
         await self.load_tokens()
-        await self.health.refresh()
+        await self.health.start()
         self._sweeper = asyncio.create_task(self._sweep(), name="social-sweep")
 
     async def stop(self) -> None:
@@ -139,7 +142,7 @@ class SocialService:
             try:
                 await self.load_tokens()
                 await self.health.refresh()
-                await self.health.sweep_silence(silence)
+                await self.health.sweep_silence()
             except Exception:
                 log.exception("social sweep failed")
 
@@ -181,7 +184,7 @@ class SocialService:
                 await audit.record(conn, actor=actor, action="social.token_replace", target=f"{channel}:{account}")
         tokens[account] = token
         if health.status == HealthStatus.TOKEN_EXPIRED:
-            await self.health.set(health, HealthStatus.OK, None)
+            await self.health.set(health, HealthStatus.OK, None, only_from={HealthStatus.TOKEN_EXPIRED})
         return health
 
     # --- inbound ----------------------------------------------------------------------------------------------
@@ -248,10 +251,11 @@ class SocialService:
         }
 
     async def heard(self, channel: str, account: str) -> None:
-        """A webhook for the account arrived: a silent account is ok again."""
-        cleared = self.health.heard(channel, account)
+        """A webhook for the account arrived: noted for every process (``Health.heard``); a silent account is ok
+        again."""
+        cleared = await self.health.heard(channel, account)
         if cleared is not None:
-            await self.health.set(cleared, HealthStatus.OK, None)
+            await self.health.set(cleared, HealthStatus.OK, None, only_from={HealthStatus.SILENT})
 
     async def fetch_media(self, messages: list[InboundMessage]) -> None:
         """The files of a batch's messages, fetched with the account's credentials (WhatsApp: the media id
@@ -739,8 +743,8 @@ class SocialService:
         if 200 <= status < 300 and error is None:
             if health is not None:
                 health.last_sent_at = utcnow()
-                if health.status in (HealthStatus.TOKEN_EXPIRED, HealthStatus.FAILING):
-                    await self.health.set(health, HealthStatus.OK, None)
+                if health.status in SENDING_CLEARS:
+                    await self.health.set(health, HealthStatus.OK, None, only_from=SENDING_CLEARS)
             try:
                 answer = response.json()
             except ValueError:
@@ -864,6 +868,7 @@ class _Send:
         return result  # type: ignore[no-any-return]
 
 
-def accounts_view(service: SocialService) -> list[dict[str, object]]:
-    """Every configured account and its health, without its secrets."""
+async def accounts_view(service: SocialService) -> list[dict[str, object]]:
+    """Every configured account and its health as the processes share it (the tables), without its secrets."""
+    await service.health.refresh()
     return [h.as_dict() for h in service.health.accounts.values()]

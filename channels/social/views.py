@@ -144,7 +144,7 @@ def build_router(service: Callable[[], SocialService]) -> list[APIRouter]:
     @api.get("/accounts", response_model=list[AccountRead])
     async def accounts(svc: Service, admin: CurrentAdmin) -> list[dict[str, object]]:
         """Every configured page, Instagram account, WhatsApp number and bot with its health (no secrets)."""
-        return accounts_view(svc)
+        return await accounts_view(svc)
 
     @api.put("/accounts/{channel}/{account}/token", response_model=AccountRead)
     async def replace_token(
@@ -175,7 +175,7 @@ def build_router(service: Callable[[], SocialService]) -> list[APIRouter]:
     @api.get("/health", response_model=list[AccountRead])
     async def health(svc: Service, agent: CurrentAgent) -> list[dict[str, object]]:
         """The accounts that have a problem now (what the console's alert shows)."""
-        return [a for a in accounts_view(svc) if a["status"] != "ok"]
+        return [a for a in await accounts_view(svc) if a["status"] != "ok"]
 
     @api.get("/templates", response_model=list[TemplateRead])
     async def templates(svc: Service, agent: CurrentAgent) -> list[dict[str, Any]]:

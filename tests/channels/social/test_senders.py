@@ -161,8 +161,9 @@ async def test_a_silent_webhook_raises_the_alert_and_the_next_webhook_clears_it(
     its next webhook turns it ok again."""
     number = service.health.get("whatsapp", NUMBER)
     assert number is not None
+    service.health.silence_seconds = 600
     service.health.started_at -= timedelta(minutes=30)
-    await service.health.sweep_silence(600)
+    await service.health.sweep_silence()
     assert number.status == HealthStatus.SILENT
     assert service.health.get("telegram", BOT).status == HealthStatus.SILENT  # type: ignore[union-attr]
     await service.heard("whatsapp", NUMBER)

@@ -8,8 +8,11 @@ migrations themselves run on both databases.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import socket
+import sqlite3
+import sys
 import threading
 import time
 import uuid
@@ -114,9 +117,53 @@ async def empty_tables(url: str) -> None:
         await db.dispose()
 
 
+def _sqlite_write_lock_free(path: str) -> bool:
+    probe = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        probe.execute("BEGIN IMMEDIATE")
+        probe.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        probe.close()
+
+
+def release_orphaned_write_lock(url: str) -> None:
+    """If SQLite's write lock is held when a test starts, say by what, and collect the garbage once.
+
+    Every test stops what it started before it ends, so no connection of this process should hold the lock
+    now. CI once found it held for more than 40 s, with no thread of aiosqlite's left: a connection closed inside
+    a transaction while a statement of it was unfinished, which SQLite keeps open until the statement is
+    finalized by the garbage collector (fixed by ``hub.db.engine.RollbackOnClose``, tested in
+    tests/hub/test_db.py). Should another such holder appear, what holds the lock is printed to the real stderr
+    (shown even for a passing test) and the collector is run, so that the tests after it do not fail for it."""
+    path = make_url(url).database
+    if not path or _sqlite_write_lock_free(path):
+        return
+    held = []
+    for obj in gc.get_objects():
+        if isinstance(obj, sqlite3.Connection):
+            try:
+                in_transaction = obj.in_transaction
+            except sqlite3.ProgrammingError:  # closed
+                continue
+            if in_transaction:
+                referrers = [f"{type(r).__module__}.{type(r).__qualname__}" for r in gc.get_referrers(obj)]
+                held.append(f"sqlite3.Connection in a transaction, referred to by {referrers}")
+    threads = [t.name for t in threading.enumerate()]
+    print(
+        f"\nSQLite's write lock is held as a test starts; threads {threads}; {held or 'no connection found'}",
+        file=sys.__stderr__,
+    )
+    gc.collect()
+
+
 @pytest.fixture
 def settings(database_url: str, tmp_path: Any) -> Settings:
     """Settings for one test, on the session database emptied for it."""
+    if database_url.startswith("sqlite"):
+        release_orphaned_write_lock(database_url)
     asyncio.run(empty_tables(database_url))
     return Settings(
         database_url=database_url,

@@ -47,6 +47,24 @@ def _sqlite_connect(dbapi_connection: Any, record: Any) -> None:
     register_sqlite(dbapi_connection)  # ``switchboard_fold``, as PostgreSQL has it from a migration
 
 
+class RollbackOnClose(sqlite3.Connection):
+    """SQLite connections that end their transaction before they close (``sqlite3.connect``'s ``factory``).
+
+    Closing a connection in the middle of a transaction while one of its statements is still unfinished (a
+    cursor that something still refers to: a query's result not read to the end, a traceback's frame) does
+    not close it: SQLite keeps it as a "zombie" until the last statement is finalized, with its transaction
+    and so with the database's write lock. The statement goes when the garbage collector reaches what holds
+    it, which may be minutes later: CI's suite once found the lock held past 40 s by a connection aiosqlite had
+    closed long before, with every writer of the process (and the CLI, and other processes) waiting. A
+    ROLLBACK first ends the transaction whatever statements are left (SQLite aborts them)."""
+
+    def close(self) -> None:
+        if self.in_transaction:
+            with contextlib.suppress(sqlite3.Error):  # closing anyway: SQLite rolls back when it can
+                self.execute("ROLLBACK")
+        super().close()
+
+
 def _sqlite_begin(conn: Any) -> None:
     # A writing transaction takes SQLite's write lock up front (BEGIN IMMEDIATE): two deferred
     # transactions that both upgrade from reading to writing would otherwise fail with SQLITE_BUSY
@@ -65,12 +83,12 @@ def create_engine(url: str, *, writer: bool = False, fast_paths: bool = True) ->
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        connect_args: dict[str, Any] = {"timeout": 30}
+        connect_args: dict[str, Any] = {"timeout": 30, "factory": RollbackOnClose}
         pool: dict[str, Any] = {}
         if writer:
             pool = {"pool_size": 1, "max_overflow": 0}
             if fast_paths:
-                connect_args = {"timeout": 0, "async_creator_fn": connect_on_loop_thread}
+                connect_args = {"timeout": 0, "factory": RollbackOnClose, "async_creator_fn": connect_on_loop_thread}
         engine = create_async_engine(
             url,
             connect_args=connect_args,

@@ -506,3 +506,46 @@ async def test_a_postgresql_read_keeps_no_transaction_open_and_writes_still_do(r
         await observer.close()
     async with rt.db.connect() as conn:
         assert (await conn.execute(select(C.c.name).where(C.c.id == cid))).scalar_one() == "c0"
+
+
+def _write_lock_free(path: Path) -> bool:
+    probe = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        probe.execute("BEGIN IMMEDIATE")
+        probe.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        probe.close()
+
+
+@pytest.mark.parametrize(("writer", "fast_paths"), [(False, True), (True, True), (True, False)])
+async def test_a_sqlite_connection_closed_inside_a_transaction_lets_go_of_the_write_lock(
+    tmp_path: Path, writer: bool, fast_paths: bool
+) -> None:
+    """A connection closed in the middle of a writing transaction while a statement of it is unfinished (a
+    cursor something still refers to) gives the write lock up at once: SQLite alone would keep the transaction
+    until that statement is finalized, whenever the garbage collector gets to it."""
+    path = tmp_path / "z.db"
+    engine = hub.db.create_engine(f"sqlite+aiosqlite:///{path}", writer=writer, fast_paths=fast_paths)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (v INTEGER)"))
+            await conn.execute(text("INSERT INTO t VALUES (1), (2), (3)"))
+        conn = await engine.connect()
+        driver = (await conn.get_raw_connection()).driver_connection  # the aiosqlite connection
+        await driver.execute("BEGIN IMMEDIATE")
+        await driver.execute("INSERT INTO t VALUES (4)")
+        unfinished = await driver.execute("SELECT v FROM t")
+        assert await unfinished.fetchone() == (1,)
+        assert not _write_lock_free(path)
+        await driver.close()
+        assert _write_lock_free(path)  # while ``unfinished`` is still here
+        del unfinished
+        with contextlib.suppress(Exception):  # SQLAlchemy finds its connection closed under it
+            await conn.invalidate()
+    finally:
+        await engine.dispose()
+    with contextlib.closing(sqlite3.connect(path)) as check:
+        assert check.execute("SELECT count(*) FROM t").fetchone() == (3,)  # the insert was rolled back

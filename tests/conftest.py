@@ -117,7 +117,8 @@ async def empty_tables(url: str) -> None:
         await db.dispose()
 
 
-def _sqlite_write_lock_free(path: str) -> bool:
+def sqlite_write_lock_free(path: str | Path) -> bool:
+    """Whether a writing transaction could begin now on the SQLite database at ``path`` (without waiting)."""
     probe = sqlite3.connect(path, timeout=0, isolation_level=None)
     try:
         probe.execute("BEGIN IMMEDIATE")
@@ -139,7 +140,7 @@ def release_orphaned_write_lock(url: str) -> None:
     tests/hub/test_db.py). Should another such holder appear, what holds the lock is printed to the real stderr
     (shown even for a passing test) and the collector is run, so that the tests after it do not fail for it."""
     path = make_url(url).database
-    if not path or _sqlite_write_lock_free(path):
+    if not path or sqlite_write_lock_free(path):
         return
     held = []
     for obj in gc.get_objects():

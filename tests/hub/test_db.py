@@ -30,6 +30,7 @@ from hub.db import (
     update_rows,
 )
 from hub.runtime import Runtime
+from tests.conftest import sqlite_write_lock_free
 from ticketing.tables import contact_identities as I
 from ticketing.tables import contacts as C
 from ticketing.tables import tickets as T
@@ -508,18 +509,6 @@ async def test_a_postgresql_read_keeps_no_transaction_open_and_writes_still_do(r
         assert (await conn.execute(select(C.c.name).where(C.c.id == cid))).scalar_one() == "c0"
 
 
-def _write_lock_free(path: Path) -> bool:
-    probe = sqlite3.connect(path, timeout=0, isolation_level=None)
-    try:
-        probe.execute("BEGIN IMMEDIATE")
-        probe.execute("ROLLBACK")
-        return True
-    except sqlite3.OperationalError:
-        return False
-    finally:
-        probe.close()
-
-
 @pytest.mark.parametrize(("writer", "fast_paths"), [(False, True), (True, True), (True, False)])
 async def test_a_sqlite_connection_closed_inside_a_transaction_lets_go_of_the_write_lock(
     tmp_path: Path, writer: bool, fast_paths: bool
@@ -539,9 +528,9 @@ async def test_a_sqlite_connection_closed_inside_a_transaction_lets_go_of_the_wr
         await driver.execute("INSERT INTO t VALUES (4)")
         unfinished = await driver.execute("SELECT v FROM t")
         assert await unfinished.fetchone() == (1,)
-        assert not _write_lock_free(path)
+        assert not sqlite_write_lock_free(path)
         await driver.close()
-        assert _write_lock_free(path)  # while ``unfinished`` is still here
+        assert sqlite_write_lock_free(path)  # while ``unfinished`` is still here
         del unfinished
         with contextlib.suppress(Exception):  # SQLAlchemy finds its connection closed under it
             await conn.invalidate()

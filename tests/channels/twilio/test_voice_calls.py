@@ -423,3 +423,19 @@ async def test_a_supervisor_listens_in_and_a_colleague_takes_a_warm_transfer(
     assert joined["To"] == "+14155550777" and f"switchboard-{phone.call_sid}" in joined["Twiml"]
     assert 'endConferenceOnExit="false"' in joined["Twiml"] and "handing a caller over" in joined["Twiml"]
     assert any("warm transfer" in n for n in await notes(rt, ticket.id))
+
+
+async def test_the_server_times_each_answered_webhook_by_path(client: httpx.AsyncClient, rt: Runtime) -> None:
+    """/metrics' ``switchboard_webhook_seconds`` counts every answered webhook under its path (a refused one
+    too: the server answered it); a path no endpoint answers (404) is not counted, so the label's values stay
+    the app's own paths."""
+    await queues(rt)
+    phone = Phone(client, sid("CA", 0x77))
+    await phone.dial()
+    await phone.press("1")
+    assert (await phone.post("/webhooks/twilio/voice/nonsense", phone.params())).status_code == 404
+    assert (await phone.post("/webhooks/twilio/voice", phone.params(), sign=False)).status_code == 403
+    text = (await client.get("/metrics")).text
+    assert 'switchboard_webhook_seconds_count{path="/webhooks/twilio/voice"} 2.0' in text
+    assert 'switchboard_webhook_seconds_count{path="/webhooks/twilio/voice/gather"} 1.0' in text
+    assert "nonsense" not in text

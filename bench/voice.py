@@ -13,7 +13,12 @@ its pool on each request), and its latency counted that.
 
 Goal on the 2-core machine, SQLite and PostgreSQL: webhook p99 under 50 ms, an engine step under 1 ms.
 
-    .venv/bin/python bench/voice.py [--calls 200] [--db sqlite|postgres]
+    .venv/bin/python bench/voice.py [--calls 200] [--db sqlite|postgres] [--arrival S] [--think S]
+
+By default the calls dial at the same instant and press each key the moment the menu asks: every caller is
+always waiting on the server, so a webhook waits for the ~199 others ahead of it (Little's law: latency =
+calls / the server's webhooks per second), whatever one costs. ``--arrival`` and ``--think`` pace the callers
+as people (see ``Pace``); the calls still hold in the queue together.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from typing import Any
 from xml.etree import ElementTree as ET
 
@@ -97,10 +103,29 @@ class Line:
         return ET.fromstring(r.text) if r.text.strip() else ET.Element("Response")
 
 
+@dataclass(frozen=True, slots=True)
+class Pace:
+    """How the callers go: all dialling at once and pressing each key the moment the menu asks (the default:
+    every webhook of the menu arrives as fast as the server answers, a test of throughput), or calls dialling
+    in over ``arrival`` seconds and each caller pressing a key ``think`` seconds after the menu's TwiML came
+    back (a person hears the prompt first; Twilio posts the gather's action only then)."""
+
+    arrival: float = 0.0
+    think: float = 0.0
+
+
 async def one_call(
-    line: Line, http: httpx.AsyncClient, n: int, answered: dict[str, asyncio.Event], to_agent: list[float]
+    line: Line,
+    http: httpx.AsyncClient,
+    n: int,
+    answered: dict[str, asyncio.Event],
+    to_agent: list[float],
+    pace: Pace,
+    calls: int,
 ) -> None:
     sid = f"CA{n:032x}"
+    if pace.arrival:
+        await asyncio.sleep(pace.arrival * n / calls)
     base = {
         "AccountSid": "AC" + "b" * 32,
         "ApiVersion": "2010-04-01",
@@ -116,17 +141,23 @@ async def one_call(
     for key in ("1", "2"):  # English, technical support
         gather = root.find(".//Gather")
         assert gather is not None
+        await asyncio.sleep(pace.think)
         root = await line.post(http, str(gather.get("action")), dict(live, Digits=key))
     while root.find(".//Conference") is None:  # a long wait offers a callback: keep holding (2)
         gather = root.find(".//Gather")
         assert gather is not None, ET.tostring(root)
+        await asyncio.sleep(pace.think)
         root = await line.post(http, str(gather.get("action")), dict(live, Digits="2"))
     event = answered[sid]
+    connecting: float | None = None
     while True:  # Twilio's hold loop: the wait URL, again each time its music ends (HOLD_LOOP_SECONDS)
         wait = await line.post(http, "/webhooks/twilio/voice/wait", live)
         if wait.find("Play") is None:
             break
         if event.is_set():  # accepted: the hub connects the agent in a moment
+            connecting = connecting or time.perf_counter()
+            if time.perf_counter() - connecting > HOLD_LOOP_SECONDS:
+                raise RuntimeError(f"{sid}: accepted, and still on hold {HOLD_LOOP_SECONDS:.0f} s later")
             await asyncio.sleep(0.2)
             continue
         try:  # an agent accepting the call ends the wait at once (Twilio: the agent joins the room)
@@ -176,7 +207,7 @@ async def agents_answer(
         await asyncio.sleep(0.5)
 
 
-async def run(url: str, calls: int) -> dict[str, Any]:
+async def run(url: str, calls: int, pace: Pace) -> dict[str, Any]:
     from hub.auth import TokenSigner
 
     credentials = await seed(url, calls)
@@ -241,7 +272,8 @@ async def run(url: str, calls: int) -> dict[str, Any]:
             answering = asyncio.create_task(agents_answer(http, tokens, tokens[sup_id], answered, calls, done))
             t0 = time.perf_counter()
             results = await asyncio.gather(
-                *(one_call(line, lines[n], n, answered, to_agent) for n in range(calls)), return_exceptions=True
+                *(one_call(line, lines[n], n, answered, to_agent, pace, calls) for n in range(calls)),
+                return_exceptions=True,
             )
             wall = time.perf_counter() - t0
             done.set()
@@ -302,13 +334,17 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--pg-url", default=PG_DEFAULT)
+    parser.add_argument("--arrival", type=float, default=0.0, help="seconds over which the calls dial in (0: at once)")
+    parser.add_argument("--think", type=float, default=0.0, help="seconds a caller takes to press each key (0: none)")
     args = parser.parse_args()
+    pace = Pace(arrival=args.arrival, think=args.think)
     with fresh_database(args.db, args.pg_url) as url:
-        r = asyncio.run(run(url, args.calls))
+        r = asyncio.run(run(url, args.calls, pace))
     line: Line = r["line"]
     ms = [x * 1000 for x in line.latencies]
     print(
-        f"{args.calls} concurrent calls on {args.db}: {len(ms)} signed webhooks in {r['wall']:.1f} s, "
+        f"{args.calls} concurrent calls on {args.db} (dialling in over {pace.arrival:g} s, {pace.think:g} s "
+        f"a key): {len(ms)} signed webhooks in {r['wall']:.1f} s, "
         f"{len(r['failed'])} calls failed ({line.errors[:3]})"
     )
     print(

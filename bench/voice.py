@@ -2,12 +2,23 @@
 signed Twilio webhooks of one `switchboard serve` process (English, technical support) into the queue, holding
 there (the wait URL, as Twilio's hold loop asks it) until an agent accepts the offered call over the REST API,
 then hanging up (the status callback). Prints the webhook latency p50/p99 (every signed webhook: the voice
-webhook, gathers, the hold loop, status callbacks), the time from dialling to an agent, and the IVR engine's
-step time (``bench/ivr.py``'s figure, measured in this process).
+webhook, gathers, the hold loop, status callbacks) as the calls saw it and as the server timed it (its
+``switchboard_webhook_seconds`` histogram: the difference is queuing before the app, in the kernel and in
+this client), the CPU the server and this client used, the time from dialling to an agent, and the IVR
+engine's step time (``bench/ivr.py``'s figure, measured in this process).
+
+Each call has a connection of its own, as Twilio's requests for different calls come on different ones: one
+pool of ``--calls`` connections cost this client more CPU than the server (httpcore scans every connection of
+its pool on each request), and its latency counted that.
 
 Goal on the 2-core machine, SQLite and PostgreSQL: webhook p99 under 50 ms, an engine step under 1 ms.
 
-    .venv/bin/python bench/voice.py [--calls 200] [--db sqlite|postgres]
+    .venv/bin/python bench/voice.py [--calls 200] [--db sqlite|postgres] [--arrival S] [--think S]
+
+By default the calls dial at the same instant and press each key the moment the menu asks: every caller is
+always waiting on the server, so a webhook waits for the ~199 others ahead of it (Little's law: latency =
+calls / the server's webhooks per second), whatever one costs. ``--arrival`` and ``--think`` pace the callers
+as people (see ``Pace``); the calls still hold in the queue together.
 """
 
 from __future__ import annotations
@@ -23,16 +34,22 @@ import asyncio
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from typing import Any
 from xml.etree import ElementTree as ET
 
 import httpx
 from twilio.request_validator import RequestValidator
 
-from bench._common import PG_DEFAULT, agent_rows, fresh_database, percentile
+from bench._common import PG_DEFAULT, agent_rows, cpu_seconds, fresh_database, percentile
 
 SECRET = "bench-secret-key-0123456789abcdef"
 HOLD_LOOP_SECONDS = 30.0  # Twilio asks the wait URL again when its TwiML (an announcement, hold music) ends
+# A connection idle this long is not used again: under uvicorn's keep-alive timeout (5 s, httpx's default
+# expiry too), so no request goes out on a connection the server is closing (a ReadError, a failed call).
+KEEPALIVE_SECONDS = 3.0
 TOKEN = "bench-twilio-token"
 SERVE = (
     "from hub.cli import run_server; from hub.config import Settings;"
@@ -64,20 +81,19 @@ async def seed(url: str, agents: int) -> list[tuple[int, str]]:
 class Line:
     """Signed webhooks to one server, with every latency kept."""
 
-    def __init__(self, http: httpx.AsyncClient, public: str) -> None:
-        self.http = http
+    def __init__(self, public: str) -> None:
         self.public = public
         self.validator = RequestValidator(TOKEN)
         self.latencies: list[float] = []
         self.by_kind: dict[str, list[float]] = {}
         self.errors: list[str] = []
 
-    async def post(self, url: str, params: dict[str, str]) -> ET.Element:
+    async def post(self, http: httpx.AsyncClient, url: str, params: dict[str, str]) -> ET.Element:
         if url.startswith("/"):
             url = self.public + url
         signature = self.validator.compute_signature(url, params)
         t = time.perf_counter()
-        r = await self.http.post(url.removeprefix(self.public), data=params, headers={"X-Twilio-Signature": signature})
+        r = await http.post(url.removeprefix(self.public), data=params, headers={"X-Twilio-Signature": signature})
         took = time.perf_counter() - t
         self.latencies.append(took)
         self.by_kind.setdefault(url.split("/webhooks/twilio/")[-1].split("?")[0], []).append(took)
@@ -87,8 +103,29 @@ class Line:
         return ET.fromstring(r.text) if r.text.strip() else ET.Element("Response")
 
 
-async def one_call(line: Line, n: int, answered: dict[str, asyncio.Event], to_agent: list[float]) -> None:
+@dataclass(frozen=True, slots=True)
+class Pace:
+    """How the callers go: all dialling at once and pressing each key the moment the menu asks (the default:
+    every webhook of the menu arrives as fast as the server answers, a test of throughput), or calls dialling
+    in over ``arrival`` seconds and each caller pressing a key ``think`` seconds after the menu's TwiML came
+    back (a person hears the prompt first; Twilio posts the gather's action only then)."""
+
+    arrival: float = 0.0
+    think: float = 0.0
+
+
+async def one_call(
+    line: Line,
+    http: httpx.AsyncClient,
+    n: int,
+    answered: dict[str, asyncio.Event],
+    to_agent: list[float],
+    pace: Pace,
+    calls: int,
+) -> None:
     sid = f"CA{n:032x}"
+    if pace.arrival:
+        await asyncio.sleep(pace.arrival * n / calls)
     base = {
         "AccountSid": "AC" + "b" * 32,
         "ApiVersion": "2010-04-01",
@@ -99,22 +136,28 @@ async def one_call(line: Line, n: int, answered: dict[str, asyncio.Event], to_ag
         "CallStatus": "ringing",
     }
     started = time.perf_counter()
-    root = await line.post("/webhooks/twilio/voice", base)
+    root = await line.post(http, "/webhooks/twilio/voice", base)
     live = dict(base, CallStatus="in-progress")
     for key in ("1", "2"):  # English, technical support
         gather = root.find(".//Gather")
         assert gather is not None
-        root = await line.post(str(gather.get("action")), dict(live, Digits=key))
+        await asyncio.sleep(pace.think)
+        root = await line.post(http, str(gather.get("action")), dict(live, Digits=key))
     while root.find(".//Conference") is None:  # a long wait offers a callback: keep holding (2)
         gather = root.find(".//Gather")
         assert gather is not None, ET.tostring(root)
-        root = await line.post(str(gather.get("action")), dict(live, Digits="2"))
+        await asyncio.sleep(pace.think)
+        root = await line.post(http, str(gather.get("action")), dict(live, Digits="2"))
     event = answered[sid]
+    connecting: float | None = None
     while True:  # Twilio's hold loop: the wait URL, again each time its music ends (HOLD_LOOP_SECONDS)
-        wait = await line.post("/webhooks/twilio/voice/wait", live)
+        wait = await line.post(http, "/webhooks/twilio/voice/wait", live)
         if wait.find("Play") is None:
             break
         if event.is_set():  # accepted: the hub connects the agent in a moment
+            connecting = connecting or time.perf_counter()
+            if time.perf_counter() - connecting > HOLD_LOOP_SECONDS:
+                raise RuntimeError(f"{sid}: accepted, and still on hold {HOLD_LOOP_SECONDS:.0f} s later")
             await asyncio.sleep(0.2)
             continue
         try:  # an agent accepting the call ends the wait at once (Twilio: the agent joins the room)
@@ -123,7 +166,7 @@ async def one_call(line: Line, n: int, answered: dict[str, asyncio.Event], to_ag
             pass
     to_agent.append(time.perf_counter() - started)
     await line.post(
-        "/webhooks/twilio/voice/status", dict(base, CallStatus="completed", CallDuration="30", SequenceNumber="4")
+        http, "/webhooks/twilio/voice/status", dict(base, CallStatus="completed", CallDuration="30", SequenceNumber="4")
     )
 
 
@@ -164,7 +207,7 @@ async def agents_answer(
         await asyncio.sleep(0.5)
 
 
-async def run(url: str, calls: int) -> dict[str, Any]:
+async def run(url: str, calls: int, pace: Pace) -> dict[str, Any]:
     from hub.auth import TokenSigner
 
     credentials = await seed(url, calls)
@@ -187,7 +230,12 @@ async def run(url: str, calls: int) -> dict[str, Any]:
         [sys.executable, "-c", SERVE.format(port=port)], env=env, stdout=log, stderr=subprocess.STDOUT
     )
     try:
-        async with httpx.AsyncClient(base_url=public, timeout=60, limits=httpx.Limits(max_connections=calls)) as http:
+        async with (
+            httpx.AsyncClient(
+                base_url=public, timeout=60, limits=httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS)
+            ) as http,
+            AsyncExitStack() as phones,
+        ):
             for _ in range(600):
                 try:
                     await http.get("/healthz")
@@ -205,23 +253,80 @@ async def run(url: str, calls: int) -> dict[str, Any]:
                     await conn.execute(
                         tables.agents.update().where(tables.agents.c.id == sup_id).values(role="supervisor")
                     )
-            line = Line(http, public)
+            lines = [
+                await phones.enter_async_context(
+                    httpx.AsyncClient(
+                        base_url=public,
+                        timeout=60,
+                        limits=httpx.Limits(max_connections=1, keepalive_expiry=KEEPALIVE_SECONDS),
+                    )
+                )
+                for _ in range(calls)
+            ]
+            line = Line(public)
             answered = {f"CA{n:032x}": asyncio.Event() for n in range(calls)}
             to_agent: list[float] = []
             done = asyncio.Event()
+            before = await server_histogram(http)
+            cpu = (cpu_seconds(server.pid), time.process_time())
             answering = asyncio.create_task(agents_answer(http, tokens, tokens[sup_id], answered, calls, done))
             t0 = time.perf_counter()
             results = await asyncio.gather(
-                *(one_call(line, n, answered, to_agent) for n in range(calls)), return_exceptions=True
+                *(one_call(line, lines[n], n, answered, to_agent, pace, calls) for n in range(calls)),
+                return_exceptions=True,
             )
             wall = time.perf_counter() - t0
             done.set()
             await answering
+            server_cpu, client_cpu = cpu_seconds(server.pid) - cpu[0], time.process_time() - cpu[1]
+            after = await server_histogram(http)
     finally:
         server.terminate()
         server.wait(timeout=30)
     failed = [r for r in results if isinstance(r, BaseException)]
-    return {"line": line, "to_agent": to_agent, "wall": wall, "failed": failed, "log": log.name}
+    served = {k: [n - before.get(k, {}).get(le, 0) for le, n in v.items()] for k, v in after.items()}
+    return {
+        "line": line,
+        "to_agent": to_agent,
+        "wall": wall,
+        "failed": failed,
+        "log": log.name,
+        "server_cpu": server_cpu,
+        "client_cpu": client_cpu,
+        "served": served,
+        "bounds": sorted({le for v in after.values() for le in v}),
+    }
+
+
+async def server_histogram(http: httpx.AsyncClient) -> dict[str, dict[float, float]]:
+    """The server's ``switchboard_webhook_seconds`` buckets (cumulative counts by upper bound), by path."""
+    r = await http.get("/metrics")
+    r.raise_for_status()
+    found: dict[str, dict[float, float]] = {}
+    for text in r.text.splitlines():
+        if text.startswith("switchboard_webhook_seconds_bucket{"):
+            labels, _, count = text.rpartition(" ")
+            path = labels.split('path="', 1)[1].split('"', 1)[0]
+            le = labels.split('le="', 1)[1].split('"', 1)[0]
+            found.setdefault(path, {})[float(le)] = float(count)
+    return found
+
+
+def bucket_percentile(bounds: list[float], cumulative: list[float], p: float) -> str:
+    """The upper bound of the bucket holding the ``p``th percentile (Prometheus' buckets: no finer figure)."""
+    total = cumulative[-1] if cumulative else 0
+    if not total:
+        return "-"
+    for le, n in zip(bounds, cumulative, strict=True):
+        if n >= total * p / 100:
+            return f"<= {le * 1000:.0f} ms" if le != float("inf") else "> 10 s"
+    return "?"
+
+
+def sums(bounds: list[float], served: dict[str, list[float]]) -> Iterator[tuple[str, list[float]]]:
+    yield "all", [sum(v[i] for v in served.values()) for i in range(len(bounds))]
+    for path, values in sorted(served.items()):
+        yield path.removeprefix("/webhooks/twilio/"), values
 
 
 def main() -> None:
@@ -229,13 +334,17 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--pg-url", default=PG_DEFAULT)
+    parser.add_argument("--arrival", type=float, default=0.0, help="seconds over which the calls dial in (0: at once)")
+    parser.add_argument("--think", type=float, default=0.0, help="seconds a caller takes to press each key (0: none)")
     args = parser.parse_args()
+    pace = Pace(arrival=args.arrival, think=args.think)
     with fresh_database(args.db, args.pg_url) as url:
-        r = asyncio.run(run(url, args.calls))
+        r = asyncio.run(run(url, args.calls, pace))
     line: Line = r["line"]
     ms = [x * 1000 for x in line.latencies]
     print(
-        f"{args.calls} concurrent calls on {args.db}: {len(ms)} signed webhooks in {r['wall']:.1f} s, "
+        f"{args.calls} concurrent calls on {args.db} (dialling in over {pace.arrival:g} s, {pace.think:g} s "
+        f"a key): {len(ms)} signed webhooks in {r['wall']:.1f} s, "
         f"{len(r['failed'])} calls failed ({line.errors[:3]})"
     )
     print(
@@ -245,6 +354,16 @@ def main() -> None:
     for kind, values in sorted(line.by_kind.items()):
         kms = [x * 1000 for x in values]
         print(f"  {kind}: {len(kms)} webhooks, p50 {percentile(kms, 50):.1f} ms, p99 {percentile(kms, 99):.1f} ms")
+    print("server's own time (switchboard_webhook_seconds, bucket bounds):")
+    for path, values in sums(r["bounds"], r["served"]):
+        print(
+            f"  {path}: {values[-1] if values else 0:.0f} webhooks, p50 {bucket_percentile(r['bounds'], values, 50)}, "
+            f"p99 {bucket_percentile(r['bounds'], values, 99)}"
+        )
+    print(
+        f"CPU over the run: server {r['server_cpu']:.1f} s, this client {r['client_cpu']:.1f} s "
+        f"({r['server_cpu'] / max(len(ms), 1) * 1000:.1f} ms of server CPU per webhook, agents' polling included)"
+    )
     if r["to_agent"]:
         secs = r["to_agent"]
         print(

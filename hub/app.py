@@ -37,7 +37,7 @@ from hub.errors import SwitchboardError
 from hub.events import prune_events
 from hub.inputs import clean
 from hub.messages import Sender
-from hub.metrics import Metrics, MetricsGate
+from hub.metrics import Metrics, MetricsGate, WebhookTimer
 from hub.runtime import Runtime
 from hub.workers import FreezeSurvivors, Periodic, freeze_heap
 
@@ -448,6 +448,7 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
     for channel in channels:
         for middleware in channel.middleware():
             app.add_middleware(middleware.cls, *middleware.args, **middleware.kwargs)
+    app.add_middleware(WebhookTimer, metrics=app.state.metrics)  # outermost: the app's whole time
     return app
 
 

@@ -51,6 +51,7 @@ from hub.messages import (
     Identity,
     InboundMessage,
     Ingest,
+    IngestResult,
     OutboundMessage,
 )
 from hub.principals import Principal
@@ -131,6 +132,7 @@ class Call:
     outcome: str | None = None
     ended_at: datetime | None = None
     rejoined: bool = False  # this request queued the call on a ticket an agent already holds (a repeat call)
+    queued: bool = False  # this request put the call in line (its ticket may be taken before the row says so)
 
 
 def _call(row: Any, flow: Flow | None) -> Call:
@@ -423,7 +425,7 @@ class VoiceService:
             except IntegrityError:  # the same call's webhook, answered by a racing copy: answer as it did
                 row = await self._row(call.sid)
                 return (row.last_twiml if row is not None else None) or text
-            await self._rejoined(call)
+            await self._stored(call)
             return text
         async with self.rt.write() as tx:
             stored = await tx.conn.execute(
@@ -434,17 +436,26 @@ class VoiceService:
         if not stored.rowcount:  # another copy of this request stepped the call first
             row = await self._row(call.sid)
             return (row.last_twiml if row is not None else None) or text
-        await self._rejoined(call)
+        await self._stored(call)
         return text
 
-    async def _rejoined(self, call: Call) -> None:
-        """The call (stored now) joined a ticket an agent holds: no offer or accept will connect it, so the
-        holder takes it when available, else the ticket goes back to routing (whose accept connects it)."""
-        if call.rejoined and call.ticket_id is not None:
+    async def _stored(self, call: Call) -> None:
+        """The call's row is stored. If this request queued it on a ticket an agent already holds (a repeat
+        call), no offer or accept will connect it: the holder takes it when available, else the ticket goes
+        back to routing (whose accept connects it). If it queued it on a new ticket, an agent may have taken
+        that ticket between the ingest's commit and this row's (under load, seconds): ``connect`` then found
+        no call of the ticket, so it is connected now (``connect`` connects a call once, whoever calls it)."""
+        if call.ticket_id is None:
+            return
+        if call.rejoined:
             reason = f"the customer called again ({call.sid})"
             holder = await self.rt.ports.tickets.call_again(ticket_id=call.ticket_id, reason=reason)
             if holder is not None:
                 self._spawn(self.connect(call.ticket_id, holder))
+        elif call.queued:
+            brief = await self.rt.ports.tickets.brief(ticket_id=call.ticket_id)
+            if brief is not None and brief.assignee_id is not None:
+                self._spawn(self.connect(call.ticket_id, brief.assignee_id))
 
     async def _lookup(self, call: Call) -> LookupResult:
         summary = await self.rt.ports.contacts.summary(kind="phone", value=call.caller)
@@ -474,7 +485,7 @@ class VoiceService:
         meta: dict[str, Any],
         handoff: Handoff,
         attachments: list[Attachment] | None = None,
-    ) -> int | None:
+    ) -> IngestResult | None:
         message = InboundMessage(
             channel=CHANNEL,
             external_id=external_id,
@@ -493,13 +504,13 @@ class VoiceService:
         except Exception:
             log.exception("call %s from %r: could not become a ticket", call.sid, call.caller)
             return None
-        return result.ticket_id
+        return result
 
     async def _enqueue(self, call: Call, action: Enqueue, state: CallState, values: dict[str, Any]) -> Queued:
         """The call becomes work waiting in its queue (once per call: a replay finds its ticket)."""
         meta = action.metadata
         path = " > ".join(str(p) for p in meta.get("ivr_path", []))
-        ticket_id = await self._ingest(
+        result = await self._ingest(
             call,
             external_id=call.sid,
             queue=action.queue,
@@ -507,8 +518,13 @@ class VoiceService:
             meta={**meta, "call_event": "queued", "skills": action.skills, "priority": action.priority},
             handoff=action,
         )
-        brief = await self.rt.ports.tickets.brief(ticket_id=ticket_id) if ticket_id is not None else None
-        call.rejoined = brief is not None and brief.assignee_id is not None
+        ticket_id = result.ticket_id if result is not None else None
+        # A ticket this call opened is nobody's yet (one an agent took already was taken from this call's offer:
+        # ``_stored``); one it joined may be held by an agent.
+        if result is not None and not result.ticket_created:
+            brief = await self.rt.ports.tickets.brief(ticket_id=result.ticket_id)
+            call.rejoined = brief is not None and brief.assignee_id is not None
+        call.queued = True
         since = call.waiting_since or utcnow()
         position = await self.position(action.queue, since if call.waiting_since else None)
         call.ticket_id = ticket_id or call.ticket_id
@@ -518,7 +534,7 @@ class VoiceService:
 
     async def _voicemail(self, call: Call, action: Voicemail, values: dict[str, Any]) -> None:
         proxy = f"/api/twilio/recordings/{call.sid}"
-        ticket_id = await self._ingest(
+        result = await self._ingest(
             call,
             external_id=f"{call.sid}:voicemail",
             queue=action.queue,
@@ -534,7 +550,7 @@ class VoiceService:
                 Attachment(filename=f"voicemail-{call.sid}.mp3", content_type="audio/mpeg", size=0, url=proxy)
             ],
         )
-        call.ticket_id = ticket_id or call.ticket_id
+        call.ticket_id = result.ticket_id if result is not None else call.ticket_id
         values.update(
             ticket_id=call.ticket_id,
             queue=action.queue,
@@ -547,17 +563,15 @@ class VoiceService:
         """The caller asked to be called back: waiting work in line keeps its place (the call's ticket), else
         new work is queued; an agent who accepts it calls the customer."""
         if not (action.in_line and call.ticket_id is not None):
-            call.ticket_id = (
-                await self._ingest(
-                    call,
-                    external_id=f"{call.sid}:callback",
-                    queue=action.queue,
-                    text=f"Callback requested by {call.caller}.",
-                    meta={**action.metadata, "call_event": "callback"},
-                    handoff=action,
-                )
-                or call.ticket_id
+            result = await self._ingest(
+                call,
+                external_id=f"{call.sid}:callback",
+                queue=action.queue,
+                text=f"Callback requested by {call.caller}.",
+                meta={**action.metadata, "call_event": "callback"},
+                handoff=action,
             )
+            call.ticket_id = result.ticket_id if result is not None else call.ticket_id
             values.update(ticket_id=call.ticket_id, queue=action.queue, waiting_since=call.waiting_since or utcnow())
         if call.ticket_id is not None:
             await self.rt.ports.tickets.add_timeline(

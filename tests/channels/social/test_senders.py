@@ -36,25 +36,40 @@ async def service(rt: Runtime, social_settings: Settings) -> AsyncIterator[Socia
     await svc.stop()
 
 
+PDF = b"%PDF-1.4 a receipt"
+GIF = b"GIF89a" + bytes(64)
+TELEGRAM_FILES = [("photo.png", "image/png", PNG), ("receipt.pdf", "application/pdf", PDF)]
+
+
+def _reply(
+    store: FileStore, channel: str, account: str, files: list[tuple[str, str, bytes]], **more: object
+) -> OutboundMessage:
+    """A reply on ``channel`` carrying ``files`` (name, content type, bytes), stored as reply files are."""
+    attachments = [Attachment(filename=n, content_type=t, size=len(b), sha256=store.put(b)) for n, t, b in files]
+    fields: dict[str, object] = {
+        "message_id": 0,
+        "ticket_id": 1,
+        "channel": channel,
+        "recipient": "4915112345678" if channel == "whatsapp" else "2400001",
+        "sender_address": account,
+        "text": "Here you go",
+        "attachments": attachments,
+        **more,
+    }
+    return OutboundMessage.model_validate(fields)
+
+
+def _parts(call_body: bytes) -> bytes:
+    return call_body.replace(b"\r\n", b"\n")
+
+
 async def test_telegram_files_are_uploaded_as_multipart_not_as_urls(
     service: SocialService, provider: Provider, social_settings: Settings
 ) -> None:
     """An image goes up with sendPhoto, a PDF with sendDocument, each as a multipart file upload of the stored
     bytes (Telegram cannot fetch our private URLs); the text follows with sendMessage."""
     store = FileStore(social_settings.attachment_dir)
-    image, pdf = store.put(PNG), store.put(b"%PDF-1.4 a receipt")
-    message = OutboundMessage(
-        message_id=0,
-        ticket_id=1,
-        channel="telegram",
-        recipient="1111111",
-        sender_address=BOT,
-        text="Here you go",
-        attachments=[
-            Attachment(filename="photo.png", content_type="image/png", size=len(PNG), sha256=image),
-            Attachment(filename="receipt.pdf", content_type="application/pdf", size=18, sha256=pdf),
-        ],
-    )
+    message = _reply(store, "telegram", BOT, TELEGRAM_FILES, recipient="1111111")
     result = await service.senders["telegram"].send(message)
     assert result.provider_id is not None
     photo, document, text = provider.sent
@@ -74,19 +89,7 @@ async def test_a_telegram_reply_retried_after_a_5xx_sends_each_file_once(
     """The photo goes up, the document gets a 500: the send fails to be retried; the retry uploads the document
     and sends the text, and does not send the photo to the customer a second time."""
     store = FileStore(social_settings.attachment_dir)
-    image, pdf = store.put(PNG), store.put(b"%PDF-1.4 a receipt")
-    message = OutboundMessage(
-        message_id=77,
-        ticket_id=1,
-        channel="telegram",
-        recipient="1111111",
-        sender_address=BOT,
-        text="Here you go",
-        attachments=[
-            Attachment(filename="photo.png", content_type="image/png", size=len(PNG), sha256=image),
-            Attachment(filename="receipt.pdf", content_type="application/pdf", size=18, sha256=pdf),
-        ],
-    )
+    message = _reply(store, "telegram", BOT, TELEGRAM_FILES, recipient="1111111", message_id=77)
     provider.script.extend(
         [
             (200, {"ok": True, "result": {"message_id": 901, "chat": {"id": 1}}}),
@@ -266,32 +269,6 @@ async def test_a_refused_token_is_shown_by_every_process_and_after_a_restart_unt
     finally:
         await other.stop()
         await later.stop()
-
-
-PDF = b"%PDF-1.4 a receipt"
-GIF = b"GIF89a" + bytes(64)
-
-
-def _reply(
-    store: FileStore, channel: str, account: str, files: list[tuple[str, str, bytes]], **more: object
-) -> OutboundMessage:
-    """A reply on ``channel`` carrying ``files`` (name, content type, bytes), stored as reply files are."""
-    attachments = [Attachment(filename=n, content_type=t, size=len(b), sha256=store.put(b)) for n, t, b in files]
-    fields: dict[str, object] = {
-        "message_id": 0,
-        "ticket_id": 1,
-        "channel": channel,
-        "recipient": "4915112345678" if channel == "whatsapp" else "2400001",
-        "sender_address": account,
-        "text": "Here you go",
-        "attachments": attachments,
-        **more,
-    }
-    return OutboundMessage.model_validate(fields)
-
-
-def _parts(call_body: bytes) -> bytes:
-    return call_body.replace(b"\r\n", b"\n")
 
 
 async def test_whatsapp_files_are_uploaded_to_graph_then_sent_by_media_id(

@@ -4,14 +4,11 @@ refused again stays with its reason until it is discarded. The page is reached f
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 from playwright.async_api import Browser, expect
 from sqlalchemy import select
 
-from hub.config import Settings
 from hub.runtime import Runtime
 from tests.agent_ui.conftest import Dialogs, agent_login, new_page
 from tests.channels.social.conftest import (  # noqa: F401
@@ -19,6 +16,7 @@ from tests.channels.social.conftest import (  # noqa: F401
     encode,
     provider,
     sign,
+    social_server,
     social_settings,
     whatsapp_text,
 )
@@ -27,12 +25,8 @@ from tests.conftest import LiveServer, make_agent, make_queue
 
 
 @pytest.fixture
-def live(social_settings: Settings) -> Iterator[LiveServer]:  # noqa: F811
-    server = LiveServer(social_settings).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def live(social_server: LiveServer) -> LiveServer:  # noqa: F811
+    return social_server
 
 
 async def test_admin_lists_shows_reprocesses_and_discards_quarantined_messages(

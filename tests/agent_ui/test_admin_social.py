@@ -4,7 +4,6 @@ reconnecting a page with a new token, which the next reply uses (kept sealed in 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 
 import httpx
@@ -14,23 +13,26 @@ from sqlalchemy import select
 
 from channels.social.models import AccountToken
 from hub import audit
-from hub.config import Settings
 from hub.db import utcnow
 from hub.runtime import Runtime
 from tests.agent_ui.conftest import Dialogs, agent_login, new_page
-from tests.channels.social.conftest import PAGE, Provider, encode, provider, sign, social_settings  # noqa: F401
+from tests.channels.social.conftest import (  # noqa: F401
+    PAGE,
+    Provider,
+    encode,
+    provider,
+    sign,
+    social_server,
+    social_settings,
+)
 from tests.conftest import LiveServer, login, make_agent, make_queue
 
 _tokens = AccountToken.__table__  # type: ignore[attr-defined]
 
 
 @pytest.fixture
-def live(social_settings: Settings) -> Iterator[LiveServer]:  # noqa: F811
-    server = LiveServer(social_settings).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def live(social_server: LiveServer) -> LiveServer:  # noqa: F811
+    return social_server
 
 
 async def test_admin_sees_accounts_and_reconnects_a_page(

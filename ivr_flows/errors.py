@@ -3,6 +3,8 @@
     SwitchboardError
     └── InvalidInput            422  invalid_input
         └── FlowInvalid         422  flow_invalid   a flow file with errors, refused at load; .findings says why
+
+The codes are stable: clients may branch on them.
 """
 
 from __future__ import annotations

@@ -42,7 +42,16 @@ from hub.config import Settings
 from hub.db import insert_rows, utcnow
 from hub.errors import Conflict, InvalidInput, NotFound, PermissionDenied, SwitchboardError
 from hub.files import FileStore, StoredFileMissing
-from hub.messages import Attachment, DeliveryError, DeliveryResult, InboundMessage, Ingest, OutboundMessage, Sender
+from hub.messages import (
+    Attachment,
+    DeliveryError,
+    DeliveryResult,
+    InboundMessage,
+    Ingest,
+    IngestAll,
+    OutboundMessage,
+    Sender,
+)
 from hub.ports import DeliveryReceipt
 from hub.principals import Principal
 from hub.runtime import Runtime
@@ -89,10 +98,17 @@ WINDOW_CODES = frozenset({131047, 10_000_551})  # WhatsApp re-engagement; outsid
 
 class SocialService:
     def __init__(
-        self, rt: Runtime, ingest: Ingest, settings: Settings, client: httpx.AsyncClient | None = None
+        self,
+        rt: Runtime,
+        ingest: Ingest,
+        settings: Settings,
+        client: httpx.AsyncClient | None = None,
+        *,
+        ingest_all: IngestAll | None = None,
     ) -> None:
         self.rt = rt
         self.ingest = ingest
+        self.ingest_all = ingest_all
         self.settings = settings
         self.pages = {p.page_id: meta.Account(p.page_id, p.queue, p.kind) for p in settings.meta_pages}
         self.page_tokens = {p.page_id: p.access_token.get_secret_value() for p in settings.meta_pages}
@@ -386,7 +402,11 @@ class SocialService:
         again) raises, so the provider sends the batch again (what was stored is found, not stored twice)."""
         if not messages:
             return 0, 0
-        results = await asyncio.gather(*(self.ingest(m) for m in messages), return_exceptions=True)
+        results: list[Any]
+        if self.ingest_all is not None:  # the batch in one commit: its answer waits for one, not two
+            results = await self.ingest_all(messages)
+        else:
+            results = await asyncio.gather(*(self.ingest(m) for m in messages), return_exceptions=True)
         failed = [r for r in results if isinstance(r, BaseException) and not _refusal(r)]
         if failed:
             for exc in failed[:3]:

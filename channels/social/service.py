@@ -472,7 +472,9 @@ class SocialService:
         named: dict[tuple[str, str], meta.Receipt] = {}
         for r in receipts:
             if r.provider_id and r.status in _RECEIPT_STATUSES:
-                named[(r.channel, r.provider_id)] = r  # a batch's later receipt of a part is its newer one
+                kept = named.get((r.channel, r.provider_id))  # a batch may name a part twice, in any order
+                if kept is None or _part_moves(_RECEIPT_STATUSES[r.status], _RECEIPT_STATUSES[kept.status]):
+                    named[(r.channel, r.provider_id)] = r
         if not named:
             return {}
         judged: dict[str, list[DeliveryReceipt]] = {}

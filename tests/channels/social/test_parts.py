@@ -125,7 +125,7 @@ async def test_every_part_of_a_whatsapp_reply_maps_to_it_and_the_reply_waits_for
     assert await _status(rt, message.message_id) == ("delivered", None)
     assert await _receipts(service, _statuses(("wamid.PHOTO", "read"))) == 0
     assert await _status(rt, message.message_id) == ("delivered", None)
-    assert await _receipts(service, _statuses(("wamid.PDF", "sent"), ("wamid.PDF", "read"))) == 1
+    assert await _receipts(service, _statuses(("wamid.PDF", "read"), ("wamid.PDF", "delivered"))) == 1
     assert await _status(rt, message.message_id) == ("read", None)
 
 

@@ -7,7 +7,9 @@ stores them in one transaction or a few (``ticketing.ingest``), and the answer w
 ingest refuses is quarantined with its reason (``social_quarantine``) and the batch still answered 200. A
 retried batch is stored once: each message's external id is the provider's (``mid``, ``wamid``,
 ``<bot>:<update_id>``, the comment id). Receipts move our messages' delivery status forward only
-(``rt.ports.conversations.advance``).
+(``rt.ports.conversations.advance``); a reply sent as several provider messages (its files, then its text) is
+named by each (``social_deliveries``, a row per part with the part's own status) and shows what its parts show
+together (``reply_status``).
 
 Outbound (``senders``): one ``hub.messages.Sender`` per channel name, POSTing with httpx to
 ``SWITCHBOARD_META_GRAPH_URL`` / ``SWITCHBOARD_TELEGRAM_API_URL``. A reply's files are uploaded as multipart,

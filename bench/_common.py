@@ -54,6 +54,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+async def settled(pid: int, *, busy: float = 0.1, timeout: float = 120.0) -> float:
+    """Wait until process ``pid`` has finished what it does at start: until it used under ``busy`` of a core over a
+    second, twice in a row (at most ``timeout`` seconds); answers how long that took. A server starts work in the
+    background at start (the knowledge base loads its sentence embedder in a thread, several CPU seconds even
+    with no article), which measured as part of a run taxed its first seconds: a figure of the steady state
+    waits for it."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    quiet = 0
+    while quiet < 2 and loop.time() - started < timeout:
+        before = cpu_seconds(pid)
+        await asyncio.sleep(1.0)
+        quiet = quiet + 1 if cpu_seconds(pid) - before < busy else 0
+    return round(loop.time() - started, 1)
+
+
 def percentile(values: list[float], p: float) -> float:
     if not values:
         return float("nan")

@@ -35,7 +35,7 @@ from starlette.middleware import Middleware
 
 from hub.channels import CapacityClass, ChannelSpec, IdentityKind
 from hub.config import Settings
-from hub.messages import Ingest, ReplyHook, Sender
+from hub.messages import Ingest, IngestAll, ReplyHook, Sender
 from hub.runtime import Runtime
 
 
@@ -45,6 +45,8 @@ class ChannelContext:
 
     rt: Runtime  # settings, database, event hub, metrics, and the core's ports (``rt.ports``)
     ingest: Ingest  # hands one InboundMessage to the core; returns once it is committed
+    # Hands a batch that arrived together to the core, committed together (a webhook's); None: one by one.
+    ingest_all: IngestAll | None = None
 
 
 class Channel(Protocol):

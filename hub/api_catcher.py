@@ -5,7 +5,7 @@ to the social channels what ``hub.mail_catcher`` is to email.
 
 ``ApiCatcher(directory).start()`` listens on 127.0.0.1 on a free port (``.url``) in a thread of its own;
 ``read_calls(directory)`` answers what it caught, oldest first. Each call is one JSON file
-(``<time>-<n>.json``: method, path, query, the JSON body or the form's text fields and file names).
+(``<time>-<n>.json``: n, method, path, query, the JSON body or the form's text fields and file names).
 
 One answer fits every send call the hub makes: it carries the id each provider's answer is read for (Telegram's
 ``result.message_id``, WhatsApp's ``messages[0].id``, Messenger's ``message_id``, a comment's ``id``).
@@ -72,14 +72,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _keep(self, body: bytes) -> None:
         parts = urlsplit(self.path)
+        n = next(self.server.counter)
         call = {
+            "n": n,  # the answer's ids end with it (``_answer``): a WhatsApp upload's media id names its file
             "at": time.time(),
             "method": self.command,
             "path": parts.path,
             "query": dict(parse_qsl(parts.query)),
             **_body_of(self.headers.get("Content-Type", ""), body),
         }
-        n = next(self.server.counter)
         path = self.server.directory / f"{time.time_ns()}-{n}.json"
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(call))

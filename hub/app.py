@@ -298,7 +298,7 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
         rt = Runtime(settings=settings, db=db, events=hub, metrics=app.state.metrics)
         register_ports(rt)
         ingest = IngestPipeline(rt)
-        context = ChannelContext(rt=rt, ingest=ingest.submit)
+        context = ChannelContext(rt=rt, ingest=ingest.submit, ingest_all=ingest.submit_all)
 
         async def prune() -> None:
             async with db.begin() as conn:

@@ -7,7 +7,7 @@ channel delivers it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal, Protocol
@@ -138,6 +138,15 @@ class Ingest(Protocol):
     """How a channel hands a message to the core: returns once it is durably committed."""
 
     async def __call__(self, message: InboundMessage, *, also: AlsoInTransaction | None = None) -> IngestResult: ...
+
+
+class IngestAll(Protocol):
+    """How a channel hands the core a batch that arrived together (a webhook's): committed together, never cut
+    between two commits unless it alone is bigger than one (``hub.group_commit``), so its answer waits for one
+    commit. Returns each message's outcome, in order (an error a message alone raised, its neighbours stored),
+    once all are committed."""
+
+    async def __call__(self, messages: Sequence[InboundMessage]) -> list[IngestResult | Exception]: ...
 
 
 class DeliveryResult(BaseModel):

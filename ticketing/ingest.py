@@ -103,6 +103,15 @@ class IngestPipeline:
 
     __call__ = submit
 
+    async def submit_all(self, messages: Sequence[InboundMessage]) -> list[IngestResult | Exception]:
+        """``hub.messages.IngestAll``: ``submit`` for messages that arrived together, kept in one commit (not cut
+        between two unless more than ``ingest_batch_max``); each one's outcome, in order, once all are
+        committed and routed."""
+        if not self._running:
+            raise RuntimeError("ingest pipeline is not running")
+        outcomes = await self._group.submit_all([_Pending(m) for m in messages])
+        return [o if isinstance(o, Exception) else o.result for o in outcomes]
+
     async def _store(self, batch: list[_Pending]) -> list[_Stored | Exception]:
         also = [p.also for p in batch if p.also is not None]
         try:

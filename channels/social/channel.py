@@ -61,7 +61,7 @@ class SocialChannel:
         return {}
 
     async def start(self, ctx: ChannelContext) -> None:
-        self._service = SocialService(ctx.rt, ctx.ingest, self.settings)
+        self._service = SocialService(ctx.rt, ctx.ingest, self.settings, ingest_all=ctx.ingest_all)
         await self._service.start()
 
     async def stop(self) -> None:

@@ -14,15 +14,20 @@ from hub.db import JSONType, UTCDateTime, utcnow
 
 
 class SocialDelivery(SQLModel, table=True):
-    """A message we sent and the id its provider gave it (a wamid, a Messenger mid): receipts name the provider's
-    id, the core knows the message's."""
+    """One provider message of a reply we sent and the id the provider gave it (a wamid, a Messenger mid):
+    receipts name the provider's id, the core knows the message's. A reply the provider takes in several calls
+    (its files, then its text) has a row per call, each with the status its own receipts gave it; the reply's
+    status is judged from all of them (``service.reply_status``) once ``whole`` (every part was sent)."""
 
     __tablename__ = "social_deliveries"
 
     channel: str = Field(primary_key=True, max_length=20)
     provider_id: str = Field(primary_key=True, max_length=255)
-    message_id: int
+    message_id: int = Field(index=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    status: str = Field(default="sent", max_length=20)  # this part's: sent | delivered | read | failed
+    error: str | None = Field(default=None, sa_type=Text)  # the provider's reason, for a failed part
+    whole: bool = True  # False while the reply's later parts are still being sent
 
 
 class PrivateReply(SQLModel, table=True):

@@ -7,7 +7,9 @@ stores them in one transaction or a few (``ticketing.ingest``), and the answer w
 ingest refuses is quarantined with its reason (``social_quarantine``) and the batch still answered 200. A
 retried batch is stored once: each message's external id is the provider's (``mid``, ``wamid``,
 ``<bot>:<update_id>``, the comment id). Receipts move our messages' delivery status forward only
-(``rt.ports.conversations.advance``).
+(``rt.ports.conversations.advance``); a reply sent as several provider messages (its files, then its text) is
+named by each (``social_deliveries``, a row per part with the part's own status) and shows what its parts show
+together (``reply_status``).
 
 Outbound (``senders``): one ``hub.messages.Sender`` per channel name, POSTing with httpx to
 ``SWITCHBOARD_META_GRAPH_URL`` / ``SWITCHBOARD_TELEGRAM_API_URL``. A reply's files are uploaded as multipart,
@@ -27,7 +29,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -42,7 +44,16 @@ from hub.config import Settings
 from hub.db import insert_rows, utcnow
 from hub.errors import Conflict, InvalidInput, NotFound, PermissionDenied, SwitchboardError
 from hub.files import FileStore, StoredFileMissing
-from hub.messages import Attachment, DeliveryError, DeliveryResult, InboundMessage, Ingest, OutboundMessage, Sender
+from hub.messages import (
+    Attachment,
+    DeliveryError,
+    DeliveryResult,
+    InboundMessage,
+    Ingest,
+    IngestAll,
+    OutboundMessage,
+    Sender,
+)
 from hub.ports import DeliveryReceipt
 from hub.principals import Principal
 from hub.runtime import Runtime
@@ -89,10 +100,17 @@ WINDOW_CODES = frozenset({131047, 10_000_551})  # WhatsApp re-engagement; outsid
 
 class SocialService:
     def __init__(
-        self, rt: Runtime, ingest: Ingest, settings: Settings, client: httpx.AsyncClient | None = None
+        self,
+        rt: Runtime,
+        ingest: Ingest,
+        settings: Settings,
+        client: httpx.AsyncClient | None = None,
+        *,
+        ingest_all: IngestAll | None = None,
     ) -> None:
         self.rt = rt
         self.ingest = ingest
+        self.ingest_all = ingest_all
         self.settings = settings
         self.pages = {p.page_id: meta.Account(p.page_id, p.queue, p.kind) for p in settings.meta_pages}
         self.page_tokens = {p.page_id: p.access_token.get_secret_value() for p in settings.meta_pages}
@@ -386,7 +404,11 @@ class SocialService:
         again) raises, so the provider sends the batch again (what was stored is found, not stored twice)."""
         if not messages:
             return 0, 0
-        results = await asyncio.gather(*(self.ingest(m) for m in messages), return_exceptions=True)
+        results: list[Any]
+        if self.ingest_all is not None:  # the batch in one commit: its answer waits for one, not two
+            results = await self.ingest_all(messages)
+        else:
+            results = await asyncio.gather(*(self.ingest(m) for m in messages), return_exceptions=True)
         failed = [r for r in results if isinstance(r, BaseException) and not _refusal(r)]
         if failed:
             for exc in failed[:3]:
@@ -424,40 +446,122 @@ class SocialService:
             await insert_rows(conn, Q, rows, ignore_conflicts=True)  # a replayed batch: kept once
 
     async def _receipts(self, receipts: list[meta.Receipt]) -> int:
+        """Receipts naming a provider id move that part of one of our replies (``social_deliveries``), and the
+        reply moves as ``reply_status`` judges all its parts; a receipt for "everything up to a time" (Messenger's
+        watermarks) moves the recipient's replies themselves. Answers how many of our messages moved."""
         if not receipts:
             return 0
-        named = {(r.channel, r.provider_id) for r in receipts if r.provider_id}
-        ours: dict[tuple[str, str], int] = {}
-        if named:
-            async with self.rt.read() as conn:
-                for channel in {c for c, _ in named}:
-                    found = await conn.execute(
-                        select(D.c.provider_id, D.c.message_id).where(
-                            D.c.channel == channel, D.c.provider_id.in_(sorted(p for c, p in named if c == channel))
-                        )
-                    )
-                    ours.update({(channel, row.provider_id): row.message_id for row in found})
         by_channel: dict[str, list[DeliveryReceipt]] = {}
+        for channel, judged in (await self._part_receipts(receipts)).items():
+            by_channel.setdefault(channel, []).extend(judged)
         for r in receipts:
-            status = {"sent": "sent", "delivered": "delivered", "read": "read", "failed": "failed"}.get(r.status)
-            if status is None:
+            status = _RECEIPT_STATUSES.get(r.status)
+            if status is None or r.provider_id or not (r.recipient and r.watermark):
                 continue
-            message_id = ours.get((r.channel, r.provider_id)) if r.provider_id else None
-            if r.provider_id and message_id is None:
-                continue  # not one of ours (sent from another tool on the same number), or not recorded yet
             by_channel.setdefault(r.channel, []).append(
-                DeliveryReceipt(
-                    message_id=message_id,
-                    status=status,
-                    error=r.error,
-                    recipient=None if message_id else r.recipient,
-                    before=None if message_id else r.watermark,
-                )
+                DeliveryReceipt(status=status, error=r.error, recipient=r.recipient, before=r.watermark)
             )
         moved = 0
         for channel, changes in by_channel.items():
             moved += await self.rt.ports.conversations.advance(channel=channel, receipts=changes)
         return moved
+
+    async def _part_receipts(self, receipts: list[meta.Receipt]) -> dict[str, list[DeliveryReceipt]]:
+        """Each named part's status moved forward, and what each reply sent whole should now show, by channel.
+        The parts of a reply are read and written under their row locks, in one order for every writer
+        (``_locked_parts``): two receipts for two parts of one reply, in two transactions, could otherwise each
+        see the other part as it was, and neither would move the reply."""
+        named: dict[tuple[str, str], meta.Receipt] = {}
+        for r in receipts:
+            if r.provider_id and r.status in _RECEIPT_STATUSES:
+                kept = named.get((r.channel, r.provider_id))  # a batch may name a part twice, in any order
+                if kept is None or _part_moves(_RECEIPT_STATUSES[r.status], _RECEIPT_STATUSES[kept.status]):
+                    named[(r.channel, r.provider_id)] = r
+        if not named:
+            return {}
+        judged: dict[str, list[DeliveryReceipt]] = {}
+        async with self.rt.db.begin() as conn:
+            for channel in sorted({c for c, _ in named}):
+                ids = sorted(p for c, p in named if c == channel)
+                found = await conn.execute(
+                    select(D.c.message_id).where(D.c.channel == channel, D.c.provider_id.in_(ids)).distinct()
+                )
+                message_ids = sorted(row.message_id for row in found)
+                if not message_ids:
+                    continue  # not ours (sent from another tool on the same number), or not recorded yet
+                parts = await _locked_parts(conn, channel, message_ids)
+                before = {message_id: reply_status(part.values()) for message_id, part in parts.items()}
+                moved: dict[tuple[str, str | None], list[str]] = {}
+                for part in parts.values():
+                    for key, row in part.items():
+                        receipt = named.get((channel, key))
+                        if receipt is None:
+                            continue
+                        status = _RECEIPT_STATUSES[receipt.status]
+                        if not _part_moves(status, row[0]):
+                            continue
+                        error = (receipt.error or "failed")[:2000] if status == "failed" else None
+                        part[key] = (status, error, row[2])
+                        moved.setdefault((status, error), []).append(key)
+                for (status, error), keys in moved.items():
+                    await conn.execute(
+                        update(D)
+                        .where(D.c.channel == channel, D.c.provider_id.in_(keys))
+                        .values(status=status, error=error)
+                    )
+                for message_id, part in parts.items():
+                    judged_status = reply_status(part.values())
+                    # Only what these receipts changed: a failed reply is not failed again by its other parts.
+                    if judged_status not in (None, before[message_id]) and judged_status[0] != "sent":
+                        judged.setdefault(channel, []).append(
+                            DeliveryReceipt(message_id=message_id, status=judged_status[0], error=judged_status[1])
+                        )
+        return judged
+
+    async def _part_sent(self, channel: str, message_id: int, provider_id: str | None) -> None:
+        """A part of a reply (a file) the provider took, while the rest is still to be sent: kept at once, not
+        when the reply is sent whole, so that the receipts the provider sends for it meanwhile find it. It
+        counts for the reply once the reply is sent whole (``sent_whole``)."""
+        if not provider_id or not message_id:
+            return  # a message never stored (id 0) gets no receipts we could show
+        row = {
+            "channel": channel,
+            "provider_id": provider_id[:255],
+            "message_id": message_id,
+            "created_at": utcnow(),
+            "status": "sent",
+            "error": None,
+            "whole": False,
+        }
+        async with self.rt.db.begin() as conn:
+            await insert_rows(conn, D, [row], ignore_conflicts=True)
+
+    async def sent_whole(self, channel: str, message_id: int, provider_id: str | None) -> None:
+        """The reply is sent whole: its last part (``provider_id``) is kept, its parts now count for it, and the
+        receipts its earlier parts got meanwhile move it (``reply_status``)."""
+        if not message_id:
+            return
+        async with self.rt.db.begin() as conn:
+            parts = (await _locked_parts(conn, channel, [message_id])).get(message_id, {})
+            if provider_id and provider_id[:255] not in parts:
+                row = {
+                    "channel": channel,
+                    "provider_id": provider_id[:255],
+                    "message_id": message_id,
+                    "created_at": utcnow(),
+                    "status": "sent",
+                    "error": None,
+                    "whole": True,
+                }
+                await insert_rows(conn, D, [row], ignore_conflicts=True)
+                parts[provider_id[:255]] = ("sent", None, True)
+            if not any(not whole for _, _, whole in parts.values()):
+                return  # one part, or none: nothing was receipted before now
+            await conn.execute(update(D).where(D.c.channel == channel, D.c.message_id == message_id).values(whole=True))
+        judged = reply_status([(status, error, True) for status, error, _ in parts.values()])
+        if judged is not None and judged[0] != "sent":
+            receipt = DeliveryReceipt(message_id=message_id, status=judged[0], error=judged[1])
+            await self.rt.ports.conversations.advance(channel=channel, receipts=[receipt])
 
     # --- outbound ---------------------------------------------------------------------------------------------
 
@@ -523,6 +627,7 @@ class SocialService:
                     "whatsapp", number, f"{number}/messages", token, json_body={**body, "type": how.kind, how.kind: ref}
                 )
                 taken[sent] = _wamid(answer)
+                await self._part_sent("whatsapp", message.message_id, taken[sent])
             provider_id = taken[sent] or provider_id
         if not files or (text.strip() and not caption):
             body["type"] = "text"
@@ -560,6 +665,7 @@ class SocialService:
                     files={"filedata": (attachment.filename, self._bytes_of(attachment), attachment.content_type)},
                 )
                 taken[sent] = _str(answer.get("message_id"))
+                await self._part_sent(channel, message.message_id, taken[sent])
             provider_id = taken[sent] or provider_id
         if not files or message.text.strip():
             body: dict[str, Any] = {"recipient": {"id": message.recipient}, "message": {"text": message.text}, **kind}
@@ -657,6 +763,7 @@ class SocialService:
                     files={field_name: (attachment.filename, self._bytes_of(attachment), attachment.content_type)},
                 )
                 taken[sent] = _telegram_id(answer)
+                await self._part_sent("telegram", message.message_id, _telegram_ref(bot.name, chat_id, taken[sent]))
             provider_id = taken[sent] or provider_id
         if message.text.strip():
             answer = await self._post_telegram(
@@ -667,7 +774,7 @@ class SocialService:
         return (
             "telegram",
             bot.name,
-            DeliveryResult(provider_id=f"{bot.name}:{chat_id}:{provider_id}" if provider_id else None),
+            DeliveryResult(provider_id=_telegram_ref(bot.name, chat_id, provider_id)),
         )
 
     def _checked(self, message: OutboundMessage, how: Callable[[str, str, int], T]) -> list[tuple[Attachment, T]]:
@@ -770,6 +877,54 @@ def _str(value: Any) -> str | None:
     return str(value) if value not in (None, "") else None
 
 
+_RECEIPT_STATUSES = {"sent": "sent", "delivered": "delivered", "read": "read", "failed": "failed"}
+_PART_ORDER = {"sent": 0, "delivered": 1, "read": 2}
+Part = tuple[str, str | None, bool]  # a reply's part: its status, the provider's reason if failed, whether whole
+
+
+def _part_moves(status: str, current: str) -> bool:
+    """Whether a receipt saying ``status`` moves a part that is ``current``: forward only; failed is final, and
+    anything can fail (as a message's own status, ``ticketing.outbox.moves``)."""
+    if current == "failed":
+        return False
+    return status == "failed" or _PART_ORDER.get(status, -1) > _PART_ORDER.get(current, -1)
+
+
+def reply_status(parts: Iterable[Part]) -> tuple[str, str | None] | None:
+    """The status a reply sent as several provider messages (its files, then its text) shows, from its parts'
+    own: delivered once every part is delivered (read once every part is read), failed as soon as any part
+    failed, with that part's reason; None while the reply is not yet sent whole (its later parts may not exist).
+
+    Not "forward from any part": the agent wrote one reply, and a reply whose text arrived while its invoice is
+    still on its way, or never came, was not delivered; saying so would be the very "shown as delivered, never
+    arrived" issue 23 is about. The cost: a reply waits for its slowest part, and if the provider never sends a
+    part's receipt (or sent it before the part was recorded, a few milliseconds after the provider's answer),
+    the reply stays at what its parts show together. Statuses only move forward (``advance``), and each part's
+    too, so what the parts show together only moves forward."""
+    parts = list(parts)
+    if not parts or not all(whole for _, _, whole in parts):
+        return None
+    for status, error, _ in parts:
+        if status == "failed":
+            return "failed", error
+    return min((status for status, _, _ in parts), key=lambda s: _PART_ORDER.get(s, 0)), None
+
+
+async def _locked_parts(conn: Any, channel: str, message_ids: list[int]) -> dict[int, dict[str, Part]]:
+    """The parts of these messages (``social_deliveries``), locked until the transaction ends (on PostgreSQL;
+    SQLite's writer holds its lock from BEGIN IMMEDIATE), in (message, provider id) order for every writer."""
+    found = await conn.execute(
+        select(D.c.message_id, D.c.provider_id, D.c.status, D.c.error, D.c.whole)
+        .where(D.c.channel == channel, D.c.message_id.in_(message_ids))
+        .order_by(D.c.message_id, D.c.provider_id)
+        .with_for_update()
+    )
+    parts: dict[int, dict[str, Part]] = {}
+    for row in found:
+        parts.setdefault(row.message_id, {})[row.provider_id] = (row.status, row.error, bool(row.whole))
+    return parts
+
+
 def _commented_at(metadata: dict[str, Any], stored_at: datetime) -> datetime:
     """When a stored comment was written: what Facebook said (``commented_at``), else when it was stored."""
     given = metadata.get("commented_at")
@@ -791,6 +946,11 @@ def _wamid(answer: dict[str, Any]) -> str | None:
     """The id WhatsApp gave the message it took (its receipts name it)."""
     ids = [m.get("id") for m in answer.get("messages") or [] if isinstance(m, dict)]
     return _str(ids[0]) if ids else None
+
+
+def _telegram_ref(bot: str, chat_id: str, message_id: str | None) -> str | None:
+    """How a Telegram message we sent is named (a message id is only unique within its chat)."""
+    return f"{bot}:{chat_id}:{message_id}" if message_id else None
 
 
 def _telegram_id(answer: dict[str, Any]) -> str | None:
@@ -848,7 +1008,7 @@ class _Parts:
 
 class _Send:
     """A channel name's ``Sender``: one of the service's send functions; what the provider called the message
-    is kept (``social_deliveries``) so that its receipts find it."""
+    (each part of it) is kept (``social_deliveries``) so that its receipts find it (``SocialService.sent_whole``)."""
 
     def __init__(self, service: SocialService, send: Any) -> None:
         self.service = service
@@ -856,15 +1016,7 @@ class _Send:
 
     async def send(self, message: OutboundMessage) -> DeliveryResult:
         channel, _account, result = await self._send(message)
-        if result.provider_id and message.message_id:
-            row = {
-                "channel": channel,
-                "provider_id": result.provider_id[:255],
-                "message_id": message.message_id,
-                "created_at": utcnow(),
-            }
-            async with self.service.rt.db.begin() as conn:
-                await insert_rows(conn, D, [row], ignore_conflicts=True)
+        await self.service.sent_whole(channel, message.message_id, result.provider_id)
         return result  # type: ignore[no-any-return]
 
 

@@ -159,3 +159,78 @@ async def test_messenger_and_instagram_customers_get_replies_in_the_app(
         other = {"channel": "instagram" if app == "messenger" else "messenger", "customer": customer}
         assert (await c.get("/api/social/demo/replies", params=other)).json() == []
         assert (await c.get("/api/social/demo/replies", params={**params, "customer": "1"})).json() == []
+
+
+def _customer_message(app: str, account: str, customer: str) -> str:
+    """The signed webhook's body the app sends for a customer's "hi" on ``app``."""
+    now = int(time.time())
+    if app == "whatsapp":
+        message = {
+            "from": customer,
+            "id": "wamid.demo_in",
+            "timestamp": str(now),
+            "type": "text",
+            "text": {"body": "hi"},
+        }
+        value = {"messaging_product": "whatsapp", "metadata": {"phone_number_id": account}, "messages": [message]}
+        return json.dumps(
+            {
+                "object": "whatsapp_business_account",
+                "entry": [{"id": "1", "changes": [{"field": "messages", "value": value}]}],
+            }
+        )
+    event = {
+        "sender": {"id": customer},
+        "recipient": {"id": account},
+        "timestamp": now * 1000,
+        "message": {"mid": "m_in", "text": "hi"},
+    }
+    return json.dumps({"object": "page", "entry": [{"id": account, "messaging": [event]}]})
+
+
+@pytest.mark.parametrize(
+    ("app", "shown"),
+    [
+        ("whatsapp", ["[image: photo.png] Here they are", "[document: invoice.pdf]"]),
+        ("messenger", ["[image: photo.png]", "[file: invoice.pdf]", "Here they are"]),
+    ],
+)
+async def test_the_agents_files_show_in_the_app_by_kind_and_name(
+    rt: Runtime, social_demo: LiveServer, app: str, shown: list[str]
+) -> None:
+    """An agent's reply with a photo and a PDF goes out as a message per file (WhatsApp: the text as the photo's
+    caption; Messenger: the text after them): the app shows each file by its kind and name, never as an empty
+    message, nor leaves it out."""
+    account, customer = (
+        (DEMO_SOCIAL.whatsapp, "4915112345678") if app == "whatsapp" else (DEMO_SOCIAL.page, "70000000000009")
+    )
+    body = _customer_message(app, account, customer)
+    await make_queue(rt, "support", [app])
+    await make_agent(rt, "root", role="admin", queues=["support"])
+    async with httpx.AsyncClient(base_url=social_demo.url, timeout=10) as c:
+        signed = (await c.post("/api/social/demo/sign", json={"to": "meta", "body": body})).json()
+        r = await c.post("/webhooks/meta", content=body, headers={signed["header"]: signed["value"]})
+        assert r.status_code == 200 and r.json()["stored"] == 1, r.text
+        auth = await login(c, "root", "password-123")
+        [ticket] = (await c.get("/api/tickets", headers=auth)).json()["items"]
+        files = []
+        for name, data in (("photo.png", b"\x89PNG\r\n\x1a\n" + bytes(64)), ("invoice.pdf", b"%PDF-1.4 invoice")):
+            up = await c.post(
+                "/api/reply-attachments",
+                data={"ticket_id": str(ticket["id"])},
+                files={"file": (name, data)},
+                headers=auth,
+            )
+            assert up.status_code == 201, up.text
+            files.append({"id": up.json()["id"], "filename": name})
+        sent = await c.post(
+            f"/api/tickets/{ticket['id']}/reply", json={"text": "Here they are", "attachments": files}, headers=auth
+        )
+        assert sent.status_code == 201, sent.text
+        params = {"channel": app, "customer": customer}
+        for _ in range(200):
+            replies = (await c.get("/api/social/demo/replies", params=params)).json()
+            if len(replies) == len(shown):
+                break
+            await asyncio.sleep(0.05)
+        assert [x["text"] for x in replies] == shown

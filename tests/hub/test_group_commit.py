@@ -31,6 +31,44 @@ async def test_items_queued_meanwhile_commit_together_and_each_caller_gets_its_o
     assert isinstance(results[3], ValueError) and str(results[3]) == "no 3"
 
 
+async def test_items_submitted_together_stay_in_one_commit_unless_they_alone_fill_more_than_a_batch() -> None:
+    """Three callers hand over 100 items each (a webhook's batch, ``submit_all``) while a commit runs: the next
+    commit takes the first two whole (200 of at most 256) and the third goes next, whole, instead of 256 then 44
+    with one caller waiting for both. Items submitted one by one are cut at ``max_batch`` as before, and 300
+    submitted together are cut there too. Each caller gets its items' outcomes, in order, errors included."""
+    batches: list[list[int]] = []
+    release = asyncio.Event()
+
+    async def commit(items: list[int]) -> list[int | Exception]:
+        batches.append(items)
+        await release.wait()
+        return [ValueError(f"no {i}") if i == 1005 else i for i in items]
+
+    group: GroupCommit[int, int] = GroupCommit(commit, max_batch=256, name="test")
+    first = asyncio.create_task(group.submit(-1))
+    await asyncio.sleep(0)  # the drain takes it and waits in its commit
+    webhooks = [asyncio.create_task(group.submit_all([w * 1000 + i for i in range(100)])) for w in range(3)]
+    await asyncio.sleep(0)
+    release.set()
+    await first
+    results = await asyncio.gather(*webhooks)
+    assert [len(b) for b in batches] == [1, 200, 100]
+    assert [r[:2] for r in results] == [[0, 1], [1000, 1001], [2000, 2001]]
+    assert isinstance(results[1][5], ValueError) and results[1][6] == 1006
+
+    for together in (False, True):
+        batches.clear()
+        release.clear()
+        items = list(range(300))
+        calls = group.submit_all(items) if together else asyncio.gather(*(group.submit(i) for i in items))
+        waiting = asyncio.ensure_future(calls)
+        await asyncio.sleep(0)
+        release.set()
+        assert await waiting == items
+        assert [len(b) for b in batches] == [256, 44]
+    assert await group.submit_all([]) == []
+
+
 async def test_a_failed_batch_is_retried_item_by_item_and_an_item_alone_is_not_retried() -> None:
     """When the commit itself raises, each item of the batch is committed on its own: only the bad one fails.
     An item that fails alone gets that error, without a second attempt."""

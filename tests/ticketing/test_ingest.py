@@ -88,6 +88,29 @@ async def test_concurrent_submissions_are_group_committed_and_deduplicated(rt: R
     assert await count(rt, tables.contacts) == 50
 
 
+async def test_a_batch_submitted_together_commits_together_and_each_message_gets_its_outcome(rt: Runtime) -> None:
+    """``submit_all`` (a webhook's batch): one commit for the whole batch, each message's outcome in order, a
+    message ingest refuses answered with its error while its neighbours are stored."""
+    pipeline = IngestPipeline(rt)
+    await pipeline.start()
+    try:
+        batch = [email(f"<all{i}@x>", sender=f"all{i}@example.com") for i in range(5)]
+        batch[2] = InboundMessage(channel="nowhere", external_id="x1", sender=Identity(kind="email", value="a@b.c"))
+        before = _batches(rt)
+        outcomes = await pipeline.submit_all(batch)
+    finally:
+        await pipeline.stop()
+    assert [type(o).__name__ for o in outcomes] == ["IngestResult"] * 2 + ["UnknownChannel"] + ["IngestResult"] * 2
+    assert await count(rt, tables.messages) == 4
+    assert (_batches(rt)[0] - before[0], _batches(rt)[1] - before[1]) == (1, 5)  # one commit of the five
+
+
+def _batches(rt: Runtime) -> tuple[int, int]:
+    """How many ingest commits there were, and how many messages they held."""
+    samples = {s.name: s.value for s in rt.metrics.ingest_batch_size.collect()[0].samples}
+    return int(samples["switchboard_ingest_batch_size_count"]), int(samples["switchboard_ingest_batch_size_sum"])
+
+
 async def test_email_address_resolves_case_insensitively_to_one_contact(rt: Runtime) -> None:
     """Ann@Example.COM and ann@example.com are the same person."""
     a = await ingest_one(rt, email("<a@x>", sender="Ann@Example.COM"))

@@ -233,17 +233,20 @@ class VoiceService:
     # --- webhooks -----------------------------------------------------------------------------------------------
 
     async def incoming(self, params: dict[str, str], key: str) -> str:
-        """The voice webhook: a new call starts its flow (a retried one gets its first answer again)."""
+        """The voice webhook: a new call starts its flow (a retried one gets its first answer again).
+
+        The call's row is not read first: a new call has none, and the insert that stores it refuses a retried
+        call's (its CallSid is the key), which then answers as its row says (``_advance``)."""
         sid = params.get("CallSid", "")
-        row = await self._row(sid)
-        if row is not None:
-            return row.last_twiml or twiml.goodbye()
         region = self.settings.default_phone_region
         caller = e164(params.get("From", ""), region) or params.get("From", "")[:64]
         called = e164(params.get("To", ""), region) or params.get("To", "")[:64]
         name = await self.flow_name_for(called)
         flow = self.flows.get(name) if name else None
         if flow is None:
+            row = await self._row(sid)  # a retry of a call whose number lost its flow since
+            if row is not None:
+                return row.last_twiml or twiml.goodbye()
             log.warning("call %s to %s: no flow answers this number (flow %r)", sid, called, name)
             return twiml.goodbye("Sorry, this number cannot take calls right now. Goodbye.")
         call = Call(sid, caller, called, flow.name if name is None else name, new_call(flow), 0)
@@ -422,7 +425,7 @@ class VoiceService:
                             **values,
                         )
                     )
-            except IntegrityError:  # the same call's webhook, answered by a racing copy: answer as it did
+            except IntegrityError:  # the call's row is there: a retry, or a racing copy. Answer as it was answered
                 row = await self._row(call.sid)
                 return (row.last_twiml if row is not None else None) or text
             await self._stored(call)

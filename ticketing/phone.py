@@ -10,8 +10,9 @@ from sqlalchemy import func, select, update
 
 from hub.db import utcnow
 from hub.events import EventType
-from hub.ports import ContactSummary, TicketBrief
-from hub.runtime import Runtime
+from hub.messages import AlsoInTransaction
+from hub.ports import ContactSummary, TicketBrief, TimelineNote
+from hub.runtime import Runtime, Tx
 from ticketing import agents, replies, search_index
 from ticketing.exceptions import AgentNotFound, InvalidIdentity
 from ticketing.identities import lookup_kinds, normalize
@@ -98,30 +99,38 @@ async def ticket_brief(rt: Runtime, *, ticket_id: int) -> TicketBrief | None:
     return None if row is None else _brief(row)
 
 
-async def add_timeline(rt: Runtime, *, ticket_id: int, text: str, metadata: dict[str, Any]) -> int:
-    """A system note on the ticket's timeline (``TicketPort.add_timeline``)."""
-    now = utcnow()
+async def add_timeline(
+    rt: Runtime, *, ticket_id: int, text: str, metadata: dict[str, Any], also: AlsoInTransaction | None = None
+) -> int:
+    """A system note on the ticket's timeline (``TicketPort.add_timeline``), after ``also`` in its transaction."""
     async with rt.write() as tx:
-        row = await ticket_row(tx.conn, ticket_id)
-        msg = {
-            "ticket_id": ticket_id,
-            "direction": Direction.NOTE.value,
-            "channel": row.channel,
-            "author_agent_id": None,
-            "text": text,
-            "attachments": [],
-            "meta": {"system": True, **metadata},
-            "delivery_status": DeliveryStatus.RECEIVED.value,
-            "created_at": now,
-        }
-        msg_row = (await tx.conn.execute(messages.insert().values(**msg).returning(*messages.c))).one()
-        await search_index.index_new(tx.conn, tickets=False)
-        updated = (
-            await tx.conn.execute(
-                update(tickets).where(tickets.c.id == ticket_id).values(updated_at=now).returning(*tickets.c)
-            )
-        ).one()
-        tx.emit(message_event(dict(msg_row._mapping), updated))
+        if also is not None:
+            await also(tx.conn)
+        return await _note(tx, ticket_id=ticket_id, text=text, metadata=metadata, now=utcnow())
+
+
+async def _note(tx: Tx, *, ticket_id: int, text: str, metadata: dict[str, Any], now: datetime) -> int:
+    """A system note on the ticket's timeline, in ``tx``: the message, its ticket's ``updated_at``, the event."""
+    row = await ticket_row(tx.conn, ticket_id)
+    msg = {
+        "ticket_id": ticket_id,
+        "direction": Direction.NOTE.value,
+        "channel": row.channel,
+        "author_agent_id": None,
+        "text": text,
+        "attachments": [],
+        "meta": {"system": True, **metadata},
+        "delivery_status": DeliveryStatus.RECEIVED.value,
+        "created_at": now,
+    }
+    msg_row = (await tx.conn.execute(messages.insert().values(**msg).returning(*messages.c))).one()
+    await search_index.index_new(tx.conn, tickets=False)
+    updated = (
+        await tx.conn.execute(
+            update(tickets).where(tickets.c.id == ticket_id).values(updated_at=now).returning(*tickets.c)
+        )
+    ).one()
+    tx.emit(message_event(dict(msg_row._mapping), updated))
     return int(msg_row.id)
 
 
@@ -167,9 +176,19 @@ async def abandon(rt: Runtime, *, ticket_id: int, reason: str) -> bool:
     return True
 
 
-async def call_answered(rt: Runtime, *, ticket_id: int, at: datetime) -> bool:
-    """The agent who took a call's ticket picked up (``TicketPort.call_answered``): its ``answered_at``."""
+async def call_answered(
+    rt: Runtime,
+    *,
+    ticket_id: int,
+    at: datetime,
+    note: TimelineNote | None = None,
+    also: AlsoInTransaction | None = None,
+) -> bool:
+    """The agent who took a call's ticket picked up (``TicketPort.call_answered``): its ``answered_at``, and the
+    timeline's ``note``, after ``also``, in one transaction."""
     async with rt.write() as tx:
+        if also is not None:
+            await also(tx.conn)
         updated = (
             await tx.conn.execute(
                 update(tickets)
@@ -178,10 +197,11 @@ async def call_answered(rt: Runtime, *, ticket_id: int, at: datetime) -> bool:
                 .returning(*tickets.c)
             )
         ).first()
-        if updated is None:
-            return False
-        tx.emit(ticket_event(EventType.TICKET_UPDATED, updated, changes=["answered_at"]))
-    return True
+        if updated is not None:
+            tx.emit(ticket_event(EventType.TICKET_UPDATED, updated, changes=["answered_at"]))
+        if note is not None:
+            await _note(tx, ticket_id=ticket_id, text=note.text, metadata=note.metadata, now=utcnow())
+    return updated is not None
 
 
 async def call_missed(rt: Runtime, *, ticket_id: int, agent_id: int, reason: str) -> bool:

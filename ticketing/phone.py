@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 
-from hub.db import utcnow
+from hub.db import fetch_records, utcnow
 from hub.events import EventType
 from hub.messages import AlsoInTransaction
 from hub.ports import ContactSummary, TicketBrief, TimelineNote
@@ -88,15 +88,15 @@ async def contact_summary(rt: Runtime, *, kind: str, value: str) -> ContactSumma
     return ContactSummary(contact_id=found.id, name=found.name, open_tickets=[_brief(r) for r in rows])
 
 
+# Built once and sent to the driver directly (``hub.db.fetch_records``): the phone asks it of every call queued.
+_BRIEF = select(*_BRIEF_COLUMNS, _last_inbound().label("last_inbound_at")).where(tickets.c.id == bindparam("ticket_id"))
+
+
 async def ticket_brief(rt: Runtime, *, ticket_id: int) -> TicketBrief | None:
     """A ticket at a glance (``TicketPort.brief``)."""
     async with rt.read() as conn:
-        row = (
-            await conn.execute(
-                select(*_BRIEF_COLUMNS, _last_inbound().label("last_inbound_at")).where(tickets.c.id == ticket_id)
-            )
-        ).first()
-    return None if row is None else _brief(row)
+        rows = await fetch_records(conn, _BRIEF, {"ticket_id": ticket_id})
+    return _brief(rows[0]) if rows else None
 
 
 async def add_timeline(

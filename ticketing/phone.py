@@ -109,9 +109,12 @@ async def add_timeline(
         return await _note(tx, ticket_id=ticket_id, text=text, metadata=metadata, now=utcnow())
 
 
-async def _note(tx: Tx, *, ticket_id: int, text: str, metadata: dict[str, Any], now: datetime) -> int:
-    """A system note on the ticket's timeline, in ``tx``: the message, its ticket's ``updated_at``, the event."""
-    row = await ticket_row(tx.conn, ticket_id)
+async def _note(
+    tx: Tx, *, ticket_id: int, text: str, metadata: dict[str, Any], now: datetime, touched: Any = None
+) -> int:
+    """A system note on the ticket's timeline, in ``tx``: the message, its ticket's ``updated_at``, the event.
+    ``touched``: the ticket's row as this transaction just updated it (``updated_at`` set), not read again."""
+    row = touched if touched is not None else await ticket_row(tx.conn, ticket_id)
     msg = {
         "ticket_id": ticket_id,
         "direction": Direction.NOTE.value,
@@ -125,11 +128,13 @@ async def _note(tx: Tx, *, ticket_id: int, text: str, metadata: dict[str, Any], 
     }
     msg_row = (await tx.conn.execute(messages.insert().values(**msg).returning(*messages.c))).one()
     await search_index.index_new(tx.conn, tickets=False)
-    updated = (
-        await tx.conn.execute(
-            update(tickets).where(tickets.c.id == ticket_id).values(updated_at=now).returning(*tickets.c)
-        )
-    ).one()
+    updated = touched
+    if updated is None:
+        updated = (
+            await tx.conn.execute(
+                update(tickets).where(tickets.c.id == ticket_id).values(updated_at=now).returning(*tickets.c)
+            )
+        ).one()
     tx.emit(message_event(dict(msg_row._mapping), updated))
     return int(msg_row.id)
 
@@ -200,7 +205,8 @@ async def call_answered(
         if updated is not None:
             tx.emit(ticket_event(EventType.TICKET_UPDATED, updated, changes=["answered_at"]))
         if note is not None:
-            await _note(tx, ticket_id=ticket_id, text=note.text, metadata=note.metadata, now=utcnow())
+            # The row the stamp returned is the ticket as the note leaves it (``updated_at`` = ``at``).
+            await _note(tx, ticket_id=ticket_id, text=note.text, metadata=note.metadata, now=at, touched=updated)
     return updated is not None
 
 

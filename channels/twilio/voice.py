@@ -102,6 +102,18 @@ _WAITING = (
     .where(CALLS.c.queue == bindparam("queue"), CALLS.c.waiting_since.is_not(None))
 )
 _AHEAD = _WAITING.where(CALLS.c.waiting_since < bindparam("since", type_=UTCDateTime()))
+# The call of a ticket an agent took that nobody answered yet (the newest; a callback's ended already).
+_UNANSWERED = (
+    select(CALLS)
+    .where(
+        CALLS.c.ticket_id == bindparam("ticket_id"),
+        CALLS.c.answered_at.is_(None),
+        CALLS.c.answered_by.is_(None),
+        or_(CALLS.c.ended_at.is_(None), CALLS.c.outcome == "callback"),
+    )
+    .order_by(CALLS.c.created_at.desc())
+    .limit(1)
+)
 _OTHERS = CALLS.alias("others")
 _ROW_AND_AHEAD = select(
     CALLS,
@@ -726,21 +738,10 @@ class VoiceService:
         now = utcnow()
         number = await self._agent_number(agent_id)
         async with self.rt.read() as conn:
-            row = (
-                await conn.execute(
-                    select(CALLS)
-                    .where(
-                        CALLS.c.ticket_id == ticket_id,
-                        CALLS.c.answered_at.is_(None),
-                        CALLS.c.answered_by.is_(None),
-                        or_(CALLS.c.ended_at.is_(None), CALLS.c.outcome == "callback"),
-                    )
-                    .order_by(CALLS.c.created_at.desc())
-                    .limit(1)
-                )
-            ).first()
-        if row is None:
+            rows = await fetch_records(conn, _UNANSWERED, {"ticket_id": ticket_id})
+        if not rows:
             return False
+        row = rows[0]
         callback = row.outcome == "callback"
         ringing = not callback and number is not None and self.rest.configured
         values: dict[str, Any] = {"answered_by": agent_id, "updated_at": now}

@@ -39,7 +39,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict
 
 from hub.config import MessageTemplate
-from hub.messages import Identity
+from hub.messages import AlsoInTransaction, Identity
 from hub.principals import Principal
 
 
@@ -257,6 +257,14 @@ class TicketText(PortModel):
     texts: list[str]
 
 
+@dataclass(frozen=True, slots=True)
+class TimelineNote:
+    """A line the system writes on a ticket's timeline (``TicketPort.add_timeline``'s text and metadata)."""
+
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
 class TicketPort(Protocol):
     async def may_see(self, *, principal: Principal, ticket_id: int) -> bool:
         """Whether the ticket exists and ``principal`` may see it."""
@@ -271,20 +279,32 @@ class TicketPort(Protocol):
     async def brief(self, *, ticket_id: int) -> TicketBrief | None:
         """The ticket at a glance (None: no such ticket)."""
 
-    async def add_timeline(self, *, ticket_id: int, text: str, metadata: dict[str, Any]) -> int:
+    async def add_timeline(
+        self, *, ticket_id: int, text: str, metadata: dict[str, Any], also: AlsoInTransaction | None = None
+    ) -> int:
         """A line of the ticket's timeline written by the system (a call answered, ended, a voicemail): an
         internal note with no author, ``metadata`` kept on it. Answers the note's id; raises the core's
-        ``ticket_not_found``."""
+        ``ticket_not_found``. ``also`` runs first in the note's transaction (the channel's own record of what
+        the line says, committed with it, or neither: whatever it raises rolls both back and is raised)."""
 
     async def abandon(self, *, ticket_id: int, reason: str) -> bool:
         """The customer gave up waiting (a caller hung up in the queue): the ticket leaves its queue and any
         offer, is solved and tagged ``abandoned``, and a ``call.abandoned`` event is appended (supervisors
         count them). Only a ticket nobody has accepted; answers whether it was abandoned."""
 
-    async def call_answered(self, *, ticket_id: int, at: datetime) -> bool:
+    async def call_answered(
+        self,
+        *,
+        ticket_id: int,
+        at: datetime,
+        note: TimelineNote | None = None,
+        also: AlsoInTransaction | None = None,
+    ) -> bool:
         """The agent who took a call's ticket picked up at ``at`` (their phone leg answered): the ticket's
         ``answered_at`` (service level, ASA and the wallboard count from it), with a ``ticket.updated`` event.
-        Taking a call's ticket does not stamp it. Answers whether it was stamped now (not before)."""
+        Taking a call's ticket does not stamp it. Answers whether it was stamped now (not before). ``note``
+        adds a line to the ticket's timeline, as ``add_timeline``, and ``also`` runs first, both in the same
+        transaction (whatever ``also`` raises rolls all back and is raised)."""
 
     async def call_missed(self, *, ticket_id: int, agent_id: int, reason: str) -> bool:
         """The agent who took a call's ticket did not pick up (busy, no answer): the ticket goes back to its

@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 
 from hub.channels import IdentityKind
 from hub.db import fetch_all, lock_keys, one_of_param, utcnow
@@ -118,10 +118,16 @@ def _ticket_state(t: Any, names: dict[int, str]) -> ConversationTicket:
     )
 
 
+# Built once and sent to the driver directly (``hub.db.fetch_all``): the phone asks it of every call answered,
+# held (the hold loop's "connected to") and ended.
+_NAME = select(agents.c.display_name, agents.c.username).where(agents.c.id == bindparam("agent_id"))
+
+
 async def agent_name(rt: Runtime, *, agent_id: int) -> str | None:
     """The name customers see for an agent."""
     async with rt.read() as conn:
-        return (await _names(conn, [agent_id])).get(agent_id)
+        rows = await fetch_all(conn, _NAME, {"agent_id": agent_id})
+    return (rows[0][0] or rows[0][1]) if rows else None
 
 
 async def _queue_row(conn: Any, channel: str, queue: str | None) -> Any:

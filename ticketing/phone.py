@@ -6,12 +6,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 
-from hub.db import utcnow
+from hub.db import fetch_records, utcnow
 from hub.events import EventType
-from hub.ports import ContactSummary, TicketBrief
-from hub.runtime import Runtime
+from hub.messages import AlsoInTransaction
+from hub.ports import ContactSummary, TicketBrief, TimelineNote
+from hub.runtime import Runtime, Tx
 from ticketing import agents, replies, search_index
 from ticketing.exceptions import AgentNotFound, InvalidIdentity
 from ticketing.identities import lookup_kinds, normalize
@@ -87,41 +88,54 @@ async def contact_summary(rt: Runtime, *, kind: str, value: str) -> ContactSumma
     return ContactSummary(contact_id=found.id, name=found.name, open_tickets=[_brief(r) for r in rows])
 
 
+# Built once and sent to the driver directly (``hub.db.fetch_records``): the phone asks it of every call queued.
+_BRIEF = select(*_BRIEF_COLUMNS, _last_inbound().label("last_inbound_at")).where(tickets.c.id == bindparam("ticket_id"))
+
+
 async def ticket_brief(rt: Runtime, *, ticket_id: int) -> TicketBrief | None:
     """A ticket at a glance (``TicketPort.brief``)."""
     async with rt.read() as conn:
-        row = (
-            await conn.execute(
-                select(*_BRIEF_COLUMNS, _last_inbound().label("last_inbound_at")).where(tickets.c.id == ticket_id)
-            )
-        ).first()
-    return None if row is None else _brief(row)
+        rows = await fetch_records(conn, _BRIEF, {"ticket_id": ticket_id})
+    return _brief(rows[0]) if rows else None
 
 
-async def add_timeline(rt: Runtime, *, ticket_id: int, text: str, metadata: dict[str, Any]) -> int:
-    """A system note on the ticket's timeline (``TicketPort.add_timeline``)."""
-    now = utcnow()
+async def add_timeline(
+    rt: Runtime, *, ticket_id: int, text: str, metadata: dict[str, Any], also: AlsoInTransaction | None = None
+) -> int:
+    """A system note on the ticket's timeline (``TicketPort.add_timeline``), after ``also`` in its transaction."""
     async with rt.write() as tx:
-        row = await ticket_row(tx.conn, ticket_id)
-        msg = {
-            "ticket_id": ticket_id,
-            "direction": Direction.NOTE.value,
-            "channel": row.channel,
-            "author_agent_id": None,
-            "text": text,
-            "attachments": [],
-            "meta": {"system": True, **metadata},
-            "delivery_status": DeliveryStatus.RECEIVED.value,
-            "created_at": now,
-        }
-        msg_row = (await tx.conn.execute(messages.insert().values(**msg).returning(*messages.c))).one()
-        await search_index.index_new(tx.conn, tickets=False)
+        if also is not None:
+            await also(tx.conn)
+        return await _note(tx, ticket_id=ticket_id, text=text, metadata=metadata, now=utcnow())
+
+
+async def _note(
+    tx: Tx, *, ticket_id: int, text: str, metadata: dict[str, Any], now: datetime, touched: Any = None
+) -> int:
+    """A system note on the ticket's timeline, in ``tx``: the message, its ticket's ``updated_at``, the event.
+    ``touched``: the ticket's row as this transaction just updated it (``updated_at`` set), not read again."""
+    row = touched if touched is not None else await ticket_row(tx.conn, ticket_id)
+    msg = {
+        "ticket_id": ticket_id,
+        "direction": Direction.NOTE.value,
+        "channel": row.channel,
+        "author_agent_id": None,
+        "text": text,
+        "attachments": [],
+        "meta": {"system": True, **metadata},
+        "delivery_status": DeliveryStatus.RECEIVED.value,
+        "created_at": now,
+    }
+    msg_row = (await tx.conn.execute(messages.insert().values(**msg).returning(*messages.c))).one()
+    await search_index.index_new(tx.conn, tickets=False)
+    updated = touched
+    if updated is None:
         updated = (
             await tx.conn.execute(
                 update(tickets).where(tickets.c.id == ticket_id).values(updated_at=now).returning(*tickets.c)
             )
         ).one()
-        tx.emit(message_event(dict(msg_row._mapping), updated))
+    tx.emit(message_event(dict(msg_row._mapping), updated))
     return int(msg_row.id)
 
 
@@ -167,9 +181,19 @@ async def abandon(rt: Runtime, *, ticket_id: int, reason: str) -> bool:
     return True
 
 
-async def call_answered(rt: Runtime, *, ticket_id: int, at: datetime) -> bool:
-    """The agent who took a call's ticket picked up (``TicketPort.call_answered``): its ``answered_at``."""
+async def call_answered(
+    rt: Runtime,
+    *,
+    ticket_id: int,
+    at: datetime,
+    note: TimelineNote | None = None,
+    also: AlsoInTransaction | None = None,
+) -> bool:
+    """The agent who took a call's ticket picked up (``TicketPort.call_answered``): its ``answered_at``, and the
+    timeline's ``note``, after ``also``, in one transaction."""
     async with rt.write() as tx:
+        if also is not None:
+            await also(tx.conn)
         updated = (
             await tx.conn.execute(
                 update(tickets)
@@ -178,10 +202,12 @@ async def call_answered(rt: Runtime, *, ticket_id: int, at: datetime) -> bool:
                 .returning(*tickets.c)
             )
         ).first()
-        if updated is None:
-            return False
-        tx.emit(ticket_event(EventType.TICKET_UPDATED, updated, changes=["answered_at"]))
-    return True
+        if updated is not None:
+            tx.emit(ticket_event(EventType.TICKET_UPDATED, updated, changes=["answered_at"]))
+        if note is not None:
+            # The row the stamp returned is the ticket as the note leaves it (``updated_at`` = ``at``).
+            await _note(tx, ticket_id=ticket_id, text=note.text, metadata=note.metadata, now=at, touched=updated)
+    return updated is not None
 
 
 async def call_missed(rt: Runtime, *, ticket_id: int, agent_id: int, reason: str) -> bool:

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 
 from hub.config import MessageTemplate
-from hub.messages import Identity
+from hub.messages import AlsoInTransaction, Identity
 from hub.ports import (
     ContactSummary,
     ConversationState,
@@ -27,6 +27,7 @@ from hub.ports import (
     StoredMessage,
     TicketBrief,
     TicketText,
+    TimelineNote,
 )
 from hub.principals import Principal
 from hub.runtime import Runtime
@@ -200,14 +201,23 @@ class Tickets:
     def brief(self, *, ticket_id: int) -> Coroutine[Any, Any, TicketBrief | None]:
         return phone.ticket_brief(self.rt, ticket_id=ticket_id)
 
-    def add_timeline(self, *, ticket_id: int, text: str, metadata: dict[str, Any]) -> Coroutine[Any, Any, int]:
-        return phone.add_timeline(self.rt, ticket_id=ticket_id, text=text, metadata=metadata)
+    def add_timeline(
+        self, *, ticket_id: int, text: str, metadata: dict[str, Any], also: AlsoInTransaction | None = None
+    ) -> Coroutine[Any, Any, int]:
+        return phone.add_timeline(self.rt, ticket_id=ticket_id, text=text, metadata=metadata, also=also)
 
     def abandon(self, *, ticket_id: int, reason: str) -> Coroutine[Any, Any, bool]:
         return phone.abandon(self.rt, ticket_id=ticket_id, reason=reason)
 
-    def call_answered(self, *, ticket_id: int, at: datetime) -> Coroutine[Any, Any, bool]:
-        return phone.call_answered(self.rt, ticket_id=ticket_id, at=at)
+    def call_answered(
+        self,
+        *,
+        ticket_id: int,
+        at: datetime,
+        note: TimelineNote | None = None,
+        also: AlsoInTransaction | None = None,
+    ) -> Coroutine[Any, Any, bool]:
+        return phone.call_answered(self.rt, ticket_id=ticket_id, at=at, note=note, also=also)
 
     def call_missed(self, *, ticket_id: int, agent_id: int, reason: str) -> Coroutine[Any, Any, bool]:
         return phone.call_missed(self.rt, ticket_id=ticket_id, agent_id=agent_id, reason=reason)

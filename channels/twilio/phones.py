@@ -54,6 +54,8 @@ class Phones:
         return self.rest.configured and bool(s.twilio_api_key_sid and s.twilio_api_key_secret)
 
     async def _number(self, agent_id: int) -> str | None:
+        if not self.settings.twilio_agent_numbers:  # no agent has one: nothing to read (connecting every call asks)
+            return None
         record = await self.rt.ports.agents.principal(agent_id)
         return self.settings.twilio_agent_numbers.get(record.principal.username) if record else None
 
@@ -65,8 +67,11 @@ class Phones:
     async def address(self, agent_id: int) -> str | None:
         """What a call to the agent dials: ``client:agent-<id>`` (their browser), their number, or None (the
         call is answered in the console alone)."""
-        number, chosen = await self._number(agent_id), await self._chosen(agent_id)
-        if self.browser_ready and (chosen == "browser" or number is None):
+        number = await self._number(agent_id)
+        if not self.browser_ready:
+            return number
+        # The browser when they chose it, or have no number of their own (their choice is read only then).
+        if number is None or await self._chosen(agent_id) == "browser":
             return f"client:{identity(agent_id)}"
         return number
 

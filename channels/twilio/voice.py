@@ -30,6 +30,7 @@ import httpx
 from pydantic import ValidationError
 from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 from twilio.base.exceptions import TwilioRestException
 
 from channels.twilio import twiml
@@ -45,6 +46,7 @@ from hub.errors import InvalidInput, NotFound
 from hub.events import EventRecord, EventType
 from hub.hours import BusinessHours
 from hub.messages import (
+    AlsoInTransaction,
     Attachment,
     DeliveryError,
     DeliveryResult,
@@ -54,6 +56,7 @@ from hub.messages import (
     IngestResult,
     OutboundMessage,
 )
+from hub.ports import TimelineNote
 from hub.principals import Principal
 from hub.runtime import Runtime
 from ivr_flows.actions import Action, Callback, Dial, Enqueue, Handoff, Lookup, Voicemail
@@ -99,6 +102,18 @@ _WAITING = (
     .where(CALLS.c.queue == bindparam("queue"), CALLS.c.waiting_since.is_not(None))
 )
 _AHEAD = _WAITING.where(CALLS.c.waiting_since < bindparam("since", type_=UTCDateTime()))
+# The call of a ticket an agent took that nobody answered yet (the newest; a callback's ended already).
+_UNANSWERED = (
+    select(CALLS)
+    .where(
+        CALLS.c.ticket_id == bindparam("ticket_id"),
+        CALLS.c.answered_at.is_(None),
+        CALLS.c.answered_by.is_(None),
+        or_(CALLS.c.ended_at.is_(None), CALLS.c.outcome == "callback"),
+    )
+    .order_by(CALLS.c.created_at.desc())
+    .limit(1)
+)
 _OTHERS = CALLS.alias("others")
 _ROW_AND_AHEAD = select(
     CALLS,
@@ -233,17 +248,20 @@ class VoiceService:
     # --- webhooks -----------------------------------------------------------------------------------------------
 
     async def incoming(self, params: dict[str, str], key: str) -> str:
-        """The voice webhook: a new call starts its flow (a retried one gets its first answer again)."""
+        """The voice webhook: a new call starts its flow (a retried one gets its first answer again).
+
+        The call's row is not read first: a new call has none, and the insert that stores it refuses a retried
+        call's (its CallSid is the key), which then answers as its row says (``_advance``)."""
         sid = params.get("CallSid", "")
-        row = await self._row(sid)
-        if row is not None:
-            return row.last_twiml or twiml.goodbye()
         region = self.settings.default_phone_region
         caller = e164(params.get("From", ""), region) or params.get("From", "")[:64]
         called = e164(params.get("To", ""), region) or params.get("To", "")[:64]
         name = await self.flow_name_for(called)
         flow = self.flows.get(name) if name else None
         if flow is None:
+            row = await self._row(sid)  # a retry of a call whose number lost its flow since
+            if row is not None:
+                return row.last_twiml or twiml.goodbye()
             log.warning("call %s to %s: no flow answers this number (flow %r)", sid, called, name)
             return twiml.goodbye("Sorry, this number cannot take calls right now. Goodbye.")
         call = Call(sid, caller, called, flow.name if name is None else name, new_call(flow), 0)
@@ -318,30 +336,35 @@ class VoiceService:
             values.update(ended_at=now, duration_seconds=max(0, duration))
             if row.outcome != "callback":  # a callback keeps its place in line after the caller hangs up
                 values["waiting_since"] = None
+        closing = update(CALLS).where(CALLS.c.call_sid == sid, CALLS.c.ended_at.is_(None)).values(**values)
+        if ending and row.ticket_id is not None:
+            try:
+                await self._close(_call(row, None), row, closing, values["duration_seconds"], now)
+                return
+            except _Stale:  # another copy of this callback closed the call first
+                return
+            except NotFound:  # the ticket is gone (erased): the call's record is closed all the same
+                log.warning("call %s ended: its ticket %s is gone", sid[:64], row.ticket_id)
         async with self.rt.write() as tx:
-            done = await tx.conn.execute(
-                update(CALLS).where(CALLS.c.call_sid == sid, CALLS.c.ended_at.is_(None)).values(**values)
-            )
-        if not ending or not done.rowcount:
-            return
-        await self._close(_call(row, None), row, values["duration_seconds"], now)
+            await tx.conn.execute(closing)
 
-    async def _close(self, call: Call, row: Any, duration: int, now: datetime) -> None:
-        if call.ticket_id is None:
-            return
+    async def _close(self, call: Call, row: Any, closing: Any, duration: int, now: datetime) -> None:
+        """The call ended: its row is closed (``closing``, an update of a row not closed yet: ``_Stale`` when
+        another copy of the callback closed it) in the transaction of the timeline's line that says how it ended,
+        so that neither is kept without the other (Twilio retries a callback that failed; a retry of one that
+        was answered changes nothing). An unanswered caller who was waiting is abandoned first (which a retry
+        does again harmlessly: the ticket is abandoned once)."""
+        assert call.ticket_id is not None
         path = " > ".join(call.state.path)
         waited = int((now - call.waiting_since).total_seconds()) if call.waiting_since is not None else None
         meta = {"call_sid": call.sid, "ivr_path": call.state.path, "duration_seconds": duration}
         if call.outcome != "callback" and call.answered_at is None and call.waiting_since is not None:
             await self.rt.ports.tickets.abandon(ticket_id=call.ticket_id, reason="caller hung up while waiting")
-            async with self.rt.write() as tx:
-                await tx.conn.execute(
-                    update(CALLS).where(CALLS.c.call_sid == call.sid).values(outcome="abandoned", updated_at=now)
-                )
             await self.rt.ports.tickets.add_timeline(
                 ticket_id=call.ticket_id,
                 text=f"Call abandoned: the caller hung up after waiting {waited} s. IVR: {path}",
                 metadata={**meta, "call_event": "abandoned", "wait_seconds": waited},
+                also=_changing(closing.values(outcome="abandoned")),
             )
             return
         who = ""
@@ -352,6 +375,7 @@ class VoiceService:
             ticket_id=call.ticket_id,
             text=f"Call ended after {duration} s{who}. IVR: {path}",
             metadata={**meta, "call_event": "ended", "answered_by": row.answered_by},
+            also=_changing(closing),
         )
 
     # --- stepping -----------------------------------------------------------------------------------------------
@@ -422,7 +446,7 @@ class VoiceService:
                             **values,
                         )
                     )
-            except IntegrityError:  # the same call's webhook, answered by a racing copy: answer as it did
+            except IntegrityError:  # the call's row is there: a retry, or a racing copy. Answer as it was answered
                 row = await self._row(call.sid)
                 return (row.last_twiml if row is not None else None) or text
             await self._stored(call)
@@ -713,51 +737,45 @@ class VoiceService:
         console, the demo phone) it is answered now. A callback ticket calls the customer back instead."""
         now = utcnow()
         number = await self._agent_number(agent_id)
-        async with self.rt.write() as tx:
-            row = (
-                await tx.conn.execute(
-                    select(CALLS)
-                    .where(
-                        CALLS.c.ticket_id == ticket_id,
-                        CALLS.c.answered_at.is_(None),
-                        CALLS.c.answered_by.is_(None),
-                        or_(CALLS.c.ended_at.is_(None), CALLS.c.outcome == "callback"),
-                    )
-                    .order_by(CALLS.c.created_at.desc())
-                    .limit(1)
-                )
-            ).first()
-            if row is None:
-                return False
-            callback = row.outcome == "callback"
-            ringing = not callback and number is not None and self.rest.configured
-            values: dict[str, Any] = {"answered_by": agent_id, "updated_at": now}
-            if not ringing:
-                values.update(answered_at=now, waiting_since=None)
-            taken = await tx.conn.execute(
-                update(CALLS)
-                .where(CALLS.c.call_sid == row.call_sid, CALLS.c.answered_at.is_(None), CALLS.c.answered_by.is_(None))
-                .values(**values)
-            )
-            if not taken.rowcount:
-                return False
+        async with self.rt.read() as conn:
+            rows = await fetch_records(conn, _UNANSWERED, {"ticket_id": ticket_id})
+        if not rows:
+            return False
+        row = rows[0]
+        callback = row.outcome == "callback"
+        ringing = not callback and number is not None and self.rest.configured
+        values: dict[str, Any] = {"answered_by": agent_id, "updated_at": now}
+        if not ringing:
+            values.update(answered_at=now, waiting_since=None)
+        # Taken once: by the request that changes the row while no agent has it (whoever read it first).
+        taking = _changing(
+            update(CALLS)
+            .where(CALLS.c.call_sid == row.call_sid, CALLS.c.answered_at.is_(None), CALLS.c.answered_by.is_(None))
+            .values(**values)
+        )
+        try:
+            if ringing:
+                async with self.rt.write() as tx:
+                    await taking(tx.conn)
+            else:  # answered now: the row taken, the ticket answered and its timeline's line, in one transaction
+                await self._answered(row, agent_id, now, callback=callback, also=taking)
+        except _Stale:
+            return False
         if callback:
-            await self._answered(row, agent_id, now, callback=True)
             await self._call_back(row, agent_id)
-        elif not ringing:
-            await self._answered(row, agent_id, now, callback=False)
-        else:
+        elif ringing:
             await self._ring_agent(row, agent_id, number or "")
         return True
 
-    async def _answered(self, row: Any, agent_id: int, now: datetime, *, callback: bool) -> None:
-        """The call is answered by the agent: the ticket's ``answered_at`` and a line on its timeline."""
-        await self.rt.ports.tickets.call_answered(ticket_id=row.ticket_id, at=now)
+    async def _answered(
+        self, row: Any, agent_id: int, now: datetime, *, callback: bool, also: AlsoInTransaction | None = None
+    ) -> None:
+        """The call is answered by the agent: the ticket's ``answered_at`` and a line on its timeline, after
+        ``also``, in one transaction."""
         name = await self.rt.ports.agents.public_name(agent_id)
         waited = int((now - row.waiting_since).total_seconds()) if row.waiting_since else 0
         path = " > ".join(_call(row, None).state.path)
-        await self.rt.ports.tickets.add_timeline(
-            ticket_id=row.ticket_id,
+        note = TimelineNote(
             text=(
                 f"Callback to {row.caller} taken by {name or 'an agent'} after {waited} s in line."
                 if callback
@@ -770,6 +788,7 @@ class VoiceService:
                 "wait_seconds": waited,
             },
         )
+        await self.rt.ports.tickets.call_answered(ticket_id=row.ticket_id, at=now, note=note, also=also)
 
     async def _ring_agent(self, row: Any, agent_id: int, number: str) -> None:
         """Dial the agent's own phone into the caller's room; its status callback says whether they picked up.
@@ -885,3 +904,18 @@ def _queues_of(flow: Flow) -> list[str]:
         if isinstance(queue, str):
             names.add(queue)
     return sorted(names)
+
+
+class _Stale(Exception):
+    """The call's row was changed by another request first: what this one was to write with it is not written."""
+
+
+def _changing(statement: Any) -> AlsoInTransaction:
+    """Run ``statement`` (an update of the call's row, conditional on what this request read) in the caller's
+    transaction, raising ``_Stale`` (which rolls that transaction back) when it changed no row."""
+
+    async def run(conn: AsyncConnection) -> None:
+        if not (await conn.execute(statement)).rowcount:
+            raise _Stale
+
+    return run

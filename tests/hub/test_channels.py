@@ -107,3 +107,24 @@ def test_a_registry_line_naming_something_else_is_refused(registry: list[str], m
     registry[:] = [package(monkeypatch, "fake_object", lambda s: object())]
     with pytest.raises(TypeError, match="object is not a channels.base.Channel: it has no specs"):
         hub_app.build_channels(SETTINGS)
+
+
+def _paths(route: Any) -> list[str]:
+    """The paths a top-level route of the app serves (an included router's, each of its own routes)."""
+    inner = getattr(getattr(route, "original_router", None), "routes", None)
+    if inner is None:
+        return [str(getattr(route, "path", ""))]
+    return [p for r in inner for p in _paths(r)]
+
+
+def test_the_channels_webhooks_are_tried_before_the_cores_routes(settings: Settings) -> None:
+    """The router tries the routes in order: the webhooks (a phone call's every step) come before the core's
+    API, so that a webhook's route is found without trying the core's ~80 routes first."""
+    routes = hub_app.create_app(settings).router.routes
+    first = {
+        prefix: next(i for i, route in enumerate(routes) if any(p.startswith(prefix) for p in _paths(route)))
+        for prefix in ("/webhooks/twilio/voice", "/webhooks/meta", "/api/tickets", "/api/queues")
+    }
+    assert max(first["/webhooks/twilio/voice"], first["/webhooks/meta"]) < min(
+        first["/api/tickets"], first["/api/queues"]
+    )

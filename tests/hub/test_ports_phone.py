@@ -5,6 +5,7 @@ receipts that only move forward."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
@@ -12,6 +13,7 @@ from sqlalchemy import func, select, update
 from hub.db import utcnow
 from hub.events import Event
 from hub.messages import Identity, InboundMessage
+from hub.ports import TimelineNote
 from hub.runtime import Runtime
 from tests.conftest import make_agent, make_queue
 from ticketing.exceptions import TicketNotFound
@@ -64,6 +66,48 @@ async def test_brief_and_timeline(rt: Runtime) -> None:
     assert row.direction == "note" and row.author_agent_id is None and row.meta == {"system": True, "k": 1}
     with pytest.raises(TicketNotFound):
         await rt.ports.tickets.add_timeline(ticket_id=999_999, text="x", metadata={})
+
+
+async def test_a_timeline_line_commits_with_what_the_channel_writes_beside_it(rt: Runtime) -> None:
+    """``add_timeline``'s ``also`` runs in the line's transaction: both are kept, or (it raises) neither."""
+    await make_queue(rt, "support", ["sms"])
+    ticket = await sms(rt, 1)
+
+    async def touch(conn: Any) -> None:
+        await conn.execute(update(tickets).where(tickets.c.id == ticket).values(tags=["touched"]))
+
+    async def touch_then_fail(conn: Any) -> None:
+        await touch(conn)
+        raise RuntimeError("the channel's record failed")
+
+    with pytest.raises(RuntimeError):
+        await rt.ports.tickets.add_timeline(ticket_id=ticket, text="lost", metadata={}, also=touch_then_fail)
+    await rt.ports.tickets.add_timeline(ticket_id=ticket, text="kept", metadata={}, also=touch)
+    async with rt.read() as conn:
+        texts = (await conn.execute(select(messages.c.text).where(messages.c.direction == "note"))).scalars().all()
+        tags = (await conn.execute(select(tickets.c.tags).where(tickets.c.id == ticket))).scalar_one()
+    assert texts == ["kept"] and tags == ["touched"]
+
+
+async def test_a_call_answered_writes_its_timeline_line_with_the_stamp(rt: Runtime) -> None:
+    """``call_answered``'s ``note`` is written in the transaction that stamps the ticket answered (also when it
+    was stamped before: the line says who picked up this time)."""
+    await make_queue(rt, "support", ["voice"])
+    ticket = await sms(rt, 1)
+    agent = await make_agent(rt, "ann", queues=["support"])
+    async with rt.write() as tx:
+        await tx.conn.execute(update(tickets).where(tickets.c.id == ticket).values(assignee_id=agent))
+    line = TimelineNote(text="Answered by Ann", metadata={"call_event": "answered"})
+    assert await rt.ports.tickets.call_answered(ticket_id=ticket, at=utcnow(), note=line)
+    assert not await rt.ports.tickets.call_answered(ticket_id=ticket, at=utcnow(), note=line)
+    async with rt.read() as conn:
+        notes = (
+            await conn.execute(select(messages.c.text, messages.c.meta).where(messages.c.direction == "note"))
+        ).all()
+        answered = (await conn.execute(select(tickets.c.answered_at).where(tickets.c.id == ticket))).scalar_one()
+    assert answered is not None
+    assert [n.text for n in notes] == ["Answered by Ann", "Answered by Ann"]
+    assert notes[0].meta == {"system": True, "call_event": "answered"}
 
 
 async def test_abandon_only_work_nobody_accepted(rt: Runtime) -> None:

@@ -37,6 +37,7 @@ from sqlalchemy import func, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub.db import execute, fetch_records, insert_rows, one_of_param
 from hub.events import Event, EventType, seq_bounds
 from hub.runtime import Runtime
 from ticketing.tables import queues, report_cursor, report_hours, report_recounts, report_tickets, tickets
@@ -92,8 +93,17 @@ def _seconds(later: datetime, earlier: datetime) -> float:
 def contributions(row: Any) -> dict[Cell, dict[str, float]]:
     """What one ticket row adds to each (hour, queue id or 0, channel) cell, by the definitions of
     ``ticketing.reports``."""
-    out: dict[Cell, dict[str, float]] = {}
     q, ch = row.queue_id or 0, row.channel
+    if (
+        row.first_response_at is None
+        and row.rating is None
+        and row.answered_at is None
+        and row.abandoned_at is None
+        and row.solved_at is None
+    ):
+        # Nothing yet but its arrival (nearly every ticket a catch-up meets during a burst of arrivals).
+        return {(_hour(row.created_at), q, ch): {"volume": 1}}
+    out: dict[Cell, dict[str, float]] = {}
 
     def add(at: datetime, **values: float) -> None:
         cell = out.setdefault((_hour(at), q, ch), {})
@@ -128,7 +138,8 @@ def contributions(row: Any) -> dict[Cell, dict[str, float]]:
             handled=1 if answered else 0,
             resolution_sum=_seconds(row.solved_at, created),
         )
-    return {k: {f: v for f, v in cell.items() if v} for k, cell in out.items()}
+    cells = {k: {f: v for f, v in cell.items() if v} for k, cell in out.items()}
+    return {k: values for k, values in cells.items() if values}
 
 
 def _encode(cells: dict[Cell, dict[str, float]]) -> list[Any]:
@@ -139,23 +150,55 @@ def _decode(stored: list[Any]) -> dict[Cell, dict[str, float]]:
     return {(int(h), int(q), str(ch)): dict(values) for h, q, ch, values in stored}
 
 
+# The tickets' reported columns and what each counted for last (``cells``, NULL if never counted), for the ids
+# bound as ``ids``; then the cells of tickets that are gone (none of the first's rows). Built once per dialect
+# and sent to the driver directly (``hub.db.fetch_records``): a catch-up reads every ticket its events name.
+_READ = {
+    dialect: (
+        select(*_COLUMNS, report_tickets.c.cells)
+        .select_from(
+            tickets.outerjoin(queues, queues.c.id == tickets.c.queue_id).outerjoin(
+                report_tickets, report_tickets.c.ticket_id == tickets.c.id
+            )
+        )
+        .where(one_of_param(dialect, tickets.c.id, "ids")),
+        select(report_tickets.c.ticket_id, report_tickets.c.cells).where(
+            one_of_param(dialect, report_tickets.c.ticket_id, "ids")
+        ),
+        report_tickets.delete().where(one_of_param(dialect, report_tickets.c.ticket_id, "ids")),
+    )
+    for dialect in ("sqlite", "postgresql")
+}
+
+
 async def apply_tickets(conn: AsyncConnection, ticket_ids: list[int]) -> None:
     """Take back what ``ticket_ids`` last added and add what their rows count for now (in the caller's
     transaction: a change no event names, such as a deleted queue's tickets leaving it, applies itself)."""
+    read, read_gone, forget = _READ[conn.dialect.name]
     delta: dict[Cell, dict[str, float]] = defaultdict(lambda: dict.fromkeys(FIELDS, 0.0))
     for i in range(0, len(ticket_ids), 500):
         chunk = ticket_ids[i : i + 500]
-        old = {
-            r.ticket_id: _decode(r.cells)
-            for r in await conn.execute(select(report_tickets).where(report_tickets.c.ticket_id.in_(chunk)))
-        }
-        rows = await conn.execute(
-            select(*_COLUMNS)
-            .select_from(tickets.outerjoin(queues, queues.c.id == tickets.c.queue_id))
-            .where(tickets.c.id.in_(chunk))
-        )
-        new: dict[int, dict[Cell, dict[str, float]]] = {r.id: contributions(r) for r in rows}
-        for tid in chunk:
+        rows = await fetch_records(conn, read, {"ids": chunk})
+        old: dict[int, dict[Cell, dict[str, float]]] = {}
+        new: dict[int, dict[Cell, dict[str, float]]] = {}
+        stale: list[int] = []  # whose cells change
+        for r in rows:
+            cells = contributions(r)
+            before = None if r.cells is None else _decode(r.cells)
+            # A ticket that counts for what it counted for already (most of what a catch-up is named: a
+            # ticket queued, offered or touched in a way no figure reads) costs no write.
+            if before != cells:
+                stale.append(r.id)
+                new[r.id] = cells
+                if before is not None:
+                    old[r.id] = before
+        if len(rows) < len(chunk):  # tickets deleted since they were counted: what they added is taken back
+            found = {r.id for r in rows}
+            gone = [tid for tid in chunk if tid not in found]
+            for r in await fetch_records(conn, read_gone, {"ids": gone}):
+                old[r.ticket_id] = _decode(r.cells)
+                stale.append(r.ticket_id)
+        for tid in stale:
             for cell, values in old.get(tid, {}).items():
                 for k, v in values.items():
                     delta[cell][k] -= v
@@ -163,10 +206,8 @@ async def apply_tickets(conn: AsyncConnection, ticket_ids: list[int]) -> None:
                 for k, v in values.items():
                     delta[cell][k] += v
         if old:
-            await conn.execute(report_tickets.delete().where(report_tickets.c.ticket_id.in_(list(old))))
-        stored = [{"ticket_id": tid, "cells": _encode(cells)} for tid, cells in new.items()]
-        if stored:
-            await conn.execute(report_tickets.insert(), stored)
+            await execute(conn, forget, {"ids": list(old)})
+        await insert_rows(conn, report_tickets, [{"ticket_id": tid, "cells": _encode(new[tid])} for tid in new])
     changed = [
         {"hour": h, "queue_id": q, "channel": ch, **{k: int(v) if k in _INTEGER else v for k, v in values.items()}}
         for (h, q, ch), values in delta.items()
@@ -315,22 +356,37 @@ async def _take_in(rt: Runtime, *, build: bool) -> bool:
             continue
         if newest <= seq:
             return True
+        # Which tickets the next batch of events names is read before the write lock is taken (committed
+        # events never change), in the database rather than event by event: a batch of ingest is mostly
+        # messages' events and names each ticket several times.
+        async with rt.read() as conn:
+            last, ids = await _named_tickets(conn, seq, newest)
         async with rt.db.begin() as conn:
-            seq = await _locked_cursor(conn)
-            if seq is None:
-                continue
-            rows = list(
-                await conn.execute(
-                    select(_events.c.seq, _events.c.ticket_id, _events.c.type)
-                    .where(_events.c.seq > seq)
-                    .order_by(_events.c.seq)
-                    .limit(BATCH * 4)
-                )
-            )
-            if not rows:
-                return True
-            ids = list(
-                dict.fromkeys(r.ticket_id for r in rows if r.ticket_id is not None and r.type not in _NO_TICKET_CHANGE)
-            )
+            if await _locked_cursor(conn) != seq:
+                continue  # another process took them in meanwhile
             await apply_tickets(conn, ids)
-            await conn.execute(report_cursor.update().where(report_cursor.c.id == 1).values(seq=rows[-1].seq))
+            await conn.execute(report_cursor.update().where(report_cursor.c.id == 1).values(seq=last))
+
+
+async def _named_tickets(conn: AsyncConnection, after: int, newest: int) -> tuple[int, list[int]]:
+    """The next batch of events after seq ``after``: its last seq, and the tickets its events name whose
+    figures they may change."""
+    last = (
+        await conn.execute(
+            select(_events.c.seq).where(_events.c.seq > after).order_by(_events.c.seq).offset(BATCH * 4 - 1).limit(1)
+        )
+    ).scalar()
+    last = newest if last is None else int(last)
+    ids = (
+        await conn.execute(
+            select(_events.c.ticket_id)
+            .where(
+                _events.c.seq > after,
+                _events.c.seq <= last,
+                _events.c.ticket_id.is_not(None),
+                _events.c.type.not_in(_NO_TICKET_CHANGE),
+            )
+            .distinct()
+        )
+    ).scalars()
+    return last, sorted(int(i) for i in ids)

@@ -258,3 +258,42 @@ async def test_a_catch_up_writes_only_the_tickets_whose_figures_changed(rt: Runt
     today = datetime.now(UTC).date()
     r = reports.report_range(today, today, "hour", "UTC")
     assert _same(await reports.collect(rt, r), await _direct(rt, r))
+
+
+async def test_ingest_counts_its_new_tickets_and_the_catch_up_leaves_them(rt: Runtime) -> None:
+    """Three arrivals, stored and routed (queued): ingest counted each in the transaction that created it, so
+    the rollup holds their volume before any catch-up, and the catch-up that meets their events (created,
+    queued) writes nothing; a reply then makes it count the ticket replied to again, and the report equals a
+    count of the tickets."""
+    from sqlalchemy import text
+
+    await queue(rt, "support", channels=["webchat"])
+    ada = await agent(rt, "ada", ["support"])
+    assert await report_rollup.catch_up(rt, build=True)
+    dialect = "postgresql" if not rt.db.is_sqlite else "sqlite"
+    async with rt.db.begin() as conn:
+        for statement in _COUNT_WRITES[dialect]:
+            await conn.execute(text(statement))
+    try:
+        ids = await arrive(rt, *(message("webchat", queue="support") for _ in range(3)))
+        async with rt.read() as conn:
+            volume = (await conn.execute(select(func.sum(tables.report_hours.c.volume)))).scalar()
+            arrivals = (await conn.execute(text("SELECT n FROM rollup_writes"))).scalar()
+        assert await report_rollup.catch_up(rt)
+        async with rt.read() as conn:
+            after_catch_up = (await conn.execute(text("SELECT n FROM rollup_writes"))).scalar()
+        await routing_service.set_agent_status(rt, agent_id=ada, status=AgentStatus.AVAILABLE)
+        await routing_service.accept_offer(rt, ticket_id=ids[0], principal=who(ada))
+        await reply(rt, ticket_id=ids[0], principal=who(ada), text="on it")
+        assert await report_rollup.catch_up(rt)
+        async with rt.read() as conn:
+            after_reply = (await conn.execute(text("SELECT n FROM rollup_writes"))).scalar()
+    finally:
+        async with rt.db.begin() as conn:
+            for statement in _UNCOUNT_WRITES[dialect]:
+                await conn.execute(text(statement))
+    assert (volume, arrivals, after_catch_up) == (3, 3, 3)
+    assert after_reply == 5  # the answered ticket's row: taken back and written again
+    today = datetime.now(UTC).date()
+    r = reports.report_range(today, today, "hour", "UTC")
+    assert _same(await reports.collect(rt, r), await _direct(rt, r))

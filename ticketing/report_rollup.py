@@ -38,7 +38,7 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, exists, func, or_, select, text
+from sqlalchemy import bindparam, case, exists, func, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -223,14 +223,30 @@ async def _add_hours(conn: AsyncConnection, delta: dict[Cell, dict[str, float]])
         for (h, q, ch), values in delta.items()
         if any(values.values())
     ]
-    if not changed:
+    if len(changed) <= 4:
+        # A catch-up during arrivals, or one batch of ingest's (``count_arrivals``): a cell or two, each one
+        # statement built once and sent to the driver directly (building and compiling the upsert for each
+        # batch cost ingest more than its rows did)
+        for row in changed:
+            await execute(conn, _ADD_HOUR[conn.dialect.name], row)
         return
-    insert = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(report_hours)
-    stmt = insert.on_conflict_do_update(
+    await conn.execute(_upsert_hours(conn.dialect.name), changed)
+
+
+def _upsert_hours(dialect: str, values: dict[str, Any] | None = None) -> Any:
+    insert = (postgresql if dialect == "postgresql" else sqlite).insert(report_hours)
+    if values is not None:
+        insert = insert.values(values)
+    return insert.on_conflict_do_update(
         index_elements=["hour", "queue_id", "channel"],
         set_={k: report_hours.c[k] + insert.excluded[k] for k in FIELDS},
     )
-    await conn.execute(stmt, changed)
+
+
+_ADD_HOUR = {
+    dialect: _upsert_hours(dialect, {c: bindparam(c) for c in ("hour", "queue_id", "channel", *FIELDS)})
+    for dialect in ("sqlite", "postgresql")
+}
 
 
 async def count_arrivals(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:

@@ -14,8 +14,10 @@ Prints:
 4. ingest throughput (the real IngestPipeline, events delivered to the process's hub) with the supervisor's
    bookkeeping (the wallboard's listener and the reports' rollup job) off and on, alternated. A run with it on
    first takes in what the runs before it left (not its work), and its clock stops once the rollup has taken
-   in all of its own messages (not with a pass still owed). Beside the rates, which other processes on a
-   shared machine move, the CPU time per message of this process and of PostgreSQL's backends.
+   in all of its own messages (not with a pass still owed); with it off, ingest does not count arrivals in the
+   rollup either. Beside the rates, which other processes on a shared machine move, the CPU time per message
+   of this process and of PostgreSQL's backends, and each part of the bookkeeping's alone (ingest's counting
+   of arrivals, the rollup's catch-up, the wallboard's listener).
 
     .venv/bin/python -m bench.supervisor [--agents 500] [--queues 50] [--waiting 10000] [--tickets 100000]
                                          [--messages 1000000] [--changes 300] [--rate 20] [--db sqlite,postgres]

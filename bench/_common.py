@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from hub.auth import hash_password
@@ -68,6 +69,18 @@ async def settled(pid: int, *, busy: float = 0.1, timeout: float = 120.0) -> flo
         await asyncio.sleep(1.0)
         quiet = quiet + 1 if cpu_seconds(pid) - before < busy else 0
     return round(loop.time() - started, 1)
+
+
+async def postgres_cpu(rt: Any) -> dict[int, float]:
+    """PostgreSQL: CPU seconds used so far by each server process connected to the bench's database (the
+    bench runs on the database's machine). Empty on SQLite, which runs inside this process."""
+    if rt.db.is_sqlite:
+        return {}
+    async with rt.read() as conn:
+        pids = (
+            await conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"))
+        ).scalars()
+        return {pid: cpu_seconds(pid) for pid in pids}
 
 
 def percentile(values: list[float], p: float) -> float:

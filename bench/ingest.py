@@ -36,7 +36,7 @@ sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 from sqlalchemy import event, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from bench._common import PG_DEFAULT, cpu_seconds, fresh_database, percentile, pg_admin  # noqa: E402
+from bench._common import PG_DEFAULT, fresh_database, percentile, pg_admin, postgres_cpu  # noqa: E402
 from hub.config import Settings  # noqa: E402
 from hub.db import Database  # noqa: E402
 from hub.messages import Identity, InboundMessage  # noqa: E402
@@ -123,18 +123,6 @@ def _chat_message(conversation: int, k: int) -> InboundMessage:
         queue="support",
         metadata={"client_id": client_id, "visitor_id": f"v{conversation}", "verified": False},
     )
-
-
-async def _server_cpu(rt: Any) -> dict[int, float]:
-    """PostgreSQL: CPU seconds used so far by each server process connected to the bench's database (the
-    bench runs on the database's machine). Empty on SQLite, which runs inside this process."""
-    if rt.db.is_sqlite:
-        return {}
-    async with rt.read() as conn:
-        pids = (
-            await conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"))
-        ).scalars()
-        return {pid: cpu_seconds(pid) for pid in pids}
 
 
 def _batches(rt: Any) -> int:
@@ -235,7 +223,7 @@ async def _run_ingest(
             freeze_heap()
             survivors.install()
         batches_before = _batches(rt)
-        server_before = await _server_cpu(rt)
+        server_before = await postgres_cpu(rt)
         for engine in rt.db.engines:
             event.listen(engine.sync_engine, "before_cursor_execute", count)
         cpu_before = time.process_time()
@@ -250,7 +238,7 @@ async def _run_ingest(
         client_cpu = time.process_time() - cpu_before
         client_sys = resource.getrusage(resource.RUSAGE_SELF).ru_stime - sys_before
         # Backends that appeared during the run started from zero.
-        server_cpu = sum(c - server_before.get(pid, 0.0) for pid, c in (await _server_cpu(rt)).items())
+        server_cpu = sum(c - server_before.get(pid, 0.0) for pid, c in (await postgres_cpu(rt)).items())
         await pipeline.stop()
         async with rt.read() as conn:
             stored = (await conn.execute(text("SELECT count(*) FROM messages"))).scalar_one()

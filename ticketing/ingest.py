@@ -53,7 +53,7 @@ from hub.events import EventType
 from hub.group_commit import GroupCommit
 from hub.messages import AlsoInTransaction, InboundMessage, IngestResult
 from hub.runtime import Runtime
-from ticketing import message_files, search_index
+from ticketing import message_files, report_rollup, search_index
 from ticketing.exceptions import UnknownChannel
 from ticketing.identities import lookup_kinds, normalize
 from ticketing.identity_cache import IdentityCache, identity_cache, remember
@@ -369,6 +369,7 @@ async def _store_once(
             for (ref, spec), tid in zip(new_tickets, await insert_returning_ids(conn, T, specs), strict=True):
                 new_ids[ref] = tid
                 new_rows.append({**spec, "id": tid})
+            await report_rollup.count_arrivals(conn, new_rows)  # the reports' rollup, in this transaction
         for it in fresh:
             if isinstance(it.ticket_ref, str):
                 it.ticket_ref = new_ids[it.ticket_ref]

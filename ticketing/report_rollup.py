@@ -9,6 +9,11 @@ How it stays exact:
   after ``report_cursor.seq``, and for each ticket they name takes back what the ticket last added
   (``report_tickets.cells``) and adds what its row counts for now: the rollup is a function of the ticket rows,
   not of the events' payloads, so applying a ticket twice changes nothing.
+- Every ticket is created by ingest, which counts its arrival in the same transaction (``count_arrivals``,
+  with the values in hand). A catch-up skips a counted ticket that only its creation and routing's queueing
+  and offers name, unless it is answered or abandoned: those events change nothing else a figure reads
+  (``_named_tickets``). During a burst of arrivals this is nearly every ticket: the rollup had cost a quarter
+  of an arrival's CPU time in ingest, reading every ticket back.
 - The cursor, the cells and the hour rows change in one transaction, under the cursor's row lock on
   PostgreSQL (several processes may catch up; one at a time applies a batch) and SQLite's write lock.
 - Seqs are handed out in commit order (``hub.events.append_events`` holds a lock to commit), so no event can
@@ -33,10 +38,11 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import bindparam, case, exists, func, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub.db import execute, fetch_records, insert_rows, one_of_param
 from hub.events import Event, EventType, seq_bounds
 from hub.runtime import Runtime
 from ticketing.tables import queues, report_cursor, report_hours, report_recounts, report_tickets, tickets
@@ -92,8 +98,17 @@ def _seconds(later: datetime, earlier: datetime) -> float:
 def contributions(row: Any) -> dict[Cell, dict[str, float]]:
     """What one ticket row adds to each (hour, queue id or 0, channel) cell, by the definitions of
     ``ticketing.reports``."""
-    out: dict[Cell, dict[str, float]] = {}
     q, ch = row.queue_id or 0, row.channel
+    if (
+        row.first_response_at is None
+        and row.rating is None
+        and row.answered_at is None
+        and row.abandoned_at is None
+        and row.solved_at is None
+    ):
+        # Nothing yet but its arrival (nearly every ticket a catch-up meets during a burst of arrivals).
+        return {(_hour(row.created_at), q, ch): {"volume": 1}}
+    out: dict[Cell, dict[str, float]] = {}
 
     def add(at: datetime, **values: float) -> None:
         cell = out.setdefault((_hour(at), q, ch), {})
@@ -128,7 +143,8 @@ def contributions(row: Any) -> dict[Cell, dict[str, float]]:
             handled=1 if answered else 0,
             resolution_sum=_seconds(row.solved_at, created),
         )
-    return {k: {f: v for f, v in cell.items() if v} for k, cell in out.items()}
+    cells = {k: {f: v for f, v in cell.items() if v} for k, cell in out.items()}
+    return {k: values for k, values in cells.items() if values}
 
 
 def _encode(cells: dict[Cell, dict[str, float]]) -> list[Any]:
@@ -139,23 +155,55 @@ def _decode(stored: list[Any]) -> dict[Cell, dict[str, float]]:
     return {(int(h), int(q), str(ch)): dict(values) for h, q, ch, values in stored}
 
 
+# The tickets' reported columns and what each counted for last (``cells``, NULL if never counted), for the ids
+# bound as ``ids``; then the cells of tickets that are gone (none of the first's rows). Built once per dialect
+# and sent to the driver directly (``hub.db.fetch_records``): a catch-up reads every ticket its events name.
+_READ = {
+    dialect: (
+        select(*_COLUMNS, report_tickets.c.cells)
+        .select_from(
+            tickets.outerjoin(queues, queues.c.id == tickets.c.queue_id).outerjoin(
+                report_tickets, report_tickets.c.ticket_id == tickets.c.id
+            )
+        )
+        .where(one_of_param(dialect, tickets.c.id, "ids")),
+        select(report_tickets.c.ticket_id, report_tickets.c.cells).where(
+            one_of_param(dialect, report_tickets.c.ticket_id, "ids")
+        ),
+        report_tickets.delete().where(one_of_param(dialect, report_tickets.c.ticket_id, "ids")),
+    )
+    for dialect in ("sqlite", "postgresql")
+}
+
+
 async def apply_tickets(conn: AsyncConnection, ticket_ids: list[int]) -> None:
     """Take back what ``ticket_ids`` last added and add what their rows count for now (in the caller's
     transaction: a change no event names, such as a deleted queue's tickets leaving it, applies itself)."""
+    read, read_gone, forget = _READ[conn.dialect.name]
     delta: dict[Cell, dict[str, float]] = defaultdict(lambda: dict.fromkeys(FIELDS, 0.0))
     for i in range(0, len(ticket_ids), 500):
         chunk = ticket_ids[i : i + 500]
-        old = {
-            r.ticket_id: _decode(r.cells)
-            for r in await conn.execute(select(report_tickets).where(report_tickets.c.ticket_id.in_(chunk)))
-        }
-        rows = await conn.execute(
-            select(*_COLUMNS)
-            .select_from(tickets.outerjoin(queues, queues.c.id == tickets.c.queue_id))
-            .where(tickets.c.id.in_(chunk))
-        )
-        new: dict[int, dict[Cell, dict[str, float]]] = {r.id: contributions(r) for r in rows}
-        for tid in chunk:
+        rows = await fetch_records(conn, read, {"ids": chunk})
+        old: dict[int, dict[Cell, dict[str, float]]] = {}
+        new: dict[int, dict[Cell, dict[str, float]]] = {}
+        stale: list[int] = []  # whose cells change
+        for r in rows:
+            cells = contributions(r)
+            before = None if r.cells is None else _decode(r.cells)
+            # A ticket that counts for what it counted for already (most of what a catch-up is named: a
+            # ticket queued, offered or touched in a way no figure reads) costs no write.
+            if before != cells:
+                stale.append(r.id)
+                new[r.id] = cells
+                if before is not None:
+                    old[r.id] = before
+        if len(rows) < len(chunk):  # tickets deleted since they were counted: what they added is taken back
+            found = {r.id for r in rows}
+            gone = [tid for tid in chunk if tid not in found]
+            for r in await fetch_records(conn, read_gone, {"ids": gone}):
+                old[r.ticket_id] = _decode(r.cells)
+                stale.append(r.ticket_id)
+        for tid in stale:
             for cell, values in old.get(tid, {}).items():
                 for k, v in values.items():
                     delta[cell][k] -= v
@@ -163,23 +211,70 @@ async def apply_tickets(conn: AsyncConnection, ticket_ids: list[int]) -> None:
                 for k, v in values.items():
                     delta[cell][k] += v
         if old:
-            await conn.execute(report_tickets.delete().where(report_tickets.c.ticket_id.in_(list(old))))
-        stored = [{"ticket_id": tid, "cells": _encode(cells)} for tid, cells in new.items()]
-        if stored:
-            await conn.execute(report_tickets.insert(), stored)
+            await execute(conn, forget, {"ids": list(old)})
+        await insert_rows(conn, report_tickets, [{"ticket_id": tid, "cells": _encode(new[tid])} for tid in new])
+    await _add_hours(conn, delta)
+
+
+async def _add_hours(conn: AsyncConnection, delta: dict[Cell, dict[str, float]]) -> None:
+    """Add ``delta`` (each cell with every field of ``FIELDS``) to the hour rows."""
     changed = [
         {"hour": h, "queue_id": q, "channel": ch, **{k: int(v) if k in _INTEGER else v for k, v in values.items()}}
         for (h, q, ch), values in delta.items()
         if any(values.values())
     ]
-    if not changed:
+    if len(changed) <= 4:
+        # A catch-up during arrivals, or one batch of ingest's (``count_arrivals``): a cell or two, each one
+        # statement built once and sent to the driver directly (building and compiling the upsert for each
+        # batch cost ingest more than its rows did)
+        for row in changed:
+            await execute(conn, _ADD_HOUR[conn.dialect.name], row)
         return
-    insert = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(report_hours)
-    stmt = insert.on_conflict_do_update(
+    await conn.execute(_upsert_hours(conn.dialect.name), changed)
+
+
+def _upsert_hours(dialect: str, values: dict[str, Any] | None = None) -> Any:
+    insert = (postgresql if dialect == "postgresql" else sqlite).insert(report_hours)
+    if values is not None:
+        insert = insert.values(values)
+    return insert.on_conflict_do_update(
         index_elements=["hour", "queue_id", "channel"],
         set_={k: report_hours.c[k] + insert.excluded[k] for k in FIELDS},
     )
-    await conn.execute(stmt, changed)
+
+
+_ADD_HOUR = {
+    dialect: _upsert_hours(dialect, {c: bindparam(c) for c in ("hour", "queue_id", "channel", *FIELDS)})
+    for dialect in ("sqlite", "postgresql")
+}
+
+
+async def count_arrivals(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Count tickets in the transaction that creates them (ingest's, where every ticket is created): a new
+    ticket counts for its arrival alone (no reply, rating, answer, abandonment or solve yet), known without
+    reading it back. The catch-up that later meets its ``ticket.created`` (and the routing that queued or
+    offered it) finds it counted and leaves it (``_named_tickets``).
+
+    Written whether or not the rollup is built: a build empties the rollup and counts every ticket anyway. On
+    PostgreSQL: a catch-up running meanwhile stays exact (these rows and the ticket commit together, and a
+    catch-up reads a ticket and its row in one statement, finding both or neither); a build waits for this
+    transaction (the rollup's lock, shared here), and while one runs nothing is counted here, so that no
+    arrival lands between the build's deletes: it or a later catch-up counts these tickets, which have no row
+    yet."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        shared = text("SELECT pg_try_advisory_xact_lock_shared(:k)")
+        if not (await conn.execute(shared, {"k": ROLLUP_LOCK_KEY})).scalar():
+            return
+    delta: dict[Cell, dict[str, float]] = {}
+    stored = []
+    for r in rows:
+        cell = (_hour(r["created_at"]), r["queue_id"] or 0, r["channel"])
+        delta.setdefault(cell, dict.fromkeys(FIELDS, 0.0))["volume"] += 1
+        stored.append({"ticket_id": r["id"], "cells": [[*cell, {"volume": 1}]]})
+    await insert_rows(conn, report_tickets, stored)
+    await _add_hours(conn, delta)
 
 
 # Events that never change what a ticket counts for: a message's (a customer's reopens the ticket, an agent's
@@ -187,6 +282,12 @@ async def apply_tickets(conn: AsyncConnection, ticket_ids: list[int]) -> None:
 # all the events; recounting their tickets every pass took SQLite's one writer long enough to show in chat
 # latency (bench.chat p99).
 _NO_TICKET_CHANGE = frozenset({EventType.MESSAGE_CREATED.value, EventType.MESSAGE_STATUS.value})
+# A ticket's creation (counted by ingest in its transaction, ``count_arrivals``) and routing's offers and queueing,
+# which move only ``queued_at`` of what a figure reads (and the SLA deadlines, offers and reasons, which none
+# reads): a ticket that events of these kinds alone name, that is counted, and that is neither answered nor
+# abandoned (the waits that read ``queued_at``) counts for what it counted for already: a catch-up skips it.
+# During a burst of arrivals, nearly every ticket a catch-up meets.
+_ROUTED = (EventType.TICKET_CREATED.value, EventType.TICKET_QUEUED.value, EventType.TICKET_OFFERED.value)
 
 
 async def _locked_cursor(conn: AsyncConnection) -> int | None:
@@ -315,22 +416,50 @@ async def _take_in(rt: Runtime, *, build: bool) -> bool:
             continue
         if newest <= seq:
             return True
+        # Which tickets the next batch of events names is read before the write lock is taken (committed
+        # events never change), in the database rather than event by event: a batch of ingest is mostly
+        # messages' events and names each ticket several times.
+        async with rt.read() as conn:
+            last, ids = await _named_tickets(conn, seq, newest)
         async with rt.db.begin() as conn:
-            seq = await _locked_cursor(conn)
-            if seq is None:
-                continue
-            rows = list(
-                await conn.execute(
-                    select(_events.c.seq, _events.c.ticket_id, _events.c.type)
-                    .where(_events.c.seq > seq)
-                    .order_by(_events.c.seq)
-                    .limit(BATCH * 4)
-                )
-            )
-            if not rows:
-                return True
-            ids = list(
-                dict.fromkeys(r.ticket_id for r in rows if r.ticket_id is not None and r.type not in _NO_TICKET_CHANGE)
-            )
+            if await _locked_cursor(conn) != seq:
+                continue  # another process took them in meanwhile
             await apply_tickets(conn, ids)
-            await conn.execute(report_cursor.update().where(report_cursor.c.id == 1).values(seq=rows[-1].seq))
+            await conn.execute(report_cursor.update().where(report_cursor.c.id == 1).values(seq=last))
+
+
+async def _named_tickets(conn: AsyncConnection, after: int, newest: int) -> tuple[int, list[int]]:
+    """The next batch of events after seq ``after``: its last seq, and the tickets its events name whose
+    figures they may change."""
+    last = (
+        await conn.execute(
+            select(_events.c.seq).where(_events.c.seq > after).order_by(_events.c.seq).offset(BATCH * 4 - 1).limit(1)
+        )
+    ).scalar()
+    last = newest if last is None else int(last)
+    named = (
+        select(_events.c.ticket_id)
+        .where(
+            _events.c.seq > after,
+            _events.c.seq <= last,
+            _events.c.ticket_id.is_not(None),
+            _events.c.type.not_in(_NO_TICKET_CHANGE),
+        )
+        .group_by(_events.c.ticket_id)
+        .having(
+            or_(
+                # named by an event that may change what it counts for
+                func.max(case((_events.c.type.in_(_ROUTED), 0), else_=1)) == 1,
+                # not counted yet (created before its ingest counted arrivals, or the rollup was emptied)
+                ~exists().where(report_tickets.c.ticket_id == _events.c.ticket_id),
+                # answered or abandoned: its wait runs from queued_at, which routing may have moved (or gone)
+                ~exists().where(
+                    tickets.c.id == _events.c.ticket_id,
+                    tickets.c.answered_at.is_(None),
+                    tickets.c.abandoned_at.is_(None),
+                ),
+            )
+        )
+    )
+    ids = (await conn.execute(named)).scalars()
+    return last, sorted(int(i) for i in ids)

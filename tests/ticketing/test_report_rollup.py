@@ -13,7 +13,7 @@ from sqlalchemy import delete, func, select, update
 from hub.runtime import Runtime
 from tests.ticketing.routing_helpers import agent, arrive, message, queue, who
 from ticketing import report_rollup, reports, routing_service, supervisor, tables
-from ticketing.models import AgentStatus, QueueUpdate, TicketStatus, TicketUpdate
+from ticketing.models import AgentStatus, Priority, QueueUpdate, TicketStatus, TicketUpdate
 from ticketing.queues import update_queue
 from ticketing.replies import reply
 from ticketing.ticket_updates import update_ticket
@@ -200,3 +200,100 @@ async def test_a_changed_threshold_is_applied_to_past_hours_by_a_recount(
     # a change to anything else recounts nothing
     await update_queue(rt, queue_id=qid, data=QueueUpdate(service_level_target=90))
     assert (await reports.summary(rt, r))["recounting"] == []
+
+
+_COUNT_WRITES = {
+    "sqlite": [
+        "CREATE TABLE rollup_writes (n INTEGER NOT NULL)",
+        "INSERT INTO rollup_writes VALUES (0)",
+        "CREATE TRIGGER rollup_ins AFTER INSERT ON report_tickets BEGIN UPDATE rollup_writes SET n = n + 1; END",
+        "CREATE TRIGGER rollup_del AFTER DELETE ON report_tickets BEGIN UPDATE rollup_writes SET n = n + 1; END",
+    ],
+    "postgresql": [
+        "CREATE TABLE rollup_writes (n INTEGER NOT NULL)",
+        "INSERT INTO rollup_writes VALUES (0)",
+        "CREATE FUNCTION count_rollup_write() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN UPDATE rollup_writes SET n = n + 1; RETURN NULL; END $$",
+        "CREATE TRIGGER rollup_writes AFTER INSERT OR DELETE ON report_tickets "
+        "FOR EACH ROW EXECUTE FUNCTION count_rollup_write()",
+    ],
+}
+_UNCOUNT_WRITES = {
+    "sqlite": ["DROP TRIGGER rollup_ins", "DROP TRIGGER rollup_del", "DROP TABLE rollup_writes"],
+    "postgresql": [
+        "DROP TRIGGER rollup_writes ON report_tickets",
+        "DROP FUNCTION count_rollup_write()",
+        "DROP TABLE rollup_writes",
+    ],
+}
+
+
+async def test_a_catch_up_writes_only_the_tickets_whose_figures_changed(rt: Runtime) -> None:
+    """Three tickets counted; then one's priority and tags change (events that name it, but change nothing it
+    counts for) and another is solved: the next catch-up rewrites the solved ticket's row of the rollup alone
+    (what it counted for taken back, what it counts for now written), and the report still equals a count of
+    the tickets."""
+    from sqlalchemy import text
+
+    await queue(rt, "support", channels=["webchat"])
+    ids = await arrive(rt, *(message("webchat", queue="support") for _ in range(3)))
+    assert await report_rollup.catch_up(rt, build=True)
+    dialect = "postgresql" if not rt.db.is_sqlite else "sqlite"
+    async with rt.db.begin() as conn:
+        for statement in _COUNT_WRITES[dialect]:
+            await conn.execute(text(statement))
+    try:
+        # events name it, but nothing a figure reads changed
+        await update_ticket(rt, ticket_id=ids[0], principal=SUPERVISOR, data=TicketUpdate(priority=Priority.HIGH))
+        await update_ticket(rt, ticket_id=ids[0], principal=SUPERVISOR, data=TicketUpdate(tags=["vip"]))
+        await update_ticket(rt, ticket_id=ids[1], principal=SUPERVISOR, data=TicketUpdate(status=TicketStatus.SOLVED))
+        assert await report_rollup.catch_up(rt)
+        async with rt.read() as conn:
+            writes = (await conn.execute(text("SELECT n FROM rollup_writes"))).scalar()
+    finally:
+        async with rt.db.begin() as conn:
+            for statement in _UNCOUNT_WRITES[dialect]:
+                await conn.execute(text(statement))
+    assert writes == 2  # the solved ticket's row: deleted and written again; the other's untouched
+    today = datetime.now(UTC).date()
+    r = reports.report_range(today, today, "hour", "UTC")
+    assert _same(await reports.collect(rt, r), await _direct(rt, r))
+
+
+async def test_ingest_counts_its_new_tickets_and_the_catch_up_leaves_them(rt: Runtime) -> None:
+    """Three arrivals, stored and routed (queued): ingest counted each in the transaction that created it, so
+    the rollup holds their volume before any catch-up, and the catch-up that meets their events (created,
+    queued) writes nothing; a reply then makes it count the ticket replied to again, and the report equals a
+    count of the tickets."""
+    from sqlalchemy import text
+
+    await queue(rt, "support", channels=["webchat"])
+    ada = await agent(rt, "ada", ["support"])
+    assert await report_rollup.catch_up(rt, build=True)
+    dialect = "postgresql" if not rt.db.is_sqlite else "sqlite"
+    async with rt.db.begin() as conn:
+        for statement in _COUNT_WRITES[dialect]:
+            await conn.execute(text(statement))
+    try:
+        ids = await arrive(rt, *(message("webchat", queue="support") for _ in range(3)))
+        async with rt.read() as conn:
+            volume = (await conn.execute(select(func.sum(tables.report_hours.c.volume)))).scalar()
+            arrivals = (await conn.execute(text("SELECT n FROM rollup_writes"))).scalar()
+        assert await report_rollup.catch_up(rt)
+        async with rt.read() as conn:
+            after_catch_up = (await conn.execute(text("SELECT n FROM rollup_writes"))).scalar()
+        await routing_service.set_agent_status(rt, agent_id=ada, status=AgentStatus.AVAILABLE)
+        await routing_service.accept_offer(rt, ticket_id=ids[0], principal=who(ada))
+        await reply(rt, ticket_id=ids[0], principal=who(ada), text="on it")
+        assert await report_rollup.catch_up(rt)
+        async with rt.read() as conn:
+            after_reply = (await conn.execute(text("SELECT n FROM rollup_writes"))).scalar()
+    finally:
+        async with rt.db.begin() as conn:
+            for statement in _UNCOUNT_WRITES[dialect]:
+                await conn.execute(text(statement))
+    assert (volume, arrivals, after_catch_up) == (3, 3, 3)
+    assert after_reply == 5  # the answered ticket's row: taken back and written again
+    today = datetime.now(UTC).date()
+    r = reports.report_range(today, today, "hour", "UTC")
+    assert _same(await reports.collect(rt, r), await _direct(rt, r))

@@ -120,9 +120,13 @@ def demo(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
         typer.echo("note: SWITCHBOARD_DATABASE_URL is not SQLite; the demo seeds that database instead", err=True)
     migrate_or_exit(settings)
     seed = asyncio.run(_seed(settings))
+    base = f"http://{host}:{port}"
+    if "public_url" not in settings.model_fields_set:
+        # The links the server writes (the help center's canonical links and sitemap) name this server, as the
+        # URLs printed below do, not the default port.
+        settings = settings.model_copy(update={"public_url": base})
     settings, catcher = demo_settings(settings)
     settings, social = demo_social_settings(settings)
-    base = f"http://{host}:{port}"
     typer.echo("")
     typer.echo("Switchboard demo" + (" (seeded demo data)" if seed.seeded else " (existing data kept)"))
     typer.echo(f"  database:    {redact_url(settings.database_url)}")

@@ -48,8 +48,9 @@ _STRINGS: dict[str, dict[str, str]] = {
     "en": {
         "help_center": "Help center", "tagline": "Answers to common questions: orders, delivery, returns and more.",
         "how_can_we_help": "How can we help?", "search": "Search", "search_label": "Search the help center",
-        "search_placeholder": "Describe your question", "results_for": "results for", "nothing_found":
-        "Nothing found for", "browse": "Browse all articles", "updated": "Updated", "related": "Related articles",
+        "search_placeholder": "Describe your question", "result_for": "result for", "results_for": "results for",
+        "nothing_found": "Nothing found for", "browse": "Browse all articles", "updated": "Updated",
+        "related": "Related articles",
         "articles_in": "Articles in", "not_found": "Page not found", "no_articles": "No articles yet.",
         "language": "Language", "footer": "Still stuck? Use the chat button on our shop, or write to us.",
         "empty_query": "Type a question to search for.",
@@ -59,8 +60,9 @@ _STRINGS: dict[str, dict[str, str]] = {
         "help_center": "Hilfe",
         "tagline": "Antworten auf häufige Fragen: Bestellungen, Lieferung, Rücksendungen und mehr.",
         "how_can_we_help": "Wie können wir helfen?", "search": "Suchen", "search_label": "Hilfe durchsuchen",
-        "search_placeholder": "Beschreiben Sie Ihre Frage", "results_for": "Ergebnisse für", "nothing_found":
-        "Nichts gefunden für", "browse": "Alle Artikel", "updated": "Aktualisiert", "related": "Ähnliche Artikel",
+        "search_placeholder": "Beschreiben Sie Ihre Frage", "result_for": "Ergebnis für",
+        "results_for": "Ergebnisse für", "nothing_found": "Nichts gefunden für", "browse": "Alle Artikel",
+        "updated": "Aktualisiert", "related": "Ähnliche Artikel",
         "articles_in": "Artikel in", "not_found": "Seite nicht gefunden", "no_articles": "Noch keine Artikel.",
         "language": "Sprache", "footer": "Noch Fragen? Nutzen Sie den Chat in unserem Shop oder schreiben Sie uns.",
         "empty_query": "Geben Sie eine Frage ein.", "long_query": "Ihre Frage ist zu lang: höchstens 200 Zeichen.",
@@ -68,9 +70,9 @@ _STRINGS: dict[str, dict[str, str]] = {
     "es": {
         "help_center": "Ayuda", "tagline": "Respuestas a preguntas frecuentes: pedidos, envíos, devoluciones y más.",
         "how_can_we_help": "¿Cómo podemos ayudarte?", "search": "Buscar", "search_label": "Buscar en la ayuda",
-        "search_placeholder": "Describe tu pregunta", "results_for": "resultados para", "nothing_found":
-        "No hay resultados para", "browse": "Ver todos los artículos", "updated": "Actualizado", "related":
-        "Artículos relacionados", "articles_in": "Artículos en", "not_found": "Página no encontrada",
+        "search_placeholder": "Describe tu pregunta", "result_for": "resultado para", "results_for": "resultados para",
+        "nothing_found": "No hay resultados para", "browse": "Ver todos los artículos", "updated": "Actualizado",
+        "related": "Artículos relacionados", "articles_in": "Artículos en", "not_found": "Página no encontrada",
         "no_articles": "Aún no hay artículos.", "language": "Idioma",
         "footer": "¿Sigues con dudas? Usa el chat de nuestra tienda o escríbenos.",
         "empty_query": "Escribe una pregunta.",

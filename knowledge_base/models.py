@@ -7,8 +7,9 @@ self-service answers): helpful wordings become extra phrasings for ranking, unhe
 the article for close wordings. ``kb_embeddings`` keeps the sentence embeddings the ranking computed.
 
 Full-text search: on SQLite an FTS5 table ``kb_articles_fts`` (external content, kept in step by triggers); on
-PostgreSQL a generated ``tsvector`` column ``search_vector`` with a GIN index. Both are made by the migration
-(``hub/migrations/versions/0007_knowledge_base.py``), not declared here. Both index the title (weighing most),
+PostgreSQL a generated ``tsvector`` column ``search_vector`` with a GIN index. Both are made by the migrations
+(``hub/migrations/versions/0007_knowledge_base.py``; on PostgreSQL the column is stored in the row and the index
+has no pending list since ``0028_kb_search_inline.py``), not declared here. Both index the title (weighing most),
 ``keywords`` (phrasings and tags) and ``body_text``.
 """
 

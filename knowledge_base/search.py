@@ -4,7 +4,7 @@ rapidfuzz.
 
 1. The query's words; each unknown word is corrected to the closest indexed word (rapidfuzz, ratio ≥ 80) or
    expanded to the indexed words it starts (a word still being typed), by ``RankIndex.query_terms``.
-2. The database finds candidates: any word, as a prefix, ranked by BM25 (FTS5) or ``ts_rank_cd``, filtered
+2. The database finds candidates: any word, as a prefix, ranked by BM25 (FTS5) or ``ts_rank``, filtered
    by status, locale and category in the same statement.
 3. Candidates are re-scored: the database's rank scaled to 0..1 plus rapidfuzz's partial match of the query
    with the title. When the database finds nothing (every word misspelled beyond correction), the ranking
@@ -81,11 +81,15 @@ async def _candidates(
             f"WHERE kb_articles_fts MATCH :match AND {where} ORDER BY rank DESC LIMIT :limit"
         )
     else:
-        # Only word characters reach to_tsquery, any of them (|); the last also as a prefix (:*).
+        # Only word characters reach to_tsquery, any of them (|); the last also as a prefix (:*). ts_rank, not
+        # ts_rank_cd: a common word matches most articles and every match is ranked; cover density cost three
+        # times as much per article (p99 of the search at 10,000 articles, bench.kb), and for "any of these
+        # words" it only counts the matches, where ts_rank lets each word's repeats count less and less, as
+        # BM25 does: on the sample sets it put the expected article first more often (test set: 65 % against 61 %).
         terms = [*words, f"{words[-1]}:*"] if len(words[-1]) >= 3 else list(words)
         params["tsquery"] = " | ".join(terms)
         sql = (
-            "SELECT a.id, ts_rank_cd(a.search_vector, q) AS rank "
+            "SELECT a.id, ts_rank(a.search_vector, q) AS rank "
             "FROM kb_articles a, to_tsquery('english', :tsquery) q "
             f"WHERE a.search_vector @@ q AND {where} ORDER BY rank DESC LIMIT :limit"
         )

@@ -69,6 +69,8 @@ def test_demo_serves_seeded_data_and_agent_create_adds_to_it(tmp_path: Path) -> 
             time.sleep(0.2)
         printed = (tmp_path / "demo.log").read_text()
         assert f"{base}/docs" in printed
+        # the help center's links for search engines name the port the demo serves on
+        assert f'<link rel="canonical" href="{base}/help">' in httpx.get(f"{base}/help").text
         logins = dict(re.findall(r"^\s+(\w+)\s+/\s+(\S+)\s+\(", printed, flags=re.M))
         assert {"admin", "supervisor", "alice", "bob", "carol"} <= set(logins)
         assert (tmp_path / "switchboard.db").exists()

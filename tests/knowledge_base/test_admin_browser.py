@@ -92,3 +92,37 @@ async def test_learned_wordings_show_under_also_asked_as_and_one_is_dropped(
     await expect(page.locator("#saved")).to_contain_text("Version 1")
     assert (await service.get_article(rt, article_id=returns)).phrasings == ["How do I send something back?"]
     assert dialogs.seen == []
+
+
+# WCAG's contrast ratio of an element's text against the first opaque background behind it.
+CONTRAST = """(el) => {
+  const rgb = (c) => c.match(/[\\d.]+/g).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  let node = el, bg = null;
+  while (node && !bg) {
+    const c = rgb(getComputedStyle(node).backgroundColor);
+    if (c.length === 3 || c[3] === 1) bg = c.slice(0, 3);
+    node = node.parentElement;
+  }
+  const [a, b] = [lum(rgb(getComputedStyle(el).color)), lum(bg || [255, 255, 255])];
+  return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+}"""
+
+
+async def test_the_article_list_is_readable(
+    rt: Runtime, articles: dict[str, int], kb_server: LiveServer, browser: Browser, dialogs: Dialogs
+) -> None:
+    """The list of articles beside the editor has text that can be read (WCAG AA, 4.5:1), chosen or not: it once
+    took the top bar's light-on-dark button style and showed light grey on white."""
+    await make_agent(rt, "sam", role="supervisor")
+    _, page = await new_page(browser, dialogs)
+    await agent_login(page, kb_server.url, "sam")
+    await page.goto(f"{kb_server.url}/admin/kb")
+    item = page.get_by_role("button", name="Return an item · en · published")
+    assert await item.evaluate(CONTRAST) >= 4.5
+    await item.click()
+    await expect(page.get_by_label("Title")).to_have_value("Return an item")
+    assert await item.evaluate(CONTRAST) >= 4.5

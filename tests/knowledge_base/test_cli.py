@@ -4,6 +4,11 @@ its line and skipped while the rest is imported, re-importing records versions, 
 from __future__ import annotations
 
 import json
+import os
+import pty
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 from hub.config import Settings
@@ -82,6 +87,38 @@ async def test_reimport_updates_by_slug_and_records_a_version(settings: Settings
     assert [v.version for v in versions] == [2, 1]
     assert "login page" in versions[0].body and "sign-in page" in versions[1].body
     assert {v.source for v in versions} == {"import"}
+
+
+def test_import_draws_a_progress_bar_on_a_terminal(settings: Settings, tmp_path: Path) -> None:
+    """Run from a terminal, `kb import` shows its progress: a bar with the count of files done, up to all."""
+    folder = tmp_path / "kb"
+    folder.mkdir()
+    for n in range(3):
+        (folder / f"reset-password-{n}.md").write_text(GOOD)
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hub", "kb", "import", str(folder)],
+        cwd=tmp_path,
+        env={**os.environ, **env(settings), "TERM": "xterm"},
+        stdin=terminal,
+        stdout=terminal,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the terminal closed: the command has exited
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(controller)
+    assert proc.wait(timeout=120) == 0
+    text = shown.decode(errors="replace")
+    assert re.search(r"importing\s+\[#+\]\s+3/3", text), text
+    assert "3 created" in text
 
 
 async def test_export_then_import_round_trips_every_article(settings: Settings, rt: Runtime, tmp_path: Path) -> None:

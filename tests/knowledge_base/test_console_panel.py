@@ -4,6 +4,8 @@ link (or an internal article's text) in the reply; helpful / not helpful is stor
 
 from __future__ import annotations
 
+import re
+
 from playwright.async_api import Browser, expect
 
 from hub.runtime import Runtime
@@ -65,3 +67,36 @@ async def test_suggest_answers_the_console_contract(
         huge = await client.get("/api/kb/suggest", params={"ticket_id": 1, "draft": "x" * 3000}, headers=auth)
         assert huge.status_code == 422
     await expect(agent.locator("#no-suggestions")).to_be_hidden()
+
+
+async def test_a_new_customer_message_is_answered_even_with_a_draft_waiting(
+    rt: Runtime, articles: dict[str, int], kb_server: LiveServer, browser: Browser, dialogs: Dialogs
+) -> None:
+    """The agent inserted a suggestion's link and has not sent it yet when the customer asks something else:
+    the panel answers the customer's new question (the waiting draft, words of its own, steered it before)."""
+    customer, agent = await chatting(rt, kb_server, browser, dialogs, first="how do I send the teapot back")
+    panel = agent.locator("#suggestions li")
+    await expect(panel.first).to_contain_text("Return an item")
+    await panel.first.get_by_role("button", name="Return an item", exact=True).click()
+    await expect(agent.locator("#text")).to_have_value(f"Return an item: {kb_server.url}/help/returns")
+    await customer_says(customer, "and how long does delivery take usually")
+    await expect(agent.locator("#timeline .msg.in .msg-text").last).to_have_text(
+        "and how long does delivery take usually"
+    )
+    await expect(panel.first).to_contain_text("Delivery times")
+    await expect(agent.locator("#text")).to_have_value(f"Return an item: {kb_server.url}/help/returns")
+    assert dialogs.seen == []
+
+
+async def test_a_hostile_article_in_the_panel_runs_nothing(
+    rt: Runtime, articles: dict[str, int], kb_server: LiveServer, browser: Browser, dialogs: Dialogs
+) -> None:
+    """An article whose title and Markdown carry markup, scripts and event handlers is suggested as text: its
+    title shows as written, no element of it reaches the panel, and its inserted text opens no dialog."""
+    _, agent = await chatting(rt, kb_server, browser, dialogs, first="read this first, are returns free")
+    item = agent.locator("#suggestions li").filter(has_text="Hostile")
+    await expect(item.get_by_role("button", name='Hostile <b>title</b> & "quotes"', exact=True)).to_be_visible()
+    assert await agent.locator("#suggestions").locator("b, script, img, iframe, svg, [onerror]").count() == 0
+    await item.get_by_role("button", name='Insert the text of Hostile <b>title</b> & "quotes"').click()
+    await expect(agent.locator("#text")).to_have_value(re.compile("Returns are free within 30 days"))
+    assert dialogs.seen == []

@@ -101,6 +101,20 @@ async def test_search_tolerates_typos_and_marks_matches_safely(
         assert re.sub(r"</?mark>", "", s).count("<") == 0  # no markup but the marks
 
 
+async def test_search_counts_its_results_in_words_that_agree(
+    articles: dict[str, int], kb_client: httpx.AsyncClient
+) -> None:
+    """One hit is "1 result", several are "N results", in the visitor's language; the page's title names the
+    search and the question."""
+    one = await kb_client.get("/help/search", params={"q": "delivery"})
+    assert "<p>1 result for “delivery”</p>" in one.text
+    assert "<title>Search: “delivery” · Kettle &amp; Co.</title>" in one.text
+    several = await kb_client.get("/help/search", params={"q": "return delivery"})
+    assert re.search(r"<p>[2-9] results for “return delivery”</p>", several.text), several.text
+    german = await kb_client.get("/help/search", params={"q": "zurücksenden", "lang": "de"})
+    assert "<p>1 Ergebnis für “zurücksenden”</p>" in german.text
+
+
 async def test_empty_or_huge_search_queries_get_a_clear_422(
     articles: dict[str, int], kb_client: httpx.AsyncClient
 ) -> None:

@@ -98,3 +98,26 @@ async def test_this_solved_it_closes_a_waiting_conversation_as_deflected(
     after = await _chat_tickets(rt)
     assert len(after) == 2 and after[1][1] in ("new", "open") and "deflected" not in after[1][2]
     assert dialogs.seen == []
+
+
+async def test_a_hostile_article_offered_in_the_widget_runs_nothing(
+    rt: Runtime, articles: dict[str, int], kb_server: LiveServer, browser: Browser, dialogs: Dialogs
+) -> None:
+    """The widget offers an article whose title and Markdown carry markup and scripts: the title is a link's
+    text as written, no element of it is in the widget, and following the link opens no dialog."""
+    await make_queue(rt, "support", ["webchat"])
+    await make_agent(rt, "alice", queues=["support"], available=True)
+    context, page = await new_page(browser, dialogs)
+    await start_chat(page, kb_server.url)
+    await page.get_by_label("Type your message").fill("read this first hostile quotes")
+    offered = page.get_by_role("region", name="Articles that may answer your question")
+    link = offered.get_by_role("link", name='Hostile <b>title</b> & "quotes"')
+    await expect(link).to_be_visible()
+    assert await offered.locator("b, script, img, iframe, svg, [onerror]").count() == 0
+    context.on("page", dialogs.watch)  # the article opens in a new tab: its dialogs are recorded from the start
+    async with context.expect_page() as opened:
+        await link.click()
+    article = await opened.value
+    await article.get_by_text("hover here").hover()
+    await article.get_by_text("click me").click()
+    assert dialogs.seen == []

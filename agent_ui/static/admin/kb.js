@@ -20,7 +20,7 @@ function renderList() {
   $("articles").replaceChildren(...articles
     .filter((a) => !q || a.title.toLowerCase().includes(q) || a.slug.includes(q))
     .map((a) => h("li", {}, h("button", {
-      class: `btn ghost${current && current.id === a.id ? " active" : ""}`, type: "button",
+      class: current && current.id === a.id ? "active" : "", type: "button",
       text: `${a.title} · ${a.locale} · ${a.status}`, onclick: () => open(a.id),
     }))));
 }

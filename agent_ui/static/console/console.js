@@ -216,7 +216,7 @@ function apply(e) {
         appendMessage(m);
         if (m.direction === "inbound") {
           showCustomerTyping(false);
-          loadSuggestions({ id: m.ticket_id }, $("text").value);
+          loadSuggestions({ id: m.ticket_id }); // what the customer just wrote, whatever waits in the composer
           showWindow(m.ticket_id, templateSent); // the customer wrote: their window opens again
         }
       }
@@ -763,8 +763,9 @@ async function loadHistory(t) {
 const KB_SUGGEST = document.body.dataset.kbSuggest === "on";
 if (!KB_SUGGEST) $("no-suggestions").textContent = "The knowledge base is not set up.";
 
-// Suggestions follow the conversation: asked again when the customer writes (message.created) and, debounced,
-// as the agent types (the draft joins the customer's words). A knowledge-base item (with an id) offers its link
+// Suggestions follow the conversation: asked again for the customer's words when they write (message.created),
+// and, debounced, as the agent types (a draft of three words or more steers them: the agent is looking for
+// something). A new customer message wins over a draft already there (often a suggestion just inserted). A knowledge-base item (with an id) offers its link
 // or its text, its score, and "helpful" / "not helpful", which the knowledge base learns from.
 async function loadSuggestions(t, draft = "") {
   const list = $("suggestions");

@@ -52,8 +52,11 @@ async def seed(rt: Runtime) -> bool:
                 "name": "support",
                 "description": "General questions",
                 "channels": ["webchat", "email", "sms", "whatsapp", "telegram", "messenger", "instagram", "voice"],
-                # SLA in business hours, tighter for urgent work; the wallboard's service level: 80 % in 60 s
-                "hours": {"timezone": "UTC", "weekly": {d: ["08:00-20:00"] for d in DAYS[:5]}},
+                # Open around the clock, so a newcomer reaches an agent whenever they try the demo (weekday hours
+                # here closed the chat and the phone's support line at night and at weekends); sales below has
+                # weekday hours, so the phone's closed path can be tried. SLA tighter for urgent work; the
+                # wallboard's service level: 80 % in 60 s.
+                "hours": {"timezone": "UTC", "weekly": {d: ["00:00-24:00"] for d in DAYS}},
                 "sla_first_response_seconds": 4 * 3600,
                 "sla_resolution_seconds": 24 * 3600,
                 "sla_policies": {"urgent": {"first_response_seconds": 900}, "high": {"first_response_seconds": 3600}},
@@ -65,7 +68,17 @@ async def seed(rt: Runtime) -> bool:
     )
     await create_queue(rt, data=QueueCreate(name="billing", description="Invoices and payments", channels=[]))
     # The demo phone flow (ivr_flows/flows/demo.yaml) routes to support, billing and sales.
-    await create_queue(rt, data=QueueCreate(name="sales", description="New orders and quotes", channels=[]))
+    await create_queue(
+        rt,
+        data=QueueCreate.model_validate(
+            {
+                "name": "sales",
+                "description": "New orders and quotes",
+                "channels": [],
+                "hours": {"timezone": "UTC", "weekly": {d: ["08:00-20:00"] for d in DAYS[:5]}},
+            }
+        ),
+    )
     for username, password, role, name, queues in DEMO_LOGINS:
         await create_agent(
             rt, data=AgentCreate(username=username, password=password, role=role, display_name=name, queues=queues)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -269,6 +270,21 @@ async def test_the_demo_starts_with_an_agent_available_and_says_so(
     finally:
         if catcher is not None:
             catcher.stop()
+
+
+async def test_the_demos_support_queue_is_open_at_night_and_at_weekends(rt: Runtime) -> None:
+    """A newcomer tries the demo whenever they like: its support queue (the widget's and the phone's line to an
+    agent) is open on a Saturday night, while sales keeps weekday hours for the phone's closed path."""
+    from hub.hours import BusinessHours
+    from ticketing.demo import seed
+    from ticketing.queues import list_queues
+
+    assert await seed(rt)
+    hours = {q.name: BusinessHours.parse(q.hours) for q in await list_queues(rt)}
+    saturday_night, monday_noon = datetime(2026, 12, 5, 3, 0, tzinfo=UTC), datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    support, sales = hours["support"], hours["sales"]
+    assert support is None or support.is_open(saturday_night)
+    assert sales is not None and not sales.is_open(saturday_night) and sales.is_open(monday_noon)
 
 
 @pytest.mark.parametrize("given", [{"max_missed_offers": 5}])

@@ -113,6 +113,8 @@ class KnowledgeIndex:
         self._uses: Counter[str] = Counter()  # sentence -> how many of the articles in ``_docs`` use it
         self._pruning: set[asyncio.Task[None]] = set()
         self._rebuilding = False
+        # No article when the first build ran: the embedder (seconds of CPU to load) waits for the first one.
+        self._embed_later = False
 
     @property
     def embedder(self) -> Embedder | None:
@@ -159,6 +161,9 @@ class KnowledgeIndex:
             fresh = await service.ranking_docs(self.rt, article_ids=changed)
             unused = self._replace(changed, fresh)
             self._prune_soon(unused, read_at)
+            if self._embed_later and self._docs:
+                self._embed_later = False
+                self._embedding = asyncio.get_running_loop().create_task(self._embed(read_at))
             index, embedder = self.index, self.index.embedder
             if index.appended + len(fresh) > max(REBUILD_AFTER, REBUILD_SHARE * len(self._docs)):
                 await self._rebuild(embedder)
@@ -215,6 +220,11 @@ class KnowledgeIndex:
             gone = await service.prune_embeddings(self.rt, hashes=sorted(unused), before=read_at)
             log.info("knowledge base: pruned %d stored embeddings no article uses", gone)
 
+    async def embedded(self) -> None:
+        """Wait for the embedding started so far (for tests and commands)."""
+        if self._embedding is not None:
+            await asyncio.gather(self._embedding, return_exceptions=True)
+
     async def pruned(self) -> None:
         """Wait for the pruning started so far (for tests and commands)."""
         while self._pruning:
@@ -226,7 +236,10 @@ class KnowledgeIndex:
         (for a large knowledge base, minutes the first time; reading them back, seconds). Then sweep the stored
         vectors no article uses."""
         try:
-            embedder = await asyncio.to_thread(embedder_for, self.embedder_name)
+            # A hub with no articles yet (a new install, or one that uses no knowledge base) does not load it: its
+            # load competed with every request of a new server's first seconds. The first article loads it.
+            self._embed_later = not self._docs
+            embedder = None if self._embed_later else await asyncio.to_thread(embedder_for, self.embedder_name)
             if embedder is not None:
                 async with self._lock:
                     await self._rebuild(embedder)

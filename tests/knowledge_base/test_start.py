@@ -66,3 +66,31 @@ async def test_suggestions_work_right_after_start_while_the_index_is_built(
     finally:
         gate.set()
         live.stop()
+
+
+async def test_the_embedder_is_loaded_only_once_there_is_an_article(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hub with no articles does not load its sentence embedder when its index is first built (seconds of CPU
+    that competed with every request of a new server's first seconds); the first article loads it, once."""
+    from knowledge_base import service
+    from knowledge_base.models import ArticleCreate, ArticleStatus
+
+    loads: list[str] = []
+    monkeypatch.setattr(suggest, "embedder_for", lambda name: loads.append(name))
+    index = suggest.KnowledgeIndex(rt)
+    await index.refresh()
+    await index.embedded()
+    assert loads == [] and index.index is not None
+
+    article = await service.create_article(
+        rt, data=ArticleCreate(slug="returns", title="Return an item", status=ArticleStatus.PUBLISHED, body="Free.")
+    )
+    index.changed(article.id)
+    await index.refresh()
+    await index.embedded()
+    assert loads == [rt.settings.kb_embedder]
+    index.changed(article.id)
+    await index.refresh()
+    await index.embedded()
+    assert loads == [rt.settings.kb_embedder]

@@ -524,15 +524,7 @@ class SocialService:
         counts for the reply once the reply is sent whole (``sent_whole``)."""
         if not provider_id or not message_id:
             return  # a message never stored (id 0) gets no receipts we could show
-        row = {
-            "channel": channel,
-            "provider_id": provider_id[:255],
-            "message_id": message_id,
-            "created_at": utcnow(),
-            "status": "sent",
-            "error": None,
-            "whole": False,
-        }
+        row = _part_row(channel, provider_id, message_id, whole=False)
         async with self.rt.db.begin() as conn:
             await insert_rows(conn, D, [row], ignore_conflicts=True)
 
@@ -544,15 +536,7 @@ class SocialService:
         async with self.rt.db.begin() as conn:
             parts = (await _locked_parts(conn, channel, [message_id])).get(message_id, {})
             if provider_id and provider_id[:255] not in parts:
-                row = {
-                    "channel": channel,
-                    "provider_id": provider_id[:255],
-                    "message_id": message_id,
-                    "created_at": utcnow(),
-                    "status": "sent",
-                    "error": None,
-                    "whole": True,
-                }
+                row = _part_row(channel, provider_id, message_id, whole=True)
                 await insert_rows(conn, D, [row], ignore_conflicts=True)
                 parts[provider_id[:255]] = ("sent", None, True)
             if not any(not whole for _, _, whole in parts.values()):
@@ -908,6 +892,19 @@ def reply_status(parts: Iterable[Part]) -> tuple[str, str | None] | None:
         if status == "failed":
             return "failed", error
     return min((status for status, _, _ in parts), key=lambda s: _PART_ORDER.get(s, 0)), None
+
+
+def _part_row(channel: str, provider_id: str, message_id: int, *, whole: bool) -> dict[str, Any]:
+    """A ``social_deliveries`` row for one provider message of a reply, as sent (``whole``: the reply's last)."""
+    return {
+        "channel": channel,
+        "provider_id": provider_id[:255],
+        "message_id": message_id,
+        "created_at": utcnow(),
+        "status": "sent",
+        "error": None,
+        "whole": whole,
+    }
 
 
 async def _locked_parts(conn: Any, channel: str, message_ids: list[int]) -> dict[int, dict[str, Part]]:

@@ -9,6 +9,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -120,6 +121,17 @@ def test_configured_social_accounts_are_kept(settings: Settings) -> None:
     assert catcher is None and demo is chosen
 
 
+async def _delivered(c: httpx.AsyncClient, body: str) -> tuple[dict[str, str], dict[str, Any]]:
+    """Post a customer's Meta webhook as the demo app does (signed by the demo); answers an admin's headers and
+    the one ticket it opened."""
+    signed = (await c.post("/api/social/demo/sign", json={"to": "meta", "body": body})).json()
+    r = await c.post("/webhooks/meta", content=body, headers={signed["header"]: signed["value"]})
+    assert r.status_code == 200 and r.json()["stored"] == 1, r.text
+    auth = await login(c, "root", "password-123")
+    [ticket] = (await c.get("/api/tickets", headers=auth)).json()["items"]
+    return auth, ticket
+
+
 @pytest.mark.parametrize("app", ["messenger", "instagram"])
 async def test_messenger_and_instagram_customers_get_replies_in_the_app(
     rt: Runtime, social_demo: LiveServer, app: str
@@ -141,11 +153,7 @@ async def test_messenger_and_instagram_customers_get_replies_in_the_app(
     await make_queue(rt, "support", [app])
     await make_agent(rt, "root", role="admin", queues=["support"])
     async with httpx.AsyncClient(base_url=social_demo.url, timeout=10) as c:
-        signed = (await c.post("/api/social/demo/sign", json={"to": "meta", "body": body})).json()
-        r = await c.post("/webhooks/meta", content=body, headers={signed["header"]: signed["value"]})
-        assert r.status_code == 200 and r.json()["stored"] == 1, r.text
-        auth = await login(c, "root", "password-123")
-        [ticket] = (await c.get("/api/tickets", headers=auth)).json()["items"]
+        auth, ticket = await _delivered(c, body)
         assert ticket["channel"] == app
         sent = await c.post(f"/api/tickets/{ticket['id']}/reply", json={"text": f"answer on {app}"}, headers=auth)
         assert sent.status_code == 201, sent.text
@@ -208,11 +216,7 @@ async def test_the_agents_files_show_in_the_app_by_kind_and_name(
     await make_queue(rt, "support", [app])
     await make_agent(rt, "root", role="admin", queues=["support"])
     async with httpx.AsyncClient(base_url=social_demo.url, timeout=10) as c:
-        signed = (await c.post("/api/social/demo/sign", json={"to": "meta", "body": body})).json()
-        r = await c.post("/webhooks/meta", content=body, headers={signed["header"]: signed["value"]})
-        assert r.status_code == 200 and r.json()["stored"] == 1, r.text
-        auth = await login(c, "root", "password-123")
-        [ticket] = (await c.get("/api/tickets", headers=auth)).json()["items"]
+        auth, ticket = await _delivered(c, body)
         files = []
         for name, data in (("photo.png", b"\x89PNG\r\n\x1a\n" + bytes(64)), ("invoice.pdf", b"%PDF-1.4 invoice")):
             up = await c.post(

@@ -4,11 +4,13 @@ timezone, DST-correct."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 
 from hub.runtime import Runtime
 from tests.ticketing.routing_helpers import agent, arrive, message, queue, who
@@ -228,33 +230,43 @@ _UNCOUNT_WRITES = {
 }
 
 
+@asynccontextmanager
+async def counted_writes(rt: Runtime) -> AsyncIterator[Callable[[], Awaitable[int]]]:
+    """Count the rows written to (or deleted from) ``report_tickets`` while inside, by a trigger made for the test
+    and dropped after; yields a function that reads the count so far."""
+    dialect = "postgresql" if not rt.db.is_sqlite else "sqlite"
+    async with rt.db.begin() as conn:
+        for statement in _COUNT_WRITES[dialect]:
+            await conn.execute(text(statement))
+
+    async def writes() -> int:
+        async with rt.read() as conn:
+            return int((await conn.execute(text("SELECT n FROM rollup_writes"))).scalar_one())
+
+    try:
+        yield writes
+    finally:
+        async with rt.db.begin() as conn:
+            for statement in _UNCOUNT_WRITES[dialect]:
+                await conn.execute(text(statement))
+
+
 async def test_a_catch_up_writes_only_the_tickets_whose_figures_changed(rt: Runtime) -> None:
     """Three tickets counted; then one's priority and tags change (events that name it, but change nothing it
     counts for) and another is solved: the next catch-up rewrites the solved ticket's row of the rollup alone
     (what it counted for taken back, what it counts for now written), and the report still equals a count of
     the tickets."""
-    from sqlalchemy import text
-
     await queue(rt, "support", channels=["webchat"])
     ids = await arrive(rt, *(message("webchat", queue="support") for _ in range(3)))
     assert await report_rollup.catch_up(rt, build=True)
-    dialect = "postgresql" if not rt.db.is_sqlite else "sqlite"
-    async with rt.db.begin() as conn:
-        for statement in _COUNT_WRITES[dialect]:
-            await conn.execute(text(statement))
-    try:
+    async with counted_writes(rt) as writes:
         # events name it, but nothing a figure reads changed
         await update_ticket(rt, ticket_id=ids[0], principal=SUPERVISOR, data=TicketUpdate(priority=Priority.HIGH))
         await update_ticket(rt, ticket_id=ids[0], principal=SUPERVISOR, data=TicketUpdate(tags=["vip"]))
         await update_ticket(rt, ticket_id=ids[1], principal=SUPERVISOR, data=TicketUpdate(status=TicketStatus.SOLVED))
         assert await report_rollup.catch_up(rt)
-        async with rt.read() as conn:
-            writes = (await conn.execute(text("SELECT n FROM rollup_writes"))).scalar()
-    finally:
-        async with rt.db.begin() as conn:
-            for statement in _UNCOUNT_WRITES[dialect]:
-                await conn.execute(text(statement))
-    assert writes == 2  # the solved ticket's row: deleted and written again; the other's untouched
+        written = await writes()
+    assert written == 2  # the solved ticket's row: deleted and written again; the other's untouched
     today = datetime.now(UTC).date()
     r = reports.report_range(today, today, "hour", "UTC")
     assert _same(await reports.collect(rt, r), await _direct(rt, r))
@@ -265,33 +277,21 @@ async def test_ingest_counts_its_new_tickets_and_the_catch_up_leaves_them(rt: Ru
     the rollup holds their volume before any catch-up, and the catch-up that meets their events (created,
     queued) writes nothing; a reply then makes it count the ticket replied to again, and the report equals a
     count of the tickets."""
-    from sqlalchemy import text
-
     await queue(rt, "support", channels=["webchat"])
     ada = await agent(rt, "ada", ["support"])
     assert await report_rollup.catch_up(rt, build=True)
-    dialect = "postgresql" if not rt.db.is_sqlite else "sqlite"
-    async with rt.db.begin() as conn:
-        for statement in _COUNT_WRITES[dialect]:
-            await conn.execute(text(statement))
-    try:
+    async with counted_writes(rt) as writes:
         ids = await arrive(rt, *(message("webchat", queue="support") for _ in range(3)))
         async with rt.read() as conn:
             volume = (await conn.execute(select(func.sum(tables.report_hours.c.volume)))).scalar()
-            arrivals = (await conn.execute(text("SELECT n FROM rollup_writes"))).scalar()
+        arrivals = await writes()
         assert await report_rollup.catch_up(rt)
-        async with rt.read() as conn:
-            after_catch_up = (await conn.execute(text("SELECT n FROM rollup_writes"))).scalar()
+        after_catch_up = await writes()
         await routing_service.set_agent_status(rt, agent_id=ada, status=AgentStatus.AVAILABLE)
         await routing_service.accept_offer(rt, ticket_id=ids[0], principal=who(ada))
         await reply(rt, ticket_id=ids[0], principal=who(ada), text="on it")
         assert await report_rollup.catch_up(rt)
-        async with rt.read() as conn:
-            after_reply = (await conn.execute(text("SELECT n FROM rollup_writes"))).scalar()
-    finally:
-        async with rt.db.begin() as conn:
-            for statement in _UNCOUNT_WRITES[dialect]:
-                await conn.execute(text(statement))
+        after_reply = await writes()
     assert (volume, arrivals, after_catch_up) == (3, 3, 3)
     assert after_reply == 5  # the answered ticket's row: taken back and written again
     today = datetime.now(UTC).date()

@@ -217,10 +217,12 @@ async def apply_tickets(conn: AsyncConnection, ticket_ids: list[int]) -> None:
 
 
 async def _add_hours(conn: AsyncConnection, delta: dict[Cell, dict[str, float]]) -> None:
-    """Add ``delta`` (each cell with every field of ``FIELDS``) to the hour rows."""
+    """Add ``delta`` (each cell with every field of ``FIELDS``) to the hour rows, in the order of their key: every
+    writer (ingest's transactions in every process, a catch-up) locks the rows it adds to in one order, so two of
+    them adding to the same two rows wait for each other instead of deadlocking (PostgreSQL)."""
     changed = [
         {"hour": h, "queue_id": q, "channel": ch, **{k: int(v) if k in _INTEGER else v for k, v in values.items()}}
-        for (h, q, ch), values in delta.items()
+        for (h, q, ch), values in sorted(delta.items())
         if any(values.values())
     ]
     if len(changed) <= 4:

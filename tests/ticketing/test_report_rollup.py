@@ -297,3 +297,48 @@ async def test_ingest_counts_its_new_tickets_and_the_catch_up_leaves_them(rt: Ru
     today = datetime.now(UTC).date()
     r = reports.report_range(today, today, "hour", "UTC")
     assert _same(await reports.collect(rt, r), await _direct(rt, r))
+
+
+async def test_two_ingests_counting_the_same_two_hours_at_once_do_not_deadlock(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two transactions (two processes' ingest) count new tickets of the same two hour rows, listed in opposite
+    orders, and each pauses after its first row until the other has written one too: both commit, one after the
+    other (each adds to the rows in the order of their key), where adding in the order given deadlocked."""
+    if rt.db.is_sqlite:
+        pytest.skip("SQLite runs one writing transaction at a time")
+    import asyncio
+
+    from hub.db import execute as real_execute
+
+    first_rows: list[asyncio.Event] = [asyncio.Event(), asyncio.Event()]
+    mine: dict[int, int] = {}  # connection -> its index
+
+    async def paced(conn: Any, statement: Any, params: Any = None) -> Any:
+        result = await real_execute(conn, statement, params)
+        which = mine.get(id(conn))
+        if which is not None and not first_rows[which].is_set():
+            first_rows[which].set()
+            try:  # wait for the other to hold a row too (it cannot, when it waits for this one's)
+                await asyncio.wait_for(first_rows[1 - which].wait(), 2)
+            except TimeoutError:
+                pass
+        return result
+
+    monkeypatch.setattr(report_rollup, "execute", paced)
+    now = datetime.now(UTC)
+    cells = [
+        {"created_at": now, "queue_id": 1, "channel": "webchat"},
+        {"created_at": now, "queue_id": 1, "channel": "sms"},
+    ]
+
+    async def count(which: int, order: list[dict[str, Any]], first_id: int) -> None:
+        async with rt.db.begin() as conn:
+            mine[id(conn)] = which
+            rows = [{**cell, "id": first_id + i} for i, cell in enumerate(order)]
+            await report_rollup.count_arrivals(conn, rows)
+
+    await asyncio.gather(count(0, cells, 1000), count(1, cells[::-1], 2000))
+    async with rt.read() as conn:
+        volumes = dict((await conn.execute(select(tables.report_hours.c.channel, tables.report_hours.c.volume))).all())
+    assert volumes == {"webchat": 2, "sms": 2}

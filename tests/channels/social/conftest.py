@@ -18,7 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
+from channels.social.service import SocialService
 from hub.config import Settings
+from hub.messages import InboundMessage, IngestResult
+from hub.runtime import Runtime
 from tests.conftest import LiveServer
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "social"
@@ -202,3 +205,17 @@ def social_server(social_settings: Settings) -> Iterator[LiveServer]:
 async def hub(social_server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=social_server.url, timeout=30) as c:
         yield c
+
+
+async def no_ingest(message: InboundMessage, **_: object) -> IngestResult:
+    """The ingest of a ``SocialService`` whose test stores nothing inbound (senders, receipts, health)."""
+    raise AssertionError("nothing is ingested here")
+
+
+@pytest.fixture
+async def service(rt: Runtime, social_settings: Settings) -> AsyncIterator[SocialService]:
+    """A ``SocialService`` on the test's runtime, talking to the provider stand-in; it ingests nothing."""
+    rt.settings = social_settings
+    svc = SocialService(rt, no_ingest, social_settings)
+    yield svc
+    await svc.stop()

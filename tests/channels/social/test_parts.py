@@ -4,7 +4,6 @@ together (``service.reply_status``): delivered once all are, failed as soon as o
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -28,18 +27,6 @@ D = SocialDelivery.__table__  # type: ignore[attr-defined]
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 PDF = b"%PDF-1.4 an invoice"
 CUSTOMER = "4915112345678"
-
-
-async def _unused_ingest(message: InboundMessage, **_: object) -> Any:
-    raise AssertionError("receipts ingest nothing")
-
-
-@pytest.fixture
-async def service(rt: Runtime, social_settings: Settings) -> AsyncIterator[SocialService]:
-    rt.settings = social_settings
-    svc = SocialService(rt, _unused_ingest, social_settings)
-    yield svc
-    await svc.stop()
 
 
 async def _stored_reply(rt: Runtime, store: FileStore, channel: str, account: str, customer: str) -> OutboundMessage:

@@ -3,7 +3,6 @@ Telegram media as multipart uploads, comment replies, silent webhooks."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -15,25 +14,13 @@ from hub.config import Settings
 from hub.db import utcnow
 from hub.events import Event, EventType
 from hub.files import FileStore
-from hub.messages import Attachment, DeliveryError, Identity, InboundMessage, IngestResult, OutboundMessage
+from hub.messages import Attachment, DeliveryError, Identity, InboundMessage, OutboundMessage
 from hub.runtime import Runtime
-from tests.channels.social.conftest import BOT, NUMBER, PAGE, Provider
+from tests.channels.social.conftest import BOT, NUMBER, PAGE, Provider, no_ingest
 
 _events = Event.__table__  # type: ignore[attr-defined]
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
-
-
-async def _no_ingest(message: InboundMessage, **_: object) -> IngestResult:
-    raise AssertionError("nothing is ingested here")
-
-
-@pytest.fixture
-async def service(rt: Runtime, social_settings: Settings) -> AsyncIterator[SocialService]:
-    rt.settings = social_settings
-    svc = SocialService(rt, _no_ingest, social_settings)
-    yield svc
-    await svc.stop()
 
 
 PDF = b"%PDF-1.4 a receipt"
@@ -253,8 +240,8 @@ async def test_a_refused_token_is_shown_by_every_process_and_after_a_restart_unt
         await service.senders["messenger"].send(message)
     mine = service.health.get("messenger", PAGE)
     assert mine is not None and mine.status == HealthStatus.TOKEN_EXPIRED
-    other = SocialService(rt, _no_ingest, social_settings)
-    later = SocialService(rt, _no_ingest, social_settings)
+    other = SocialService(rt, no_ingest, social_settings)
+    later = SocialService(rt, no_ingest, social_settings)
     try:
         await other.start()
         seen = other.health.get("messenger", PAGE)

@@ -19,17 +19,12 @@ from channels.social.health import HealthStatus
 from channels.social.service import SocialService, accounts_view
 from hub.config import Settings
 from hub.events import Event, EventType
-from hub.messages import InboundMessage, IngestResult
 from hub.runtime import Runtime, standalone
-from tests.channels.social.conftest import BOT, IG, NUMBER, PAGE
+from tests.channels.social.conftest import BOT, IG, NUMBER, PAGE, no_ingest
 
 _events = Event.__table__  # type: ignore[attr-defined]
 ACCOUNTS = {("messenger", PAGE), ("instagram", IG), ("whatsapp", NUMBER), ("telegram", BOT)}
 SILENCE = 2.0  # seconds: judged silent after 3 s (the setting plus a step of 1 s), swept every second
-
-
-async def _no_ingest(message: InboundMessage, **_: object) -> IngestResult:
-    raise AssertionError("nothing is ingested here")
 
 
 @asynccontextmanager
@@ -38,7 +33,7 @@ async def two_processes(rt: Runtime, social_settings: Settings) -> AsyncIterator
     settings = social_settings.model_copy(update={"social_silence_seconds": SILENCE})
     rt.settings = settings
     async with standalone(settings) as other:
-        a, b = SocialService(rt, _no_ingest, settings), SocialService(other, _no_ingest, settings)
+        a, b = SocialService(rt, no_ingest, settings), SocialService(other, no_ingest, settings)
         await a.start()
         await b.start()
         try:
@@ -135,7 +130,7 @@ async def test_a_stream_of_webhooks_stores_the_time_once_a_step_not_once_a_webho
     heard = AccountHeardRow.__table__  # type: ignore[attr-defined]
     settings = social_settings.model_copy(update={"social_silence_seconds": 600.0})  # a step of 60 s
     rt.settings = settings
-    svc = SocialService(rt, _no_ingest, settings)
+    svc = SocialService(rt, no_ingest, settings)
     try:
         await svc.start()
 

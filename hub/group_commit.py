@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -55,8 +56,8 @@ class GroupCommit(Generic[Item, Result]):
         self._then = then
         self.max_batch = max_batch
         self.name = name
-        self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
-        self._starts: list[int] = []  # where each submission's items begin in ``_pending``, in order
+        # Each submission's items with their futures, in order of arrival.
+        self._pending: deque[list[tuple[Item, asyncio.Future[Result]]]] = deque()
         self._task: asyncio.Task[None] | None = None
         # Batches committed and waiting for ``then``, with their outcomes.
         self._committed: list[tuple[list[tuple[Item, asyncio.Future[Result]]], list[Result | Exception]]] = []
@@ -81,8 +82,7 @@ class GroupCommit(Generic[Item, Result]):
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[Result]] = [loop.create_future() for _ in items]
         if futures:
-            self._starts.append(len(self._pending))
-            self._pending.extend(zip(items, futures, strict=True))
+            self._pending.append(list(zip(items, futures, strict=True)))
             if self._task is None:
                 self._task = asyncio.create_task(self._drain(), name=self.name)
         return futures
@@ -96,16 +96,14 @@ class GroupCommit(Generic[Item, Result]):
             await asyncio.wait(running)
 
     def _take(self) -> list[tuple[Item, asyncio.Future[Result]]]:
-        """The next batch: the items of as many whole submissions as fit in ``max_batch`` (the first one's first
-        ``max_batch`` items when it alone does not fit)."""
-        cut = len(self._pending)
-        if cut > self.max_batch:
-            cut = max(start for start in self._starts if start <= self.max_batch) or self.max_batch
-        batch, self._pending = self._pending[:cut], self._pending[cut:]
-        # A submission cut inside goes on from the start.
-        self._starts = [0] * bool(self._pending and cut not in self._starts) + [
-            s - cut for s in self._starts if s >= cut
-        ]
+        """The next batch: as many whole submissions as fit in ``max_batch`` (the first one's first ``max_batch``
+        items when it alone does not fit; its rest goes on at the head of the queue)."""
+        batch: list[tuple[Item, asyncio.Future[Result]]] = []
+        while self._pending and len(batch) + len(self._pending[0]) <= self.max_batch:
+            batch.extend(self._pending.popleft())
+        if not batch:
+            first = self._pending[0]
+            batch, self._pending[0] = first[: self.max_batch], first[self.max_batch :]
         return batch
 
     async def _drain(self) -> None:

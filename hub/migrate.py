@@ -6,12 +6,23 @@ import asyncio
 import logging
 import threading
 
-from alembic import command
-from alembic.config import Config
-
-# Alembic announces each of its plugins at INFO on every start; the migrations it runs are worth a line, that
-# is not.
+# Alembic announces each of its plugins at INFO as it is imported, and its dialect and DDL mode each time it
+# runs; the migrations it runs are worth a line each, the rest is noise before every command's own output.
+# The levels are set before the import below, which is what logs the plugins.
 logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
+class _OnlyUpgrades(logging.Filter):
+    """Of ``alembic.runtime.migration``'s INFO lines, only "Running upgrade ..." (and anything louder)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.INFO or record.getMessage().startswith(("Running upgrade", "Running downgrade"))
+
+
+logging.getLogger("alembic.runtime.migration").addFilter(_OnlyUpgrades())
+
+from alembic import command  # noqa: E402
+from alembic.config import Config  # noqa: E402
 
 
 def alembic_config(database_url: str) -> Config:

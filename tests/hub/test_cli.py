@@ -139,6 +139,20 @@ def test_agent_create_rejects_bad_input_clearly(tmp_path: Path) -> None:
     assert bad_role.returncode == 2 and "role" in bad_role.stderr
 
 
+def test_a_command_says_which_migrations_it_ran_and_nothing_else_of_alembics(tmp_path: Path) -> None:
+    """Every command brings the database up to date first: on a new database it names each migration it runs,
+    on an up-to-date one it prints nothing but its own output (Alembic's plugin, dialect and DDL-mode lines
+    were printed before every command's answer)."""
+    env = {"SWITCHBOARD_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"}
+    first = run_cli("kb", "export", str(tmp_path / "out"), cwd=tmp_path, env=env)
+    assert first.returncode == 0, first.stderr
+    assert "Running upgrade  -> 0001" in first.stderr
+    assert "alembic" in first.stderr and "setup plugin" not in first.stderr and "Context impl" not in first.stderr
+    again = run_cli("kb", "export", str(tmp_path / "out"), cwd=tmp_path, env=env)
+    assert again.returncode == 0 and again.stderr == "", again.stderr
+    assert "0 articles written" in again.stdout
+
+
 def test_a_database_url_without_its_async_driver_is_completed(tmp_path: Path) -> None:
     """`sqlite:///file` and `postgresql://` / `postgres://` (as hosting platforms write them) run on the async
     drivers Switchboard uses."""

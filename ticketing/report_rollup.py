@@ -274,7 +274,7 @@ async def count_arrivals(conn: AsyncConnection, rows: list[dict[str, Any]]) -> N
     for r in rows:
         cell = (_hour(r["created_at"]), r["queue_id"] or 0, r["channel"])
         delta.setdefault(cell, dict.fromkeys(FIELDS, 0.0))["volume"] += 1
-        stored.append({"ticket_id": r["id"], "cells": [[*cell, {"volume": 1}]]})
+        stored.append({"ticket_id": r["id"], "cells": _encode({cell: {"volume": 1}})})
     await insert_rows(conn, report_tickets, stored)
     await _add_hours(conn, delta)
 

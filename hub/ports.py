@@ -22,7 +22,8 @@ is one of the core's exceptions (``hub.errors`` subclasses with stable codes: ``
                                                suggestions (who may see a ticket, its text); twilio (a call's
                                                timeline, abandoned calls, the callback through the outbox,
                                                delivery receipts, WhatsApp's window); hub.file_access (who may
-                                               read a stored file)
+                                               read a stored file); social (which replies still wait in the
+                                               outbox)
 
 Adding a port, or a method to one (CONTRIBUTING.md): the Protocol and its models here; the implementation in
 ``ticketing/ports.py`` (calling the core's service functions); a field on ``Ports``; a test of it through
@@ -329,6 +330,10 @@ class TicketPort(Protocol):
     async def set_delivery_status(self, *, message_id: int, status: str, error: str | None = None) -> bool:
         """A provider's receipt for an outbound message: its delivery status moves forward (never back; failed
         is final), with the core's ``message.status`` event. Answers whether it moved."""
+
+    async def awaiting_delivery(self, *, message_ids: Collection[int]) -> set[int]:
+        """Those of ``message_ids`` still waiting in the outbox to be sent (or sent again after a failure): not
+        sent, not failed for good, not erased."""
 
     async def may_read_file(self, *, principal: Principal, sha256: str) -> bool:
         """Whether a message carrying the stored file ``sha256`` is in a ticket ``principal`` may see. Ask

@@ -33,7 +33,7 @@ from hub.principals import Principal
 from hub.runtime import Runtime
 from ticketing import agents, conversations, message_files, outbox, phone, tables, templates
 from ticketing.exceptions import TicketNotFound
-from ticketing.models import Direction
+from ticketing.models import Direction, OutboxStatus
 from ticketing.tickets import check_visible, ticket_row
 
 # The columns ``message_by_external_id`` reads, and the statement, built once.
@@ -236,6 +236,18 @@ class Tickets:
         self, *, message_id: int, status: str, error: str | None = None
     ) -> Coroutine[Any, Any, bool]:
         return phone.move_delivery_status(self.rt, message_id=message_id, status=status, error=error)
+
+    async def awaiting_delivery(self, *, message_ids: Collection[int]) -> set[int]:
+        ids = list(message_ids)
+        if not ids:
+            return set()
+        async with self.rt.read() as conn:
+            found = await conn.execute(
+                select(tables.outbox.c.message_id).where(
+                    tables.outbox.c.message_id.in_(ids), tables.outbox.c.status == OutboxStatus.PENDING.value
+                )
+            )
+            return {int(row.message_id) for row in found}
 
     def may_read_file(self, *, principal: Principal, sha256: str) -> Coroutine[Any, Any, bool]:
         return message_files.may_read_file(self.rt, principal=principal, sha256=sha256)

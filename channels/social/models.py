@@ -1,6 +1,6 @@
-"""Tables of the social channels: which of our messages each provider id is (for receipts), the private
-replies sent to public comments (Meta allows one per comment), access tokens replaced in the admin page, and the
-messages of a batch ingest refused."""
+"""Tables of the social channels: which of our messages each provider id is (for receipts), what the provider
+already took of a reply still being sent in several calls, the private replies sent to public comments (Meta
+allows one per comment), access tokens replaced in the admin page, and the messages of a batch ingest refused."""
 
 from __future__ import annotations
 
@@ -28,6 +28,22 @@ class SocialDelivery(SQLModel, table=True):
     status: str = Field(default="sent", max_length=20)  # this part's: sent | delivered | read | failed
     error: str | None = Field(default=None, sa_type=Text)  # the provider's reason, for a failed part
     whole: bool = True  # False while the reply's later parts are still being sent
+
+
+class SocialReplyPart(SQLModel, table=True):
+    """A part of a reply sent in several calls that the provider already took, while the reply is not yet sent
+    whole: a file's message (``file:0``, with the provider's message id) or WhatsApp's upload of it (``upload:0``,
+    with the media id). Written as each part is taken, so that the outbox's retry, in this process or any other,
+    after a restart too, skips it (the customer never gets a file twice); removed once the reply is sent whole,
+    and, by the service's sweep, once the reply no longer waits in the outbox (failed for good, erased)."""
+
+    __tablename__ = "social_reply_parts"
+
+    channel: str = Field(primary_key=True, max_length=20)
+    message_id: int = Field(primary_key=True)
+    part: str = Field(primary_key=True, max_length=20)
+    provider_id: str | None = Field(default=None, max_length=255)  # None: the provider took it without naming it
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class PrivateReply(SQLModel, table=True):

@@ -16,11 +16,11 @@ Outbound (``senders``): one ``hub.messages.Sender`` per channel name, POSTing wi
 never handed over as URLs of ours (WhatsApp: to ``{number}/media``, then a message naming the media id;
 Messenger: with the message; Telegram: ``sendPhoto``/``sendDocument``); WhatsApp and Messenger check every
 file against what they take (``media``) before the first call. A reply of several calls retried after a 5xx
-or 429 skips the parts the provider already took (``_Parts``). What the provider answers decides the
-outbox's next step (``classify``): 5xx, 429, Meta's throttling codes and network errors are retried with
-backoff; a refused token (Meta error 190 and kin, Telegram 401) fails the message with "token expired —
-reconnect the page in Admin" and raises the account's health alert; any other 4xx fails it with the
-provider's own reason.
+or 429 skips the parts the provider already took, in whichever process the retry runs (``social_reply_parts``,
+written as each part is taken). What the provider answers decides the outbox's next step (``classify``): 5xx,
+429, Meta's throttling codes and network errors are retried with backoff; a refused token (Meta error 190 and
+kin, Telegram 401) fails the message with "token expired — reconnect the page in Admin" and raises the
+account's health alert; any other 4xx fails it with the provider's own reason.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from sqlalchemy import delete, select, update
 
 from channels.social import media, meta, telegram
 from channels.social.health import TOKEN_EXPIRED_TEXT, AccountHealth, Health, HealthStatus
-from channels.social.models import AccountToken, PrivateReply, SocialDelivery, SocialQuarantine
+from channels.social.models import AccountToken, PrivateReply, SocialDelivery, SocialQuarantine, SocialReplyPart
 from hub import audit
 from hub.config import Settings
 from hub.db import insert_rows, utcnow
@@ -65,12 +65,13 @@ D = SocialDelivery.__table__  # type: ignore[attr-defined]
 P = PrivateReply.__table__  # type: ignore[attr-defined]
 K = AccountToken.__table__  # type: ignore[attr-defined]
 Q = SocialQuarantine.__table__  # type: ignore[attr-defined]
+R = SocialReplyPart.__table__  # type: ignore[attr-defined]
 # How often a process reads the tokens admins replaced (another process may have taken the new one).
 TOKEN_REFRESH_SECONDS = 30.0
 NAME_CACHE_MAX = 50_000
 PRIVATE_REPLY_WINDOW = timedelta(days=7)
 T = TypeVar("T")  # how a provider carries one file (``media``)
-PARTS_MAX = 10_000  # replies sent in several calls being retried, remembered per process
+SETTLED_BATCH = 500  # replies whose kept parts one sweep looks at
 
 
 class UnknownAccount(NotFound):
@@ -138,7 +139,6 @@ class SocialService:
         self.sealer = Sealer(settings.secret_key.get_secret_value())
         self._sweeper: asyncio.Task[None] | None = None
         self._names: dict[str, str] = {}  # profile names looked up, by sender id ("" when Meta gave none)
-        self._parts = _Parts()
 
     async def start(self) -> None:
         await self.load_tokens()
@@ -161,6 +161,7 @@ class SocialService:
                 await self.load_tokens()
                 await self.health.refresh()
                 await self.health.sweep_silence()
+                await self.forget_settled_parts()
             except Exception:
                 log.exception("social sweep failed")
 
@@ -518,22 +519,76 @@ class SocialService:
                         )
         return judged
 
-    async def _part_sent(self, channel: str, message_id: int, provider_id: str | None) -> None:
-        """A part of a reply (a file) the provider took, while the rest is still to be sent: kept at once, not
-        when the reply is sent whole, so that the receipts the provider sends for it meanwhile find it. It
-        counts for the reply once the reply is sent whole (``sent_whole``)."""
-        if not provider_id or not message_id:
-            return  # a message never stored (id 0) gets no receipts we could show
-        row = _part_row(channel, provider_id, message_id, whole=False)
-        async with self.rt.db.begin() as conn:
-            await insert_rows(conn, D, [row], ignore_conflicts=True)
+    async def _taken(self, channel: str, message_id: int) -> dict[str, str | None]:
+        """What the provider already took of a reply (``social_reply_parts``), by part (``file:0``, WhatsApp's
+        ``upload:0``), with what it answered (a message id, a media id): kept by whichever process sent it, so
+        that a retry here, or after a restart, skips it. A message not yet stored (id 0) is never retried."""
+        if not message_id:
+            return {}
+        async with self.rt.read() as conn:
+            rows = await conn.execute(
+                select(R.c.part, R.c.provider_id).where(R.c.channel == channel, R.c.message_id == message_id)
+            )
+        return {row.part: row.provider_id for row in rows}
 
-    async def sent_whole(self, channel: str, message_id: int, provider_id: str | None) -> None:
-        """The reply is sent whole: its last part (``provider_id``) is kept, its parts now count for it, and the
-        receipts its earlier parts got meanwhile move it (``reply_status``)."""
+    async def _part_taken(
+        self,
+        taken: dict[str, str | None],
+        channel: str,
+        message_id: int,
+        part: str,
+        answer: str | None,
+        *,
+        receipted_as: str | None = None,
+    ) -> None:
+        """The provider took ``part`` of a reply whose rest is still to be sent, answering ``answer``: noted in
+        ``taken`` and kept at once (``social_reply_parts``), before the next call, so that a retry in any process
+        skips it. A part that is a message of its own (a file's; ``receipted_as``: the provider id its receipts
+        name) gets its ``social_deliveries`` row in the same transaction, so that the receipts the provider sends
+        for it meanwhile find it; it counts for the reply once the reply is sent whole (``sent_whole``)."""
+        taken[part] = answer
+        if not message_id:
+            return  # a message never stored (id 0) is never retried, and gets no receipts we could show
+        kept = {
+            "channel": channel,
+            "message_id": message_id,
+            "part": part,
+            "provider_id": answer,
+            "created_at": utcnow(),
+        }
+        async with self.rt.db.begin() as conn:
+            await insert_rows(conn, R, [kept], ignore_conflicts=True)
+            if receipted_as:
+                row = _part_row(channel, receipted_as, message_id, whole=False)
+                await insert_rows(conn, D, [row], ignore_conflicts=True)
+
+    async def forget_settled_parts(self) -> int:
+        """The parts kept of replies that no longer wait in the outbox (failed for good, erased with their
+        contact or by retention) are removed: nothing will retry them. (A reply sent whole removes its own,
+        ``sent_whole``.) Answers how many replies' parts went; the service's sweep runs it."""
+        async with self.rt.read() as conn:
+            found = await conn.execute(select(R.c.message_id).distinct().order_by(R.c.message_id).limit(SETTLED_BATCH))
+            kept = [row.message_id for row in found]
+        if not kept:
+            return 0
+        waiting = await self.rt.ports.tickets.awaiting_delivery(message_ids=kept)
+        settled = [message_id for message_id in kept if message_id not in waiting]
+        if settled:
+            async with self.rt.db.begin() as conn:
+                await conn.execute(delete(R).where(R.c.message_id.in_(settled)))
+        return len(settled)
+
+    async def sent_whole(
+        self, channel: str, message_id: int, provider_id: str | None, *, with_files: bool = True
+    ) -> None:
+        """The reply is sent whole: its last part (``provider_id``) is kept, its parts now count for it, the
+        receipts its earlier parts got meanwhile move it (``reply_status``), and what was kept for a retry of its
+        files goes (``with_files``: it had some; a reply of text alone is sent in one call)."""
         if not message_id:
             return
         async with self.rt.db.begin() as conn:
+            if with_files:
+                await conn.execute(delete(R).where(R.c.channel == channel, R.c.message_id == message_id))
             parts = (await _locked_parts(conn, channel, [message_id])).get(message_id, {})
             if provider_id and provider_id[:255] not in parts:
                 row = _part_row(channel, provider_id, message_id, whole=True)
@@ -584,7 +639,7 @@ class SocialService:
         files = self._checked(message, media.whatsapp_media)  # all of them, before the first call
         text = message.text
         caption = bool(files) and files[0][1].captioned and bool(text.strip()) and len(text) <= media.CAPTION_MAX
-        taken = self._parts.of("whatsapp", message.message_id)
+        taken = await self._taken("whatsapp", message.message_id) if files else {}
         provider_id: str | None = None
         for part, (attachment, how) in enumerate(files):
             upload, sent = f"upload:{part}", f"file:{part}"
@@ -600,7 +655,7 @@ class SocialService:
                 )
                 if not _str(answer.get("id")):
                     raise DeliveryError(f"Meta kept no media id for {attachment.filename!r}; retrying")
-                taken[upload] = _str(answer.get("id"))
+                await self._part_taken(taken, "whatsapp", message.message_id, upload, _str(answer.get("id")))
             if sent not in taken:
                 ref: dict[str, Any] = {"id": taken[upload]}
                 if how.kind == "document":
@@ -610,15 +665,14 @@ class SocialService:
                 answer = await self._post_graph(
                     "whatsapp", number, f"{number}/messages", token, json_body={**body, "type": how.kind, how.kind: ref}
                 )
-                taken[sent] = _wamid(answer)
-                await self._part_sent("whatsapp", message.message_id, taken[sent])
+                wamid = _wamid(answer)
+                await self._part_taken(taken, "whatsapp", message.message_id, sent, wamid, receipted_as=wamid)
             provider_id = taken[sent] or provider_id
         if not files or (text.strip() and not caption):
             body["type"] = "text"
             body["text"] = {"body": text, "preview_url": False}
             answer = await self._post_graph("whatsapp", number, f"{number}/messages", token, json_body=body)
             provider_id = _wamid(answer)
-        self._parts.forget("whatsapp", message.message_id)
         return "whatsapp", number, DeliveryResult(provider_id=provider_id)
 
     async def send_page(self, message: OutboundMessage) -> tuple[str, str, DeliveryResult]:
@@ -634,7 +688,7 @@ class SocialService:
         files = self._checked(message, media.messenger_type)
         tag = message.metadata.get("tag")
         kind: dict[str, Any] = {"messaging_type": "MESSAGE_TAG", "tag": tag} if tag else {"messaging_type": "RESPONSE"}
-        taken = self._parts.of(channel, message.message_id)
+        taken = await self._taken(channel, message.message_id) if files else {}
         provider_id: str | None = None
         for part, (attachment, attachment_type) in enumerate(files):
             sent = f"file:{part}"
@@ -648,14 +702,13 @@ class SocialService:
                     data={"recipient": json.dumps({"id": message.recipient}), "message": json.dumps(attached), **kind},
                     files={"filedata": (attachment.filename, self._bytes_of(attachment), attachment.content_type)},
                 )
-                taken[sent] = _str(answer.get("message_id"))
-                await self._part_sent(channel, message.message_id, taken[sent])
+                mid = _str(answer.get("message_id"))
+                await self._part_taken(taken, channel, message.message_id, sent, mid, receipted_as=mid)
             provider_id = taken[sent] or provider_id
         if not files or message.text.strip():
             body: dict[str, Any] = {"recipient": {"id": message.recipient}, "message": {"text": message.text}, **kind}
             answer = await self._post_graph(channel, page, f"{page}/messages", token, json_body=body)
             provider_id = _str(answer.get("message_id"))
-        self._parts.forget(channel, message.message_id)
         return channel, page, DeliveryResult(provider_id=provider_id)
 
     async def send_comment(self, message: OutboundMessage) -> tuple[str, str, DeliveryResult]:
@@ -728,7 +781,7 @@ class SocialService:
         base = f"{self.settings.telegram_api_url}/bot{bot.token.get_secret_value()}"
         chat_id = message.recipient
         provider_id: str | None = None
-        taken = self._parts.of("telegram", message.message_id)
+        taken = await self._taken("telegram", message.message_id) if message.attachments else {}
         # Files are uploaded (multipart), never sent as URLs Telegram would have to fetch from us.
         for part, attachment in enumerate(message.attachments):
             sent = f"file:{part}"
@@ -746,15 +799,15 @@ class SocialService:
                     data={"chat_id": chat_id},
                     files={field_name: (attachment.filename, self._bytes_of(attachment), attachment.content_type)},
                 )
-                taken[sent] = _telegram_id(answer)
-                await self._part_sent("telegram", message.message_id, _telegram_ref(bot.name, chat_id, taken[sent]))
+                sent_id = _telegram_id(answer)
+                ref = _telegram_ref(bot.name, chat_id, sent_id)
+                await self._part_taken(taken, "telegram", message.message_id, sent, sent_id, receipted_as=ref)
             provider_id = taken[sent] or provider_id
         if message.text.strip():
             answer = await self._post_telegram(
                 bot.name, f"{base}/sendMessage", json_body={"chat_id": chat_id, "text": message.text}
             )
             provider_id = _telegram_id(answer)
-        self._parts.forget("telegram", message.message_id)
         return (
             "telegram",
             bot.name,
@@ -980,29 +1033,6 @@ def _telegram_error(response: httpx.Response) -> tuple[int | None, str] | None:
     return None
 
 
-class _Parts:
-    """What the provider already took of replies that go out in several calls (each file, then the text), by
-    channel and message id: the outbox's retry after a 5xx or a 429 skips those parts, so the customer never
-    gets one twice. A part is named by its sender (``file:0``, WhatsApp's ``upload:0``) and keeps what the
-    provider answered (a message id, a media id). Kept per process (a retry elsewhere sends again what this
-    one sent) until the reply is sent, for at most ``PARTS_MAX`` replies; a message not yet stored (id 0) is
-    never retried, so nothing is kept for it."""
-
-    def __init__(self) -> None:
-        self._taken: dict[tuple[str, int], dict[str, str | None]] = {}
-
-    def of(self, channel: str, message_id: int) -> dict[str, str | None]:
-        if not message_id:
-            return {}
-        if (channel, message_id) not in self._taken and len(self._taken) >= PARTS_MAX:
-            self._taken.clear()
-        return self._taken.setdefault((channel, message_id), {})
-
-    def forget(self, channel: str, message_id: int) -> None:
-        """The reply is sent whole."""
-        self._taken.pop((channel, message_id), None)
-
-
 class _Send:
     """A channel name's ``Sender``: one of the service's send functions; what the provider called the message
     (each part of it) is kept (``social_deliveries``) so that its receipts find it (``SocialService.sent_whole``)."""
@@ -1013,7 +1043,9 @@ class _Send:
 
     async def send(self, message: OutboundMessage) -> DeliveryResult:
         channel, _account, result = await self._send(message)
-        await self.service.sent_whole(channel, message.message_id, result.provider_id)
+        await self.service.sent_whole(
+            channel, message.message_id, result.provider_id, with_files=bool(message.attachments)
+        )
         return result  # type: ignore[no-any-return]
 
 

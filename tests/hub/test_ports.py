@@ -4,6 +4,7 @@ answers, the core's own errors, and a clear error for a port used before the cor
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import update
 
 from hub.bus import EventHub, LocalTransport
 from hub.config import Settings
@@ -17,7 +18,8 @@ from tests.conftest import make_agent, make_queue
 from ticketing.agents import load_principal, update_agent
 from ticketing.exceptions import NotYourTicket, TicketNotFound
 from ticketing.ingest import ingest_batch
-from ticketing.replies import add_note
+from ticketing.replies import add_note, reply
+from ticketing.tables import outbox
 from ticketing.tickets import get_ticket
 
 
@@ -89,6 +91,25 @@ async def test_ticket_port_finds_a_message_by_its_channel_id(rt: Runtime) -> Non
     )
     assert found.created_at.tzinfo is not None
     assert await rt.ports.tickets.message_by_external_id(channel="sms", external_id="<m1@example.com>") is None
+
+
+async def test_ticket_port_says_which_replies_still_wait_in_the_outbox(rt: Runtime) -> None:
+    """Of three replies, the one still pending in the outbox waits; one sent and one failed for good do not,
+    nor does a note (never in the outbox) or a message id nobody has."""
+    await make_queue(rt, "support", ["email"])
+    ann = await agent(rt, "ann", queues=["support"])
+    [result] = await ingest_batch(rt, [inbound(1)])
+    ticket_id = result.ticket_id  # type: ignore[union-attr]
+    waiting, sent, failed = [
+        (await reply(rt, ticket_id=ticket_id, principal=ann, text=f"answer {n}")).id for n in range(3)
+    ]
+    note = await add_note(rt, ticket_id=ticket_id, principal=ann, text="internal")
+    async with rt.db.begin() as conn:
+        await conn.execute(update(outbox).where(outbox.c.message_id == sent).values(status="sent"))
+        await conn.execute(update(outbox).where(outbox.c.message_id == failed).values(status="failed"))
+    asked = [waiting, sent, failed, note.id, 10_000]
+    assert await rt.ports.tickets.awaiting_delivery(message_ids=asked) == {waiting}
+    assert await rt.ports.tickets.awaiting_delivery(message_ids=[]) == set()
 
 
 async def test_conversation_and_queue_ports_answer_typed_state(rt: Runtime) -> None:

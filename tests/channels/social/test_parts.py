@@ -1,37 +1,47 @@
 """Replies the provider takes as several messages (a WhatsApp reply's files and text, a Messenger reply's files):
 every part's id names the reply, each part's receipts move that part, and the reply shows what its parts show
-together (``service.reply_status``): delivered once all are, failed as soon as one is."""
+together (``service.reply_status``): delivered once all are, failed as soon as one is. What the provider took
+of a reply is kept in the database, so that the outbox's retry in another process sends no part twice."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from channels.social.models import SocialDelivery
+from channels.social.models import SocialDelivery, SocialReplyPart
 from channels.social.service import SocialService, reply_status
+from hub.bus import EventHub, LocalTransport
 from hub.config import Settings
+from hub.db import Database, utcnow
 from hub.files import FileStore
 from hub.messages import Attachment, DeliveryError, Identity, InboundMessage, OutboundMessage
+from hub.metrics import Metrics
 from hub.runtime import Runtime
-from tests.channels.social.conftest import NUMBER, PAGE, Provider, encode, sign
+from tests.channels.social.conftest import BOT, NUMBER, PAGE, Provider, encode, no_ingest, sign
 from tests.conftest import make_agent, make_queue
 from ticketing.agents import load_principal
+from ticketing.gdpr import erase_contact
 from ticketing.ingest import ingest_batch
+from ticketing.outbox import OutboxDispatcher
+from ticketing.ports import register_ports
 from ticketing.replies import reply
 from ticketing.tables import messages as M
 from ticketing.tables import outbox as O
 
 D = SocialDelivery.__table__  # type: ignore[attr-defined]
+R = SocialReplyPart.__table__  # type: ignore[attr-defined]
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 PDF = b"%PDF-1.4 an invoice"
 CUSTOMER = "4915112345678"
 
 
 async def _stored_reply(rt: Runtime, store: FileStore, channel: str, account: str, customer: str) -> OutboundMessage:
-    """A customer's message on ``channel``, an agent's reply to it (stored, pending in the outbox), and that
-    reply as the outbox hands it to the sender, carrying a photo and a PDF."""
+    """A customer's message on ``channel``, an agent's reply to it (stored, pending in the outbox, which hands it
+    to the sender carrying a photo and a PDF), and that reply as the sender gets it."""
     await make_queue(rt, "social", channels=[channel])
     loaded = await load_principal(rt, agent_id=await make_agent(rt, "sam", queues=["social"]))
     assert loaded is not None
@@ -55,7 +65,10 @@ async def _stored_reply(rt: Runtime, store: FileStore, channel: str, account: st
         payload = (await conn.execute(select(O.c.payload).where(O.c.message_id == sent.id))).scalar_one()
     files = [("photo.png", "image/png", PNG), ("invoice.pdf", "application/pdf", PDF)]
     attachments = [Attachment(filename=n, content_type=t, size=len(b), sha256=store.put(b)) for n, t, b in files]
-    return OutboundMessage.model_validate(payload).model_copy(update={"attachments": attachments})
+    message = OutboundMessage.model_validate(payload).model_copy(update={"attachments": attachments})
+    async with rt.db.begin() as conn:
+        await conn.execute(update(O).where(O.c.message_id == sent.id).values(payload=message.model_dump(mode="json")))
+    return message
 
 
 def _statuses(*receipts: tuple[str, str] | tuple[str, str, dict[str, Any]]) -> bytes:
@@ -181,3 +194,109 @@ def test_a_reply_shows_what_its_parts_show_together() -> None:
     assert reply_status([("read", None, True), ("failed", "gone", True), ("sent", None, True)]) == ("failed", "gone")
     assert reply_status([("read", None, True), ("read", None, False)]) is None
     assert reply_status([]) is None
+
+
+@asynccontextmanager
+async def _another_process(settings: Settings) -> AsyncIterator[SocialService]:
+    """What a second ``switchboard serve`` process on the same database has: its own engine, event hub, ports
+    and ``SocialService``, sharing nothing in memory with the test's."""
+    db = Database(settings.database_url)
+    events = EventHub(db, LocalTransport())
+    other = Runtime(settings=settings, db=db, events=events, metrics=Metrics())
+    register_ports(other)
+    await events.start()
+    service = SocialService(other, no_ingest, settings)
+    try:
+        yield service
+    finally:
+        await service.stop()
+        await other.stop_tasks()
+        await events.stop()
+        await db.dispose()
+
+
+_FAILS_SECOND = {
+    # The photo is taken; the PDF (WhatsApp: its message, after its upload) gets a 5xx.
+    "whatsapp": [
+        (200, {"id": "MEDIA_PHOTO"}),
+        (200, {"messaging_product": "whatsapp", "messages": [{"id": "wamid.PHOTO"}]}),
+        (200, {"id": "MEDIA_PDF"}),
+        (500, {"error": {"message": "An unknown error has occurred.", "code": 1}}),
+    ],
+    "messenger": [
+        (200, {"recipient_id": "2400001", "message_id": "m_photo"}),
+        (503, {"error": {"message": "Service temporarily unavailable", "code": 2}}),
+    ],
+    "telegram": [
+        (200, {"ok": True, "result": {"message_id": 41, "chat": {"id": 1111111}}}),
+        (502, {"ok": False, "error_code": 502, "description": "Bad Gateway"}),
+    ],
+}
+_ACCOUNTS = {"whatsapp": (NUMBER, CUSTOMER), "messenger": (PAGE, "2400001"), "telegram": (BOT, "1111111")}
+
+
+@pytest.mark.parametrize("channel", ["whatsapp", "messenger", "telegram"])
+async def test_a_reply_retried_by_another_process_sends_no_part_twice(
+    service: SocialService, provider: Provider, rt: Runtime, social_settings: Settings, channel: str
+) -> None:
+    """The outbox sends a photo and a PDF; the photo is taken and the PDF gets a 5xx. The retry runs in another
+    process (its own runtime and service, as after a restart or behind a load balancer): it sends the PDF (on
+    WhatsApp, naming the media id already uploaded) and the text, and the customer gets the photo once. Once the
+    reply is sent whole, nothing is kept for a retry any more."""
+    account, customer = _ACCOUNTS[channel]
+    message = await _stored_reply(rt, FileStore(social_settings.attachment_dir), channel, account, customer)
+    provider.script.extend(_FAILS_SECOND[channel])
+    assert await OutboxDispatcher(rt, service.senders).dispatch_due() == 1
+    assert (await _status(rt, message.message_id))[0] == "pending"
+    async with rt.read() as conn:
+        kept = {r.part for r in await conn.execute(select(R.c.part).where(R.c.message_id == message.message_id))}
+    assert kept == ({"upload:0", "file:0", "upload:1"} if channel == "whatsapp" else {"file:0"})
+    async with rt.db.begin() as conn:  # due now rather than after the backoff
+        await conn.execute(update(O).where(O.c.message_id == message.message_id).values(next_attempt_at=utcnow()))
+    before = len(provider.sent)
+
+    async with _another_process(social_settings) as other:
+        assert await OutboxDispatcher(other.rt, other.senders).dispatch_due() == 1
+
+    assert await _status(rt, message.message_id) == ("sent", None)
+    assert sum(PNG in c.body for c in provider.sent) == 1
+    retried = provider.sent[before:]
+    if channel == "whatsapp":  # the PDF's message again, with the media id Graph gave: nothing uploaded twice
+        assert [c.path.rsplit("/", 1)[-1] for c in retried] == ["messages"]
+        assert retried[0].json()["document"]["id"] == "MEDIA_PDF"
+        assert sum(PDF in c.body for c in provider.sent) == 1
+    else:  # the PDF, then the text
+        assert len(retried) == 2 and PDF in retried[0].body and b"Here you go" in retried[1].body
+    async with rt.read() as conn:
+        assert (await conn.execute(select(R.c.part))).all() == []
+
+
+@pytest.mark.parametrize("settled_by", ["erase", "permanent failure"])
+async def test_what_was_kept_of_a_reply_goes_once_it_no_longer_waits_in_the_outbox(
+    service: SocialService, provider: Provider, rt: Runtime, social_settings: Settings, settled_by: str
+) -> None:
+    """A reply half sent waits for its retry: the sweep keeps its parts. Then its contact is erased (the outbox
+    row goes with the messages), or its retry is refused for good (a 4xx): nothing will retry it, and the sweep
+    removes what was kept."""
+    message = await _stored_reply(rt, FileStore(social_settings.attachment_dir), "messenger", PAGE, "2400001")
+    provider.script.extend(_FAILS_SECOND["messenger"])
+    dispatcher = OutboxDispatcher(rt, service.senders)
+    assert await dispatcher.dispatch_due() == 1
+    assert await service.forget_settled_parts() == 0
+    async with rt.read() as conn:
+        assert (await conn.execute(select(R.c.message_id, R.c.part))).all() == [(message.message_id, "file:0")]
+    if settled_by == "erase":
+        loaded = await load_principal(rt, agent_id=await make_agent(rt, "ada", role="admin"))
+        brief = await rt.ports.tickets.brief(ticket_id=message.ticket_id)
+        assert loaded is not None and brief is not None
+        await erase_contact(rt, contact_id=brief.contact_id, principal=loaded[0])
+    else:
+        provider.script.append((400, {"error": {"message": "(#100) Invalid parameter", "code": 100}}))
+        async with rt.db.begin() as conn:
+            await conn.execute(update(O).where(O.c.message_id == message.message_id).values(next_attempt_at=utcnow()))
+        assert await dispatcher.dispatch_due() == 1
+        assert (await _status(rt, message.message_id))[0] == "failed"
+
+    assert await service.forget_settled_parts() == 1
+    async with rt.read() as conn:
+        assert (await conn.execute(select(R.c.part))).all() == []

@@ -49,6 +49,19 @@ require_payload_models()
 R = TypeVar("R")
 
 
+async def until(check: Callable[[], bool | Awaitable[bool]], seconds: float = 5.0, *, what: str = "it") -> None:
+    """Wait until ``check()`` holds (a function or a coroutine function), failing the test after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        held = check()
+        if not isinstance(held, bool):
+            held = await held
+        if held:
+            return
+        assert time.monotonic() < deadline, f"{what} did not happen within {seconds:g} s"
+        await asyncio.sleep(0.02)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -4,29 +4,17 @@ tickets stay in no queue (the reports count them so), the wallboard drops it, an
 
 from __future__ import annotations
 
-import asyncio
-import time
-from typing import Any
-
 import httpx
 from sqlalchemy import select
 
 from hub.runtime import Runtime
-from tests.conftest import login, make_agent
+from tests.conftest import login, make_agent, until
 from tests.ticketing.routing_helpers import SUPERVISOR, arrive, message, queue
 from ticketing import queues, report_rollup, reports, tables
 from ticketing.models import QueueUpdate, TicketStatus, TicketUpdate
 from ticketing.queue_rules import RuleSet
 from ticketing.ticket_updates import update_ticket
 from ticketing.wallboard import start_wallboard
-
-
-async def _until(check: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("the wallboard did not change")
-        await asyncio.sleep(0.01)
 
 
 async def test_a_queue_in_use_is_refused_with_the_reason_then_deleted_and_audited(
@@ -71,7 +59,7 @@ async def test_a_queue_in_use_is_refused_with_the_reason_then_deleted_and_audite
         assert ticket.queue_id is None and ticket.status == "closed"
         assert list(members) == [main]
         # the wallboard dropped it; alice stays, in main only
-        await _until(lambda: [q["name"] for q in board.snapshot()["queues"]] == ["main"])
+        await until(lambda: [q["name"] for q in board.snapshot()["queues"]] == ["main"])
         assert next(a for a in board.snapshot()["agents"] if a["id"] == alice)["queue_ids"] == [main]
         # the report counts the closed ticket in no queue, from the rollup as from the tickets
         today = ticket.created_at.date()

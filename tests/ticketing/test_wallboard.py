@@ -3,7 +3,6 @@ against values computed by hand."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import timedelta
 from typing import Any
@@ -13,6 +12,7 @@ from sqlalchemy import update
 
 from hub.db import utcnow
 from hub.runtime import Runtime
+from tests.conftest import until
 from tests.ticketing.routing_helpers import SUPERVISOR, agent, arrive, message, queue, ticket, who
 from ticketing import routing_service, tables
 from ticketing.models import AgentStatus, QueueUpdate, TicketStatus, TicketUpdate
@@ -85,29 +85,21 @@ async def test_first_load_computes_every_figure_from_seeded_rows(rt: Runtime) ->
         board.stop()
 
 
-async def _until(check: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("the wallboard did not change")
-        await asyncio.sleep(0.01)
-
-
 async def test_events_move_the_figures_arrival_answer_abandon_and_status(rt: Runtime) -> None:
     qid = await queue(rt, "support", channels=["webchat"])
     ada = await agent(rt, "ada", ["support"])
     board = await start_wallboard(rt)
     try:
         [t1] = await arrive(rt, message("webchat", queue="support"))
-        await _until(lambda: _queue_row(board, "support")["waiting"] == 1)
+        await until(lambda: _queue_row(board, "support")["waiting"] == 1)
         assert _queue_row(board, "support")["queued_today"] == 1
         # the agent goes available: offered (still waiting), then accepts: answered
         await routing_service.set_agent_status(rt, agent_id=ada, status=AgentStatus.AVAILABLE)
-        await _until(lambda: _agent_row(board, ada)["status"] == "available")
+        await until(lambda: _agent_row(board, ada)["status"] == "available")
         assert (await ticket(rt, t1)).offered_agent_id == ada
         assert _queue_row(board, "support")["waiting"] == 1
         await routing_service.accept_offer(rt, ticket_id=t1, principal=who(ada))
-        await _until(lambda: _queue_row(board, "support")["answered_today"] == 1)
+        await until(lambda: _queue_row(board, "support")["answered_today"] == 1)
         q = _queue_row(board, "support")
         assert q["waiting"] == 0 and q["service_level_today"] == 1.0
         assert _agent_row(board, ada)["load"]["webchat"] == 1
@@ -115,16 +107,16 @@ async def test_events_move_the_figures_arrival_answer_abandon_and_status(rt: Run
         assert (await ticket(rt, t1)).answered_at is not None
         # solved: handled, the load freed
         await update_ticket(rt, ticket_id=t1, principal=who(ada), data=TicketUpdate(status=TicketStatus.SOLVED))
-        await _until(lambda: _agent_row(board, ada)["handled_today"] == 1)
+        await until(lambda: _agent_row(board, ada)["handled_today"] == 1)
         assert _agent_row(board, ada)["load"].get("webchat", 0) == 0
         # the agent goes away; a new ticket waits and is closed unanswered: abandoned
         await routing_service.set_agent_status(rt, agent_id=ada, status=AgentStatus.AWAY)
-        await _until(lambda: _agent_row(board, ada)["status"] == "away")
+        await until(lambda: _agent_row(board, ada)["status"] == "away")
         assert _queue_row(board, "support")["agents"]["away"] == 1
         [t2] = await arrive(rt, message("webchat", queue="support"))
-        await _until(lambda: _queue_row(board, "support")["waiting"] == 1)
+        await until(lambda: _queue_row(board, "support")["waiting"] == 1)
         await update_ticket(rt, ticket_id=t2, principal=SUPERVISOR, data=TicketUpdate(status=TicketStatus.CLOSED))
-        await _until(lambda: _queue_row(board, "support")["abandoned_today"] == 1)
+        await until(lambda: _queue_row(board, "support")["abandoned_today"] == 1)
         q = _queue_row(board, "support")
         assert q["waiting"] == 0 and q["queued_today"] == 2
         assert q["abandonment_today"] == pytest.approx(1 / 2)
@@ -199,7 +191,7 @@ async def test_a_channel_accounts_health_is_a_wallboard_alert_until_it_is_ok(rt:
     try:
         async with rt.write() as tx:
             tx.emit(_health("token_expired", "token expired — reconnect the WhatsApp number in Admin"))
-        await _until(lambda: bool(board.snapshot()["channel_alerts"]))
+        await until(lambda: bool(board.snapshot()["channel_alerts"]))
         [alert] = board.snapshot()["channel_alerts"]
         assert (alert["channel"], alert["account"], alert["status"]) == ("whatsapp", "1555000", "token_expired")
         later = Wallboard(rt)
@@ -207,7 +199,7 @@ async def test_a_channel_accounts_health_is_a_wallboard_alert_until_it_is_ok(rt:
         assert [a["status"] for a in later.snapshot()["channel_alerts"]] == ["token_expired"]
         async with rt.write() as tx:
             tx.emit(_health("ok", None))
-        await _until(lambda: board.snapshot()["channel_alerts"] == [])
+        await until(lambda: board.snapshot()["channel_alerts"] == [])
         fresh = Wallboard(rt)
         await fresh.load()
         assert fresh.snapshot()["channel_alerts"] == []

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
@@ -21,6 +21,7 @@ from hub.config import Settings
 from hub.events import Event, EventType
 from hub.runtime import Runtime, standalone
 from tests.channels.social.conftest import BOT, IG, NUMBER, PAGE, no_ingest
+from tests.conftest import until
 
 _events = Event.__table__  # type: ignore[attr-defined]
 ACCOUNTS = {("messenger", PAGE), ("instagram", IG), ("whatsapp", NUMBER), ("telegram", BOT)}
@@ -49,13 +50,6 @@ async def _health_events(rt: Runtime) -> list[tuple[str, str, str]]:
             select(_events).where(_events.c.type == EventType.CHANNEL_HEALTH).order_by(_events.c.seq)
         )
         return [(r.payload["channel"], r.payload["account"], r.payload["status"]) for r in rows]
-
-
-async def _until(check: Callable[[], Awaitable[bool]], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not await check():
-        assert time.monotonic() < deadline, "the processes did not get there in time"
-        await asyncio.sleep(0.1)
 
 
 def _status(svc: SocialService, channel: str, account: str) -> HealthStatus:
@@ -96,7 +90,7 @@ async def test_a_real_silence_is_raised_once_and_a_webhook_at_either_process_cle
         async def all_silent() -> bool:
             return all(_status(svc, c, acc) == HealthStatus.SILENT for svc in (a, b) for c, acc in ACCOUNTS)
 
-        await _until(all_silent, 10 * SILENCE)
+        await until(all_silent, 10 * SILENCE)
         await asyncio.sleep(2.5)  # more sweeps of both: nothing more is appended
         events = await _health_events(rt)
         assert sorted(events) == sorted((c, acc, "silent") for c, acc in ACCOUNTS)
@@ -107,7 +101,7 @@ async def test_a_real_silence_is_raised_once_and_a_webhook_at_either_process_cle
         async def cleared_at_a() -> bool:
             return _status(a, "whatsapp", NUMBER) == HealthStatus.OK
 
-        await _until(cleared_at_a, 5.0)
+        await until(cleared_at_a, 5.0)
         await asyncio.sleep(1.5)  # a sweep of each after the webhook: the number stays ok, no second ok
         events = await _health_events(rt)
         assert events.count(("whatsapp", NUMBER, "ok")) == 1

@@ -165,7 +165,7 @@ class EmailFallback(PortModel):
 class DeliveryReceipt(PortModel):
     """A provider's receipt for one of our messages: by the message's id (the channel keeps which provider id
     is which message), or, for providers that acknowledge "everything up to a time" (Messenger's watermarks),
-    by the recipient and that time (``before``)."""
+    by the recipient and that time (``before``): every message to them the provider took by then."""
 
     message_id: int | None = None
     status: str  # sent | delivered | read | failed

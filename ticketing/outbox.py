@@ -338,7 +338,8 @@ _WATERMARK_LIMIT = 200
 async def advance(rt: Runtime, *, channel: str, receipts: Sequence[DeliveryReceipt]) -> int:
     """``hub.ports.ConversationPort.advance``: providers' receipts move our messages' delivery status forward.
     A receipt names a message of ``channel`` by its id, or by its recipient and a time: every message to them
-    sent until then."""
+    sent until then — by when the provider took it (the outbox's ``sent_at``), not when it was written: a reply
+    still waiting in the outbox, or taken after that time, was not what the customer read."""
     if not receipts:
         return 0
     async with rt.write() as tx:
@@ -361,11 +362,12 @@ async def advance(rt: Runtime, *, channel: str, receipts: Sequence[DeliveryRecei
             if r.recipient and r.before is not None:
                 found = await conn.execute(
                     select(M.c.id)
+                    .join(O, O.c.message_id == M.c.id)
                     .where(
                         M.c.channel == channel,
                         M.c.recipient == r.recipient,
                         M.c.direction == Direction.OUTBOUND.value,
-                        M.c.created_at <= r.before,
+                        O.c.sent_at <= r.before,
                         M.c.delivery_status.not_in(unmoved_by(status)),
                     )
                     .order_by(M.c.id.desc())

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -16,7 +16,7 @@ from hub.db import utcnow
 from hub.events import Event, EventType
 from hub.runtime import Runtime
 from tests.channels.social.conftest import BOT, NUMBER, PAGE, TG_SECRET, Provider, encode, fixture, sign
-from tests.conftest import login, make_agent, make_queue
+from tests.conftest import login, make_agent, make_queue, until
 from ticketing.tables import messages as M
 
 _events = Event.__table__  # type: ignore[attr-defined]
@@ -407,6 +407,44 @@ async def test_messenger_delivery_and_read_watermarks_move_replies_forward(
     assert (await _post(hub, receipt("delivery", {"mids": [mid], "watermark": now})))["receipts"] == 0
     async with rt.read() as conn:
         assert (await conn.execute(select(M.c.delivery_status).where(M.c.id == row.id))).scalar_one() == "read"
+
+
+async def test_a_read_watermark_moves_only_replies_the_provider_took_by_then(
+    hub: httpx.AsyncClient, rt: Runtime, provider: Provider
+) -> None:
+    """Messenger's "read everything up to this time" is about what reached the customer: a reply written
+    before that time but still waiting in the outbox (the provider answering 500) is not read, nor is one
+    written before it and taken after it; a watermark after the send moves it."""
+    auth = await _agent(rt, hub)
+    await _post(hub, _messenger("m_in_wm", age=timedelta(minutes=2), sender="2400077"))
+    ticket = await _ticket_of(rt, "m_in_wm")
+
+    def read_up_to(when: datetime) -> bytes:
+        ms = int(when.timestamp() * 1000)
+        event = {"sender": {"id": "2400077"}, "recipient": {"id": PAGE}, "timestamp": ms, "read": {"watermark": ms}}
+        return encode({"object": "page", "entry": [{"id": PAGE, "time": ms, "messaging": [event]}]})
+
+    async def status(message_id: int) -> str:
+        async with rt.read() as conn:
+            return str((await conn.execute(select(M.c.delivery_status).where(M.c.id == message_id))).scalar_one())
+
+    provider.script.extend([(500, {"error": {"message": "oops", "code": 2}})] * 8)  # ~13 s of backoff
+    r = await hub.post(f"/api/tickets/{ticket}/reply", json={"text": "still trying"}, headers=auth)
+    waiting = r.json()["id"]
+    await until(lambda: bool(provider.sent), 30, what="the first try reaching the provider")
+    assert (await _post(hub, read_up_to(utcnow() + timedelta(seconds=1))))["receipts"] == 0
+    assert await status(waiting) == "pending"
+
+    provider.script.clear()
+    provider.script.append((500, {"error": {"message": "oops", "code": 2}}))  # taken on its retry, 50 ms on
+    r = await hub.post(f"/api/tickets/{ticket}/reply", json={"text": "sent on the second try"}, headers=auth)
+    row = await _settled(rt, r.json()["id"])
+    assert row.delivery_status == "sent"
+    written = row.created_at + timedelta(milliseconds=1)  # the watermark's millisecond after the reply's time
+    assert (await _post(hub, read_up_to(written)))["receipts"] == 0  # written by then, taken after
+    assert await status(row.id) == "sent"
+    assert (await _post(hub, read_up_to(utcnow() + timedelta(seconds=1))))["receipts"] >= 1
+    assert await status(row.id) == "read"
 
 
 async def test_an_agents_files_on_a_telegram_reply_are_uploaded_to_the_bot_api(

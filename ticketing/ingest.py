@@ -651,10 +651,11 @@ async def _thread(
     pending: set[int] = set()  # open conversations waiting on the customer: a message from them reopens it
     locked: set[int] = set()
     if keys:
-        # When every message threads by its key (a chat batch), the tickets it touches are among these: lock
-        # them here, in the one lock order, and save the separate locking statement. Otherwise the locks are
-        # taken later for every touched ticket at once (taking some here would break the order).
-        lock = conn.dialect.name == "postgresql" and not refs and not hints and len(keys) == len(fresh)
+        # When every message threads by its key (a chat batch, a webhook's, however many messages share a
+        # conversation), the tickets it touches are among these: lock them here, in the one lock order, and save
+        # the separate locking statement. Otherwise the locks are taken later for every touched ticket at once
+        # (taking some here would break the order).
+        lock = conn.dialect.name == "postgresql" and not refs and not hints and all(it.msg.thread_key for it in fresh)
         for ticket_id, channel, thread_key, status in await _run(
             conn, "by_key_locked" if lock else "by_key", {"keys": list({k for _, k in keys})}
         ):

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from hub.messages import Attachment, Identity, InboundMessage
 
@@ -78,10 +79,12 @@ class Account:
 
 
 def load(body: bytes) -> dict[str, Any]:
-    """The body as Meta's JSON: an object with a known ``object`` and an ``entry`` list."""
+    """The body as Meta's JSON: an object with a known ``object`` and an ``entry`` list. Strict JSON (orjson:
+    UTF-8, no NaN or Infinity), read in a third of the standard library's time: a batch of 100 WhatsApp entries
+    is 40 KB, read on the event loop."""
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
         raise BadPayload("the body is not JSON") from None
     if not isinstance(data, dict) or not isinstance(data.get("entry"), list):
         raise BadPayload("not a Meta webhook: an object with an entry list is expected")

@@ -14,6 +14,7 @@ from hub.messages import Identity, InboundMessage
 from hub.principals import Principal
 from hub.runtime import Runtime, Tx, standalone
 from tests.conftest import make_queue, racing
+from tests.ticketing.routing_helpers import executed
 from ticketing import tables
 from ticketing.ingest import IngestItem, IngestPipeline, claim_openings, ingest_batch, store_batch
 from ticketing.models import TicketStatus, TicketUpdate
@@ -629,3 +630,33 @@ async def test_an_adapters_priority_and_skills_are_the_new_tickets_and_reach_wor
         updates = [e for e in await events_after(conn, 0) if e.type == "ticket.updated"]
     assert row.priority == "urgent" and row.skills == {"spanish": 2, "billing": 1}
     assert updates and updates[-1].payload["changes"] == ["priority", "skills"]
+
+
+async def test_a_batch_where_a_customer_writes_twice_locks_its_tickets_as_it_threads_them(rt: Runtime) -> None:
+    """A chat or webhook batch threads every message by its conversation key, several of them often by one
+    (a customer who wrote twice): the tickets are locked by the read that threads them, with no second
+    statement to lock them again, and each message lands in its conversation's ticket. PostgreSQL only:
+    SQLite takes no row locks."""
+    if rt.db.is_sqlite:
+        pytest.skip("SQLite takes no row locks")
+
+    def chat(ext: str, who: str) -> InboundMessage:
+        return InboundMessage(
+            channel="whatsapp",
+            external_id=ext,
+            sender=Identity(kind="whatsapp", value=who),
+            thread_key=f"wa:1:{who}",
+            text="hi",
+        )
+
+    ann, bob = "+14155550120", "+14155550121"
+    opened = await ingest_batch(rt, [chat("w1", ann), chat("w2", bob)])
+
+    def locking(conn: object, statement: str, parameters: object) -> str | None:
+        return statement if "FOR UPDATE" in statement else None
+
+    with executed(rt, locking) as locks:
+        results = await ingest_batch(rt, [chat("w3", ann), chat("w4", ann), chat("w5", bob)])
+    assert [r.ticket_id for r in results] == [opened[0].ticket_id, opened[0].ticket_id, opened[1].ticket_id]  # type: ignore[union-attr]
+    assert all(r.created for r in results)  # type: ignore[union-attr]
+    assert locks == []

@@ -243,8 +243,9 @@ async def test_page_comments_become_tickets_and_our_own_comments_are_skipped(
 async def test_unconfigured_accounts_and_bad_bodies_are_refused_with_nothing_stored(
     hub: httpx.AsyncClient, rt: Runtime
 ) -> None:
-    """A page or number not configured: 404 naming it. Not JSON, not Meta's shape, an unknown object type: 422.
-    A batch with one bad entry stores none of its good ones. Too large: 413."""
+    """A page or number not configured: 404 naming it. Not JSON (strict JSON: a NaN is not a number, a byte that
+    is not UTF-8 is not text), not Meta's shape, an unknown object type: 422. A batch with one bad entry stores
+    none of its good ones. Too large: 413."""
     unknown = _whatsapp("wamid.X", "to nobody")
     unknown["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] = "999"
     body = encode(unknown)
@@ -256,8 +257,13 @@ async def test_unconfigured_accounts_and_bad_bodies_are_refused_with_nothing_sto
     assert (await hub.post("/webhooks/meta", content=body, headers=sign(body))).status_code == 404
     mixed = _whatsapp("wamid.GOOD", "good")
     mixed["entry"].append({"id": "2", "changes": [{"field": "messages", "value": {"messages": []}}]})
+    nan = encode(_whatsapp("wamid.NAN", "when?")).replace(b'"when?"', b"NaN")
+    latin1 = encode(_whatsapp("wamid.LATIN1", "caf\u00e9")).replace(b"caf\\u00e9", b"caf\xe9")
+    assert b"NaN" in nan and b"caf\xe9" in latin1
     for body in (
         b"not json at all",
+        nan,
+        latin1,
         b"[1, 2, 3]",
         encode({"object": "page"}),
         encode({"object": "permissions", "entry": []}),

@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from sqlalchemy import func, select
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.datastructures import MutableHeaders
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -288,7 +289,7 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database(settings.database_url, fast_paths=settings.fast_paths)
+        db = Database.of(settings)
         transport: Transport = (
             RedisTransport(settings.redis_url, settings.redis_channel) if settings.redis_url else LocalTransport()
         )
@@ -396,6 +397,17 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         # FastAPI's answer, with the input it echoes cleaned: a lone surrogate in it cannot be encoded (a 500).
         return JSONResponse({"detail": clean(jsonable_encoder(exc.errors()))}, status_code=422)
+
+    @app.exception_handler(PoolTimeout)
+    async def _busy(request: Request, exc: PoolTimeout) -> JSONResponse:
+        # Every pooled connection stayed in use for SWITCHBOARD_DATABASE_POOL_TIMEOUT_SECONDS: the server is
+        # overloaded, not broken. The client (Twilio, Meta, a console) is told to come back.
+        log.warning("%s %s: no free database connection, answered 503: %s", request.method, request.url.path, exc)
+        return JSONResponse(
+            {"detail": "the server is busy: every database connection is in use; try again in a moment"},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
 
     @app.exception_handler(BodyTooLarge)
     async def _too_large(_request: Request, exc: BodyTooLarge) -> JSONResponse:

@@ -144,6 +144,13 @@ class Settings(BaseSettings):
         default_factory=lambda: f"sqlite+aiosqlite:///{Path.cwd() / 'switchboard.db'}",
         description="SQLAlchemy async URL: sqlite+aiosqlite:///path or postgresql+asyncpg://user@host/db",
     )
+    # PostgreSQL's connections per process: ``pool_size`` kept open, up to ``pool_overflow`` more in a burst; a
+    # request that waits ``pool_timeout_seconds`` for one is answered 503 with Retry-After (the server is busy).
+    database_pool_size: int = Field(default=10, ge=1, le=1000, description="PostgreSQL connections kept open")
+    database_pool_overflow: int = Field(default=20, ge=0, le=1000, description="more PostgreSQL connections in a burst")
+    database_pool_timeout_seconds: float = Field(
+        default=30.0, gt=0, le=600, description="how long a request waits for a free database connection"
+    )
     redis_url: str | None = Field(default=None, description="Redis URL for fan-out across processes")
     redis_channel: str = Field(default="switchboard:events", description="Redis pub/sub channel for events")
     secret_key: SecretStr = Field(

@@ -106,7 +106,7 @@ class _NoPublish:
 @asynccontextmanager
 async def standalone(settings: Settings) -> AsyncIterator[Runtime]:
     """A runtime for a CLI command or script: no server, no live subscribers."""
-    db = Database(settings.database_url, fast_paths=settings.fast_paths)
+    db = Database.of(settings)
     try:
         runtime = Runtime(settings=settings, db=db, events=EventHub(db, _NoPublish()), metrics=Metrics())
         try:

@@ -28,7 +28,7 @@ from hub.db.bulk import (
     update_rows,
 )
 from hub.db.connections import connected
-from hub.db.engine import PING_AFTER_IDLE_SECONDS, Database, create_engine, lock_keys, taken_as
+from hub.db.engine import PING_AFTER_IDLE_SECONDS, Database, PoolLimits, create_engine, lock_keys, taken_as
 from hub.db.fast import execute, fetch_all, fetch_records
 from hub.db.types import BigId, JSONType, UTCDateTime, json_dumps, utcnow
 
@@ -37,6 +37,7 @@ __all__ = [
     "BigId",
     "Database",
     "JSONType",
+    "PoolLimits",
     "UTCDateTime",
     "array_type",
     "column_arrays",

@@ -9,6 +9,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Generator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.dml import Insert
 
-from hub.config import get_settings
+from hub.config import Settings, get_settings
 from hub.db.connections import connected
 from hub.db.fast import FAST_PATHS_OPTION
 from hub.db.sqlite_writer import WRITE_OPTION, SharedWriter, connect_on_loop_thread, never_busy_wait, settled
@@ -73,20 +74,32 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def create_engine(url: str, *, writer: bool = False, fast_paths: bool = True) -> AsyncEngine:
+@dataclass(frozen=True, slots=True)
+class PoolLimits:
+    """PostgreSQL's connections per process (``SWITCHBOARD_DATABASE_POOL_*``): ``size`` kept open, ``overflow``
+    more in a burst, and how long a checkout waits for one before SQLAlchemy's ``TimeoutError`` (a 503)."""
+
+    size: int = 10
+    overflow: int = 20
+    timeout: float = 30.0
+
+
+def create_engine(
+    url: str, *, writer: bool = False, fast_paths: bool = True, pool: PoolLimits = PoolLimits()
+) -> AsyncEngine:
     """An async engine for ``url``, with SQLite tuned for one writer and durable commits. On SQLite, ``writer``
     makes the engine of ``Database.begin``: one connection, whose statements run on the event loop's thread
     with ``fast_paths`` (``hub.db.sqlite_writer.LoopThreadConnection``). ``fast_paths`` also lets
-    ``hub.db.fast`` send kept statements to the driver directly."""
+    ``hub.db.fast`` send kept statements to the driver directly. ``pool`` bounds PostgreSQL's connections."""
     parsed = make_url(url)
     options = {FAST_PATHS_OPTION: fast_paths}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         connect_args: dict[str, Any] = {"timeout": 30, "factory": RollbackOnClose}
-        pool: dict[str, Any] = {}
+        sqlite_pool: dict[str, Any] = {}
         if writer:
-            pool = {"pool_size": 1, "max_overflow": 0}
+            sqlite_pool = {"pool_size": 1, "max_overflow": 0}
             if fast_paths:
                 connect_args = {"timeout": 0, "factory": RollbackOnClose, "async_creator_fn": connect_on_loop_thread}
         engine = create_async_engine(
@@ -95,7 +108,7 @@ def create_engine(url: str, *, writer: bool = False, fast_paths: bool = True) ->
             json_serializer=json_dumps,
             json_deserializer=orjson.loads,
             execution_options=options,
-            **pool,
+            **sqlite_pool,
         )
         event.listen(engine.sync_engine, "connect", _sqlite_connect)
         if writer and fast_paths:
@@ -108,8 +121,9 @@ def create_engine(url: str, *, writer: bool = False, fast_paths: bool = True) ->
         # execution's values: a generic plan cannot know how many values an ANY(array) holds, and PostgreSQL
         # picked sequential scans of the contacts for ingest's identity lookup once it switched to one.
         connect_args={"server_settings": {"plan_cache_mode": "force_custom_plan"}},
-        pool_size=10,
-        max_overflow=20,
+        pool_size=pool.size,
+        max_overflow=pool.overflow,
+        pool_timeout=pool.timeout,
         json_serializer=json_dumps,
         json_deserializer=orjson.loads,
         execution_options=options,
@@ -153,10 +167,10 @@ class Database:
     ``fast_paths`` turns the driver fast paths on or off (``SWITCHBOARD_FAST_PATHS``, see ``hub.db.fast``);
     by default the process's setting."""
 
-    def __init__(self, url: str, *, fast_paths: bool | None = None) -> None:
+    def __init__(self, url: str, *, fast_paths: bool | None = None, pool: PoolLimits | None = None) -> None:
         self.url = url
         self.fast_paths = get_settings().fast_paths if fast_paths is None else fast_paths
-        self.engine = create_engine(url, fast_paths=self.fast_paths)
+        self.engine = create_engine(url, fast_paths=self.fast_paths, pool=pool or PoolLimits())
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         # SQLite's writer has an engine of its own (see hub.db.sqlite_writer); readers use ``engine``.
         self._writer = self.engine
@@ -165,6 +179,14 @@ class Database:
         self._shared = SharedWriter(self._writer) if self.is_sqlite else None
         # PostgreSQL's readers run each statement on its own (autocommit): see ``connect``.
         self._reader = self.engine if self.is_sqlite else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    @classmethod
+    def of(cls, settings: Settings) -> Database:
+        """The database ``settings`` name, with their fast paths and connection pool."""
+        pool = PoolLimits(
+            settings.database_pool_size, settings.database_pool_overflow, settings.database_pool_timeout_seconds
+        )
+        return cls(settings.database_url, fast_paths=settings.fast_paths, pool=pool)
 
     @property
     def engines(self) -> tuple[AsyncEngine, ...]:

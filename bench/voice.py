@@ -62,6 +62,8 @@ from bench.fanout import AgentSocket
 
 SECRET = "bench-secret-key-0123456789abcdef"
 HOLD_LOOP_SECONDS = 30.0  # Twilio asks the wait URL again when its TwiML (an announcement, hold music) ends
+ON_HOLD_AT_MOST = 180.0  # a call still unanswered this long has failed (no agent took it)
+ACCEPT_TRIES = 3
 # A connection idle this long is not used again: under uvicorn's keep-alive timeout (5 s, httpx's default
 # expiry too), so no request goes out on a connection the server is closing (a ReadError, a failed call).
 KEEPALIVE_SECONDS = 3.0
@@ -212,6 +214,8 @@ async def one_call(
                 raise RuntimeError(f"{sid}: accepted, and still on hold {HOLD_LOOP_SECONDS:.0f} s later")
             await asyncio.sleep(0.2)
             continue
+        if time.perf_counter() - started > ON_HOLD_AT_MOST:
+            raise RuntimeError(f"{sid}: no agent took the call in {ON_HOLD_AT_MOST:.0f} s")
         try:  # an agent accepting the call ends the wait at once (Twilio: the agent joins the room)
             await asyncio.wait_for(event.wait(), HOLD_LOOP_SECONDS)
         except TimeoutError:
@@ -229,7 +233,7 @@ class Consoles:
     frames: int = 0
     offers: int = 0
     accepted: int = 0
-    failed: int = 0
+    errors: list[str] = field(default_factory=list)
     accept_latencies: list[float] = field(default_factory=list)
 
 
@@ -251,11 +255,21 @@ async def console(
     process about twice the CPU per frame, and every event of the queue reaches all the consoles."""
 
     async def accept(ticket: dict[str, Any]) -> None:
-        t = time.perf_counter()
-        r = await http.post(f"/api/tickets/{ticket['id']}/accept", headers={"Authorization": f"Bearer {token}"})
-        seen.accept_latencies.append(time.perf_counter() - t)
-        if r.status_code != 200:
-            seen.failed += 1
+        for _ in range(ACCEPT_TRIES):  # a refused accept (a 5xx, a dropped connection) is clicked again
+            t = time.perf_counter()
+            try:
+                r = await http.post(f"/api/tickets/{ticket['id']}/accept", headers={"Authorization": f"Bearer {token}"})
+            except httpx.TransportError as exc:
+                seen.errors.append(f"accept {ticket['id']}: {type(exc).__name__}")
+                continue
+            finally:
+                seen.accept_latencies.append(time.perf_counter() - t)
+            if r.status_code == 200:
+                break
+            seen.errors.append(f"accept {ticket['id']} -> {r.status_code}")
+            if r.status_code < 500:  # the offer is gone (taken back, expired): nothing to click again
+                return
+        else:
             return
         seen.accepted += 1
         # The ticket's subject names the caller, +1415556NNNN: call NNNN hears the agent join.
@@ -452,7 +466,7 @@ def main() -> None:
     acc = [x * 1000 for x in seen.accept_latencies]
     print(
         f"agents' consoles ({args.calls} on /ws/agent): {seen.frames} frames received, {seen.offers} offers, "
-        f"{seen.accepted} accepted ({seen.failed} refused); "
+        f"{seen.accepted} accepted ({len(seen.errors)} accepts refused: {seen.errors[:3]}); "
         f"accept p50 {percentile(acc, 50):.1f} ms, p99 {percentile(acc, 99):.1f} ms"
     )
     print(

@@ -69,7 +69,7 @@ ACCEPT_TRIES = 3
 KEEPALIVE_SECONDS = 3.0
 TOKEN = "bench-twilio-token"
 # Paced callers: 200 calls dial in over 20 s, 36,000 calls an hour, some 15 times what a 200-seat center takes at
-# full load (200 agents / 5 min of handling a call: 2,400 an hour); and as the demo menu's prompts take ~25 s to
+# full load (200 agents / 5 min of handling a call: 2,400 an hour); and as the demo menu's prompts take 25-40 s to
 # hear, every one of the 200 is in progress at once (the "200 concurrent calls").
 DEFAULT_ARRIVAL = 20.0
 WORDS_PER_MINUTE = 150.0  # text-to-speech at a person's speaking rate

@@ -20,7 +20,9 @@ is waiting with nothing queued and can take a frame now (``Subscriber.direct``) 
 to its socket in that same call (see ``hub.websocket``), the others get it queued. Within one batch, the
 frames for one such subscriber are held and written together when the batch is done, one write instead of
 one per event (a batch of a hundred messages over twenty agents made five writes per agent, each a system
-call).
+call); so are those of every batch that waited its turn in the hub's task (between two gaps in the log), so
+a hub that fell behind catches up in one write per subscriber, not one per event (200 consoles of one queue
+made every event 200 system calls in one stretch of the event loop).
 
 Ephemeral frames (typing indicators) are not events: they have no row in the log and no ``seq`` (their
 ``EventRecord.seq`` is 0), are never resumed, and reach only whoever is connected when they are broadcast.
@@ -268,8 +270,14 @@ class EventHub:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.catch_up_seconds):
                     batch = await self._inbox.get()
-            # an empty batch means quiet for a while: check the log for anything a transport lost
-            if not batch:
+            taken = 1
+            if batch:
+                # Every batch waiting behind it joins this delivery: one write per subscriber for all of them
+                # (a hub that fell behind catches up in fewer writes, instead of one per event).
+                while not self._inbox.empty():
+                    batch = batch + self._inbox.get_nowait()
+                    taken += 1
+            else:  # an empty batch means quiet for a while: check the log for anything a transport lost
                 self._in_hand += 1
             try:
                 if batch:
@@ -279,17 +287,25 @@ class EventHub:
             except Exception:  # a bad batch must not stop delivery for everyone
                 log.exception("event delivery failed")
             finally:
-                self._in_hand -= 1
+                self._in_hand -= taken
 
     async def _deliver(self, batch: list[EventRecord]) -> None:
+        """Fan out ``batch`` in seq order, reading any gap before it from the log first; the events between
+        two gaps go out together (``_fan_out_all``: one write per subscriber that takes frames directly)."""
+        ready: list[EventRecord] = []
         for event in sorted(batch, key=lambda e: e.seq):
-            if event.seq <= self.last_seq:
+            upto = ready[-1].seq if ready else self.last_seq
+            if event.seq <= upto:
                 continue
-            if event.seq > self.last_seq + 1:
-                # A gap: read what we missed from the log before going on.
+            if event.seq > upto + 1:
+                # A gap: what comes before it goes out, then what we missed is read from the log.
+                self._fan_out_all(ready)
+                ready = []
                 await self._catch_up()
-            if event.seq > self.last_seq:
-                self._fan_out(event)
+                if event.seq <= self.last_seq:
+                    continue
+            ready.append(event)
+        self._fan_out_all(ready)
 
     def _deliver_in_order(self, batch: list[EventRecord]) -> None:
         """``_deliver`` for a batch that ``_follows_on``: nothing to read from the log."""

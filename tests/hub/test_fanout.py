@@ -237,6 +237,40 @@ async def test_an_event_received_while_the_hub_reads_the_log_comes_once(
     assert sub.queue.empty()
 
 
+async def test_batches_that_waited_for_the_hub_reach_an_idle_socket_in_one_write(
+    rt: Runtime, world: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches received while the hub's task reads a gap from the log wait their turn, and then go to an idle
+    socket together with what the read found: one write, in seq order, each event once."""
+    hub = rt.events
+    sub, sock = idle_subscriber(hub)
+    async with rt.read() as conn:
+        logged = await events_after(conn, 0)
+    assert len(logged) >= 3
+    reading, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_events_after(conn: Any, seq: int, limit: int = 10_000) -> list[EventRecord]:
+        reading.set()
+        await release.wait()
+        return await events_after(conn, seq, limit)
+
+    monkeypatch.setattr("hub.bus.events_after", slow_events_after)
+    hub.last_seq = sub.sent_upto = logged[0].seq  # pretend we had delivered only the first
+    hub.receive([logged[-1]])  # the newest arrives first: the hub's task reads the gap
+    await asyncio.wait_for(reading.wait(), 2)
+    later = [EventRecord(seq=logged[-1].seq + i, type="test", payload={"i": i}, created_at=utcnow()) for i in (1, 2, 3)]
+    hub.receive(later[:1])  # three batches while the read is in flight, one of them twice
+    hub.receive(later[1:])
+    hub.receive(later[1:2])
+    release.set()
+    for _ in range(100):
+        if sub.sent_upto == later[-1].seq:
+            break
+        await asyncio.sleep(0.01)
+    assert sock.frames == [b"".join(frame_of(e) for e in logged[1:]), b"".join(frame_of(e) for e in later)]
+    assert sub.queue.empty()
+
+
 async def test_slow_client_gets_everything_before_its_overflow_then_resumes(
     settings: Settings, world: dict[str, int]
 ) -> None:

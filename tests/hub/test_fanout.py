@@ -208,13 +208,11 @@ async def test_a_batch_behind_a_gap_waits_for_the_gap(rt: Runtime, world: dict[s
     assert [e.seq for e, _ in got] == [e.seq for e in logged[1:]] + [following.seq]
 
 
-async def test_an_event_received_while_the_hub_reads_the_log_comes_once(
-    rt: Runtime, world: dict[str, int], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """While the hub's task reads a gap from the log, a batch that follows on from ``last_seq`` waits its turn:
-    delivered at once, it would come again with what the log read returns."""
-    hub = rt.events
-    sub = hub.subscribe(Viewer(agent_id=0, sees_all=True))
+async def _slow_log_reads(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[EventRecord], asyncio.Event, asyncio.Event]:
+    """The events logged so far (at least three), and the hub's reads of the log made to wait: ``reading`` is
+    set when one starts, which goes on once ``release`` is set."""
     async with rt.read() as conn:
         logged = await events_after(conn, 0)
     assert len(logged) >= 3
@@ -226,6 +224,17 @@ async def test_an_event_received_while_the_hub_reads_the_log_comes_once(
         return await events_after(conn, seq, limit)
 
     monkeypatch.setattr("hub.bus.events_after", slow_events_after)
+    return logged, reading, release
+
+
+async def test_an_event_received_while_the_hub_reads_the_log_comes_once(
+    rt: Runtime, world: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the hub's task reads a gap from the log, a batch that follows on from ``last_seq`` waits its turn:
+    delivered at once, it would come again with what the log read returns."""
+    hub = rt.events
+    sub = hub.subscribe(Viewer(agent_id=0, sees_all=True))
+    logged, reading, release = await _slow_log_reads(rt, monkeypatch)
     hub.last_seq = logged[0].seq  # pretend we had delivered only the first
     hub.receive([logged[-1]])  # the newest arrives first: the hub's task reads the gap
     await asyncio.wait_for(reading.wait(), 2)
@@ -244,17 +253,7 @@ async def test_batches_that_waited_for_the_hub_reach_an_idle_socket_in_one_write
     socket together with what the read found: one write, in seq order, each event once."""
     hub = rt.events
     sub, sock = idle_subscriber(hub)
-    async with rt.read() as conn:
-        logged = await events_after(conn, 0)
-    assert len(logged) >= 3
-    reading, release = asyncio.Event(), asyncio.Event()
-
-    async def slow_events_after(conn: Any, seq: int, limit: int = 10_000) -> list[EventRecord]:
-        reading.set()
-        await release.wait()
-        return await events_after(conn, seq, limit)
-
-    monkeypatch.setattr("hub.bus.events_after", slow_events_after)
+    logged, reading, release = await _slow_log_reads(rt, monkeypatch)
     hub.last_seq = sub.sent_upto = logged[0].seq  # pretend we had delivered only the first
     hub.receive([logged[-1]])  # the newest arrives first: the hub's task reads the gap
     await asyncio.wait_for(reading.wait(), 2)

@@ -188,15 +188,21 @@ async def run(url: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def load_arguments(doc: str | None) -> argparse.ArgumentParser:
+    """The load's flags (batches, their entries, posters at a time, senders, database), which
+    ``bench/social_webhook.py`` takes too."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batches", type=int, default=60)
     parser.add_argument("--entries", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--customers", type=int, default=2000)
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--pg-url", default=PG_DEFAULT)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = load_arguments(__doc__).parse_args()
     with fresh_database(args.db, args.pg_url) as url:
         result = asyncio.run(run(url, args))
     print(f"social webhooks on {args.db}: {json.dumps(result)}")

@@ -31,8 +31,8 @@ from typing import Any  # noqa: E402
 
 import httpx  # noqa: E402
 
-from bench._common import PG_DEFAULT, fresh_database, postgres_cpu  # noqa: E402
-from bench.social import NUMBER, SECRET, batch, seed, sign  # noqa: E402
+from bench._common import fresh_database, postgres_cpu  # noqa: E402
+from bench.social import NUMBER, SECRET, batch, load_arguments, seed, sign  # noqa: E402
 from bench.voice_webhook import Statements  # noqa: E402
 
 PUBLIC = "http://bench.local"
@@ -152,13 +152,7 @@ async def run(url: str, args: argparse.Namespace, statements: Statements, profil
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batches", type=int, default=60)
-    parser.add_argument("--entries", type=int, default=100)
-    parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--customers", type=int, default=2000)
-    parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
-    parser.add_argument("--pg-url", default=PG_DEFAULT)
+    parser = load_arguments(__doc__)
     parser.add_argument("--profile", action="store_true", help="print cProfile's top functions by own time")
     args = parser.parse_args()
     statements = Statements()

@@ -124,8 +124,18 @@ async def empty_tables(url: str) -> None:
                     await conn.execute(text(f'DELETE FROM "{name}"'))
                 await conn.execute(text("DELETE FROM sqlite_sequence"))
             else:
-                joined = ", ".join(f'"{n}"' for n in tables)
-                await conn.execute(text(f"TRUNCATE {joined} RESTART IDENTITY CASCADE"))
+                # TRUNCATE costs per table (~2 ms each, ~150 ms for all of them, before every test): only the
+                # tables holding rows, then the sequences that rows since deleted or rolled back moved on.
+                probe = " UNION ALL ".join(f"SELECT '{n}' WHERE EXISTS (SELECT 1 FROM \"{n}\")" for n in tables)
+                used = [row[0] for row in await conn.execute(text(probe))]
+                if used:
+                    joined = ", ".join(f'"{n}"' for n in used)
+                    await conn.execute(text(f"TRUNCATE {joined} RESTART IDENTITY CASCADE"))
+                moved = await conn.execute(
+                    text("SELECT schemaname, sequencename FROM pg_sequences WHERE last_value IS NOT NULL")
+                )
+                for schema, sequence in moved.all():
+                    await conn.execute(text(f'ALTER SEQUENCE "{schema}"."{sequence}" RESTART'))
     finally:
         await db.dispose()
 

@@ -62,6 +62,14 @@ async def until(check: Callable[[], bool | Awaitable[bool]], seconds: float = 5.
         await asyncio.sleep(0.02)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that takes the ``browser`` fixture ``browser`` (a test launching Chromium itself says so
+    with the mark): ``scripts/test`` leaves them out of its runs with the fast paths off."""
+    for item in items:
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

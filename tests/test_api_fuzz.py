@@ -150,6 +150,7 @@ def served(settings: Settings, cwd: Path) -> Iterator[str]:
             proc.wait()
 
 
+@pytest.mark.fuzz
 @pytest.mark.timeout(600)
 # schemathesis's generation of invalid data draws from `random` (its concern, not the API's)
 @pytest.mark.filterwarnings("ignore:Do not use the `random` module:hypothesis.errors.HypothesisDeprecationWarning")

@@ -82,6 +82,7 @@ def test_labels_are_escaped_and_ids_cannot_clash() -> None:
         assert re.fullmatch(r'[^"]*("[^"]*"[^"]*)*', line) and line.count('"') % 2 == 0, line
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(not HAVE_CHROMIUM, reason=f"{CHROMIUM} is not installed (apt-get install chromium)")
 async def test_mermaid_itself_parses_and_renders_the_charts() -> None:
     """Mermaid (fetched by scripts/test) parses and renders the demo's chart and one full of syntax

@@ -102,6 +102,7 @@ def _fuzz_one(operation: Any, mode: GenerationMode, url: str, headers: dict[str,
     return found
 
 
+@pytest.mark.fuzz
 @pytest.mark.timeout(600)
 @pytest.mark.filterwarnings("ignore:Do not use the `random` module:hypothesis.errors.HypothesisDeprecationWarning")
 async def test_social_endpoints_answer_no_5xx_and_as_the_schema_says(rt: Runtime, social_settings: Settings) -> None:

@@ -143,7 +143,7 @@ class SocialService:
         self.sealer = Sealer(settings.secret_key.get_secret_value())
         self._sweeper: asyncio.Task[None] | None = None
         self._names: dict[str, str] = {}  # profile names looked up, by sender id ("" when Meta gave none)
-        self.inbox = Inbox(rt, self._replay)
+        self.inbox = Inbox(rt, self._replay, in_flight=settings.social_inbox_workers)
 
     async def start(self) -> None:
         await self.load_tokens()

@@ -226,12 +226,12 @@ async def test_the_answer_does_not_wait_for_ingest_and_the_batch_is_kept_until_s
 async def test_at_most_a_few_batches_are_processed_at_once_and_the_rest_wait_in_order(
     gated: SocialService, gate: Gate, rt: Runtime
 ) -> None:
-    """Ten batches arrive while ingest holds everything: only ``IN_FLIGHT`` are being processed, the others
+    """Ten batches arrive while ingest holds everything: only SWITCHBOARD_SOCIAL_INBOX_WORKERS are processed, the others
     wait in the table untaken; once ingest goes on, all are stored, the waiting ones oldest first."""
     bodies = [_batch(f"wamid.many{n}", 2) for n in range(10)]
     for body in bodies:
         assert (await gated.meta_webhook(body, sign(body)["X-Hub-Signature-256"]))["queued"]
-    limit = inbox_module.IN_FLIGHT
+    limit = gated.inbox.in_flight
     await until(lambda: gate.waiting == 2 * limit, what="the first batches handed to ingest")
     await asyncio.sleep(0.2)
     assert gate.waiting == 2 * limit and len(gated.inbox.running) == limit

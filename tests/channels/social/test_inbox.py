@@ -129,27 +129,32 @@ async def test_batches_left_in_the_inbox_are_processed_at_start_once_and_leased_
     social_settings: Settings, rt: Runtime
 ) -> None:
     """A process died with batches in the inbox: one it had taken (its lease ended), twice (it died between
-    storing it and removing its row, so the copy is a re-run), and one not taken yet. A fresh process stores
-    their messages once each and empties the inbox of them; a row another live process holds (its lease runs)
-    is left to that process."""
+    storing it and removing its row, so the copy is a re-run), one not taken yet, a bot's update. A fresh process
+    stores their messages once each and empties the inbox of them; a row another live process holds (its lease
+    runs) is left to that process; the update of a bot no longer configured is kept, with the reason."""
     body = _batch("wamid.left", 10)
     waiting = _batch("wamid.waiting", 3)
     held = _batch("wamid.held", 2)
     now = utcnow()
+    update = encode(fixture("telegram_message.json"))
+    meta: dict[str, Any] = {"provider": "meta", "account": ""}
     rows = [
-        {"body": body, "claimed_until": now - timedelta(seconds=1)},
-        {"body": body, "claimed_until": now - timedelta(minutes=5)},
-        {"body": waiting, "claimed_until": None},
-        {"body": held, "claimed_until": now + timedelta(minutes=10)},
+        {**meta, "body": body, "claimed_until": now - timedelta(seconds=1)},
+        {**meta, "body": body, "claimed_until": now - timedelta(minutes=5)},
+        {**meta, "body": waiting, "claimed_until": None},
+        {**meta, "body": held, "claimed_until": now + timedelta(minutes=10)},
+        {"provider": "telegram", "account": BOT, "body": update, "claimed_until": None},
+        {"provider": "telegram", "account": "gone", "body": update, "claimed_until": None},
     ]
     async with rt.db.begin() as conn:
         for row in rows:
-            await conn.execute(insert(N).values(provider="meta", account="", received_at=now, attempts=0, **row))
+            await conn.execute(insert(N).values(received_at=now, attempts=0, **row))
     live = LiveServer(social_settings).start()
     try:
 
         async def processed() -> bool:
-            return len(await _inbox(rt)) == 1
+            left = await _inbox(rt)
+            return len(left) == 2 and left[1].attempts == 1
 
         await until(processed, 20, what="the left batches processed")
     finally:
@@ -157,7 +162,10 @@ async def test_batches_left_in_the_inbox_are_processed_at_start_once_and_leased_
     assert await _stored(rt, "wamid.left.") == sorted(f"wamid.left.{i}" for i in range(10))
     assert await _stored(rt, "wamid.waiting.") == sorted(f"wamid.waiting.{i}" for i in range(3))
     assert await _stored(rt, "wamid.held.") == []
-    assert [bytes(r.body) for r in await _inbox(rt)] == [held]
+    assert await _stored(rt, f"{BOT}:") == [f"{BOT}:10000"]
+    kept, gone = await _inbox(rt)
+    assert bytes(kept.body) == held and kept.attempts == 0
+    assert gone.account == "gone" and "gone" in gone.error and gone.claimed_until > utcnow()
 
 
 class Gate:

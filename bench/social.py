@@ -2,16 +2,21 @@
 ``--customers`` senders, so some open tickets and most continue a conversation), signed with the app secret and
 POSTed at full speed, ``--concurrency`` at a time, to one `switchboard serve` process.
 
-Each webhook is answered once every message of its batch is committed (ingest's group commit), so messages
-acknowledged per second is messages stored per second. Prints stored messages/s and the webhook latency
-p50/p99/max (Meta retries webhooks slower than it likes and eventually disables them; the goal on the 2-core
-machine is at least 1,000 messages/s and p99 under 200 ms), then checks the database holds each message once.
-Also prints the server's CPU time per message and the load average: on a shared machine the wall-clock figures
-follow the neighbours' load, the CPU time much less. The run starts once the server has settled after its warm-up
-batch (``settled_after_s``): what it does once at start, the knowledge base loading its embedder in a thread,
-took several CPU seconds, and overlapping a run of a few seconds it added a third to the CPU per message and
-most of the p99. At ``--concurrency`` C, C × ``--entries`` messages are in
-flight, so p99 under 200 ms at C = 4 needs about 2,000 messages/s (Little's law); C = 1 is Meta's usual pace.
+What is measured, end to end: messages STORED per second, from the first post until the database holds every
+message of the run (a reader counts ``messages`` every 50 ms meanwhile), and the webhooks' answer latency
+p50/p99/max. The two are apart since the inbox (``channels.social.inbox``): a webhook is answered once its batch
+is committed to ``social_inbox`` and processed, or after ``SWITCHBOARD_SOCIAL_WEBHOOK_ANSWER_SECONDS`` (0.05 s)
+with ``"queued": true`` while it is processed on; so the posters finish before the server does, and acknowledged
+per second (also printed) can exceed stored per second, which is the throughput. The goal on the 2-core machine:
+at least 1,000 messages/s stored, answer p99 under 200 ms (Meta retries webhooks slower than it likes and
+eventually disables them). It then checks the database holds each message once and the inbox is empty.
+Also prints the server's CPU time per message (until all are stored) and the load average: on a shared machine
+the wall-clock figures follow the neighbours' load, the CPU time much less. The run starts once the server has
+settled after its warm-up batch (``settled_after_s``): what it does once at start, the knowledge base loading its
+embedder in a thread, took several CPU seconds, and overlapping a run of a few seconds it added a third to the
+CPU per message and most of the p99. Before the inbox, an answer waited for its batch: at ``--concurrency`` C,
+C × ``--entries`` messages were in flight, so p99 under 200 ms at C = 4 needed about 2,000 messages/s (Little's
+law); now the answer waits at most the setting plus the inbox's commit. C = 1 is Meta's usual pace.
 
     .venv/bin/python bench/social.py [--batches 60] [--entries 100] [--concurrency 4] [--customers 2000]
                                      [--db sqlite|postgres]
@@ -41,6 +46,8 @@ from typing import Any  # noqa: E402
 import httpx  # noqa: E402
 
 from bench._common import PG_DEFAULT, cpu_seconds, fresh_database, percentile, settled  # noqa: E402
+from hub.config import Settings  # noqa: E402
+from hub.runtime import standalone  # noqa: E402
 
 SECRET = "bench-meta-app-secret"
 NUMBER = "15550001"
@@ -88,16 +95,26 @@ async def seed(url: str) -> None:
         await create_queue(rt, data=QueueCreate(name="social", channels=["whatsapp"]))
 
 
-async def count(url: str) -> int:
-    from sqlalchemy import func, select
-
+async def count(url: str) -> tuple[int, int]:
+    """The messages stored, and the batches left in the inbox."""
     from hub.config import Settings
     from hub.runtime import standalone
-    from ticketing.tables import messages
 
     async with standalone(Settings(database_url=url, _env_file=None)) as rt:  # type: ignore[call-arg]
-        async with rt.read() as conn:
-            return int((await conn.execute(select(func.count()).select_from(messages))).scalar_one())
+        return await counted(rt)
+
+
+async def counted(rt: Any) -> tuple[int, int]:
+    from sqlalchemy import func, select
+
+    from channels.social.models import SocialInboxRow
+    from ticketing.tables import messages
+
+    async with rt.read() as conn:
+        stored = int((await conn.execute(select(func.count()).select_from(messages))).scalar_one())
+        inbox = SocialInboxRow.__table__  # type: ignore[attr-defined]
+        left = int((await conn.execute(select(func.count()).select_from(inbox))).scalar_one())
+    return stored, left
 
 
 async def wait_up(port: int) -> None:
@@ -132,34 +149,51 @@ async def run(url: str, args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(7)
     bodies = [batch(n, args.entries, args.customers, rng) for n in range(args.batches)]
     latencies: list[float] = []
-    stored = 0
+    answered_stored = 0  # what the answers said was stored (the batches processed before their answer)
+    queued = 0
     failed = 0
+    sent = args.batches * args.entries
     try:
         await wait_up(port)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-            # One warm-up batch (connections, statement caches), not counted.
+        async with (
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client,
+            standalone(Settings(database_url=url, _env_file=None)) as reader,  # type: ignore[call-arg]
+        ):
+            # One warm-up batch (connections, statement caches), not counted; stored before the run starts.
             warm = batch(10**6, args.entries, args.customers, rng)
             await client.post("/webhooks/meta", content=warm, headers=sign(warm))
+            for _ in range(600):
+                if await counted(reader) == (args.entries, 0):
+                    break
+                await asyncio.sleep(0.1)
             settle_seconds = await settled(server.pid)  # the steady state: the server's start-up work done
             queue: asyncio.Queue[bytes] = asyncio.Queue()
             for body in bodies:
                 queue.put_nowait(body)
 
             async def worker() -> None:
-                nonlocal stored, failed
+                nonlocal answered_stored, queued, failed
                 while not queue.empty():
                     body = queue.get_nowait()
                     t0 = time.perf_counter()
                     r = await client.post("/webhooks/meta", content=body, headers=sign(body))
                     latencies.append(time.perf_counter() - t0)
                     if r.status_code == 200:
-                        stored += r.json()["stored"]
+                        answered_stored += r.json()["stored"]
+                        queued += bool(r.json().get("queued"))
                     else:
                         failed += 1
 
             cpu_before = cpu_seconds(server.pid)
             started = time.perf_counter()
             await asyncio.gather(*(worker() for _ in range(args.concurrency)))
+            acknowledged = time.perf_counter() - started
+            # Stored: until the database holds every message of the run and the inbox is empty (or 5 minutes).
+            while time.perf_counter() - started < 300:
+                in_db, left = await counted(reader)
+                if in_db - args.entries >= sent - failed * args.entries and left == 0:
+                    break
+                await asyncio.sleep(0.05)
             elapsed = time.perf_counter() - started
             cpu = cpu_seconds(server.pid) - cpu_before
     finally:
@@ -168,15 +202,18 @@ async def run(url: str, args: argparse.Namespace) -> dict[str, Any]:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
-    in_db = await count(url)
-    sent = args.batches * args.entries
+    in_db, left = await count(url)
     return {
         "messages": sent,
-        "stored": stored,
-        "failed_webhooks": failed,
         "in_database": in_db - args.entries,  # less the warm-up batch
-        "seconds": round(elapsed, 2),
-        "stored_per_second": round(stored / elapsed, 1),
+        "inbox_left": left,
+        "failed_webhooks": failed,
+        "queued_answers": queued,
+        "stored_in_answers": answered_stored,
+        "seconds_to_store_all": round(elapsed, 2),
+        "seconds_to_acknowledge_all": round(acknowledged, 2),
+        "stored_per_second": round((in_db - args.entries) / elapsed, 1),
+        "acknowledged_per_second": round(sent / acknowledged, 1),
         "webhook_p50_ms": round(percentile(latencies, 50) * 1000, 1),
         "webhook_p99_ms": round(percentile(latencies, 99) * 1000, 1),
         "webhook_max_ms": round(max(latencies) * 1000, 1),
@@ -206,10 +243,12 @@ def main() -> None:
     with fresh_database(args.db, args.pg_url) as url:
         result = asyncio.run(run(url, args))
     print(f"social webhooks on {args.db}: {json.dumps(result)}")
-    ok = result["stored"] == result["messages"] == result["in_database"] and not result["failed_webhooks"]
+    ok = result["messages"] == result["in_database"] and not result["failed_webhooks"] and not result["inbox_left"]
     print(
-        f"{result['stored_per_second']} messages/s stored and acknowledged (goal >= 1000), "
-        f"webhook p99 {result['webhook_p99_ms']} ms (goal < 200 ms); each stored once: {ok}"
+        f"{result['stored_per_second']} messages/s stored end to end (goal >= 1000; "
+        f"{result['acknowledged_per_second']}/s acknowledged, {result['queued_answers']} of the answers queued), "
+        f"webhook p50 {result['webhook_p50_ms']} ms, p99 {result['webhook_p99_ms']} ms (goal < 200 ms); "
+        f"each stored once, inbox empty: {ok}"
     )
 
 

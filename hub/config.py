@@ -337,6 +337,11 @@ class Settings(BaseSettings):
     social_send_timeout_seconds: float = Field(default=20.0, gt=0)
     # How long a webhook waits for its messages' files (fetched before the messages are stored).
     social_media_timeout_seconds: float = Field(default=10.0, gt=0)
+    # How long a webhook waits for its batch to be processed before it answers that the batch is queued (kept in
+    # the inbox, ``channels.social.inbox``; processed all the same). 0: always answer at once.
+    social_webhook_answer_seconds: float = Field(default=0.05, ge=0, le=60)
+    # Batches of the inbox one process processes at once (the others wait in the table, oldest first).
+    social_inbox_workers: int = Field(default=2, ge=1, le=64)
     mermaid_js: Path | None = Field(
         default=None, description="a copy of mermaid.min.js the hub serves to draw the IVR flows on /admin/phone"
     )

@@ -206,6 +206,9 @@ def settings(database_url: str, tmp_path: Any) -> Settings:
         outbox_backoff_base_seconds=0.05,
         outbox_poll_seconds=0.05,
         gc_freeze_seconds=0,  # servers in the test process leave its collector alone (tests/hub/test_workers.py)
+        # Webhooks answer once their batch is processed, with its counts, as the tests expect; the inbox's own
+        # tests set 0 (tests/channels/social/test_inbox.py).
+        social_webhook_answer_seconds=30.0,
         _env_file=None,  # type: ignore[call-arg]
     )
 

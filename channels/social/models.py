@@ -1,13 +1,14 @@
 """Tables of the social channels: which of our messages each provider id is (for receipts), what the provider
 already took of a reply still being sent in several calls, the private replies sent to public comments (Meta
-allows one per comment), access tokens replaced in the admin page, and the messages of a batch ingest refused."""
+allows one per comment), access tokens replaced in the admin page, the messages of a batch ingest refused, and
+the webhook batches taken but not yet processed (``social_inbox``)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text
+from sqlalchemy import LargeBinary, Text
 from sqlmodel import Field, SQLModel
 
 from hub.db import JSONType, UTCDateTime, utcnow
@@ -110,3 +111,22 @@ class AccountHeardRow(SQLModel, table=True):
     account: str = Field(primary_key=True, max_length=64)
     configured_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     last_webhook_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class SocialInboxRow(SQLModel, table=True):
+    """A webhook batch as it arrived, verified and parsed once, kept until it is processed (``inbox``): committed
+    before the webhook is answered, deleted once its messages are stored, so a batch the provider was told we
+    have outlives a crash. ``claimed_until``: the process working on it has it until then (None: free to take);
+    after that any process takes it again (processing it twice stores nothing twice: ingest knows the provider's
+    message ids). ``attempts`` and ``error``: the failures so far, the last one's reason."""
+
+    __tablename__ = "social_inbox"
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(max_length=20)  # meta | telegram
+    account: str = Field(default="", max_length=64)  # the bot (Telegram); "" for Meta, whose batch names its own
+    body: bytes = Field(sa_type=LargeBinary)
+    received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    claimed_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    attempts: int = 0
+    error: str | None = Field(default=None, sa_type=Text)

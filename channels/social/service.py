@@ -2,10 +2,13 @@
 
 Inbound (``meta_webhook``, ``telegram_webhook``): the signature or secret is checked on the raw bytes before
 anything is parsed; the whole body is parsed before anything is stored (a bad entry refuses the batch, so
-nothing is half-stored); then every message of the batch is handed to ingest at once, where the group commit
-stores them in one transaction or a few (``ticketing.ingest``), and the answer waits for the commit. A message
-ingest refuses is quarantined with its reason (``social_quarantine``) and the batch still answered 200. A
-retried batch is stored once: each message's external id is the provider's (``mid``, ``wamid``,
+nothing is half-stored); then the batch, as it arrived, is committed to the inbox (``inbox``: a crash loses
+nothing acknowledged) and processed in a task: every message of the batch is handed to ingest at once, where the
+group commit stores them in one transaction or a few (``ticketing.ingest``). The answer waits for that at most
+``SWITCHBOARD_SOCIAL_WEBHOOK_ANSWER_SECONDS``, then says the batch is queued (``"queued": true``) and the task
+goes on. A message ingest refuses is quarantined with its reason (``social_quarantine``) and the batch still
+processed. A batch that fails otherwise (the database away) stays in the inbox and is tried again. A retried
+batch is stored once: each message's external id is the provider's (``mid``, ``wamid``,
 ``<bot>:<update_id>``, the comment id). Receipts move our messages' delivery status forward only
 (``rt.ports.conversations.advance``); a reply sent as several provider messages (its files, then its text) is
 named by each (``social_deliveries``, a row per part with the part's own status) and shows what its parts show
@@ -38,6 +41,7 @@ from sqlalchemy import delete, select, update
 
 from channels.social import media, meta, telegram
 from channels.social.health import TOKEN_EXPIRED_TEXT, AccountHealth, Health, HealthStatus
+from channels.social.inbox import Inbox, InboxRow
 from channels.social.models import AccountToken, PrivateReply, SocialDelivery, SocialQuarantine, SocialReplyPart
 from hub import audit
 from hub.config import Settings
@@ -139,17 +143,20 @@ class SocialService:
         self.sealer = Sealer(settings.secret_key.get_secret_value())
         self._sweeper: asyncio.Task[None] | None = None
         self._names: dict[str, str] = {}  # profile names looked up, by sender id ("" when Meta gave none)
+        self.inbox = Inbox(rt, self._replay, in_flight=settings.social_inbox_workers)
 
     async def start(self) -> None:
         await self.load_tokens()
         await self.health.start()
         self._sweeper = asyncio.create_task(self._sweep(), name="social-sweep")
+        self.inbox.start()  # batches left in the inbox by a process that stopped are processed now
 
     async def stop(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
+        await self.inbox.stop()
         await self.client.aclose()
 
     async def _sweep(self) -> None:
@@ -233,6 +240,13 @@ class SocialService:
         except meta.UnknownAccount as exc:
             log.warning("Meta webhook refused: %s", exc)
             raise UnknownAccount(str(exc)) from None
+        counts = await self.inbox.take(
+            "meta", "", body, lambda: self._meta_batch(parsed), wait=self.settings.social_webhook_answer_seconds
+        )
+        return counts or _queued(len(parsed.messages), parsed.skipped)
+
+    async def _meta_batch(self, parsed: meta.Parsed) -> dict[str, int]:
+        """Process a batch of Meta's webhook (``inbox``): what it stored."""
         for channel, account in parsed.accounts:
             await self.heard(channel, account)
         await asyncio.gather(self.fetch_media(parsed.messages), self.fetch_names(parsed.messages))
@@ -244,6 +258,7 @@ class SocialService:
             "receipts": advanced,
             "skipped": parsed.skipped,
             "quarantined": quarantined,
+            "queued": False,
         }
 
     async def telegram_webhook(self, bot_name: str, body: bytes, secret: str | None) -> dict[str, int]:
@@ -258,7 +273,18 @@ class SocialService:
             message = telegram.parse(telegram.load(body), bot=bot.name, queue=bot.queue)
         except meta.BadPayload as exc:
             raise BadWebhook(str(exc)) from None
-        await self.heard("telegram", bot.name)
+        counts = await self.inbox.take(
+            "telegram",
+            bot.name,
+            body,
+            lambda: self._telegram_update(bot.name, message),
+            wait=self.settings.social_webhook_answer_seconds,
+        )
+        return counts or _queued(1 if message else 0, 0 if message else 1)
+
+    async def _telegram_update(self, bot: str, message: InboundMessage | None) -> dict[str, int]:
+        """Process a bot's update (``inbox``): what it stored."""
+        await self.heard("telegram", bot)
         await self.fetch_media([message] if message else [])
         stored, quarantined = await self._store([message] if message else [])
         return {
@@ -267,7 +293,21 @@ class SocialService:
             "receipts": 0,
             "skipped": 0 if message else 1,
             "quarantined": quarantined,
+            "queued": False,
         }
+
+    async def _replay(self, row: InboxRow) -> dict[str, int]:
+        """Process a batch taken from the inbox (left by a process that stopped, or waiting its turn): its body
+        parsed again, with the accounts configured now. One that no longer parses raises (``Inbox`` keeps it,
+        logs it and tries it again)."""
+        if row.provider == "meta":
+            return await self._meta_batch(meta.parse(meta.load(row.body), self.pages, self.numbers))
+        bot = self.bots.get(row.account)
+        if row.provider != "telegram" or bot is None:
+            raise UnknownAccount(f"no {row.provider} account {row.account!r} is configured for this batch")
+        return await self._telegram_update(
+            bot.name, telegram.parse(telegram.load(row.body), bot=bot.name, queue=bot.queue)
+        )
 
     async def heard(self, channel: str, account: str) -> None:
         """A webhook for the account arrived: noted for every process (``Health.heard``); a silent account is ok
@@ -908,6 +948,12 @@ class SocialService:
                 f"outside the customer's messaging window: send an approved template ({said})", permanent=True
             )
         raise DeliveryError(said, permanent=True)
+
+
+def _queued(messages: int, skipped: int) -> dict[str, int]:
+    """The answer for a batch kept in the inbox and not processed yet: what it carries; what it stored is not
+    known yet (0)."""
+    return {"messages": messages, "stored": 0, "receipts": 0, "skipped": skipped, "quarantined": 0, "queued": True}
 
 
 def _str(value: Any) -> str | None:

@@ -25,13 +25,16 @@ from hub.windows import variables_of
 class WebhookAccepted(BaseModel):
     """What a webhook stored: the messages it carried, how many were new (a retried batch stores none), the
     receipts that moved a message's status, the events skipped (echoes, edits), and the messages ingest refused,
-    kept in quarantine with the reason."""
+    kept in quarantine with the reason. ``queued``: the batch is kept (committed) but was not processed within
+    SWITCHBOARD_SOCIAL_WEBHOOK_ANSWER_SECONDS; it is processed all the same, and ``stored``, ``receipts`` and
+    ``quarantined`` are 0, not known yet."""
 
     messages: int
     stored: int
     receipts: int
     skipped: int
     quarantined: int = 0
+    queued: bool = False
 
 
 class AccountRead(BaseModel):
@@ -128,7 +131,8 @@ def build_router(service: Callable[[], SocialService]) -> list[APIRouter]:
         signature: Annotated[str | None, Header(alias="X-Hub-Signature-256", max_length=200)] = None,
     ) -> dict[str, int]:
         """Messenger, Instagram, WhatsApp and page-comment events, signed with the app secret
-        (``X-Hub-Signature-256`` over the raw body); answers once every message of the batch is stored."""
+        (``X-Hub-Signature-256`` over the raw body); answers once the batch is kept (committed) and, if done within
+        SWITCHBOARD_SOCIAL_WEBHOOK_ANSWER_SECONDS, processed, else with ``queued`` true."""
         return await svc.meta_webhook(await request.body(), signature)
 
     @hooks.post("/telegram/{bot}", response_model=WebhookAccepted)
@@ -138,7 +142,7 @@ def build_router(service: Callable[[], SocialService]) -> list[APIRouter]:
         bot: Annotated[str, Path(max_length=64)],
         secret: Annotated[str | None, Header(alias="X-Telegram-Bot-Api-Secret-Token", max_length=256)] = None,
     ) -> dict[str, int]:
-        """One bot's update, with the secret token given to ``setWebhook``."""
+        """One bot's update, with the secret token given to ``setWebhook``; answered as Meta's webhook is."""
         return await svc.telegram_webhook(bot, await request.body(), secret)
 
     @api.get("/accounts", response_model=list[AccountRead])

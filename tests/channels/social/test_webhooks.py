@@ -157,6 +157,7 @@ async def test_a_message_ingest_refuses_is_quarantined_and_the_rest_of_the_batch
             "receipts": 0,
             "skipped": 0,
             "quarantined": 1,
+            "queued": False,
         }
     assert sorted(m.external_id for m in await _messages(rt)) == ["wamid.Q0", "wamid.Q2"]
     async with rt.read() as conn:
@@ -206,7 +207,7 @@ async def test_messenger_and_instagram_messages_are_stored_and_echoes_skipped(
     body = json.dumps(fixture("messenger.json")).encode()
     r = await hub.post("/webhooks/meta", content=body, headers=sign(body))
     assert r.status_code == 200, r.text
-    assert r.json() == {"messages": 2, "stored": 2, "receipts": 0, "skipped": 1, "quarantined": 0}
+    assert r.json() == {"messages": 2, "stored": 2, "receipts": 0, "skipped": 1, "quarantined": 0, "queued": False}
     body = json.dumps(fixture("instagram.json")).encode()
     r = await hub.post("/webhooks/meta", content=body, headers=sign(body))
     assert r.status_code == 200, r.text

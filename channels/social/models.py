@@ -43,7 +43,8 @@ class SocialReplyPart(SQLModel, table=True):
     channel: str = Field(primary_key=True, max_length=20)
     message_id: int = Field(primary_key=True)
     part: str = Field(primary_key=True, max_length=20)
-    provider_id: str | None = Field(default=None, max_length=255)  # None: the provider took it without naming it
+    # None: the provider took it without naming it. Unbounded: a retry sends the media id back as it was given.
+    provider_id: str | None = Field(default=None, sa_type=Text)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 

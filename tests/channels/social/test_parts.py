@@ -271,6 +271,29 @@ async def test_a_reply_retried_by_another_process_sends_no_part_twice(
         assert (await conn.execute(select(R.c.part))).all() == []
 
 
+async def test_a_media_id_longer_than_a_column_is_kept_and_named_whole_on_the_retry(
+    service: SocialService, provider: Provider, rt: Runtime, social_settings: Settings
+) -> None:
+    """Graph names the PDF's upload with an id of 300 characters, then answers its message 500: the id is kept
+    as given (it failed the part's insert on PostgreSQL, a varchar(255)), and the retry sends it back whole."""
+    long_id = "MEDIA_" + "7" * 294
+    message = await _stored_reply(rt, FileStore(social_settings.attachment_dir), "whatsapp", NUMBER, CUSTOMER)
+    script = list(_FAILS_SECOND["whatsapp"])
+    script[2] = (200, {"id": long_id})
+    provider.script.extend(script)
+    assert await OutboxDispatcher(rt, service.senders).dispatch_due() == 1
+    async with rt.read() as conn:
+        kept = (await conn.execute(select(R.c.provider_id).where(R.c.part == "upload:1"))).scalar_one()
+    assert kept == long_id
+    async with rt.db.begin() as conn:
+        await conn.execute(update(O).where(O.c.message_id == message.message_id).values(next_attempt_at=utcnow()))
+    before = len(provider.sent)
+    async with _another_process(social_settings) as other:
+        assert await OutboxDispatcher(other.rt, other.senders).dispatch_due() == 1
+    assert await _status(rt, message.message_id) == ("sent", None)
+    assert provider.sent[before].json()["document"]["id"] == long_id
+
+
 @pytest.mark.parametrize("settled_by", ["erase", "permanent failure"])
 async def test_what_was_kept_of_a_reply_goes_once_it_no_longer_waits_in_the_outbox(
     service: SocialService, provider: Provider, rt: Runtime, social_settings: Settings, settled_by: str

@@ -33,7 +33,8 @@ Erasure (``ticketing.gdpr``) does not look in here, on purpose: a row lives unti
 normally well under a second (a request in flight held the same data as long before the inbox), and its messages
 are then a contact's messages, which an erasure covers. A batch that arrived before an erasure and is processed
 after it is stored as any later message of that customer would be. A row that keeps failing keeps its body; the
-log names it every time it fails.
+log names it every time it fails, and the admin sees it (``state``, on /admin/quarantine) to try it again at once
+once the cause is fixed, or throw it away (both audited).
 """
 
 from __future__ import annotations
@@ -44,13 +45,17 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, delete, insert, or_, select, update
+from pydantic import BaseModel
+from sqlalchemy import Integer, bindparam, delete, func, insert, or_, select, update
 
 from channels.social.models import SocialInboxRow
+from hub import audit
 from hub.db import UTCDateTime, utcnow
+from hub.errors import NotFound
+from hub.principals import Principal
 from hub.runtime import Runtime
 from hub.workers import cancel_and_wait
 
@@ -66,6 +71,32 @@ STOP_GRACE_SECONDS = 5.0  # how long a stop lets the batches being processed fin
 
 Counts = dict[str, int]
 Work = Callable[[], Awaitable[Counts]]
+
+
+FAILING_SHOWN = 200  # failing batches an admin sees at once (oldest first)
+
+
+class InboxBatchNotFound(NotFound):
+    code = "inbox_batch_not_found"
+
+
+class FailingBatch(BaseModel):
+    """A batch whose processing failed, kept in the inbox and tried again (``next_try_at``)."""
+
+    id: int
+    provider: str  # meta or telegram
+    account: str  # the bot's name (Meta: empty, the batch names its pages and numbers)
+    received_at: datetime
+    attempts: int
+    error: str | None
+    next_try_at: datetime | None
+
+
+class InboxState(BaseModel):
+    """What waits in the inbox: how many batches, and those that failed (at most ``FAILING_SHOWN``)."""
+
+    waiting: int
+    failing: list[FailingBatch]
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +241,60 @@ class Inbox:
             return answer.result() if answer.done() and not answer.cancelled() else None
         finally:
             self._answers.pop(row_id, None)
+
+    async def state(self) -> InboxState:
+        """For the admin (``/admin/quarantine``): the batches waiting, and the failing ones with their reason."""
+        async with self.rt.read() as conn:
+            waiting = int((await conn.execute(select(func.count()).select_from(N))).scalar_one())
+            rows = await conn.execute(
+                select(N.c.id, N.c.provider, N.c.account, N.c.received_at, N.c.attempts, N.c.error, N.c.claimed_until)
+                .where(N.c.attempts > 0)
+                .order_by(N.c.id)
+                .limit(FAILING_SHOWN)
+            )
+            failing = [
+                FailingBatch(
+                    id=r.id,
+                    provider=r.provider,
+                    account=r.account,
+                    received_at=r.received_at,
+                    attempts=r.attempts,
+                    error=r.error,
+                    next_try_at=r.claimed_until,
+                )
+                for r in rows
+            ]
+        return InboxState(waiting=waiting, failing=failing)
+
+    async def retry_now(self, row_id: int, actor: Principal) -> None:
+        """A failing batch is tried again now, not after its backoff (the admin fixed the cause); audited."""
+        async with self.rt.db.begin() as conn:
+            done = await conn.execute(
+                update(N).where(N.c.id == row_id, N.c.attempts > 0).values(claimed_until=None).returning(N.c.id)
+            )
+            if done.first() is None:
+                raise InboxBatchNotFound(f"no failing webhook batch {row_id} is in the inbox")
+            await audit.record(conn, actor=actor, action="social_inbox.retry", target=f"social_inbox:{row_id}")
+        self._backlog = True
+        self._woken()
+
+    async def discard(self, row_id: int, actor: Principal) -> None:
+        """Throw a failing batch away (its messages are then never stored); audited, with what it failed on."""
+        async with self.rt.db.begin() as conn:
+            gone = await conn.execute(
+                delete(N).where(N.c.id == row_id, N.c.attempts > 0).returning(N.c.provider, N.c.account, N.c.error)
+            )
+            row = gone.first()
+            if row is None:
+                raise InboxBatchNotFound(f"no failing webhook batch {row_id} is in the inbox")
+            await audit.record(
+                conn,
+                actor=actor,
+                action="social_inbox.discard",
+                target=f"social_inbox:{row_id}",
+                detail={"provider": row.provider, "account": row.account, "error": (row.error or "")[:500]},
+            )
+        self._prepared.pop(row_id, None)
 
     def _woken(self) -> None:
         if self._wake is not None:

@@ -12,6 +12,7 @@ from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
 from channels.social import demo, quarantine
+from channels.social.inbox import InboxState
 from channels.social.quarantine import QuarantineChannel, QuarantinedDetail, QuarantinePage, ReprocessAnswer
 from channels.social.service import SocialService, accounts_view
 from hub.api_catcher import read_calls
@@ -224,6 +225,30 @@ def build_router(service: Callable[[], SocialService]) -> list[APIRouter]:
     async def discard_quarantined(svc: Service, admin: CurrentAdmin, body: QuarantineKey) -> Response:
         """Throw a refused message away (audited)."""
         await quarantine.discard(svc.rt, channel=body.channel, external_id=body.external_id, actor=admin)
+        return Response(status_code=204)
+
+    # --- webhook batches waiting in the inbox (channels.social.inbox) ---------------------------------------------
+
+    @api.get("/inbox", response_model=InboxState)
+    async def inbox_state(svc: Service, admin: CurrentAdmin) -> InboxState:
+        """How many webhook batches wait to be processed, and those whose processing failed (oldest first, with
+        the reason and the next try)."""
+        return await svc.inbox.state()
+
+    @api.post("/inbox/{batch_id}/retry", status_code=204)
+    async def retry_inbox_batch(
+        svc: Service, admin: CurrentAdmin, batch_id: Annotated[int, Path(ge=1, le=DB_INT_MAX)]
+    ) -> Response:
+        """Try a failing batch again now rather than after its backoff (audited)."""
+        await svc.inbox.retry_now(batch_id, admin)
+        return Response(status_code=204)
+
+    @api.post("/inbox/{batch_id}/discard", status_code=204)
+    async def discard_inbox_batch(
+        svc: Service, admin: CurrentAdmin, batch_id: Annotated[int, Path(ge=1, le=DB_INT_MAX)]
+    ) -> Response:
+        """Throw a failing batch away: its messages are never stored (audited)."""
+        await svc.inbox.discard(batch_id, admin)
         return Response(status_code=204)
 
     # --- the pretend social app of switchboard demo ---------------------------------------------------------------

@@ -1,6 +1,6 @@
 // Quarantine: what arrived but could not become a message. Social channels through /api/social/quarantine
-// (filters, a page at a time, show, try again, discard); mail through /api/email/quarantine (download, try
-// again). A kept message is shown as text in a <pre>, never as markup.
+// (filters, a page at a time, show, try again, discard), and their webhook batches that failed through
+// /api/social/inbox (try now, discard); mail through /api/email/quarantine (download, try again). A kept message is shown as text in a <pre>, never as markup.
 import { $, api, h, showErrors, clearErrors, saved, ready } from "./admin.js";
 import { clock } from "../console/dom.js";
 
@@ -95,7 +95,37 @@ async function showEmail() {
     : [h("tr", {}, h("td", { colspan: 4, class: "muted", text: "Nothing in quarantine." }))]));
 }
 
+// Webhook batches kept in the social inbox (/api/social/inbox): how many wait, and the failing ones.
+async function showInbox() {
+  let st;
+  try {
+    st = await api("GET", "/api/social/inbox");
+  } catch (err) {
+    $("inbox-section").hidden = err.status === 404; // no social channel on this hub
+    return;
+  }
+  $("inbox-summary").textContent = st.waiting
+    ? `${st.waiting} batch${st.waiting === 1 ? "" : "es"} waiting to be stored, ${st.failing.length} of them failing.`
+    : "No batch waiting.";
+  const act = async (b, what) => {
+    try {
+      await api("POST", `/api/social/inbox/${b.id}/${what}`);
+      saved(what === "retry" ? `batch ${b.id}: being tried again` : `batch ${b.id}: discarded`);
+    } catch (err) {
+      saved(`batch ${b.id}: ${err.message}`);
+    }
+    await showInbox();
+  };
+  const button = (text, onclick) => h("button", { type: "button", class: "btn", text, onclick });
+  $("inbox").replaceChildren(...(st.failing.length ? st.failing.map((b) => h("tr", { dataset: { batch: String(b.id) } },
+    h("td", { text: clock(b.received_at) }), h("td", { text: b.provider === "meta" ? "Meta" : "Telegram" }),
+    h("td", { text: b.account || "—" }), h("td", { text: String(b.attempts) }), h("td", { text: b.error || "" }),
+    h("td", { text: b.next_try_at ? clock(b.next_try_at) : "now" }),
+    h("td", {}, button("Try now", () => act(b, "retry")), " ", button("Discard", () => act(b, "discard")))))
+    : [h("tr", {}, h("td", { colspan: 7, class: "muted", text: "No batch is failing." }))]));
+}
+
 form.addEventListener("submit", (e) => { e.preventDefault(); show(true); });
 $("prev").addEventListener("click", () => { offset = Math.max(0, offset - PAGE); show(false); });
 $("next").addEventListener("click", () => { offset += PAGE; show(false); });
-Promise.all([show(true), showEmail()]).then(ready);
+Promise.all([show(true), showInbox(), showEmail()]).then(ready);

@@ -18,6 +18,7 @@ from sqlalchemy import func, insert, select
 from channels.social import inbox as inbox_module
 from channels.social.models import SocialInboxRow
 from channels.social.service import SocialService
+from hub.audit import AuditEntry
 from hub.config import Settings
 from hub.db import utcnow
 from hub.messages import InboundMessage, IngestResult
@@ -33,10 +34,11 @@ from tests.channels.social.conftest import (
     whatsapp_text,
     with_social,
 )
-from tests.conftest import LiveServer, until
+from tests.conftest import LiveServer, login, make_agent, until
 from ticketing.tables import messages as M
 
 N = SocialInboxRow.__table__  # type: ignore[attr-defined]
+A = AuditEntry.__table__  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -275,3 +277,74 @@ async def test_a_batch_whose_processing_fails_stays_in_the_inbox_and_is_stored_w
     gate.fail_next = 0
     await until(lambda: _inbox_empty(rt), what="the batch tried again")
     assert list(gate.stored) == ["wamid.fail.0"]
+
+
+async def test_the_admin_sees_failing_batches_and_tries_one_now_or_discards_it(
+    hub: httpx.AsyncClient, rt: Runtime
+) -> None:
+    """Two batches failed and wait out their backoff (an hour): one whose cause has passed (the database was
+    away), and a bot's update for a bot no longer configured. The admin sees both with the reason and the next
+    try; "try now" stores the first's messages at once, and the second fails again, saying why; discarding it
+    empties the inbox. All three actions are audited; agents are refused; an unknown batch is a 404."""
+    await make_agent(rt, "root", role="admin")
+    await make_agent(rt, "ann", role="agent")
+    later = utcnow() + timedelta(hours=1)
+    rows = [
+        {"provider": "meta", "account": "", "body": _batch("wamid.fixed", 2), "attempts": 2, "error": "the db"},
+        {"provider": "telegram", "account": "gone", "body": encode(fixture("telegram_message.json")), "attempts": 1},
+    ]
+    async with rt.db.begin() as conn:
+        ids = [
+            (
+                await conn.execute(insert(N).values(received_at=utcnow(), claimed_until=later, **r).returning(N.c.id))
+            ).scalar_one()
+            for r in rows
+        ]
+    fixed, gone = ids
+    async with httpx.AsyncClient(base_url=str(hub.base_url), timeout=30) as client:
+        admin = await login(client, "root", "password-123")
+        agent = await login(client, "ann", "password-123")
+        state = (await client.get("/api/social/inbox", headers=admin)).json()
+        assert state["waiting"] == 2
+        assert [(b["id"], b["provider"], b["account"], b["attempts"], b["error"]) for b in state["failing"]] == [
+            (fixed, "meta", "", 2, "the db"),
+            (gone, "telegram", "gone", 1, None),
+        ]
+        assert all(b["next_try_at"] is not None for b in state["failing"])
+        assert (await client.get("/api/social/inbox", headers=agent)).status_code == 403
+        assert (await client.post(f"/api/social/inbox/{fixed}/retry", headers=agent)).status_code == 403
+        assert (await client.post(f"/api/social/inbox/{gone}/discard", headers=agent)).status_code == 403
+
+        assert (await client.post(f"/api/social/inbox/{fixed}/retry", headers=admin)).status_code == 204
+
+        async def fixed_stored() -> bool:
+            return await _stored(rt, "wamid.fixed.") == ["wamid.fixed.0", "wamid.fixed.1"]
+
+        await until(fixed_stored, 10, what="the retried batch stored")
+        assert (await client.post(f"/api/social/inbox/{gone}/retry", headers=admin)).status_code == 204
+
+        async def failed_again() -> bool:
+            left = await _inbox(rt)
+            return [r.id for r in left] == [gone] and left[0].attempts == 2
+
+        await until(failed_again, 10, what="the unknown bot's update failed again")
+        [failing] = (await client.get("/api/social/inbox", headers=admin)).json()["failing"]
+        assert "gone" in failing["error"]
+        assert (await client.post(f"/api/social/inbox/{gone}/discard", headers=admin)).status_code == 204
+        assert await _inbox(rt) == []
+        assert (await client.get("/api/social/inbox", headers=admin)).json() == {"waiting": 0, "failing": []}
+        for what in ("retry", "discard"):
+            r = await client.post(f"/api/social/inbox/{gone}/{what}", headers=admin)
+            assert r.status_code == 404 and "no failing webhook batch" in r.text, r.text
+    async with rt.read() as conn:
+        audited = [
+            (r.action, r.target)
+            for r in await conn.execute(select(A.c.action, A.c.target).where(A.c.action.startswith("social_inbox.")))
+        ]
+    assert sorted(audited) == sorted(
+        [
+            ("social_inbox.retry", f"social_inbox:{fixed}"),
+            ("social_inbox.retry", f"social_inbox:{gone}"),
+            ("social_inbox.discard", f"social_inbox:{gone}"),
+        ]
+    )

@@ -839,6 +839,16 @@ async def suggested_duplicates(rt: Runtime, *, contact_id: int, principal: Princ
     async with rt.read() as conn:
         await index.refresh(conn)
         found = index.duplicates_of(contact_id)
+        if found:
+            # The refresh is skipped while a scan holds the index (``refresh``): a contact merged or erased a
+            # moment ago may still be in it, and is never offered for a merge.
+            others = [d.other_id for d in found]
+            live = set(
+                (await conn.execute(select(C.c.id).where(one_of(conn, C.c.id, others), C.c.deleted_at.is_(None))))
+                .scalars()
+                .all()
+            )
+            found = [d for d in found if d.other_id in live]
         if found and not principal.sees_all:
             allowed = await visible_contacts(conn, principal, [d.other_id for d in found])
             found = [d for d in found if d.other_id in allowed]

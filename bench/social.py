@@ -97,9 +97,6 @@ async def seed(url: str) -> None:
 
 async def count(url: str) -> tuple[int, int]:
     """The messages stored, and the batches left in the inbox."""
-    from hub.config import Settings
-    from hub.runtime import standalone
-
     async with standalone(Settings(database_url=url, _env_file=None)) as rt:  # type: ignore[call-arg]
         return await counted(rt)
 

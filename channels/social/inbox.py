@@ -247,23 +247,20 @@ class Inbox:
         async with self.rt.read() as conn:
             waiting = int((await conn.execute(select(func.count()).select_from(N))).scalar_one())
             rows = await conn.execute(
-                select(N.c.id, N.c.provider, N.c.account, N.c.received_at, N.c.attempts, N.c.error, N.c.claimed_until)
+                select(
+                    N.c.id,
+                    N.c.provider,
+                    N.c.account,
+                    N.c.received_at,
+                    N.c.attempts,
+                    N.c.error,
+                    N.c.claimed_until.label("next_try_at"),
+                )
                 .where(N.c.attempts > 0)
                 .order_by(N.c.id)
                 .limit(FAILING_SHOWN)
             )
-            failing = [
-                FailingBatch(
-                    id=r.id,
-                    provider=r.provider,
-                    account=r.account,
-                    received_at=r.received_at,
-                    attempts=r.attempts,
-                    error=r.error,
-                    next_try_at=r.claimed_until,
-                )
-                for r in rows
-            ]
+            failing = [FailingBatch.model_validate(r._mapping) for r in rows]
         return InboxState(waiting=waiting, failing=failing)
 
     async def retry_now(self, row_id: int, actor: Principal) -> None:

@@ -18,7 +18,9 @@ one bad item never fails its neighbours, and each caller gets its own answer (an
 what committed, the next batch commits. It takes the results of every batch committed since it last ran (not
 the errors), and their callers are answered once it returns; an error it raises is logged, and the callers
 still get their outcomes (what they submitted is committed). Ingest stores messages in the commit and routes
-their tickets in ``then``.
+their tickets in ``then``. A caller that needs only the commit submits with ``early=True``: it is answered as
+soon as its batch commits, and ``then`` still takes its result (a phone call's webhook answers the caller
+with the ticket stored, while its routing runs; ``channels.twilio.voice``).
 
 A caller that stops waiting (its request was cancelled) does not take its item out: it may still commit.
 
@@ -62,9 +64,15 @@ class GroupCommit(Generic[Item, Result]):
         # Batches committed and waiting for ``then``, with their outcomes.
         self._committed: list[tuple[list[tuple[Item, asyncio.Future[Result]]], list[Result | Exception]]] = []
         self._then_task: asyncio.Task[None] | None = None
+        self._early: set[asyncio.Future[Result]] = set()  # answered at their commit, before ``then``
 
-    async def submit(self, item: Item) -> Result:
-        return await self._queue([item])[0]
+    async def submit(self, item: Item, *, early: bool = False) -> Result:
+        """Commit ``item`` (with others submitted meanwhile); its outcome once ``then`` has taken it, or with
+        ``early`` once it is committed."""
+        future = self._queue([item])[0]
+        if early:
+            self._early.add(future)
+        return await future
 
     async def submit_all(self, items: Sequence[Item]) -> list[Result | Exception]:
         """Submit ``items`` together, committed in one batch (see the module docstring); each one's outcome, in
@@ -117,7 +125,12 @@ class GroupCommit(Generic[Item, Result]):
                     outcomes = [exc] if len(items) == 1 else [await self._alone(item) for item in items]
                 if self._then is None:
                     _answer(batch, outcomes)
+                    self._early.difference_update(future for _, future in batch)
                     continue
+                if self._early:
+                    early = [i for i, (_, future) in enumerate(batch) if future in self._early]
+                    _answer([batch[i] for i in early], [outcomes[i] for i in early])
+                    self._early.difference_update(batch[i][1] for i in early)
                 self._committed.append((batch, outcomes))
                 if self._then_task is None:
                     self._then_task = asyncio.create_task(self._follow(self._then), name=f"{self.name}-then")

@@ -135,9 +135,13 @@ AlsoInTransaction = Callable[[AsyncConnection], Awaitable[None]]
 
 
 class Ingest(Protocol):
-    """How a channel hands a message to the core: returns once it is durably committed."""
+    """How a channel hands a message to the core: returns once it is durably committed, and its ticket has
+    been offered or queued; with ``routed=False`` once it is committed, while its ticket's routing goes on (a
+    caller on the phone waits for no agent's offer)."""
 
-    async def __call__(self, message: InboundMessage, *, also: AlsoInTransaction | None = None) -> IngestResult: ...
+    async def __call__(
+        self, message: InboundMessage, *, also: AlsoInTransaction | None = None, routed: bool = True
+    ) -> IngestResult: ...
 
 
 class IngestAll(Protocol):

@@ -93,13 +93,15 @@ class IngestPipeline:
         self._running = False
         await self._group.join()
 
-    async def submit(self, message: InboundMessage, *, also: AlsoInTransaction | None = None) -> IngestResult:
+    async def submit(
+        self, message: InboundMessage, *, also: AlsoInTransaction | None = None, routed: bool = True
+    ) -> IngestResult:
         """Store ``message`` (or find it already stored); returns after its commit and its ticket's routing
-        pass. ``also`` runs inside the storing transaction (a channel's own bookkeeping, such as a mailbox's
-        last UID)."""
+        pass (with ``routed=False`` after its commit: the routing pass runs all the same). ``also`` runs inside
+        the storing transaction (a channel's own bookkeeping, such as a mailbox's last UID)."""
         if not self._running:
             raise RuntimeError("ingest pipeline is not running")
-        return (await self._group.submit(_Pending(message, also))).result
+        return (await self._group.submit(_Pending(message, also), early=not routed)).result
 
     __call__ = submit
 

@@ -509,6 +509,7 @@ class VoiceService:
         meta: dict[str, Any],
         handoff: Handoff,
         attachments: list[Attachment] | None = None,
+        routed: bool = True,
     ) -> IngestResult | None:
         message = InboundMessage(
             channel=CHANNEL,
@@ -524,7 +525,7 @@ class VoiceService:
             metadata={"call_sid": call.sid, **meta},
         )
         try:
-            result = await self.ingest(message)
+            result = await self.ingest(message, routed=routed)
         except Exception:
             log.exception("call %s from %r: could not become a ticket", call.sid, call.caller)
             return None
@@ -541,6 +542,9 @@ class VoiceService:
             text=f"Phone call from {call.caller}, waiting in {action.queue}. IVR: {path}",
             meta={**meta, "call_event": "queued", "skills": action.skills, "priority": action.priority},
             handoff=action,
+            # The caller hears the queue's announcement once the ticket is stored, not after an agent's offer
+            # (routing runs on; an agent who takes the ticket before this call's row is stored: ``_stored``).
+            routed=False,
         )
         ticket_id = result.ticket_id if result is not None else None
         # A ticket this call opened is nobody's yet (one an agent took already was taken from this call's offer:

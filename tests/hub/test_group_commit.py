@@ -134,3 +134,35 @@ async def test_a_second_stage_that_fails_still_answers_the_committed_items(caplo
     group: GroupCommit[int, int] = GroupCommit(commit, max_batch=10, name="test", then=then)
     assert await asyncio.gather(group.submit(1), group.submit(2)) == [1, 2]
     assert "routing broke" in caplog.text
+
+
+async def test_an_early_caller_is_answered_at_its_commit_and_the_second_stage_still_takes_its_result() -> None:
+    """``submit(early=True)`` answers once the item commits, while ``then`` (holding) has not run for it yet;
+    a neighbour in the same commit without ``early`` still waits for ``then``, which takes both results."""
+    steps: list[str] = []
+    then_started = asyncio.Event()
+    release_then = asyncio.Event()
+
+    async def commit(items: list[int]) -> list[int | Exception]:
+        steps.append(f"commit {items}")
+        return [ValueError("bad") if i == 3 else i for i in items]
+
+    async def then(results: list[int]) -> None:
+        steps.append(f"then {results}")
+        then_started.set()
+        await release_then.wait()
+
+    group: GroupCommit[int, int] = GroupCommit(commit, max_batch=10, name="test", then=then)
+    early = asyncio.create_task(group.submit(1, early=True))
+    late = asyncio.create_task(group.submit(2))
+    refused = asyncio.create_task(group.submit(3, early=True))
+    assert await asyncio.wait_for(early, 5) == 1
+    with pytest.raises(ValueError, match="bad"):
+        await asyncio.wait_for(refused, 5)
+    await asyncio.wait_for(then_started.wait(), 5)
+    assert steps == ["commit [1, 2, 3]", "then [1, 2]"]
+    assert not late.done()  # its ``then`` still holds
+    release_then.set()
+    assert await asyncio.wait_for(late, 5) == 2
+    await group.join()
+    assert not group._early  # nothing kept for answered callers

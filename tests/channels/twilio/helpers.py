@@ -14,6 +14,10 @@ from xml.etree import ElementTree as ET
 import httpx
 from twilio.request_validator import RequestValidator
 
+from hub.runtime import Runtime
+from tests.conftest import until
+from ticketing.ingest import unrouted_ticket_ids
+
 TOKEN = "test-twilio-token"
 ACCOUNT = "AC" + "a" * 32
 PUBLIC = "http://testserver.local"
@@ -188,3 +192,13 @@ class FakeTwilioApi:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+async def routed(rt: Runtime) -> None:
+    """Wait until every ticket stored has been through routing (offered, queued or assigned): a call's webhook
+    answers once its ticket is stored, and routing runs on (``IngestPipeline.submit(routed=False)``)."""
+
+    async def none_left() -> bool:
+        return not await unrouted_ticket_ids(rt)
+
+    await until(none_left, 10, what="the stored calls' routing")

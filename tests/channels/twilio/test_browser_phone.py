@@ -89,7 +89,7 @@ async def test_an_accepted_call_rings_the_agents_browser(
     headers = await login(client, "alice", "password-123")
     assert (await client.put("/api/twilio/phone", json={"answer_on": "browser"}, headers=headers)).status_code == 200
     phone = Phone(client, sid("CA", 40))
-    await to_billing_queue(phone)
+    await to_billing_queue(phone, rt)
     [ticket] = await voice_tickets(rt)
     assert ticket.offered_agent_id == alice
     assert (await client.post(f"/api/tickets/{ticket.id}/accept", headers=headers)).status_code == 200

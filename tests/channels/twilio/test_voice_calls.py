@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from channels.twilio.models import TwilioCall
 from hub.events import Event
 from hub.runtime import Runtime
-from tests.channels.twilio.helpers import FakeTwilioApi, Phone, sid
+from tests.channels.twilio.helpers import FakeTwilioApi, Phone, routed, sid
 from tests.conftest import LiveServer, login, make_agent, make_queue
 from ticketing.tables import messages, tickets
 
@@ -49,12 +49,14 @@ async def notes(rt: Runtime, ticket_id: int) -> list[str]:
         return [r[0] for r in rows]
 
 
-async def to_billing_queue(phone: Phone) -> None:
+async def to_billing_queue(phone: Phone, rt: Runtime) -> None:
+    """The call goes into the billing queue; returns once its ticket has been through routing."""
     await phone.dial()
     await phone.press("1")  # English
     await phone.press("1")  # billing
     await phone.press(VALID_ACCOUNT)
     await phone.press("1")  # the number read back is right
+    await routed(rt)
 
 
 async def test_unsigned_or_wrongly_signed_webhooks_are_refused_and_store_nothing(
@@ -86,7 +88,7 @@ async def test_a_call_walks_the_menu_into_the_billing_queue_as_a_voice_ticket(
     root = await phone.dial()
     assert root.find(".//Gather") is not None
     assert "For English, press 1" in " ".join(phone.texts)
-    await to_billing_queue(phone)
+    await to_billing_queue(phone, rt)
     assert "You entered 1 2 3 4 5 6 7 4" in " ".join(phone.texts)
     conference = phone.last.find("./Dial/Conference") if phone.last is not None else None
     assert conference is not None
@@ -230,7 +232,7 @@ async def test_a_caller_who_hangs_up_while_waiting_is_abandoned(client: httpx.As
     appended; a repeated status callback changes nothing more."""
     await queues(rt)
     phone = Phone(client, sid("CA", 9))
-    await to_billing_queue(phone)
+    await to_billing_queue(phone, rt)
     assert (await phone.hang_up(duration=95)).status_code == 200
     assert (await phone.hang_up(duration=95)).status_code == 200
     [ticket] = await voice_tickets(rt)
@@ -261,7 +263,7 @@ async def test_an_agent_accepts_the_call_and_is_dialled_into_the_callers_room(
     await queues(rt)
     await make_agent(rt, "alice", queues=["billing"], available=True)
     phone = Phone(client, sid("CA", 10))
-    await to_billing_queue(phone)
+    await to_billing_queue(phone, rt)
     [ticket] = await voice_tickets(rt)
     assert ticket.offered_agent_id is not None
     headers = await login(client, "alice", "password-123")
@@ -302,9 +304,9 @@ async def test_a_long_wait_offers_a_callback_that_keeps_the_place_in_line(
     while it is down), into the call's room, and is dialled in on their own phone."""
     await queues(rt)
     for n in range(3):  # three callers ahead in billing
-        await to_billing_queue(Phone(client, sid("CA", 100 + n), caller=f"+1415555020{n}"))
+        await to_billing_queue(Phone(client, sid("CA", 100 + n), caller=f"+1415555020{n}"), rt)
     phone = Phone(client, sid("CA", 11), caller="+14155550300")
-    await to_billing_queue(phone)
+    await to_billing_queue(phone, rt)
     assert "To be called back" in " ".join(phone.texts)
     await phone.press("1")
     assert "Hangup" in phone.tags()
@@ -365,9 +367,9 @@ async def test_hanging_up_at_the_callback_offer_abandons_the_waiting_call(
     offered a call nobody is on."""
     await queues(rt)
     for n in range(3):
-        await to_billing_queue(Phone(client, sid("CA", 200 + n), caller=f"+1415555021{n}"))
+        await to_billing_queue(Phone(client, sid("CA", 200 + n), caller=f"+1415555021{n}"), rt)
     phone = Phone(client, sid("CA", 13), caller="+14155550301")
-    await to_billing_queue(phone)
+    await to_billing_queue(phone, rt)
     assert "To be called back" in " ".join(phone.texts)
     await phone.hang_up(duration=40)
     async with rt.read() as conn:
@@ -387,7 +389,7 @@ async def test_a_supervisor_listens_in_and_a_colleague_takes_a_warm_transfer(
     await queues(rt)
     alice = await make_agent(rt, "alice", queues=["billing"], available=True)
     phone = Phone(client, sid("CA", 14))
-    await to_billing_queue(phone)
+    await to_billing_queue(phone, rt)
     [ticket] = await voice_tickets(rt)
     r = await client.post(f"/api/tickets/{ticket.id}/accept", headers=await login(client, "alice", "password-123"))
     assert r.status_code == 200
@@ -456,7 +458,9 @@ async def test_a_call_whose_ticket_is_accepted_before_its_webhook_stored_the_tic
     accepted: list[int] = []
 
     async def accept_first(queue: str, since: Any) -> int:
-        """Runs in the server after the ingest committed, before the call's row names the ticket."""
+        """Runs in the server after the ingest committed, before the call's row names the ticket (once routing,
+        which goes on beside the webhook, has offered it)."""
+        await routed(voice.rt)
         async with voice.rt.read() as conn:
             ticket_id = (await conn.execute(select(tickets.c.id).where(tickets.c.channel == "voice"))).scalar_one()
         async with httpx.AsyncClient(base_url=server.url) as http:

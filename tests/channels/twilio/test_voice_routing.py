@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from hub.config import Settings, TwilioNumberSettings
 from hub.runtime import Runtime
-from tests.channels.twilio.helpers import FakeTwilioApi, Phone, sid
+from tests.channels.twilio.helpers import FakeTwilioApi, Phone, routed, sid
 from tests.conftest import login, make_agent, make_queue
 from ticketing.agents import update_agent
 from ticketing.models import AgentStatus, AgentUpdate
@@ -66,11 +66,13 @@ def twilio_settings(twilio_settings: Settings, tmp_path: Path) -> Settings:
     )
 
 
-async def call_in(client: httpx.AsyncClient, n: int, key: str) -> Phone:
+async def call_in(client: httpx.AsyncClient, rt: Runtime, n: int, key: str) -> Phone:
+    """Call ``n`` presses ``key`` into the queue; returns once its ticket has been through routing."""
     phone = Phone(client, sid("CA", n), caller=f"+1415555{n:04d}")
     await phone.dial()
     await phone.press(key)
     assert phone.last is not None and phone.last.find("./Dial/Conference") is not None, phone.texts
+    await routed(rt)
     return phone
 
 
@@ -95,12 +97,12 @@ async def test_a_skill_set_by_the_flow_routes_the_call_only_to_an_agent_with_it(
     for agent in (plain, low):
         await set_agent_status(rt, agent_id=agent, status=AgentStatus.AVAILABLE)
 
-    phone = await call_in(client, 1, "1")
+    phone = await call_in(client, rt, 1, "1")
     ticket = await ticket_of(rt, phone.caller)
     assert ticket.skills == {"spanish": 2}
     assert ticket.offered_agent_id is None and ticket.queued_at is not None  # nobody fit: it waits
 
-    other = await call_in(client, 2, "3")  # no skill asked: offered to an agent without it
+    other = await call_in(client, rt, 2, "3")  # no skill asked: offered to an agent without it
     assert (await ticket_of(rt, other.caller)).offered_agent_id in (plain, low)
 
     await set_agent_status(rt, agent_id=fluent, status=AgentStatus.AVAILABLE)
@@ -114,8 +116,8 @@ async def test_a_call_the_flow_made_urgent_is_offered_before_an_earlier_normal_o
     agent who becomes available is offered the urgent call first."""
     await make_queue(rt, "support", channels=["voice"])
     agent = await make_agent(rt, "alice", queues=["support"])
-    first = await call_in(client, 3, "3")
-    urgent = await call_in(client, 4, "2")
+    first = await call_in(client, rt, 3, "3")
+    urgent = await call_in(client, rt, 4, "2")
     assert (await ticket_of(rt, first.caller)).priority == "normal"
     assert (await ticket_of(rt, urgent.caller)).priority == "urgent"
 
@@ -151,7 +153,7 @@ async def test_a_call_is_answered_when_the_agents_phone_picks_up_and_a_missed_le
     await make_agent(rt, "sup", role="supervisor")
     sup = await login(client, "sup", "password-123")
     alice = await make_agent(rt, "alice", queues=["support"], available=True)
-    phone = await call_in(client, 5, "3")
+    phone = await call_in(client, rt, 5, "3")
     ticket = await ticket_of(rt, phone.caller)
     assert ticket.offered_agent_id == alice
     bob = await make_agent(rt, "bob", queues=["support"], available=True)
@@ -201,7 +203,7 @@ async def test_a_caller_who_hangs_up_while_the_agents_phone_rings_is_abandoned(
     """Taken but never picked up: the caller hanging up is an abandoned call (the ticket leaves the agent)."""
     await make_queue(rt, "support", channels=["voice"])
     await make_agent(rt, "alice", queues=["support"], available=True)
-    phone = await call_in(client, 6, "3")
+    phone = await call_in(client, rt, 6, "3")
     ticket = await ticket_of(rt, phone.caller)
     r = await client.post(f"/api/tickets/{ticket.id}/accept", headers=await login(client, "alice", "password-123"))
     assert r.status_code == 200, r.text
@@ -221,7 +223,7 @@ async def test_a_waiting_call_transferred_to_an_agent_rings_their_phone(
     await make_queue(rt, "support", channels=["voice"])
     await make_agent(rt, "sup", role="supervisor")
     bob = await make_agent(rt, "bob", queues=["support"])
-    phone = await call_in(client, 7, "3")
+    phone = await call_in(client, rt, 7, "3")
     ticket = await ticket_of(rt, phone.caller)
     r = await client.post(
         f"/api/tickets/{ticket.id}/transfer", json={"agent_id": bob}, headers=await login(client, "sup", "password-123")
@@ -238,7 +240,7 @@ async def _answered_by_alice(client: httpx.AsyncClient, rt: Runtime, api: FakeTw
     """A first call answered by Alice and ended; her ticket stays open with her."""
     await make_queue(rt, "support", channels=["voice"])
     alice = await make_agent(rt, "alice", queues=["support"], available=True)
-    first = await call_in(client, n, "3")
+    first = await call_in(client, rt, n, "3")
     ticket = await ticket_of(rt, first.caller)
     r = await client.post(f"/api/tickets/{ticket.id}/accept", headers=await login(client, "alice", "password-123"))
     assert r.status_code == 200, r.text

@@ -16,6 +16,7 @@ Goal on the 2-core machine, SQLite and PostgreSQL: webhook p99 under 50 ms (pace
 under 1 ms.
 
     .venv/bin/python bench/voice.py [--calls 200] [--db sqlite|postgres] [--arrival S] [--think S] [--burst]
+                                    [--servers N]
 
 Paced, the default (the figure the goal is judged by): callers as people. The calls dial in at random (Poisson)
 moments over ``--arrival`` seconds (20: see ``DEFAULT_ARRIVAL``, far above a real center's arrival rate, and
@@ -27,6 +28,10 @@ posts the Gather's action; ``--think S`` presses every key S seconds after the T
 asks, so every caller is always waiting on the server and a webhook waits for the ~199 others ahead of it
 (Little's law: latency = calls / the server's webhooks per second), whatever one costs. It measures throughput,
 not what a caller hears.
+
+``--servers N`` (PostgreSQL only): N `switchboard serve` processes share the database and fan their events out
+through Redis (README: several processes behind a load balancer); call n's requests go to process n mod N, and
+agent i's console (its socket and its accepts) to process i mod N. CPU and the server-side histogram are summed.
 
 Each call has a connection of its own, as Twilio's requests for different calls come on different ones: one
 pool of ``--calls`` connections cost this client more CPU than the server (httpcore scans every connection of
@@ -61,6 +66,7 @@ from bench._common import PG_DEFAULT, agent_rows, cpu_seconds, fresh_database, p
 from bench.fanout import AgentSocket
 
 SECRET = "bench-secret-key-0123456789abcdef"
+REDIS_URL = os.environ.get("SWITCHBOARD_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")  # --servers 2 and more
 HOLD_LOOP_SECONDS = 30.0  # Twilio asks the wait URL again when its TwiML (an announcement, hold music) ends
 ON_HOLD_AT_MOST = 180.0  # a call still unanswered this long has failed (no agent took it)
 ACCEPT_TRIES = 3
@@ -296,14 +302,17 @@ async def console(
     return sock
 
 
-async def run(url: str, calls: int, pace: Pace) -> dict[str, Any]:
+async def run(url: str, calls: int, pace: Pace, servers: int = 1) -> dict[str, Any]:
     from hub.auth import TokenSigner
 
     credentials = await seed(url, calls)
     signer = TokenSigner(SECRET, 3600)
     tokens = {a: signer.issue(a, h) for a, h in credentials}
-    port = 19500 + os.getpid() % 400
+    port = 19500 + os.getpid() % 400 * 4
+    # Behind a load balancer every process has the one public URL the webhooks are signed for; here each has a
+    # port of its own, and a call's (or a console's) requests all go to one of them, round-robin.
     public = f"http://127.0.0.1:{port}"
+    bases = [f"http://127.0.0.1:{port + i}" for i in range(servers)]
     env = {
         **os.environ,
         "SWITCHBOARD_DATABASE_URL": url,
@@ -314,44 +323,53 @@ async def run(url: str, calls: int, pace: Pace) -> dict[str, Any]:
         "SWITCHBOARD_OFFER_TIMEOUT_SECONDS": "600",
         "SWITCHBOARD_ATTACHMENT_DIR": tempfile.mkdtemp(prefix="bench-att-"),
     }
+    if servers > 1:  # the processes' events meet in Redis (README: several `serve` processes)
+        env |= {"SWITCHBOARD_REDIS_URL": REDIS_URL, "SWITCHBOARD_REDIS_CHANNEL": f"bench-voice-{os.getpid()}"}
     log = tempfile.NamedTemporaryFile(prefix="bench-voice-", suffix=".log", delete=False)
-    server = subprocess.Popen(
-        [sys.executable, "-c", SERVE.format(port=port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", SERVE.format(port=port + i)], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        for i in range(servers)
+    ]
     try:
-        async with (
-            httpx.AsyncClient(
-                base_url=public, timeout=60, limits=httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS)
-            ) as http,
-            AsyncExitStack() as phones,
-        ):
-            for _ in range(600):
-                try:
-                    await http.get("/healthz")
-                    break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.1)
-            lines = [
-                await phones.enter_async_context(
+        async with AsyncExitStack() as stack:
+            https = [
+                await stack.enter_async_context(
                     httpx.AsyncClient(
-                        base_url=public,
+                        base_url=base, timeout=60, limits=httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS)
+                    )
+                )
+                for base in bases
+            ]
+            for http in https:
+                for _ in range(600):
+                    try:
+                        await http.get("/healthz")
+                        break
+                    except httpx.TransportError:
+                        await asyncio.sleep(0.1)
+            lines = [
+                await stack.enter_async_context(
+                    httpx.AsyncClient(
+                        base_url=bases[n % servers],
                         timeout=60,
                         limits=httpx.Limits(max_connections=1, keepalive_expiry=KEEPALIVE_SECONDS),
                     )
                 )
-                for _ in range(calls)
+                for n in range(calls)
             ]
             line = Line(public)
             answered = {f"CA{n:032x}": asyncio.Event() for n in range(calls)}
             to_agent: list[float] = []
             seen = Consoles()
             accepting: set[asyncio.Task[None]] = set()
-            consoles = [await console(public, a, tokens[a], http, answered, seen, accepting) for a, _ in credentials]
-            before = await server_histogram(http)
-            cpu = (cpu_seconds(server.pid), time.process_time())
+            consoles = [
+                await console(bases[i % servers], a, tokens[a], https[i % servers], answered, seen, accepting)
+                for i, (a, _) in enumerate(credentials)
+            ]
+            before = [await server_histogram(http) for http in https]
+            cpu = ([cpu_seconds(p.pid) for p in procs], time.process_time())
             dial_at = pace.dial_times(calls)
             t0 = time.perf_counter()
             results = await asyncio.gather(
@@ -359,15 +377,22 @@ async def run(url: str, calls: int, pace: Pace) -> dict[str, Any]:
                 return_exceptions=True,
             )
             wall = time.perf_counter() - t0
-            server_cpu, client_cpu = cpu_seconds(server.pid) - cpu[0], time.process_time() - cpu[1]
-            after = await server_histogram(http)
+            server_cpu = sum(cpu_seconds(p.pid) - c for p, c in zip(procs, cpu[0], strict=True))
+            client_cpu = time.process_time() - cpu[1]
+            after = [await server_histogram(http) for http in https]
             for sock in consoles:
                 sock.close()
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=30)
     failed = [r for r in results if isinstance(r, BaseException)]
-    served = {k: [n - before.get(k, {}).get(le, 0) for le, n in v.items()] for k, v in after.items()}
+    served: dict[str, list[float]] = {}
+    for earlier, later in zip(before, after, strict=True):
+        for k, v in later.items():
+            counts = [n - earlier.get(k, {}).get(le, 0) for le, n in v.items()]
+            served[k] = [a + b for a, b in zip(served.get(k, [0.0] * len(counts)), counts, strict=True)]
     return {
         "line": line,
         "to_agent": to_agent,
@@ -377,7 +402,7 @@ async def run(url: str, calls: int, pace: Pace) -> dict[str, Any]:
         "server_cpu": server_cpu,
         "client_cpu": client_cpu,
         "served": served,
-        "bounds": sorted({le for v in after.values() for le in v}),
+        "bounds": sorted({le for histogram in after for v in histogram.values() for le in v}),
         "consoles": seen,
     }
 
@@ -431,12 +456,20 @@ def main() -> None:
         help="seconds a caller takes to press each key (default: the time to hear the menu's prompt, and a second)",
     )
     parser.add_argument(
+        "--servers",
+        type=int,
+        default=1,
+        help="serve processes sharing the database (PostgreSQL), their events through Redis (default 1)",
+    )
+    parser.add_argument(
         "--burst", action="store_true", help="the stress figure: every call dials at once and presses each key at once"
     )
     args = parser.parse_args()
     pace = Pace(arrival=0.0, think=0.0) if args.burst else Pace(arrival=args.arrival, think=args.think)
+    if args.servers > 1 and args.db != "postgres":
+        parser.error("--servers above 1 needs --db postgres (several processes share PostgreSQL, README)")
     with fresh_database(args.db, args.pg_url) as url:
-        r = asyncio.run(run(url, args.calls, pace))
+        r = asyncio.run(run(url, args.calls, pace, args.servers))
     line: Line = r["line"]
     ms = [x * 1000 for x in line.latencies]
     keys = (
@@ -445,8 +478,9 @@ def main() -> None:
         else (f"{pace.think:g} s a key" if pace.think is not None else "each key after hearing the prompt")
     )
     how = "all dialling at once" if not pace.arrival else f"dialling in over {pace.arrival:g} s"
+    where = f"{args.db}, {args.servers} serve processes" if args.servers > 1 else args.db
     print(
-        f"{args.calls} calls on {args.db} ({how}, {keys}): {len(ms)} signed webhooks in {r['wall']:.1f} s, "
+        f"{args.calls} calls on {where} ({how}, {keys}): {len(ms)} signed webhooks in {r['wall']:.1f} s, "
         f"{len(r['failed'])} calls failed ({line.errors[:3]}{r['failed'][:1]})"
     )
     print(

@@ -88,8 +88,10 @@ def create_engine(
     url: str, *, writer: bool = False, fast_paths: bool = True, pool: PoolLimits = PoolLimits()
 ) -> AsyncEngine:
     """An async engine for ``url``, with SQLite tuned for one writer and durable commits. On SQLite, ``writer``
-    makes the engine of ``Database.begin``: one connection, whose statements run on the event loop's thread
-    with ``fast_paths`` (``hub.db.sqlite_writer.LoopThreadConnection``). ``fast_paths`` also lets
+    makes the engine of ``Database.begin``: one connection. With ``fast_paths`` the statements of the writer
+    and of the readers run on the event loop's thread (``hub.db.sqlite_writer.LoopThreadConnection``): a
+    read in WAL mode waits for no lock, and each trip to aiosqlite's thread (its BEGIN, each statement, the
+    ROLLBACK as it closes) waited a turn of the busy loop to come back. ``fast_paths`` also lets
     ``hub.db.fast`` send kept statements to the driver directly. ``pool`` bounds PostgreSQL's connections."""
     parsed = make_url(url)
     options = {FAST_PATHS_OPTION: fast_paths}
@@ -97,11 +99,9 @@ def create_engine(
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         connect_args: dict[str, Any] = {"timeout": 30, "factory": RollbackOnClose}
-        sqlite_pool: dict[str, Any] = {}
-        if writer:
-            sqlite_pool = {"pool_size": 1, "max_overflow": 0}
-            if fast_paths:
-                connect_args = {"timeout": 0, "factory": RollbackOnClose, "async_creator_fn": connect_on_loop_thread}
+        if fast_paths:  # the writer's and the readers' statements run on the loop's thread (see below)
+            connect_args = {"timeout": 0, "factory": RollbackOnClose, "async_creator_fn": connect_on_loop_thread}
+        sqlite_pool: dict[str, Any] = {"pool_size": 1, "max_overflow": 0} if writer else {}
         engine = create_async_engine(
             url,
             connect_args=connect_args,
@@ -111,7 +111,7 @@ def create_engine(
             **sqlite_pool,
         )
         event.listen(engine.sync_engine, "connect", _sqlite_connect)
-        if writer and fast_paths:
+        if fast_paths:
             event.listen(engine.sync_engine, "connect", never_busy_wait)  # after _sqlite_connect's busy timeout
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine

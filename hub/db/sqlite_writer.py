@@ -7,7 +7,8 @@ concurrent requests of one kind of write (inbound messages, replies, receipts) i
 those transactions, and every other writer's, then share commits here.
 
 With the driver fast paths on (``SWITCHBOARD_FAST_PATHS``, see ``hub.db.fast``), the writer's connection is a
-``LoopThreadConnection``: its statements run on the event loop's thread instead of in aiosqlite's. That class
+``LoopThreadConnection``: its statements run on the event loop's thread instead of in aiosqlite's (and so do
+the readers' connections, ``hub.db.engine.create_engine``). That class
 uses aiosqlite's internals (its ``_execute``, ``_conn``, ``_running``, ``_connection``, and the worker thread
 function ``aiosqlite.core._connection_worker_thread``); with the fast paths off the writer is aiosqlite's own
 connection and everything here uses aiosqlite's public API only.
@@ -128,13 +129,14 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
 def connect_on_loop_thread(database: str, **kwargs: Any) -> LoopThreadConnection:
-    """The writer engine's connection factory (SQLAlchemy's ``async_creator_fn``) with the fast paths on."""
+    """SQLite's connection factory (SQLAlchemy's ``async_creator_fn``) with the fast paths on: the writer's and
+    the readers'."""
     # Made in aiosqlite's thread and used from the loop's: not bound to one thread.
     return LoopThreadConnection(partial(sqlite3.connect, database, **{**kwargs, "check_same_thread": False}))
 
 
 def never_busy_wait(dbapi_connection: Any, _record: Any) -> None:
-    """The loop-thread writer's connect hook: SQLite never waits for a lock on the loop's thread (see
+    """The loop-thread connections' connect hook: SQLite never waits for a lock on the loop's thread (see
     ``LoopThreadConnection``)."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA busy_timeout=0")

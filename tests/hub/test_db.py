@@ -12,7 +12,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from sqlalchemy import bindparam, func, insert, literal_column, null, select, text, union_all, update
+from sqlalchemy import bindparam, func, insert, literal, literal_column, null, select, text, union_all, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 import hub.db
@@ -455,11 +455,30 @@ async def test_a_connection_with_nothing_to_roll_back_closes_without_giving_up_t
     assert writer.sync_engine.pool.checkedout() == 0
 
 
+async def test_a_read_on_sqlite_never_gives_up_the_loop(rt: Runtime) -> None:
+    """With the fast paths on, SQLite's readers run on the loop's thread as its writer does: a read (its
+    connection, BEGIN, statements through SQLAlchemy and the driver directly, the ROLLBACK as it closes) takes
+    no turn of the loop. Each trip to aiosqlite's thread waited a turn of the busy loop to come back: under
+    bench.voice's load a one-statement read (a caller's place in the queue) took up to 55 ms so."""
+    if not (rt.db.is_sqlite and rt.db.fast_paths):
+        pytest.skip("SQLite with the fast paths on")
+    async with rt.db.connect() as conn:  # the pool's first connection is opened in aiosqlite's thread
+        await conn.execute(text("SELECT 1"))
+    with _turns_of_the_loop() as turns:
+        async with rt.db.connect() as conn:
+            assert (await conn.execute(text("SELECT 1"))).scalar() == 1
+            assert (await hub.db.fetch_all(conn, select(literal(2)))) == [(2,)]
+        assert turns() == 0
+    assert rt.db.engine.sync_engine.pool.checkedout() == 0
+
+
 async def test_a_close_that_must_wait_finishes_even_if_its_caller_is_cancelled(rt: Runtime) -> None:
     """After a read on the engine's own connections (transactional, unlike ``Database.connect``'s on
     PostgreSQL) the connection still has a transaction to roll back, which waits (a round trip, or aiosqlite's
     thread): that close runs in a task of its own, and a cancellation that arrives meanwhile is raised only
     once the connection is back in the pool."""
+    if rt.db.is_sqlite and rt.db.fast_paths:
+        pytest.skip("SQLite's readers roll back on the loop's thread: no close waits (the test below)")
     pool = rt.db.engine.sync_engine.pool
     body_done = asyncio.Event()
 

@@ -506,7 +506,9 @@ async def test_a_busy_hub_coalesces_writes_to_a_real_socket(
         return written
 
     monkeypatch.setattr(ReadAheadWebSocketProtocol, "send_frame_now", counting)
-    live = LiveServer(settings.model_copy(update={"ws_coalesce_seconds": 0.3})).start()
+    # The fast paths on whatever the run's setting: without them uvicorn's own protocol serves the socket, which
+    # takes no direct writes, so nothing is held.
+    live = LiveServer(settings.model_copy(update={"ws_coalesce_seconds": 0.3, "fast_paths": True})).start()
     try:
         async with httpx.AsyncClient(base_url=live.url, timeout=10) as client:
             alice = await login(client, "alice", "password-123")

@@ -11,7 +11,7 @@ wait for this one process to come round to that socket after the others. The lib
 about twice the CPU per frame (a task switch, a queue and the message assembler per frame) and took its time
 only once the client's task had run, behind the other clients' work.
 
-    .venv/bin/python -m bench.fanout [--agents 200] [--events 300] [--rate 50] [--db sqlite|postgres]
+    .venv/bin/python -m bench.fanout [--agents 200] [--events 300] [--rate 50] [--concurrent] [--db sqlite|postgres]
 """
 
 from __future__ import annotations
@@ -153,7 +153,14 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
 
 
 async def run(
-    url: str, agents: int, events: int, rate: float, compression: bool, profile: str | None, py_spy: str
+    url: str,
+    agents: int,
+    events: int,
+    rate: float,
+    compression: bool,
+    profile: str | None,
+    py_spy: str,
+    concurrent: bool = False,
 ) -> None:
     credentials, ticket_id = await seed(url, agents)
     signer = TokenSigner(SECRET, 3600)
@@ -215,12 +222,18 @@ async def run(
             cpu0 = cpu_seconds(server.pid)
             client0 = cpu_seconds(os.getpid())
             started = time.perf_counter()
+            posts: list[asyncio.Future[httpx.Response]] = []
             for i in range(events):
-                r = await client.post(f"/api/tickets/{ticket_id}/notes", json={"text": f"note {i}"}, headers=headers)
-                r.raise_for_status()
+                post = client.post(f"/api/tickets/{ticket_id}/notes", json={"text": f"note {i}"}, headers=headers)
+                if concurrent:
+                    posts.append(asyncio.ensure_future(post))
+                else:
+                    (await post).raise_for_status()
                 delay = started + (i + 1) / rate - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
+            for r in await asyncio.gather(*posts):
+                r.raise_for_status()
             try:
                 await asyncio.wait_for(done.wait(), 30)
             except TimeoutError:
@@ -253,7 +266,8 @@ async def run(
         k_first = [min(v) for v in kernel_per_event.values()]
         k_spread = [max(v) - min(v) for v in kernel_per_event.values()]
         print(
-            f"{agents} agents, {events} events at {rate}/s, compression {'on' if compression else 'off'}: "
+            f"{agents} agents, {events} events at {rate}/s{' concurrently' if concurrent else ''}, "
+            f"compression {'on' if compression else 'off'}: "
             f"delivered {received}/{expected}   commit->delivery p50 {percentile(ms, 50):.1f} ms   "
             f"p99 {percentile(ms, 99):.1f} ms   max {max(ms) if ms else float('nan'):.1f} ms\n"
             f"    per event: first delivery p50 {percentile(first, 50):.1f} ms  p99 {percentile(first, 99):.1f} ms;"
@@ -277,6 +291,13 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50.0, help="changes committed per second")
     parser.add_argument("--db", default="sqlite")
     parser.add_argument("--compression", action="store_true", help="permessage-deflate on the websockets")
+    parser.add_argument(
+        "--concurrent",
+        action="store_true",
+        help="post each change on time without waiting for the previous answer (many callers at once: changes "
+        "reach the hub side by side, as a busy hub's calls do); by default one after another, so a slow answer "
+        "lowers the rate",
+    )
     parser.add_argument("--postgres-url", default=os.environ.get("SWITCHBOARD_BENCH_POSTGRES_URL", PG_DEFAULT))
     parser.add_argument("--profile", help="record the server while events are sent, with py-spy, into this file")
     parser.add_argument("--profile-with", default="py-spy", help="the py-spy executable")
@@ -285,7 +306,16 @@ def main() -> None:
         with fresh_database(kind, args.postgres_url) as url:
             print(f"[{kind}] ", end="", flush=True)
             asyncio.run(
-                run(url, args.agents, args.events, args.rate, args.compression, args.profile, args.profile_with)
+                run(
+                    url,
+                    args.agents,
+                    args.events,
+                    args.rate,
+                    args.compression,
+                    args.profile,
+                    args.profile_with,
+                    args.concurrent,
+                )
             )
 
 

@@ -294,7 +294,11 @@ def create_app(settings: Settings | None = None, *, senders: Mapping[str, Sender
             RedisTransport(settings.redis_url, settings.redis_channel) if settings.redis_url else LocalTransport()
         )
         hub = EventHub(
-            db, transport, queue_size=settings.ws_send_queue, catch_up_seconds=settings.event_catch_up_seconds
+            db,
+            transport,
+            queue_size=settings.ws_send_queue,
+            catch_up_seconds=settings.event_catch_up_seconds,
+            coalesce_seconds=settings.ws_coalesce_seconds,
         )
         rt = Runtime(settings=settings, db=db, events=hub, metrics=app.state.metrics)
         register_ports(rt)

@@ -24,6 +24,16 @@ call); so are those of every batch that waited its turn in the hub's task (betwe
 a hub that fell behind catches up in one write per subscriber, not one per event (200 consoles of one queue
 made every event 200 system calls in one stretch of the event loop).
 
+Held frames also outlast a batch: with ``coalesce_seconds`` (W) above 0, the hub releases every held frame at
+once at most every W. A batch delivered at least W after the last release is written at once, as above (no
+latency added when quiet); one delivered sooner stays held, and a single timer of the hub releases it, with
+every batch that joined it meanwhile, at the last release plus W. Under load each idle console then gets one
+write per W instead of one per batch: a busy hub's writes are bounded by its consoles and W, not by its
+events times its consoles (200 consoles and a call's five batches made a thousand system calls per call).
+What a subscriber holds keeps the order of ``seq``, skips what its backlog sent (``sent_upto``), and is queued
+instead if its socket refuses the write at the release, as for one batch; a subscriber that leaves drops
+what it held, and ``stop`` releases what is held and cancels the timer.
+
 Ephemeral frames (typing indicators) are not events: they have no row in the log and no ``seq`` (their
 ``EventRecord.seq`` is 0), are never resumed, and reach only whoever is connected when they are broadcast.
 
@@ -70,8 +80,9 @@ class Subscriber:
         self.sent_upto = 0  # the newest seq the connection has sent (set by its writer)
         # Writes a frame's bytes to the connection's socket now, or says False (``hub.websocket.FrameWriter``).
         self.direct: Callable[[bytes], bool] | None = None
-        # Frames of the hub's current batch that go to the socket directly, all at once when it is done
-        # (``release``); while any is held, the batch's later frames join them, in order.
+        # Frames that go to the socket directly, all at once when the hub releases them (``release``: when its
+        # batch is done, or at its next release for a busy hub); while any is held, later frames join them,
+        # in order.
         self._held: list[tuple[EventRecord, str, bytes]] = []
 
     def offer(
@@ -106,7 +117,7 @@ class Subscriber:
         self._enqueue(event, text)
 
     def release(self) -> None:
-        """Write the frames held for the hub's batch in one write, or queue them all if the socket refuses."""
+        """Write the frames held for the hub in one write, or queue them all if the socket refuses."""
         held, self._held = self._held, []
         if not held:
             return
@@ -116,6 +127,10 @@ class Subscriber:
             return
         for event, text, _ in held:
             self._enqueue(event, text)
+
+    def drop_held(self) -> None:
+        """Forget the held frames (the connection is gone)."""
+        self._held = []
 
     def _enqueue(self, event: EventRecord, text: str) -> None:
         if self.overflowed.is_set():
@@ -140,14 +155,27 @@ class EventHub:
     """This process's view of the event stream."""
 
     def __init__(
-        self, db: Database, transport: Transport, *, queue_size: int = 1000, catch_up_seconds: float = 5.0
+        self,
+        db: Database,
+        transport: Transport,
+        *,
+        queue_size: int = 1000,
+        catch_up_seconds: float = 5.0,
+        coalesce_seconds: float = 0.0,
     ) -> None:
         self.db = db
         self.catch_up_seconds = catch_up_seconds
+        self.coalesce_seconds = coalesce_seconds
         self.transport = transport
         self.queue_size = queue_size
         self.last_seq = 0
         self._subscribers: set[Subscriber] = set()
+        # The subscribers holding frames for a direct write (``Subscriber.offer``), each once, until the next
+        # release; ``_released_at``: when the last release was, on the loop's clock; ``_release_timer``: the one
+        # timer of a release that waits for ``coalesce_seconds`` to pass since then.
+        self._holding: list[Subscriber] = []
+        self._released_at = float("-inf")
+        self._release_timer: asyncio.TimerHandle | None = None
         self._listeners: list[Listener] = []
         self._inbox: asyncio.Queue[list[EventRecord]] = asyncio.Queue()
         # Batches received and not yet delivered, plus one while the hub reads the log: while any, a new
@@ -163,6 +191,7 @@ class EventHub:
 
     async def stop(self) -> None:
         await self.transport.stop()
+        self._release_held()  # cancels the timer: nothing held outlives the hub
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -232,8 +261,11 @@ class EventHub:
         text = json_dumps(frame)
         if not frame.get(LISTENERS_ONLY):
             data = text_frame(text)
-            for sub in self._subscribers:
-                sub.offer(record, text, data)
+            try:
+                for sub in self._subscribers:
+                    sub.offer(record, text, data, self._holding)
+            finally:
+                self._release_soon()
         self._notify(record, text)
 
     def listen(self, listener: Listener) -> None:
@@ -258,6 +290,9 @@ class EventHub:
 
     def unsubscribe(self, sub: Subscriber) -> None:
         self._subscribers.discard(sub)
+        if sub in self._holding:  # its connection is gone: what it held is dropped, as a closed socket's queue
+            self._holding.remove(sub)
+            sub.drop_held()
 
     @property
     def subscriber_count(self) -> int:
@@ -318,22 +353,47 @@ class EventHub:
 
     def _fan_out_all(self, events: list[EventRecord]) -> None:
         """``_fan_out`` each of ``events`` (in seq order, all after ``last_seq``), with one write per
-        subscriber that takes frames directly (``Subscriber.release``)."""
-        holding: list[Subscriber] = []
+        subscriber that takes frames directly (``Subscriber.release``), now or at the hub's next release."""
         try:
             for event in events:
-                self._fan_out(event, holding)
+                self._fan_out(event)
         finally:
-            for sub in holding:
-                sub.release()
+            self._release_soon()
 
-    def _fan_out(self, event: EventRecord, holding: list[Subscriber] | None = None) -> None:
+    def _fan_out(self, event: EventRecord) -> None:
         self.last_seq = event.seq
         text = json_dumps(event.frame())
         data = text_frame(text)
         for sub in self._subscribers:
-            sub.offer(event, text, data, holding)
+            sub.offer(event, text, data, self._holding)
         self._notify(event, text)
+
+    def _release_soon(self) -> None:
+        """Release what subscribers hold now if the last release was ``coalesce_seconds`` ago or more, else
+        once that much time has passed since it (one timer for the hub, whatever joins meanwhile)."""
+        if not self._holding or self._release_timer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        due = self._released_at + self.coalesce_seconds
+        if loop.time() >= due:
+            self._release_held()
+        else:
+            self._release_timer = loop.call_at(due, self._release_held)
+
+    def _release_held(self) -> None:
+        """Write (or queue) what every subscriber holds, one write each."""
+        if self._release_timer is not None:
+            self._release_timer.cancel()
+            self._release_timer = None
+        holding, self._holding = self._holding, []
+        if not holding:
+            return
+        self._released_at = asyncio.get_running_loop().time()
+        for sub in holding:
+            try:
+                sub.release()
+            except Exception:  # from a timer, nobody else would see it; the other subscribers still get theirs
+                log.exception("event delivery failed")
 
 
 class LocalTransport:

@@ -175,6 +175,12 @@ class Settings(BaseSettings):
     # a Redis hiccup). Gaps in seq are filled at once regardless.
     event_catch_up_seconds: float = 5.0
     ws_send_queue: int = 1000
+    # A busy hub writes to each console's socket at most this often, with every event since its last write
+    # (hub.bus.EventHub: a write per console per batch was a sixth of a loaded server's CPU); a quiet one
+    # writes each batch at once. 0: every batch at once.
+    ws_coalesce_seconds: float = Field(
+        default=0.01, ge=0, le=1, description="a busy hub writes to each console at most this often"
+    )
     # How often a server collects all garbage and freezes what survived (hub.workers.freeze_heap; between
     # two, each full collection freezes its survivors: FreezeSurvivors). 0: Python's collector as it is.
     gc_freeze_seconds: float = 600.0

@@ -14,13 +14,13 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from hub.bus import EventHub, Subscriber
+from hub.bus import EventHub, LocalTransport, Subscriber
 from hub.config import Settings
 from hub.db import json_dumps, utcnow
 from hub.event_stream import write_events
 from hub.events import EventRecord, Viewer, events_after
 from hub.runtime import Runtime
-from hub.websocket import text_frame
+from hub.websocket import ReadAheadWebSocketProtocol, text_frame
 from tests.conftest import LiveServer, login
 from tests.hub.test_event_stream import note, recv, recv_events, ws_url
 
@@ -347,3 +347,204 @@ async def test_a_client_leaving_mid_stream_disturbs_no_one(
             await asyncio.sleep(0.05)
         assert hub.subscriber_count == 1
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+# Coalescing: a busy hub writes to each idle socket at most once per ``coalesce_seconds``.
+
+
+async def until(condition: Any, timeout: float = 10.0) -> None:
+    """Wait (generously bounded) until ``condition()`` is true."""
+    for _ in range(int(timeout / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not met in time")
+
+
+async def test_batches_within_the_window_reach_an_idle_socket_in_one_write(rt: Runtime) -> None:
+    """The first batch after a quiet spell is written before ``receive`` returns; batches that follow it
+    within the window are held, then written together in one write, complete and in seq order."""
+    hub = rt.events
+    hub.coalesce_seconds = 0.2
+    sub, sock = idle_subscriber(hub)
+    first = make_events(hub, 1)
+    hub.receive(first)
+    assert sock.frames == [frame_of(first[0])]
+    second = make_events(hub, 2)
+    hub.receive(second)
+    third = make_events(hub, 3)
+    hub.receive(list(reversed(third)))  # a batch's events in any order
+    assert sock.frames == [frame_of(first[0])]  # held: nothing written, nothing queued
+    assert sub.queue.empty() and sub.sent_upto == first[0].seq
+    await until(lambda: len(sock.frames) == 2)
+    assert sock.frames[1] == b"".join(frame_of(e) for e in second + third)
+    assert sub.queue.empty() and sub.sent_upto == third[-1].seq
+    await asyncio.sleep(0.3)
+    assert len(sock.frames) == 2  # written once
+
+
+async def test_a_batch_after_a_quiet_gap_is_written_at_once(rt: Runtime) -> None:
+    """Once the window has passed since the last write, the next batch goes out in the publisher's call: a
+    quiet hub adds no wait."""
+    hub = rt.events
+    hub.coalesce_seconds = 0.05
+    sub, sock = idle_subscriber(hub)
+    for n in range(1, 4):
+        batch = make_events(hub, 2)
+        hub.receive(batch)
+        assert len(sock.frames) == n and sock.frames[-1] == b"".join(frame_of(e) for e in batch)
+        await asyncio.sleep(0.1)  # longer than the window
+    assert sub.queue.empty()
+
+
+async def test_held_frames_skip_what_the_subscriber_may_not_see_or_has(rt: Runtime) -> None:
+    """While frames are held, later batches join them under the same rules: events the viewer may not see and
+    those the backlog sent are left out, ephemeral frames keep their place and leave ``sent_upto`` alone."""
+    hub = rt.events
+    hub.coalesce_seconds = 0.2
+    sub, sock = idle_subscriber(hub)
+    sub.viewer = Viewer(agent_id=1, sees_all=False)
+    hub.receive(make_events(hub, 1))  # written at once: the window starts
+    events = [
+        EventRecord(seq=hub.last_seq + i, type="test", payload={"i": i}, created_at=utcnow(), agent_id=agent)
+        for i, agent in enumerate((1, 2, 1, 1), start=1)
+    ]
+    sub.sent_upto = events[0].seq  # the backlog went up to the first
+    hub.receive(events[:2])
+    await hub.broadcast_ephemeral("typing", {"active": True}, agent_id=1)
+    hub.receive(events[2:])
+    assert len(sock.frames) == 1
+    await until(lambda: len(sock.frames) == 2)
+    written = sock.frames[1]
+    typing = written[: written.index(frame_of(events[2]))]
+    assert b'"typing"' in typing and written == typing + frame_of(events[2]) + frame_of(events[3])
+    assert sub.sent_upto == events[3].seq and sub.queue.empty()
+
+
+async def test_held_frames_the_socket_refuses_are_queued_in_order(rt: Runtime) -> None:
+    """If the socket refuses the held frames' write at the release, all of them are queued, in order, and the
+    next batch queues behind them."""
+    hub = rt.events
+    hub.coalesce_seconds = 0.2
+    sub, sock = idle_subscriber(hub)
+    hub.receive(make_events(hub, 1))
+    held = make_events(hub, 2)
+    hub.receive(held[:1])
+    hub.receive(held[1:])
+    sock.full = True
+    await until(lambda: sub.queue.qsize() == 2)
+    sock.full = False
+    later = make_events(hub, 1)
+    hub.receive(later)
+    assert len(sock.frames) == 1
+    assert [sub.queue.get_nowait()[0].seq for _ in range(3)] == [e.seq for e in held + later]
+
+
+async def test_held_frames_overflow_the_queue_as_any(rt: Runtime) -> None:
+    """Held frames the socket refuses go through the bounded queue: more than it holds cut the subscriber
+    off, and it is offered nothing after that."""
+    hub = rt.events
+    hub.coalesce_seconds = 0.2
+    hub.queue_size = 3
+    sub, sock = idle_subscriber(hub)
+    hub.receive(make_events(hub, 1))
+    hub.receive(make_events(hub, 5))
+    sock.full = True
+    await until(sub.overflowed.is_set)
+    sock.full = False
+    hub.receive(make_events(hub, 1))
+    await asyncio.sleep(0.3)
+    assert len(sock.frames) == 1 and sub.queue.qsize() == 3
+
+
+async def test_a_subscriber_leaving_with_held_frames_drops_them(rt: Runtime) -> None:
+    """A subscriber that unsubscribes while frames are held for it gets none of them; the others get theirs at
+    the release."""
+    hub = rt.events
+    hub.coalesce_seconds = 0.2
+    leaving, gone = idle_subscriber(hub)
+    staying, kept = idle_subscriber(hub)
+    hub.receive(make_events(hub, 1))
+    held = make_events(hub, 2)
+    hub.receive(held)
+    hub.unsubscribe(leaving)
+    await until(lambda: len(kept.frames) == 2)
+    assert kept.frames[1] == b"".join(frame_of(e) for e in held)
+    await asyncio.sleep(0.3)
+    assert len(gone.frames) == 1 and leaving.queue.empty()
+
+
+async def test_stopping_the_hub_releases_held_frames_and_its_timer(rt: Runtime) -> None:
+    """``stop`` writes what is held at once and cancels the pending release: nothing held is lost, and no
+    timer runs after the hub has stopped."""
+    hub = EventHub(rt.db, LocalTransport(), coalesce_seconds=0.2)
+    await hub.start()
+    sub, sock = idle_subscriber(hub)
+    hub.receive(make_events(hub, 1))
+    held = make_events(hub, 2)
+    hub.receive(held)
+    assert len(sock.frames) == 1
+    await hub.stop()
+    assert sock.frames[1] == b"".join(frame_of(e) for e in held)
+    await asyncio.sleep(0.3)
+    assert len(sock.frames) == 2
+
+
+async def test_a_busy_hub_coalesces_writes_to_a_real_socket(
+    settings: Settings, world: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Against a real server and client: batches published within the window after a write reach the client
+    complete and in order, in one more write to its socket; a batch after a quiet gap is written within the
+    publisher's call."""
+    writes: list[int] = []
+    send_frame_now = ReadAheadWebSocketProtocol.send_frame_now
+
+    def counting(self: ReadAheadWebSocketProtocol, frame: bytes) -> bool:
+        written = send_frame_now(self, frame)
+        if written and b'"type":"test"' in frame:  # the test's events, not the server's own
+            writes.append(frame.count(b'"type":"test"'))
+        return written
+
+    monkeypatch.setattr(ReadAheadWebSocketProtocol, "send_frame_now", counting)
+    # The fast paths on whatever the run's setting: without them uvicorn's own protocol serves the socket, which
+    # takes no direct writes, so nothing is held.
+    live = LiveServer(settings.model_copy(update={"ws_coalesce_seconds": 0.3, "fast_paths": True})).start()
+    try:
+        async with httpx.AsyncClient(base_url=live.url, timeout=10) as client:
+            alice = await login(client, "alice", "password-123")
+            async with connect(ws_url(live, alice)) as ws:
+                assert (await recv(ws))["type"] == "hello"
+                hub: EventHub = live.app.state.rt.events
+                assert hub._task is not None
+                loop = hub._task.get_loop()
+                [sub] = list(hub._subscribers)
+                await until(lambda: sub.direct is not None)  # its writer waits with nothing queued
+
+                async def publish(batches: int) -> tuple[int, list[int]]:
+                    """In the server's loop, once the hub has been quiet for its window (the server's own
+                    events may come): publish ``batches`` one-event batches back to back; answer the writes made
+                    before the last ``receive`` returned, and the events' seqs."""
+                    for _ in range(200):
+                        if hub._release_timer is None and loop.time() >= hub._released_at + hub.coalesce_seconds:
+                            break
+                        await asyncio.sleep(0.05)
+                    seqs = []
+                    for _ in range(batches):
+                        batch = make_events(hub, 1)
+                        hub.receive(batch)
+                        seqs.append(batch[0].seq)
+                    return len(writes), seqs
+
+                def in_server(batches: int) -> Any:
+                    return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(publish(batches), loop))
+
+                written, seqs = await in_server(5)
+                assert written == 1 and writes == [1]  # the first at once, the rest held
+                got = await recv_events(ws, 5)
+                assert [e["seq"] for e in got] == seqs
+                assert writes == [1, 4]
+                written, seqs = await in_server(1)  # after a quiet window
+                assert written == 3 and writes == [1, 4, 1]
+                assert [e["seq"] for e in await recv_events(ws, 1)] == seqs
+    finally:
+        live.stop()

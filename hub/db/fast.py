@@ -317,3 +317,32 @@ async def execute(conn: AsyncConnection, statement: Any, params: Mapping[str, An
     """Run a statement built once and kept, for its effect (rows it returns are dropped), sent to the driver
     directly as ``fetch_all`` sends queries."""
     await _fetch(conn, statement, params, want_rows=False)
+
+
+class KeptStatements:
+    """A module's hot statements by name, each built once per dialect (``build(dialect name, statement name)``)
+    and kept, run with ``fetch_all`` or ``execute``: neither SQLAlchemy's construction of a statement nor its
+    compiled cache's lookup (its cache key, a millisecond or more for an UPDATE ... RETURNING of a wide table) is
+    paid per call. The values a call differs in are bound parameters."""
+
+    __slots__ = ("_build", "_kept")
+
+    def __init__(self, build: Callable[[str, str], Any]) -> None:
+        self._build = build
+        self._kept: dict[tuple[str, str], Any] = {}
+
+    def get(self, conn: AsyncConnection, name: str) -> Any:
+        """The statement ``name`` for ``conn``'s dialect, built on its first use."""
+        key = (conn.dialect.name, name)
+        statement = self._kept.get(key)
+        if statement is None:
+            statement = self._kept[key] = self._build(conn.dialect.name, name)
+        return statement
+
+    async def fetch_all(self, conn: AsyncConnection, name: str, params: Mapping[str, Any]) -> Sequence[Any]:
+        """The rows of the statement ``name`` for these parameters (``fetch_all``)."""
+        return await fetch_all(conn, self.get(conn, name), params)
+
+    async def execute(self, conn: AsyncConnection, name: str, params: Mapping[str, Any]) -> None:
+        """Run the statement ``name`` for these parameters, for its effect (``execute``)."""
+        await execute(conn, self.get(conn, name), params)

@@ -37,8 +37,8 @@ from sqlalchemy import bindparam, case, delete, null, select, update
 
 from hub.channels import IDENTITY_OF_CHANNEL, SPECS, CapacityClass
 from hub.db import (
+    KeptStatements,
     UTCDateTime,
-    fetch_all,
     insert_returning_ids,
     insert_returning_ids_by,
     insert_rows,
@@ -180,14 +180,9 @@ async def _run(conn: Any, name: str, params: dict[str, Any]) -> Sequence[Sequenc
     """One of ingest's hot statements (``_build``), built once per dialect and kept (see
     ``hub.db.one_of_param``), its rows. On SQLite straight through the driver (``hub.db.fetch_all``: a tenth of a
     chat batch's CPU time went to SQLAlchemy's adapter)."""
-    key = (conn.dialect.name, name)
-    statement = _STATEMENTS.get(key)
-    if statement is None:
-        statement = _STATEMENTS[key] = _build(conn.dialect.name, name)
-    return await fetch_all(conn, statement, params)
+    return await _STATEMENTS.fetch_all(conn, name, params)
 
 
-_STATEMENTS: dict[tuple[str, str], Any] = {}
 # The names of the pairs' two lists: messages by (channel, external id), identities by (kind, value).
 _MESSAGE_PAIRS = ("channels", "ids")
 _IDENTITY_PAIRS = ("kinds", "values")
@@ -233,6 +228,9 @@ def _build(dialect: str, name: str) -> Any:
             .returning(*(T.c[c] for c in _TOUCHED))
         )
     raise KeyError(name)
+
+
+_STATEMENTS = KeptStatements(_build)
 
 
 def _pairs(pairs: Iterable[tuple[str, str]], names: tuple[str, str] = _MESSAGE_PAIRS) -> dict[str, list[str]]:

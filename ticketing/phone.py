@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
 
-from hub.db import fetch_records, utcnow
+from hub.db import KeptStatements, UTCDateTime, fetch_records, utcnow
 from hub.events import EventType
 from hub.messages import AlsoInTransaction
 from hub.ports import ContactSummary, TicketBrief, TimelineNote
@@ -99,6 +99,50 @@ async def ticket_brief(rt: Runtime, *, ticket_id: int) -> TicketBrief | None:
     return _brief(rows[0]) if rows else None
 
 
+# A system note's message: every column it writes (none left to a column's default, which a statement built once
+# would not compute per call).
+_NOTE_COLUMNS = (
+    "ticket_id",
+    "direction",
+    "channel",
+    "author_agent_id",
+    "text",
+    "attachments",
+    "meta",
+    "delivery_status",
+    "created_at",
+)
+
+
+def _build(dialect: str, name: str) -> Any:
+    at = bindparam("at", type_=UTCDateTime())
+    if name == "note":
+        # Bound as ``m_<column>``: a parameter named as its column is SQLAlchemy's own, refused in VALUES.
+        return (
+            messages.insert()
+            .values({c: bindparam(f"m_{c}", type_=messages.c[c].type) for c in _NOTE_COLUMNS})
+            .returning(*messages.c)
+        )
+    if name == "touch":
+        return update(tickets).where(tickets.c.id == bindparam("ticket_id")).values(updated_at=at).returning(*tickets.c)
+    if name == "answered":
+        return (
+            update(tickets)
+            .where(
+                tickets.c.id == bindparam("ticket_id"),
+                tickets.c.answered_at.is_(None),
+                tickets.c.assignee_id.is_not(None),
+            )
+            .values(answered_at=at, updated_at=at)
+            .returning(*tickets.c)
+        )
+    raise KeyError(name)
+
+
+# A call's answer stamp and timeline notes, built once per dialect: a call writes several of them.
+_STATEMENTS = KeptStatements(_build)
+
+
 async def add_timeline(
     rt: Runtime, *, ticket_id: int, text: str, metadata: dict[str, Any], also: AlsoInTransaction | None = None
 ) -> int:
@@ -126,15 +170,11 @@ async def _note(
         "delivery_status": DeliveryStatus.RECEIVED.value,
         "created_at": now,
     }
-    msg_row = (await tx.conn.execute(messages.insert().values(**msg).returning(*messages.c))).one()
+    [msg_row] = await _STATEMENTS.fetch_all(tx.conn, "note", {f"m_{c}": v for c, v in msg.items()})
     await search_index.index_new(tx.conn, tickets=False)
     updated = touched
     if updated is None:
-        updated = (
-            await tx.conn.execute(
-                update(tickets).where(tickets.c.id == ticket_id).values(updated_at=now).returning(*tickets.c)
-            )
-        ).one()
+        [updated] = await _STATEMENTS.fetch_all(tx.conn, "touch", {"ticket_id": ticket_id, "at": now})
     tx.emit(message_event(dict(msg_row._mapping), updated))
     return int(msg_row.id)
 
@@ -194,14 +234,8 @@ async def call_answered(
     async with rt.write() as tx:
         if also is not None:
             await also(tx.conn)
-        updated = (
-            await tx.conn.execute(
-                update(tickets)
-                .where(tickets.c.id == ticket_id, tickets.c.answered_at.is_(None), tickets.c.assignee_id.is_not(None))
-                .values(answered_at=at, updated_at=at)
-                .returning(*tickets.c)
-            )
-        ).first()
+        rows = await _STATEMENTS.fetch_all(tx.conn, "answered", {"ticket_id": ticket_id, "at": at})
+        updated = rows[0] if rows else None
         if updated is not None:
             tx.emit(ticket_event(EventType.TICKET_UPDATED, updated, changes=["answered_at"]))
         if note is not None:

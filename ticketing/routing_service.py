@@ -7,10 +7,10 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, exists, or_, select, text, update
+from sqlalchemy import Integer, and_, bindparam, case, exists, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.db import execute, update_rows, utcnow
+from hub.db import KeptStatements, UTCDateTime, execute, update_rows, utcnow
 from hub.events import EventType, NewEvent
 from hub.principals import Principal
 from hub.runtime import Runtime, Tx
@@ -316,30 +316,45 @@ async def accept_offers(rt: Runtime, *, ticket_ids: Sequence[int], principal: Pr
     ]
 
 
-async def _take_offer(tx: Tx, ticket_id: int, principal: Principal, now: datetime) -> Any:
-    """Assign the ticket to ``principal`` if it is offered to them and nobody holds it (one conditional UPDATE),
-    with its events; the updated row, or None when it is not theirs to take."""
-    row = (
-        await tx.conn.execute(
+def _build(dialect: str, name: str) -> Any:
+    agent_id = bindparam("agent_id", type_=Integer())
+    now = bindparam("now", type_=UTCDateTime())
+    if name == "take_offer":
+        return (
             update(tickets)
             .where(
-                tickets.c.id == ticket_id,
-                tickets.c.offered_agent_id == principal.agent_id,
+                tickets.c.id == bindparam("ticket_id"),
+                tickets.c.offered_agent_id == agent_id,
                 tickets.c.assignee_id.is_(None),
             )
             .values(
-                assignee_id=principal.agent_id,
+                assignee_id=agent_id,
                 offered_agent_id=None,
                 offer_expires_at=None,
                 answered_at=answered_on_take(now),
-                status=TicketStatus.OPEN,
+                status=TicketStatus.OPEN.value,
                 updated_at=now,
             )
             .returning(*tickets.c)
         )
-    ).first()
-    if row is None:
+    if name == "offers_taken":
+        return update(agents).where(agents.c.id == agent_id).values(last_assigned_at=now, missed_offers=0)
+    raise KeyError(name)
+
+
+# Accepting an offer, built once per dialect: it answers an agent's click, and on the phone a caller waits for it.
+_STATEMENTS = KeptStatements(_build)
+
+
+async def _take_offer(tx: Tx, ticket_id: int, principal: Principal, now: datetime) -> Any:
+    """Assign the ticket to ``principal`` if it is offered to them and nobody holds it (one conditional UPDATE),
+    with its events; the updated row, or None when it is not theirs to take."""
+    rows = await _STATEMENTS.fetch_all(
+        tx.conn, "take_offer", {"ticket_id": ticket_id, "agent_id": principal.agent_id, "now": now}
+    )
+    if not rows:
         return None
+    row = rows[0]
     tx.emit(
         NewEvent(
             type=EventType.OFFER_ACCEPTED,
@@ -355,9 +370,7 @@ async def _take_offer(tx: Tx, ticket_id: int, principal: Principal, now: datetim
 
 async def _offers_taken(tx: Tx, principal: Principal, now: datetime) -> None:
     """The agent took work: longest-idle counts from now, and their missed offers start over."""
-    await tx.conn.execute(
-        update(agents).where(agents.c.id == principal.agent_id).values(last_assigned_at=now, missed_offers=0)
-    )
+    await _STATEMENTS.execute(tx.conn, "offers_taken", {"agent_id": principal.agent_id, "now": now})
 
 
 async def pull_ticket(rt: Runtime, *, ticket_id: int, principal: Principal) -> TicketRead:

@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, or_, select
+from sqlalchemy import ColumnElement, bindparam, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.channels import SPECS, CapacityClass
+from hub.db import KeptStatements
 from hub.events import EventType, NewEvent
 from hub.principals import Principal
 from hub.runtime import Runtime
@@ -30,7 +31,7 @@ from ticketing.tables import contact_identities, contacts, messages, tickets
 ANSWERED_BY_CHANNEL = frozenset(n for n, spec in SPECS.items() if spec.capacity_class == CapacityClass.VOICE)
 
 
-def answered_on_take(now: datetime) -> Any:
+def answered_on_take(now: datetime | ColumnElement[datetime]) -> Any:
     """``answered_at`` for a ticket an agent takes now: kept as it is for a call (its channel stamps it), else the
     first time taken."""
     return case(
@@ -139,14 +140,24 @@ def message_event(msg: dict[str, Any], ticket_row: Any) -> NewEvent:
 # --- reading ----------------------------------------------------------------------------------------------
 
 
+def _build(dialect: str, name: str) -> Any:
+    if name in ("row", "row_locked"):
+        query = select(tickets).where(tickets.c.id == bindparam("ticket_id"))
+        return query.with_for_update() if name == "row_locked" else query
+    raise KeyError(name)
+
+
+# Built once per dialect: every change to a ticket reads its row first (a call's timeline notes among them).
+_STATEMENTS = KeptStatements(_build)
+
+
 async def ticket_row(conn: AsyncConnection, ticket_id: int, *, lock: bool = False) -> Any:
-    stmt = select(tickets).where(tickets.c.id == ticket_id)
-    if lock and conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    row = (await conn.execute(stmt)).first()
-    if row is None:
+    """The ticket's row (on PostgreSQL locked, with ``lock``), or ``TicketNotFound``."""
+    name = "row_locked" if lock and conn.dialect.name == "postgresql" else "row"
+    rows = await _STATEMENTS.fetch_all(conn, name, {"ticket_id": ticket_id})
+    if not rows:
         raise TicketNotFound(f"ticket {ticket_id} does not exist")
-    return row
+    return rows[0]
 
 
 def check_visible(principal: Principal, row: Any) -> None:

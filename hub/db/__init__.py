@@ -10,8 +10,8 @@ write transaction). The modules, each one concern:
   layer under ``hub.group_commit`` on SQLite);
 - ``bulk``: set-based statements (many rows in one statement, ``one_of`` with one SQL text for any number of
   values);
-- ``fast``: the driver fast paths (kept statements sent to the driver directly), behind
-  ``SWITCHBOARD_FAST_PATHS``.
+- ``fast``: the driver fast paths (kept statements sent to the driver directly, ``KeptStatements`` to build
+  a module's once per dialect), behind ``SWITCHBOARD_FAST_PATHS``.
 
 Import from ``hub.db``: the names below are its public API.
 """
@@ -29,7 +29,7 @@ from hub.db.bulk import (
 )
 from hub.db.connections import connected
 from hub.db.engine import PING_AFTER_IDLE_SECONDS, Database, PoolLimits, create_engine, lock_keys, taken_as
-from hub.db.fast import execute, fetch_all, fetch_records
+from hub.db.fast import KeptStatements, execute, fetch_all, fetch_records
 from hub.db.types import BigId, JSONType, UTCDateTime, json_dumps, utcnow
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "BigId",
     "Database",
     "JSONType",
+    "KeptStatements",
     "PoolLimits",
     "UTCDateTime",
     "array_type",

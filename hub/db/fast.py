@@ -67,7 +67,18 @@ class _DriverQuery:
     """A query compiled once for a dialect (SQLite, or PostgreSQL through asyncpg), with the type processors
     SQLAlchemy would apply to its parameters and its results."""
 
-    __slots__ = ("compiled", "dialect", "expanding", "keys", "metadata", "processors", "record", "shapes", "statement")
+    __slots__ = (
+        "binds",
+        "compiled",
+        "dialect",
+        "expanding",
+        "keys",
+        "metadata",
+        "processors",
+        "record",
+        "shapes",
+        "statement",
+    )
 
     def __init__(self, statement: Any, dialect: Any) -> None:
         # Both kept so that the cache key (their ids) stays theirs; the processors depend on the engine's
@@ -88,6 +99,12 @@ class _DriverQuery:
         # SQLAlchemy renders an ``expanding`` parameter (``IN``) for each number of values, by regular expression,
         # on every execution: here once per number of values of each, then kept (see ``sql_and_values``).
         self.expanding = sorted(b.key for b in self.compiled.binds.values() if b.expanding)
+        # Every parameter's bind processor (a datetime's text on SQLite, JSON's serializer), as SQLAlchemy applies
+        # them: an expanded state's own processors cover only the values of its expanded parameters. (A tuple's
+        # processors, per element, are an expanded state's: such a parameter is expanded, never bound as is.)
+        self.binds: dict[str, Callable[[Any], Any]] = {
+            name: p for name, p in self.compiled._bind_processors.items() if callable(p)
+        }
         self.shapes: dict[tuple[int, ...], tuple[str, list[_Position]]] = {}
 
     def sql_and_values(self, params: Mapping[str, Any]) -> tuple[str, list[Any]]:
@@ -96,8 +113,9 @@ class _DriverQuery:
         known = self.shapes.get(shape)
         if known is None:
             state = self.compiled.construct_expanded_state(dict(params))
-            positions = _positions(state, params)
-            values = [_bound(state, name) for name in state.positiontup or ()]
+            processors = {**self.binds, **state.processors} if state.processors else self.binds
+            positions = _positions(state, params, processors)
+            values = [_bound(state, processors, name) for name in state.positiontup or ()]
             if positions is not None and len(self.shapes) < _MAX_SHAPES:
                 self.shapes[shape] = (state.statement, positions)
             return state.statement, values
@@ -118,16 +136,20 @@ _Position = tuple[str | None, int | None, Any, Callable[[Any], Any] | None]
 _MAX_SHAPES = 64
 
 
-def _bound(state: Any, name: str) -> Any:
-    """A positional value of an expanded state, through its bind processor."""
+def _bound(state: Any, processors: Mapping[str, Callable[[Any], Any]], name: str) -> Any:
+    """A positional value of an expanded state, through its bind processor (of ``processors``: the statement's,
+    with the expanded state's for the values of its expanded parameters)."""
     value = state.parameters[name]
-    process = state.processors.get(name)
+    process = processors.get(name)
     return process(value) if process is not None else value
 
 
-def _positions(state: Any, params: Mapping[str, Any]) -> list[_Position] | None:
-    """Where each positional value of ``state`` comes from, or None when that cannot be said plainly (then the
-    query is expanded by SQLAlchemy on every execution)."""
+def _positions(
+    state: Any, params: Mapping[str, Any], processors: Mapping[str, Callable[[Any], Any]]
+) -> list[_Position] | None:
+    """Where each positional value of ``state`` comes from, with its bind processor (of ``processors``, as
+    ``_bound``), or None when that cannot be said plainly (then the query is expanded by SQLAlchemy on every
+    execution)."""
     origin: dict[str, tuple[str, int]] = {}
     for name, expanded in state.parameter_expansion.items():
         value = params.get(name)
@@ -139,9 +161,9 @@ def _positions(state: Any, params: Mapping[str, Any]) -> list[_Position] | None:
     for name in state.positiontup or ():
         source, index = origin.get(name, (name, None))
         if source in params:
-            positions.append((source, index, None, state.processors.get(name)))
+            positions.append((source, index, None, processors.get(name)))
         else:
-            positions.append((None, None, _bound(state, name), None))
+            positions.append((None, None, _bound(state, processors, name), None))
     return positions
 
 
@@ -295,3 +317,32 @@ async def execute(conn: AsyncConnection, statement: Any, params: Mapping[str, An
     """Run a statement built once and kept, for its effect (rows it returns are dropped), sent to the driver
     directly as ``fetch_all`` sends queries."""
     await _fetch(conn, statement, params, want_rows=False)
+
+
+class KeptStatements:
+    """A module's hot statements by name, each built once per dialect (``build(dialect name, statement name)``)
+    and kept, run with ``fetch_all`` or ``execute``: neither SQLAlchemy's construction of a statement nor its
+    compiled cache's lookup (its cache key, a millisecond or more for an UPDATE ... RETURNING of a wide table) is
+    paid per call. The values a call differs in are bound parameters."""
+
+    __slots__ = ("_build", "_kept")
+
+    def __init__(self, build: Callable[[str, str], Any]) -> None:
+        self._build = build
+        self._kept: dict[tuple[str, str], Any] = {}
+
+    def get(self, conn: AsyncConnection, name: str) -> Any:
+        """The statement ``name`` for ``conn``'s dialect, built on its first use."""
+        key = (conn.dialect.name, name)
+        statement = self._kept.get(key)
+        if statement is None:
+            statement = self._kept[key] = self._build(conn.dialect.name, name)
+        return statement
+
+    async def fetch_all(self, conn: AsyncConnection, name: str, params: Mapping[str, Any]) -> Sequence[Any]:
+        """The rows of the statement ``name`` for these parameters (``fetch_all``)."""
+        return await fetch_all(conn, self.get(conn, name), params)
+
+    async def execute(self, conn: AsyncConnection, name: str, params: Mapping[str, Any]) -> None:
+        """Run the statement ``name`` for these parameters, for its effect (``execute``)."""
+        await execute(conn, self.get(conn, name), params)

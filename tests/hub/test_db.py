@@ -7,12 +7,12 @@ import asyncio
 import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import asyncpg
 import pytest
-from sqlalchemy import bindparam, func, insert, literal, literal_column, null, select, text, union_all, update
+from sqlalchemy import String, bindparam, func, insert, literal, literal_column, null, select, text, union_all, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 import hub.db
@@ -171,6 +171,48 @@ async def test_fetch_records_gives_fetch_alls_rows_as_named_tuples(rt: Runtime) 
     assert [tuple(r) for r in records] == [tuple(r) for r in rows]
     assert [r._asdict() for r in records] == [dict(r._mapping) for r in rows]
     assert [(r.id, r.next_id, r.tags) for r in records] == [(k, k + 1, [str(i)]) for i, k in enumerate(ids)]
+
+
+# Parameters with bind processors, bound with and without an expanding IN: JSON (serialized for the driver) and
+# datetimes (on SQLite, text without a zone: ``UTCDateTime``).
+_STAMP = (
+    update(T)
+    .where(T.c.id == bindparam("tid"))
+    .values(
+        tags=bindparam("tags"), routing=bindparam("routing"), answered_at=bindparam("at"), updated_at=bindparam("at")
+    )
+    .returning(T.c.id, T.c.tags, T.c.routing, T.c.answered_at)
+)
+_ANSWERED_AT = select(T.c.id).where(T.c.id.in_(bindparam("ids", expanding=True)), T.c.answered_at == bindparam("at"))
+
+
+async def test_fast_path_binds_json_and_datetimes_as_conn_execute_does(rt: Runtime) -> None:
+    """A statement sent to the driver directly applies every parameter's bind processor, not only an expanded
+    ``IN``'s: the JSON and the datetimes it writes are stored as ``conn.execute`` stores them (on SQLite the same
+    text), read back the same, and a datetime it compares matches the rows either wrote."""
+    fast_id, slow_id = await _new_ticket(rt, "fast"), await _new_ticket(rt, "slow")
+    at = datetime(2026, 3, 4, 7, 8, 9, 123456, tzinfo=timezone(timedelta(hours=2)))  # 05:08:09 UTC
+    values = {"tags": ["vip", "callback"], "routing": {"decision": "offered", "agent_id": 7, "at": at.isoformat()}}
+    raw_answered_at = select(T.c.answered_at.cast(String)).where(T.c.id == bindparam("tid"))
+    async with rt.db.begin() as conn:
+        await conn.execute(select(T.c.id))  # on PostgreSQL the transaction's first statement goes through SQLAlchemy
+        for attempt in range(2):  # the second time, the kept positions of the statement's parameters
+            fast = await fetch_all(conn, _STAMP, {**values, "tid": fast_id, "at": at})
+            slow = (await conn.execute(_STAMP, {**values, "tid": slow_id, "at": at})).all()
+            assert [tuple(r)[1:] for r in fast] == [tuple(r)[1:] for r in slow]
+            assert fast[0].answered_at == at and fast[0].tags == values["tags"]
+            stored = {
+                tid: (await conn.execute(select(T.c.tags, T.c.routing, T.c.answered_at).where(T.c.id == tid))).one()
+                for tid in (fast_id, slow_id)
+            }
+            assert tuple(stored[fast_id]) == tuple(stored[slow_id]) == (values["tags"], values["routing"], at)
+            # As stored, not only as read back through the column's type.
+            raw = [(await conn.execute(raw_answered_at, {"tid": tid})).scalar_one() for tid in (fast_id, slow_id)]
+            assert raw[0] == raw[1], f"attempt {attempt}"
+            both = {"ids": [fast_id, slow_id], "at": at}
+            assert {r.id for r in await conn.execute(_ANSWERED_AT, both)} == {fast_id, slow_id}
+            assert {r.id for r in await fetch_all(conn, _ANSWERED_AT, both)} == {fast_id, slow_id}
+            assert await fetch_all(conn, _ANSWERED_AT, {**both, "at": at + timedelta(microseconds=1)}) == []
 
 
 async def _new_ticket(rt: Runtime, subject: str) -> int:

@@ -29,6 +29,7 @@ from hub.db import (
     taken_as,
     update_rows,
 )
+from hub.migrate import upgrade
 from hub.runtime import Runtime
 from tests.conftest import sqlite_write_lock_free
 from ticketing.tables import contact_identities as I
@@ -599,3 +600,49 @@ async def test_a_sqlite_connection_closed_inside_a_transaction_lets_go_of_the_wr
         await engine.dispose()
     with contextlib.closing(sqlite3.connect(path)) as check:
         assert check.execute("SELECT count(*) FROM t").fetchone() == (3,)  # the insert was rolled back
+
+
+def test_the_migration_rewrites_sqlite_datetimes_stored_with_a_utc_suffix(fresh_database_url: str) -> None:
+    """A datetime an earlier fast path stored as ``...+00:00`` text (SQLite) is rewritten as SQLAlchemy writes
+    it, so that an equality comparison finds the row; one stored right, and one with another offset, are kept."""
+    if not fresh_database_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL stores timestamps, not text")
+    upgrade(fresh_database_url, "social_reply_parts_id_text")
+    right = "2026-12-01 09:00:00.000001"
+    stored = ["2026-12-07 10:00:00.123456+00:00", right, "2026-12-07 10:00:00.123456+02:00"]
+
+    async def seed() -> None:
+        db = hub.db.Database(fresh_database_url)
+        try:
+            async with db.begin() as conn:
+                for n, at in enumerate(stored):
+                    await conn.execute(
+                        text(
+                            "INSERT INTO contacts (name, attributes, created_at, updated_at) "
+                            "VALUES (:name, '{}', :at, :at)"
+                        ),
+                        {"name": f"c{n}", "at": at},
+                    )
+        finally:
+            await db.dispose()
+
+    async def found() -> tuple[list[str], int | None]:
+        db = hub.db.Database(fresh_database_url)
+        try:
+            async with db.connect() as conn:
+                raw = [r[0] for r in await conn.execute(text("SELECT updated_at FROM contacts ORDER BY name"))]
+                hit = (
+                    await conn.execute(
+                        select(C.c.id).where(C.c.updated_at == datetime(2026, 12, 7, 10, 0, 0, 123456, tzinfo=UTC))
+                    )
+                ).scalar_one_or_none()
+            return raw, hit
+        finally:
+            await db.dispose()
+
+    asyncio.run(seed())
+    assert asyncio.run(found())[1] is None  # the suffixed row is missed
+    upgrade(fresh_database_url)
+    raw, hit = asyncio.run(found())
+    assert raw == ["2026-12-07 10:00:00.123456", right, stored[2]]
+    assert hit is not None

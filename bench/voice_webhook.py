@@ -7,7 +7,9 @@ the call. Prints, per step, the CPU time of the event loop's thread (the app's w
 client's: compare with ``/healthz``'s line) and the SQL statements it ran (every statement the driver ran,
 transaction control included: SQLite through a trace callback on each connection, PostgreSQL by counting
 asyncpg's executions); ``--profile`` adds cProfile's top functions by own time, ``--show KIND`` the statements
-of one request of that kind.
+of one request of that kind. The queued call's routing runs after "gather 2" has answered (the webhook answers
+once the ticket is stored): its CPU and statements are counted in whatever step runs meanwhile, mostly "gather
+2" or "wait", and the accept waits for the offer.
 
 Where ``bench/voice.py`` asks how a loaded server answers, this asks what one webhook costs, to find the part
 that makes them queue.
@@ -158,15 +160,22 @@ async def run(url: str, calls: int, statements: Statements, profile: cProfile.Pr
             return ET.fromstring(r.text) if r.text.strip() else ET.Element("Response")
 
         async def offer_of(sid: str) -> tuple[int, int]:
-            async with app.state.rt.read() as conn:
-                row = (
-                    await conn.execute(
-                        select(tables.tickets.c.id, tables.tickets.c.offered_agent_id).where(
-                            tables.tickets.c.id == select(voice_calls.c.ticket_id).where(voice_calls.c.call_sid == sid)
+            """The call's ticket and the agent it is offered to, once routing (which goes on after the webhook
+            answered) has offered it."""
+            ticket = select(voice_calls.c.ticket_id).where(voice_calls.c.call_sid == sid).scalar_subquery()
+            for _ in range(1000):
+                async with app.state.rt.read() as conn:
+                    row = (
+                        await conn.execute(
+                            select(tables.tickets.c.id, tables.tickets.c.offered_agent_id).where(
+                                tables.tickets.c.id == ticket
+                            )
                         )
-                    )
-                ).one()
-            return int(row.id), int(row.offered_agent_id)
+                    ).one()
+                if row.offered_agent_id is not None:
+                    return int(row.id), int(row.offered_agent_id)
+                await asyncio.sleep(0.001)
+            raise RuntimeError(f"{sid}: not offered")
 
         async def accept(ticket_id: int, agent_id: int) -> None:
             token = signer.issue(agent_id, credentials[agent_id])
